@@ -1,0 +1,260 @@
+// The regional daemon: serves health, readiness and metrics now; later issues add the EWS
+// listener, registration API, portal and dispatcher to the same router and pool.
+#include "app/daemon.hpp"
+
+#include <prometheus/gauge.h>
+#include <prometheus/registry.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <thread>
+
+#include "app/region_runtime.hpp"
+#include "common/crypto.hpp"
+#include "common/log.hpp"
+#include "common/version.hpp"
+#include "http/https_server.hpp"
+
+namespace mp::app {
+namespace asio = boost::asio;
+namespace bhttp = boost::beast::http;
+
+namespace {
+
+std::string make_instance_id() {
+  char host[256] = {};
+  if (gethostname(host, sizeof host - 1) != 0) std::snprintf(host, sizeof host, "unknown");
+  return std::string(host).substr(0, 40) + "-" + hex_encode(random_bytes(4));
+}
+
+std::string host_name() {
+  char host[256] = {};
+  if (gethostname(host, sizeof host - 1) != 0) return "unknown";
+  return host;
+}
+
+// Gauges refreshed on each scrape from state that lives elsewhere.
+struct ScrapeGauges {
+  explicit ScrapeGauges(prometheus::Registry& r)
+      : ready(prometheus::BuildGauge()
+                  .Name("mailpush_ready")
+                  .Help("1 when the last readiness check passed (database reachable and migrated)")
+                  .Register(r)
+                  .Add({})),
+        db_queue(prometheus::BuildGauge()
+                     .Name("mailpush_db_jobs_queued")
+                     .Help("Database jobs waiting for a connection")
+                     .Register(r)
+                     .Add({})),
+        db_busy(prometheus::BuildGauge()
+                    .Name("mailpush_db_jobs_running")
+                    .Help("Database jobs running now")
+                    .Register(r)
+                    .Add({})),
+        db_connects(
+            prometheus::BuildGauge()
+                .Name("mailpush_db_connects")
+                .Help("Database connections opened since start (first use and after losses)")
+                .Register(r)
+                .Add({})),
+        db_unavailable(prometheus::BuildGauge()
+                           .Name("mailpush_db_connection_failures")
+                           .Help("Database jobs since start that found no usable connection")
+                           .Register(r)
+                           .Add({})),
+        db_rejected(prometheus::BuildGauge()
+                        .Name("mailpush_db_jobs_rejected")
+                        .Help("Database jobs since start refused because the queue was full")
+                        .Register(r)
+                        .Add({})) {}
+
+  void refresh(const store::PoolStats& s) {
+    db_queue.Set(static_cast<double>(s.queued));
+    db_busy.Set(static_cast<double>(s.busy));
+    db_connects.Set(static_cast<double>(s.connects));
+    db_unavailable.Set(static_cast<double>(s.connection_failures));
+    db_rejected.Set(static_cast<double>(s.rejected));
+  }
+
+  prometheus::Gauge& ready;
+  prometheus::Gauge& db_queue;
+  prometheus::Gauge& db_busy;
+  prometheus::Gauge& db_connects;
+  prometheus::Gauge& db_unavailable;
+  prometheus::Gauge& db_rejected;
+};
+
+constexpr std::string_view kHeartbeatSql =
+    "INSERT INTO instances (instance_id, host_name, version, started_at, heartbeat_at) "
+    "VALUES (?, ?, ?, UTC_TIMESTAMP(6), UTC_TIMESTAMP(6)) "
+    "ON DUPLICATE KEY UPDATE heartbeat_at = UTC_TIMESTAMP(6), stopped_at = NULL";
+
+}  // namespace
+
+int run_daemon(const config::RegionConfig& cfg) {
+  log::Level level = log::Level::info;
+  log::parse_level(cfg.log_level, level);
+  log::set_level(level);
+  const std::string instance_id = make_instance_id();
+  log::set_static_field("region", cfg.region);
+  log::set_static_field("instance", instance_id);
+  log::info("daemon.starting",
+            {{"version", version()}, {"commit", git_commit()}, {"config", cfg.source.string()}});
+
+  auto conn_options = connection_options(cfg.database);
+  if (!conn_options) {
+    log::error("daemon.config_invalid", {{"error", conn_options.error().message}});
+    return kExitConfig;
+  }
+  auto tls = http::make_server_tls_context(cfg.listener.tls_cert, cfg.listener.tls_key);
+  if (!tls) {
+    log::error("daemon.config_invalid", {{"error", tls.error().message}});
+    return kExitConfig;
+  }
+
+  store::DatabasePool pool(*conn_options, pool_options(cfg.database));
+  const bool migrate_on_start = cfg.database.migrate_on_start;
+  // Brings the schema up to date when this instance may migrate; otherwise only reads it.
+  auto check_schema = [migrate_on_start](store::Connection& c) -> Result<store::SchemaState> {
+    auto state = store::read_schema_state(c);
+    if (state && migrate_on_start && !state->pending.empty() && !state->newer_than_binary() &&
+        state->problems.empty()) {
+      if (auto migrated = store::migrate(c); !migrated) return std::move(migrated).error();
+      state = store::read_schema_state(c);
+    }
+    return state;
+  };
+  {
+    const std::string problem = readiness_problem(pool.run<store::SchemaState>(check_schema));
+    if (problem.empty()) {
+      log::info("daemon.database_ready", {{"database", conn_options->describe()}});
+    } else {
+      // Keep running: /readyz reports it, and the check retries on every probe.
+      log::error("daemon.database_not_ready",
+                 {{"database", conn_options->describe()}, {"reason", problem}});
+    }
+  }
+
+  auto registry = std::make_shared<prometheus::Registry>();
+  prometheus::BuildGauge()
+      .Name("mailpush_build_info")
+      .Help("Version and commit of the running binary")
+      .Register(*registry)
+      .Add({{"version", version()}, {"commit", git_commit()}, {"region", cfg.region}})
+      .Set(1);
+  http::ServerMetrics server_metrics(*registry);
+  ScrapeGauges gauges(*registry);
+
+  http::Router router;
+  router.add(
+      bhttp::verb::get, "/healthz", "healthz",
+      [](const http::Request& req, const http::RequestContext&) -> asio::awaitable<http::Response> {
+        co_return http::json_response(req, bhttp::status::ok, R"({"status":"alive"})");
+      });
+  router.add(
+      bhttp::verb::get, "/readyz", "readyz",
+      [&pool, &gauges, &check_schema](const http::Request& req, const http::RequestContext&)
+          -> asio::awaitable<http::Response> {
+        auto state = co_await pool.async_run<store::SchemaState>(check_schema, asio::use_awaitable);
+        const std::string problem = readiness_problem(state);
+        gauges.ready.Set(problem.empty() ? 1 : 0);
+        if (!problem.empty()) {
+          log::warn("daemon.not_ready", {{"reason", problem}});
+          co_return http::json_response(
+              req, bhttp::status::service_unavailable,
+              nlohmann::json{{"status", "not_ready"}, {"reason", problem}}.dump());
+        }
+        co_return http::json_response(
+            req, bhttp::status::ok,
+            nlohmann::json{{"status", "ready"}, {"schema_version", state->current_version}}.dump());
+      });
+  router.add(
+      bhttp::verb::get, "/metrics", "metrics",
+      [&registry, &pool, &gauges](const http::Request& req,
+                                  const http::RequestContext&) -> asio::awaitable<http::Response> {
+        gauges.refresh(pool.stats());
+        co_return http::make_response(req, bhttp::status::ok, "text/plain; version=0.0.4",
+                                      http::serialize_metrics(*registry));
+      });
+
+  asio::io_context ioc;
+  http::ServerOptions server_options{cfg.listener.bind_address,  cfg.listener.port,
+                                     cfg.limits.max_body_bytes,  cfg.limits.max_header_bytes,
+                                     cfg.limits.max_connections, cfg.limits.handshake_timeout,
+                                     cfg.limits.request_timeout, cfg.limits.idle_timeout};
+  http::HttpsServer server(ioc, **tls, server_options, router, server_metrics);
+  if (auto st = server.listen(); !st) {
+    log::error("daemon.listen_failed", {{"error", st.error().message}});
+    return kExitFailure;
+  }
+  server.start();
+  log::info("daemon.listening",
+            {{"address", cfg.listener.bind_address}, {"port", server.local_port()}});
+
+  // Heartbeat: tells operators (and later the dispatcher's lease take-over) this instance lives.
+  std::atomic<bool> stopping{false};
+  auto heartbeat_strand = asio::make_strand(ioc);
+  asio::co_spawn(
+      heartbeat_strand,
+      [&]() -> asio::awaitable<void> {
+        asio::steady_timer timer(heartbeat_strand);
+        const std::string host = host_name();
+        while (!stopping.load()) {
+          auto beat = co_await pool.async_run<std::uint64_t>(
+              [&](store::Connection& c) {
+                return c.execute(kHeartbeatSql, {store::Value{instance_id}, store::Value{host},
+                                                 store::Value{std::string(version())}});
+              },
+              asio::use_awaitable);
+          if (!beat) log::debug("daemon.heartbeat_failed", {{"error", beat.error().message}});
+          timer.expires_after(std::chrono::seconds(10));
+          co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+        }
+      },
+      asio::detached);
+
+  asio::signal_set signals(ioc, SIGTERM, SIGINT);
+  signals.async_wait([&](boost::system::error_code ec, int signo) {
+    if (ec) return;
+    log::info("daemon.stopping", {{"signal", signo == SIGTERM ? "SIGTERM" : "SIGINT"},
+                                  {"grace_ms", cfg.limits.shutdown_grace.count()},
+                                  {"connections", server.active_connections()}});
+    stopping.store(true);
+    server.shutdown(cfg.limits.shutdown_grace, [&](std::size_t forced) {
+      if (forced > 0) log::warn("daemon.forced_close", {{"connections", forced}});
+      ioc.stop();
+    });
+    // A second signal means "now".
+    signals.async_wait([&](boost::system::error_code ec2, int) {
+      if (ec2) return;
+      log::warn("daemon.stop_now", {});
+      ioc.stop();
+    });
+  });
+
+  const unsigned threads =
+      cfg.threads ? cfg.threads : std::max(1u, std::thread::hardware_concurrency());
+  std::vector<std::thread> workers;
+  for (unsigned i = 1; i < threads; ++i) workers.emplace_back([&] { ioc.run(); });
+  ioc.run();
+  for (auto& t : workers) t.join();
+
+  auto stopped = pool.run<std::uint64_t>([&](store::Connection& c) {
+    return c.execute("UPDATE instances SET stopped_at = UTC_TIMESTAMP(6) WHERE instance_id = ?",
+                     {store::Value{instance_id}});
+  });
+  if (!stopped) log::debug("daemon.stop_record_failed", {{"error", stopped.error().message}});
+  pool.stop();
+  log::info("daemon.stopped", {});
+  return kExitOk;
+}
+
+}  // namespace mp::app

@@ -1,0 +1,94 @@
+// A region's configuration: the typed values of regions/<name>.json after validation.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/result.hpp"
+
+namespace mp::config {
+
+struct Endpoint {
+  std::string host;
+  std::uint16_t port = 443;
+};
+
+struct ListenerConfig {
+  std::string public_host;         // the name Exchange and the app use (listener URL)
+  std::string bind_address;        // IPv4 or IPv6 literal
+  std::uint16_t port = 0;          // 0 = pick a free port (tests only)
+  std::filesystem::path tls_cert;  // PEM chain; relative paths resolve against the file's folder
+  std::filesystem::path tls_key;   // PEM private key
+};
+
+struct ApnsConfig {
+  Endpoint production{"api.push.apple.com", 443};
+  Endpoint sandbox{"api.sandbox.push.apple.com", 443};
+  std::optional<std::filesystem::path> ca_file;  // trust anchors for APNs; system store when absent
+};
+
+struct DatabaseConfig {
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 3306;
+  std::optional<std::filesystem::path> socket;  // used instead of TCP when set
+  std::string name;
+  std::string user;
+  std::optional<std::string> password_env;  // name of the environment variable holding it
+  std::optional<std::filesystem::path> password_file;
+  std::uint32_t pool_size = 4;
+  std::uint32_t queue_limit = 10000;  // jobs waiting for a connection before "busy"
+  std::chrono::milliseconds connect_timeout{3000};
+  std::chrono::milliseconds query_timeout{10000};
+  bool migrate_on_start = false;  // dev only; production runs `mailpushctl migrate`
+};
+
+struct Limits {
+  std::uint64_t max_body_bytes = 1024 * 1024;
+  std::uint32_t max_header_bytes = 16 * 1024;
+  std::uint32_t max_connections = 10000;
+  std::chrono::milliseconds handshake_timeout{10000};
+  std::chrono::milliseconds request_timeout{15000};  // whole request, headers and body
+  std::chrono::milliseconds idle_timeout{60000};     // keep-alive wait for the next request
+  std::chrono::milliseconds shutdown_grace{10000};   // SIGTERM: time for in-flight requests
+};
+
+struct RegionConfig {
+  std::filesystem::path source;    // the file it was loaded from
+  std::string region;              // e.g. "us-east-1"
+  std::string customer_id_prefix;  // e.g. "use1"
+  std::string registration_host;   // public host name of the registration API
+  std::string portal_host;         // public host name of the certificate portal
+  ListenerConfig listener;
+  ApnsConfig apns;
+  DatabaseConfig database;
+  Limits limits;
+  std::uint32_t threads = 0;  // network threads; 0 = number of cores
+  std::string log_level = "info";
+};
+
+struct LoadOptions {
+  // Check that files named by the config (TLS certificate and key, password file) exist and are
+  // readable. Off for tools that only read the database settings on a machine without the files.
+  bool check_files = true;
+  // "--set database.port=3310" style overrides, applied to the JSON before validation.
+  std::vector<std::string> overrides;
+};
+
+// Reads and validates a region file. Every error names the file, the field and what is wrong,
+// e.g. "regions/dev.json: database.port: must be an integer from 1 to 65535, got \"abc\"";
+// several problems are reported together, one per line.
+Result<RegionConfig> load_region(const std::filesystem::path& file,
+                                 const LoadOptions& options = {});
+
+// Same, from JSON text (for tests); `source` is the name used in messages.
+Result<RegionConfig> parse_region(std::string_view json_text, const std::filesystem::path& source,
+                                  const LoadOptions& options = {});
+
+// The database password from password_env or password_file; an error says which source failed.
+Result<std::string> database_password(const DatabaseConfig& db);
+
+}  // namespace mp::config

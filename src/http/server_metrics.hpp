@@ -1,0 +1,43 @@
+// Prometheus metrics of the HTTPS server: requests by route and status, latency, connections.
+#pragma once
+
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+namespace mp::http {
+
+class ServerMetrics {
+ public:
+  explicit ServerMetrics(prometheus::Registry& registry);
+
+  void request_done(std::string_view route, unsigned status, double seconds);
+  // Requests refused before routing: body_limit, header_limit, bad_request, timeout, ...
+  void request_refused(std::string_view reason);
+  void connection_opened() {
+    connections_total_.Increment();
+    connections_active_.Increment();
+  }
+  void connection_closed() { connections_active_.Decrement(); }
+  void connection_rejected() { connections_rejected_.Increment(); }
+  void handshake_failed() { handshake_failures_.Increment(); }
+
+ private:
+  prometheus::Family<prometheus::Counter>& requests_;
+  prometheus::Family<prometheus::Histogram>& durations_;
+  prometheus::Family<prometheus::Counter>& refused_;
+  prometheus::Counter& connections_total_;
+  prometheus::Gauge& connections_active_;
+  prometheus::Counter& connections_rejected_;
+  prometheus::Counter& handshake_failures_;
+};
+
+// The registry's contents in Prometheus text exposition format.
+std::string serialize_metrics(const prometheus::Registry& registry);
+
+}  // namespace mp::http

@@ -1,0 +1,351 @@
+// Connector/C calls behind the RAII types of mariadb.hpp; errors become values with the server's
+// reason.
+#include "store/mariadb.hpp"
+
+#include <errmsg.h>
+#include <mysql.h>
+#include <mysqld_error.h>
+
+#include <charconv>
+#include <cstring>
+#include <mutex>
+#include <stdexcept>
+
+namespace mp::store {
+namespace {
+
+void library_init_once() {
+  static std::once_flag once;
+  std::call_once(once, [] { mysql_library_init(0, nullptr, nullptr); });
+}
+
+unsigned int seconds_ceil(std::chrono::milliseconds ms) {
+  const auto s = (ms.count() + 999) / 1000;
+  return static_cast<unsigned int>(s < 1 ? 1 : s);
+}
+
+}  // namespace
+
+bool is_connection_lost(unsigned int code) noexcept {
+  switch (code) {
+    case CR_CONNECTION_ERROR:
+    case CR_CONN_HOST_ERROR:
+    case CR_SERVER_GONE_ERROR:
+    case CR_SERVER_LOST:
+    case CR_SERVER_LOST_EXTENDED:
+    case CR_COMMANDS_OUT_OF_SYNC:
+    case ER_SERVER_SHUTDOWN:
+    case ER_CONNECTION_KILLED:
+    case 4031:  // ER_CLIENT_INTERACTION_TIMEOUT: the server closed an idle connection
+      return true;
+    default:
+      return false;
+  }
+}
+
+std::string ConnectionOptions::describe() const {
+  std::string where = socket ? *socket : host + ":" + std::to_string(port);
+  return user + "@" + where + "/" + database;
+}
+
+const std::string& Row::text(std::size_t i) const {
+  static const std::string empty;
+  const auto& c = columns_.at(i);
+  return c ? *c : empty;
+}
+
+std::optional<std::int64_t> Row::opt_i64(std::size_t i) const {
+  const auto& c = columns_.at(i);
+  if (!c) return std::nullopt;
+  std::int64_t v = 0;
+  const auto [ptr, ec] = std::from_chars(c->data(), c->data() + c->size(), v);
+  if (ec != std::errc() || ptr != c->data() + c->size()) {
+    throw std::logic_error("column " + std::to_string(i) + " is not an integer");
+  }
+  return v;
+}
+
+std::int64_t Row::i64(std::size_t i) const {
+  return opt_i64(i).value_or(0);
+}
+
+// ---- Connection -------------------------------------------------------------------------------
+
+Connection::Connection(ConnectionOptions options) : options_(std::move(options)) {
+  library_init_once();
+}
+
+Connection::~Connection() {
+  close();
+}
+
+void Connection::close() noexcept {
+  statements_.clear();  // statements must go before their connection
+  if (handle_) {
+    mysql_close(handle_);
+    handle_ = nullptr;
+  }
+  broken_ = false;
+}
+
+Status Connection::connect() {
+  close();
+  MYSQL* h = mysql_init(nullptr);
+  if (!h) return make_error(Errc::internal, "database: out of memory creating a connection");
+  const unsigned int connect_s = seconds_ceil(options_.connect_timeout);
+  const unsigned int io_s = seconds_ceil(options_.query_timeout);
+  mysql_options(h, MYSQL_OPT_CONNECT_TIMEOUT, &connect_s);
+  mysql_options(h, MYSQL_OPT_READ_TIMEOUT, &io_s);
+  mysql_options(h, MYSQL_OPT_WRITE_TIMEOUT, &io_s);
+  mysql_options(h, MYSQL_SET_CHARSET_NAME, "utf8mb4");
+  // Timestamps are UTC; strict mode turns silent truncation into errors.
+  mysql_options(h, MYSQL_INIT_COMMAND,
+                "SET time_zone = '+00:00', sql_mode = 'STRICT_ALL_TABLES,NO_ZERO_DATE,"
+                "NO_ZERO_IN_DATE,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION'");
+  my_bool no_reconnect = 0;  // a silent reconnect would lose session state; the pool reconnects
+  mysql_options(h, MYSQL_OPT_RECONNECT, &no_reconnect);
+  if (options_.socket) {
+    const unsigned int protocol = MYSQL_PROTOCOL_SOCKET;
+    mysql_options(h, MYSQL_OPT_PROTOCOL, &protocol);
+  }
+  const char* db = options_.database.empty() ? nullptr : options_.database.c_str();
+  if (!mysql_real_connect(
+          h, options_.socket ? nullptr : options_.host.c_str(), options_.user.c_str(),
+          options_.password.c_str(), db, options_.socket ? 0 : options_.port,
+          options_.socket ? options_.socket->c_str() : nullptr, CLIENT_FOUND_ROWS)) {
+    const unsigned int code = mysql_errno(h);
+    std::string reason = mysql_error(h);
+    mysql_close(h);
+    const Errc errc = (code == ER_ACCESS_DENIED_ERROR || code == ER_DBACCESS_DENIED_ERROR ||
+                       code == ER_BAD_DB_ERROR)
+                          ? Errc::invalid_argument
+                          : Errc::unavailable;
+    return make_error(errc, "database " + options_.describe() + " unreachable: " + reason +
+                                " (error " + std::to_string(code) + ")");
+  }
+  handle_ = h;
+  broken_ = false;
+  return {};
+}
+
+Status Connection::ping() {
+  if (!handle_) return make_error(Errc::unavailable, "database: not connected");
+  if (mysql_ping(handle_) != 0) return last_error("ping");
+  return {};
+}
+
+std::string Connection::server_version() const {
+  return handle_ ? mysql_get_server_info(handle_) : "";
+}
+
+Error Connection::error_from(unsigned int code, std::string_view message, std::string_view what) {
+  Errc errc = Errc::internal;
+  if (is_connection_lost(code)) {
+    broken_ = true;
+    errc = Errc::unavailable;
+  } else if (code == ER_LOCK_DEADLOCK || code == ER_LOCK_WAIT_TIMEOUT) {
+    errc = Errc::busy;  // includes Galera certification conflicts: retry the transaction
+  } else if (code == ER_DUP_ENTRY) {
+    errc = Errc::conflict;
+  }
+  return make_error(errc, "database " + std::string(what) + ": " + std::string(message) +
+                              " (error " + std::to_string(code) + ")");
+}
+
+Error Connection::last_error(std::string_view what) {
+  return error_from(mysql_errno(handle_), mysql_error(handle_), what);
+}
+
+Status Connection::execute(std::string_view sql) {
+  if (!handle_) return make_error(Errc::unavailable, "database: not connected");
+  if (mysql_real_query(handle_, sql.data(), sql.size()) != 0) return last_error("statement");
+  // Drain any result so the connection stays usable.
+  do {
+    if (MYSQL_RES* res = mysql_store_result(handle_)) mysql_free_result(res);
+  } while (mysql_next_result(handle_) == 0);
+  if (mysql_errno(handle_) != 0) return last_error("statement");
+  return {};
+}
+
+Result<std::vector<Row>> Connection::query(std::string_view sql) {
+  if (!handle_) return make_error(Errc::unavailable, "database: not connected");
+  if (mysql_real_query(handle_, sql.data(), sql.size()) != 0) return last_error("query");
+  std::unique_ptr<MYSQL_RES, decltype(&mysql_free_result)> res(mysql_store_result(handle_),
+                                                               &mysql_free_result);
+  std::vector<Row> rows;
+  if (!res) {
+    if (mysql_errno(handle_) != 0) return last_error("query");
+    return rows;
+  }
+  const unsigned int n = mysql_num_fields(res.get());
+  while (MYSQL_ROW r = mysql_fetch_row(res.get())) {
+    const unsigned long* lengths = mysql_fetch_lengths(res.get());
+    std::vector<std::optional<std::string>> cols;
+    cols.reserve(n);
+    for (unsigned int i = 0; i < n; ++i) {
+      if (r[i])
+        cols.emplace_back(std::string(r[i], lengths[i]));
+      else
+        cols.emplace_back(std::nullopt);
+    }
+    rows.emplace_back(std::move(cols));
+  }
+  return rows;
+}
+
+Result<Statement*> Connection::prepare(std::string_view sql) {
+  if (!handle_) return make_error(Errc::unavailable, "database: not connected");
+  if (auto it = statements_.find(sql); it != statements_.end()) return it->second.get();
+  MYSQL_STMT* stmt = mysql_stmt_init(handle_);
+  if (!stmt) return make_error(Errc::internal, "database: out of memory preparing a statement");
+  if (mysql_stmt_prepare(stmt, sql.data(), sql.size()) != 0) {
+    Error e = error_from(mysql_stmt_errno(stmt), mysql_stmt_error(stmt), "prepare");
+    mysql_stmt_close(stmt);
+    return e;
+  }
+  my_bool update_max_length = 1;  // lets query() size result buffers exactly
+  mysql_stmt_attr_set(stmt, STMT_ATTR_UPDATE_MAX_LENGTH, &update_max_length);
+  auto owned = std::unique_ptr<Statement>(new Statement(*this, stmt));
+  Statement* raw = owned.get();
+  statements_.emplace(std::string(sql), std::move(owned));
+  return raw;
+}
+
+Result<std::vector<Row>> Connection::query(std::string_view sql, std::span<const Value> params) {
+  auto stmt = prepare(sql);
+  if (!stmt) return std::move(stmt).error();
+  return (*stmt)->query(params);
+}
+
+Result<std::uint64_t> Connection::execute(std::string_view sql, std::span<const Value> params) {
+  auto stmt = prepare(sql);
+  if (!stmt) return std::move(stmt).error();
+  return (*stmt)->execute(params);
+}
+
+// ---- Statement --------------------------------------------------------------------------------
+
+Statement::~Statement() {
+  mysql_stmt_close(stmt_);
+}
+
+Error Statement::fail(std::string_view what) {
+  return owner_.error_from(mysql_stmt_errno(stmt_), mysql_stmt_error(stmt_), what);
+}
+
+Status Statement::bind_and_run(std::span<const Value> params) {
+  const unsigned long expected = mysql_stmt_param_count(stmt_);
+  if (expected != params.size()) {
+    return make_error(Errc::internal, "database: statement expects " + std::to_string(expected) +
+                                          " parameters, got " + std::to_string(params.size()));
+  }
+  std::vector<MYSQL_BIND> binds(params.size());
+  std::vector<unsigned long> lengths(params.size());
+  std::vector<my_bool> nulls(params.size(), 0);
+  for (std::size_t i = 0; i < params.size(); ++i) {
+    MYSQL_BIND& b = binds[i];
+    std::memset(&b, 0, sizeof b);
+    std::visit(
+        [&](const auto& v) {
+          using V = std::decay_t<decltype(v)>;
+          if constexpr (std::is_same_v<V, Null>) {
+            nulls[i] = 1;
+            b.buffer_type = MYSQL_TYPE_NULL;
+            b.is_null = &nulls[i];
+          } else if constexpr (std::is_same_v<V, std::int64_t>) {
+            b.buffer_type = MYSQL_TYPE_LONGLONG;
+            b.buffer = const_cast<std::int64_t*>(&v);
+          } else if constexpr (std::is_same_v<V, std::string>) {
+            b.buffer_type = MYSQL_TYPE_STRING;
+            b.buffer = const_cast<char*>(v.data());
+            lengths[i] = v.size();
+            b.buffer_length = v.size();
+            b.length = &lengths[i];
+          } else {
+            b.buffer_type = MYSQL_TYPE_BLOB;
+            b.buffer = const_cast<char*>(v.bytes.data());
+            lengths[i] = v.bytes.size();
+            b.buffer_length = v.bytes.size();
+            b.length = &lengths[i];
+          }
+        },
+        params[i]);
+  }
+  if (!binds.empty() && mysql_stmt_bind_param(stmt_, binds.data()) != 0) return fail("bind");
+  if (mysql_stmt_execute(stmt_) != 0) return fail("execute");
+  return {};
+}
+
+Result<std::uint64_t> Statement::execute(std::span<const Value> params) {
+  if (auto st = bind_and_run(params); !st) return std::move(st).error();
+  // A statement that produced rows anyway: drain them so the connection stays in sync.
+  if (mysql_stmt_field_count(stmt_) > 0) {
+    mysql_stmt_store_result(stmt_);
+    mysql_stmt_free_result(stmt_);
+  }
+  return static_cast<std::uint64_t>(mysql_stmt_affected_rows(stmt_));
+}
+
+std::uint64_t Statement::last_insert_id() const {
+  return mysql_stmt_insert_id(stmt_);
+}
+
+Result<std::vector<Row>> Statement::query(std::span<const Value> params) {
+  if (auto st = bind_and_run(params); !st) return std::move(st).error();
+  std::vector<Row> rows;
+  const unsigned int n = mysql_stmt_field_count(stmt_);
+  if (n == 0) return rows;
+  if (mysql_stmt_store_result(stmt_) != 0) return fail("store result");
+  struct Freer {
+    MYSQL_STMT* s;
+    ~Freer() { mysql_stmt_free_result(s); }
+  } freer{stmt_};
+  std::unique_ptr<MYSQL_RES, decltype(&mysql_free_result)> meta(mysql_stmt_result_metadata(stmt_),
+                                                                &mysql_free_result);
+  if (!meta) return fail("result metadata");
+  const MYSQL_FIELD* fields = mysql_fetch_fields(meta.get());
+
+  std::vector<MYSQL_BIND> binds(n);
+  std::vector<std::string> buffers(n);
+  std::vector<unsigned long> lengths(n);
+  std::vector<my_bool> nulls(n), errors(n);
+  for (unsigned int i = 0; i < n; ++i) {
+    buffers[i].resize(fields[i].max_length + 1);
+    MYSQL_BIND& b = binds[i];
+    std::memset(&b, 0, sizeof b);
+    // Every column as text/bytes: integers and dates are converted by the client library.
+    b.buffer_type = MYSQL_TYPE_STRING;
+    b.buffer = buffers[i].data();
+    b.buffer_length = buffers[i].size();
+    b.length = &lengths[i];
+    b.is_null = &nulls[i];
+    b.error = &errors[i];
+  }
+  if (mysql_stmt_bind_result(stmt_, binds.data()) != 0) return fail("bind result");
+  rows.reserve(mysql_stmt_num_rows(stmt_));
+  for (;;) {
+    const int rc = mysql_stmt_fetch(stmt_);
+    if (rc == MYSQL_NO_DATA) break;
+    if (rc == 1) return fail("fetch");
+    std::vector<std::optional<std::string>> cols(n);
+    for (unsigned int i = 0; i < n; ++i) {
+      if (nulls[i]) continue;
+      if (lengths[i] > buffers[i].size()) {
+        // max_length is not kept for every type; fetch the rest of a long column.
+        std::string big(lengths[i], '\0');
+        MYSQL_BIND one{};
+        one.buffer_type = MYSQL_TYPE_STRING;
+        one.buffer = big.data();
+        one.buffer_length = big.size();
+        if (mysql_stmt_fetch_column(stmt_, &one, i, 0) != 0) return fail("fetch column");
+        cols[i] = std::move(big);
+      } else {
+        cols[i] = std::string(buffers[i].data(), lengths[i]);
+      }
+    }
+    rows.emplace_back(std::move(cols));
+  }
+  return rows;
+}
+
+}  // namespace mp::store

@@ -1,0 +1,135 @@
+// RAII wrappers over MariaDB Connector/C: a connection, its prepared statements and their rows.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "common/result.hpp"
+
+struct st_mysql;
+struct st_mysql_stmt;
+
+namespace mp::store {
+
+struct ConnectionOptions {
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 3306;
+  std::optional<std::string> socket;  // Unix socket instead of TCP when set
+  std::string user;
+  std::string password;
+  std::string database;
+  std::chrono::milliseconds connect_timeout{3000};
+  std::chrono::milliseconds query_timeout{10000};
+
+  // "mailpush@127.0.0.1:3307/mailpush_dev": for messages; never includes the password.
+  std::string describe() const;
+};
+
+// Binary data, bound as a BLOB so no character-set conversion touches it.
+struct Blob {
+  std::string bytes;
+};
+struct Null {};
+
+using Value = std::variant<Null, std::int64_t, std::string, Blob>;
+
+// One result row; every column arrives as its text (or bytes for binary columns).
+class Row {
+ public:
+  explicit Row(std::vector<std::optional<std::string>> columns) : columns_(std::move(columns)) {}
+  std::size_t size() const noexcept { return columns_.size(); }
+  bool is_null(std::size_t i) const { return !columns_.at(i).has_value(); }
+  const std::string& text(std::size_t i) const;  // "" for NULL
+  std::int64_t i64(std::size_t i) const;         // 0 for NULL; throws on non-numbers (a bug)
+  std::optional<std::int64_t> opt_i64(std::size_t i) const;
+
+ private:
+  std::vector<std::optional<std::string>> columns_;
+};
+
+class Connection;
+
+// A prepared statement, owned and cached by its Connection.
+class Statement {
+ public:
+  ~Statement();
+  Statement(const Statement&) = delete;
+  Statement& operator=(const Statement&) = delete;
+
+  // Executes with these parameters and buffers the whole result (if any) client-side.
+  Result<std::vector<Row>> query(std::span<const Value> params);
+  // Executes a statement without a result set; returns the affected row count.
+  Result<std::uint64_t> execute(std::span<const Value> params);
+  std::uint64_t last_insert_id() const;
+
+ private:
+  friend class Connection;
+  Statement(Connection& owner, st_mysql_stmt* stmt) : owner_(owner), stmt_(stmt) {}
+  Status bind_and_run(std::span<const Value> params);
+  Error fail(std::string_view what);
+
+  Connection& owner_;
+  st_mysql_stmt* stmt_;
+};
+
+// One client connection. Not thread-safe: a connection belongs to one database thread.
+class Connection {
+ public:
+  explicit Connection(ConnectionOptions options);
+  ~Connection();
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  Status connect();
+  void close() noexcept;
+  bool connected() const noexcept { return handle_ != nullptr; }
+  // True after an error that means the connection is gone (server restarted, network cut).
+  bool broken() const noexcept { return broken_; }
+  Status ping();
+  std::string server_version() const;
+
+  // Text protocol, for DDL and statements without parameters.
+  Status execute(std::string_view sql);
+  Result<std::vector<Row>> query(std::string_view sql);
+
+  // Prepared statements, cached per connection by their SQL text.
+  Result<Statement*> prepare(std::string_view sql);
+  Result<std::vector<Row>> query(std::string_view sql, std::span<const Value> params);
+  Result<std::vector<Row>> query(std::string_view sql, std::initializer_list<Value> params) {
+    return query(sql, std::span<const Value>(params.begin(), params.size()));
+  }
+  Result<std::uint64_t> execute(std::string_view sql, std::span<const Value> params);
+  Result<std::uint64_t> execute(std::string_view sql, std::initializer_list<Value> params) {
+    return execute(sql, std::span<const Value>(params.begin(), params.size()));
+  }
+
+  Status begin() { return execute("START TRANSACTION"); }
+  Status commit() { return execute("COMMIT"); }
+  Status rollback() { return execute("ROLLBACK"); }
+
+  const ConnectionOptions& options() const noexcept { return options_; }
+
+ private:
+  friend class Statement;
+  // Turns the client library's last error into an Error and notes a lost connection.
+  Error error_from(unsigned int code, std::string_view message, std::string_view what);
+  Error last_error(std::string_view what);
+
+  ConnectionOptions options_;
+  st_mysql* handle_ = nullptr;
+  bool broken_ = false;
+  std::map<std::string, std::unique_ptr<Statement>, std::less<>> statements_;
+};
+
+// Whether a MariaDB client/server error number means "the connection is gone".
+bool is_connection_lost(unsigned int mysql_errno) noexcept;
+
+}  // namespace mp::store

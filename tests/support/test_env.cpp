@@ -1,0 +1,337 @@
+// Implementation of the test fixtures in test_env.hpp.
+#include "test_env.hpp"
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <mutex>
+#include <random>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+#include "common/crypto.hpp"
+
+extern char** environ;
+
+namespace mp::test {
+namespace fs = std::filesystem;
+
+fs::path source_dir() {
+  return MAILPUSH_SOURCE_DIR;
+}
+fs::path binary_dir() {
+  return MAILPUSH_BINARY_DIR;
+}
+
+fs::path make_temp_dir(const std::string& tag) {
+  const fs::path dir = binary_dir() / "test-tmp" / (tag + "-" + hex_encode(random_bytes(4)));
+  fs::create_directories(dir);
+  return dir;
+}
+
+std::uint16_t free_tcp_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    ::close(fd);
+    throw std::runtime_error("cannot bind a loopback port");
+  }
+  socklen_t len = sizeof addr;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+std::string read_file(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  if (!in) throw std::runtime_error("cannot read " + p.string());
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+void write_file(const fs::path& p, const std::string& text) {
+  std::ofstream out(p, std::ios::binary | std::ios::trunc);
+  if (!out) throw std::runtime_error("cannot write " + p.string());
+  out << text;
+}
+
+namespace {
+std::string env_or_throw(const char* name) {
+  const char* v = std::getenv(name);
+  if (!v || !*v) {
+    throw std::runtime_error(std::string(name) +
+                             " is not set: run the suite through scripts/test.sh, which starts the "
+                             "test MariaDB server and exports its settings");
+  }
+  return v;
+}
+
+std::string trim_newline(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
+  return s;
+}
+}  // namespace
+
+store::ConnectionOptions shared_server_options() {
+  store::ConnectionOptions o;
+  o.host = env_or_throw("MAILPUSH_TEST_DB_HOST");
+  o.port = static_cast<std::uint16_t>(std::stoi(env_or_throw("MAILPUSH_TEST_DB_PORT")));
+  o.user = env_or_throw("MAILPUSH_TEST_DB_USER");
+  o.password = trim_newline(read_file(env_or_throw("MAILPUSH_TEST_DB_PASSWORD_FILE")));
+  o.connect_timeout = std::chrono::seconds(5);
+  o.query_timeout = std::chrono::seconds(30);
+  return o;
+}
+
+ScratchDatabase::ScratchDatabase() : options_(shared_server_options()) {
+  options_.database = "mailpush_t_" + hex_encode(random_bytes(6));
+  store::Connection admin([&] {
+    auto o = options_;
+    o.database.clear();
+    return o;
+  }());
+  if (auto st = admin.connect(); !st) throw std::runtime_error(st.error().message);
+  if (auto st = admin.execute("CREATE DATABASE " + options_.database +
+                              " CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci");
+      !st) {
+    throw std::runtime_error(st.error().message);
+  }
+}
+
+ScratchDatabase::~ScratchDatabase() {
+  auto o = options_;
+  o.database.clear();
+  store::Connection admin(o);
+  if (admin.connect()) (void)admin.execute("DROP DATABASE IF EXISTS " + options_.database);
+}
+
+// ---- PrivateMariadb -----------------------------------------------------------------------------
+
+PrivateMariadb::PrivateMariadb() : dir_(make_temp_dir("mariadb")), port_(free_tcp_port()) {}
+
+PrivateMariadb::~PrivateMariadb() {
+  stop();
+  std::error_code ec;
+  fs::remove_all(dir_, ec);
+}
+
+void PrivateMariadb::start() {
+  std::string out;
+  const int rc =
+      run_command({(source_dir() / "scripts/mariadb.sh").string(), "start", "--datadir",
+                   dir_.string(), "--port", std::to_string(port_), "--database", kDatabase},
+                  &out);
+  if (rc != 0)
+    throw std::runtime_error("scripts/mariadb.sh start failed (" + std::to_string(rc) +
+                             "): " + out);
+}
+
+void PrivateMariadb::stop() {
+  std::string out;
+  run_command({(source_dir() / "scripts/mariadb.sh").string(), "stop", "--datadir", dir_.string(),
+               "--port", std::to_string(port_)},
+              &out);
+}
+
+store::ConnectionOptions PrivateMariadb::options() const {
+  store::ConnectionOptions o;
+  o.host = "127.0.0.1";
+  o.port = port_;
+  o.user = "mailpush";
+  o.password = trim_newline(read_file(password_file()));
+  o.database = kDatabase;
+  o.connect_timeout = std::chrono::seconds(3);
+  o.query_timeout = std::chrono::seconds(10);
+  return o;
+}
+
+// ---- TLS
+// ------------------------------------------------------------------------------------------
+
+const TlsFiles& dev_tls() {
+  static std::once_flag once;
+  static TlsFiles files;
+  std::call_once(once, [] {
+    const fs::path dir = binary_dir() / "test-tls";
+    std::string out;
+    const int rc =
+        run_command({(source_dir() / "certs/make-dev-certs.sh").string(), dir.string()}, &out);
+    if (rc != 0) throw std::runtime_error("certs/make-dev-certs.sh failed: " + out);
+    files = {dir / "ca.crt", dir / "listener.crt", dir / "listener.key"};
+  });
+  return files;
+}
+
+// ---- processes ----------------------------------------------------------------------------------
+
+namespace {
+pid_t spawn(const std::vector<std::string>& argv, const fs::path& output) {
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, output.c_str(),
+                                   O_WRONLY | O_CREAT | O_APPEND, 0644);
+  posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  pid_t pid = -1;
+  const int rc = posix_spawnp(&pid, args[0], &actions, nullptr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  if (rc != 0) throw std::runtime_error("cannot start " + argv[0] + ": " + std::strerror(rc));
+  return pid;
+}
+
+int decode_status(int status) {
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+  return -1;
+}
+}  // namespace
+
+int run_command(const std::vector<std::string>& argv, std::string* output) {
+  const fs::path out = binary_dir() / "test-tmp" / ("cmd-" + hex_encode(random_bytes(6)) + ".log");
+  fs::create_directories(out.parent_path());
+  const pid_t pid = spawn(argv, out);
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (output) *output = read_file(out);
+  std::error_code ec;
+  fs::remove(out, ec);
+  return decode_status(status);
+}
+
+ChildProcess::ChildProcess(const fs::path& program, const std::vector<std::string>& args,
+                           const fs::path& log_file)
+    : log_file_(log_file) {
+  std::vector<std::string> argv{program.string()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  pid_ = spawn(argv, log_file);
+}
+
+ChildProcess::~ChildProcess() {
+  if (running()) {
+    ::kill(pid_, SIGKILL);
+    wait(std::chrono::seconds(10));
+  }
+}
+
+void ChildProcess::signal(int signo) {
+  ::kill(pid_, signo);
+}
+
+bool ChildProcess::running() {
+  if (status_) return false;
+  int status = 0;
+  const pid_t r = waitpid(pid_, &status, WNOHANG);
+  if (r == pid_) {
+    status_ = decode_status(status);
+    return false;
+  }
+  return r == 0;
+}
+
+std::optional<int> ChildProcess::wait(std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (running()) {
+    if (std::chrono::steady_clock::now() > deadline) return std::nullopt;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return status_;
+}
+
+std::string ChildProcess::log() const {
+  try {
+    return read_file(log_file_);
+  } catch (const std::exception&) {
+    return "";
+  }
+}
+
+std::optional<std::string> ChildProcess::wait_for_log(const std::string& needle,
+                                                      std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    std::istringstream lines(log());
+    for (std::string line; std::getline(lines, line);) {
+      if (line.find(needle) != std::string::npos) return line;
+    }
+    if (!running() || std::chrono::steady_clock::now() > deadline) return std::nullopt;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
+// ---- HTTPS client
+// ---------------------------------------------------------------------------------
+
+std::string HttpReply::header(const std::string& name) const {
+  for (const auto& [k, v] : headers) {
+    if (boost::beast::iequals(k, name)) return v;
+  }
+  return "";
+}
+
+HttpReply https_request(std::uint16_t port, const std::string& method, const std::string& target,
+                        const std::string& body,
+                        const std::vector<std::pair<std::string, std::string>>& headers) {
+  namespace asio = boost::asio;
+  namespace beast = boost::beast;
+  namespace bhttp = beast::http;
+  asio::io_context ioc;
+  asio::ssl::context ctx(asio::ssl::context::tls_client);
+  ctx.load_verify_file(dev_tls().ca_cert.string());
+  ctx.set_verify_mode(asio::ssl::verify_peer);
+  asio::ssl::stream<asio::ip::tcp::socket> stream(ioc, ctx);
+  SSL_set_tlsext_host_name(stream.native_handle(), "localhost");
+  stream.set_verify_callback(asio::ssl::host_name_verification("localhost"));
+  stream.next_layer().connect({asio::ip::make_address("127.0.0.1"), port});
+  timeval tv{10, 0};
+  ::setsockopt(stream.next_layer().native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  ::setsockopt(stream.next_layer().native_handle(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  stream.handshake(asio::ssl::stream_base::client);
+
+  bhttp::request<bhttp::string_body> req{bhttp::string_to_verb(method), target, 11};
+  req.set(bhttp::field::host, "localhost");
+  for (const auto& [k, v] : headers) req.set(k, v);
+  req.body() = body;
+  req.prepare_payload();
+  bhttp::write(stream, req);
+
+  beast::flat_buffer buffer;
+  bhttp::response_parser<bhttp::string_body> parser;
+  parser.body_limit(64 * 1024 * 1024);
+  bhttp::read(stream, buffer, parser);
+  const auto& res = parser.get();
+  HttpReply reply;
+  reply.status = res.result_int();
+  reply.body = res.body();
+  for (const auto& f : res)
+    reply.headers.emplace_back(std::string(f.name_string()), std::string(f.value()));
+  beast::error_code ec;
+  stream.shutdown(ec);  // the server may already have closed: ignore
+  return reply;
+}
+
+}  // namespace mp::test

@@ -1,0 +1,105 @@
+// Test fixtures that stand up real things: databases on the project's MariaDB, private MariaDB
+// servers, TLS files, child processes and an HTTPS client.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "store/mariadb.hpp"
+
+namespace mp::test {
+
+std::filesystem::path source_dir();
+std::filesystem::path binary_dir();
+// A fresh folder under the build tree, removed by the caller (or left for post-mortem on failure).
+std::filesystem::path make_temp_dir(const std::string& tag);
+std::uint16_t free_tcp_port();
+std::string read_file(const std::filesystem::path& p);
+void write_file(const std::filesystem::path& p, const std::string& text);
+
+// Connection settings of the suite's shared MariaDB (started by scripts/test.sh), from
+// MAILPUSH_TEST_DB_HOST/PORT/USER/PASSWORD_FILE. Fails the test loudly when they are missing.
+store::ConnectionOptions shared_server_options();
+
+// A database of its own on the shared server, dropped when the object goes.
+class ScratchDatabase {
+ public:
+  ScratchDatabase();
+  ~ScratchDatabase();
+  ScratchDatabase(const ScratchDatabase&) = delete;
+  ScratchDatabase& operator=(const ScratchDatabase&) = delete;
+  const store::ConnectionOptions& options() const { return options_; }
+  const std::string& name() const { return options_.database; }
+
+ private:
+  store::ConnectionOptions options_;
+};
+
+// A MariaDB server of the test's own (scripts/mariadb.sh in a temp folder), for tests that stop
+// and restart the server without disturbing the rest of the suite.
+class PrivateMariadb {
+ public:
+  PrivateMariadb();
+  ~PrivateMariadb();
+  void start();
+  void stop();
+  std::uint16_t port() const { return port_; }
+  std::filesystem::path datadir() const { return dir_; }
+  std::filesystem::path password_file() const { return dir_ / "mailpush.password"; }
+  // Options for database `name` (created by start()).
+  store::ConnectionOptions options() const;
+  static constexpr const char* kDatabase = "mailpush_private";
+
+ private:
+  std::filesystem::path dir_;
+  std::uint16_t port_;
+};
+
+// Development TLS files (certs/make-dev-certs.sh), made once per build tree.
+struct TlsFiles {
+  std::filesystem::path ca_cert, cert_chain, key;
+};
+const TlsFiles& dev_tls();
+
+// A child process with its stderr captured to a file.
+class ChildProcess {
+ public:
+  ChildProcess(const std::filesystem::path& program, const std::vector<std::string>& args,
+               const std::filesystem::path& log_file);
+  ~ChildProcess();  // SIGKILLs a process still running
+  int pid() const { return pid_; }
+  void signal(int signo);
+  // Exit status (or 128+signal), or nullopt if it did not exit within `timeout`.
+  std::optional<int> wait(std::chrono::milliseconds timeout);
+  bool running();
+  std::string log() const;
+  // Waits until a log line contains `needle`; returns that line, or nullopt on timeout/exit.
+  std::optional<std::string> wait_for_log(const std::string& needle,
+                                          std::chrono::milliseconds timeout);
+
+ private:
+  int pid_ = -1;
+  std::optional<int> status_;
+  std::filesystem::path log_file_;
+};
+
+// Runs a command to completion and returns its exit code; output goes to `output` if given.
+int run_command(const std::vector<std::string>& argv, std::string* output = nullptr);
+
+struct HttpReply {
+  int status = 0;
+  std::string body;
+  std::string header(const std::string& name) const;
+  std::vector<std::pair<std::string, std::string>> headers;
+};
+
+// A blocking HTTPS/1.1 client that trusts the dev CA, for talking to the daemon in tests.
+HttpReply https_request(std::uint16_t port, const std::string& method, const std::string& target,
+                        const std::string& body = "",
+                        const std::vector<std::pair<std::string, std::string>>& headers = {});
+
+}  // namespace mp::test

@@ -1,0 +1,125 @@
+// Tests of the Connector/C wrappers against the suite's real MariaDB server.
+#include "store/mariadb.hpp"
+
+#include <gtest/gtest.h>
+
+#include "test_env.hpp"
+
+namespace mp::store {
+namespace {
+
+class MariadbTest : public ::testing::Test {
+ protected:
+  test::ScratchDatabase db;
+  Connection conn{db.options()};
+  void SetUp() override { ASSERT_TRUE(conn.connect().ok()); }
+};
+
+TEST_F(MariadbTest, PreparedStatementsRoundTripEveryValueKind) {
+  ASSERT_TRUE(
+      conn.execute("CREATE TABLE t (id INT PRIMARY KEY, name VARCHAR(100), data MEDIUMBLOB, "
+                   "n BIGINT NULL) CHARSET utf8mb4")
+          .ok());
+  std::string binary("\x00\x01\xff\xfe\x00", 5);
+  std::string big(100000, 'x');
+  auto inserted =
+      conn.execute("INSERT INTO t VALUES (?, ?, ?, ?), (?, ?, ?, ?)",
+                   {Value{std::int64_t{1}}, Value{std::string("Zoë 📬")}, Value{Blob{binary}},
+                    Value{Null{}}, Value{std::int64_t{2}}, Value{std::string("big")},
+                    Value{Blob{big}}, Value{std::int64_t{-9000000000}}});
+  ASSERT_TRUE(inserted.ok()) << inserted.error().message;
+  EXPECT_EQ(*inserted, 2u);
+
+  auto rows = conn.query("SELECT id, name, data, n FROM t WHERE id >= ? ORDER BY id",
+                         {Value{std::int64_t{0}}});
+  ASSERT_TRUE(rows.ok()) << rows.error().message;
+  ASSERT_EQ(rows->size(), 2u);
+  const Row& a = (*rows)[0];
+  EXPECT_EQ(a.i64(0), 1);
+  EXPECT_EQ(a.text(1), "Zoë 📬");
+  EXPECT_EQ(a.text(2), binary);
+  EXPECT_TRUE(a.is_null(3));
+  EXPECT_FALSE(a.opt_i64(3).has_value());
+  const Row& b = (*rows)[1];
+  EXPECT_EQ(b.text(2).size(), big.size());
+  EXPECT_EQ(b.i64(3), -9000000000);
+}
+
+TEST_F(MariadbTest, ReusesPreparedStatementsAndReportsInsertIds) {
+  ASSERT_TRUE(conn.execute("CREATE TABLE s (id BIGINT AUTO_INCREMENT PRIMARY KEY, v INT)").ok());
+  auto stmt = conn.prepare("INSERT INTO s (v) VALUES (?)");
+  ASSERT_TRUE(stmt.ok());
+  auto again = conn.prepare("INSERT INTO s (v) VALUES (?)");
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(*stmt, *again);
+  const Value v[] = {Value{std::int64_t{7}}};
+  ASSERT_TRUE((*stmt)->execute(v).ok());
+  const auto first = (*stmt)->last_insert_id();
+  ASSERT_TRUE((*stmt)->execute(v).ok());
+  EXPECT_EQ((*stmt)->last_insert_id(), first + 1);
+}
+
+TEST_F(MariadbTest, ClassifiesErrors) {
+  ASSERT_TRUE(conn.execute("CREATE TABLE u (k INT PRIMARY KEY)").ok());
+  ASSERT_TRUE(conn.execute("INSERT INTO u VALUES (?)", {Value{std::int64_t{1}}}).ok());
+  auto dup = conn.execute("INSERT INTO u VALUES (?)", {Value{std::int64_t{1}}});
+  ASSERT_FALSE(dup.ok());
+  EXPECT_EQ(dup.error().code, Errc::conflict);
+  EXPECT_NE(dup.error().message.find("Duplicate entry"), std::string::npos);
+
+  auto wrong_count = conn.execute("INSERT INTO u VALUES (?)", {});
+  ASSERT_FALSE(wrong_count.ok());
+  EXPECT_EQ(wrong_count.error().code, Errc::internal);
+
+  auto bad_sql = conn.query("SELECT * FROM no_such_table");
+  ASSERT_FALSE(bad_sql.ok());
+  EXPECT_NE(bad_sql.error().message.find("no_such_table"), std::string::npos);
+  EXPECT_FALSE(conn.broken());
+  EXPECT_TRUE(conn.ping().ok());
+}
+
+TEST_F(MariadbTest, SessionIsUtcStrictAndUtf8mb4) {
+  auto rows = conn.query("SELECT @@session.time_zone, @@session.sql_mode, @@character_set_client");
+  ASSERT_TRUE(rows.ok());
+  EXPECT_EQ((*rows)[0].text(0), "+00:00");
+  EXPECT_NE((*rows)[0].text(1).find("STRICT_ALL_TABLES"), std::string::npos);
+  EXPECT_EQ((*rows)[0].text(2), "utf8mb4");
+}
+
+TEST_F(MariadbTest, TransactionsCommitAndRollBack) {
+  ASSERT_TRUE(conn.execute("CREATE TABLE tx (k INT PRIMARY KEY) ENGINE=InnoDB").ok());
+  ASSERT_TRUE(conn.begin().ok());
+  ASSERT_TRUE(conn.execute("INSERT INTO tx VALUES (?)", {Value{std::int64_t{1}}}).ok());
+  ASSERT_TRUE(conn.rollback().ok());
+  ASSERT_TRUE(conn.begin().ok());
+  ASSERT_TRUE(conn.execute("INSERT INTO tx VALUES (?)", {Value{std::int64_t{2}}}).ok());
+  ASSERT_TRUE(conn.commit().ok());
+  auto rows = conn.query("SELECT k FROM tx");
+  ASSERT_TRUE(rows.ok());
+  ASSERT_EQ(rows->size(), 1u);
+  EXPECT_EQ((*rows)[0].i64(0), 2);
+}
+
+TEST(MariadbConnect, FailureNamesTheTargetButNeverThePassword) {
+  auto o = test::shared_server_options();
+  o.password = "definitely-wrong-password-1234";
+  o.database = "mailpush_nonexistent";
+  Connection c(o);
+  auto st = c.connect();
+  ASSERT_FALSE(st.ok());
+  EXPECT_EQ(st.error().code, Errc::invalid_argument);
+  EXPECT_NE(st.error().message.find("Access denied"), std::string::npos) << st.error().message;
+  EXPECT_NE(st.error().message.find(o.user + "@"), std::string::npos);
+  EXPECT_EQ(st.error().message.find(o.password), std::string::npos);
+
+  auto down = test::shared_server_options();
+  down.port = test::free_tcp_port();
+  Connection nobody(down);
+  auto refused = nobody.connect();
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, Errc::unavailable);
+  EXPECT_NE(refused.error().message.find(std::to_string(down.port)), std::string::npos);
+}
+
+}  // namespace
+}  // namespace mp::store
