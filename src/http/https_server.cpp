@@ -339,7 +339,12 @@ void HttpsServer::close_sessions(bool only_idle) {
   for (auto& s : live) {
     asio::post(s->stream.get_executor(), [this, s, only_idle] {
       s->draining = true;
-      if (only_idle && !s->idle) return;
+      if (only_idle) {
+        // Bytes already waiting mean a request has arrived: serve it rather than drop it.
+        boost::system::error_code ec;
+        const bool request_waiting = beast::get_lowest_layer(s->stream).socket().available(ec) > 0;
+        if (!s->idle || request_waiting) return;
+      }
       if (!only_idle) {
         std::lock_guard lock(mutex_);
         ++forced_;

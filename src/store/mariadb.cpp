@@ -44,8 +44,8 @@ bool is_connection_lost(unsigned int code) noexcept {
 }
 
 std::string ConnectionOptions::describe() const {
-  std::string where = socket ? *socket : host + ":" + std::to_string(port);
-  return user + "@" + where + "/" + database;
+  const std::string where = socket ? "socket " + *socket : host + ":" + std::to_string(port);
+  return user + "@" + where + " (database " + (database.empty() ? "none" : database) + ")";
 }
 
 const std::string& Row::text(std::size_t i) const {

@@ -29,7 +29,7 @@ struct ConnectionOptions {
   std::chrono::milliseconds connect_timeout{3000};
   std::chrono::milliseconds query_timeout{10000};
 
-  // "mailpush@127.0.0.1:3307/mailpush_dev": for messages; never includes the password.
+  // "mailpush@127.0.0.1:3307 (database mailpush_dev)": for messages; never the password.
   std::string describe() const;
 };
 

@@ -2,6 +2,7 @@
 #include "test_env.hpp"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <spawn.h>
@@ -25,6 +26,8 @@
 #include <sstream>
 #include <stdexcept>
 #include <thread>
+
+#include <nlohmann/json.hpp>
 
 #include "common/crypto.hpp"
 
@@ -296,42 +299,144 @@ std::string HttpReply::header(const std::string& name) const {
 HttpReply https_request(std::uint16_t port, const std::string& method, const std::string& target,
                         const std::string& body,
                         const std::vector<std::pair<std::string, std::string>>& headers) {
+  std::string text = method + " " + target + " HTTP/1.1\r\nHost: localhost\r\n";
+  for (const auto& [k, v] : headers) text += k + ": " + v + "\r\n";
+  if (!body.empty() || method == "POST" || method == "PUT") {
+    text += "Content-Length: " + std::to_string(body.size()) + "\r\n";
+  }
+  text += "Connection: close\r\n\r\n" + body;
+  RawTlsConnection conn(port);
+  conn.send(text);
+  return conn.read_response(std::chrono::seconds(20));
+}
+
+// ---- raw TLS ----------------------------------------------------------------------------------
+
+struct RawTlsConnection::Impl {
+  boost::asio::io_context ioc;
+  boost::asio::ssl::context ctx{boost::asio::ssl::context::tls_client};
+  std::unique_ptr<boost::asio::ssl::stream<boost::asio::ip::tcp::socket>> stream;
+  std::string pending;  // bytes read but not yet consumed
+};
+
+namespace {
+// Asio's blocking reads ignore SO_RCVTIMEO, so reads run non-blocking and wait in poll().
+// Returns the bytes read; `ec` is would_block when the time ran out with nothing read.
+template <class Stream>
+std::size_t read_with_timeout(Stream& stream, char* buf, std::size_t size,
+                              std::chrono::milliseconds timeout, boost::system::error_code& ec) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  auto& socket = stream.next_layer();
+  socket.non_blocking(true);
+  std::size_t n = 0;
+  for (;;) {
+    n = stream.read_some(boost::asio::buffer(buf, size), ec);
+    if (ec != boost::asio::error::would_block) break;
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) break;
+    pollfd p{socket.native_handle(), POLLIN, 0};
+    ::poll(&p, 1, static_cast<int>(left.count()));
+  }
+  boost::system::error_code ignored;
+  socket.non_blocking(false, ignored);
+  return n;
+}
+}  // namespace
+
+RawTlsConnection::RawTlsConnection(std::uint16_t port) : impl_(std::make_unique<Impl>()) {
   namespace asio = boost::asio;
-  namespace beast = boost::beast;
-  namespace bhttp = beast::http;
-  asio::io_context ioc;
-  asio::ssl::context ctx(asio::ssl::context::tls_client);
-  ctx.load_verify_file(dev_tls().ca_cert.string());
-  ctx.set_verify_mode(asio::ssl::verify_peer);
-  asio::ssl::stream<asio::ip::tcp::socket> stream(ioc, ctx);
-  SSL_set_tlsext_host_name(stream.native_handle(), "localhost");
-  stream.set_verify_callback(asio::ssl::host_name_verification("localhost"));
-  stream.next_layer().connect({asio::ip::make_address("127.0.0.1"), port});
-  timeval tv{10, 0};
-  ::setsockopt(stream.next_layer().native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  ::setsockopt(stream.next_layer().native_handle(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-  stream.handshake(asio::ssl::stream_base::client);
+  impl_->ctx.load_verify_file(dev_tls().ca_cert.string());
+  impl_->ctx.set_verify_mode(asio::ssl::verify_peer);
+  impl_->stream = std::make_unique<asio::ssl::stream<asio::ip::tcp::socket>>(impl_->ioc, impl_->ctx);
+  SSL_set_tlsext_host_name(impl_->stream->native_handle(), "localhost");
+  impl_->stream->next_layer().connect({asio::ip::make_address("127.0.0.1"), port});
+  impl_->stream->handshake(asio::ssl::stream_base::client);
+}
 
-  bhttp::request<bhttp::string_body> req{bhttp::string_to_verb(method), target, 11};
-  req.set(bhttp::field::host, "localhost");
-  for (const auto& [k, v] : headers) req.set(k, v);
-  req.body() = body;
-  req.prepare_payload();
-  bhttp::write(stream, req);
+RawTlsConnection::~RawTlsConnection() = default;
 
-  beast::flat_buffer buffer;
+void RawTlsConnection::send(const std::string& bytes) {
+  boost::asio::write(*impl_->stream, boost::asio::buffer(bytes));
+}
+
+std::string RawTlsConnection::read_until_close(std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  std::string out = std::move(impl_->pending);
+  impl_->pending.clear();
+  char buf[4096];
+  while (std::chrono::steady_clock::now() < deadline) {
+    boost::system::error_code ec;
+    out.append(buf, read_with_timeout(*impl_->stream, buf, sizeof buf, std::chrono::milliseconds(100), ec));
+    if (ec && ec != boost::asio::error::would_block) break;
+  }
+  return out;
+}
+
+bool RawTlsConnection::closed_by_peer(std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  char buf[4096];
+  while (std::chrono::steady_clock::now() < deadline) {
+    boost::system::error_code ec;
+    impl_->pending.append(
+        buf, read_with_timeout(*impl_->stream, buf, sizeof buf, std::chrono::milliseconds(100), ec));
+    if (ec && ec != boost::asio::error::would_block) return true;
+  }
+  return false;
+}
+
+HttpReply RawTlsConnection::read_response(std::chrono::milliseconds timeout) {
+  namespace bhttp = boost::beast::http;
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
   bhttp::response_parser<bhttp::string_body> parser;
-  parser.body_limit(64 * 1024 * 1024);
-  bhttp::read(stream, buffer, parser);
-  const auto& res = parser.get();
-  HttpReply reply;
-  reply.status = res.result_int();
-  reply.body = res.body();
-  for (const auto& f : res)
-    reply.headers.emplace_back(std::string(f.name_string()), std::string(f.value()));
-  beast::error_code ec;
-  stream.shutdown(ec);  // the server may already have closed: ignore
-  return reply;
+  parser.eager(true);
+  std::string& data = impl_->pending;
+  char buf[4096];
+  for (;;) {
+    if (!data.empty()) {
+      boost::system::error_code ec;
+      const std::size_t used = parser.put(boost::asio::buffer(data), ec);
+      data.erase(0, used);
+      if (ec && ec != bhttp::error::need_more) throw std::runtime_error("bad HTTP response: " + ec.message());
+      if (parser.is_done()) {
+        // An interim 100 Continue is returned like any response; the caller reads again.
+        HttpReply reply;
+        reply.status = parser.get().result_int();
+        reply.body = parser.get().body();
+        for (const auto& f : parser.get()) {
+          reply.headers.emplace_back(std::string(f.name_string()), std::string(f.value()));
+        }
+        return reply;
+      }
+      if (!ec && used > 0) continue;
+    }
+    if (std::chrono::steady_clock::now() > deadline) throw std::runtime_error("no complete HTTP response in time");
+    boost::system::error_code ec;
+    data.append(buf, read_with_timeout(*impl_->stream, buf, sizeof buf, std::chrono::milliseconds(100), ec));
+    if (ec && ec != boost::asio::error::would_block) {
+      if (!data.empty()) continue;
+      throw std::runtime_error("connection closed before a complete response: " + ec.message());
+    }
+  }
+}
+
+// ---- region files and daemons --------------------------------------------------------------------
+
+fs::path write_region_file(const fs::path& dir, const std::string& patch_json) {
+  auto region = nlohmann::json::parse(read_file(source_dir() / "regions/dev.json"));
+  region["listener"]["port"] = 0;
+  region["listener"]["tls_cert"] = dev_tls().cert_chain.string();
+  region["listener"]["tls_key"] = dev_tls().key.string();
+  region.merge_patch(nlohmann::json::parse(patch_json));
+  const fs::path file = dir / "region.json";
+  write_file(file, region.dump(2));
+  return file;
+}
+
+std::uint16_t listening_port(ChildProcess& daemon, std::chrono::milliseconds timeout) {
+  const auto line = daemon.wait_for_log("\"daemon.listening\"", timeout);
+  if (!line) return 0;
+  return nlohmann::json::parse(*line).at("port").get<std::uint16_t>();
 }
 
 }  // namespace mp::test

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -101,5 +102,32 @@ struct HttpReply {
 HttpReply https_request(std::uint16_t port, const std::string& method, const std::string& target,
                         const std::string& body = "",
                         const std::vector<std::pair<std::string, std::string>>& headers = {});
+
+// A TLS connection that sends whatever bytes a test gives it (for malformed or slow requests).
+class RawTlsConnection {
+ public:
+  explicit RawTlsConnection(std::uint16_t port);
+  ~RawTlsConnection();
+  RawTlsConnection(const RawTlsConnection&) = delete;
+  RawTlsConnection& operator=(const RawTlsConnection&) = delete;
+  void send(const std::string& bytes);
+  // Reads until the peer closes or `timeout` passes; returns what arrived.
+  std::string read_until_close(std::chrono::milliseconds timeout);
+  // Reads one complete HTTP response (status line, headers, Content-Length body).
+  HttpReply read_response(std::chrono::milliseconds timeout);
+  // True if the peer closed (EOF, TLS close_notify or reset) within `timeout`.
+  bool closed_by_peer(std::chrono::milliseconds timeout);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Writes a region file for tests: regions/dev.json with `patch` merged in (RFC 7386: null
+// removes a key), the dev TLS files of the build tree, and listener.port 0 unless patched.
+std::filesystem::path write_region_file(const std::filesystem::path& dir, const std::string& patch_json);
+
+// The port a mailpushd child logged in its "daemon.listening" line, or 0.
+std::uint16_t listening_port(ChildProcess& daemon, std::chrono::milliseconds timeout);
 
 }  // namespace mp::test

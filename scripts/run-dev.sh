@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Sets everything up and runs a local `dev` region: packages, dev TLS, the private MariaDB,
+# the build, migrations and mailpushd, then shows it ready. The region keeps running.
+#
+#   scripts/run-dev.sh           set up and (re)start the dev region
+#   scripts/run-dev.sh status    what runs, and mailpushctl status
+#   scripts/run-dev.sh stop      stop mailpushd and the dev MariaDB
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+
+region=regions/dev.json
+state="$root/var/dev"
+pid_file="$state/mailpushd.pid"
+log_file="$state/mailpushd.log"
+build="$root/build/dev"
+port=$(sed -n 's/.*"port": \([0-9]*\),\{0,1\}$/\1/p' "$region" | head -n 1)  # listener.port
+
+daemon_pid() {
+  [ -f "$pid_file" ] || return 1
+  local pid
+  pid=$(cat "$pid_file")
+  kill -0 "$pid" 2>/dev/null && [ "$(ps -o comm= -p "$pid")" = mailpushd ] && echo "$pid"
+}
+
+stop_daemon() {
+  local pid
+  if pid=$(daemon_pid); then
+    kill -TERM "$pid"
+    for _ in $(seq 1 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid"; fi
+    echo "mailpushd: stopped (pid $pid)"
+  fi
+  rm -f "$pid_file"
+}
+
+case "${1:-up}" in
+  stop)
+    stop_daemon
+    bash scripts/mariadb.sh stop
+    exit 0
+    ;;
+  status)
+    if pid=$(daemon_pid); then echo "mailpushd: running (pid $pid, https://localhost:$port)"; else echo "mailpushd: stopped"; fi
+    bash scripts/mariadb.sh status || true
+    [ -x "$build/src/app/mailpushctl" ] && "$build/src/app/mailpushctl" --region "$region" status || true
+    exit 0
+    ;;
+  up) ;;
+  *) echo "usage: scripts/run-dev.sh [up|status|stop]" >&2; exit 2 ;;
+esac
+
+bash scripts/install-deps.sh
+bash certs/make-dev-certs.sh "$state/tls"
+bash scripts/mariadb.sh start --database mailpush_dev
+
+echo "== building mailpushd and mailpushctl"
+cmake --preset dev >/dev/null
+cmake --build --preset dev --target mailpushd mailpushctl
+
+"$build/src/app/mailpushctl" --region "$region" migrate
+
+stop_daemon
+mkdir -p "$state"
+# setsid: the daemon outlives this script (and a CI step), like a service would.
+setsid "$build/src/app/mailpushd" --region "$region" >>"$log_file" 2>&1 </dev/null &
+echo $! >"$pid_file"
+
+echo "== waiting for https://localhost:$port/readyz"
+ready=""
+for _ in $(seq 1 100); do
+  if ready=$(curl -fsS --cacert "$state/tls/ca.crt" "https://localhost:$port/readyz" 2>/dev/null); then break; fi
+  if ! daemon_pid >/dev/null; then
+    echo "mailpushd exited; last log lines:" >&2
+    tail -n 20 "$log_file" >&2
+    exit 1
+  fi
+  sleep 0.1
+done
+if [ -z "$ready" ]; then
+  echo "mailpushd did not become ready in 10 s; last log lines:" >&2
+  tail -n 20 "$log_file" >&2
+  exit 1
+fi
+echo "GET /readyz -> $ready"
+echo "GET /healthz -> $(curl -fsS --cacert "$state/tls/ca.crt" "https://localhost:$port/healthz")"
+"$build/src/app/mailpushctl" --region "$region" status
+cat <<EOM
+
+The dev region runs: mailpushd (pid $(cat "$pid_file")) on https://localhost:$port, MariaDB on 127.0.0.1:3307.
+  logs     $log_file (one JSON object per line)
+  metrics  curl --cacert var/dev/tls/ca.crt https://localhost:$port/metrics
+  status   bash scripts/run-dev.sh status
+  stop     bash scripts/run-dev.sh stop
+EOM
