@@ -137,16 +137,6 @@ TEST(Router, UnknownPathIsUnmatchedWithoutAllow) {
   EXPECT_EQ(empty.match(verb::get, "/").route, "unmatched");
 }
 
-TEST(Router, FirstRegisteredMatchWins) {
-  Router r;
-  r.add_prefix(verb::get, "/a/", "a_prefix", named("prefix"));
-  r.add(verb::get, "/a/b", "a_b", named("exact"));
-  const auto m = r.match(verb::get, "/a/b");
-  ASSERT_NE(m.handler, nullptr);
-  EXPECT_EQ(m.route, "a_prefix");
-  EXPECT_EQ(m.path_rest, "b");
-}
-
 TEST(Router, LaterRouteOfTheRightMethodBeatsAnEarlierWrongMethod) {
   Router r;
   r.add(verb::get, "/x", "x_get", named("get"));
