@@ -87,6 +87,7 @@ struct HttpsServer::Session {
   // Both only touched on the session's strand.
   bool idle = true;       // waiting for the first byte of a request: safe to close at shutdown
   bool draining = false;  // finish the current request, then close
+  bool closing = false;   // its work is done; only the TLS goodbye is left
 };
 
 HttpsServer::HttpsServer(asio::io_context& ioc, asio::ssl::context& tls, ServerOptions options,
@@ -176,31 +177,31 @@ asio::awaitable<void> HttpsServer::accept_loop() {
 }
 
 void HttpsServer::forget(Session* session) {
-  std::function<void(std::size_t)> done;
-  std::size_t forced = 0;
+  bool drained = false;
   {
     std::lock_guard lock(mutex_);
     sessions_.erase(session);
-    if (shutting_down_ && sessions_.empty() && on_drained_) {
-      done = std::move(on_drained_);
-      on_drained_ = nullptr;
-      forced = forced_;
-    }
+    drained = shutting_down_ && sessions_.empty();
   }
   metrics_.connection_closed();
-  if (done) done(forced);
+  if (drained) finish_drain();
 }
 
 asio::awaitable<void> HttpsServer::serve(std::shared_ptr<Session> s) {
+  // A coroutine abandoned at the shutdown deadline is destroyed with the io_context, which may
+  // outlive this server: only report back while the server exists.
   struct Forget {
     HttpsServer* server;
+    std::weak_ptr<int> server_alive;
     Session* session;
-    ~Forget() { server->forget(session); }
-  } forget_on_exit{this, s.get()};
+    ~Forget() {
+      if (!server_alive.expired()) server->forget(session);
+    }
+  } forget_on_exit{this, lifetime_, s.get()};
 
   auto& tcp_layer = beast::get_lowest_layer(s->stream);
+  // The handshake counts as idle: a connection that has not sent a request yet may be dropped.
   tcp_layer.expires_after(options_.handshake_timeout);
-  s->idle = false;
   if (auto [ec] = co_await s->stream.async_handshake(asio::ssl::stream_base::server, nothrow); ec) {
     metrics_.handshake_failed();
     log::debug("http.tls_handshake_failed",
@@ -221,7 +222,13 @@ asio::awaitable<void> HttpsServer::serve(std::shared_ptr<Session> s) {
     auto [hec, hn] = co_await beast_http::async_read_header(s->stream, buffer, parser, nothrow);
     s->idle = false;
     std::optional<Response> refused;
-    if (hec == beast_http::error::header_limit) {
+    if (hec == beast_http::error::body_limit) {
+      // The parser checks Content-Length against the limit as soon as the headers are complete.
+      metrics_.request_refused("body_limit");
+      refused =
+          refusal(parser.get().version(), beast_http::status::payload_too_large, "body_too_large",
+                  "request body exceeds " + std::to_string(options_.max_body_bytes) + " bytes");
+    } else if (hec == beast_http::error::header_limit) {
       metrics_.request_refused("header_limit");
       refused =
           refusal(11, beast_http::status::request_header_fields_too_large, "headers_too_large",
@@ -319,6 +326,7 @@ asio::awaitable<void> HttpsServer::serve(std::shared_ptr<Session> s) {
     if (!res.keep_alive()) break;
   }
 
+  s->closing = true;
   if (close_politely) {
     tcp_layer.expires_after(std::chrono::seconds(2));
     co_await s->stream.async_shutdown(nothrow);
@@ -345,7 +353,7 @@ void HttpsServer::close_sessions(bool only_idle) {
         const bool request_waiting = beast::get_lowest_layer(s->stream).socket().available(ec) > 0;
         if (!s->idle || request_waiting) return;
       }
-      if (!only_idle) {
+      if (!only_idle && !s->idle && !s->closing) {
         std::lock_guard lock(mutex_);
         ++forced_;
       }
@@ -375,8 +383,28 @@ void HttpsServer::shutdown(std::chrono::milliseconds grace, std::function<void(s
   close_sessions(/*only_idle=*/true);
   grace_timer_ = std::make_unique<asio::steady_timer>(acceptor_.get_executor(), grace);
   grace_timer_->async_wait([this](boost::system::error_code ec) {
-    if (!ec) close_sessions(/*only_idle=*/false);
+    if (ec) return;
+    close_sessions(/*only_idle=*/false);
+    // Closed sockets end most sessions at once; a handler still suspended (say, on a database
+    // call) cannot be interrupted, so the drain is declared over shortly after regardless.
+    grace_timer_->expires_after(std::chrono::milliseconds(250));
+    grace_timer_->async_wait([this](boost::system::error_code ec2) {
+      if (!ec2) finish_drain();
+    });
   });
+}
+
+void HttpsServer::finish_drain() {
+  std::function<void(std::size_t)> done;
+  std::size_t forced = 0;
+  {
+    std::lock_guard lock(mutex_);
+    if (!on_drained_) return;
+    done = std::move(on_drained_);
+    on_drained_ = nullptr;
+    forced = forced_;
+  }
+  done(forced);
 }
 
 }  // namespace mp::http

@@ -48,8 +48,9 @@ class HttpsServer {
   std::uint16_t local_port() const noexcept { return port_; }
   void start();  // starts accepting
   // Stops accepting and closes idle connections; requests in flight get `grace` to finish, then
-  // their connections are closed. `done(forced)` runs once every connection is gone, with the
-  // number of connections that had to be closed while busy.
+  // their connections are closed. `done(forced)` runs once: when every connection is gone, or
+  // shortly after the deadline, with the number of connections that were closed while busy
+  // (their coroutines end when the io_context does).
   void shutdown(std::chrono::milliseconds grace, std::function<void(std::size_t forced)> done);
   std::size_t active_connections() const;
 
@@ -58,6 +59,7 @@ class HttpsServer {
   boost::asio::awaitable<void> accept_loop();
   boost::asio::awaitable<void> serve(std::shared_ptr<Session> session);
   void forget(Session* session);
+  void finish_drain();  // calls on_drained_ once
   void close_sessions(bool only_idle);
 
   boost::asio::io_context& ioc_;
@@ -74,6 +76,7 @@ class HttpsServer {
   std::size_t forced_ = 0;
   std::function<void(std::size_t)> on_drained_;
   std::unique_ptr<boost::asio::steady_timer> grace_timer_;
+  std::shared_ptr<int> lifetime_ = std::make_shared<int>(0);  // sessions hold a weak_ptr to it
 };
 
 }  // namespace mp::http
