@@ -15,6 +15,8 @@
 #include <system_error>
 #include <utility>
 
+#include "common/cidr.hpp"
+
 namespace mp::config {
 namespace {
 
@@ -299,6 +301,27 @@ class FieldReader {
     out = T(value->get<std::uint64_t>());
   }
 
+  // An optional array of CIDR ranges, each checked by parse_cidr.
+  void read_cidrs(const Section& s, std::string_view key, std::vector<std::string>& out) {
+    const json* value = field(s, key, Need::optional);
+    if (value == nullptr) return;
+    if (!value->is_array()) {
+      problem(join(s.path, key), "must be an array of CIDR ranges, got " + describe(*value));
+      return;
+    }
+    for (std::size_t i = 0; i < value->size(); ++i) {
+      const json& item = (*value)[i];
+      const std::string path = join(s.path, key) + "[" + std::to_string(i) + "]";
+      if (!item.is_string()) {
+        problem(path, "must be a string, got " + describe(item));
+      } else if (auto c = parse_cidr(item.get_ref<const std::string&>()); !c) {
+        problem(path, c.error().message);
+      } else {
+        out.push_back(c->to_string());
+      }
+    }
+  }
+
   void read(const Section& s, std::string_view key, Need need, bool& out) {
     const json* value = field(s, key, need);
     if (value == nullptr) return;
@@ -390,14 +413,16 @@ Result<RegionConfig> parse_checked(std::string_view text, const fs::path& source
   r.read(top, "portal_host", Need::required, is_host_name, kHostRule, cfg.portal_host);
 
   auto& listener = cfg.listener;
-  const Section ls = r.section(top, "listener", Need::required,
-                               {"public_host", "bind_address", "port", "tls_cert", "tls_key"});
+  const Section ls =
+      r.section(top, "listener", Need::required,
+                {"public_host", "bind_address", "port", "tls_cert", "tls_key", "trusted_proxies"});
   r.read(ls, "public_host", Need::required, is_host_name, kHostRule, listener.public_host);
   r.read(ls, "bind_address", Need::required, is_ip_literal,
          "must be an IPv4 or IPv6 address such as 0.0.0.0 or ::", listener.bind_address);
   r.read(ls, "port", Need::required, 0, 65535, listener.port);
   r.read(ls, "tls_cert", Need::required, listener.tls_cert);
   r.read(ls, "tls_key", Need::required, listener.tls_key);
+  r.read_cidrs(ls, "trusted_proxies", listener.trusted_proxies);
 
   const Section apns = r.section(top, "apns", Need::optional, {"production", "sandbox", "ca_file"});
   read_endpoint(r, apns, "production", cfg.apns.production);
@@ -408,7 +433,7 @@ Result<RegionConfig> parse_checked(std::string_view text, const fs::path& source
   const Section ds = r.section(
       top, "database", Need::required,
       {"host", "port", "socket", "name", "user", "password_env", "password_file", "pool_size",
-       "queue_limit", "connect_timeout_ms", "query_timeout_ms", "migrate_on_start"});
+       "queue_limit", "connect_timeout_ms", "query_timeout_ms", "migrate_on_start", "batch_max"});
   r.read(ds, "host", Need::optional, is_host_or_ip, "must be a host name or IP address", db.host);
   r.read(ds, "port", Need::optional, 1, 65535, db.port);
   r.read(ds, "socket", Need::optional, db.socket);
@@ -436,12 +461,14 @@ Result<RegionConfig> parse_checked(std::string_view text, const fs::path& source
   r.read(ds, "connect_timeout_ms", Need::optional, 100, 120000, db.connect_timeout);
   r.read(ds, "query_timeout_ms", Need::optional, 100, 600000, db.query_timeout);
   r.read(ds, "migrate_on_start", Need::optional, db.migrate_on_start);
+  r.read(ds, "batch_max", Need::optional, 1, 5000, db.batch_max);
 
   auto& limits = cfg.limits;
   const Section lim =
       r.section(top, "limits", Need::optional,
                 {"max_body_bytes", "max_header_bytes", "max_connections", "handshake_timeout_ms",
-                 "request_timeout_ms", "idle_timeout_ms", "shutdown_grace_ms"});
+                 "request_timeout_ms", "idle_timeout_ms", "shutdown_grace_ms", "max_xml_depth",
+                 "max_xml_elements", "registration_cache_entries"});
   r.read(lim, "max_body_bytes", Need::optional, 1024, 67108864, limits.max_body_bytes);
   r.read(lim, "max_header_bytes", Need::optional, 1024, 1048576, limits.max_header_bytes);
   r.read(lim, "max_connections", Need::optional, 1, 1000000, limits.max_connections);
@@ -449,6 +476,10 @@ Result<RegionConfig> parse_checked(std::string_view text, const fs::path& source
   r.read(lim, "request_timeout_ms", Need::optional, 100, 600000, limits.request_timeout);
   r.read(lim, "idle_timeout_ms", Need::optional, 100, 600000, limits.idle_timeout);
   r.read(lim, "shutdown_grace_ms", Need::optional, 0, 600000, limits.shutdown_grace);
+  r.read(lim, "max_xml_depth", Need::optional, 8, 256, limits.max_xml_depth);
+  r.read(lim, "max_xml_elements", Need::optional, 64, 1000000, limits.max_xml_elements);
+  r.read(lim, "registration_cache_entries", Need::optional, 0, 10000000,
+         limits.registration_cache_entries);
 
   r.read(top, "threads", Need::optional, 0, 256, cfg.threads);
   r.read(top, "log_level", Need::optional, is_log_level, "must be one of debug, info, warn, error",

@@ -23,6 +23,8 @@ struct ListenerConfig {
   std::uint16_t port = 0;          // 0 = pick a free port (tests only)
   std::filesystem::path tls_cert;  // PEM chain; relative paths resolve against the file's folder
   std::filesystem::path tls_key;   // PEM private key
+  // Load balancers whose X-Forwarded-For is believed (CIDR ranges); others' is ignored.
+  std::vector<std::string> trusted_proxies;
 };
 
 struct ApnsConfig {
@@ -44,6 +46,7 @@ struct DatabaseConfig {
   std::chrono::milliseconds connect_timeout{3000};
   std::chrono::milliseconds query_timeout{10000};
   bool migrate_on_start = false;  // dev only; production runs `mailpushctl migrate`
+  std::uint32_t batch_max = 200;  // callbacks recorded per transaction at most
 };
 
 struct Limits {
@@ -54,6 +57,9 @@ struct Limits {
   std::chrono::milliseconds request_timeout{15000};  // whole request, headers and body
   std::chrono::milliseconds idle_timeout{60000};     // keep-alive wait for the next request
   std::chrono::milliseconds shutdown_grace{10000};   // SIGTERM: time for in-flight requests
+  std::uint32_t max_xml_depth = 32;                  // SOAP bodies: nesting and element count
+  std::uint32_t max_xml_elements = 10000;
+  std::uint32_t registration_cache_entries = 200000;  // secret hash -> registration
 };
 
 struct RegionConfig {

@@ -400,7 +400,7 @@ TEST(RegionConfigErrors, UnknownFieldListsTheKnownOnes) {
   doc["listener"]["prot"] = 8443;
   EXPECT_EQ(error_of(doc),
             "regions/test.json: listener.prot: unknown field (known: public_host, bind_address, "
-            "port, tls_cert, tls_key)");
+            "port, tls_cert, tls_key, trusted_proxies)");
   doc = minimal();
   doc["apns"] = {{"production", {{"host", "a.example"}, {"prt", 1}}}};
   EXPECT_EQ(error_of(doc),
@@ -423,7 +423,7 @@ TEST(RegionConfigErrors, PasswordIsRefusedAndNeverShown) {
   EXPECT_EQ(message, "regions/test.json: listener.extra.password" + rule +
                          "\nregions/test.json: limits.Password" + rule +
                          "\nregions/test.json: listener.extra: unknown field (known: "
-                         "public_host, bind_address, port, tls_cert, tls_key)");
+                         "public_host, bind_address, port, tls_cert, tls_key, trusted_proxies)");
   EXPECT_EQ(message.find("hunter2"), std::string::npos);
 }
 
@@ -544,7 +544,7 @@ TEST(RegionConfigOverrides, AreValidatedLikeTheFile) {
   EXPECT_EQ(error_of(minimal(), {"database.prot=3310"}),
             "regions/test.json: database.prot: unknown field (known: host, port, socket, name, "
             "user, password_env, password_file, pool_size, queue_limit, connect_timeout_ms, "
-            "query_timeout_ms, migrate_on_start)");
+            "query_timeout_ms, migrate_on_start, batch_max)");
   const std::string message = error_of(minimal(), {"database.password=s3cr3t-override"});
   EXPECT_NE(message.find("database.password: passwords are not allowed"), std::string::npos);
   EXPECT_EQ(message.find("s3cr3t-override"), std::string::npos);
@@ -622,6 +622,46 @@ TEST(DatabasePassword, FileErrorsNameThePathNotTheContent) {
 TEST(DatabasePassword, NoSourceIsAnError) {
   EXPECT_EQ(error_of(database_password(DatabaseConfig{})),
             "database: no password source: set password_env or password_file");
+}
+
+}  // namespace
+}  // namespace mp::config
+
+namespace mp::config {
+namespace {
+
+TEST(RegionConfigListener, TrustedProxiesAreCidrRanges) {
+  json doc = minimal();
+  doc["listener"]["trusted_proxies"] = {"10.0.0.0/8", "2001:db8::/32", "192.0.2.7"};
+  const auto cfg = parse(doc);
+  ASSERT_TRUE(cfg.ok()) << cfg.error().message;
+  EXPECT_EQ(cfg->listener.trusted_proxies,
+            (std::vector<std::string>{"10.0.0.0/8", "2001:db8::/32", "192.0.2.7/32"}));
+
+  doc["listener"]["trusted_proxies"] = {"10.1.0.0/8", 7};
+  EXPECT_EQ(error_of(doc),
+            "regions/test.json: listener.trusted_proxies[0]: \"10.1.0.0/8\" has host bits set; did "
+            "you mean 10.0.0.0/8?\nregions/test.json: listener.trusted_proxies[1]: must be a "
+            "string, got 7");
+  doc["listener"]["trusted_proxies"] = "10.0.0.0/8";
+  EXPECT_EQ(error_of(doc),
+            "regions/test.json: listener.trusted_proxies: must be an array of CIDR ranges, got "
+            "\"10.0.0.0/8\"");
+}
+
+TEST(RegionConfigLimits, XmlAndCacheLimitsHaveDefaultsAndRanges) {
+  const auto defaults = parse(minimal());
+  ASSERT_TRUE(defaults.ok());
+  EXPECT_EQ(defaults->limits.max_xml_depth, 32u);
+  EXPECT_EQ(defaults->limits.max_xml_elements, 10000u);
+  EXPECT_EQ(defaults->limits.registration_cache_entries, 200000u);
+  EXPECT_EQ(defaults->database.batch_max, 200u);
+  json doc = minimal();
+  doc["limits"]["max_xml_depth"] = 4;
+  doc["database"]["batch_max"] = 0;
+  EXPECT_EQ(error_of(doc),
+            "regions/test.json: database.batch_max: must be an integer from 1 to 5000, got 0\n"
+            "regions/test.json: limits.max_xml_depth: must be an integer from 8 to 256, got 4");
 }
 
 }  // namespace
