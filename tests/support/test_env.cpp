@@ -30,6 +30,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/crypto.hpp"
+#include "store/registrations.hpp"
 
 extern char** environ;
 
@@ -127,6 +128,44 @@ ScratchDatabase::~ScratchDatabase() {
   o.database.clear();
   store::Connection admin(o);
   if (admin.connect()) (void)admin.execute("DROP DATABASE IF EXISTS " + options_.database);
+}
+
+std::int64_t insert_test_customer(store::Connection& conn, const std::string& public_id,
+                                  const std::string& caller_cidrs) {
+  auto blob = [](const Bytes& b) { return store::Value{store::Blob{std::string(b.begin(), b.end())}}; };
+  auto n = conn.execute(
+      "INSERT INTO customers (customer_id, registration_key_hash, admin_key_hash, caller_cidrs) "
+      "VALUES (?, ?, ?, ?)",
+      {store::Value{public_id}, blob(sha384(hex_encode(random_bytes(16)))),
+       blob(sha384(hex_encode(random_bytes(16)))),
+       caller_cidrs.empty() ? store::Value{store::Null{}} : store::Value{caller_cidrs}});
+  if (!n) throw std::runtime_error(n.error().message);
+  auto id = conn.query("SELECT id FROM customers WHERE customer_id = ?", {store::Value{public_id}});
+  if (!id || id->empty()) throw std::runtime_error("test customer not found after insert");
+  return (*id)[0].i64(0);
+}
+
+TestRegistration insert_test_registration(store::Connection& conn, std::int64_t customer_id,
+                                          const std::string& mailbox_address,
+                                          int status_frequency_minutes) {
+  static constexpr char alphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  TestRegistration t;
+  for (auto b : random_bytes(43)) t.secret.push_back(alphabet[b % 64]);
+  store::NewRegistration r;
+  r.customer_id = customer_id;
+  r.mailbox_hmac = hmac_sha256(as_bytes("test-key"), mailbox_address);
+  r.token_hex = hex_encode(random_bytes(32));
+  r.environment = "production";
+  r.secret_hash = sha384(t.secret);
+  r.status_frequency_minutes = status_frequency_minutes;
+  auto id = store::insert_registration(conn, r);
+  if (!id) throw std::runtime_error(id.error().message);
+  t.id = *id;
+  auto mailbox = conn.query("SELECT mailbox_id FROM registrations WHERE id = ?", {store::Value{t.id}});
+  if (!mailbox || mailbox->empty()) throw std::runtime_error("test registration not found");
+  t.mailbox_id = (*mailbox)[0].i64(0);
+  return t;
 }
 
 // ---- PrivateMariadb -----------------------------------------------------------------------------

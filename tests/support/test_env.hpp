@@ -40,6 +40,19 @@ class ScratchDatabase {
   store::ConnectionOptions options_;
 };
 
+// Test rows until the portal and registration API create them: a customer (returns its row id)
+// and a registration with a callback secret of 32 random bytes, URL-safe base64 (returned).
+std::int64_t insert_test_customer(store::Connection& conn, const std::string& public_id,
+                                  const std::string& caller_cidrs = "");
+struct TestRegistration {
+  std::int64_t id = 0;
+  std::string secret;  // what goes into /ews/v1/notify/{secret}
+  std::int64_t mailbox_id = 0;
+};
+TestRegistration insert_test_registration(store::Connection& conn, std::int64_t customer_id,
+                                          const std::string& mailbox_address,
+                                          int status_frequency_minutes = 30);
+
 // A MariaDB server of the test's own (scripts/mariadb.sh in a temp folder), for tests that stop
 // and restart the server without disturbing the rest of the suite.
 class PrivateMariadb {

@@ -41,7 +41,7 @@ TEST_F(MigrationsTest, FreshDatabaseGetsEveryTable) {
   EXPECT_EQ(report->applied.size(), shipped_migrations().size());
   EXPECT_EQ(tables(), (std::vector<std::string>{"audit_log", "credentials", "customers", "devices",
                                                 "instances", "mailboxes", "outbox", "registrations",
-                                                "schema_migrations"}));
+                                                "schema_migrations", "superseded_subscriptions"}));
   auto after = read_schema_state(conn);
   ASSERT_TRUE(after.ok());
   EXPECT_TRUE(after->up_to_date());

@@ -49,7 +49,7 @@ TEST(ShippedMigrations, CreateEveryTableOfTheDesign) {
   std::string all;
   for (const auto& m : shipped_migrations()) all += m.sql;
   for (const char* table : {"customers", "credentials", "devices", "mailboxes", "registrations",
-                            "outbox", "audit_log", "instances"}) {
+                            "outbox", "audit_log", "instances", "superseded_subscriptions"}) {
     EXPECT_NE(all.find(std::string("CREATE TABLE IF NOT EXISTS ") + table + " ("),
               std::string::npos)
         << table;

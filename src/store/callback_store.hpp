@@ -1,0 +1,63 @@
+// What the EWS listener reads and writes: registrations by secret hash, and the durable record
+// of each callback (binding, watermark, last heard, the mailbox's unread count).
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/crypto.hpp"
+#include "common/result.hpp"
+
+namespace mp::store {
+
+struct RegistrationRecord {
+  std::int64_t id = 0;
+  std::int64_t customer_id = 0;
+  std::int64_t mailbox_id = 0;
+  std::string customer_public_id;                // "use1-…", for logs
+  std::optional<std::string> subscription_id;   // bound EWS subscription (none before the first)
+  std::vector<std::string> superseded;          // earlier subscription ids, newest first
+  std::string caller_cidrs;                     // customer's allow-list for callers; "" = any
+  int status_frequency_minutes = 30;
+};
+
+// How a callback changes the mailbox's unread count: set it (UnreadCount, the truth) or add to
+// it (NewMail events since the last truth).
+struct MailboxEffect {
+  bool set = false;
+  std::int64_t value = 0;
+  // The effect of this one followed by `next`.
+  MailboxEffect then(const MailboxEffect& next) const {
+    return next.set ? next : MailboxEffect{set, value + next.value};
+  }
+};
+
+struct CallbackWrite {
+  std::int64_t registration_id = 0;
+  std::int64_t mailbox_id = 0;
+  std::string subscription_id;                  // the callback's; bound after the write
+  bool bind = false;                            // first sight of an id, or the app resubscribed
+  std::optional<std::string> expected_current;  // with bind: the binding replaced (none = first)
+  std::string watermark;                        // newest watermark; "" keeps the stored one
+  std::optional<MailboxEffect> effect;
+};
+
+enum class WriteOutcome {
+  recorded,  // committed
+  stale,     // the registration changed since it was read (deleted, rebound elsewhere): re-read
+};
+
+class CallbackStore {
+ public:
+  virtual ~CallbackStore() = default;
+  // An active registration of a customer that is not deleted, or nullopt.
+  virtual boost::asio::awaitable<Result<std::optional<RegistrationRecord>>> find_registration(
+      Bytes secret_hash) = 0;
+  // Durable when it completes with `recorded`; Errc::unavailable when the database is not there.
+  virtual boost::asio::awaitable<Result<WriteOutcome>> record(CallbackWrite write) = 0;
+};
+
+}  // namespace mp::store

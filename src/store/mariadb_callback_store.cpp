@@ -1,0 +1,315 @@
+// Registration lookups and batched callback records on MariaDB.
+#include "store/mariadb_callback_store.hpp"
+
+#include <algorithm>
+#include <boost/asio/associated_executor.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <map>
+#include <set>
+
+#include "common/log.hpp"
+
+namespace mp::store {
+namespace asio = boost::asio;
+
+namespace {
+
+constexpr int kDeadlockRetries = 3;
+
+// Derived-table statements are prepared per row count; padding to a power of two keeps the
+// number of distinct statements per connection small. Padding rows use id 0, which never exists.
+std::size_t padded(std::size_t n) {
+  std::size_t p = 1;
+  while (p < n) p <<= 1;
+  return p;
+}
+
+std::string derived_table(std::size_t rows, std::string_view first_row, std::string_view other_rows) {
+  std::string sql = "(SELECT ";
+  sql += first_row;
+  for (std::size_t i = 1; i < rows; ++i) {
+    sql += " UNION ALL SELECT ";
+    sql += other_rows;
+  }
+  sql += ")";
+  return sql;
+}
+
+struct RegistrationGroup {
+  std::int64_t registration_id;
+  std::string subscription_id;
+  std::string watermark;
+  std::vector<std::size_t> writes;  // indexes into the batch
+};
+
+// Binds first-seen and resubscribed ids, conditionally on the binding read earlier.
+Status apply_bindings(Connection& conn, const std::vector<CallbackWrite>& writes,
+                      std::vector<WriteOutcome>& outcome) {
+  for (std::size_t i = 0; i < writes.size(); ++i) {
+    const auto& w = writes[i];
+    if (!w.bind) continue;
+    const Value expected = w.expected_current ? Value{*w.expected_current} : Value{Null{}};
+    auto updated = conn.execute(
+        "UPDATE registrations SET subscription_id = ? "
+        "WHERE id = ? AND state = 'active' AND subscription_id <=> ?",
+        {Value{w.subscription_id}, Value{w.registration_id}, expected});
+    if (!updated) return std::move(updated).error();
+    if (*updated == 0) {
+      // Bound already (an earlier write of this batch, or another instance): fine if to this id.
+      auto now = conn.query("SELECT subscription_id FROM registrations WHERE id = ? AND state = 'active'",
+                            {Value{w.registration_id}});
+      if (!now) return std::move(now).error();
+      if (now->empty() || (*now)[0].text(0) != w.subscription_id) outcome[i] = WriteOutcome::stale;
+      continue;
+    }
+    if (w.expected_current) {
+      auto kept = conn.execute(
+          "INSERT IGNORE INTO superseded_subscriptions (registration_id, subscription_id) VALUES (?, ?)",
+          {Value{w.registration_id}, Value{*w.expected_current}});
+      if (!kept) return std::move(kept).error();
+    }
+  }
+  return {};
+}
+
+// Last heard and newest watermark, one statement for the batch. A row matches only while the
+// registration is active and still bound to the callback's subscription id.
+Status touch_registrations(Connection& conn, const std::vector<CallbackWrite>& writes,
+                           std::vector<WriteOutcome>& outcome) {
+  std::vector<RegistrationGroup> groups;
+  std::map<std::pair<std::int64_t, std::string>, std::size_t> index;
+  for (std::size_t i = 0; i < writes.size(); ++i) {
+    if (outcome[i] == WriteOutcome::stale) continue;
+    const auto key = std::make_pair(writes[i].registration_id, writes[i].subscription_id);
+    auto [it, fresh] = index.try_emplace(key, groups.size());
+    if (fresh) groups.push_back({key.first, key.second, "", {}});
+    auto& g = groups[it->second];
+    if (!writes[i].watermark.empty()) g.watermark = writes[i].watermark;
+    g.writes.push_back(i);
+  }
+  if (groups.empty()) return {};
+  std::sort(groups.begin(), groups.end(),
+            [](const auto& a, const auto& b) { return a.registration_id < b.registration_id; });
+
+  const std::size_t rows = padded(groups.size());
+  const std::string sql =
+      "UPDATE registrations r JOIN " +
+      derived_table(rows, "CAST(? AS UNSIGNED) AS id, CAST(? AS CHAR CHARACTER SET ascii) AS sub, "
+                          "CAST(? AS CHAR CHARACTER SET ascii) AS wm",
+                    "?, ?, ?") +
+      " v ON r.id = v.id AND r.subscription_id = v.sub COLLATE ascii_bin AND r.state = 'active' "
+      "SET r.last_heard_at = UTC_TIMESTAMP(6), r.watermark = IF(v.wm = '', r.watermark, v.wm)";
+  std::vector<Value> params;
+  params.reserve(rows * 3);
+  for (std::size_t i = 0; i < rows; ++i) {
+    if (i < groups.size()) {
+      params.emplace_back(groups[i].registration_id);
+      params.emplace_back(groups[i].subscription_id);
+      params.emplace_back(groups[i].watermark);
+    } else {
+      params.emplace_back(std::int64_t{0});
+      params.emplace_back(std::string());
+      params.emplace_back(std::string());
+    }
+  }
+  auto matched = conn.execute(sql, params);
+  if (!matched) return std::move(matched).error();
+  if (*matched == groups.size()) return {};
+
+  // Some registration changed since it was read: find which, and let the caller re-decide.
+  std::string ids;
+  for (const auto& g : groups) ids += (ids.empty() ? "" : ",") + std::to_string(g.registration_id);
+  auto current = conn.query("SELECT id, subscription_id FROM registrations WHERE state = 'active' AND id IN (" +
+                            ids + ")");
+  if (!current) return std::move(current).error();
+  std::map<std::int64_t, std::string> bound;
+  for (const auto& r : *current) bound[r.i64(0)] = r.text(1);
+  for (const auto& g : groups) {
+    auto it = bound.find(g.registration_id);
+    if (it != bound.end() && it->second == g.subscription_id) continue;
+    for (std::size_t i : g.writes) outcome[i] = WriteOutcome::stale;
+  }
+  return {};
+}
+
+// Unread counts: effects folded per mailbox in arrival order, one statement for the batch.
+Status update_mailboxes(Connection& conn, const std::vector<CallbackWrite>& writes,
+                        const std::vector<WriteOutcome>& outcome) {
+  std::map<std::int64_t, MailboxEffect> effects;
+  for (std::size_t i = 0; i < writes.size(); ++i) {
+    if (outcome[i] == WriteOutcome::stale || !writes[i].effect) continue;
+    auto [it, fresh] = effects.try_emplace(writes[i].mailbox_id, *writes[i].effect);
+    if (!fresh) it->second = it->second.then(*writes[i].effect);
+  }
+  if (effects.empty()) return {};
+  const std::size_t rows = padded(effects.size());
+  const std::string sql =
+      "UPDATE mailboxes m JOIN " +
+      derived_table(rows, "CAST(? AS UNSIGNED) AS id, CAST(? AS UNSIGNED) AS is_set, "
+                          "CAST(? AS UNSIGNED) AS val",
+                    "?, ?, ?") +
+      " v ON m.id = v.id SET m.unread_count = LEAST(IF(v.is_set = 1, v.val, m.unread_count + v.val), "
+      "1000000), m.badge_updated_at = UTC_TIMESTAMP(6)";
+  std::vector<Value> params;
+  params.reserve(rows * 3);
+  for (const auto& [id, e] : effects) {
+    params.emplace_back(id);
+    params.emplace_back(std::int64_t{e.set ? 1 : 0});
+    params.emplace_back(std::max<std::int64_t>(0, e.value));
+  }
+  for (std::size_t i = effects.size(); i < rows; ++i) {
+    params.emplace_back(std::int64_t{0});
+    params.emplace_back(std::int64_t{0});
+    params.emplace_back(std::int64_t{0});
+  }
+  auto updated = conn.execute(sql, params);
+  if (!updated) return std::move(updated).error();
+  return {};
+}
+
+Result<std::vector<WriteOutcome>> write_once(Connection& conn, const std::vector<CallbackWrite>& writes) {
+  std::vector<WriteOutcome> outcome(writes.size(), WriteOutcome::recorded);
+  if (auto st = conn.begin(); !st) return std::move(st).error();
+  Status st = apply_bindings(conn, writes, outcome);
+  if (st) st = touch_registrations(conn, writes, outcome);
+  if (st) st = update_mailboxes(conn, writes, outcome);
+  if (st) st = conn.commit();
+  if (!st) {
+    if (!conn.broken()) (void)conn.rollback();
+    return std::move(st).error();
+  }
+  return outcome;
+}
+
+}  // namespace
+
+Result<std::vector<WriteOutcome>> write_callback_batch(Connection& conn,
+                                                       const std::vector<CallbackWrite>& writes) {
+  for (int attempt = 1;; ++attempt) {
+    auto result = write_once(conn, writes);
+    // Deadlocks and Galera certification conflicts roll the whole transaction back: run it again.
+    if (result || result.error().code != Errc::busy || attempt >= kDeadlockRetries) return result;
+    log::info("ews.batch_retry", {{"attempt", attempt}, {"error", result.error().message}});
+  }
+}
+
+Result<std::optional<RegistrationRecord>> find_registration_by_secret(Connection& conn,
+                                                                      const Bytes& secret_hash) {
+  auto rows = conn.query(
+      "SELECT r.id, r.customer_id, r.mailbox_id, c.customer_id, r.subscription_id, "
+      "COALESCE(c.caller_cidrs, ''), r.status_frequency_minutes "
+      "FROM registrations r JOIN customers c ON c.id = r.customer_id "
+      "WHERE r.secret_hash = ? AND r.state = 'active' AND c.state <> 'deleted'",
+      {Value{Blob{std::string(secret_hash.begin(), secret_hash.end())}}});
+  if (!rows) return std::move(rows).error();
+  if (rows->empty()) return std::optional<RegistrationRecord>{};
+  const Row& r = rows->front();
+  RegistrationRecord rec;
+  rec.id = r.i64(0);
+  rec.customer_id = r.i64(1);
+  rec.mailbox_id = r.i64(2);
+  rec.customer_public_id = r.text(3);
+  if (!r.is_null(4)) rec.subscription_id = r.text(4);
+  rec.caller_cidrs = r.text(5);
+  rec.status_frequency_minutes = static_cast<int>(r.i64(6));
+  auto old = conn.query(
+      "SELECT subscription_id FROM superseded_subscriptions WHERE registration_id = ? "
+      "ORDER BY superseded_at DESC LIMIT 64",
+      {Value{rec.id}});
+  if (!old) return std::move(old).error();
+  for (const auto& o : *old) rec.superseded.push_back(o.text(0));
+  return std::optional<RegistrationRecord>{std::move(rec)};
+}
+
+MariadbCallbackStore::MariadbCallbackStore(DatabasePool& pool, std::size_t batch_max,
+                                           std::size_t parallel_batches)
+    : pool_(pool),
+      batch_max_(std::max<std::size_t>(1, batch_max)),
+      parallel_batches_(std::max<std::size_t>(1, parallel_batches)) {}
+
+MariadbCallbackStore::~MariadbCallbackStore() {
+  std::unique_lock lock(mutex_);
+  idle_.wait(lock, [this] { return running_ == 0; });
+}
+
+asio::awaitable<Result<std::optional<RegistrationRecord>>> MariadbCallbackStore::find_registration(
+    Bytes secret_hash) {
+  co_return co_await pool_.async_run<std::optional<RegistrationRecord>>(
+      [hash = std::move(secret_hash)](Connection& c) { return find_registration_by_secret(c, hash); },
+      asio::use_awaitable);
+}
+
+asio::awaitable<Result<WriteOutcome>> MariadbCallbackStore::record(CallbackWrite write) {
+  co_return co_await asio::async_initiate<decltype(asio::use_awaitable), void(Result<WriteOutcome>)>(
+      [this](auto handler, CallbackWrite w) {
+        auto work = asio::make_work_guard(asio::get_associated_executor(handler));
+        auto shared = std::make_shared<decltype(handler)>(std::move(handler));
+        enqueue({std::move(w), [shared, work](Result<WriteOutcome> r) mutable {
+                   asio::post(work.get_executor(), [shared, r]() mutable { (*shared)(std::move(r)); });
+                   work.reset();
+                 }});
+      },
+      asio::use_awaitable, std::move(write));
+}
+
+BatchStats MariadbCallbackStore::stats() const {
+  std::lock_guard lock(mutex_);
+  BatchStats s = stats_;
+  s.waiting = waiting_.size();
+  return s;
+}
+
+void MariadbCallbackStore::enqueue(Pending p) {
+  std::unique_lock lock(mutex_);
+  waiting_.push_back(std::move(p));
+  if (running_ < parallel_batches_) start_batch_locked(lock);
+}
+
+// Group commit: while a batch is in its transaction, new writes wait and go together in the next
+// one, so batches grow with load and a lone callback is written at once.
+void MariadbCallbackStore::start_batch_locked(std::unique_lock<std::mutex>& lock) {
+  if (waiting_.empty()) return;
+  auto batch = std::make_shared<std::vector<Pending>>();
+  const std::size_t n = std::min(batch_max_, waiting_.size());
+  batch->reserve(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    batch->push_back(std::move(waiting_.front()));
+    waiting_.pop_front();
+  }
+  ++running_;
+  stats_.largest_batch = std::max(stats_.largest_batch, n);
+  lock.unlock();
+
+  pool_.async_run<std::vector<WriteOutcome>>(
+      [batch](Connection& conn) {
+        std::vector<CallbackWrite> writes;
+        writes.reserve(batch->size());
+        for (const auto& p : *batch) writes.push_back(p.write);
+        return write_callback_batch(conn, writes);
+      },
+      [this, batch](Result<std::vector<WriteOutcome>> result) {
+        std::size_t stale = 0;
+        for (std::size_t i = 0; i < batch->size(); ++i) {
+          if (result) {
+            if ((*result)[i] == WriteOutcome::stale) ++stale;
+            (*batch)[i].done((*result)[i]);
+          } else {
+            (*batch)[i].done(result.error());
+          }
+        }
+        if (!result) log::warn("ews.batch_failed", {{"writes", batch->size()}, {"error", result.error().message}});
+        std::unique_lock lock(mutex_);
+        ++stats_.batches;
+        stats_.writes += batch->size();
+        stats_.stale += stale;
+        if (!result) ++stats_.failed_batches;
+        --running_;
+        start_batch_locked(lock);
+        idle_.notify_all();
+      });
+}
+
+}  // namespace mp::store

@@ -1,0 +1,64 @@
+// CallbackStore on MariaDB: point lookups by secret hash, and group commit of callback records
+// (many callbacks per transaction, a handful of statements per batch whatever its size).
+#pragma once
+
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <mutex>
+
+#include "store/callback_store.hpp"
+#include "store/database_pool.hpp"
+
+namespace mp::store {
+
+struct BatchStats {
+  std::uint64_t batches = 0;
+  std::uint64_t writes = 0;
+  std::uint64_t stale = 0;
+  std::uint64_t failed_batches = 0;
+  std::size_t largest_batch = 0;
+  std::size_t waiting = 0;
+};
+
+class MariadbCallbackStore final : public CallbackStore {
+ public:
+  // `batch_max` writes per transaction; `parallel_batches` transactions at once (each holds one
+  // connection of the pool while it runs).
+  MariadbCallbackStore(DatabasePool& pool, std::size_t batch_max, std::size_t parallel_batches);
+  // Waits for batches still running; stop the pool first so that they end quickly.
+  ~MariadbCallbackStore() override;
+
+  boost::asio::awaitable<Result<std::optional<RegistrationRecord>>> find_registration(
+      Bytes secret_hash) override;
+  boost::asio::awaitable<Result<WriteOutcome>> record(CallbackWrite write) override;
+  BatchStats stats() const;
+
+ private:
+  using Done = std::function<void(Result<WriteOutcome>)>;
+  struct Pending {
+    CallbackWrite write;
+    Done done;
+  };
+  void enqueue(Pending p);
+  void start_batch_locked(std::unique_lock<std::mutex>& lock);
+
+  DatabasePool& pool_;
+  std::size_t batch_max_;
+  std::size_t parallel_batches_;
+  mutable std::mutex mutex_;
+  std::condition_variable idle_;
+  std::deque<Pending> waiting_;
+  std::size_t running_ = 0;
+  BatchStats stats_;
+};
+
+// One transaction for a batch of writes, in order; exposed for tests. Returns one outcome per
+// write, or an error for the whole batch (nothing committed).
+Result<std::vector<WriteOutcome>> write_callback_batch(Connection& conn,
+                                                       const std::vector<CallbackWrite>& writes);
+
+Result<std::optional<RegistrationRecord>> find_registration_by_secret(Connection& conn,
+                                                                      const Bytes& secret_hash);
+
+}  // namespace mp::store

@@ -1,0 +1,234 @@
+// Tests of the callback store on the real MariaDB: lookups by secret, batched writes with their
+// binding rules and mailbox effects, stale detection, group commit, silent subscriptions.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+
+#include "common/crypto.hpp"
+#include "store/mariadb_callback_store.hpp"
+#include "store/migrations.hpp"
+#include "store/registrations.hpp"
+#include "test_env.hpp"
+
+namespace mp::store {
+namespace {
+
+class CallbackStoreTest : public ::testing::Test {
+ protected:
+  test::ScratchDatabase db;
+  Connection conn{db.options()};
+  std::int64_t customer = 0;
+
+  void SetUp() override {
+    ASSERT_TRUE(conn.connect().ok());
+    ASSERT_TRUE(migrate(conn).ok());
+    customer = test::insert_test_customer(conn, "test-" + hex_encode(random_bytes(4)));
+  }
+
+  RegistrationRecord lookup(const std::string& secret) {
+    auto r = find_registration_by_secret(conn, sha384(secret));
+    EXPECT_TRUE(r.ok());
+    EXPECT_TRUE(r->has_value());
+    return r->value_or(RegistrationRecord{});
+  }
+
+  std::string column(const std::string& sql, std::int64_t id) {
+    auto rows = conn.query(sql, {Value{id}});
+    EXPECT_TRUE(rows.ok() && !rows->empty());
+    return rows.ok() && !rows->empty() ? (*rows)[0].text(0) : "";
+  }
+
+  CallbackWrite write_for(const test::TestRegistration& r, const std::string& sub, std::string watermark) {
+    CallbackWrite w;
+    w.registration_id = r.id;
+    w.mailbox_id = r.mailbox_id;
+    w.subscription_id = sub;
+    w.watermark = std::move(watermark);
+    return w;
+  }
+};
+
+TEST_F(CallbackStoreTest, FindsActiveRegistrationsBySecretOnly) {
+  const auto reg = test::insert_test_registration(conn, customer, "alice@example.com", 15);
+  const auto rec = lookup(reg.secret);
+  EXPECT_EQ(rec.id, reg.id);
+  EXPECT_EQ(rec.mailbox_id, reg.mailbox_id);
+  EXPECT_FALSE(rec.subscription_id.has_value());
+  EXPECT_EQ(rec.status_frequency_minutes, 15);
+  auto other = find_registration_by_secret(conn, sha384("not-a-secret-we-issued-000"));
+  ASSERT_TRUE(other.ok());
+  EXPECT_FALSE(other->has_value());
+  ASSERT_TRUE(delete_registration(conn, reg.id).value());
+  auto gone = find_registration_by_secret(conn, sha384(reg.secret));
+  ASSERT_TRUE(gone.ok());
+  EXPECT_FALSE(gone->has_value()) << "a deleted registration is not found";
+}
+
+TEST_F(CallbackStoreTest, BindsRecordsWatermarkAndLastHeard) {
+  const auto reg = test::insert_test_registration(conn, customer, "bob@example.com");
+  auto w = write_for(reg, "SUB-1", "WM-1");
+  w.bind = true;
+  auto out = write_callback_batch(conn, {w});
+  ASSERT_TRUE(out.ok()) << out.error().message;
+  EXPECT_EQ((*out)[0], WriteOutcome::recorded);
+  EXPECT_EQ(lookup(reg.secret).subscription_id, std::optional<std::string>("SUB-1"));
+  EXPECT_EQ(column("SELECT watermark FROM registrations WHERE id = ?", reg.id), "WM-1");
+  EXPECT_FALSE(column("SELECT last_heard_at FROM registrations WHERE id = ?", reg.id).empty());
+
+  // Empty watermark keeps the stored one.
+  out = write_callback_batch(conn, {write_for(reg, "SUB-1", "")});
+  ASSERT_TRUE(out.ok());
+  EXPECT_EQ((*out)[0], WriteOutcome::recorded);
+  EXPECT_EQ(column("SELECT watermark FROM registrations WHERE id = ?", reg.id), "WM-1");
+}
+
+TEST_F(CallbackStoreTest, RebindKeepsTheOldIdAsSuperseded) {
+  const auto reg = test::insert_test_registration(conn, customer, "carol@example.com");
+  auto first = write_for(reg, "OLD", "w1");
+  first.bind = true;
+  ASSERT_TRUE(write_callback_batch(conn, {first}).ok());
+  auto rebind = write_for(reg, "NEW", "w2");
+  rebind.bind = true;
+  rebind.expected_current = "OLD";
+  auto out = write_callback_batch(conn, {rebind});
+  ASSERT_TRUE(out.ok()) << out.error().message;
+  EXPECT_EQ((*out)[0], WriteOutcome::recorded);
+  const auto rec = lookup(reg.secret);
+  EXPECT_EQ(rec.subscription_id, std::optional<std::string>("NEW"));
+  EXPECT_EQ(rec.superseded, std::vector<std::string>{"OLD"});
+}
+
+TEST_F(CallbackStoreTest, StaleWhenTheRegistrationChangedUnderneath) {
+  const auto reg = test::insert_test_registration(conn, customer, "dave@example.com");
+  auto bind = write_for(reg, "A", "w");
+  bind.bind = true;
+  ASSERT_TRUE(write_callback_batch(conn, {bind}).ok());
+
+  // Another instance rebound it to B: a write for A (read before) is stale, B's is recorded.
+  ASSERT_TRUE(conn.execute("UPDATE registrations SET subscription_id = 'B' WHERE id = ?", {Value{reg.id}}).ok());
+  auto out = write_callback_batch(conn, {write_for(reg, "A", "w2"), write_for(reg, "B", "w3")});
+  ASSERT_TRUE(out.ok()) << out.error().message;
+  EXPECT_EQ((*out)[0], WriteOutcome::stale);
+  EXPECT_EQ((*out)[1], WriteOutcome::recorded);
+
+  // A conditional bind that lost the race is stale too.
+  auto late = write_for(reg, "C", "w4");
+  late.bind = true;
+  late.expected_current = "A";
+  out = write_callback_batch(conn, {late});
+  ASSERT_TRUE(out.ok());
+  EXPECT_EQ((*out)[0], WriteOutcome::stale);
+  EXPECT_EQ(lookup(reg.secret).subscription_id, std::optional<std::string>("B"));
+
+  ASSERT_TRUE(delete_registration(conn, reg.id).value());
+  out = write_callback_batch(conn, {write_for(reg, "B", "w5")});
+  ASSERT_TRUE(out.ok());
+  EXPECT_EQ((*out)[0], WriteOutcome::stale) << "a deleted registration records nothing";
+}
+
+TEST_F(CallbackStoreTest, MailboxEffectsFoldInArrivalOrder) {
+  const auto a = test::insert_test_registration(conn, customer, "erin@example.com");
+  const auto b = test::insert_test_registration(conn, customer, "frank@example.com");
+  for (const auto* r : {&a, &b}) {
+    auto w = write_for(*r, "S" + std::to_string(r->id), "");
+    w.bind = true;
+    ASSERT_TRUE(write_callback_batch(conn, {w}).ok());
+  }
+  auto add = [&](const test::TestRegistration& r, bool set, std::int64_t v) {
+    auto w = write_for(r, "S" + std::to_string(r.id), "");
+    w.effect = MailboxEffect{set, v};
+    return w;
+  };
+  // a: +2, set 7, +1 -> 8.  b: +1, +1 -> 2.
+  auto out = write_callback_batch(conn, {add(a, false, 2), add(b, false, 1), add(a, true, 7),
+                                         add(a, false, 1), add(b, false, 1)});
+  ASSERT_TRUE(out.ok()) << out.error().message;
+  EXPECT_EQ(column("SELECT unread_count FROM mailboxes WHERE id = ?", a.mailbox_id), "8");
+  EXPECT_EQ(column("SELECT unread_count FROM mailboxes WHERE id = ?", b.mailbox_id), "2");
+  out = write_callback_batch(conn, {add(a, true, 0)});
+  ASSERT_TRUE(out.ok());
+  EXPECT_EQ(column("SELECT unread_count FROM mailboxes WHERE id = ?", a.mailbox_id), "0");
+}
+
+TEST_F(CallbackStoreTest, ConcurrentCallbacksShareTransactions) {
+  constexpr int kRegistrations = 40, kRounds = 10;
+  std::vector<test::TestRegistration> regs;
+  for (int i = 0; i < kRegistrations; ++i) {
+    regs.push_back(test::insert_test_registration(conn, customer, "user" + std::to_string(i) + "@example.com"));
+  }
+  DatabasePool pool(db.options(), {.threads = 3, .queue_limit = 10000});
+  MariadbCallbackStore store(pool, 64, 2);
+  boost::asio::io_context ioc;
+  std::atomic<int> recorded{0}, failed{0};
+  for (int round = 0; round < kRounds; ++round) {
+    for (const auto& r : regs) {
+      auto w = write_for(r, "SUB", "wm-" + std::to_string(round));
+      w.bind = round == 0;
+      w.effect = MailboxEffect{false, 1};
+      boost::asio::co_spawn(
+          ioc,
+          [&, w]() -> boost::asio::awaitable<void> {
+            auto out = co_await store.record(w);
+            if (out && *out == WriteOutcome::recorded) ++recorded;
+            else ++failed;
+          },
+          boost::asio::detached);
+    }
+    ioc.run();
+    ioc.restart();
+  }
+  EXPECT_EQ(recorded.load(), kRegistrations * kRounds);
+  EXPECT_EQ(failed.load(), 0);
+  const auto stats = store.stats();
+  EXPECT_GT(stats.largest_batch, 1u) << "callbacks waiting together share a transaction";
+  EXPECT_LT(stats.batches, static_cast<std::uint64_t>(kRegistrations * kRounds));
+  for (const auto& r : regs) {
+    EXPECT_EQ(column("SELECT unread_count FROM mailboxes WHERE id = ?", r.mailbox_id), std::to_string(kRounds));
+    EXPECT_EQ(column("SELECT watermark FROM registrations WHERE id = ?", r.id), "wm-" + std::to_string(kRounds - 1));
+  }
+  pool.stop();
+}
+
+TEST_F(CallbackStoreTest, DatabaseGoneFailsEveryWriteOfTheBatch) {
+  const auto reg = test::insert_test_registration(conn, customer, "gina@example.com");
+  auto o = db.options();
+  o.port = test::free_tcp_port();
+  o.connect_timeout = std::chrono::milliseconds(500);
+  DatabasePool pool(o, {.threads = 1, .queue_limit = 10});
+  MariadbCallbackStore store(pool, 10, 1);
+  boost::asio::io_context ioc;
+  Result<WriteOutcome> out = WriteOutcome::recorded;
+  boost::asio::co_spawn(
+      ioc, [&]() -> boost::asio::awaitable<void> { out = co_await store.record(write_for(reg, "S", "w")); },
+      boost::asio::detached);
+  ioc.run();
+  ASSERT_FALSE(out.ok());
+  EXPECT_EQ(out.error().code, Errc::unavailable);
+  pool.stop();
+}
+
+TEST_F(CallbackStoreTest, SilentSubscriptionsAreThoseNotHeardForTwiceTheirFrequency) {
+  const auto quiet = test::insert_test_registration(conn, customer, "quiet@example.com", 1);
+  const auto lively = test::insert_test_registration(conn, customer, "lively@example.com", 1);
+  const auto young = test::insert_test_registration(conn, customer, "young@example.com", 30);
+  ASSERT_TRUE(conn.execute("UPDATE registrations SET last_heard_at = UTC_TIMESTAMP(6) - INTERVAL 3 MINUTE "
+                           "WHERE id = ?", {Value{quiet.id}}).ok());
+  ASSERT_TRUE(conn.execute("UPDATE registrations SET last_heard_at = UTC_TIMESTAMP(6) - INTERVAL 1 MINUTE "
+                           "WHERE id = ?", {Value{lively.id}}).ok());
+  (void)young;
+  auto n = count_silent_subscriptions(conn);
+  ASSERT_TRUE(n.ok()) << n.error().message;
+  EXPECT_EQ(*n, 1);
+  auto list = list_silent_subscriptions(conn, 10);
+  ASSERT_TRUE(list.ok()) << list.error().message;
+  ASSERT_EQ(list->size(), 1u);
+  EXPECT_EQ((*list)[0].registration_id, quiet.id);
+  EXPECT_GE((*list)[0].silent_seconds, 170);
+  EXPECT_EQ((*list)[0].device.find("…"), 8u) << "device tokens are shown redacted";
+}
+
+}  // namespace
+}  // namespace mp::store
