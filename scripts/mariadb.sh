@@ -223,10 +223,12 @@ check_socket_length() {
 
 write_cnf() {
   local tmp="$cnf.tmp.$$"
+  mkdir -p -- "$dir/tmp"
   {
     echo "# Written by scripts/mariadb.sh on every start; edits are overwritten."
     echo "[mariadbd]"
     echo "datadir=$data"
+    echo "tmpdir=$dir/tmp"
     echo "socket=$sock"
     echo "port=$port"
     echo "bind-address=127.0.0.1"
@@ -259,7 +261,10 @@ init_datadir() {
   rm -rf -- "$tmp"
   mkdir -p -- "$tmp"
   echo "mariadb: initialising $data" >&2
-  if ! mariadb-install-db --no-defaults --datadir="$tmp" --user="$run_user" \
+  # A private tmpdir: servers sharing /tmp delete each other's temporary tables at start-up, so
+  # two initialisations at once (parallel tests) would fail.
+  mkdir -p -- "$dir/tmp"
+  if ! mariadb-install-db --no-defaults --datadir="$tmp" --user="$run_user" --tmpdir="$dir/tmp" \
     --auth-root-authentication-method=socket --skip-test-db >"$dir/install-db.log" 2>&1; then
     tail -n 30 -- "$dir/install-db.log" >&2 || true
     rm -rf -- "$tmp"

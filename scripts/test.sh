@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Sets everything up and runs the whole test suite: packages, the test MariaDB server, a build
-# per preset and ctest. Usage: scripts/test.sh [--preset dev|asan]... (default: dev, then asan).
+# per preset and ctest, then the parser fuzzers for a bounded time.
+# Usage: scripts/test.sh [--preset dev|asan|fuzz]... (default: dev, asan, fuzz).
+# MAILPUSH_FUZZ_SECONDS (default 60) bounds each fuzz target's run.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -14,7 +16,7 @@ while [ $# -gt 0 ]; do
     *) echo "test.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
-[ ${#presets[@]} -gt 0 ] || presets=(dev asan)
+[ ${#presets[@]} -gt 0 ] || presets=(dev asan fuzz)
 
 bash scripts/install-deps.sh
 
@@ -28,11 +30,21 @@ export MAILPUSH_TEST_DB_PORT="$db_port"
 export MAILPUSH_TEST_DB_USER=mailpush
 export MAILPUSH_TEST_DB_PASSWORD_FILE="$db_dir/mailpush.password"
 
+fuzz_seconds="${MAILPUSH_FUZZ_SECONDS:-60}"
 for preset in "${presets[@]}"; do
   echo "== preset $preset: configure, build, test"
   start=$(date +%s)
   cmake --preset "$preset" >/dev/null
   cmake --build --preset "$preset"
-  ctest --preset "$preset"
+  if [ "$preset" = fuzz ]; then
+    # libFuzzer exits non-zero on the first crash, leak or timeout, with the input saved.
+    corpus="$root/build/fuzz/corpus_ews"
+    mkdir -p "$corpus"
+    cp tests/data/ews/*.xml fuzz/seeds/ews/* "$corpus/"
+    (cd build/fuzz && ./fuzz/fuzz_ews_parser -dict="$root/fuzz/ews_parser.dict" -max_len=16384 \
+       -timeout=5 -max_total_time="$fuzz_seconds" -print_final_stats=1 "$corpus" 2>&1 | tail -n 15)
+  else
+    ctest --preset "$preset"
+  fi
   echo "== preset $preset: passed in $(( $(date +%s) - start )) s"
 done

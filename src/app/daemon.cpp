@@ -21,7 +21,12 @@
 #include "common/crypto.hpp"
 #include "common/log.hpp"
 #include "common/version.hpp"
+#include "http/ews_endpoint.hpp"
 #include "http/https_server.hpp"
+#include "relay/ews_callback_service.hpp"
+#include "relay/registration_cache.hpp"
+#include "store/mariadb_callback_store.hpp"
+#include "store/registrations.hpp"
 
 namespace mp::app {
 namespace asio = boost::asio;
@@ -163,7 +168,8 @@ int run_daemon(const config::RegionConfig& cfg) {
       bhttp::verb::get, "/readyz", "readyz",
       [&pool, &gauges, &check_schema](const http::Request& req, const http::RequestContext&)
           -> asio::awaitable<http::Response> {
-        auto state = co_await pool.async_run<store::SchemaState>(check_schema, asio::use_awaitable);
+        const store::DatabasePool::Job<store::SchemaState> job = check_schema;
+        auto state = co_await pool.async_run(job, asio::use_awaitable);
         const std::string problem = readiness_problem(state);
         gauges.ready.Set(problem.empty() ? 1 : 0);
         if (!problem.empty()) {
@@ -185,6 +191,25 @@ int run_daemon(const config::RegionConfig& cfg) {
                                       http::serialize_metrics(*registry));
       });
 
+  // The EWS listener: registrations cached by secret hash, callbacks recorded in group commits.
+  store::MariadbCallbackStore callback_store(pool, cfg.database.batch_max,
+                                             std::max<std::size_t>(1, cfg.database.pool_size / 2));
+  relay::RegistrationCache registration_cache(cfg.limits.registration_cache_entries);
+  relay::EwsCallbackService callback_service(callback_store, registration_cache, *registry);
+  http::EwsEndpointOptions ews_options;
+  ews_options.limits = {cfg.limits.max_body_bytes, cfg.limits.max_xml_depth,
+                        cfg.limits.max_xml_elements};
+  for (const auto& text : cfg.listener.trusted_proxies) {
+    if (auto cidr = parse_cidr(text)) ews_options.trusted_proxies.push_back(*cidr);
+  }
+  http::EwsEndpoint ews_endpoint(callback_service, std::move(ews_options), *registry);
+  ews_endpoint.add_routes(router);
+  auto& silent_gauge = prometheus::BuildGauge()
+                           .Name("mailpush_subscriptions_silent")
+                           .Help("Active registrations not heard from for over 2 x StatusFrequency")
+                           .Register(*registry)
+                           .Add({});
+
   asio::io_context ioc;
   http::ServerOptions server_options{cfg.listener.bind_address,  cfg.listener.port,
                                      cfg.limits.max_body_bytes,  cfg.limits.max_header_bytes,
@@ -202,18 +227,31 @@ int run_daemon(const config::RegionConfig& cfg) {
   // Heartbeat: tells operators (and later the dispatcher's lease take-over) this instance lives.
   std::atomic<bool> stopping{false};
   auto heartbeat_strand = asio::make_strand(ioc);
+  // Silent subscriptions: counted every minute for the metric (the query scans registrations).
+  asio::co_spawn(
+      heartbeat_strand,
+      [&]() -> asio::awaitable<void> {
+        asio::steady_timer timer(heartbeat_strand);
+        while (!stopping.load()) {
+          const store::DatabasePool::Job<std::int64_t> job = store::count_silent_subscriptions;
+          auto silent = co_await pool.async_run(job, asio::use_awaitable);
+          if (silent) silent_gauge.Set(static_cast<double>(*silent));
+          timer.expires_after(std::chrono::seconds(60));
+          co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+        }
+      },
+      asio::detached);
   asio::co_spawn(
       heartbeat_strand,
       [&]() -> asio::awaitable<void> {
         asio::steady_timer timer(heartbeat_strand);
         const std::string host = host_name();
+        const store::DatabasePool::Job<std::uint64_t> beat_job = [&](store::Connection& c) {
+          return c.execute(kHeartbeatSql, {store::Value{instance_id}, store::Value{host},
+                                           store::Value{std::string(version())}});
+        };
         while (!stopping.load()) {
-          auto beat = co_await pool.async_run<std::uint64_t>(
-              [&](store::Connection& c) {
-                return c.execute(kHeartbeatSql, {store::Value{instance_id}, store::Value{host},
-                                                 store::Value{std::string(version())}});
-              },
-              asio::use_awaitable);
+          auto beat = co_await pool.async_run(beat_job, asio::use_awaitable);
           if (!beat) log::debug("daemon.heartbeat_failed", {{"error", beat.error().message}});
           timer.expires_after(std::chrono::seconds(10));
           co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));

@@ -9,6 +9,7 @@
 #include "common/version.hpp"
 #include "store/mariadb.hpp"
 #include "store/migrations.hpp"
+#include "store/registrations.hpp"
 
 namespace {
 
@@ -188,6 +189,59 @@ int cmd_status(const Options& o) {
   return mp::app::kExitOk;
 }
 
+// Registrations whose Exchange subscription went quiet: the app must subscribe again.
+int cmd_subscriptions(const Options& o, bool silent_only, std::size_t limit) {
+  std::string region;
+  auto conn_options = database_of(o, region);
+  if (!conn_options) return fail(o, "subscriptions", conn_options.error());
+  mp::store::Connection conn(*conn_options);
+  if (auto st = conn.connect(); !st) return fail(o, "subscriptions", st.error());
+  auto silent = mp::store::count_silent_subscriptions(conn);
+  if (!silent) return fail(o, "subscriptions", silent.error());
+  auto active = count(conn, "SELECT COUNT(*) FROM registrations WHERE state = 'active'");
+  if (!active) return fail(o, "subscriptions", active.error());
+  std::vector<mp::store::SilentSubscription> list;
+  if (silent_only) {
+    auto rows = mp::store::list_silent_subscriptions(conn, limit);
+    if (!rows) return fail(o, "subscriptions", rows.error());
+    list = std::move(*rows);
+  }
+  if (o.json_output) {
+    json out{{"region", region}, {"active", *active}, {"silent_count", *silent}};
+    if (silent_only) {
+      out["silent"] = json::array();
+      for (const auto& s : list) {
+        out["silent"].push_back(
+            {{"registration_id", s.registration_id},
+             {"customer_id", s.customer_id},
+             {"device", s.device},
+             {"environment", s.environment},
+             {"last_heard_at", s.last_heard_at.empty() ? json(nullptr) : json(s.last_heard_at)},
+             {"status_frequency_minutes", s.status_frequency_minutes},
+             {"silent_seconds", s.silent_seconds}});
+      }
+    }
+    std::cout << out.dump(2) << "\n";
+    return mp::app::kExitOk;
+  }
+  std::cout << *active << " active subscriptions, " << *silent
+            << " silent (not heard from for over 2 x their StatusFrequency)\n";
+  if (silent_only && !list.empty()) {
+    std::cout << "registration  customer              device               env          last heard "
+                 "           silent for\n";
+    for (const auto& s : list) {
+      std::cout << s.registration_id << "  " << s.customer_id << "  " << s.device << "  "
+                << s.environment << "  " << (s.last_heard_at.empty() ? "never" : s.last_heard_at)
+                << "  " << s.silent_seconds / 60 << " min (frequency " << s.status_frequency_minutes
+                << " min)\n";
+    }
+    if (list.size() == limit) std::cout << "(first " << limit << " shown; --limit N for more)\n";
+    std::cout << "Each needs the app to subscribe again; if many are silent at once, check that "
+                 "Exchange can reach the listener (firewall, proxy, certificate).\n";
+  }
+  return mp::app::kExitOk;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -208,6 +262,14 @@ int main(int argc, char** argv) {
       "migrate", "Apply pending schema migrations (idempotent; refuses a newer schema)");
   auto* status = cli.add_subcommand(
       "status", "Show the database, schema version, instances and queue of the region");
+  auto* subscriptions = cli.add_subcommand(
+      "subscriptions", "Count subscriptions; --silent lists those Exchange has stopped calling");
+  bool silent_only = false;
+  std::size_t limit = 100;
+  subscriptions->add_flag("--silent", silent_only,
+                          "List registrations not heard from for over 2 x their StatusFrequency");
+  subscriptions->add_option("--limit", limit, "At most this many rows")
+      ->check(CLI::Range(1, 100000));
   // Logs of the library code go to stderr as JSON; keep the tool's own output readable.
   mp::log::set_level(mp::log::Level::warn);
   try {
@@ -218,5 +280,6 @@ int main(int argc, char** argv) {
   }
   if (migrate->parsed()) return cmd_migrate(o);
   if (status->parsed()) return cmd_status(o);
+  if (subscriptions->parsed()) return cmd_subscriptions(o, silent_only, limit);
   return mp::app::kExitUsage;
 }

@@ -72,6 +72,13 @@ Result<std::shared_ptr<asio::ssl::context>> make_server_tls_context(
     return make_error(Errc::invalid_argument, "listener.tls_key: cannot load " +
                                                   private_key.string() + ": " + openssl_reason());
   }
+  // Resumption spares Exchange servers that reconnect often a full handshake: a server-side
+  // session cache for TLS 1.2 and (OpenSSL's default) session tickets for TLS 1.3.
+  static constexpr unsigned char kSessionContext[] = "mailpush-listener";
+  SSL_CTX_set_session_id_context(native, kSessionContext, sizeof kSessionContext - 1);
+  SSL_CTX_set_session_cache_mode(native, SSL_SESS_CACHE_SERVER);
+  SSL_CTX_sess_set_cache_size(native, 100000);
+  SSL_CTX_set_timeout(native, 3600);
   if (SSL_CTX_check_private_key(native) != 1) {
     return make_error(Errc::invalid_argument,
                       "listener.tls_key: the private key does not match the certificate in " +

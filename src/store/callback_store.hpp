@@ -2,6 +2,7 @@
 // of each callback (binding, watermark, last heard, the mailbox's unread count).
 #pragma once
 
+#include <algorithm>
 #include <boost/asio/awaitable.hpp>
 #include <cstdint>
 #include <optional>
@@ -17,21 +18,24 @@ struct RegistrationRecord {
   std::int64_t id = 0;
   std::int64_t customer_id = 0;
   std::int64_t mailbox_id = 0;
-  std::string customer_public_id;                // "use1-…", for logs
-  std::optional<std::string> subscription_id;   // bound EWS subscription (none before the first)
-  std::vector<std::string> superseded;          // earlier subscription ids, newest first
-  std::string caller_cidrs;                     // customer's allow-list for callers; "" = any
+  std::string customer_public_id;              // "use1-…", for logs
+  std::optional<std::string> subscription_id;  // bound EWS subscription (none before the first)
+  std::vector<std::string> superseded;         // earlier subscription ids, newest first
+  std::string caller_cidrs;                    // customer's allow-list for callers; "" = any
   int status_frequency_minutes = 30;
 };
 
 // How a callback changes the mailbox's unread count: set it (UnreadCount, the truth) or add to
 // it (NewMail events since the last truth).
+// Badges beyond this are meaningless; it also keeps the arithmetic far from overflow.
+inline constexpr std::int64_t kMaxUnreadCount = 1000000;
+
 struct MailboxEffect {
   bool set = false;
-  std::int64_t value = 0;
+  std::int64_t value = 0;  // 0 to kMaxUnreadCount
   // The effect of this one followed by `next`.
   MailboxEffect then(const MailboxEffect& next) const {
-    return next.set ? next : MailboxEffect{set, value + next.value};
+    return next.set ? next : MailboxEffect{set, std::min(kMaxUnreadCount, value + next.value)};
   }
 };
 
@@ -54,10 +58,11 @@ class CallbackStore {
  public:
   virtual ~CallbackStore() = default;
   // An active registration of a customer that is not deleted, or nullopt.
+  // Arguments are references: callers co_await at once and keep them alive meanwhile.
   virtual boost::asio::awaitable<Result<std::optional<RegistrationRecord>>> find_registration(
-      Bytes secret_hash) = 0;
+      const Bytes& secret_hash) = 0;
   // Durable when it completes with `recorded`; Errc::unavailable when the database is not there.
-  virtual boost::asio::awaitable<Result<WriteOutcome>> record(CallbackWrite write) = 0;
+  virtual boost::asio::awaitable<Result<WriteOutcome>> record(const CallbackWrite& write) = 0;
 };
 
 }  // namespace mp::store

@@ -50,9 +50,11 @@ class DatabasePool {
   using Job = std::function<Result<T>(Connection&)>;
 
   // Runs `job` on a database thread; completes with Result<T> on the token's associated executor
-  // (use boost::asio::use_awaitable from a coroutine).
+  // (use boost::asio::use_awaitable from a coroutine). The job is copied: from a coroutine, pass
+  // a named Job rather than a lambda, because GCC 12 destroys some temporaries of a co_await
+  // expression twice.
   template <class T, class Token>
-  auto async_run(Job<T> job, Token&& token) {
+  auto async_run(const Job<T>& job, Token&& token) {
     return boost::asio::async_initiate<Token, void(Result<T>)>(
         [this](auto handler, Job<T> job) {
           using Handler = decltype(handler);
@@ -67,7 +69,17 @@ class DatabasePool {
                 work.reset();
               });
         },
-        token, std::move(job));
+        token, job);
+  }
+
+  // Runs `job`, then `done` with its result on that same database thread (or at once on the
+  // calling thread when the pool refuses the job). `done` must be quick and must not block; it
+  // hands results on (e.g. posts them to their executors) without touching a third executor.
+  template <class T>
+  void run_then(Job<T> job, std::function<void(Result<T>)> done) {
+    submit([job = std::move(job), done = std::move(done)](Connection* conn, const Error* refused) {
+      done(run_job(job, conn, refused));
+    });
   }
 
   // Blocking form for tools and tests. Never call it from a network thread.

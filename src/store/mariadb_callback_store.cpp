@@ -27,7 +27,8 @@ std::size_t padded(std::size_t n) {
   return p;
 }
 
-std::string derived_table(std::size_t rows, std::string_view first_row, std::string_view other_rows) {
+std::string derived_table(std::size_t rows, std::string_view first_row,
+                          std::string_view other_rows) {
   std::string sql = "(SELECT ";
   sql += first_row;
   for (std::size_t i = 1; i < rows; ++i) {
@@ -59,15 +60,17 @@ Status apply_bindings(Connection& conn, const std::vector<CallbackWrite>& writes
     if (!updated) return std::move(updated).error();
     if (*updated == 0) {
       // Bound already (an earlier write of this batch, or another instance): fine if to this id.
-      auto now = conn.query("SELECT subscription_id FROM registrations WHERE id = ? AND state = 'active'",
-                            {Value{w.registration_id}});
+      auto now =
+          conn.query("SELECT subscription_id FROM registrations WHERE id = ? AND state = 'active'",
+                     {Value{w.registration_id}});
       if (!now) return std::move(now).error();
       if (now->empty() || (*now)[0].text(0) != w.subscription_id) outcome[i] = WriteOutcome::stale;
       continue;
     }
     if (w.expected_current) {
       auto kept = conn.execute(
-          "INSERT IGNORE INTO superseded_subscriptions (registration_id, subscription_id) VALUES (?, ?)",
+          "INSERT IGNORE INTO superseded_subscriptions (registration_id, subscription_id) VALUES "
+          "(?, ?)",
           {Value{w.registration_id}, Value{*w.expected_current}});
       if (!kept) return std::move(kept).error();
     }
@@ -97,8 +100,9 @@ Status touch_registrations(Connection& conn, const std::vector<CallbackWrite>& w
   const std::size_t rows = padded(groups.size());
   const std::string sql =
       "UPDATE registrations r JOIN " +
-      derived_table(rows, "CAST(? AS UNSIGNED) AS id, CAST(? AS CHAR CHARACTER SET ascii) AS sub, "
-                          "CAST(? AS CHAR CHARACTER SET ascii) AS wm",
+      derived_table(rows,
+                    "CAST(? AS UNSIGNED) AS id, CAST(? AS CHAR CHARACTER SET ascii) AS sub, "
+                    "CAST(? AS CHAR CHARACTER SET ascii) AS wm",
                     "?, ?, ?") +
       " v ON r.id = v.id AND r.subscription_id = v.sub COLLATE ascii_bin AND r.state = 'active' "
       "SET r.last_heard_at = UTC_TIMESTAMP(6), r.watermark = IF(v.wm = '', r.watermark, v.wm)";
@@ -122,8 +126,9 @@ Status touch_registrations(Connection& conn, const std::vector<CallbackWrite>& w
   // Some registration changed since it was read: find which, and let the caller re-decide.
   std::string ids;
   for (const auto& g : groups) ids += (ids.empty() ? "" : ",") + std::to_string(g.registration_id);
-  auto current = conn.query("SELECT id, subscription_id FROM registrations WHERE state = 'active' AND id IN (" +
-                            ids + ")");
+  auto current = conn.query(
+      "SELECT id, subscription_id FROM registrations WHERE state = 'active' AND id IN (" + ids +
+      ")");
   if (!current) return std::move(current).error();
   std::map<std::int64_t, std::string> bound;
   for (const auto& r : *current) bound[r.i64(0)] = r.text(1);
@@ -146,19 +151,21 @@ Status update_mailboxes(Connection& conn, const std::vector<CallbackWrite>& writ
   }
   if (effects.empty()) return {};
   const std::size_t rows = padded(effects.size());
-  const std::string sql =
-      "UPDATE mailboxes m JOIN " +
-      derived_table(rows, "CAST(? AS UNSIGNED) AS id, CAST(? AS UNSIGNED) AS is_set, "
-                          "CAST(? AS UNSIGNED) AS val",
-                    "?, ?, ?") +
-      " v ON m.id = v.id SET m.unread_count = LEAST(IF(v.is_set = 1, v.val, m.unread_count + v.val), "
-      "1000000), m.badge_updated_at = UTC_TIMESTAMP(6)";
+  const std::string sql = "UPDATE mailboxes m JOIN " +
+                          derived_table(rows,
+                                        "CAST(? AS UNSIGNED) AS id, CAST(? AS UNSIGNED) AS is_set, "
+                                        "CAST(? AS UNSIGNED) AS val",
+                                        "?, ?, ?") +
+                          " v ON m.id = v.id SET m.unread_count = LEAST(IF(v.is_set = 1, v.val, "
+                          "m.unread_count + v.val), " +
+                          std::to_string(kMaxUnreadCount) +
+                          "), m.badge_updated_at = UTC_TIMESTAMP(6)";
   std::vector<Value> params;
   params.reserve(rows * 3);
   for (const auto& [id, e] : effects) {
     params.emplace_back(id);
     params.emplace_back(std::int64_t{e.set ? 1 : 0});
-    params.emplace_back(std::max<std::int64_t>(0, e.value));
+    params.emplace_back(std::clamp<std::int64_t>(e.value, 0, kMaxUnreadCount));
   }
   for (std::size_t i = effects.size(); i < rows; ++i) {
     params.emplace_back(std::int64_t{0});
@@ -170,7 +177,8 @@ Status update_mailboxes(Connection& conn, const std::vector<CallbackWrite>& writ
   return {};
 }
 
-Result<std::vector<WriteOutcome>> write_once(Connection& conn, const std::vector<CallbackWrite>& writes) {
+Result<std::vector<WriteOutcome>> write_once(Connection& conn,
+                                             const std::vector<CallbackWrite>& writes) {
   std::vector<WriteOutcome> outcome(writes.size(), WriteOutcome::recorded);
   if (auto st = conn.begin(); !st) return std::move(st).error();
   Status st = apply_bindings(conn, writes, outcome);
@@ -236,23 +244,25 @@ MariadbCallbackStore::~MariadbCallbackStore() {
 }
 
 asio::awaitable<Result<std::optional<RegistrationRecord>>> MariadbCallbackStore::find_registration(
-    Bytes secret_hash) {
-  co_return co_await pool_.async_run<std::optional<RegistrationRecord>>(
-      [hash = std::move(secret_hash)](Connection& c) { return find_registration_by_secret(c, hash); },
-      asio::use_awaitable);
+    const Bytes& secret_hash) {
+  const DatabasePool::Job<std::optional<RegistrationRecord>> job =
+      [hash = secret_hash](Connection& c) { return find_registration_by_secret(c, hash); };
+  co_return co_await pool_.async_run(job, asio::use_awaitable);
 }
 
-asio::awaitable<Result<WriteOutcome>> MariadbCallbackStore::record(CallbackWrite write) {
-  co_return co_await asio::async_initiate<decltype(asio::use_awaitable), void(Result<WriteOutcome>)>(
+asio::awaitable<Result<WriteOutcome>> MariadbCallbackStore::record(const CallbackWrite& write) {
+  co_return co_await asio::async_initiate<decltype(asio::use_awaitable),
+                                          void(Result<WriteOutcome>)>(
       [this](auto handler, CallbackWrite w) {
         auto work = asio::make_work_guard(asio::get_associated_executor(handler));
         auto shared = std::make_shared<decltype(handler)>(std::move(handler));
         enqueue({std::move(w), [shared, work](Result<WriteOutcome> r) mutable {
-                   asio::post(work.get_executor(), [shared, r]() mutable { (*shared)(std::move(r)); });
+                   asio::post(work.get_executor(),
+                              [shared, r]() mutable { (*shared)(std::move(r)); });
                    work.reset();
                  }});
       },
-      asio::use_awaitable, std::move(write));
+      asio::use_awaitable, write);
 }
 
 BatchStats MariadbCallbackStore::stats() const {
@@ -283,7 +293,9 @@ void MariadbCallbackStore::start_batch_locked(std::unique_lock<std::mutex>& lock
   stats_.largest_batch = std::max(stats_.largest_batch, n);
   lock.unlock();
 
-  pool_.async_run<std::vector<WriteOutcome>>(
+  // The batch's completion runs on the database thread itself: nothing waits on another
+  // executor, so stopping the pool (then the io_context) leaves no completion in flight.
+  pool_.run_then<std::vector<WriteOutcome>>(
       [batch](Connection& conn) {
         std::vector<CallbackWrite> writes;
         writes.reserve(batch->size());
@@ -300,7 +312,9 @@ void MariadbCallbackStore::start_batch_locked(std::unique_lock<std::mutex>& lock
             (*batch)[i].done(result.error());
           }
         }
-        if (!result) log::warn("ews.batch_failed", {{"writes", batch->size()}, {"error", result.error().message}});
+        if (!result)
+          log::warn("ews.batch_failed",
+                    {{"writes", batch->size()}, {"error", result.error().message}});
         std::unique_lock lock(mutex_);
         ++stats_.batches;
         stats_.writes += batch->size();

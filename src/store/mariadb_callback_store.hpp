@@ -30,8 +30,8 @@ class MariadbCallbackStore final : public CallbackStore {
   ~MariadbCallbackStore() override;
 
   boost::asio::awaitable<Result<std::optional<RegistrationRecord>>> find_registration(
-      Bytes secret_hash) override;
-  boost::asio::awaitable<Result<WriteOutcome>> record(CallbackWrite write) override;
+      const Bytes& secret_hash) override;
+  boost::asio::awaitable<Result<WriteOutcome>> record(const CallbackWrite& write) override;
   BatchStats stats() const;
 
  private:

@@ -6,7 +6,9 @@
 namespace mp::store {
 namespace {
 
-Value blob(const Bytes& b) { return Value{Blob{std::string(b.begin(), b.end())}}; }
+Value blob(const Bytes& b) {
+  return Value{Blob{std::string(b.begin(), b.end())}};
+}
 
 constexpr std::string_view kSilentCondition =
     "r.state = 'active' AND COALESCE(r.last_heard_at, r.created_at) < "
@@ -63,15 +65,18 @@ Result<bool> delete_registration(Connection& conn, std::int64_t registration_id)
 }
 
 Result<std::int64_t> count_silent_subscriptions(Connection& conn) {
-  auto rows = conn.query("SELECT COUNT(*) FROM registrations r WHERE " + std::string(kSilentCondition));
+  auto rows =
+      conn.query("SELECT COUNT(*) FROM registrations r WHERE " + std::string(kSilentCondition));
   if (!rows) return std::move(rows).error();
   return rows->empty() ? 0 : rows->front().i64(0);
 }
 
-Result<std::vector<SilentSubscription>> list_silent_subscriptions(Connection& conn, std::size_t limit) {
+Result<std::vector<SilentSubscription>> list_silent_subscriptions(Connection& conn,
+                                                                  std::size_t limit) {
   auto rows = conn.query(
       "SELECT r.id, c.customer_id, d.token_hex, d.environment, "
-      "COALESCE(DATE_FORMAT(r.last_heard_at, '%Y-%m-%dT%H:%i:%sZ'), ''), r.status_frequency_minutes, "
+      "COALESCE(DATE_FORMAT(r.last_heard_at, '%Y-%m-%dT%H:%i:%sZ'), ''), "
+      "r.status_frequency_minutes, "
       "TIMESTAMPDIFF(SECOND, COALESCE(r.last_heard_at, r.created_at), UTC_TIMESTAMP(6)) "
       "FROM registrations r JOIN customers c ON c.id = r.customer_id "
       "JOIN devices d ON d.id = r.device_id WHERE " +

@@ -13,10 +13,10 @@ namespace mp::store {
 
 struct NewRegistration {
   std::int64_t customer_id = 0;
-  Bytes mailbox_hmac;          // 32 bytes: keyed HMAC of the normalised address
-  std::string token_hex;       // normalised device token
-  std::string environment;     // "production" | "development"
-  Bytes secret_hash;           // 48 bytes: SHA-384 of the callback secret
+  Bytes mailbox_hmac;       // 32 bytes: keyed HMAC of the normalised address
+  std::string token_hex;    // normalised device token
+  std::string environment;  // "production" | "development"
+  Bytes secret_hash;        // 48 bytes: SHA-384 of the callback secret
   int status_frequency_minutes = 30;
 };
 
@@ -27,17 +27,18 @@ Result<bool> delete_registration(Connection& conn, std::int64_t registration_id)
 
 struct SilentSubscription {
   std::int64_t registration_id = 0;
-  std::string customer_id;           // public Customer ID
-  std::string device;                // redacted token
+  std::string customer_id;  // public Customer ID
+  std::string device;       // redacted token
   std::string environment;
-  std::string last_heard_at;         // ISO 8601 UTC, "" if never heard
+  std::string last_heard_at;  // ISO 8601 UTC, "" if never heard
   int status_frequency_minutes = 0;
-  std::int64_t silent_seconds = 0;   // since the last callback (or the registration)
+  std::int64_t silent_seconds = 0;  // since the last callback (or the registration)
 };
 
 // Active registrations not heard from for more than 2 x StatusFrequency: Exchange has dropped
 // the subscription (or cannot reach us), and the app must subscribe again.
 Result<std::int64_t> count_silent_subscriptions(Connection& conn);
-Result<std::vector<SilentSubscription>> list_silent_subscriptions(Connection& conn, std::size_t limit);
+Result<std::vector<SilentSubscription>> list_silent_subscriptions(Connection& conn,
+                                                                  std::size_t limit);
 
 }  // namespace mp::store

@@ -13,7 +13,9 @@ namespace {
 
 using namespace std::chrono_literals;
 
-std::filesystem::path daemon_binary() { return binary_dir() / "src/app/mailpushd"; }
+std::filesystem::path daemon_binary() {
+  return binary_dir() / "src/app/mailpushd";
+}
 
 std::string private_db_patch(const PrivateMariadb& db, const std::string& extra = "") {
   nlohmann::json patch = {{"database",
@@ -124,7 +126,8 @@ TEST(Daemon, ServesPrometheusMetrics) {
 TEST(Daemon, SigtermFinishesTheRequestInFlightAndExitsZero) {
   ScratchDatabase db;
   const auto dir = make_temp_dir("daemon-drain");
-  const auto region = write_region_file(dir, scratch_db_patch(db, R"({"limits": {"shutdown_grace_ms": 10000}})"));
+  const auto region =
+      write_region_file(dir, scratch_db_patch(db, R"({"limits": {"shutdown_grace_ms": 10000}})"));
   ChildProcess daemon(daemon_binary(), {"--region", region.string()}, dir / "mailpushd.log");
   const auto port = listening_port(daemon, 30s);
   ASSERT_NE(port, 0) << daemon.log();
@@ -135,8 +138,9 @@ TEST(Daemon, SigtermFinishesTheRequestInFlightAndExitsZero) {
 
   RawTlsConnection busy(port);  // a request whose body is still arriving
   const std::string body(100, 'x');
-  busy.send("POST /healthz HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n"
-            "Expect: 100-continue\r\n\r\n");
+  busy.send(
+      "POST /healthz HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n"
+      "Expect: 100-continue\r\n\r\n");
   ASSERT_EQ(busy.read_response(5s).status, 100);  // the server has the headers: a request in flight
   busy.send(body.substr(0, 50));
 
@@ -157,12 +161,14 @@ TEST(Daemon, SigtermFinishesTheRequestInFlightAndExitsZero) {
 TEST(Daemon, SigtermClosesAStuckRequestAfterTheGracePeriod) {
   ScratchDatabase db;
   const auto dir = make_temp_dir("daemon-grace");
-  const auto region = write_region_file(dir, scratch_db_patch(db, R"({"limits": {"shutdown_grace_ms": 500}})"));
+  const auto region =
+      write_region_file(dir, scratch_db_patch(db, R"({"limits": {"shutdown_grace_ms": 500}})"));
   ChildProcess daemon(daemon_binary(), {"--region", region.string()}, dir / "mailpushd.log");
   const auto port = listening_port(daemon, 30s);
   ASSERT_NE(port, 0) << daemon.log();
   RawTlsConnection stuck(port);
-  stuck.send("POST /healthz HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\nonly-a-little");
+  stuck.send(
+      "POST /healthz HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\nonly-a-little");
   std::this_thread::sleep_for(100ms);  // let the server read the headers
   const auto start = std::chrono::steady_clock::now();
   daemon.signal(SIGTERM);
@@ -178,7 +184,8 @@ TEST(Daemon, BadConfigurationExitsWithEX_CONFIGAndNamesTheField) {
   EXPECT_EQ(daemon.wait(10s), std::optional<int>(78));
   EXPECT_NE(daemon.log().find("database.port"), std::string::npos) << daemon.log();
 
-  const auto missing_tls = write_region_file(dir, R"({"listener": {"tls_key": "/nonexistent/listener.key"}})");
+  const auto missing_tls =
+      write_region_file(dir, R"({"listener": {"tls_key": "/nonexistent/listener.key"}})");
   ChildProcess daemon2(daemon_binary(), {"--region", missing_tls.string()}, dir / "mailpushd2.log");
   EXPECT_EQ(daemon2.wait(10s), std::optional<int>(78));
   EXPECT_NE(daemon2.log().find("listener.tls_key"), std::string::npos) << daemon2.log();
@@ -191,11 +198,12 @@ TEST(Daemon, APortInUseIsAClearError) {
   ChildProcess first(daemon_binary(), {"--region", first_region.string()}, dir / "first.log");
   const auto port = listening_port(first, 30s);
   ASSERT_NE(port, 0);
-  const auto second_region =
-      write_region_file(dir, scratch_db_patch(db, R"({"listener": {"port": )" + std::to_string(port) + "}}"));
+  const auto second_region = write_region_file(
+      dir, scratch_db_patch(db, R"({"listener": {"port": )" + std::to_string(port) + "}}"));
   ChildProcess second(daemon_binary(), {"--region", second_region.string()}, dir / "second.log");
   EXPECT_EQ(second.wait(15s), std::optional<int>(1));
-  EXPECT_NE(second.log().find("cannot listen on 127.0.0.1:" + std::to_string(port)), std::string::npos)
+  EXPECT_NE(second.log().find("cannot listen on 127.0.0.1:" + std::to_string(port)),
+            std::string::npos)
       << second.log();
   first.signal(SIGTERM);
   EXPECT_EQ(first.wait(15s), std::optional<int>(0));

@@ -10,7 +10,9 @@
 namespace mp::test {
 namespace {
 
-std::filesystem::path ctl_binary() { return binary_dir() / "src/app/mailpushctl"; }
+std::filesystem::path ctl_binary() {
+  return binary_dir() / "src/app/mailpushctl";
+}
 
 std::filesystem::path region_for(const ScratchDatabase& db, const std::filesystem::path& dir) {
   nlohmann::json patch = {{"database",
@@ -79,7 +81,10 @@ TEST(Mailpushctl, UnreachableDatabaseExitsThree) {
 
 TEST(Mailpushctl, UsageAndConfigErrorsHaveTheirOwnExitCodes) {
   std::string out;
-  EXPECT_EQ(run_command({ctl_binary().string(), "--region", (source_dir() / "regions/dev.json").string()}, &out), 2);
+  EXPECT_EQ(
+      run_command({ctl_binary().string(), "--region", (source_dir() / "regions/dev.json").string()},
+                  &out),
+      2);
   EXPECT_EQ(run_command({ctl_binary().string(), "--version"}, &out), 0);
   EXPECT_NE(out.find("mailpushctl "), std::string::npos);
   const auto dir = make_temp_dir("ctl-badcfg");

@@ -2,8 +2,8 @@
 #include "test_env.hpp"
 
 #include <fcntl.h>
-#include <poll.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/socket.h>
@@ -22,12 +22,11 @@
 #include <cstring>
 #include <fstream>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
-
-#include <nlohmann/json.hpp>
 
 #include "common/crypto.hpp"
 #include "store/registrations.hpp"
@@ -132,7 +131,9 @@ ScratchDatabase::~ScratchDatabase() {
 
 std::int64_t insert_test_customer(store::Connection& conn, const std::string& public_id,
                                   const std::string& caller_cidrs) {
-  auto blob = [](const Bytes& b) { return store::Value{store::Blob{std::string(b.begin(), b.end())}}; };
+  auto blob = [](const Bytes& b) {
+    return store::Value{store::Blob{std::string(b.begin(), b.end())}};
+  };
   auto n = conn.execute(
       "INSERT INTO customers (customer_id, registration_key_hash, admin_key_hash, caller_cidrs) "
       "VALUES (?, ?, ?, ?)",
@@ -162,7 +163,8 @@ TestRegistration insert_test_registration(store::Connection& conn, std::int64_t 
   auto id = store::insert_registration(conn, r);
   if (!id) throw std::runtime_error(id.error().message);
   t.id = *id;
-  auto mailbox = conn.query("SELECT mailbox_id FROM registrations WHERE id = ?", {store::Value{t.id}});
+  auto mailbox =
+      conn.query("SELECT mailbox_id FROM registrations WHERE id = ?", {store::Value{t.id}});
   if (!mailbox || mailbox->empty()) throw std::runtime_error("test registration not found");
   t.mailbox_id = (*mailbox)[0].i64(0);
   return t;
@@ -387,7 +389,8 @@ RawTlsConnection::RawTlsConnection(std::uint16_t port) : impl_(std::make_unique<
   namespace asio = boost::asio;
   impl_->ctx.load_verify_file(dev_tls().ca_cert.string());
   impl_->ctx.set_verify_mode(asio::ssl::verify_peer);
-  impl_->stream = std::make_unique<asio::ssl::stream<asio::ip::tcp::socket>>(impl_->ioc, impl_->ctx);
+  impl_->stream =
+      std::make_unique<asio::ssl::stream<asio::ip::tcp::socket>>(impl_->ioc, impl_->ctx);
   SSL_set_tlsext_host_name(impl_->stream->native_handle(), "localhost");
   impl_->stream->next_layer().connect({asio::ip::make_address("127.0.0.1"), port});
   impl_->stream->handshake(asio::ssl::stream_base::client);
@@ -406,7 +409,8 @@ std::string RawTlsConnection::read_until_close(std::chrono::milliseconds timeout
   char buf[4096];
   while (std::chrono::steady_clock::now() < deadline) {
     boost::system::error_code ec;
-    out.append(buf, read_with_timeout(*impl_->stream, buf, sizeof buf, std::chrono::milliseconds(100), ec));
+    out.append(buf, read_with_timeout(*impl_->stream, buf, sizeof buf,
+                                      std::chrono::milliseconds(100), ec));
     if (ec && ec != boost::asio::error::would_block) break;
   }
   return out;
@@ -417,8 +421,8 @@ bool RawTlsConnection::closed_by_peer(std::chrono::milliseconds timeout) {
   char buf[4096];
   while (std::chrono::steady_clock::now() < deadline) {
     boost::system::error_code ec;
-    impl_->pending.append(
-        buf, read_with_timeout(*impl_->stream, buf, sizeof buf, std::chrono::milliseconds(100), ec));
+    impl_->pending.append(buf, read_with_timeout(*impl_->stream, buf, sizeof buf,
+                                                 std::chrono::milliseconds(100), ec));
     if (ec && ec != boost::asio::error::would_block) return true;
   }
   return false;
@@ -436,7 +440,8 @@ HttpReply RawTlsConnection::read_response(std::chrono::milliseconds timeout) {
       boost::system::error_code ec;
       const std::size_t used = parser.put(boost::asio::buffer(data), ec);
       data.erase(0, used);
-      if (ec && ec != bhttp::error::need_more) throw std::runtime_error("bad HTTP response: " + ec.message());
+      if (ec && ec != bhttp::error::need_more)
+        throw std::runtime_error("bad HTTP response: " + ec.message());
       if (parser.is_done()) {
         // An interim 100 Continue is returned like any response; the caller reads again.
         HttpReply reply;
@@ -449,9 +454,11 @@ HttpReply RawTlsConnection::read_response(std::chrono::milliseconds timeout) {
       }
       if (!ec && used > 0) continue;
     }
-    if (std::chrono::steady_clock::now() > deadline) throw std::runtime_error("no complete HTTP response in time");
+    if (std::chrono::steady_clock::now() > deadline)
+      throw std::runtime_error("no complete HTTP response in time");
     boost::system::error_code ec;
-    data.append(buf, read_with_timeout(*impl_->stream, buf, sizeof buf, std::chrono::milliseconds(100), ec));
+    data.append(buf, read_with_timeout(*impl_->stream, buf, sizeof buf,
+                                       std::chrono::milliseconds(100), ec));
     if (ec && ec != boost::asio::error::would_block) {
       if (!data.empty()) continue;
       throw std::runtime_error("connection closed before a complete response: " + ec.message());
@@ -459,7 +466,8 @@ HttpReply RawTlsConnection::read_response(std::chrono::milliseconds timeout) {
   }
 }
 
-// ---- region files and daemons --------------------------------------------------------------------
+// ---- region files and daemons
+// --------------------------------------------------------------------
 
 fs::path write_region_file(const fs::path& dir, const std::string& patch_json) {
   auto region = nlohmann::json::parse(read_file(source_dir() / "regions/dev.json"));

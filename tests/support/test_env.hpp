@@ -138,7 +138,8 @@ class RawTlsConnection {
 
 // Writes a region file for tests: regions/dev.json with `patch` merged in (RFC 7386: null
 // removes a key), the dev TLS files of the build tree, and listener.port 0 unless patched.
-std::filesystem::path write_region_file(const std::filesystem::path& dir, const std::string& patch_json);
+std::filesystem::path write_region_file(const std::filesystem::path& dir,
+                                        const std::string& patch_json);
 
 // The port a mailpushd child logged in its "daemon.listening" line, or 0.
 std::uint16_t listening_port(ChildProcess& daemon, std::chrono::milliseconds timeout);

@@ -41,7 +41,8 @@ class CallbackStoreTest : public ::testing::Test {
     return rows.ok() && !rows->empty() ? (*rows)[0].text(0) : "";
   }
 
-  CallbackWrite write_for(const test::TestRegistration& r, const std::string& sub, std::string watermark) {
+  CallbackWrite write_for(const test::TestRegistration& r, const std::string& sub,
+                          std::string watermark) {
     CallbackWrite w;
     w.registration_id = r.id;
     w.mailbox_id = r.mailbox_id;
@@ -108,7 +109,9 @@ TEST_F(CallbackStoreTest, StaleWhenTheRegistrationChangedUnderneath) {
   ASSERT_TRUE(write_callback_batch(conn, {bind}).ok());
 
   // Another instance rebound it to B: a write for A (read before) is stale, B's is recorded.
-  ASSERT_TRUE(conn.execute("UPDATE registrations SET subscription_id = 'B' WHERE id = ?", {Value{reg.id}}).ok());
+  ASSERT_TRUE(
+      conn.execute("UPDATE registrations SET subscription_id = 'B' WHERE id = ?", {Value{reg.id}})
+          .ok());
   auto out = write_callback_batch(conn, {write_for(reg, "A", "w2"), write_for(reg, "B", "w3")});
   ASSERT_TRUE(out.ok()) << out.error().message;
   EXPECT_EQ((*out)[0], WriteOutcome::stale);
@@ -157,7 +160,8 @@ TEST_F(CallbackStoreTest, ConcurrentCallbacksShareTransactions) {
   constexpr int kRegistrations = 40, kRounds = 10;
   std::vector<test::TestRegistration> regs;
   for (int i = 0; i < kRegistrations; ++i) {
-    regs.push_back(test::insert_test_registration(conn, customer, "user" + std::to_string(i) + "@example.com"));
+    regs.push_back(test::insert_test_registration(conn, customer,
+                                                  "user" + std::to_string(i) + "@example.com"));
   }
   DatabasePool pool(db.options(), {.threads = 3, .queue_limit = 10000});
   MariadbCallbackStore store(pool, 64, 2);
@@ -172,8 +176,10 @@ TEST_F(CallbackStoreTest, ConcurrentCallbacksShareTransactions) {
           ioc,
           [&, w]() -> boost::asio::awaitable<void> {
             auto out = co_await store.record(w);
-            if (out && *out == WriteOutcome::recorded) ++recorded;
-            else ++failed;
+            if (out && *out == WriteOutcome::recorded)
+              ++recorded;
+            else
+              ++failed;
           },
           boost::asio::detached);
     }
@@ -186,8 +192,10 @@ TEST_F(CallbackStoreTest, ConcurrentCallbacksShareTransactions) {
   EXPECT_GT(stats.largest_batch, 1u) << "callbacks waiting together share a transaction";
   EXPECT_LT(stats.batches, static_cast<std::uint64_t>(kRegistrations * kRounds));
   for (const auto& r : regs) {
-    EXPECT_EQ(column("SELECT unread_count FROM mailboxes WHERE id = ?", r.mailbox_id), std::to_string(kRounds));
-    EXPECT_EQ(column("SELECT watermark FROM registrations WHERE id = ?", r.id), "wm-" + std::to_string(kRounds - 1));
+    EXPECT_EQ(column("SELECT unread_count FROM mailboxes WHERE id = ?", r.mailbox_id),
+              std::to_string(kRounds));
+    EXPECT_EQ(column("SELECT watermark FROM registrations WHERE id = ?", r.id),
+              "wm-" + std::to_string(kRounds - 1));
   }
   pool.stop();
 }
@@ -202,7 +210,10 @@ TEST_F(CallbackStoreTest, DatabaseGoneFailsEveryWriteOfTheBatch) {
   boost::asio::io_context ioc;
   Result<WriteOutcome> out = WriteOutcome::recorded;
   boost::asio::co_spawn(
-      ioc, [&]() -> boost::asio::awaitable<void> { out = co_await store.record(write_for(reg, "S", "w")); },
+      ioc,
+      [&]() -> boost::asio::awaitable<void> {
+        out = co_await store.record(write_for(reg, "S", "w"));
+      },
       boost::asio::detached);
   ioc.run();
   ASSERT_FALSE(out.ok());
@@ -214,10 +225,16 @@ TEST_F(CallbackStoreTest, SilentSubscriptionsAreThoseNotHeardForTwiceTheirFreque
   const auto quiet = test::insert_test_registration(conn, customer, "quiet@example.com", 1);
   const auto lively = test::insert_test_registration(conn, customer, "lively@example.com", 1);
   const auto young = test::insert_test_registration(conn, customer, "young@example.com", 30);
-  ASSERT_TRUE(conn.execute("UPDATE registrations SET last_heard_at = UTC_TIMESTAMP(6) - INTERVAL 3 MINUTE "
-                           "WHERE id = ?", {Value{quiet.id}}).ok());
-  ASSERT_TRUE(conn.execute("UPDATE registrations SET last_heard_at = UTC_TIMESTAMP(6) - INTERVAL 1 MINUTE "
-                           "WHERE id = ?", {Value{lively.id}}).ok());
+  ASSERT_TRUE(
+      conn.execute("UPDATE registrations SET last_heard_at = UTC_TIMESTAMP(6) - INTERVAL 3 MINUTE "
+                   "WHERE id = ?",
+                   {Value{quiet.id}})
+          .ok());
+  ASSERT_TRUE(
+      conn.execute("UPDATE registrations SET last_heard_at = UTC_TIMESTAMP(6) - INTERVAL 1 MINUTE "
+                   "WHERE id = ?",
+                   {Value{lively.id}})
+          .ok());
   (void)young;
   auto n = count_silent_subscriptions(conn);
   ASSERT_TRUE(n.ok()) << n.error().message;

@@ -43,12 +43,11 @@ TEST(DatabasePool, CompletesOnTheCallersExecutorNotTheDatabaseThread) {
   boost::asio::co_spawn(
       ioc,
       [&]() -> boost::asio::awaitable<void> {
-        got = co_await pool.async_run<std::int64_t>(
-            [&](Connection& c) {
-              job_thread = std::this_thread::get_id();
-              return select_one(c);
-            },
-            boost::asio::use_awaitable);
+        const DatabasePool::Job<std::int64_t> job = [&](Connection& c) {
+          job_thread = std::this_thread::get_id();
+          return select_one(c);
+        };
+        got = co_await pool.async_run(job, boost::asio::use_awaitable);
         completion_thread = std::this_thread::get_id();
       },
       boost::asio::detached);

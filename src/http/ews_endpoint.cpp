@@ -1,0 +1,148 @@
+// HTTP checks and replies of the EWS listener endpoint.
+#include "http/ews_endpoint.hpp"
+
+#include <boost/beast/core/string.hpp>
+#include <boost/beast/http/field.hpp>
+
+#include "common/log.hpp"
+
+namespace mp::http {
+namespace {
+
+constexpr std::string_view kSendNotificationAction =
+    "http://schemas.microsoft.com/exchange/services/2006/messages/SendNotification";
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+// "text/xml; charset=utf-8" (any case, charset optional but UTF-8 if given).
+bool acceptable_content_type(std::string_view value) {
+  const auto semicolon = value.find(';');
+  if (!boost::beast::iequals(trim(value.substr(0, semicolon)), "text/xml")) return false;
+  if (semicolon == std::string_view::npos) return true;
+  std::string_view params = value.substr(semicolon + 1);
+  while (!params.empty()) {
+    const auto next = params.find(';');
+    const std::string_view p = trim(params.substr(0, next));
+    const auto eq = p.find('=');
+    if (eq != std::string_view::npos && boost::beast::iequals(trim(p.substr(0, eq)), "charset")) {
+      std::string_view charset = trim(p.substr(eq + 1));
+      if (charset.size() >= 2 && charset.front() == '"' && charset.back() == '"') {
+        charset = charset.substr(1, charset.size() - 2);
+      }
+      if (!boost::beast::iequals(charset, "utf-8") && !boost::beast::iequals(charset, "utf8"))
+        return false;
+    }
+    if (next == std::string_view::npos) break;
+    params.remove_prefix(next + 1);
+  }
+  return true;
+}
+
+Response soap_response(const Request& req, beast_http::status status, std::string body) {
+  return make_response(req, status, "text/xml; charset=utf-8", std::move(body));
+}
+
+}  // namespace
+
+IpAddress caller_address(const IpAddress& peer, std::string_view forwarded_for,
+                         const std::vector<Cidr>& trusted_proxies) {
+  IpAddress caller = peer;
+  if (forwarded_for.empty() || !any_contains(trusted_proxies, peer)) return caller;
+  while (!forwarded_for.empty()) {
+    const auto comma = forwarded_for.rfind(',');
+    const std::string_view hop =
+        trim(comma == std::string_view::npos ? forwarded_for : forwarded_for.substr(comma + 1));
+    const auto address = parse_ip(hop);
+    if (!address) break;
+    caller = *address;
+    if (!any_contains(trusted_proxies, caller)) break;
+    forwarded_for =
+        comma == std::string_view::npos ? std::string_view{} : forwarded_for.substr(0, comma);
+  }
+  return caller;
+}
+
+EwsEndpoint::EwsEndpoint(relay::EwsCallbackService& service, EwsEndpointOptions options,
+                         prometheus::Registry& registry)
+    : service_(service),
+      options_(std::move(options)),
+      refused_(prometheus::BuildCounter()
+                   .Name("mailpush_ews_refused_total")
+                   .Help("EWS callbacks refused before reaching a registration, by reason")
+                   .Register(registry)) {}
+
+void EwsEndpoint::add_routes(Router& router) {
+  router.add_prefix(
+      beast_http::verb::post, std::string(kEwsNotifyPrefix), "ews_notify",
+      [this](const Request& req, const RequestContext& ctx) { return handle(req, ctx); });
+}
+
+Response EwsEndpoint::refuse(const Request& req, beast_http::status status, std::string_view reason,
+                             std::string_view message) {
+  refused_.Add({{"reason", std::string(reason)}}).Increment();
+  log::warn("ews.refused", {{"reason", reason}, {"message", message}});
+  return soap_response(req, status, ews::build_fault("soap:Client", message));
+}
+
+boost::asio::awaitable<Response> EwsEndpoint::handle(const Request& req,
+                                                     const RequestContext& ctx) {
+  if (!acceptable_content_type(req[beast_http::field::content_type])) {
+    co_return refuse(req, beast_http::status::unsupported_media_type, "content_type",
+                     "Content-Type must be text/xml; charset=utf-8");
+  }
+  // SOAPAction comes quoted or not (Exchange Online sends it bare); absent is tolerated.
+  std::string_view action = trim(req["SOAPAction"]);
+  if (action.size() >= 2 && action.front() == '"' && action.back() == '"') {
+    action = action.substr(1, action.size() - 2);
+  }
+  if (!action.empty() && action != kSendNotificationAction) {
+    co_return refuse(req, beast_http::status::bad_request, "soap_action",
+                     "SOAPAction must be " + std::string(kSendNotificationAction));
+  }
+  auto parsed = ews::parse_send_notification(req.body(), options_.limits);
+  if (auto* error = std::get_if<ews::ParseError>(&parsed)) {
+    const auto status = error->refusal == ews::Refusal::too_large
+                            ? beast_http::status::payload_too_large
+                            : beast_http::status::bad_request;
+    co_return refuse(req, status, ews::refusal_name(error->refusal), error->message);
+  }
+  const auto& callback = std::get<ews::SendNotification>(parsed);
+
+  const auto peer = parse_ip(ctx.peer.to_string()).value_or(IpAddress{});
+  const IpAddress caller = caller_address(peer, req["X-Forwarded-For"], options_.trusted_proxies);
+  const auto outcome = co_await service_.handle(ctx.path_rest, callback, caller);
+
+  nlohmann::json fields = {{"result", relay::callback_result_name(outcome.result)},
+                           {"reason", outcome.reason}};
+  if (!outcome.customer_id.empty()) fields["customer"] = outcome.customer_id;
+  switch (outcome.result) {
+    case relay::CallbackResult::ok:
+      log::debug("ews.callback", std::move(fields));
+      co_return soap_response(req, beast_http::status::ok,
+                              ews::build_reply(ews::SubscriptionStatus::ok));
+    case relay::CallbackResult::unsubscribe_unknown:
+    case relay::CallbackResult::unsubscribe_superseded:
+      log::info("ews.unsubscribe", std::move(fields));
+      co_return soap_response(req, beast_http::status::ok,
+                              ews::build_reply(ews::SubscriptionStatus::unsubscribe));
+    case relay::CallbackResult::forbidden:
+      log::warn("ews.forbidden", std::move(fields));
+      co_return soap_response(
+          req, beast_http::status::forbidden,
+          ews::build_fault("soap:Client", "caller not allowed for this customer"));
+    case relay::CallbackResult::unavailable:
+      break;
+  }
+  log::warn("ews.unavailable", std::move(fields));
+  auto res =
+      soap_response(req, beast_http::status::service_unavailable,
+                    ews::build_fault("soap:Server", "temporarily unable to record events; retry"));
+  res.set(beast_http::field::retry_after, "30");
+  co_return res;
+}
+
+}  // namespace mp::http

@@ -1,0 +1,68 @@
+// Implementation of the listener's pure rules.
+#include "relay/callback_rules.hpp"
+
+#include <algorithm>
+
+namespace mp::relay {
+
+std::optional<store::MailboxEffect> mailbox_effect(const std::vector<ews::Event>& events) {
+  std::optional<store::MailboxEffect> effect;
+  for (const auto& e : events) {
+    std::optional<store::MailboxEffect> step;
+    if (e.type == ews::EventType::modified && e.unread_count && e.folder_id) {
+      step = store::MailboxEffect{
+          true, std::clamp<std::int64_t>(*e.unread_count, 0, store::kMaxUnreadCount)};
+    } else if (e.type == ews::EventType::new_mail) {
+      step = store::MailboxEffect{false, 1};
+    }
+    if (step) effect = effect ? effect->then(*step) : *step;
+  }
+  return effect;
+}
+
+CallbackSummary summarize(const ews::SendNotification& callback) {
+  CallbackSummary s;
+  std::vector<ews::Event> events;
+  std::optional<std::string> previous_watermark;
+  for (const auto& m : callback.messages) {
+    if (m.response_class != "Success") s.error_codes.push_back(m.response_code);
+    const auto id = m.subscription_id();
+    if (!s.subscription_id && id) s.subscription_id = id;
+    if (!m.notification) continue;
+    if (id != s.subscription_id) {
+      ++s.foreign_messages;
+      continue;
+    }
+    s.has_notification = true;
+    if (!previous_watermark) previous_watermark = m.notification->previous_watermark;
+    events.insert(events.end(), m.notification->events.begin(), m.notification->events.end());
+  }
+  s.events = events.size();
+  for (const auto& e : events) {
+    if (!e.watermark.empty()) s.watermark = e.watermark;
+  }
+  if (s.watermark.empty() && previous_watermark) s.watermark = *previous_watermark;
+  s.effect = mailbox_effect(events);
+  return s;
+}
+
+BindingDecision decide_binding(const store::RegistrationRecord& registration,
+                               std::string_view subscription_id) {
+  if (!registration.subscription_id) return {false, true, std::nullopt};
+  if (*registration.subscription_id == subscription_id) return {};
+  const auto& old = registration.superseded;
+  if (std::find(old.begin(), old.end(), subscription_id) != old.end())
+    return {true, false, std::nullopt};
+  // An id never seen before is the app's new subscription (Exchange opens each with a StatusEvent).
+  return {false, true, registration.subscription_id};
+}
+
+bool plausible_secret(std::string_view secret) noexcept {
+  if (secret.size() < 22 || secret.size() > 128) return false;
+  return std::all_of(secret.begin(), secret.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_';
+  });
+}
+
+}  // namespace mp::relay

@@ -1,0 +1,181 @@
+// The callback use case, step by step; see ews_callback_service.hpp.
+#include "relay/ews_callback_service.hpp"
+
+#include <boost/asio/use_awaitable.hpp>
+
+#include "common/crypto.hpp"
+#include "common/log.hpp"
+#include "relay/callback_rules.hpp"
+
+namespace mp::relay {
+namespace asio = boost::asio;
+
+const char* callback_result_name(CallbackResult r) noexcept {
+  switch (r) {
+    case CallbackResult::ok:
+      return "ok";
+    case CallbackResult::unsubscribe_unknown:
+      return "unsubscribe_unknown";
+    case CallbackResult::unsubscribe_superseded:
+      return "unsubscribe_superseded";
+    case CallbackResult::forbidden:
+      return "forbidden";
+    case CallbackResult::unavailable:
+      return "unavailable";
+  }
+  return "unavailable";
+}
+
+EwsCallbackService::EwsCallbackService(store::CallbackStore& store, RegistrationCache& cache,
+                                       prometheus::Registry& registry)
+    : store_(store),
+      cache_(cache),
+      callbacks_(prometheus::BuildCounter()
+                     .Name("mailpush_ews_callbacks_total")
+                     .Help("EWS callbacks handled, by result")
+                     .Register(registry)),
+      events_(prometheus::BuildCounter()
+                  .Name("mailpush_ews_events_total")
+                  .Help("EWS events received in recorded callbacks, by type")
+                  .Register(registry)),
+      error_messages_(
+          prometheus::BuildCounter()
+              .Name("mailpush_ews_error_messages_total")
+              .Help("SendNotification messages whose ResponseClass is not Success, by ResponseCode")
+              .Register(registry)),
+      cache_lookups_(prometheus::BuildCounter()
+                         .Name("mailpush_registration_cache_lookups_total")
+                         .Help("Registration lookups by secret, by cache result")
+                         .Register(registry)) {
+  for (auto r : {CallbackResult::ok, CallbackResult::unsubscribe_unknown,
+                 CallbackResult::unsubscribe_superseded, CallbackResult::forbidden,
+                 CallbackResult::unavailable}) {
+    callbacks_.Add({{"result", callback_result_name(r)}});  // present at 0 for alerts
+  }
+}
+
+CallbackOutcome EwsCallbackService::count(CallbackOutcome outcome) {
+  callbacks_.Add({{"result", callback_result_name(outcome.result)}}).Increment();
+  return outcome;
+}
+
+asio::awaitable<Result<std::shared_ptr<const CachedRegistration>>> EwsCallbackService::registration(
+    const std::string& key, const Bytes& hash, bool fresh) {
+  using Entry = std::shared_ptr<const CachedRegistration>;
+  if (!fresh) {
+    const auto hit = cache_.get(key);
+    if (hit.hit == RegistrationCache::Hit::found) {
+      cache_lookups_.Add({{"result", "hit"}}).Increment();
+      co_return hit.entry;
+    }
+    if (hit.hit == RegistrationCache::Hit::absent) {
+      cache_lookups_.Add({{"result", "absent"}}).Increment();
+      co_return Entry{};
+    }
+  }
+  cache_lookups_.Add({{"result", "miss"}}).Increment();
+  auto found = co_await store_.find_registration(hash);
+  if (!found) co_return std::move(found).error();
+  if (!*found) {
+    cache_.put_absent(key);
+    co_return Entry{};
+  }
+  auto entry = std::make_shared<CachedRegistration>();
+  entry->record = std::move(**found);
+  auto cidrs = parse_cidr_list(entry->record.caller_cidrs);
+  if (!cidrs) {
+    // A bad allow-list must not open the door: refuse every caller and say why.
+    log::error("ews.caller_allow_list_invalid",
+               {{"customer", entry->record.customer_public_id}, {"error", cidrs.error().message}});
+    entry->allow_list_invalid = true;
+  } else {
+    entry->allowed_callers = std::move(*cidrs);
+  }
+  Entry shared = entry;
+  cache_.put(key, shared);
+  co_return shared;
+}
+
+asio::awaitable<CallbackOutcome> EwsCallbackService::handle(std::string_view secret,
+                                                            const ews::SendNotification& callback,
+                                                            const IpAddress& caller) {
+  if (!plausible_secret(secret)) {
+    co_return count({CallbackResult::unsubscribe_unknown, "malformed secret", ""});
+  }
+  const Bytes hash = sha384(secret);
+  const std::string key(hash.begin(), hash.end());
+  const CallbackSummary summary = summarize(callback);
+
+  // Two rounds at most: the second re-reads a registration that changed under the first.
+  for (int round = 0; round < 2; ++round) {
+    auto reg = co_await registration(key, hash, /*fresh=*/round > 0);
+    if (!reg) co_return count({CallbackResult::unavailable, reg.error().message, ""});
+    if (!*reg) co_return count({CallbackResult::unsubscribe_unknown, "no active registration", ""});
+    const auto& entry = **reg;
+    const auto& record = entry.record;
+    if (entry.allow_list_invalid ||
+        (!entry.allowed_callers.empty() && !any_contains(entry.allowed_callers, caller))) {
+      co_return count({CallbackResult::forbidden,
+                       "caller " + caller.to_string() + " is outside the customer's allow-list",
+                       record.customer_public_id});
+    }
+    if (round == 0) {
+      for (const auto& code : summary.error_codes)
+        error_messages_.Add({{"code", code}}).Increment();
+    }
+    if (!summary.subscription_id) {
+      co_return count(
+          {CallbackResult::ok, "no subscription id: nothing to record", record.customer_public_id});
+    }
+    const auto decision = decide_binding(record, *summary.subscription_id);
+    if (decision.unsubscribe) {
+      co_return count({CallbackResult::unsubscribe_superseded,
+                       "subscription superseded by a newer one", record.customer_public_id});
+    }
+    if (!summary.has_notification) {
+      // Only error messages (e.g. ErrorReadEventsFailed): no events to record and no reason to
+      // bind; the app must subscribe again, which the silent-subscription report will show.
+      co_return count({CallbackResult::ok, "error message only", record.customer_public_id});
+    }
+
+    store::CallbackWrite write;
+    write.registration_id = record.id;
+    write.mailbox_id = record.mailbox_id;
+    write.subscription_id = *summary.subscription_id;
+    write.bind = decision.bind;
+    write.expected_current = decision.expected_current;
+    write.watermark = summary.watermark;
+    write.effect = summary.effect;
+    auto written = co_await store_.record(write);
+    if (!written)
+      co_return count(
+          {CallbackResult::unavailable, written.error().message, record.customer_public_id});
+    if (*written == store::WriteOutcome::stale) {
+      cache_.erase(key);
+      continue;
+    }
+    if (decision.bind) {
+      auto rebound = std::make_shared<CachedRegistration>(entry);
+      if (decision.expected_current) {
+        rebound->record.superseded.insert(rebound->record.superseded.begin(),
+                                          *decision.expected_current);
+      }
+      rebound->record.subscription_id = *summary.subscription_id;
+      cache_.put(key, rebound);
+      log::info("ews.subscription_bound", {{"customer", record.customer_public_id},
+                                           {"registration", record.id},
+                                           {"rebind", decision.expected_current.has_value()}});
+    }
+    for (const auto& m : callback.messages) {
+      if (!m.notification || m.subscription_id() != summary.subscription_id) continue;
+      for (const auto& e : m.notification->events) {
+        events_.Add({{"type", ews::event_type_name(e.type)}}).Increment();
+      }
+    }
+    co_return count({CallbackResult::ok, "recorded", record.customer_public_id});
+  }
+  co_return count(
+      {CallbackResult::unavailable, "registration changed twice while recording; retry", ""});
+}
+
+}  // namespace mp::relay

@@ -1,0 +1,57 @@
+// The "handle callback" use case: find the registration behind a secret, apply the binding
+// rules, record the callback durably, and say what to answer Exchange.
+#pragma once
+
+#include <prometheus/counter.h>
+#include <prometheus/registry.h>
+
+#include <boost/asio/awaitable.hpp>
+#include <string>
+#include <string_view>
+
+#include "common/cidr.hpp"
+#include "ews/send_notification.hpp"
+#include "relay/registration_cache.hpp"
+#include "store/callback_store.hpp"
+
+namespace mp::relay {
+
+enum class CallbackResult {
+  ok,                      // recorded (or nothing to record): SubscriptionStatus OK
+  unsubscribe_unknown,     // no such registration (never, or deleted): Unsubscribe
+  unsubscribe_superseded,  // the app resubscribed; this is the old subscription: Unsubscribe
+  forbidden,               // caller outside the customer's allow-list: 403, no reply to Exchange
+  unavailable,             // the database cannot record it now: 503, Exchange retries
+};
+const char* callback_result_name(CallbackResult r) noexcept;
+
+struct CallbackOutcome {
+  CallbackResult result = CallbackResult::unavailable;
+  std::string reason;       // for the log line; never a secret
+  std::string customer_id;  // public Customer ID when known
+};
+
+class EwsCallbackService {
+ public:
+  EwsCallbackService(store::CallbackStore& store, RegistrationCache& cache,
+                     prometheus::Registry& registry);
+
+  boost::asio::awaitable<CallbackOutcome> handle(std::string_view secret,
+                                                 const ews::SendNotification& callback,
+                                                 const IpAddress& caller);
+
+ private:
+  // The registration behind the secret hash; `fresh` skips the cache.
+  boost::asio::awaitable<Result<std::shared_ptr<const CachedRegistration>>> registration(
+      const std::string& key, const Bytes& hash, bool fresh);
+  CallbackOutcome count(CallbackOutcome outcome);
+
+  store::CallbackStore& store_;
+  RegistrationCache& cache_;
+  prometheus::Family<prometheus::Counter>& callbacks_;
+  prometheus::Family<prometheus::Counter>& events_;
+  prometheus::Family<prometheus::Counter>& error_messages_;
+  prometheus::Family<prometheus::Counter>& cache_lookups_;
+};
+
+}  // namespace mp::relay

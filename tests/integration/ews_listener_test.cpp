@@ -1,0 +1,385 @@
+// The EWS listener end to end: mailpushd over HTTPS against the real MariaDB, with real and
+// hand-built SendNotification bodies. Checks the OK / Unsubscribe / 503 / 403 rules and that
+// what was answered OK is in the database.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "store/migrations.hpp"
+#include "test_env.hpp"
+
+namespace mp::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+const std::string kSoapAction =
+    "http://schemas.microsoft.com/exchange/services/2006/messages/SendNotification";
+
+std::string status_event(const std::string& wm) {
+  return "<t:StatusEvent><t:Watermark>" + wm + "</t:Watermark></t:StatusEvent>";
+}
+std::string new_mail_event(const std::string& wm) {
+  return "<t:NewMailEvent><t:Watermark>" + wm +
+         "</t:Watermark><t:TimeStamp>2026-11-23T10:00:00Z</t:TimeStamp>"
+         "<t:ItemId Id=\"item-" +
+         wm +
+         "\" ChangeKey=\"CQ\"/><t:ParentFolderId Id=\"inbox\" ChangeKey=\"AQ\"/>"
+         "</t:NewMailEvent>";
+}
+std::string unread_event(const std::string& wm, int unread) {
+  return "<t:ModifiedEvent><t:Watermark>" + wm +
+         "</t:Watermark><t:TimeStamp>2026-11-23T10:00:00Z</t:TimeStamp>"
+         "<t:FolderId Id=\"inbox\" ChangeKey=\"AQ\"/><t:ParentFolderId Id=\"root\" "
+         "ChangeKey=\"AQ\"/>"
+         "<t:UnreadCount>" +
+         std::to_string(unread) + "</t:UnreadCount></t:ModifiedEvent>";
+}
+
+std::string notification(const std::string& subscription, const std::string& events) {
+  return R"(<?xml version="1.0" encoding="utf-8"?>)"
+         R"(<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/" )"
+         R"(xmlns:m="http://schemas.microsoft.com/exchange/services/2006/messages" )"
+         R"(xmlns:t="http://schemas.microsoft.com/exchange/services/2006/types">)"
+         R"(<soap:Header><t:RequestServerVersion Version="Exchange2016"/></soap:Header><soap:Body>)"
+         R"(<m:SendNotification><m:ResponseMessages><m:SendNotificationResponseMessage ResponseClass="Success">)"
+         R"(<m:ResponseCode>NoError</m:ResponseCode><m:Notification><t:SubscriptionId>)" +
+         subscription +
+         "</t:SubscriptionId><t:PreviousWatermark>prev</t:PreviousWatermark>"
+         "<t:MoreEvents>false</t:MoreEvents>" +
+         events +
+         "</m:Notification></m:SendNotificationResponseMessage></m:ResponseMessages></"
+         "m:SendNotification>"
+         "</soap:Body></soap:Envelope>";
+}
+
+// What the listener answered: HTTP status and SubscriptionStatus (empty when none).
+struct Answer {
+  int status = 0;
+  std::string subscription_status;
+  std::string body;
+  std::string retry_after;
+};
+
+class EwsListener : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    db_.start();
+    dir_ = make_temp_dir("ews");
+    store::Connection conn(db_.options());
+    ASSERT_TRUE(conn.connect().ok());
+    ASSERT_TRUE(store::migrate(conn).ok());
+    customer_ = insert_test_customer(conn, "dev-" + std::to_string(::getpid()) + "a");
+    open_customer_ =
+        insert_test_customer(conn, "dev-" + std::to_string(::getpid()) + "b", "192.0.2.0/24");
+    start_daemon(R"({"listener": {"trusted_proxies": ["127.0.0.1/32"]}})");
+  }
+
+  void TearDown() override {
+    if (daemon_) {
+      daemon_->signal(SIGTERM);
+      EXPECT_EQ(daemon_->wait(15s), std::optional<int>(0)) << daemon_->log();
+    }
+  }
+
+  void start_daemon(const std::string& extra) {
+    nlohmann::json patch = {{"database",
+                             {{"host", "127.0.0.1"},
+                              {"port", db_.port()},
+                              {"socket", nullptr},
+                              {"name", PrivateMariadb::kDatabase},
+                              {"password_file", db_.password_file().string()},
+                              {"connect_timeout_ms", 1000},
+                              {"migrate_on_start", true}}}};
+    patch.merge_patch(nlohmann::json::parse(extra));
+    const auto region = write_region_file(dir_, patch.dump());
+    daemon_ = std::make_unique<ChildProcess>(binary_dir() / "src/app/mailpushd",
+                                             std::vector<std::string>{"--region", region.string()},
+                                             dir_ / "mailpushd.log");
+    port_ = listening_port(*daemon_, 30s);
+    ASSERT_NE(port_, 0) << daemon_->log();
+  }
+
+  TestRegistration registration(const std::string& mailbox, std::int64_t customer = 0) {
+    store::Connection conn(db_.options());
+    EXPECT_TRUE(conn.connect().ok());
+    return insert_test_registration(conn, customer ? customer : customer_, mailbox);
+  }
+
+  std::string query_one(const std::string& sql, std::int64_t id) {
+    store::Connection conn(db_.options());
+    EXPECT_TRUE(conn.connect().ok());
+    auto rows = conn.query(sql, {store::Value{id}});
+    EXPECT_TRUE(rows.ok() && !rows->empty()) << sql;
+    return rows.ok() && !rows->empty() ? (*rows)[0].text(0) : "";
+  }
+
+  Answer post(const std::string& secret, const std::string& body,
+              std::vector<std::pair<std::string, std::string>> headers = {}) {
+    if (headers.empty()) {
+      headers = {{"Content-Type", "text/xml; charset=utf-8"},
+                 {"SOAPAction", "\"" + kSoapAction + "\""}};
+    }
+    const auto reply = https_request(port_, "POST", "/ews/v1/notify/" + secret, body, headers);
+    Answer a{reply.status, "", reply.body, reply.header("Retry-After")};
+    for (const char* s : {"Unsubscribe", "OK"}) {
+      if (reply.body.find(std::string(">") + s + "</") != std::string::npos) {
+        a.subscription_status = s;
+        break;
+      }
+    }
+    return a;
+  }
+
+  PrivateMariadb db_;
+  std::filesystem::path dir_;
+  std::unique_ptr<ChildProcess> daemon_;
+  std::uint16_t port_ = 0;
+  std::int64_t customer_ = 0;
+  std::int64_t open_customer_ = 0;
+};
+
+TEST_F(EwsListener, UnknownSecretsAreToldToUnsubscribe) {
+  auto a =
+      post("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", notification("S1", status_event("w1")));
+  EXPECT_EQ(a.status, 200);
+  EXPECT_EQ(a.subscription_status, "Unsubscribe");
+  a = post("short", notification("S1", status_event("w1")));
+  EXPECT_EQ(a.subscription_status, "Unsubscribe");
+}
+
+TEST_F(EwsListener, StatusBindsNewMailCountsUnreadCountSets) {
+  const auto reg = registration("alice@example.com");
+  auto a = post(reg.secret, notification("SUB-A", status_event("w0")));
+  ASSERT_EQ(a.status, 200) << a.body;
+  EXPECT_EQ(a.subscription_status, "OK");
+  EXPECT_EQ(query_one("SELECT subscription_id FROM registrations WHERE id = ?", reg.id), "SUB-A");
+  EXPECT_EQ(query_one("SELECT watermark FROM registrations WHERE id = ?", reg.id), "w0");
+
+  a = post(reg.secret, notification("SUB-A", new_mail_event("w1") + new_mail_event("w2")));
+  EXPECT_EQ(a.subscription_status, "OK");
+  EXPECT_EQ(query_one("SELECT unread_count FROM mailboxes WHERE id = ?", reg.mailbox_id), "2");
+  a = post(reg.secret, notification("SUB-A", unread_event("w3", 7) + new_mail_event("w4")));
+  EXPECT_EQ(a.subscription_status, "OK");
+  EXPECT_EQ(query_one("SELECT unread_count FROM mailboxes WHERE id = ?", reg.mailbox_id), "8");
+  EXPECT_EQ(query_one("SELECT watermark FROM registrations WHERE id = ?", reg.id), "w4");
+  EXPECT_FALSE(query_one("SELECT last_heard_at FROM registrations WHERE id = ?", reg.id).empty());
+}
+
+TEST_F(EwsListener, ResubscribingRebindsAndTheOldSubscriptionIsEnded) {
+  const auto reg = registration("bob@example.com");
+  EXPECT_EQ(post(reg.secret, notification("OLD", status_event("w0"))).subscription_status, "OK");
+  EXPECT_EQ(post(reg.secret, notification("NEW", status_event("n0"))).subscription_status, "OK");
+  EXPECT_EQ(query_one("SELECT subscription_id FROM registrations WHERE id = ?", reg.id), "NEW");
+  EXPECT_EQ(post(reg.secret, notification("OLD", new_mail_event("w1"))).subscription_status,
+            "Unsubscribe");
+  EXPECT_EQ(query_one("SELECT unread_count FROM mailboxes WHERE id = ?", reg.mailbox_id), "0")
+      << "events from the superseded subscription are not counted twice";
+  EXPECT_EQ(post(reg.secret, notification("NEW", new_mail_event("n1"))).subscription_status, "OK");
+  EXPECT_EQ(query_one("SELECT unread_count FROM mailboxes WHERE id = ?", reg.mailbox_id), "1");
+}
+
+TEST_F(EwsListener, ADeletedRegistrationIsToldToUnsubscribeEvenWhenCached) {
+  const auto reg = registration("carol@example.com");
+  EXPECT_EQ(post(reg.secret, notification("S", status_event("w0"))).subscription_status, "OK");
+  store::Connection conn(db_.options());
+  ASSERT_TRUE(conn.connect().ok());
+  ASSERT_TRUE(conn.execute("UPDATE registrations SET state = 'deleted' WHERE id = ?",
+                           {store::Value{reg.id}})
+                  .ok());
+  EXPECT_EQ(post(reg.secret, notification("S", new_mail_event("w1"))).subscription_status,
+            "Unsubscribe");
+  EXPECT_EQ(query_one("SELECT unread_count FROM mailboxes WHERE id = ?", reg.mailbox_id), "0");
+}
+
+TEST_F(EwsListener, DatabaseDownMeans503NeverOkNeverUnsubscribe) {
+  const auto reg = registration("dave@example.com");
+  EXPECT_EQ(post(reg.secret, notification("S", status_event("w0"))).subscription_status, "OK");
+  db_.stop();
+  auto a = post(reg.secret, notification("S", new_mail_event("w1")));
+  EXPECT_EQ(a.status, 503) << a.body;
+  EXPECT_EQ(a.subscription_status, "");
+  EXPECT_EQ(a.retry_after, "30");
+  // An unknown secret is not answered Unsubscribe either while the database cannot say.
+  a = post("BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB", notification("S", status_event("w1")));
+  EXPECT_EQ(a.status, 503);
+  db_.start();
+  // Exchange retries the same events: recorded once the database is back.
+  Answer back;
+  for (int i = 0; i < 50 && back.subscription_status != "OK"; ++i) {
+    back = post(reg.secret, notification("S", new_mail_event("w1")));
+    if (back.subscription_status != "OK") std::this_thread::sleep_for(100ms);
+  }
+  EXPECT_EQ(back.subscription_status, "OK") << back.body;
+  EXPECT_EQ(query_one("SELECT unread_count FROM mailboxes WHERE id = ?", reg.mailbox_id), "1");
+}
+
+TEST_F(EwsListener, CallerAllowListWithTrustedProxy) {
+  const auto reg = registration("erin@example.com", open_customer_);
+  const std::vector<std::pair<std::string, std::string>> base = {
+      {"Content-Type", "text/xml; charset=utf-8"}, {"SOAPAction", kSoapAction}};
+  auto direct = post(reg.secret, notification("S", status_event("w")), base);
+  EXPECT_EQ(direct.status, 403) << "127.0.0.1 is not in 192.0.2.0/24";
+  auto via_proxy = base;
+  via_proxy.emplace_back("X-Forwarded-For", "198.51.100.9, 192.0.2.10");
+  EXPECT_EQ(post(reg.secret, notification("S", status_event("w")), via_proxy).subscription_status,
+            "OK");
+  auto spoofed = base;
+  spoofed.emplace_back("X-Forwarded-For", "192.0.2.10, 198.51.100.9");
+  EXPECT_EQ(post(reg.secret, notification("S", status_event("w")), spoofed).status, 403)
+      << "the rightmost untrusted hop is the caller";
+}
+
+TEST_F(EwsListener, RealExchangeBodiesAreAccepted) {
+  const auto reg = registration("frank@example.com");
+  for (const char* file :
+       {"01-rooms-doc-exo-two-modified-repaired.xml", "03-workmail-docs-status-repaired.xml",
+        "05-exchangelib-test-status-s-prefix.xml"}) {
+    const auto body = read_file(source_dir() / "tests/data/ews" / file);
+    // Exchange Online sends SOAPAction unquoted, with Accept-Encoding and Accept.
+    auto a = post(reg.secret, body,
+                  {{"content-type", "text/xml; charset=utf-8"},
+                   {"Soapaction", kSoapAction},
+                   {"Accept", "text/xml"},
+                   {"Accept-Encoding", "gzip"}});
+    EXPECT_EQ(a.status, 200) << file << ": " << a.body;
+    // Each sample carries its own subscription id: the app "resubscribed" each time.
+    EXPECT_EQ(a.subscription_status, "OK") << file;
+  }
+  const auto error_body =
+      read_file(source_dir() / "tests/data/ews/04-tistory-ex2007sp1-error-readeventsfailed.xml");
+  EXPECT_EQ(post(reg.secret, error_body).status, 200);
+}
+
+TEST_F(EwsListener, HostileAndWrongRequestsGetClearRefusals) {
+  const auto reg = registration("gina@example.com");
+  auto a = post(reg.secret, notification("S", status_event("w")),
+                {{"Content-Type", "application/json"}});
+  EXPECT_EQ(a.status, 415);
+  a = post(reg.secret, notification("S", status_event("w")),
+           {{"Content-Type", "text/xml"}, {"SOAPAction", "urn:something-else"}});
+  EXPECT_EQ(a.status, 400);
+  const std::string bomb =
+      R"(<?xml version="1.0"?><!DOCTYPE l [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;">]><l>&b;</l>)";
+  a = post(reg.secret, bomb);
+  EXPECT_EQ(a.status, 400);
+  EXPECT_NE(a.body.find("Fault"), std::string::npos);
+  a = post(reg.secret,
+           "<soap:Envelope xmlns:soap=\"http://schemas.xmlsoap.org/soap/envelope/\"><soap:Bo");
+  EXPECT_EQ(a.status, 400);
+  {
+    // Refused on the Content-Length alone, before the body is sent.
+    RawTlsConnection big(port_);
+    big.send("POST /ews/v1/notify/" + reg.secret +
+             " HTTP/1.1\r\nHost: localhost\r\nContent-Type: "
+             "text/xml\r\nContent-Length: 2097152\r\n\r\n");
+    EXPECT_EQ(big.read_response(5s).status, 413);
+  }
+  EXPECT_EQ(https_request(port_, "GET", "/ews/v1/notify/" + reg.secret).status, 405);
+  // Nothing was recorded by any of them.
+  EXPECT_EQ(
+      query_one("SELECT COALESCE(subscription_id, '') FROM registrations WHERE id = ?", reg.id),
+      "");
+  const auto metrics = https_request(port_, "GET", "/metrics").body;
+  EXPECT_NE(metrics.find("mailpush_ews_refused_total{reason=\"doctype\"} 1"), std::string::npos)
+      << metrics;
+  EXPECT_EQ(daemon_->log().find(reg.secret), std::string::npos)
+      << "the secret never reaches the log";
+}
+
+TEST_F(EwsListener, ExpectContinueIsAnswered) {
+  const auto reg = registration("henry@example.com");
+  const auto body = notification("S", status_event("w"));
+  RawTlsConnection c(port_);
+  c.send("POST /ews/v1/notify/" + reg.secret +
+         " HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/xml; "
+         "charset=utf-8\r\nSOAPAction: \"" +
+         kSoapAction + "\"\r\nExpect: 100-continue\r\nContent-Length: " +
+         std::to_string(body.size()) + "\r\n\r\n");
+  EXPECT_EQ(c.read_response(5s).status, 100);
+  c.send(body);
+  const auto reply = c.read_response(5s);
+  EXPECT_EQ(reply.status, 200);
+  EXPECT_NE(reply.body.find(">OK<"), std::string::npos);
+}
+
+// Exchange servers reconnect often; a resumed TLS session spares them a full handshake.
+TEST_F(EwsListener, TlsSessionsAreResumed) {
+  namespace asio = boost::asio;
+  namespace bhttp = boost::beast::http;
+  asio::ssl::context ctx(asio::ssl::context::tls_client);
+  ctx.load_verify_file(dev_tls().ca_cert.string());
+  ctx.set_verify_mode(asio::ssl::verify_peer);
+  SSL_SESSION* session = nullptr;
+  for (int round = 0; round < 2; ++round) {
+    asio::io_context ioc;
+    asio::ssl::stream<asio::ip::tcp::socket> stream(ioc, ctx);
+    SSL_set_tlsext_host_name(stream.native_handle(), "localhost");
+    if (session) SSL_set_session(stream.native_handle(), session);
+    stream.next_layer().connect({asio::ip::make_address("127.0.0.1"), port_});
+    stream.handshake(asio::ssl::stream_base::client);
+    bhttp::request<bhttp::empty_body> req{bhttp::verb::get, "/healthz", 11};
+    req.set(bhttp::field::host, "localhost");
+    req.keep_alive(false);
+    bhttp::write(stream, req);
+    boost::beast::flat_buffer buffer;
+    bhttp::response<bhttp::string_body> res;
+    bhttp::read(stream, buffer, res);  // also reads the TLS 1.3 session ticket
+    EXPECT_EQ(res.result_int(), 200);
+    if (round == 1) {
+      EXPECT_EQ(SSL_session_reused(stream.native_handle()), 1);
+    }
+    if (session) SSL_SESSION_free(session);
+    session = round == 0 ? SSL_get1_session(stream.native_handle()) : nullptr;
+    ASSERT_TRUE(round == 1 || session != nullptr);
+    boost::system::error_code ignored;
+    stream.shutdown(ignored);
+  }
+}
+
+TEST_F(EwsListener, SilentSubscriptionsAreReportedByMailpushctl) {
+  const auto reg = registration("ivan@example.com");
+  store::Connection conn(db_.options());
+  ASSERT_TRUE(conn.connect().ok());
+  ASSERT_TRUE(conn.execute("UPDATE registrations SET status_frequency_minutes = 1, "
+                           "created_at = UTC_TIMESTAMP(6) - INTERVAL 10 MINUTE WHERE id = ?",
+                           {store::Value{reg.id}})
+                  .ok());
+  const auto region = dir_ / "region.json";
+  std::string out;
+  ASSERT_EQ(run_command({(binary_dir() / "src/app/mailpushctl").string(), "--region",
+                         region.string(), "--json", "subscriptions", "--silent"},
+                        &out),
+            0)
+      << out;
+  const auto list = nlohmann::json::parse(out);
+  ASSERT_EQ(list["silent"].size(), 1u) << out;
+  EXPECT_EQ(list["silent"][0]["registration_id"], reg.id);
+  EXPECT_EQ(out.find(reg.secret), std::string::npos);
+  ASSERT_EQ(run_command({(binary_dir() / "src/app/mailpushctl").string(), "--region",
+                         region.string(), "subscriptions", "--silent"},
+                        &out),
+            0)
+      << out;
+  EXPECT_NE(out.find("1 silent"), std::string::npos) << out;
+
+  // Heard from again: no longer silent.
+  EXPECT_EQ(post(reg.secret, notification("S", status_event("w"))).subscription_status, "OK");
+  ASSERT_EQ(run_command({(binary_dir() / "src/app/mailpushctl").string(), "--region",
+                         region.string(), "--json", "subscriptions", "--silent"},
+                        &out),
+            0)
+      << out;
+  EXPECT_TRUE(nlohmann::json::parse(out)["silent"].empty()) << out;
+}
+
+}  // namespace
+}  // namespace mp::test

@@ -1,0 +1,610 @@
+// Tests of the "handle callback" use case against an in-memory CallbackStore: binding, recording,
+// the cache, stale writes, store failures, caller allow-lists and metrics.
+#include "relay/ews_callback_service.hpp"
+
+#include <gtest/gtest.h>
+#include <prometheus/text_serializer.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <exception>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <variant>
+
+#include "relay_test_support.hpp"
+
+namespace mp::relay {
+namespace {
+
+using test::callback;
+using test::callback_of;
+using test::error_message;
+using test::FakeCallbackStore;
+using test::folder_modified_event;
+using test::hash_key;
+using test::item_modified_event;
+using test::new_mail_event;
+using test::notification_message;
+using test::status_event;
+
+constexpr const char* kSecret = "Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5MGFiY2RlZg";  // 38 chars
+constexpr const char* kOtherSecret = "0123456789abcdef0123456789abcdef";
+
+IpAddress ip(const char* text) {
+  auto a = parse_ip(text);
+  EXPECT_TRUE(a.has_value()) << text;
+  return a.value_or(IpAddress{});
+}
+
+class EwsCallbackServiceTest : public testing::Test {
+ protected:
+  // Runs one handle() to completion; the fake store completes at once, so run() returns quickly.
+  CallbackOutcome handle(std::string_view secret, const ews::SendNotification& cb,
+                         const IpAddress& caller) {
+    boost::asio::io_context ioc;
+    std::optional<CallbackOutcome> out;
+    boost::asio::co_spawn(ioc, service.handle(secret, cb, caller),
+                          [&out](std::exception_ptr e, CallbackOutcome o) {
+                            if (e) std::rethrow_exception(e);
+                            out = std::move(o);
+                          });
+    ioc.run();
+    EXPECT_TRUE(out.has_value()) << "handle() did not complete";
+    return out.value_or(CallbackOutcome{});
+  }
+  CallbackOutcome handle(std::string_view secret, const ews::SendNotification& cb) {
+    return handle(secret, cb, ip("192.0.2.10"));
+  }
+
+  std::string metrics() { return prometheus::TextSerializer().Serialize(registry.Collect()); }
+  bool metrics_contain(const std::string& line) {
+    return metrics().find(line + "\n") != std::string::npos;
+  }
+
+  // The registration as the service has cached it (null when not cached).
+  std::shared_ptr<const CachedRegistration> cached(std::string_view secret) {
+    return cache.get(hash_key(secret)).entry;
+  }
+
+  FakeCallbackStore store;
+  RegistrationCache cache{1024};
+  prometheus::Registry registry;
+  EwsCallbackService service{store, cache, registry};
+};
+
+// --- secrets and registrations -------------------------------------------------------------------
+
+TEST_F(EwsCallbackServiceTest, MalformedSecretIsUnknownWithoutALookup) {
+  for (const char* secret :
+       {"", "short", "has/slash/0123456789abcdef", "abc.def.0123456789abcdefgh"}) {
+    const auto out = handle(secret, callback("S1", {status_event("wm-1")}));
+    EXPECT_EQ(out.result, CallbackResult::unsubscribe_unknown) << secret;
+  }
+  EXPECT_EQ(store.lookups, 0);
+  EXPECT_TRUE(store.attempts.empty());
+}
+
+TEST_F(EwsCallbackServiceTest, UnknownSecretIsUnsubscribedAndRemembered) {
+  store.add(kOtherSecret);
+  auto out = handle(kSecret, callback("S1", {status_event("wm-1")}));
+  EXPECT_EQ(out.result, CallbackResult::unsubscribe_unknown);
+  EXPECT_EQ(out.customer_id, "");
+  EXPECT_EQ(store.lookups, 1);
+
+  out = handle(kSecret, callback("S1", {new_mail_event("wm-2")}));
+  EXPECT_EQ(out.result, CallbackResult::unsubscribe_unknown);
+  EXPECT_EQ(store.lookups, 1) << "an absent secret is answered from the cache";
+  EXPECT_TRUE(store.attempts.empty());
+}
+
+TEST_F(EwsCallbackServiceTest, FirstStatusEventBinds) {
+  const auto id = store.add(kSecret, "use1-acme");
+  const auto out = handle(kSecret, callback("S1", {status_event("wm-1")}));
+  EXPECT_EQ(out.result, CallbackResult::ok) << out.reason;
+  EXPECT_EQ(out.customer_id, "use1-acme");
+
+  ASSERT_EQ(store.recorded.size(), 1u);
+  const auto& w = store.recorded[0];
+  EXPECT_EQ(w.registration_id, id);
+  EXPECT_EQ(w.mailbox_id, id);
+  EXPECT_EQ(w.subscription_id, "S1");
+  EXPECT_TRUE(w.bind);
+  EXPECT_FALSE(w.expected_current.has_value());
+  EXPECT_EQ(w.watermark, "wm-1");
+  EXPECT_FALSE(w.effect.has_value());
+  EXPECT_EQ(store.find(kSecret)->subscription_id, std::optional<std::string>("S1"));
+  EXPECT_EQ(store.watermark(id), "wm-1");
+}
+
+TEST_F(EwsCallbackServiceTest, BindUpdatesTheCacheSoTheNextCallbackNeedsNoLookupOrBind) {
+  store.add(kSecret);
+  ASSERT_EQ(handle(kSecret, callback("S1", {status_event("wm-1")})).result, CallbackResult::ok);
+  const auto entry = cached(kSecret);
+  ASSERT_NE(entry, nullptr);
+  EXPECT_EQ(entry->record.subscription_id, std::optional<std::string>("S1"));
+  EXPECT_TRUE(entry->record.superseded.empty());
+
+  ASSERT_EQ(handle(kSecret, callback("S1", {new_mail_event("wm-2")})).result, CallbackResult::ok);
+  EXPECT_EQ(store.lookups, 1);
+  ASSERT_EQ(store.recorded.size(), 2u);
+  EXPECT_FALSE(store.recorded[1].bind);
+  EXPECT_EQ(store.attempts.size(), 2u) << "no stale round trip";
+}
+
+TEST_F(EwsCallbackServiceTest, SecondCallbackIsServedFromTheCache) {
+  store.add(kSecret, "use1-test", "", "S1");
+  for (int i = 0; i < 3; ++i) {
+    const auto out = handle(kSecret, callback("S1", {new_mail_event("wm-" + std::to_string(i))}));
+    EXPECT_EQ(out.result, CallbackResult::ok) << out.reason;
+  }
+  EXPECT_EQ(store.lookups, 1);
+  EXPECT_EQ(store.recorded.size(), 3u);
+  EXPECT_TRUE(metrics_contain("mailpush_registration_cache_lookups_total{result=\"miss\"} 1"))
+      << metrics();
+  EXPECT_TRUE(metrics_contain("mailpush_registration_cache_lookups_total{result=\"hit\"} 2"))
+      << metrics();
+}
+
+// --- what gets recorded --------------------------------------------------------------------------
+
+TEST_F(EwsCallbackServiceTest, ThreeNewMailsAddThree) {
+  const auto id = store.add(kSecret, "use1-test", "", "S1");
+  store.set_unread(id, 4);
+  const auto out = handle(kSecret, callback("S1", {new_mail_event("wm-1"), new_mail_event("wm-2"),
+                                                   new_mail_event("wm-3")}));
+  ASSERT_EQ(out.result, CallbackResult::ok) << out.reason;
+  ASSERT_EQ(store.recorded.size(), 1u);
+  const auto& w = store.recorded[0];
+  EXPECT_FALSE(w.bind);
+  ASSERT_TRUE(w.effect.has_value());
+  EXPECT_FALSE(w.effect->set);
+  EXPECT_EQ(w.effect->value, 3);
+  EXPECT_EQ(w.watermark, "wm-3");
+  EXPECT_EQ(store.unread(id), 7);
+}
+
+TEST_F(EwsCallbackServiceTest, UnreadCountThenNewMailSetsEight) {
+  const auto id = store.add(kSecret, "use1-test", "", "S1");
+  store.set_unread(id, 50);
+  const auto out =
+      handle(kSecret, callback("S1", {folder_modified_event("wm-1", 7), new_mail_event("wm-2")}));
+  ASSERT_EQ(out.result, CallbackResult::ok) << out.reason;
+  ASSERT_EQ(store.recorded.size(), 1u);
+  ASSERT_TRUE(store.recorded[0].effect.has_value());
+  EXPECT_TRUE(store.recorded[0].effect->set);
+  EXPECT_EQ(store.recorded[0].effect->value, 8);
+  EXPECT_EQ(store.unread(id), 8);
+}
+
+TEST_F(EwsCallbackServiceTest, ItemModifiedEventDoesNotTouchTheCount) {
+  const auto id = store.add(kSecret, "use1-test", "", "S1");
+  store.set_unread(id, 3);
+  const auto out = handle(kSecret, callback("S1", {item_modified_event("wm-1", 99)}));
+  ASSERT_EQ(out.result, CallbackResult::ok) << out.reason;
+  ASSERT_EQ(store.recorded.size(), 1u);
+  EXPECT_FALSE(store.recorded[0].effect.has_value());
+  EXPECT_EQ(store.recorded[0].watermark, "wm-1");
+  EXPECT_EQ(store.unread(id), 3);
+}
+
+TEST_F(EwsCallbackServiceTest, PreviousWatermarkWhenNoEventHasOne) {
+  const auto id = store.add(kSecret, "use1-test", "", "S1");
+  ASSERT_EQ(handle(kSecret, callback("S1", {}, "wm-prev")).result, CallbackResult::ok);
+  ASSERT_EQ(store.recorded.size(), 1u);
+  EXPECT_EQ(store.recorded[0].watermark, "wm-prev");
+  EXPECT_EQ(store.watermark(id), "wm-prev");
+}
+
+TEST_F(EwsCallbackServiceTest, MessagesAboutAnotherSubscriptionAreIgnored) {
+  const auto id = store.add(kSecret, "use1-test", "", "S1");
+  const auto cb = callback_of(
+      {notification_message("S1", {new_mail_event("wm-1")}),
+       notification_message("S9", {new_mail_event("x-1"), folder_modified_event("x-2", 40)})});
+  const auto out = handle(kSecret, cb);
+  ASSERT_EQ(out.result, CallbackResult::ok) << out.reason;
+  ASSERT_EQ(store.recorded.size(), 1u);
+  EXPECT_EQ(store.recorded[0].subscription_id, "S1");
+  EXPECT_FALSE(store.recorded[0].bind);
+  EXPECT_EQ(store.recorded[0].watermark, "wm-1");
+  ASSERT_TRUE(store.recorded[0].effect.has_value());
+  EXPECT_FALSE(store.recorded[0].effect->set);
+  EXPECT_EQ(store.recorded[0].effect->value, 1);
+  EXPECT_EQ(store.unread(id), 1);
+  EXPECT_EQ(store.find(kSecret)->subscription_id, std::optional<std::string>("S1"));
+  EXPECT_TRUE(metrics_contain("mailpush_ews_events_total{type=\"NewMail\"} 1")) << metrics();
+  EXPECT_EQ(metrics().find("mailpush_ews_events_total{type=\"Modified\"}"), std::string::npos)
+      << metrics();
+}
+
+TEST_F(EwsCallbackServiceTest, ErrorOnlyCallbackForTheBoundSubscriptionIsOkWithoutAWrite) {
+  store.add(kSecret, "use1-acme", "", "S1");
+  const auto out = handle(kSecret, callback_of({error_message("ErrorReadEventsFailed", "S1")}));
+  EXPECT_EQ(out.result, CallbackResult::ok) << out.reason;
+  EXPECT_EQ(out.customer_id, "use1-acme");
+  EXPECT_TRUE(store.attempts.empty());
+  EXPECT_TRUE(
+      metrics_contain("mailpush_ews_error_messages_total{code=\"ErrorReadEventsFailed\"} 1"))
+      << metrics();
+}
+
+TEST_F(EwsCallbackServiceTest, ErrorOnlyCallbackAboutAnotherIdNeverBinds) {
+  // A subscription Exchange says is broken must not displace the working one.
+  store.add(kSecret, "use1-test", "", "S1");
+  store.add(kOtherSecret);
+  for (const char* secret : {kSecret, kOtherSecret}) {
+    const auto out = handle(secret, callback_of({error_message("ErrorReadEventsFailed", "S7")}));
+    EXPECT_EQ(out.result, CallbackResult::ok) << out.reason;
+  }
+  EXPECT_TRUE(store.attempts.empty());
+  EXPECT_EQ(store.find(kSecret)->subscription_id, std::optional<std::string>("S1"));
+  EXPECT_FALSE(store.find(kOtherSecret)->subscription_id.has_value());
+  EXPECT_EQ(handle(kSecret, callback("S1", {new_mail_event("wm-1")})).result, CallbackResult::ok);
+}
+
+TEST_F(EwsCallbackServiceTest, ErrorOnlyCallbackForASupersededIdIsUnsubscribed) {
+  store.add(kSecret, "use1-test", "", "S2");
+  store.find(kSecret)->superseded = {"S1"};
+  const auto out = handle(kSecret, callback_of({error_message("ErrorReadEventsFailed", "S1")}));
+  EXPECT_EQ(out.result, CallbackResult::unsubscribe_superseded) << out.reason;
+  EXPECT_TRUE(store.attempts.empty());
+}
+
+TEST_F(EwsCallbackServiceTest, CallbackWithoutAnySubscriptionIdIsOkWithoutAWrite) {
+  store.add(kSecret, "use1-test", "", "S1");
+  const auto out =
+      handle(kSecret, callback_of({error_message("ErrorInternalServerError", std::nullopt)}));
+  EXPECT_EQ(out.result, CallbackResult::ok) << out.reason;
+  EXPECT_TRUE(store.attempts.empty());
+}
+
+// --- superseded subscriptions --------------------------------------------------------------------
+
+TEST_F(EwsCallbackServiceTest, SupersededSubscriptionIsUnsubscribed) {
+  store.add(kSecret, "use1-acme", "", "S2");
+  store.find(kSecret)->superseded = {"S1", "S0"};
+  for (const char* old : {"S1", "S0"}) {
+    const auto out = handle(kSecret, callback(old, {new_mail_event("wm-1")}));
+    EXPECT_EQ(out.result, CallbackResult::unsubscribe_superseded) << old;
+    EXPECT_EQ(out.customer_id, "use1-acme");
+  }
+  EXPECT_TRUE(store.attempts.empty());
+  EXPECT_EQ(store.find(kSecret)->subscription_id, std::optional<std::string>("S2"));
+}
+
+TEST_F(EwsCallbackServiceTest, RebindSupersedesTheOldSubscriptionWithoutAnotherLookup) {
+  store.add(kSecret, "use1-test", "", "S1");
+  ASSERT_EQ(handle(kSecret, callback("S1", {new_mail_event("wm-1")})).result, CallbackResult::ok);
+
+  // The app resubscribed: Exchange opens S2 with a StatusEvent.
+  const auto out = handle(kSecret, callback("S2", {status_event("wm-9")}));
+  ASSERT_EQ(out.result, CallbackResult::ok) << out.reason;
+  ASSERT_EQ(store.recorded.size(), 2u);
+  EXPECT_TRUE(store.recorded[1].bind);
+  EXPECT_EQ(store.recorded[1].expected_current, std::optional<std::string>("S1"));
+  EXPECT_EQ(store.find(kSecret)->subscription_id, std::optional<std::string>("S2"));
+  EXPECT_EQ(store.find(kSecret)->superseded, std::vector<std::string>{"S1"});
+
+  const auto entry = cached(kSecret);
+  ASSERT_NE(entry, nullptr);
+  EXPECT_EQ(entry->record.subscription_id, std::optional<std::string>("S2"));
+  ASSERT_FALSE(entry->record.superseded.empty());
+  EXPECT_EQ(entry->record.superseded.front(), "S1");
+
+  // The old subscription still calls: answered from the cache.
+  const auto old = handle(kSecret, callback("S1", {new_mail_event("wm-2")}));
+  EXPECT_EQ(old.result, CallbackResult::unsubscribe_superseded) << old.reason;
+  EXPECT_EQ(store.lookups, 1);
+  EXPECT_EQ(store.attempts.size(), 2u);
+}
+
+TEST_F(EwsCallbackServiceTest, SecondRebindPutsTheNewestOldIdFirst) {
+  store.add(kSecret, "use1-test", "", "S1");
+  ASSERT_EQ(handle(kSecret, callback("S2", {status_event("a")})).result, CallbackResult::ok);
+  ASSERT_EQ(handle(kSecret, callback("S3", {status_event("b")})).result, CallbackResult::ok);
+  const auto entry = cached(kSecret);
+  ASSERT_NE(entry, nullptr);
+  EXPECT_EQ(entry->record.subscription_id, std::optional<std::string>("S3"));
+  EXPECT_EQ(entry->record.superseded, (std::vector<std::string>{"S2", "S1"}));
+  for (const char* old : {"S1", "S2"}) {
+    EXPECT_EQ(handle(kSecret, callback(old, {status_event("c")})).result,
+              CallbackResult::unsubscribe_superseded)
+        << old;
+  }
+  EXPECT_EQ(store.lookups, 1);
+}
+
+// --- stale writes --------------------------------------------------------------------------------
+
+TEST_F(EwsCallbackServiceTest, StaleWriteRereadsAndFindsTheSubscriptionSuperseded) {
+  store.add(kSecret, "use1-test", "", "S1");
+  ASSERT_EQ(handle(kSecret, callback("S1", {new_mail_event("wm-1")})).result, CallbackResult::ok);
+  store.rebind(kSecret, "S2");  // another instance saw the app's new subscription
+
+  const auto out = handle(kSecret, callback("S1", {new_mail_event("wm-2")}));
+  EXPECT_EQ(out.result, CallbackResult::unsubscribe_superseded) << out.reason;
+  EXPECT_EQ(store.lookups, 2) << "the stale entry must be re-read from the store";
+  EXPECT_EQ(store.attempts.size(), 2u);
+  EXPECT_EQ(store.recorded.size(), 1u);
+
+  const auto entry = cached(kSecret);
+  ASSERT_NE(entry, nullptr) << "the fresh read is cached again";
+  EXPECT_EQ(entry->record.subscription_id, std::optional<std::string>("S2"));
+  ASSERT_EQ(handle(kSecret, callback("S2", {new_mail_event("wm-3")})).result, CallbackResult::ok);
+  EXPECT_EQ(store.lookups, 2);
+}
+
+TEST_F(EwsCallbackServiceTest, BindRacingAnotherInstanceRereadsAndRebinds) {
+  store.add(kSecret);
+  // Between this instance's lookup and its write, another instance binds S0.
+  store.before_next_record = [](FakeCallbackStore& s) { s.rebind(kSecret, "S0"); };
+  const auto out = handle(kSecret, callback("S1", {status_event("wm-1")}));
+  ASSERT_EQ(out.result, CallbackResult::ok) << out.reason;
+  EXPECT_EQ(store.lookups, 2);
+  ASSERT_EQ(store.attempts.size(), 2u);
+  EXPECT_TRUE(store.attempts[0].bind);
+  EXPECT_FALSE(store.attempts[0].expected_current.has_value());
+  EXPECT_TRUE(store.attempts[1].bind);
+  EXPECT_EQ(store.attempts[1].expected_current, std::optional<std::string>("S0"));
+  EXPECT_EQ(store.find(kSecret)->subscription_id, std::optional<std::string>("S1"));
+
+  const auto entry = cached(kSecret);
+  ASSERT_NE(entry, nullptr);
+  EXPECT_EQ(entry->record.subscription_id, std::optional<std::string>("S1"));
+  EXPECT_EQ(entry->record.superseded, std::vector<std::string>{"S0"});
+}
+
+TEST_F(EwsCallbackServiceTest, BindOfTheSameIdByAnotherInstanceIsNotStale) {
+  store.add(kSecret);
+  store.before_next_record = [](FakeCallbackStore& s) { s.rebind(kSecret, "S1"); };
+  const auto out = handle(kSecret, callback("S1", {status_event("wm-1")}));
+  EXPECT_EQ(out.result, CallbackResult::ok) << out.reason;
+  EXPECT_EQ(store.attempts.size(), 1u);
+  EXPECT_EQ(store.lookups, 1);
+}
+
+TEST_F(EwsCallbackServiceTest, RegistrationDeletedBeforeTheWriteIsUnsubscribed) {
+  store.add(kSecret, "use1-test", "", "S1");
+  ASSERT_EQ(handle(kSecret, callback("S1", {new_mail_event("wm-1")})).result, CallbackResult::ok);
+  store.before_next_record = [](FakeCallbackStore& s) { s.remove(kSecret); };
+  const auto out = handle(kSecret, callback("S1", {new_mail_event("wm-2")}));
+  EXPECT_EQ(out.result, CallbackResult::unsubscribe_unknown) << out.reason;
+  EXPECT_EQ(store.lookups, 2);
+  EXPECT_EQ(cache.get(hash_key(kSecret)).hit, RegistrationCache::Hit::absent);
+}
+
+TEST_F(EwsCallbackServiceTest, StaleTwiceIsUnavailable) {
+  store.add(kSecret);
+  // Each write finds the registration bound to yet another id.
+  store.before_next_record = [](FakeCallbackStore& s) {
+    s.rebind(kSecret, "X1");
+    s.before_next_record = [](FakeCallbackStore& t) { t.rebind(kSecret, "X2"); };
+  };
+  const auto out = handle(kSecret, callback("S1", {status_event("wm-1")}));
+  EXPECT_EQ(out.result, CallbackResult::unavailable) << out.reason;
+  EXPECT_EQ(store.attempts.size(), 2u);
+  EXPECT_TRUE(store.recorded.empty());
+  EXPECT_EQ(cache.get(hash_key(kSecret)).hit, RegistrationCache::Hit::miss)
+      << "a registration known to be stale must not stay cached";
+  EXPECT_TRUE(metrics_contain("mailpush_ews_callbacks_total{result=\"unavailable\"} 1"))
+      << metrics();
+}
+
+// --- store failures ------------------------------------------------------------------------------
+
+TEST_F(EwsCallbackServiceTest, LookupErrorIsUnavailableAndNotRemembered) {
+  store.add(kSecret, "use1-test", "", "S1");
+  store.fail_next_lookup = make_error(Errc::unavailable, "database down");
+  auto out = handle(kSecret, callback("S1", {new_mail_event("wm-1")}));
+  EXPECT_EQ(out.result, CallbackResult::unavailable);
+  EXPECT_NE(out.reason.find("database down"), std::string::npos) << out.reason;
+  EXPECT_TRUE(store.attempts.empty());
+  EXPECT_EQ(cache.get(hash_key(kSecret)).hit, RegistrationCache::Hit::miss);
+
+  out = handle(kSecret, callback("S1", {new_mail_event("wm-1")}));
+  EXPECT_EQ(out.result, CallbackResult::ok) << out.reason;
+  EXPECT_EQ(store.lookups, 2);
+}
+
+TEST_F(EwsCallbackServiceTest, WriteErrorIsUnavailableAndChangesNothing) {
+  store.add(kSecret);
+  store.fail_next_record = make_error(Errc::unavailable, "lost connection");
+  auto out = handle(kSecret, callback("S1", {status_event("wm-1")}));
+  EXPECT_EQ(out.result, CallbackResult::unavailable);
+  EXPECT_EQ(out.customer_id, "use1-test");
+  EXPECT_FALSE(store.find(kSecret)->subscription_id.has_value());
+  const auto entry = cached(kSecret);
+  ASSERT_NE(entry, nullptr);
+  EXPECT_FALSE(entry->record.subscription_id.has_value()) << "the cache must not claim the bind";
+
+  // Exchange retries: now it works, and binds.
+  out = handle(kSecret, callback("S1", {status_event("wm-1")}));
+  EXPECT_EQ(out.result, CallbackResult::ok) << out.reason;
+  EXPECT_EQ(store.find(kSecret)->subscription_id, std::optional<std::string>("S1"));
+}
+
+TEST_F(EwsCallbackServiceTest, LookupErrorOnTheRereadIsUnavailableNotUnsubscribe) {
+  store.add(kSecret, "use1-test", "", "S1");
+  ASSERT_EQ(handle(kSecret, callback("S1", {new_mail_event("wm-1")})).result, CallbackResult::ok);
+  store.before_next_record = [](FakeCallbackStore& s) {
+    s.rebind(kSecret, "S2");
+    s.fail_next_lookup = make_error(Errc::unavailable, "database down");
+  };
+  const auto out = handle(kSecret, callback("S1", {new_mail_event("wm-2")}));
+  EXPECT_EQ(out.result, CallbackResult::unavailable) << out.reason;
+}
+
+TEST_F(EwsCallbackServiceTest, WriteErrorOnTheSecondRoundIsUnavailable) {
+  store.add(kSecret);
+  store.before_next_record = [](FakeCallbackStore& s) {
+    s.rebind(kSecret, "S0");
+    s.before_next_record = [](FakeCallbackStore& t) {
+      t.fail_next_record = make_error(Errc::unavailable, "lost connection");
+    };
+  };
+  const auto out = handle(kSecret, callback("S1", {status_event("wm-1")}));
+  EXPECT_EQ(out.result, CallbackResult::unavailable) << out.reason;
+  EXPECT_EQ(store.find(kSecret)->subscription_id, std::optional<std::string>("S0"));
+}
+
+// --- caller allow-lists --------------------------------------------------------------------------
+
+TEST_F(EwsCallbackServiceTest, WithoutAnAllowListAnyCallerIsAccepted) {
+  store.add(kSecret, "use1-test", "", "S1");
+  for (const char* caller : {"192.0.2.10", "10.1.2.3", "2001:db8::7", "::1"}) {
+    const auto out = handle(kSecret, callback("S1", {new_mail_event("wm")}), ip(caller));
+    EXPECT_EQ(out.result, CallbackResult::ok) << caller << ": " << out.reason;
+  }
+}
+
+TEST_F(EwsCallbackServiceTest, CallerOutsideTheAllowListIsForbidden) {
+  store.add(kSecret, "use1-acme", "198.51.100.0/24, 203.0.113.7", "S1");
+  for (const char* caller : {"198.51.100.20", "203.0.113.7", "::ffff:198.51.100.1"}) {
+    const auto out = handle(kSecret, callback("S1", {new_mail_event("wm")}), ip(caller));
+    EXPECT_EQ(out.result, CallbackResult::ok) << caller << ": " << out.reason;
+  }
+  const auto recorded = store.recorded.size();
+  for (const char* caller : {"192.0.2.10", "203.0.113.8", "198.51.101.1", "2001:db8::1"}) {
+    const auto out = handle(kSecret, callback("S1", {new_mail_event("wm")}), ip(caller));
+    EXPECT_EQ(out.result, CallbackResult::forbidden) << caller;
+    EXPECT_EQ(out.customer_id, "use1-acme");
+    EXPECT_NE(out.reason.find(ip(caller).to_string()), std::string::npos) << out.reason;
+  }
+  EXPECT_EQ(store.recorded.size(), recorded) << "a forbidden callback records nothing";
+  EXPECT_EQ(store.find(kSecret)->subscription_id, std::optional<std::string>("S1"));
+}
+
+TEST_F(EwsCallbackServiceTest, ForbiddenCallerCannotBind) {
+  store.add(kSecret, "use1-acme", "198.51.100.0/24");
+  const auto out = handle(kSecret, callback("S1", {status_event("wm")}), ip("192.0.2.1"));
+  EXPECT_EQ(out.result, CallbackResult::forbidden);
+  EXPECT_TRUE(store.attempts.empty());
+  EXPECT_FALSE(store.find(kSecret)->subscription_id.has_value());
+}
+
+TEST_F(EwsCallbackServiceTest, AllowListSeparatorsAndIpv6) {
+  store.add(kSecret, "use1-test", "2001:db8::/32,10.0.0.0/8\n192.0.2.0/25\t172.16.0.1", "S1");
+  for (const char* caller : {"2001:db8:ffff::1", "10.200.0.1", "192.0.2.127", "172.16.0.1"}) {
+    const auto out = handle(kSecret, callback("S1", {new_mail_event("wm")}), ip(caller));
+    EXPECT_EQ(out.result, CallbackResult::ok) << caller << ": " << out.reason;
+  }
+  for (const char* caller : {"2001:db9::1", "::1", "192.0.2.128", "172.16.0.2", "11.0.0.1"}) {
+    const auto out = handle(kSecret, callback("S1", {new_mail_event("wm")}), ip(caller));
+    EXPECT_EQ(out.result, CallbackResult::forbidden) << caller;
+  }
+}
+
+TEST_F(EwsCallbackServiceTest, Ipv4AllowListRefusesIpv6Callers) {
+  store.add(kSecret, "use1-test", "0.0.0.0/0", "S1");
+  EXPECT_EQ(handle(kSecret, callback("S1", {new_mail_event("wm")}), ip("203.0.113.1")).result,
+            CallbackResult::ok);
+  EXPECT_EQ(handle(kSecret, callback("S1", {new_mail_event("wm")}), ip("2001:db8::1")).result,
+            CallbackResult::forbidden);
+}
+
+TEST_F(EwsCallbackServiceTest, InvalidAllowListRefusesEveryone) {
+  const char* lists[] = {"10.0.0.0/8, bogus", "10.0.0.0/33", "10.1.2.3/8",
+                         "10.0.0.0/8;192.0.2.0/24"};
+  std::string secrets[] = {std::string(40, 'a'), std::string(40, 'b'), std::string(40, 'c'),
+                           std::string(40, 'd')};
+  for (int i = 0; i < 4; ++i) {
+    store.add(secrets[i], "use1-bad", lists[i], "S1");
+    for (const char* caller : {"10.1.2.3", "192.0.2.1", "2001:db8::1"}) {
+      const auto out = handle(secrets[i], callback("S1", {new_mail_event("wm")}), ip(caller));
+      EXPECT_EQ(out.result, CallbackResult::forbidden) << lists[i] << " / " << caller;
+      EXPECT_EQ(out.customer_id, "use1-bad");
+    }
+  }
+  EXPECT_TRUE(store.attempts.empty());
+}
+
+TEST_F(EwsCallbackServiceTest, UnknownSecretIsUnsubscribedWhateverTheCaller) {
+  EXPECT_EQ(handle(kSecret, callback("S1", {status_event("wm")}), ip("2001:db8::1")).result,
+            CallbackResult::unsubscribe_unknown);
+}
+
+// --- metrics -------------------------------------------------------------------------------------
+
+TEST_F(EwsCallbackServiceTest, CountsCallbacksByResult) {
+  // Every result is exported at 0 before any callback, so alerts have a series to watch.
+  for (const char* r :
+       {"ok", "unsubscribe_unknown", "unsubscribe_superseded", "forbidden", "unavailable"}) {
+    EXPECT_TRUE(
+        metrics_contain(std::string("mailpush_ews_callbacks_total{result=\"") + r + "\"} 0"))
+        << r << "\n"
+        << metrics();
+  }
+  store.add(kSecret, "use1-test", "", "S1");
+  for (int i = 0; i < 4; ++i) {
+    ASSERT_EQ(handle(kSecret, callback("S1", {new_mail_event("wm"), new_mail_event("wm2")})).result,
+              CallbackResult::ok);
+  }
+  (void)handle(kOtherSecret, callback("S1", {status_event("wm")}));
+  (void)handle("bad", callback("S1", {status_event("wm")}));
+  const auto text = metrics();
+  EXPECT_TRUE(metrics_contain("mailpush_ews_callbacks_total{result=\"ok\"} 4")) << text;
+  EXPECT_TRUE(metrics_contain("mailpush_ews_callbacks_total{result=\"unsubscribe_unknown\"} 2"))
+      << text;
+  EXPECT_TRUE(metrics_contain("mailpush_ews_callbacks_total{result=\"forbidden\"} 0")) << text;
+  EXPECT_TRUE(metrics_contain("mailpush_ews_events_total{type=\"NewMail\"} 8")) << text;
+}
+
+// --- real callback bodies ------------------------------------------------------------------------
+
+std::optional<ews::SendNotification> sample(const char* name) {
+  const auto path = std::filesystem::path(MAILPUSH_SOURCE_DIR) / "tests/data/ews" / name;
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return std::nullopt;
+  std::stringstream body;
+  body << in.rdbuf();
+  auto parsed = ews::parse_send_notification(body.str());
+  if (!std::holds_alternative<ews::SendNotification>(parsed)) {
+    ADD_FAILURE() << name << ": " << std::get<ews::ParseError>(parsed).message;
+    return std::nullopt;
+  }
+  return std::get<ews::SendNotification>(std::move(parsed));
+}
+
+TEST_F(EwsCallbackServiceTest, SampleStatusEventBinds) {
+  const auto cb = sample("03-workmail-docs-status-repaired.xml");
+  if (!cb) GTEST_SKIP() << "sample not present";
+  store.add(kSecret);
+  const auto out = handle(kSecret, *cb);
+  ASSERT_EQ(out.result, CallbackResult::ok) << out.reason;
+  EXPECT_EQ(store.find(kSecret)->subscription_id,
+            std::optional<std::string>("hKJETtoAdi9PPW0tZDQ4MThmMDoVYB"));
+  ASSERT_EQ(store.recorded.size(), 1u);
+  EXPECT_EQ(store.recorded[0].watermark, "AAAAAAAAAAA=");
+}
+
+TEST_F(EwsCallbackServiceTest, SampleFolderModifiedWithoutUnreadCountRecordsTheWatermarkOnly) {
+  const auto cb = sample("01-rooms-doc-exo-two-modified-repaired.xml");
+  if (!cb) GTEST_SKIP() << "sample not present";
+  const std::string id =
+      "LABkYjhwcjAxbWI2NDg1LmV1cnByZDAxLnByb2QuZXhjaGFuZ2VsYWJzLmNvbRAAAADELVfykPBZQp7Q8IIUrUfmCKn7"
+      "JnqX2AgQAAAAWTlI8+A2EEqLQp01E8Pw2Q==";
+  store.add(kSecret, "use1-test", "", id);
+  const auto out = handle(kSecret, *cb);
+  ASSERT_EQ(out.result, CallbackResult::ok) << out.reason;
+  ASSERT_EQ(store.recorded.size(), 1u);
+  EXPECT_FALSE(store.recorded[0].bind);
+  EXPECT_EQ(store.recorded[0].watermark, "AQAAAExY/dNdjDVKjtBVHKR5IOstIukhAAAAAAE=");
+  EXPECT_FALSE(store.recorded[0].effect.has_value());
+}
+
+TEST_F(EwsCallbackServiceTest, SampleReadEventsFailedForTheBoundSubscriptionIsOk) {
+  const auto cb = sample("04-tistory-ex2007sp1-error-readeventsfailed.xml");
+  if (!cb) GTEST_SKIP() << "sample not present";
+  const std::string id =
+      "HwBlaGRldjAaLm15c2luZ2alZGV2LnNhbXNabmcuY29tEAaAAEDzY414aNRHmaqvPaxcOC6bMacSPTbQCA==";
+  store.add(kSecret, "use1-test", "", id);
+  const auto out = handle(kSecret, *cb);
+  EXPECT_EQ(out.result, CallbackResult::ok) << out.reason;
+  EXPECT_TRUE(store.attempts.empty());
+}
+
+}  // namespace
+}  // namespace mp::relay
