@@ -32,14 +32,21 @@ RegistrationCache::Lookup RegistrationCache::get(const std::string& key) {
   return {Hit::found, it->second->entry};
 }
 
-void RegistrationCache::insert(const std::string& key, Item item) {
-  if (per_shard_ == 0) return;
-  Shard& s = shard_of(key);
-  std::lock_guard lock(s.mutex);
+namespace {
+template <class Shard>
+void remove_locked(Shard& s, const std::string& key) {
   if (auto it = s.index.find(key); it != s.index.end()) {
     s.lru.erase(it->second);
     s.index.erase(it);
   }
+}
+}  // namespace
+
+void RegistrationCache::insert(const std::string& key, Item item) {
+  if (per_shard_ == 0) return;
+  Shard& s = shard_of(key);
+  std::lock_guard lock(s.mutex);
+  remove_locked(s, key);
   s.lru.push_front(std::move(item));
   s.index[key] = s.lru.begin();
   while (s.lru.size() > per_shard_) {
@@ -61,10 +68,7 @@ void RegistrationCache::erase(const std::string& key) {
   if (per_shard_ == 0) return;
   Shard& s = shard_of(key);
   std::lock_guard lock(s.mutex);
-  if (auto it = s.index.find(key); it != s.index.end()) {
-    s.lru.erase(it->second);
-    s.index.erase(it);
-  }
+  remove_locked(s, key);
 }
 
 std::size_t RegistrationCache::size() const {
