@@ -325,6 +325,11 @@ asio::awaitable<void> HttpsServer::serve(std::shared_ptr<Session> s) {
     if (res.result_int() >= 500) {
       log::warn("http.server_error",
                 {{"route", route}, {"status", res.result_int()}, {"peer", s->peer.to_string()}});
+    } else if (refused || route == "unmatched" || res.result_int() == 405) {
+      // Refused before any handler: limits, malformed HTTP, unknown path or method. The path is
+      // not logged (callback paths carry secrets); the route name and status say enough.
+      log::info("http.refused",
+                {{"route", route}, {"status", res.result_int()}, {"peer", s->peer.to_string()}});
     }
     if (wec) {
       close_politely = false;
