@@ -1,0 +1,246 @@
+// Classification of APNs replies by Apple's documented reasons, then by HTTP status.
+#include "apns/response.hpp"
+
+#include <algorithm>
+#include <array>
+#include <limits>
+#include <nlohmann/json.hpp>
+
+namespace mp::apns {
+namespace {
+
+// Apple's error bodies are tens of bytes; a larger one is not APNs talking and is not parsed.
+constexpr std::size_t kMaxBodyBytes = 4096;
+constexpr std::size_t kMaxReasonChars = 64;
+constexpr std::size_t kMaxApnsIdChars = 128;
+
+struct KnownReason {
+  std::string_view reason;
+  ResponseKind kind;
+  std::string_view explanation;
+};
+
+using K = ResponseKind;
+
+// Apple's reason list for the HTTP/2 provider API ("Handling notification responses from APNs").
+constexpr std::array kKnownReasons{
+    // 400
+    KnownReason{"BadCollapseId", K::permanent_payload,
+                "the apns-collapse-id header is too long (over 64 bytes)"},
+    KnownReason{"BadDeviceToken", K::bad_device_token,
+                "APNs does not know this token in this environment, often a sandbox/production "
+                "mix-up (a development build's token sent to production or the reverse) or a "
+                "token that is not the device's; mark the device invalid for this environment "
+                "and have the app register again"},
+    KnownReason{"BadExpirationDate", K::permanent_payload, "the apns-expiration value is bad"},
+    KnownReason{"BadMessageId", K::permanent_payload, "the apns-id value is bad"},
+    KnownReason{"BadPriority", K::permanent_payload, "the apns-priority value is bad"},
+    KnownReason{"BadTopic", K::topic_mismatch,
+                "the apns-topic is not valid; it must be the bundle id of the certificate"},
+    KnownReason{"DeviceTokenNotForTopic", K::topic_mismatch,
+                "the device token belongs to another app than the topic; check that the app "
+                "registered with this customer's bundle id"},
+    KnownReason{"DuplicateHeaders", K::permanent_payload, "a request header was repeated"},
+    KnownReason{"IdleTimeout", K::retry_later,
+                "APNs closed an idle connection; resend on a fresh connection"},
+    KnownReason{"InvalidPushType", K::permanent_payload, "the apns-push-type value is bad"},
+    KnownReason{"MissingDeviceToken", K::permanent_payload, "the request path has no device token"},
+    KnownReason{"MissingTopic", K::topic_mismatch,
+                "APNs needs an apns-topic for this certificate (it covers several topics); "
+                "check the customer's configured bundle id"},
+    KnownReason{"PayloadEmpty", K::permanent_payload, "the request body was empty"},
+    KnownReason{"TopicDisallowed", K::topic_mismatch,
+                "APNs does not allow pushing to this topic with this certificate; check the "
+                "certificate's topics against the customer's bundle id"},
+    // 403
+    KnownReason{"BadCertificate", K::credential_failed,
+                "APNs refused the client certificate; the customer must upload a valid push "
+                "certificate"},
+    KnownReason{"BadCertificateEnvironment", K::credential_failed,
+                "the certificate is for the other APNs environment (development vs production); "
+                "use the matching host or upload the right certificate"},
+    KnownReason{"ExpiredProviderToken", K::credential_failed,
+                "the provider credential has expired; the customer must renew it"},
+    KnownReason{"Forbidden", K::credential_failed, "APNs forbids this action with this credential"},
+    KnownReason{"InvalidProviderToken", K::credential_failed,
+                "the provider credential is not valid for this team or key"},
+    KnownReason{"MissingProviderToken", K::credential_failed,
+                "APNs saw no usable credential (no client certificate reached it?)"},
+    // 404, 405
+    KnownReason{"BadPath", K::permanent_payload, "the request path is wrong"},
+    KnownReason{"MethodNotAllowed", K::permanent_payload, "only POST is allowed"},
+    // 410
+    KnownReason{"Unregistered", K::device_unregistered,
+                "the app is no longer registered for pushes on this device (uninstalled or "
+                "pushes turned off); stop until it registers again"},
+    KnownReason{"ExpiredToken", K::device_unregistered,
+                "the device token has expired; stop until the app registers again"},
+    // 413
+    KnownReason{"PayloadTooLarge", K::permanent_payload,
+                "the payload is larger than APNs allows (4096 bytes)"},
+    // 429
+    KnownReason{"TooManyProviderTokenUpdates", K::retry_later,
+                "the provider credential was updated too often; retry later"},
+    KnownReason{"TooManyRequests", K::retry_later,
+                "too many requests to this device token in a short time; retry later"},
+    // 500, 503
+    KnownReason{"InternalServerError", K::retry_later, "APNs had an internal error; retry later"},
+    KnownReason{"ServiceUnavailable", K::retry_later, "APNs is unavailable; retry later"},
+    KnownReason{"Shutdown", K::retry_later,
+                "the APNs server is shutting down this connection; resend on a new one"},
+};
+
+const KnownReason* find_reason(std::string_view reason) noexcept {
+  const auto it = std::find_if(kKnownReasons.begin(), kKnownReasons.end(),
+                               [reason](const KnownReason& k) { return k.reason == reason; });
+  return it == kKnownReasons.end() ? nullptr : &*it;
+}
+
+struct ByStatus {
+  ResponseKind kind;
+  std::string explanation;
+};
+
+ByStatus classify_status(int status) {
+  const std::string s = "HTTP " + std::to_string(status);
+  switch (status) {
+    case 200:
+      return {K::delivered, "APNs accepted the notification"};
+    case 403:
+      return {K::credential_failed, s + ": APNs refused the certificate or credential"};
+    case 410:
+      return {K::device_unregistered, s + ": the device token is no longer active"};
+    case 429:
+      return {K::retry_later, s + ": too many requests; retry later"};
+    default:
+      break;
+  }
+  if (status >= 500 && status <= 599) {
+    return {K::retry_later, s + ": APNs server error; retry later"};
+  }
+  if (status >= 400 && status <= 499) {
+    return {K::permanent_payload, s + ": APNs refused the request; it is not retried"};
+  }
+  // Not a status APNs sends (a proxy in the way?); retrying blindly could loop forever.
+  return {K::permanent_payload, s + " is not an APNs reply (a proxy in the way?); not retried"};
+}
+
+// Logs get only printable ASCII from the network, and not much of it.
+std::string printable(std::string_view text, std::size_t max_chars) {
+  std::string out(text.substr(0, max_chars));
+  for (char& c : out) {
+    if (c < 0x20 || c > 0x7e) c = '?';
+  }
+  return out;
+}
+
+std::optional<std::chrono::system_clock::time_point> ms_to_time_point(std::int64_t ms) {
+  using std::chrono::milliseconds;
+  using std::chrono::system_clock;
+  constexpr auto kMaxMs =
+      std::chrono::duration_cast<milliseconds>(system_clock::duration::max()).count();
+  if (ms < 0 || ms > kMaxMs) return std::nullopt;
+  return system_clock::time_point(
+      std::chrono::duration_cast<system_clock::duration>(milliseconds(ms)));
+}
+
+// Apple sends a JSON number; a numeric string is accepted too, anything else is ignored.
+std::optional<std::chrono::system_clock::time_point> parse_timestamp(const nlohmann::json& v) {
+  if (v.is_number_unsigned()) {
+    const auto ms = v.get<std::uint64_t>();
+    if (ms > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
+      return std::nullopt;
+    }
+    return ms_to_time_point(static_cast<std::int64_t>(ms));
+  }
+  if (v.is_number_integer()) return ms_to_time_point(v.get<std::int64_t>());
+  if (v.is_number_float()) {
+    const double ms = v.get<double>();
+    if (!(ms >= 0 && ms < 9.2e18)) return std::nullopt;  // also refuses NaN
+    return ms_to_time_point(static_cast<std::int64_t>(ms));
+  }
+  if (v.is_string()) {
+    const auto& s = v.get_ref<const std::string&>();
+    if (s.empty() || s.size() > 18 ||
+        !std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+      return std::nullopt;
+    }
+    return ms_to_time_point(std::stoll(s));
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+const char* response_kind_name(ResponseKind kind) noexcept {
+  switch (kind) {
+    case K::delivered:
+      return "delivered";
+    case K::device_unregistered:
+      return "device_unregistered";
+    case K::bad_device_token:
+      return "bad_device_token";
+    case K::topic_mismatch:
+      return "topic_mismatch";
+    case K::credential_failed:
+      return "credential_failed";
+    case K::retry_later:
+      return "retry_later";
+    case K::permanent_payload:
+      return "permanent_payload";
+  }
+  return "unknown";
+}
+
+ResponseAction classify_response(int http_status, std::string_view body_json,
+                                 std::string_view apns_id_header) {
+  ResponseAction action;
+  action.http_status = http_status;
+  action.apns_id = printable(apns_id_header, kMaxApnsIdChars);
+  if (http_status == 200) {
+    action.kind = K::delivered;
+    action.explanation = "APNs accepted the notification";
+    return action;
+  }
+
+  nlohmann::json body;  // null unless the body parses to something
+  if (!body_json.empty() && body_json.size() <= kMaxBodyBytes) {
+    body = nlohmann::json::parse(body_json, nullptr, /*allow_exceptions=*/false);
+  }
+  if (body.is_object()) {
+    if (const auto it = body.find("reason"); it != body.end() && it->is_string()) {
+      action.reason = printable(it->get_ref<const std::string&>(), kMaxReasonChars);
+    }
+  }
+
+  if (const KnownReason* known = find_reason(action.reason)) {
+    action.kind = known->kind;
+    action.explanation = std::string(known->explanation);
+  } else {
+    ByStatus by_status = classify_status(http_status);
+    action.kind = by_status.kind;
+    action.explanation = std::move(by_status.explanation);
+    if (!action.reason.empty()) action.explanation += " (reason not in Apple's documented list)";
+  }
+
+  if (action.kind == K::device_unregistered && body.is_object()) {
+    if (const auto it = body.find("timestamp"); it != body.end()) {
+      action.unregistered_at = parse_timestamp(*it);
+    }
+  }
+  return action;
+}
+
+std::chrono::milliseconds retry_backoff(int attempt, std::mt19937_64& rng) {
+  const int doublings = std::clamp(attempt, 1, 32) - 1;
+  const std::int64_t base = kRetryBackoffBase.count();
+  const std::int64_t cap = kRetryBackoffCap.count();
+  // 2^9 s already exceeds the cap, so the shift is bounded before it can overflow.
+  const std::int64_t upper = doublings >= 9 ? cap : std::min(cap, base << doublings);
+  const std::uint64_t draw = rng();
+  // Modulo bias is below 1e-13 for a bound of 300,001 values out of 2^64.
+  return std::chrono::milliseconds(
+      static_cast<std::int64_t>(draw % static_cast<std::uint64_t>(upper + 1)));
+}
+
+}  // namespace mp::apns
