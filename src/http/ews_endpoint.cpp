@@ -113,7 +113,13 @@ boost::asio::awaitable<Response> EwsEndpoint::handle(const Request& req,
   const auto& callback = std::get<ews::SendNotification>(parsed);
 
   const auto peer = parse_ip(ctx.peer.to_string()).value_or(IpAddress{});
-  const IpAddress caller = caller_address(peer, req["X-Forwarded-For"], options_.trusted_proxies);
+  // Every X-Forwarded-For line, in order: a proxy may add its own line after the client's.
+  std::string forwarded_for;
+  for (auto [it, end] = req.equal_range("X-Forwarded-For"); it != end; ++it) {
+    if (!forwarded_for.empty()) forwarded_for += ", ";
+    forwarded_for += std::string(it->value());
+  }
+  const IpAddress caller = caller_address(peer, forwarded_for, options_.trusted_proxies);
   const auto outcome = co_await service_.handle(ctx.path_rest, callback, caller);
 
   nlohmann::json fields = {{"result", relay::callback_result_name(outcome.result)},
@@ -134,6 +140,8 @@ boost::asio::awaitable<Response> EwsEndpoint::handle(const Request& req,
       co_return soap_response(
           req, beast_http::status::forbidden,
           ews::build_fault("soap:Client", "caller not allowed for this customer"));
+    case relay::CallbackResult::invalid:
+      co_return refuse(req, beast_http::status::bad_request, "invalid_values", outcome.reason);
     case relay::CallbackResult::unavailable:
       break;
   }

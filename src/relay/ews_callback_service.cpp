@@ -1,6 +1,7 @@
 // The callback use case, step by step; see ews_callback_service.hpp.
 #include "relay/ews_callback_service.hpp"
 
+#include <algorithm>
 #include <boost/asio/use_awaitable.hpp>
 
 #include "common/crypto.hpp"
@@ -22,6 +23,8 @@ const char* callback_result_name(CallbackResult r) noexcept {
       return "forbidden";
     case CallbackResult::unavailable:
       return "unavailable";
+    case CallbackResult::invalid:
+      return "invalid";
   }
   return "unavailable";
 }
@@ -49,7 +52,7 @@ EwsCallbackService::EwsCallbackService(store::CallbackStore& store, Registration
                          .Register(registry)) {
   for (auto r : {CallbackResult::ok, CallbackResult::unsubscribe_unknown,
                  CallbackResult::unsubscribe_superseded, CallbackResult::forbidden,
-                 CallbackResult::unavailable}) {
+                 CallbackResult::unavailable, CallbackResult::invalid}) {
     callbacks_.Add({{"result", callback_result_name(r)}});  // present at 0 for alerts
   }
 }
@@ -96,6 +99,50 @@ asio::awaitable<Result<std::shared_ptr<const CachedRegistration>>> EwsCallbackSe
   co_return shared;
 }
 
+namespace {
+
+constexpr std::size_t kCachedSupersededIds = 64;
+
+bool printable_ascii(std::string_view s) {
+  return std::all_of(s.begin(), s.end(), [](char c) { return c > 0x20 && c < 0x7f; });
+}
+
+// Values the columns cannot hold would fail a whole batch: refuse them alone, up front.
+std::optional<std::string> invalid_values(const CallbackSummary& s) {
+  if (s.subscription_id && (s.subscription_id->size() > store::kMaxSubscriptionIdLength ||
+                            !printable_ascii(*s.subscription_id))) {
+    return "SubscriptionId is longer than " + std::to_string(store::kMaxSubscriptionIdLength) +
+           " characters or not printable ASCII";
+  }
+  if (s.watermark.size() > store::kMaxWatermarkLength || !printable_ascii(s.watermark)) {
+    return "Watermark is longer than " + std::to_string(store::kMaxWatermarkLength) +
+           " characters or not printable ASCII";
+  }
+  return std::nullopt;
+}
+
+// ResponseCode values become metric labels: only known ones, so a caller cannot mint series.
+std::string known_response_code(std::string_view code) {
+  static constexpr std::string_view kKnown[] = {"NoError",
+                                                "ErrorReadEventsFailed",
+                                                "ErrorSubscriptionNotFound",
+                                                "ErrorInvalidSubscription",
+                                                "ErrorExpiredSubscription",
+                                                "ErrorMissedNotificationEvents",
+                                                "ErrorInternalServerError",
+                                                "ErrorServerBusy",
+                                                "ErrorMailboxMoveInProgress",
+                                                "ErrorMailboxStoreUnavailable",
+                                                "ErrorConnectionFailed",
+                                                "ErrorAccessDenied"};
+  for (auto k : kKnown) {
+    if (code == k) return std::string(k);
+  }
+  return "other";
+}
+
+}  // namespace
+
 asio::awaitable<CallbackOutcome> EwsCallbackService::handle(std::string_view secret,
                                                             const ews::SendNotification& callback,
                                                             const IpAddress& caller) {
@@ -105,10 +152,15 @@ asio::awaitable<CallbackOutcome> EwsCallbackService::handle(std::string_view sec
   const Bytes hash = sha384(secret);
   const std::string key(hash.begin(), hash.end());
   const CallbackSummary summary = summarize(callback);
+  if (auto problem = invalid_values(summary)) {
+    co_return count({CallbackResult::invalid, *problem, ""});
+  }
 
-  // Two rounds at most: the second re-reads a registration that changed under the first.
+  // Two rounds at most: the second re-reads the registration (it changed under the first, or an
+  // answer is about to be given without a write that would have checked it).
+  bool fresh = false;
   for (int round = 0; round < 2; ++round) {
-    auto reg = co_await registration(key, hash, /*fresh=*/round > 0);
+    auto reg = co_await registration(key, hash, fresh);
     if (!reg) co_return count({CallbackResult::unavailable, reg.error().message, ""});
     if (!*reg) co_return count({CallbackResult::unsubscribe_unknown, "no active registration", ""});
     const auto& entry = **reg;
@@ -120,8 +172,9 @@ asio::awaitable<CallbackOutcome> EwsCallbackService::handle(std::string_view sec
                        record.customer_public_id});
     }
     if (round == 0) {
-      for (const auto& code : summary.error_codes)
-        error_messages_.Add({{"code", code}}).Increment();
+      for (const auto& code : summary.error_codes) {
+        error_messages_.Add({{"code", known_response_code(code)}}).Increment();
+      }
     }
     if (!summary.subscription_id) {
       co_return count(
@@ -134,7 +187,12 @@ asio::awaitable<CallbackOutcome> EwsCallbackService::handle(std::string_view sec
     }
     if (!summary.has_notification) {
       // Only error messages (e.g. ErrorReadEventsFailed): no events to record and no reason to
-      // bind; the app must subscribe again, which the silent-subscription report will show.
+      // bind; the app must subscribe again, which the silent-subscription report will show. No
+      // write checks the registration here, so a cached one is read again first.
+      if (!fresh) {
+        fresh = true;
+        continue;
+      }
       co_return count({CallbackResult::ok, "error message only", record.customer_public_id});
     }
 
@@ -147,18 +205,26 @@ asio::awaitable<CallbackOutcome> EwsCallbackService::handle(std::string_view sec
     write.watermark = summary.watermark;
     write.effect = summary.effect;
     auto written = co_await store_.record(write);
-    if (!written)
+    if (!written) {
       co_return count(
           {CallbackResult::unavailable, written.error().message, record.customer_public_id});
+    }
+    if (*written == store::WriteOutcome::failed) {
+      co_return count({CallbackResult::unavailable, "the database refused this callback's write",
+                       record.customer_public_id});
+    }
     if (*written == store::WriteOutcome::stale) {
       cache_.erase(key);
+      fresh = true;
       continue;
     }
     if (decision.bind) {
       auto rebound = std::make_shared<CachedRegistration>(entry);
       if (decision.expected_current) {
-        rebound->record.superseded.insert(rebound->record.superseded.begin(),
-                                          *decision.expected_current);
+        auto& old = rebound->record.superseded;
+        old.insert(old.begin(), *decision.expected_current);
+        // The database refuses to rebind any superseded id, so a shorter list here is safe.
+        if (old.size() > kCachedSupersededIds) old.resize(kCachedSupersededIds);
       }
       rebound->record.subscription_id = *summary.subscription_id;
       cache_.put(key, rebound);

@@ -22,6 +22,7 @@ enum class CallbackResult {
   unsubscribe_superseded,  // the app resubscribed; this is the old subscription: Unsubscribe
   forbidden,               // caller outside the customer's allow-list: 403, no reply to Exchange
   unavailable,             // the database cannot record it now: 503, Exchange retries
+  invalid,                 // well-formed SOAP with values no EWS server sends (e.g. a 5 KB id): 400
 };
 const char* callback_result_name(CallbackResult r) noexcept;
 

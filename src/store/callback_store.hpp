@@ -52,7 +52,12 @@ struct CallbackWrite {
 enum class WriteOutcome {
   recorded,  // committed
   stale,     // the registration changed since it was read (deleted, rebound elsewhere): re-read
+  failed,    // the database refused this write alone (its neighbours in the batch went through)
 };
+
+// What the columns hold: longer or non-ASCII values are refused before they reach a batch.
+inline constexpr std::size_t kMaxSubscriptionIdLength = 512;
+inline constexpr std::size_t kMaxWatermarkLength = 1024;
 
 class CallbackStore {
  public:

@@ -53,16 +53,20 @@ Status apply_bindings(Connection& conn, const std::vector<CallbackWrite>& writes
     const auto& w = writes[i];
     if (!w.bind) continue;
     const Value expected = w.expected_current ? Value{*w.expected_current} : Value{Null{}};
+    // Never binds an id that was superseded before, whatever the caller's copy of the list says.
     auto updated = conn.execute(
         "UPDATE registrations SET subscription_id = ? "
-        "WHERE id = ? AND state = 'active' AND subscription_id <=> ?",
-        {Value{w.subscription_id}, Value{w.registration_id}, expected});
+        "WHERE id = ? AND state = 'active' AND subscription_id <=> ? AND NOT EXISTS ("
+        "SELECT 1 FROM superseded_subscriptions s WHERE s.registration_id = registrations.id "
+        "AND s.subscription_id = ?)",
+        {Value{w.subscription_id}, Value{w.registration_id}, expected, Value{w.subscription_id}});
     if (!updated) return std::move(updated).error();
     if (*updated == 0) {
       // Bound already (an earlier write of this batch, or another instance): fine if to this id.
-      auto now =
-          conn.query("SELECT subscription_id FROM registrations WHERE id = ? AND state = 'active'",
-                     {Value{w.registration_id}});
+      // A locking read sees the latest commit, not the transaction's first snapshot.
+      auto now = conn.query(
+          "SELECT subscription_id FROM registrations WHERE id = ? AND state = 'active' FOR UPDATE",
+          {Value{w.registration_id}});
       if (!now) return std::move(now).error();
       if (now->empty() || (*now)[0].text(0) != w.subscription_id) outcome[i] = WriteOutcome::stale;
       continue;
@@ -128,7 +132,7 @@ Status touch_registrations(Connection& conn, const std::vector<CallbackWrite>& w
   for (const auto& g : groups) ids += (ids.empty() ? "" : ",") + std::to_string(g.registration_id);
   auto current = conn.query(
       "SELECT id, subscription_id FROM registrations WHERE state = 'active' AND id IN (" + ids +
-      ")");
+      ") FOR UPDATE");
   if (!current) return std::move(current).error();
   std::map<std::int64_t, std::string> bound;
   for (const auto& r : *current) bound[r.i64(0)] = r.text(1);
@@ -194,14 +198,32 @@ Result<std::vector<WriteOutcome>> write_once(Connection& conn,
 
 }  // namespace
 
-Result<std::vector<WriteOutcome>> write_callback_batch(Connection& conn,
-                                                       const std::vector<CallbackWrite>& writes) {
+namespace {
+Result<std::vector<WriteOutcome>> write_with_retries(Connection& conn,
+                                                     const std::vector<CallbackWrite>& writes) {
   for (int attempt = 1;; ++attempt) {
     auto result = write_once(conn, writes);
     // Deadlocks and Galera certification conflicts roll the whole transaction back: run it again.
     if (result || result.error().code != Errc::busy || attempt >= kDeadlockRetries) return result;
     log::info("ews.batch_retry", {{"attempt", attempt}, {"error", result.error().message}});
   }
+}
+}  // namespace
+
+Result<std::vector<WriteOutcome>> write_callback_batch(Connection& conn,
+                                                       const std::vector<CallbackWrite>& writes) {
+  auto result = write_with_retries(conn, writes);
+  if (result || writes.size() == 1 || result.error().code == Errc::unavailable) return result;
+  // One write the database refuses must not fail its neighbours: write them one by one.
+  log::warn("ews.batch_split", {{"writes", writes.size()}, {"error", result.error().message}});
+  std::vector<WriteOutcome> outcome;
+  outcome.reserve(writes.size());
+  for (const auto& w : writes) {
+    auto one = write_with_retries(conn, {w});
+    if (!one && one.error().code == Errc::unavailable) return std::move(one).error();
+    outcome.push_back(one ? (*one)[0] : WriteOutcome::failed);
+  }
+  return outcome;
 }
 
 Result<std::optional<RegistrationRecord>> find_registration_by_secret(Connection& conn,
@@ -225,7 +247,7 @@ Result<std::optional<RegistrationRecord>> find_registration_by_secret(Connection
   rec.status_frequency_minutes = static_cast<int>(r.i64(6));
   auto old = conn.query(
       "SELECT subscription_id FROM superseded_subscriptions WHERE registration_id = ? "
-      "ORDER BY superseded_at DESC LIMIT 64",
+      "ORDER BY superseded_at DESC LIMIT 256",
       {Value{rec.id}});
   if (!old) return std::move(old).error();
   for (const auto& o : *old) rec.superseded.push_back(o.text(0));

@@ -232,6 +232,10 @@ TEST_F(EwsListener, CallerAllowListWithTrustedProxy) {
   via_proxy.emplace_back("X-Forwarded-For", "198.51.100.9, 192.0.2.10");
   EXPECT_EQ(post(reg.secret, notification("S", status_event("w")), via_proxy).subscription_status,
             "OK");
+  auto two_lines = base;  // the proxy added its own line after the one the client forged
+  two_lines.emplace_back("X-Forwarded-For", "192.0.2.10");
+  two_lines.emplace_back("X-Forwarded-For", "198.51.100.9");
+  EXPECT_EQ(post(reg.secret, notification("S", status_event("w")), two_lines).status, 403);
   auto spoofed = base;
   spoofed.emplace_back("X-Forwarded-For", "192.0.2.10, 198.51.100.9");
   EXPECT_EQ(post(reg.secret, notification("S", status_event("w")), spoofed).status, 403)
@@ -284,6 +288,9 @@ TEST_F(EwsListener, HostileAndWrongRequestsGetClearRefusals) {
     EXPECT_EQ(big.read_response(5s).status, 413);
   }
   EXPECT_EQ(https_request(port_, "GET", "/ews/v1/notify/" + reg.secret).status, 405);
+  a = post(reg.secret, notification(std::string(600, 'S'), status_event("w")));
+  EXPECT_EQ(a.status, 400) << "an id longer than any Exchange sends is refused alone";
+  EXPECT_NE(a.body.find("SubscriptionId"), std::string::npos);
   // Nothing was recorded by any of them.
   EXPECT_EQ(
       query_one("SELECT COALESCE(subscription_id, '') FROM registrations WHERE id = ?", reg.id),

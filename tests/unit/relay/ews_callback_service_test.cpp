@@ -608,3 +608,39 @@ TEST_F(EwsCallbackServiceTest, SampleReadEventsFailedForTheBoundSubscriptionIsOk
 
 }  // namespace
 }  // namespace mp::relay
+
+namespace mp::relay {
+namespace {
+
+TEST_F(EwsCallbackServiceTest, ErrorOnlyCallbackRereadsACachedRegistration) {
+  store.add(kSecret, "use1-acme", "", "S1");
+  ASSERT_EQ(handle(kSecret, callback("S1", {status_event("w0")})).result, CallbackResult::ok);
+  store.remove(kSecret);  // deleted meanwhile; no write will notice on this path
+  const auto out = handle(kSecret, callback_of({error_message("ErrorReadEventsFailed", "S1")}));
+  EXPECT_EQ(out.result, CallbackResult::unsubscribe_unknown) << out.reason;
+}
+
+TEST_F(EwsCallbackServiceTest, ValuesNoExchangeSendsAreInvalidBeforeAnyLookup) {
+  store.add(kSecret, "use1-acme", "", "S1");
+  const int before = store.lookups;
+  auto out = handle(kSecret, callback(std::string(513, 'S'), {status_event("w0")}));
+  EXPECT_EQ(out.result, CallbackResult::invalid);
+  out = handle(kSecret, callback("S1", {status_event(std::string(1025, 'w'))}));
+  EXPECT_EQ(out.result, CallbackResult::invalid);
+  out = handle(kSecret, callback("S1 with spaces", {status_event("w0")}));
+  EXPECT_EQ(out.result, CallbackResult::invalid);
+  EXPECT_EQ(store.lookups, before);
+  EXPECT_TRUE(store.attempts.empty());
+}
+
+TEST_F(EwsCallbackServiceTest, UnknownResponseCodesShareOneMetricLabel) {
+  store.add(kSecret, "use1-acme", "", "S1");
+  for (const char* code : {"ErrorMadeUpOne", "ErrorMadeUpTwo"}) {
+    (void)handle(kSecret, callback_of({error_message(code, "S1")}));
+  }
+  EXPECT_TRUE(metrics_contain("mailpush_ews_error_messages_total{code=\"other\"} 2")) << metrics();
+  EXPECT_EQ(metrics().find("ErrorMadeUp"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace mp::relay

@@ -132,6 +132,39 @@ TEST_F(CallbackStoreTest, StaleWhenTheRegistrationChangedUnderneath) {
   EXPECT_EQ((*out)[0], WriteOutcome::stale) << "a deleted registration records nothing";
 }
 
+TEST_F(CallbackStoreTest, ASupersededIdIsNeverBoundAgain) {
+  const auto reg = test::insert_test_registration(conn, customer, "olga@example.com");
+  auto first = write_for(reg, "OLD", "w1");
+  first.bind = true;
+  ASSERT_TRUE(write_callback_batch(conn, {first}).ok());
+  auto second = write_for(reg, "NEW", "w2");
+  second.bind = true;
+  second.expected_current = "OLD";
+  ASSERT_TRUE(write_callback_batch(conn, {second}).ok());
+  // A caller whose copy of the superseded list is short (or stale) tries to rebind OLD.
+  auto back = write_for(reg, "OLD", "w3");
+  back.bind = true;
+  back.expected_current = "NEW";
+  auto out = write_callback_batch(conn, {back});
+  ASSERT_TRUE(out.ok()) << out.error().message;
+  EXPECT_EQ((*out)[0], WriteOutcome::stale);
+  EXPECT_EQ(lookup(reg.secret).subscription_id, std::optional<std::string>("NEW"));
+}
+
+TEST_F(CallbackStoreTest, AWriteTheDatabaseRefusesFailsAloneNotItsBatch) {
+  const auto a = test::insert_test_registration(conn, customer, "pat@example.com");
+  const auto b = test::insert_test_registration(conn, customer, "quinn@example.com");
+  auto good = write_for(a, "SA", "wa");
+  good.bind = true;
+  auto bad = write_for(b, std::string(kMaxSubscriptionIdLength + 1, 'x'), "wb");
+  bad.bind = true;
+  auto out = write_callback_batch(conn, {good, bad});
+  ASSERT_TRUE(out.ok()) << out.error().message;
+  EXPECT_EQ((*out)[0], WriteOutcome::recorded);
+  EXPECT_EQ((*out)[1], WriteOutcome::failed);
+  EXPECT_EQ(lookup(a.secret).subscription_id, std::optional<std::string>("SA"));
+}
+
 TEST_F(CallbackStoreTest, MailboxEffectsFoldInArrivalOrder) {
   const auto a = test::insert_test_registration(conn, customer, "erin@example.com");
   const auto b = test::insert_test_registration(conn, customer, "frank@example.com");
