@@ -1,6 +1,7 @@
 // ews_load: HTTPS load generator for the EWS listener benchmark (bench/ews_bench.sh).
 //
-//   ews_load --port 8443 --ca ca.crt --connections 8 --mode keepalive --duration 20 --bodies mixed.tsv
+//   ews_load --port 8443 --ca ca.crt --connections 8 --mode keepalive --duration 20 --bodies
+//   mixed.tsv
 //
 // Loopback only: --host must be in 127.0.0.0/8 or ::1. Every run is bounded: it stops after
 // --duration seconds and/or --requests requests (without --duration, after 600 s at most), and
@@ -69,10 +70,11 @@ using Clock = std::chrono::steady_clock;
 using Stream = beast::ssl_stream<beast::tcp_stream>;
 constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
 
-constexpr double kDefaultMaxSeconds = 600;  // without --duration
+constexpr double kDefaultMaxSeconds = 600;             // without --duration
 constexpr std::size_t kMaxLatencySamples = 64u << 20;  // 256 MiB of samples at most
 
-const char kSoapAction[] = "http://schemas.microsoft.com/exchange/services/2006/messages/SendNotification";
+const char kSoapAction[] =
+    "http://schemas.microsoft.com/exchange/services/2006/messages/SendNotification";
 
 const char kBuiltinBody[] =
     R"(<?xml version="1.0" encoding="utf-8"?>)"
@@ -183,17 +185,20 @@ Workload load_workload(const Options& o) {
     if (!line.empty() && line.back() == '\r') line.pop_back();
     if (line.empty() || line[0] == '#') continue;
     const auto tab1 = line.find('\t');
-    if (tab1 == std::string::npos) throw std::runtime_error(o.bodies + ":" + std::to_string(number) + ": no TAB");
+    if (tab1 == std::string::npos)
+      throw std::runtime_error(o.bodies + ":" + std::to_string(number) + ": no TAB");
     const auto tab2 = line.find('\t', tab1 + 1);
     const std::string path = line.substr(0, tab1);
     const std::string_view b64 = std::string_view(line).substr(
         tab1 + 1, tab2 == std::string::npos ? std::string::npos : tab2 - tab1 - 1);
     const std::string label = tab2 == std::string::npos ? "" : line.substr(tab2 + 1);
     if (path.empty() || path[0] != '/' || path.find_first_of(" \r\n\t") != std::string::npos) {
-      throw std::runtime_error(o.bodies + ":" + std::to_string(number) + ": the path must start with / and hold no spaces");
+      throw std::runtime_error(o.bodies + ":" + std::to_string(number) +
+                               ": the path must start with / and hold no spaces");
     }
     auto body = base64_decode(b64);
-    if (!body) throw std::runtime_error(o.bodies + ":" + std::to_string(number) + ": invalid base64");
+    if (!body)
+      throw std::runtime_error(o.bodies + ":" + std::to_string(number) + ": invalid base64");
     w.requests.push_back(make_request(path, *body, close));
     w.label_of.push_back(label_id(label));
   }
@@ -212,8 +217,8 @@ class Plan {
  public:
   Plan(const Options& o, Clock::time_point start)
       : start_(start),
-        deadline_(start + std::chrono::duration_cast<Clock::duration>(
-                              std::chrono::duration<double>(o.duration > 0 ? o.duration : kDefaultMaxSeconds))),
+        deadline_(start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(
+                              o.duration > 0 ? o.duration : kDefaultMaxSeconds))),
         max_requests_(o.requests),
         rate_(o.rate) {}
 
@@ -260,10 +265,15 @@ struct Stats {
 
 class Worker {
  public:
-  Worker(const Options& o, const Workload& w, Plan& plan, asio::ssl::context& tls, tcp::endpoint target,
-         std::size_t latency_reserve)
-      : o_(o), w_(w), plan_(plan), tls_(tls), target_(target),
-        timeout_(std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(o.timeout))) {
+  Worker(const Options& o, const Workload& w, Plan& plan, asio::ssl::context& tls,
+         tcp::endpoint target, std::size_t latency_reserve)
+      : o_(o),
+        w_(w),
+        plan_(plan),
+        tls_(tls),
+        target_(target),
+        timeout_(
+            std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(o.timeout))) {
     stats.latency_us.reserve(latency_reserve);
     stats.label_answered.assign(w.labels.size(), 0);
     stats.label_soap_ok.assign(w.labels.size(), 0);
@@ -321,7 +331,8 @@ class Worker {
   }
 
   // One request and its response; false when the connection is no longer usable.
-  asio::awaitable<bool> exchange(Stream& s, beast::flat_buffer& buffer, const Ticket& t, bool& keep) {
+  asio::awaitable<bool> exchange(Stream& s, beast::flat_buffer& buffer, const Ticket& t,
+                                 bool& keep) {
     const std::size_t i = t.index % w_.requests.size();
     const Clock::time_point from = plan_.paced() ? t.due : Clock::now();
     auto& layer = beast::get_lowest_layer(s);
@@ -358,7 +369,8 @@ class Worker {
     }
     if (stats.latency_us.size() < kMaxLatencySamples) {
       const auto us = std::chrono::duration_cast<std::chrono::microseconds>(done - from).count();
-      stats.latency_us.push_back(static_cast<std::uint32_t>(std::clamp<std::int64_t>(us, 0, UINT32_MAX)));
+      stats.latency_us.push_back(
+          static_cast<std::uint32_t>(std::clamp<std::int64_t>(us, 0, UINT32_MAX)));
     }
     keep = res.keep_alive();
     co_return true;
@@ -430,11 +442,21 @@ std::string json_string(std::string_view s) {
   std::string out = "\"";
   for (const char c : s) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
       default:
         if (static_cast<unsigned char>(c) < 0x20) {
           char buf[8];
@@ -456,19 +478,23 @@ std::string number(double v, int decimals = 3) {
 
 double percentile_ms(const std::vector<std::uint32_t>& sorted, double p) {
   if (sorted.empty()) return 0;
-  const auto rank = static_cast<std::size_t>(std::ceil(p / 100.0 * static_cast<double>(sorted.size())));
+  const auto rank =
+      static_cast<std::size_t>(std::ceil(p / 100.0 * static_cast<double>(sorted.size())));
   return sorted[std::clamp<std::size_t>(rank, 1, sorted.size()) - 1] / 1000.0;
 }
 
 double cpu_seconds_self() {
   rusage u{};
   getrusage(RUSAGE_SELF, &u);
-  auto s = [](const timeval& t) { return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6; };
+  auto s = [](const timeval& t) {
+    return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6;
+  };
   return s(u.ru_utime) + s(u.ru_stime);
 }
 
-void print_report(const Options& o, const Workload& w, std::vector<std::unique_ptr<Worker>>& workers,
-                  double elapsed, double client_cpu) {
+void print_report(const Options& o, const Workload& w,
+                  std::vector<std::unique_ptr<Worker>>& workers, double elapsed,
+                  double client_cpu) {
   Stats total;
   total.label_answered.assign(w.labels.size(), 0);
   total.label_soap_ok.assign(w.labels.size(), 0);
@@ -534,7 +560,8 @@ void print_report(const Options& o, const Workload& w, std::vector<std::unique_p
   j += ",\"client_cpu_s\":" + number(client_cpu);
   j += ",\"labels\":{";
   for (std::size_t i = 0; i < w.labels.size(); ++i) {
-    j += (i ? "," : "") + json_string(w.labels[i]) + ":{\"answered\":" + std::to_string(total.label_answered[i]) +
+    j += (i ? "," : "") + json_string(w.labels[i]) +
+         ":{\"answered\":" + std::to_string(total.label_answered[i]) +
          ",\"soap_ok\":" + std::to_string(total.label_soap_ok[i]) + "}";
   }
   j += "}}";
@@ -548,25 +575,34 @@ int main(int argc, char** argv) {
   CLI::App app{"ews_load: HTTPS load generator for EWS push callbacks (loopback only)"};
   app.add_option("--host", o.host, "server address; must be loopback")->capture_default_str();
   app.add_option("--port", o.port, "server port")->required();
-  auto* ca = app.add_option("--ca", o.ca, "CA file to verify the server certificate with")->check(CLI::ExistingFile);
+  auto* ca = app.add_option("--ca", o.ca, "CA file to verify the server certificate with")
+                 ->check(CLI::ExistingFile);
   auto* insecure = app.add_flag("--insecure", o.insecure, "do not verify the server certificate");
   ca->excludes(insecure);
-  app.add_option("--server-name", o.server_name, "TLS SNI and verified host name")->capture_default_str();
+  app.add_option("--server-name", o.server_name, "TLS SNI and verified host name")
+      ->capture_default_str();
   app.add_option("--connections", o.connections, "concurrent connections")
-      ->check(CLI::Range(1u, 10000u))->capture_default_str();
+      ->check(CLI::Range(1u, 10000u))
+      ->capture_default_str();
   app.add_option("--mode", o.mode, "keepalive or newconn (full TLS handshake per request)")
-      ->check(CLI::IsMember({"keepalive", "newconn"}))->capture_default_str();
+      ->check(CLI::IsMember({"keepalive", "newconn"}))
+      ->capture_default_str();
   app.add_option("--rate", o.rate, "requests per second, open loop; 0 = as fast as possible")
-      ->check(CLI::Range(0.0, 10e6))->capture_default_str();
+      ->check(CLI::Range(0.0, 10e6))
+      ->capture_default_str();
   app.add_option("--duration", o.duration, "seconds to send for (600 s at most without it)")
       ->check(CLI::Range(0.0, 86400.0));
   app.add_option("--requests", o.requests, "requests to send at most");
-  app.add_option("--bodies", o.bodies, "file of path<TAB>base64(body)[<TAB>label] lines")->check(CLI::ExistingFile);
-  app.add_option("--path", o.path, "path for the built-in body (without --bodies)")->capture_default_str();
+  app.add_option("--bodies", o.bodies, "file of path<TAB>base64(body)[<TAB>label] lines")
+      ->check(CLI::ExistingFile);
+  app.add_option("--path", o.path, "path for the built-in body (without --bodies)")
+      ->capture_default_str();
   app.add_option("--threads", o.threads, "client threads (one io_context each)")
-      ->check(CLI::Range(1u, 64u))->capture_default_str();
+      ->check(CLI::Range(1u, 64u))
+      ->capture_default_str();
   app.add_option("--timeout", o.timeout, "seconds allowed for each connect, handshake, request")
-      ->check(CLI::Range(0.1, 600.0))->capture_default_str();
+      ->check(CLI::Range(0.1, 600.0))
+      ->capture_default_str();
   app.add_option("--label", o.label, "name of this run, echoed in the output");
   CLI11_PARSE(app, argc, argv);
 
@@ -581,7 +617,8 @@ int main(int argc, char** argv) {
   boost::system::error_code aec;
   const auto address = asio::ip::make_address(o.host, aec);
   if (aec || !address.is_loopback()) {
-    std::cerr << "ews_load: --host must be a loopback address (127.0.0.0/8 or ::1), got " << o.host << "\n";
+    std::cerr << "ews_load: --host must be a loopback address (127.0.0.0/8 or ::1), got " << o.host
+              << "\n";
     return 2;
   }
   ::signal(SIGPIPE, SIG_IGN);
@@ -614,7 +651,8 @@ int main(int argc, char** argv) {
   o.threads = threads;
   std::size_t reserve = o.requests ? o.requests / threads + 1024 : 1u << 20;
   if (o.rate > 0 && o.duration > 0) {
-    reserve = std::min<std::size_t>(reserve, static_cast<std::size_t>(o.rate * o.duration / threads) + 1024);
+    reserve = std::min<std::size_t>(reserve,
+                                    static_cast<std::size_t>(o.rate * o.duration / threads) + 1024);
   }
   reserve = std::min<std::size_t>(reserve, 16u << 20);
 

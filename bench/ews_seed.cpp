@@ -58,7 +58,8 @@ std::string hex(const Bytes& b) {
 std::string base64(std::string_view data) {
   std::string out(4 * ((data.size() + 2) / 3) + 1, '\0');
   const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                                reinterpret_cast<const unsigned char*>(data.data()), static_cast<int>(data.size()));
+                                reinterpret_cast<const unsigned char*>(data.data()),
+                                static_cast<int>(data.size()));
   out.resize(static_cast<std::size_t>(n));
   return out;
 }
@@ -94,38 +95,58 @@ struct Mailbox {
 };
 
 // Watermarks and ids shaped like Exchange's (base64 of the same lengths).
-std::string watermark() { return base64(random_bytes(28)); }
-std::string item_id() { return base64(random_bytes(111)); }
+std::string watermark() {
+  return base64(random_bytes(28));
+}
+std::string item_id() {
+  return base64(random_bytes(111));
+}
 std::string timestamp(std::size_t i) {
   char buf[32];
-  std::snprintf(buf, sizeof buf, "2026-11-23T%02zu:%02zu:%02zuZ", (i / 3600) % 24, (i / 60) % 60, i % 60);
+  std::snprintf(buf, sizeof buf, "2026-11-23T%02zu:%02zu:%02zuZ", (i / 3600) % 24, (i / 60) % 60,
+                i % 60);
   return buf;
 }
 
-std::string envelope(bool online, const Mailbox& m, const std::string& previous, const std::string& events) {
+std::string envelope(bool online, const Mailbox& m, const std::string& previous,
+                     const std::string& events) {
   std::string s;
   if (online) {
-    s += R"(<?xml version="1.0" encoding="utf-8"?><soap11:Envelope xmlns:soap11="http://schemas.xmlsoap.org/soap/envelope/">)";
+    s +=
+        R"(<?xml version="1.0" encoding="utf-8"?><soap11:Envelope xmlns:soap11="http://schemas.xmlsoap.org/soap/envelope/">)";
     s += R"(<soap11:Header><t:RequestServerVersion xmlns:m=")" + std::string(kMessages) +
          R"(" Version="Exchange2010" xmlns:t=")" + kTypes + R"(" /></soap11:Header><soap11:Body>)";
-    s += R"(<m:SendNotification xmlns:t=")" + std::string(kTypes) + R"(" xmlns:m=")" + kMessages + R"(">)";
+    s += R"(<m:SendNotification xmlns:t=")" + std::string(kTypes) + R"(" xmlns:m=")" + kMessages +
+         R"(">)";
     s += R"(<m:ResponseMessages><m:SendNotificationResponseMessage ResponseClass="Success">)";
-    s += "<m:ResponseCode>NoError</m:ResponseCode><m:Notification><t:SubscriptionId>" + m.subscription +
-         "</t:SubscriptionId><t:PreviousWatermark>" + previous +
+    s += "<m:ResponseCode>NoError</m:ResponseCode><m:Notification><t:SubscriptionId>" +
+         m.subscription + "</t:SubscriptionId><t:PreviousWatermark>" + previous +
          "</t:PreviousWatermark><t:MoreEvents>false</t:MoreEvents>" + events;
-    s += "</m:Notification></m:SendNotificationResponseMessage></m:ResponseMessages></m:SendNotification>"
+    s += "</m:Notification></m:SendNotificationResponseMessage></m:ResponseMessages></"
+         "m:SendNotification>"
          "</soap11:Body></soap11:Envelope>";
   } else {
-    s += "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<soap:Envelope xmlns:soap=\"http://schemas.xmlsoap.org/soap/envelope/\">\n"
-         "<soap:Header>\n    <t:RequestServerVersion xmlns:t=\"" + std::string(kTypes) + "\" xmlns:m=\"" + kMessages +
+    s += "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<soap:Envelope "
+         "xmlns:soap=\"http://schemas.xmlsoap.org/soap/envelope/\">\n"
+         "<soap:Header>\n    <t:RequestServerVersion xmlns:t=\"" +
+         std::string(kTypes) + "\" xmlns:m=\"" + kMessages +
          "\" Version=\"Exchange2010_SP2\"/>\n</soap:Header>\n<soap:Body>\n"
-         "    <m:SendNotification xmlns:t=\"" + kTypes + "\" xmlns:m=\"" + kMessages + "\">\n"
-         "    <m:ResponseMessages>\n        <m:SendNotificationResponseMessage ResponseClass=\"Success\">\n"
+         "    <m:SendNotification xmlns:t=\"" +
+         kTypes + "\" xmlns:m=\"" + kMessages +
+         "\">\n"
+         "    <m:ResponseMessages>\n        <m:SendNotificationResponseMessage "
+         "ResponseClass=\"Success\">\n"
          "            <m:ResponseCode>NoError</m:ResponseCode>\n            <m:Notification>\n"
-         "                <t:SubscriptionId>" + m.subscription + "</t:SubscriptionId>\n"
-         "                <t:PreviousWatermark>" + previous + "</t:PreviousWatermark>\n"
-         "                <t:MoreEvents>false</t:MoreEvents>\n" + events +
-         "            </m:Notification>\n        </m:SendNotificationResponseMessage>\n    </m:ResponseMessages>\n"
+         "                <t:SubscriptionId>" +
+         m.subscription +
+         "</t:SubscriptionId>\n"
+         "                <t:PreviousWatermark>" +
+         previous +
+         "</t:PreviousWatermark>\n"
+         "                <t:MoreEvents>false</t:MoreEvents>\n" +
+         events +
+         "            </m:Notification>\n        </m:SendNotificationResponseMessage>\n    "
+         "</m:ResponseMessages>\n"
          "</m:SendNotification>\n</soap:Body>\n</soap:Envelope>\n";
   }
   return s;
@@ -135,10 +156,11 @@ std::string status_event() {
   return "<t:StatusEvent><t:Watermark>" + watermark() + "</t:Watermark></t:StatusEvent>";
 }
 
-std::string item_event(const char* type, const std::string& wm, const std::string& when, const std::string& item,
-                       const std::string& folder) {
+std::string item_event(const char* type, const std::string& wm, const std::string& when,
+                       const std::string& item, const std::string& folder) {
   return std::string("<t:") + type + "><t:Watermark>" + wm + "</t:Watermark><t:TimeStamp>" + when +
-         "</t:TimeStamp><t:ItemId Id=\"" + item + "\" ChangeKey=\"CQAAABYAAAA=\" /><t:ParentFolderId Id=\"" + folder +
+         "</t:TimeStamp><t:ItemId Id=\"" + item +
+         "\" ChangeKey=\"CQAAABYAAAA=\" /><t:ParentFolderId Id=\"" + folder +
          "\" ChangeKey=\"AQAAAA==\" /></t:" + type + ">";
 }
 
@@ -150,9 +172,11 @@ std::string new_mail_events(const Mailbox& m, std::size_t i) {
 
 std::string modified_events(const Mailbox& m, std::size_t i, int unread) {
   return item_event("ModifiedEvent", watermark(), timestamp(i), item_id(), m.inbox) +
-         "<t:ModifiedEvent><t:Watermark>" + watermark() + "</t:Watermark><t:TimeStamp>" + timestamp(i) +
-         "</t:TimeStamp><t:FolderId Id=\"" + m.inbox + "\" ChangeKey=\"AgAAAA==\" /><t:ParentFolderId Id=\"" + m.root +
-         "\" ChangeKey=\"AQAAAA==\" /><t:UnreadCount>" + std::to_string(unread) + "</t:UnreadCount></t:ModifiedEvent>";
+         "<t:ModifiedEvent><t:Watermark>" + watermark() + "</t:Watermark><t:TimeStamp>" +
+         timestamp(i) + "</t:TimeStamp><t:FolderId Id=\"" + m.inbox +
+         "\" ChangeKey=\"AgAAAA==\" /><t:ParentFolderId Id=\"" + m.root +
+         "\" ChangeKey=\"AQAAAA==\" /><t:UnreadCount>" + std::to_string(unread) +
+         "</t:UnreadCount></t:ModifiedEvent>";
 }
 
 std::ofstream open_out(const std::string& path) {
@@ -171,11 +195,17 @@ int main(int argc, char** argv) {
   std::string sql_path, bind_path, mixed_path;
   std::size_t batch = 2000;
   CLI::App app{"ews_seed: registrations and callback bodies for the EWS listener benchmark"};
-  app.add_option("--registrations", n, "registrations to make")->check(CLI::Range(1, 10000000))->capture_default_str();
-  app.add_option("--first-id", first_id, "id of the first mailbox/device/registration")->capture_default_str();
-  app.add_option("--customer-row", customer_row, "customers.id of the customer")->capture_default_str();
+  app.add_option("--registrations", n, "registrations to make")
+      ->check(CLI::Range(1, 10000000))
+      ->capture_default_str();
+  app.add_option("--first-id", first_id, "id of the first mailbox/device/registration")
+      ->capture_default_str();
+  app.add_option("--customer-row", customer_row, "customers.id of the customer")
+      ->capture_default_str();
   app.add_option("--customer-id", customer_id, "public Customer ID")->capture_default_str();
-  app.add_option("--batch", batch, "rows per INSERT")->check(CLI::Range(1, 100000))->capture_default_str();
+  app.add_option("--batch", batch, "rows per INSERT")
+      ->check(CLI::Range(1, 100000))
+      ->capture_default_str();
   app.add_option("--sql", sql_path, "SQL output")->required();
   app.add_option("--bind", bind_path, "StatusEvent bodies, one per registration")->required();
   app.add_option("--mixed", mixed_path, "mixed bodies, one per registration, shuffled")->required();
@@ -187,9 +217,10 @@ int main(int argc, char** argv) {
     auto sql = open_out(sql_path);
     sql << "-- ews_seed: " << n << " registrations of customer " << customer_id << "\n"
         << "SET autocommit = 0;\nSET unique_checks = 0;\nSET foreign_key_checks = 0;\n"
-        << "INSERT INTO customers (id, customer_id, display_name, registration_key_hash, admin_key_hash) VALUES ("
-        << customer_row << ", '" << customer_id << "', 'ews benchmark', X'" << hex(random_bytes(48)) << "', X'"
-        << hex(random_bytes(48)) << "');\n";
+        << "INSERT INTO customers (id, customer_id, display_name, registration_key_hash, "
+           "admin_key_hash) VALUES ("
+        << customer_row << ", '" << customer_id << "', 'ews benchmark', X'" << hex(random_bytes(48))
+        << "', X'" << hex(random_bytes(48)) << "');\n";
     for (std::size_t i = 0; i < n; ++i) {
       secrets[i] = make_secret();
       mailboxes[i] = {base64(random_bytes(66)), base64(random_bytes(74)), base64(random_bytes(74))};
@@ -204,18 +235,22 @@ int main(int argc, char** argv) {
       }
     };
     rows("INSERT INTO mailboxes (id, customer_id, address_hmac) VALUES", [&](std::size_t i) {
-      return std::to_string(first_id + static_cast<std::int64_t>(i)) + "," + std::to_string(customer_row) + ",X'" +
-             hex(random_bytes(32)) + "'";
+      return std::to_string(first_id + static_cast<std::int64_t>(i)) + "," +
+             std::to_string(customer_row) + ",X'" + hex(random_bytes(32)) + "'";
     });
-    rows("INSERT INTO devices (id, customer_id, environment, token_hex) VALUES", [&](std::size_t i) {
-      return std::to_string(first_id + static_cast<std::int64_t>(i)) + "," + std::to_string(customer_row) +
-             ",'production','" + hex(random_bytes(32)) + "'";
-    });
-    rows("INSERT INTO registrations (id, customer_id, mailbox_id, device_id, secret_hash, status_frequency_minutes) VALUES",
+    rows("INSERT INTO devices (id, customer_id, environment, token_hex) VALUES",
          [&](std::size_t i) {
-           const std::string id = std::to_string(first_id + static_cast<std::int64_t>(i));
-           return id + "," + std::to_string(customer_row) + "," + id + "," + id + ",X'" + hex(sha384(secrets[i])) + "',30";
+           return std::to_string(first_id + static_cast<std::int64_t>(i)) + "," +
+                  std::to_string(customer_row) + ",'production','" + hex(random_bytes(32)) + "'";
          });
+    rows(
+        "INSERT INTO registrations (id, customer_id, mailbox_id, device_id, secret_hash, "
+        "status_frequency_minutes) VALUES",
+        [&](std::size_t i) {
+          const std::string id = std::to_string(first_id + static_cast<std::int64_t>(i));
+          return id + "," + std::to_string(customer_row) + "," + id + "," + id + ",X'" +
+                 hex(sha384(secrets[i])) + "',30";
+        });
     sql << "COMMIT;\nSET unique_checks = 1;\nSET foreign_key_checks = 1;\n";
     sql.close();
     if (!sql) throw std::runtime_error("writing " + sql_path + " failed");
@@ -238,12 +273,21 @@ int main(int argc, char** argv) {
       std::string events;
       const char* label = "";
       switch (i % 5) {
-        case 0: events = status_event(); label = "status"; break;
-        case 4: events = modified_events(m, i, 1 + static_cast<int>(i % 97)); label = "modified"; break;
-        default: events = new_mail_events(m, i); label = "newmail"; break;
+        case 0:
+          events = status_event();
+          label = "status";
+          break;
+        case 4:
+          events = modified_events(m, i, 1 + static_cast<int>(i % 97));
+          label = "modified";
+          break;
+        default:
+          events = new_mail_events(m, i);
+          label = "newmail";
+          break;
       }
-      mixed << "/ews/v1/notify/" << secrets[i] << '\t' << base64(envelope(i % 2 == 1, m, watermark(), events)) << '\t'
-            << label << '\n';
+      mixed << "/ews/v1/notify/" << secrets[i] << '\t'
+            << base64(envelope(i % 2 == 1, m, watermark(), events)) << '\t' << label << '\n';
     }
     mixed.close();
     if (!mixed) throw std::runtime_error("writing " + mixed_path + " failed");

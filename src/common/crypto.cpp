@@ -62,11 +62,20 @@ Result<Bytes> hex_decode(std::string_view hex) {
   return out;
 }
 
+// Fetched once: OpenSSL 3 would otherwise look the algorithm up on every call.
+static const EVP_MD* fetched(const char* name) {
+  const EVP_MD* md = EVP_MD_fetch(nullptr, name, nullptr);
+  if (md == nullptr) std::abort();
+  return md;
+}
+
 Bytes sha256(std::string_view data) {
-  return digest(EVP_sha256(), data);
+  static const EVP_MD* md = fetched("SHA256");
+  return digest(md, data);
 }
 Bytes sha384(std::string_view data) {
-  return digest(EVP_sha384(), data);
+  static const EVP_MD* md = fetched("SHA384");
+  return digest(md, data);
 }
 
 Bytes hmac_sha256(std::span<const std::uint8_t> key, std::string_view data) {

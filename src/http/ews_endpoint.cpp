@@ -122,12 +122,19 @@ boost::asio::awaitable<Response> EwsEndpoint::handle(const Request& req,
   const IpAddress caller = caller_address(peer, forwarded_for, options_.trusted_proxies);
   const auto outcome = co_await service_.handle(ctx.path_rest, callback, caller);
 
+  if (outcome.result == relay::CallbackResult::ok) {
+    // The hot path: no log record is built unless debug logging is on.
+    if (log::enabled(log::Level::debug)) {
+      log::debug("ews.callback", {{"result", "ok"}, {"customer", outcome.customer_id}});
+    }
+    co_return soap_response(req, beast_http::status::ok,
+                            ews::build_reply(ews::SubscriptionStatus::ok));
+  }
   nlohmann::json fields = {{"result", relay::callback_result_name(outcome.result)},
                            {"reason", outcome.reason}};
   if (!outcome.customer_id.empty()) fields["customer"] = outcome.customer_id;
   switch (outcome.result) {
-    case relay::CallbackResult::ok:
-      log::debug("ews.callback", std::move(fields));
+    case relay::CallbackResult::ok:  // answered above
       co_return soap_response(req, beast_http::status::ok,
                               ews::build_reply(ews::SubscriptionStatus::ok));
     case relay::CallbackResult::unsubscribe_unknown:

@@ -165,6 +165,8 @@ asio::awaitable<void> HttpsServer::accept_loop() {
         continue;
       }
       boost::system::error_code peer_ec;
+      // Small request/reply exchanges (a TLS ticket, then the reply) must not wait on delayed ACKs.
+      socket.set_option(tcp::no_delay(true), peer_ec);
       const auto remote = socket.remote_endpoint(peer_ec);
       session = std::make_shared<Session>(std::move(socket), tls_);
       if (!peer_ec) session->peer = remote.address();

@@ -31,7 +31,7 @@ class RegistrationCache {
   // `absent_ttl`, known ones for `found_ttl`.
   explicit RegistrationCache(std::size_t capacity,
                              std::chrono::milliseconds absent_ttl = std::chrono::seconds(30),
-                             std::chrono::milliseconds found_ttl = std::chrono::minutes(5));
+                             std::chrono::milliseconds found_ttl = std::chrono::hours(1));
 
   enum class Hit { miss, found, absent };
   struct Lookup {

@@ -1,0 +1,459 @@
+#!/usr/bin/env bash
+# The EWS listener benchmark (issue 4): mailpushd against a static-reply nginx, both over HTTPS
+# on loopback, driven by bench/ews_load with the same settings. See bench/README.md.
+#
+#   bench/ews_bench.sh [--skip-build] [--build-dir DIR] [--registrations N] [--threads T]
+#                      [--keep-tmp] [--quick]
+#
+# Builds the release preset, starts a private MariaDB, migrates, loads N (100,000) registrations
+# with bulk SQL, starts mailpushd and a private nginx, binds every subscription, then runs
+#   (a) keep-alive, 8 connections, max rate, 20 s     (b) new TLS connection per request, 15 s
+#   (c) keep-alive at half of mailpushd's (a) rate, 20 s, for p99
+#   (d) keep-alive, 64 connections, max rate, 15 s (capacity with room to batch; no goal)
+# against both, checks in MariaDB that what mailpushd answered OK was recorded, and prints a
+# summary and, last, one JSON line with the figures, the ratios and goals_met.
+# Progress goes to stderr. Everything it starts is stopped on exit; it never runs for more
+# than 10 minutes (each step has a time limit taken from what is left of the budget).
+# --skip-build uses the binaries already in the build folder; --quick runs 5 s each (a smoke
+# test, not figures to report); --keep-tmp keeps the temporary folder (logs, runs/*.json).
+set -euo pipefail
+
+readonly BUDGET_SECONDS=600
+RUN_A_SECONDS=20 RUN_B_SECONDS=15 RUN_C_SECONDS=20 RUN_D_SECONDS=15
+readonly CONNECTIONS=8 CAPACITY_CONNECTIONS=64
+readonly DATABASE=mailpush_bench
+
+root=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd -P)
+cd -- "$root"
+
+skip_build=0
+keep_tmp=0
+build_dir=""
+registrations=100000
+client_threads=1
+
+usage() { sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --skip-build) skip_build=1 ;;
+    --keep-tmp) keep_tmp=1 ;;
+    --quick) RUN_A_SECONDS=5 RUN_B_SECONDS=5 RUN_C_SECONDS=5 RUN_D_SECONDS=5 ;;
+    --build-dir) build_dir=$(realpath -m -- "$2") && shift ;;
+    --registrations) registrations=$2 && shift ;;
+    --threads) client_threads=$2 && shift ;;
+    -h | --help) usage; exit 0 ;;
+    *) echo "ews_bench: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
+  esac
+  shift
+done
+if ! [[ "$registrations" =~ ^[0-9]+$ ]] || [ "$registrations" -lt 1000 ]; then
+  echo "ews_bench: --registrations must be a number >= 1000" >&2
+  exit 2
+fi
+[[ "$client_threads" =~ ^[1-8]$ ]] || { echo "ews_bench: --threads must be 1 to 8" >&2; exit 2; }
+
+deadline=$((SECONDS + BUDGET_SECONDS))
+say() { printf '[bench %3ds] %s\n' "$SECONDS" "$*" >&2; }
+die() { say "FAILED: $*"; exit 1; }
+# Seconds a step may take: its own cap, but never past the budget.
+allow() {
+  local left=$((deadline - SECONDS))
+  [ "$left" -gt 5 ] || die "the ${BUDGET_SECONDS}s budget is spent"
+  [ "$1" -lt "$left" ] && echo "$1" || echo "$left"
+}
+
+# ---------------------------------------------------------------- cleanup
+
+tmp=$(mktemp -d /tmp/mailpush-bench.XXXXXX)
+mailpushd_pid=""
+nginx_pid=""
+db_started=0
+cleanup() {
+  local rc=$?
+  set +e
+  trap - EXIT INT TERM
+  if [ -n "$mailpushd_pid" ] && kill -0 "$mailpushd_pid" 2>/dev/null; then
+    kill -TERM "$mailpushd_pid" 2>/dev/null
+    for _ in $(seq 1 100); do kill -0 "$mailpushd_pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$mailpushd_pid" 2>/dev/null
+    wait "$mailpushd_pid" 2>/dev/null
+  fi
+  if [ -n "$nginx_pid" ] && kill -0 "$nginx_pid" 2>/dev/null; then
+    kill -QUIT "$nginx_pid" 2>/dev/null
+    for _ in $(seq 1 50); do kill -0 "$nginx_pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$nginx_pid" 2>/dev/null
+    wait "$nginx_pid" 2>/dev/null
+  fi
+  if [ "$db_started" = 1 ]; then
+    timeout 90 bash scripts/mariadb.sh stop --datadir "$tmp/db" >/dev/null 2>&1 ||
+      echo "ews_bench: could not stop the private MariaDB in $tmp/db" >&2
+  fi
+  if [ "$keep_tmp" = 1 ]; then
+    echo "ews_bench: kept $tmp" >&2
+  else
+    rm -rf -- "$tmp"
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ---------------------------------------------------------------- tools
+
+for tool in jq curl openssl mariadb ss awk cmake; do
+  command -v "$tool" >/dev/null 2>&1 || die "$tool is missing (scripts/install-deps.sh installs the project's tools)"
+done
+if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+  say "installing Debian's nginx-light (the reference server)"
+  export DEBIAN_FRONTEND=noninteractive
+  timeout "$(allow 180)" apt-get install -y -qq nginx-light >/dev/null 2>&1 ||
+    { timeout "$(allow 120)" apt-get update -qq >/dev/null 2>&1 &&
+      timeout "$(allow 180)" apt-get install -y -qq nginx-light >/dev/null 2>&1; } ||
+    die "cannot install nginx-light"
+fi
+nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
+clk_tck=$(getconf CLK_TCK)
+
+# ---------------------------------------------------------------- build
+
+if [ -z "$build_dir" ]; then build_dir="$root/build/release"; fi
+if [ "$skip_build" = 0 ]; then
+  say "building the release preset (mailpushd mailpushctl ews_load ews_seed) in $build_dir"
+  if [ "$build_dir" = "$root/build/release" ]; then
+    timeout "$(allow 60)" cmake --preset release >"$tmp/cmake-configure.log" 2>&1 ||
+      { tail -n 30 "$tmp/cmake-configure.log" >&2; die "cmake --preset release"; }
+    timeout "$(allow 480)" cmake --build --preset release --target mailpushd mailpushctl ews_load ews_seed \
+      >"$tmp/cmake-build.log" 2>&1 || { grep -m 20 -A 5 'error' "$tmp/cmake-build.log" >&2; die "build"; }
+  else
+    timeout "$(allow 60)" cmake --preset release -B "$build_dir" >"$tmp/cmake-configure.log" 2>&1 ||
+      { tail -n 30 "$tmp/cmake-configure.log" >&2; die "cmake --preset release -B $build_dir"; }
+    timeout "$(allow 480)" cmake --build "$build_dir" --target mailpushd mailpushctl ews_load ews_seed \
+      >"$tmp/cmake-build.log" 2>&1 || { grep -m 20 -A 5 'error' "$tmp/cmake-build.log" >&2; die "build"; }
+  fi
+fi
+mailpushd="$build_dir/src/app/mailpushd"
+mailpushctl="$build_dir/src/app/mailpushctl"
+ews_load="$build_dir/bench/ews_load"
+ews_seed="$build_dir/bench/ews_seed"
+for b in "$mailpushd" "$mailpushctl" "$ews_load" "$ews_seed"; do
+  [ -x "$b" ] || die "$b is missing: build the release preset (or drop --skip-build)"
+done
+
+# ---------------------------------------------------------------- helpers
+
+free_port() {
+  local p
+  for _ in $(seq 1 100); do
+    p=$((20000 + RANDOM % 40000))
+    if [ -z "$(ss -Hltn "sport = :$p" 2>/dev/null)" ] && ! grep -qx "$p" "$tmp/ports" 2>/dev/null; then
+      echo "$p" >>"$tmp/ports"
+      echo "$p"
+      return 0
+    fi
+  done
+  die "no free port found"
+}
+
+sql_command=(mariadb --defaults-file="$tmp/db/my.cnf" --protocol=socket --user="$(id -un)" --batch
+  --skip-column-names --connect-timeout=5 "$DATABASE")
+sql() { "${sql_command[@]}"; } # SQL on stdin -> tab-separated rows
+
+ticks() { # summed utime+stime (clock ticks) of the given pids
+  local total=0 t pid
+  for pid in "$@"; do
+    t=$(awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$pid/stat" 2>/dev/null || echo 0)
+    total=$((total + t))
+  done
+  echo "$total"
+}
+machine_busy() { # busy jiffies of the whole machine (all cores) since boot
+  awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat
+}
+# shellcheck disable=SC2046 # one word per pid
+nginx_pids() { echo "$nginx_pid" $(ps -o pid= --ppid "$nginx_pid" 2>/dev/null); }
+db_pid() { cat "$tmp/db/mariadbd.pid"; }
+
+wait_https() { # url seconds
+  local until=$((SECONDS + $2))
+  while [ "$SECONDS" -lt "$until" ]; do
+    if curl -fsS --max-time 2 --cacert "$tls/ca.crt" "$1" >/dev/null 2>&1; then return 0; fi
+    sleep 0.2
+  done
+  return 1
+}
+
+# ---------------------------------------------------------------- TLS, MariaDB, schema, data
+
+tls="$tmp/tls"
+say "development TLS files (certs/make-dev-certs.sh)"
+timeout "$(allow 60)" bash certs/make-dev-certs.sh "$tls" >/dev/null 2>&1 || die "certs/make-dev-certs.sh"
+
+db_port=$(free_port)
+say "starting a private MariaDB on 127.0.0.1:$db_port (datadir $tmp/db)"
+db_started=1
+timeout "$(allow 120)" bash scripts/mariadb.sh start --datadir "$tmp/db" --port "$db_port" --database "$DATABASE" \
+  >"$tmp/mariadb-start.log" 2>&1 || { cat "$tmp/mariadb-start.log" >&2; die "scripts/mariadb.sh start"; }
+
+listener_port=$(free_port)
+region="$tmp/region.json"
+jq --argjson port "$listener_port" --arg cert "$tls/listener.crt" --arg key "$tls/listener.key" \
+  --argjson dbport "$db_port" --arg db "$DATABASE" --arg pw "$tmp/db/mailpush.password" '
+  .listener.port = $port | .listener.tls_cert = $cert | .listener.tls_key = $key
+  | .database.host = "127.0.0.1" | .database.port = $dbport | del(.database.socket)
+  | .database.name = $db | .database.password_file = $pw | .database.migrate_on_start = false
+  | .limits.max_connections = 20000 | .log_level = "warn"' regions/dev.json >"$region"
+
+say "migrating (mailpushctl migrate)"
+timeout "$(allow 60)" "$mailpushctl" --region "$region" migrate >"$tmp/migrate.log" 2>&1 ||
+  { cat "$tmp/migrate.log" >&2; die "mailpushctl migrate"; }
+
+say "generating $registrations registrations and their callback bodies (ews_seed)"
+timeout "$(allow 120)" "$ews_seed" --registrations "$registrations" --sql "$tmp/seed.sql" \
+  --bind "$tmp/bind.tsv" --mixed "$tmp/mixed.tsv" || die "ews_seed"
+load_started=$SECONDS
+timeout "$(allow 120)" "${sql_command[@]}" <"$tmp/seed.sql" || die "loading the registrations"
+load_seconds=$((SECONDS - load_started))
+loaded=$(echo "SELECT COUNT(*) FROM registrations WHERE state = 'active'" | sql)
+[ "$loaded" = "$registrations" ] || die "expected $registrations registrations, found $loaded"
+say "loaded $loaded registrations in ${load_seconds}s"
+rm -f "$tmp/seed.sql"
+
+# ---------------------------------------------------------------- servers
+
+say "starting mailpushd on 127.0.0.1:$listener_port"
+"$mailpushd" --region "$region" >"$tmp/mailpushd.log" 2>&1 </dev/null &
+mailpushd_pid=$!
+wait_https "https://localhost:$listener_port/readyz" "$(allow 30)" ||
+  { tail -n 20 "$tmp/mailpushd.log" >&2; die "mailpushd did not become ready"; }
+
+nginx_port=$(free_port)
+mkdir -p "$tmp/nginx"
+soap_ok='<?xml version="1.0" encoding="utf-8"?><soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/" xmlns:m="http://schemas.microsoft.com/exchange/services/2006/messages"><soap:Body><m:SendNotificationResult><m:SubscriptionStatus>OK</m:SubscriptionStatus></m:SendNotificationResult></soap:Body></soap:Envelope>'
+nginx_user=""
+[ "$(id -u)" -ne 0 ] || nginx_user="user root;"
+cat >"$tmp/nginx/nginx.conf" <<EOF
+# The reference: a minimal static-reply HTTPS server (written by bench/ews_bench.sh).
+daemon off;
+$nginx_user
+worker_processes 1;
+pid $tmp/nginx/nginx.pid;
+error_log $tmp/nginx/error.log warn;
+events { worker_connections 20000; }
+http {
+  access_log off;
+  default_type "text/xml; charset=utf-8";
+  keepalive_requests 100000000;
+  keepalive_timeout 65s;
+  client_body_temp_path $tmp/nginx/client_body;
+  proxy_temp_path $tmp/nginx/proxy;
+  fastcgi_temp_path $tmp/nginx/fastcgi;
+  uwsgi_temp_path $tmp/nginx/uwsgi;
+  scgi_temp_path $tmp/nginx/scgi;
+  server {
+    listen 127.0.0.1:$nginx_port ssl;
+    server_name localhost;
+    ssl_certificate $tls/listener.crt;
+    ssl_certificate_key $tls/listener.key;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_session_cache shared:SSL:10m;
+    ssl_session_timeout 1h;
+    location / { return 200 '$soap_ok'; }
+  }
+}
+EOF
+say "starting the reference nginx ($("$nginx_bin" -v 2>&1 | sed 's/.*: //'), 1 worker) on 127.0.0.1:$nginx_port"
+"$nginx_bin" -p "$tmp/nginx" -e "$tmp/nginx/error.log" -c "$tmp/nginx/nginx.conf" </dev/null >"$tmp/nginx/stdout.log" 2>&1 &
+nginx_pid=$!
+wait_https "https://localhost:$nginx_port/" "$(allow 15)" ||
+  { cat "$tmp/nginx/error.log" "$tmp/nginx/stdout.log" >&2; die "nginx did not start"; }
+
+# ---------------------------------------------------------------- runs
+
+mkdir -p "$tmp/runs"
+# run NAME SERVER(mailpushd|nginx) SECONDS EWS_LOAD_ARGS...: one ews_load run with the server's
+# CPU (and, for mailpushd, MariaDB's) measured around it; leaves $tmp/runs/NAME.json.
+run() {
+  local name=$1 server=$2 secs=$3 port cpu0 cpu1 db0 db1 busy0 busy1 pids=()
+  shift 3
+  if [ "$server" = mailpushd ]; then
+    port=$listener_port
+    pids=("$mailpushd_pid")
+  else
+    port=$nginx_port
+    read -r -a pids <<<"$(nginx_pids)"
+  fi
+  kill -0 "${pids[@]}" 2>/dev/null || die "$server is not running"
+  cpu0=$(ticks "${pids[@]}")
+  db0=$(ticks "$(db_pid)")
+  busy0=$(machine_busy)
+  timeout "$(allow $((secs + 60)))" "$ews_load" --port "$port" --ca "$tls/ca.crt" --threads "$client_threads" \
+    --label "$name" "$@" >"$tmp/runs/$name.raw" 2>"$tmp/runs/$name.err" ||
+    { cat "$tmp/runs/$name.err" >&2; die "ews_load $name"; }
+  cpu1=$(ticks "${pids[@]}")
+  db1=$(ticks "$(db_pid)")
+  busy1=$(machine_busy)
+  tail -n 1 "$tmp/runs/$name.raw" | jq -c --arg server "$server" --argjson tck "$clk_tck" \
+    --argjson cpu "$((cpu1 - cpu0))" --argjson db "$((db1 - db0))" --argjson busy "$((busy1 - busy0))" '
+    . + {server: $server, server_cpu_s: ($cpu / $tck), db_cpu_s: (if $server == "mailpushd" then $db / $tck else 0 end),
+         machine_busy_s: ($busy / $tck)}
+    # CPU used during the run by anything but the server, its MariaDB and the load generator.
+    | . + {other_cpu_s: ([.machine_busy_s - .server_cpu_s - .db_cpu_s - .client_cpu_s, 0] | max | . * 100 | round / 100)}
+    | . + {server_cpu_ms_per_callback: (if .answered > 0 then .server_cpu_s * 1000 / .answered else null end),
+           db_cpu_ms_per_callback: (if .answered > 0 then .db_cpu_s * 1000 / .answered else null end)}' \
+    >"$tmp/runs/$name.json" || die "ews_load $name printed no JSON: $(cat "$tmp/runs/$name.raw")"
+  say "$(jq -r '"\(.label): \(.answered) answered (\(.soap_ok) OK, \(.errors) errors) in \(.elapsed_s)s = \(.ok_rate) OK/s, p50 \(.latency_ms.p50) p99 \(.latency_ms.p99) ms, server CPU \(.server_cpu_ms_per_callback*1000|floor) us/callback, other processes \(.other_cpu_s) CPU s"' "$tmp/runs/$name.json")"
+}
+
+# What is recorded in MariaDB, for the checks after each mailpushd run.
+first_id=1
+newmail_sum() { echo "SELECT COALESCE(SUM(unread_count), 0) FROM mailboxes WHERE (id - $first_id) % 5 IN (1, 2, 3)" | sql; }
+modified_wrong() {
+  echo "SELECT COUNT(*) FROM mailboxes WHERE (id - $first_id) % 5 = 4 AND badge_updated_at IS NOT NULL
+        AND unread_count <> 1 + (id - $first_id) % 97" | sql
+}
+db_now() { echo "SELECT UTC_TIMESTAMP(6)" | sql; }
+heard_since() { echo "SELECT COUNT(*) FROM registrations WHERE last_heard_at >= '$1'" | sql; }
+
+# check NAME SUM_BEFORE SINCE: compares the run's OK answers with what MariaDB holds now.
+check() {
+  local name=$1 before=$2 since=$3 after ok_newmail wrong heard expected_heard requests errors soap_ok verdict
+  after=$(newmail_sum)
+  ok_newmail=$(jq -r '.labels.newmail.soap_ok // 0' "$tmp/runs/$name.json")
+  wrong=$(modified_wrong)
+  heard=$(heard_since "$since")
+  requests=$(jq -r '.requests' "$tmp/runs/$name.json")
+  errors=$(jq -r '.errors' "$tmp/runs/$name.json")
+  soap_ok=$(jq -r '.soap_ok' "$tmp/runs/$name.json")
+  # Requests take the shuffled list in order from its first line: when all were answered OK, the
+  # registrations heard from are exactly those of its first min(requests, N) lines.
+  if [ "$errors" = 0 ] && [ "$soap_ok" = "$requests" ]; then
+    expected_heard=$((requests < registrations ? requests : registrations))
+  else
+    expected_heard=null
+  fi
+  verdict=true
+  [ "$((after - before))" = "$ok_newmail" ] || verdict=false
+  [ "$wrong" = 0 ] || verdict=false
+  [ "$expected_heard" = null ] || [ "$heard" = "$expected_heard" ] || verdict=false
+  jq -c --argjson d "$((after - before))" --argjson ok "$ok_newmail" --argjson wrong "$wrong" \
+    --argjson heard "$heard" --argjson eh "$expected_heard" --argjson v "$verdict" \
+    '. + {durable: {newmail_ok: $ok, unread_increments: $d, modified_mismatches: $wrong,
+                    registrations_heard: $heard, registrations_expected: $eh, all_recorded: $v}}' \
+    "$tmp/runs/$name.json" >"$tmp/runs/$name.json.new" && mv "$tmp/runs/$name.json.new" "$tmp/runs/$name.json"
+  say "  durability: $ok_newmail NewMail answered OK, unread counts rose by $((after - before)); modified mismatches $wrong; registrations heard $heard (expected $expected_heard) -> $verdict"
+}
+
+b0=$(machine_busy); sleep 2; b1=$(machine_busy)
+busy_before_pct=$(( (b1 - b0) * 100 / (2 * clk_tck * $(nproc)) ))
+if [ "$busy_before_pct" -gt 10 ]; then
+  say "WARNING: the machine was ${busy_before_pct}% busy before the runs (other processes): the figures will be low"
+else
+  say "machine ${busy_before_pct}% busy before the runs"
+fi
+
+say "binding: one StatusEvent per registration ($registrations) to mailpushd, which also fills its registration cache"
+since=$(db_now)
+run bind mailpushd 300 --mode keepalive --connections 32 --requests "$registrations" --bodies "$tmp/bind.tsv"
+bound=$(echo "SELECT COUNT(*) FROM registrations WHERE subscription_id IS NOT NULL AND last_heard_at >= '$since'" | sql)
+say "  $bound of $registrations registrations bound to their subscription id"
+rss_after_bind=$(awk '/^VmRSS/ { print $2 }' "/proc/$mailpushd_pid/status")
+
+mixed=(--bodies "$tmp/mixed.tsv")
+say "(a) keep-alive, $CONNECTIONS connections, max rate, ${RUN_A_SECONDS}s"
+before=$(newmail_sum); since=$(db_now)
+run a_mailpushd mailpushd "$RUN_A_SECONDS" --mode keepalive --connections "$CONNECTIONS" --duration "$RUN_A_SECONDS" "${mixed[@]}"
+check a_mailpushd "$before" "$since"
+run a_nginx nginx "$RUN_A_SECONDS" --mode keepalive --connections "$CONNECTIONS" --duration "$RUN_A_SECONDS" "${mixed[@]}"
+
+say "(b) a new TLS connection (full handshake) per request, $CONNECTIONS at a time, max rate, ${RUN_B_SECONDS}s"
+before=$(newmail_sum); since=$(db_now)
+run b_mailpushd mailpushd "$RUN_B_SECONDS" --mode newconn --connections "$CONNECTIONS" --duration "$RUN_B_SECONDS" "${mixed[@]}"
+check b_mailpushd "$before" "$since"
+run b_nginx nginx "$RUN_B_SECONDS" --mode newconn --connections "$CONNECTIONS" --duration "$RUN_B_SECONDS" "${mixed[@]}"
+
+half=$(jq -r '.ok_rate / 2 | floor' "$tmp/runs/a_mailpushd.json")
+[ "$half" -ge 1 ] || half=1
+say "(c) keep-alive at half of mailpushd's (a) rate: $half/s, ${RUN_C_SECONDS}s"
+before=$(newmail_sum); since=$(db_now)
+run c_mailpushd mailpushd "$RUN_C_SECONDS" --mode keepalive --connections "$CONNECTIONS" --rate "$half" --duration "$RUN_C_SECONDS" "${mixed[@]}"
+check c_mailpushd "$before" "$since"
+run c_nginx nginx "$RUN_C_SECONDS" --mode keepalive --connections "$CONNECTIONS" --rate "$half" --duration "$RUN_C_SECONDS" "${mixed[@]}"
+
+say "(d) keep-alive, $CAPACITY_CONNECTIONS connections, max rate, ${RUN_D_SECONDS}s (capacity when there is concurrency to batch; no goal)"
+before=$(newmail_sum); since=$(db_now)
+run d_mailpushd mailpushd "$RUN_D_SECONDS" --mode keepalive --connections "$CAPACITY_CONNECTIONS" --duration "$RUN_D_SECONDS" "${mixed[@]}"
+check d_mailpushd "$before" "$since"
+run d_nginx nginx "$RUN_D_SECONDS" --mode keepalive --connections "$CAPACITY_CONNECTIONS" --duration "$RUN_D_SECONDS" "${mixed[@]}"
+
+rss_hwm=$(awk '/^VmHWM/ { print $2 }' "/proc/$mailpushd_pid/status")
+timeout 10 curl -fsS --cacert "$tls/ca.crt" "https://localhost:$listener_port/metrics" >"$tmp/metrics.txt" 2>/dev/null || true
+grep -E '^mailpush_(ews_callbacks_total|registration_cache_lookups_total|db_jobs_rejected|http_requests_refused)' \
+  "$tmp/metrics.txt" >&2 || true
+[ ! -s "$tmp/mailpushd.log" ] || { say "mailpushd log (warnings and errors), last lines:"; tail -n 5 "$tmp/mailpushd.log" >&2; }
+
+# ---------------------------------------------------------------- report
+
+jq -s -c --argjson rss_kib "$rss_hwm" --argjson rss_bind_kib "$rss_after_bind" --argjson n "$registrations" \
+  --argjson load_s "$load_seconds" --arg nginx "$("$nginx_bin" -v 2>&1 | sed 's/.*: //')" \
+  --argjson cores "$(nproc)" --argjson threads "$client_threads" --argjson busy_before "$busy_before_pct" \
+  --argjson conns "$CONNECTIONS" --argjson cap_conns "$CAPACITY_CONNECTIONS" '
+  (map({key: .label, value: .}) | from_entries) as $r
+  | def r3: . * 1000 | round / 1000;
+  def fig(x): {ok_rate: x.ok_rate, answered: x.answered, errors: x.errors, non_2xx: x.non_2xx,
+               p50_ms: x.latency_ms.p50, p90_ms: x.latency_ms.p90, p99_ms: x.latency_ms.p99, max_ms: x.latency_ms.max,
+               server_cpu_us_per_callback: (x.server_cpu_ms_per_callback * 1000 | round),
+               db_cpu_us_per_callback: (x.db_cpu_ms_per_callback * 1000 | round),
+               client_cpu_s: x.client_cpu_s, other_cpu_s: x.other_cpu_s, elapsed_s: x.elapsed_s}
+              + (if x.durable then {all_recorded: x.durable.all_recorded, newmail_ok: x.durable.newmail_ok,
+                                    unread_increments: x.durable.unread_increments} else {} end);
+  def cpu_ratio(m; n): m.server_cpu_ms_per_callback / n.server_cpu_ms_per_callback | r3;
+  ($r.a_mailpushd.ok_rate / $r.a_nginx.ok_rate | r3) as $ka
+  | cpu_ratio($r.a_mailpushd; $r.a_nginx) as $cpu
+  | (($r.a_mailpushd.server_cpu_ms_per_callback + $r.a_mailpushd.db_cpu_ms_per_callback)
+     / $r.a_nginx.server_cpu_ms_per_callback | r3) as $cpu_db
+  | ($r.b_mailpushd.ok_rate / $r.b_nginx.ok_rate | r3) as $nc
+  | $r.c_mailpushd.latency_ms.p99 as $p99
+  | ($rss_kib / 1024 | . * 10 | round / 10) as $rss
+  | ([$r.a_mailpushd, $r.b_mailpushd, $r.c_mailpushd, $r.d_mailpushd] | all(.durable.all_recorded)) as $durable
+  | ([$r[] | .errors] | add) as $errors
+  | {benchmark: "ews_listener", registrations: $n, cores: $cores, client_threads: $threads, connections: $conns,
+     capacity_connections: $cap_conns, nginx: $nginx, load_registrations_s: $load_s,
+     machine_busy_pct_before: $busy_before, other_cpu_s_during_runs: ([$r[] | .other_cpu_s] | add | . * 10 | round / 10),
+     bind: (fig($r.bind) + {bound_ok: $r.bind.soap_ok}),
+     mailpushd: {keepalive: fig($r.a_mailpushd), newconn: fig($r.b_mailpushd), half_rate: fig($r.c_mailpushd),
+                 capacity: fig($r.d_mailpushd), rss_mib: $rss,
+                 rss_after_bind_mib: ($rss_bind_kib / 1024 | . * 10 | round / 10)},
+     reference: {keepalive: fig($r.a_nginx), newconn: fig($r.b_nginx), half_rate: fig($r.c_nginx),
+                 capacity: fig($r.d_nginx)},
+     half_rate_target: $r.c_mailpushd.rate_target,
+     keepalive_ratio: $ka, cpu_per_callback_ratio: $cpu, cpu_per_callback_ratio_with_mariadb: $cpu_db,
+     cpu_per_callback_ratio_half_rate: cpu_ratio($r.c_mailpushd; $r.c_nginx),
+     capacity_ratio: ($r.d_mailpushd.ok_rate / $r.d_nginx.ok_rate | r3),
+     newconn_ratio: $nc, p99_ms: $p99, rss_mib: $rss, every_ok_recorded: $durable, errors: $errors,
+     goals_met: {keepalive_ratio: ($ka >= 0.5 and $durable), cpu_per_callback_ratio: ($cpu <= 3),
+                 newconn_ratio: ($nc >= 0.8), p99_ms: ($p99 <= 20), rss_mib: ($rss <= 150)}}' \
+  "$tmp"/runs/{bind,a_mailpushd,a_nginx,b_mailpushd,b_nginx,c_mailpushd,c_nginx,d_mailpushd,d_nginx}.json \
+  >"$tmp/result.json" || die "assembling the result"
+
+jq -r '
+  def row(name; m; n): "  \(name) mailpushd \(m.ok_rate|floor)/s p50 \(m.p50_ms) p99 \(m.p99_ms) ms, CPU \(m.server_cpu_us_per_callback) us (+\(m.db_cpu_us_per_callback) MariaDB), errors \(m.errors) | nginx \(n.ok_rate|floor)/s p50 \(n.p50_ms) p99 \(n.p99_ms) ms, CPU \(n.server_cpu_us_per_callback) us, errors \(n.errors)";
+  def goal(name; v; rule; ok): "  \(name) = \(v)  goal \(rule)  \(if ok then "met" else "MISSED" end)";
+  "",
+  "EWS listener benchmark: \(.registrations) registrations; \(.cores) cores shared by the load generator (\(.client_threads) thread), the server and MariaDB; reference \(.nginx) (1 worker)",
+  "  machine \(.machine_busy_pct_before)% busy before the runs; other processes used \(.other_cpu_s_during_runs) CPU s during them",
+  "  bind: \(.bind.bound_ok) first-sight StatusEvents (lookup + bind) answered OK at \(.bind.ok_rate|floor)/s",
+  row("(a) keep-alive \(.connections) conn:     "; .mailpushd.keepalive; .reference.keepalive),
+  row("(b) new TLS conn each:    "; .mailpushd.newconn; .reference.newconn),
+  row("(c) keep-alive \(.half_rate_target|floor)/s:     "; .mailpushd.half_rate; .reference.half_rate),
+  row("(d) keep-alive \(.capacity_connections) conn:    "; .mailpushd.capacity; .reference.capacity),
+  "  every callback mailpushd answered OK is recorded in MariaDB: \(.every_ok_recorded) (NewMail answered OK = unread increments: \([.mailpushd.keepalive, .mailpushd.newconn, .mailpushd.half_rate, .mailpushd.capacity] | map("\(.newmail_ok)=\(.unread_increments)") | join(", ")))",
+  "  mailpushd peak RSS \(.rss_mib) MiB (\(.mailpushd.rss_after_bind_mib) MiB after the bind phase)",
+  goal("keepalive_ratio       "; .keepalive_ratio; ">= 0.5, all recorded"; .goals_met.keepalive_ratio),
+  goal("cpu_per_callback_ratio"; .cpu_per_callback_ratio; "<= 3 (with MariaDB \(.cpu_per_callback_ratio_with_mariadb); at the same rate (c) \(.cpu_per_callback_ratio_half_rate))"; .goals_met.cpu_per_callback_ratio),
+  goal("newconn_ratio         "; .newconn_ratio; ">= 0.8"; .goals_met.newconn_ratio),
+  goal("p99_ms at half rate   "; .p99_ms; "<= 20"; .goals_met.p99_ms),
+  goal("rss_mib               "; .rss_mib; "<= 150"; .goals_met.rss_mib),
+  "  (d) capacity_ratio = \(.capacity_ratio) (no goal)",
+  ""' "$tmp/result.json"
+cat "$tmp/result.json"
