@@ -29,6 +29,21 @@ struct PoolOptions {
   std::chrono::milliseconds ping_after_idle{1000};
 };
 
+// Turns an Asio completion handler (possibly move-only, e.g. a coroutine's) into a copyable
+// callback that may be called from any thread: it posts the result to the handler's associated
+// executor and keeps that executor's work alive until then.
+template <class T, class Handler>
+std::function<void(Result<T>)> completion_on_handler_executor(Handler handler) {
+  auto work = boost::asio::make_work_guard(boost::asio::get_associated_executor(handler));
+  auto shared = std::make_shared<Handler>(std::move(handler));
+  return [shared, work](Result<T> result) mutable {
+    boost::asio::post(work.get_executor(), [shared, result = std::move(result)]() mutable {
+      (*shared)(std::move(result));
+    });
+    work.reset();
+  };
+}
+
 struct PoolStats {
   std::size_t threads = 0;
   std::size_t queued = 0;
@@ -57,17 +72,7 @@ class DatabasePool {
   auto async_run(const Job<T>& job, Token&& token) {
     return boost::asio::async_initiate<Token, void(Result<T>)>(
         [this](auto handler, Job<T> job) {
-          using Handler = decltype(handler);
-          auto ex = boost::asio::get_associated_executor(handler);
-          auto work = boost::asio::make_work_guard(ex);
-          auto shared = std::make_shared<Handler>(std::move(handler));
-          submit(
-              [job = std::move(job), shared, work](Connection* conn, const Error* refused) mutable {
-                auto result = std::make_shared<Result<T>>(run_job(job, conn, refused));
-                boost::asio::post(work.get_executor(),
-                                  [shared, result]() mutable { (*shared)(std::move(*result)); });
-                work.reset();
-              });
+          run_then<T>(std::move(job), completion_on_handler_executor<T>(std::move(handler)));
         },
         token, job);
   }

@@ -276,13 +276,7 @@ asio::awaitable<Result<WriteOutcome>> MariadbCallbackStore::record(const Callbac
   co_return co_await asio::async_initiate<decltype(asio::use_awaitable),
                                           void(Result<WriteOutcome>)>(
       [this](auto handler, CallbackWrite w) {
-        auto work = asio::make_work_guard(asio::get_associated_executor(handler));
-        auto shared = std::make_shared<decltype(handler)>(std::move(handler));
-        enqueue({std::move(w), [shared, work](Result<WriteOutcome> r) mutable {
-                   asio::post(work.get_executor(),
-                              [shared, r]() mutable { (*shared)(std::move(r)); });
-                   work.reset();
-                 }});
+        enqueue({std::move(w), completion_on_handler_executor<WriteOutcome>(std::move(handler))});
       },
       asio::use_awaitable, write);
 }
