@@ -19,23 +19,63 @@ namespace {
 
 constexpr int kDeadlockRetries = 3;
 
-// Derived-table statements are prepared per row count; padding to a power of two keeps the
-// number of distinct statements per connection small. Padding rows use id 0, which never exists.
+// Batch statements are prepared per row count; padding to a power of two keeps the number of
+// distinct statements per connection small. Padding rows use id 0, which never exists.
 std::size_t padded(std::size_t n) {
   std::size_t p = 1;
   while (p < n) p <<= 1;
   return p;
 }
 
-std::string derived_table(std::size_t rows, std::string_view first_row,
-                          std::string_view other_rows) {
-  std::string sql = "(SELECT ";
-  sql += first_row;
-  for (std::size_t i = 1; i < rows; ++i) {
-    sql += " UNION ALL SELECT ";
-    sql += other_rows;
+// `prefix` + "CASE id WHEN ? THEN <then> ...(rows)... ELSE <otherwise> END".
+void append_case(std::string& sql, std::size_t rows, std::string_view then,
+                 std::string_view otherwise) {
+  sql += "CASE id";
+  for (std::size_t i = 0; i < rows; ++i) {
+    sql += " WHEN ? THEN ";
+    sql += then;
   }
+  sql += " ELSE ";
+  sql += otherwise;
+  sql += " END";
+}
+
+void append_id_list(std::string& sql, std::size_t rows) {
+  sql += "id IN (?";
+  for (std::size_t i = 1; i < rows; ++i) sql += ",?";
   sql += ")";
+}
+
+// One statement per batch, by primary key: no derived table, no join, no temporary table.
+// Parameters: (id, watermark) per row, then the ids, then (id, subscription id) per row. A row
+// matches only while its registration is active and still bound to the callback's subscription
+// id; with CLIENT_FOUND_ROWS the affected count is the number of rows matched.
+const std::string& touch_registrations_sql(std::size_t rows) {
+  thread_local std::map<std::size_t, std::string> cache;
+  auto [it, fresh] = cache.try_emplace(rows);
+  if (!fresh) return it->second;
+  std::string& sql = it->second;
+  sql = "UPDATE registrations SET last_heard_at = UTC_TIMESTAMP(6), watermark = ";
+  append_case(sql, rows, "COALESCE(NULLIF(?, ''), watermark)", "watermark");
+  sql += " WHERE state = 'active' AND ";
+  append_id_list(sql, rows);
+  sql += " AND subscription_id = ";
+  append_case(sql, rows, "?", "NULL");
+  return sql;
+}
+
+// Parameters: (id, add, factor) per row — the new count is LEAST(add + factor × old, max), so a
+// factor of 0 sets the count and 1 adds to it — then the ids.
+const std::string& update_mailboxes_sql(std::size_t rows) {
+  thread_local std::map<std::size_t, std::string> cache;
+  auto [it, fresh] = cache.try_emplace(rows);
+  if (!fresh) return it->second;
+  std::string& sql = it->second;
+  sql = "UPDATE mailboxes SET unread_count = ";
+  append_case(sql, rows, "LEAST(? + ? * unread_count, " + std::to_string(kMaxUnreadCount) + ")",
+              "unread_count");
+  sql += ", badge_updated_at = UTC_TIMESTAMP(6) WHERE ";
+  append_id_list(sql, rows);
   return sql;
 }
 
@@ -82,50 +122,68 @@ Status apply_bindings(Connection& conn, const std::vector<CallbackWrite>& writes
   return {};
 }
 
-// Last heard and newest watermark, one statement for the batch. A row matches only while the
-// registration is active and still bound to the callback's subscription id.
+// Runs the touch statement for groups with distinct registration ids; returns how many matched.
+Result<std::uint64_t> touch_round(Connection& conn,
+                                  const std::vector<const RegistrationGroup*>& round,
+                                  std::vector<Value>& params) {
+  const std::size_t rows = padded(round.size());
+  const auto id = [&](std::size_t i) {
+    return Value{i < round.size() ? round[i]->registration_id : std::int64_t{0}};
+  };
+  const auto text = [&](std::size_t i, std::string RegistrationGroup::*field) {
+    return Value{i < round.size() ? round[i]->*field : std::string()};
+  };
+  params.clear();
+  params.reserve(rows * 5);
+  for (std::size_t i = 0; i < rows; ++i) {
+    params.push_back(id(i));
+    params.push_back(text(i, &RegistrationGroup::watermark));
+  }
+  for (std::size_t i = 0; i < rows; ++i) params.push_back(id(i));
+  for (std::size_t i = 0; i < rows; ++i) {
+    params.push_back(id(i));
+    params.push_back(text(i, &RegistrationGroup::subscription_id));
+  }
+  return conn.execute(touch_registrations_sql(rows), params);
+}
+
+// Last heard and newest watermark: one statement per batch (a second one only when the batch
+// holds callbacks of two subscription ids for one registration).
 Status touch_registrations(Connection& conn, const std::vector<CallbackWrite>& writes,
                            std::vector<WriteOutcome>& outcome) {
   std::vector<RegistrationGroup> groups;
-  std::map<std::pair<std::int64_t, std::string>, std::size_t> index;
+  std::map<std::pair<std::int64_t, std::string_view>, std::size_t> index;
   for (std::size_t i = 0; i < writes.size(); ++i) {
     if (outcome[i] == WriteOutcome::stale) continue;
-    const auto key = std::make_pair(writes[i].registration_id, writes[i].subscription_id);
+    const auto key =
+        std::make_pair(writes[i].registration_id, std::string_view(writes[i].subscription_id));
     auto [it, fresh] = index.try_emplace(key, groups.size());
-    if (fresh) groups.push_back({key.first, key.second, "", {}});
+    if (fresh) groups.push_back({key.first, writes[i].subscription_id, "", {}});
     auto& g = groups[it->second];
     if (!writes[i].watermark.empty()) g.watermark = writes[i].watermark;
     g.writes.push_back(i);
   }
   if (groups.empty()) return {};
+  // Rows are locked in id order, as every batch does, so concurrent batches cannot deadlock.
   std::sort(groups.begin(), groups.end(),
             [](const auto& a, const auto& b) { return a.registration_id < b.registration_id; });
 
-  const std::size_t rows = padded(groups.size());
-  const std::string sql =
-      "UPDATE registrations r JOIN " +
-      derived_table(rows,
-                    "CAST(? AS UNSIGNED) AS id, CAST(? AS CHAR CHARACTER SET ascii) AS sub, "
-                    "CAST(? AS CHAR CHARACTER SET ascii) AS wm",
-                    "?, ?, ?") +
-      " v ON r.id = v.id AND r.subscription_id = v.sub COLLATE ascii_bin AND r.state = 'active' "
-      "SET r.last_heard_at = UTC_TIMESTAMP(6), r.watermark = IF(v.wm = '', r.watermark, v.wm)";
-  std::vector<Value> params;
-  params.reserve(rows * 3);
-  for (std::size_t i = 0; i < rows; ++i) {
-    if (i < groups.size()) {
-      params.emplace_back(groups[i].registration_id);
-      params.emplace_back(groups[i].subscription_id);
-      params.emplace_back(groups[i].watermark);
-    } else {
-      params.emplace_back(std::int64_t{0});
-      params.emplace_back(std::string());
-      params.emplace_back(std::string());
-    }
+  // Rounds of distinct registration ids: CASE id holds one subscription id per registration.
+  std::vector<std::vector<const RegistrationGroup*>> rounds;
+  std::map<std::int64_t, std::size_t> seen;
+  for (const auto& g : groups) {
+    const std::size_t r = seen[g.registration_id]++;
+    if (r == rounds.size()) rounds.emplace_back();
+    rounds[r].push_back(&g);
   }
-  auto matched = conn.execute(sql, params);
-  if (!matched) return std::move(matched).error();
-  if (*matched == groups.size()) return {};
+  std::vector<Value> params;
+  std::uint64_t matched = 0;
+  for (const auto& round : rounds) {
+    auto n = touch_round(conn, round, params);
+    if (!n) return std::move(n).error();
+    matched += *n;
+  }
+  if (matched == groups.size()) return {};
 
   // Some registration changed since it was read: find which, and let the caller re-decide.
   std::string ids;
@@ -155,28 +213,21 @@ Status update_mailboxes(Connection& conn, const std::vector<CallbackWrite>& writ
   }
   if (effects.empty()) return {};
   const std::size_t rows = padded(effects.size());
-  const std::string sql = "UPDATE mailboxes m JOIN " +
-                          derived_table(rows,
-                                        "CAST(? AS UNSIGNED) AS id, CAST(? AS UNSIGNED) AS is_set, "
-                                        "CAST(? AS UNSIGNED) AS val",
-                                        "?, ?, ?") +
-                          " v ON m.id = v.id SET m.unread_count = LEAST(IF(v.is_set = 1, v.val, "
-                          "m.unread_count + v.val), " +
-                          std::to_string(kMaxUnreadCount) +
-                          "), m.badge_updated_at = UTC_TIMESTAMP(6)";
   std::vector<Value> params;
-  params.reserve(rows * 3);
+  params.reserve(rows * 4);
   for (const auto& [id, e] : effects) {
     params.emplace_back(id);
-    params.emplace_back(std::int64_t{e.set ? 1 : 0});
     params.emplace_back(std::clamp<std::int64_t>(e.value, 0, kMaxUnreadCount));
+    params.emplace_back(std::int64_t{e.set ? 0 : 1});
   }
   for (std::size_t i = effects.size(); i < rows; ++i) {
     params.emplace_back(std::int64_t{0});
     params.emplace_back(std::int64_t{0});
     params.emplace_back(std::int64_t{0});
   }
-  auto updated = conn.execute(sql, params);
+  for (const auto& [id, e] : effects) params.emplace_back(id);
+  for (std::size_t i = effects.size(); i < rows; ++i) params.emplace_back(std::int64_t{0});
+  auto updated = conn.execute(update_mailboxes_sql(rows), params);
   if (!updated) return std::move(updated).error();
   return {};
 }

@@ -116,6 +116,11 @@ TEST_F(CallbackStoreTest, StaleWhenTheRegistrationChangedUnderneath) {
   ASSERT_TRUE(out.ok()) << out.error().message;
   EXPECT_EQ((*out)[0], WriteOutcome::stale);
   EXPECT_EQ((*out)[1], WriteOutcome::recorded);
+  // Subscription ids are compared byte for byte: "b" is not "B".
+  out = write_callback_batch(conn, {write_for(reg, "b", "w3b")});
+  ASSERT_TRUE(out.ok()) << out.error().message;
+  EXPECT_EQ((*out)[0], WriteOutcome::stale);
+  EXPECT_EQ(column("SELECT watermark FROM registrations WHERE id = ?", reg.id), "w3");
 
   // A conditional bind that lost the race is stale too.
   auto late = write_for(reg, "C", "w4");
