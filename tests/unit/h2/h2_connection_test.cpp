@@ -1,0 +1,465 @@
+// H2Connection over real TLS on 127.0.0.1 against TlsTestServer: ALPN, trust, client
+// certificates, PING deadline, dropped connections, timeouts, the stream queue, close().
+#include "h2/h2_connection.hpp"
+
+#include <gtest/gtest.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <chrono>
+#include <functional>
+
+#include "test_pki.hpp"
+#include "tls_test_server.hpp"
+
+namespace mp::h2 {
+namespace {
+
+namespace asio = boost::asio;
+using namespace std::chrono_literals;
+using test::Behaviour;
+using test::TestServerOptions;
+using test::TlsTestServer;
+
+constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
+
+Request badge_request(int n) {
+  Request r;
+  r.authority = "localhost";
+  r.path = "/3/device/" + std::string(64, static_cast<char>('a' + n % 6));
+  r.headers = {{"apns-topic", "com.example.mail"}, {"apns-push-type", "alert"}};
+  r.body = "{\"aps\":{\"badge\":" + std::to_string(n) + "}}";
+  return r;
+}
+
+struct Client {
+  ClientIdentity identity;
+  std::shared_ptr<asio::ssl::context> tls;
+};
+
+// Trusts the test CA (or `ca_pem`), presents the test client certificate when `with_identity`.
+Client make_client(bool with_identity, std::optional<std::string> ca_pem = std::nullopt) {
+  const auto& pki = test::test_pki();
+  Client c;
+  TlsClientOptions opts;
+  opts.ca_pem = ca_pem ? *ca_pem : pki.ca.cert_pem();
+  if (with_identity) {
+    auto id = ClientIdentity::from_pem(pki.client.cert_pem(), pki.client.key_pem());
+    EXPECT_TRUE(id.ok()) << id.error().message;
+    c.identity = std::move(id).value();
+    opts.identity = &c.identity;
+  }
+  auto ctx = make_client_tls_context(opts);
+  EXPECT_TRUE(ctx.ok()) << ctx.error().message;
+  c.tls = std::move(ctx).value();
+  return c;
+}
+
+ConnectionOptions options_for(const TlsTestServer& server) {
+  ConnectionOptions o;
+  o.host = "localhost";
+  o.port = server.port();
+  o.endpoints = {asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), server.port())};
+  o.connect_timeout = 3s;
+  o.request_timeout = 3s;
+  o.ping_interval = 0ms;
+  return o;
+}
+
+// The io_context outlives every connection a test holds (they own timers and sockets of it).
+class H2ConnectionTest : public ::testing::Test {
+ protected:
+  // Runs `body` for at most `limit`; false if it did not finish.
+  bool run(const std::function<asio::awaitable<void>()>& body,
+           std::chrono::milliseconds limit = 8000ms) {
+    bool finished = false;
+    std::exception_ptr error;
+    asio::co_spawn(ioc_, body(), [&](std::exception_ptr e) {
+      finished = true;
+      error = e;
+      ioc_.stop();  // loops of connections left open do not hold the test
+    });
+    ioc_.run_for(limit);
+    ioc_.restart();
+    if (error) std::rethrow_exception(error);
+    return finished;
+  }
+
+  asio::io_context ioc_;
+};
+
+asio::awaitable<void> sleep_for(std::chrono::milliseconds d) {
+  asio::steady_timer t(co_await asio::this_coro::executor, d);
+  co_await t.async_wait(asio::use_awaitable);
+}
+
+TEST_F(H2ConnectionTest, RequestWithClientCertificateFromMemory) {
+  TestServerOptions so;
+  so.require_client_cert = true;
+  TlsTestServer server(so);
+  Client client = make_client(true);
+  Status connected = Error{Errc::internal, "not run"};
+  std::optional<Result<Response>> response;
+  std::shared_ptr<H2Connection> conn;
+  ASSERT_TRUE(run([&]() -> asio::awaitable<void> {
+    conn =
+        H2Connection::create(co_await asio::this_coro::executor, client.tls, options_for(server));
+    connected = co_await conn->connect();
+    if (!connected) co_return;
+    const Request req = badge_request(3);
+    response = co_await conn->request(req);
+    co_await conn->close(1000ms);
+  }));
+  server.stop();
+  ASSERT_TRUE(connected.ok()) << connected.error().message;
+  ASSERT_TRUE(response.has_value());
+  ASSERT_TRUE(response->ok()) << response->error().message;
+  EXPECT_EQ((*response)->status, 200);
+  EXPECT_EQ((*response)->body, "ok " + badge_request(3).path);
+  ASSERT_EQ(server.client_names().size(), 1u);
+  EXPECT_EQ(server.client_names()[0], "mailpush test client");
+  EXPECT_EQ(conn->counters().streams_opened.load(), 1u);
+  EXPECT_EQ(conn->counters().completed.load(), 1u);
+  EXPECT_EQ(conn->state(), ConnectionState::closed);
+}
+
+TEST_F(H2ConnectionTest, ClientIdentityFromHandles) {
+  const auto& pki = test::test_pki();
+  auto id = ClientIdentity::from_handles(pki.client.cert.get(), pki.client.key.get());
+  ASSERT_TRUE(id.ok()) << id.error().message;
+  auto mismatch = ClientIdentity::from_handles(pki.client.cert.get(), pki.server.key.get());
+  ASSERT_FALSE(mismatch.ok());
+  EXPECT_NE(mismatch.error().message.find("does not match"), std::string::npos);
+  auto bad_pem = ClientIdentity::from_pem("not a certificate", "not a key");
+  EXPECT_FALSE(bad_pem.ok());
+
+  TestServerOptions so;
+  so.require_client_cert = true;
+  TlsTestServer server(so);
+  TlsClientOptions opts;
+  opts.ca_pem = pki.ca.cert_pem();
+  opts.identity = &id.value();
+  auto tls = make_client_tls_context(opts);
+  ASSERT_TRUE(tls.ok());
+  Status connected = Error{Errc::internal, "not run"};
+  ASSERT_TRUE(run([&]() -> asio::awaitable<void> {
+    auto conn =
+        H2Connection::create(co_await asio::this_coro::executor, tls.value(), options_for(server));
+    connected = co_await conn->connect();
+    co_await conn->close(500ms);
+  }));
+  server.stop();
+  EXPECT_TRUE(connected.ok()) << connected.error().message;
+  ASSERT_EQ(server.client_names().size(), 1u);
+}
+
+TEST_F(H2ConnectionTest, ServerWithoutH2IsAClearError) {
+  TestServerOptions so;
+  so.alpn = {"http/1.1"};
+  TlsTestServer server(so);
+  Client client = make_client(false);
+  Status connected;
+  ASSERT_TRUE(run([&]() -> asio::awaitable<void> {
+    auto conn =
+        H2Connection::create(co_await asio::this_coro::executor, client.tls, options_for(server));
+    connected = co_await conn->connect();
+  }));
+  ASSERT_FALSE(connected.ok());
+  EXPECT_EQ(connected.error().code, Errc::conflict);
+  EXPECT_NE(connected.error().message.find("'http/1.1' instead of 'h2'"), std::string::npos)
+      << connected.error().message;
+}
+
+TEST_F(H2ConnectionTest, UntrustedServerCertificateIsAClearError) {
+  TestServerOptions so;
+  so.use_other_ca = true;
+  TlsTestServer server(so);
+  Client client = make_client(false);
+  Status connected;
+  ASSERT_TRUE(run([&]() -> asio::awaitable<void> {
+    auto conn =
+        H2Connection::create(co_await asio::this_coro::executor, client.tls, options_for(server));
+    connected = co_await conn->connect();
+  }));
+  ASSERT_FALSE(connected.ok());
+  EXPECT_EQ(connected.error().code, Errc::conflict);
+  EXPECT_NE(connected.error().message.find("server certificate not trusted"), std::string::npos)
+      << connected.error().message;
+}
+
+TEST_F(H2ConnectionTest, CertificateForAnotherNameIsRefused) {
+  TlsTestServer server(TestServerOptions{});
+  Client client = make_client(false);
+  Status connected;
+  ASSERT_TRUE(run([&]() -> asio::awaitable<void> {
+    ConnectionOptions o = options_for(server);
+    o.server_name = "api.push.apple.com";
+    auto conn = H2Connection::create(co_await asio::this_coro::executor, client.tls, o);
+    connected = co_await conn->connect();
+  }));
+  ASSERT_FALSE(connected.ok());
+  EXPECT_NE(connected.error().message.find("not trusted: hostname mismatch"), std::string::npos)
+      << connected.error().message;
+}
+
+TEST_F(H2ConnectionTest, MissingClientCertificateIsRefusedAtConnect) {
+  TestServerOptions so;
+  so.require_client_cert = true;
+  TlsTestServer server(so);
+  Client client = make_client(false);
+  Status connected;
+  ASSERT_TRUE(run([&]() -> asio::awaitable<void> {
+    auto conn =
+        H2Connection::create(co_await asio::this_coro::executor, client.tls, options_for(server));
+    connected = co_await conn->connect();
+  }));
+  ASSERT_FALSE(connected.ok());
+  EXPECT_EQ(connected.error().code, Errc::conflict) << connected.error().message;
+  EXPECT_NE(connected.error().message.find("certificate"), std::string::npos)
+      << connected.error().message;
+}
+
+TEST_F(H2ConnectionTest, ConnectTimesOutOnASilentPort) {
+  TestServerOptions so;
+  so.behaviour = Behaviour::no_tls;
+  TlsTestServer server(so);
+  Client client = make_client(false);
+  Status connected;
+  const auto start = std::chrono::steady_clock::now();
+  ASSERT_TRUE(run([&]() -> asio::awaitable<void> {
+    ConnectionOptions o = options_for(server);
+    o.connect_timeout = 300ms;
+    auto conn = H2Connection::create(co_await asio::this_coro::executor, client.tls, o);
+    connected = co_await conn->connect();
+  }));
+  ASSERT_FALSE(connected.ok());
+  EXPECT_EQ(connected.error().code, Errc::unavailable);
+  EXPECT_NE(connected.error().message.find("timed out after 300 ms"), std::string::npos)
+      << connected.error().message;
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 2s);
+}
+
+TEST_F(H2ConnectionTest, PingDeadlineDetectsASilentServer) {
+  TestServerOptions so;
+  so.behaviour = Behaviour::silent;
+  TlsTestServer server(so);
+  Client client = make_client(false);
+  std::optional<Result<Response>> response;
+  std::shared_ptr<H2Connection> conn;
+  const auto start = std::chrono::steady_clock::now();
+  ASSERT_TRUE(run([&]() -> asio::awaitable<void> {
+    ConnectionOptions o = options_for(server);
+    o.ping_interval = 200ms;
+    o.ping_timeout = 300ms;
+    o.request_timeout = 5000ms;
+    conn = H2Connection::create(co_await asio::this_coro::executor, client.tls, o);
+    Status st = co_await conn->connect();
+    if (!st) co_return;
+    const Request req = badge_request(1);
+    response = co_await conn->request(req);
+  }));
+  const auto took = std::chrono::steady_clock::now() - start;
+  ASSERT_TRUE(response.has_value());
+  ASSERT_FALSE(response->ok());
+  EXPECT_NE(response->error().message.find("PING not answered within 300 ms"), std::string::npos)
+      << response->error().message;
+  EXPECT_NE(retry_safety(response->error()), RetrySafety::never);
+  EXPECT_LT(took, 2s);
+  EXPECT_EQ(conn->state(), ConnectionState::closed);
+  EXPECT_GE(conn->counters().pings_sent.load(), 1u);
+  EXPECT_EQ(conn->counters().pings_acked.load(), 0u);
+}
+
+TEST_F(H2ConnectionTest, PingsAreAnsweredOnAHealthyConnection) {
+  TlsTestServer server(TestServerOptions{});
+  Client client = make_client(false);
+  std::shared_ptr<H2Connection> conn;
+  ConnectionState during = ConnectionState::created;
+  ASSERT_TRUE(run([&]() -> asio::awaitable<void> {
+    ConnectionOptions o = options_for(server);
+    o.ping_interval = 100ms;
+    o.ping_timeout = 300ms;
+    conn = H2Connection::create(co_await asio::this_coro::executor, client.tls, o);
+    Status st = co_await conn->connect();
+    if (!st) co_return;
+    co_await sleep_for(700ms);
+    during = conn->state();
+    co_await conn->close(500ms);
+  }));
+  EXPECT_EQ(during, ConnectionState::open);
+  EXPECT_GE(conn->counters().pings_acked.load(), 3u);
+}
+
+TEST_F(H2ConnectionTest, DroppedConnectionCompletesEveryRequestOnceAsRetryable) {
+  TestServerOptions so;
+  so.behaviour = Behaviour::drop_after;
+  so.drop_after = 3;
+  TlsTestServer server(so);
+  Client client = make_client(false);
+  constexpr int kRequests = 5;
+  std::vector<int> completions(kRequests, 0);
+  std::vector<std::optional<Result<Response>>> results(kRequests);
+  ASSERT_TRUE(run([&]() -> asio::awaitable<void> {
+    auto ex = co_await asio::this_coro::executor;
+    auto conn = H2Connection::create(ex, client.tls, options_for(server));
+    Status st = co_await conn->connect();
+    if (!st) co_return;
+    std::vector<Request> requests;
+    for (int i = 0; i < kRequests; ++i) requests.push_back(badge_request(i));
+    int outstanding = kRequests;
+    asio::steady_timer all_done(ex, std::chrono::steady_clock::time_point::max());
+    for (int i = 0; i < kRequests; ++i) {
+      auto one = [&, i]() -> asio::awaitable<void> {
+        Result<Response> r = co_await conn->request(requests[static_cast<std::size_t>(i)]);
+        ++completions[static_cast<std::size_t>(i)];
+        results[static_cast<std::size_t>(i)] = std::move(r);
+        if (--outstanding == 0) all_done.cancel();
+      };
+      asio::co_spawn(ex, one, asio::detached);
+    }
+    while (outstanding > 0) {
+      auto [ec] = co_await all_done.async_wait(nothrow);
+      (void)ec;
+    }
+  }));
+  for (int i = 0; i < kRequests; ++i) {
+    const auto idx = static_cast<std::size_t>(i);
+    EXPECT_EQ(completions[idx], 1) << i;
+    ASSERT_TRUE(results[idx].has_value()) << i;
+    ASSERT_FALSE(results[idx]->ok()) << i;
+    const Error& e = results[idx]->error();
+    EXPECT_NE(retry_safety(e), RetrySafety::never) << e.message;
+    EXPECT_NE(e.message.find("lost"), std::string::npos) << e.message;
+  }
+}
+
+TEST_F(H2ConnectionTest, RequestTimeoutResetsTheStream) {
+  TestServerOptions so;
+  so.behaviour = Behaviour::never_answer;
+  TlsTestServer server(so);
+  Client client = make_client(false);
+  std::optional<Result<Response>> response;
+  std::shared_ptr<H2Connection> conn;
+  ConnectionState after = ConnectionState::created;
+  const auto start = std::chrono::steady_clock::now();
+  ASSERT_TRUE(run([&]() -> asio::awaitable<void> {
+    ConnectionOptions o = options_for(server);
+    o.request_timeout = 300ms;
+    conn = H2Connection::create(co_await asio::this_coro::executor, client.tls, o);
+    Status st = co_await conn->connect();
+    if (!st) co_return;
+    const Request req = badge_request(2);
+    response = co_await conn->request(req);
+    co_await sleep_for(100ms);  // the RST_STREAM reaches the server
+    after = conn->state();
+    co_await conn->close(200ms);
+  }));
+  server.stop();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 3s);
+  ASSERT_TRUE(response.has_value());
+  ASSERT_FALSE(response->ok());
+  EXPECT_EQ(retry_safety(response->error()), RetrySafety::unknown);
+  EXPECT_NE(response->error().message.find("timed out after 300 ms"), std::string::npos)
+      << response->error().message;
+  EXPECT_EQ(after, ConnectionState::open);  // one slow stream does not end the connection
+  EXPECT_EQ(conn->counters().timeouts.load(), 1u);
+  ASSERT_EQ(server.peers().size(), 1u);
+  const auto resets = server.peers()[0]->resets_received();
+  ASSERT_EQ(resets.size(), 1u);
+  EXPECT_EQ(resets[0], static_cast<std::uint32_t>(NGHTTP2_CANCEL));
+}
+
+TEST_F(H2ConnectionTest, RequestsQueueBehindMaxConcurrentStreamsOfOne) {
+  TestServerOptions so;
+  so.peer.max_concurrent_streams = 1;
+  TlsTestServer server(so);
+  Client client = make_client(false);
+  constexpr int kRequests = 8;
+  int ok = 0;
+  std::uint64_t max_queued = 0;
+  ASSERT_TRUE(run([&]() -> asio::awaitable<void> {
+    auto ex = co_await asio::this_coro::executor;
+    auto conn = H2Connection::create(ex, client.tls, options_for(server));
+    Status st = co_await conn->connect();
+    if (!st) co_return;
+    std::vector<Request> requests;
+    for (int i = 0; i < kRequests; ++i) requests.push_back(badge_request(i));
+    int outstanding = kRequests;
+    asio::steady_timer all_done(ex, std::chrono::steady_clock::time_point::max());
+    for (int i = 0; i < kRequests; ++i) {
+      auto one = [&, i]() -> asio::awaitable<void> {
+        Result<Response> r = co_await conn->request(requests[static_cast<std::size_t>(i)]);
+        if (r.ok() && r->status == 200) ++ok;
+        max_queued = std::max(max_queued, conn->counters().queued.load());
+        if (--outstanding == 0) all_done.cancel();
+      };
+      asio::co_spawn(ex, one, asio::detached);
+    }
+    while (outstanding > 0) {
+      auto [ec] = co_await all_done.async_wait(nothrow);
+      (void)ec;
+    }
+    co_await conn->close(500ms);
+  }));
+  server.stop();
+  EXPECT_EQ(ok, kRequests);
+  EXPECT_GE(max_queued, 1u);
+  ASSERT_EQ(server.peers().size(), 1u);
+  EXPECT_EQ(server.peers()[0]->max_open_streams(), 1u);
+  EXPECT_TRUE(server.peers()[0]->refused().empty());
+}
+
+TEST_F(H2ConnectionTest, CloseGivesInFlightStreamsAGracePeriodThenFailsThem) {
+  TestServerOptions so;
+  so.behaviour = Behaviour::never_answer;
+  TlsTestServer server(so);
+  Client client = make_client(false);
+  std::optional<Result<Response>> response;
+  std::chrono::steady_clock::duration close_took{};
+  ASSERT_TRUE(run([&]() -> asio::awaitable<void> {
+    auto ex = co_await asio::this_coro::executor;
+    auto conn = H2Connection::create(ex, client.tls, options_for(server));
+    Status st = co_await conn->connect();
+    if (!st) co_return;
+    const Request req = badge_request(4);
+    auto one = [&]() -> asio::awaitable<void> { response = co_await conn->request(req); };
+    asio::co_spawn(ex, one, asio::detached);
+    co_await sleep_for(100ms);  // the request is on the wire
+    const auto start = std::chrono::steady_clock::now();
+    co_await conn->close(300ms);
+    close_took = std::chrono::steady_clock::now() - start;
+    co_await sleep_for(10ms);  // the request coroutine resumes
+  }));
+  EXPECT_GE(close_took, 290ms);
+  EXPECT_LT(close_took, 1s);
+  ASSERT_TRUE(response.has_value());
+  ASSERT_FALSE(response->ok());
+  EXPECT_EQ(retry_safety(response->error()), RetrySafety::unknown);
+  EXPECT_NE(response->error().message.find("grace period"), std::string::npos)
+      << response->error().message;
+}
+
+TEST_F(H2ConnectionTest, ClosedConnectionRefusesNewRequestsAsRetryable) {
+  TlsTestServer server(TestServerOptions{});
+  Client client = make_client(false);
+  std::optional<Result<Response>> late;
+  ASSERT_TRUE(run([&]() -> asio::awaitable<void> {
+    auto conn =
+        H2Connection::create(co_await asio::this_coro::executor, client.tls, options_for(server));
+    Status st = co_await conn->connect();
+    if (!st) co_return;
+    co_await conn->close(500ms);
+    const Request req = badge_request(1);
+    late = co_await conn->request(req);
+  }));
+  ASSERT_TRUE(late.has_value());
+  ASSERT_FALSE(late->ok());
+  EXPECT_EQ(retry_safety(late->error()), RetrySafety::safe);
+}
+
+}  // namespace
+}  // namespace mp::h2

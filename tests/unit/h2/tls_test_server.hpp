@@ -1,0 +1,64 @@
+// TlsTestServer: a TLS + HTTP/2 server on 127.0.0.1 (its own thread and io_context) driven by a
+// ServerPeer per connection, with the misbehaviours the H2Connection tests need.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "test_peer.hpp"
+#include "test_pki.hpp"
+
+namespace mp::h2::test {
+
+enum class Behaviour {
+  answer,        // ServerPeer answers every request at once
+  never_answer,  // takes requests, never answers (still acks PINGs)
+  silent,        // sends its SETTINGS, reads the client's preface, then ignores everything
+  drop_after,    // closes the TCP connection once `drop_after` requests have arrived
+  no_tls,        // accepts TCP and never speaks
+};
+
+struct TestServerOptions {
+  std::vector<std::string> alpn{"h2"};  // what the server accepts, in its preference
+  bool require_client_cert = false;
+  bool use_other_ca = false;  // present the certificate of the CA nobody trusts
+  Behaviour behaviour = Behaviour::answer;
+  std::size_t drop_after = 1;
+  ServerPeer::Options peer;
+};
+
+class TlsTestServer {
+ public:
+  explicit TlsTestServer(TestServerOptions options);
+  ~TlsTestServer();  // stops the thread
+  TlsTestServer(const TlsTestServer&) = delete;
+  TlsTestServer& operator=(const TlsTestServer&) = delete;
+
+  std::uint16_t port() const { return port_; }
+  // Read these only after stop().
+  void stop();
+  const std::vector<std::shared_ptr<ServerPeer>>& peers() const { return peers_; }
+  const std::vector<std::string>& client_names() const { return client_names_; }  // CNs seen
+  const std::vector<std::string>& handshake_errors() const { return handshake_errors_; }
+
+ private:
+  struct Impl;
+  TestServerOptions options_;
+  boost::asio::io_context ioc_;
+  std::unique_ptr<boost::asio::ssl::context> tls_;
+  std::unique_ptr<boost::asio::ip::tcp::acceptor> acceptor_;
+  std::string alpn_wire_;
+  std::uint16_t port_ = 0;
+  std::thread thread_;
+  std::vector<std::shared_ptr<ServerPeer>> peers_;
+  std::vector<std::string> client_names_;
+  std::vector<std::string> handshake_errors_;
+};
+
+}  // namespace mp::h2::test
