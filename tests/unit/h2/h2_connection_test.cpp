@@ -443,6 +443,49 @@ TEST_F(H2ConnectionTest, CloseGivesInFlightStreamsAGracePeriodThenFailsThem) {
       << response->error().message;
 }
 
+TEST_F(H2ConnectionTest, IdleConnectionClosesItselfGracefully) {
+  TlsTestServer server(TestServerOptions{});
+  Client client = make_client(false);
+  std::shared_ptr<H2Connection> conn;
+  ConnectionState busy = ConnectionState::created;
+  ASSERT_TRUE(run([&]() -> asio::awaitable<void> {
+    ConnectionOptions o = options_for(server);
+    o.idle_timeout = 300ms;
+    conn = H2Connection::create(co_await asio::this_coro::executor, client.tls, o);
+    Status st = co_await conn->connect();
+    if (!st) co_return;
+    co_await sleep_for(200ms);
+    const Request req = badge_request(5);
+    Result<Response> r = co_await conn->request(req);  // resets the idle clock
+    (void)r;
+    co_await sleep_for(200ms);
+    busy = conn->state();
+    co_await sleep_for(300ms);
+  }));
+  EXPECT_EQ(busy, ConnectionState::open);
+  EXPECT_EQ(conn->state(), ConnectionState::closed);
+}
+
+TEST(H2ClientIdentity, FromDer) {
+  const auto& pki = test::test_pki();
+  unsigned char* cert_der = nullptr;
+  const int cert_len = i2d_X509(pki.client.cert.get(), &cert_der);
+  unsigned char* key_der = nullptr;
+  const int key_len = i2d_PrivateKey(pki.client.key.get(), &key_der);
+  ASSERT_GT(cert_len, 0);
+  ASSERT_GT(key_len, 0);
+  const std::string cert(reinterpret_cast<char*>(cert_der), static_cast<std::size_t>(cert_len));
+  const std::string key(reinterpret_cast<char*>(key_der), static_cast<std::size_t>(key_len));
+  OPENSSL_free(cert_der);
+  OPENSSL_free(key_der);
+  auto id = ClientIdentity::from_der(cert, key);
+  ASSERT_TRUE(id.ok()) << id.error().message;
+  TlsClientOptions opts;
+  opts.identity = &id.value();  // no CA given: the system trust store
+  EXPECT_TRUE(make_client_tls_context(opts).ok());
+  EXPECT_FALSE(ClientIdentity::from_der(cert, "junk").ok());
+}
+
 TEST_F(H2ConnectionTest, ClosedConnectionRefusesNewRequestsAsRetryable) {
   TlsTestServer server(TestServerOptions{});
   Client client = make_client(false);
