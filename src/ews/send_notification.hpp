@@ -25,21 +25,23 @@ enum class EventType {
   free_busy_changed,
   unknown,  // an element in the Notification we do not know: kept, counted, never fatal
 };
+inline constexpr std::size_t kEventTypeCount = 9;
+static_assert(static_cast<std::size_t>(EventType::unknown) + 1 == kEventTypeCount);
 
 const char* event_type_name(EventType type) noexcept;  // "Status", "NewMail", ..., "Unknown"
 
 struct Event {
   EventType type = EventType::unknown;
-  std::string element;                          // local name as sent, e.g. "NewMailEvent"
+  std::string element;  // local name as sent, e.g. "NewMailEvent"
   std::string watermark;
-  std::optional<std::string> timestamp;         // absent on StatusEvent
-  std::optional<std::string> item_id;           // item events
-  std::optional<std::string> folder_id;         // folder events
+  std::optional<std::string> timestamp;  // absent on StatusEvent
+  std::optional<std::string> item_id;    // item events
+  std::optional<std::string> folder_id;  // folder events
   std::optional<std::string> parent_folder_id;
-  std::optional<std::string> old_item_id;       // Moved/Copied
+  std::optional<std::string> old_item_id;  // Moved/Copied
   std::optional<std::string> old_folder_id;
   std::optional<std::string> old_parent_folder_id;
-  std::optional<std::int64_t> unread_count;     // folder ModifiedEvent, Exchange 2010+
+  std::optional<std::int64_t> unread_count;  // folder ModifiedEvent, Exchange 2010+
 };
 
 struct Notification {
@@ -51,8 +53,8 @@ struct Notification {
 };
 
 struct ResponseMessage {
-  std::string response_class;                   // "Success", "Warning", "Error"
-  std::string response_code;                    // "NoError", "ErrorReadEventsFailed", ...
+  std::string response_class;  // "Success", "Warning", "Error"
+  std::string response_code;   // "NoError", "ErrorReadEventsFailed", ...
   std::optional<std::string> message_text;
   std::map<std::string, std::string> message_xml_values;  // MessageXml/Value[@Name]
   std::optional<Notification> notification;
@@ -62,7 +64,7 @@ struct ResponseMessage {
 };
 
 struct SendNotification {
-  std::string server_version;                   // RequestServerVersion/@Version, may be empty
+  std::string server_version;  // RequestServerVersion/@Version, may be empty
   std::vector<ResponseMessage> messages;
 };
 
@@ -75,12 +77,12 @@ struct ParseLimits {
 // Why a body was refused, for the metric label and the log line (never the body itself).
 enum class Refusal {
   too_large,
-  doctype,         // DOCTYPE or ENTITY declarations: refused before any parsing
+  doctype,  // DOCTYPE or ENTITY declarations: refused before any parsing
   invalid_utf8,
   too_deep,
   too_many_elements,
   malformed_xml,
-  not_soap,        // well-formed XML, but not a SOAP 1.1 envelope with a SendNotification
+  not_soap,  // well-formed XML, but not a SOAP 1.1 envelope with a SendNotification
 };
 const char* refusal_name(Refusal r) noexcept;
 

@@ -41,11 +41,25 @@ ServerMetrics::ServerMetrics(prometheus::Registry& registry)
                               .Add({})) {}
 
 void ServerMetrics::request_done(std::string_view route, unsigned status, double seconds) {
-  const std::string r(route);
-  requests_.Add({{"route", r}, {"code", std::to_string(status)}}).Increment();
   static const prometheus::Histogram::BucketBoundaries buckets{
       0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5};
-  durations_.Add({{"route", r}}, buckets).Observe(seconds);
+  prometheus::Histogram* duration = nullptr;
+  prometheus::Counter* requests = nullptr;
+  {
+    std::lock_guard lock(series_mutex_);
+    auto it = series_.find(route);
+    if (it == series_.end()) {
+      it = series_.emplace(std::string(route), RouteSeries{}).first;
+      it->second.duration = &durations_.Add({{"route", it->first}}, buckets);
+    }
+    auto& counter = it->second.by_status[status];
+    if (!counter)
+      counter = &requests_.Add({{"route", it->first}, {"code", std::to_string(status)}});
+    duration = it->second.duration;
+    requests = counter;
+  }
+  requests->Increment();
+  duration->Observe(seconds);
 }
 
 void ServerMetrics::request_refused(std::string_view reason) {

@@ -6,7 +6,9 @@
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
+#include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 
@@ -28,6 +30,15 @@ class ServerMetrics {
   void handshake_failed() { handshake_failures_.Increment(); }
 
  private:
+  // A route's series, resolved once: Family::Add hashes a label map (and builds a histogram
+  // it then throws away) on every call.
+  struct RouteSeries {
+    prometheus::Histogram* duration = nullptr;
+    std::map<unsigned, prometheus::Counter*> by_status;
+  };
+  std::mutex series_mutex_;
+  std::map<std::string, RouteSeries, std::less<>> series_;
+
   prometheus::Family<prometheus::Counter>& requests_;
   prometheus::Family<prometheus::Histogram>& durations_;
   prometheus::Family<prometheus::Counter>& refused_;

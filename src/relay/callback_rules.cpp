@@ -5,25 +5,34 @@
 
 namespace mp::relay {
 
+namespace {
+
+// One event's step; the callback's effect is the steps folded in order.
+std::optional<store::MailboxEffect> effect_of(const ews::Event& e) {
+  if (e.type == ews::EventType::modified && e.unread_count && e.folder_id) {
+    return store::MailboxEffect{
+        true, std::clamp<std::int64_t>(*e.unread_count, 0, store::kMaxUnreadCount)};
+  }
+  if (e.type == ews::EventType::new_mail) return store::MailboxEffect{false, 1};
+  return std::nullopt;
+}
+
+void fold(std::optional<store::MailboxEffect>& effect, const ews::Event& e) {
+  if (const auto step = effect_of(e)) effect = effect ? effect->then(*step) : *step;
+}
+
+}  // namespace
+
 std::optional<store::MailboxEffect> mailbox_effect(const std::vector<ews::Event>& events) {
   std::optional<store::MailboxEffect> effect;
-  for (const auto& e : events) {
-    std::optional<store::MailboxEffect> step;
-    if (e.type == ews::EventType::modified && e.unread_count && e.folder_id) {
-      step = store::MailboxEffect{
-          true, std::clamp<std::int64_t>(*e.unread_count, 0, store::kMaxUnreadCount)};
-    } else if (e.type == ews::EventType::new_mail) {
-      step = store::MailboxEffect{false, 1};
-    }
-    if (step) effect = effect ? effect->then(*step) : *step;
-  }
+  for (const auto& e : events) fold(effect, e);
   return effect;
 }
 
 CallbackSummary summarize(const ews::SendNotification& callback) {
   CallbackSummary s;
-  std::vector<ews::Event> events;
-  std::optional<std::string> previous_watermark;
+  const std::string* previous_watermark = nullptr;
+  const std::string* newest_watermark = nullptr;
   for (const auto& m : callback.messages) {
     if (m.response_class != "Success") s.error_codes.push_back(m.response_code);
     const auto id = m.subscription_id();
@@ -34,15 +43,18 @@ CallbackSummary summarize(const ews::SendNotification& callback) {
       continue;
     }
     s.has_notification = true;
-    if (!previous_watermark) previous_watermark = m.notification->previous_watermark;
-    events.insert(events.end(), m.notification->events.begin(), m.notification->events.end());
+    if (!previous_watermark) previous_watermark = &m.notification->previous_watermark;
+    for (const auto& e : m.notification->events) {
+      ++s.events;
+      if (!e.watermark.empty()) newest_watermark = &e.watermark;
+      fold(s.effect, e);
+    }
   }
-  s.events = events.size();
-  for (const auto& e : events) {
-    if (!e.watermark.empty()) s.watermark = e.watermark;
+  if (newest_watermark) {
+    s.watermark = *newest_watermark;
+  } else if (previous_watermark) {
+    s.watermark = *previous_watermark;
   }
-  if (s.watermark.empty() && previous_watermark) s.watermark = *previous_watermark;
-  s.effect = mailbox_effect(events);
   return s;
 }
 

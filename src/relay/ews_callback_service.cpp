@@ -50,15 +50,22 @@ EwsCallbackService::EwsCallbackService(store::CallbackStore& store, Registration
                          .Name("mailpush_registration_cache_lookups_total")
                          .Help("Registration lookups by secret, by cache result")
                          .Register(registry)) {
-  for (auto r : {CallbackResult::ok, CallbackResult::unsubscribe_unknown,
-                 CallbackResult::unsubscribe_superseded, CallbackResult::forbidden,
-                 CallbackResult::unavailable, CallbackResult::invalid}) {
-    callbacks_.Add({{"result", callback_result_name(r)}});  // present at 0 for alerts
+  // Every series exists from the start (at 0, for alerts).
+  for (std::size_t r = 0; r < kCallbackResultCount; ++r) {
+    callbacks_by_result_[r] =
+        &callbacks_.Add({{"result", callback_result_name(static_cast<CallbackResult>(r))}});
   }
+  for (std::size_t t = 0; t < ews::kEventTypeCount; ++t) {
+    events_by_type_[t] =
+        &events_.Add({{"type", ews::event_type_name(static_cast<ews::EventType>(t))}});
+  }
+  cache_hit_ = &cache_lookups_.Add({{"result", "hit"}});
+  cache_absent_ = &cache_lookups_.Add({{"result", "absent"}});
+  cache_miss_ = &cache_lookups_.Add({{"result", "miss"}});
 }
 
 CallbackOutcome EwsCallbackService::count(CallbackOutcome outcome) {
-  callbacks_.Add({{"result", callback_result_name(outcome.result)}}).Increment();
+  callbacks_by_result_[static_cast<std::size_t>(outcome.result)]->Increment();
   return outcome;
 }
 
@@ -68,15 +75,15 @@ asio::awaitable<Result<std::shared_ptr<const CachedRegistration>>> EwsCallbackSe
   if (!fresh) {
     const auto hit = cache_.get(key);
     if (hit.hit == RegistrationCache::Hit::found) {
-      cache_lookups_.Add({{"result", "hit"}}).Increment();
+      cache_hit_->Increment();
       co_return hit.entry;
     }
     if (hit.hit == RegistrationCache::Hit::absent) {
-      cache_lookups_.Add({{"result", "absent"}}).Increment();
+      cache_absent_->Increment();
       co_return Entry{};
     }
   }
-  cache_lookups_.Add({{"result", "miss"}}).Increment();
+  cache_miss_->Increment();
   auto found = co_await store_.find_registration(hash);
   if (!found) co_return std::move(found).error();
   if (!*found) {
@@ -235,7 +242,7 @@ asio::awaitable<CallbackOutcome> EwsCallbackService::handle(std::string_view sec
     for (const auto& m : callback.messages) {
       if (!m.notification || m.subscription_id() != summary.subscription_id) continue;
       for (const auto& e : m.notification->events) {
-        events_.Add({{"type", ews::event_type_name(e.type)}}).Increment();
+        events_by_type_[static_cast<std::size_t>(e.type)]->Increment();
       }
     }
     co_return count({CallbackResult::ok, "recorded", record.customer_public_id});

@@ -5,6 +5,7 @@
 #include <prometheus/counter.h>
 #include <prometheus/registry.h>
 
+#include <array>
 #include <boost/asio/awaitable.hpp>
 #include <string>
 #include <string_view>
@@ -24,6 +25,8 @@ enum class CallbackResult {
   unavailable,             // the database cannot record it now: 503, Exchange retries
   invalid,                 // well-formed SOAP with values no EWS server sends (e.g. a 5 KB id): 400
 };
+inline constexpr std::size_t kCallbackResultCount = 6;
+static_assert(static_cast<std::size_t>(CallbackResult::invalid) + 1 == kCallbackResultCount);
 const char* callback_result_name(CallbackResult r) noexcept;
 
 struct CallbackOutcome {
@@ -53,6 +56,12 @@ class EwsCallbackService {
   prometheus::Family<prometheus::Counter>& events_;
   prometheus::Family<prometheus::Counter>& error_messages_;
   prometheus::Family<prometheus::Counter>& cache_lookups_;
+  // The hot path's series, resolved once: Family::Add hashes a label map on every call.
+  std::array<prometheus::Counter*, kCallbackResultCount> callbacks_by_result_{};
+  std::array<prometheus::Counter*, ews::kEventTypeCount> events_by_type_{};
+  prometheus::Counter* cache_hit_ = nullptr;
+  prometheus::Counter* cache_absent_ = nullptr;
+  prometheus::Counter* cache_miss_ = nullptr;
 };
 
 }  // namespace mp::relay
