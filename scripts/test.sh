@@ -43,6 +43,11 @@ for preset in "${presets[@]}"; do
     cp tests/data/ews/*.xml fuzz/seeds/ews/* "$corpus/"
     (cd build/fuzz && ./fuzz/fuzz_ews_parser -dict="$root/fuzz/ews_parser.dict" -max_len=16384 \
        -timeout=5 -max_total_time="$fuzz_seconds" -print_final_stats=1 "$corpus" 2>&1 | tail -n 15)
+    corpus="$root/build/fuzz/corpus_apns_h2"
+    mkdir -p "$corpus"
+    cp fuzz/seeds/apns_h2/* "$corpus/"
+    (cd build/fuzz && ./fuzz/fuzz_apns_h2 -max_len=8192 -timeout=5 \
+       -max_total_time="$fuzz_seconds" -print_final_stats=1 "$corpus" 2>&1 | tail -n 15)
   else
     ctest --preset "$preset"
   fi
