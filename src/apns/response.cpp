@@ -232,11 +232,19 @@ ResponseAction classify_response(int http_status, std::string_view body_json,
 }
 
 std::chrono::milliseconds retry_backoff(int attempt, std::mt19937_64& rng) {
+  return retry_backoff(attempt, rng, kRetryBackoffBase, kRetryBackoffCap);
+}
+
+std::chrono::milliseconds retry_backoff(int attempt, std::mt19937_64& rng,
+                                        std::chrono::milliseconds base_ms,
+                                        std::chrono::milliseconds cap_ms) {
   const int doublings = std::clamp(attempt, 1, 32) - 1;
-  const std::int64_t base = kRetryBackoffBase.count();
-  const std::int64_t cap = kRetryBackoffCap.count();
-  // 2^9 s already exceeds the cap, so the shift is bounded before it can overflow.
-  const std::int64_t upper = doublings >= 9 ? cap : std::min(cap, base << doublings);
+  const std::int64_t base = std::max<std::int64_t>(1, base_ms.count());
+  const std::int64_t cap = std::max(base, cap_ms.count());
+  // Doubling stops once the cap is reached, so the shift cannot overflow.
+  std::int64_t upper = base;
+  for (int i = 0; i < doublings && upper < cap; ++i) upper *= 2;
+  upper = std::min(upper, cap);
   const std::uint64_t draw = rng();
   // Modulo bias is below 1e-13 for a bound of 300,001 values out of 2^64.
   return std::chrono::milliseconds(

@@ -49,4 +49,10 @@ inline constexpr std::chrono::milliseconds kRetryBackoffCap{5 * 60 * 1000};
 // output differs between standard libraries), so a seeded rng gives the same delays anywhere.
 std::chrono::milliseconds retry_backoff(int attempt, std::mt19937_64& rng);
 
+// The same full jitter with another base and cap (base > 0, cap >= base): uniform in
+// [0, min(cap, base * 2^(attempt-1))]. Pools take it so tests can back off in milliseconds.
+std::chrono::milliseconds retry_backoff(int attempt, std::mt19937_64& rng,
+                                        std::chrono::milliseconds base,
+                                        std::chrono::milliseconds cap);
+
 }  // namespace mp::apns
