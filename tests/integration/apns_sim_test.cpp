@@ -90,7 +90,8 @@ class Simulator {
   ~Simulator() {
     if (process_ && process_->running()) {
       process_->signal(SIGTERM);
-      process_->wait(5s);
+      // A clean exit also means no sanitizer report in the asan build.
+      EXPECT_EQ(process_->wait(10s), std::optional<int>(0)) << process_->log();
     }
     process_.reset();
     // Kept for post-mortem when the test failed.
