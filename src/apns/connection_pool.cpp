@@ -24,6 +24,7 @@ constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
 
 long long ms_until(Clock::time_point t, Clock::time_point now) {
   if (t == Clock::time_point::max()) return -1;
+  if (t <= now) return 0;
   return std::chrono::duration_cast<milliseconds>(t - now).count();
 }
 
@@ -459,9 +460,8 @@ asio::awaitable<Status> ApnsConnectionPool::do_connect_now(
       connecting_ = true;
       co_return co_await do_connect(self);
     }
-    if (!co_await wait_for_change(until)) {
-      co_return Error{Errc::unavailable, "timed out waiting for the connection"};
-    }
+    const bool in_time = co_await wait_for_change(until);
+    if (!in_time) co_return Error{Errc::unavailable, "timed out waiting for the connection"};
   }
 }
 
@@ -553,7 +553,10 @@ asio::awaitable<void> ApnsConnectionPool::do_close(
   for (auto* timer : sleepers_) timer->cancel();
   // Requests on the wire finish (their answers still count); the rest end as PoolClosed.
   const auto until = Clock::now() + options_.close_grace;
-  while ((sends_in_flight_ > 0 || connecting_) && co_await wait_for_change(until)) {
+  // (A plain loop: GCC 12 evaluated a co_await inside `a && co_await b` even when a was false.)
+  while (sends_in_flight_ > 0 || connecting_) {
+    const bool in_time = co_await wait_for_change(until);
+    if (!in_time) break;
   }
   std::vector<SlotPtr> slots = slots_;
   for (const auto& slot : slots) {
