@@ -86,6 +86,11 @@ ApnsConnectionPool::ApnsConnectionPool(const Executor& executor, ApnsCredential 
   if (options_.connection.host.empty()) {
     options_.connection.host = std::string(apns_host(credential_.environment));
   }
+  // What H2Connection would default to; set on every request so it needs no copy there.
+  authority_ = !options_.connection.authority.empty() ? options_.connection.authority
+               : options_.connection.port == 443
+                   ? options_.connection.host
+                   : options_.connection.host + ":" + std::to_string(options_.connection.port);
   options_.max_connections = std::max<std::size_t>(1, options_.max_connections);
   options_.max_attempts = std::max(1, options_.max_attempts);
   if (metrics != nullptr) {
@@ -105,6 +110,11 @@ ApnsConnectionPool::~ApnsConnectionPool() {
 
 asio::awaitable<SendResult> ApnsConnectionPool::send(const BadgeNotification& notification) {
   auto self = shared_from_this();
+  if (strand_.running_in_this_thread()) {
+    // The caller already runs on the pool's strand (see executor()): no hop needed.
+    SendResult direct = co_await do_send(self, notification);
+    co_return direct;
+  }
   auto work = do_send(self, notification);
   SendResult result = co_await asio::co_spawn(strand_, std::move(work), asio::use_awaitable);
   co_return result;
@@ -125,6 +135,7 @@ asio::awaitable<SendResult> ApnsConnectionPool::do_send(
     co_return finish(std::move(result), notification);
   }
   h2::Request request;
+  request.authority = authority_;  // set here, so the connection does not copy the request
   request.path = std::move(built->path);
   request.headers = std::move(built->headers);
   request.body = std::move(built->body);
@@ -151,14 +162,18 @@ asio::awaitable<SendResult> ApnsConnectionPool::do_send(
   const auto deadline = Clock::now() + options_.send_deadline;
   int retryable_answers = 0;
   for (;;) {
-    auto acquired = co_await acquire(deadline, probe);
-    if (auto* none = std::get_if<NoConnection>(&acquired)) {
-      result.outcome = none->outcome;
-      result.reason = none->reason;
-      result.explanation = none->explanation;
-      break;
+    // Fast path (the usual case under load): an open connection with free streams, no waiting.
+    SlotPtr slot = ready_connection(probe);
+    if (!slot) {
+      auto acquired = co_await acquire(deadline, probe);
+      if (auto* none = std::get_if<NoConnection>(&acquired)) {
+        result.outcome = none->outcome;
+        result.reason = none->reason;
+        result.explanation = none->explanation;
+        break;
+      }
+      slot = std::get<SlotPtr>(std::move(acquired));
     }
-    SlotPtr slot = std::get<SlotPtr>(std::move(acquired));
     ++slot->assigned;
     ++result.requests;
     auto response = co_await slot->connection->request(request);
@@ -343,6 +358,16 @@ ApnsConnectionPool::acquire(Clock::time_point deadline, bool probe) {
     if (!connecting_) until = std::min(until, breaker_.next_connect_at());
     (void)co_await wait_for_change(until);
   }
+}
+
+ApnsConnectionPool::SlotPtr ApnsConnectionPool::ready_connection(bool probe) const {
+  if (closing_ || breaker_.state() != BreakerState::closed || probe || expired_locally()) {
+    return nullptr;
+  }
+  SlotPtr best = least_busy();
+  // Saturated and allowed to grow: let acquire() start another connection.
+  if (best && best->connection->counters().queued > 0 && may_open_more()) return nullptr;
+  return best;
 }
 
 ApnsConnectionPool::SlotPtr ApnsConnectionPool::least_busy() const {

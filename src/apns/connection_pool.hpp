@@ -134,6 +134,9 @@ class ApnsConnectionPool : public std::enable_shared_from_this<ApnsConnectionPoo
 
   boost::asio::awaitable<PoolStatus> status();
   const ApnsCredential& credential() const noexcept { return credential_; }
+  // The pool's strand. Coroutines that call send() from it skip one executor hop per send (a
+  // dispatcher draining one customer's queue can run there); from anywhere else send() hops.
+  boost::asio::strand<Executor> executor() const { return strand_; }
 
  private:
   // One connection as the pool sees it. The H2Connection knows its own state (read live);
@@ -172,6 +175,9 @@ class ApnsConnectionPool : public std::enable_shared_from_this<ApnsConnectionPoo
   void start_connect();
   bool may_open_more() const;
   SlotPtr least_busy() const;
+  // An open connection a send may use at once, or null when acquire() must decide (none open,
+  // saturated and allowed to grow, breaker not closed, probe, closing, expired).
+  SlotPtr ready_connection(bool probe) const;
   void prune_closed();
   void wake_waiters();
   void set_breaker_gauge();
@@ -185,7 +191,8 @@ class ApnsConnectionPool : public std::enable_shared_from_this<ApnsConnectionPoo
   ApnsCredential credential_;
   PoolOptions options_;
   std::optional<PoolMetrics> metrics_;
-  std::string label_;  // "customer/environment" for logs
+  std::string label_;      // "customer/environment" for logs
+  std::string authority_;  // :authority of every request
 
   CredentialBreaker breaker_;
   std::mt19937_64 rng_;

@@ -215,11 +215,13 @@ void run_until(asio::io_context& io, Done done, std::chrono::milliseconds limit)
 std::vector<SendResult> send_all(asio::io_context& io,
                                  const std::shared_ptr<ApnsConnectionPool>& pool,
                                  const std::vector<BadgeNotification>& batch,
-                                 std::chrono::milliseconds limit) {
+                                 std::chrono::milliseconds limit, bool on_pool_strand = false) {
   std::vector<std::optional<SendResult>> results(batch.size());
   std::size_t finished = 0;
   for (std::size_t i = 0; i < batch.size(); ++i) {
-    asio::co_spawn(io, pool->send(batch[i]),
+    const asio::any_io_executor where =
+        on_pool_strand ? asio::any_io_executor(pool->executor()) : io.get_executor();
+    asio::co_spawn(where, pool->send(batch[i]),
                    [&results, &finished, i](std::exception_ptr e, SendResult r) {
                      if (e) std::rethrow_exception(e);
                      results[i] = std::move(r);
@@ -319,6 +321,21 @@ TEST(ApnsPool, OneStreamAtATimeDeliversInOrderOfSubmission) {
   auto pool = ApnsConnectionPool::create(io.get_executor(), credential("mail"), options_for(sim));
   const auto batch = notifications(300);
   const auto results = send_all(io, pool, batch, 20s);
+  for (const auto& r : results) ASSERT_EQ(r.outcome, SendOutcome::delivered) << r.explanation;
+  const auto accepted = sim.accepted_tokens();
+  ASSERT_EQ(accepted.size(), batch.size());
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    ASSERT_EQ(accepted[i], batch[i].device_token_hex) << "out of order at " << i;
+  }
+  close_pool(io, pool);
+}
+
+TEST(ApnsPool, SendsFromThePoolsStrandKeepTheirOrderToo) {
+  Simulator sim({"--max-concurrent-streams", "1"});
+  asio::io_context io;
+  auto pool = ApnsConnectionPool::create(io.get_executor(), credential("mail"), options_for(sim));
+  const auto batch = notifications(100);
+  const auto results = send_all(io, pool, batch, 20s, /*on_pool_strand=*/true);
   for (const auto& r : results) ASSERT_EQ(r.outcome, SendOutcome::delivered) << r.explanation;
   const auto accepted = sim.accepted_tokens();
   ASSERT_EQ(accepted.size(), batch.size());
