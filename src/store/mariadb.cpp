@@ -109,10 +109,11 @@ Status Connection::connect() {
     mysql_options(h, MYSQL_OPT_PROTOCOL, &protocol);
   }
   const char* db = options_.database.empty() ? nullptr : options_.database.c_str();
-  if (!mysql_real_connect(
-          h, options_.socket ? nullptr : options_.host.c_str(), options_.user.c_str(),
-          options_.password.c_str(), db, options_.socket ? 0 : options_.port,
-          options_.socket ? options_.socket->c_str() : nullptr, CLIENT_FOUND_ROWS)) {
+  if (!mysql_real_connect(h, options_.socket ? nullptr : options_.host.c_str(),
+                          options_.user.c_str(), options_.password.c_str(), db,
+                          options_.socket ? 0 : options_.port,
+                          options_.socket ? options_.socket->c_str() : nullptr,
+                          CLIENT_FOUND_ROWS | CLIENT_MULTI_STATEMENTS)) {
     const unsigned int code = mysql_errno(h);
     std::string reason = mysql_error(h);
     mysql_close(h);
@@ -165,6 +166,30 @@ Status Connection::execute(std::string_view sql) {
   } while (mysql_next_result(handle_) == 0);
   if (mysql_errno(handle_) != 0) return last_error("statement");
   return {};
+}
+
+Result<std::vector<std::uint64_t>> Connection::execute_batch(std::string_view sql) {
+  if (!handle_) return make_error(Errc::unavailable, "database: not connected");
+  if (mysql_real_query(handle_, sql.data(), sql.size()) != 0) return last_error("batch");
+  std::vector<std::uint64_t> affected;
+  for (;;) {
+    if (MYSQL_RES* res = mysql_store_result(handle_)) mysql_free_result(res);
+    affected.push_back(mysql_affected_rows(handle_));
+    const int next = mysql_next_result(handle_);
+    if (next == -1) break;                     // no more results
+    if (next > 0) return last_error("batch");  // the next statement failed
+  }
+  return affected;
+}
+
+std::string Connection::quote(std::string_view text) const {
+  std::string out(text.size() * 2 + 2, '\0');
+  out[0] = '\'';
+  const unsigned long n =
+      mysql_real_escape_string(handle_, out.data() + 1, text.data(), text.size());
+  out.resize(n + 1);
+  out += '\'';
+  return out;
 }
 
 Result<std::vector<Row>> Connection::query(std::string_view sql) {

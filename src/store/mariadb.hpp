@@ -111,6 +111,13 @@ class Connection {
     return execute(sql, std::span<const Value>(params.begin(), params.size()));
   }
 
+  // Several statements in one round trip (text protocol): the affected rows of each (matched
+  // rows for UPDATE, as the connection sets CLIENT_FOUND_ROWS). Stops at the first statement
+  // that fails and returns its error; what ran before it stays as it is (roll back if needed).
+  Result<std::vector<std::uint64_t>> execute_batch(std::string_view sql);
+  // `text` as a quoted SQL string literal, escaped for this connection (connected only).
+  std::string quote(std::string_view text) const;
+
   Status begin() { return execute("START TRANSACTION"); }
   Status commit() { return execute("COMMIT"); }
   Status rollback() { return execute("ROLLBACK"); }

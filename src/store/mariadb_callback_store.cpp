@@ -86,6 +86,40 @@ struct RegistrationGroup {
   std::vector<std::size_t> writes;  // indexes into the batch
 };
 
+// The writes that are not stale, one group per (registration, subscription id) with the newest
+// watermark, in registration id order: rows are locked in that order by every batch, so
+// concurrent batches cannot deadlock.
+std::vector<RegistrationGroup> group_by_registration(const std::vector<CallbackWrite>& writes,
+                                                     const std::vector<WriteOutcome>& outcome) {
+  std::vector<RegistrationGroup> groups;
+  std::map<std::pair<std::int64_t, std::string_view>, std::size_t> index;
+  for (std::size_t i = 0; i < writes.size(); ++i) {
+    if (outcome[i] == WriteOutcome::stale) continue;
+    const auto key =
+        std::make_pair(writes[i].registration_id, std::string_view(writes[i].subscription_id));
+    auto [it, fresh] = index.try_emplace(key, groups.size());
+    if (fresh) groups.push_back({key.first, writes[i].subscription_id, "", {}});
+    auto& g = groups[it->second];
+    if (!writes[i].watermark.empty()) g.watermark = writes[i].watermark;
+    g.writes.push_back(i);
+  }
+  std::sort(groups.begin(), groups.end(),
+            [](const auto& a, const auto& b) { return a.registration_id < b.registration_id; });
+  return groups;
+}
+
+// The mailbox effects of the writes that are not stale, folded per mailbox in arrival order.
+std::map<std::int64_t, MailboxEffect> fold_effects(const std::vector<CallbackWrite>& writes,
+                                                   const std::vector<WriteOutcome>& outcome) {
+  std::map<std::int64_t, MailboxEffect> effects;
+  for (std::size_t i = 0; i < writes.size(); ++i) {
+    if (outcome[i] == WriteOutcome::stale || !writes[i].effect) continue;
+    auto [it, fresh] = effects.try_emplace(writes[i].mailbox_id, *writes[i].effect);
+    if (!fresh) it->second = it->second.then(*writes[i].effect);
+  }
+  return effects;
+}
+
 // Binds first-seen and resubscribed ids, conditionally on the binding read earlier.
 Status apply_bindings(Connection& conn, const std::vector<CallbackWrite>& writes,
                       std::vector<WriteOutcome>& outcome) {
@@ -151,22 +185,8 @@ Result<std::uint64_t> touch_round(Connection& conn,
 // holds callbacks of two subscription ids for one registration).
 Status touch_registrations(Connection& conn, const std::vector<CallbackWrite>& writes,
                            std::vector<WriteOutcome>& outcome) {
-  std::vector<RegistrationGroup> groups;
-  std::map<std::pair<std::int64_t, std::string_view>, std::size_t> index;
-  for (std::size_t i = 0; i < writes.size(); ++i) {
-    if (outcome[i] == WriteOutcome::stale) continue;
-    const auto key =
-        std::make_pair(writes[i].registration_id, std::string_view(writes[i].subscription_id));
-    auto [it, fresh] = index.try_emplace(key, groups.size());
-    if (fresh) groups.push_back({key.first, writes[i].subscription_id, "", {}});
-    auto& g = groups[it->second];
-    if (!writes[i].watermark.empty()) g.watermark = writes[i].watermark;
-    g.writes.push_back(i);
-  }
+  const std::vector<RegistrationGroup> groups = group_by_registration(writes, outcome);
   if (groups.empty()) return {};
-  // Rows are locked in id order, as every batch does, so concurrent batches cannot deadlock.
-  std::sort(groups.begin(), groups.end(),
-            [](const auto& a, const auto& b) { return a.registration_id < b.registration_id; });
 
   // Rounds of distinct registration ids: CASE id holds one subscription id per registration.
   std::vector<std::vector<const RegistrationGroup*>> rounds;
@@ -205,12 +225,7 @@ Status touch_registrations(Connection& conn, const std::vector<CallbackWrite>& w
 // Unread counts: effects folded per mailbox in arrival order, one statement for the batch.
 Status update_mailboxes(Connection& conn, const std::vector<CallbackWrite>& writes,
                         const std::vector<WriteOutcome>& outcome) {
-  std::map<std::int64_t, MailboxEffect> effects;
-  for (std::size_t i = 0; i < writes.size(); ++i) {
-    if (outcome[i] == WriteOutcome::stale || !writes[i].effect) continue;
-    auto [it, fresh] = effects.try_emplace(writes[i].mailbox_id, *writes[i].effect);
-    if (!fresh) it->second = it->second.then(*writes[i].effect);
-  }
+  const auto effects = fold_effects(writes, outcome);
   if (effects.empty()) return {};
   const std::size_t rows = padded(effects.size());
   std::vector<Value> params;
@@ -232,8 +247,75 @@ Status update_mailboxes(Connection& conn, const std::vector<CallbackWrite>& writ
   return {};
 }
 
+// The common batch (no binding, one subscription id per registration) in two round trips
+// instead of four: "START TRANSACTION; UPDATE registrations …; UPDATE mailboxes …" in one
+// multi-statement text query, then COMMIT once every registration matched. Values are literals
+// escaped by the client library (ids are integers). Returns nullopt, with nothing left open,
+// when the batch does not qualify or a registration changed since it was read: the
+// statement-by-statement path then finds the stale rows.
+std::optional<Result<std::vector<WriteOutcome>>> write_in_two_round_trips(
+    Connection& conn, const std::vector<CallbackWrite>& writes) {
+  std::vector<WriteOutcome> outcome(writes.size(), WriteOutcome::recorded);
+  if (std::any_of(writes.begin(), writes.end(), [](const auto& w) { return w.bind; }))
+    return std::nullopt;
+  const auto groups = group_by_registration(writes, outcome);
+  for (std::size_t i = 1; i < groups.size(); ++i) {
+    if (groups[i].registration_id == groups[i - 1].registration_id) return std::nullopt;
+  }
+  if (groups.empty()) return outcome;
+  const auto effects = fold_effects(writes, outcome);
+
+  std::string sql = "START TRANSACTION;UPDATE registrations SET last_heard_at = UTC_TIMESTAMP(6)";
+  std::string watermarks;  // CASE needs at least one WHEN: none when no callback carried one
+  for (const auto& g : groups) {
+    if (g.watermark.empty()) continue;
+    watermarks += " WHEN " + std::to_string(g.registration_id) + " THEN " + conn.quote(g.watermark);
+  }
+  if (!watermarks.empty()) sql += ", watermark = CASE id" + watermarks + " ELSE watermark END";
+  sql += " WHERE state = 'active' AND id IN (";
+  for (std::size_t i = 0; i < groups.size(); ++i) {
+    if (i) sql += ',';
+    sql += std::to_string(groups[i].registration_id);
+  }
+  sql += ") AND subscription_id = CASE id";
+  for (const auto& g : groups) {
+    sql += " WHEN " + std::to_string(g.registration_id) + " THEN " + conn.quote(g.subscription_id);
+  }
+  sql += " ELSE NULL END";
+  if (!effects.empty()) {
+    sql += ";UPDATE mailboxes SET unread_count = CASE id";
+    std::string ids;
+    for (const auto& [id, e] : effects) {
+      const auto value = std::clamp<std::int64_t>(e.value, 0, kMaxUnreadCount);
+      sql += " WHEN " + std::to_string(id) + " THEN LEAST(" + std::to_string(value) +
+             (e.set ? "" : " + unread_count") + ", " + std::to_string(kMaxUnreadCount) + ")";
+      ids += (ids.empty() ? "" : ",") + std::to_string(id);
+    }
+    sql += " ELSE unread_count END, badge_updated_at = UTC_TIMESTAMP(6) WHERE id IN (" + ids + ")";
+  }
+
+  auto affected = conn.execute_batch(sql);
+  Status st;
+  if (!affected) {
+    st = std::move(affected).error();
+  } else if (affected->size() < 2 || (*affected)[1] != groups.size()) {
+    // A registration was deleted or rebound since it was read: let the careful path decide.
+    if (auto rolled = conn.rollback(); !rolled)
+      return Result<std::vector<WriteOutcome>>(rolled.error());
+    return std::nullopt;
+  } else {
+    st = conn.commit();
+  }
+  if (!st) {
+    if (!conn.broken()) (void)conn.rollback();
+    return Result<std::vector<WriteOutcome>>(std::move(st).error());
+  }
+  return outcome;
+}
+
 Result<std::vector<WriteOutcome>> write_once(Connection& conn,
                                              const std::vector<CallbackWrite>& writes) {
+  if (auto done = write_in_two_round_trips(conn, writes)) return std::move(*done);
   std::vector<WriteOutcome> outcome(writes.size(), WriteOutcome::recorded);
   if (auto st = conn.begin(); !st) return std::move(st).error();
   Status st = apply_bindings(conn, writes, outcome);

@@ -156,6 +156,24 @@ TEST_F(CallbackStoreTest, ASupersededIdIsNeverBoundAgain) {
   EXPECT_EQ(lookup(reg.secret).subscription_id, std::optional<std::string>("NEW"));
 }
 
+TEST_F(CallbackStoreTest, ValuesFromExchangeAreStoredVerbatimWhateverTheyHold) {
+  // Printable ASCII is all the listener lets through; quotes, backslashes and SQL must stay text.
+  const auto reg = test::insert_test_registration(conn, customer, "rita@example.com");
+  const std::string sub = "S'; DROP TABLE registrations; --\\";
+  auto bind = write_for(reg, sub, "w0");
+  bind.bind = true;
+  ASSERT_TRUE(write_callback_batch(conn, {bind}).ok());
+  const std::string hostile_watermark = "W\\' OR '1'='1\"";
+  auto w = write_for(reg, sub, hostile_watermark);
+  w.effect = MailboxEffect{false, 2};
+  auto out = write_callback_batch(conn, {w});
+  ASSERT_TRUE(out.ok()) << out.error().message;
+  EXPECT_EQ((*out)[0], WriteOutcome::recorded);
+  EXPECT_EQ(column("SELECT watermark FROM registrations WHERE id = ?", reg.id), hostile_watermark);
+  EXPECT_EQ(column("SELECT subscription_id FROM registrations WHERE id = ?", reg.id), sub);
+  EXPECT_EQ(column("SELECT unread_count FROM mailboxes WHERE id = ?", reg.mailbox_id), "2");
+}
+
 TEST_F(CallbackStoreTest, AWriteTheDatabaseRefusesFailsAloneNotItsBatch) {
   const auto a = test::insert_test_registration(conn, customer, "pat@example.com");
   const auto b = test::insert_test_registration(conn, customer, "quinn@example.com");

@@ -100,6 +100,37 @@ TEST_F(MariadbTest, TransactionsCommitAndRollBack) {
   EXPECT_EQ((*rows)[0].i64(0), 2);
 }
 
+TEST_F(MariadbTest, BatchesRunInOneRoundTripAndStopAtTheFirstError) {
+  ASSERT_TRUE(conn.execute("CREATE TABLE b (id INT PRIMARY KEY, v VARCHAR(64) NOT NULL)").ok());
+  auto counts = conn.execute_batch(
+      "INSERT INTO b VALUES (1, 'a'), (2, 'b'); UPDATE b SET v = 'c' WHERE id IN (1, 2, 3); "
+      "UPDATE b SET v = 'c' WHERE id = 1");
+  ASSERT_TRUE(counts.ok()) << counts.error().message;
+  // Matched rows (CLIENT_FOUND_ROWS): the last UPDATE changes nothing but matches one row.
+  EXPECT_EQ(*counts, (std::vector<std::uint64_t>{2, 2, 1}));
+
+  counts = conn.execute_batch(
+      "UPDATE b SET v = 'd' WHERE id = 1; INSERT INTO b VALUES (1, 'x'); "
+      "UPDATE b SET v = 'e' WHERE id = 2");
+  ASSERT_FALSE(counts.ok());
+  EXPECT_EQ(counts.error().code, Errc::conflict) << counts.error().message;
+  auto rows = conn.query("SELECT v FROM b ORDER BY id");
+  ASSERT_TRUE(rows.ok()) << "the connection is usable after a failed batch";
+  ASSERT_EQ(rows->size(), 2u);
+  EXPECT_EQ((*rows)[0].text(0), "d") << "statements before the failing one ran";
+  EXPECT_EQ((*rows)[1].text(0), "c") << "statements after the failing one did not";
+}
+
+TEST_F(MariadbTest, QuotedLiteralsHoldAnyText) {
+  ASSERT_TRUE(conn.execute("CREATE TABLE q (v VARCHAR(200) NOT NULL)").ok());
+  const std::string hostile = "a'b\\c\";d;--\n' OR '1'='1\0x";
+  ASSERT_TRUE(conn.execute_batch("INSERT INTO q VALUES (" + conn.quote(hostile) + ")").ok());
+  auto rows = conn.query("SELECT v FROM q");
+  ASSERT_TRUE(rows.ok());
+  ASSERT_EQ(rows->size(), 1u);
+  EXPECT_EQ((*rows)[0].text(0), hostile);
+}
+
 TEST(MariadbConnect, FailureNamesTheTargetButNeverThePassword) {
   auto o = test::shared_server_options();
   o.password = "definitely-wrong-password-1234";
