@@ -6,13 +6,17 @@
 
 #include <array>
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/ssl/error.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <exception>
+#include <iterator>
 
 #include "common/log.hpp"
 
@@ -25,6 +29,24 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
+
+// Past this the write loop's buffer is given back after a burst, so idle connections stay small.
+constexpr std::size_t kMaxIdleWriteBuffer = 64 * 1024;
+// How long a failed connection may take to send its GOAWAY before the socket closes anyway.
+constexpr std::chrono::milliseconds kGoawayFlushTime{1000};
+
+// Calls fn on every exit of a scope, exceptions and coroutine frame destruction included.
+template <typename Fn>
+class ScopeExit {
+ public:
+  explicit ScopeExit(Fn fn) : fn_(std::move(fn)) {}
+  ~ScopeExit() { fn_(); }
+  ScopeExit(const ScopeExit&) = delete;
+  ScopeExit& operator=(const ScopeExit&) = delete;
+
+ private:
+  Fn fn_;
+};
 
 std::string ms_text(std::chrono::milliseconds d) {
   return std::to_string(d.count()) + " ms";
@@ -88,6 +110,13 @@ struct H2Connection::Pending {
   asio::steady_timer wake;  // expires at the request's deadline; cancelled on completion
 };
 
+// The caller's cancellation, handed to the strand. The work itself never sees the caller's
+// cancellation slot (Asio would tear its frame down while the connection still points at it).
+struct H2Connection::CallerCancel {
+  bool cancelled = false;      // on the strand
+  Pending* pending = nullptr;  // on the strand; set while the request waits
+};
+
 std::shared_ptr<H2Connection> H2Connection::create(const Executor& executor,
                                                    std::shared_ptr<asio::ssl::context> tls,
                                                    ConnectionOptions options) {
@@ -106,7 +135,8 @@ H2Connection::H2Connection(const Executor& executor, std::shared_ptr<asio::ssl::
       connect_watchdog_(strand_),
       write_wake_(strand_),
       keepalive_timer_(strand_),
-      closed_signal_(strand_) {
+      closed_signal_(strand_),
+      flush_deadline_(strand_) {
   if (options_.server_name.empty()) options_.server_name = options_.host;
   if (options_.authority.empty()) {
     options_.authority = options_.port == 443 ? options_.host : peer_;
@@ -120,9 +150,27 @@ H2Connection::~H2Connection() = default;
 
 asio::awaitable<Status> H2Connection::connect() {
   auto self = shared_from_this();
+  // A cancelled caller closes the connection; the connect then fails at once.
+  asio::cancellation_state caller = co_await asio::this_coro::cancellation_state;
+  asio::cancellation_slot slot = caller.slot();
+  if (slot.is_connected()) {
+    slot.assign([self](asio::cancellation_type) {
+      asio::post(self->strand_, [self] { self->stop_connecting(); });
+    });
+  }
   auto work = do_connect(self);
-  Status result = co_await asio::co_spawn(strand_, std::move(work), asio::use_awaitable);
+  auto detached_from_caller =
+      asio::bind_cancellation_slot(asio::cancellation_slot(), asio::use_awaitable);
+  Status result = co_await asio::co_spawn(strand_, std::move(work), detached_from_caller);
+  if (slot.is_connected()) slot.clear();
   co_return result;
+}
+
+void H2Connection::stop_connecting() {
+  if (state_ != ConnectionState::connecting) return;
+  state_ = ConnectionState::closed;  // connect() sees it after its current step and fails
+  resolver_.cancel();
+  close_socket();
 }
 
 asio::awaitable<Status> H2Connection::do_connect(std::shared_ptr<H2Connection> self) {
@@ -132,24 +180,35 @@ asio::awaitable<Status> H2Connection::do_connect(std::shared_ptr<H2Connection> s
   }
   state_ = ConnectionState::connecting;
 
-  // One deadline for all of it: on expiry, cancel whatever step is running.
+  // One deadline for all of it: on expiry, cancel whatever step is running. It follows this
+  // call, not the state: close() during the connect must not switch it off.
+  auto connect_done = std::make_shared<bool>(false);
+  ScopeExit mark_done([connect_done] { *connect_done = true; });
   connect_watchdog_.expires_after(options_.connect_timeout);
-  connect_watchdog_.async_wait([self](const boost::system::error_code& ec) {
-    if (ec || self->state_ != ConnectionState::connecting) return;
+  connect_watchdog_.async_wait([self, connect_done](const boost::system::error_code& ec) {
+    if (ec || *connect_done) return;
     self->connect_timed_out_ = true;
     self->resolver_.cancel();
     self->close_socket();
   });
+  // close() or abort() ran during the last step: stop before the next one reopens anything.
+  const std::string closed_while_connecting = "closed while connecting";
 
   std::vector<tcp::endpoint> endpoints = options_.endpoints;
   if (endpoints.empty()) {
     const std::string port_text = std::to_string(options_.port);
     auto [ec, results] = co_await resolver_.async_resolve(options_.host, port_text, nothrow);
+    if (state_ != ConnectionState::connecting) {
+      co_return connect_failed(Errc::unavailable, closed_while_connecting);
+    }
     if (ec) co_return connect_failed(Errc::unavailable, "cannot resolve host: " + ec.message());
     for (const auto& entry : results) endpoints.push_back(entry.endpoint());
   }
   {
     auto [ec, endpoint] = co_await asio::async_connect(stream_.lowest_layer(), endpoints, nothrow);
+    if (state_ != ConnectionState::connecting) {
+      co_return connect_failed(Errc::unavailable, closed_while_connecting);
+    }
     if (ec) co_return connect_failed(Errc::unavailable, "TCP connect failed: " + ec.message());
     boost::system::error_code ignored;
     stream_.lowest_layer().set_option(tcp::no_delay(true), ignored);
@@ -158,6 +217,9 @@ asio::awaitable<Status> H2Connection::do_connect(std::shared_ptr<H2Connection> s
     co_return connect_failed(st.error().code, st.error().message);
   {
     auto [ec] = co_await stream_.async_handshake(asio::ssl::stream_base::client, nothrow);
+    if (state_ != ConnectionState::connecting) {
+      co_return connect_failed(Errc::unavailable, closed_while_connecting);
+    }
     if (ec) {
       const long verify = SSL_get_verify_result(stream_.native_handle());
       if (verify != X509_V_OK) {
@@ -185,13 +247,12 @@ asio::awaitable<Status> H2Connection::do_connect(std::shared_ptr<H2Connection> s
   auto session = H2Session::create(options_.limits);
   if (!session) co_return connect_failed(session.error().code, session.error().message);
   session_ = std::move(session).value();
-  if (Status st = co_await exchange_prefaces(); !st) {
-    co_return connect_failed(st.error().code, st.error().message);
+  Status prefaces = co_await exchange_prefaces();
+  if (state_ != ConnectionState::connecting) {
+    co_return connect_failed(Errc::unavailable, closed_while_connecting);
   }
+  if (!prefaces) co_return connect_failed(prefaces.error().code, prefaces.error().message);
   connect_watchdog_.cancel();
-  if (state_ != ConnectionState::connecting) {  // abort() or close() during the connect
-    co_return connect_failed(Errc::unavailable, "closed while connecting");
-  }
   state_ = ConnectionState::open;
   const auto now = Clock::now();
   idle_since_ = now;
@@ -199,6 +260,7 @@ asio::awaitable<Status> H2Connection::do_connect(std::shared_ptr<H2Connection> s
   log::info("h2.connected", {{"peer", peer_},
                              {"tls", SSL_get_version(stream_.native_handle())},
                              {"max_concurrent_streams", session_->peer_max_concurrent_streams()}});
+  dispatch_events();  // what came with the server's SETTINGS (a GOAWAY: draining at once)
 
   auto reader = read_loop(self);
   asio::co_spawn(strand_, std::move(reader),
@@ -266,12 +328,17 @@ asio::awaitable<Status> H2Connection::exchange_prefaces() {
       co_return Error{Errc::conflict, "server is not speaking HTTP/2: " + st.error().message};
     }
     bool settled = false;
-    for (const auto& ev : session_->take_events()) {
+    for (auto& ev : session_->take_events()) {
       if (std::holds_alternative<SettingsReceived>(ev)) settled = true;
+      early_events_.push_back(std::move(ev));  // dispatched once the connection is open
     }
     // A protocol error shows once nghttp2 has written its GOAWAY.
     std::string probe;
     if (Status st = session_->send(probe); !st) {
+      if (!probe.empty()) {  // best effort: the server learns why
+        auto [wec, wn] = co_await asio::async_write(stream_, asio::buffer(probe), nothrow);
+        (void)wec;
+      }
       co_return Error{Errc::conflict, "server is not speaking HTTP/2: " + st.error().message};
     }
     if (!probe.empty()) {
@@ -287,15 +354,38 @@ asio::awaitable<Status> H2Connection::exchange_prefaces() {
 
 asio::awaitable<Result<Response>> H2Connection::request(const Request& request) {
   auto self = shared_from_this();
-  auto work = do_request(self, request);
+  // A cancelled caller ends the request early (like a timeout), on the strand.
+  auto cancel = std::make_shared<CallerCancel>();
+  asio::cancellation_state caller = co_await asio::this_coro::cancellation_state;
+  asio::cancellation_slot slot = caller.slot();
+  if (slot.is_connected()) {
+    slot.assign([self, cancel](asio::cancellation_type) {
+      asio::post(self->strand_, [self, cancel] { self->on_caller_cancelled(*cancel); });
+    });
+  }
+  auto work = do_request(self, request, cancel);
+  auto detached_from_caller =
+      asio::bind_cancellation_slot(asio::cancellation_slot(), asio::use_awaitable);
   // co_spawn needs a default-constructible result, hence the optional.
   std::optional<Result<Response>> result =
-      co_await asio::co_spawn(strand_, std::move(work), asio::use_awaitable);
+      co_await asio::co_spawn(strand_, std::move(work), detached_from_caller);
+  if (slot.is_connected()) slot.clear();
   co_return std::move(*result);
 }
 
+void H2Connection::on_caller_cancelled(CallerCancel& cancel) {
+  cancel.cancelled = true;
+  if (cancel.pending == nullptr || cancel.pending->result) return;
+  give_up(*cancel.pending, "request cancelled by the caller");
+}
+
 asio::awaitable<std::optional<Result<Response>>> H2Connection::do_request(
-    [[maybe_unused]] std::shared_ptr<H2Connection> self, const Request& request) {
+    [[maybe_unused]] std::shared_ptr<H2Connection> self, const Request& request,
+    std::shared_ptr<CallerCancel> cancel) {
+  if (cancel->cancelled) {
+    co_return Result<Response>{
+        Error{Errc::unavailable, "request cancelled by the caller before it was sent"}};
+  }
   if (state_ != ConnectionState::open) {
     co_return Result<Response>{Error{Errc::unavailable, "connection to " + peer_ + " is " +
                                                             connection_state_name(state_) +
@@ -317,6 +407,14 @@ asio::awaitable<std::optional<Result<Response>>> H2Connection::do_request(
   pending.wake.expires_after(options_.request_timeout);
   pending_.emplace(pending.id, &pending);
   queue_.push_back(&pending);
+  cancel->pending = &pending;
+  // However this frame ends, nothing may point at `pending` after it.
+  ScopeExit forget([this, &pending, &cancel] {
+    cancel->pending = nullptr;
+    const bool was_pending = pending_.erase(pending.id) != 0;
+    const bool was_queued = std::erase(queue_, &pending) != 0;
+    if (was_pending || was_queued) update_gauges();
+  });
   update_gauges();
   wake_writer();
 
@@ -331,10 +429,14 @@ asio::awaitable<std::optional<Result<Response>>> H2Connection::do_request(
 
 void H2Connection::on_request_timeout(Pending& pending) {
   counters_.timeouts++;
-  const std::string why = "request timed out after " + ms_text(options_.request_timeout);
   log::warn("h2.request_timeout", {{"peer", peer_},
                                    {"path", loggable_path(pending.request->path)},
                                    {"stream", pending.stream_id}});
+  give_up(pending, "request timed out after " + ms_text(options_.request_timeout));
+}
+
+// Ends a request nobody waits for any more: out of the queue, or its stream reset (CANCEL).
+void H2Connection::give_up(Pending& pending, const std::string& why) {
   if (pending.stream_id == 0) {
     std::erase(queue_, &pending);
     complete(pending, Error{Errc::unavailable, why + " waiting for a free stream; never sent, "
@@ -374,11 +476,26 @@ void H2Connection::submit_queued() {
     p->stream_id = *stream_id;
     counters_.streams_opened++;
   }
+  if (session_->stream_ids_exhausted()) {
+    // The session said GOAWAY; the streams in flight finish, the pool opens a new connection.
+    if (state_ == ConnectionState::open) {
+      state_ = ConnectionState::draining;
+      log::info("h2.stream_ids_exhausted", {{"peer", peer_}});
+    }
+    fail_queued("stream ids of the connection to " + peer_ +
+                " are used up: request never sent, retry on a new connection");
+  }
   update_gauges();
 }
 
 void H2Connection::dispatch_events() {
-  for (auto& event : session_->take_events()) {
+  std::vector<Event> events = session_->take_events();
+  if (!early_events_.empty()) {
+    events.insert(events.begin(), std::make_move_iterator(early_events_.begin()),
+                  std::make_move_iterator(early_events_.end()));
+    early_events_.clear();
+  }
+  for (auto& event : events) {
     if (auto* done = std::get_if<StreamDone>(&event)) {
       if (done->reset_code) counters_.reset++;
       auto it = pending_.find(done->request_id);
@@ -434,11 +551,24 @@ asio::awaitable<void> H2Connection::read_loop([[maybe_unused]] std::shared_ptr<H
     Status st = session_->receive(std::span<const std::uint8_t>(buf.data(), n));
     dispatch_events();
     if (!st) {
-      fail(st.error());
+      fail_after_flush(st.error());
       break;
     }
     wake_writer();
   }
+}
+
+// The session is dead but may hold a GOAWAY saying why: the write loop sends it (for at most
+// kGoawayFlushTime), then the connection fails.
+void H2Connection::fail_after_flush(const Error& why) {
+  if (state_ == ConnectionState::closed || protocol_failure_) return;
+  protocol_failure_ = why;
+  state_ = ConnectionState::draining;
+  flush_deadline_.expires_after(kGoawayFlushTime);
+  flush_deadline_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
+    if (!ec) self->fail(*self->protocol_failure_);
+  });
+  wake_writer();
 }
 
 asio::awaitable<void> H2Connection::write_loop(
@@ -449,8 +579,14 @@ asio::awaitable<void> H2Connection::write_loop(
     out.clear();
     Status st = session_->send(out);
     dispatch_events();
-    if (!st) {
-      fail(st.error());
+    if (!st || protocol_failure_) {
+      const Error why = protocol_failure_ ? *protocol_failure_ : st.error();
+      if (!out.empty()) {  // best effort: our GOAWAY tells the server what went wrong
+        fail_after_flush(why);
+        auto [ec, n] = co_await asio::async_write(stream_, asio::buffer(out), nothrow);
+        (void)ec;
+      }
+      fail(why);
       break;
     }
     if (!out.empty()) {
@@ -467,6 +603,7 @@ asio::awaitable<void> H2Connection::write_loop(
       finish("both sides are done (GOAWAY, no stream left)");
       break;
     }
+    if (out.capacity() > kMaxIdleWriteBuffer) std::string().swap(out);  // a burst is over
     write_wake_.expires_at(Clock::time_point::max());
     (void)co_await write_wake_.async_wait(nothrow);
   }
@@ -555,6 +692,7 @@ void H2Connection::close_socket() {
   write_wake_.cancel();
   keepalive_timer_.cancel();
   closed_signal_.cancel();
+  flush_deadline_.cancel();
 }
 
 asio::awaitable<void> H2Connection::close(std::chrono::milliseconds grace) {
@@ -567,8 +705,9 @@ asio::awaitable<void> H2Connection::do_close([[maybe_unused]] std::shared_ptr<H2
                                              std::chrono::milliseconds grace) {
   if (state_ == ConnectionState::closed) co_return;
   if (state_ != ConnectionState::open && state_ != ConnectionState::draining) {
-    // Not connected yet (or connecting: the connect fails with "closed").
+    // Not connected yet (or connecting: the connect fails with "closed while connecting").
     state_ = ConnectionState::closed;
+    resolver_.cancel();
     close_socket();
     co_return;
   }
@@ -590,9 +729,7 @@ void H2Connection::abort(const std::string& reason) {
   auto self = shared_from_this();
   asio::post(strand_, [self, reason] {
     if (self->state_ == ConnectionState::connecting) {
-      self->state_ = ConnectionState::closed;  // connect() sees it and fails
-      self->resolver_.cancel();
-      self->close_socket();
+      self->stop_connecting();  // connect() sees it and fails
       return;
     }
     self->fail(Error{Errc::io, "connection to " + self->peer_ + " aborted: " + reason});

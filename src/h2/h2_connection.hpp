@@ -29,11 +29,17 @@
 //   Errc::busy                         the request queue is full
 //   Errc::invalid_argument/conflict    the request is invalid / the response broke a limit
 // h2::retry_safety(error) reads this. A connection that failed or closed stays closed: make a
-// new one (the pool's job).
+// new one (the pool's job). When its stream ids run out (SessionLimits::max_stream_id) it says
+// GOAWAY and goes draining; queued requests fail with Errc::unavailable.
+//
+// Cancelling the coroutine that awaits request() (e.g. `||` with a timer) ends that request like
+// a timeout; cancelling the one that awaits connect() closes the connection. The work itself runs
+// apart from the caller's cancellation, so it is never torn down half-way.
 //
 // connect() errors: Errc::unavailable when the server cannot be reached (resolve, TCP, timeout,
-// closed during the handshake); Errc::conflict when TLS or HTTP/2 refuses (certificate not
-// trusted or for another name, our client certificate refused, ALPN not "h2").
+// closed during the handshake, close()/abort() during connect()); Errc::conflict when TLS or HTTP/2
+// refuses (certificate not trusted or for another name, our client certificate refused, ALPN not
+// "h2").
 //
 // Logs never hold a full path (device tokens): see h2::loggable_path.
 #pragma once
@@ -123,6 +129,7 @@ class H2Connection : public std::enable_shared_from_this<H2Connection> {
 
  private:
   struct Pending;
+  struct CallerCancel;
   H2Connection(const Executor& executor, std::shared_ptr<boost::asio::ssl::context> tls,
                ConnectionOptions options);
 
@@ -130,7 +137,8 @@ class H2Connection : public std::enable_shared_from_this<H2Connection> {
   Status configure_tls();
   boost::asio::awaitable<Status> exchange_prefaces();
   boost::asio::awaitable<std::optional<Result<Response>>> do_request(
-      std::shared_ptr<H2Connection> self, const Request& request);
+      std::shared_ptr<H2Connection> self, const Request& request,
+      std::shared_ptr<CallerCancel> cancel);
   Status connect_failed(Errc code, const std::string& what);
   boost::asio::awaitable<void> do_close(std::shared_ptr<H2Connection> self,
                                         std::chrono::milliseconds grace);
@@ -142,6 +150,10 @@ class H2Connection : public std::enable_shared_from_this<H2Connection> {
   void dispatch_events();
   void complete(Pending& pending, Result<Response> result);
   void on_request_timeout(Pending& pending);
+  void on_caller_cancelled(CallerCancel& cancel);
+  void give_up(Pending& pending, const std::string& why);
+  void stop_connecting();
+  void fail_after_flush(const Error& why);
   void fail_queued(const std::string& why);
   void fail(const Error& why);      // abrupt end, logged as lost
   void end(const Error& why);       // closes; everything pending completes with `why`
@@ -160,6 +172,8 @@ class H2Connection : public std::enable_shared_from_this<H2Connection> {
   std::unique_ptr<H2Session> session_;
   std::atomic<ConnectionState> state_{ConnectionState::created};
   bool connect_timed_out_ = false;
+  std::vector<Event> early_events_;        // arrived with the server's first SETTINGS
+  std::optional<Error> protocol_failure_;  // the session failed; our GOAWAY is being flushed
 
   std::deque<Pending*> queue_;                           // waiting for a stream, FIFO
   std::unordered_map<std::uint64_t, Pending*> pending_;  // every request not completed
@@ -168,7 +182,8 @@ class H2Connection : public std::enable_shared_from_this<H2Connection> {
   boost::asio::steady_timer connect_watchdog_;
   boost::asio::steady_timer write_wake_;  // never expires; cancel() wakes the write loop
   boost::asio::steady_timer keepalive_timer_;
-  boost::asio::steady_timer closed_signal_;  // cancelled when the connection closes
+  boost::asio::steady_timer closed_signal_;   // cancelled when the connection closes
+  boost::asio::steady_timer flush_deadline_;  // bounds the GOAWAY flush after a protocol error
   std::optional<std::uint64_t> ping_outstanding_;
   std::uint64_t ping_sequence_ = 0;
   std::chrono::steady_clock::time_point ping_deadline_{};

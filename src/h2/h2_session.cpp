@@ -92,13 +92,22 @@ struct H2Session::Callbacks {
     auto& s = self(user_data);
     StreamRecord* rec = find(s, frame->hd.stream_id);
     if (rec == nullptr || rec->completed) return 0;
-    rec->response_header_bytes += namelen + valuelen;
+    // HPACK's size of a header list: 32 bytes of overhead per field (RFC 7541, 4.1).
+    rec->response_header_bytes += namelen + valuelen + 32;
+    ++rec->response_header_fields;
     if (rec->response_header_bytes > s.limits_.max_response_header_bytes) {
       s.complete(*rec,
                  Error{Errc::conflict, "response headers exceed " +
                                            std::to_string(s.limits_.max_response_header_bytes) +
                                            " bytes; stream reset"});
       return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;  // nghttp2 resets the stream
+    }
+    if (rec->response_header_fields > s.limits_.max_response_header_fields) {
+      s.complete(*rec,
+                 Error{Errc::conflict, "response has more than " +
+                                           std::to_string(s.limits_.max_response_header_fields) +
+                                           " header fields; stream reset"});
+      return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     }
     const std::string_view n(reinterpret_cast<const char*>(name), namelen);
     const std::string_view v(reinterpret_cast<const char*>(value), valuelen);
@@ -343,8 +352,18 @@ Result<std::unique_ptr<H2Session>> H2Session::create(SessionLimits limits) {
 }
 
 bool H2Session::can_submit() const noexcept {
-  return !failure_ && !goaway_received_ && !shutdown_ &&
+  return !failure_ && !goaway_received_ && !shutdown_ && !stream_ids_exhausted_ &&
          streams_.size() < peer_max_concurrent_streams();
+}
+
+// Past the last usable stream id the connection is useless for new work: say GOAWAY so the open
+// streams finish and the owner opens a new connection.
+void H2Session::check_stream_ids() {
+  if (stream_ids_exhausted_) return;
+  const std::uint32_t next = nghttp2_session_get_next_stream_id(session_.get());
+  if (next <= static_cast<std::uint32_t>(limits_.max_stream_id)) return;
+  stream_ids_exhausted_ = true;
+  (void)shutdown();
 }
 
 std::uint32_t H2Session::peer_max_concurrent_streams() const noexcept {
@@ -354,6 +373,9 @@ std::uint32_t H2Session::peer_max_concurrent_streams() const noexcept {
 
 Result<std::int32_t> H2Session::submit(const Request& request, std::uint64_t request_id) {
   if (failure_) return Error{Errc::unavailable, "connection failed: " + failure_->message};
+  if (stream_ids_exhausted_) {
+    return Error{Errc::unavailable, "stream ids exhausted: not sent, use a new connection"};
+  }
   if (goaway_received_ || shutdown_) {
     return Error{Errc::unavailable, "connection is going away (GOAWAY): not sent"};
   }
@@ -407,7 +429,9 @@ Result<std::int32_t> H2Session::submit(const Request& request, std::uint64_t req
       nghttp2_submit_request(session_.get(), nullptr, nva.data(), nva.size(),
                              request.body.empty() ? nullptr : &provider, nullptr);
   if (stream_id == NGHTTP2_ERR_STREAM_ID_NOT_AVAILABLE) {
-    return Error{Errc::unavailable, "stream ids exhausted: use a new connection"};
+    stream_ids_exhausted_ = true;
+    (void)shutdown();
+    return Error{Errc::unavailable, "stream ids exhausted: not sent, use a new connection"};
   }
   if (stream_id < 0) {
     return Error{Errc::internal,
@@ -418,6 +442,7 @@ Result<std::int32_t> H2Session::submit(const Request& request, std::uint64_t req
   rec.request_id = request_id;
   rec.stream_id = stream_id;
   rec.request_body = request.body;
+  check_stream_ids();
   return stream_id;
 }
 

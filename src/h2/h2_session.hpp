@@ -52,12 +52,17 @@ const char* retry_safety_name(RetrySafety safety) noexcept;
 std::string loggable_path(std::string_view path);
 
 struct SessionLimits {
-  std::size_t max_response_header_bytes = 16 * 1024;  // names + values of one response
-  std::size_t max_response_body_bytes = 64 * 1024;    // APNs answers are tiny
+  // One response's header list as HPACK counts it: names + values + 32 bytes per field.
+  std::size_t max_response_header_bytes = 16 * 1024;
+  std::size_t max_response_header_fields = 100;
+  std::size_t max_response_body_bytes = 64 * 1024;  // APNs answers are tiny
   std::size_t max_request_body_bytes = 1024 * 1024;
   // Assumed until the peer's first SETTINGS says otherwise (nghttp2's own default is 100).
   std::uint32_t initial_peer_max_concurrent_streams = 100;
   std::int32_t local_initial_window_size = 256 * 1024;  // our receive window per stream
+  // Highest stream id we open; past it the session says GOAWAY and takes no new stream (the
+  // protocol allows 2^31-1; tests lower it to reach exhaustion quickly).
+  std::int32_t max_stream_id = 0x7fffffff;
 };
 
 enum class StreamState {
@@ -77,7 +82,8 @@ struct StreamRecord {
   std::size_t body_offset = 0;      // handed to nghttp2 so far
   std::size_t body_bytes_sent = 0;  // in DATA frames serialised so far
   bool headers_sent = false;
-  std::size_t response_header_bytes = 0;
+  std::size_t response_header_bytes = 0;  // HPACK-counted, see SessionLimits
+  std::size_t response_header_fields = 0;
   Response response;       // status, headers and body so far
   bool completed = false;  // its StreamDone (or a cancel result) was handed out: exactly once
 };
@@ -146,6 +152,8 @@ class H2Session {
   const StreamRecord* stream(std::int32_t stream_id) const;
   const std::map<std::int32_t, StreamRecord>& streams() const noexcept { return streams_; }
   bool goaway_received() const noexcept { return goaway_received_; }
+  // No stream id left under SessionLimits::max_stream_id: GOAWAY is queued, use a new connection.
+  bool stream_ids_exhausted() const noexcept { return stream_ids_exhausted_; }
   const std::optional<Error>& failure() const noexcept { return failure_; }
 
  private:
@@ -154,6 +162,7 @@ class H2Session {
   void complete(StreamRecord& stream, Result<Response> result,
                 std::optional<std::uint32_t> reset_code = std::nullopt);
   Error lost_error(const StreamRecord& stream, const Error& why) const;
+  void check_stream_ids();
 
   struct SessionDeleter {
     void operator()(nghttp2_session* s) const noexcept;
@@ -165,6 +174,7 @@ class H2Session {
   bool goaway_received_ = false;
   std::int32_t goaway_last_stream_id_ = 0;
   bool shutdown_ = false;
+  bool stream_ids_exhausted_ = false;
   std::optional<Error> failure_;
   std::string last_library_error_;  // nghttp2's words for a protocol error, for messages
 };

@@ -20,6 +20,13 @@ BioPtr memory_bio(std::string_view bytes) {
   return BioPtr(BIO_new_mem_buf(bytes.data(), static_cast<int>(bytes.size())));
 }
 
+// OpenSSL's default (a null callback) prompts on the terminal for an encrypted PEM; a service
+// must never block on that. Refuse instead, and note that a password was asked for.
+int refuse_password(char*, int, int, void* asked) {
+  if (asked != nullptr) *static_cast<bool*>(asked) = true;
+  return -1;
+}
+
 }  // namespace
 
 std::string openssl_errors() {
@@ -52,22 +59,26 @@ Result<ClientIdentity> ClientIdentity::from_handles(X509* certificate, EVP_PKEY*
 Result<ClientIdentity> ClientIdentity::from_pem(std::string_view cert_pem,
                                                 std::string_view key_pem) {
   auto cert_bio = memory_bio(cert_pem);
-  X509Ptr cert(PEM_read_bio_X509(cert_bio.get(), nullptr, nullptr, nullptr));
+  X509Ptr cert(PEM_read_bio_X509(cert_bio.get(), nullptr, refuse_password, nullptr));
   if (!cert) {
     ERR_clear_error();
     return Error{Errc::invalid_argument, "client certificate PEM holds no certificate"};
   }
   std::vector<X509Ptr> chain;
-  while (X509* extra = PEM_read_bio_X509(cert_bio.get(), nullptr, nullptr, nullptr)) {
+  while (X509* extra = PEM_read_bio_X509(cert_bio.get(), nullptr, refuse_password, nullptr)) {
     chain.emplace_back(extra);
   }
   ERR_clear_error();  // the end of the PEM stream leaves a "no start line" error behind
   auto key_bio = memory_bio(key_pem);
-  EvpPkeyPtr key(PEM_read_bio_PrivateKey(key_bio.get(), nullptr, nullptr, nullptr));
+  bool password_asked = false;
+  EvpPkeyPtr key(PEM_read_bio_PrivateKey(key_bio.get(), nullptr, refuse_password, &password_asked));
   if (!key) {
     ERR_clear_error();
-    return Error{Errc::invalid_argument,
-                 "private key PEM could not be read (not a key, or encrypted)"};
+    if (password_asked) {
+      return Error{Errc::invalid_argument,
+                   "private key PEM is encrypted: give the key without a passphrase"};
+    }
+    return Error{Errc::invalid_argument, "private key PEM could not be read (not a key)"};
   }
   auto id = from_handles(cert.get(), key.get());
   if (!id) return id;
@@ -96,12 +107,14 @@ Result<std::shared_ptr<boost::asio::ssl::context>> make_client_tls_context(
     return Error{Errc::internal, "cannot require TLS 1.2: " + openssl_errors()};
   }
   SSL_CTX_set_verify(native, SSL_VERIFY_PEER, nullptr);
+  // Idle connections give their TLS read/write buffers back (a pool holds many of them).
+  SSL_CTX_set_mode(native, SSL_MODE_RELEASE_BUFFERS);
 
   if (options.ca_pem) {
     X509_STORE* store = SSL_CTX_get_cert_store(native);
     auto bio = memory_bio(*options.ca_pem);
     int added = 0;
-    while (X509* ca = PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr)) {
+    while (X509* ca = PEM_read_bio_X509(bio.get(), nullptr, refuse_password, nullptr)) {
       X509Ptr owned(ca);
       if (X509_STORE_add_cert(store, ca) != 1) {
         return Error{Errc::invalid_argument, "cannot add a CA certificate: " + openssl_errors()};

@@ -3,11 +3,14 @@
 #include "h2/h2_connection.hpp"
 
 #include <gtest/gtest.h>
+#include <openssl/pem.h>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <chrono>
@@ -95,6 +98,23 @@ class H2ConnectionTest : public ::testing::Test {
 asio::awaitable<void> sleep_for(std::chrono::milliseconds d) {
   asio::steady_timer t(co_await asio::this_coro::executor, d);
   co_await t.async_wait(asio::use_awaitable);
+}
+
+// Polls `done` every 10 ms; false if `limit` passed first.
+asio::awaitable<bool> wait_until(std::function<bool()> done, std::chrono::milliseconds limit) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > deadline) co_return false;
+    co_await sleep_for(10ms);
+  }
+  co_return true;
+}
+
+// Looks at the server's peers from its own thread (they are not thread-safe).
+bool server_saw(TlsTestServer& server, const std::function<bool(const test::ServerPeer&)>& check) {
+  bool seen = false;
+  server.inspect([&] { seen = !server.peers().empty() && check(*server.peers()[0]); });
+  return seen;
 }
 
 TEST_F(H2ConnectionTest, RequestWithClientCertificateFromMemory) {
@@ -282,7 +302,7 @@ TEST_F(H2ConnectionTest, PingsAreAnsweredOnAHealthyConnection) {
   ASSERT_TRUE(run([&]() -> asio::awaitable<void> {
     ConnectionOptions o = options_for(server);
     o.ping_interval = 100ms;
-    o.ping_timeout = 300ms;
+    o.ping_timeout = 2000ms;  // an ack late on a loaded machine must not end the test
     conn = H2Connection::create(co_await asio::this_coro::executor, client.tls, o);
     Status st = co_await conn->connect();
     if (!st) co_return;
@@ -345,6 +365,7 @@ TEST_F(H2ConnectionTest, RequestTimeoutResetsTheStream) {
   std::optional<Result<Response>> response;
   std::shared_ptr<H2Connection> conn;
   ConnectionState after = ConnectionState::created;
+  bool rst_seen = false;
   const auto start = std::chrono::steady_clock::now();
   ASSERT_TRUE(run([&]() -> asio::awaitable<void> {
     ConnectionOptions o = options_for(server);
@@ -354,12 +375,18 @@ TEST_F(H2ConnectionTest, RequestTimeoutResetsTheStream) {
     if (!st) co_return;
     const Request req = badge_request(2);
     response = co_await conn->request(req);
-    co_await sleep_for(100ms);  // the RST_STREAM reaches the server
+    rst_seen = co_await wait_until(
+        [&] {
+          return server_saw(server,
+                            [](const test::ServerPeer& p) { return !p.resets_received().empty(); });
+        },
+        3000ms);
     after = conn->state();
     co_await conn->close(200ms);
   }));
   server.stop();
-  EXPECT_LT(std::chrono::steady_clock::now() - start, 3s);
+  EXPECT_TRUE(rst_seen);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 4s);
   ASSERT_TRUE(response.has_value());
   ASSERT_FALSE(response->ok());
   EXPECT_EQ(retry_safety(response->error()), RetrySafety::unknown);
@@ -448,22 +475,26 @@ TEST_F(H2ConnectionTest, IdleConnectionClosesItselfGracefully) {
   Client client = make_client(false);
   std::shared_ptr<H2Connection> conn;
   ConnectionState busy = ConnectionState::created;
+  std::optional<Result<Response>> response;
+  bool closed = false;
   ASSERT_TRUE(run([&]() -> asio::awaitable<void> {
     ConnectionOptions o = options_for(server);
-    o.idle_timeout = 300ms;
+    o.idle_timeout = 1500ms;  // margins of 1.2 s on both sides of the sleeps below
     conn = H2Connection::create(co_await asio::this_coro::executor, client.tls, o);
     Status st = co_await conn->connect();
     if (!st) co_return;
-    co_await sleep_for(200ms);
-    const Request req = badge_request(5);
-    Result<Response> r = co_await conn->request(req);  // resets the idle clock
-    (void)r;
-    co_await sleep_for(200ms);
-    busy = conn->state();
     co_await sleep_for(300ms);
+    const Request req = badge_request(5);
+    response = co_await conn->request(req);  // resets the idle clock
+    co_await sleep_for(300ms);
+    busy = conn->state();
+    closed = co_await wait_until([&] { return conn->state() == ConnectionState::closed; }, 5000ms);
   }));
+  ASSERT_TRUE(response.has_value());
+  ASSERT_TRUE(response->ok()) << response->error().message;
+  EXPECT_EQ((*response)->status, 200);
   EXPECT_EQ(busy, ConnectionState::open);
-  EXPECT_EQ(conn->state(), ConnectionState::closed);
+  EXPECT_TRUE(closed) << connection_state_name(conn->state());
 }
 
 TEST(H2ClientIdentity, FromDer) {
@@ -502,6 +533,259 @@ TEST_F(H2ConnectionTest, ClosedConnectionRefusesNewRequestsAsRetryable) {
   ASSERT_TRUE(late.has_value());
   ASSERT_FALSE(late->ok());
   EXPECT_EQ(retry_safety(late->error()), RetrySafety::safe);
+}
+
+// close() or abort() while connect() resolves, against a port that never speaks TLS: the connect
+// must end at once, not hang (nor wait out its own timeout).
+void expect_connect_ends_promptly(bool use_abort) {
+  TestServerOptions so;
+  so.behaviour = Behaviour::no_tls;
+  TlsTestServer server(so);
+  Client client = make_client(false);
+  asio::io_context ioc;
+  std::optional<Status> connected;
+  std::chrono::steady_clock::duration took{};
+  std::shared_ptr<H2Connection> conn;
+  auto body = [&]() -> asio::awaitable<void> {
+    auto ex = co_await asio::this_coro::executor;
+    ConnectionOptions o = options_for(server);
+    o.endpoints.clear();  // through the resolver
+    o.connect_timeout = 5000ms;
+    conn = H2Connection::create(ex, client.tls, o);
+    const auto start = std::chrono::steady_clock::now();
+    auto connecting = [&]() -> asio::awaitable<void> {
+      Status st = co_await conn->connect();
+      connected = std::move(st);
+      took = std::chrono::steady_clock::now() - start;
+    };
+    asio::co_spawn(ex, connecting, asio::detached);
+    while (conn->state() == ConnectionState::created) co_await asio::post(ex, asio::use_awaitable);
+    if (use_abort) {
+      conn->abort("test");
+    } else {
+      co_await conn->close(0ms);
+    }
+    (void)co_await wait_until([&] { return connected.has_value(); }, 3000ms);
+  };
+  asio::co_spawn(ioc, body(), [&](std::exception_ptr) { ioc.stop(); });
+  ioc.run_for(6s);
+  ASSERT_TRUE(connected.has_value()) << "connect() still running after close()/abort()";
+  ASSERT_FALSE(connected->ok());
+  EXPECT_EQ(connected->error().code, Errc::unavailable);
+  EXPECT_NE(connected->error().message.find("closed while connecting"), std::string::npos)
+      << connected->error().message;
+  EXPECT_LT(took, 1s);
+  EXPECT_EQ(conn->state(), ConnectionState::closed);
+}
+
+TEST(H2ConnectionLifecycle, CloseDuringConnectEndsItPromptly) {
+  expect_connect_ends_promptly(false);
+}
+
+TEST(H2ConnectionLifecycle, AbortDuringConnectEndsItPromptly) {
+  expect_connect_ends_promptly(true);
+}
+
+// A caller that stops waiting (`||` with a timer) ends its request; the connection, its queue
+// and its other requests carry on (under ASan: no use of the request's freed frame).
+TEST_F(H2ConnectionTest, CallerCancellationEndsOnlyThatRequest) {
+  using namespace asio::experimental::awaitable_operators;
+  TestServerOptions so;
+  so.behaviour = Behaviour::never_answer;
+  so.peer.max_concurrent_streams = 1;
+  TlsTestServer server(so);
+  Client client = make_client(false);
+  std::shared_ptr<H2Connection> conn;
+  std::optional<Result<Response>> after;
+  bool first_cut = false, first_done = false, queued_cut = false;
+  std::chrono::steady_clock::duration cut_took{};
+  std::uint64_t queued_after = 99;
+  ASSERT_TRUE(run([&]() -> asio::awaitable<void> {
+    auto ex = co_await asio::this_coro::executor;
+    ConnectionOptions o = options_for(server);
+    o.request_timeout = 1500ms;
+    conn = H2Connection::create(ex, client.tls, o);
+    Status st = co_await conn->connect();
+    if (!st) co_return;
+    // The first request takes the only stream, is never answered, and its caller gives up
+    // after 300 ms: the stream is reset.
+    const Request one = badge_request(1);
+    auto on_wire = [&]() -> asio::awaitable<void> {
+      std::variant<Result<Response>, std::monostate> r =
+          co_await (conn->request(one) || sleep_for(300ms));
+      first_cut = r.index() == 1;
+      first_done = true;
+    };
+    asio::co_spawn(ex, on_wire, asio::detached);
+    co_await sleep_for(100ms);
+    // The second waits in the queue; its caller gives up after 100 ms.
+    const Request two = badge_request(2);
+    const auto start = std::chrono::steady_clock::now();
+    std::variant<Result<Response>, std::monostate> raced =
+        co_await (conn->request(two) || sleep_for(100ms));
+    cut_took = std::chrono::steady_clock::now() - start;
+    queued_cut = raced.index() == 1;
+    queued_after = conn->counters().queued.load();
+    (void)co_await wait_until([&] { return first_done; }, 3000ms);
+    // The connection still works: the next request gets the freed stream and times out
+    // normally (the server never answers).
+    const Request four = badge_request(4);
+    after = co_await conn->request(four);
+    co_await conn->close(200ms);
+  }));
+  server.stop();
+  EXPECT_TRUE(queued_cut);
+  EXPECT_LT(cut_took, 1000ms) << "the cancelled caller waited for the request's own timeout";
+  EXPECT_EQ(queued_after, 0u);
+  EXPECT_TRUE(first_cut);
+  ASSERT_TRUE(after.has_value());
+  ASSERT_FALSE(after->ok());
+  EXPECT_NE(after->error().message.find("timed out"), std::string::npos) << after->error().message;
+  EXPECT_EQ(conn->state(), ConnectionState::closed);
+  EXPECT_EQ(conn->counters().in_flight.load(), 0u);
+  EXPECT_EQ(conn->counters().queued.load(), 0u);
+  ASSERT_EQ(server.peers().size(), 1u);
+  EXPECT_EQ(server.peers()[0]->requests().size(), 2u);  // one and four; two was never sent
+  ASSERT_GE(server.peers()[0]->resets_received().size(), 1u);
+  EXPECT_EQ(server.peers()[0]->resets_received()[0], static_cast<std::uint32_t>(NGHTTP2_CANCEL));
+}
+
+// Stream ids used up: GOAWAY, draining, the queued requests fail as not processed.
+TEST_F(H2ConnectionTest, ExhaustedStreamIdsDrainTheConnection) {
+  TlsTestServer server(TestServerOptions{});
+  Client client = make_client(false);
+  constexpr int kRequests = 4;
+  std::vector<std::optional<Result<Response>>> results(kRequests);
+  std::shared_ptr<H2Connection> conn;
+  ConnectionState after_burst = ConnectionState::created;
+  bool closed = false;
+  ASSERT_TRUE(run([&]() -> asio::awaitable<void> {
+    auto ex = co_await asio::this_coro::executor;
+    ConnectionOptions o = options_for(server);
+    o.limits.max_stream_id = 3;  // streams 1 and 3
+    conn = H2Connection::create(ex, client.tls, o);
+    Status st = co_await conn->connect();
+    if (!st) co_return;
+    std::vector<Request> requests;
+    for (int i = 0; i < kRequests; ++i) requests.push_back(badge_request(i));
+    int outstanding = kRequests;
+    for (int i = 0; i < kRequests; ++i) {
+      auto one = [&, i]() -> asio::awaitable<void> {
+        const auto idx = static_cast<std::size_t>(i);
+        results[idx] = co_await conn->request(requests[idx]);
+        --outstanding;
+      };
+      asio::co_spawn(ex, one, asio::detached);
+    }
+    (void)co_await wait_until([&] { return outstanding == 0; }, 5000ms);
+    after_burst = conn->state();
+    closed = co_await wait_until([&] { return conn->state() == ConnectionState::closed; }, 3000ms);
+  }));
+  int ok = 0, not_processed = 0;
+  for (const auto& r : results) {
+    ASSERT_TRUE(r.has_value());
+    if (r->ok()) {
+      ++ok;
+    } else {
+      EXPECT_EQ(r->error().code, Errc::unavailable) << r->error().message;
+      ++not_processed;
+    }
+  }
+  EXPECT_EQ(ok, 2);
+  EXPECT_EQ(not_processed, 2);
+  EXPECT_NE(after_burst, ConnectionState::open);
+  EXPECT_TRUE(closed) << connection_state_name(conn->state());
+  server.stop();
+  ASSERT_EQ(server.peers().size(), 1u);
+  EXPECT_EQ(server.peers()[0]->goaways_received(),
+            std::vector<std::uint32_t>{static_cast<std::uint32_t>(NGHTTP2_NO_ERROR)});
+}
+
+// A GOAWAY read together with the server's first SETTINGS is not lost.
+TEST_F(H2ConnectionTest, GoawayWithTheFirstSettingsDrainsAtOnce) {
+  TestServerOptions so;
+  so.behaviour = Behaviour::goaway_at_start;
+  TlsTestServer server(so);
+  Client client = make_client(false);
+  std::shared_ptr<H2Connection> conn;
+  Status connected = Error{Errc::internal, "not run"};
+  ConnectionState after_connect = ConnectionState::created;
+  std::optional<Result<Response>> response;
+  ASSERT_TRUE(run([&]() -> asio::awaitable<void> {
+    conn =
+        H2Connection::create(co_await asio::this_coro::executor, client.tls, options_for(server));
+    connected = co_await conn->connect();
+    if (!connected) co_return;
+    after_connect = conn->state();
+    const Request req = badge_request(1);
+    response = co_await conn->request(req);
+    co_await conn->close(200ms);
+  }));
+  ASSERT_TRUE(connected.ok()) << connected.error().message;
+  EXPECT_EQ(conn->counters().goaway.load(), 1u);
+  EXPECT_NE(after_connect, ConnectionState::open);
+  ASSERT_TRUE(response.has_value());
+  ASSERT_FALSE(response->ok());
+  EXPECT_EQ(retry_safety(response->error()), RetrySafety::safe) << response->error().message;
+}
+
+// A protocol error from the server: our GOAWAY(PROTOCOL_ERROR) reaches it before the close.
+TEST_F(H2ConnectionTest, ProtocolErrorSendsGoawayBeforeClosing) {
+  TestServerOptions so;
+  so.behaviour = Behaviour::bad_frame_after_one;
+  TlsTestServer server(so);
+  Client client = make_client(false);
+  std::shared_ptr<H2Connection> conn;
+  std::optional<Result<Response>> response;
+  bool goaway_seen = false;
+  ASSERT_TRUE(run([&]() -> asio::awaitable<void> {
+    conn =
+        H2Connection::create(co_await asio::this_coro::executor, client.tls, options_for(server));
+    Status st = co_await conn->connect();
+    if (!st) co_return;
+    const Request req = badge_request(1);
+    response = co_await conn->request(req);
+    goaway_seen = co_await wait_until(
+        [&] {
+          return server_saw(
+              server, [](const test::ServerPeer& p) { return !p.goaways_received().empty(); });
+        },
+        3000ms);
+    (void)co_await wait_until([&] { return conn->state() == ConnectionState::closed; }, 3000ms);
+  }));
+  ASSERT_TRUE(response.has_value());
+  ASSERT_FALSE(response->ok());
+  EXPECT_EQ(conn->state(), ConnectionState::closed);
+  EXPECT_TRUE(goaway_seen);
+  server.stop();
+  ASSERT_EQ(server.peers().size(), 1u);
+  ASSERT_FALSE(server.peers()[0]->goaways_received().empty());
+  EXPECT_EQ(server.peers()[0]->goaways_received()[0],
+            static_cast<std::uint32_t>(NGHTTP2_PROTOCOL_ERROR));
+}
+
+TEST(H2ClientIdentity, EncryptedKeyIsRefusedWithoutAPrompt) {
+  const auto& pki = test::test_pki();
+  std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new(BIO_s_mem()), BIO_free);
+  static const char kPassword[] = "secret";
+  ASSERT_EQ(PEM_write_bio_PrivateKey(bio.get(), pki.client.key.get(), EVP_aes_256_cbc(),
+                                     reinterpret_cast<const unsigned char*>(kPassword),
+                                     sizeof kPassword - 1, nullptr, nullptr),
+            1);
+  char* data = nullptr;
+  const long len = BIO_get_mem_data(bio.get(), &data);
+  const std::string encrypted(data, static_cast<std::size_t>(len));
+  auto id = ClientIdentity::from_pem(pki.client.cert_pem(), encrypted);
+  ASSERT_FALSE(id.ok());
+  EXPECT_NE(id.error().message.find("encrypted"), std::string::npos) << id.error().message;
+}
+
+TEST(H2ClientTls, IdleConnectionsReleaseTheirBuffers) {
+  TlsClientOptions opts;
+  opts.ca_pem = test::test_pki().ca.cert_pem();
+  auto ctx = make_client_tls_context(opts);
+  ASSERT_TRUE(ctx.ok()) << ctx.error().message;
+  EXPECT_NE(SSL_CTX_get_mode((*ctx)->native_handle()) & SSL_MODE_RELEASE_BUFFERS, 0);
 }
 
 }  // namespace

@@ -337,6 +337,65 @@ TEST(H2Session, ResponseHeadersOverTheLimitFailTheStream) {
       << c.done.at(1).error().message;
 }
 
+TEST(H2Session, ResponseHeadersCountAsHpackDoesAndByFields) {
+  // 20 fields of 10 bytes: 200 bytes of names and values, 840 as HPACK counts them.
+  SessionLimits limits;
+  limits.max_response_header_bytes = 512;
+  Client c(limits);
+  ServerPeer::Options opts;
+  opts.auto_respond = false;
+  ServerPeer server(opts);
+  c.add(1, make_request(1));
+  c.add(2, make_request(2));
+  pump(c, server);
+  Headers many;
+  for (int i = 0; i < 20; ++i) many.emplace_back("x-" + std::to_string(100 + i), "abcde");
+  server.respond(1, 200, "", many);
+  pump(c, server);
+  ASSERT_EQ(c.done.count(1), 1u);
+  ASSERT_FALSE(c.done.at(1).ok());
+  EXPECT_NE(c.done.at(1).error().message.find("headers exceed 512 bytes"), std::string::npos)
+      << c.done.at(1).error().message;
+
+  // Within the byte limit but more fields than allowed.
+  SessionLimits few;
+  few.max_response_header_fields = 10;
+  Client d(few);
+  ServerPeer server2(opts);
+  d.add(1, make_request(1));
+  pump(d, server2);
+  Headers eleven;
+  for (int i = 0; i < 11; ++i) eleven.emplace_back("x-" + std::to_string(100 + i), "v");
+  server2.respond(1, 200, "", eleven);
+  pump(d, server2);
+  ASSERT_EQ(d.done.count(1), 1u);
+  ASSERT_FALSE(d.done.at(1).ok());
+  EXPECT_NE(d.done.at(1).error().message.find("more than 10 header fields"), std::string::npos)
+      << d.done.at(1).error().message;
+}
+
+TEST(H2Session, ExhaustedStreamIdsStopNewStreamsAndSayGoaway) {
+  SessionLimits limits;
+  limits.max_stream_id = 5;  // streams 1, 3 and 5
+  Client c(limits);
+  ServerPeer server;
+  for (std::uint64_t id = 1; id <= 3; ++id) c.add(id, make_request(id));
+  pump(c, server);
+  for (std::uint64_t id = 1; id <= 3; ++id) {
+    ASSERT_EQ(c.done.count(id), 1u) << id;
+    EXPECT_TRUE(c.done.at(id).ok()) << id;
+  }
+  EXPECT_TRUE(c.session->stream_ids_exhausted());
+  EXPECT_FALSE(c.session->can_submit());
+  auto refused = c.session->submit(make_request(4), 4);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, Errc::unavailable);
+  EXPECT_NE(refused.error().message.find("stream ids exhausted"), std::string::npos);
+  EXPECT_EQ(server.goaways_received(),
+            std::vector<std::uint32_t>{static_cast<std::uint32_t>(NGHTTP2_NO_ERROR)});
+  EXPECT_FALSE(c.session->wants_read());  // GOAWAY sent, no stream left: done
+}
+
 TEST(H2Session, LargeRequestBodyHonoursASmallWindow) {
   Client c;
   ServerPeer::Options opts;

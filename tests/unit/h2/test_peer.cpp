@@ -61,6 +61,7 @@ struct ServerPeer::Callbacks {
     if (frame->hd.type == NGHTTP2_RST_STREAM) {
       s.resets_received_.push_back(frame->rst_stream.error_code);
     }
+    if (frame->hd.type == NGHTTP2_GOAWAY) s.goaways_received_.push_back(frame->goaway.error_code);
     if ((frame->hd.type == NGHTTP2_HEADERS || frame->hd.type == NGHTTP2_DATA) &&
         (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0) {
       auto it = s.requests_.find(frame->hd.stream_id);

@@ -55,6 +55,8 @@ class ServerPeer {
   // Stream ids answered with RST_STREAM(REFUSED_STREAM).
   const std::vector<std::int32_t>& refused() const { return refused_; }
   std::vector<std::uint32_t> resets_received() const { return resets_received_; }
+  // Error codes of the GOAWAY frames the client sent.
+  const std::vector<std::uint32_t>& goaways_received() const { return goaways_received_; }
   std::size_t open_streams() const { return open_.size(); }
   std::size_t max_open_streams() const { return max_open_; }
   std::size_t pings_received() const { return pings_received_; }
@@ -75,6 +77,7 @@ class ServerPeer {
   std::vector<std::int32_t> completed_order_;
   std::vector<std::int32_t> refused_;
   std::vector<std::uint32_t> resets_received_;
+  std::vector<std::uint32_t> goaways_received_;
   std::size_t pings_received_ = 0;
   std::string last_error_;
 };

@@ -7,9 +7,11 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <future>
 
 namespace mp::h2::test {
 
@@ -81,15 +83,25 @@ struct TlsTestServer::Impl {
     if (opts.behaviour != Behaviour::answer) peer_opts.auto_respond = false;
     auto peer = std::make_shared<ServerPeer>(peer_opts);
     server->peers_.push_back(peer);
+    if (opts.behaviour == Behaviour::goaway_at_start) peer->goaway(0, NGHTTP2_NO_ERROR);
     std::string out = peer->send();
     co_await write_all(stream, out);
     bool ignoring = false;
+    bool bad_frame_sent = false;
     for (;;) {
       auto [ec, n] = co_await stream->async_read_some(asio::buffer(buf), nothrow);
       if (ec) co_return;
       if (ignoring) continue;
       if (!peer->receive(std::string_view(buf.data(), n))) co_return;
       if (opts.behaviour == Behaviour::silent) ignoring = true;
+      if (opts.behaviour == Behaviour::bad_frame_after_one && !peer->completed_order().empty() &&
+          !bad_frame_sent) {
+        bad_frame_sent = true;
+        // A DATA frame header with stream id 0: a connection error (PROTOCOL_ERROR).
+        const std::string bad_data("\x00\x00\x00\x00\x00\x00\x00\x00\x00", 9);
+        co_await write_all(stream, bad_data);
+        continue;
+      }
       if (opts.behaviour == Behaviour::drop_after &&
           peer->completed_order().size() >= opts.drop_after) {
         boost::system::error_code ignored;
@@ -125,6 +137,19 @@ TlsTestServer::TlsTestServer(TestServerOptions options) : options_(std::move(opt
   port_ = acceptor_->local_endpoint().port();
   asio::co_spawn(ioc_, Impl::accept_loop(this), asio::detached);
   thread_ = std::thread([this] { ioc_.run(); });
+}
+
+void TlsTestServer::inspect(const std::function<void()>& fn) {
+  if (!thread_.joinable()) {
+    fn();
+    return;
+  }
+  std::promise<void> done;
+  asio::post(ioc_, [&] {
+    fn();
+    done.set_value();
+  });
+  done.get_future().wait();
 }
 
 void TlsTestServer::stop() {

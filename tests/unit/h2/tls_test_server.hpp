@@ -6,6 +6,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/context.hpp>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -17,11 +18,14 @@
 namespace mp::h2::test {
 
 enum class Behaviour {
-  answer,        // ServerPeer answers every request at once
-  never_answer,  // takes requests, never answers (still acks PINGs)
-  silent,        // sends its SETTINGS, reads the client's preface, then ignores everything
-  drop_after,    // closes the TCP connection once `drop_after` requests have arrived
-  no_tls,        // accepts TCP and never speaks
+  answer,               // ServerPeer answers every request at once
+  never_answer,         // takes requests, never answers (still acks PINGs)
+  silent,               // sends its SETTINGS, reads the client's preface, then ignores everything
+  drop_after,           // closes the TCP connection once `drop_after` requests have arrived
+  no_tls,               // accepts TCP and never speaks
+  goaway_at_start,      // GOAWAY(NO_ERROR, last-stream-id 0) in the same write as its SETTINGS
+  bad_frame_after_one,  // answers the first request with a DATA frame on stream 0 (a protocol
+                        // error for the client), then goes on reading
 };
 
 struct TestServerOptions {
@@ -41,7 +45,9 @@ class TlsTestServer {
   TlsTestServer& operator=(const TlsTestServer&) = delete;
 
   std::uint16_t port() const { return port_; }
-  // Read these only after stop().
+  // Runs `fn` on the server's thread and waits for it: a safe look at the peers while running.
+  void inspect(const std::function<void()>& fn);
+  // Read these only after stop() (or inside inspect()).
   void stop();
   const std::vector<std::shared_ptr<ServerPeer>>& peers() const { return peers_; }
   const std::vector<std::string>& client_names() const { return client_names_; }  // CNs seen
