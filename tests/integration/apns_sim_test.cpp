@@ -2,6 +2,7 @@
 // certs/make-apns-test-certs.sh: APNs checks, handshake refusals, faults and the control API.
 #include <gtest/gtest.h>
 
+#include <cctype>
 #include <chrono>
 #include <csignal>
 #include <filesystem>
@@ -199,6 +200,22 @@ Reply push(const Simulator& sim, const std::string& url, const PushOptions& o = 
   return r;
 }
 
+// The per-request log line is debug: the simulators of the token checks run at that level, and
+// the check proves the token was logged (redacted) before it proves the full one was not.
+const std::vector<std::string> kDebugLog = {"--log-level", "debug"};
+
+void expect_token_only_redacted(const Simulator& sim, const std::string& token) {
+  const std::string log = sim.log();
+  EXPECT_NE(log.find("\"token\":\"" + token.substr(0, 8)), std::string::npos)
+      << "no request line with the token prefix: the check below would prove nothing\n"
+      << log;
+  auto lower = [](std::string t) {
+    for (char& ch : t) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    return t;
+  };
+  EXPECT_EQ(lower(log).find(lower(token)), std::string::npos) << "a full device token in the log";
+}
+
 bool is_uuid(const std::string& s) {
   if (s.size() != 36) return false;
   for (std::size_t i = 0; i < s.size(); ++i) {
@@ -224,7 +241,7 @@ std::string fingerprint(const std::string& cert_name) {
 // ---- tests -------------------------------------------------------------------------------------
 
 TEST(ApnsSim, ValidCertificateAndTopicIsAcceptedAndRecorded) {
-  Simulator sim;
+  Simulator sim(kDebugLog);
   const Reply r = push(sim, sim.url(kToken));
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_EQ(r.status, 200) << r.body;
@@ -253,7 +270,8 @@ TEST(ApnsSim, ValidCertificateAndTopicIsAcceptedAndRecorded) {
   EXPECT_EQ(v.header("apns-id"), "123e4567-e89b-12d3-a456-426614174000");
 
   // The logs never hold a full token.
-  EXPECT_EQ(sim.log().find(kToken), std::string::npos);
+  expect_token_only_redacted(sim, kToken);
+  expect_token_only_redacted(sim, kOtherToken);
 }
 
 TEST(ApnsSim, WrongTopicIsTopicDisallowed) {
@@ -403,7 +421,7 @@ TEST(ApnsSim, CertificateEnvironmentMustMatchTheServer) {
 }
 
 TEST(ApnsSim, UnregisteredFaultAnswers410WithTimestamp) {
-  Simulator sim({"--unregistered", kOtherToken});
+  Simulator sim({"--unregistered", kOtherToken, "--log-level", "debug"});
   Reply r = push(sim, sim.url(kOtherToken));
   EXPECT_EQ(r.status, 410);
   EXPECT_EQ(r.json_body()["reason"], "Unregistered") << r.body;
@@ -415,7 +433,8 @@ TEST(ApnsSim, UnregisteredFaultAnswers410WithTimestamp) {
   EXPECT_EQ(r.status, 410);
   EXPECT_EQ(r.json_body()["timestamp"], 1700000000000) << r.body;
   EXPECT_EQ(push(sim, sim.url(kOtherToken)).status, 200);  // the list was replaced
-  EXPECT_EQ(sim.log().find(kToken), std::string::npos);
+  expect_token_only_redacted(sim, kToken);
+  expect_token_only_redacted(sim, kOtherToken);
 }
 
 TEST(ApnsSim, ErrorStatusAndBadCertificateFaults) {
@@ -476,12 +495,17 @@ TEST(ApnsSim, GoawayAfterNStreams) {
   EXPECT_NE(rc, 124) << "nghttp timed out: " << out;
   EXPECT_NE(out.find("recv GOAWAY frame"), std::string::npos) << out;
   stats = sim.control("GET", "/stats");
+  // How many of the other two the simulator refuses (rather than nghttp never sending them)
+  // depends on read boundaries; what matters is that nothing above last-stream-id is processed.
   EXPECT_EQ(stats["accepted"], 2) << stats.dump();
-  EXPECT_EQ(stats["streams_refused"], 2) << stats.dump();
-  const json second = sim.control("GET", "/accepted")["records"][1];
-  EXPECT_NE(out.find("last_stream_id=" + std::to_string(second["stream"].get<int>())),
-            std::string::npos)
-      << out;
+  const json processed = sim.control("GET", "/accepted")["records"];
+  ASSERT_EQ(processed.size(), 2u) << processed.dump();
+  const int last_stream_id = processed[1]["stream"].get<int>();
+  EXPECT_NE(out.find("last_stream_id=" + std::to_string(last_stream_id)), std::string::npos) << out;
+  for (const json& rec : processed) {
+    EXPECT_LE(rec["stream"].get<int>(), last_stream_id) << processed.dump();
+  }
+  EXPECT_EQ(stats["responses"], 2) << stats.dump();
 }
 
 TEST(ApnsSim, AbruptCloseAfterNStreams) {
@@ -523,7 +547,8 @@ TEST(ApnsSim, LatencyDelaysEachStreamWithoutHoldingUpTheOthers) {
 }
 
 TEST(ApnsSim, MaxConcurrentStreamsAtStartAndAtRunTime) {
-  Simulator sim({"--max-concurrent-streams", "1", "--latency-ms", "1500"});
+  // A wide latency window: nghttp must still be connected when the second SETTINGS goes out.
+  Simulator sim({"--max-concurrent-streams", "1", "--latency-ms", "6000"});
   const fs::path& c = apns_certs();
   const fs::path payload = sim.dir() / "payload.json";
   write_file(payload, kPayload);
@@ -536,7 +561,7 @@ TEST(ApnsSim, MaxConcurrentStreamsAtStartAndAtRunTime) {
   ASSERT_TRUE(nghttp.wait_for_log("SETTINGS_MAX_CONCURRENT_STREAMS(0x03):1]", 10s)) << nghttp.log();
   sim.control("POST", "/faults", R"({"max_concurrent_streams":7})");
   EXPECT_TRUE(nghttp.wait_for_log("SETTINGS_MAX_CONCURRENT_STREAMS(0x03):7]", 10s)) << nghttp.log();
-  EXPECT_EQ(nghttp.wait(15s), 0) << nghttp.log();
+  EXPECT_EQ(nghttp.wait(25s), 0) << nghttp.log();
 }
 
 TEST(ApnsSim, SilentModeAnswersNothing) {

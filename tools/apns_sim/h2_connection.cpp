@@ -226,6 +226,13 @@ asio::awaitable<void> H2Connection::write_loop() {
       continue;
     }
     if (closing_) break;
+    // The target stream may close from the read side (the client reset it): nothing to write,
+    // but the fault is due all the same.
+    if (abrupt_ready_) {
+      state_.abrupt_close();
+      mp::log::info("apns_sim.abrupt_close", {{"connection", id_}});
+      break;
+    }
     if (!draining_ && !nghttp2_session_want_read(session_.get()) &&
         !nghttp2_session_want_write(session_.get())) {
       // GOAWAY sent and every stream below it answered: half-close and let the peer read it

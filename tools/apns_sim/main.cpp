@@ -41,7 +41,7 @@ struct Options {
   bool no_client_cert = false;
   std::string environment = "development";
   unsigned threads = 1;
-  std::size_t max_recorded = 1'000'000;
+  std::size_t max_recorded = 100'000;  // ~100 MB at most with 1 KB payloads
   std::uint64_t seed = 1;
   std::string faults_json;
   std::string log_level = "info";
