@@ -163,8 +163,8 @@ run_h2load() { # round
   jq -nc --argjson rate "$rate" --argjson ok "${ok:-0}" --argjson cpu "$client_cpu" \
     --argjson sim "$sim_cpu" --argjson other "$other" --argjson p50 "$p50" --argjson p99 "$p99" \
     --argjson n "$requests" \
-    '{rate:$rate, ok_2xx:$ok, p50_ms:$p50, p99_ms:$p99, client_cpu_s:$cpu,
-      cpu_s_per_100k:($cpu*100000/$n), sim_cpu_s:$sim, other_cpu_s:$other}' >"$out.json"
+    '{rate:($rate|round), ok_2xx:$ok, p50_ms:$p50, p99_ms:$p99, client_cpu_s:$cpu,
+      cpu_s_per_100k:(($cpu*100000/$n*1000|round)/1000), sim_cpu_s:$sim, other_cpu_s:$other}' >"$out.json"
   say "h2load round $1: $(cat "$out.json")"
 }
 
@@ -180,8 +180,11 @@ run_pool() { # round
   local sim_cpu
   sim_cpu=$(ticks_to_s $((s1 - s0)))
   tail -1 "$out.raw" | jq -c --argjson sim "$sim_cpu" --argjson busy "$(ticks_to_s $((b1 - b0)))" \
-    '{rate, delivered, outcomes, p50_ms, p90_ms, p99_ms, max_ms, client_cpu_s, cpu_s_per_100k,
-      sim_cpu_s:$sim, other_cpu_s:([($busy - $sim - .client_cpu_s), 0] | max)}' >"$out.json"
+    'def r: (. * 1000 | round) / 1000;
+     {rate:(.rate|round), delivered, outcomes, p50_ms:(.p50_ms|r), p90_ms:(.p90_ms|r),
+      p99_ms:(.p99_ms|r), max_ms:(.max_ms|r), client_cpu_s:(.client_cpu_s|r),
+      cpu_s_per_100k:(.cpu_s_per_100k|r), sim_cpu_s:$sim,
+      other_cpu_s:([($busy - $sim - .client_cpu_s), 0] | max | r)}' >"$out.json"
   say "pool round $1: $(cat "$out.json")"
 }
 
@@ -201,8 +204,11 @@ say "apns-sim (client certificates required) on port $sim_port; $customers custo
 timeout "$(allow 150)" "$load" idle --port "$sim_port" --ca "$certs/apple-ca.crt" \
   --ca-key "$certs/apple-ca.key" --customers "$customers" --parallel 50 --timeout 120 \
   >"$tmp/idle.raw" 2>"$tmp/idle.log" || die "apns_load idle failed: $(tail -3 "$tmp/idle.log")"
-idle=$(tail -1 "$tmp/idle.raw" | jq -c '{customers, connected, open_after, open_s, connections_per_s,
-  client_cpu_s, rss_before_kib, rss_after_kib, kib_per_connection, credentials_s}')
+idle=$(tail -1 "$tmp/idle.raw" | jq -c 'def r: (. * 10 | round) / 10;
+  {customers, connected, open_after, open_s:(.open_s*1000|round/1000),
+   connections_per_s:(.connections_per_s|round), client_cpu_s:(.client_cpu_s|r), rss_before_kib,
+   rss_after_kib, kib_per_connection:(.kib_per_connection|r),
+   heap_kib_per_connection:(.heap_kib_per_connection|r), credentials_s:(.credentials_s|r)}')
 say "idle: $idle"
 stop_sim
 
@@ -221,9 +227,9 @@ result=$(jq -nc --argjson h "$h2load_best" --argjson p "$pool_best" --argjson i 
 {
   echo "APNs client benchmark: $requests notifications, $CONNECTIONS connections x $STREAMS streams, best of $rounds round(s)"
   echo "machine before: load average $load_before, ${busy_before_pct}% busy"
-  jq -r '"  pool   : \(.pool.rate|floor)/s  p50 \(.pool.p50_ms) ms  p99 \(.pool.p99_ms) ms  client CPU \(.pool.cpu_s_per_100k*100|round/100) s/100k  (sim \(.pool.sim_cpu_s) s, other \(.pool.other_cpu_s) s)",
-         "  h2load : \(.h2load.rate|floor)/s  p50 \(.h2load.p50_ms) ms  p99 \(.h2load.p99_ms) ms  client CPU \(.h2load.cpu_s_per_100k*100|round/100) s/100k  (sim \(.h2load.sim_cpu_s) s, other \(.h2load.other_cpu_s) s)",
+  jq -r '"  pool   : \(.pool.rate|floor)/s  p50 \(.pool.p50_ms) ms  p99 \(.pool.p99_ms) ms  client CPU \(.pool.cpu_s_per_100k) s/100k  (sim \(.pool.sim_cpu_s) s, other \(.pool.other_cpu_s) s)",
+         "  h2load : \(.h2load.rate|floor)/s  p50 \(.h2load.p50_ms) ms  p99 \(.h2load.p99_ms) ms  client CPU \(.h2load.cpu_s_per_100k) s/100k  (sim \(.h2load.sim_cpu_s) s, other \(.h2load.other_cpu_s) s)",
          "  ratio  : \(.ratio)  (goal >= 0.8: \(.goals_met.rate_ge_0_8_ceiling))",
-         "  idle   : \(.idle.connected)/\(.idle.customers) customers connected in \(.idle.open_s*100|round/100) s, \(.idle.kib_per_connection*10|round/10) KiB RSS per idle connection (goal <= 100: \(.goals_met.idle_kib_le_100))"' <<<"$result"
+         "  idle   : \(.idle.connected)/\(.idle.customers) customers connected in \(.idle.open_s*100|round/100) s, \(.idle.kib_per_connection) KiB RSS per idle connection (\(.idle.heap_kib_per_connection) KiB allocated) (goal <= 100: \(.goals_met.idle_kib_le_100))"' <<<"$result"
   echo "$result"
 }
