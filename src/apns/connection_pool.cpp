@@ -360,7 +360,8 @@ ApnsConnectionPool::acquire(Clock::time_point deadline, bool probe) {
   }
 }
 
-ApnsConnectionPool::SlotPtr ApnsConnectionPool::ready_connection(bool probe) const {
+ApnsConnectionPool::SlotPtr ApnsConnectionPool::ready_connection(bool probe) {
+  prune_closed();  // one or two slots: cheap, and keeps the gauge and the memory right
   if (closing_ || breaker_.state() != BreakerState::closed || probe || expired_locally()) {
     return nullptr;
   }

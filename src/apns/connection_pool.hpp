@@ -177,7 +177,7 @@ class ApnsConnectionPool : public std::enable_shared_from_this<ApnsConnectionPoo
   SlotPtr least_busy() const;
   // An open connection a send may use at once, or null when acquire() must decide (none open,
   // saturated and allowed to grow, breaker not closed, probe, closing, expired).
-  SlotPtr ready_connection(bool probe) const;
+  SlotPtr ready_connection(bool probe);
   void prune_closed();
   void wake_waiters();
   void set_breaker_gauge();

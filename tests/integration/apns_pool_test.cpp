@@ -302,17 +302,27 @@ TEST(ApnsPool, BurstAcrossGoawayDeliversEveryNotification) {
   std::vector<std::string> tokens;
   for (const auto& n : batch) tokens.push_back(n.device_token_hex);
   logs.expect_no_full_token(tokens);
-  // Metrics: customer label only, the counts right.
-  bool found = false;
+  // Metrics: customer and environment labels only, the counts right, gauges back to 0.
+  std::map<std::string, double> values;
   for (const auto& family : registry.Collect()) {
-    if (family.name != "mailpush_apns_sent_total") continue;
     for (const auto& m : family.metric) {
-      EXPECT_EQ(m.label.size(), 2u);
-      EXPECT_EQ(m.counter.value, 2000);
-      found = true;
+      if (family.name == "mailpush_apns_retries_total" ||
+          family.name == "mailpush_apns_failed_total" ||
+          family.name == "mailpush_apns_connection_failures_total") {
+        continue;  // these carry a third label
+      }
+      ASSERT_EQ(m.label.size(), 2u) << family.name;
+      EXPECT_EQ(m.label[0].name, "customer");
+      EXPECT_EQ(m.label[0].value, "dev-test");
+      values[family.name] = m.counter.value + m.gauge.value;
     }
   }
-  EXPECT_TRUE(found);
+  EXPECT_EQ(values["mailpush_apns_sent_total"], 2000);
+  EXPECT_EQ(values["mailpush_apns_in_flight"], 0);
+  EXPECT_EQ(values["mailpush_apns_connections_open"], 0);
+  EXPECT_EQ(values["mailpush_apns_breaker_state"], 0);
+  EXPECT_EQ(values["mailpush_apns_connection_attempts_total"],
+            static_cast<double>(st.connection_attempts));
 }
 
 TEST(ApnsPool, OneStreamAtATimeDeliversInOrderOfSubmission) {
