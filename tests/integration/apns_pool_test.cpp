@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "apns/connection_pool.hpp"
+#include "apns_sim_process.hpp"
 #include "common/log.hpp"
 #include "test_env.hpp"
 
@@ -37,73 +38,8 @@ using nlohmann::json;
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
-// The test certificates, made once per build tree (the script is idempotent and locks), in the
-// same folder apns_sim_test uses.
-const fs::path& apns_certs() {
-  static std::once_flag once;
-  static fs::path dir;
-  std::call_once(once, [] {
-    dir = binary_dir() / "test-apns-certs";
-    std::string out;
-    const int rc = run_command(
-        {(source_dir() / "certs/make-apns-test-certs.sh").string(), dir.string()}, &out);
-    if (rc != 0) throw std::runtime_error("make-apns-test-certs.sh failed: " + out);
-  });
-  return dir;
-}
-
-// One apns-sim child process with client certificates required; SIGTERM when the object goes.
-class Simulator {
- public:
-  explicit Simulator(std::vector<std::string> extra = {}) : dir_(make_temp_dir("apns-pool")) {
-    const fs::path& c = apns_certs();
-    std::vector<std::string> args = {"--cert",      (c / "server.crt").string(),
-                                     "--key",       (c / "server.key").string(),
-                                     "--client-ca", (c / "apple-ca.crt").string()};
-    args.insert(args.end(), extra.begin(), extra.end());
-    process_.emplace(binary_dir() / "tools/apns_sim/apns-sim", args, dir_ / "apns-sim.log");
-    const auto line = process_->wait_for_log("\"ready\":true", 20s);
-    if (!line) throw std::runtime_error("apns-sim did not start: " + process_->log());
-    const json ready = json::parse(*line);
-    h2_port_ = ready.at("h2_port").get<std::uint16_t>();
-    control_port_ = ready.at("control_port").get<std::uint16_t>();
-  }
-  ~Simulator() {
-    if (process_ && process_->running()) {
-      process_->signal(SIGTERM);
-      process_->wait(5s);
-    }
-    process_.reset();
-    std::error_code ec;
-    if (!::testing::Test::HasFailure()) fs::remove_all(dir_, ec);
-  }
-  std::uint16_t h2_port() const { return h2_port_; }
-
-  json control(const std::string& method, const std::string& path,
-               const std::string& body = "") const {
-    const fs::path out = dir_ / "control.json";
-    std::vector<std::string> argv = {"timeout", "20", "curl", "-sS", "--max-time",
-                                     "10",      "-X", method, "-o",  out.string()};
-    if (!body.empty()) argv.insert(argv.end(), {"--data-binary", body});
-    argv.push_back("http://127.0.0.1:" + std::to_string(control_port_) + path);
-    std::string output;
-    if (run_command(argv, &output) != 0) throw std::runtime_error("control call failed: " + output);
-    return json::parse(read_file(out));
-  }
-  json stats() const { return control("GET", "/stats"); }
-  // Every accepted token, in arrival order.
-  std::vector<std::string> accepted_tokens() const {
-    const json a = control("GET", "/accepted?limit=1000000");
-    std::vector<std::string> out;
-    for (const auto& r : a["records"]) out.push_back(r["token"].get<std::string>());
-    return out;
-  }
-
- private:
-  fs::path dir_;
-  std::optional<ChildProcess> process_;
-  std::uint16_t h2_port_ = 0, control_port_ = 0;
-};
+// apns-sim with client certificates required (the tests pass --no-client-cert where needed).
+using Simulator = ApnsSimProcess;
 
 // Every log line of the process, for the token check; debug level so retries show too.
 class LogCapture {
@@ -172,7 +108,7 @@ std::vector<BadgeNotification> notifications(int n) {
 
 apns::ApnsCredential credential(const std::string& cert_name,
                                 const std::string& customer = "dev-test") {
-  const fs::path& c = apns_certs();
+  const fs::path& c = apns_test_certs();
   auto identity = h2::ClientIdentity::from_pem(read_file(c / (cert_name + ".crt")),
                                                read_file(c / (cert_name + ".key")));
   if (!identity) throw std::runtime_error(identity.error().message);

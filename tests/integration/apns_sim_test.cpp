@@ -6,7 +6,6 @@
 #include <chrono>
 #include <csignal>
 #include <filesystem>
-#include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <sstream>
@@ -14,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "apns_sim_process.hpp"
 #include "test_env.hpp"
 
 namespace mp::test {
@@ -26,24 +26,6 @@ using namespace std::chrono_literals;
 const std::string kToken(64, 'a');
 const std::string kOtherToken = std::string(62, 'b') + "0F";
 constexpr const char* kPayload = R"({"aps":{"badge":3}})";
-
-// The test certificates, made once per build tree (the script is idempotent and locks).
-const fs::path& apns_certs() {
-  static std::once_flag once;
-  static fs::path dir;
-  std::call_once(once, [] {
-    dir = binary_dir() / "test-apns-certs";
-    std::string out;
-    const int rc = run_command(
-        {(source_dir() / "certs/make-apns-test-certs.sh").string(), dir.string()}, &out);
-    if (rc != 0) throw std::runtime_error("make-apns-test-certs.sh failed: " + out);
-  });
-  return dir;
-}
-
-fs::path sim_binary() {
-  return binary_dir() / "tools/apns_sim/apns-sim";
-}
 
 struct Reply {
   int exit_code = -1;  // curl's; 0 when an HTTP reply arrived
@@ -67,77 +49,13 @@ struct Reply {
   json json_body() const { return json::parse(body, nullptr, false); }
 };
 
-// One apns-sim child process; stopped (SIGKILL if need be) when the object goes.
-class Simulator {
+// The simulator, and the URL of a device on it.
+class Simulator : public ApnsSimProcess {
  public:
-  explicit Simulator(std::vector<std::string> extra = {}, bool client_cert = true)
-      : dir_(make_temp_dir("apns-sim")) {
-    const fs::path& c = apns_certs();
-    std::vector<std::string> args = {"--cert", (c / "server.crt").string(), "--key",
-                                     (c / "server.key").string()};
-    if (client_cert) {
-      args.insert(args.end(), {"--client-ca", (c / "apple-ca.crt").string()});
-    } else {
-      args.push_back("--no-client-cert");
-    }
-    args.insert(args.end(), extra.begin(), extra.end());
-    process_.emplace(sim_binary(), args, dir_ / "apns-sim.log");
-    const auto line = process_->wait_for_log("\"ready\":true", 20s);
-    if (!line) throw std::runtime_error("apns-sim did not start: " + process_->log());
-    const json ready = json::parse(*line);
-    h2_port_ = ready.at("h2_port").get<std::uint16_t>();
-    control_port_ = ready.at("control_port").get<std::uint16_t>();
-  }
-  ~Simulator() {
-    if (process_ && process_->running()) {
-      process_->signal(SIGTERM);
-      // A clean exit also means no sanitizer report in the asan build.
-      EXPECT_EQ(process_->wait(10s), std::optional<int>(0)) << process_->log();
-    }
-    process_.reset();
-    // Kept for post-mortem when the test failed.
-    std::error_code ec;
-    if (!::testing::Test::HasFailure()) fs::remove_all(dir_, ec);
-  }
-
+  using ApnsSimProcess::ApnsSimProcess;
   std::string url(const std::string& token) const {
-    return "https://127.0.0.1:" + std::to_string(h2_port_) + "/3/device/" + token;
+    return "https://127.0.0.1:" + std::to_string(h2_port()) + "/3/device/" + token;
   }
-  std::uint16_t h2_port() const { return h2_port_; }
-  const fs::path& dir() const { return dir_; }
-  std::string log() const { return process_->log(); }
-
-  // Polls /stats until `key` equals `value` (the simulator may see a close a moment after the
-  // client process has gone).
-  bool wait_for_stat(const std::string& key, const json& value,
-                     std::chrono::milliseconds timeout = 5s) const {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (control("GET", "/stats")[key] != value) {
-      if (std::chrono::steady_clock::now() > deadline) return false;
-      std::this_thread::sleep_for(20ms);
-    }
-    return true;
-  }
-
-  // The control API, through curl.
-  json control(const std::string& method, const std::string& path, const std::string& body = "",
-               int* status = nullptr) const {
-    const fs::path out = dir_ / "control.json";
-    std::vector<std::string> argv = {"timeout",    "20",         "curl", "-sS",
-                                     "--max-time", "10",         "-X",   method,
-                                     "-o",         out.string(), "-w",   "%{http_code}"};
-    if (!body.empty()) argv.insert(argv.end(), {"--data-binary", body});
-    argv.push_back("http://127.0.0.1:" + std::to_string(control_port_) + path);
-    std::string output;
-    if (run_command(argv, &output) != 0) throw std::runtime_error("control call failed: " + output);
-    if (status) *status = std::stoi(output.substr(output.size() - 3));
-    return json::parse(read_file(out));
-  }
-
- private:
-  fs::path dir_;
-  std::optional<ChildProcess> process_;
-  std::uint16_t h2_port_ = 0, control_port_ = 0;
 };
 
 struct PushOptions {
@@ -163,7 +81,7 @@ Reply push(const Simulator& sim, const std::string& url, const PushOptions& o = 
   const fs::path headers = sim.dir() / ("headers-" + tag), body = sim.dir() / ("body-" + tag),
                  payload = sim.dir() / ("payload-" + tag);
   write_file(payload, o.body);
-  const fs::path& c = apns_certs();
+  const fs::path& c = apns_test_certs();
   std::vector<std::string> argv = {"timeout",
                                    std::to_string(o.max_time_s + 10),
                                    "curl",
@@ -228,7 +146,7 @@ bool is_uuid(const std::string& s) {
 std::string fingerprint(const std::string& cert_name) {
   std::string out;
   const int rc =
-      run_command({"openssl", "x509", "-in", (apns_certs() / (cert_name + ".crt")).string(),
+      run_command({"openssl", "x509", "-in", (apns_test_certs() / (cert_name + ".crt")).string(),
                    "-noout", "-fingerprint", "-sha256"},
                   &out);
   if (rc != 0) throw std::runtime_error("openssl x509 failed: " + out);
@@ -483,7 +401,7 @@ TEST(ApnsSim, GoawayAfterNStreams) {
 
   // nghttp sends 4 at once: two processed, last-stream-id = the second, the rest refused.
   sim.control("POST", "/reset");
-  const fs::path& c = apns_certs();
+  const fs::path& c = apns_test_certs();
   const fs::path payload = sim.dir() / "payload.json";
   write_file(payload, kPayload);
   std::string out;
@@ -527,7 +445,7 @@ TEST(ApnsSim, AbruptCloseAfterNStreams) {
 
 TEST(ApnsSim, LatencyDelaysEachStreamWithoutHoldingUpTheOthers) {
   Simulator sim({"--latency-ms", "600"});
-  const fs::path& c = apns_certs();
+  const fs::path& c = apns_test_certs();
   const fs::path payload = sim.dir() / "payload.json";
   write_file(payload, kPayload);
   const auto start = std::chrono::steady_clock::now();
@@ -549,7 +467,7 @@ TEST(ApnsSim, LatencyDelaysEachStreamWithoutHoldingUpTheOthers) {
 TEST(ApnsSim, MaxConcurrentStreamsAtStartAndAtRunTime) {
   // A wide latency window: nghttp must still be connected when the second SETTINGS goes out.
   Simulator sim({"--max-concurrent-streams", "1", "--latency-ms", "6000"});
-  const fs::path& c = apns_certs();
+  const fs::path& c = apns_test_certs();
   const fs::path payload = sim.dir() / "payload.json";
   write_file(payload, kPayload);
   // nghttp stays connected while its request waits out the latency; the new SETTINGS arrives.
