@@ -14,7 +14,6 @@
 #include <boost/asio/ssl/error.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <boost/asio/write.hpp>
 #include <exception>
 #include <iterator>
 
@@ -32,6 +31,8 @@ constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
 
 // Past this the write loop's buffer is given back after a burst, so idle connections stay small.
 constexpr std::size_t kMaxIdleWriteBuffer = 64 * 1024;
+// The read loop's buffer: APNs answers are small; a bigger body takes a few SSL_reads.
+constexpr std::size_t kReadChunk = 4 * 1024;
 // How long a failed connection may take to send its GOAWAY before the socket closes anyway.
 constexpr std::chrono::milliseconds kGoawayFlushTime{1000};
 
@@ -205,18 +206,18 @@ asio::awaitable<Status> H2Connection::do_connect(std::shared_ptr<H2Connection> s
     for (const auto& entry : results) endpoints.push_back(entry.endpoint());
   }
   {
-    auto [ec, endpoint] = co_await asio::async_connect(stream_.lowest_layer(), endpoints, nothrow);
+    auto [ec, endpoint] = co_await asio::async_connect(stream_.socket(), endpoints, nothrow);
     if (state_ != ConnectionState::connecting) {
       co_return connect_failed(Errc::unavailable, closed_while_connecting);
     }
     if (ec) co_return connect_failed(Errc::unavailable, "TCP connect failed: " + ec.message());
     boost::system::error_code ignored;
-    stream_.lowest_layer().set_option(tcp::no_delay(true), ignored);
+    stream_.socket().set_option(tcp::no_delay(true), ignored);
   }
   if (Status st = configure_tls(); !st)
     co_return connect_failed(st.error().code, st.error().message);
   {
-    auto [ec] = co_await stream_.async_handshake(asio::ssl::stream_base::client, nothrow);
+    const boost::system::error_code ec = co_await stream_.async_handshake();
     if (state_ != ConnectionState::connecting) {
       co_return connect_failed(Errc::unavailable, closed_while_connecting);
     }
@@ -311,15 +312,15 @@ asio::awaitable<Status> H2Connection::exchange_prefaces() {
   std::string out;
   if (Status st = session_->send(out); !st) co_return st;
   {
-    auto [ec, n] = co_await asio::async_write(stream_, asio::buffer(out), nothrow);
+    const boost::system::error_code ec = co_await stream_.async_write_all(out);
     if (ec) {
       co_return Error{is_tls_error(ec) ? Errc::conflict : Errc::unavailable,
                       "sending the HTTP/2 preface failed: " + describe_io_error(ec)};
     }
   }
-  std::array<std::uint8_t, 4096> buf{};
+  std::array<std::uint8_t, kReadChunk> buf;
   for (;;) {
-    auto [ec, n] = co_await stream_.async_read_some(asio::buffer(buf), nothrow);
+    auto [ec, n] = co_await stream_.async_read_some(std::span<std::uint8_t>(buf));
     if (ec) {
       co_return Error{is_tls_error(ec) ? Errc::conflict : Errc::unavailable,
                       "no HTTP/2 SETTINGS from the server: " + describe_io_error(ec)};
@@ -336,13 +337,12 @@ asio::awaitable<Status> H2Connection::exchange_prefaces() {
     std::string probe;
     if (Status st = session_->send(probe); !st) {
       if (!probe.empty()) {  // best effort: the server learns why
-        auto [wec, wn] = co_await asio::async_write(stream_, asio::buffer(probe), nothrow);
-        (void)wec;
+        (void)co_await stream_.async_write_all(probe);
       }
       co_return Error{Errc::conflict, "server is not speaking HTTP/2: " + st.error().message};
     }
     if (!probe.empty()) {
-      auto [wec, wn] = co_await asio::async_write(stream_, asio::buffer(probe), nothrow);
+      const boost::system::error_code wec = co_await stream_.async_write_all(probe);
       if (wec) co_return Error{Errc::unavailable, "write failed: " + describe_io_error(wec)};
     }
     if (settled) co_return Status{};
@@ -540,20 +540,31 @@ void H2Connection::update_gauges() {
 // the loops
 
 asio::awaitable<void> H2Connection::read_loop([[maybe_unused]] std::shared_ptr<H2Connection> self) {
-  std::array<std::uint8_t, 16 * 1024> buf{};
+  // Allocated when bytes arrive, given back when no request waits: idle connections hold none.
+  std::unique_ptr<std::uint8_t[]> buf;
   while (state_ != ConnectionState::closed) {
-    auto [ec, n] = co_await stream_.async_read_some(asio::buffer(buf), nothrow);
+    if (!stream_.has_buffered_input()) {
+      const boost::system::error_code ec = co_await stream_.async_wait_readable();
+      if (state_ == ConnectionState::closed) break;
+      if (ec) {
+        fail(Error{Errc::io, "connection to " + peer_ + " lost: " + describe_io_error(ec)});
+        break;
+      }
+    }
+    if (!buf) buf = std::make_unique_for_overwrite<std::uint8_t[]>(kReadChunk);
+    auto [ec, n] = co_await stream_.async_read_some(std::span<std::uint8_t>(buf.get(), kReadChunk));
     if (state_ == ConnectionState::closed) break;
     if (ec) {
       fail(Error{Errc::io, "connection to " + peer_ + " lost: " + describe_io_error(ec)});
       break;
     }
-    Status st = session_->receive(std::span<const std::uint8_t>(buf.data(), n));
+    Status st = session_->receive(std::span<const std::uint8_t>(buf.get(), n));
     dispatch_events();
     if (!st) {
       fail_after_flush(st.error());
       break;
     }
+    if (pending_.empty() && !stream_.has_buffered_input()) buf.reset();
     wake_writer();
   }
 }
@@ -583,14 +594,19 @@ asio::awaitable<void> H2Connection::write_loop(
       const Error why = protocol_failure_ ? *protocol_failure_ : st.error();
       if (!out.empty()) {  // best effort: our GOAWAY tells the server what went wrong
         fail_after_flush(why);
-        auto [ec, n] = co_await asio::async_write(stream_, asio::buffer(out), nothrow);
-        (void)ec;
+        (void)co_await stream_.async_write_all(out);
       }
       fail(why);
       break;
     }
-    if (!out.empty()) {
-      auto [ec, n] = co_await asio::async_write(stream_, asio::buffer(out), nothrow);
+    if (!out.empty() || stream_.has_pending_output()) {
+      // has_pending_output: TLS records the read side produced (alerts, KeyUpdate answers).
+      boost::system::error_code ec;
+      if (out.empty()) {
+        ec = co_await stream_.async_flush();
+      } else {
+        ec = co_await stream_.async_write_all(out);
+      }
       if (state_ == ConnectionState::closed) break;
       if (ec) {
         fail(Error{Errc::io,
@@ -603,7 +619,13 @@ asio::awaitable<void> H2Connection::write_loop(
       finish("both sides are done (GOAWAY, no stream left)");
       break;
     }
-    if (out.capacity() > kMaxIdleWriteBuffer) std::string().swap(out);  // a burst is over
+    // A burst is over: big buffers go back; with no request left, all of them (idle memory).
+    if (pending_.empty()) {
+      std::string().swap(out);
+      stream_.release_idle_buffers();
+    } else if (out.capacity() > kMaxIdleWriteBuffer) {
+      std::string().swap(out);
+    }
     write_wake_.expires_at(Clock::time_point::max());
     (void)co_await write_wake_.async_wait(nothrow);
   }
@@ -686,9 +708,8 @@ void H2Connection::finish(const char* reason) {
 }
 
 void H2Connection::close_socket() {
-  boost::system::error_code ignored;
-  stream_.lowest_layer().shutdown(tcp::socket::shutdown_both, ignored);
-  stream_.lowest_layer().close(ignored);
+  stream_.shutdown();  // close_notify if it can go at once
+  stream_.close();
   write_wake_.cancel();
   keepalive_timer_.cancel();
   closed_signal_.cancel();

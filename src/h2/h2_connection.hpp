@@ -1,4 +1,4 @@
-// H2Connection: one HTTP/2 client connection over TLS (Asio), driving an H2Session.
+// H2Connection: one HTTP/2 client connection over TLS (Asio + our TlsSocket), driving an H2Session.
 //
 // Everything runs on the connection's strand; no locks. The coroutines hold a shared_ptr to the
 // connection, so it lives until it is closed (close(), abort(), or a failure) and they end.
@@ -7,7 +7,8 @@
 //                  server verification, hostname check, client certificate from memory) ->
 //                  ALPN must be "h2" -> send our preface -> wait for the server's SETTINGS.
 //                  One deadline (connect_timeout) covers all of it. Then three coroutines start:
-//   read loop      async_read_some -> H2Session::receive (nghttp2_session_mem_recv) -> hand the
+//   read loop      async_read_some (into a 4 KiB buffer held only while requests are pending)
+//                  -> H2Session::receive (nghttp2_session_mem_recv) -> hand the
 //                  session's events out (responses, resets, GOAWAY, PING acks, SETTINGS) -> wake
 //                  the write loop. Never writes.
 //   write loop     moves queued requests into the session while can_submit() (the server's
@@ -49,7 +50,6 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/context.hpp>
-#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <chrono>
@@ -63,6 +63,7 @@
 
 #include "common/result.hpp"
 #include "h2/h2_session.hpp"
+#include "h2/tls_socket.hpp"
 
 namespace mp::h2 {
 
@@ -168,7 +169,7 @@ class H2Connection : public std::enable_shared_from_this<H2Connection> {
   ConnectionOptions options_;
   std::string peer_;
   boost::asio::ip::tcp::resolver resolver_;
-  boost::asio::ssl::stream<boost::asio::ip::tcp::socket> stream_;
+  TlsSocket stream_;
   std::unique_ptr<H2Session> session_;
   std::atomic<ConnectionState> state_{ConnectionState::created};
   bool connect_timed_out_ = false;

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 #include <openssl/pem.h>
+#include <openssl/ssl.h>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -778,6 +779,101 @@ TEST(H2ClientIdentity, EncryptedKeyIsRefusedWithoutAPrompt) {
   auto id = ClientIdentity::from_pem(pki.client.cert_pem(), encrypted);
   ASSERT_FALSE(id.ok());
   EXPECT_NE(id.error().message.find("encrypted"), std::string::npos) << id.error().message;
+}
+
+// Sends all `requests` at once on `conn`; how many were answered 200 with `expected_body(i)`.
+asio::awaitable<int> send_all_at_once(std::shared_ptr<H2Connection> conn,
+                                      const std::vector<Request>& requests,
+                                      std::function<std::string(std::size_t)> expected_body) {
+  auto ex = co_await asio::this_coro::executor;
+  int ok = 0;
+  std::size_t outstanding = requests.size();
+  asio::steady_timer all_done(ex, std::chrono::steady_clock::time_point::max());
+  for (std::size_t i = 0; i < requests.size(); ++i) {
+    auto one = [&, i]() -> asio::awaitable<void> {
+      Result<Response> r = co_await conn->request(requests[i]);
+      if (r.ok() && r->status == 200 && r->body == expected_body(i)) ++ok;
+      if (--outstanding == 0) all_done.cancel();
+    };
+    asio::co_spawn(ex, one, asio::detached);
+  }
+  while (outstanding > 0) {
+    auto [ec] = co_await all_done.async_wait(nothrow);
+    (void)ec;
+  }
+  co_return ok;
+}
+
+// TLS 1.2 and 1.3 with a client certificate; bodies far bigger than the client's 4 KiB read
+// buffer, in 512-byte TLS records, while big request bodies go the other way at the same time.
+TEST_F(H2ConnectionTest, BigBodiesInSmallRecordsOverTls12And13) {
+  constexpr std::size_t kPadding = 60'000;
+  constexpr int kRequests = 20;
+  for (const int version : {TLS1_2_VERSION, TLS1_3_VERSION}) {
+    TestServerOptions so;
+    so.require_client_cert = true;
+    so.max_tls_version = version;
+    so.max_send_fragment = 512;
+    so.peer.body_padding = kPadding;
+    TlsTestServer server(so);
+    Client client = make_client(true);
+    std::vector<Request> requests;
+    for (int i = 0; i < kRequests; ++i) {
+      Request r = badge_request(i);
+      r.body = std::string(100'000, static_cast<char>('A' + i % 26));
+      requests.push_back(std::move(r));
+    }
+    Status connected = Error{Errc::internal, "not run"};
+    int ok = 0;
+    ASSERT_TRUE(run([&]() -> asio::awaitable<void> {
+      auto conn =
+          H2Connection::create(co_await asio::this_coro::executor, client.tls, options_for(server));
+      connected = co_await conn->connect();
+      if (!connected) co_return;
+      ok = co_await send_all_at_once(conn, requests, [&](std::size_t i) {
+        return "ok " + requests[i].path + std::string(kPadding, '.');
+      });
+      co_await conn->close(1000ms);
+    }));
+    server.stop();
+    ASSERT_TRUE(connected.ok()) << connected.error().message;
+    EXPECT_EQ(ok, kRequests) << "TLS version " << version;
+    ASSERT_EQ(server.tls_versions().size(), 1u);
+    EXPECT_EQ(server.tls_versions()[0], version == TLS1_2_VERSION ? "TLSv1.2" : "TLSv1.3");
+    ASSERT_EQ(server.peers().size(), 1u);
+    std::size_t request_bytes = 0;
+    for (const auto& [id, req] : server.peers()[0]->requests()) request_bytes += req.body.size();
+    EXPECT_EQ(request_bytes, kRequests * 100'000u);
+  }
+}
+
+// A TLS 1.3 server asking for a KeyUpdate with every answer: the client answers it from its read
+// side (nothing else to write then) and the connection keeps working.
+TEST_F(H2ConnectionTest, KeyUpdatesFromTheServerAreAnswered) {
+  TestServerOptions so;
+  so.key_update = true;
+  TlsTestServer server(so);
+  Client client = make_client(false);
+  Status connected = Error{Errc::internal, "not run"};
+  int ok = 0;
+  ASSERT_TRUE(run([&]() -> asio::awaitable<void> {
+    auto conn =
+        H2Connection::create(co_await asio::this_coro::executor, client.tls, options_for(server));
+    connected = co_await conn->connect();
+    if (!connected) co_return;
+    for (int i = 0; i < 5; ++i) {
+      const Request req = badge_request(i);
+      Result<Response> r = co_await conn->request(req);
+      if (r.ok() && r->status == 200) ++ok;
+      co_await sleep_for(20ms);  // the KeyUpdate answer goes out while the connection is idle
+    }
+    co_await conn->close(1000ms);
+  }));
+  server.stop();
+  ASSERT_TRUE(connected.ok()) << connected.error().message;
+  EXPECT_EQ(ok, 5);
+  ASSERT_EQ(server.tls_versions().size(), 1u);
+  EXPECT_EQ(server.tls_versions()[0], "TLSv1.3");
 }
 
 TEST(H2ClientTls, IdleConnectionsReleaseTheirBuffers) {

@@ -69,7 +69,8 @@ struct ServerPeer::Callbacks {
       it->second.complete = true;
       s.completed_order_.push_back(frame->hd.stream_id);
       if (s.options_.auto_respond) {
-        s.respond(frame->hd.stream_id, 200, "ok " + it->second.path,
+        s.respond(frame->hd.stream_id, 200,
+                  "ok " + it->second.path + std::string(s.options_.body_padding, '.'),
                   {{"apns-id", "id-" + std::to_string(frame->hd.stream_id)}});
       }
     }

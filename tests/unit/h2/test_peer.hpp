@@ -31,6 +31,7 @@ class ServerPeer {
     std::int32_t initial_window_size = 65535;
     // Answer every complete request at once with 200, header apns-id and body "ok <path>".
     bool auto_respond = true;
+    std::size_t body_padding = 0;  // this many '.' appended to that body
   };
   explicit ServerPeer(Options options);
   ServerPeer() : ServerPeer(Options{}) {}

@@ -73,6 +73,7 @@ struct TlsTestServer::Impl {
         co_return;
       }
     }
+    server->tls_versions_.emplace_back(SSL_get_version(stream->native_handle()));
     if (X509* peer_cert = SSL_get1_peer_certificate(stream->native_handle())) {
       char cn[256] = {0};
       X509_NAME_get_text_by_NID(X509_get_subject_name(peer_cert), NID_commonName, cn, sizeof cn);
@@ -109,6 +110,10 @@ struct TlsTestServer::Impl {
         co_return;
       }
       out = peer->send();
+      if (opts.key_update && !out.empty()) {
+        // The client must answer with its own KeyUpdate while it reads.
+        SSL_key_update(stream->native_handle(), SSL_KEY_UPDATE_REQUESTED);
+      }
       co_await write_all(stream, out);
     }
   }
@@ -119,6 +124,10 @@ TlsTestServer::TlsTestServer(TestServerOptions options) : options_(std::move(opt
   tls_ = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_server);
   SSL_CTX* ctx = tls_->native_handle();
   SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+  if (options_.max_tls_version != 0) SSL_CTX_set_max_proto_version(ctx, options_.max_tls_version);
+  if (options_.max_send_fragment != 0) {
+    SSL_CTX_set_max_send_fragment(ctx, static_cast<long>(options_.max_send_fragment));
+  }
   const KeyAndCert& id = options_.use_other_ca ? pki.other_server : pki.server;
   SSL_CTX_use_certificate(ctx, id.cert.get());
   SSL_CTX_use_PrivateKey(ctx, id.key.get());

@@ -34,6 +34,9 @@ struct TestServerOptions {
   bool use_other_ca = false;  // present the certificate of the CA nobody trusts
   Behaviour behaviour = Behaviour::answer;
   std::size_t drop_after = 1;
+  int max_tls_version = 0;            // e.g. TLS1_2_VERSION; 0: the newest
+  std::size_t max_send_fragment = 0;  // plaintext per TLS record; 0: OpenSSL's 16 KiB
+  bool key_update = false;            // TLS 1.3: KeyUpdate (update_requested) with every answer
   ServerPeer::Options peer;
 };
 
@@ -52,6 +55,7 @@ class TlsTestServer {
   const std::vector<std::shared_ptr<ServerPeer>>& peers() const { return peers_; }
   const std::vector<std::string>& client_names() const { return client_names_; }  // CNs seen
   const std::vector<std::string>& handshake_errors() const { return handshake_errors_; }
+  const std::vector<std::string>& tls_versions() const { return tls_versions_; }  // negotiated
 
  private:
   struct Impl;
@@ -65,6 +69,7 @@ class TlsTestServer {
   std::vector<std::shared_ptr<ServerPeer>> peers_;
   std::vector<std::string> client_names_;
   std::vector<std::string> handshake_errors_;
+  std::vector<std::string> tls_versions_;
 };
 
 }  // namespace mp::h2::test
