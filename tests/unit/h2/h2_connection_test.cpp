@@ -93,6 +93,16 @@ class H2ConnectionTest : public ::testing::Test {
     return finished;
   }
 
+  // One connect() with `options`, and its result.
+  Status connect_once(const Client& client, const ConnectionOptions& options) {
+    Status connected;
+    EXPECT_TRUE(run([&]() -> asio::awaitable<void> {
+      auto conn = H2Connection::create(co_await asio::this_coro::executor, client.tls, options);
+      connected = co_await conn->connect();
+    }));
+    return connected;
+  }
+
   asio::io_context ioc_;
 };
 
@@ -183,12 +193,7 @@ TEST_F(H2ConnectionTest, ServerWithoutH2IsAClearError) {
   so.alpn = {"http/1.1"};
   TlsTestServer server(so);
   Client client = make_client(false);
-  Status connected;
-  ASSERT_TRUE(run([&]() -> asio::awaitable<void> {
-    auto conn =
-        H2Connection::create(co_await asio::this_coro::executor, client.tls, options_for(server));
-    connected = co_await conn->connect();
-  }));
+  const Status connected = connect_once(client, options_for(server));
   ASSERT_FALSE(connected.ok());
   EXPECT_EQ(connected.error().code, Errc::conflict);
   EXPECT_NE(connected.error().message.find("'http/1.1' instead of 'h2'"), std::string::npos)
@@ -200,12 +205,7 @@ TEST_F(H2ConnectionTest, UntrustedServerCertificateIsAClearError) {
   so.use_other_ca = true;
   TlsTestServer server(so);
   Client client = make_client(false);
-  Status connected;
-  ASSERT_TRUE(run([&]() -> asio::awaitable<void> {
-    auto conn =
-        H2Connection::create(co_await asio::this_coro::executor, client.tls, options_for(server));
-    connected = co_await conn->connect();
-  }));
+  const Status connected = connect_once(client, options_for(server));
   ASSERT_FALSE(connected.ok());
   EXPECT_EQ(connected.error().code, Errc::conflict);
   EXPECT_NE(connected.error().message.find("server certificate not trusted"), std::string::npos)
@@ -215,13 +215,9 @@ TEST_F(H2ConnectionTest, UntrustedServerCertificateIsAClearError) {
 TEST_F(H2ConnectionTest, CertificateForAnotherNameIsRefused) {
   TlsTestServer server(TestServerOptions{});
   Client client = make_client(false);
-  Status connected;
-  ASSERT_TRUE(run([&]() -> asio::awaitable<void> {
-    ConnectionOptions o = options_for(server);
-    o.server_name = "api.push.apple.com";
-    auto conn = H2Connection::create(co_await asio::this_coro::executor, client.tls, o);
-    connected = co_await conn->connect();
-  }));
+  ConnectionOptions o = options_for(server);
+  o.server_name = "api.push.apple.com";
+  const Status connected = connect_once(client, o);
   ASSERT_FALSE(connected.ok());
   EXPECT_NE(connected.error().message.find("not trusted: hostname mismatch"), std::string::npos)
       << connected.error().message;
@@ -232,12 +228,7 @@ TEST_F(H2ConnectionTest, MissingClientCertificateIsRefusedAtConnect) {
   so.require_client_cert = true;
   TlsTestServer server(so);
   Client client = make_client(false);
-  Status connected;
-  ASSERT_TRUE(run([&]() -> asio::awaitable<void> {
-    auto conn =
-        H2Connection::create(co_await asio::this_coro::executor, client.tls, options_for(server));
-    connected = co_await conn->connect();
-  }));
+  const Status connected = connect_once(client, options_for(server));
   ASSERT_FALSE(connected.ok());
   EXPECT_EQ(connected.error().code, Errc::conflict) << connected.error().message;
   EXPECT_NE(connected.error().message.find("certificate"), std::string::npos)

@@ -75,6 +75,14 @@ struct Client {
   }
 };
 
+// Request `id` completed, once, with an error whose message holds `text`.
+void expect_failed_with(const Client& c, std::uint64_t id, const std::string& text) {
+  ASSERT_EQ(c.done.count(id), 1u);
+  ASSERT_FALSE(c.done.at(id).ok());
+  EXPECT_NE(c.done.at(id).error().message.find(text), std::string::npos)
+      << c.done.at(id).error().message;
+}
+
 // Moves bytes both ways until neither side has anything to say.
 // (The first call lets both SETTINGS cross before any request, as H2Connection::connect does.)
 void pump(Client& c, ServerPeer& server, int max_rounds = 10000) {
@@ -331,10 +339,7 @@ TEST(H2Session, ResponseHeadersOverTheLimitFailTheStream) {
   pump(c, server);
   server.respond(1, 200, "", {{"x-big", std::string(400, 'h')}, {"x-big2", std::string(400, 'h')}});
   pump(c, server);
-  ASSERT_EQ(c.done.count(1), 1u);
-  ASSERT_FALSE(c.done.at(1).ok());
-  EXPECT_NE(c.done.at(1).error().message.find("headers exceed"), std::string::npos)
-      << c.done.at(1).error().message;
+  expect_failed_with(c, 1, "headers exceed");
 }
 
 TEST(H2Session, ResponseHeadersCountAsHpackDoesAndByFields) {
@@ -352,10 +357,7 @@ TEST(H2Session, ResponseHeadersCountAsHpackDoesAndByFields) {
   for (int i = 0; i < 20; ++i) many.emplace_back("x-" + std::to_string(100 + i), "abcde");
   server.respond(1, 200, "", many);
   pump(c, server);
-  ASSERT_EQ(c.done.count(1), 1u);
-  ASSERT_FALSE(c.done.at(1).ok());
-  EXPECT_NE(c.done.at(1).error().message.find("headers exceed 512 bytes"), std::string::npos)
-      << c.done.at(1).error().message;
+  expect_failed_with(c, 1, "headers exceed 512 bytes");
 
   // Within the byte limit but more fields than allowed.
   SessionLimits few;
@@ -368,10 +370,7 @@ TEST(H2Session, ResponseHeadersCountAsHpackDoesAndByFields) {
   for (int i = 0; i < 11; ++i) eleven.emplace_back("x-" + std::to_string(100 + i), "v");
   server2.respond(1, 200, "", eleven);
   pump(d, server2);
-  ASSERT_EQ(d.done.count(1), 1u);
-  ASSERT_FALSE(d.done.at(1).ok());
-  EXPECT_NE(d.done.at(1).error().message.find("more than 10 header fields"), std::string::npos)
-      << d.done.at(1).error().message;
+  expect_failed_with(d, 1, "more than 10 header fields");
 }
 
 TEST(H2Session, ExhaustedStreamIdsStopNewStreamsAndSayGoaway) {
