@@ -54,14 +54,9 @@ for tool in h2load jq curl openssl; do
   command -v "$tool" >/dev/null || { echo "apns_bench: $tool not found (h2load: apt-get install nghttp2-client)" >&2; exit 1; }
 done
 
-deadline=$((SECONDS + BUDGET_SECONDS))
-say() { printf '[apns-bench %3ds] %s\n' "$SECONDS" "$*" >&2; }
-die() { say "FAILED: $*"; exit 1; }
-allow() {
-  local left=$((deadline - SECONDS))
-  [ "$left" -gt 5 ] || die "the ${BUDGET_SECONDS}s budget is spent"
-  [ "$1" -lt "$left" ] && echo "$1" || echo "$left"
-}
+readonly BENCH_NAME=apns-bench
+# shellcheck source=bench/lib.sh
+source "$root/bench/lib.sh"
 
 tmp=$(mktemp -d /tmp/mailpush-apns-bench.XXXXXX)
 sim_pid=""
@@ -69,25 +64,11 @@ cleanup() {
   local rc=$?
   set +e
   trap - EXIT INT TERM
-  if [ -n "$sim_pid" ] && kill -0 "$sim_pid" 2>/dev/null; then
-    kill -TERM "$sim_pid" 2>/dev/null
-    for _ in $(seq 1 50); do kill -0 "$sim_pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$sim_pid" 2>/dev/null
-    wait "$sim_pid" 2>/dev/null
-  fi
+  stop_process "$sim_pid" TERM 50
   if [ "$keep_tmp" = 1 ] || [ "$rc" != 0 ]; then say "kept $tmp"; else rm -rf -- "$tmp"; fi
   exit "$rc"
 }
 trap cleanup EXIT INT TERM
-
-# ---------------------------------------------------------------- CPU accounting
-
-clk_tck=$(getconf CLK_TCK)
-# utime+stime of a process, in clock ticks.
-proc_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
-# Busy ticks of the whole machine (everything but idle and iowait).
-machine_busy() { awk '/^cpu /{print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
-ticks_to_s() { awk -v t="$1" -v hz="$clk_tck" 'BEGIN{printf "%.2f", t / hz}'; }
 
 # ---------------------------------------------------------------- build
 
@@ -145,13 +126,13 @@ token=$(printf 'c0ffee%058d' 1)
 run_h2load() { # round
   local out="$tmp/h2load-$1"
   local s0 b0 b1 s1
-  s0=$(proc_ticks "$sim_pid"); b0=$(machine_busy)
+  s0=$(ticks "$sim_pid"); b0=$(machine_busy)
   timeout "$(allow 120)" /usr/bin/time -f '%U %S' -o "$out.time" \
     h2load -n "$requests" -c "$CONNECTIONS" -m "$STREAMS" -t 1 \
     -H "apns-topic: $TOPIC" -H 'apns-push-type: alert' -H 'apns-priority: 10' \
     -H 'apns-expiration: 0' -d "$tmp/payload.json" --log-file="$out.requests" \
     "https://127.0.0.1:$sim_port/3/device/$token" >"$out.txt" 2>&1 || die "h2load failed: $(tail -3 "$out.txt")"
-  s1=$(proc_ticks "$sim_pid"); b1=$(machine_busy)
+  s1=$(ticks "$sim_pid"); b1=$(machine_busy)
   local rate ok client_cpu sim_cpu other
   rate=$(awk '/^finished in/{gsub(",",""); print $4}' "$out.txt")
   ok=$(awk '/^status codes:/{print $3}' "$out.txt")
@@ -171,12 +152,12 @@ run_h2load() { # round
 run_pool() { # round
   local out="$tmp/pool-$1"
   local s0 b0 b1 s1
-  s0=$(proc_ticks "$sim_pid"); b0=$(machine_busy)
+  s0=$(ticks "$sim_pid"); b0=$(machine_busy)
   timeout "$(allow 150)" "$load" throughput --port "$sim_port" --ca "$certs/apple-ca.crt" \
     --cert "$certs/mail.crt" --key "$certs/mail.key" --requests "$requests" \
     --connections "$CONNECTIONS" --concurrency $((CONNECTIONS * STREAMS)) --timeout 120 \
     >"$out.raw" 2>"$out.log" || die "apns_load throughput failed: $(tail -3 "$out.log")"
-  s1=$(proc_ticks "$sim_pid"); b1=$(machine_busy)
+  s1=$(ticks "$sim_pid"); b1=$(machine_busy)
   local sim_cpu
   sim_cpu=$(ticks_to_s $((s1 - s0)))
   tail -1 "$out.raw" | jq -c --argjson sim "$sim_cpu" --argjson busy "$(ticks_to_s $((b1 - b0)))" \

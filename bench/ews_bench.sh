@@ -52,15 +52,9 @@ if ! [[ "$registrations" =~ ^[0-9]+$ ]] || [ "$registrations" -lt 1000 ]; then
 fi
 [[ "$client_threads" =~ ^[1-8]$ ]] || { echo "ews_bench: --threads must be 1 to 8" >&2; exit 2; }
 
-deadline=$((SECONDS + BUDGET_SECONDS))
-say() { printf '[bench %3ds] %s\n' "$SECONDS" "$*" >&2; }
-die() { say "FAILED: $*"; exit 1; }
-# Seconds a step may take: its own cap, but never past the budget.
-allow() {
-  local left=$((deadline - SECONDS))
-  [ "$left" -gt 5 ] || die "the ${BUDGET_SECONDS}s budget is spent"
-  [ "$1" -lt "$left" ] && echo "$1" || echo "$left"
-}
+readonly BENCH_NAME=bench
+# shellcheck source=bench/lib.sh
+source "$root/bench/lib.sh"
 
 # ---------------------------------------------------------------- cleanup
 
@@ -72,18 +66,8 @@ cleanup() {
   local rc=$?
   set +e
   trap - EXIT INT TERM
-  if [ -n "$mailpushd_pid" ] && kill -0 "$mailpushd_pid" 2>/dev/null; then
-    kill -TERM "$mailpushd_pid" 2>/dev/null
-    for _ in $(seq 1 100); do kill -0 "$mailpushd_pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$mailpushd_pid" 2>/dev/null
-    wait "$mailpushd_pid" 2>/dev/null
-  fi
-  if [ -n "$nginx_pid" ] && kill -0 "$nginx_pid" 2>/dev/null; then
-    kill -QUIT "$nginx_pid" 2>/dev/null
-    for _ in $(seq 1 50); do kill -0 "$nginx_pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$nginx_pid" 2>/dev/null
-    wait "$nginx_pid" 2>/dev/null
-  fi
+  stop_process "$mailpushd_pid" TERM 100
+  stop_process "$nginx_pid" QUIT 50
   if [ "$db_started" = 1 ]; then
     timeout 90 bash scripts/mariadb.sh stop --datadir "$tmp/db" >/dev/null 2>&1 ||
       echo "ews_bench: could not stop the private MariaDB in $tmp/db" >&2
@@ -113,7 +97,6 @@ if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
     die "cannot install nginx-light"
 fi
 nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
-clk_tck=$(getconf CLK_TCK)
 
 # ---------------------------------------------------------------- build
 
@@ -159,17 +142,6 @@ sql_command=(mariadb --defaults-file="$tmp/db/my.cnf" --protocol=socket --user="
   --skip-column-names --connect-timeout=5 "$DATABASE")
 sql() { "${sql_command[@]}"; } # SQL on stdin -> tab-separated rows
 
-ticks() { # summed utime+stime (clock ticks) of the given pids
-  local total=0 t pid
-  for pid in "$@"; do
-    t=$(awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$pid/stat" 2>/dev/null || echo 0)
-    total=$((total + t))
-  done
-  echo "$total"
-}
-machine_busy() { # busy jiffies of the whole machine (all cores) since boot
-  awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat
-}
 # shellcheck disable=SC2046 # one word per pid
 nginx_pids() { echo "$nginx_pid" $(ps -o pid= --ppid "$nginx_pid" 2>/dev/null); }
 db_pid() { cat "$tmp/db/mariadbd.pid"; }
