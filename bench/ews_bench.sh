@@ -15,7 +15,8 @@
 # Progress goes to stderr. Everything it starts is stopped on exit; it never runs for more
 # than 10 minutes (each step has a time limit taken from what is left of the budget).
 # --skip-build uses the binaries already in the build folder; --quick runs 5 s each (a smoke
-# test, not figures to report); --keep-tmp keeps the temporary folder (logs, runs/*.json).
+# test, not figures to report); --keep-tmp keeps the temporary folder (logs, runs/*.json);
+# --perf DIR records `perf` profiles of mailpushd and mariadbd during every mailpushd run into DIR.
 set -euo pipefail
 
 readonly BUDGET_SECONDS=600
@@ -31,6 +32,7 @@ keep_tmp=0
 build_dir=""
 registrations=100000
 client_threads=1
+perf_dir=""
 
 usage() { sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
@@ -41,6 +43,7 @@ while [ $# -gt 0 ]; do
     --build-dir) build_dir=$(realpath -m -- "$2") && shift ;;
     --registrations) registrations=$2 && shift ;;
     --threads) client_threads=$2 && shift ;;
+    --perf) perf_dir=$(realpath -m -- "$2") && shift ;;
     -h | --help) usage; exit 0 ;;
     *) echo "ews_bench: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
   esac
@@ -128,8 +131,9 @@ done
 free_port() {
   local p
   for _ in $(seq 1 100); do
-    p=$((20000 + RANDOM % 40000))
-    if [ -z "$(ss -Hltn "sport = :$p" 2>/dev/null)" ] && ! grep -qx "$p" "$tmp/ports" 2>/dev/null; then
+    # Below the kernel's ephemeral range (32768+), where outgoing connections take their ports.
+    p=$((20000 + RANDOM % 12000))
+    if [ -z "$(ss -Hatn "sport = :$p" 2>/dev/null)" ] && ! grep -qx "$p" "$tmp/ports" 2>/dev/null; then
       echo "$p" >>"$tmp/ports"
       echo "$p"
       return 0
@@ -174,11 +178,31 @@ jq --argjson port "$listener_port" --arg cert "$tls/listener.crt" --arg key "$tl
   .listener.port = $port | .listener.tls_cert = $cert | .listener.tls_key = $key
   | .database.host = "127.0.0.1" | .database.port = $dbport | del(.database.socket)
   | .database.name = $db | .database.password_file = $pw | .database.migrate_on_start = false
-  | .limits.max_connections = 20000 | .log_level = "warn"' regions/dev.json >"$region"
+  | .limits.max_connections = 20000 | .log_level = "warn" | .threads = 1
+  | . * (env.EWS_BENCH_REGION // "{}" | fromjson)' regions/dev.json >"$region"
 
 say "migrating (mailpushctl migrate)"
 timeout "$(allow 60)" "$mailpushctl" --region "$region" migrate >"$tmp/migrate.log" 2>&1 ||
   { cat "$tmp/migrate.log" >&2; die "mailpushctl migrate"; }
+
+# The floor of durability on this machine, measured before the load: one synchronous 4 KiB write
+# in MariaDB's data folder (dd, O_DSYNC), and one durable single-row autocommit UPDATE through
+# the mariadb client, one after the other. A callback answered only after its commit waits at
+# least one commit, so 8 connections cannot exceed 8 / (commit + the reference's round trip).
+say "measuring the durability floor: synchronous writes and serial autocommit UPDATEs"
+dsync_writes=1000 probe_updates=1000
+t0=$(date +%s%N)
+timeout "$(allow 60)" dd if=/dev/zero of="$tmp/db/dsync.probe" bs=4k count="$dsync_writes" oflag=dsync \
+  status=none || die "dd (synchronous writes)"
+dsync_us=$((($(date +%s%N) - t0) / 1000 / dsync_writes))
+rm -f "$tmp/db/dsync.probe"
+echo "CREATE TABLE bench_probe (id INT PRIMARY KEY, v BIGINT NOT NULL) ENGINE=InnoDB; INSERT INTO bench_probe VALUES (1, 0);" | sql
+for _ in $(seq 1 "$probe_updates"); do echo "UPDATE bench_probe SET v = v + 1 WHERE id = 1;"; done >"$tmp/probe.sql"
+t0=$(date +%s%N)
+timeout "$(allow 60)" "${sql_command[@]}" <"$tmp/probe.sql" || die "the commit probe"
+commit_us=$((($(date +%s%N) - t0) / 1000 / probe_updates))
+echo "DROP TABLE bench_probe" | sql
+say "  synchronous 4 KiB write ${dsync_us} us, durable autocommit UPDATE ${commit_us} us (serial)"
 
 say "generating $registrations registrations and their callback bodies (ews_seed)"
 timeout "$(allow 120)" "$ews_seed" --registrations "$registrations" --sql "$tmp/seed.sql" \
@@ -256,18 +280,38 @@ run() {
     read -r -a pids <<<"$(nginx_pids)"
   fi
   kill -0 "${pids[@]}" 2>/dev/null || die "$server is not running"
+  local batches0='[0,0,0]' batches1='[0,0,0]'
+  [ "$server" != mailpushd ] || batches0=$(batch_totals)
   cpu0=$(ticks "${pids[@]}")
   db0=$(ticks "$(db_pid)")
   busy0=$(machine_busy)
+  local perf_pids=()
+  if [ -n "$perf_dir" ] && [ "$server" = mailpushd ]; then
+    mkdir -p "$perf_dir"
+    perf record -q -g -F 999 -o "$perf_dir/$name.mailpushd.data" -p "$mailpushd_pid" 2>/dev/null &
+    perf_pids+=($!)
+    perf record -q -g -F 999 -o "$perf_dir/$name.mariadbd.data" -p "$(db_pid)" 2>/dev/null &
+    perf_pids+=($!)
+  fi
   timeout "$(allow $((secs + 60)))" "$ews_load" --port "$port" --ca "$tls/ca.crt" --threads "$client_threads" \
     --label "$name" "$@" >"$tmp/runs/$name.raw" 2>"$tmp/runs/$name.err" ||
     { cat "$tmp/runs/$name.err" >&2; die "ews_load $name"; }
   cpu1=$(ticks "${pids[@]}")
   db1=$(ticks "$(db_pid)")
   busy1=$(machine_busy)
+  [ "$server" != mailpushd ] || batches1=$(batch_totals)
+  if [ "${#perf_pids[@]}" -gt 0 ]; then
+    kill -INT "${perf_pids[@]}" 2>/dev/null || true
+    wait "${perf_pids[@]}" 2>/dev/null || true
+  fi
   tail -n 1 "$tmp/runs/$name.raw" | jq -c --arg server "$server" --argjson tck "$clk_tck" \
-    --argjson cpu "$((cpu1 - cpu0))" --argjson db "$((db1 - db0))" --argjson busy "$((busy1 - busy0))" '
-    . + {server: $server, server_cpu_s: ($cpu / $tck), db_cpu_s: (if $server == "mailpushd" then $db / $tck else 0 end),
+    --argjson cpu "$((cpu1 - cpu0))" --argjson db "$((db1 - db0))" --argjson busy "$((busy1 - busy0))" \
+    --argjson b0 "$batches0" --argjson b1 "$batches1" '
+    # Group commits during the run (mailpushd): how many, callbacks per transaction, time each.
+    (($b1[0] - $b0[0]) as $n | if $n > 0 then {db_batches: $n,
+       db_batch_writes_mean: (($b1[1] - $b0[1]) / $n * 10 | round / 10),
+       db_batch_ms_mean: (($b1[2] - $b0[2]) * 1000 / $n * 1000 | round / 1000)} else {} end) as $batch
+    | . + $batch + {server: $server, server_cpu_s: ($cpu / $tck), db_cpu_s: (if $server == "mailpushd" then $db / $tck else 0 end),
          machine_busy_s: ($busy / $tck)}
     # CPU used during the run by anything but the server, its MariaDB and the load generator.
     | . + {other_cpu_s: ([.machine_busy_s - .server_cpu_s - .db_cpu_s - .client_cpu_s, 0] | max | . * 100 | round / 100)}
@@ -275,6 +319,13 @@ run() {
            db_cpu_ms_per_callback: (if .answered > 0 then .db_cpu_s * 1000 / .answered else null end)}' \
     >"$tmp/runs/$name.json" || die "ews_load $name printed no JSON: $(cat "$tmp/runs/$name.raw")"
   say "$(jq -r '"\(.label): \(.answered) answered (\(.soap_ok) OK, \(.errors) errors) in \(.elapsed_s)s = \(.ok_rate) OK/s, p50 \(.latency_ms.p50) p99 \(.latency_ms.p99) ms, server CPU \(.server_cpu_ms_per_callback*1000|floor) us/callback, other processes \(.other_cpu_s) CPU s"' "$tmp/runs/$name.json")"
+}
+
+# [transactions, callbacks, seconds] of mailpushd's group commits so far, from its /metrics.
+batch_totals() {
+  curl -fsS --max-time 5 --cacert "$tls/ca.crt" "https://localhost:$listener_port/metrics" 2>/dev/null |
+    awk '$1 == "mailpush_db_batch_writes_count" { n = $2 } $1 == "mailpush_db_batch_writes_sum" { w = $2 }
+         $1 == "mailpush_db_batch_seconds_sum" { t = $2 } END { printf "[%d,%d,%.6f]\n", n, w, t }'
 }
 
 # What is recorded in MariaDB, for the checks after each mailpushd run.
@@ -369,7 +420,8 @@ grep -E '^mailpush_(ews_callbacks_total|registration_cache_lookups_total|db_jobs
 jq -s -c --argjson rss_kib "$rss_hwm" --argjson rss_bind_kib "$rss_after_bind" --argjson n "$registrations" \
   --argjson load_s "$load_seconds" --arg nginx "$("$nginx_bin" -v 2>&1 | sed 's/.*: //')" \
   --argjson cores "$(nproc)" --argjson threads "$client_threads" --argjson busy_before "$busy_before_pct" \
-  --argjson conns "$CONNECTIONS" --argjson cap_conns "$CAPACITY_CONNECTIONS" '
+  --argjson conns "$CONNECTIONS" --argjson cap_conns "$CAPACITY_CONNECTIONS" \
+  --argjson dsync_us "$dsync_us" --argjson commit_us "$commit_us" '
   (map({key: .label, value: .}) | from_entries) as $r
   | def r3: . * 1000 | round / 1000;
   def fig(x): {ok_rate: x.ok_rate, answered: x.answered, errors: x.errors, non_2xx: x.non_2xx,
@@ -377,6 +429,8 @@ jq -s -c --argjson rss_kib "$rss_hwm" --argjson rss_bind_kib "$rss_after_bind" -
                server_cpu_us_per_callback: (x.server_cpu_ms_per_callback * 1000 | round),
                db_cpu_us_per_callback: (x.db_cpu_ms_per_callback * 1000 | round),
                client_cpu_s: x.client_cpu_s, other_cpu_s: x.other_cpu_s, elapsed_s: x.elapsed_s}
+              + (if x.db_batches then {db_batches: x.db_batches, db_batch_writes_mean: x.db_batch_writes_mean,
+                                       db_batch_ms_mean: x.db_batch_ms_mean} else {} end)
               + (if x.durable then {all_recorded: x.durable.all_recorded, newmail_ok: x.durable.newmail_ok,
                                     unread_increments: x.durable.unread_increments} else {} end);
   def cpu_ratio(m; n): m.server_cpu_ms_per_callback / n.server_cpu_ms_per_callback | r3;
@@ -399,6 +453,12 @@ jq -s -c --argjson rss_kib "$rss_hwm" --argjson rss_bind_kib "$rss_after_bind" -
      reference: {keepalive: fig($r.a_nginx), newconn: fig($r.b_nginx), half_rate: fig($r.c_nginx),
                  capacity: fig($r.d_nginx)},
      half_rate_target: $r.c_mailpushd.rate_target,
+     durability_floor: {dsync_write_us: $dsync_us, autocommit_update_us: $commit_us,
+       # The most any server that answers after a durable commit can reach with (a) connections:
+       # each callback waits at least one commit plus what a round trip costs the reference.
+       keepalive_ceiling_rate: ($conns / (($commit_us / 1e6) + ($conns / $r.a_nginx.ok_rate)) | floor),
+       keepalive_ceiling_ratio: (($conns / (($commit_us / 1e6) + ($conns / $r.a_nginx.ok_rate))) / $r.a_nginx.ok_rate | r3),
+       keepalive_ceiling_ratio_dsync: (($conns / (($dsync_us / 1e6) + ($conns / $r.a_nginx.ok_rate))) / $r.a_nginx.ok_rate | r3)},
      keepalive_ratio: $ka, cpu_per_callback_ratio: $cpu, cpu_per_callback_ratio_with_mariadb: $cpu_db,
      cpu_per_callback_ratio_half_rate: cpu_ratio($r.c_mailpushd; $r.c_nginx),
      capacity_ratio: ($r.d_mailpushd.ok_rate / $r.d_nginx.ok_rate | r3),
@@ -409,7 +469,7 @@ jq -s -c --argjson rss_kib "$rss_hwm" --argjson rss_bind_kib "$rss_after_bind" -
   >"$tmp/result.json" || die "assembling the result"
 
 jq -r '
-  def row(name; m; n): "  \(name) mailpushd \(m.ok_rate|floor)/s p50 \(m.p50_ms) p99 \(m.p99_ms) ms, CPU \(m.server_cpu_us_per_callback) us (+\(m.db_cpu_us_per_callback) MariaDB), errors \(m.errors) | nginx \(n.ok_rate|floor)/s p50 \(n.p50_ms) p99 \(n.p99_ms) ms, CPU \(n.server_cpu_us_per_callback) us, errors \(n.errors)";
+  def row(name; m; n): "  \(name) mailpushd \(m.ok_rate|floor)/s p50 \(m.p50_ms) p99 \(m.p99_ms) ms, CPU \(m.server_cpu_us_per_callback) us (+\(m.db_cpu_us_per_callback) MariaDB), \(m.db_batch_writes_mean // 0) per commit of \(m.db_batch_ms_mean // 0) ms, errors \(m.errors) | nginx \(n.ok_rate|floor)/s p50 \(n.p50_ms) p99 \(n.p99_ms) ms, CPU \(n.server_cpu_us_per_callback) us, errors \(n.errors)";
   def goal(name; v; rule; ok): "  \(name) = \(v)  goal \(rule)  \(if ok then "met" else "MISSED" end)";
   "",
   "EWS listener benchmark: \(.registrations) registrations; \(.cores) cores shared by the load generator (\(.client_threads) thread), the server and MariaDB; reference \(.nginx) (1 worker)",
@@ -421,6 +481,7 @@ jq -r '
   row("(d) keep-alive \(.capacity_connections) conn:    "; .mailpushd.capacity; .reference.capacity),
   "  every callback mailpushd answered OK is recorded in MariaDB: \(.every_ok_recorded) (NewMail answered OK = unread increments: \([.mailpushd.keepalive, .mailpushd.newconn, .mailpushd.half_rate, .mailpushd.capacity] | map("\(.newmail_ok)=\(.unread_increments)") | join(", ")))",
   "  mailpushd peak RSS \(.rss_mib) MiB (\(.mailpushd.rss_after_bind_mib) MiB after the bind phase)",
+  "  durability floor: synchronous write \(.durability_floor.dsync_write_us) us, durable UPDATE \(.durability_floor.autocommit_update_us) us -> at most \(.durability_floor.keepalive_ceiling_rate)/s with \(.connections) connections for any server that answers after its commit (ratio \(.durability_floor.keepalive_ceiling_ratio); \(.durability_floor.keepalive_ceiling_ratio_dsync) from the disk alone)",
   goal("keepalive_ratio       "; .keepalive_ratio; ">= 0.5, all recorded"; .goals_met.keepalive_ratio),
   goal("cpu_per_callback_ratio"; .cpu_per_callback_ratio; "<= 3 (with MariaDB \(.cpu_per_callback_ratio_with_mariadb); at the same rate (c) \(.cpu_per_callback_ratio_half_rate))"; .goals_met.cpu_per_callback_ratio),
   goal("newconn_ratio         "; .newconn_ratio; ">= 0.8"; .goals_met.newconn_ratio),

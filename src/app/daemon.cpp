@@ -2,7 +2,9 @@
 // listener, registration API, portal and dispatcher to the same router and pool.
 #include "app/daemon.hpp"
 
+#include <prometheus/counter.h>
 #include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 #include <unistd.h>
 
@@ -194,6 +196,31 @@ int run_daemon(const config::RegionConfig& cfg) {
   // The EWS listener: registrations cached by secret hash, callbacks recorded in group commits.
   store::MariadbCallbackStore callback_store(pool, cfg.database.batch_max,
                                              std::max<std::size_t>(1, cfg.database.pool_size / 2));
+  auto& batch_writes =
+      prometheus::BuildHistogram()
+          .Name("mailpush_db_batch_writes")
+          .Help("Callbacks recorded per group-commit transaction")
+          .Register(*registry)
+          .Add({}, prometheus::Histogram::BucketBoundaries{1, 2, 4, 8, 16, 32, 64, 128, 256, 512});
+  auto& batch_seconds =
+      prometheus::BuildHistogram()
+          .Name("mailpush_db_batch_seconds")
+          .Help("Time of one group-commit transaction, from its start to its commit")
+          .Register(*registry)
+          .Add({}, prometheus::Histogram::BucketBoundaries{0.0002, 0.0005, 0.001, 0.002, 0.005,
+                                                           0.01, 0.02, 0.05, 0.1, 0.5, 1, 5});
+  auto& batch_failures =
+      prometheus::BuildCounter()
+          .Name("mailpush_db_batch_failures_total")
+          .Help("Group-commit transactions that failed (their callbacks got 503)")
+          .Register(*registry)
+          .Add({});
+  callback_store.set_batch_observer([&batch_writes, &batch_seconds, &batch_failures](
+                                        std::size_t writes, double seconds, bool ok) {
+    batch_writes.Observe(static_cast<double>(writes));
+    batch_seconds.Observe(seconds);
+    if (!ok) batch_failures.Increment();
+  });
   relay::RegistrationCache registration_cache(cfg.limits.registration_cache_entries);
   relay::EwsCallbackService callback_service(callback_store, registration_cache, *registry);
   http::EwsEndpointOptions ews_options;

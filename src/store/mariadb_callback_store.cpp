@@ -7,6 +7,7 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <chrono>
 #include <map>
 #include <set>
 
@@ -247,13 +248,16 @@ Status update_mailboxes(Connection& conn, const std::vector<CallbackWrite>& writ
   return {};
 }
 
-// The common batch (no binding, one subscription id per registration) in two round trips
-// instead of four: "START TRANSACTION; UPDATE registrations …; UPDATE mailboxes …" in one
-// multi-statement text query, then COMMIT once every registration matched. Values are literals
-// escaped by the client library (ids are integers). Returns nullopt, with nothing left open,
-// when the batch does not qualify or a registration changed since it was read: the
-// statement-by-statement path then finds the stale rows.
-std::optional<Result<std::vector<WriteOutcome>>> write_in_two_round_trips(
+// The common batch (no binding, one subscription id per registration) in one round trip:
+// "START TRANSACTION; UPDATE registrations …; SET @mp_touched = ROW_COUNT(); UPDATE mailboxes …
+// WHERE … AND @mp_touched = <registrations>; COMMIT" as one multi-statement text query. The
+// mailbox counts change only when every registration matched (still active, still bound to the
+// callback's id); otherwise the transaction commits nothing but last-heard times and watermarks
+// of rows that did match, which the careful path writes again anyway. Values are literals
+// escaped by the client library (ids are integers). Returns nullopt when the batch does not
+// qualify or a registration changed since it was read: the statement-by-statement path then
+// finds the stale rows.
+std::optional<Result<std::vector<WriteOutcome>>> write_in_one_round_trip(
     Connection& conn, const std::vector<CallbackWrite>& writes) {
   std::vector<WriteOutcome> outcome(writes.size(), WriteOutcome::recorded);
   if (std::any_of(writes.begin(), writes.end(), [](const auto& w) { return w.bind; }))
@@ -283,7 +287,7 @@ std::optional<Result<std::vector<WriteOutcome>>> write_in_two_round_trips(
   }
   sql += " ELSE NULL END";
   if (!effects.empty()) {
-    sql += ";UPDATE mailboxes SET unread_count = CASE id";
+    sql += ";SET @mp_touched = ROW_COUNT();UPDATE mailboxes SET unread_count = CASE id";
     std::string ids;
     for (const auto& [id, e] : effects) {
       const auto value = std::clamp<std::int64_t>(e.value, 0, kMaxUnreadCount);
@@ -291,31 +295,28 @@ std::optional<Result<std::vector<WriteOutcome>>> write_in_two_round_trips(
              (e.set ? "" : " + unread_count") + ", " + std::to_string(kMaxUnreadCount) + ")";
       ids += (ids.empty() ? "" : ",") + std::to_string(id);
     }
-    sql += " ELSE unread_count END, badge_updated_at = UTC_TIMESTAMP(6) WHERE id IN (" + ids + ")";
+    sql += " ELSE unread_count END, badge_updated_at = UTC_TIMESTAMP(6) WHERE id IN (" + ids +
+           ") AND @mp_touched = " + std::to_string(groups.size());
   }
+  sql += ";COMMIT";
 
   auto affected = conn.execute_batch(sql);
-  Status st;
   if (!affected) {
-    st = std::move(affected).error();
-  } else if (affected->size() < 2 || (*affected)[1] != groups.size()) {
-    // A registration was deleted or rebound since it was read: let the careful path decide.
-    if (auto rolled = conn.rollback(); !rolled)
-      return Result<std::vector<WriteOutcome>>(rolled.error());
-    return std::nullopt;
-  } else {
-    st = conn.commit();
-  }
-  if (!st) {
+    // A statement failed: the server ran none after it, so nothing was committed unless COMMIT
+    // itself failed, and then the outcome is unknown and the connection is gone (broken).
     if (!conn.broken()) (void)conn.rollback();
-    return Result<std::vector<WriteOutcome>>(std::move(st).error());
+    return Result<std::vector<WriteOutcome>>(std::move(affected).error());
+  }
+  if (affected->size() < 2 || (*affected)[1] != groups.size()) {
+    // A registration was deleted or rebound since it was read: let the careful path decide.
+    return std::nullopt;
   }
   return outcome;
 }
 
 Result<std::vector<WriteOutcome>> write_once(Connection& conn,
                                              const std::vector<CallbackWrite>& writes) {
-  if (auto done = write_in_two_round_trips(conn, writes)) return std::move(*done);
+  if (auto done = write_in_one_round_trip(conn, writes)) return std::move(*done);
   std::vector<WriteOutcome> outcome(writes.size(), WriteOutcome::recorded);
   if (auto st = conn.begin(); !st) return std::move(st).error();
   Status st = apply_bindings(conn, writes, outcome);
@@ -444,14 +445,20 @@ void MariadbCallbackStore::start_batch_locked(std::unique_lock<std::mutex>& lock
 
   // The batch's completion runs on the database thread itself: nothing waits on another
   // executor, so stopping the pool (then the io_context) leaves no completion in flight.
+  auto started = std::make_shared<std::chrono::steady_clock::time_point>();
   pool_.run_then<std::vector<WriteOutcome>>(
-      [batch](Connection& conn) {
+      [batch, started](Connection& conn) {
+        *started = std::chrono::steady_clock::now();
         std::vector<CallbackWrite> writes;
         writes.reserve(batch->size());
         for (const auto& p : *batch) writes.push_back(p.write);
         return write_callback_batch(conn, writes);
       },
-      [this, batch](Result<std::vector<WriteOutcome>> result) {
+      [this, batch, started](Result<std::vector<WriteOutcome>> result) {
+        if (observer_) {
+          const std::chrono::duration<double> took = std::chrono::steady_clock::now() - *started;
+          observer_(batch->size(), took.count(), result.ok());
+        }
         std::size_t stale = 0;
         for (std::size_t i = 0; i < batch->size(); ++i) {
           if (result) {

@@ -33,6 +33,10 @@ class MariadbCallbackStore final : public CallbackStore {
       const Bytes& secret_hash) override;
   boost::asio::awaitable<Result<WriteOutcome>> record(const CallbackWrite& write) override;
   BatchStats stats() const;
+  // Called on the database thread after every batch with its size and its time from the start
+  // of the transaction to its end (for metrics). Set before the first record().
+  using BatchObserver = std::function<void(std::size_t writes, double seconds, bool ok)>;
+  void set_batch_observer(BatchObserver observer) { observer_ = std::move(observer); }
 
  private:
   using Done = std::function<void(Result<WriteOutcome>)>;
@@ -51,6 +55,7 @@ class MariadbCallbackStore final : public CallbackStore {
   std::deque<Pending> waiting_;
   std::size_t running_ = 0;
   BatchStats stats_;
+  BatchObserver observer_;
 };
 
 // One transaction for a batch of writes, in order; exposed for tests. Returns one outcome per

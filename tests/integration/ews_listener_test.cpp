@@ -172,6 +172,12 @@ TEST_F(EwsListener, StatusBindsNewMailCountsUnreadCountSets) {
   EXPECT_EQ(query_one("SELECT unread_count FROM mailboxes WHERE id = ?", reg.mailbox_id), "8");
   EXPECT_EQ(query_one("SELECT watermark FROM registrations WHERE id = ?", reg.id), "w4");
   EXPECT_FALSE(query_one("SELECT last_heard_at FROM registrations WHERE id = ?", reg.id).empty());
+  // One after the other, each callback was its own group commit; operators see them counted.
+  const auto metrics = https_request(port_, "GET", "/metrics").body;
+  EXPECT_NE(metrics.find("mailpush_db_batch_writes_count 3\n"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("mailpush_db_batch_writes_sum 3\n"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("mailpush_db_batch_seconds_count 3\n"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("mailpush_db_batch_failures_total 0\n"), std::string::npos) << metrics;
 }
 
 TEST_F(EwsListener, ResubscribingRebindsAndTheOldSubscriptionIsEnded) {
@@ -208,6 +214,9 @@ TEST_F(EwsListener, DatabaseDownMeans503NeverOkNeverUnsubscribe) {
   EXPECT_EQ(a.status, 503) << a.body;
   EXPECT_EQ(a.subscription_status, "");
   EXPECT_EQ(a.retry_after, "30");
+  const auto metrics = https_request(port_, "GET", "/metrics").body;
+  EXPECT_EQ(metrics.find("mailpush_db_batch_failures_total 0\n"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("mailpush_db_batch_failures_total "), std::string::npos) << metrics;
   // An unknown secret is not answered Unsubscribe either while the database cannot say.
   a = post("BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB", notification("S", status_event("w1")));
   EXPECT_EQ(a.status, 503);

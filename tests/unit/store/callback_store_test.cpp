@@ -212,6 +212,40 @@ TEST_F(CallbackStoreTest, MailboxEffectsFoldInArrivalOrder) {
   EXPECT_EQ(column("SELECT unread_count FROM mailboxes WHERE id = ?", a.mailbox_id), "0");
 }
 
+// The one-round-trip batch commits mailbox counts only when every registration matched: with one
+// registration rebound underneath, the batch is written again statement by statement, and the
+// counts of the others still change exactly once.
+TEST_F(CallbackStoreTest, AStaleRegistrationInABatchChangesNoCountTwice) {
+  const auto a = test::insert_test_registration(conn, customer, "gina@example.com");
+  const auto b = test::insert_test_registration(conn, customer, "hank@example.com");
+  for (const auto* r : {&a, &b}) {
+    auto w = write_for(*r, "S" + std::to_string(r->id), "");
+    w.bind = true;
+    ASSERT_TRUE(write_callback_batch(conn, {w}).ok());
+  }
+  ASSERT_TRUE(
+      conn.execute("UPDATE registrations SET subscription_id = 'other' WHERE id = ?", {Value{b.id}})
+          .ok());
+  auto newmail = [&](const test::TestRegistration& r, std::int64_t n, std::string watermark) {
+    auto w = write_for(r, "S" + std::to_string(r.id), std::move(watermark));
+    w.effect = MailboxEffect{false, n};
+    return w;
+  };
+  auto out = write_callback_batch(conn, {newmail(a, 3, "wa"), newmail(b, 5, "wb")});
+  ASSERT_TRUE(out.ok()) << out.error().message;
+  EXPECT_EQ((*out)[0], WriteOutcome::recorded);
+  EXPECT_EQ((*out)[1], WriteOutcome::stale);
+  EXPECT_EQ(column("SELECT unread_count FROM mailboxes WHERE id = ?", a.mailbox_id), "3");
+  EXPECT_EQ(column("SELECT unread_count FROM mailboxes WHERE id = ?", b.mailbox_id), "0");
+  EXPECT_EQ(column("SELECT watermark FROM registrations WHERE id = ?", a.id), "wa");
+  EXPECT_NE(column("SELECT COALESCE(watermark, '') FROM registrations WHERE id = ?", b.id), "wb");
+
+  // Once nothing is stale, the same connection records a batch in one go again.
+  out = write_callback_batch(conn, {newmail(a, 1, "wa2")});
+  ASSERT_TRUE(out.ok()) << out.error().message;
+  EXPECT_EQ(column("SELECT unread_count FROM mailboxes WHERE id = ?", a.mailbox_id), "4");
+}
+
 TEST_F(CallbackStoreTest, ConcurrentCallbacksShareTransactions) {
   constexpr int kRegistrations = 40, kRounds = 10;
   std::vector<test::TestRegistration> regs;
