@@ -66,6 +66,33 @@ bool is_host_name(std::string_view s) {
   return true;
 }
 
+// http(s)://host[:port][/path]: the expiry webhook. Nothing secret belongs in it (no userinfo).
+bool is_webhook_url(std::string_view s) {
+  std::string_view rest;
+  if (s.starts_with("https://")) {
+    rest = s.substr(8);
+  } else if (s.starts_with("http://")) {
+    rest = s.substr(7);
+  } else {
+    return false;
+  }
+  const std::string_view authority = rest.substr(0, rest.find('/'));
+  if (authority.empty() || authority.find('@') != std::string_view::npos) return false;
+  std::string_view host = authority;
+  if (const auto colon = authority.rfind(':'); colon != std::string_view::npos) {
+    const std::string_view port = authority.substr(colon + 1);
+    if (port.empty() || port.size() > 5 ||
+        port.find_first_not_of("0123456789") != std::string_view::npos)
+      return false;
+    host = authority.substr(0, colon);
+  }
+  if (host.empty()) return false;
+  for (char c : s) {
+    if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f) return false;
+  }
+  return true;
+}
+
 bool is_ip_literal(std::string_view s) {
   const std::string text(s);
   unsigned char address[16];
@@ -322,6 +349,28 @@ class FieldReader {
     }
   }
 
+  // An optional object of region name -> host name.
+  void read_host_map(const Section& s, std::string_view key, bool (*valid_key)(std::string_view),
+                     std::map<std::string, std::string>& out) {
+    const json* value = field(s, key, Need::optional);
+    if (value == nullptr) return;
+    if (!value->is_object()) {
+      problem(join(s.path, key),
+              "must be an object of region -> host name, got " + describe(*value));
+      return;
+    }
+    for (const auto& [name, host] : value->items()) {
+      const std::string path = join(join(s.path, key), name);
+      if (!valid_key(name)) {
+        problem(path, "is not a region name");
+      } else if (!host.is_string() || !is_host_name(host.get_ref<const std::string&>())) {
+        problem(path, "must be a host name, got " + describe(host));
+      } else {
+        out[name] = host.get<std::string>();
+      }
+    }
+  }
+
   void read(const Section& s, std::string_view key, Need need, bool& out) {
     const json* value = field(s, key, need);
     if (value == nullptr) return;
@@ -403,7 +452,7 @@ Result<RegionConfig> parse_checked(std::string_view text, const fs::path& source
   cfg.source = source;
   const Section top =
       r.top(doc, {"region", "customer_id_prefix", "registration_host", "portal_host", "listener",
-                  "apns", "database", "limits", "threads", "log_level"});
+                  "apns", "database", "limits", "portal", "threads", "log_level"});
   r.read(top, "region", Need::required, is_region_name,
          "must be 2 to 32 lowercase letters, digits or hyphens, starting with a letter",
          cfg.region);
@@ -481,6 +530,30 @@ Result<RegionConfig> parse_checked(std::string_view text, const fs::path& source
   r.read(lim, "registration_cache_entries", Need::optional, 0, 10000000,
          limits.registration_cache_entries);
 
+  auto& portal = cfg.portal;
+  const Section ps = r.section(top, "portal", Need::optional,
+                               {"kek_file", "admin_token_file", "trust_anchors", "max_upload_bytes",
+                                "failed_attempts_per_15_minutes", "credential_refresh_s",
+                                "expiry_check_interval_s", "expiry_webhook_url", "other_regions"});
+  r.read(ps, "kek_file", Need::optional, portal.kek_file);
+  r.read(ps, "admin_token_file", Need::optional, portal.admin_token_file);
+  r.read(ps, "trust_anchors", Need::optional, portal.trust_anchors);
+  r.read(ps, "max_upload_bytes", Need::optional, 4096, 1048576, portal.max_upload_bytes);
+  r.read(ps, "failed_attempts_per_15_minutes", Need::optional, 1, 100000,
+         portal.failed_attempts_per_15_minutes);
+  r.read(ps, "credential_refresh_s", Need::optional, 1, 60, portal.credential_refresh);
+  r.read(ps, "expiry_check_interval_s", Need::optional, 1, 86400, portal.expiry_check_interval);
+  // The URL is not echoed in the message: a wrong one may carry a token or user:password.
+  std::string webhook;
+  r.read(ps, "expiry_webhook_url", Need::optional, is_path, "must be a non-empty string", webhook);
+  if (!webhook.empty() && !is_webhook_url(webhook)) {
+    r.problem(join(ps.path, "expiry_webhook_url"),
+              "must be an http:// or https:// URL with a host and no user:password@");
+  } else if (!webhook.empty()) {
+    portal.expiry_webhook_url = std::move(webhook);
+  }
+  r.read_host_map(ps, "other_regions", is_region_name, portal.other_regions);
+
   r.read(top, "threads", Need::optional, 0, 256, cfg.threads);
   r.read(top, "log_level", Need::optional, is_log_level, "must be one of debug, info, warn, error",
          cfg.log_level);
@@ -490,6 +563,9 @@ Result<RegionConfig> parse_checked(std::string_view text, const fs::path& source
     r.check_readable_file("listener.tls_key", listener.tls_key);
     r.check_readable_file("database.password_file", db.password_file);
     r.check_readable_file("apns.ca_file", cfg.apns.ca_file);
+    r.check_readable_file("portal.kek_file", portal.kek_file);
+    r.check_readable_file("portal.admin_token_file", portal.admin_token_file);
+    r.check_readable_file("portal.trust_anchors", portal.trust_anchors);
   }
   if (!r.ok()) return r.error();
   return cfg;

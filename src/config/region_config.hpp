@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -62,6 +63,25 @@ struct Limits {
   std::uint32_t registration_cache_entries = 200000;  // secret hash -> registration
 };
 
+// The certificate portal (flows 1, 2, 6 of DESIGN.md) and credential upkeep.
+struct PortalConfig {
+  // Key-encryption keys (`kek <id> <base64> [active]` lines, mode 0600): wraps the data keys of
+  // the private keys stored in MariaDB. Without it the portal refuses uploads and no credential
+  // can be opened.
+  std::optional<std::filesystem::path> kek_file;
+  // SHA-384 (hex) of the region's admin tokens, one per line: they create customers without an
+  // invite and disable or delete any customer. The tokens themselves are never on disk here.
+  std::optional<std::filesystem::path> admin_token_file;
+  // PEM certificates of the CAs that issue push certificates (Apple's; the test CA in dev).
+  std::optional<std::filesystem::path> trust_anchors;
+  std::uint32_t max_upload_bytes = 64 * 1024;
+  std::uint32_t failed_attempts_per_15_minutes = 10;  // per caller address, then 429
+  std::chrono::seconds credential_refresh{30};        // how often an instance rereads credentials
+  std::chrono::seconds expiry_check_interval{3600};
+  std::optional<std::string> expiry_webhook_url;     // JSON POSTs about expiring credentials
+  std::map<std::string, std::string> other_regions;  // region name -> its portal host name
+};
+
 struct RegionConfig {
   std::filesystem::path source;    // the file it was loaded from
   std::string region;              // e.g. "us-east-1"
@@ -72,6 +92,7 @@ struct RegionConfig {
   ApnsConfig apns;
   DatabaseConfig database;
   Limits limits;
+  PortalConfig portal;
   std::uint32_t threads = 0;  // network threads; 0 = number of cores
   std::string log_level = "info";
 };

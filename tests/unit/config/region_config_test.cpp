@@ -450,7 +450,7 @@ TEST(RegionConfigErrors, AllProblemsAreReportedTogether) {
   const std::string message = error_of(doc);
   EXPECT_EQ(message,
             "regions/test.json: tls: unknown field (known: region, customer_id_prefix, "
-            "registration_host, portal_host, listener, apns, database, limits, threads, "
+            "registration_host, portal_host, listener, apns, database, limits, portal, threads, "
             "log_level)\n"
             "regions/test.json: region: missing (required)\n"
             "regions/test.json: listener.bind_address: must be an IPv4 or IPv6 address such as "
@@ -622,6 +622,59 @@ TEST(DatabasePassword, FileErrorsNameThePathNotTheContent) {
 TEST(DatabasePassword, NoSourceIsAnError) {
   EXPECT_EQ(error_of(database_password(DatabaseConfig{})),
             "database: no password source: set password_env or password_file");
+}
+
+TEST(RegionConfigPortal, DefaultsAndEveryField) {
+  const auto defaults = parse(minimal());
+  ASSERT_TRUE(defaults.ok());
+  const PortalConfig portal;
+  EXPECT_FALSE(defaults->portal.kek_file);
+  EXPECT_EQ(defaults->portal.max_upload_bytes, portal.max_upload_bytes);
+  EXPECT_EQ(defaults->portal.credential_refresh, std::chrono::seconds(30));
+  EXPECT_EQ(defaults->portal.expiry_check_interval, std::chrono::seconds(3600));
+  EXPECT_TRUE(defaults->portal.other_regions.empty());
+
+  json doc = minimal();
+  doc["portal"] = {{"kek_file", "/etc/mailpush/kek"},
+                   {"admin_token_file", "/etc/mailpush/admin-token.sha384"},
+                   {"trust_anchors", "/etc/mailpush/apple-push-ca.pem"},
+                   {"max_upload_bytes", 32768},
+                   {"failed_attempts_per_15_minutes", 5},
+                   {"credential_refresh_s", 10},
+                   {"expiry_check_interval_s", 60},
+                   {"expiry_webhook_url", "https://hooks.example.net:8443/mailpush"},
+                   {"other_regions", {{"eu-west-1", "portal.euw1.mailpush.example"}}}};
+  const auto cfg = parse(doc);
+  ASSERT_TRUE(cfg.ok()) << error_of(cfg);
+  EXPECT_EQ(cfg->portal.kek_file, "/etc/mailpush/kek");
+  EXPECT_EQ(cfg->portal.admin_token_file, "/etc/mailpush/admin-token.sha384");
+  EXPECT_EQ(cfg->portal.trust_anchors, "/etc/mailpush/apple-push-ca.pem");
+  EXPECT_EQ(cfg->portal.max_upload_bytes, 32768u);
+  EXPECT_EQ(cfg->portal.failed_attempts_per_15_minutes, 5u);
+  EXPECT_EQ(cfg->portal.credential_refresh, std::chrono::seconds(10));
+  EXPECT_EQ(cfg->portal.expiry_check_interval, std::chrono::seconds(60));
+  EXPECT_EQ(cfg->portal.expiry_webhook_url, "https://hooks.example.net:8443/mailpush");
+  EXPECT_EQ(cfg->portal.other_regions.at("eu-west-1"), "portal.euw1.mailpush.example");
+}
+
+TEST(RegionConfigPortal, BadValuesAreNamed) {
+  json doc = minimal();
+  doc["portal"] = {{"credential_refresh_s", 61},
+                   {"expiry_webhook_url", "ftp://user:pw@host/x"},
+                   {"other_regions", {{"Not A Region", "x.example"}, {"eu-west-1", 7}}}};
+  const std::string message = error_of(doc);
+  EXPECT_NE(message.find("portal.credential_refresh_s: must be an integer from 1 to 60"),
+            std::string::npos)
+      << message;
+  EXPECT_NE(message.find("portal.expiry_webhook_url: must be an http:// or https:// URL"),
+            std::string::npos)
+      << message;
+  EXPECT_EQ(message.find("user:pw"), std::string::npos) << "URLs may hold credentials";
+  EXPECT_NE(message.find("portal.other_regions.Not A Region: is not a region name"),
+            std::string::npos)
+      << message;
+  EXPECT_NE(message.find("portal.other_regions.eu-west-1: must be a host name"), std::string::npos)
+      << message;
 }
 
 }  // namespace

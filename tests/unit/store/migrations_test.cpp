@@ -40,7 +40,8 @@ TEST_F(MigrationsTest, FreshDatabaseGetsEveryTable) {
   EXPECT_EQ(report->to_version, latest_schema_version());
   EXPECT_EQ(report->applied.size(), shipped_migrations().size());
   EXPECT_EQ(tables(), (std::vector<std::string>{"audit_log", "credentials", "customers", "devices",
-                                                "instances", "mailboxes", "outbox", "registrations",
+                                                "instances", "mailboxes", "outbox",
+                                                "portal_invites", "registrations",
                                                 "schema_migrations", "superseded_subscriptions"}));
   auto after = read_schema_state(conn);
   ASSERT_TRUE(after.ok());
