@@ -1,0 +1,79 @@
+// KeyRing: the region's key-encryption keys (KEKs), loaded from the key file named in the config.
+#pragma once
+
+#include <cstddef>
+#include <filesystem>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/result.hpp"
+#include "keys/secret_bytes.hpp"
+
+namespace mp::keys {
+
+// A KEK is 32 random bytes (AES-256); ids are what the `credentials.kek_id` column holds.
+inline constexpr std::size_t kKekBytes = 32;
+inline constexpr std::size_t kMaxKekIdChars = 64;
+// A key file is a few lines; anything larger is the wrong file and is refused before reading.
+inline constexpr std::size_t kMaxKeyFileBytes = 64 * 1024;
+
+// True for 1..64 characters of [A-Za-z0-9._-]: safe in a log line, a file and an ascii column.
+bool is_valid_kek_id(std::string_view id) noexcept;
+
+namespace detail {
+struct KekAccess;  // lets the envelope code (and only it) reach the key bytes
+}
+
+// The key file, one key a line:
+//
+//   # comments start with '#', blank lines are ignored
+//   kek <id> <base64 of 32 random bytes> [active]
+//
+// Several lines are several keys: rotation adds a new active key and keeps the old ones until
+// every row has been re-wrapped. Exactly one key is `active` (it wraps new data keys); a file
+// with a single key needs no mark. scripts/make-kek.sh writes and rotates these files.
+//
+// Immutable after loading, so one ring may be shared by any number of threads. Move-only, so
+// the key bytes exist once in memory; they are wiped when the ring goes.
+class KeyRing {
+ public:
+  // Reads the file and refuses it unless it is a regular file owned by this process's user (or
+  // root) with no permission for group or others (like ssh), then parses it as from_text does.
+  // Errors name the file, the line number and the rule broken; never a line or a key.
+  static Result<KeyRing> load_file(const std::filesystem::path& path);
+  // Parses key-file text without any file check; for tests and for callers that read the text
+  // from elsewhere. The caller owns (and should wipe) `text`.
+  static Result<KeyRing> from_text(std::string_view text);
+
+  KeyRing(KeyRing&&) noexcept = default;
+  KeyRing& operator=(KeyRing&&) noexcept = default;
+  KeyRing(const KeyRing&) = delete;
+  KeyRing& operator=(const KeyRing&) = delete;
+  ~KeyRing() = default;
+
+  // The key that wraps new data keys.
+  const std::string& active_id() const noexcept { return active_id_; }
+  bool has(std::string_view id) const noexcept;
+  // Every key id, sorted.
+  std::vector<std::string> ids() const;
+  std::size_t size() const noexcept { return keks_.size(); }
+
+ private:
+  friend struct detail::KekAccess;
+  struct Kek {
+    std::string id;
+    SecretBytes key;
+  };
+
+  KeyRing() = default;
+  // The parser behind from_text and load_file; `source` names the file in messages.
+  static Result<KeyRing> parse(std::string_view text, const std::string& source);
+  // The key bytes of `id`, or nullptr when the ring does not hold it.
+  const SecretBytes* find(std::string_view id) const noexcept;
+
+  std::vector<Kek> keks_;  // sorted by id
+  std::string active_id_;
+};
+
+}  // namespace mp::keys
