@@ -1,12 +1,18 @@
 // mailpushctl: the operators' tool. Each subcommand reads the region file, talks to the region's
 // database, prints text (or JSON with --json) and exits with a code scripts can rely on.
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
+#include <charconv>
+#include <iomanip>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
 #include "app/region_runtime.hpp"
+#include "common/crypto.hpp"
 #include "common/log.hpp"
 #include "common/version.hpp"
+#include "store/customers.hpp"
 #include "store/mariadb.hpp"
 #include "store/migrations.hpp"
 #include "store/registrations.hpp"
@@ -242,6 +248,160 @@ int cmd_subscriptions(const Options& o, bool silent_only, std::size_t limit) {
   return mp::app::kExitOk;
 }
 
+// "30d", "12h", "90m", "3600s" or a plain number of seconds.
+std::optional<std::chrono::seconds> parse_duration(std::string_view text) {
+  if (text.empty()) return std::nullopt;
+  std::int64_t unit = 1;
+  switch (text.back()) {
+    case 'd':
+      unit = 86400;
+      break;
+    case 'h':
+      unit = 3600;
+      break;
+    case 'm':
+      unit = 60;
+      break;
+    case 's':
+      unit = 1;
+      break;
+    default:
+      unit = 0;
+  }
+  if (unit != 0) text.remove_suffix(1);
+  if (unit == 0) unit = 1;
+  std::int64_t n = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+  if (ec != std::errc() || end != text.data() + text.size() || n < 0 || n > 3650LL * 86400)
+    return std::nullopt;
+  return std::chrono::seconds(n * unit);
+}
+
+// The operator running the tool, for the audit log.
+mp::store::Actor local_actor() {
+  const char* user = std::getenv("SUDO_USER");
+  if (user == nullptr || *user == '\0') user = std::getenv("USER");
+  return {std::string("mailpushctl:") + (user != nullptr && *user != '\0' ? user : "unknown"), ""};
+}
+
+// Connects to the region's database for a subcommand; `region` gets the region's name.
+mp::Result<std::unique_ptr<mp::store::Connection>> connect(const Options& o, std::string& region) {
+  auto conn_options = database_of(o, region);
+  if (!conn_options) return std::move(conn_options).error();
+  auto conn = std::make_unique<mp::store::Connection>(*conn_options);
+  if (auto st = conn->connect(); !st) return std::move(st).error();
+  return conn;
+}
+
+// A one-time onboarding code for a customer's administrator: shown once, stored as SHA-384.
+int cmd_customers_invite(const Options& o, const std::string& valid_for, const std::string& note) {
+  const auto duration = parse_duration(valid_for);
+  if (!duration || *duration < std::chrono::minutes(5) || *duration > std::chrono::days(30)) {
+    std::cerr << "mailpushctl customers invite: --valid-for must be 5m to 30d, e.g. 7d\n";
+    return mp::app::kExitUsage;
+  }
+  std::string region;
+  auto conn = connect(o, region);
+  if (!conn) return fail(o, "customers invite", conn.error());
+  const std::string code = mp::random_token("inv_", 24);
+  auto id = mp::store::create_invite(**conn, mp::sha384(code), *duration, local_actor(), note);
+  if (!id) return fail(o, "customers invite", id.error());
+  if (o.json_output) {
+    std::cout << json{{"region", region},
+                      {"invite_id", *id},
+                      {"code", code},
+                      {"valid_for_seconds", duration->count()}}
+                     .dump(2)
+              << "\n";
+  } else {
+    std::cout << "Invite " << *id << " for region " << region << ", valid for " << valid_for
+              << ", usable once:\n\n  " << code
+              << "\n\nGive it to the customer's administrator over a trusted channel; it is "
+                 "not shown again.\n";
+  }
+  return mp::app::kExitOk;
+}
+
+int cmd_customers_list(const Options& o) {
+  std::string region;
+  auto conn = connect(o, region);
+  if (!conn) return fail(o, "customers list", conn.error());
+  auto customers = mp::store::list_customers(**conn);
+  if (!customers) return fail(o, "customers list", customers.error());
+  if (o.json_output) {
+    json out = json::array();
+    for (const auto& c : *customers) {
+      out.push_back({{"customer_id", c.customer_id},
+                     {"display_name", c.display_name},
+                     {"app_id", c.app_id},
+                     {"state", c.state},
+                     {"created_at", c.created_at}});
+    }
+    std::cout << json{{"region", region}, {"customers", out}}.dump(2) << "\n";
+    return mp::app::kExitOk;
+  }
+  std::cout << customers->size() << " customers in " << region << "\n";
+  for (const auto& c : *customers) {
+    std::cout << "  " << std::left << std::setw(28) << c.customer_id << std::setw(10) << c.state
+              << std::setw(32) << c.app_id << c.display_name << "\n";
+  }
+  return mp::app::kExitOk;
+}
+
+// Credentials by expiry: what will stop sending soon, and what already has.
+int cmd_certs_list(const Options& o, const std::string& within) {
+  std::optional<std::int64_t> within_seconds;
+  if (!within.empty()) {
+    const auto d = parse_duration(within);
+    if (!d) {
+      std::cerr << "mailpushctl certs list: --expiring-within must be like 30d, 12h or 3600\n";
+      return mp::app::kExitUsage;
+    }
+    within_seconds = d->count();
+  }
+  std::string region;
+  auto conn = connect(o, region);
+  if (!conn) return fail(o, "certs list", conn.error());
+  auto creds = mp::store::list_credentials(**conn, within_seconds);
+  if (!creds) return fail(o, "certs list", creds.error());
+  const auto days_left = [](const mp::store::CredentialRow& k) {
+    // Whole days left, rounded down; negative once expired.
+    return k.seconds_left >= 0 ? k.seconds_left / 86400 : -((-k.seconds_left + 86399) / 86400);
+  };
+  const auto environments = [](const mp::store::CredentialRow& k) {
+    return std::string(k.development && k.production ? "development,production"
+                       : k.development               ? "development"
+                                                     : "production");
+  };
+  if (o.json_output) {
+    json out = json::array();
+    for (const auto& k : *creds) {
+      out.push_back({{"customer_id", k.customer_id},
+                     {"topic", k.topic},
+                     {"environments", environments(k)},
+                     {"state", k.state},
+                     {"not_after", k.not_after},
+                     {"days_left", days_left(k)},
+                     {"fingerprint_sha256", k.fingerprint_hex},
+                     {"last_success_at",
+                      k.last_success_at.empty() ? json(nullptr) : json(k.last_success_at)}});
+    }
+    std::cout << json{{"region", region}, {"credentials", out}}.dump(2) << "\n";
+    return mp::app::kExitOk;
+  }
+  std::cout << creds->size() << " credentials" << (within.empty() ? "" : " ending within " + within)
+            << " in " << region << "\n";
+  for (const auto& k : *creds) {
+    const auto days = days_left(k);
+    std::cout << "  " << std::left << std::setw(28) << k.customer_id << std::setw(32) << k.topic
+              << std::setw(24) << environments(k) << k.not_after << "  "
+              << (days < 0 ? "EXPIRED " + std::to_string(-days) + " days ago"
+                           : std::to_string(days) + " days left")
+              << (days >= 0 && days < 30 ? "  (renew now)" : "") << "\n";
+  }
+  return mp::app::kExitOk;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -270,6 +430,23 @@ int main(int argc, char** argv) {
                           "List registrations not heard from for over 2 x their StatusFrequency");
   subscriptions->add_option("--limit", limit, "At most this many rows")
       ->check(CLI::Range(1, 100000));
+  auto* customers = cli.add_subcommand("customers", "Customers of the region and their onboarding");
+  customers->require_subcommand(1);
+  auto* invite = customers->add_subcommand(
+      "invite", "Issue a one-time code that lets a customer's administrator create the customer");
+  std::string valid_for = "7d";
+  std::string note;
+  invite->add_option("--valid-for", valid_for, "How long the code works: 5m to 30d")
+      ->capture_default_str();
+  invite->add_option("--note", note, "Who it is for (kept in the database and audit log)");
+  auto* customers_list = customers->add_subcommand("list", "List customers and their state");
+  auto* certs = cli.add_subcommand("certs", "Customers' APNs certificates");
+  certs->require_subcommand(1);
+  auto* certs_list =
+      certs->add_subcommand("list", "List active and expired certificates, soonest expiry first");
+  std::string within;
+  certs_list->add_option("--expiring-within", within,
+                         "Only those ending within this time (30d, 12h, ...); expired included");
   // Logs of the library code go to stderr as JSON; keep the tool's own output readable.
   mp::log::set_level(mp::log::Level::warn);
   try {
@@ -281,5 +458,8 @@ int main(int argc, char** argv) {
   if (migrate->parsed()) return cmd_migrate(o);
   if (status->parsed()) return cmd_status(o);
   if (subscriptions->parsed()) return cmd_subscriptions(o, silent_only, limit);
+  if (invite->parsed()) return cmd_customers_invite(o, valid_for, note);
+  if (customers_list->parsed()) return cmd_customers_list(o);
+  if (certs_list->parsed()) return cmd_certs_list(o, within);
   return mp::app::kExitUsage;
 }

@@ -30,6 +30,41 @@ std::string hex_encode(std::span<const std::uint8_t> data) {
 }
 
 namespace {
+// Emits `bits_per_char`-bit groups of `data`, most significant first, through `alphabet`.
+std::string encode_bits(std::span<const std::uint8_t> data, const char* alphabet,
+                        unsigned bits_per_char) {
+  std::string out;
+  out.reserve((data.size() * 8 + bits_per_char - 1) / bits_per_char);
+  std::uint32_t buffer = 0;
+  unsigned bits = 0;
+  const std::uint32_t mask = (1u << bits_per_char) - 1;
+  for (std::uint8_t b : data) {
+    buffer = (buffer << 8) | b;
+    bits += 8;
+    while (bits >= bits_per_char) {
+      bits -= bits_per_char;
+      out.push_back(alphabet[(buffer >> bits) & mask]);
+    }
+  }
+  if (bits > 0) out.push_back(alphabet[(buffer << (bits_per_char - bits)) & mask]);
+  return out;
+}
+}  // namespace
+
+std::string base64url_encode(std::span<const std::uint8_t> data) {
+  return encode_bits(data, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_", 6);
+}
+
+std::string base32_lower_encode(std::span<const std::uint8_t> data) {
+  return encode_bits(data, "abcdefghijklmnopqrstuvwxyz234567", 5);
+}
+
+std::string random_token(std::string_view prefix, std::size_t bytes) {
+  const Bytes raw = random_bytes(bytes);
+  return std::string(prefix) + base64url_encode(raw);
+}
+
+namespace {
 int hex_value(char c) {
   if (c >= '0' && c <= '9') return c - '0';
   if (c >= 'a' && c <= 'f') return c - 'a' + 10;

@@ -18,6 +18,13 @@ Bytes random_bytes(std::size_t count);
 
 std::string hex_encode(std::span<const std::uint8_t> data);
 Result<Bytes> hex_decode(std::string_view hex);
+// RFC 4648 base64url without padding: tokens that travel in URLs, headers and JSON.
+std::string base64url_encode(std::span<const std::uint8_t> data);
+// RFC 4648 base32, lower case, without padding: identifiers people type (Customer IDs).
+std::string base32_lower_encode(std::span<const std::uint8_t> data);
+// `prefix` + base64url of `bytes` random bytes, e.g. random_token("ak_", 32): a secret shown
+// once to its owner and stored only as its SHA-384.
+std::string random_token(std::string_view prefix, std::size_t bytes);
 
 Bytes sha256(std::string_view data);
 Bytes sha384(std::string_view data);

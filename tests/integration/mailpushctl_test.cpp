@@ -3,6 +3,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/crypto.hpp"
+#include "store/customers.hpp"
 #include "store/mariadb.hpp"
 #include "store/migrations.hpp"
 #include "test_env.hpp"
@@ -64,6 +66,98 @@ TEST(Mailpushctl, RefusesASchemaNewerThanTheBinary) {
   EXPECT_EQ(ctl(region, {"migrate"}, &out), 4);
   EXPECT_NE(out.find("newer"), std::string::npos) << out;
   EXPECT_EQ(ctl(region, {"status"}, &out), 4);
+}
+
+TEST(Mailpushctl, InviteCodesAreShownOnceAndStoredHashed) {
+  ScratchDatabase db;
+  const auto region = region_for(db, make_temp_dir("ctl-invite"));
+  std::string out;
+  ASSERT_EQ(ctl(region, {"migrate"}, &out), 0) << out;
+  ASSERT_EQ(ctl(region, {"--json", "customers", "invite", "--valid-for", "2d", "--note", "Example"},
+                &out),
+            0)
+      << out;
+  const auto invite = nlohmann::json::parse(out);
+  const std::string code = invite["code"];
+  EXPECT_EQ(code.rfind("inv_", 0), 0u);
+  EXPECT_EQ(invite["valid_for_seconds"], 2 * 86400);
+
+  store::Connection conn(db.options());
+  ASSERT_TRUE(conn.connect().ok());
+  const Bytes hash = sha384(code);
+  auto rows = conn.query(
+      "SELECT note, TIMESTAMPDIFF(HOUR, UTC_TIMESTAMP(), expires_at) FROM portal_invites "
+      "WHERE code_hash = ?",
+      {store::Value{store::Blob{std::string(hash.begin(), hash.end())}}});
+  ASSERT_TRUE(rows.ok() && rows->size() == 1u);
+  EXPECT_EQ((*rows)[0].text(0), "Example");
+  EXPECT_GE((*rows)[0].i64(1), 47);
+  EXPECT_LE((*rows)[0].i64(1), 48);
+  auto clear = conn.query("SELECT COUNT(*) FROM portal_invites WHERE code_hash = ?",
+                          {store::Value{store::Blob{code}}});
+  ASSERT_TRUE(clear.ok());
+  EXPECT_EQ((*clear)[0].i64(0), 0) << "the code itself is not stored";
+  auto audit = store::tail_audit(conn, 1);
+  ASSERT_TRUE(audit.ok() && !audit->empty());
+  EXPECT_EQ(audit->front().action, "invite.create");
+  EXPECT_EQ(audit->front().actor.rfind("mailpushctl:", 0), 0u);
+  EXPECT_EQ(audit->front().detail.find(code), std::string::npos);
+
+  // Text output shows the code once; out-of-range lifetimes are usage errors.
+  ASSERT_EQ(ctl(region, {"customers", "invite"}, &out), 0) << out;
+  EXPECT_NE(out.find("inv_"), std::string::npos);
+  EXPECT_EQ(ctl(region, {"customers", "invite", "--valid-for", "90d"}, &out), 2);
+  EXPECT_EQ(ctl(region, {"customers", "invite", "--valid-for", "soon"}, &out), 2);
+}
+
+TEST(Mailpushctl, CertsListShowsWhatExpiresFirst) {
+  ScratchDatabase db;
+  const auto region = region_for(db, make_temp_dir("ctl-certs"));
+  std::string out;
+  ASSERT_EQ(ctl(region, {"migrate"}, &out), 0) << out;
+  store::Connection conn(db.options());
+  ASSERT_TRUE(conn.connect().ok());
+  auto add = [&](const std::string& id, const std::string& not_after_sql) {
+    store::NewCustomer c;
+    c.customer_id = id;
+    c.app_id = "com.example.mail";
+    c.registration_key_hash = random_bytes(48);
+    c.admin_key_hash = random_bytes(48);
+    store::NewCredential k;
+    k.topic = "com.example.mail";
+    k.production = true;
+    k.fingerprint_sha256 = random_bytes(32);
+    k.not_before = "2025-01-01 00:00:00";
+    auto when = conn.query("SELECT DATE_FORMAT(" + not_after_sql + ", '%Y-%m-%d %H:%i:%s')");
+    ASSERT_TRUE(when.ok());
+    k.not_after = (*when)[0].text(0);
+    k.kek_id = "k";
+    k.wrapped_data_key = "w";
+    k.sealed_material = "s";
+    ASSERT_TRUE(store::create_customer(conn, c, k, {"test", ""}).ok());
+  };
+  add("dev-later", "UTC_TIMESTAMP() + INTERVAL 200 DAY");
+  add("dev-soon", "UTC_TIMESTAMP() + INTERVAL 10 DAY + INTERVAL 1 HOUR");
+  add("dev-gone", "UTC_TIMESTAMP() - INTERVAL 3 DAY");
+
+  ASSERT_EQ(ctl(region, {"--json", "certs", "list"}, &out), 0) << out;
+  auto all = nlohmann::json::parse(out)["credentials"];
+  ASSERT_EQ(all.size(), 3u) << out;
+  EXPECT_EQ(all[0]["customer_id"], "dev-gone");
+  EXPECT_EQ(all[0]["days_left"], -3);
+  EXPECT_EQ(all[1]["customer_id"], "dev-soon");
+  EXPECT_EQ(all[1]["days_left"], 10);
+  EXPECT_EQ(all[2]["customer_id"], "dev-later");
+
+  ASSERT_EQ(ctl(region, {"--json", "certs", "list", "--expiring-within", "30d"}, &out), 0) << out;
+  EXPECT_EQ(nlohmann::json::parse(out)["credentials"].size(), 2u) << out;
+  ASSERT_EQ(ctl(region, {"certs", "list", "--expiring-within", "30d"}, &out), 0) << out;
+  EXPECT_NE(out.find("EXPIRED 3 days ago"), std::string::npos) << out;
+  EXPECT_NE(out.find("10 days left  (renew now)"), std::string::npos) << out;
+  EXPECT_EQ(ctl(region, {"certs", "list", "--expiring-within", "a while"}, &out), 2);
+
+  ASSERT_EQ(ctl(region, {"--json", "customers", "list"}, &out), 0) << out;
+  EXPECT_EQ(nlohmann::json::parse(out)["customers"].size(), 3u);
 }
 
 TEST(Mailpushctl, UnreachableDatabaseExitsThree) {

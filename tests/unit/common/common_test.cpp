@@ -29,6 +29,35 @@ TEST(Result, HoldsValueOrError) {
   EXPECT_STREQ(errc_name(failed.error().code), "unavailable");
 }
 
+TEST(Crypto, Base64UrlAndBase32MatchTheRfcVectors) {
+  // RFC 4648 section 10, without padding; base64url uses - and _.
+  const std::pair<std::string, std::pair<std::string, std::string>> vectors[] = {
+      {"", {"", ""}},
+      {"f", {"Zg", "my"}},
+      {"fo", {"Zm8", "mzxq"}},
+      {"foo", {"Zm9v", "mzxw6"}},
+      {"foob", {"Zm9vYg", "mzxw6yq"}},
+      {"fooba", {"Zm9vYmE", "mzxw6ytb"}},
+      {"foobar", {"Zm9vYmFy", "mzxw6ytboi"}},
+  };
+  for (const auto& [in, out] : vectors) {
+    EXPECT_EQ(base64url_encode(as_bytes(in)), out.first) << in;
+    EXPECT_EQ(base32_lower_encode(as_bytes(in)), out.second) << in;
+  }
+  const std::uint8_t high[] = {0xfb, 0xff};
+  EXPECT_EQ(base64url_encode(high), "-_8");
+}
+
+TEST(Crypto, RandomTokensAreUrlSafeAndDistinct) {
+  const std::string a = random_token("ak_", 32);
+  const std::string b = random_token("ak_", 32);
+  EXPECT_EQ(a.size(), 3u + 43u);
+  EXPECT_EQ(a.rfind("ak_", 0), 0u);
+  EXPECT_NE(a, b);
+  EXPECT_EQ(a.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_"),
+            std::string::npos);
+}
+
 TEST(Crypto, HexRoundTripsAndRejectsBadInput) {
   const Bytes data{0x00, 0x7f, 0xab, 0xff};
   EXPECT_EQ(hex_encode(data), "007fabff");
