@@ -31,7 +31,8 @@ command -v openssl >/dev/null || die "openssl is needed for random bytes; instal
 id=${2:-kek-$(date -u +%Y%m%d)-$(openssl rand -hex 2)}
 [[ $id =~ ^[A-Za-z0-9._-]{1,64}$ ]] || die "the key id must be 1 to 64 characters of A-Z a-z 0-9 . _ -"
 
-# Every file made from here on is readable by its owner only, before any key is written to it.
+# Every file made from here on is readable by its owner only, before any key is written to it
+# (mktemp makes 0600 files too; the umask also covers anything a later edit adds).
 umask 077
 dir=$(dirname -- "$file")
 [ -d "$dir" ] || die "folder $dir does not exist"
