@@ -17,6 +17,8 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <fstream>
+#include <sstream>
 #include <thread>
 
 #include "app/region_runtime.hpp"
@@ -25,6 +27,10 @@
 #include "common/version.hpp"
 #include "http/ews_endpoint.hpp"
 #include "http/https_server.hpp"
+#include "keys/key_ring.hpp"
+#include "portal/credential_registry.hpp"
+#include "portal/expiry_monitor.hpp"
+#include "portal/portal_endpoint.hpp"
 #include "relay/ews_callback_service.hpp"
 #include "relay/registration_cache.hpp"
 #include "store/mariadb_callback_store.hpp"
@@ -35,6 +41,55 @@ namespace asio = boost::asio;
 namespace bhttp = boost::beast::http;
 
 namespace {
+
+// The portal's settings from the region file, with its files read and checked: the key ring
+// (absent: uploads are refused), the trust anchors and the admin token hashes.
+struct PortalSetup {
+  portal::PortalOptions options;
+  std::optional<keys::KeyRing> ring;
+};
+
+Result<std::string> read_text(const std::filesystem::path& path, std::string_view what) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream text;
+  if (in) text << in.rdbuf();
+  if (!in || in.bad()) {
+    return make_error(Errc::invalid_argument, std::string(what) + ": cannot read " + path.string());
+  }
+  return text.str();
+}
+
+Result<PortalSetup> portal_options(const config::RegionConfig& cfg) {
+  PortalSetup setup;
+  auto& o = setup.options;
+  o.region = cfg.region;
+  o.customer_id_prefix = cfg.customer_id_prefix;
+  o.other_regions = cfg.portal.other_regions;
+  o.max_upload_bytes = cfg.portal.max_upload_bytes;
+  o.failed_attempts_per_15_minutes = cfg.portal.failed_attempts_per_15_minutes;
+  if (cfg.portal.kek_file) {
+    auto ring = keys::KeyRing::load_file(*cfg.portal.kek_file);
+    if (!ring)
+      return make_error(Errc::invalid_argument, "portal.kek_file: " + ring.error().message);
+    setup.ring.emplace(std::move(*ring));
+  }
+  if (cfg.portal.trust_anchors) {
+    auto pem = read_text(*cfg.portal.trust_anchors, "portal.trust_anchors");
+    if (!pem) return std::move(pem).error();
+    o.trust_anchors_pem.push_back(std::move(*pem));
+  }
+  if (cfg.portal.admin_token_file) {
+    auto text = read_text(*cfg.portal.admin_token_file, "portal.admin_token_file");
+    if (!text) return std::move(text).error();
+    auto hashes = portal::PortalEndpoint::load_admin_token_hashes(*text);
+    if (!hashes) {
+      return make_error(Errc::invalid_argument,
+                        cfg.portal.admin_token_file->string() + ": " + hashes.error().message);
+    }
+    o.admin_token_hashes = std::move(*hashes);
+  }
+  return setup;
+}
 
 std::string make_instance_id() {
   char host[256] = {};
@@ -124,6 +179,12 @@ int run_daemon(const config::RegionConfig& cfg) {
   auto tls = http::make_server_tls_context(cfg.listener.tls_cert, cfg.listener.tls_key);
   if (!tls) {
     log::error("daemon.config_invalid", {{"error", tls.error().message}});
+    return kExitConfig;
+  }
+
+  auto portal_setup = portal_options(cfg);
+  if (!portal_setup) {
+    log::error("daemon.config_invalid", {{"error", portal_setup.error().message}});
     return kExitConfig;
   }
 
@@ -231,6 +292,10 @@ int run_daemon(const config::RegionConfig& cfg) {
   }
   http::EwsEndpoint ews_endpoint(callback_service, std::move(ews_options), *registry);
   ews_endpoint.add_routes(router);
+  const keys::KeyRing* portal_ring = portal_setup->ring ? &*portal_setup->ring : nullptr;
+  portal::PortalEndpoint portal_endpoint(std::move(portal_setup->options), pool, portal_ring,
+                                         *registry);
+  portal_endpoint.add_routes(router);
   auto& silent_gauge = prometheus::BuildGauge()
                            .Name("mailpush_subscriptions_silent")
                            .Help("Active registrations not heard from for over 2 x StatusFrequency")
@@ -264,6 +329,41 @@ int run_daemon(const config::RegionConfig& cfg) {
           auto silent = co_await pool.async_run(job, asio::use_awaitable);
           if (silent) silent_gauge.Set(static_cast<double>(*silent));
           timer.expires_after(std::chrono::seconds(60));
+          co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+        }
+      },
+      asio::detached);
+  // Credentials: reread every few seconds, so a renewal reaches every instance within a minute.
+  h2::TlsClientOptions apns_trust;
+  apns_trust.ca_file = cfg.apns.ca_file;
+  portal::CredentialRegistry credentials(pool, portal_ring, std::move(apns_trust), *registry);
+  asio::co_spawn(
+      heartbeat_strand,
+      [&]() -> asio::awaitable<void> {
+        asio::steady_timer timer(heartbeat_strand);
+        while (!stopping.load()) {
+          auto loaded = co_await credentials.refresh();
+          if (!loaded) log::warn("credential.refresh_failed", {{"error", loaded.error().message}});
+          timer.expires_after(cfg.portal.credential_refresh);
+          co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+        }
+      },
+      asio::detached);
+  // Expiry: warnings at 30/14/7/1 days and on expiry, each claimed once across the region.
+  std::optional<portal::WebhookTarget> webhook;
+  if (cfg.portal.expiry_webhook_url) {
+    auto target = portal::parse_webhook_url(*cfg.portal.expiry_webhook_url);
+    if (target) webhook = std::move(*target);
+  }
+  portal::ExpiryMonitor expiry(pool, cfg.region, std::move(webhook), *registry);
+  asio::co_spawn(
+      heartbeat_strand,
+      [&]() -> asio::awaitable<void> {
+        asio::steady_timer timer(heartbeat_strand);
+        while (!stopping.load()) {
+          auto sent = co_await expiry.check();
+          if (!sent) log::warn("credential.expiry_check_failed", {{"error", sent.error().message}});
+          timer.expires_after(cfg.portal.expiry_check_interval);
           co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
         }
       },

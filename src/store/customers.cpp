@@ -198,6 +198,15 @@ Result<std::int64_t> create_invite(Connection& conn, const Bytes& code_hash,
   });
 }
 
+Result<bool> invite_usable(Connection& conn, const Bytes& code_hash) {
+  auto rows = conn.query(
+      "SELECT 1 FROM portal_invites WHERE code_hash = ? AND used_at IS NULL "
+      "AND expires_at > UTC_TIMESTAMP(6)",
+      {blob(code_hash)});
+  if (!rows) return std::move(rows).error();
+  return !rows->empty();
+}
+
 Result<CreatedCustomer> create_customer(Connection& conn, const NewCustomer& customer,
                                         const NewCredential& credential, const Actor& actor) {
   return in_transaction<CreatedCustomer>(conn, [&]() -> Result<CreatedCustomer> {

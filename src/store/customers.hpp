@@ -44,6 +44,10 @@ Result<std::int64_t> create_invite(Connection& conn, const Bytes& code_hash,
                                    std::chrono::seconds valid_for, const Actor& actor,
                                    std::string_view note);
 
+// Whether a code can still be used (exists, unused, unexpired), without consuming it: a cheap
+// check before the expensive certificate work. create_customer consumes it for real.
+Result<bool> invite_usable(Connection& conn, const Bytes& code_hash);
+
 // ---------------------------------------------------------------- customers and credentials
 
 // What is stored of a validated push certificate: facts in clear, key material sealed.
