@@ -93,7 +93,7 @@ std::optional<std::int64_t> pbe_rounds(const X509_ALGOR* algorithm) {
 
 class Walker {
  public:
-  Walker(const Pkcs12Limits& limits) : limits_(limits) {}
+  explicit Walker(const Pkcs12Limits& limits) : limits_(limits) {}
 
   // The password as OpenSSL wants it. An empty password is ambiguous in PKCS#12 (no password vs
   // the empty string, which hash differently); the MAC check picks the one that matches.
@@ -230,10 +230,9 @@ bool load_pkcs12_providers() {
   // loaded. They stay for the life of the process (OPENSSL_cleanup frees them at exit). RC2,
   // DES and the other legacy ciphers are in no TLS default cipher list, so TLS is unaffected.
   static const bool legacy = [] {
+    const ErrorQueueScope errors;  // a missing legacy module leaves errors we do not pass on
     OSSL_PROVIDER_load(nullptr, "default");
-    const bool loaded = OSSL_PROVIDER_load(nullptr, "legacy") != nullptr;
-    ERR_clear_error();
-    return loaded;
+    return OSSL_PROVIDER_load(nullptr, "legacy") != nullptr;
   }();
   return legacy;
 }
