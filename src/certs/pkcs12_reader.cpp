@@ -227,14 +227,24 @@ class Walker {
 
 bool load_pkcs12_providers() {
   // Loading a provider by name stops OpenSSL from loading "default" on its own, so both are
-  // loaded. They stay for the life of the process (OPENSSL_cleanup frees them at exit). RC2,
-  // DES and the other legacy ciphers are in no TLS default cipher list, so TLS is unaffected.
-  static const bool legacy = [] {
-    const ErrorQueueScope errors;  // a missing legacy module leaves errors we do not pass on
-    OSSL_PROVIDER_load(nullptr, "default");
-    return OSSL_PROVIDER_load(nullptr, "legacy") != nullptr;
-  }();
-  return legacy;
+  // loaded. RC2, DES and the other legacy ciphers are in no TLS default cipher list, so TLS is
+  // unaffected. They are unloaded at exit, before OPENSSL_cleanup (registered earlier, so run
+  // later): otherwise our references keep them alive past it and leak checkers report it.
+  struct Providers {
+    OSSL_PROVIDER* standard = nullptr;
+    OSSL_PROVIDER* legacy = nullptr;
+    Providers() {
+      const ErrorQueueScope errors;  // a missing legacy module leaves errors we do not pass on
+      standard = OSSL_PROVIDER_load(nullptr, "default");
+      legacy = OSSL_PROVIDER_load(nullptr, "legacy");
+    }
+    ~Providers() {
+      if (legacy != nullptr) OSSL_PROVIDER_unload(legacy);
+      if (standard != nullptr) OSSL_PROVIDER_unload(standard);
+    }
+  };
+  static const Providers providers;
+  return providers.legacy != nullptr;
 }
 
 std::variant<Pkcs12Contents, Refused> read_pkcs12(std::string_view der, std::string_view password,
