@@ -48,6 +48,13 @@ for preset in "${presets[@]}"; do
     cp fuzz/seeds/apns_h2/* "$corpus/"
     (cd build/fuzz && ./fuzz/fuzz_apns_h2 -max_len=8192 -timeout=5 \
        -max_total_time="$fuzz_seconds" -print_final_stats=1 "$corpus" 2>&1 | tail -n 15)
+    # The fuzz build preset names only the first two targets; this one is built here.
+    cmake --build build/fuzz --target fuzz_p12_inspect
+    corpus="$root/build/fuzz/corpus_p12"
+    mkdir -p "$corpus"
+    cp fuzz/seeds/p12/* "$corpus/"
+    (cd build/fuzz && ./fuzz/fuzz_p12_inspect -max_len=8192 -timeout=5 \
+       -max_total_time="$fuzz_seconds" -print_final_stats=1 "$corpus" 2>&1 | tail -n 15)
   else
     ctest --preset "$preset"
   fi

@@ -52,8 +52,12 @@ class ErrorQueueScope {
   ErrorQueueScope& operator=(const ErrorQueueScope&) = delete;
 };
 
+// A read-only BIO over `bytes` (sizes are capped long before INT_MAX). OpenSSL refuses a null
+// pointer even for zero bytes, which an empty string_view may carry.
 inline BioPtr memory_bio(std::string_view bytes) {
-  return BioPtr(BIO_new_mem_buf(bytes.data(), static_cast<int>(bytes.size())));
+  static const char nothing = '\0';
+  const void* data = bytes.data() != nullptr ? bytes.data() : &nothing;
+  return BioPtr(BIO_new_mem_buf(data, static_cast<int>(bytes.size())));
 }
 
 }  // namespace mp::certs::detail

@@ -93,7 +93,7 @@ std::optional<std::int64_t> pbe_rounds(const X509_ALGOR* algorithm) {
 
 class Walker {
  public:
-  Walker(const Pkcs12Limits& limits) : limits_(limits) {}
+  explicit Walker(const Pkcs12Limits& limits) : limits_(limits) {}
 
   // The password as OpenSSL wants it. An empty password is ambiguous in PKCS#12 (no password vs
   // the empty string, which hash differently); the MAC check picks the one that matches.
@@ -227,15 +227,24 @@ class Walker {
 
 bool load_pkcs12_providers() {
   // Loading a provider by name stops OpenSSL from loading "default" on its own, so both are
-  // loaded. They stay for the life of the process (OPENSSL_cleanup frees them at exit). RC2,
-  // DES and the other legacy ciphers are in no TLS default cipher list, so TLS is unaffected.
-  static const bool legacy = [] {
-    OSSL_PROVIDER_load(nullptr, "default");
-    const bool loaded = OSSL_PROVIDER_load(nullptr, "legacy") != nullptr;
-    ERR_clear_error();
-    return loaded;
-  }();
-  return legacy;
+  // loaded. RC2, DES and the other legacy ciphers are in no TLS default cipher list, so TLS is
+  // unaffected. They are unloaded at exit, before OPENSSL_cleanup (registered earlier, so run
+  // later): otherwise our references keep them alive past it and leak checkers report it.
+  struct Providers {
+    OSSL_PROVIDER* standard = nullptr;
+    OSSL_PROVIDER* legacy = nullptr;
+    Providers() {
+      const ErrorQueueScope errors;  // a missing legacy module leaves errors we do not pass on
+      standard = OSSL_PROVIDER_load(nullptr, "default");
+      legacy = OSSL_PROVIDER_load(nullptr, "legacy");
+    }
+    ~Providers() {
+      if (legacy != nullptr) OSSL_PROVIDER_unload(legacy);
+      if (standard != nullptr) OSSL_PROVIDER_unload(standard);
+    }
+  };
+  static const Providers providers;
+  return providers.legacy != nullptr;
 }
 
 std::variant<Pkcs12Contents, Refused> read_pkcs12(std::string_view der, std::string_view password,

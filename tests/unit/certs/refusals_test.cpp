@@ -73,6 +73,9 @@ TEST(Refusals, RandomBytesAreNotPkcs12) {
     EXPECT_TRUE(contains(message, "not a PKCS#12")) << message;
   }
   expect_refused(inspect_p12(cert_file("mail.crt"), kMarker, apple_options()), Refusal::not_pkcs12);
+  // Empty views may carry a null pointer.
+  expect_refused(inspect_p12(std::string_view{}, std::string_view{}, apple_options()),
+                 Refusal::not_pkcs12);
 }
 
 TEST(Refusals, TruncatedFileIsDamagedNotAWrongPassword) {
@@ -97,6 +100,8 @@ TEST(Refusals, FileWithoutCertificate) {
   const std::string p12 = make_p12(kMarker, key.get(), nullptr);
   expect_refused(inspect_p12(p12, kMarker, apple_options()), Refusal::no_certificate);
   expect_refused(inspect_pem("", cert_file("mail.key"), apple_options()), Refusal::no_certificate);
+  expect_refused(inspect_pem(std::string_view{}, std::string_view{}, apple_options()),
+                 Refusal::no_certificate);
 }
 
 TEST(Refusals, KeyOfAnotherCertificate) {
