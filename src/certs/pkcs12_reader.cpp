@@ -298,7 +298,9 @@ std::variant<Pkcs12Contents, Refused> read_pkcs12(std::string_view der, std::str
   if (!verified) {
     return Refused{Refusal::wrong_password,
                    "the password does not open this file: check it, or export the certificate "
-                   "again from Keychain Access with a password you choose and give that one"};
+                   "again from Keychain Access with a password you choose and give that one (if "
+                   "the password is right, the file was changed after export: upload the "
+                   "original)"};
   }
 
   AuthsafesPtr parts(PKCS12_unpack_authsafes(p12.get()));
