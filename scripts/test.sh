@@ -31,6 +31,21 @@ export MAILPUSH_TEST_DB_USER=mailpush
 export MAILPUSH_TEST_DB_PASSWORD_FILE="$db_dir/mailpush.password"
 
 fuzz_seconds="${MAILPUSH_FUZZ_SECONDS:-60}"
+# fuzz NAME MAX_LEN [libFuzzer options] -- SEEDS...: runs build/fuzz/fuzz/fuzz_NAME for the
+# bounded time on a corpus in the build tree that starts from the seeds and grows across runs.
+fuzz() {
+  local name=$1 max_len=$2 options=()
+  shift 2
+  while [ "$1" != -- ]; do options+=("$1"); shift; done
+  shift
+  local corpus="$root/build/fuzz/corpus_$name"
+  mkdir -p "$corpus"
+  cp "$@" "$corpus/"
+  echo "-- fuzz_$name for ${fuzz_seconds}s"
+  (cd build/fuzz && "./fuzz/fuzz_$name" "${options[@]}" -max_len="$max_len" -timeout=5 \
+     -max_total_time="$fuzz_seconds" -print_final_stats=1 "$corpus" 2>&1 | tail -n 15)
+}
+
 for preset in "${presets[@]}"; do
   echo "== preset $preset: configure, build, test"
   start=$(date +%s)
@@ -38,23 +53,10 @@ for preset in "${presets[@]}"; do
   cmake --build --preset "$preset"
   if [ "$preset" = fuzz ]; then
     # libFuzzer exits non-zero on the first crash, leak or timeout, with the input saved.
-    corpus="$root/build/fuzz/corpus_ews"
-    mkdir -p "$corpus"
-    cp tests/data/ews/*.xml fuzz/seeds/ews/* "$corpus/"
-    (cd build/fuzz && ./fuzz/fuzz_ews_parser -dict="$root/fuzz/ews_parser.dict" -max_len=16384 \
-       -timeout=5 -max_total_time="$fuzz_seconds" -print_final_stats=1 "$corpus" 2>&1 | tail -n 15)
-    corpus="$root/build/fuzz/corpus_apns_h2"
-    mkdir -p "$corpus"
-    cp fuzz/seeds/apns_h2/* "$corpus/"
-    (cd build/fuzz && ./fuzz/fuzz_apns_h2 -max_len=8192 -timeout=5 \
-       -max_total_time="$fuzz_seconds" -print_final_stats=1 "$corpus" 2>&1 | tail -n 15)
-    # The fuzz build preset names only the first two targets; this one is built here.
-    cmake --build build/fuzz --target fuzz_p12_inspect
-    corpus="$root/build/fuzz/corpus_p12"
-    mkdir -p "$corpus"
-    cp fuzz/seeds/p12/* "$corpus/"
-    (cd build/fuzz && ./fuzz/fuzz_p12_inspect -max_len=8192 -timeout=5 \
-       -max_total_time="$fuzz_seconds" -print_final_stats=1 "$corpus" 2>&1 | tail -n 15)
+    fuzz ews_parser 16384 -dict="$root/fuzz/ews_parser.dict" -- tests/data/ews/*.xml fuzz/seeds/ews/*
+    fuzz apns_h2 8192 -- fuzz/seeds/apns_h2/*
+    fuzz p12_inspect 8192 -- fuzz/seeds/p12/*
+    fuzz multipart 16384 -- fuzz/seeds/multipart/*
   else
     ctest --preset "$preset"
   fi
