@@ -1,15 +1,20 @@
 // SecretBytes: allocation, move and wiping.
-#include "keys/secret_bytes.hpp"
+#include "common/secret_bytes.hpp"
 
 #include <openssl/crypto.h>
 
 #include <algorithm>
+#include <ostream>
 #include <utility>
 
-namespace mp::keys {
+namespace mp {
 
 SecretBytes::SecretBytes(std::size_t size)
     : data_(size == 0 ? nullptr : std::make_unique<std::uint8_t[]>(size)), size_(size) {}
+
+SecretBytes::SecretBytes(std::string_view bytes) : SecretBytes(bytes.size()) {
+  std::copy(bytes.begin(), bytes.end(), reinterpret_cast<char*>(data_.get()));
+}
 
 SecretBytes SecretBytes::copy_of(std::span<const std::uint8_t> bytes) {
   SecretBytes out(bytes.size());
@@ -39,4 +44,8 @@ void SecretBytes::clear() noexcept {
   size_ = 0;
 }
 
-}  // namespace mp::keys
+std::ostream& operator<<(std::ostream& out, const SecretBytes& secret) {
+  return out << "[secret: " << secret.size() << " bytes]";
+}
+
+}  // namespace mp
