@@ -178,7 +178,7 @@ jq --argjson port "$listener_port" --arg cert "$tls/listener.crt" --arg key "$tl
   .listener.port = $port | .listener.tls_cert = $cert | .listener.tls_key = $key
   | .database.host = "127.0.0.1" | .database.port = $dbport | del(.database.socket)
   | .database.name = $db | .database.password_file = $pw | .database.migrate_on_start = false
-  | .limits.max_connections = 20000 | .log_level = "warn" | .threads = 1
+  | .limits.max_connections = 20000 | .log_level = "warn" | .threads = 1 | del(.portal)
   | . * (env.EWS_BENCH_REGION // "{}" | fromjson)' regions/dev.json >"$region"
 
 say "migrating (mailpushctl migrate)"

@@ -52,6 +52,16 @@ esac
 
 bash scripts/install-deps.sh
 bash certs/make-dev-certs.sh "$state/tls"
+# The portal of the dev region: test push certificates (their "Apple" CA is the trust anchor),
+# the key-encryption key for credentials at rest, and a region admin token (only its SHA-384 is
+# in the file the daemon reads; the token itself is for you, in var/dev/portal-admin-token).
+bash certs/make-apns-test-certs.sh "$state/apns-certs" >/dev/null
+[ -f "$state/kek" ] || bash scripts/make-kek.sh "$state/kek" >/dev/null
+if [ ! -f "$state/portal-admin-token" ]; then
+  (umask 077 && printf 'adm_%s' "$(openssl rand -hex 24)" >"$state/portal-admin-token")
+fi
+(umask 077 && printf '%s\n' "$(openssl dgst -sha384 -r <"$state/portal-admin-token" | cut -d' ' -f1)" \
+  >"$state/portal-admin-tokens.sha384")
 bash scripts/mariadb.sh start --database mailpush_dev
 
 echo "== building mailpushd and mailpushctl"
@@ -90,6 +100,8 @@ cat <<EOM
 The dev region runs: mailpushd (pid $(cat "$pid_file")) on https://localhost:$port, MariaDB on 127.0.0.1:3307.
   logs     $log_file (one JSON object per line)
   metrics  curl --cacert var/dev/tls/ca.crt https://localhost:$port/metrics
+  portal   https://localhost:$port/portal/ (an invite: build/dev/src/app/mailpushctl --region regions/dev.json customers invite;
+           test certificates in var/dev/apns-certs, e.g. mail.p12 with the password in mail.p12.password)
   status   bash scripts/run-dev.sh status
   stop     bash scripts/run-dev.sh stop
 EOM
