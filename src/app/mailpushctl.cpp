@@ -6,12 +6,15 @@
 #include <charconv>
 #include <iomanip>
 #include <iostream>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "app/region_runtime.hpp"
 #include "common/crypto.hpp"
 #include "common/log.hpp"
 #include "common/version.hpp"
+#include "keys/envelope.hpp"
+#include "keys/key_ring.hpp"
 #include "store/customers.hpp"
 #include "store/mariadb.hpp"
 #include "store/migrations.hpp"
@@ -402,6 +405,80 @@ int cmd_certs_list(const Options& o, const std::string& within) {
   return mp::app::kExitOk;
 }
 
+// Which KEK wraps how many credentials: the old key may leave the key file at 0.
+int cmd_kek(const Options& o, bool rotate) {
+  const char* what = rotate ? "kek rotate" : "kek status";
+  auto cfg =
+      mp::config::load_region(o.region_file, {.check_files = false, .overrides = o.overrides});
+  if (!cfg) return fail(o, what, cfg.error());
+  if (!cfg->portal.kek_file) {
+    return fail(o, what,
+                mp::make_error(mp::Errc::invalid_argument,
+                               "the region has no portal.kek_file: nothing is sealed with a key"));
+  }
+  auto ring = mp::keys::KeyRing::load_file(*cfg->portal.kek_file);
+  if (!ring) return fail(o, what, ring.error());
+  std::string region;
+  auto conn = connect(o, region);
+  if (!conn) return fail(o, what, conn.error());
+  auto rows = mp::store::all_wrapped_keys(**conn);
+  if (!rows) return fail(o, what, rows.error());
+
+  std::size_t rewrapped = 0, current = 0, failed = 0;
+  std::map<std::string, std::size_t> by_kek;
+  for (const auto& row : *rows) {
+    if (!rotate || row.kek_id == ring->active_id()) {
+      ++by_kek[row.kek_id];
+      if (row.kek_id == ring->active_id()) ++current;
+      continue;
+    }
+    auto next = mp::keys::rewrap(*ring, {row.kek_id, row.wrapped_data_key, ""});
+    if (!next) {
+      ++failed;
+      ++by_kek[row.kek_id];
+      std::cerr << "mailpushctl kek rotate: credential " << row.credential_id << ": "
+                << next.error().message << "\n";
+      continue;
+    }
+    auto updated =
+        mp::store::update_wrapped_key(**conn, row.credential_id, row.kek_id,
+                                      {row.credential_id, next->kek_id, next->wrapped_data_key});
+    if (!updated) return fail(o, what, updated.error());
+    ++by_kek[*updated ? next->kek_id : row.kek_id];
+    if (*updated) ++rewrapped;
+  }
+  if (rotate) {
+    const json detail = {{"active_kek", ring->active_id()},
+                         {"rewrapped", rewrapped},
+                         {"already_current", current},
+                         {"failed", failed}};
+    if (auto st = mp::store::write_audit(**conn, local_actor(), "kek.rotate", std::nullopt,
+                                         detail.dump());
+        !st) {
+      return fail(o, what, st.error());
+    }
+  }
+  if (o.json_output) {
+    json out{{"region", region}, {"active_kek", ring->active_id()}, {"credentials_by_kek", by_kek}};
+    if (rotate) out.update({{"rewrapped", rewrapped}, {"failed", failed}});
+    std::cout << out.dump(2) << "\n";
+  } else {
+    std::cout << "active key " << ring->active_id() << "; credentials by key:\n";
+    for (const auto& [kek, n] : by_kek) {
+      std::cout << "  " << kek << "  " << n << (ring->has(kek) ? "" : "  (NOT in the key file)")
+                << "\n";
+    }
+    if (rotate) std::cout << rewrapped << " re-wrapped, " << failed << " failed\n";
+    const bool only_active =
+        by_kek.size() <= 1 && (by_kek.empty() || by_kek.count(ring->active_id()));
+    std::cout << (only_active ? "Keys other than the active one can now be removed from the key "
+                                "file (keep a backup)."
+                              : "Older keys are still in use: keep them in the key file.")
+              << "\n";
+  }
+  return failed == 0 ? mp::app::kExitOk : mp::app::kExitFailure;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -447,6 +524,13 @@ int main(int argc, char** argv) {
   std::string within;
   certs_list->add_option("--expiring-within", within,
                          "Only those ending within this time (30d, 12h, ...); expired included");
+  auto* kek = cli.add_subcommand("kek", "The region's key-encryption keys (portal.kek_file)");
+  kek->require_subcommand(1);
+  auto* kek_rotate = kek->add_subcommand(
+      "rotate",
+      "Re-wrap every credential's data key under the key file's active key (after "
+      "scripts/make-kek.sh --add); the sealed material is not touched");
+  auto* kek_status = kek->add_subcommand("status", "How many credentials each key wraps");
   // Logs of the library code go to stderr as JSON; keep the tool's own output readable.
   mp::log::set_level(mp::log::Level::warn);
   try {
@@ -461,5 +545,7 @@ int main(int argc, char** argv) {
   if (invite->parsed()) return cmd_customers_invite(o, valid_for, note);
   if (customers_list->parsed()) return cmd_customers_list(o);
   if (certs_list->parsed()) return cmd_certs_list(o, within);
+  if (kek_rotate->parsed()) return cmd_kek(o, true);
+  if (kek_status->parsed()) return cmd_kek(o, false);
   return mp::app::kExitUsage;
 }

@@ -4,6 +4,8 @@
 #include <nlohmann/json.hpp>
 
 #include "common/crypto.hpp"
+#include "keys/envelope.hpp"
+#include "keys/key_ring.hpp"
 #include "store/customers.hpp"
 #include "store/mariadb.hpp"
 #include "store/migrations.hpp"
@@ -158,6 +160,95 @@ TEST(Mailpushctl, CertsListShowsWhatExpiresFirst) {
 
   ASSERT_EQ(ctl(region, {"--json", "customers", "list"}, &out), 0) << out;
   EXPECT_EQ(nlohmann::json::parse(out)["customers"].size(), 3u);
+}
+
+TEST(Mailpushctl, KekRotateRewrapsEveryCredentialUnderTheNewKey) {
+  ScratchDatabase db;
+  const auto dir = make_temp_dir("ctl-kek");
+  const auto kek = dir / "kek";
+  const std::string make_kek = (source_dir() / "scripts/make-kek.sh").string();
+  ASSERT_EQ(run_command({make_kek, kek.string(), "kek-old"}), 0);
+  nlohmann::json patch = {{"database",
+                           {{"host", db.options().host},
+                            {"port", db.options().port},
+                            {"socket", nullptr},
+                            {"name", db.name()},
+                            {"password_file", std::getenv("MAILPUSH_TEST_DB_PASSWORD_FILE")}}},
+                          {"portal", {{"kek_file", kek.string()}}}};
+  const auto region = write_region_file(dir, patch.dump());
+  std::string out;
+  ASSERT_EQ(ctl(region, {"migrate"}, &out), 0) << out;
+
+  store::Connection conn(db.options());
+  ASSERT_TRUE(conn.connect().ok());
+  auto old_ring = keys::KeyRing::load_file(kek);
+  ASSERT_TRUE(old_ring.ok()) << old_ring.error().message;
+  const std::string material = "certificate and key, sealed";
+  for (const std::string id : {"dev-a", "dev-b"}) {
+    auto sealed = keys::seal(*old_ring, material, "credential:" + id);
+    ASSERT_TRUE(sealed.ok());
+    store::NewCustomer c;
+    c.customer_id = id;
+    c.registration_key_hash = random_bytes(48);
+    c.admin_key_hash = random_bytes(48);
+    store::NewCredential k;
+    k.topic = "com.example.mail";
+    k.production = true;
+    k.fingerprint_sha256 = random_bytes(32);
+    k.not_before = "2026-01-01 00:00:00";
+    k.not_after = "2027-01-01 00:00:00";
+    k.kek_id = sealed->kek_id;
+    k.wrapped_data_key = sealed->wrapped_data_key;
+    k.sealed_material = sealed->sealed_material;
+    ASSERT_TRUE(store::create_customer(conn, c, k, {"test", ""}).ok());
+  }
+  ASSERT_EQ(run_command({make_kek, "--add", kek.string(), "kek-new"}), 0);
+  ASSERT_EQ(ctl(region, {"--json", "kek", "status"}, &out), 0) << out;
+  EXPECT_EQ(nlohmann::json::parse(out)["credentials_by_kek"]["kek-old"], 2) << out;
+  EXPECT_EQ(nlohmann::json::parse(out)["active_kek"], "kek-new");
+
+  ASSERT_EQ(ctl(region, {"--json", "kek", "rotate"}, &out), 0) << out;
+  const auto rotated = nlohmann::json::parse(out);
+  EXPECT_EQ(rotated["rewrapped"], 2);
+  EXPECT_EQ(rotated["credentials_by_kek"]["kek-new"], 2);
+  EXPECT_FALSE(rotated["credentials_by_kek"].contains("kek-old"));
+  ASSERT_EQ(ctl(region, {"kek", "rotate"}, &out), 0) << out;
+  EXPECT_NE(out.find("0 re-wrapped"), std::string::npos) << out;
+  EXPECT_NE(out.find("can now be removed"), std::string::npos) << out;
+
+  // Only the new key is needed now; the old one alone opens nothing.
+  std::string only_new, only_old;
+  for (std::size_t start = 0; start < read_file(kek).size();) {
+    const std::string text = read_file(kek);
+    const auto end = std::min(text.find('\n', start), text.size());
+    const std::string line = text.substr(start, end - start);
+    if (line.find("kek-new") != std::string::npos) only_new = line + "\n";
+    if (line.find("kek-old") != std::string::npos)
+      only_old = line.substr(0, line.find(" active")) + "\n";
+    start = end + 1;
+  }
+  auto new_ring = keys::KeyRing::from_text(only_new);
+  auto stale_ring = keys::KeyRing::from_text(only_old);
+  ASSERT_TRUE(new_ring.ok() && stale_ring.ok());
+  auto rows = store::all_wrapped_keys(conn);
+  ASSERT_TRUE(rows.ok() && rows->size() == 2u);
+  auto sealed_rows = conn.query(
+      "SELECT c.customer_id, k.sealed_material FROM credentials k JOIN "
+      "customers c ON c.id = k.customer_id ORDER BY k.id");
+  ASSERT_TRUE(sealed_rows.ok());
+  for (std::size_t i = 0; i < 2; ++i) {
+    const keys::Sealed sealed{(*rows)[i].kek_id, (*rows)[i].wrapped_data_key,
+                              (*sealed_rows)[i].text(1)};
+    const std::string aad = "credential:" + (*sealed_rows)[i].text(0);
+    auto opened = keys::open(*new_ring, sealed, aad);
+    ASSERT_TRUE(opened.ok()) << opened.error().message;
+    EXPECT_EQ(opened->view(), material);
+    EXPECT_FALSE(keys::open(*stale_ring, sealed, aad).ok());
+  }
+  auto audit = store::tail_audit(conn, 1);
+  ASSERT_TRUE(audit.ok() && !audit->empty());
+  EXPECT_EQ(audit->front().action, "kek.rotate");
+  EXPECT_EQ(audit->front().detail.find(read_file(kek).substr(20, 20)), std::string::npos);
 }
 
 TEST(Mailpushctl, UnreachableDatabaseExitsThree) {
