@@ -67,6 +67,11 @@ Result<PortalSetup> portal_options(const config::RegionConfig& cfg) {
   o.other_regions = cfg.portal.other_regions;
   o.max_upload_bytes = cfg.portal.max_upload_bytes;
   o.failed_attempts_per_15_minutes = cfg.portal.failed_attempts_per_15_minutes;
+  o.apns.production_host = cfg.apns.production.host;
+  o.apns.production_port = cfg.apns.production.port;
+  o.apns.sandbox_host = cfg.apns.sandbox.host;
+  o.apns.sandbox_port = cfg.apns.sandbox.port;
+  o.apns.ca_file = cfg.apns.ca_file;
   if (cfg.portal.kek_file) {
     auto ring = keys::KeyRing::load_file(*cfg.portal.kek_file);
     if (!ring)

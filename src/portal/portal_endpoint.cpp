@@ -2,12 +2,15 @@
 // keys, rows in store (each change one transaction with its audit row).
 #include "portal/portal_endpoint.hpp"
 
+#include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <ctime>
 #include <nlohmann/json.hpp>
 
+#include "apns/credential.hpp"
 #include "certs/push_certificate.hpp"
 #include "common/log.hpp"
+#include "h2/h2_connection.hpp"
 #include "http/multipart.hpp"
 #include "keys/envelope.hpp"
 #include "portal/credential_material.hpp"
@@ -637,7 +640,8 @@ asio::awaitable<http::Response> PortalEndpoint::change(const http::Request& req,
                         Blame::none, "3600"});
   }
   auto parsed =
-      r.upload(options_.max_upload_bytes, {"certificate", "password", "allow_environment_change"});
+      r.upload(options_.max_upload_bytes,
+               {"certificate", "password", "allow_environment_change", "test_connection"});
   if (auto* refusal = std::get_if<Refusal>(&parsed)) co_return r.refuse(*refusal);
   const Upload& upload = std::get<Upload>(parsed);
   const bool allow_env_change = field(upload, "allow_environment_change").value_or("") == "true";
@@ -670,6 +674,16 @@ asio::awaitable<http::Response> PortalEndpoint::change(const http::Request& req,
     }
     break;
   }
+  // Asked for: a TLS + HTTP/2 connection to APNs with the new certificate before it replaces
+  // the old one (Apple refuses revoked or wrong-environment certificates at the handshake).
+  if (field(upload, "test_connection").value_or("") == "true") {
+    auto tested = co_await test_apns_connection(customer.customer_id, cert);
+    if (!tested) {
+      co_return r.refuse({bhttp::status::unprocessable_entity, "apns_test_failed",
+                          tested.error().message + "; the current certificate stays active",
+                          Blame::none});
+    }
+  }
   auto sealed = keys::seal(*ring_, pack_material(cert).view(),
                            credential_aad(customer.customer_id, cert.fingerprint_sha256_hex));
   if (!sealed) {
@@ -697,6 +711,40 @@ asio::awaitable<http::Response> PortalEndpoint::change(const http::Request& req,
                     {"days_left", days_left(left)},
                     {"fingerprint_sha256", cert.fingerprint_sha256_hex}}},
                   {"warnings", warnings_for(cert, inspect.now)}});
+}
+
+asio::awaitable<Status> PortalEndpoint::test_apns_connection(const std::string& customer_id,
+                                                             const certs::PushCertificate& cert) {
+  const bool production = cert.production;
+  const char* env_name = production ? "production" : "sandbox";
+  auto identity = h2::ClientIdentity::from_der(cert.certificate_der, cert.private_key_der.view());
+  if (!identity) co_return make_error(Errc::invalid_argument, identity.error().message);
+  h2::TlsClientOptions trust;
+  trust.ca_file = options_.apns.ca_file;
+  auto credential = apns::make_apns_credential(
+      customer_id,
+      production ? apns::ApnsEnvironment::production : apns::ApnsEnvironment::development,
+      *identity, trust);
+  if (!credential) co_return make_error(Errc::invalid_argument, credential.error().message);
+  h2::ConnectionOptions connection;
+  connection.host = production ? options_.apns.production_host : options_.apns.sandbox_host;
+  connection.port = production ? options_.apns.production_port : options_.apns.sandbox_port;
+  connection.connect_timeout = options_.apns.timeout;
+  connection.ping_interval = std::chrono::milliseconds(0);
+  auto executor = co_await asio::this_coro::executor;
+  auto h2 = h2::H2Connection::create(executor, credential->tls, connection);
+  const Status connected = co_await h2->connect();
+  co_await h2->close(std::chrono::milliseconds(0));
+  if (!connected) {
+    log::warn("portal.apns_test_failed", {{"customer", customer_id},
+                                          {"environment", env_name},
+                                          {"error", connected.error().message}});
+    co_return make_error(Errc::unavailable, std::string("the test connection to APNs (") +
+                                                env_name +
+                                                ") failed: " + connected.error().message);
+  }
+  log::info("portal.apns_test_ok", {{"customer", customer_id}, {"environment", env_name}});
+  co_return Status{};
 }
 
 asio::awaitable<http::Response> PortalEndpoint::remove(const http::Request& req,

@@ -16,11 +16,14 @@
 #include <prometheus/registry.h>
 
 #include <chrono>
+#include <filesystem>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "certs/push_certificate.hpp"
 #include "common/crypto.hpp"
 #include "http/router.hpp"
 #include "keys/key_ring.hpp"
@@ -28,6 +31,16 @@
 #include "store/database_pool.hpp"
 
 namespace mp::portal {
+
+// Where a renewal's optional test connection goes: the region's APNs endpoints and trust.
+struct ApnsTestTarget {
+  std::string production_host;
+  std::uint16_t production_port = 443;
+  std::string sandbox_host;
+  std::uint16_t sandbox_port = 443;
+  std::optional<std::filesystem::path> ca_file;  // APNs server trust; system store when absent
+  std::chrono::milliseconds timeout{10'000};
+};
 
 struct PortalOptions {
   std::string region;              // this region's name, e.g. "eu-west-1"
@@ -37,6 +50,7 @@ struct PortalOptions {
   std::vector<Bytes> admin_token_hashes;             // SHA-384 of the region admin tokens
   std::size_t max_upload_bytes = 64 * 1024;          // the .p12 itself
   std::uint32_t failed_attempts_per_15_minutes = 10;
+  ApnsTestTarget apns;  // for renewals sent with test_connection=true
   // The clock certificates are checked against; tests move it.
   std::function<std::chrono::system_clock::time_point()> now = [] {
     return std::chrono::system_clock::now();
@@ -64,6 +78,9 @@ class PortalEndpoint {
                                                 const http::RequestContext& ctx);
   boost::asio::awaitable<http::Response> remove(const http::Request& req,
                                                 const http::RequestContext& ctx);
+
+  boost::asio::awaitable<Status> test_apns_connection(const std::string& customer_id,
+                                                      const certs::PushCertificate& cert);
 
   PortalOptions options_;
   store::DatabasePool& pool_;

@@ -127,14 +127,16 @@ class Portal : public ::testing::Test {
     }
   }
 
-  void start(int failures = 1000, const json& portal_extra = json::object()) {
-    daemon_ = launch(dir_, failures, portal_extra);
+  void start(int failures = 1000, const json& portal_extra = json::object(),
+             const json& top_extra = json::object()) {
+    daemon_ = launch(dir_, failures, portal_extra, top_extra);
     port_ = listening_port(*daemon_, 30s);
     ASSERT_NE(port_, 0) << daemon_->log();
   }
 
   std::unique_ptr<ChildProcess> launch(const std::filesystem::path& dir, int failures,
-                                       const json& portal_extra = json::object()) {
+                                       const json& portal_extra = json::object(),
+                                       const json& top_extra = json::object()) {
     std::filesystem::create_directories(dir);
     json patch = {{"database",
                    {{"host", db_.options().host},
@@ -151,6 +153,7 @@ class Portal : public ::testing::Test {
                     {"credential_refresh_s", 1},
                     {"other_regions", {{"eu-west-1", "portal.euw1.mailpush.example"}}}}}};
     patch["portal"].update(portal_extra);
+    patch.update(top_extra);
     const auto region = write_region_file(dir, patch.dump());
     return std::make_unique<ChildProcess>(binary_dir() / "src/app/mailpushd",
                                           std::vector<std::string>{"--region", region.string()},
@@ -567,6 +570,35 @@ TEST_F(Portal, ExpiryWarningsAreSentOnceAndExpiredCredentialsStop) {
   const std::string log = daemon_->log();
   EXPECT_NE(log.find("credential.expiring"), std::string::npos);
   EXPECT_EQ(log.find("s3cr3t"), std::string::npos) << "the webhook URL's token is not logged";
+}
+
+// A renewal may ask for a test connection to APNs with the new certificate first: it replaces
+// the old one only if the handshake with (here) apns-sim succeeds.
+TEST_F(Portal, RenewalCanTestTheConnectionToApnsFirst) {
+  auto sim = std::make_unique<ApnsSimProcess>();
+  const json apns = {{"apns",
+                      {{"production", {{"host", "127.0.0.1"}, {"port", sim->h2_port()}}},
+                       {"sandbox", {{"host", "127.0.0.1"}, {"port", sim->h2_port()}}},
+                       {"ca_file", (certs_ / "apple-ca.crt").string()}}}};
+  start(1000, json::object(), apns);
+  auto created = body_of(post("/portal/v1/customers", create_form("mail"), kAdminToken));
+  ASSERT_TRUE(created.contains("customer_id")) << created.dump();
+  const std::string path = "/portal/v1/customers/" + std::string(created["customer_id"]);
+
+  Form renew;
+  renew.file("certificate", p12("mail-legacy")).field("password", password("mail-legacy"));
+  renew.field("test_connection", "true");
+  auto ok = post(path + "/certificate", renew, created["admin_key"]);
+  ASSERT_EQ(ok.status, 200) << ok.body << daemon_->log();
+  EXPECT_NE(daemon_->log().find("portal.apns_test_ok"), std::string::npos);
+
+  sim.reset();  // APNs unreachable: the renewal is refused and the current certificate stays
+  auto failed = post(path + "/certificate", renew, created["admin_key"]);
+  EXPECT_EQ(failed.status, 422) << failed.body;
+  EXPECT_EQ(body_of(failed)["error"], "apns_test_failed");
+  EXPECT_NE(body_of(failed)["message"].get<std::string>().find("stays active"), std::string::npos);
+  const auto status = body_of(call("GET", path, created["admin_key"]));
+  EXPECT_EQ(status["certificates"].size(), 2u) << "nothing replaced by the failed renewal";
 }
 
 TEST_F(Portal, RepeatedFailuresFromOneAddressAreRateLimited) {
