@@ -504,12 +504,41 @@ asio::awaitable<http::Response> PortalEndpoint::create(const http::Request& req,
 
 namespace {
 
-// The caller's right over /portal/v1/customers/{id}...: the region admin token, or the
-// customer's own admin key. Returns the customer row or the refusal.
-struct Authorised {
-  store::CustomerRow customer;
-  std::string actor;
+// Who calls /portal/v1/customers/{id}...: the region admin token or a customer admin key.
+struct Caller {
+  std::string id;  // the Customer ID of the path
+  bool admin = false;
+  Bytes key_hash;  // SHA-384 of the bearer key
 };
+
+// The path's Customer ID and the bearer key, or the refusal for a malformed id or no key.
+std::variant<Caller, Refusal> caller_of(const http::Request& req, std::string_view id,
+                                        const std::vector<Bytes>& admin_token_hashes) {
+  if (!valid_customer_id(id)) {
+    return Refusal{bhttp::status::not_found, "not_found", "no such customer", Blame::none};
+  }
+  const std::string token = bearer_token(req);
+  if (token.empty()) {
+    return Refusal{bhttp::status::unauthorized, "missing_key",
+                   "send the customer admin key as 'Authorization: Bearer <key>'", Blame::none};
+  }
+  return Caller{std::string(id), is_admin_token(admin_token_hashes, token), sha384(token)};
+}
+
+// The customer the caller may act on: by Customer ID for the admin token, by key otherwise;
+// none when the key belongs to another customer or the customer is deleted.
+Result<std::optional<store::CustomerRow>> authorised_customer(store::Connection& c,
+                                                              const Caller& caller) {
+  auto found = caller.admin ? store::find_customer(c, caller.id)
+                            : store::find_customer_by_admin_key(c, caller.key_hash);
+  if (!found) return found;
+  if (!*found || (*found)->customer_id != caller.id || (*found)->state == "deleted")
+    return std::optional<store::CustomerRow>{};
+  return found;
+}
+
+const Refusal kInvalidKey{bhttp::status::forbidden, "invalid_key",
+                          "the key is not valid for this customer", Blame::caller};
 
 }  // namespace
 
@@ -517,40 +546,27 @@ asio::awaitable<http::Response> PortalEndpoint::status(const http::Request& req,
                                                        const http::RequestContext& ctx) {
   PortalRequest r(req, ctx, outcomes_, limiter_, "status");
   if (auto limited = r.rate_limited()) co_return r.refuse(*limited);
-  const std::string id(ctx.path_rest);
-  if (!valid_customer_id(id)) {
-    co_return r.refuse({bhttp::status::not_found, "not_found", "no such customer", Blame::none});
-  }
-  const std::string token = bearer_token(req);
-  const bool admin = is_admin_token(options_.admin_token_hashes, token);
+  auto who = caller_of(req, ctx.path_rest, options_.admin_token_hashes);
+  if (auto* refusal = std::get_if<Refusal>(&who)) co_return r.refuse(*refusal);
   struct View {
     std::optional<store::CustomerRow> customer;
     std::vector<store::CredentialRow> credentials;
   };
   const store::DatabasePool::Job<View> job =
-      [id, admin,
-       hash = token.empty() ? Bytes{} : sha384(token)](store::Connection& c) -> Result<View> {
+      [caller = std::get<Caller>(who)](store::Connection& c) -> Result<View> {
     View v;
-    auto found = admin ? store::find_customer(c, id) : store::find_customer_by_admin_key(c, hash);
+    auto found = authorised_customer(c, caller);
     if (!found) return std::move(found).error();
-    if (!*found || (*found)->customer_id != id || (*found)->state == "deleted") return v;
+    if (!*found) return v;
     v.customer = std::move(*found);
     auto creds = store::customer_credentials(c, v.customer->id);
     if (!creds) return std::move(creds).error();
     v.credentials = std::move(*creds);
     return v;
   };
-  if (token.empty()) {
-    co_return r.refuse({bhttp::status::unauthorized, "missing_key",
-                        "send the customer admin key as 'Authorization: Bearer <key>'",
-                        Blame::none});
-  }
   auto view = co_await pool_.async_run(job, asio::use_awaitable);
   if (!view) co_return r.refuse(database_refusal(view.error()));
-  if (!view->customer) {
-    co_return r.refuse({bhttp::status::forbidden, "invalid_key",
-                        "the key is not valid for this customer", Blame::caller});
-  }
+  if (!view->customer) co_return r.refuse(kInvalidKey);
   json creds = json::array();
   json active = nullptr;
   json warnings = json::array();
@@ -591,29 +607,22 @@ asio::awaitable<http::Response> PortalEndpoint::change(const http::Request& req,
                   : what == "disable"   ? "disable"
                                         : "enable");
   if (auto limited = r.rate_limited()) co_return r.refuse(*limited);
-  if (!valid_customer_id(id) || (what != "certificate" && what != "disable" && what != "enable")) {
+  if (what != "certificate" && what != "disable" && what != "enable") {
     co_return r.refuse({bhttp::status::not_found, "not_found",
                         "no such resource: POST /portal/v1/customers/{id}/certificate, "
                         "/disable or /enable",
                         Blame::none});
   }
-  const std::string token = bearer_token(req);
-  if (token.empty()) {
-    co_return r.refuse({bhttp::status::unauthorized, "missing_key",
-                        "send the customer admin key as 'Authorization: Bearer <key>'",
-                        Blame::none});
-  }
-  const bool admin = is_admin_token(options_.admin_token_hashes, token);
+  auto who = caller_of(req, id, options_.admin_token_hashes);
+  if (auto* refusal = std::get_if<Refusal>(&who)) co_return r.refuse(*refusal);
+  const bool admin = std::get<Caller>(who).admin;
   const store::DatabasePool::Job<std::optional<store::CustomerRow>> find =
-      [id, admin, hash = sha384(token)](store::Connection& c) {
-        return admin ? store::find_customer(c, id) : store::find_customer_by_admin_key(c, hash);
+      [caller = std::get<Caller>(who)](store::Connection& c) {
+        return authorised_customer(c, caller);
       };
   auto found = co_await pool_.async_run(find, asio::use_awaitable);
   if (!found) co_return r.refuse(database_refusal(found.error()));
-  if (!*found || (*found)->customer_id != id || (*found)->state == "deleted") {
-    co_return r.refuse({bhttp::status::forbidden, "invalid_key",
-                        "the key is not valid for this customer", Blame::caller});
-  }
+  if (!*found) co_return r.refuse(kInvalidKey);
   const store::CustomerRow customer = **found;
   const store::Actor actor{admin ? "portal:region-admin" : "portal:customer-admin", r.peer()};
 
@@ -751,35 +760,24 @@ asio::awaitable<http::Response> PortalEndpoint::remove(const http::Request& req,
                                                        const http::RequestContext& ctx) {
   PortalRequest r(req, ctx, outcomes_, limiter_, "delete");
   if (auto limited = r.rate_limited()) co_return r.refuse(*limited);
-  const std::string id(ctx.path_rest);
-  if (!valid_customer_id(id)) {
-    co_return r.refuse({bhttp::status::not_found, "not_found", "no such customer", Blame::none});
-  }
-  const std::string token = bearer_token(req);
-  if (token.empty()) {
-    co_return r.refuse({bhttp::status::unauthorized, "missing_key",
-                        "send the customer admin key as 'Authorization: Bearer <key>'",
-                        Blame::none});
-  }
-  const bool admin = is_admin_token(options_.admin_token_hashes, token);
-  const store::Actor actor{admin ? "portal:region-admin" : "portal:customer-admin", r.peer()};
+  auto who = caller_of(req, ctx.path_rest, options_.admin_token_hashes);
+  if (auto* refusal = std::get_if<Refusal>(&who)) co_return r.refuse(*refusal);
+  const Caller& caller = std::get<Caller>(who);
+  const std::string id = caller.id;
+  const store::Actor actor{caller.admin ? "portal:region-admin" : "portal:customer-admin",
+                           r.peer()};
   const store::DatabasePool::Job<std::optional<bool>> job =
-      [id, admin, hash = sha384(token),
-       actor](store::Connection& c) -> Result<std::optional<bool>> {
-    auto found = admin ? store::find_customer(c, id) : store::find_customer_by_admin_key(c, hash);
+      [caller, actor](store::Connection& c) -> Result<std::optional<bool>> {
+    auto found = authorised_customer(c, caller);
     if (!found) return std::move(found).error();
-    if (!*found || (*found)->customer_id != id || (*found)->state == "deleted")
-      return std::optional<bool>{};
+    if (!*found) return std::optional<bool>{};
     auto changed = store::set_customer_state(c, (*found)->id, "deleted", actor);
     if (!changed) return std::move(changed).error();
     return std::optional<bool>{*changed};
   };
   auto deleted = co_await pool_.async_run(job, asio::use_awaitable);
   if (!deleted) co_return r.refuse(database_refusal(deleted.error()));
-  if (!*deleted) {
-    co_return r.refuse({bhttp::status::forbidden, "invalid_key",
-                        "the key is not valid for this customer", Blame::caller});
-  }
+  if (!*deleted) co_return r.refuse(kInvalidKey);
   log::info("portal.customer_deleted", {{"customer", id}, {"by", actor.name}});
   co_return r.ok(bhttp::status::ok, {{"customer_id", id}, {"state", "deleted"}});
 }

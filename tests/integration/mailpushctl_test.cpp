@@ -18,13 +18,15 @@ std::filesystem::path ctl_binary() {
   return binary_dir() / "src/app/mailpushctl";
 }
 
-std::filesystem::path region_for(const ScratchDatabase& db, const std::filesystem::path& dir) {
+std::filesystem::path region_for(const ScratchDatabase& db, const std::filesystem::path& dir,
+                                 const nlohmann::json& extra = nlohmann::json::object()) {
   nlohmann::json patch = {{"database",
                            {{"host", db.options().host},
                             {"port", db.options().port},
                             {"socket", nullptr},
                             {"name", db.name()},
                             {"password_file", std::getenv("MAILPUSH_TEST_DB_PASSWORD_FILE")}}}};
+  patch.update(extra);
   return write_region_file(dir, patch.dump());
 }
 
@@ -168,14 +170,7 @@ TEST(Mailpushctl, KekRotateRewrapsEveryCredentialUnderTheNewKey) {
   const auto kek = dir / "kek";
   const std::string make_kek = (source_dir() / "scripts/make-kek.sh").string();
   ASSERT_EQ(run_command({make_kek, kek.string(), "kek-old"}), 0);
-  nlohmann::json patch = {{"database",
-                           {{"host", db.options().host},
-                            {"port", db.options().port},
-                            {"socket", nullptr},
-                            {"name", db.name()},
-                            {"password_file", std::getenv("MAILPUSH_TEST_DB_PASSWORD_FILE")}}},
-                          {"portal", {{"kek_file", kek.string()}}}};
-  const auto region = write_region_file(dir, patch.dump());
+  const auto region = region_for(db, dir, {{"portal", {{"kek_file", kek.string()}}}});
   std::string out;
   ASSERT_EQ(ctl(region, {"migrate"}, &out), 0) << out;
 
