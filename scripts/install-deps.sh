@@ -11,7 +11,10 @@ packages=(
   libgtest-dev libgmock-dev
   prometheus-cpp-dev libcli11-dev
   clang libclang-rt-14-dev clang-format
+  chromium nodejs
 )
+# npm: Debian's package, unless the installed Node.js (e.g. NodeSource's) already brings npm.
+command -v npm >/dev/null 2>&1 || packages+=(npm)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -20,8 +23,25 @@ for p in "${packages[@]}"; do
   fi
 done
 
+# The browser test's npm packages (tests/browser/package-lock.json, exact versions) into
+# tests/browser/node_modules; npm ci only when what is there differs from the lock file.
+install_browser_test_packages() {
+  local dir
+  dir="$(cd "$(dirname "$0")/.." && pwd)/tests/browser"
+  if [ -f "$dir/node_modules/.package-lock.json" ] &&
+    node -e 'const a = require(process.argv[1]).packages, b = require(process.argv[2]).packages;
+      for (const k of Object.keys(a)) if (k && (!b[k] || b[k].version !== a[k].version)) process.exit(1);' \
+      "$dir/package-lock.json" "$dir/node_modules/.package-lock.json" 2>/dev/null; then
+    echo "install-deps: browser test packages present"
+    return
+  fi
+  echo "install-deps: npm ci in tests/browser"
+  (cd "$dir" && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error >/dev/null)
+}
+
 if [ ${#missing[@]} -eq 0 ]; then
   echo "install-deps: all ${#packages[@]} packages present"
+  install_browser_test_packages
   exit 0
 fi
 
@@ -46,4 +66,5 @@ trap cleanup EXIT
 
 "${as_root[@]}" apt-get update -qq
 "${as_root[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+install_browser_test_packages
 echo "install-deps: done"

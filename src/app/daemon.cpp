@@ -31,6 +31,7 @@
 #include "portal/credential_registry.hpp"
 #include "portal/expiry_monitor.hpp"
 #include "portal/portal_endpoint.hpp"
+#include "portal/portal_page.hpp"
 #include "relay/ews_callback_service.hpp"
 #include "relay/registration_cache.hpp"
 #include "store/mariadb_callback_store.hpp"
@@ -298,6 +299,8 @@ int run_daemon(const config::RegionConfig& cfg) {
   http::EwsEndpoint ews_endpoint(callback_service, std::move(ews_options), *registry);
   ews_endpoint.add_routes(router);
   const keys::KeyRing* portal_ring = portal_setup->ring ? &*portal_setup->ring : nullptr;
+  portal::PortalPage portal_page(portal_setup->options);  // copies before the move below
+  portal_page.add_routes(router);
   portal::PortalEndpoint portal_endpoint(std::move(portal_setup->options), pool, portal_ring,
                                          *registry);
   portal_endpoint.add_routes(router);
