@@ -298,12 +298,23 @@ int run_daemon(const config::RegionConfig& cfg) {
   }
   http::EwsEndpoint ews_endpoint(callback_service, std::move(ews_options), *registry);
   ews_endpoint.add_routes(router);
+  // The portal shares the listener unless portal.listen gives it an address of its own.
+  http::Router portal_router;
+  http::Router& portal_routes = cfg.portal.listen ? portal_router : router;
+  if (cfg.portal.listen) {
+    portal_router.add(bhttp::verb::get, "/healthz", "healthz",
+                      [](const http::Request& req,
+                         const http::RequestContext&) -> asio::awaitable<http::Response> {
+                        co_return http::json_response(req, bhttp::status::ok,
+                                                      R"({"status":"alive"})");
+                      });
+  }
   const keys::KeyRing* portal_ring = portal_setup->ring ? &*portal_setup->ring : nullptr;
   portal::PortalPage portal_page(portal_setup->options);  // copies before the move below
-  portal_page.add_routes(router);
+  portal_page.add_routes(portal_routes);
   portal::PortalEndpoint portal_endpoint(std::move(portal_setup->options), pool, portal_ring,
                                          *registry);
-  portal_endpoint.add_routes(router);
+  portal_endpoint.add_routes(portal_routes);
   auto& silent_gauge = prometheus::BuildGauge()
                            .Name("mailpush_subscriptions_silent")
                            .Help("Active registrations not heard from for over 2 x StatusFrequency")
@@ -320,9 +331,25 @@ int run_daemon(const config::RegionConfig& cfg) {
     log::error("daemon.listen_failed", {{"error", st.error().message}});
     return kExitFailure;
   }
+  std::optional<http::HttpsServer> portal_server;
+  if (cfg.portal.listen) {
+    http::ServerOptions portal_options = server_options;
+    portal_options.bind_address = cfg.portal.listen->bind_address;
+    portal_options.port = cfg.portal.listen->port;
+    portal_server.emplace(ioc, **tls, portal_options, portal_router, server_metrics);
+    if (auto st = portal_server->listen(); !st) {
+      log::error("daemon.listen_failed", {{"error", st.error().message}, {"server", "portal"}});
+      return kExitFailure;
+    }
+  }
   server.start();
   log::info("daemon.listening",
             {{"address", cfg.listener.bind_address}, {"port", server.local_port()}});
+  if (portal_server) {
+    portal_server->start();
+    log::info("daemon.portal_listening", {{"address", cfg.portal.listen->bind_address},
+                                          {"port", portal_server->local_port()}});
+  }
 
   // Heartbeat: tells operators (and later the dispatcher's lease take-over) this instance lives.
   std::atomic<bool> stopping{false};
@@ -401,10 +428,14 @@ int run_daemon(const config::RegionConfig& cfg) {
                                   {"grace_ms", cfg.limits.shutdown_grace.count()},
                                   {"connections", server.active_connections()}});
     stopping.store(true);
-    server.shutdown(cfg.limits.shutdown_grace, [&](std::size_t forced) {
+    // Both servers drain; the last one to finish stops the io_context.
+    const auto servers = std::make_shared<std::atomic<int>>(portal_server ? 2 : 1);
+    auto drained = [&ioc, servers](std::size_t forced) {
       if (forced > 0) log::warn("daemon.forced_close", {{"connections", forced}});
-      ioc.stop();
-    });
+      if (servers->fetch_sub(1) == 1) ioc.stop();
+    };
+    server.shutdown(cfg.limits.shutdown_grace, drained);
+    if (portal_server) portal_server->shutdown(cfg.limits.shutdown_grace, drained);
     // A second signal means "now".
     signals.async_wait([&](boost::system::error_code ec2, int) {
       if (ec2) return;

@@ -531,10 +531,11 @@ Result<RegionConfig> parse_checked(std::string_view text, const fs::path& source
          limits.registration_cache_entries);
 
   auto& portal = cfg.portal;
-  const Section ps = r.section(top, "portal", Need::optional,
-                               {"kek_file", "admin_token_file", "trust_anchors", "max_upload_bytes",
-                                "failed_attempts_per_15_minutes", "credential_refresh_s",
-                                "expiry_check_interval_s", "expiry_webhook_url", "other_regions"});
+  const Section ps =
+      r.section(top, "portal", Need::optional,
+                {"kek_file", "admin_token_file", "trust_anchors", "max_upload_bytes",
+                 "failed_attempts_per_15_minutes", "credential_refresh_s",
+                 "expiry_check_interval_s", "expiry_webhook_url", "other_regions", "listen"});
   r.read(ps, "kek_file", Need::optional, portal.kek_file);
   r.read(ps, "admin_token_file", Need::optional, portal.admin_token_file);
   r.read(ps, "trust_anchors", Need::optional, portal.trust_anchors);
@@ -553,6 +554,14 @@ Result<RegionConfig> parse_checked(std::string_view text, const fs::path& source
     portal.expiry_webhook_url = std::move(webhook);
   }
   r.read_host_map(ps, "other_regions", is_region_name, portal.other_regions);
+  if (r.has(ps, "listen")) {
+    const Section pl = r.section(ps, "listen", Need::optional, {"bind_address", "port"});
+    PortalConfig::Listen listen;
+    r.read(pl, "bind_address", Need::required, is_ip_literal,
+           "must be an IPv4 or IPv6 address such as 0.0.0.0 or ::", listen.bind_address);
+    r.read(pl, "port", Need::required, 0, 65535, listen.port);
+    portal.listen = listen;
+  }
 
   r.read(top, "threads", Need::optional, 0, 256, cfg.threads);
   r.read(top, "log_level", Need::optional, is_log_level, "must be one of debug, info, warn, error",

@@ -102,22 +102,39 @@ std::shared_ptr<const CredentialRegistry::Loaded> CredentialRegistry::open(
   return loaded;
 }
 
+namespace {
+
+// One series per environment the credential serves.
+template <class Fn>
+void for_each_series(const CredentialRegistry::Loaded& loaded, Fn fn) {
+  if (loaded.development) fn("development");
+  if (loaded.production) fn("production");
+}
+
+}  // namespace
+
 void CredentialRegistry::publish(std::map<std::string, std::shared_ptr<const Loaded>> next) {
   std::lock_guard lock(mutex_);
+  const auto labels = [](const std::string& customer, const Loaded& loaded,
+                         const char* environment) {
+    return std::map<std::string, std::string>{{"customer", customer},
+                                              {"topic", loaded.topic},
+                                              {"environment", environment},
+                                              {"fingerprint", loaded.fingerprint}};
+  };
   // The gauge follows what is loaded: series of replaced or removed credentials go.
   for (const auto& [customer, old] : by_customer_) {
     const auto it = next.find(customer);
     if (it != next.end() && it->second->credential_id == old->credential_id) continue;
-    not_after_.Remove(&not_after_.Add(
-        {{"customer", customer}, {"topic", old->topic}, {"fingerprint", old->fingerprint}}));
+    for_each_series(*old, [&](const char* env) {
+      not_after_.Remove(&not_after_.Add(labels(customer, *old, env)));
+    });
   }
   for (const auto& [customer, loaded] : next) {
     if (auto t = epoch_seconds(loaded->not_after)) {
-      not_after_
-          .Add({{"customer", customer},
-                {"topic", loaded->topic},
-                {"fingerprint", loaded->fingerprint}})
-          .Set(*t);
+      for_each_series(*loaded, [&](const char* env) {
+        not_after_.Add(labels(customer, *loaded, env)).Set(*t);
+      });
     }
   }
   by_customer_ = std::move(next);

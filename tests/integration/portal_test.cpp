@@ -601,6 +601,78 @@ TEST_F(Portal, RenewalCanTestTheConnectionToApnsFirst) {
   EXPECT_EQ(status["certificates"].size(), 2u) << "nothing replaced by the failed renewal";
 }
 
+// portal.listen: the portal on its own port, and only there.
+TEST_F(Portal, ThePortalCanHaveItsOwnPort) {
+  start(1000, {{"listen", {{"bind_address", "127.0.0.1"}, {"port", 0}}}});
+  const auto line = daemon_->wait_for_log("\"daemon.portal_listening\"", 30s);
+  ASSERT_TRUE(line) << daemon_->log();
+  const auto portal_port = json::parse(*line).at("port").get<std::uint16_t>();
+  ASSERT_NE(portal_port, port_);
+  const auto listener_port = port_;
+
+  port_ = portal_port;
+  auto created = post("/portal/v1/customers", create_form("mail"), kAdminToken);
+  EXPECT_EQ(created.status, 201) << created.body;
+  EXPECT_EQ(https_request(portal_port, "GET", "/portal/").status, 200);
+  EXPECT_EQ(https_request(portal_port, "GET", "/healthz").status, 200);
+  EXPECT_EQ(https_request(portal_port, "POST", "/ews/v1/notify/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+                          "<x/>", {{"Content-Type", "text/xml"}})
+                .status,
+            404)
+      << "no EWS listener on the portal's port";
+
+  port_ = listener_port;
+  EXPECT_EQ(post("/portal/v1/customers", create_form("mail"), kAdminToken).status, 404)
+      << "no portal on the listener's port";
+  EXPECT_EQ(https_request(listener_port, "GET", "/portal/").status, 404);
+  EXPECT_EQ(https_request(listener_port, "GET", "/healthz").status, 200);
+}
+
+// SQL metacharacters and Unicode in each text field: refused with the field's reason, or
+// stored verbatim; never an error of the database.
+TEST_F(Portal, SqlAndUnicodeInEveryTextField) {
+  start();
+  const std::string hostile = "x'); DROP TABLE customers; -- \xC3\xBC\xF0\x9F\x93\xA7 \\ \"";
+  const std::string code = invite();
+  struct Case {
+    std::string field;
+    int status;
+    std::string error;
+  };
+  for (const Case& c :
+       {Case{"app_id", 400, "invalid_app_id"}, Case{"region", 400, "unknown_region"},
+        Case{"password", 422, "wrong_password"}, Case{"invite_code", 403, "invalid_invite"}}) {
+    Form f;
+    f.file("certificate", p12("mail"));
+    for (const auto& [name, value] :
+         std::vector<std::pair<std::string, std::string>>{{"password", password("mail")},
+                                                          {"app_id", "com.example.mail"},
+                                                          {"region", "dev"},
+                                                          {"invite_code", code}}) {
+      f.field(name, name == c.field ? hostile : value);
+    }
+    auto r = post("/portal/v1/customers", f);
+    EXPECT_EQ(r.status, c.status) << c.field << ": " << r.body;
+    EXPECT_EQ(body_of(r).value("error", ""), c.error) << c.field << ": " << r.body;
+    EXPECT_EQ(r.body.find("DROP TABLE"), std::string::npos) << "values are never echoed";
+  }
+  // The invite survived the refusals; display_name keeps the text exactly.
+  Form ok = create_form("mail");
+  ok.field("invite_code", code).field("display_name", hostile);
+  auto created = post("/portal/v1/customers", ok);
+  ASSERT_EQ(created.status, 201) << created.body;
+  const json c = body_of(created);
+  EXPECT_EQ(body_of(call("GET", "/portal/v1/customers/" + std::string(c["customer_id"]),
+                         c["admin_key"]))["display_name"],
+            hostile);
+  // Keys and ids in paths and headers: refused, never a database error.
+  EXPECT_EQ(call("GET", "/portal/v1/customers/dev-x'%20OR%201=1", c["admin_key"]).status, 404);
+  EXPECT_EQ(
+      call("GET", "/portal/v1/customers/" + std::string(c["customer_id"]), "ak_' OR 1=1 --").status,
+      403);
+  EXPECT_EQ(count("SELECT COUNT(*) FROM customers"), 1);
+}
+
 TEST_F(Portal, RepeatedFailuresFromOneAddressAreRateLimited) {
   start(3);
   Form wrong;

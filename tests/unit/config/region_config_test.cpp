@@ -655,6 +655,17 @@ TEST(RegionConfigPortal, DefaultsAndEveryField) {
   EXPECT_EQ(cfg->portal.expiry_check_interval, std::chrono::seconds(60));
   EXPECT_EQ(cfg->portal.expiry_webhook_url, "https://hooks.example.net:8443/mailpush");
   EXPECT_EQ(cfg->portal.other_regions.at("eu-west-1"), "portal.euw1.mailpush.example");
+  EXPECT_FALSE(cfg->portal.listen) << "the portal shares the listener by default";
+  doc["portal"]["listen"] = {{"bind_address", "::"}, {"port", 9443}};
+  const auto split = parse(doc);
+  ASSERT_TRUE(split.ok()) << error_of(split);
+  ASSERT_TRUE(split->portal.listen);
+  EXPECT_EQ(split->portal.listen->bind_address, "::");
+  EXPECT_EQ(split->portal.listen->port, 9443);
+  doc["portal"]["listen"] = {{"bind_address", "portal.example"}};
+  EXPECT_NE(error_of(doc).find("portal.listen.bind_address: must be an IPv4 or IPv6 address"),
+            std::string::npos);
+  EXPECT_NE(error_of(doc).find("portal.listen.port: missing"), std::string::npos);
 }
 
 TEST(RegionConfigPortal, BadValuesAreNamed) {
