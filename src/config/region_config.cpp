@@ -76,8 +76,11 @@ bool is_webhook_url(std::string_view s) {
   } else {
     return false;
   }
-  const std::string_view authority = rest.substr(0, rest.find('/'));
-  if (authority.empty() || authority.find('@') != std::string_view::npos) return false;
+  const std::string_view authority = rest.substr(0, rest.find_first_of("/?#"));
+  if (authority.empty() ||
+      authority.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+                                  ".-:[]") != std::string_view::npos)
+    return false;
   std::string_view host = authority;
   if (const auto colon = authority.rfind(':'); colon != std::string_view::npos) {
     const std::string_view port = authority.substr(colon + 1);

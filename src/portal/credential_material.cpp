@@ -8,7 +8,6 @@ namespace mp::portal {
 namespace {
 
 constexpr std::string_view kMagic = "mpc1";
-constexpr std::uint32_t kMaxChain = 8;
 
 void put_u32(std::uint8_t*& out, std::uint32_t v) {
   *out++ = static_cast<std::uint8_t>(v >> 24);
@@ -80,7 +79,7 @@ Result<CredentialMaterial> unpack_material(std::string_view bytes) {
   std::string_view cert;
   std::uint32_t chain_count = 0;
   if (!r.field(cert) || cert.empty()) return damaged("certificate");
-  if (!r.u32(chain_count) || chain_count > kMaxChain) return damaged("chain");
+  if (!r.u32(chain_count) || chain_count > kMaxChainCertificates) return damaged("chain");
   CredentialMaterial m;
   m.certificate_der.assign(cert);
   for (std::uint32_t i = 0; i < chain_count; ++i) {

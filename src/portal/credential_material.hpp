@@ -15,6 +15,9 @@ namespace mp::portal {
 // "mpc1" | u32 certificate length | certificate DER | u32 chain count | (u32 length | DER)... |
 // u32 key length | PKCS#8 key DER, lengths big-endian. A versioned, exact layout: no parsing of
 // PEM text, nothing that could be mistaken for another field.
+// Chain certificates kept with a credential at most: a push certificate needs one or two (Apple's
+// WWDR intermediate); uploads with more are refused before anything is stored.
+inline constexpr std::size_t kMaxChainCertificates = 8;
 keys::SecretBytes pack_material(const certs::PushCertificate& certificate);
 
 struct CredentialMaterial {

@@ -48,25 +48,43 @@ asio::awaitable<Result<std::vector<ExpiryWarning>>> ExpiryMonitor::check() {
         // An expired row was announced when it was marked; nothing more to say.
         continue;
       }
-      auto mine = store::claim_expiry_warning(c, k.id, *threshold);
-      if (!mine) return std::move(mine).error();
-      if (!*mine) continue;  // another instance (or an earlier pass) sent it
-      if (*threshold == 0) {
-        if (auto marked = store::mark_credential_expired(c, k.id); !marked)
-          return std::move(marked).error();
-      }
+      // Claim, mark and audit row in one transaction per credential: a failure leaves the
+      // warning unclaimed for the next pass, and does not stop the other credentials.
       const std::int64_t days =
           k.seconds_left >= 0 ? k.seconds_left / 86400 : -((-k.seconds_left + 86399) / 86400);
-      const nlohmann::json detail = {{"topic", k.topic},
-                                     {"not_after", k.not_after},
-                                     {"days_left", days},
-                                     {"threshold_days", *threshold},
-                                     {"fingerprint", k.fingerprint_hex}};
-      if (auto st = store::write_audit(
-              c, actor, *threshold == 0 ? "credential.expired" : "credential.expiring",
-              k.customer_row_id, detail.dump());
-          !st) {
-        return std::move(st).error();
+      auto step = [&]() -> Result<bool> {
+        if (auto st = c.begin(); !st) return std::move(st).error();
+        auto mine = store::claim_expiry_warning(c, k.id, *threshold);
+        if (!mine || !*mine) return mine;  // another instance (or an earlier pass) sent it
+        if (*threshold == 0) {
+          if (auto marked = store::mark_credential_expired(c, k.id); !marked)
+            return std::move(marked).error();
+        }
+        const nlohmann::json detail = {{"topic", k.topic},
+                                       {"not_after", k.not_after},
+                                       {"days_left", days},
+                                       {"threshold_days", *threshold},
+                                       {"fingerprint", k.fingerprint_hex}};
+        if (auto st = store::write_audit(
+                c, actor, *threshold == 0 ? "credential.expired" : "credential.expiring",
+                k.customer_row_id, detail.dump());
+            !st) {
+          return std::move(st).error();
+        }
+        return true;
+      };
+      auto done = step();
+      if (done) {
+        if (auto st = c.commit(); !st) done = std::move(st).error();
+      }
+      if (!done || !*done) {
+        if (!c.broken()) (void)c.rollback();
+        if (!done) {
+          log::warn("credential.expiry_claim_failed",
+                    {{"customer", k.customer_id}, {"error", done.error().message}});
+          if (c.broken()) break;  // the connection is gone: the next pass tries again
+        }
+        continue;
       }
       claimed.push_back({k.customer_id, k.topic, k.fingerprint_hex, k.not_after, days, *threshold});
     }

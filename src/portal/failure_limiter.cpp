@@ -47,15 +47,28 @@ std::size_t FailureLimiter::tracked() const {
 void FailureLimiter::make_room(Clock::time_point now) {
   std::erase_if(windows_, [&](const auto& w) { return now - w.second.start >= window_; });
   if (windows_.size() < max_addresses_) return;
-  // Still full: forget the older half of the windows (the newest failures stay counted).
+  // Still full: forget the older half of the windows that are not blocking anyone, so that a
+  // flood of fresh addresses cannot lift the blocks already in place.
   std::vector<Clock::time_point> starts;
   starts.reserve(windows_.size());
-  for (const auto& [address, w] : windows_) starts.push_back(w.start);
-  auto middle = starts.begin() + static_cast<std::ptrdiff_t>(starts.size() / 2);
-  std::nth_element(starts.begin(), middle, starts.end());
-  const auto cut = *middle;
-  std::erase_if(windows_, [&](const auto& w) { return w.second.start < cut; });
-  if (windows_.size() >= max_addresses_) windows_.clear();
+  for (const auto& [address, w] : windows_) {
+    if (w.failures < limit_) starts.push_back(w.start);
+  }
+  if (!starts.empty()) {
+    auto middle = starts.begin() + static_cast<std::ptrdiff_t>(starts.size() / 2);
+    std::nth_element(starts.begin(), middle, starts.end());
+    const auto cut = *middle;
+    std::erase_if(windows_, [&](const auto& w) {
+      return w.second.failures < limit_ && w.second.start <= cut;
+    });
+  }
+  // Only blocked windows left: the oldest go first.
+  while (windows_.size() >= max_addresses_) {
+    auto oldest = std::min_element(
+        windows_.begin(), windows_.end(),
+        [](const auto& a, const auto& b) { return a.second.start < b.second.start; });
+    windows_.erase(oldest);
+  }
 }
 
 }  // namespace mp::portal

@@ -77,8 +77,10 @@ bool valid_app_id(std::string_view s) {
          std::string_view::npos;
 }
 
+bool valid_utf8(std::string_view s);
+
 bool valid_display_name(std::string_view s) {
-  if (s.size() > 200) return false;
+  if (s.size() > 200 || !valid_utf8(s)) return false;
   for (unsigned char c : s) {
     if (c < 0x20 || c == 0x7f) return false;
   }
@@ -152,6 +154,19 @@ struct Upload {
 
 }  // namespace
 
+// The limiter counts per IPv4 address and per IPv6 /64 (one subscriber's network holds 2^64
+// addresses, so counting single IPv6 addresses would limit nothing).
+std::string limiter_key(const boost::asio::ip::address& peer) {
+  if (peer.is_v6() && !peer.to_v6().is_v4_mapped()) {
+    auto bytes = peer.to_v6().to_bytes();
+    std::fill(bytes.begin() + 8, bytes.end(), 0);
+    return boost::asio::ip::address_v6(bytes).to_string() + "/64";
+  }
+  if (peer.is_v6())
+    return boost::asio::ip::make_address_v4(boost::asio::ip::v4_mapped, peer.to_v6()).to_string();
+  return peer.to_string();
+}
+
 // Request-scoped helpers shared by the handlers.
 class PortalRequest {
  public:
@@ -163,12 +178,13 @@ class PortalRequest {
         outcomes_(outcomes),
         limiter_(limiter),
         action_(action),
-        peer_(ctx.peer.to_string()) {}
+        peer_(ctx.peer.to_string()),
+        limiter_key_(limiter_key(ctx.peer)) {}
 
   const std::string& peer() const { return peer_; }
 
   std::optional<Refusal> rate_limited() {
-    if (auto wait = limiter_.blocked(peer_, FailureLimiter::Clock::now())) {
+    if (auto wait = limiter_.blocked(limiter_key_, FailureLimiter::Clock::now())) {
       return Refusal{bhttp::status::too_many_requests, "too_many_failures",
                      "too many failed attempts from this address: try again in " +
                          std::to_string(wait->count()) + " seconds",
@@ -178,7 +194,9 @@ class PortalRequest {
   }
 
   http::Response refuse(const Refusal& r) {
-    if (r.blame == Blame::caller) limiter_.record_failure(peer_, FailureLimiter::Clock::now());
+    if (r.blame == Blame::caller) {
+      limiter_.record_failure(limiter_key_, FailureLimiter::Clock::now());
+    }
     outcomes_.Add({{"action", std::string(action_)}, {"result", r.code}}).Increment();
     log::warn("portal.refused", {{"action", action_},
                                  {"reason", r.code},
@@ -220,8 +238,13 @@ class PortalRequest {
       if (std::find(known.begin(), known.end(), p.name) == known.end()) {
         std::string names;
         for (auto k : known) names += (names.empty() ? "" : ", ") + std::string(k);
+        const bool printable = std::all_of(p.name.begin(), p.name.end(),
+                                           [](char ch) { return ch >= 0x20 && ch < 0x7f; });
         return Refusal{bhttp::status::bad_request, "unknown_field",
-                       "unknown form field '" + p.name + "' (known: " + names + ")", Blame::none};
+                       (printable ? "unknown form field '" + p.name + "'"
+                                  : std::string("a form field with an unknown name")) +
+                           " (known: " + names + ")",
+                       Blame::none};
       }
       if (p.name != "certificate" && p.data.size() > kMaxFieldBytes) {
         return Refusal{bhttp::status::bad_request, "field_too_long",
@@ -262,6 +285,7 @@ class PortalRequest {
   FailureLimiter& limiter_;
   std::string_view action_;
   std::string peer_;
+  std::string limiter_key_;
 };
 
 namespace {
@@ -276,6 +300,42 @@ Refusal from_certificate_refusal(const certs::Refused& r) {
   const bool conflict = r.reason == certs::Refusal::topic_mismatch;
   return Refusal{conflict ? bhttp::status::conflict : bhttp::status::unprocessable_entity,
                  certs::refusal_name(r.reason), r.message, Blame::caller};
+}
+
+// What inspect_p12 accepted but the relay cannot keep: more chain certificates than stored.
+std::optional<Refusal> unstorable(const certs::PushCertificate& c) {
+  if (c.chain_der.size() <= kMaxChainCertificates) return std::nullopt;
+  return Refusal{bhttp::status::unprocessable_entity, "too_many_certificates",
+                 "the file holds " + std::to_string(c.chain_der.size()) +
+                     " certificates besides the push certificate (at most " +
+                     std::to_string(kMaxChainCertificates) +
+                     "): export only the push certificate and its key from Keychain",
+                 Blame::caller};
+}
+
+// Valid UTF-8 (the database stores utf8mb4; JSON answers need it too).
+bool valid_utf8(std::string_view s) {
+  std::size_t i = 0;
+  while (i < s.size()) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    std::size_t n = c < 0x80           ? 1
+                    : (c >> 5) == 0x6  ? 2
+                    : (c >> 4) == 0xe  ? 3
+                    : (c >> 3) == 0x1e ? 4
+                                       : 0;
+    if (n == 0 || i + n > s.size()) return false;
+    std::uint32_t cp = n == 1 ? c : c & (0x7f >> n);
+    for (std::size_t k = 1; k < n; ++k) {
+      const auto cc = static_cast<unsigned char>(s[i + k]);
+      if ((cc >> 6) != 0x2) return false;
+      cp = (cp << 6) | (cc & 0x3f);
+    }
+    if ((n == 2 && cp < 0x80) || (n == 3 && cp < 0x800) ||
+        (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) || (cp >= 0xd800 && cp <= 0xdfff))
+      return false;
+    i += n;
+  }
+  return true;
 }
 
 Refusal database_refusal(const Error& e) {
@@ -448,6 +508,7 @@ asio::awaitable<http::Response> PortalEndpoint::create(const http::Request& req,
     co_return r.refuse(from_certificate_refusal(*refused));
   }
   const certs::PushCertificate& cert = std::get<certs::PushCertificate>(inspected);
+  if (auto refusal = unstorable(cert)) co_return r.refuse(*refusal);
 
   store::NewCustomer customer;
   customer.customer_id = options_.customer_id_prefix + "-" + base32_lower_encode(random_bytes(12));
@@ -539,6 +600,13 @@ Result<std::optional<store::CustomerRow>> authorised_customer(store::Connection&
 
 const Refusal kInvalidKey{bhttp::status::forbidden, "invalid_key",
                           "the key is not valid for this customer", Blame::caller};
+// For the region admin token, which opens every customer: this one does not exist (or is deleted).
+const Refusal kNoSuchCustomer{bhttp::status::not_found, "not_found", "no such customer",
+                              Blame::none};
+
+const Refusal& not_authorised(const Caller& caller) {
+  return caller.admin ? kNoSuchCustomer : kInvalidKey;
+}
 
 }  // namespace
 
@@ -566,7 +634,7 @@ asio::awaitable<http::Response> PortalEndpoint::status(const http::Request& req,
   };
   auto view = co_await pool_.async_run(job, asio::use_awaitable);
   if (!view) co_return r.refuse(database_refusal(view.error()));
-  if (!view->customer) co_return r.refuse(kInvalidKey);
+  if (!view->customer) co_return r.refuse(not_authorised(std::get<Caller>(who)));
   json creds = json::array();
   json active = nullptr;
   json warnings = json::array();
@@ -622,7 +690,7 @@ asio::awaitable<http::Response> PortalEndpoint::change(const http::Request& req,
       };
   auto found = co_await pool_.async_run(find, asio::use_awaitable);
   if (!found) co_return r.refuse(database_refusal(found.error()));
-  if (!*found) co_return r.refuse(kInvalidKey);
+  if (!*found) co_return r.refuse(not_authorised(std::get<Caller>(who)));
   const store::CustomerRow customer = **found;
   const store::Actor actor{admin ? "portal:region-admin" : "portal:customer-admin", r.peer()};
 
@@ -665,6 +733,7 @@ asio::awaitable<http::Response> PortalEndpoint::change(const http::Request& req,
     co_return r.refuse(from_certificate_refusal(*refused));
   }
   const certs::PushCertificate& cert = std::get<certs::PushCertificate>(inspected);
+  if (auto refusal = unstorable(cert)) co_return r.refuse(*refusal);
 
   const store::DatabasePool::Job<std::vector<store::CredentialRow>> current =
       [row = customer.id](store::Connection& c) { return store::customer_credentials(c, row); };
@@ -777,7 +846,7 @@ asio::awaitable<http::Response> PortalEndpoint::remove(const http::Request& req,
   };
   auto deleted = co_await pool_.async_run(job, asio::use_awaitable);
   if (!deleted) co_return r.refuse(database_refusal(deleted.error()));
-  if (!*deleted) co_return r.refuse(kInvalidKey);
+  if (!*deleted) co_return r.refuse(not_authorised(caller));
   log::info("portal.customer_deleted", {{"customer", id}, {"by", actor.name}});
   co_return r.ok(bhttp::status::ok, {{"customer_id", id}, {"state", "deleted"}});
 }

@@ -27,9 +27,20 @@ Result<WebhookTarget> parse_webhook_url(const std::string& url) {
   } else {
     return make_error(Errc::invalid_argument, "webhook URL must start with http:// or https://");
   }
-  const auto slash = rest.find('/');
-  const std::string_view authority = rest.substr(0, slash);
-  t.target = slash == std::string_view::npos ? "/" : std::string(rest.substr(slash));
+  // The authority ends at the path, the query or the fragment, whichever comes first.
+  const auto end = rest.find_first_of("/?#");
+  const std::string_view authority = rest.substr(0, end);
+  if (end == std::string_view::npos) {
+    t.target = "/";
+  } else {
+    t.target =
+        rest[end] == '/' ? std::string(rest.substr(end)) : "/" + std::string(rest.substr(end));
+    if (const auto hash = t.target.find('#'); hash != std::string::npos) t.target.resize(hash);
+  }
+  if (authority.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+                                  ".-:[]") != std::string_view::npos) {
+    return make_error(Errc::invalid_argument, "webhook URL has an invalid host");
+  }
   const auto colon = authority.rfind(':');
   if (colon != std::string_view::npos && authority.find(']') == std::string_view::npos) {
     t.host = std::string(authority.substr(0, colon));

@@ -673,6 +673,47 @@ TEST_F(Portal, SqlAndUnicodeInEveryTextField) {
   EXPECT_EQ(count("SELECT COUNT(*) FROM customers"), 1);
 }
 
+// Review findings: what could be accepted but not kept, text that is not UTF-8, and an admin
+// asking about a customer that does not exist.
+TEST_F(Portal, UnstorableUploadsAndUnknownCustomersAreRefusedCleanly) {
+  start();
+  // A .p12 with nine extra certificates besides the push certificate.
+  std::string extra;
+  for (int i = 0; i < 9; ++i) extra += read_file(certs_ / "apple-ca.crt");
+  write_file(dir_ / "extra.pem", extra);
+  const std::string pw = "many-certs";
+  ASSERT_EQ(
+      run_command({"openssl", "pkcs12", "-export", "-in", (certs_ / "mail.crt").string(), "-inkey",
+                   (certs_ / "mail.key").string(), "-certfile", (dir_ / "extra.pem").string(),
+                   "-passout", "pass:" + pw, "-out", (dir_ / "many.p12").string()}),
+      0);
+  Form many;
+  many.file("certificate", read_file(dir_ / "many.p12")).field("password", pw);
+  many.field("app_id", "com.example.mail").field("region", "dev");
+  auto refused = post("/portal/v1/customers", many, kAdminToken);
+  EXPECT_EQ(refused.status, 422) << refused.body;
+  EXPECT_EQ(body_of(refused)["error"], "too_many_certificates");
+
+  Form latin1 = create_form("mail");
+  latin1.field("display_name", "Soci\xE9t\xE9");
+  auto bad_text = post("/portal/v1/customers", latin1, kAdminToken);
+  EXPECT_EQ(bad_text.status, 400) << bad_text.body;
+  EXPECT_EQ(body_of(bad_text)["error"], "invalid_display_name");
+  Form odd_name = create_form("mail");
+  odd_name.field("n\xE4me", "x");
+  auto bad_name = post("/portal/v1/customers", odd_name, kAdminToken);
+  EXPECT_EQ(bad_name.status, 400) << bad_name.body;
+  EXPECT_EQ(body_of(bad_name)["error"], "unknown_field");
+  EXPECT_EQ(count("SELECT COUNT(*) FROM customers"), 0);
+
+  // The admin token opens every customer: an unknown one is 404, not a failed attempt.
+  for (int i = 0; i < 12; ++i) {
+    EXPECT_EQ(call("GET", "/portal/v1/customers/dev-aaaaaaaaaaaaaaaaaaaa", kAdminToken).status,
+              404);
+  }
+  EXPECT_EQ(call("GET", "/portal/v1/customers/dev-aaaaaaaaaaaaaaaaaaaa", "ak_someone").status, 403);
+}
+
 TEST_F(Portal, RepeatedFailuresFromOneAddressAreRateLimited) {
   start(3);
   Form wrong;

@@ -34,6 +34,12 @@ TEST(WebhookUrl, HostPortAndTarget) {
   EXPECT_FALSE(b->tls);
   EXPECT_EQ(b->port, "8080");
   EXPECT_EQ(b->target, "/");
+  // A query or fragment right after the host is not part of the host (nor logged with it).
+  auto c = parse_webhook_url("https://hooks.example.com?token=s3cr3t#x");
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->host, "hooks.example.com");
+  EXPECT_EQ(c->target, "/?token=s3cr3t");
+  EXPECT_FALSE(parse_webhook_url("https://user:pw@hooks.example.com/").ok());
   EXPECT_FALSE(parse_webhook_url("ftp://x/").ok());
   EXPECT_FALSE(parse_webhook_url("https:///path").ok());
 }

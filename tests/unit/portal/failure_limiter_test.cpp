@@ -35,5 +35,18 @@ TEST(FailureLimiter, TracksABoundedNumberOfAddresses) {
   EXPECT_TRUE(limiter.blocked("198.51.100.999", t0 + 2s));
 }
 
+TEST(FailureLimiter, AFloodOfNewAddressesDoesNotLiftABlock) {
+  FailureLimiter limiter(2, 900s, 100);
+  const auto t0 = FailureLimiter::Clock::time_point{} + 1000h;
+  limiter.record_failure("192.0.2.66", t0);
+  limiter.record_failure("192.0.2.66", t0);
+  ASSERT_TRUE(limiter.blocked("192.0.2.66", t0 + 1s));
+  for (int i = 0; i < 1000; ++i) {
+    limiter.record_failure("2001:db8:" + std::to_string(i) + "::/64", t0 + 2s);
+  }
+  EXPECT_LE(limiter.tracked(), 100u);
+  EXPECT_TRUE(limiter.blocked("192.0.2.66", t0 + 3s));
+}
+
 }  // namespace
 }  // namespace mp::portal
