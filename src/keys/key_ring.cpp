@@ -186,6 +186,20 @@ Result<KeyRing> KeyRing::from_text(std::string_view text) {
   return parse(text, "key file");
 }
 
+namespace detail {
+
+Status check_key_file_owner(unsigned owner, unsigned daemon, const std::string& source,
+                            const std::filesystem::path& path) {
+  if (owner == daemon || owner == 0) return {};
+  return make_error(Errc::invalid_argument,
+                    source + " is owned by uid " + std::to_string(owner) +
+                        ", neither the daemon's user (uid " + std::to_string(daemon) +
+                        ") nor root, so that user can change the region's keys; run: chown " +
+                        std::to_string(daemon) + " " + path.string());
+}
+
+}  // namespace detail
+
 Result<KeyRing> KeyRing::load_file(const std::filesystem::path& path) {
   const std::string source = "key file " + path.string();
   FileDescriptor file{::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY)};
@@ -215,12 +229,8 @@ Result<KeyRing> KeyRing::load_file(const std::filesystem::path& path) {
                           "600 " +
                           path.string());
   }
-  if (st.st_uid != ::geteuid() && st.st_uid != 0) {
-    return make_error(Errc::invalid_argument,
-                      source + " is owned by uid " + std::to_string(st.st_uid) +
-                          ", neither the daemon's user (uid " + std::to_string(::geteuid()) +
-                          ") nor root, so that user can change the region's keys; run: chown " +
-                          std::to_string(::geteuid()) + " " + path.string());
+  if (auto owner = detail::check_key_file_owner(st.st_uid, ::geteuid(), source, path); !owner) {
+    return std::move(owner).error();
   }
   if (static_cast<std::uintmax_t>(st.st_size) > kMaxKeyFileBytes) {
     return make_error(Errc::invalid_argument, source + " is " + std::to_string(st.st_size) +

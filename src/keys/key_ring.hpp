@@ -23,7 +23,11 @@ bool is_valid_kek_id(std::string_view id) noexcept;
 
 namespace detail {
 struct KekAccess;  // lets the envelope code (and only it) reach the key bytes
-}
+// load_file's owner rule, apart so that tests need not be root to give a file away: the key
+// file must belong to the daemon's user or to root. `source` names the file in the message.
+Status check_key_file_owner(unsigned owner, unsigned daemon, const std::string& source,
+                            const std::filesystem::path& path);
+}  // namespace detail
 
 // The key file, one key a line:
 //

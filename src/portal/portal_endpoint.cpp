@@ -351,6 +351,37 @@ Refusal database_refusal(const Error& e) {
                  Blame::none};
 }
 
+// The uploaded .p12 checked for `topic` at `now`, and fit to be kept; or the refusal.
+std::variant<certs::PushCertificate, Refusal> inspect_upload(
+    const PortalOptions& options, const Upload& upload, const std::string& topic,
+    std::chrono::system_clock::time_point now) {
+  certs::InspectOptions inspect;
+  inspect.expected_topic = topic;
+  inspect.trust_anchors_pem = options.trust_anchors_pem;
+  inspect.now = now;
+  inspect.max_bytes = options.max_upload_bytes;
+  auto inspected = certs::inspect_p12(upload.certificate->data, upload.password, inspect);
+  if (auto* refused = std::get_if<certs::Refused>(&inspected)) {
+    return from_certificate_refusal(*refused);
+  }
+  auto& cert = std::get<certs::PushCertificate>(inspected);
+  if (auto refusal = unstorable(cert)) return *refusal;
+  return std::move(cert);
+}
+
+// The certificate's material sealed for the customer's row; a failure is the relay's (500).
+std::variant<keys::Sealed, Refusal> seal_credential(const keys::KeyRing& ring,
+                                                    const std::string& customer_id,
+                                                    const certs::PushCertificate& cert) {
+  auto sealed = keys::seal(ring, pack_material(cert).view(),
+                           credential_aad(customer_id, cert.fingerprint_sha256_hex));
+  if (!sealed) {
+    log::error("portal.seal_failed", {{"error", sealed.error().message}});
+    return database_refusal(make_error(Errc::internal, "seal"));
+  }
+  return std::move(*sealed);
+}
+
 }  // namespace
 
 PortalEndpoint::PortalEndpoint(PortalOptions options, store::DatabasePool& pool,
@@ -498,17 +529,10 @@ asio::awaitable<http::Response> PortalEndpoint::create(const http::Request& req,
                         Blame::none});
   }
 
-  certs::InspectOptions inspect;
-  inspect.expected_topic = app_id;
-  inspect.trust_anchors_pem = options_.trust_anchors_pem;
-  inspect.now = options_.now();
-  inspect.max_bytes = options_.max_upload_bytes;
-  auto inspected = certs::inspect_p12(upload.certificate->data, upload.password, inspect);
-  if (auto* refused = std::get_if<certs::Refused>(&inspected)) {
-    co_return r.refuse(from_certificate_refusal(*refused));
-  }
+  const auto now = options_.now();
+  auto inspected = inspect_upload(options_, upload, app_id, now);
+  if (auto* refusal = std::get_if<Refusal>(&inspected)) co_return r.refuse(*refusal);
   const certs::PushCertificate& cert = std::get<certs::PushCertificate>(inspected);
-  if (auto refusal = unstorable(cert)) co_return r.refuse(*refusal);
 
   store::NewCustomer customer;
   customer.customer_id = options_.customer_id_prefix + "-" + base32_lower_encode(random_bytes(12));
@@ -519,16 +543,14 @@ asio::awaitable<http::Response> PortalEndpoint::create(const http::Request& req,
   customer.registration_key_hash = sha384(registration_key);
   customer.admin_key_hash = sha384(admin_key);
   customer.invite_code_hash = invite_hash;
-  auto sealed = keys::seal(*ring_, pack_material(cert).view(),
-                           credential_aad(customer.customer_id, cert.fingerprint_sha256_hex));
-  if (!sealed) {
-    log::error("portal.seal_failed", {{"error", sealed.error().message}});
-    co_return r.refuse(database_refusal(make_error(Errc::internal, "seal")));
-  }
+  auto sealed = seal_credential(*ring_, customer.customer_id, cert);
+  if (auto* refusal = std::get_if<Refusal>(&sealed)) co_return r.refuse(*refusal);
   const store::Actor actor{actor_name, r.peer()};
   const store::DatabasePool::Job<store::CreatedCustomer> job =
-      [customer, credential = new_credential(cert, std::move(*sealed)), actor](
-          store::Connection& c) { return store::create_customer(c, customer, credential, actor); };
+      [customer, credential = new_credential(cert, std::move(std::get<keys::Sealed>(sealed))),
+       actor](store::Connection& c) {
+        return store::create_customer(c, customer, credential, actor);
+      };
   auto created = co_await pool_.async_run(job, asio::use_awaitable);
   if (!created && created.error().code == Errc::not_found) {
     // The invite was used or expired between the check and the transaction.
@@ -542,8 +564,7 @@ asio::awaitable<http::Response> PortalEndpoint::create(const http::Request& req,
                                         {"not_after", iso_time(cert.not_after)},
                                         {"by", actor_name},
                                         {"peer", r.peer()}});
-  const auto left =
-      std::chrono::duration_cast<std::chrono::seconds>(cert.not_after - inspect.now).count();
+  const auto left = std::chrono::duration_cast<std::chrono::seconds>(cert.not_after - now).count();
   co_return r.ok(
       bhttp::status::created,
       {{"customer_id", customer.customer_id},
@@ -557,7 +578,7 @@ asio::awaitable<http::Response> PortalEndpoint::create(const http::Request& req,
          {"not_after", iso_time(cert.not_after)},
          {"days_left", days_left(left)},
          {"fingerprint_sha256", cert.fingerprint_sha256_hex}}},
-       {"warnings", warnings_for(cert, inspect.now)},
+       {"warnings", warnings_for(cert, now)},
        {"notice",
         "Keep the registration key (for the app's policy) and the admin key (for renewals and "
         "status): they are shown only once."}});
@@ -723,17 +744,10 @@ asio::awaitable<http::Response> PortalEndpoint::change(const http::Request& req,
   const Upload& upload = std::get<Upload>(parsed);
   const bool allow_env_change = field(upload, "allow_environment_change").value_or("") == "true";
 
-  certs::InspectOptions inspect;
-  inspect.expected_topic = customer.app_id;
-  inspect.trust_anchors_pem = options_.trust_anchors_pem;
-  inspect.now = options_.now();
-  inspect.max_bytes = options_.max_upload_bytes;
-  auto inspected = certs::inspect_p12(upload.certificate->data, upload.password, inspect);
-  if (auto* refused = std::get_if<certs::Refused>(&inspected)) {
-    co_return r.refuse(from_certificate_refusal(*refused));
-  }
+  const auto now = options_.now();
+  auto inspected = inspect_upload(options_, upload, customer.app_id, now);
+  if (auto* refusal = std::get_if<Refusal>(&inspected)) co_return r.refuse(*refusal);
   const certs::PushCertificate& cert = std::get<certs::PushCertificate>(inspected);
-  if (auto refusal = unstorable(cert)) co_return r.refuse(*refusal);
 
   const store::DatabasePool::Job<std::vector<store::CredentialRow>> current =
       [row = customer.id](store::Connection& c) { return store::customer_credentials(c, row); };
@@ -762,14 +776,11 @@ asio::awaitable<http::Response> PortalEndpoint::change(const http::Request& req,
                           Blame::none});
     }
   }
-  auto sealed = keys::seal(*ring_, pack_material(cert).view(),
-                           credential_aad(customer.customer_id, cert.fingerprint_sha256_hex));
-  if (!sealed) {
-    log::error("portal.seal_failed", {{"error", sealed.error().message}});
-    co_return r.refuse(database_refusal(make_error(Errc::internal, "seal")));
-  }
+  auto sealed = seal_credential(*ring_, customer.customer_id, cert);
+  if (auto* refusal = std::get_if<Refusal>(&sealed)) co_return r.refuse(*refusal);
   const store::DatabasePool::Job<std::int64_t> job =
-      [row = customer.id, credential = new_credential(cert, std::move(*sealed)), actor](
+      [row = customer.id,
+       credential = new_credential(cert, std::move(std::get<keys::Sealed>(sealed))), actor](
           store::Connection& c) { return store::replace_credential(c, row, credential, actor); };
   auto replaced = co_await pool_.async_run(job, asio::use_awaitable);
   if (!replaced) co_return r.refuse(database_refusal(replaced.error()));
@@ -777,8 +788,7 @@ asio::awaitable<http::Response> PortalEndpoint::change(const http::Request& req,
                                           {"topic", cert.topic},
                                           {"not_after", iso_time(cert.not_after)},
                                           {"by", actor.name}});
-  const auto left =
-      std::chrono::duration_cast<std::chrono::seconds>(cert.not_after - inspect.now).count();
+  const auto left = std::chrono::duration_cast<std::chrono::seconds>(cert.not_after - now).count();
   co_return r.ok(bhttp::status::ok,
                  {{"customer_id", id},
                   {"certificate",
@@ -788,7 +798,7 @@ asio::awaitable<http::Response> PortalEndpoint::change(const http::Request& req,
                     {"not_after", iso_time(cert.not_after)},
                     {"days_left", days_left(left)},
                     {"fingerprint_sha256", cert.fingerprint_sha256_hex}}},
-                  {"warnings", warnings_for(cert, inspect.now)}});
+                  {"warnings", warnings_for(cert, now)}});
 }
 
 asio::awaitable<Status> PortalEndpoint::test_apns_connection(const std::string& customer_id,
