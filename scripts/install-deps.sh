@@ -61,7 +61,7 @@ if [ ! -e "$policy" ]; then
   "${as_root[@]}" chmod 755 "$policy"
   created_policy=1
 fi
-cleanup() { [ "$created_policy" = 1 ] && "${as_root[@]}" rm -f "$policy"; }
+cleanup() { if [ "$created_policy" = 1 ]; then "${as_root[@]}" rm -f "$policy"; fi; }
 trap cleanup EXIT
 
 "${as_root[@]}" apt-get update -qq

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -38,6 +39,12 @@ bool is_digit(char c) {
 }
 bool is_alnum(char c) {
   return is_lower(c) || is_upper(c) || is_digit(c);
+}
+
+bool is_instance_id(std::string_view s) {
+  return !s.empty() && s.size() <= 64 && std::all_of(s.begin(), s.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == '_';
+  });
 }
 
 bool is_region_name(std::string_view s) {
@@ -455,7 +462,8 @@ Result<RegionConfig> parse_checked(std::string_view text, const fs::path& source
   cfg.source = source;
   const Section top =
       r.top(doc, {"region", "customer_id_prefix", "registration_host", "portal_host", "listener",
-                  "apns", "database", "limits", "portal", "threads", "log_level"});
+                  "apns", "database", "limits", "portal", "registration", "dispatch", "threads",
+                  "log_level"});
   r.read(top, "region", Need::required, is_region_name,
          "must be 2 to 32 lowercase letters, digits or hyphens, starting with a letter",
          cfg.region);
@@ -566,6 +574,33 @@ Result<RegionConfig> parse_checked(std::string_view text, const fs::path& source
     portal.listen = listen;
   }
 
+  auto& reg = cfg.registration;
+  const Section rs =
+      r.section(top, "registration", Need::optional,
+                {"secret_file", "status_frequency_minutes", "per_customer_per_minute",
+                 "other_regions"});
+  r.read(rs, "secret_file", Need::optional, reg.secret_file);
+  r.read(rs, "status_frequency_minutes", Need::optional, 1, 1440, reg.status_frequency_minutes);
+  r.read(rs, "per_customer_per_minute", Need::optional, 1, 1000000, reg.per_customer_per_minute);
+  r.read_host_map(rs, "other_regions", is_customer_id_prefix, reg.other_regions);
+
+  auto& dispatch = cfg.dispatch;
+  const Section dsp =
+      r.section(top, "dispatch", Need::optional,
+                {"batch", "ttl_s", "max_attempts", "lease_s", "poll_ms", "apns_connections",
+                 "pause_probe_s", "instance_id"});
+  r.read(dsp, "batch", Need::optional, 1, 10000, dispatch.batch);
+  r.read(dsp, "ttl_s", Need::optional, 10, 86400, dispatch.ttl);
+  r.read(dsp, "max_attempts", Need::optional, 1, 1000, dispatch.max_attempts);
+  r.read(dsp, "lease_s", Need::optional, 2, 3600, dispatch.lease);
+  r.read(dsp, "poll_ms", Need::optional, 10, 60000, dispatch.poll);
+  r.read(dsp, "apns_connections", Need::optional, 1, 64, dispatch.apns_connections);
+  r.read(dsp, "pause_probe_s", Need::optional, 1, 86400, dispatch.pause_probe);
+  std::string instance;
+  r.read(dsp, "instance_id", Need::optional, is_instance_id,
+         "must be 1 to 64 letters, digits, dots, hyphens or underscores", instance);
+  if (!instance.empty()) dispatch.instance_id = std::move(instance);
+
   r.read(top, "threads", Need::optional, 0, 256, cfg.threads);
   r.read(top, "log_level", Need::optional, is_log_level, "must be one of debug, info, warn, error",
          cfg.log_level);
@@ -578,6 +613,7 @@ Result<RegionConfig> parse_checked(std::string_view text, const fs::path& source
     r.check_readable_file("portal.kek_file", portal.kek_file);
     r.check_readable_file("portal.admin_token_file", portal.admin_token_file);
     r.check_readable_file("portal.trust_anchors", portal.trust_anchors);
+    r.check_readable_file("registration.secret_file", reg.secret_file);
   }
   if (!r.ok()) return r.error();
   return cfg;

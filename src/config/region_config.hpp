@@ -89,6 +89,31 @@ struct PortalConfig {
   std::optional<Listen> listen;
 };
 
+// The registration API (flow 3 of DESIGN.md): what the app calls to get its listener URL.
+struct RegistrationConfig {
+  // The region secret (mode 0600; `scripts/make-region-secret.sh`): keys the HMAC that stores
+  // mailbox addresses and derives each registration's callback secret, so a repeated
+  // registration gets the same listener URL back. Without it the API answers 503.
+  std::optional<std::filesystem::path> secret_file;
+  std::uint32_t status_frequency_minutes = 30;  // what the app asks Exchange for (1 to 1440)
+  std::uint32_t per_customer_per_minute = 600;  // registration calls per customer, then 429
+  // Customer ID prefix of another region -> that region's registration host, so a Customer ID
+  // of another region is answered with where to go.
+  std::map<std::string, std::string> other_regions;
+};
+
+// The dispatcher (flow 5): outbox rows to APNs.
+struct DispatchConfig {
+  std::uint32_t batch = 500;                        // outbox rows read per round at most
+  std::chrono::seconds ttl{3600};                   // a badge older than this is dead-lettered
+  std::uint32_t max_attempts = 12;                  // sends that ended retryable, then dead
+  std::chrono::seconds lease{30};                   // an instance silent this long loses its rows
+  std::chrono::milliseconds poll{200};              // read the outbox at least this often
+  std::uint32_t apns_connections = 2;               // HTTP/2 connections per credential at most
+  std::chrono::seconds pause_probe{300};            // a paused customer is retried this often
+  std::optional<std::string> instance_id;           // default: host name and listener port
+};
+
 struct RegionConfig {
   std::filesystem::path source;    // the file it was loaded from
   std::string region;              // e.g. "us-east-1"
@@ -100,6 +125,8 @@ struct RegionConfig {
   DatabaseConfig database;
   Limits limits;
   PortalConfig portal;
+  RegistrationConfig registration;
+  DispatchConfig dispatch;
   std::uint32_t threads = 0;  // network threads; 0 = number of cores
   std::string log_level = "info";
 };
