@@ -33,7 +33,7 @@ int base64_value(char c) noexcept {
 
 // Strict standard base64 (padded, canonical): `openssl rand -base64 32` writes exactly this, and
 // a key that only decodes leniently was damaged on the way into the file.
-Result<SecretBytes> decode_base64(std::string_view text) {
+Result<SecretBytes> decode_strict_base64(std::string_view text) {
   const Error bad{Errc::invalid_argument, "the key is not valid base64"};
   if (text.empty() || text.size() % 4 != 0) return bad;
   std::size_t padding = 0;
@@ -138,7 +138,7 @@ Result<KeyRing> KeyRing::parse(std::string_view text, const std::string& source)
       return refuse(line_number, "key id '" + std::string(id) + "' is already defined on line " +
                                      std::to_string(seen->second) + "; ids must be unique");
     }
-    Result<SecretBytes> key = decode_base64(words[2]);
+    Result<SecretBytes> key = decode_strict_base64(words[2]);
     if (!key) {
       return refuse(line_number, key.error().message + " (" + kLineForm + ")");
     }
@@ -198,17 +198,19 @@ Status check_key_file_owner(unsigned owner, unsigned daemon, const std::string& 
                         std::to_string(daemon) + " " + path.string());
 }
 
-}  // namespace detail
+Result<SecretBytes> decode_base64(std::string_view text) {
+  return decode_strict_base64(text);
+}
 
-Result<KeyRing> KeyRing::load_file(const std::filesystem::path& path) {
-  const std::string source = "key file " + path.string();
+Result<SecretBytes> read_key_file(const std::filesystem::path& path, const std::string& source,
+                                  std::string_view make_script) {
   FileDescriptor file{::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY)};
   if (file.fd < 0) {
     const int err = errno;
     if (err == ENOENT) {
-      return make_error(Errc::not_found,
-                        source + " does not exist; create it with scripts/make-kek.sh " +
-                            path.string() + " (or fix the path in the region config)");
+      return make_error(Errc::not_found, source + " does not exist; create it with " +
+                                             std::string(make_script) + " " + path.string() +
+                                             " (or fix the path in the region config)");
     }
     return make_error(Errc::io, "cannot open " + source + ": " + errno_text(err) +
                                     " (it must be readable by the daemon's user)");
@@ -229,7 +231,7 @@ Result<KeyRing> KeyRing::load_file(const std::filesystem::path& path) {
                           "600 " +
                           path.string());
   }
-  if (auto owner = detail::check_key_file_owner(st.st_uid, ::geteuid(), source, path); !owner) {
+  if (auto owner = check_key_file_owner(st.st_uid, ::geteuid(), source, path); !owner) {
     return std::move(owner).error();
   }
   if (static_cast<std::uintmax_t>(st.st_size) > kMaxKeyFileBytes) {
@@ -255,7 +257,16 @@ Result<KeyRing> KeyRing::load_file(const std::filesystem::path& path) {
                                                   " bytes while being read; a key file is a few "
                                                   "lines, so this is the wrong file");
   }
-  return parse(buffer.view().substr(0, length), source);
+  return SecretBytes::copy_of(buffer.bytes().first(length));
+}
+
+}  // namespace detail
+
+Result<KeyRing> KeyRing::load_file(const std::filesystem::path& path) {
+  const std::string source = "key file " + path.string();
+  auto text = detail::read_key_file(path, source, "scripts/make-kek.sh");
+  if (!text) return std::move(text).error();
+  return parse(text->view(), source);
 }
 
 bool KeyRing::has(std::string_view id) const noexcept {

@@ -27,6 +27,16 @@ struct KekAccess;  // lets the envelope code (and only it) reach the key bytes
 // file must belong to the daemon's user or to root. `source` names the file in the message.
 Status check_key_file_owner(unsigned owner, unsigned daemon, const std::string& source,
                             const std::filesystem::path& path);
+// load_file's checks and read, shared with the region secret (keys/region_secret.hpp): a
+// regular file, mode 0600 or stricter, owned by the daemon's user or root, at most
+// kMaxKeyFileBytes; read into wiped memory. `source` names the file in messages ("key file
+// /etc/mailpush/kek") and `make_script` is the script that creates one (for the missing-file
+// message).
+Result<SecretBytes> read_key_file(const std::filesystem::path& path, const std::string& source,
+                                  std::string_view make_script);
+// Strict, canonical, padded standard base64 (what `openssl rand -base64` writes); the error
+// message never holds the text.
+Result<SecretBytes> decode_base64(std::string_view text);
 }  // namespace detail
 
 // The key file, one key a line:

@@ -1,0 +1,77 @@
+// RegionSecret: the registration API's key (registration.secret_file), from which the HMAC of
+// mailbox addresses and each registration's callback secret are derived.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <string_view>
+
+#include "common/crypto.hpp"
+#include "common/result.hpp"
+#include "keys/secret_bytes.hpp"
+
+namespace mp::keys {
+
+// At least 32 random bytes (256 bits); more is accepted, a shorter one is a mistake.
+inline constexpr std::size_t kMinRegionSecretBytes = 32;
+inline constexpr std::size_t kMaxRegionSecretBytes = 512;
+// RFC 5321 bounds a path at 256 octets and RFC 3696 errata an address at 254; 320 (64 + 1 +
+// 255) is the generous bound of the local part and domain limits taken apart.
+inline constexpr std::size_t kMaxMailboxAddressChars = 320;
+inline constexpr std::size_t kMailboxHmacBytes = 32;
+inline constexpr std::size_t kCallbackSecretBytes = 32;  // 43 characters of base64url
+
+// The address as its HMAC is taken: surrounding ASCII whitespace removed, ASCII letters
+// lowercased (Exchange matches SMTP addresses without regard to case). Refused: empty, longer
+// than kMaxMailboxAddressChars, no '@' with text on both sides, a control character or a space
+// inside. The message says which rule was broken and never holds the address.
+Result<std::string> normalize_mailbox_address(std::string_view address);
+
+// The region secret file (mode 0600, owner the daemon's user or root, like the key file):
+//
+//   # comments start with '#', blank lines are ignored
+//   region-secret <base64 of at least 32 random bytes>
+//
+// exactly one such line; scripts/make-region-secret.sh writes it. Two keys are derived from
+// it (HKDF-Expand with SHA-256, one label each, so neither output says anything about the
+// other): one keys the mailbox-address HMAC, the other the callback secrets. The secret is
+// never rotated: a new one gives every mailbox a new HMAC and every registration a new URL.
+//
+// Immutable after loading, so shared by any number of threads; move-only, wiped when it goes.
+class RegionSecret {
+ public:
+  // Reads and checks the file (keys::detail::read_key_file's rules), then parses it as
+  // from_text does. Errors name the file and the rule broken, never a line.
+  static Result<RegionSecret> load_file(const std::filesystem::path& path);
+  // Parses the file's text without any file check (tests, tools).
+  static Result<RegionSecret> from_text(std::string_view text);
+
+  RegionSecret(RegionSecret&&) noexcept = default;
+  RegionSecret& operator=(RegionSecret&&) noexcept = default;
+  RegionSecret(const RegionSecret&) = delete;
+  RegionSecret& operator=(const RegionSecret&) = delete;
+  ~RegionSecret() = default;
+
+  // HMAC-SHA256 of normalize_mailbox_address(address): 32 bytes, what `mailboxes.address_hmac`
+  // holds. The same address in any case or with surrounding blanks gives the same bytes.
+  Result<Bytes> mailbox_hmac(std::string_view address) const;
+
+  // The secret of a registration's listener URL (`/ews/v1/notify/{secret}`): base64url without
+  // padding of 32 bytes of HMAC over (registration id, generation). Deterministic, so a repeated
+  // registration returns the same URL while only its SHA-384 is stored; a new generation (a
+  // deleted registration registered again) gives a new one.
+  std::string callback_secret(std::int64_t registration_id, std::uint32_t generation) const;
+  // SHA-384 of callback_secret(...): what `registrations.secret_hash` holds.
+  Bytes callback_secret_hash(std::int64_t registration_id, std::uint32_t generation) const;
+
+ private:
+  RegionSecret() = default;
+  static Result<RegionSecret> parse(std::string_view text, const std::string& source);
+
+  SecretBytes mailbox_key_;
+  SecretBytes callback_key_;
+};
+
+}  // namespace mp::keys
