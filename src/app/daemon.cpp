@@ -25,6 +25,7 @@
 #include "common/crypto.hpp"
 #include "common/log.hpp"
 #include "common/version.hpp"
+#include "dispatch/dispatcher.hpp"
 #include "http/ews_endpoint.hpp"
 #include "http/https_server.hpp"
 #include "keys/key_ring.hpp"
@@ -97,12 +98,6 @@ Result<PortalSetup> portal_options(const config::RegionConfig& cfg) {
   return setup;
 }
 
-std::string make_instance_id() {
-  char host[256] = {};
-  if (gethostname(host, sizeof host - 1) != 0) std::snprintf(host, sizeof host, "unknown");
-  return std::string(host).substr(0, 40) + "-" + hex_encode(random_bytes(4));
-}
-
 std::string host_name() {
   char host[256] = {};
   if (gethostname(host, sizeof host - 1) != 0) return "unknown";
@@ -171,9 +166,11 @@ int run_daemon(const config::RegionConfig& cfg) {
   log::Level level = log::Level::info;
   log::parse_level(cfg.log_level, level);
   log::set_level(level);
-  const std::string instance_id = make_instance_id();
+  // The instance id owns this process's outbox rows; it is stable across restarts (host name and
+  // listener port unless the config names it), so a restarted instance sends its own rows at
+  // once. Known after the listener is bound.
+  std::string instance_id;
   log::set_static_field("region", cfg.region);
-  log::set_static_field("instance", instance_id);
   log::info("daemon.starting",
             {{"version", version()}, {"commit", git_commit()}, {"config", cfg.source.string()}});
 
@@ -282,11 +279,14 @@ int run_daemon(const config::RegionConfig& cfg) {
           .Help("Group-commit transactions that failed (their callbacks got 503)")
           .Register(*registry)
           .Add({});
-  callback_store.set_batch_observer([&batch_writes, &batch_seconds, &batch_failures](
+  // New outbox rows wake the dispatcher (set once it exists, before the listener starts).
+  std::atomic<dispatch::Dispatcher*> wake_target{nullptr};
+  callback_store.set_batch_observer([&batch_writes, &batch_seconds, &batch_failures, &wake_target](
                                         std::size_t writes, double seconds, bool ok) {
     batch_writes.Observe(static_cast<double>(writes));
     batch_seconds.Observe(seconds);
     if (!ok) batch_failures.Increment();
+    if (auto* d = wake_target.load(); ok && d) d->wake();
   });
   relay::RegistrationCache registration_cache(cfg.limits.registration_cache_entries);
   relay::EwsCallbackService callback_service(callback_store, registration_cache, *registry);
@@ -342,6 +342,29 @@ int run_daemon(const config::RegionConfig& cfg) {
       return kExitFailure;
     }
   }
+  instance_id = cfg.dispatch.instance_id.value_or(host_name().substr(0, 40) + "-" +
+                                                  std::to_string(server.local_port()));
+  log::set_static_field("instance", instance_id);
+  const std::string host = host_name();
+  const store::DatabasePool::Job<std::uint64_t> beat_job = [&](store::Connection& c) {
+    return c.execute(kHeartbeatSql, {store::Value{instance_id}, store::Value{host},
+                                     store::Value{std::string(version())}});
+  };
+  // The first heartbeat before the first callback: other instances must see this one alive
+  // before it owns outbox rows.
+  if (auto beat = pool.run<std::uint64_t>(beat_job); !beat)
+    log::warn("daemon.heartbeat_failed", {{"error", beat.error().message}});
+  callback_store.set_outbox({instance_id, cfg.dispatch.ttl});
+
+  // Credentials: reread every few seconds, so a renewal reaches every instance within a minute.
+  h2::TlsClientOptions apns_trust;
+  apns_trust.ca_file = cfg.apns.ca_file;
+  portal::CredentialRegistry credentials(pool, portal_ring, std::move(apns_trust), *registry);
+  dispatch::Dispatcher dispatcher(
+      ioc, pool, [&credentials](const std::string& customer) { return credentials.find(customer); },
+      dispatch::dispatcher_options(cfg, instance_id), *registry);
+  wake_target.store(&dispatcher);  // started after the first credential refresh, below
+
   server.start();
   log::info("daemon.listening",
             {{"address", cfg.listener.bind_address}, {"port", server.local_port()}});
@@ -368,10 +391,6 @@ int run_daemon(const config::RegionConfig& cfg) {
         }
       },
       asio::detached);
-  // Credentials: reread every few seconds, so a renewal reaches every instance within a minute.
-  h2::TlsClientOptions apns_trust;
-  apns_trust.ca_file = cfg.apns.ca_file;
-  portal::CredentialRegistry credentials(pool, portal_ring, std::move(apns_trust), *registry);
   asio::co_spawn(
       heartbeat_strand,
       [&]() -> asio::awaitable<void> {
@@ -379,6 +398,8 @@ int run_daemon(const config::RegionConfig& cfg) {
         while (!stopping.load()) {
           auto loaded = co_await credentials.refresh();
           if (!loaded) log::warn("credential.refresh_failed", {{"error", loaded.error().message}});
+          // A dispatcher without the credentials would pause every customer it meets.
+          dispatcher.start();
           timer.expires_after(cfg.portal.credential_refresh);
           co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
         }
@@ -407,15 +428,13 @@ int run_daemon(const config::RegionConfig& cfg) {
       heartbeat_strand,
       [&]() -> asio::awaitable<void> {
         asio::steady_timer timer(heartbeat_strand);
-        const std::string host = host_name();
-        const store::DatabasePool::Job<std::uint64_t> beat_job = [&](store::Connection& c) {
-          return c.execute(kHeartbeatSql, {store::Value{instance_id}, store::Value{host},
-                                           store::Value{std::string(version())}});
-        };
+        // Well inside the lease, so that no other instance takes this one's rows over.
+        const auto interval = std::min<std::chrono::milliseconds>(
+            std::chrono::seconds(10), std::chrono::milliseconds(cfg.dispatch.lease) / 3);
         while (!stopping.load()) {
           auto beat = co_await pool.async_run(beat_job, asio::use_awaitable);
           if (!beat) log::debug("daemon.heartbeat_failed", {{"error", beat.error().message}});
-          timer.expires_after(std::chrono::seconds(10));
+          timer.expires_after(interval);
           co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
         }
       },
@@ -430,9 +449,11 @@ int run_daemon(const config::RegionConfig& cfg) {
     stopping.store(true);
     // Both servers drain; the last one to finish stops the io_context.
     const auto servers = std::make_shared<std::atomic<int>>(portal_server ? 2 : 1);
-    auto drained = [&ioc, servers](std::size_t forced) {
+    // Then the dispatcher finishes its round in flight and closes its APNs connections; rows it
+    // has not read stay queued for this instance's next start (or another's take-over).
+    auto drained = [&ioc, &dispatcher, servers](std::size_t forced) {
       if (forced > 0) log::warn("daemon.forced_close", {{"connections", forced}});
-      if (servers->fetch_sub(1) == 1) ioc.stop();
+      if (servers->fetch_sub(1) == 1) dispatcher.stop([&ioc] { ioc.stop(); });
     };
     server.shutdown(cfg.limits.shutdown_grace, drained);
     if (portal_server) portal_server->shutdown(cfg.limits.shutdown_grace, drained);

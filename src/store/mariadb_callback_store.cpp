@@ -121,6 +121,32 @@ std::map<std::int64_t, MailboxEffect> fold_effects(const std::vector<CallbackWri
   return effects;
 }
 
+// One outbox row per active device of each mailbox (with its count after this batch), for active
+// customers only. `guard` (may be empty) is appended to the WHERE clause.
+std::string outbox_insert_sql(Connection& conn, const OutboxTarget& outbox,
+                              const std::map<std::int64_t, MailboxEffect>& effects,
+                              std::string_view guard) {
+  std::string sql =
+      "INSERT INTO outbox (owner, lease_until, customer_id, device_id, mailbox_id, badge, "
+      "next_attempt_at, expires_at, created_at) SELECT " +
+      conn.quote(outbox.owner) +
+      ", UTC_TIMESTAMP(6), r.customer_id, r.device_id, r.mailbox_id, m.unread_count, "
+      "UTC_TIMESTAMP(6), UTC_TIMESTAMP(6) + INTERVAL " +
+      std::to_string(outbox.ttl.count()) +
+      " SECOND, UTC_TIMESTAMP(6) FROM mailboxes m JOIN registrations r ON r.mailbox_id = m.id "
+      "AND r.state = 'active' JOIN devices d ON d.id = r.device_id AND d.state = 'active' JOIN "
+      "customers c ON c.id = r.customer_id AND c.state = 'active' WHERE m.id IN (";
+  bool first = true;
+  for (const auto& [id, e] : effects) {
+    if (!first) sql += ',';
+    first = false;
+    sql += std::to_string(id);
+  }
+  sql += ")";
+  sql += guard;
+  return sql;
+}
+
 // Binds first-seen and resubscribed ids, conditionally on the binding read earlier.
 Status apply_bindings(Connection& conn, const std::vector<CallbackWrite>& writes,
                       std::vector<WriteOutcome>& outcome) {
@@ -225,9 +251,10 @@ Status touch_registrations(Connection& conn, const std::vector<CallbackWrite>& w
 
 // Unread counts: effects folded per mailbox in arrival order, one statement for the batch.
 Status update_mailboxes(Connection& conn, const std::vector<CallbackWrite>& writes,
-                        const std::vector<WriteOutcome>& outcome) {
+                        const std::vector<WriteOutcome>& outcome, const OutboxTarget* outbox) {
   const auto effects = fold_effects(writes, outcome);
   if (effects.empty()) return {};
+
   const std::size_t rows = padded(effects.size());
   std::vector<Value> params;
   params.reserve(rows * 4);
@@ -245,6 +272,11 @@ Status update_mailboxes(Connection& conn, const std::vector<CallbackWrite>& writ
   for (std::size_t i = effects.size(); i < rows; ++i) params.emplace_back(std::int64_t{0});
   auto updated = conn.execute(update_mailboxes_sql(rows), params);
   if (!updated) return std::move(updated).error();
+  if (!outbox) return {};
+  // The outbox rows read the counts the statement above wrote.
+  auto queued =
+      conn.execute(outbox_insert_sql(conn, *outbox, effects, ""), std::span<const Value>{});
+  if (!queued) return std::move(queued).error();
   return {};
 }
 
@@ -258,7 +290,7 @@ Status update_mailboxes(Connection& conn, const std::vector<CallbackWrite>& writ
 // qualify or a registration changed since it was read: the statement-by-statement path then
 // finds the stale rows.
 std::optional<Result<std::vector<WriteOutcome>>> write_in_one_round_trip(
-    Connection& conn, const std::vector<CallbackWrite>& writes) {
+    Connection& conn, const std::vector<CallbackWrite>& writes, const OutboxTarget* outbox) {
   std::vector<WriteOutcome> outcome(writes.size(), WriteOutcome::recorded);
   if (std::any_of(writes.begin(), writes.end(), [](const auto& w) { return w.bind; }))
     return std::nullopt;
@@ -295,8 +327,10 @@ std::optional<Result<std::vector<WriteOutcome>>> write_in_one_round_trip(
              (e.set ? "" : " + unread_count") + ", " + std::to_string(kMaxUnreadCount) + ")";
       ids += (ids.empty() ? "" : ",") + std::to_string(id);
     }
+    const std::string guard = " AND @mp_touched = " + std::to_string(groups.size());
     sql += " ELSE unread_count END, badge_updated_at = UTC_TIMESTAMP(6) WHERE id IN (" + ids +
-           ") AND @mp_touched = " + std::to_string(groups.size());
+           ")" + guard;
+    if (outbox) sql += ";" + outbox_insert_sql(conn, *outbox, effects, guard);
   }
   sql += ";COMMIT";
 
@@ -315,13 +349,14 @@ std::optional<Result<std::vector<WriteOutcome>>> write_in_one_round_trip(
 }
 
 Result<std::vector<WriteOutcome>> write_once(Connection& conn,
-                                             const std::vector<CallbackWrite>& writes) {
-  if (auto done = write_in_one_round_trip(conn, writes)) return std::move(*done);
+                                             const std::vector<CallbackWrite>& writes,
+                                             const OutboxTarget* outbox) {
+  if (auto done = write_in_one_round_trip(conn, writes, outbox)) return std::move(*done);
   std::vector<WriteOutcome> outcome(writes.size(), WriteOutcome::recorded);
   if (auto st = conn.begin(); !st) return std::move(st).error();
   Status st = apply_bindings(conn, writes, outcome);
   if (st) st = touch_registrations(conn, writes, outcome);
-  if (st) st = update_mailboxes(conn, writes, outcome);
+  if (st) st = update_mailboxes(conn, writes, outcome, outbox);
   if (st) st = conn.commit();
   if (!st) {
     if (!conn.broken()) (void)conn.rollback();
@@ -334,9 +369,10 @@ Result<std::vector<WriteOutcome>> write_once(Connection& conn,
 
 namespace {
 Result<std::vector<WriteOutcome>> write_with_retries(Connection& conn,
-                                                     const std::vector<CallbackWrite>& writes) {
+                                                     const std::vector<CallbackWrite>& writes,
+                                                     const OutboxTarget* outbox) {
   for (int attempt = 1;; ++attempt) {
-    auto result = write_once(conn, writes);
+    auto result = write_once(conn, writes, outbox);
     // Deadlocks and Galera certification conflicts roll the whole transaction back: run it again.
     if (result || result.error().code != Errc::busy || attempt >= kDeadlockRetries) return result;
     log::info("ews.batch_retry", {{"attempt", attempt}, {"error", result.error().message}});
@@ -345,15 +381,16 @@ Result<std::vector<WriteOutcome>> write_with_retries(Connection& conn,
 }  // namespace
 
 Result<std::vector<WriteOutcome>> write_callback_batch(Connection& conn,
-                                                       const std::vector<CallbackWrite>& writes) {
-  auto result = write_with_retries(conn, writes);
+                                                       const std::vector<CallbackWrite>& writes,
+                                                       const OutboxTarget* outbox) {
+  auto result = write_with_retries(conn, writes, outbox);
   if (result || writes.size() == 1 || result.error().code == Errc::unavailable) return result;
   // One write the database refuses must not fail its neighbours: write them one by one.
   log::warn("ews.batch_split", {{"writes", writes.size()}, {"error", result.error().message}});
   std::vector<WriteOutcome> outcome;
   outcome.reserve(writes.size());
   for (const auto& w : writes) {
-    auto one = write_with_retries(conn, {w});
+    auto one = write_with_retries(conn, {w}, outbox);
     if (!one && one.error().code == Errc::unavailable) return std::move(one).error();
     outcome.push_back(one ? (*one)[0] : WriteOutcome::failed);
   }
@@ -447,12 +484,12 @@ void MariadbCallbackStore::start_batch_locked(std::unique_lock<std::mutex>& lock
   // executor, so stopping the pool (then the io_context) leaves no completion in flight.
   auto started = std::make_shared<std::chrono::steady_clock::time_point>();
   pool_.run_then<std::vector<WriteOutcome>>(
-      [batch, started](Connection& conn) {
+      [this, batch, started](Connection& conn) {
         *started = std::chrono::steady_clock::now();
         std::vector<CallbackWrite> writes;
         writes.reserve(batch->size());
         for (const auto& p : *batch) writes.push_back(p.write);
-        return write_callback_batch(conn, writes);
+        return write_callback_batch(conn, writes, outbox_ ? &*outbox_ : nullptr);
       },
       [this, batch, started](Result<std::vector<WriteOutcome>> result) {
         if (observer_) {

@@ -2,10 +2,13 @@
 // (many callbacks per transaction, a handful of statements per batch whatever its size).
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <functional>
 #include <mutex>
+#include <optional>
+#include <string>
 
 #include "store/callback_store.hpp"
 #include "store/database_pool.hpp"
@@ -19,6 +22,13 @@ struct BatchStats {
   std::uint64_t failed_batches = 0;
   std::size_t largest_batch = 0;
   std::size_t waiting = 0;
+};
+
+// Where a callback's notifications go: one outbox row per active device of the mailbox, in the
+// callback's own transaction, owned by this instance (see store/outbox.hpp).
+struct OutboxTarget {
+  std::string owner;  // this instance's id
+  std::chrono::seconds ttl{3600};
 };
 
 class MariadbCallbackStore final : public CallbackStore {
@@ -37,6 +47,8 @@ class MariadbCallbackStore final : public CallbackStore {
   // of the transaction to its end (for metrics). Set before the first record().
   using BatchObserver = std::function<void(std::size_t writes, double seconds, bool ok)>;
   void set_batch_observer(BatchObserver observer) { observer_ = std::move(observer); }
+  // Queues notifications for every changed mailbox from now on. Set before the first record().
+  void set_outbox(OutboxTarget target) { outbox_ = std::move(target); }
 
  private:
   using Done = std::function<void(Result<WriteOutcome>)>;
@@ -56,12 +68,16 @@ class MariadbCallbackStore final : public CallbackStore {
   std::size_t running_ = 0;
   BatchStats stats_;
   BatchObserver observer_;
+  std::optional<OutboxTarget> outbox_;
 };
 
 // One transaction for a batch of writes, in order; exposed for tests. Returns one outcome per
 // write, or an error for the whole batch (nothing committed).
+// With `outbox`, the batch also queues one notification per active device of every mailbox whose
+// unread count it changed.
 Result<std::vector<WriteOutcome>> write_callback_batch(Connection& conn,
-                                                       const std::vector<CallbackWrite>& writes);
+                                                       const std::vector<CallbackWrite>& writes,
+                                                       const OutboxTarget* outbox = nullptr);
 
 Result<std::optional<RegistrationRecord>> find_registration_by_secret(Connection& conn,
                                                                       const Bytes& secret_hash);

@@ -74,6 +74,14 @@ void apply_fault_patch(FaultSettings& f, const json& patch) {
         }
       }
       f.unregistered = std::move(tokens);
+    } else if (key == "bad_device_tokens") {
+      if (!v.is_array()) throw std::invalid_argument("bad_device_tokens: want an array");
+      std::set<std::string> tokens;
+      for (const auto& e : v) {
+        if (!e.is_string()) throw std::invalid_argument("bad_device_tokens: want tokens");
+        tokens.insert(lower(e.get<std::string>()));
+      }
+      f.bad_device_tokens = std::move(tokens);
     } else if (key == "error_rates") {
       if (!v.is_object()) throw std::invalid_argument("error_rates: want {\"429\": 0.1, ...}");
       for (const auto& [status, rate] : v.items()) {
@@ -128,6 +136,7 @@ json to_json(const FaultSettings& f) {
   }
   return {
       {"unregistered", unregistered},
+      {"bad_device_tokens", f.bad_device_tokens},
       {"error_rates", {{"429", f.rate_429}, {"500", f.rate_500}, {"503", f.rate_503}}},
       {"next_statuses", f.next_statuses},
       {"goaway_after_streams", f.goaway_after_streams},

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
+#include <set>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -13,6 +14,9 @@ namespace apns_sim {
 struct FaultSettings {
   // Device token (lowercase hex) -> the `timestamp` (ms since the epoch) of its 410 Unregistered.
   std::map<std::string, std::int64_t> unregistered;
+  // Device tokens (lowercase hex) answered 400 BadDeviceToken, as APNs answers a token of the
+  // other environment.
+  std::set<std::string> bad_device_tokens;
   // Fraction (0..1) of valid requests answered 429 TooManyRequests, 500 InternalServerError,
   // 503 ServiceUnavailable; drawn independently of everything else.
   double rate_429 = 0;

@@ -78,6 +78,7 @@ std::optional<InjectedFault> SimState::decide_fault(const std::string& token) {
   if (const auto it = f.unregistered.find(token); it != f.unregistered.end()) {
     return InjectedFault{410, "Unregistered", it->second};
   }
+  if (f.bad_device_tokens.count(token)) return InjectedFault{400, "BadDeviceToken", std::nullopt};
   return std::nullopt;
 }
 

@@ -1,0 +1,120 @@
+// Implementation of the dispatcher's pure rules.
+#include "dispatch/dispatch_plan.hpp"
+
+#include <map>
+
+namespace mp::dispatch {
+
+const char* row_result_name(RowResult r) noexcept {
+  switch (r) {
+    case RowResult::delivered: return "delivered";
+    case RowResult::superseded: return "superseded";
+    case RowResult::device_inactive: return "device_inactive";
+    case RowResult::customer_inactive: return "customer_inactive";
+    case RowResult::unregistered: return "unregistered";
+    case RowResult::bad_device_token: return "bad_device_token";
+    case RowResult::retry: return "retry";
+    case RowResult::dead: return "dead";
+    case RowResult::paused: return "paused";
+  }
+  return "unknown";
+}
+
+RoundPlan plan_round(const std::vector<store::OutboxRow>& rows) {
+  RoundPlan plan;
+  std::map<std::int64_t, std::vector<const store::OutboxRow*>> by_device;
+  for (const auto& r : rows) by_device[r.device_id].push_back(&r);
+  for (auto& [device, group] : by_device) {
+    const store::OutboxRow* newest = group.front();
+    for (const auto* r : group) {
+      if (r->id > newest->id) newest = r;
+    }
+    std::vector<std::int64_t> older;
+    for (const auto* r : group) {
+      if (r != newest) older.push_back(r->id);
+    }
+    auto remove_all = [&](RowResult why, const std::string& reason) {
+      for (const auto* r : group) {
+        plan.outcome.remove.push_back(r->id);
+        plan.counted.emplace_back(why, reason);
+      }
+    };
+    if (newest->customer_state != "active") {
+      remove_all(RowResult::customer_inactive, newest->customer_state);
+      continue;
+    }
+    if (newest->device_state != "active") {
+      remove_all(RowResult::device_inactive, newest->device_state);
+      continue;
+    }
+    for (auto id : older) {
+      plan.outcome.remove.push_back(id);
+      plan.counted.emplace_back(RowResult::superseded, "");
+    }
+    if (newest->expired) {
+      plan.outcome.dead.push_back({newest->id, "Expired"});
+      plan.counted.emplace_back(RowResult::dead, "Expired");
+      continue;
+    }
+    plan.sends.push_back({*newest, {}});
+  }
+  return plan;
+}
+
+RowResult apply_send_result(const PlannedSend& send, const apns::SendResult& result,
+                            const RetryPolicy& policy, std::mt19937_64& rng,
+                            store::DispatchOutcome& outcome, CustomerSignal& signal) {
+  const store::OutboxRow& row = send.row;
+  for (auto id : send.superseded) outcome.remove.push_back(id);
+  using apns::SendOutcome;
+  switch (result.outcome) {
+    case SendOutcome::delivered:
+      outcome.remove.push_back(row.id);
+      return RowResult::delivered;
+    case SendOutcome::unregistered:
+      outcome.remove.push_back(row.id);
+      outcome.devices.push_back({row.device_id, true, result.unregistered_at, "Unregistered"});
+      return RowResult::unregistered;
+    case SendOutcome::bad_device_token:
+      outcome.remove.push_back(row.id);
+      outcome.devices.push_back({row.device_id, false, std::nullopt,
+                                 result.reason.empty() ? "BadDeviceToken" : result.reason});
+      return RowResult::bad_device_token;
+    case SendOutcome::topic_mismatch:
+      if (result.reason == "DeviceTokenNotForTopic") {
+        // The token belongs to another app: this device, not the customer, is wrong.
+        outcome.remove.push_back(row.id);
+        outcome.devices.push_back({row.device_id, false, std::nullopt, result.reason});
+        return RowResult::bad_device_token;
+      }
+      // TopicDisallowed and the like: the certificate does not fit the app; every row of the
+      // customer would fail the same way.
+      signal = {true, result.reason.empty() ? "TopicMismatch" : result.reason, result.explanation};
+      return RowResult::paused;
+    case SendOutcome::credential_failed:
+      signal = {true, result.reason.empty() ? "CredentialFailed" : result.reason,
+                result.explanation};
+      return RowResult::paused;
+    case SendOutcome::permanent_payload:
+      outcome.dead.push_back(
+          {row.id, "Refused: " + (result.reason.empty() ? std::string("payload") : result.reason)});
+      return RowResult::dead;
+    case SendOutcome::retry_exhausted:
+      break;
+  }
+  if (result.reason == "PoolClosed") return RowResult::paused;  // shutting down: stays queued
+  if (row.attempts + 1 >= policy.max_attempts) {
+    outcome.dead.push_back({row.id, "TooManyAttempts: " + result.reason});
+    return RowResult::dead;
+  }
+  outcome.retry.push_back({row.id, apns::retry_backoff(row.attempts + 1, rng, policy.base,
+                                                       policy.cap),
+                           result.reason.empty() ? "RetryExhausted" : result.reason});
+  return RowResult::retry;
+}
+
+std::string collapse_id_for(std::int64_t mailbox_id) {
+  return "mb-" + std::to_string(mailbox_id);
+}
+
+}  // namespace mp::dispatch

@@ -1,0 +1,71 @@
+// The dispatcher's rules as pure functions: which outbox rows of a round are sent (only the
+// newest badge of each device), which are dropped, and what an APNs answer does to a row, its
+// device and its customer's queue.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "apns/connection_pool.hpp"
+#include "store/outbox.hpp"
+
+namespace mp::dispatch {
+
+// What a round counts, for metrics and logs (stable snake_case names).
+enum class RowResult {
+  delivered,
+  superseded,        // a newer badge of the same device was sent instead
+  device_inactive,   // the device was unregistered or made invalid after the row was queued
+  customer_inactive, // customer disabled or deleted
+  unregistered,      // 410
+  bad_device_token,  // invalid for this environment
+  retry,             // requeued with a backoff
+  dead,              // dead-lettered (TTL, attempts, permanent refusal, no credential)
+  paused,            // left queued: the customer's queue is paused
+};
+inline constexpr std::size_t kRowResultCount = 9;
+const char* row_result_name(RowResult r) noexcept;
+
+struct PlannedSend {
+  store::OutboxRow row;                   // the newest row of the device
+  std::vector<std::int64_t> superseded;   // older rows of the device in this round
+};
+
+struct RoundPlan {
+  std::vector<PlannedSend> sends;
+  store::DispatchOutcome outcome;  // what is decided without sending
+  std::vector<std::pair<RowResult, std::string>> counted;  // one per row decided here (reason)
+};
+
+// Groups the rows per device (newest id wins), drops rows of inactive devices and customers,
+// dead-letters an expired newest row. Older rows of a device are removed whatever happens to
+// the newest: their badge is out of date.
+RoundPlan plan_round(const std::vector<store::OutboxRow>& rows);
+
+struct RetryPolicy {
+  int max_attempts = 12;
+  std::chrono::milliseconds base{1000};
+  std::chrono::milliseconds cap{5 * 60 * 1000};
+};
+
+// What an answer means for the customer's queue.
+struct CustomerSignal {
+  bool pause = false;
+  std::string reason;  // Apple's or ours, e.g. "BadCertificate", "TopicDisallowed"
+  std::string explanation;
+};
+
+// Applies one send's result to `outcome` (the sent row and its superseded rows) and says what
+// it was; `signal` is set when the customer's queue must pause (the row stays queued).
+RowResult apply_send_result(const PlannedSend& send, const apns::SendResult& result,
+                            const RetryPolicy& policy, std::mt19937_64& rng,
+                            store::DispatchOutcome& outcome, CustomerSignal& signal);
+
+// The collapse id of a mailbox's badges: APNs keeps only the newest per device.
+std::string collapse_id_for(std::int64_t mailbox_id);
+
+}  // namespace mp::dispatch

@@ -1,0 +1,412 @@
+// Implementation of the dispatcher's rounds.
+#include "dispatch/dispatcher.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include "apns/device_token.hpp"
+#include "common/log.hpp"
+
+namespace mp::dispatch {
+namespace asio = boost::asio;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+prometheus::Family<prometheus::Counter>& results_family(prometheus::Registry& r) {
+  return prometheus::BuildCounter()
+      .Name("mailpush_dispatch_rows_total")
+      .Help("Outbox rows by what the dispatcher did with them")
+      .Register(r);
+}
+
+}  // namespace
+
+DispatcherOptions dispatcher_options(const config::RegionConfig& cfg, std::string owner) {
+  DispatcherOptions o;
+  o.owner = std::move(owner);
+  o.batch = cfg.dispatch.batch;
+  o.ttl = cfg.dispatch.ttl;
+  o.lease = cfg.dispatch.lease;
+  o.poll = cfg.dispatch.poll;
+  o.pause_probe = cfg.dispatch.pause_probe;
+  o.retry.max_attempts = static_cast<int>(cfg.dispatch.max_attempts);
+  o.production = cfg.apns.production;
+  o.sandbox = cfg.apns.sandbox;
+  o.pool.max_connections = cfg.dispatch.apns_connections;
+  // A send that cannot finish in this time goes back to the outbox with a backoff; it also
+  // bounds how long SIGTERM waits for the round in flight.
+  o.pool.send_deadline = std::chrono::seconds(10);
+  o.pool.max_attempts = 3;
+  o.pool.close_grace = std::chrono::seconds(2);
+  return o;
+}
+
+Dispatcher::Dispatcher(asio::io_context& ioc, store::DatabasePool& pool,
+                       CredentialLookup credentials, DispatcherOptions options,
+                       prometheus::Registry& registry)
+    : ioc_(ioc),
+      strand_(asio::make_strand(ioc)),
+      db_(pool),
+      credentials_(std::move(credentials)),
+      options_(std::move(options)),
+      rng_(std::random_device{}()),
+      wake_timer_(strand_),
+      round_timer_(strand_),
+      apns_metrics_(registry),
+      dead_reasons_(prometheus::BuildCounter()
+                        .Name("mailpush_outbox_dead_letters_total")
+                        .Help("Notifications dead-lettered, by reason")
+                        .Register(registry)),
+      delay_(prometheus::BuildHistogram()
+                 .Name("mailpush_notification_delay_seconds")
+                 .Help("From the callback's commit to APNs accepting the badge")
+                 .Register(registry)
+                 .Add({}, prometheus::Histogram::BucketBoundaries{0.001, 0.002, 0.005, 0.01, 0.02,
+                                                                  0.05, 0.1, 0.2, 0.5, 1, 2, 5,
+                                                                  10, 30, 60, 300})),
+      round_rows_(prometheus::BuildHistogram()
+                      .Name("mailpush_dispatch_round_rows")
+                      .Help("Outbox rows read per dispatch round")
+                      .Register(registry)
+                      .Add({}, prometheus::Histogram::BucketBoundaries{1, 2, 4, 8, 16, 32, 64, 128,
+                                                                       256, 512, 1024})),
+      paused_gauge_(prometheus::BuildGauge()
+                        .Name("mailpush_dispatch_paused_customers")
+                        .Help("Customers whose queue this instance paused (credential failures)")
+                        .Register(registry)
+                        .Add({})),
+      queued_gauge_(prometheus::BuildGauge()
+                        .Name("mailpush_outbox_queued")
+                        .Help("Notifications queued in the region's outbox")
+                        .Register(registry)
+                        .Add({})),
+      dead_gauge_(prometheus::BuildGauge()
+                      .Name("mailpush_outbox_dead")
+                      .Help("Dead-lettered notifications kept in the outbox")
+                      .Register(registry)
+                      .Add({})),
+      oldest_gauge_(prometheus::BuildGauge()
+                        .Name("mailpush_outbox_oldest_seconds")
+                        .Help("Age of the oldest queued notification of the region")
+                        .Register(registry)
+                        .Add({})),
+      taken_over_(prometheus::BuildCounter()
+                      .Name("mailpush_outbox_taken_over_total")
+                      .Help("Outbox rows this instance took over from instances that went away")
+                      .Register(registry)
+                      .Add({})),
+      result_write_failures_(prometheus::BuildCounter()
+                                 .Name("mailpush_dispatch_result_write_failures_total")
+                                 .Help("Rounds whose results could not be written (rows resent)")
+                                 .Register(registry)
+                                 .Add({})) {
+  auto& family = results_family(registry);
+  for (std::size_t i = 0; i < kRowResultCount; ++i) {
+    results_[i] = &family.Add({{"result", row_result_name(static_cast<RowResult>(i))}});
+  }
+}
+
+Dispatcher::~Dispatcher() = default;
+
+void Dispatcher::start() {
+  asio::post(strand_, [this] {
+    if (running_ || stopping_) return;
+    running_ = true;
+    asio::co_spawn(strand_, run(), asio::detached);
+  });
+}
+
+void Dispatcher::wake() {
+  if (wake_pending_.exchange(true)) return;
+  asio::post(strand_, [this] { wake_timer_.cancel(); });
+}
+
+void Dispatcher::stop(std::function<void()> done) {
+  asio::post(strand_, [this, done = std::move(done)]() mutable {
+    stopping_ = true;
+    on_stopped_ = std::move(done);
+    wake_timer_.cancel();
+    if (!running_) {
+      auto cb = std::move(on_stopped_);
+      if (cb) cb();
+    }
+  });
+}
+
+void Dispatcher::count(RowResult r, std::size_t n) {
+  results_[static_cast<std::size_t>(r)]->Increment(static_cast<double>(n));
+}
+
+asio::awaitable<void> Dispatcher::run() {
+  log::info("dispatch.started",
+            {{"owner", options_.owner}, {"batch", options_.batch}, {"lease_s", options_.lease.count()}});
+  while (!stopping_) {
+    co_await housekeeping();
+    if (stopping_) break;
+    wake_pending_.store(false);
+    const std::size_t rows = co_await round();
+    if (stopping_) break;
+    if (rows >= options_.batch || wake_pending_.load()) continue;
+    wake_timer_.expires_after(options_.poll);
+    co_await wake_timer_.async_wait(asio::as_tuple(asio::use_awaitable));
+  }
+  co_await close_pools();
+  running_ = false;
+  log::info("dispatch.stopped", {{"owner", options_.owner}});
+  auto cb = std::move(on_stopped_);
+  if (cb) cb();
+}
+
+asio::awaitable<void> Dispatcher::housekeeping() {
+  const auto now = Clock::now();
+  co_await resume_paused();
+  if (now >= next_takeover_) {
+    next_takeover_ = now + std::max<std::chrono::seconds>(std::chrono::seconds(1), options_.lease / 2);
+    const std::string owner = options_.owner;
+    const auto lease = options_.lease;
+    const store::DatabasePool::Job<std::uint64_t> job = [owner, lease](store::Connection& c) {
+      return store::take_over_outbox(c, owner, lease, 10000);
+    };
+    auto moved = co_await db_.async_run(job, asio::use_awaitable);
+    if (moved && *moved > 0) {
+      taken_over_.Increment(static_cast<double>(*moved));
+      log::warn("dispatch.took_over", {{"rows", *moved}, {"lease_s", lease.count()}});
+      next_takeover_ = now;  // more may wait
+    }
+  }
+  if (now >= next_stats_) {
+    next_stats_ = now + options_.stats_interval;
+    const store::DatabasePool::Job<store::OutboxStats> job = store::outbox_stats;
+    auto stats = co_await db_.async_run(job, asio::use_awaitable);
+    if (stats) {
+      queued_gauge_.Set(static_cast<double>(stats->queued));
+      dead_gauge_.Set(static_cast<double>(stats->dead));
+      oldest_gauge_.Set(static_cast<double>(stats->oldest_queued_seconds));
+    }
+  }
+}
+
+asio::awaitable<void> Dispatcher::resume_paused() {
+  const auto now = Clock::now();
+  for (auto it = paused_.begin(); it != paused_.end();) {
+    const auto loaded = credentials_(it->second.customer_public_id);
+    const bool renewed = loaded && loaded->fingerprint != it->second.fingerprint;
+    const bool probe = now - it->second.since >= options_.pause_probe;
+    if (!renewed && !probe) {
+      ++it;
+      continue;
+    }
+    log::info("dispatch.customer_resumed",
+              {{"customer", it->second.customer_public_id},
+               {"why", renewed ? "new credential" : "probe"},
+               {"paused_for_s",
+                std::chrono::duration_cast<std::chrono::seconds>(now - it->second.since).count()}});
+    const std::int64_t id = it->first;
+    const store::DatabasePool::Job<bool> job = [id](store::Connection& c) -> Result<bool> {
+      if (auto st = store::set_customer_paused(c, id, std::nullopt); !st)
+        return std::move(st).error();
+      return true;
+    };
+    it = paused_.erase(it);
+    (void)co_await db_.async_run(job, asio::use_awaitable);
+  }
+  paused_gauge_.Set(static_cast<double>(paused_.size()));
+}
+
+asio::awaitable<void> Dispatcher::pause(std::int64_t customer_id, const std::string& public_id,
+                                        const std::string& fingerprint,
+                                        const CustomerSignal& signal) {
+  if (paused_.count(customer_id)) co_return;
+  paused_[customer_id] = {public_id, fingerprint, Clock::now(), signal.reason};
+  paused_gauge_.Set(static_cast<double>(paused_.size()));
+  // A customer just onboarded may reach the dispatcher before the credential refresh (seconds):
+  // that wait is not worth an error line.
+  const bool waiting = signal.reason == "NoActiveCredential";
+  (waiting ? log::warn : log::error)(
+             "dispatch.customer_paused",
+             {{"customer", public_id},
+              {"reason", signal.reason},
+              {"explanation", signal.explanation},
+              {"action",
+               "the customer's notifications stay queued and its devices are kept; they resume "
+               "when a new certificate is active (portal renewal) or at the next probe"},
+              {"probe_s", options_.pause_probe.count()}});
+  const std::string reason = signal.reason;
+  const store::DatabasePool::Job<bool> job = [customer_id,
+                                              reason](store::Connection& c) -> Result<bool> {
+    if (auto st = store::set_customer_paused(c, customer_id, reason); !st)
+      return std::move(st).error();
+    return true;
+  };
+  (void)co_await db_.async_run(job, asio::use_awaitable);
+}
+
+std::shared_ptr<apns::ApnsConnectionPool> Dispatcher::pool_for(
+    const std::string& customer, const apns::ApnsCredential& credential) {
+  const std::string key = customer + "/" + apns::environment_name(credential.environment);
+  auto it = pools_.find(key);
+  if (it != pools_.end()) {
+    if (it->second->credential().fingerprint == credential.fingerprint) return it->second;
+    // Renewed: the old pool finishes what it has and closes; new sends use the new credential.
+    log::info("dispatch.credential_switched", {{"customer", customer},
+                                               {"environment", apns::environment_name(credential.environment)},
+                                               {"fingerprint", credential.fingerprint.substr(0, 16)}});
+    auto old = it->second;
+    asio::co_spawn(ioc_, [old]() -> asio::awaitable<void> { co_await old->close(); },
+                   asio::detached);
+    pools_.erase(it);
+  }
+  apns::PoolOptions po = options_.pool;
+  const auto& endpoint = credential.environment == apns::ApnsEnvironment::production
+                             ? options_.production
+                             : options_.sandbox;
+  po.connection.host = endpoint.host;
+  po.connection.port = endpoint.port;
+  auto pool = apns::ApnsConnectionPool::create(ioc_.get_executor(), credential, po, &apns_metrics_);
+  pools_.emplace(key, pool);
+  return pool;
+}
+
+asio::awaitable<void> Dispatcher::close_pools() {
+  auto pools = std::move(pools_);
+  pools_.clear();
+  for (auto& [key, pool] : pools) co_await pool->close();
+}
+
+asio::awaitable<std::size_t> Dispatcher::round() {
+  std::vector<std::int64_t> paused_ids;
+  for (const auto& [id, p] : paused_) paused_ids.push_back(id);
+  const std::string owner = options_.owner;
+  const std::size_t batch = options_.batch;
+  const store::DatabasePool::Job<std::vector<store::OutboxRow>> read =
+      [owner, batch, paused_ids](store::Connection& c) {
+        return store::read_due_outbox(c, owner, batch, paused_ids);
+      };
+  auto rows = co_await db_.async_run(read, asio::use_awaitable);
+  if (!rows) {
+    if (!db_down_logged_) {
+      log::error("dispatch.read_failed", {{"error", rows.error().message},
+                                          {"action", "notifications stay queued; retrying"}});
+      db_down_logged_ = true;
+    }
+    co_return 0;
+  }
+  if (db_down_logged_) {
+    log::info("dispatch.read_recovered", {});
+    db_down_logged_ = false;
+  }
+  if (rows->empty()) co_return 0;
+  round_rows_.Observe(static_cast<double>(rows->size()));
+
+  RoundPlan plan = plan_round(*rows);
+  for (const auto& [result, reason] : plan.counted) {
+    count(result);
+    if (result == RowResult::dead) dead_reasons_.Add({{"reason", reason}}).Increment();
+  }
+  store::DispatchOutcome outcome = std::move(plan.outcome);
+
+  // Every send of the round runs at once; the round ends when the last one has.
+  std::size_t pending = plan.sends.size();
+  round_timer_.expires_at(Clock::time_point::max());
+  for (auto& send : plan.sends) {
+    asio::co_spawn(strand_, send_one(std::move(send), outcome, pending), asio::detached);
+  }
+  while (pending > 0) {
+    co_await round_timer_.async_wait(asio::as_tuple(asio::use_awaitable));
+  }
+
+  // The results, in one transaction; until it is written the rows are still queued, and a round
+  // that cannot write them retries for a while (then they are simply sent again).
+  const store::DatabasePool::Job<bool> write = [&outcome](store::Connection& c) -> Result<bool> {
+    if (auto st = store::apply_dispatch_outcome(c, outcome); !st) return std::move(st).error();
+    return true;
+  };
+  for (int attempt = 1;; ++attempt) {
+    auto written = co_await db_.async_run(write, asio::use_awaitable);
+    if (written) break;
+    if (attempt == 1) result_write_failures_.Increment();
+    if (attempt >= 20 || stopping_) {
+      log::error("dispatch.result_write_failed",
+                 {{"error", written.error().message},
+                  {"rows", rows->size()},
+                  {"action", "the rows stay queued and are sent again (same badge, harmless)"}});
+      break;
+    }
+    asio::steady_timer t(strand_);
+    t.expires_after(std::chrono::milliseconds(100 * attempt));
+    co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
+  }
+  co_return rows->size();
+}
+
+asio::awaitable<void> Dispatcher::send_one(PlannedSend send, store::DispatchOutcome& outcome,
+                                           std::size_t& pending) {
+  struct Done {  // ends the round's wait whatever path this coroutine leaves by
+    std::size_t& pending;
+    asio::steady_timer& timer;
+    ~Done() {
+      if (--pending == 0) timer.cancel();
+    }
+  } done{pending, round_timer_};
+
+  const store::OutboxRow& row = send.row;
+  const auto loaded = credentials_(row.customer_public_id);
+  if (!loaded) {
+    count(RowResult::paused);
+    // Named, not a temporary: GCC 12 may destroy temporaries of a co_await expression twice.
+    const CustomerSignal none{true, "NoActiveCredential",
+                              "the customer has no usable certificate (expired, failed to open, "
+                              "or none uploaded): upload one through the portal"};
+    co_await pause(row.customer_id, row.customer_public_id, "", none);
+    co_return;
+  }
+  const bool production = row.environment == "production";
+  const auto& credential = production ? loaded->production : loaded->development;
+  if (!credential) {
+    outcome.dead.push_back({row.id, "NoCredentialForEnvironment"});
+    count(RowResult::dead);
+    dead_reasons_.Add({{"reason", "NoCredentialForEnvironment"}}).Increment();
+    log::warn("dispatch.no_credential_for_environment",
+              {{"customer", row.customer_public_id},
+               {"environment", row.environment},
+               {"device", apns::display_token(row.token_hex)},
+               {"action", "the device registered for an environment the customer's certificate "
+                          "does not cover: check the app build or upload a matching certificate"}});
+    co_return;
+  }
+  auto pool = pool_for(row.customer_public_id, *credential);
+  apns::BadgeNotification n;
+  n.device_token_hex = row.token_hex;
+  n.topic = loaded->topic;
+  n.badge = static_cast<int>(std::clamp<std::int64_t>(row.badge, 0, 1000000));
+  const auto age = std::chrono::microseconds(row.age_us);
+  const auto left = std::chrono::duration_cast<std::chrono::seconds>(options_.ttl - age);
+  n.expires = std::chrono::system_clock::now() + std::max(std::chrono::seconds(1), left);
+  n.collapse_id = collapse_id_for(row.mailbox_id);
+  const auto started = Clock::now();
+  const apns::SendResult result = co_await pool->send(n);
+  CustomerSignal signal;
+  const RowResult r = apply_send_result(send, result, options_.retry, rng_, outcome, signal);
+  count(r);
+  if (r == RowResult::delivered) {
+    const std::chrono::duration<double> took = Clock::now() - started;
+    delay_.Observe(static_cast<double>(row.age_us) / 1e6 + took.count());
+  } else if (r == RowResult::dead) {
+    dead_reasons_.Add({{"reason", outcome.dead.back().reason.substr(0, 40)}}).Increment();
+  }
+  if (r != RowResult::delivered && r != RowResult::paused) {
+    log::info("dispatch.not_delivered", {{"customer", row.customer_public_id},
+                                         {"device", apns::display_token(row.token_hex)},
+                                         {"result", row_result_name(r)},
+                                         {"reason", result.reason},
+                                         {"status", result.http_status}});
+  }
+  if (signal.pause) co_await pause(row.customer_id, row.customer_public_id, credential->fingerprint, signal);
+}
+
+}  // namespace mp::dispatch

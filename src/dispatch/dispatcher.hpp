@@ -1,0 +1,127 @@
+// The dispatcher (flow 5 of DESIGN.md): reads this instance's due outbox rows in rounds, sends
+// the newest badge of each device through the customer's credential for the device's
+// environment, and applies every answer to the outbox, the device and the customer's queue in
+// one transaction per round.
+//
+// Rounds run one after another on one strand; the sends of a round run concurrently on the
+// customers' connection pools. A round starts when the callback store committed new rows
+// (wake()), when a retry falls due (poll), or at once after a full round. Rows of other instances
+// whose lease ran out are taken over every lease/2. A failed result write leaves the rows queued:
+// they are sent again, and since a badge is an absolute count a duplicate changes nothing.
+#pragma once
+
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include <array>
+#include <atomic>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <functional>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+
+#include "apns/connection_pool.hpp"
+#include "config/region_config.hpp"
+#include "dispatch/dispatch_plan.hpp"
+#include "portal/credential_registry.hpp"
+#include "store/database_pool.hpp"
+
+namespace mp::dispatch {
+
+struct DispatcherOptions {
+  std::string owner;  // this instance's id (outbox rows it writes carry it)
+  std::size_t batch = 500;
+  std::chrono::seconds ttl{3600};
+  std::chrono::seconds lease{30};
+  std::chrono::milliseconds poll{200};
+  std::chrono::seconds pause_probe{300};
+  RetryPolicy retry;
+  config::Endpoint production{"api.push.apple.com", 443};
+  config::Endpoint sandbox{"api.sandbox.push.apple.com", 443};
+  apns::PoolOptions pool;  // per credential; connection host/port are set per environment
+  std::chrono::seconds stats_interval{10};
+};
+
+DispatcherOptions dispatcher_options(const config::RegionConfig& cfg, std::string owner);
+
+class Dispatcher {
+ public:
+  // The customer's usable credential (null: none), by public Customer ID.
+  using CredentialLookup =
+      std::function<std::shared_ptr<const portal::CredentialRegistry::Loaded>(const std::string&)>;
+
+  Dispatcher(boost::asio::io_context& ioc, store::DatabasePool& pool, CredentialLookup credentials,
+             DispatcherOptions options, prometheus::Registry& registry);
+  ~Dispatcher();
+  Dispatcher(const Dispatcher&) = delete;
+  Dispatcher& operator=(const Dispatcher&) = delete;
+
+  void start();
+  // New rows were committed: start a round soon. Any thread; cheap when called often.
+  void wake();
+  // Finishes the round in flight (its sends and its result write), closes the pools, then
+  // calls `done` on the dispatcher's strand. Any thread.
+  void stop(std::function<void()> done);
+
+ private:
+  struct Paused {
+    std::string customer_public_id;
+    std::string fingerprint;  // of the credential that failed ("" when there was none)
+    std::chrono::steady_clock::time_point since;
+    std::string reason;
+  };
+
+  boost::asio::awaitable<void> run();
+  boost::asio::awaitable<std::size_t> round();
+  boost::asio::awaitable<void> send_one(PlannedSend send, store::DispatchOutcome& outcome,
+                                        std::size_t& pending);
+  boost::asio::awaitable<void> housekeeping();
+  boost::asio::awaitable<void> pause(std::int64_t customer_id, const std::string& public_id,
+                                     const std::string& fingerprint, const CustomerSignal& signal);
+  boost::asio::awaitable<void> resume_paused();
+  boost::asio::awaitable<void> close_pools();
+  std::shared_ptr<apns::ApnsConnectionPool> pool_for(const std::string& customer,
+                                                     const apns::ApnsCredential& credential);
+  void count(RowResult r, std::size_t n = 1);
+
+  boost::asio::io_context& ioc_;
+  boost::asio::strand<boost::asio::io_context::executor_type> strand_;
+  store::DatabasePool& db_;
+  CredentialLookup credentials_;
+  DispatcherOptions options_;
+  std::mt19937_64 rng_;
+
+  boost::asio::steady_timer wake_timer_;
+  boost::asio::steady_timer round_timer_;  // cancelled when the last send of a round ends
+  std::atomic<bool> wake_pending_{false};
+  bool stopping_ = false;
+  bool running_ = false;
+  std::function<void()> on_stopped_;
+
+  std::map<std::string, std::shared_ptr<apns::ApnsConnectionPool>> pools_;  // customer/env
+  std::map<std::int64_t, Paused> paused_;  // by customer row id
+  std::chrono::steady_clock::time_point next_takeover_{};
+  std::chrono::steady_clock::time_point next_stats_{};
+  bool db_down_logged_ = false;
+
+  apns::ApnsMetrics apns_metrics_;
+  std::array<prometheus::Counter*, kRowResultCount> results_{};
+  prometheus::Family<prometheus::Counter>& dead_reasons_;
+  prometheus::Histogram& delay_;
+  prometheus::Histogram& round_rows_;
+  prometheus::Gauge& paused_gauge_;
+  prometheus::Gauge& queued_gauge_;
+  prometheus::Gauge& dead_gauge_;
+  prometheus::Gauge& oldest_gauge_;
+  prometheus::Counter& taken_over_;
+  prometheus::Counter& result_write_failures_;
+};
+
+}  // namespace mp::dispatch

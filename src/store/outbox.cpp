@@ -1,0 +1,189 @@
+// SQL behind outbox.hpp.
+#include "store/outbox.hpp"
+
+#include <algorithm>
+#include <ctime>
+#include <map>
+
+namespace mp::store {
+namespace {
+
+std::string id_list(const std::vector<std::int64_t>& ids) {
+  std::string s;
+  for (auto id : ids) {
+    if (!s.empty()) s += ',';
+    s += std::to_string(id);
+  }
+  return s;
+}
+
+// Statements stay below this many ids so that a huge round never makes a huge statement.
+constexpr std::size_t kIdsPerStatement = 1000;
+
+template <class F>
+Status in_chunks(const std::vector<std::int64_t>& ids, F&& run) {
+  for (std::size_t i = 0; i < ids.size(); i += kIdsPerStatement) {
+    const std::vector<std::int64_t> chunk(
+        ids.begin() + static_cast<std::ptrdiff_t>(i),
+        ids.begin() + static_cast<std::ptrdiff_t>(std::min(ids.size(), i + kIdsPerStatement)));
+    if (auto st = run(id_list(chunk)); !st) return st;
+  }
+  return {};
+}
+
+std::string utc_datetime(std::chrono::system_clock::time_point t) {
+  const auto secs = std::chrono::floor<std::chrono::seconds>(t);
+  const std::time_t tt = std::chrono::system_clock::to_time_t(secs);
+  std::tm tm{};
+  gmtime_r(&tt, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", &tm);
+  return buf;
+}
+
+}  // namespace
+
+Result<std::vector<OutboxRow>> read_due_outbox(Connection& conn, const std::string& owner,
+                                               std::size_t limit,
+                                               const std::vector<std::int64_t>& paused) {
+  std::string sql =
+      "SELECT o.id, o.customer_id, o.device_id, o.mailbox_id, o.badge, o.attempts, "
+      "o.expires_at < UTC_TIMESTAMP(6), TIMESTAMPDIFF(MICROSECOND, o.created_at, "
+      "UTC_TIMESTAMP(6)), d.token_hex, d.environment, d.state, c.customer_id, c.state "
+      "FROM outbox o JOIN devices d ON d.id = o.device_id JOIN customers c ON c.id = "
+      "o.customer_id WHERE o.owner = ? AND o.state = 'queued' AND o.next_attempt_at <= "
+      "UTC_TIMESTAMP(6)";
+  if (!paused.empty()) sql += " AND o.customer_id NOT IN (" + id_list(paused) + ")";
+  sql += " ORDER BY o.next_attempt_at, o.id LIMIT " + std::to_string(std::max<std::size_t>(1, limit));
+  auto rows = conn.query(sql, {Value{owner}});
+  if (!rows) return std::move(rows).error();
+  std::vector<OutboxRow> out;
+  out.reserve(rows->size());
+  for (const auto& r : *rows) {
+    OutboxRow o;
+    o.id = r.i64(0);
+    o.customer_id = r.i64(1);
+    o.device_id = r.i64(2);
+    o.mailbox_id = r.i64(3);
+    o.badge = r.i64(4);
+    o.attempts = static_cast<int>(r.i64(5));
+    o.expired = r.i64(6) != 0;
+    o.age_us = r.i64(7);
+    o.token_hex = r.text(8);
+    o.environment = r.text(9);
+    o.device_state = r.text(10);
+    o.customer_public_id = r.text(11);
+    o.customer_state = r.text(12);
+    out.push_back(std::move(o));
+  }
+  return out;
+}
+
+namespace {
+
+Status apply_once(Connection& conn, const DispatchOutcome& outcome) {
+  if (auto st = conn.begin(); !st) return st;
+  auto run = [&]() -> Status {
+    if (auto st = in_chunks(outcome.remove,
+                            [&](const std::string& ids) -> Status {
+                              auto n = conn.execute("DELETE FROM outbox WHERE id IN (" + ids + ")",
+                                                    std::span<const Value>{});
+                              if (!n) return std::move(n).error();
+                              return {};
+                            });
+        !st)
+      return st;
+    for (const auto& r : outcome.retry) {
+      auto n = conn.execute(
+          "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = UTC_TIMESTAMP(6) + "
+          "INTERVAL ? MICROSECOND, last_error = LEFT(?, 255) WHERE id = ? AND state = 'queued'",
+          {Value{static_cast<std::int64_t>(r.delay.count()) * 1000}, Value{r.error}, Value{r.id}});
+      if (!n) return std::move(n).error();
+    }
+    std::map<std::string, std::vector<std::int64_t>> dead;
+    for (const auto& d : outcome.dead) dead[d.reason].push_back(d.id);
+    for (const auto& [reason, ids] : dead) {
+      auto st = in_chunks(ids, [&](const std::string& list) -> Status {
+        auto n = conn.execute(
+            "UPDATE outbox SET state = 'dead', attempts = attempts + 1, last_error = LEFT(?, 255) "
+            "WHERE id IN (" + list + ")",
+            {Value{reason}});
+        if (!n) return std::move(n).error();
+        return {};
+      });
+      if (!st) return st;
+    }
+    for (const auto& d : outcome.devices) {
+      Result<std::uint64_t> n = std::uint64_t{0};
+      if (d.unregistered) {
+        // Apple's timestamp, or now: the app registering again after it makes the device active.
+        const Value at = d.unregistered_at ? Value{utc_datetime(*d.unregistered_at)} : Value{Null{}};
+        n = conn.execute(
+            "UPDATE devices SET state = 'unregistered', unregistered_at = "
+            "COALESCE(?, UTC_TIMESTAMP(6)), invalid_reason = LEFT(?, 64) WHERE id = ? AND state = "
+            "'active'",
+            {at, Value{d.reason}, Value{d.device_id}});
+      } else {
+        n = conn.execute(
+            "UPDATE devices SET state = 'invalid', invalid_reason = LEFT(?, 64) WHERE id = ? AND "
+            "state = 'active'",
+            {Value{d.reason}, Value{d.device_id}});
+      }
+      if (!n) return std::move(n).error();
+    }
+    return conn.commit();
+  };
+  Status st = run();
+  if (!st && !conn.broken()) (void)conn.rollback();
+  return st;
+}
+
+}  // namespace
+
+Status apply_dispatch_outcome(Connection& conn, const DispatchOutcome& outcome) {
+  if (outcome.empty()) return {};
+  for (int attempt = 1;; ++attempt) {
+    Status st = apply_once(conn, outcome);
+    // Deadlocks and Galera certification conflicts roll back the whole round: run it again.
+    if (st || st.error().code != Errc::busy || attempt >= 3) return st;
+  }
+}
+
+Result<std::uint64_t> take_over_outbox(Connection& conn, const std::string& owner,
+                                       std::chrono::seconds lease, std::size_t limit) {
+  // Owners that are gone: heartbeat older than the lease, stopped, or never seen at all. A live
+  // instance writes its heartbeat before it accepts its first callback.
+  return conn.execute(
+      "UPDATE outbox SET owner = ? WHERE state = 'queued' AND owner <> ? AND (owner IN ("
+      "SELECT instance_id FROM instances WHERE stopped_at IS NOT NULL OR heartbeat_at < "
+      "UTC_TIMESTAMP(6) - INTERVAL ? SECOND) OR owner NOT IN (SELECT instance_id FROM "
+      "instances)) LIMIT " +
+          std::to_string(std::max<std::size_t>(1, limit)),
+      {Value{owner}, Value{owner}, Value{static_cast<std::int64_t>(lease.count())}});
+}
+
+Result<OutboxStats> outbox_stats(Connection& conn) {
+  auto rows = conn.query(
+      "SELECT (SELECT COUNT(*) FROM outbox WHERE state = 'queued'), "
+      "(SELECT COUNT(*) FROM outbox WHERE state = 'dead'), "
+      "COALESCE(TIMESTAMPDIFF(SECOND, (SELECT MIN(created_at) FROM outbox WHERE state = "
+      "'queued'), UTC_TIMESTAMP(6)), 0)");
+  if (!rows) return std::move(rows).error();
+  OutboxStats s;
+  if (!rows->empty()) {
+    s.queued = (*rows)[0].i64(0);
+    s.dead = (*rows)[0].i64(1);
+    s.oldest_queued_seconds = std::max<std::int64_t>(0, (*rows)[0].i64(2));
+  }
+  return s;
+}
+
+Status set_customer_paused(Connection& conn, std::int64_t customer_id,
+                           const std::optional<std::string>& reason) {
+  auto n = conn.execute("UPDATE customers SET paused_reason = LEFT(?, 255) WHERE id = ?",
+                        {reason ? Value{*reason} : Value{Null{}}, Value{customer_id}});
+  if (!n) return std::move(n).error();
+  return {};
+}
+
+}  // namespace mp::store

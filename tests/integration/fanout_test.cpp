@@ -1,0 +1,552 @@
+// The relay's main job end to end with real processes: mailpushd, apns-sim and MariaDB. A
+// customer is onboarded through the portal, devices are registered, SendNotification callbacks
+// are posted to the listener, and what each simulated device received is read back from
+// apns-sim. Covers fan-out to every device of a mailbox, exact badges, 410, bad tokens, a
+// refused certificate pausing the customer until renewal, APNs down for a while, and the two
+// crash tests: mailpushd killed with SIGKILL and MariaDB restarted, both under load, with the
+// acknowledged events counted.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <atomic>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <thread>
+
+#include "apns_sim_process.hpp"
+#include "common/crypto.hpp"
+#include "ews_bodies.hpp"
+#include "store/migrations.hpp"
+#include "test_env.hpp"
+
+namespace mp::test {
+namespace {
+
+using namespace std::chrono_literals;
+using json = nlohmann::json;
+
+constexpr const char* kAdminToken = "adm_fanout_test_token_0123456789";
+
+std::uint16_t listening_port(ChildProcess& daemon, std::chrono::seconds limit) {
+  const auto line = daemon.wait_for_log("daemon.listening", limit);
+  if (!line) return 0;
+  const auto j = json::parse(*line, nullptr, false);
+  return j.is_object() && j.contains("port") ? j["port"].get<std::uint16_t>() : 0;
+}
+
+// A multipart form for the portal.
+std::string form_body(const std::vector<std::pair<std::string, std::string>>& fields,
+                      const std::string& p12) {
+  std::string b;
+  for (const auto& [k, v] : fields) {
+    b += "--mpboundary\r\nContent-Disposition: form-data; name=\"" + k + "\"\r\n\r\n" + v + "\r\n";
+  }
+  b += "--mpboundary\r\nContent-Disposition: form-data; name=\"certificate\"; "
+       "filename=\"c.p12\"\r\nContent-Type: application/x-pkcs12\r\n\r\n" +
+       p12 + "\r\n--mpboundary--\r\n";
+  return b;
+}
+
+struct Device {
+  TestRegistration registration;
+  std::string token;
+  std::string subscription;
+};
+
+class Fanout : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = make_temp_dir("fanout");
+    certs_ = apns_test_certs();
+    kek_ = dir_ / "kek";
+    ASSERT_EQ(run_command({(source_dir() / "scripts/make-kek.sh").string(), kek_.string(), "k1"}),
+              0);
+    write_file(dir_ / "admin-tokens", hex_encode(sha384(kAdminToken)) + "\n");
+  }
+
+  void TearDown() override {
+    if (daemon_ && daemon_->running()) {
+      daemon_->signal(SIGTERM);
+      EXPECT_EQ(daemon_->wait(20s), std::optional<int>(0)) << daemon_->log();
+    }
+  }
+
+  virtual store::ConnectionOptions db_options() const { return db_.options(); }
+
+  void migrate() {
+    store::Connection conn(db_options());
+    ASSERT_TRUE(conn.connect().ok());
+    ASSERT_TRUE(store::migrate(conn).ok());
+  }
+
+  void start_sim(std::vector<std::string> extra = {}) {
+    sim_ = std::make_unique<ApnsSimProcess>(std::move(extra));
+  }
+
+  void start_daemon(const json& extra = json::object()) {
+    const auto o = db_options();
+    json patch = {{"database",
+                   {{"host", o.host},
+                    {"port", o.port},
+                    {"socket", nullptr},
+                    {"name", o.database},
+                    {"password_file", password_file_},
+                    {"pool_size", 4},
+                    {"connect_timeout_ms", 1000},
+                    {"query_timeout_ms", 5000},
+                    {"migrate_on_start", false}}},
+                  {"portal",
+                   {{"kek_file", kek_.string()},
+                    {"admin_token_file", (dir_ / "admin-tokens").string()},
+                    {"trust_anchors", (certs_ / "apple-ca.crt").string()},
+                    {"credential_refresh_s", 1}}},
+                  {"apns",
+                   {{"production", {{"host", "127.0.0.1"}, {"port", sim_port_}}},
+                    {"sandbox", {{"host", "127.0.0.1"}, {"port", sim_port_}}},
+                    {"ca_file", (certs_ / "apple-ca.crt").string()}}},
+                  {"registration", nullptr},  // registrations are inserted directly here
+                  {"dispatch",
+                   {{"instance_id", "fanout-a"}, {"lease_s", 3}, {"poll_ms", 50}, {"ttl_s", 600}}}};
+    patch.merge_patch(extra);
+    const auto region = write_region_file(dir_, patch.dump());
+    daemon_ = std::make_unique<ChildProcess>(
+        binary_dir() / "src/app/mailpushd", std::vector<std::string>{"--region", region.string()},
+        dir_ / ("mailpushd-" + std::to_string(++launches_) + ".log"));
+    port_ = listening_port(*daemon_, 30s);
+    ASSERT_NE(port_, 0) << daemon_->log();
+  }
+
+  // Onboards a customer through the portal with `cert`.p12; returns its row id.
+  std::int64_t onboard(const std::string& cert = "mail") {
+    const auto body = form_body({{"password", read_file(certs_ / (cert + ".p12.password"))},
+                                 {"app_id", "com.example.mail"},
+                                 {"region", "dev"}},
+                                read_file(certs_ / (cert + ".p12")));
+    const auto reply = https_request(port_, "POST", "/portal/v1/customers", body,
+                                     {{"Content-Type", "multipart/form-data; boundary=mpboundary"},
+                                      {"Authorization", std::string("Bearer ") + kAdminToken}});
+    EXPECT_EQ(reply.status, 201) << reply.body;
+    const auto j = json::parse(reply.body, nullptr, false);
+    customer_public_ = j.value("customer_id", "");
+    admin_key_ = j.value("admin_key", "");
+    store::Connection conn(db_options());
+    EXPECT_TRUE(conn.connect().ok());
+    auto rows = conn.query("SELECT id FROM customers WHERE customer_id = ?",
+                           {store::Value{customer_public_}});
+    EXPECT_TRUE(rows.ok() && !rows->empty());
+    return rows.ok() && !rows->empty() ? (*rows)[0].i64(0) : 0;
+  }
+
+  // Renews the customer's certificate with `cert`.p12 through the portal.
+  void renew(const std::string& cert) {
+    std::string body = form_body({{"password", read_file(certs_ / (cert + ".p12.password"))}},
+                                 read_file(certs_ / (cert + ".p12")));
+    const auto reply = https_request(port_, "POST",
+                                     "/portal/v1/customers/" + customer_public_ + "/certificate",
+                                     body,
+                                     {{"Content-Type", "multipart/form-data; boundary=mpboundary"},
+                                      {"Authorization", "Bearer " + admin_key_}});
+    ASSERT_EQ(reply.status, 200) << reply.body;
+  }
+
+  Device add_device(std::int64_t customer, const std::string& mailbox) {
+    store::Connection conn(db_options());
+    EXPECT_TRUE(conn.connect().ok());
+    Device d;
+    d.registration = insert_test_registration(conn, customer, mailbox);
+    auto rows = conn.query(
+        "SELECT d.token_hex FROM devices d JOIN registrations r ON r.device_id = d.id WHERE r.id = ?",
+        {store::Value{d.registration.id}});
+    EXPECT_TRUE(rows.ok() && !rows->empty());
+    d.token = (*rows)[0].text(0);
+    d.subscription = "sub-" + hex_encode(random_bytes(6));
+    return d;
+  }
+
+  HttpReply post(const Device& d, const std::string& events) {
+    return https_request(port_, "POST", "/ews/v1/notify/" + d.registration.secret,
+                         notification(d.subscription, events),
+                         {{"Content-Type", "text/xml; charset=utf-8"}, {"SOAPAction", kSoapAction}});
+  }
+  static bool ok(const HttpReply& r) {
+    return r.status == 200 && r.body.find(">OK<") != std::string::npos;
+  }
+  void bind(const Device& d) { ASSERT_TRUE(ok(post(d, status_event("wm-0")))) << daemon_->log(); }
+
+  // Badges apns-sim accepted per token, in arrival order.
+  std::map<std::string, std::vector<int>> received() const {
+    std::map<std::string, std::vector<int>> out;
+    std::int64_t since = 0;
+    for (;;) {
+      const auto j = sim_->control("GET", "/accepted?since=" + std::to_string(since));
+      const auto& records = j["records"];
+      if (records.empty()) break;
+      for (const auto& r : records) {
+        const auto payload = json::parse(r["payload"].get<std::string>(), nullptr, false);
+        out[r["token"].get<std::string>()].push_back(payload["aps"]["badge"].get<int>());
+      }
+      since = j["last_seq"].get<std::int64_t>();
+    }
+    return out;
+  }
+  // Waits until the newest badge of every token in `want` is the wanted one.
+  bool wait_for_badges(const std::map<std::string, int>& want, std::chrono::seconds limit) const {
+    const auto until = std::chrono::steady_clock::now() + limit;
+    while (std::chrono::steady_clock::now() < until) {
+      const auto got = received();
+      bool all = true;
+      for (const auto& [token, badge] : want) {
+        auto it = got.find(token);
+        if (it == got.end() || it->second.empty() || it->second.back() != badge) all = false;
+      }
+      if (all) return true;
+      std::this_thread::sleep_for(100ms);
+    }
+    return false;
+  }
+
+  std::int64_t scalar(const std::string& sql) {
+    store::Connection conn(db_options());
+    EXPECT_TRUE(conn.connect().ok());
+    auto rows = conn.query(sql);
+    EXPECT_TRUE(rows.ok() && !rows->empty()) << sql;
+    return rows.ok() && !rows->empty() ? (*rows)[0].i64(0) : -1;
+  }
+
+  ScratchDatabase db_;
+  std::string password_file_ = std::getenv("MAILPUSH_TEST_DB_PASSWORD_FILE")
+                                   ? std::getenv("MAILPUSH_TEST_DB_PASSWORD_FILE")
+                                   : "";
+  std::filesystem::path dir_, certs_, kek_;
+  std::unique_ptr<ApnsSimProcess> sim_;
+  std::uint16_t sim_port_ = 0;
+  std::unique_ptr<ChildProcess> daemon_;
+  std::uint16_t port_ = 0;
+  int launches_ = 0;
+  std::string customer_public_, admin_key_;
+};
+
+TEST_F(Fanout, EveryDeviceOfTheMailboxGetsTheExactBadgeAndNoOtherDevice) {
+  migrate();
+  start_sim();
+  sim_port_ = sim_->h2_port();
+  start_daemon();
+  const auto customer = onboard();
+  const auto phone = add_device(customer, "alice@example.com");
+  const auto tablet = add_device(customer, "alice@example.com");
+  const auto bob = add_device(customer, "bob@example.com");
+  bind(phone);
+  bind(tablet);
+  bind(bob);
+  std::this_thread::sleep_for(300ms);
+  EXPECT_TRUE(received().empty()) << "a status event changes no badge";
+
+  ASSERT_TRUE(ok(post(phone, unread_event("wm-1", 3))));
+  ASSERT_TRUE(wait_for_badges({{phone.token, 3}, {tablet.token, 3}}, 10s)) << daemon_->log();
+  ASSERT_TRUE(ok(post(phone, new_mail_event("wm-2"))));
+  ASSERT_TRUE(wait_for_badges({{phone.token, 4}, {tablet.token, 4}}, 10s));
+  ASSERT_TRUE(ok(post(tablet, unread_event("wm-3", 0))));
+  ASSERT_TRUE(wait_for_badges({{phone.token, 0}, {tablet.token, 0}}, 10s)) << "0 clears";
+  EXPECT_EQ(received().count(bob.token), 0u) << "another mailbox's device got nothing";
+
+  ASSERT_TRUE(ok(post(bob, unread_event("wm-1", 7))));
+  ASSERT_TRUE(wait_for_badges({{bob.token, 7}}, 10s));
+  EXPECT_EQ(received()[phone.token].back(), 0);
+  const auto accepted = sim_->control("GET", "/accepted");
+  for (const auto& r : accepted["records"]) {
+    EXPECT_EQ(r["headers"]["apns-topic"], "com.example.mail");
+    EXPECT_EQ(r["payload"].get<std::string>().find("alert"), std::string::npos);
+  }
+  EXPECT_EQ(scalar("SELECT COUNT(*) FROM outbox"), 0) << "delivered rows are removed";
+  const auto log = daemon_->log();
+  EXPECT_EQ(log.find(phone.token), std::string::npos) << "no full token in the log";
+  EXPECT_EQ(log.find(phone.registration.secret), std::string::npos);
+}
+
+TEST_F(Fanout, UnregisteredAndBadTokensStopTheirDeviceOnly) {
+  migrate();
+  start_sim();
+  sim_port_ = sim_->h2_port();
+  start_daemon();
+  const auto customer = onboard();
+  const auto phone = add_device(customer, "carol@example.com");
+  const auto gone = add_device(customer, "carol@example.com");
+  const auto bad = add_device(customer, "carol@example.com");
+  bind(phone);
+  sim_->control("POST", "/faults", json{{"unregistered", {gone.token}}}.dump());
+  ASSERT_TRUE(ok(post(phone, unread_event("wm-1", 2))));
+  ASSERT_TRUE(wait_for_badges({{phone.token, 2}, {bad.token, 2}}, 10s)) << daemon_->log();
+  const auto until = std::chrono::steady_clock::now() + 10s;
+  while (scalar("SELECT COUNT(*) FROM devices WHERE state = 'unregistered'") != 1 &&
+         std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(100ms);
+  }
+  EXPECT_EQ(scalar("SELECT COUNT(*) FROM devices WHERE state = 'unregistered' AND "
+                   "unregistered_at IS NOT NULL"),
+            1);
+
+  // The next answer for `bad` is BadDeviceToken.
+  sim_->control("POST", "/reset");
+  sim_->control("POST", "/faults", json{{"bad_device_tokens", {bad.token}}}.dump());
+  ASSERT_TRUE(ok(post(phone, new_mail_event("wm-2"))));
+  ASSERT_TRUE(wait_for_badges({{phone.token, 3}}, 10s));
+  const auto until2 = std::chrono::steady_clock::now() + 10s;
+  while (scalar("SELECT COUNT(*) FROM devices WHERE state = 'invalid'") != 1 &&
+         std::chrono::steady_clock::now() < until2) {
+    std::this_thread::sleep_for(100ms);
+  }
+  EXPECT_EQ(scalar("SELECT COUNT(*) FROM devices WHERE state = 'invalid' AND invalid_reason = "
+                   "'BadDeviceToken'"),
+            1)
+      << daemon_->log();
+  EXPECT_EQ(received().count(gone.token), 0u) << "the 410 device gets nothing after the 410";
+
+  ASSERT_TRUE(ok(post(phone, new_mail_event("wm-3"))));
+  ASSERT_TRUE(wait_for_badges({{phone.token, 4}}, 10s));
+  EXPECT_EQ(received().count(bad.token), 0u) << "an invalid device gets nothing more";
+  EXPECT_EQ(scalar("SELECT COUNT(*) FROM outbox WHERE state = 'queued'"), 0);
+}
+
+TEST_F(Fanout, ARefusedCertificatePausesTheCustomerUntilRenewal) {
+  migrate();
+  start_sim();
+  sim_port_ = sim_->h2_port();
+  start_daemon();
+  const auto customer = onboard("mail");
+  const auto phone = add_device(customer, "dan@example.com");
+  bind(phone);
+  const std::string fingerprint = [&] {
+    store::Connection conn(db_options());
+    EXPECT_TRUE(conn.connect().ok());
+    auto rows = conn.query("SELECT HEX(fingerprint_sha256) FROM credentials WHERE state = 'active'");
+    return rows.ok() && !rows->empty() ? (*rows)[0].text(0) : std::string();
+  }();
+  std::string lower = fingerprint;
+  for (auto& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  sim_->control("POST", "/faults", json{{"bad_certificate", {lower}}}.dump());
+  ASSERT_TRUE(ok(post(phone, unread_event("wm-1", 5))));
+  ASSERT_TRUE(daemon_->wait_for_log("dispatch.customer_paused", 15s)) << daemon_->log();
+  std::this_thread::sleep_for(500ms);
+  EXPECT_EQ(scalar("SELECT COUNT(*) FROM outbox WHERE state = 'queued'"), 1) << "kept queued";
+  EXPECT_EQ(scalar("SELECT COUNT(*) FROM devices WHERE state = 'active'"), 1) << "devices kept";
+  EXPECT_EQ(scalar("SELECT COUNT(*) FROM customers WHERE paused_reason IS NOT NULL"), 1);
+
+  sim_->control("POST", "/faults", json{{"bad_certificate", json::array()}}.dump());
+  renew("mail-legacy");
+  ASSERT_TRUE(wait_for_badges({{phone.token, 5}}, 20s)) << daemon_->log();
+  EXPECT_TRUE(daemon_->wait_for_log("dispatch.customer_resumed", 5s));
+  EXPECT_EQ(scalar("SELECT COUNT(*) FROM customers WHERE paused_reason IS NOT NULL"), 0);
+}
+
+TEST_F(Fanout, WhatWasQueuedWhileApnsWasDownIsDeliveredAfterwards) {
+  migrate();
+  sim_port_ = free_tcp_port();
+  start_sim({"--port", std::to_string(sim_port_)});
+  start_daemon();
+  const auto customer = onboard();
+  std::vector<Device> devices;
+  for (int i = 0; i < 5; ++i) devices.push_back(add_device(customer, "m" + std::to_string(i) + "@example.com"));
+  for (const auto& d : devices) bind(d);
+  sim_.reset();  // APNs unreachable
+  for (std::size_t i = 0; i < devices.size(); ++i) {
+    ASSERT_TRUE(ok(post(devices[i], unread_event("wm-1", static_cast<int>(10 + i)))));
+  }
+  std::this_thread::sleep_for(2s);
+  EXPECT_EQ(scalar("SELECT COUNT(*) FROM outbox WHERE state = 'queued'"), 5);
+  start_sim({"--port", std::to_string(sim_port_)});
+  std::map<std::string, int> want;
+  for (std::size_t i = 0; i < devices.size(); ++i) want[devices[i].token] = static_cast<int>(10 + i);
+  EXPECT_TRUE(wait_for_badges(want, 60s)) << daemon_->log();
+}
+
+// Posts callbacks for `devices` (one mailbox each) from several threads, each mailbox's unread
+// count going up by one per callback; records the highest acknowledged count per mailbox.
+class Load {
+ public:
+  Load(std::uint16_t& port, const std::vector<Device>& devices) : port_(port), devices_(devices) {
+    for (std::size_t t = 0; t < 4; ++t) {
+      threads_.emplace_back([this, t] {
+        std::vector<int> next(devices_.size(), 1);
+        while (!stop_) {
+          for (std::size_t i = t; i < devices_.size() && !stop_; i += 4) {
+            const auto& d = devices_[i];
+            const int badge = next[i];
+            HttpReply r;
+            try {
+              r = https_request(port_, "POST", "/ews/v1/notify/" + d.registration.secret,
+                                notification(d.subscription,
+                                             unread_event("wm-" + std::to_string(badge), badge)),
+                                {{"Content-Type", "text/xml"}, {"SOAPAction", kSoapAction}});
+            } catch (const std::exception&) {
+              r.status = 0;
+            }
+            std::lock_guard lock(mutex_);
+            if (r.status == 200 && r.body.find(">OK<") != std::string::npos) {
+              acked_[d.token] = badge;
+              ++next[i];
+              ++acks_;
+            } else {
+              ++refused_[r.status];
+              // Not acknowledged: Exchange would send it again; so do we.
+              attempted_[d.token] = std::max(attempted_[d.token], badge);
+            }
+          }
+          std::this_thread::sleep_for(5ms);
+        }
+      });
+    }
+  }
+  ~Load() { stop(); }
+  void stop() {
+    stop_ = true;
+    for (auto& t : threads_) {
+      if (t.joinable()) t.join();
+    }
+  }
+  std::map<std::string, int> acked() const {
+    std::lock_guard lock(mutex_);
+    return acked_;
+  }
+  std::map<std::string, int> attempted() const {
+    std::lock_guard lock(mutex_);
+    return attempted_;
+  }
+  std::uint64_t acks() const {
+    std::lock_guard lock(mutex_);
+    return acks_;
+  }
+  std::map<int, int> refused() const {
+    std::lock_guard lock(mutex_);
+    return refused_;
+  }
+
+ private:
+  std::uint16_t& port_;
+  const std::vector<Device>& devices_;
+  std::atomic<bool> stop_{false};
+  mutable std::mutex mutex_;
+  std::map<std::string, int> acked_, attempted_;
+  std::map<int, int> refused_;
+  std::uint64_t acks_ = 0;
+  std::vector<std::thread> threads_;
+};
+
+// Counts acknowledged events whose newest badge never reached the device: the final badge a
+// device received must be its mailbox's last acknowledged count (or a later one that was written
+// but whose answer was lost in the crash).
+int lost(const std::map<std::string, int>& acked, const std::map<std::string, std::vector<int>>& got) {
+  int losses = 0;
+  for (const auto& [token, badge] : acked) {
+    auto it = got.find(token);
+    if (it == got.end() || it->second.empty() || it->second.back() < badge) ++losses;
+  }
+  return losses;
+}
+
+bool wait_until_nothing_lost(const Fanout& f, const std::map<std::string, int>& acked,
+                             std::chrono::seconds limit,
+                             const std::function<std::map<std::string, std::vector<int>>()>& got) {
+  (void)f;
+  const auto until = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < until) {
+    if (lost(acked, got()) == 0) return true;
+    std::this_thread::sleep_for(200ms);
+  }
+  return false;
+}
+
+TEST_F(Fanout, KilledWithSigkillUnderLoadLosesNoAcknowledgedEvent) {
+  migrate();
+  start_sim();
+  sim_port_ = sim_->h2_port();
+  start_daemon();
+  const auto customer = onboard();
+  std::vector<Device> devices;
+  for (int i = 0; i < 40; ++i) devices.push_back(add_device(customer, "k" + std::to_string(i) + "@example.com"));
+  for (const auto& d : devices) bind(d);
+  {
+    Load load(port_, devices);
+    std::this_thread::sleep_for(3s);
+    daemon_->signal(SIGKILL);
+    ASSERT_TRUE(daemon_->wait(10s).has_value());
+    std::this_thread::sleep_for(500ms);
+    load.stop();
+    const auto acked = load.acked();
+    ASSERT_GT(load.acks(), 100u) << "the load ran";
+    start_daemon();  // same instance id: sends its own rows at once; same database
+    ASSERT_TRUE(wait_until_nothing_lost(*this, acked, 60s, [this] { return received(); }))
+        << "lost: " << lost(acked, received()) << "\n" << daemon_->log();
+    std::cout << "[ kill test ] acknowledged " << load.acks() << " callbacks; lost "
+              << lost(acked, received()) << " acknowledged badges\n";
+  }
+}
+
+TEST_F(Fanout, ASecondInstanceTakesOverTheRowsOfOneThatDied) {
+  migrate();
+  start_sim();
+  sim_port_ = sim_->h2_port();
+  // APNs refuses everything for now, so rows pile up in the first instance's outbox.
+  start_daemon();
+  const auto customer = onboard();
+  std::vector<Device> devices;
+  for (int i = 0; i < 3; ++i) devices.push_back(add_device(customer, "t" + std::to_string(i) + "@example.com"));
+  for (const auto& d : devices) bind(d);
+  sim_->control("POST", "/faults", json{{"silent", true}}.dump());
+  for (std::size_t i = 0; i < devices.size(); ++i) {
+    ASSERT_TRUE(ok(post(devices[i], unread_event("wm-1", static_cast<int>(20 + i)))));
+  }
+  daemon_->signal(SIGKILL);
+  ASSERT_TRUE(daemon_->wait(10s).has_value());
+  EXPECT_EQ(scalar("SELECT COUNT(*) FROM outbox WHERE owner = 'fanout-a' AND state = 'queued'"), 3);
+  sim_.reset();
+  start_sim();
+  sim_port_ = sim_->h2_port();
+  start_daemon({{"dispatch", {{"instance_id", "fanout-b"}}}});
+  std::map<std::string, int> want;
+  for (std::size_t i = 0; i < devices.size(); ++i) want[devices[i].token] = static_cast<int>(20 + i);
+  EXPECT_TRUE(wait_for_badges(want, 30s)) << daemon_->log();
+  EXPECT_TRUE(daemon_->wait_for_log("dispatch.took_over", 1s).has_value());
+}
+
+// The same job on a MariaDB server of its own, restarted under load.
+class FanoutPrivateDb : public Fanout {
+ protected:
+  void SetUp() override {
+    Fanout::SetUp();
+    server_.start();
+    password_file_ = server_.password_file().string();
+  }
+  store::ConnectionOptions db_options() const override { return server_.options(); }
+  PrivateMariadb server_;
+};
+
+TEST_F(FanoutPrivateDb, MariadbRestartedUnderLoadGives503sThenRecoversWithNothingLost) {
+  migrate();
+  start_sim();
+  sim_port_ = sim_->h2_port();
+  start_daemon();
+  const auto customer = onboard();
+  std::vector<Device> devices;
+  for (int i = 0; i < 20; ++i) devices.push_back(add_device(customer, "r" + std::to_string(i) + "@example.com"));
+  for (const auto& d : devices) bind(d);
+  Load load(port_, devices);
+  std::this_thread::sleep_for(2s);
+  server_.stop();
+  std::this_thread::sleep_for(2s);
+  server_.start();
+  std::this_thread::sleep_for(4s);
+  load.stop();
+  const auto refused = load.refused();
+  EXPECT_GT(refused.count(503), 0u) << "the listener said 503 while the database was away";
+  const auto acked = load.acked();
+  EXPECT_TRUE(wait_until_nothing_lost(*this, acked, 60s, [this] { return received(); }))
+      << "lost: " << lost(acked, received()) << "\n" << daemon_->log();
+  std::cout << "[ db restart ] acknowledged " << load.acks() << " callbacks; 503s "
+            << (refused.count(503) ? refused.at(503) : 0) << "; lost "
+            << lost(acked, received()) << "\n";
+}
+
+}  // namespace
+}  // namespace mp::test

@@ -1,0 +1,216 @@
+// Tests of the outbox on the real MariaDB: rows queued in the callback's own transaction (one
+// per active device of the mailbox, in both write paths), rounds read by owner, results applied,
+// take-over of rows whose owner went away, and the figures operators see.
+#include <gtest/gtest.h>
+
+#include "common/crypto.hpp"
+#include "store/mariadb_callback_store.hpp"
+#include "store/migrations.hpp"
+#include "store/outbox.hpp"
+#include "store/registrations.hpp"
+#include "test_env.hpp"
+
+namespace mp::store {
+namespace {
+
+using namespace std::chrono_literals;
+
+class OutboxTest : public ::testing::Test {
+ protected:
+  test::ScratchDatabase db;
+  Connection conn{db.options()};
+  std::int64_t customer = 0;
+  OutboxTarget target{"instance-a", 3600s};
+
+  void SetUp() override {
+    ASSERT_TRUE(conn.connect().ok());
+    ASSERT_TRUE(migrate(conn).ok());
+    customer = test::insert_test_customer(conn, "test-" + hex_encode(random_bytes(4)));
+  }
+
+  std::int64_t scalar(const std::string& sql) {
+    auto rows = conn.query(sql);
+    EXPECT_TRUE(rows.ok() && !rows->empty()) << sql;
+    return rows.ok() && !rows->empty() ? (*rows)[0].i64(0) : -1;
+  }
+
+  // Binds `sub` to the registration (first sight), with no effect on the count.
+  void bind(const test::TestRegistration& r, const std::string& sub) {
+    CallbackWrite w;
+    w.registration_id = r.id;
+    w.mailbox_id = r.mailbox_id;
+    w.subscription_id = sub;
+    w.bind = true;
+    auto out = write_callback_batch(conn, {w}, &target);
+    ASSERT_TRUE(out.ok()) << out.error().message;
+    ASSERT_EQ((*out)[0], WriteOutcome::recorded);
+  }
+
+  CallbackWrite effect(const test::TestRegistration& r, const std::string& sub, bool set,
+                       std::int64_t value) {
+    CallbackWrite w;
+    w.registration_id = r.id;
+    w.mailbox_id = r.mailbox_id;
+    w.subscription_id = sub;
+    w.effect = MailboxEffect{set, value};
+    return w;
+  }
+
+  std::vector<OutboxRow> due(const std::string& owner = "instance-a",
+                             const std::vector<std::int64_t>& paused = {}) {
+    auto rows = read_due_outbox(conn, owner, 100, paused);
+    EXPECT_TRUE(rows.ok()) << (rows.ok() ? "" : rows.error().message);
+    return rows.ok() ? *rows : std::vector<OutboxRow>{};
+  }
+};
+
+TEST_F(OutboxTest, ACountChangeQueuesOneRowPerDeviceOfThatMailboxOnly) {
+  const auto phone = test::insert_test_registration(conn, customer, "alice@example.com");
+  const auto tablet = test::insert_test_registration(conn, customer, "alice@example.com");
+  const auto other = test::insert_test_registration(conn, customer, "bob@example.com");
+  ASSERT_EQ(phone.mailbox_id, tablet.mailbox_id);
+  bind(phone, "sub-phone");
+  bind(other, "sub-other");
+  EXPECT_EQ(scalar("SELECT COUNT(*) FROM outbox"), 0) << "a binding alone changes no badge";
+
+  // The one-round-trip path (no binding in the batch): a set, then an increment.
+  auto out = write_callback_batch(conn, {effect(phone, "sub-phone", true, 5)}, &target);
+  ASSERT_TRUE(out.ok()) << out.error().message;
+  auto rows = due();
+  ASSERT_EQ(rows.size(), 2u);
+  for (const auto& r : rows) {
+    EXPECT_EQ(r.mailbox_id, phone.mailbox_id);
+    EXPECT_EQ(r.badge, 5);
+    EXPECT_EQ(r.device_state, "active");
+    EXPECT_EQ(r.environment, "production");
+    EXPECT_EQ(r.token_hex.size(), 64u);
+    EXPECT_FALSE(r.expired);
+  }
+  EXPECT_NE(rows[0].device_id, rows[1].device_id);
+  out = write_callback_batch(conn, {effect(phone, "sub-phone", false, 1)}, &target);
+  ASSERT_TRUE(out.ok());
+  rows = due();
+  ASSERT_EQ(rows.size(), 4u);
+  EXPECT_EQ(rows[3].badge, 6);
+}
+
+TEST_F(OutboxTest, TheStatementByStatementPathQueuesToo) {
+  const auto phone = test::insert_test_registration(conn, customer, "carol@example.com");
+  // Binding and effect in one batch take the careful path.
+  auto w = effect(phone, "sub-1", true, 3);
+  w.bind = true;
+  auto out = write_callback_batch(conn, {w}, &target);
+  ASSERT_TRUE(out.ok()) << out.error().message;
+  EXPECT_EQ((*out)[0], WriteOutcome::recorded);
+  const auto rows = due();
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0].badge, 3);
+}
+
+TEST_F(OutboxTest, NothingIsQueuedForStaleWritesInactiveDevicesOrCustomers) {
+  const auto phone = test::insert_test_registration(conn, customer, "dave@example.com");
+  const auto tablet = test::insert_test_registration(conn, customer, "dave@example.com");
+  bind(phone, "sub-1");
+  // A callback of a subscription the registration is not bound to is stale: no count, no row.
+  auto out = write_callback_batch(conn, {effect(phone, "sub-other", true, 9)}, &target);
+  ASSERT_TRUE(out.ok());
+  EXPECT_EQ((*out)[0], WriteOutcome::stale);
+  EXPECT_EQ(scalar("SELECT COUNT(*) FROM outbox"), 0);
+
+  ASSERT_TRUE(conn.execute("UPDATE devices SET state = 'unregistered' WHERE id = (SELECT "
+                           "device_id FROM registrations WHERE id = ?)",
+                           {Value{tablet.id}})
+                  .ok());
+  out = write_callback_batch(conn, {effect(phone, "sub-1", true, 2)}, &target);
+  ASSERT_TRUE(out.ok());
+  EXPECT_EQ(due().size(), 1u) << "only the active device";
+
+  ASSERT_TRUE(
+      conn.execute("UPDATE customers SET state = 'disabled' WHERE id = ?", {Value{customer}}).ok());
+  out = write_callback_batch(conn, {effect(phone, "sub-1", true, 3)}, &target);
+  ASSERT_TRUE(out.ok());
+  EXPECT_EQ(due().size(), 1u) << "a disabled customer's mailboxes queue nothing";
+}
+
+TEST_F(OutboxTest, RoundsReadOnlyTheOwnersDueRowsOfCustomersNotPaused) {
+  const auto phone = test::insert_test_registration(conn, customer, "erin@example.com");
+  bind(phone, "sub-1");
+  ASSERT_TRUE(write_callback_batch(conn, {effect(phone, "sub-1", true, 1)}, &target).ok());
+  EXPECT_EQ(due("instance-b").size(), 0u);
+  EXPECT_EQ(due("instance-a", {customer}).size(), 0u);
+  const auto rows = due();
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0].customer_state, "active");
+  EXPECT_FALSE(rows[0].customer_public_id.empty());
+  EXPECT_GE(rows[0].age_us, 0);
+
+  // A retry is not due before its time.
+  DispatchOutcome retry;
+  retry.retry.push_back({rows[0].id, 60s, "Unreachable"});
+  ASSERT_TRUE(apply_dispatch_outcome(conn, retry).ok());
+  EXPECT_EQ(due().size(), 0u);
+  EXPECT_EQ(scalar("SELECT attempts FROM outbox"), 1);
+}
+
+TEST_F(OutboxTest, ResultsRemoveDeadLetterAndChangeDevicesInOneTransaction) {
+  const auto a = test::insert_test_registration(conn, customer, "frank@example.com");
+  const auto b = test::insert_test_registration(conn, customer, "frank@example.com");
+  const auto c = test::insert_test_registration(conn, customer, "frank@example.com");
+  bind(a, "sub-1");
+  ASSERT_TRUE(write_callback_batch(conn, {effect(a, "sub-1", true, 4)}, &target).ok());
+  const auto rows = due();
+  ASSERT_EQ(rows.size(), 3u);
+
+  DispatchOutcome o;
+  o.remove.push_back(rows[0].id);
+  o.dead.push_back({rows[1].id, "Expired"});
+  o.remove.push_back(rows[2].id);
+  const auto when = std::chrono::system_clock::now() - 1h;
+  o.devices.push_back({rows[1].device_id, true, when, "Unregistered"});
+  o.devices.push_back({rows[2].device_id, false, std::nullopt, "BadDeviceToken"});
+  ASSERT_TRUE(apply_dispatch_outcome(conn, o).ok());
+  EXPECT_EQ(scalar("SELECT COUNT(*) FROM outbox WHERE state = 'queued'"), 0);
+  EXPECT_EQ(scalar("SELECT COUNT(*) FROM outbox WHERE state = 'dead'"), 1);
+  EXPECT_EQ(scalar("SELECT COUNT(*) FROM devices WHERE state = 'unregistered' AND "
+                   "unregistered_at < UTC_TIMESTAMP() - INTERVAL 50 MINUTE"),
+            1);
+  EXPECT_EQ(scalar("SELECT COUNT(*) FROM devices WHERE state = 'invalid' AND invalid_reason = "
+                   "'BadDeviceToken'"),
+            1);
+  auto stats = outbox_stats(conn);
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(stats->queued, 0);
+  EXPECT_EQ(stats->dead, 1);
+  (void)b;
+  (void)c;
+}
+
+TEST_F(OutboxTest, RowsOfAnInstanceThatWentAwayAreTakenOverAndOthersAreNot) {
+  const auto phone = test::insert_test_registration(conn, customer, "gina@example.com");
+  bind(phone, "sub-1");
+  OutboxTarget live{"instance-live", 3600s}, dead{"instance-dead", 3600s},
+      never{"instance-never", 3600s}, stopped{"instance-stopped", 3600s};
+  ASSERT_TRUE(conn.execute("INSERT INTO instances (instance_id, host_name, version, started_at, "
+                           "heartbeat_at, stopped_at) VALUES "
+                           "('instance-live', 'h', 'v', UTC_TIMESTAMP(6), UTC_TIMESTAMP(6), NULL), "
+                           "('instance-dead', 'h', 'v', UTC_TIMESTAMP(6), UTC_TIMESTAMP(6) - "
+                           "INTERVAL 5 MINUTE, NULL), ('instance-stopped', 'h', 'v', "
+                           "UTC_TIMESTAMP(6), UTC_TIMESTAMP(6), UTC_TIMESTAMP(6))",
+                           std::span<const Value>{})
+                  .ok());
+  std::int64_t badge = 1;
+  for (const auto* t : {&live, &dead, &never, &stopped}) {
+    ASSERT_TRUE(write_callback_batch(conn, {effect(phone, "sub-1", true, badge++)}, t).ok());
+  }
+  auto moved = take_over_outbox(conn, "instance-a", 30s, 100);
+  ASSERT_TRUE(moved.ok()) << moved.error().message;
+  EXPECT_EQ(*moved, 3u);
+  EXPECT_EQ(due("instance-live").size(), 1u);
+  EXPECT_EQ(due("instance-a").size(), 3u);
+  moved = take_over_outbox(conn, "instance-a", 30s, 100);
+  ASSERT_TRUE(moved.ok());
+  EXPECT_EQ(*moved, 0u) << "its own rows are not moved";
+}
+
+}  // namespace
+}  // namespace mp::store
