@@ -361,6 +361,57 @@ TEST_F(Fanout, WhatWasQueuedWhileApnsWasDownIsDeliveredAfterwards) {
   EXPECT_TRUE(wait_for_badges(want, 60s)) << daemon_->log();
 }
 
+TEST_F(Fanout, SigtermFinishesTheSendsInFlight) {
+  migrate();
+  start_sim({"--latency-ms", "1500"});
+  sim_port_ = sim_->h2_port();
+  start_daemon();
+  const auto customer = onboard();
+  const auto phone = add_device(customer, "slow@example.com");
+  bind(phone);
+  // Warm the connection, so that the next send is on the wire when SIGTERM comes.
+  ASSERT_TRUE(ok(post(phone, unread_event("wm-1", 1))));
+  const auto until = std::chrono::steady_clock::now() + 15s;
+  while (scalar("SELECT COUNT(*) FROM outbox") != 0 && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(100ms);
+  }
+  ASSERT_TRUE(wait_for_badges({{phone.token, 1}}, 1s)) << daemon_->log();
+  // apns-sim records a request when it arrives and answers 1.5 s later: SIGTERM comes while
+  // the answer is outstanding, and the daemon must wait for it and write the result.
+  ASSERT_TRUE(ok(post(phone, unread_event("wm-2", 2))));
+  ASSERT_TRUE(wait_for_badges({{phone.token, 2}}, 5s));
+  daemon_->signal(SIGTERM);
+  EXPECT_EQ(daemon_->wait(20s), std::optional<int>(0)) << daemon_->log();
+  EXPECT_EQ(scalar("SELECT COUNT(*) FROM outbox"), 0) << "its result was written before exit";
+  EXPECT_NE(daemon_->log().find("dispatch.stopped"), std::string::npos);
+}
+
+TEST_F(Fanout, RetryableFailuresBackOffThenDeadLetterAndAreCounted) {
+  migrate();
+  start_sim();
+  sim_port_ = sim_->h2_port();
+  start_daemon({{"dispatch", {{"max_attempts", 2}}}});
+  const auto customer = onboard();
+  const auto phone = add_device(customer, "busy@example.com");
+  bind(phone);
+  sim_->control("POST", "/faults", json{{"error_rates", {{"503", 1.0}}}}.dump());
+  ASSERT_TRUE(ok(post(phone, unread_event("wm-1", 4))));
+  const auto until = std::chrono::steady_clock::now() + 60s;
+  while (scalar("SELECT COUNT(*) FROM outbox WHERE state = 'dead'") != 1 &&
+         std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(200ms);
+  }
+  EXPECT_EQ(scalar("SELECT COUNT(*) FROM outbox WHERE state = 'dead' AND attempts = 2 AND "
+                   "last_error LIKE 'TooManyAttempts%'"),
+            1)
+      << daemon_->log();
+  const auto metrics = https_request(port_, "GET", "/metrics").body;
+  EXPECT_NE(metrics.find("mailpush_outbox_dead_letters_total{reason=\"TooManyAttempts"),
+            std::string::npos)
+      << metrics;
+  EXPECT_EQ(received().count(phone.token), 0u);
+}
+
 // Posts callbacks for `devices` (one mailbox each) from several threads, each mailbox's unread
 // count going up by one per callback; records the highest acknowledged count per mailbox.
 class Load {
