@@ -4,7 +4,7 @@ set -euo pipefail
 
 # Only the versioned Boost 1.81 packages: the unversioned ones pull 1.74 and conflict.
 packages=(
-  build-essential cmake ninja-build ccache pkg-config git ca-certificates curl openssl procps
+  build-essential cmake ninja-build ccache pkg-config git ca-certificates curl jq openssl procps
   libboost1.81-dev libboost-system1.81-dev
   libssl-dev libnghttp2-dev nghttp2-client libtinyxml2-dev nlohmann-json3-dev
   libmariadb-dev mariadb-server mariadb-client

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Sets everything up and runs a local `dev` region: packages, dev TLS, the private MariaDB,
-# the build, migrations and mailpushd, then shows it ready. The region keeps running.
+# Sets everything up and runs a local `dev` region end to end: packages, dev TLS, the private
+# MariaDB, the build, migrations, apns-sim (the region's APNs) and mailpushd; then the demo
+# (scripts/demo.sh): a customer from a test certificate through the portal, three devices
+# registered for two mailboxes, real SendNotification callbacks, and the badges each simulated
+# device received. The region keeps running.
 #
-#   scripts/run-dev.sh           set up and (re)start the dev region
+#   scripts/run-dev.sh           set up, (re)start the dev region and run the demo
 #   scripts/run-dev.sh status    what runs, and mailpushctl status
-#   scripts/run-dev.sh stop      stop mailpushd and the dev MariaDB
+#   scripts/run-dev.sh stop      stop mailpushd, apns-sim and the dev MariaDB
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -14,6 +17,9 @@ state="$root/var/dev"
 pid_file="$state/mailpushd.pid"
 log_file="$state/mailpushd.log"
 build="$root/build/dev"
+sim_pid_file="$state/apns-sim.pid"
+sim_port=2197        # apns.production / apns.sandbox of regions/dev.json
+sim_control_port=2198
 port=$(sed -n 's/.*"port": \([0-9]*\),\{0,1\}$/\1/p' "$region" | head -n 1)  # listener.port
 
 daemon_pid() {
@@ -34,14 +40,34 @@ stop_daemon() {
   rm -f "$pid_file"
 }
 
+sim_pid() {
+  [ -f "$sim_pid_file" ] || return 1
+  local pid
+  pid=$(cat "$sim_pid_file")
+  kill -0 "$pid" 2>/dev/null && [ "$(ps -o comm= -p "$pid")" = apns-sim ] && echo "$pid"
+}
+
+stop_sim() {
+  local pid
+  if pid=$(sim_pid); then
+    kill -TERM "$pid"
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid"; fi
+    echo "apns-sim: stopped (pid $pid)"
+  fi
+  rm -f "$sim_pid_file"
+}
+
 case "${1:-up}" in
   stop)
     stop_daemon
+    stop_sim
     bash scripts/mariadb.sh stop
     exit 0
     ;;
   status)
     if pid=$(daemon_pid); then echo "mailpushd: running (pid $pid, https://localhost:$port)"; else echo "mailpushd: stopped"; fi
+    if pid=$(sim_pid); then echo "apns-sim: running (pid $pid, h2 127.0.0.1:$sim_port, control http://127.0.0.1:$sim_control_port)"; else echo "apns-sim: stopped"; fi
     bash scripts/mariadb.sh status || true
     [ -x "$build/src/app/mailpushctl" ] && "$build/src/app/mailpushctl" --region "$region" status || true
     exit 0
@@ -57,6 +83,7 @@ bash certs/make-dev-certs.sh "$state/tls"
 # in the file the daemon reads; the token itself is for you, in var/dev/portal-admin-token).
 bash certs/make-apns-test-certs.sh "$state/apns-certs" >/dev/null
 [ -f "$state/kek" ] || bash scripts/make-kek.sh "$state/kek" >/dev/null
+[ -f "$state/region-secret" ] || bash scripts/make-region-secret.sh "$state/region-secret" >/dev/null
 if [ ! -f "$state/portal-admin-token" ]; then
   (umask 077 && printf 'adm_%s' "$(openssl rand -hex 24)" >"$state/portal-admin-token")
 fi
@@ -64,9 +91,22 @@ fi
   >"$state/portal-admin-tokens.sha384")
 bash scripts/mariadb.sh start --database mailpush_dev
 
-echo "== building mailpushd and mailpushctl"
+echo "== building mailpushd, mailpushctl and apns-sim"
 cmake --preset dev >/dev/null
-cmake --build --preset dev --target mailpushd mailpushctl
+cmake --build --preset dev --target mailpushd mailpushctl apns-sim
+
+# The region's APNs: apns-sim with the test certificates (client certificates required, like
+# Apple). Its accepted notifications are what the "devices" received.
+stop_sim
+setsid "$build/tools/apns_sim/apns-sim" --cert "$state/apns-certs/server.crt" \
+  --key "$state/apns-certs/server.key" --client-ca "$state/apns-certs/apple-ca.crt" \
+  --port "$sim_port" --control-port "$sim_control_port" >"$state/apns-sim.ready" \
+  2>>"$state/apns-sim.log" </dev/null &
+echo $! >"$sim_pid_file"
+for _ in $(seq 1 50); do grep -q '"ready":true' "$state/apns-sim.ready" 2>/dev/null && break; sleep 0.1; done
+grep -q '"ready":true' "$state/apns-sim.ready" || { echo "apns-sim did not start:" >&2; tail -n 5 "$state/apns-sim.log" >&2; exit 1; }
+echo "$sim_control_port" >"$state/apns-sim.control-port"
+echo "apns-sim: h2 on 127.0.0.1:$sim_port, control API on http://127.0.0.1:$sim_control_port"
 
 "$build/src/app/mailpushctl" --region "$region" migrate
 
@@ -94,10 +134,15 @@ if [ -z "$ready" ]; then
 fi
 echo "GET /readyz -> $ready"
 echo "GET /healthz -> $(curl -fsS --cacert "$state/tls/ca.crt" "https://localhost:$port/healthz")"
+
+bash scripts/demo.sh
+echo
 "$build/src/app/mailpushctl" --region "$region" status
 cat <<EOM
 
-The dev region runs: mailpushd (pid $(cat "$pid_file")) on https://localhost:$port, MariaDB on 127.0.0.1:3307.
+The dev region runs: mailpushd (pid $(cat "$pid_file")) on https://localhost:$port, apns-sim on
+127.0.0.1:$sim_port (what it accepted: curl http://127.0.0.1:$sim_control_port/accepted),
+MariaDB on 127.0.0.1:3307. Run the demo again: bash scripts/demo.sh
   logs     $log_file (one JSON object per line)
   metrics  curl --cacert var/dev/tls/ca.crt https://localhost:$port/metrics
   portal   https://localhost:$port/portal/ (an invite: build/dev/src/app/mailpushctl --region regions/dev.json customers invite;

@@ -477,6 +477,11 @@ fs::path write_region_file(const fs::path& dir, const std::string& patch_json) {
   // dev.json's portal files live in var/dev (made by run-dev.sh): tests that need a portal
   // give their own.
   region.erase("portal");
+  // Likewise the region secret (var/dev/region-secret): tests make their own
+  // (registration_support.hpp).
+  if (region.contains("registration")) region["registration"].erase("secret_file");
+  // And the CA of dev's apns-sim (var/dev/apns-certs): tests that send to apns-sim name theirs.
+  region["apns"].erase("ca_file");
   region.merge_patch(nlohmann::json::parse(patch_json));
   const fs::path file = dir / "region.json";
   write_file(file, region.dump(2));

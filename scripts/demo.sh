@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# The relay's main job on the running dev region (started by scripts/run-dev.sh), end to end:
+#   1. a customer is created through the portal API from the test push certificate mail.p12;
+#   2. the "app" registers two devices for alice@example.com and one for bob@example.com through
+#      /v1/registrations and gets a listener URL for each;
+#   3. "Exchange" posts real SendNotification callbacks to those URLs: a StatusEvent (binds the
+#      subscription), a ModifiedEvent with the Inbox's UnreadCount, a NewMailEvent;
+#   4. what each simulated device received from apns-sim is shown, badge by badge.
+# Usage: scripts/demo.sh   (needs the dev region up: bash scripts/run-dev.sh)
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+
+state="$root/var/dev"
+region=regions/dev.json
+port=$(jq -r .listener.port "$region")
+sim_control=$(cat "$state/apns-sim.control-port")
+base="https://localhost:$port"
+curl_tls=(--cacert "$state/tls/ca.crt" -sS --max-time 10)
+certs="$state/apns-certs"
+
+fail() { echo "demo: $*" >&2; exit 1; }
+json_field() { jq -er "$1" <<<"$2" 2>/dev/null || fail "unexpected answer: $2"; }
+
+# ---- 1. a customer, through the portal (the region admin token stands in for an invite) ----
+echo "== 1. the administrator uploads mail.p12 (App ID com.example.mail) through the portal"
+created=$(curl "${curl_tls[@]}" -X POST "$base/portal/v1/customers" \
+  -H "Authorization: Bearer $(cat "$state/portal-admin-token")" \
+  -F "certificate=@$certs/mail.p12;type=application/x-pkcs12" \
+  -F "password=<$certs/mail.p12.password" \
+  -F "app_id=com.example.mail" -F "region=dev" -F "display_name=Demo $(date -u +%H:%M:%S)")
+customer=$(json_field .customer_id "$created")
+registration_key=$(json_field .registration_key "$created")
+echo "   customer $customer created (registration key and admin key shown once, kept in memory here)"
+
+# ---- 2. the app registers its devices ----
+echo "== 2. the app registers three devices"
+declare -A token url
+token[alice-iphone]=$(printf 'a1%.0s' $(seq 32))
+token[alice-ipad]=$(printf 'a2%.0s' $(seq 32))
+token[bob-iphone]=$(printf 'b1%.0s' $(seq 32))
+declare -A mailbox=([alice-iphone]=alice@example.com [alice-ipad]=alice@example.com
+                    [bob-iphone]=bob@example.com)
+devices=(alice-iphone alice-ipad bob-iphone)
+for d in "${devices[@]}"; do
+  body=$(jq -n --arg c "$customer" --arg k "$registration_key" --arg m "${mailbox[$d]}" \
+    --arg t "${token[$d]}" '{customer_id:$c, registration_key:$k, mailbox:$m, device_token:$t,
+                             environment:"production"}')
+  reply=$(curl "${curl_tls[@]}" -X POST "$base/v1/registrations" -H 'Content-Type: application/json' \
+    --data-binary "$body")
+  url[$d]=$(json_field .listener_url "$reply")
+  echo "   $d (${mailbox[$d]}, token ${token[$d]:0:8}…): registration $(json_field .registration_id "$reply")," \
+       "StatusFrequency $(json_field .status_frequency_minutes "$reply") min"
+done
+
+# ---- 3. Exchange posts callbacks ----
+soap() {  # soap SUBSCRIPTION EVENTS-XML
+  cat <<EOX
+<?xml version="1.0" encoding="utf-8"?>
+<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/" xmlns:m="http://schemas.microsoft.com/exchange/services/2006/messages" xmlns:t="http://schemas.microsoft.com/exchange/services/2006/types">
+<soap:Header><t:RequestServerVersion Version="Exchange2016"/></soap:Header>
+<soap:Body><m:SendNotification><m:ResponseMessages>
+<m:SendNotificationResponseMessage ResponseClass="Success"><m:ResponseCode>NoError</m:ResponseCode>
+<m:Notification><t:SubscriptionId>$1</t:SubscriptionId><t:PreviousWatermark>AQAAAA==</t:PreviousWatermark>
+<t:MoreEvents>false</t:MoreEvents>$2</m:Notification></m:SendNotificationResponseMessage>
+</m:ResponseMessages></m:SendNotification></soap:Body></soap:Envelope>
+EOX
+}
+status_event='<t:StatusEvent><t:Watermark>AQAAAB==</t:Watermark></t:StatusEvent>'
+unread_event() {
+  echo "<t:ModifiedEvent><t:Watermark>AQAAA$1==</t:Watermark><t:TimeStamp>$(date -u +%FT%TZ)</t:TimeStamp><t:FolderId Id=\"AAMkInbox\" ChangeKey=\"AQAAAA==\"/><t:ParentFolderId Id=\"AAMkRoot\" ChangeKey=\"AQAAAA==\"/><t:UnreadCount>$2</t:UnreadCount></t:ModifiedEvent>"
+}
+new_mail_event() {
+  echo "<t:NewMailEvent><t:Watermark>AQAAA$1==</t:Watermark><t:TimeStamp>$(date -u +%FT%TZ)</t:TimeStamp><t:ItemId Id=\"AAMkItem$1\" ChangeKey=\"CQAAAA==\"/><t:ParentFolderId Id=\"AAMkInbox\" ChangeKey=\"AQAAAA==\"/></t:NewMailEvent>"
+}
+post() {  # post DEVICE SUBSCRIPTION EVENTS-XML DESCRIPTION
+  local answer status
+  answer=$(soap "$2" "$3" | curl "${curl_tls[@]}" -X POST "${url[$1]}" \
+    -H 'Content-Type: text/xml; charset=utf-8' \
+    -H 'SOAPAction: "http://schemas.microsoft.com/exchange/services/2006/messages/SendNotification"' \
+    --data-binary @- -w '\n%{http_code}')
+  status=$(tail -n 1 <<<"$answer")
+  [ "$status" = 200 ] || fail "the listener answered $status to $4"
+  grep -q '>OK<' <<<"$answer" || fail "the listener did not answer OK to $4"
+  echo "   $4 -> 200 SubscriptionStatus OK"
+}
+echo "== 3. Exchange posts SendNotification callbacks to the listener URLs"
+since=$(( $(curl -sS --max-time 5 "http://127.0.0.1:$sim_control/stats" | jq -r .next_seq) - 1 ))
+run=$(date +%s)
+post alice-iphone "alice-sub-$run" "$status_event" "alice: StatusEvent (binds the subscription)"
+post bob-iphone "bob-sub-$run" "$status_event" "bob: StatusEvent (binds the subscription)"
+post alice-iphone "alice-sub-$run" "$(unread_event B 3)" "alice: ModifiedEvent Inbox UnreadCount=3"
+# Let that badge reach the devices before the next event (or the dispatcher would rightly send
+# only the newer one: it coalesces per device).
+for _ in $(seq 1 100); do
+  curl -sS --max-time 5 "http://127.0.0.1:$sim_control/accepted?since=$since" |
+    jq -e --arg t "${token[alice-ipad]}" 'any(.records[]; .token == $t)' >/dev/null && break
+  sleep 0.1
+done
+post alice-iphone "alice-sub-$run" "$(new_mail_event C)" "alice: NewMailEvent (one more unread)"
+post bob-iphone "bob-sub-$run" "$(unread_event B 1)" "bob: ModifiedEvent Inbox UnreadCount=1"
+
+# ---- 4. what the devices received ----
+echo "== 4. what each simulated device received from APNs (apns-sim)"
+declare -A want=([alice-iphone]=4 [alice-ipad]=4 [bob-iphone]=1)
+for _ in $(seq 1 100); do
+  accepted=$(curl -sS --max-time 5 "http://127.0.0.1:$sim_control/accepted?since=$since")
+  done_all=1
+  for d in "${devices[@]}"; do
+    last=$(jq -r --arg t "${token[$d]}" '[.records[] | select(.token == $t) | .payload | fromjson | .aps.badge] | last // empty' <<<"$accepted")
+    [ "$last" = "${want[$d]}" ] || done_all=0
+  done
+  [ "$done_all" = 1 ] && break
+  sleep 0.1
+done
+for d in "${devices[@]}"; do
+  badges=$(jq -r --arg t "${token[$d]}" '[.records[] | select(.token == $t) | .payload | fromjson | .aps.badge | tostring] | join(", ")' <<<"$accepted")
+  printf '   %-13s %-18s badges received: %s\n' "$d" "${mailbox[$d]}" "${badges:-none}"
+done
+payload=$(jq -r --arg t "${token[alice-iphone]}" '[.records[] | select(.token == $t)] | last | "\(.payload)  (apns-topic \(.headers["apns-topic"]), apns-collapse-id \(.headers["apns-collapse-id"]))"' <<<"$accepted")
+echo "   last payload to alice-iphone: $payload"
+[ "$done_all" = 1 ] || fail "not every device got its badge within 10 s (see var/dev/mailpushd.log)"
+echo "== every device of each mailbox shows its mailbox's unread count; no device got another's"
