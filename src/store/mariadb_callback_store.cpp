@@ -121,8 +121,10 @@ std::map<std::int64_t, MailboxEffect> fold_effects(const std::vector<CallbackWri
   return effects;
 }
 
-// One outbox row per active device of each mailbox (with its count after this batch), for active
-// customers only. `guard` (may be empty) is appended to the WHERE clause.
+// One outbox row per active device of each mailbox, for active customers only. The badge is the
+// device's total: the unread counts (after this batch) of every mailbox it is registered for, so
+// a device that serves two mailboxes shows both, not whichever changed last. `guard` (may be
+// empty) is appended to the WHERE clause.
 std::string outbox_insert_sql(Connection& conn, const OutboxTarget& outbox,
                               const std::map<std::int64_t, MailboxEffect>& effects,
                               std::string_view guard) {
@@ -130,8 +132,11 @@ std::string outbox_insert_sql(Connection& conn, const OutboxTarget& outbox,
       "INSERT INTO outbox (owner, lease_until, customer_id, device_id, mailbox_id, badge, "
       "next_attempt_at, expires_at, created_at) SELECT " +
       conn.quote(outbox.owner) +
-      ", UTC_TIMESTAMP(6), r.customer_id, r.device_id, r.mailbox_id, m.unread_count, "
-      "UTC_TIMESTAMP(6), UTC_TIMESTAMP(6) + INTERVAL " +
+      ", UTC_TIMESTAMP(6), r.customer_id, r.device_id, r.mailbox_id, LEAST((SELECT "
+      "COALESCE(SUM(m2.unread_count), 0) FROM registrations r2 JOIN mailboxes m2 ON m2.id = "
+      "r2.mailbox_id WHERE r2.device_id = r.device_id AND r2.state = 'active'), " +
+      std::to_string(kMaxUnreadCount) +
+      "), UTC_TIMESTAMP(6), UTC_TIMESTAMP(6) + INTERVAL " +
       std::to_string(outbox.ttl.count()) +
       " SECOND, UTC_TIMESTAMP(6) FROM mailboxes m JOIN registrations r ON r.mailbox_id = m.id "
       "AND r.state = 'active' JOIN devices d ON d.id = r.device_id AND d.state = 'active' JOIN "

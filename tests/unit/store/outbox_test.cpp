@@ -94,6 +94,37 @@ TEST_F(OutboxTest, ACountChangeQueuesOneRowPerDeviceOfThatMailboxOnly) {
   EXPECT_EQ(rows[3].badge, 6);
 }
 
+TEST_F(OutboxTest, ADeviceServingTwoMailboxesGetsTheirTotal) {
+  const auto work = test::insert_test_registration(conn, customer, "work@example.com");
+  // The same device registered for a second mailbox.
+  auto token = conn.query("SELECT d.token_hex FROM devices d JOIN registrations r ON r.device_id "
+                          "= d.id WHERE r.id = ?",
+                          {Value{work.id}});
+  ASSERT_TRUE(token.ok() && !token->empty());
+  NewRegistration home;
+  home.customer_id = customer;
+  home.mailbox_hmac = hmac_sha256(as_bytes("test-key"), "home@example.com");
+  home.token_hex = (*token)[0].text(0);
+  home.environment = "production";
+  home.secret_hash = sha384("home-secret-0123456789abcdef");
+  auto home_id = insert_registration(conn, home);
+  ASSERT_TRUE(home_id.ok()) << home_id.error().message;
+  test::TestRegistration home_reg;
+  home_reg.id = *home_id;
+  auto mb = conn.query("SELECT mailbox_id FROM registrations WHERE id = ?", {Value{*home_id}});
+  ASSERT_TRUE(mb.ok() && !mb->empty());
+  home_reg.mailbox_id = (*mb)[0].i64(0);
+  bind(work, "sub-work");
+  bind(home_reg, "sub-home");
+
+  ASSERT_TRUE(write_callback_batch(conn, {effect(work, "sub-work", true, 3)}, &target).ok());
+  ASSERT_TRUE(write_callback_batch(conn, {effect(home_reg, "sub-home", true, 2)}, &target).ok());
+  const auto rows = due();
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[0].badge, 3);
+  EXPECT_EQ(rows[1].badge, 5) << "3 unread at work + 2 at home";
+}
+
 TEST_F(OutboxTest, TheStatementByStatementPathQueuesToo) {
   const auto phone = test::insert_test_registration(conn, customer, "carol@example.com");
   // Binding and effect in one batch take the careful path.
