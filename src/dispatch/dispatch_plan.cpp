@@ -7,15 +7,24 @@ namespace mp::dispatch {
 
 const char* row_result_name(RowResult r) noexcept {
   switch (r) {
-    case RowResult::delivered: return "delivered";
-    case RowResult::superseded: return "superseded";
-    case RowResult::device_inactive: return "device_inactive";
-    case RowResult::customer_inactive: return "customer_inactive";
-    case RowResult::unregistered: return "unregistered";
-    case RowResult::bad_device_token: return "bad_device_token";
-    case RowResult::retry: return "retry";
-    case RowResult::dead: return "dead";
-    case RowResult::paused: return "paused";
+    case RowResult::delivered:
+      return "delivered";
+    case RowResult::superseded:
+      return "superseded";
+    case RowResult::device_inactive:
+      return "device_inactive";
+    case RowResult::customer_inactive:
+      return "customer_inactive";
+    case RowResult::unregistered:
+      return "unregistered";
+    case RowResult::bad_device_token:
+      return "bad_device_token";
+    case RowResult::retry:
+      return "retry";
+    case RowResult::dead:
+      return "dead";
+    case RowResult::paused:
+      return "paused";
   }
   return "unknown";
 }
@@ -107,8 +116,8 @@ RowResult apply_send_result(const PlannedSend& send, const apns::SendResult& res
     outcome.dead.push_back({row.id, "TooManyAttempts: " + result.reason});
     return RowResult::dead;
   }
-  outcome.retry.push_back({row.id, apns::retry_backoff(row.attempts + 1, rng, policy.base,
-                                                       policy.cap),
+  outcome.retry.push_back({row.id,
+                           apns::retry_backoff(row.attempts + 1, rng, policy.base, policy.cap),
                            result.reason.empty() ? "RetryExhausted" : result.reason});
   return RowResult::retry;
 }

@@ -18,26 +18,26 @@ namespace mp::dispatch {
 // What a round counts, for metrics and logs (stable snake_case names).
 enum class RowResult {
   delivered,
-  superseded,        // a newer badge of the same device was sent instead
-  device_inactive,   // the device was unregistered or made invalid after the row was queued
-  customer_inactive, // customer disabled or deleted
-  unregistered,      // 410
-  bad_device_token,  // invalid for this environment
-  retry,             // requeued with a backoff
-  dead,              // dead-lettered (TTL, attempts, permanent refusal, no credential)
-  paused,            // left queued: the customer's queue is paused
+  superseded,         // a newer badge of the same device was sent instead
+  device_inactive,    // the device was unregistered or made invalid after the row was queued
+  customer_inactive,  // customer disabled or deleted
+  unregistered,       // 410
+  bad_device_token,   // invalid for this environment
+  retry,              // requeued with a backoff
+  dead,               // dead-lettered (TTL, attempts, permanent refusal, no credential)
+  paused,             // left queued: the customer's queue is paused
 };
 inline constexpr std::size_t kRowResultCount = 9;
 const char* row_result_name(RowResult r) noexcept;
 
 struct PlannedSend {
-  store::OutboxRow row;                   // the newest row of the device
-  std::vector<std::int64_t> superseded;   // older rows of the device in this round
+  store::OutboxRow row;                  // the newest row of the device
+  std::vector<std::int64_t> superseded;  // older rows of the device in this round
 };
 
 struct RoundPlan {
   std::vector<PlannedSend> sends;
-  store::DispatchOutcome outcome;  // what is decided without sending
+  store::DispatchOutcome outcome;                          // what is decided without sending
   std::vector<std::pair<RowResult, std::string>> counted;  // one per row decided here (reason)
 };
 

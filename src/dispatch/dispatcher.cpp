@@ -56,7 +56,6 @@ Dispatcher::Dispatcher(asio::io_context& ioc, store::DatabasePool& pool,
       options_(std::move(options)),
       rng_(std::random_device{}()),
       wake_timer_(strand_),
-      round_timer_(strand_),
       apns_metrics_(registry),
       dead_reasons_(prometheus::BuildCounter()
                         .Name("mailpush_outbox_dead_letters_total")
@@ -67,8 +66,8 @@ Dispatcher::Dispatcher(asio::io_context& ioc, store::DatabasePool& pool,
                  .Help("From the callback's commit to APNs accepting the badge")
                  .Register(registry)
                  .Add({}, prometheus::Histogram::BucketBoundaries{0.001, 0.002, 0.005, 0.01, 0.02,
-                                                                  0.05, 0.1, 0.2, 0.5, 1, 2, 5,
-                                                                  10, 30, 60, 300})),
+                                                                  0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10,
+                                                                  30, 60, 300})),
       round_rows_(prometheus::BuildHistogram()
                       .Name("mailpush_dispatch_round_rows")
                       .Help("Outbox rows read per dispatch round")
@@ -143,8 +142,9 @@ void Dispatcher::count(RowResult r, std::size_t n) {
 }
 
 asio::awaitable<void> Dispatcher::run() {
-  log::info("dispatch.started",
-            {{"owner", options_.owner}, {"batch", options_.batch}, {"lease_s", options_.lease.count()}});
+  log::info(
+      "dispatch.started",
+      {{"owner", options_.owner}, {"batch", options_.batch}, {"lease_s", options_.lease.count()}});
   while (!stopping_) {
     co_await housekeeping();
     if (stopping_) break;
@@ -166,7 +166,8 @@ asio::awaitable<void> Dispatcher::housekeeping() {
   const auto now = Clock::now();
   co_await resume_paused();
   if (now >= next_takeover_) {
-    next_takeover_ = now + std::max<std::chrono::seconds>(std::chrono::seconds(1), options_.lease / 2);
+    next_takeover_ =
+        now + std::max<std::chrono::seconds>(std::chrono::seconds(1), options_.lease / 2);
     const std::string owner = options_.owner;
     const auto lease = options_.lease;
     const store::DatabasePool::Job<std::uint64_t> job = [owner, lease](store::Connection& c) {
@@ -228,14 +229,14 @@ asio::awaitable<void> Dispatcher::pause(std::int64_t customer_id, const std::str
   // that wait is not worth an error line.
   const bool waiting = signal.reason == "NoActiveCredential";
   (waiting ? log::warn : log::error)(
-             "dispatch.customer_paused",
-             {{"customer", public_id},
-              {"reason", signal.reason},
-              {"explanation", signal.explanation},
-              {"action",
-               "the customer's notifications stay queued and its devices are kept; they resume "
-               "when a new certificate is active (portal renewal) or at the next probe"},
-              {"probe_s", options_.pause_probe.count()}});
+      "dispatch.customer_paused",
+      {{"customer", public_id},
+       {"reason", signal.reason},
+       {"explanation", signal.explanation},
+       {"action",
+        "the customer's notifications stay queued and its devices are kept; they resume "
+        "when a new certificate is active (portal renewal) or at the next probe"},
+       {"probe_s", options_.pause_probe.count()}});
   const std::string reason = signal.reason;
   const store::DatabasePool::Job<bool> job = [customer_id,
                                               reason](store::Connection& c) -> Result<bool> {
@@ -253,12 +254,13 @@ std::shared_ptr<apns::ApnsConnectionPool> Dispatcher::pool_for(
   if (it != pools_.end()) {
     if (it->second->credential().fingerprint == credential.fingerprint) return it->second;
     // Renewed: the old pool finishes what it has and closes; new sends use the new credential.
-    log::info("dispatch.credential_switched", {{"customer", customer},
-                                               {"environment", apns::environment_name(credential.environment)},
-                                               {"fingerprint", credential.fingerprint.substr(0, 16)}});
+    log::info("dispatch.credential_switched",
+              {{"customer", customer},
+               {"environment", apns::environment_name(credential.environment)},
+               {"fingerprint", credential.fingerprint.substr(0, 16)}});
     auto old = it->second;
-    asio::co_spawn(ioc_, [old]() -> asio::awaitable<void> { co_await old->close(); },
-                   asio::detached);
+    asio::co_spawn(
+        ioc_, [old]() -> asio::awaitable<void> { co_await old->close(); }, asio::detached);
     pools_.erase(it);
   }
   apns::PoolOptions po = options_.pool;
@@ -310,14 +312,15 @@ asio::awaitable<std::size_t> Dispatcher::round() {
   }
   store::DispatchOutcome outcome = std::move(plan.outcome);
 
-  // Every send of the round runs at once; the round ends when the last one has.
-  std::size_t pending = plan.sends.size();
-  round_timer_.expires_at(Clock::time_point::max());
+  // Every send of the round runs at once; the round ends when the last one has. The count and
+  // its timer are shared by the coroutines, so that they stay valid whichever frame goes last
+  // (a forced stop destroys suspended frames in no particular order).
+  auto sends = std::make_shared<RoundSends>(strand_, plan.sends.size());
   for (auto& send : plan.sends) {
-    asio::co_spawn(strand_, send_one(std::move(send), outcome, pending), asio::detached);
+    asio::co_spawn(strand_, send_one(std::move(send), outcome, sends), asio::detached);
   }
-  while (pending > 0) {
-    co_await round_timer_.async_wait(asio::as_tuple(asio::use_awaitable));
+  while (sends->pending > 0) {
+    co_await sends->done.async_wait(asio::as_tuple(asio::use_awaitable));
   }
 
   // The results, in one transaction; until it is written the rows are still queued, and a round
@@ -345,14 +348,13 @@ asio::awaitable<std::size_t> Dispatcher::round() {
 }
 
 asio::awaitable<void> Dispatcher::send_one(PlannedSend send, store::DispatchOutcome& outcome,
-                                           std::size_t& pending) {
+                                           std::shared_ptr<RoundSends> sends) {
   struct Done {  // ends the round's wait whatever path this coroutine leaves by
-    std::size_t& pending;
-    asio::steady_timer& timer;
+    std::shared_ptr<RoundSends> sends;
     ~Done() {
-      if (--pending == 0) timer.cancel();
+      if (--sends->pending == 0) sends->done.cancel();
     }
-  } done{pending, round_timer_};
+  } done{std::move(sends)};
 
   const store::OutboxRow& row = send.row;
   const auto loaded = credentials_(row.customer_public_id);
@@ -375,8 +377,9 @@ asio::awaitable<void> Dispatcher::send_one(PlannedSend send, store::DispatchOutc
               {{"customer", row.customer_public_id},
                {"environment", row.environment},
                {"device", apns::display_token(row.token_hex)},
-               {"action", "the device registered for an environment the customer's certificate "
-                          "does not cover: check the app build or upload a matching certificate"}});
+               {"action",
+                "the device registered for an environment the customer's certificate "
+                "does not cover: check the app build or upload a matching certificate"}});
     co_return;
   }
   auto pool = pool_for(row.customer_public_id, *credential);
@@ -406,7 +409,8 @@ asio::awaitable<void> Dispatcher::send_one(PlannedSend send, store::DispatchOutc
                                          {"reason", result.reason},
                                          {"status", result.http_status}});
   }
-  if (signal.pause) co_await pause(row.customer_id, row.customer_public_id, credential->fingerprint, signal);
+  if (signal.pause)
+    co_await pause(row.customer_id, row.customer_public_id, credential->fingerprint, signal);
 }
 
 }  // namespace mp::dispatch

@@ -80,8 +80,16 @@ class Dispatcher {
 
   boost::asio::awaitable<void> run();
   boost::asio::awaitable<std::size_t> round();
+  // The sends of one round still running, and the timer the round waits on.
+  struct RoundSends {
+    RoundSends(const boost::asio::strand<boost::asio::io_context::executor_type>& strand,
+               std::size_t n)
+        : done(strand, std::chrono::steady_clock::time_point::max()), pending(n) {}
+    boost::asio::steady_timer done;  // cancelled when the last send ends
+    std::size_t pending;
+  };
   boost::asio::awaitable<void> send_one(PlannedSend send, store::DispatchOutcome& outcome,
-                                        std::size_t& pending);
+                                        std::shared_ptr<RoundSends> sends);
   boost::asio::awaitable<void> housekeeping();
   boost::asio::awaitable<void> pause(std::int64_t customer_id, const std::string& public_id,
                                      const std::string& fingerprint, const CustomerSignal& signal);
@@ -99,14 +107,13 @@ class Dispatcher {
   std::mt19937_64 rng_;
 
   boost::asio::steady_timer wake_timer_;
-  boost::asio::steady_timer round_timer_;  // cancelled when the last send of a round ends
   std::atomic<bool> wake_pending_{false};
   bool stopping_ = false;
   bool running_ = false;
   std::function<void()> on_stopped_;
 
   std::map<std::string, std::shared_ptr<apns::ApnsConnectionPool>> pools_;  // customer/env
-  std::map<std::int64_t, Paused> paused_;  // by customer row id
+  std::map<std::int64_t, Paused> paused_;                                   // by customer row id
   std::chrono::steady_clock::time_point next_takeover_{};
   std::chrono::steady_clock::time_point next_stats_{};
   bool db_down_logged_ = false;

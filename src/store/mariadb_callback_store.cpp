@@ -135,8 +135,7 @@ std::string outbox_insert_sql(Connection& conn, const OutboxTarget& outbox,
       ", UTC_TIMESTAMP(6), r.customer_id, r.device_id, r.mailbox_id, LEAST((SELECT "
       "COALESCE(SUM(m2.unread_count), 0) FROM registrations r2 JOIN mailboxes m2 ON m2.id = "
       "r2.mailbox_id WHERE r2.device_id = r.device_id AND r2.state = 'active'), " +
-      std::to_string(kMaxUnreadCount) +
-      "), UTC_TIMESTAMP(6), UTC_TIMESTAMP(6) + INTERVAL " +
+      std::to_string(kMaxUnreadCount) + "), UTC_TIMESTAMP(6), UTC_TIMESTAMP(6) + INTERVAL " +
       std::to_string(outbox.ttl.count()) +
       " SECOND, UTC_TIMESTAMP(6) FROM mailboxes m JOIN registrations r ON r.mailbox_id = m.id "
       "AND r.state = 'active' JOIN devices d ON d.id = r.device_id AND d.state = 'active' JOIN "
@@ -333,8 +332,8 @@ std::optional<Result<std::vector<WriteOutcome>>> write_in_one_round_trip(
       ids += (ids.empty() ? "" : ",") + std::to_string(id);
     }
     const std::string guard = " AND @mp_touched = " + std::to_string(groups.size());
-    sql += " ELSE unread_count END, badge_updated_at = UTC_TIMESTAMP(6) WHERE id IN (" + ids +
-           ")" + guard;
+    sql += " ELSE unread_count END, badge_updated_at = UTC_TIMESTAMP(6) WHERE id IN (" + ids + ")" +
+           guard;
     if (outbox) sql += ";" + outbox_insert_sql(conn, *outbox, effects, guard);
   }
   sql += ";COMMIT";

@@ -54,7 +54,8 @@ Result<std::vector<OutboxRow>> read_due_outbox(Connection& conn, const std::stri
       "o.customer_id WHERE o.owner = ? AND o.state = 'queued' AND o.next_attempt_at <= "
       "UTC_TIMESTAMP(6)";
   if (!paused.empty()) sql += " AND o.customer_id NOT IN (" + id_list(paused) + ")";
-  sql += " ORDER BY o.next_attempt_at, o.id LIMIT " + std::to_string(std::max<std::size_t>(1, limit));
+  sql +=
+      " ORDER BY o.next_attempt_at, o.id LIMIT " + std::to_string(std::max<std::size_t>(1, limit));
   auto rows = conn.query(sql, {Value{owner}});
   if (!rows) return std::move(rows).error();
   std::vector<OutboxRow> out;
@@ -106,7 +107,8 @@ Status apply_once(Connection& conn, const DispatchOutcome& outcome) {
       auto st = in_chunks(ids, [&](const std::string& list) -> Status {
         auto n = conn.execute(
             "UPDATE outbox SET state = 'dead', attempts = attempts + 1, last_error = LEFT(?, 255) "
-            "WHERE id IN (" + list + ")",
+            "WHERE id IN (" +
+                list + ")",
             {Value{reason}});
         if (!n) return std::move(n).error();
         return {};
@@ -117,7 +119,8 @@ Status apply_once(Connection& conn, const DispatchOutcome& outcome) {
       Result<std::uint64_t> n = std::uint64_t{0};
       if (d.unregistered) {
         // Apple's timestamp, or now: the app registering again after it makes the device active.
-        const Value at = d.unregistered_at ? Value{utc_datetime(*d.unregistered_at)} : Value{Null{}};
+        const Value at =
+            d.unregistered_at ? Value{utc_datetime(*d.unregistered_at)} : Value{Null{}};
         n = conn.execute(
             "UPDATE devices SET state = 'unregistered', unregistered_at = "
             "COALESCE(?, UTC_TIMESTAMP(6)), invalid_reason = LEFT(?, 64) WHERE id = ? AND state = "

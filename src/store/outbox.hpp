@@ -26,13 +26,13 @@ struct OutboxRow {
   std::int64_t mailbox_id = 0;
   std::int64_t badge = 0;
   int attempts = 0;
-  bool expired = false;               // past expires_at when read
-  std::int64_t age_us = 0;            // since the callback committed it, when read
-  std::string token_hex;              // the device's token
-  std::string environment;            // "production" | "development"
-  std::string device_state;           // "active" | "unregistered" | "invalid"
-  std::string customer_public_id;     // "use1-…"
-  std::string customer_state;         // "active" | "disabled" | "deleted"
+  bool expired = false;            // past expires_at when read
+  std::int64_t age_us = 0;         // since the callback committed it, when read
+  std::string token_hex;           // the device's token
+  std::string environment;         // "production" | "development"
+  std::string device_state;        // "active" | "unregistered" | "invalid"
+  std::string customer_public_id;  // "use1-…"
+  std::string customer_state;      // "active" | "disabled" | "deleted"
 };
 
 // Due rows of `owner` (queued, next attempt reached), oldest first, at most `limit`; rows of the
@@ -62,9 +62,7 @@ struct DispatchOutcome {
   std::vector<OutboxRetry> retry;
   std::vector<OutboxDead> dead;
   std::vector<DeviceChange> devices;
-  bool empty() const {
-    return remove.empty() && retry.empty() && dead.empty() && devices.empty();
-  }
+  bool empty() const { return remove.empty() && retry.empty() && dead.empty() && devices.empty(); }
 };
 Status apply_dispatch_outcome(Connection& conn, const DispatchOutcome& outcome);
 

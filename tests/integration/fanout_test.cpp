@@ -143,11 +143,10 @@ class Fanout : public ::testing::Test {
   void renew(const std::string& cert) {
     std::string body = form_body({{"password", read_file(certs_ / (cert + ".p12.password"))}},
                                  read_file(certs_ / (cert + ".p12")));
-    const auto reply = https_request(port_, "POST",
-                                     "/portal/v1/customers/" + customer_public_ + "/certificate",
-                                     body,
-                                     {{"Content-Type", "multipart/form-data; boundary=mpboundary"},
-                                      {"Authorization", "Bearer " + admin_key_}});
+    const auto reply = https_request(
+        port_, "POST", "/portal/v1/customers/" + customer_public_ + "/certificate", body,
+        {{"Content-Type", "multipart/form-data; boundary=mpboundary"},
+         {"Authorization", "Bearer " + admin_key_}});
     ASSERT_EQ(reply.status, 200) << reply.body;
   }
 
@@ -157,7 +156,8 @@ class Fanout : public ::testing::Test {
     Device d;
     d.registration = insert_test_registration(conn, customer, mailbox);
     auto rows = conn.query(
-        "SELECT d.token_hex FROM devices d JOIN registrations r ON r.device_id = d.id WHERE r.id = ?",
+        "SELECT d.token_hex FROM devices d JOIN registrations r ON r.device_id = d.id WHERE r.id = "
+        "?",
         {store::Value{d.registration.id}});
     EXPECT_TRUE(rows.ok() && !rows->empty());
     d.token = (*rows)[0].text(0);
@@ -166,9 +166,10 @@ class Fanout : public ::testing::Test {
   }
 
   HttpReply post(const Device& d, const std::string& events) {
-    return https_request(port_, "POST", "/ews/v1/notify/" + d.registration.secret,
-                         notification(d.subscription, events),
-                         {{"Content-Type", "text/xml; charset=utf-8"}, {"SOAPAction", kSoapAction}});
+    return https_request(
+        port_, "POST", "/ews/v1/notify/" + d.registration.secret,
+        notification(d.subscription, events),
+        {{"Content-Type", "text/xml; charset=utf-8"}, {"SOAPAction", kSoapAction}});
   }
   static bool ok(const HttpReply& r) {
     return r.status == 200 && r.body.find(">OK<") != std::string::npos;
@@ -320,7 +321,8 @@ TEST_F(Fanout, ARefusedCertificatePausesTheCustomerUntilRenewal) {
   const std::string fingerprint = [&] {
     store::Connection conn(db_options());
     EXPECT_TRUE(conn.connect().ok());
-    auto rows = conn.query("SELECT HEX(fingerprint_sha256) FROM credentials WHERE state = 'active'");
+    auto rows =
+        conn.query("SELECT HEX(fingerprint_sha256) FROM credentials WHERE state = 'active'");
     return rows.ok() && !rows->empty() ? (*rows)[0].text(0) : std::string();
   }();
   std::string lower = fingerprint;
@@ -347,7 +349,8 @@ TEST_F(Fanout, WhatWasQueuedWhileApnsWasDownIsDeliveredAfterwards) {
   start_daemon();
   const auto customer = onboard();
   std::vector<Device> devices;
-  for (int i = 0; i < 5; ++i) devices.push_back(add_device(customer, "m" + std::to_string(i) + "@example.com"));
+  for (int i = 0; i < 5; ++i)
+    devices.push_back(add_device(customer, "m" + std::to_string(i) + "@example.com"));
   for (const auto& d : devices) bind(d);
   sim_.reset();  // APNs unreachable
   for (std::size_t i = 0; i < devices.size(); ++i) {
@@ -357,7 +360,8 @@ TEST_F(Fanout, WhatWasQueuedWhileApnsWasDownIsDeliveredAfterwards) {
   EXPECT_EQ(scalar("SELECT COUNT(*) FROM outbox WHERE state = 'queued'"), 5);
   start_sim({"--port", std::to_string(sim_port_)});
   std::map<std::string, int> want;
-  for (std::size_t i = 0; i < devices.size(); ++i) want[devices[i].token] = static_cast<int>(10 + i);
+  for (std::size_t i = 0; i < devices.size(); ++i)
+    want[devices[i].token] = static_cast<int>(10 + i);
   EXPECT_TRUE(wait_for_badges(want, 60s)) << daemon_->log();
 }
 
@@ -426,10 +430,10 @@ class Load {
             const int badge = next[i];
             HttpReply r;
             try {
-              r = https_request(port_, "POST", "/ews/v1/notify/" + d.registration.secret,
-                                notification(d.subscription,
-                                             unread_event("wm-" + std::to_string(badge), badge)),
-                                {{"Content-Type", "text/xml"}, {"SOAPAction", kSoapAction}});
+              r = https_request(
+                  port_, "POST", "/ews/v1/notify/" + d.registration.secret,
+                  notification(d.subscription, unread_event("wm-" + std::to_string(badge), badge)),
+                  {{"Content-Type", "text/xml"}, {"SOAPAction", kSoapAction}});
             } catch (const std::exception&) {
               r.status = 0;
             }
@@ -487,7 +491,8 @@ class Load {
 // Counts acknowledged events whose newest badge never reached the device: the final badge a
 // device received must be its mailbox's last acknowledged count (or a later one that was written
 // but whose answer was lost in the crash).
-int lost(const std::map<std::string, int>& acked, const std::map<std::string, std::vector<int>>& got) {
+int lost(const std::map<std::string, int>& acked,
+         const std::map<std::string, std::vector<int>>& got) {
   int losses = 0;
   for (const auto& [token, badge] : acked) {
     auto it = got.find(token);
@@ -515,7 +520,8 @@ TEST_F(Fanout, KilledWithSigkillUnderLoadLosesNoAcknowledgedEvent) {
   start_daemon();
   const auto customer = onboard();
   std::vector<Device> devices;
-  for (int i = 0; i < 40; ++i) devices.push_back(add_device(customer, "k" + std::to_string(i) + "@example.com"));
+  for (int i = 0; i < 40; ++i)
+    devices.push_back(add_device(customer, "k" + std::to_string(i) + "@example.com"));
   for (const auto& d : devices) bind(d);
   {
     Load load(port_, devices);
@@ -528,7 +534,8 @@ TEST_F(Fanout, KilledWithSigkillUnderLoadLosesNoAcknowledgedEvent) {
     ASSERT_GT(load.acks(), 100u) << "the load ran";
     start_daemon();  // same instance id: sends its own rows at once; same database
     ASSERT_TRUE(wait_until_nothing_lost(*this, acked, 60s, [this] { return received(); }))
-        << "lost: " << lost(acked, received()) << "\n" << daemon_->log();
+        << "lost: " << lost(acked, received()) << "\n"
+        << daemon_->log();
     std::cout << "[ kill test ] acknowledged " << load.acks() << " callbacks; lost "
               << lost(acked, received()) << " acknowledged badges\n";
   }
@@ -542,7 +549,8 @@ TEST_F(Fanout, ASecondInstanceTakesOverTheRowsOfOneThatDied) {
   start_daemon();
   const auto customer = onboard();
   std::vector<Device> devices;
-  for (int i = 0; i < 3; ++i) devices.push_back(add_device(customer, "t" + std::to_string(i) + "@example.com"));
+  for (int i = 0; i < 3; ++i)
+    devices.push_back(add_device(customer, "t" + std::to_string(i) + "@example.com"));
   for (const auto& d : devices) bind(d);
   sim_->control("POST", "/faults", json{{"silent", true}}.dump());
   for (std::size_t i = 0; i < devices.size(); ++i) {
@@ -556,7 +564,8 @@ TEST_F(Fanout, ASecondInstanceTakesOverTheRowsOfOneThatDied) {
   sim_port_ = sim_->h2_port();
   start_daemon({{"dispatch", {{"instance_id", "fanout-b"}}}});
   std::map<std::string, int> want;
-  for (std::size_t i = 0; i < devices.size(); ++i) want[devices[i].token] = static_cast<int>(20 + i);
+  for (std::size_t i = 0; i < devices.size(); ++i)
+    want[devices[i].token] = static_cast<int>(20 + i);
   EXPECT_TRUE(wait_for_badges(want, 30s)) << daemon_->log();
   EXPECT_TRUE(daemon_->wait_for_log("dispatch.took_over", 1s).has_value());
 }
@@ -580,7 +589,8 @@ TEST_F(FanoutPrivateDb, MariadbRestartedUnderLoadGives503sThenRecoversWithNothin
   start_daemon();
   const auto customer = onboard();
   std::vector<Device> devices;
-  for (int i = 0; i < 20; ++i) devices.push_back(add_device(customer, "r" + std::to_string(i) + "@example.com"));
+  for (int i = 0; i < 20; ++i)
+    devices.push_back(add_device(customer, "r" + std::to_string(i) + "@example.com"));
   for (const auto& d : devices) bind(d);
   Load load(port_, devices);
   std::this_thread::sleep_for(2s);
@@ -593,10 +603,11 @@ TEST_F(FanoutPrivateDb, MariadbRestartedUnderLoadGives503sThenRecoversWithNothin
   EXPECT_GT(refused.count(503), 0u) << "the listener said 503 while the database was away";
   const auto acked = load.acked();
   EXPECT_TRUE(wait_until_nothing_lost(*this, acked, 60s, [this] { return received(); }))
-      << "lost: " << lost(acked, received()) << "\n" << daemon_->log();
+      << "lost: " << lost(acked, received()) << "\n"
+      << daemon_->log();
   std::cout << "[ db restart ] acknowledged " << load.acks() << " callbacks; 503s "
-            << (refused.count(503) ? refused.at(503) : 0) << "; lost "
-            << lost(acked, received()) << "\n";
+            << (refused.count(503) ? refused.at(503) : 0) << "; lost " << lost(acked, received())
+            << "\n";
 }
 
 }  // namespace

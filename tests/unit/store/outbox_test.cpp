@@ -1,12 +1,13 @@
 // Tests of the outbox on the real MariaDB: rows queued in the callback's own transaction (one
 // per active device of the mailbox, in both write paths), rounds read by owner, results applied,
 // take-over of rows whose owner went away, and the figures operators see.
+#include "store/outbox.hpp"
+
 #include <gtest/gtest.h>
 
 #include "common/crypto.hpp"
 #include "store/mariadb_callback_store.hpp"
 #include "store/migrations.hpp"
-#include "store/outbox.hpp"
 #include "store/registrations.hpp"
 #include "test_env.hpp"
 
@@ -97,9 +98,10 @@ TEST_F(OutboxTest, ACountChangeQueuesOneRowPerDeviceOfThatMailboxOnly) {
 TEST_F(OutboxTest, ADeviceServingTwoMailboxesGetsTheirTotal) {
   const auto work = test::insert_test_registration(conn, customer, "work@example.com");
   // The same device registered for a second mailbox.
-  auto token = conn.query("SELECT d.token_hex FROM devices d JOIN registrations r ON r.device_id "
-                          "= d.id WHERE r.id = ?",
-                          {Value{work.id}});
+  auto token = conn.query(
+      "SELECT d.token_hex FROM devices d JOIN registrations r ON r.device_id "
+      "= d.id WHERE r.id = ?",
+      {Value{work.id}});
   ASSERT_TRUE(token.ok() && !token->empty());
   NewRegistration home;
   home.customer_id = customer;
