@@ -182,6 +182,14 @@ asio::awaitable<void> Dispatcher::housekeeping() {
   }
   if (now >= next_stats_) {
     next_stats_ = now + options_.stats_interval;
+    const auto keep = options_.dead_letter_retention;
+    const store::DatabasePool::Job<std::uint64_t> purge = [keep](store::Connection& c) {
+      return store::purge_dead_letters(c, keep, 10000);
+    };
+    auto purged = co_await db_.async_run(purge, asio::use_awaitable);
+    if (purged && *purged > 0)
+      log::info("dispatch.dead_letters_purged",
+                {{"rows", *purged}, {"older_than_h", keep.count()}});
     const store::DatabasePool::Job<store::OutboxStats> job = store::outbox_stats;
     auto stats = co_await db_.async_run(job, asio::use_awaitable);
     if (stats) {

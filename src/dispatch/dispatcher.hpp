@@ -47,6 +47,7 @@ struct DispatcherOptions {
   config::Endpoint sandbox{"api.sandbox.push.apple.com", 443};
   apns::PoolOptions pool;  // per credential; connection host/port are set per environment
   std::chrono::seconds stats_interval{10};
+  std::chrono::hours dead_letter_retention{24 * 7};  // then dead letters are deleted
 };
 
 DispatcherOptions dispatcher_options(const config::RegionConfig& cfg, std::string owner);

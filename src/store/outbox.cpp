@@ -154,15 +154,41 @@ Status apply_dispatch_outcome(Connection& conn, const DispatchOutcome& outcome) 
 
 Result<std::uint64_t> take_over_outbox(Connection& conn, const std::string& owner,
                                        std::chrono::seconds lease, std::size_t limit) {
-  // Owners that are gone: heartbeat older than the lease, stopped, or never seen at all. A live
-  // instance writes its heartbeat before it accepts its first callback.
+  // The owners of queued rows (a loose scan of the (owner, state, …) index), then which of them
+  // are gone: heartbeat older than the lease, stopped, or never seen at all (a live instance
+  // writes its heartbeat before it accepts its first callback). Each gone owner's rows move in
+  // one UPDATE on that index, so it locks those rows only and never the inserts of live
+  // instances.
+  auto owners = conn.query(
+      "SELECT DISTINCT owner FROM outbox WHERE state = 'queued' AND owner <> ?", {Value{owner}});
+  if (!owners) return std::move(owners).error();
+  std::uint64_t moved = 0;
+  for (const auto& row : *owners) {
+    if (moved >= limit) break;
+    const std::string other = row.text(0);
+    auto alive = conn.query(
+        "SELECT COUNT(*) FROM instances WHERE instance_id = ? AND stopped_at IS NULL AND "
+        "heartbeat_at >= UTC_TIMESTAMP(6) - INTERVAL ? SECOND",
+        {Value{other}, Value{static_cast<std::int64_t>(lease.count())}});
+    if (!alive) return std::move(alive).error();
+    if (!alive->empty() && (*alive)[0].i64(0) > 0) continue;
+    auto n =
+        conn.execute("UPDATE outbox SET owner = ? WHERE owner = ? AND state = 'queued' LIMIT " +
+                         std::to_string(limit - moved),
+                     {Value{owner}, Value{other}});
+    if (!n) return std::move(n).error();
+    moved += *n;
+  }
+  return moved;
+}
+
+Result<std::uint64_t> purge_dead_letters(Connection& conn, std::chrono::hours older_than,
+                                         std::size_t limit) {
   return conn.execute(
-      "UPDATE outbox SET owner = ? WHERE state = 'queued' AND owner <> ? AND (owner IN ("
-      "SELECT instance_id FROM instances WHERE stopped_at IS NOT NULL OR heartbeat_at < "
-      "UTC_TIMESTAMP(6) - INTERVAL ? SECOND) OR owner NOT IN (SELECT instance_id FROM "
-      "instances)) LIMIT " +
+      "DELETE FROM outbox WHERE state = 'dead' AND created_at < UTC_TIMESTAMP(6) - INTERVAL ? "
+      "HOUR LIMIT " +
           std::to_string(std::max<std::size_t>(1, limit)),
-      {Value{owner}, Value{owner}, Value{static_cast<std::int64_t>(lease.count())}});
+      {Value{static_cast<std::int64_t>(older_than.count())}});
 }
 
 Result<OutboxStats> outbox_stats(Connection& conn) {

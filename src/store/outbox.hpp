@@ -71,6 +71,11 @@ Status apply_dispatch_outcome(Connection& conn, const DispatchOutcome& outcome);
 Result<std::uint64_t> take_over_outbox(Connection& conn, const std::string& owner,
                                        std::chrono::seconds lease, std::size_t limit);
 
+// Dead letters are kept for operators (`mailpushctl`) for a while, then removed; at most `limit`
+// per call. Returns how many went.
+Result<std::uint64_t> purge_dead_letters(Connection& conn, std::chrono::hours older_than,
+                                         std::size_t limit);
+
 struct OutboxStats {
   std::int64_t queued = 0;
   std::int64_t dead = 0;

@@ -245,5 +245,22 @@ TEST_F(OutboxTest, RowsOfAnInstanceThatWentAwayAreTakenOverAndOthersAreNot) {
   EXPECT_EQ(*moved, 0u) << "its own rows are not moved";
 }
 
+TEST_F(OutboxTest, OldDeadLettersArePurgedRecentOnesKept) {
+  const auto phone = test::insert_test_registration(conn, customer, "hank@example.com");
+  bind(phone, "sub-1");
+  for (int badge : {1, 2}) {
+    ASSERT_TRUE(write_callback_batch(conn, {effect(phone, "sub-1", true, badge)}, &target).ok());
+  }
+  ASSERT_TRUE(conn.execute("UPDATE outbox SET state = 'dead'", std::span<const Value>{}).ok());
+  ASSERT_TRUE(conn.execute("UPDATE outbox SET created_at = UTC_TIMESTAMP(6) - INTERVAL 8 DAY "
+                           "WHERE badge = 1",
+                           std::span<const Value>{})
+                  .ok());
+  auto purged = purge_dead_letters(conn, std::chrono::hours(24 * 7), 100);
+  ASSERT_TRUE(purged.ok());
+  EXPECT_EQ(*purged, 1u);
+  EXPECT_EQ(scalar("SELECT badge FROM outbox"), 2);
+}
+
 }  // namespace
 }  // namespace mp::store
