@@ -28,13 +28,16 @@
 #include "dispatch/dispatcher.hpp"
 #include "http/ews_endpoint.hpp"
 #include "http/https_server.hpp"
+#include "http/registration_endpoint.hpp"
 #include "keys/key_ring.hpp"
+#include "keys/region_secret.hpp"
 #include "portal/credential_registry.hpp"
 #include "portal/expiry_monitor.hpp"
 #include "portal/portal_endpoint.hpp"
 #include "portal/portal_page.hpp"
 #include "relay/ews_callback_service.hpp"
 #include "relay/registration_cache.hpp"
+#include "relay/registration_service.hpp"
 #include "store/mariadb_callback_store.hpp"
 #include "store/registrations.hpp"
 
@@ -315,6 +318,37 @@ int run_daemon(const config::RegionConfig& cfg) {
   portal::PortalEndpoint portal_endpoint(std::move(portal_setup->options), pool, portal_ring,
                                          *registry);
   portal_endpoint.add_routes(portal_routes);
+  // ---- registration API (DESIGN.md flow 3, docs/registration-api.md) --------------------------
+  // Served on the listener. A bad region secret file stops the start like any bad config;
+  // without one the API answers 503 and says what the operators must do.
+  std::optional<keys::RegionSecret> region_secret;
+  if (cfg.registration.secret_file) {
+    auto loaded = keys::RegionSecret::load_file(*cfg.registration.secret_file);
+    if (!loaded) {
+      log::error("daemon.config_invalid",
+                 {{"error", "registration.secret_file: " + loaded.error().message}});
+      return kExitConfig;
+    }
+    region_secret.emplace(std::move(*loaded));
+  } else {
+    log::warn("registration.not_configured",
+              {{"reason", "registration.secret_file is not set: the registration API answers "
+                          "503; create one with scripts/make-region-secret.sh"}});
+  }
+  relay::RegistrationOptions registration_options;
+  registration_options.region = cfg.region;
+  registration_options.customer_id_prefix = cfg.customer_id_prefix;
+  registration_options.listener_host = cfg.listener.public_host;
+  registration_options.listener_port = cfg.listener.port;  // 0 (tests): the request's port
+  registration_options.status_frequency_minutes = cfg.registration.status_frequency_minutes;
+  registration_options.per_customer_per_minute = cfg.registration.per_customer_per_minute;
+  registration_options.other_regions = cfg.registration.other_regions;
+  relay::RegistrationService registration_service(std::move(registration_options), pool,
+                                                  region_secret ? &*region_secret : nullptr,
+                                                  &registration_cache);
+  http::RegistrationEndpoint registration_endpoint(registration_service, *registry);
+  registration_endpoint.add_routes(router);
+  // ---- end of the registration API ---------------------------------------------------------
   auto& silent_gauge = prometheus::BuildGauge()
                            .Name("mailpush_subscriptions_silent")
                            .Help("Active registrations not heard from for over 2 x StatusFrequency")

@@ -299,7 +299,7 @@ asio::awaitable<void> HttpsServer::serve(std::shared_ptr<Session> s) {
       const auto match = router_.match(req.method(), req.target());
       route = match.route;
       if (match.handler) {
-        RequestContext ctx{s->peer, match.route, match.path_rest};
+        RequestContext ctx{s->peer, match.route, match.path_rest, port_};
         try {
           res = co_await (*match.handler)(req, ctx);
         } catch (const std::exception& e) {

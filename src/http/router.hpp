@@ -6,6 +6,7 @@
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/verb.hpp>
+#include <cstdint>
 #include <functional>
 #include <string>
 #include <string_view>
@@ -19,8 +20,9 @@ using Response = beast_http::response<beast_http::string_body>;
 
 struct RequestContext {
   boost::asio::ip::address peer;
-  std::string_view route;      // the route's name, safe to log (paths may carry secrets)
-  std::string_view path_rest;  // for prefix routes: the part of the path after the prefix
+  std::string_view route;        // the route's name, safe to log (paths may carry secrets)
+  std::string_view path_rest;    // for prefix routes: the part of the path after the prefix
+  std::uint16_t local_port = 0;  // the server's port the request arrived on
 };
 
 using Handler =

@@ -104,7 +104,7 @@ TEST(RegionConfigShipped, DevLoadsWithLocalSettings) {
   EXPECT_EQ(cfg->apns.production.port, 2197);
   EXPECT_EQ(cfg->apns.sandbox.host, "127.0.0.1");
   EXPECT_EQ(cfg->apns.sandbox.port, 2197);
-  EXPECT_FALSE(cfg->apns.ca_file);
+  EXPECT_EQ(cfg->apns.ca_file, base / "../var/dev/apns-certs/apple-ca.crt");  // dev's apns-sim
   EXPECT_EQ(cfg->database.host, "127.0.0.1");
   EXPECT_EQ(cfg->database.port, 3307);
   EXPECT_EQ(cfg->database.socket, base / "../var/dev/mariadb/mysqld.sock");
@@ -450,8 +450,8 @@ TEST(RegionConfigErrors, AllProblemsAreReportedTogether) {
   const std::string message = error_of(doc);
   EXPECT_EQ(message,
             "regions/test.json: tls: unknown field (known: region, customer_id_prefix, "
-            "registration_host, portal_host, listener, apns, database, limits, portal, threads, "
-            "log_level)\n"
+            "registration_host, portal_host, listener, apns, database, limits, portal, "
+            "registration, dispatch, threads, log_level)\n"
             "regions/test.json: region: missing (required)\n"
             "regions/test.json: listener.bind_address: must be an IPv4 or IPv6 address such as "
             "0.0.0.0 or ::, got \"everywhere\"\n"

@@ -1,0 +1,294 @@
+// The registration API's HTTP side: bodies parsed and type-checked here, the use case in
+// relay::RegistrationService, one log line and one counted result per request.
+#include "http/registration_endpoint.hpp"
+
+#include <algorithm>
+#include <boost/beast/http/field.hpp>
+#include <charconv>
+#include <nlohmann/json.hpp>
+
+#include "common/log.hpp"
+
+namespace mp::http {
+namespace {
+
+namespace bhttp = boost::beast::http;
+using nlohmann::json;
+
+constexpr std::string_view kRegistrationsPath = "/v1/registrations";
+constexpr std::string_view kRegistrationPrefix = "/v1/registrations/";
+
+relay::RegistrationRefusal invalid(std::string field, std::string code, std::string message) {
+  relay::RegistrationRefusal r;
+  r.kind = relay::RefusalKind::invalid;
+  r.field = std::move(field);
+  r.code = std::move(code);
+  r.message = std::move(message);
+  return r;
+}
+
+// The body as a JSON object, or why not. Parser messages quote the input, so only the byte
+// offset of the problem is given.
+std::variant<json, relay::RegistrationRefusal> parse_object(std::string_view body) {
+  json doc;
+  try {
+    doc = json::parse(body);
+  } catch (const json::parse_error& e) {
+    return invalid(
+        "", "invalid_json",
+        "the body is not valid JSON in UTF-8 (problem at byte " + std::to_string(e.byte) + ")");
+  }
+  if (!doc.is_object()) {
+    return invalid("", "invalid_json", "the body must be a JSON object");
+  }
+  return doc;
+}
+
+// A string field of the object: "" when absent; a refusal when it holds another type.
+std::optional<relay::RegistrationRefusal> read_string(const json& doc, const char* name,
+                                                      std::string& out) {
+  const auto it = doc.find(name);
+  if (it == doc.end()) return std::nullopt;
+  if (!it->is_string()) {
+    return invalid(name, "invalid_" + std::string(name),
+                   std::string(name) + " must be a JSON string, not " + it->type_name());
+  }
+  out = it->get<std::string>();
+  return std::nullopt;
+}
+
+bool is_public_id(std::string_view s) {
+  return !s.empty() && s.size() <= 64 && std::all_of(s.begin(), s.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-';
+  });
+}
+
+std::string result_label(store::RegistrationChange change) {
+  return store::registration_change_name(change);
+}
+
+}  // namespace
+
+std::variant<relay::RegisterRequest, relay::RegistrationRefusal> parse_register_body(
+    std::string_view body) {
+  auto parsed = parse_object(body);
+  if (auto* refused = std::get_if<relay::RegistrationRefusal>(&parsed)) return std::move(*refused);
+  const json& doc = std::get<json>(parsed);
+  relay::RegisterRequest r;
+  for (const auto& [name, target] :
+       {std::pair<const char*, std::string*>{"customer_id", &r.customer_id},
+        {"registration_key", &r.registration_key},
+        {"mailbox", &r.mailbox},
+        {"device_token", &r.device_token},
+        {"environment", &r.environment}}) {
+    if (auto refused = read_string(doc, name, *target)) return std::move(*refused);
+  }
+  if (const auto it = doc.find("previous_device_token"); it != doc.end() && !it->is_null()) {
+    std::string previous;
+    if (auto refused = read_string(doc, "previous_device_token", previous)) {
+      return std::move(*refused);
+    }
+    r.previous_device_token = std::move(previous);
+  }
+  return r;
+}
+
+std::variant<relay::UnregisterRequest, relay::RegistrationRefusal> parse_unregister_body(
+    std::string_view body, std::string_view id_text) {
+  relay::UnregisterRequest r;
+  const auto* end = id_text.data() + id_text.size();
+  const bool digits =
+      !id_text.empty() && id_text.size() <= 18 && id_text.front() != '0' &&
+      std::all_of(id_text.begin(), id_text.end(), [](char c) { return c >= '0' && c <= '9'; });
+  if (!digits || std::from_chars(id_text.data(), end, r.registration_id).ptr != end) {
+    return invalid("registration_id", "invalid_registration_id",
+                   "the path must be /v1/registrations/{registration_id}, the number the "
+                   "registration answered with");
+  }
+  auto parsed = parse_object(body);
+  if (auto* refused = std::get_if<relay::RegistrationRefusal>(&parsed)) return std::move(*refused);
+  const json& doc = std::get<json>(parsed);
+  if (auto refused = read_string(doc, "customer_id", r.customer_id)) return std::move(*refused);
+  if (auto refused = read_string(doc, "registration_key", r.registration_key)) {
+    return std::move(*refused);
+  }
+  return r;
+}
+
+beast_http::status refusal_status(relay::RefusalKind kind) noexcept {
+  switch (kind) {
+    case relay::RefusalKind::invalid:
+      return bhttp::status::bad_request;
+    case relay::RefusalKind::unauthorized:
+      return bhttp::status::unauthorized;
+    case relay::RefusalKind::forbidden:
+      return bhttp::status::forbidden;
+    case relay::RefusalKind::not_found:
+      return bhttp::status::not_found;
+    case relay::RefusalKind::device_refused:
+      return bhttp::status::conflict;
+    case relay::RefusalKind::wrong_region:
+      return bhttp::status::misdirected_request;
+    case relay::RefusalKind::rate_limited:
+      return bhttp::status::too_many_requests;
+    case relay::RefusalKind::unavailable:
+      return bhttp::status::service_unavailable;
+    case relay::RefusalKind::internal:
+      return bhttp::status::internal_server_error;
+    case relay::RefusalKind::too_large:
+      return bhttp::status::payload_too_large;
+    case relay::RefusalKind::unsupported:
+      return bhttp::status::unsupported_media_type;
+  }
+  return bhttp::status::internal_server_error;
+}
+
+RegistrationEndpoint::RegistrationEndpoint(relay::RegistrationService& service,
+                                           prometheus::Registry& registry)
+    : service_(service),
+      requests_(prometheus::BuildCounter()
+                    .Name("mailpush_registration_requests_total")
+                    .Help("Registration API requests by result (what changed, or the error code)")
+                    .Register(registry)) {
+  for (const char* result : {"created", "unchanged", "reactivated", "token_moved", "deleted"}) {
+    requests_.Add({{"result", result}});
+  }
+}
+
+void RegistrationEndpoint::add_routes(Router& router) {
+  router.add(beast_http::verb::post, std::string(kRegistrationsPath), "registration_create",
+             [this](const Request& req, const RequestContext& ctx) { return create(req, ctx); });
+  router.add_prefix(
+      beast_http::verb::delete_, std::string(kRegistrationPrefix), "registration_delete",
+      [this](const Request& req, const RequestContext& ctx) { return remove(req, ctx); });
+}
+
+std::optional<relay::RegistrationRefusal> RegistrationEndpoint::body_refusal(const Request& req) {
+  relay::RegistrationRefusal r;
+  if (req.body().size() > kMaxRegistrationBodyBytes) {
+    r.kind = relay::RefusalKind::too_large;
+    r.code = "too_large";
+    r.message = "the body is larger than " + std::to_string(kMaxRegistrationBodyBytes) +
+                " bytes; a registration is a few hundred";
+    return r;
+  }
+  const std::string_view type = req[beast_http::field::content_type];
+  const std::string_view media = type.substr(0, type.find(';'));
+  if (!type.empty() && !boost::beast::iequals(media, "application/json")) {
+    r.kind = relay::RefusalKind::unsupported;
+    r.code = "unsupported_media_type";
+    r.message = "send the body as Content-Type: application/json";
+    return r;
+  }
+  return std::nullopt;
+}
+
+Response RegistrationEndpoint::refuse(const Request& req, const RequestContext& ctx,
+                                      const relay::RegistrationRefusal& r,
+                                      std::string_view customer_id) {
+  const auto status = refusal_status(r.kind);
+  requests_.Add({{"result", r.code}}).Increment();
+  json fields = {{"route", ctx.route},
+                 {"reason", r.code},
+                 {"status", static_cast<int>(status)},
+                 {"peer", ctx.peer.to_string()},
+                 {"message", r.message}};
+  if (!r.field.empty()) fields["field"] = r.field;
+  if (is_public_id(customer_id)) fields["customer"] = customer_id;
+  // The operators' problems (5xx) are warnings; the callers' are information.
+  if (static_cast<int>(status) >= 500) {
+    log::warn("registration.refused", std::move(fields));
+  } else {
+    log::info("registration.refused", std::move(fields));
+  }
+  json body = {{"error", r.code}, {"message", r.message}};
+  if (!r.field.empty()) body["field"] = r.field;
+  if (!r.region_host.empty()) body["region_host"] = r.region_host;
+  auto res = json_response(req, status, body.dump());
+  if (r.retry_after.count() > 0) {
+    res.set(beast_http::field::retry_after, std::to_string(r.retry_after.count()));
+  }
+  res.set(beast_http::field::cache_control, "no-store");
+  return res;
+}
+
+boost::asio::awaitable<Response> RegistrationEndpoint::create(const Request& req,
+                                                              const RequestContext& ctx) {
+  if (auto refused = body_refusal(req)) co_return refuse(req, ctx, *refused, "");
+  auto parsed = parse_register_body(req.body());
+  if (auto* refused = std::get_if<relay::RegistrationRefusal>(&parsed)) {
+    co_return refuse(req, ctx, *refused, "");
+  }
+  const relay::RegisterRequest& request = std::get<relay::RegisterRequest>(parsed);
+  const relay::Caller caller{ctx.peer.to_string(), ctx.local_port};
+  auto outcome = co_await service_.register_device(request, caller);
+  if (auto* refused = std::get_if<relay::RegistrationRefusal>(&outcome)) {
+    co_return refuse(req, ctx, *refused, request.customer_id);
+  }
+  const relay::Registered& r = std::get<relay::Registered>(outcome);
+  requests_.Add({{"result", result_label(r.change)}}).Increment();
+  const bool created = r.change == store::RegistrationChange::created ||
+                       r.change == store::RegistrationChange::reactivated;
+  log::info("registration.registered", {{"customer", r.customer_id},
+                                        {"registration", r.registration_id},
+                                        {"change", result_label(r.change)},
+                                        {"device", r.device},
+                                        {"environment", r.environment},
+                                        {"token_was_base64", r.token_was_base64},
+                                        {"peer", ctx.peer.to_string()}});
+  json notes = json::array();
+  if (r.token_was_base64) {
+    notes.push_back(
+        "the device token arrived as base64 and was stored as hex; APNs only accepts hex, so "
+        "send the token bytes as hex");
+  }
+  if (r.change == store::RegistrationChange::reactivated) {
+    notes.push_back(
+        "this registration had been deleted: its listener URL is new, subscribe again with it");
+  }
+  json event_types = json::array();
+  for (auto type : relay::kSubscribedEventTypes) event_types.push_back(type);
+  json body = {{"registration_id", r.registration_id},
+               {"customer_id", r.customer_id},
+               {"listener_url", r.listener_url},
+               {"status_frequency_minutes", r.status_frequency_minutes},
+               {"event_types", event_types},
+               {"folder", "inbox"},
+               {"device", r.device},
+               {"environment", r.environment},
+               {"change", result_label(r.change)},
+               {"notes", notes}};
+  auto res = json_response(req, created ? bhttp::status::created : bhttp::status::ok, body.dump());
+  // The listener URL holds the callback secret: no cache keeps it.
+  res.set(beast_http::field::cache_control, "no-store");
+  co_return res;
+}
+
+boost::asio::awaitable<Response> RegistrationEndpoint::remove(const Request& req,
+                                                              const RequestContext& ctx) {
+  if (auto refused = body_refusal(req)) co_return refuse(req, ctx, *refused, "");
+  auto parsed = parse_unregister_body(req.body(), ctx.path_rest);
+  if (auto* refused = std::get_if<relay::RegistrationRefusal>(&parsed)) {
+    co_return refuse(req, ctx, *refused, "");
+  }
+  const relay::UnregisterRequest& request = std::get<relay::UnregisterRequest>(parsed);
+  const relay::Caller caller{ctx.peer.to_string(), ctx.local_port};
+  auto outcome = co_await service_.unregister(request, caller);
+  if (auto* refused = std::get_if<relay::RegistrationRefusal>(&outcome)) {
+    co_return refuse(req, ctx, *refused, request.customer_id);
+  }
+  const relay::Unregistered& r = std::get<relay::Unregistered>(outcome);
+  requests_.Add({{"result", "deleted"}}).Increment();
+  log::info("registration.deleted", {{"customer", r.customer_id},
+                                     {"registration", r.registration_id},
+                                     {"peer", ctx.peer.to_string()}});
+  auto res = json_response(req, bhttp::status::ok,
+                           json{{"registration_id", r.registration_id},
+                                {"customer_id", r.customer_id},
+                                {"state", "deleted"}}
+                               .dump());
+  res.set(beast_http::field::cache_control, "no-store");
+  co_return res;
+}
+
+}  // namespace mp::http
