@@ -1,0 +1,365 @@
+// The registration API end to end: a real mailpushd over HTTPS on the real MariaDB, the customer
+// onboarded through the portal API with the test push certificates. Register, call the listener
+// URL like Exchange, repeat, add devices, move tokens, unregister (Unsubscribe), register again
+// (a new URL); every refusal with its status and reason, nothing written for hostile input, and
+// no key, address, token or callback secret in mailpushd's log.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cctype>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "apns_sim_process.hpp"
+#include "common/crypto.hpp"
+#include "registration_support.hpp"
+#include "store/migrations.hpp"
+#include "test_env.hpp"
+
+namespace mp::test {
+namespace {
+
+using namespace std::chrono_literals;
+using nlohmann::json;
+
+const std::string kAdminToken = "adm_registration-test-token-0123456789";
+const std::string kSoapAction =
+    "\"http://schemas.microsoft.com/exchange/services/2006/messages/SendNotification\"";
+const std::string kMailbox = "Alice.Liddell@Example.COM";
+const std::string kToken = "a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90";
+// kToken's 32 bytes in standard base64: the classic mistake the relay turns into hex.
+const std::string kTokenBase64 = "obLD1OX2BxgpOktcbX6PkKGyw9Tl9gcYKTpLXG1+j5A=";
+
+std::string lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return s;
+}
+
+class RegistrationApi : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = make_temp_dir("registration");
+    certs_ = apns_test_certs();
+    store::Connection conn(db_.options());
+    ASSERT_TRUE(conn.connect().ok());
+    ASSERT_TRUE(store::migrate(conn).ok());
+    ASSERT_EQ(run_command({(source_dir() / "scripts/make-kek.sh").string(), (dir_ / "kek").string(),
+                           "kek-test-1"}),
+              0);
+    write_file(dir_ / "admin-tokens", hex_encode(sha384(kAdminToken)) + "\n");
+    secret_file_ = make_region_secret(dir_);
+  }
+
+  void TearDown() override {
+    if (daemon_) {
+      daemon_->signal(SIGTERM);
+      EXPECT_EQ(daemon_->wait(15s), std::optional<int>(0)) << daemon_->log();
+    }
+  }
+
+  json region_patch(const json& registration) const {
+    return {{"database",
+             {{"host", db_.options().host},
+              {"port", db_.options().port},
+              {"socket", nullptr},
+              {"name", db_.name()},
+              {"password_file", std::getenv("MAILPUSH_TEST_DB_PASSWORD_FILE")},
+              {"migrate_on_start", false}}},
+            {"portal",
+             {{"kek_file", (dir_ / "kek").string()},
+              {"admin_token_file", (dir_ / "admin-tokens").string()},
+              {"trust_anchors", (certs_ / "apple-ca.crt").string()}}},
+            {"registration", registration}};
+  }
+
+  std::unique_ptr<ChildProcess> launch(const json& registration) {
+    const auto region = write_region_file(dir_, region_patch(registration).dump());
+    return std::make_unique<ChildProcess>(binary_dir() / "src/app/mailpushd",
+                                          std::vector<std::string>{"--region", region.string()},
+                                          dir_ / "mailpushd.log");
+  }
+
+  // Starts mailpushd with the region secret and `extra` registration settings, and onboards a
+  // customer through the portal.
+  void start(json extra = json::object()) {
+    json registration = {{"secret_file", secret_file_.string()},
+                         {"status_frequency_minutes", 15},
+                         {"other_regions", {{"use1", "register.use1.mailpush.example"}}}};
+    registration.update(extra);
+    daemon_ = launch(registration);
+    port_ = listening_port(*daemon_, 30s);
+    ASSERT_NE(port_, 0) << daemon_->log();
+    customer_ = onboard_customer(port_, kAdminToken, certs_);
+  }
+
+  json registration(const std::string& token, const std::string& mailbox = kMailbox) const {
+    return {{"customer_id", customer_.customer_id},
+            {"registration_key", customer_.registration_key},
+            {"mailbox", mailbox},
+            {"device_token", token},
+            {"environment", "production"}};
+  }
+
+  // What the listener answers Exchange at `url`: "OK", "Unsubscribe", or the HTTP status.
+  std::string callback(const std::string& url) {
+    const std::string path = url.substr(url.find("/ews/v1/notify/"));
+    const std::string body =
+        read_file(source_dir() / "tests/data/ews/05-exchangelib-test-status-s-prefix.xml");
+    const auto reply =
+        https_request(port_, "POST", path, body,
+                      {{"Content-Type", "text/xml; charset=utf-8"}, {"SOAPAction", kSoapAction}});
+    for (const char* status : {"Unsubscribe", "OK"}) {
+      if (reply.body.find(std::string(">") + status + "</") != std::string::npos) return status;
+    }
+    return std::to_string(reply.status);
+  }
+
+  std::int64_t count(const std::string& sql) {
+    store::Connection conn(db_.options());
+    EXPECT_TRUE(conn.connect().ok());
+    auto rows = conn.query(sql);
+    EXPECT_TRUE(rows.ok() && !rows->empty()) << sql;
+    return rows.ok() && !rows->empty() ? (*rows)[0].i64(0) : -1;
+  }
+
+  static json body_of(const HttpReply& r) { return json::parse(r.body, nullptr, false); }
+
+  ScratchDatabase db_;
+  std::filesystem::path dir_, certs_, secret_file_;
+  std::unique_ptr<ChildProcess> daemon_;
+  std::uint16_t port_ = 0;
+  OnboardedCustomer customer_;
+};
+
+TEST_F(RegistrationApi, RegisterSubscribeRepeatMoveUnregisterAndRegisterAgain) {
+  start();
+  // Registered: a listener URL on this listener, and what to subscribe with.
+  const auto first = post_registration(port_, registration(kToken));
+  ASSERT_EQ(first.status, 201) << first.body;
+  EXPECT_EQ(first.header("Cache-Control"), "no-store");
+  const json r1 = body_of(first);
+  const std::string url = r1["listener_url"];
+  EXPECT_EQ(url.rfind("https://localhost:" + std::to_string(port_) + "/ews/v1/notify/", 0), 0u)
+      << url;
+  EXPECT_EQ(secret_of_listener_url(url).size(), 43u);
+  EXPECT_EQ(r1["status_frequency_minutes"], 15);
+  EXPECT_EQ(r1["event_types"], json::array({"NewMailEvent", "ModifiedEvent"}));
+  EXPECT_EQ(r1["device"], "a1b2c3d4…(64)");
+  EXPECT_EQ(r1["change"], "created");
+  const std::int64_t id = r1["registration_id"];
+  EXPECT_EQ(count("SELECT COUNT(*) FROM registrations WHERE secret_hash = UNHEX('" +
+                  hex_encode(sha384(secret_of_listener_url(url))) + "')"),
+            1)
+      << "only the secret's SHA-384 is stored";
+
+  // Exchange's first callback (StatusEvent) at that URL is answered OK.
+  EXPECT_EQ(callback(url), "OK");
+
+  // The same registration again (any case, any blanks): the same URL.
+  const auto again = post_registration(port_, registration(kToken, "  alice.liddell@example.com"));
+  ASSERT_EQ(again.status, 200) << again.body;
+  EXPECT_EQ(body_of(again)["listener_url"], url);
+  EXPECT_EQ(body_of(again)["change"], "unchanged");
+
+  // The same token sent as base64 (the classic mistake) is turned into hex: the same device,
+  // so the same registration and URL, with a note for the app's developers.
+  const auto base64 = post_registration(port_, registration(kTokenBase64));
+  ASSERT_EQ(base64.status, 200) << base64.body;
+  EXPECT_EQ(body_of(base64)["listener_url"], url);
+  EXPECT_EQ(body_of(base64)["device"], "a1b2c3d4…(64)");
+  EXPECT_NE(body_of(base64)["notes"].dump().find("base64"), std::string::npos) << base64.body;
+  EXPECT_EQ(count("SELECT COUNT(*) FROM devices WHERE token_hex = '" + kToken + "'"), 1);
+  EXPECT_EQ(count("SELECT COUNT(*) FROM devices"), 1);
+
+  // A second device of the mailbox has its own registration and URL.
+  const std::string token2 = hex_encode(random_bytes(32));
+  const auto other_device = post_registration(port_, registration(token2));
+  ASSERT_EQ(other_device.status, 201) << other_device.body;
+  const json r2 = body_of(other_device);
+  EXPECT_NE(r2["registration_id"], id);
+  EXPECT_NE(r2["listener_url"], url);
+  EXPECT_EQ(count("SELECT COUNT(*) FROM mailboxes"), 1);
+  EXPECT_EQ(count("SELECT COUNT(*) FROM registrations WHERE state = 'active'"), 2);
+
+  // The app's token changed: the registration moves, the URL stays.
+  const std::string token3 = hex_encode(random_bytes(32));
+  json move = registration(token3);
+  move["previous_device_token"] = token2;
+  const auto moved = post_registration(port_, move);
+  ASSERT_EQ(moved.status, 200) << moved.body;
+  EXPECT_EQ(body_of(moved)["change"], "token_moved");
+  EXPECT_EQ(body_of(moved)["listener_url"], r2["listener_url"]);
+  EXPECT_EQ(body_of(moved)["registration_id"], r2["registration_id"]);
+  EXPECT_EQ(callback(r2["listener_url"]), "OK");
+
+  // Unregister: Exchange is told to Unsubscribe; a second delete finds nothing.
+  const auto gone = delete_registration(port_, std::to_string(id), customer_.customer_id,
+                                        customer_.registration_key);
+  ASSERT_EQ(gone.status, 200) << gone.body;
+  EXPECT_EQ(body_of(gone)["state"], "deleted");
+  EXPECT_EQ(callback(url), "Unsubscribe");
+  const auto twice = delete_registration(port_, std::to_string(id), customer_.customer_id,
+                                         customer_.registration_key);
+  EXPECT_EQ(twice.status, 404) << twice.body;
+  EXPECT_EQ(body_of(twice)["error"], "not_found");
+  const auto wrong_key =
+      delete_registration(port_, r2["registration_id"].dump(), customer_.customer_id, "rk_wrong");
+  EXPECT_EQ(wrong_key.status, 401) << wrong_key.body;
+
+  // Registered again: a new URL; the old one stays dead.
+  const auto back = post_registration(port_, registration(kToken));
+  ASSERT_EQ(back.status, 201) << back.body;
+  EXPECT_EQ(body_of(back)["change"], "reactivated");
+  EXPECT_EQ(body_of(back)["registration_id"], id);
+  const std::string new_url = body_of(back)["listener_url"];
+  EXPECT_NE(new_url, url);
+  EXPECT_EQ(callback(url), "Unsubscribe");
+  EXPECT_EQ(callback(new_url), "OK");
+
+  // Audit rows for each change; counted per result.
+  EXPECT_EQ(count("SELECT COUNT(*) FROM audit_log WHERE actor = 'registration-api'"), 5);
+  const auto metrics = https_request(port_, "GET", "/metrics").body;
+  EXPECT_NE(metrics.find("mailpush_registration_requests_total{result=\"created\"} 2"),
+            std::string::npos)
+      << metrics;
+  EXPECT_NE(metrics.find("mailpush_registration_requests_total{result=\"deleted\"} 1"),
+            std::string::npos);
+
+  // Nothing secret reached the log: keys, the address, full tokens, callback secrets.
+  daemon_->signal(SIGTERM);
+  EXPECT_EQ(daemon_->wait(15s), std::optional<int>(0));
+  const std::string log = daemon_->log();
+  daemon_.reset();
+  EXPECT_NE(log.find("\"registration.registered\""), std::string::npos) << log;
+  for (const std::string& secret :
+       {customer_.registration_key, customer_.admin_key, kToken, kTokenBase64, token2, token3,
+        secret_of_listener_url(url), secret_of_listener_url(new_url),
+        secret_of_listener_url(r2["listener_url"])}) {
+    EXPECT_EQ(log.find(secret), std::string::npos) << "leaked: " << secret.substr(0, 8) << "…";
+  }
+  EXPECT_EQ(lower(log).find("alice.liddell"), std::string::npos) << "the mailbox address leaked";
+  EXPECT_EQ(log.find(kToken.substr(8, 24)), std::string::npos) << "more than a token prefix";
+}
+
+TEST_F(RegistrationApi, RefusalsNameTheProblemAndWriteNothing) {
+  start();
+  const auto refused = [&](const json& body, int status, const std::string& error,
+                           const std::string& field = "") {
+    const auto reply = post_registration(port_, body);
+    EXPECT_EQ(reply.status, status) << body.dump() << " -> " << reply.body;
+    const json b = body_of(reply);
+    EXPECT_EQ(b.value("error", ""), error) << reply.body;
+    if (!field.empty()) {
+      EXPECT_EQ(b.value("field", ""), field) << reply.body;
+    }
+    EXPECT_FALSE(b.value("message", "").empty()) << reply.body;
+    return b;
+  };
+  json body = registration("");
+  auto empty = refused(body, 400, "invalid_device_token", "device_token");
+  EXPECT_NE(empty["message"].get<std::string>().find("empty"), std::string::npos);
+  body = registration("a1b2c3");
+  body["device_token"] = "a1b2c";
+  refused(body, 400, "invalid_device_token", "device_token");
+  body = registration(kToken);
+  body["environment"] = "sandbox";
+  refused(body, 400, "invalid_environment", "environment");
+  refused(registration(kToken, "not-an-address"), 400, "invalid_mailbox", "mailbox");
+
+  body = registration(kToken);
+  body["registration_key"] = "rk_wrong";
+  const json wrong = refused(body, 401, "invalid_credentials");
+  body = registration(kToken);
+  body["customer_id"] = "dev-zzzzzzzzzzzzzzzzzzzz";
+  const json unknown = refused(body, 401, "invalid_credentials");
+  EXPECT_EQ(wrong, unknown) << "no oracle for Customer IDs";
+
+  body["customer_id"] = "use1-abcdefghij0123456789";
+  const json elsewhere = refused(body, 421, "wrong_region");
+  EXPECT_EQ(elsewhere["region_host"], "register.use1.mailpush.example");
+  EXPECT_NE(elsewhere["message"].get<std::string>().find("register.use1.mailpush.example"),
+            std::string::npos);
+  body["customer_id"] = "qq7-abcdefghij0123456789";
+  refused(body, 421, "unknown_region");
+
+  // Hostile bodies: huge fields, wrong types, not UTF-8, not JSON, too large.
+  refused(registration(kToken, std::string(15000, 'a') + "@example.com"), 400, "invalid_mailbox");
+  refused(registration(std::string(15000, 'f')), 400, "invalid_device_token");
+  body = registration(kToken);
+  body["device_token"] = json::array({kToken});
+  refused(body, 400, "invalid_device_token", "device_token");
+  body = registration(kToken);
+  body["customer_id"] = 12345;
+  refused(body, 400, "invalid_customer_id", "customer_id");
+  for (const std::string& raw :
+       {std::string("{\"customer_id\": \"") + customer_.customer_id + "\xff\xfe\"}",
+        std::string("customer_id=") + customer_.customer_id, std::string("[]"), std::string("")}) {
+    const auto reply = post_registration_raw(port_, raw);
+    EXPECT_EQ(reply.status, 400) << reply.body;
+    EXPECT_EQ(body_of(reply)["error"], "invalid_json") << reply.body;
+  }
+  const auto large =
+      post_registration_raw(port_, "{\"mailbox\": \"" + std::string(17 * 1024, 'a') + "\"}");
+  EXPECT_EQ(large.status, 413) << large.body;
+  const auto form = post_registration_raw(port_, registration(kToken).dump(), "text/plain");
+  EXPECT_EQ(form.status, 415) << form.body;
+
+  EXPECT_EQ(count("SELECT COUNT(*) FROM registrations"), 0);
+  EXPECT_EQ(count("SELECT COUNT(*) FROM devices"), 0);
+  EXPECT_EQ(count("SELECT COUNT(*) FROM mailboxes"), 0);
+
+  // A disabled customer is refused with 403 until its administrator enables it.
+  const auto disabled =
+      https_request(port_, "POST", "/portal/v1/customers/" + customer_.customer_id + "/disable", "",
+                    {{"Authorization", "Bearer " + customer_.admin_key}});
+  ASSERT_EQ(disabled.status, 200) << disabled.body;
+  refused(registration(kToken), 403, "customer_disabled");
+}
+
+TEST_F(RegistrationApi, ACustomerOverItsLimitGets429WithRetryAfter) {
+  start({{"per_customer_per_minute", 3}});
+  for (int i = 0; i < 3; ++i) {
+    const auto ok = post_registration(port_, registration(kToken));
+    ASSERT_TRUE(ok.status == 200 || ok.status == 201) << ok.body;
+  }
+  const auto limited = post_registration(port_, registration(kToken));
+  EXPECT_EQ(limited.status, 429) << limited.body;
+  EXPECT_EQ(body_of(limited)["error"], "rate_limited");
+  const int retry = std::stoi(limited.header("Retry-After"));
+  EXPECT_GE(retry, 1);
+  EXPECT_LE(retry, 20);
+}
+
+TEST_F(RegistrationApi, WithoutASecretThe503SaysWhyAndABadSecretFileStopsTheStart) {
+  daemon_ = launch(json::object());
+  port_ = listening_port(*daemon_, 30s);
+  ASSERT_NE(port_, 0) << daemon_->log();
+  EXPECT_TRUE(daemon_->wait_for_log("\"registration.not_configured\"", 5s).has_value())
+      << daemon_->log();
+  customer_ = onboard_customer(port_, kAdminToken, certs_);
+  const auto reply = post_registration(port_, registration(kToken));
+  EXPECT_EQ(reply.status, 503) << reply.body;
+  EXPECT_EQ(body_of(reply)["error"], "not_configured");
+  EXPECT_FALSE(reply.header("Retry-After").empty());
+  daemon_->signal(SIGTERM);
+  EXPECT_EQ(daemon_->wait(15s), std::optional<int>(0));
+  daemon_.reset();
+
+  // A secret file others can read is a configuration error, named.
+  ASSERT_EQ(::chmod(secret_file_.c_str(), 0644), 0);
+  auto bad = launch({{"secret_file", secret_file_.string()}});
+  EXPECT_EQ(bad->wait(30s), std::optional<int>(78)) << bad->log();
+  const std::string log = bad->log();
+  EXPECT_NE(log.find("registration.secret_file"), std::string::npos) << log;
+  EXPECT_NE(log.find("chmod 600"), std::string::npos) << log;
+  const std::string text = read_file(secret_file_);
+  EXPECT_EQ(log.find(text.substr(text.find("region-secret ") + 14, 20)), std::string::npos)
+      << "the secret leaked into the log";
+}
+
+}  // namespace
+}  // namespace mp::test

@@ -1,0 +1,72 @@
+// Implementation of the registration API fixtures in registration_support.hpp.
+#include "registration_support.hpp"
+
+#include <gtest/gtest.h>
+
+#include <stdexcept>
+
+namespace mp::test {
+namespace fs = std::filesystem;
+
+fs::path make_region_secret(const fs::path& dir) {
+  const fs::path file = dir / "region-secret";
+  std::string out;
+  const int rc =
+      run_command({(source_dir() / "scripts/make-region-secret.sh").string(), file.string()}, &out);
+  if (rc != 0) throw std::runtime_error("scripts/make-region-secret.sh failed: " + out);
+  return file;
+}
+
+OnboardedCustomer onboard_customer(std::uint16_t port, const std::string& admin_token,
+                                   const fs::path& certs_dir, const std::string& region,
+                                   const std::string& p12_name) {
+  const std::string boundary = "----MailpushRegistrationTest9f3c";
+  std::string body;
+  const auto field = [&](const std::string& name, const std::string& value) {
+    body += "--" + boundary + "\r\nContent-Disposition: form-data; name=\"" + name + "\"\r\n\r\n" +
+            value + "\r\n";
+  };
+  body += "--" + boundary +
+          "\r\nContent-Disposition: form-data; name=\"certificate\"; filename=\"push.p12\"\r\n"
+          "Content-Type: application/x-pkcs12\r\n\r\n" +
+          read_file(certs_dir / (p12_name + ".p12")) + "\r\n";
+  field("password", read_file(certs_dir / (p12_name + ".p12.password")));
+  field("app_id", "com.example.mail");
+  field("region", region);
+  field("display_name", "Registration test");
+  body += "--" + boundary + "--\r\n";
+  const HttpReply reply =
+      https_request(port, "POST", "/portal/v1/customers", body,
+                    {{"Content-Type", "multipart/form-data; boundary=" + boundary},
+                     {"Authorization", "Bearer " + admin_token}});
+  if (reply.status != 201) {
+    throw std::runtime_error("onboarding failed: " + std::to_string(reply.status) + " " +
+                             reply.body);
+  }
+  const auto created = nlohmann::json::parse(reply.body);
+  return {created.at("customer_id"), created.at("registration_key"), created.at("admin_key")};
+}
+
+HttpReply post_registration_raw(std::uint16_t port, const std::string& body,
+                                const std::string& content_type) {
+  return https_request(port, "POST", "/v1/registrations", body, {{"Content-Type", content_type}});
+}
+
+HttpReply post_registration(std::uint16_t port, const nlohmann::json& body) {
+  return post_registration_raw(port, body.dump());
+}
+
+HttpReply delete_registration(std::uint16_t port, const std::string& id,
+                              const std::string& customer_id, const std::string& key) {
+  const nlohmann::json body = {{"customer_id", customer_id}, {"registration_key", key}};
+  return https_request(port, "DELETE", "/v1/registrations/" + id, body.dump(),
+                       {{"Content-Type", "application/json"}});
+}
+
+std::string secret_of_listener_url(const std::string& url) {
+  const std::string marker = "/ews/v1/notify/";
+  const auto at = url.find(marker);
+  return at == std::string::npos ? "" : url.substr(at + marker.size());
+}
+
+}  // namespace mp::test
