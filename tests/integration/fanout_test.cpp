@@ -18,6 +18,7 @@
 #include "apns_sim_process.hpp"
 #include "common/crypto.hpp"
 #include "ews_bodies.hpp"
+#include "registration_support.hpp"
 #include "store/migrations.hpp"
 #include "test_env.hpp"
 
@@ -28,13 +29,6 @@ using namespace std::chrono_literals;
 using json = nlohmann::json;
 
 constexpr const char* kAdminToken = "adm_fanout_test_token_0123456789";
-
-std::uint16_t listening_port(ChildProcess& daemon, std::chrono::seconds limit) {
-  const auto line = daemon.wait_for_log("daemon.listening", limit);
-  if (!line) return 0;
-  const auto j = json::parse(*line, nullptr, false);
-  return j.is_object() && j.contains("port") ? j["port"].get<std::uint16_t>() : 0;
-}
 
 // A multipart form for the portal.
 std::string form_body(const std::vector<std::pair<std::string, std::string>>& fields,
@@ -106,7 +100,7 @@ class Fanout : public ::testing::Test {
                    {{"production", {{"host", "127.0.0.1"}, {"port", sim_port_}}},
                     {"sandbox", {{"host", "127.0.0.1"}, {"port", sim_port_}}},
                     {"ca_file", (certs_ / "apple-ca.crt").string()}}},
-                  {"registration", nullptr},  // registrations are inserted directly here
+                  {"registration", {{"secret_file", region_secret().string()}}},
                   {"dispatch",
                    {{"instance_id", "fanout-a"}, {"lease_s", 3}, {"poll_ms", 50}, {"ttl_s", 600}}}};
     patch.merge_patch(extra);
@@ -116,6 +110,12 @@ class Fanout : public ::testing::Test {
         dir_ / ("mailpushd-" + std::to_string(++launches_) + ".log"));
     port_ = listening_port(*daemon_, 30s);
     ASSERT_NE(port_, 0) << daemon_->log();
+  }
+
+  // The region secret, made once per test (a restarted daemon keeps the same one).
+  std::filesystem::path region_secret() {
+    const auto file = dir_ / "region-secret";
+    return std::filesystem::exists(file) ? file : make_region_secret(dir_);
   }
 
   // Onboards a customer through the portal with `cert`.p12; returns its row id.
@@ -131,6 +131,7 @@ class Fanout : public ::testing::Test {
     const auto j = json::parse(reply.body, nullptr, false);
     customer_public_ = j.value("customer_id", "");
     admin_key_ = j.value("admin_key", "");
+    registration_key_ = j.value("registration_key", "");
     store::Connection conn(db_options());
     EXPECT_TRUE(conn.connect().ok());
     auto rows = conn.query("SELECT id FROM customers WHERE customer_id = ?",
@@ -161,6 +162,26 @@ class Fanout : public ::testing::Test {
         {store::Value{d.registration.id}});
     EXPECT_TRUE(rows.ok() && !rows->empty());
     d.token = (*rows)[0].text(0);
+    d.subscription = "sub-" + hex_encode(random_bytes(6));
+    return d;
+  }
+
+  // Registers a device through the registration API, as the app does.
+  Device register_device(const std::string& mailbox, const std::string& token) {
+    const auto reply = post_registration(port_, {{"customer_id", customer_public_},
+                                                 {"registration_key", registration_key_},
+                                                 {"mailbox", mailbox},
+                                                 {"device_token", token},
+                                                 {"environment", "production"}});
+    EXPECT_EQ(reply.status, 201) << reply.body;
+    const auto j = json::parse(reply.body, nullptr, false);
+    Device d;
+    d.registration.secret = secret_of_listener_url(j.value("listener_url", ""));
+    d.registration.id =
+        j.is_object() && j.contains("registration_id") && j["registration_id"].is_number()
+            ? j["registration_id"].get<std::int64_t>()
+            : 0;
+    d.token = token;
     d.subscription = "sub-" + hex_encode(random_bytes(6));
     return d;
   }
@@ -226,7 +247,7 @@ class Fanout : public ::testing::Test {
   std::unique_ptr<ChildProcess> daemon_;
   std::uint16_t port_ = 0;
   int launches_ = 0;
-  std::string customer_public_, admin_key_;
+  std::string customer_public_, admin_key_, registration_key_;
 };
 
 TEST_F(Fanout, EveryDeviceOfTheMailboxGetsTheExactBadgeAndNoOtherDevice) {
@@ -234,10 +255,11 @@ TEST_F(Fanout, EveryDeviceOfTheMailboxGetsTheExactBadgeAndNoOtherDevice) {
   start_sim();
   sim_port_ = sim_->h2_port();
   start_daemon();
-  const auto customer = onboard();
-  const auto phone = add_device(customer, "alice@example.com");
-  const auto tablet = add_device(customer, "alice@example.com");
-  const auto bob = add_device(customer, "bob@example.com");
+  onboard();
+  const auto phone = register_device("alice@example.com", std::string(64, 'a'));
+  const auto tablet = register_device("Alice@Example.com", std::string(64, 'b'));
+  const auto bob = register_device("bob@example.com", std::string(64, 'c'));
+  ASSERT_FALSE(phone.registration.secret.empty());
   bind(phone);
   bind(tablet);
   bind(bob);
@@ -261,9 +283,21 @@ TEST_F(Fanout, EveryDeviceOfTheMailboxGetsTheExactBadgeAndNoOtherDevice) {
     EXPECT_EQ(r["payload"].get<std::string>().find("alert"), std::string::npos);
   }
   EXPECT_EQ(scalar("SELECT COUNT(*) FROM outbox"), 0) << "delivered rows are removed";
+  // Unregistered: its URL is told to Unsubscribe, and it gets no more badges.
+  const auto gone = delete_registration(port_, std::to_string(tablet.registration.id),
+                                        customer_public_, registration_key_);
+  ASSERT_EQ(gone.status, 200) << gone.body;
+  const auto answer = post(tablet, unread_event("wm-4", 9));
+  EXPECT_EQ(answer.status, 200);
+  EXPECT_NE(answer.body.find(">Unsubscribe<"), std::string::npos) << answer.body;
+  ASSERT_TRUE(ok(post(phone, unread_event("wm-5", 9))));
+  ASSERT_TRUE(wait_for_badges({{phone.token, 9}}, 10s));
+  EXPECT_EQ(received()[tablet.token].back(), 0) << "the unregistered device got nothing more";
+
   const auto log = daemon_->log();
   EXPECT_EQ(log.find(phone.token), std::string::npos) << "no full token in the log";
   EXPECT_EQ(log.find(phone.registration.secret), std::string::npos);
+  EXPECT_EQ(log.find("alice@example.com"), std::string::npos) << "no mailbox address in the log";
 }
 
 TEST_F(Fanout, UnregisteredAndBadTokensStopTheirDeviceOnly) {
