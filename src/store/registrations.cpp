@@ -21,7 +21,8 @@ Bytes bytes_of(const std::string& s) {
 }
 
 // Runs `body` in a transaction, rolled back when it fails; a deadlock (or a Galera certification
-// conflict, also Errc::busy) re-runs it, twice at most.
+// conflict, also Errc::busy) or a duplicate key (a concurrent request inserted the same row
+// first) re-runs it, twice at most: the next run finds the row.
 template <class T, class Body>
 Result<T> in_transaction(Connection& conn, Body&& body) {
   for (int attempt = 0;; ++attempt) {
@@ -32,7 +33,10 @@ Result<T> in_transaction(Connection& conn, Body&& body) {
     }
     if (result) return result;
     if (!conn.broken()) (void)conn.rollback();
-    if (result.error().code != Errc::busy || attempt == 2 || conn.broken()) return result;
+    const Errc code = result.error().code;
+    if ((code != Errc::busy && code != Errc::conflict) || attempt == 2 || conn.broken()) {
+      return result;
+    }
   }
 }
 
