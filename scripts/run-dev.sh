@@ -22,41 +22,30 @@ sim_port=2197        # apns.production / apns.sandbox of regions/dev.json
 sim_control_port=2198
 port=$(sed -n 's/.*"port": \([0-9]*\),\{0,1\}$/\1/p' "$region" | head -n 1)  # listener.port
 
-daemon_pid() {
-  [ -f "$pid_file" ] || return 1
+# running_pid PID_FILE COMMAND: the pid in the file, if that process runs and is COMMAND.
+running_pid() {
+  [ -f "$1" ] || return 1
   local pid
-  pid=$(cat "$pid_file")
-  kill -0 "$pid" 2>/dev/null && [ "$(ps -o comm= -p "$pid")" = mailpushd ] && echo "$pid"
+  pid=$(cat "$1")
+  kill -0 "$pid" 2>/dev/null && [ "$(ps -o comm= -p "$pid")" = "$2" ] && echo "$pid"
 }
 
-stop_daemon() {
+# stop_pid PID_FILE COMMAND: SIGTERM, up to 15 s for a clean exit, then SIGKILL.
+stop_pid() {
   local pid
-  if pid=$(daemon_pid); then
+  if pid=$(running_pid "$1" "$2"); then
     kill -TERM "$pid"
     for _ in $(seq 1 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     if kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid"; fi
-    echo "mailpushd: stopped (pid $pid)"
+    echo "$2: stopped (pid $pid)"
   fi
-  rm -f "$pid_file"
+  rm -f "$1"
 }
 
-sim_pid() {
-  [ -f "$sim_pid_file" ] || return 1
-  local pid
-  pid=$(cat "$sim_pid_file")
-  kill -0 "$pid" 2>/dev/null && [ "$(ps -o comm= -p "$pid")" = apns-sim ] && echo "$pid"
-}
-
-stop_sim() {
-  local pid
-  if pid=$(sim_pid); then
-    kill -TERM "$pid"
-    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    if kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid"; fi
-    echo "apns-sim: stopped (pid $pid)"
-  fi
-  rm -f "$sim_pid_file"
-}
+daemon_pid() { running_pid "$pid_file" mailpushd; }
+sim_pid() { running_pid "$sim_pid_file" apns-sim; }
+stop_daemon() { stop_pid "$pid_file" mailpushd; }
+stop_sim() { stop_pid "$sim_pid_file" apns-sim; }
 
 case "${1:-up}" in
   stop)

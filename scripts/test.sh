@@ -57,6 +57,7 @@ for preset in "${presets[@]}"; do
     fuzz apns_h2 8192 -- fuzz/seeds/apns_h2/*
     fuzz p12_inspect 8192 -- fuzz/seeds/p12/*
     fuzz multipart 16384 -- fuzz/seeds/multipart/*
+    fuzz registration 4096 -- fuzz/seeds/registration/*
   else
     ctest --preset "$preset"
   fi

@@ -37,6 +37,10 @@ std::variant<json, relay::RegistrationRefusal> parse_object(std::string_view bod
     return invalid(
         "", "invalid_json",
         "the body is not valid JSON in UTF-8 (problem at byte " + std::to_string(e.byte) + ")");
+  } catch (const json::exception&) {
+    // e.g. a number too large for a double ("1e999"): nlohmann reports it as out_of_range, not
+    // as a parse error (found by fuzz_registration).
+    return invalid("", "invalid_json", "the body holds a number out of range");
   }
   if (!doc.is_object()) {
     return invalid("", "invalid_json", "the body must be a JSON object");

@@ -46,12 +46,7 @@ struct Refusal {
 };
 
 std::string sql_time(std::chrono::system_clock::time_point t) {
-  const std::time_t s = std::chrono::system_clock::to_time_t(t);
-  std::tm tm{};
-  gmtime_r(&s, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", &tm);
-  return buf;
+  return store::sql_datetime(t);
 }
 
 std::string iso_time(std::chrono::system_clock::time_point t) {

@@ -79,6 +79,9 @@ std::string cache_key(const Bytes& hash) {
   return std::string(hash.begin(), hash.end());
 }
 
+// Apple's tokens are 32 bytes; shorter ones are refused.
+constexpr std::size_t kMinDeviceTokenHexChars = 64;
+
 // The token as the app sent it, without what normalize_device_token ignores, lowercased:
 // equal to the normalised token exactly when it was sent as hex.
 std::string plain_token_text(std::string_view raw) {
@@ -146,6 +149,14 @@ Outcome<CheckedRegistration> check_registration(const RegisterRequest& r) {
       return invalid(
           std::string(field), code,
           field == "device_token" ? hex.error().message : "previous " + hex.error().message);
+    // Apple's tokens are 32 bytes (and documented as possibly longer, never shorter): a shorter
+    // one is truncated or not a token, and APNs would answer BadDeviceToken for it.
+    if (hex->size() < kMinDeviceTokenHexChars) {
+      return invalid(std::string(field), code,
+                     std::string(field) + " is " + std::to_string(hex->size() / 2) +
+                         " bytes long; APNs device tokens are 32 bytes (64 hex digits) or "
+                         "longer: the app sent a truncated value or something else");
+    }
     return std::move(*hex);
   };
   auto hex = token("device_token", r.device_token);

@@ -72,7 +72,8 @@ class DatabasePool {
   auto async_run(const Job<T>& job, Token&& token) {
     return boost::asio::async_initiate<Token, void(Result<T>)>(
         [this](auto handler, Job<T> job) {
-          run_then<T>(std::move(job), completion_on_handler_executor<T>(std::move(handler)));
+          this->template run_then<T>(std::move(job),
+                                     completion_on_handler_executor<T>(std::move(handler)));
         },
         token, job);
   }

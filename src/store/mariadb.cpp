@@ -8,6 +8,7 @@
 
 #include <charconv>
 #include <cstring>
+#include <ctime>
 #include <mutex>
 #include <stdexcept>
 
@@ -371,6 +372,15 @@ Result<std::vector<Row>> Statement::query(std::span<const Value> params) {
     rows.emplace_back(std::move(cols));
   }
   return rows;
+}
+
+std::string sql_datetime(std::chrono::system_clock::time_point t) {
+  const std::time_t s = std::chrono::system_clock::to_time_t(t);
+  std::tm tm{};
+  gmtime_r(&s, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", &tm);
+  return buf;
 }
 
 }  // namespace mp::store

@@ -139,4 +139,7 @@ class Connection {
 // Whether a MariaDB client/server error number means "the connection is gone".
 bool is_connection_lost(unsigned int mysql_errno) noexcept;
 
+// "YYYY-MM-DD HH:MM:SS" in UTC (whole seconds): a DATETIME value for a parameter.
+std::string sql_datetime(std::chrono::system_clock::time_point t);
+
 }  // namespace mp::store

@@ -2,7 +2,6 @@
 #include "store/outbox.hpp"
 
 #include <algorithm>
-#include <ctime>
 #include <map>
 
 namespace mp::store {
@@ -29,16 +28,6 @@ Status in_chunks(const std::vector<std::int64_t>& ids, F&& run) {
     if (auto st = run(id_list(chunk)); !st) return st;
   }
   return {};
-}
-
-std::string utc_datetime(std::chrono::system_clock::time_point t) {
-  const auto secs = std::chrono::floor<std::chrono::seconds>(t);
-  const std::time_t tt = std::chrono::system_clock::to_time_t(secs);
-  std::tm tm{};
-  gmtime_r(&tt, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", &tm);
-  return buf;
 }
 
 }  // namespace
@@ -103,8 +92,9 @@ Status apply_once(Connection& conn, const DispatchOutcome& outcome) {
     }
     std::map<std::string, std::vector<std::int64_t>> dead;
     for (const auto& d : outcome.dead) dead[d.reason].push_back(d.id);
-    for (const auto& [reason, ids] : dead) {
-      auto st = in_chunks(ids, [&](const std::string& list) -> Status {
+    for (const auto& group : dead) {
+      const std::string& reason = group.first;  // not a structured binding: clang 14 lambdas
+      auto st = in_chunks(group.second, [&](const std::string& list) -> Status {
         auto n = conn.execute(
             "UPDATE outbox SET state = 'dead', attempts = attempts + 1, last_error = LEFT(?, 255) "
             "WHERE id IN (" +
@@ -120,7 +110,7 @@ Status apply_once(Connection& conn, const DispatchOutcome& outcome) {
       if (d.unregistered) {
         // Apple's timestamp, or now: the app registering again after it makes the device active.
         const Value at =
-            d.unregistered_at ? Value{utc_datetime(*d.unregistered_at)} : Value{Null{}};
+            d.unregistered_at ? Value{sql_datetime(*d.unregistered_at)} : Value{Null{}};
         n = conn.execute(
             "UPDATE devices SET state = 'unregistered', unregistered_at = "
             "COALESCE(?, UTC_TIMESTAMP(6)), invalid_reason = LEFT(?, 64) WHERE id = ? AND state = "

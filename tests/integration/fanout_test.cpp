@@ -75,6 +75,14 @@ class Fanout : public ::testing::Test {
     ASSERT_TRUE(store::migrate(conn).ok());
   }
 
+  // Schema, apns-sim and mailpushd: what most tests start with.
+  void start_region(const json& extra = json::object()) {
+    migrate();
+    start_sim();
+    sim_port_ = sim_->h2_port();
+    start_daemon(extra);
+  }
+
   void start_sim(std::vector<std::string> extra = {}) {
     sim_ = std::make_unique<ApnsSimProcess>(std::move(extra));
   }
@@ -186,6 +194,16 @@ class Fanout : public ::testing::Test {
     return d;
   }
 
+  // `n` devices, one mailbox each (`prefix`<i>@example.com), inserted and bound.
+  std::vector<Device> bound_devices(std::int64_t customer, const std::string& prefix, int n) {
+    std::vector<Device> devices;
+    for (int i = 0; i < n; ++i) {
+      devices.push_back(add_device(customer, prefix + std::to_string(i) + "@example.com"));
+      bind(devices.back());
+    }
+    return devices;
+  }
+
   HttpReply post(const Device& d, const std::string& events) {
     return https_request(
         port_, "POST", "/ews/v1/notify/" + d.registration.secret,
@@ -229,6 +247,9 @@ class Fanout : public ::testing::Test {
     return false;
   }
 
+  // Waits until no acknowledged badge is missing at the devices (see lost()).
+  bool nothing_lost(const std::map<std::string, int>& acked, std::chrono::seconds limit) const;
+
   std::int64_t scalar(const std::string& sql) {
     store::Connection conn(db_options());
     EXPECT_TRUE(conn.connect().ok());
@@ -251,10 +272,7 @@ class Fanout : public ::testing::Test {
 };
 
 TEST_F(Fanout, EveryDeviceOfTheMailboxGetsTheExactBadgeAndNoOtherDevice) {
-  migrate();
-  start_sim();
-  sim_port_ = sim_->h2_port();
-  start_daemon();
+  start_region();
   onboard();
   const auto phone = register_device("alice@example.com", std::string(64, 'a'));
   const auto tablet = register_device("Alice@Example.com", std::string(64, 'b'));
@@ -301,10 +319,7 @@ TEST_F(Fanout, EveryDeviceOfTheMailboxGetsTheExactBadgeAndNoOtherDevice) {
 }
 
 TEST_F(Fanout, UnregisteredAndBadTokensStopTheirDeviceOnly) {
-  migrate();
-  start_sim();
-  sim_port_ = sim_->h2_port();
-  start_daemon();
+  start_region();
   const auto customer = onboard();
   const auto phone = add_device(customer, "carol@example.com");
   const auto gone = add_device(customer, "carol@example.com");
@@ -345,10 +360,7 @@ TEST_F(Fanout, UnregisteredAndBadTokensStopTheirDeviceOnly) {
 }
 
 TEST_F(Fanout, ARefusedCertificatePausesTheCustomerUntilRenewal) {
-  migrate();
-  start_sim();
-  sim_port_ = sim_->h2_port();
-  start_daemon();
+  start_region();
   const auto customer = onboard("mail");
   const auto phone = add_device(customer, "dan@example.com");
   bind(phone);
@@ -382,10 +394,7 @@ TEST_F(Fanout, WhatWasQueuedWhileApnsWasDownIsDeliveredAfterwards) {
   start_sim({"--port", std::to_string(sim_port_)});
   start_daemon();
   const auto customer = onboard();
-  std::vector<Device> devices;
-  for (int i = 0; i < 5; ++i)
-    devices.push_back(add_device(customer, "m" + std::to_string(i) + "@example.com"));
-  for (const auto& d : devices) bind(d);
+  const auto devices = bound_devices(customer, "m", 5);
   sim_.reset();  // APNs unreachable
   for (std::size_t i = 0; i < devices.size(); ++i) {
     ASSERT_TRUE(ok(post(devices[i], unread_event("wm-1", static_cast<int>(10 + i)))));
@@ -425,10 +434,7 @@ TEST_F(Fanout, SigtermFinishesTheSendsInFlight) {
 }
 
 TEST_F(Fanout, RetryableFailuresBackOffThenDeadLetterAndAreCounted) {
-  migrate();
-  start_sim();
-  sim_port_ = sim_->h2_port();
-  start_daemon({{"dispatch", {{"max_attempts", 2}}}});
+  start_region({{"dispatch", {{"max_attempts", 2}}}});
   const auto customer = onboard();
   const auto phone = add_device(customer, "busy@example.com");
   bind(phone);
@@ -535,28 +541,20 @@ int lost(const std::map<std::string, int>& acked,
   return losses;
 }
 
-bool wait_until_nothing_lost(const Fanout& f, const std::map<std::string, int>& acked,
-                             std::chrono::seconds limit,
-                             const std::function<std::map<std::string, std::vector<int>>()>& got) {
-  (void)f;
+bool Fanout::nothing_lost(const std::map<std::string, int>& acked,
+                          std::chrono::seconds limit) const {
   const auto until = std::chrono::steady_clock::now() + limit;
   while (std::chrono::steady_clock::now() < until) {
-    if (lost(acked, got()) == 0) return true;
+    if (lost(acked, received()) == 0) return true;
     std::this_thread::sleep_for(200ms);
   }
   return false;
 }
 
 TEST_F(Fanout, KilledWithSigkillUnderLoadLosesNoAcknowledgedEvent) {
-  migrate();
-  start_sim();
-  sim_port_ = sim_->h2_port();
-  start_daemon();
+  start_region();
   const auto customer = onboard();
-  std::vector<Device> devices;
-  for (int i = 0; i < 40; ++i)
-    devices.push_back(add_device(customer, "k" + std::to_string(i) + "@example.com"));
-  for (const auto& d : devices) bind(d);
+  const auto devices = bound_devices(customer, "k", 40);
   {
     Load load(port_, devices);
     std::this_thread::sleep_for(3s);
@@ -567,25 +565,17 @@ TEST_F(Fanout, KilledWithSigkillUnderLoadLosesNoAcknowledgedEvent) {
     const auto acked = load.acked();
     ASSERT_GT(load.acks(), 100u) << "the load ran";
     start_daemon();  // same instance id: sends its own rows at once; same database
-    ASSERT_TRUE(wait_until_nothing_lost(*this, acked, 60s, [this] { return received(); }))
-        << "lost: " << lost(acked, received()) << "\n"
-        << daemon_->log();
+    ASSERT_TRUE(nothing_lost(acked, 60s)) << "lost: " << lost(acked, received()) << "\n"
+                                          << daemon_->log();
     std::cout << "[ kill test ] acknowledged " << load.acks() << " callbacks; lost "
               << lost(acked, received()) << " acknowledged badges\n";
   }
 }
 
 TEST_F(Fanout, ASecondInstanceTakesOverTheRowsOfOneThatDied) {
-  migrate();
-  start_sim();
-  sim_port_ = sim_->h2_port();
-  // APNs refuses everything for now, so rows pile up in the first instance's outbox.
-  start_daemon();
+  start_region();
   const auto customer = onboard();
-  std::vector<Device> devices;
-  for (int i = 0; i < 3; ++i)
-    devices.push_back(add_device(customer, "t" + std::to_string(i) + "@example.com"));
-  for (const auto& d : devices) bind(d);
+  const auto devices = bound_devices(customer, "t", 3);
   sim_->control("POST", "/faults", json{{"silent", true}}.dump());
   for (std::size_t i = 0; i < devices.size(); ++i) {
     ASSERT_TRUE(ok(post(devices[i], unread_event("wm-1", static_cast<int>(20 + i)))));
@@ -617,15 +607,9 @@ class FanoutPrivateDb : public Fanout {
 };
 
 TEST_F(FanoutPrivateDb, MariadbRestartedUnderLoadGives503sThenRecoversWithNothingLost) {
-  migrate();
-  start_sim();
-  sim_port_ = sim_->h2_port();
-  start_daemon();
+  start_region();
   const auto customer = onboard();
-  std::vector<Device> devices;
-  for (int i = 0; i < 20; ++i)
-    devices.push_back(add_device(customer, "r" + std::to_string(i) + "@example.com"));
-  for (const auto& d : devices) bind(d);
+  const auto devices = bound_devices(customer, "r", 20);
   Load load(port_, devices);
   std::this_thread::sleep_for(2s);
   server_.stop();
@@ -636,9 +620,8 @@ TEST_F(FanoutPrivateDb, MariadbRestartedUnderLoadGives503sThenRecoversWithNothin
   const auto refused = load.refused();
   EXPECT_GT(refused.count(503), 0u) << "the listener said 503 while the database was away";
   const auto acked = load.acked();
-  EXPECT_TRUE(wait_until_nothing_lost(*this, acked, 60s, [this] { return received(); }))
-      << "lost: " << lost(acked, received()) << "\n"
-      << daemon_->log();
+  EXPECT_TRUE(nothing_lost(acked, 60s)) << "lost: " << lost(acked, received()) << "\n"
+                                        << daemon_->log();
   std::cout << "[ db restart ] acknowledged " << load.acks() << " callbacks; 503s "
             << (refused.count(503) ? refused.at(503) : 0) << "; lost " << lost(acked, received())
             << "\n";

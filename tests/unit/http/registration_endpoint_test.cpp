@@ -75,7 +75,10 @@ TEST(RegistrationBody, HostileBodiesAreRefusedWithoutEchoingThem) {
         "{\"registration_key\": \"" + secret_looking + "\xff\xfe\"}",  // not UTF-8
         "{\"registration_key\": \"" + secret_looking + "\\ud800\"}",   // lone surrogate
         std::string(5000, '[') + std::string(5000, ']'),               // deep nesting
-        "{\"a\":1}garbage " + secret_looking}) {
+        "{\"a\":1}garbage " + secret_looking,
+        // A number beyond a double: nlohmann throws out_of_range, not parse_error (found by
+        // fuzz_registration).
+        "{\"creid\":222222222e2222222222, \"k\": \"" + secret_looking + "\"}"}) {
     const auto r = refusal_of(parse_register_body(body));
     EXPECT_EQ(r.kind, relay::RefusalKind::invalid);
     EXPECT_EQ(r.code, "invalid_json");

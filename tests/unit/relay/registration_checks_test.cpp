@@ -91,6 +91,11 @@ TEST(RegistrationChecks, EachFieldIsRefusedWithItsNameAndReason) {
        "invalid_device_token", "refused"},
       {[](RegisterRequest& r) { r.device_token = std::string(5000, 'a'); }, "device_token",
        "invalid_device_token", "5000 characters"},
+      // Hex or base64 of fewer than 32 bytes: a truncated token (found by fuzz_registration).
+      {[](RegisterRequest& r) { r.device_token = "a1a1a1a1a1a1a1a1a1a1a1a1a1a1"; }, "device_token",
+       "invalid_device_token", "14 bytes long"},
+      {[](RegisterRequest& r) { r.device_token = "oaGhoaGhoaGhoaGh"; }, "device_token",
+       "invalid_device_token", "12 bytes long"},
       {[](RegisterRequest& r) { r.environment = ""; }, "environment", "invalid_environment",
        "missing"},
       {[](RegisterRequest& r) { r.environment = "sandbox"; }, "environment", "invalid_environment",
