@@ -332,8 +332,9 @@ int run_daemon(const config::RegionConfig& cfg) {
     region_secret.emplace(std::move(*loaded));
   } else {
     log::warn("registration.not_configured",
-              {{"reason", "registration.secret_file is not set: the registration API answers "
-                          "503; create one with scripts/make-region-secret.sh"}});
+              {{"reason",
+                "registration.secret_file is not set: the registration API answers "
+                "503; create one with scripts/make-region-secret.sh"}});
   }
   relay::RegistrationOptions registration_options;
   registration_options.region = cfg.region;
