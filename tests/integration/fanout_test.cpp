@@ -557,7 +557,12 @@ TEST_F(Fanout, KilledWithSigkillUnderLoadLosesNoAcknowledgedEvent) {
   const auto devices = bound_devices(customer, "k", 40);
   {
     Load load(port_, devices);
-    std::this_thread::sleep_for(3s);
+    // Under load: at least 3 s and 200 acknowledged callbacks (slower builds take longer).
+    const auto started = std::chrono::steady_clock::now();
+    while (std::chrono::steady_clock::now() - started < 3s ||
+           (load.acks() < 200 && std::chrono::steady_clock::now() - started < 20s)) {
+      std::this_thread::sleep_for(100ms);
+    }
     daemon_->signal(SIGKILL);
     ASSERT_TRUE(daemon_->wait(10s).has_value());
     std::this_thread::sleep_for(500ms);
