@@ -59,18 +59,6 @@ Result<SecretBytes> decode_strict_base64(std::string_view text) {
   return out;
 }
 
-std::vector<std::string_view> split_words(std::string_view line) {
-  std::vector<std::string_view> words;
-  std::size_t i = 0;
-  while (i < line.size()) {
-    while (i < line.size() && (line[i] == ' ' || line[i] == '\t')) ++i;
-    const std::size_t start = i;
-    while (i < line.size() && line[i] != ' ' && line[i] != '\t') ++i;
-    if (i > start) words.push_back(line.substr(start, i - start));
-  }
-  return words;
-}
-
 bool all_zero(const SecretBytes& key) noexcept {
   return std::all_of(key.data(), key.data() + key.size(), [](std::uint8_t b) { return b == 0; });
 }
@@ -121,7 +109,7 @@ Result<KeyRing> KeyRing::parse(std::string_view text, const std::string& source)
       line = line.substr(0, hash);
     }
     if (!line.empty() && line.back() == '\r') line.remove_suffix(1);  // edited on Windows
-    const std::vector<std::string_view> words = split_words(line);
+    const std::vector<std::string_view> words = detail::split_words(line);
     if (words.empty()) continue;
 
     if (words[0] != "kek" || words.size() < 3 || words.size() > 4) {
@@ -258,6 +246,18 @@ Result<SecretBytes> read_key_file(const std::filesystem::path& path, const std::
                                                   "lines, so this is the wrong file");
   }
   return SecretBytes::copy_of(buffer.bytes().first(length));
+}
+
+std::vector<std::string_view> split_words(std::string_view line) {
+  std::vector<std::string_view> words;
+  std::size_t i = 0;
+  while (i < line.size()) {
+    while (i < line.size() && (line[i] == ' ' || line[i] == '\t')) ++i;
+    const std::size_t start = i;
+    while (i < line.size() && line[i] != ' ' && line[i] != '\t') ++i;
+    if (i > start) words.push_back(line.substr(start, i - start));
+  }
+  return words;
 }
 
 }  // namespace detail

@@ -37,6 +37,8 @@ Result<SecretBytes> read_key_file(const std::filesystem::path& path, const std::
 // Strict, canonical, padded standard base64 (what `openssl rand -base64` writes); the error
 // message never holds the text.
 Result<SecretBytes> decode_base64(std::string_view text);
+// The words of a key-file line, split on spaces and tabs.
+std::vector<std::string_view> split_words(std::string_view line);
 }  // namespace detail
 
 // The key file, one key a line:

@@ -28,18 +28,6 @@ SecretBytes expand(const SecretBytes& prk, std::string_view label) {
   return key;
 }
 
-std::vector<std::string_view> split_words(std::string_view line) {
-  std::vector<std::string_view> words;
-  std::size_t i = 0;
-  while (i < line.size()) {
-    while (i < line.size() && (line[i] == ' ' || line[i] == '\t')) ++i;
-    const std::size_t start = i;
-    while (i < line.size() && line[i] != ' ' && line[i] != '\t') ++i;
-    if (i > start) words.push_back(line.substr(start, i - start));
-  }
-  return words;
-}
-
 bool is_blank(char c) noexcept {
   return c == ' ' || c == '\t' || c == '\r' || c == '\n';
 }
@@ -92,7 +80,7 @@ Result<RegionSecret> RegionSecret::parse(std::string_view text, const std::strin
       line = line.substr(0, hash);
     }
     if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-    const std::vector<std::string_view> words = split_words(line);
+    const std::vector<std::string_view> words = detail::split_words(line);
     if (words.empty()) continue;
     if (words[0] != "region-secret" || words.size() != 2) return refuse(line_number, kLineForm);
     if (secret) {
