@@ -60,7 +60,7 @@ struct Limits {
   std::chrono::milliseconds shutdown_grace{10000};   // SIGTERM: time for in-flight requests
   std::uint32_t max_xml_depth = 32;                  // SOAP bodies: nesting and element count
   std::uint32_t max_xml_elements = 10000;
-  std::uint32_t registration_cache_entries = 200000;  // secret hash -> registration
+  std::uint32_t registration_cache_entries = 4000000;  // secret hash -> registration, ~72 B each
 };
 
 // The certificate portal (flows 1, 2, 6 of DESIGN.md) and credential upkeep.
@@ -104,14 +104,14 @@ struct RegistrationConfig {
 
 // The dispatcher (flow 5): outbox rows to APNs.
 struct DispatchConfig {
-  std::uint32_t batch = 500;                        // outbox rows read per round at most
-  std::chrono::seconds ttl{3600};                   // a badge older than this is dead-lettered
-  std::uint32_t max_attempts = 12;                  // sends that ended retryable, then dead
-  std::chrono::seconds lease{30};                   // an instance silent this long loses its rows
-  std::chrono::milliseconds poll{200};              // read the outbox at least this often
-  std::uint32_t apns_connections = 2;               // HTTP/2 connections per credential at most
-  std::chrono::seconds pause_probe{300};            // a paused customer is retried this often
-  std::optional<std::string> instance_id;           // default: host name and listener port
+  std::uint32_t batch = 500;               // outbox rows read per round at most
+  std::chrono::seconds ttl{3600};          // a badge older than this is dead-lettered
+  std::uint32_t max_attempts = 12;         // sends that ended retryable, then dead
+  std::chrono::seconds lease{30};          // an instance silent this long loses its rows
+  std::chrono::milliseconds poll{200};     // read the outbox at least this often
+  std::uint32_t apns_connections = 2;      // HTTP/2 connections per credential at most
+  std::chrono::seconds pause_probe{300};   // a paused customer is retried this often
+  std::optional<std::string> instance_id;  // default: host name and listener port
 };
 
 struct RegionConfig {

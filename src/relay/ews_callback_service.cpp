@@ -69,18 +69,17 @@ CallbackOutcome EwsCallbackService::count(CallbackOutcome outcome) {
   return outcome;
 }
 
-asio::awaitable<Result<std::shared_ptr<const CachedRegistration>>> EwsCallbackService::registration(
+asio::awaitable<Result<EwsCallbackService::Found>> EwsCallbackService::registration(
     const std::string& key, const Bytes& hash, bool fresh) {
-  using Entry = std::shared_ptr<const CachedRegistration>;
   if (!fresh) {
-    const auto hit = cache_.get(key);
+    auto hit = cache_.get(key);
     if (hit.hit == RegistrationCache::Hit::found) {
       cache_hit_->Increment();
-      co_return hit.entry;
+      co_return Found{std::move(hit.entry), std::nullopt};
     }
     if (hit.hit == RegistrationCache::Hit::absent) {
       cache_absent_->Increment();
-      co_return Entry{};
+      co_return Found{};
     }
   }
   cache_miss_->Increment();
@@ -88,27 +87,36 @@ asio::awaitable<Result<std::shared_ptr<const CachedRegistration>>> EwsCallbackSe
   if (!found) co_return std::move(found).error();
   if (!*found) {
     cache_.put_absent(key);
-    co_return Entry{};
+    co_return Found{};
   }
-  auto entry = std::make_shared<CachedRegistration>();
-  entry->record = std::move(**found);
-  auto cidrs = parse_cidr_list(entry->record.caller_cidrs);
-  if (!cidrs) {
-    // A bad allow-list must not open the door: refuse every caller and say why.
-    log::error("ews.caller_allow_list_invalid",
-               {{"customer", entry->record.customer_public_id}, {"error", cidrs.error().message}});
-    entry->allow_list_invalid = true;
-  } else {
-    entry->allowed_callers = std::move(*cidrs);
+  store::RegistrationRecord& record = **found;
+  CachedRegistration entry;
+  entry.id = record.id;
+  entry.mailbox_id = record.mailbox_id;
+  if (record.subscription_id) entry.subscription = subscription_digest(*record.subscription_id);
+  entry.customer = cache_.customer(record.customer_id);
+  if (!entry.customer || entry.customer->public_id != record.customer_public_id ||
+      entry.customer->caller_cidrs != record.caller_cidrs) {
+    auto customer = std::make_shared<CustomerView>();
+    customer->id = record.customer_id;
+    customer->public_id = record.customer_public_id;
+    customer->caller_cidrs = record.caller_cidrs;
+    auto cidrs = parse_cidr_list(record.caller_cidrs);
+    if (!cidrs) {
+      // A bad allow-list must not open the door: refuse every caller and say why.
+      log::error("ews.caller_allow_list_invalid",
+                 {{"customer", record.customer_public_id}, {"error", cidrs.error().message}});
+      customer->allow_list_invalid = true;
+    } else {
+      customer->allowed_callers = std::move(*cidrs);
+    }
+    entry.customer = std::move(customer);
   }
-  Entry shared = entry;
-  cache_.put(key, shared);
-  co_return shared;
+  cache_.put(key, entry);
+  co_return Found{std::move(entry), std::move(record)};
 }
 
 namespace {
-
-constexpr std::size_t kCachedSupersededIds = 64;
 
 bool printable_ascii(std::string_view s) {
   return std::all_of(s.begin(), s.end(), [](char c) { return c > 0x20 && c < 0x7f; });
@@ -163,20 +171,23 @@ asio::awaitable<CallbackOutcome> EwsCallbackService::handle(std::string_view sec
     co_return count({CallbackResult::invalid, *problem, ""});
   }
 
-  // Two rounds at most: the second re-reads the registration (it changed under the first, or an
-  // answer is about to be given without a write that would have checked it).
+  // Three rounds at most: a cached registration bound to another subscription is decided on the
+  // full record, read again; and a registration that changed under a write is read again, once.
   bool fresh = false;
-  for (int round = 0; round < 2; ++round) {
+  int stale_writes = 0;
+  for (int round = 0; round < 3; ++round) {
     auto reg = co_await registration(key, hash, fresh);
     if (!reg) co_return count({CallbackResult::unavailable, reg.error().message, ""});
-    if (!*reg) co_return count({CallbackResult::unsubscribe_unknown, "no active registration", ""});
-    const auto& entry = **reg;
-    const auto& record = entry.record;
-    if (entry.allow_list_invalid ||
-        (!entry.allowed_callers.empty() && !any_contains(entry.allowed_callers, caller))) {
+    if (!reg->entry) {
+      co_return count({CallbackResult::unsubscribe_unknown, "no active registration", ""});
+    }
+    const CachedRegistration& entry = *reg->entry;
+    const CustomerView& customer = *entry.customer;
+    if (customer.allow_list_invalid ||
+        (!customer.allowed_callers.empty() && !any_contains(customer.allowed_callers, caller))) {
       co_return count({CallbackResult::forbidden,
                        "caller " + caller.to_string() + " is outside the customer's allow-list",
-                       record.customer_public_id});
+                       customer.public_id});
     }
     if (round == 0) {
       for (const auto& code : summary.error_codes) {
@@ -185,12 +196,20 @@ asio::awaitable<CallbackOutcome> EwsCallbackService::handle(std::string_view sec
     }
     if (!summary.subscription_id) {
       co_return count(
-          {CallbackResult::ok, "no subscription id: nothing to record", record.customer_public_id});
+          {CallbackResult::ok, "no subscription id: nothing to record", customer.public_id});
     }
-    const auto decision = decide_binding(record, *summary.subscription_id);
+    // The usual callback comes from the bound subscription: the cached digest decides it. Any
+    // other id (the first, the app's new one, a superseded one) needs the full record.
+    BindingDecision decision;
+    if (reg->record) {
+      decision = decide_binding(*reg->record, *summary.subscription_id);
+    } else if (entry.subscription != subscription_digest(*summary.subscription_id)) {
+      fresh = true;
+      continue;
+    }
     if (decision.unsubscribe) {
       co_return count({CallbackResult::unsubscribe_superseded,
-                       "subscription superseded by a newer one", record.customer_public_id});
+                       "subscription superseded by a newer one", customer.public_id});
     }
     if (!summary.has_notification) {
       // Only error messages (e.g. ErrorReadEventsFailed): no events to record and no reason to
@@ -200,12 +219,12 @@ asio::awaitable<CallbackOutcome> EwsCallbackService::handle(std::string_view sec
         fresh = true;
         continue;
       }
-      co_return count({CallbackResult::ok, "error message only", record.customer_public_id});
+      co_return count({CallbackResult::ok, "error message only", customer.public_id});
     }
 
     store::CallbackWrite write;
-    write.registration_id = record.id;
-    write.mailbox_id = record.mailbox_id;
+    write.registration_id = entry.id;
+    write.mailbox_id = entry.mailbox_id;
     write.subscription_id = *summary.subscription_id;
     write.bind = decision.bind;
     write.expected_current = decision.expected_current;
@@ -213,30 +232,24 @@ asio::awaitable<CallbackOutcome> EwsCallbackService::handle(std::string_view sec
     write.effect = summary.effect;
     auto written = co_await store_.record(write);
     if (!written) {
-      co_return count(
-          {CallbackResult::unavailable, written.error().message, record.customer_public_id});
+      co_return count({CallbackResult::unavailable, written.error().message, customer.public_id});
     }
     if (*written == store::WriteOutcome::failed) {
       co_return count({CallbackResult::unavailable, "the database refused this callback's write",
-                       record.customer_public_id});
+                       customer.public_id});
     }
     if (*written == store::WriteOutcome::stale) {
       cache_.erase(key);
+      if (++stale_writes == 2) break;
       fresh = true;
       continue;
     }
     if (decision.bind) {
-      auto rebound = std::make_shared<CachedRegistration>(entry);
-      if (decision.expected_current) {
-        auto& old = rebound->record.superseded;
-        old.insert(old.begin(), *decision.expected_current);
-        // The database refuses to rebind any superseded id, so a shorter list here is safe.
-        if (old.size() > kCachedSupersededIds) old.resize(kCachedSupersededIds);
-      }
-      rebound->record.subscription_id = *summary.subscription_id;
+      CachedRegistration rebound = entry;
+      rebound.subscription = subscription_digest(*summary.subscription_id);
       cache_.put(key, rebound);
-      log::info("ews.subscription_bound", {{"customer", record.customer_public_id},
-                                           {"registration", record.id},
+      log::info("ews.subscription_bound", {{"customer", customer.public_id},
+                                           {"registration", entry.id},
                                            {"rebind", decision.expected_current.has_value()}});
     }
     for (const auto& m : callback.messages) {
@@ -245,7 +258,7 @@ asio::awaitable<CallbackOutcome> EwsCallbackService::handle(std::string_view sec
         events_by_type_[static_cast<std::size_t>(e.type)]->Increment();
       }
     }
-    co_return count({CallbackResult::ok, "recorded", record.customer_public_id});
+    co_return count({CallbackResult::ok, "recorded", customer.public_id});
   }
   co_return count(
       {CallbackResult::unavailable, "registration changed twice while recording; retry", ""});

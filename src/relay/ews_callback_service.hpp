@@ -7,6 +7,7 @@
 
 #include <array>
 #include <boost/asio/awaitable.hpp>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -45,9 +46,13 @@ class EwsCallbackService {
                                                  const IpAddress& caller);
 
  private:
+  struct Found {
+    std::optional<CachedRegistration> entry;          // none: no active registration
+    std::optional<store::RegistrationRecord> record;  // when read from the database just now
+  };
   // The registration behind the secret hash; `fresh` skips the cache.
-  boost::asio::awaitable<Result<std::shared_ptr<const CachedRegistration>>> registration(
-      const std::string& key, const Bytes& hash, bool fresh);
+  boost::asio::awaitable<Result<Found>> registration(const std::string& key, const Bytes& hash,
+                                                     bool fresh);
   CallbackOutcome count(CallbackOutcome outcome);
 
   store::CallbackStore& store_;

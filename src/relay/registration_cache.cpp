@@ -1,83 +1,235 @@
-// The sharded LRU behind RegistrationCache.
+// The compact sharded LRU behind RegistrationCache.
 #include "relay/registration_cache.hpp"
 
+#include <algorithm>
+#include <cstring>
 #include <functional>
 
 namespace mp::relay {
 
+std::uint64_t subscription_digest(std::string_view subscription_id) noexcept {
+  return std::hash<std::string_view>{}(subscription_id);
+}
+
 RegistrationCache::RegistrationCache(std::size_t capacity, std::chrono::milliseconds absent_ttl,
                                      std::chrono::milliseconds found_ttl)
     : shards_used_(std::max<std::size_t>(1, std::min(kShards, capacity))),
-      per_shard_(capacity / shards_used_),
+      per_shard_(std::min<std::size_t>(capacity / shards_used_, 0x7fffffff)),
       absent_ttl_(absent_ttl),
-      found_ttl_(found_ttl) {}
-
-RegistrationCache::Shard& RegistrationCache::shard_of(const std::string& key) {
-  return shards_[std::hash<std::string>{}(key) % shards_used_];
+      found_ttl_(found_ttl),
+      epoch_(std::chrono::steady_clock::now()) {
+  static_assert(sizeof(Slot) <= 64, "a cache entry is one 64-byte slot");
+  if (per_shard_ == 0) return;
+  for (std::size_t i = 0; i < shards_used_; ++i) {
+    // Reserved, not touched: the pages become resident only as entries fill them, and slot
+    // numbers stay valid because the array never moves.
+    shards_[i].slots.reserve(per_shard_ + 1);
+    shards_[i].slots.emplace_back();  // the LRU head
+    shards_[i].table.assign(16, 0);
+  }
 }
 
-RegistrationCache::Lookup RegistrationCache::get(const std::string& key) {
+RegistrationCache::Key RegistrationCache::key_of(std::string_view key) noexcept {
+  Key k{};
+  std::memcpy(k.data(), key.data(), std::min(key.size(), k.size()));
+  return k;
+}
+
+// Digest keys are uniform already; the mix keeps short or patterned keys (tests) spread too.
+std::uint64_t RegistrationCache::mix(const Key& k) noexcept {
+  std::uint64_t a = 0;
+  std::uint64_t b = 0;
+  std::memcpy(&a, k.data(), 8);
+  std::memcpy(&b, k.data() + 8, 8);
+  std::uint64_t x = a ^ (b * 0x9e3779b97f4a7c15ULL);
+  x ^= x >> 30;
+  x *= 0xbf58476d1ce4e5b9ULL;
+  x ^= x >> 27;
+  x *= 0x94d049bb133111ebULL;
+  x ^= x >> 31;
+  return x;
+}
+
+RegistrationCache::Shard& RegistrationCache::shard_of(const Key& k) {
+  return shards_[(mix(k) >> 56) % shards_used_];
+}
+
+std::int64_t RegistrationCache::now_ms() const {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
+                                                               epoch_)
+      .count();
+}
+
+std::size_t RegistrationCache::find(const Shard& s, const Key& k) const {
+  const std::size_t mask = s.table.size() - 1;
+  for (std::size_t pos = mix(k) & mask;; pos = (pos + 1) & mask) {
+    const std::uint32_t slot = s.table[pos];
+    if (slot == kNone) return s.table.size();
+    if (s.slots[slot].key == k) return pos;
+  }
+}
+
+void RegistrationCache::unlink(Shard& s, std::uint32_t slot) {
+  Slot& e = s.slots[slot];
+  s.slots[e.prev].next = e.next;
+  s.slots[e.next].prev = e.prev;
+}
+
+void RegistrationCache::push_front(Shard& s, std::uint32_t slot) {
+  Slot& head = s.slots[kNone];
+  Slot& e = s.slots[slot];
+  e.prev = kNone;
+  e.next = head.next;
+  s.slots[head.next].prev = slot;
+  head.next = slot;
+}
+
+// Frees the slot at table position `pos` and closes the gap (backward-shift deletion), so lookups
+// never need tombstones.
+void RegistrationCache::remove_at(Shard& s, std::size_t pos) {
+  const std::uint32_t slot = s.table[pos];
+  unlink(s, slot);
+  s.slots[slot] = Slot{};
+  s.slots[slot].next = s.free;
+  s.free = slot;
+  --s.used;
+
+  const std::size_t mask = s.table.size() - 1;
+  std::size_t hole = pos;
+  for (std::size_t j = (hole + 1) & mask; s.table[j] != kNone; j = (j + 1) & mask) {
+    const std::size_t home = mix(s.slots[s.table[j]].key) & mask;
+    // The entry at j may move into the hole unless its home lies cyclically in (hole, j].
+    const bool stays = hole < j ? (home > hole && home <= j) : (home > hole || home <= j);
+    if (stays) continue;
+    s.table[hole] = s.table[j];
+    hole = j;
+  }
+  s.table[hole] = kNone;
+}
+
+// Keeps the table at most half full.
+void RegistrationCache::grow_table(Shard& s) {
+  if ((s.used + 1) * 2 <= s.table.size()) return;
+  std::vector<std::uint32_t> bigger(s.table.size() * 2, kNone);
+  const std::size_t mask = bigger.size() - 1;
+  for (const std::uint32_t slot : s.table) {
+    if (slot == kNone) continue;
+    std::size_t pos = mix(s.slots[slot].key) & mask;
+    while (bigger[pos] != kNone) pos = (pos + 1) & mask;
+    bigger[pos] = slot;
+  }
+  s.table.swap(bigger);
+}
+
+void RegistrationCache::insert(const Key& k, const Slot& value) {
+  if (per_shard_ == 0) return;
+  Shard& s = shard_of(k);
+  std::lock_guard lock(s.mutex);
+  if (const std::size_t pos = find(s, k); pos != s.table.size()) remove_at(s, pos);
+  if (s.used == per_shard_) remove_at(s, find(s, s.slots[s.slots[kNone].prev].key));
+  grow_table(s);
+
+  std::uint32_t slot = s.free;
+  if (slot != kNone) {
+    s.free = s.slots[slot].next;
+  } else {
+    slot = static_cast<std::uint32_t>(s.slots.size());
+    s.slots.emplace_back();
+  }
+  s.slots[slot] = value;
+  s.slots[slot].key = k;
+  push_front(s, slot);
+  ++s.used;
+
+  const std::size_t mask = s.table.size() - 1;
+  std::size_t pos = mix(k) & mask;
+  while (s.table[pos] != kNone) pos = (pos + 1) & mask;
+  s.table[pos] = slot;
+}
+
+RegistrationCache::Lookup RegistrationCache::get(std::string_view key) {
   if (per_shard_ == 0) return {};
-  Shard& s = shard_of(key);
-  std::lock_guard lock(s.mutex);
-  auto it = s.index.find(key);
-  if (it == s.index.end()) return {};
-  if (std::chrono::steady_clock::now() > it->second->expires) {
-    s.lru.erase(it->second);
-    s.index.erase(it);
-    return {};
+  const Key k = key_of(key);
+  Shard& s = shard_of(k);
+  Slot copy;
+  {
+    std::lock_guard lock(s.mutex);
+    const std::size_t pos = find(s, k);
+    if (pos == s.table.size()) return {};
+    const std::uint32_t slot = s.table[pos];
+    if (now_ms() > s.slots[slot].expires_ms) {
+      remove_at(s, pos);
+      return {};
+    }
+    unlink(s, slot);
+    push_front(s, slot);
+    copy = s.slots[slot];
   }
-  s.lru.splice(s.lru.begin(), s.lru, it->second);
-  if (!it->second->entry) return {Hit::absent, nullptr};
-  return {Hit::found, it->second->entry};
+  if (copy.customer == kAbsent) return {Hit::absent, {}};
+  Lookup out{Hit::found, {copy.id, copy.mailbox_id, customer_at(copy.customer), std::nullopt}};
+  if (copy.bound) out.entry.subscription = copy.subscription;
+  return out;
 }
 
-namespace {
-template <class Shard>
-void remove_locked(Shard& s, const std::string& key) {
-  if (auto it = s.index.find(key); it != s.index.end()) {
-    s.lru.erase(it->second);
-    s.index.erase(it);
-  }
+void RegistrationCache::put(std::string_view key, const CachedRegistration& entry) {
+  if (per_shard_ == 0 || !entry.customer) return;
+  Slot value;
+  value.id = entry.id;
+  value.mailbox_id = entry.mailbox_id;
+  value.bound = entry.subscription.has_value();
+  value.subscription = entry.subscription.value_or(0);
+  value.customer = intern(entry.customer);
+  value.expires_ms = now_ms() + found_ttl_.count();
+  insert(key_of(key), value);
 }
-}  // namespace
 
-void RegistrationCache::insert(const std::string& key, Item item) {
+void RegistrationCache::put_absent(std::string_view key) {
   if (per_shard_ == 0) return;
-  Shard& s = shard_of(key);
-  std::lock_guard lock(s.mutex);
-  remove_locked(s, key);
-  s.lru.push_front(std::move(item));
-  s.index[key] = s.lru.begin();
-  while (s.lru.size() > per_shard_) {
-    s.index.erase(s.lru.back().key);
-    s.lru.pop_back();
-  }
+  Slot value;
+  value.customer = kAbsent;
+  value.expires_ms = now_ms() + absent_ttl_.count();
+  insert(key_of(key), value);
 }
 
-void RegistrationCache::put(const std::string& key,
-                            std::shared_ptr<const CachedRegistration> entry) {
-  insert(key, {key, std::move(entry), std::chrono::steady_clock::now() + found_ttl_});
-}
-
-void RegistrationCache::put_absent(const std::string& key) {
-  insert(key, {key, nullptr, std::chrono::steady_clock::now() + absent_ttl_});
-}
-
-void RegistrationCache::erase(const std::string& key) {
+void RegistrationCache::erase(std::string_view key) {
   if (per_shard_ == 0) return;
-  Shard& s = shard_of(key);
+  const Key k = key_of(key);
+  Shard& s = shard_of(k);
   std::lock_guard lock(s.mutex);
-  remove_locked(s, key);
+  if (const std::size_t pos = find(s, k); pos != s.table.size()) remove_at(s, pos);
 }
 
 std::size_t RegistrationCache::size() const {
   std::size_t n = 0;
   for (const auto& s : shards_) {
     std::lock_guard lock(s.mutex);
-    n += s.lru.size();
+    n += s.used;
   }
   return n;
+}
+
+// The newest view read of a customer replaces the one before for all its cached registrations.
+std::uint32_t RegistrationCache::intern(const std::shared_ptr<const CustomerView>& customer) {
+  std::lock_guard lock(customers_mutex_);
+  auto [it, added] =
+      customer_index_.try_emplace(customer->id, static_cast<std::uint32_t>(customers_.size()));
+  if (added) {
+    customers_.push_back(customer);
+  } else {
+    customers_[it->second] = customer;
+  }
+  return it->second;
+}
+
+std::shared_ptr<const CustomerView> RegistrationCache::customer(std::int64_t id) const {
+  std::lock_guard lock(customers_mutex_);
+  const auto it = customer_index_.find(id);
+  return it == customer_index_.end() ? nullptr : customers_[it->second];
+}
+
+std::shared_ptr<const CustomerView> RegistrationCache::customer_at(std::uint32_t index) const {
+  std::lock_guard lock(customers_mutex_);
+  return customers_[index];
 }
 
 }  // namespace mp::relay

@@ -3,32 +3,56 @@
 // does not rest on it: every write re-checks the registration in the database, and a stale entry
 // is dropped and re-read. Entries also expire, so settings read with them (the customer's caller
 // allow-list) reach every instance within `found_ttl`.
+//
+// It is built to hold every registration of a region (issue 7: 2M registrations under 300 MiB):
+// an entry is one 64-byte slot in a per-shard array, found through an open-addressing table of
+// 4-byte slot numbers, and linked into its shard's LRU list by slot number. What a whole customer
+// shares (its Customer ID and parsed allow-list) is kept once per customer, and the newest one
+// read serves every cached registration of that customer. The bound subscription id is kept as a
+// 64-bit digest only: a callback whose id matches it needs nothing else, and any other id is
+// decided on the full record read from the database (see EwsCallbackService).
 #pragma once
 
 #include <array>
 #include <chrono>
-#include <list>
+#include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
 #include "common/cidr.hpp"
-#include "store/callback_store.hpp"
 
 namespace mp::relay {
 
-struct CachedRegistration {
-  store::RegistrationRecord record;
-  std::vector<Cidr> allowed_callers;  // parsed customer allow-list; empty = any caller
+// What a customer's registrations share.
+struct CustomerView {
+  std::int64_t id = 0;
+  std::string public_id;              // "use1-…", for logs
+  std::string caller_cidrs;           // as stored; "" = any caller
+  std::vector<Cidr> allowed_callers;  // parsed; empty = any caller
   bool allow_list_invalid = false;    // unparseable allow-list: refuse every caller
 };
+
+struct CachedRegistration {
+  std::int64_t id = 0;
+  std::int64_t mailbox_id = 0;
+  std::shared_ptr<const CustomerView> customer;
+  // Digest of the bound EWS subscription id (subscription_digest); none before the first.
+  std::optional<std::uint64_t> subscription;
+};
+
+// The digest kept for a bound subscription id. Equal digests are only a hint: the write that
+// follows checks the id itself in the database and reports a stale registration otherwise.
+std::uint64_t subscription_digest(std::string_view subscription_id) noexcept;
 
 class RegistrationCache {
  public:
   // At most `capacity` entries in all (0 disables caching); unknown secrets are remembered for
-  // `absent_ttl`, known ones for `found_ttl`.
+  // `absent_ttl`, known ones for `found_ttl`. Memory grows with the entries held, ~72 bytes each.
   explicit RegistrationCache(std::size_t capacity,
                              std::chrono::milliseconds absent_ttl = std::chrono::seconds(30),
                              std::chrono::milliseconds found_ttl = std::chrono::hours(1));
@@ -36,36 +60,71 @@ class RegistrationCache {
   enum class Hit { miss, found, absent };
   struct Lookup {
     Hit hit = Hit::miss;
-    std::shared_ptr<const CachedRegistration> entry;
+    CachedRegistration entry;  // with `found`
   };
 
-  Lookup get(const std::string& key);
-  void put(const std::string& key, std::shared_ptr<const CachedRegistration> entry);
-  void put_absent(const std::string& key);
-  void erase(const std::string& key);
+  // Keys are digests (the SHA-384 of a secret): 16 bytes of them identify an entry, and shorter
+  // keys are zero-padded. `entry.customer` must be set.
+  Lookup get(std::string_view key);
+  void put(std::string_view key, const CachedRegistration& entry);
+  void put_absent(std::string_view key);
+  void erase(std::string_view key);
   std::size_t size() const;
+  // The newest view of a customer put with any entry, or null.
+  std::shared_ptr<const CustomerView> customer(std::int64_t id) const;
 
  private:
-  struct Item {
-    std::string key;
-    std::shared_ptr<const CachedRegistration> entry;  // null: known absent
-    std::chrono::steady_clock::time_point expires;
+  using Key = std::array<std::uint8_t, 16>;
+  static constexpr std::uint32_t kNone = 0;      // slot 0 is each shard's LRU list head
+  static constexpr std::uint32_t kAbsent = ~0u;  // customer index of a remembered absence
+
+  struct Slot {
+    Key key{};
+    std::int64_t id = 0;
+    std::int64_t mailbox_id = 0;
+    std::uint64_t subscription = 0;
+    std::int64_t expires_ms = 0;  // since epoch_
+    std::uint32_t customer = 0;   // index into customers_, or kAbsent
+    std::uint32_t prev = 0;       // LRU neighbours (slot numbers; 0 = the head); free list: next
+    std::uint32_t next = 0;
+    bool bound = false;
   };
+
   struct Shard {
     mutable std::mutex mutex;
-    std::list<Item> lru;  // most recent first
-    std::unordered_map<std::string, std::list<Item>::iterator> index;
+    std::vector<Slot> slots;           // [0] is the LRU head; reserved once, never reallocated
+    std::vector<std::uint32_t> table;  // open addressing, linear probing; 0 = empty
+    std::uint32_t free = kNone;        // first free slot, chained through `next`
+    std::size_t used = 0;
   };
   static constexpr std::size_t kShards = 16;
 
-  Shard& shard_of(const std::string& key);
-  void insert(const std::string& key, Item item);
+  static Key key_of(std::string_view key) noexcept;
+  static std::uint64_t mix(const Key& k) noexcept;
+  Shard& shard_of(const Key& k);
+  std::int64_t now_ms() const;
+
+  // Shard operations, with its mutex held.
+  std::size_t find(const Shard& s, const Key& k) const;  // table position, or table.size()
+  void remove_at(Shard& s, std::size_t pos);
+  void unlink(Shard& s, std::uint32_t slot);
+  void push_front(Shard& s, std::uint32_t slot);
+  void grow_table(Shard& s);
+  void insert(const Key& k, const Slot& value);
+
+  std::uint32_t intern(const std::shared_ptr<const CustomerView>& customer);
+  std::shared_ptr<const CustomerView> customer_at(std::uint32_t index) const;
 
   std::size_t shards_used_;  // fewer than kShards for tiny capacities, so the bound holds
   std::size_t per_shard_;
   std::chrono::milliseconds absent_ttl_;
   std::chrono::milliseconds found_ttl_;
+  std::chrono::steady_clock::time_point epoch_;
   std::array<Shard, kShards> shards_;
+
+  mutable std::mutex customers_mutex_;
+  std::vector<std::shared_ptr<const CustomerView>> customers_;  // the newest view of each
+  std::unordered_map<std::int64_t, std::uint32_t> customer_index_;
 };
 
 }  // namespace mp::relay

@@ -129,10 +129,10 @@ std::string outbox_insert_sql(Connection& conn, const OutboxTarget& outbox,
                               const std::map<std::int64_t, MailboxEffect>& effects,
                               std::string_view guard) {
   std::string sql =
-      "INSERT INTO outbox (owner, lease_until, customer_id, device_id, mailbox_id, badge, "
+      "INSERT INTO outbox (owner, customer_id, device_id, mailbox_id, badge, "
       "next_attempt_at, expires_at, created_at) SELECT " +
       conn.quote(outbox.owner) +
-      ", UTC_TIMESTAMP(6), r.customer_id, r.device_id, r.mailbox_id, LEAST((SELECT "
+      ", r.customer_id, r.device_id, r.mailbox_id, LEAST((SELECT "
       "COALESCE(SUM(m2.unread_count), 0) FROM registrations r2 JOIN mailboxes m2 ON m2.id = "
       "r2.mailbox_id WHERE r2.device_id = r.device_id AND r2.state = 'active'), " +
       std::to_string(kMaxUnreadCount) + "), UTC_TIMESTAMP(6), UTC_TIMESTAMP(6) + INTERVAL " +
@@ -403,9 +403,13 @@ Result<std::vector<WriteOutcome>> write_callback_batch(Connection& conn,
 
 Result<std::optional<RegistrationRecord>> find_registration_by_secret(Connection& conn,
                                                                       const Bytes& secret_hash) {
+  // One round trip: the superseded ids come along, newest first, space-separated (subscription ids
+  // are printable ASCII without spaces: the listener refuses others before they are written).
   auto rows = conn.query(
       "SELECT r.id, r.customer_id, r.mailbox_id, c.customer_id, r.subscription_id, "
-      "COALESCE(c.caller_cidrs, ''), r.status_frequency_minutes "
+      "COALESCE(c.caller_cidrs, ''), r.status_frequency_minutes, "
+      "(SELECT GROUP_CONCAT(s.subscription_id ORDER BY s.superseded_at DESC SEPARATOR ' ' "
+      "LIMIT 256) FROM superseded_subscriptions s WHERE s.registration_id = r.id) "
       "FROM registrations r JOIN customers c ON c.id = r.customer_id "
       "WHERE r.secret_hash = ? AND r.state = 'active' AND c.state <> 'deleted'",
       {Value{Blob{std::string(secret_hash.begin(), secret_hash.end())}}});
@@ -420,12 +424,14 @@ Result<std::optional<RegistrationRecord>> find_registration_by_secret(Connection
   if (!r.is_null(4)) rec.subscription_id = r.text(4);
   rec.caller_cidrs = r.text(5);
   rec.status_frequency_minutes = static_cast<int>(r.i64(6));
-  auto old = conn.query(
-      "SELECT subscription_id FROM superseded_subscriptions WHERE registration_id = ? "
-      "ORDER BY superseded_at DESC LIMIT 256",
-      {Value{rec.id}});
-  if (!old) return std::move(old).error();
-  for (const auto& o : *old) rec.superseded.push_back(o.text(0));
+  if (!r.is_null(7)) {
+    const std::string old = r.text(7);
+    for (std::size_t at = 0; at < old.size();) {
+      const std::size_t end = std::min(old.find(' ', at), old.size());
+      if (end > at) rec.superseded.push_back(old.substr(at, end - at));
+      at = end + 1;
+    }
+  }
   return std::optional<RegistrationRecord>{std::move(rec)};
 }
 

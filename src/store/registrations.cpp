@@ -12,9 +12,10 @@ Value blob(const Bytes& b) {
   return Value{Blob{std::string(b.begin(), b.end())}};
 }
 
+// Silent: nothing heard for twice the StatusFrequency (since creation if never). silent_after
+// is that moment, an indexed virtual column (migration 0006): this reads only silent rows.
 constexpr std::string_view kSilentCondition =
-    "r.state = 'active' AND COALESCE(r.last_heard_at, r.created_at) < "
-    "UTC_TIMESTAMP(6) - INTERVAL (2 * r.status_frequency_minutes) MINUTE";
+    "r.state = 'active' AND r.silent_after < UTC_TIMESTAMP(6)";
 
 Bytes bytes_of(const std::string& s) {
   return Bytes(s.begin(), s.end());
@@ -437,8 +438,7 @@ Result<std::vector<SilentSubscription>> list_silent_subscriptions(Connection& co
       "TIMESTAMPDIFF(SECOND, COALESCE(r.last_heard_at, r.created_at), UTC_TIMESTAMP(6)) "
       "FROM registrations r JOIN customers c ON c.id = r.customer_id "
       "JOIN devices d ON d.id = r.device_id WHERE " +
-      std::string(kSilentCondition) + " ORDER BY COALESCE(r.last_heard_at, r.created_at) LIMIT " +
-      std::to_string(limit));
+      std::string(kSilentCondition) + " ORDER BY r.silent_after LIMIT " + std::to_string(limit));
   if (!rows) return std::move(rows).error();
   std::vector<SilentSubscription> out;
   for (const auto& r : *rows) {

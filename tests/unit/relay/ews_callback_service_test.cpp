@@ -65,9 +65,11 @@ class EwsCallbackServiceTest : public testing::Test {
     return metrics().find(line + "\n") != std::string::npos;
   }
 
-  // The registration as the service has cached it (null when not cached).
-  std::shared_ptr<const CachedRegistration> cached(std::string_view secret) {
-    return cache.get(hash_key(secret)).entry;
+  // The registration as the service has cached it (none when not cached).
+  std::optional<CachedRegistration> cached(std::string_view secret) {
+    auto hit = cache.get(hash_key(secret));
+    if (hit.hit != RegistrationCache::Hit::found) return std::nullopt;
+    return hit.entry;
   }
 
   FakeCallbackStore store;
@@ -124,9 +126,8 @@ TEST_F(EwsCallbackServiceTest, BindUpdatesTheCacheSoTheNextCallbackNeedsNoLookup
   store.add(kSecret);
   ASSERT_EQ(handle(kSecret, callback("S1", {status_event("wm-1")})).result, CallbackResult::ok);
   const auto entry = cached(kSecret);
-  ASSERT_NE(entry, nullptr);
-  EXPECT_EQ(entry->record.subscription_id, std::optional<std::string>("S1"));
-  EXPECT_TRUE(entry->record.superseded.empty());
+  ASSERT_TRUE(entry.has_value());
+  EXPECT_EQ(entry->subscription, subscription_digest("S1"));
 
   ASSERT_EQ(handle(kSecret, callback("S1", {new_mail_event("wm-2")})).result, CallbackResult::ok);
   EXPECT_EQ(store.lookups, 1);
@@ -275,13 +276,16 @@ TEST_F(EwsCallbackServiceTest, SupersededSubscriptionIsUnsubscribed) {
   EXPECT_EQ(store.find(kSecret)->subscription_id, std::optional<std::string>("S2"));
 }
 
-TEST_F(EwsCallbackServiceTest, RebindSupersedesTheOldSubscriptionWithoutAnotherLookup) {
+TEST_F(EwsCallbackServiceTest, RebindSupersedesTheOldSubscription) {
   store.add(kSecret, "use1-test", "", "S1");
   ASSERT_EQ(handle(kSecret, callback("S1", {new_mail_event("wm-1")})).result, CallbackResult::ok);
+  EXPECT_EQ(store.lookups, 1);
 
-  // The app resubscribed: Exchange opens S2 with a StatusEvent.
+  // The app resubscribed: Exchange opens S2 with a StatusEvent. The cache knows only that S1 is
+  // bound: another id is decided on the full record, read again.
   const auto out = handle(kSecret, callback("S2", {status_event("wm-9")}));
   ASSERT_EQ(out.result, CallbackResult::ok) << out.reason;
+  EXPECT_EQ(store.lookups, 2);
   ASSERT_EQ(store.recorded.size(), 2u);
   EXPECT_TRUE(store.recorded[1].bind);
   EXPECT_EQ(store.recorded[1].expected_current, std::optional<std::string>("S1"));
@@ -289,16 +293,19 @@ TEST_F(EwsCallbackServiceTest, RebindSupersedesTheOldSubscriptionWithoutAnotherL
   EXPECT_EQ(store.find(kSecret)->superseded, std::vector<std::string>{"S1"});
 
   const auto entry = cached(kSecret);
-  ASSERT_NE(entry, nullptr);
-  EXPECT_EQ(entry->record.subscription_id, std::optional<std::string>("S2"));
-  ASSERT_FALSE(entry->record.superseded.empty());
-  EXPECT_EQ(entry->record.superseded.front(), "S1");
+  ASSERT_TRUE(entry.has_value());
+  EXPECT_EQ(entry->subscription, subscription_digest("S2"));
 
-  // The old subscription still calls: answered from the cache.
+  // The new subscription is served from the cache.
+  ASSERT_EQ(handle(kSecret, callback("S2", {new_mail_event("wm-10")})).result, CallbackResult::ok);
+  EXPECT_EQ(store.lookups, 2);
+
+  // The old subscription still calls: one read finds it superseded, and nothing is written.
   const auto old = handle(kSecret, callback("S1", {new_mail_event("wm-2")}));
   EXPECT_EQ(old.result, CallbackResult::unsubscribe_superseded) << old.reason;
-  EXPECT_EQ(store.lookups, 1);
-  EXPECT_EQ(store.attempts.size(), 2u);
+  EXPECT_EQ(store.lookups, 3);
+  EXPECT_EQ(store.attempts.size(), 3u);
+  EXPECT_EQ(cached(kSecret)->subscription, subscription_digest("S2")) << "still bound to S2";
 }
 
 TEST_F(EwsCallbackServiceTest, SecondRebindPutsTheNewestOldIdFirst) {
@@ -306,15 +313,15 @@ TEST_F(EwsCallbackServiceTest, SecondRebindPutsTheNewestOldIdFirst) {
   ASSERT_EQ(handle(kSecret, callback("S2", {status_event("a")})).result, CallbackResult::ok);
   ASSERT_EQ(handle(kSecret, callback("S3", {status_event("b")})).result, CallbackResult::ok);
   const auto entry = cached(kSecret);
-  ASSERT_NE(entry, nullptr);
-  EXPECT_EQ(entry->record.subscription_id, std::optional<std::string>("S3"));
-  EXPECT_EQ(entry->record.superseded, (std::vector<std::string>{"S2", "S1"}));
+  ASSERT_TRUE(entry.has_value());
+  EXPECT_EQ(entry->subscription, subscription_digest("S3"));
+  EXPECT_EQ(store.find(kSecret)->superseded, (std::vector<std::string>{"S2", "S1"}));
   for (const char* old : {"S1", "S2"}) {
     EXPECT_EQ(handle(kSecret, callback(old, {status_event("c")})).result,
               CallbackResult::unsubscribe_superseded)
         << old;
   }
-  EXPECT_EQ(store.lookups, 1);
+  EXPECT_EQ(store.attempts.size(), 2u) << "superseded ids write nothing";
 }
 
 // --- stale writes --------------------------------------------------------------------------------
@@ -331,8 +338,8 @@ TEST_F(EwsCallbackServiceTest, StaleWriteRereadsAndFindsTheSubscriptionSupersede
   EXPECT_EQ(store.recorded.size(), 1u);
 
   const auto entry = cached(kSecret);
-  ASSERT_NE(entry, nullptr) << "the fresh read is cached again";
-  EXPECT_EQ(entry->record.subscription_id, std::optional<std::string>("S2"));
+  ASSERT_TRUE(entry.has_value()) << "the fresh read is cached again";
+  EXPECT_EQ(entry->subscription, subscription_digest("S2"));
   ASSERT_EQ(handle(kSecret, callback("S2", {new_mail_event("wm-3")})).result, CallbackResult::ok);
   EXPECT_EQ(store.lookups, 2);
 }
@@ -352,9 +359,9 @@ TEST_F(EwsCallbackServiceTest, BindRacingAnotherInstanceRereadsAndRebinds) {
   EXPECT_EQ(store.find(kSecret)->subscription_id, std::optional<std::string>("S1"));
 
   const auto entry = cached(kSecret);
-  ASSERT_NE(entry, nullptr);
-  EXPECT_EQ(entry->record.subscription_id, std::optional<std::string>("S1"));
-  EXPECT_EQ(entry->record.superseded, std::vector<std::string>{"S0"});
+  ASSERT_TRUE(entry.has_value());
+  EXPECT_EQ(entry->subscription, subscription_digest("S1"));
+  EXPECT_EQ(store.find(kSecret)->superseded, std::vector<std::string>{"S0"});
 }
 
 TEST_F(EwsCallbackServiceTest, BindOfTheSameIdByAnotherInstanceIsNotStale) {
@@ -417,8 +424,8 @@ TEST_F(EwsCallbackServiceTest, WriteErrorIsUnavailableAndChangesNothing) {
   EXPECT_EQ(out.customer_id, "use1-test");
   EXPECT_FALSE(store.find(kSecret)->subscription_id.has_value());
   const auto entry = cached(kSecret);
-  ASSERT_NE(entry, nullptr);
-  EXPECT_FALSE(entry->record.subscription_id.has_value()) << "the cache must not claim the bind";
+  ASSERT_TRUE(entry.has_value());
+  EXPECT_FALSE(entry->subscription.has_value()) << "the cache must not claim the bind";
 
   // Exchange retries: now it works, and binds.
   out = handle(kSecret, callback("S1", {status_event("wm-1")}));

@@ -1,15 +1,19 @@
-// Tests of the registration cache: hits, remembered absences and their expiry, LRU eviction and
-// its bound, erase, and capacity 0.
+// Tests of the registration cache: hits, remembered absences and their expiry, what an entry
+// holds, the customer view shared by a customer's entries, LRU eviction and its bound, erase,
+// capacity 0, the open-addressing table against a reference model, and concurrent use.
 #include "relay/registration_cache.hpp"
 
 #include <gtest/gtest.h>
 
 #include <chrono>
-#include <functional>
+#include <map>
 #include <memory>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "common/crypto.hpp"
 
 namespace mp::relay {
 namespace {
@@ -17,110 +21,180 @@ namespace {
 using namespace std::chrono_literals;
 using Hit = RegistrationCache::Hit;
 
-std::shared_ptr<const CachedRegistration> entry(std::int64_t id) {
-  auto e = std::make_shared<CachedRegistration>();
-  e->record.id = id;
-  e->record.customer_public_id = "use1-" + std::to_string(id);
-  return e;
+std::shared_ptr<const CustomerView> customer(std::int64_t id, std::string public_id = "") {
+  auto c = std::make_shared<CustomerView>();
+  c->id = id;
+  c->public_id = public_id.empty() ? "use1-" + std::to_string(id) : public_id;
+  return c;
 }
 
+CachedRegistration entry(std::int64_t id, std::optional<std::uint64_t> subscription = {}) {
+  return {id, id * 10, customer(id % 7), subscription};
+}
+
+// Keys as the listener makes them: the SHA-384 of a secret.
 std::string key(int i) {
-  return "key-" + std::to_string(i);
+  const Bytes h = sha384("secret-" + std::to_string(i));
+  return std::string(h.begin(), h.end());
 }
 
-// Keys that land in one shard whatever the (power-of-two, up to 256) shard count, so LRU order
-// within a shard can be observed from outside.
+// Keys that share one shard of a cache of 16 or more entries: a cache with one entry per shard
+// keeps only the newest of them.
 std::vector<std::string> same_shard_keys(std::size_t n) {
-  std::vector<std::string> out;
-  const std::size_t want = std::hash<std::string>{}(key(0)) % 256;
-  for (int i = 0; out.size() < n; ++i) {
-    if (std::hash<std::string>{}(key(i)) % 256 == want) out.push_back(key(i));
+  std::vector<std::string> out{key(0)};
+  for (int i = 1; out.size() < n; ++i) {
+    RegistrationCache probe(16);
+    probe.put(key(0), entry(1));
+    probe.put(key(i), entry(2));
+    if (probe.get(key(0)).hit == Hit::miss) out.push_back(key(i));
   }
   return out;
 }
 
 TEST(RegistrationCache, MissFoundAbsent) {
   RegistrationCache cache(64);
-  EXPECT_EQ(cache.get("a").hit, Hit::miss);
-  EXPECT_EQ(cache.get("a").entry, nullptr);
+  EXPECT_EQ(cache.get(key(1)).hit, Hit::miss);
 
-  const auto a = entry(1);
-  cache.put("a", a);
-  const auto found = cache.get("a");
-  EXPECT_EQ(found.hit, Hit::found);
-  EXPECT_EQ(found.entry, a);
+  const auto c = customer(3, "use1-acme");
+  cache.put(key(1), {42, 420, c, subscription_digest("S1")});
+  const auto found = cache.get(key(1));
+  ASSERT_EQ(found.hit, Hit::found);
+  EXPECT_EQ(found.entry.id, 42);
+  EXPECT_EQ(found.entry.mailbox_id, 420);
+  EXPECT_EQ(found.entry.customer, c);
+  EXPECT_EQ(found.entry.subscription, subscription_digest("S1"));
 
-  cache.put_absent("b");
-  const auto absent = cache.get("b");
+  cache.put_absent(key(2));
+  const auto absent = cache.get(key(2));
   EXPECT_EQ(absent.hit, Hit::absent);
-  EXPECT_EQ(absent.entry, nullptr);
+  EXPECT_EQ(absent.entry.customer, nullptr);
   EXPECT_EQ(cache.size(), 2u);
+}
+
+TEST(RegistrationCache, UnboundAndBoundToDigestZeroDiffer) {
+  RegistrationCache cache(64);
+  cache.put(key(1), entry(1));
+  cache.put(key(2), entry(2, 0));
+  EXPECT_FALSE(cache.get(key(1)).entry.subscription.has_value());
+  EXPECT_EQ(cache.get(key(2)).entry.subscription, std::optional<std::uint64_t>(0));
+}
+
+TEST(RegistrationCache, SubscriptionDigestsTellIdsApart) {
+  EXPECT_EQ(subscription_digest("FQBtYWlsMDEuZXhhbXBsZS5jb20Q"),
+            subscription_digest("FQBtYWlsMDEuZXhhbXBsZS5jb20Q"));
+  EXPECT_NE(subscription_digest("FQBtYWlsMDEuZXhhbXBsZS5jb20Q"),
+            subscription_digest("FQBtYWlsMDEuZXhhbXBsZS5jb20R"));
+  EXPECT_NE(subscription_digest("S1"), subscription_digest("S2"));
+}
+
+TEST(RegistrationCache, ShortKeysWork) {
+  RegistrationCache cache(64);
+  cache.put("a", entry(1));
+  cache.put_absent("b");
+  EXPECT_EQ(cache.get("a").entry.id, 1);
+  EXPECT_EQ(cache.get("b").hit, Hit::absent);
+  EXPECT_EQ(cache.get("c").hit, Hit::miss);
 }
 
 TEST(RegistrationCache, PutReplacesAnEntryOrAnAbsence) {
   RegistrationCache cache(64);
-  cache.put_absent("a");
-  const auto first = entry(1);
-  cache.put("a", first);
-  EXPECT_EQ(cache.get("a").hit, Hit::found);
-  const auto second = entry(2);
-  cache.put("a", second);
-  EXPECT_EQ(cache.get("a").entry, second);
-  cache.put_absent("a");
-  EXPECT_EQ(cache.get("a").hit, Hit::absent);
+  cache.put_absent(key(1));
+  cache.put(key(1), entry(1));
+  EXPECT_EQ(cache.get(key(1)).hit, Hit::found);
+  cache.put(key(1), entry(2, 7));
+  EXPECT_EQ(cache.get(key(1)).entry.id, 2);
+  EXPECT_EQ(cache.get(key(1)).entry.subscription, std::optional<std::uint64_t>(7));
+  cache.put_absent(key(1));
+  EXPECT_EQ(cache.get(key(1)).hit, Hit::absent);
   EXPECT_EQ(cache.size(), 1u);
+}
+
+TEST(RegistrationCache, AnEntryWithoutACustomerIsNotCached) {
+  RegistrationCache cache(64);
+  cache.put(key(1), CachedRegistration{1, 1, nullptr, {}});
+  EXPECT_EQ(cache.get(key(1)).hit, Hit::miss);
 }
 
 TEST(RegistrationCache, EraseForgetsEntriesAndAbsences) {
   RegistrationCache cache(64);
-  cache.put("a", entry(1));
-  cache.put_absent("b");
-  cache.put("c", entry(3));
-  cache.erase("a");
-  cache.erase("b");
-  cache.erase("never-there");
-  EXPECT_EQ(cache.get("a").hit, Hit::miss);
-  EXPECT_EQ(cache.get("b").hit, Hit::miss);
-  EXPECT_EQ(cache.get("c").hit, Hit::found);
+  cache.put(key(1), entry(1));
+  cache.put_absent(key(2));
+  cache.put(key(3), entry(3));
+  cache.erase(key(1));
+  cache.erase(key(2));
+  cache.erase(key(99));
+  EXPECT_EQ(cache.get(key(1)).hit, Hit::miss);
+  EXPECT_EQ(cache.get(key(2)).hit, Hit::miss);
+  EXPECT_EQ(cache.get(key(3)).hit, Hit::found);
   EXPECT_EQ(cache.size(), 1u);
 }
 
-TEST(RegistrationCache, AbsenceExpiresAfterItsTtlButEntriesDoNot) {
+TEST(RegistrationCache, TheNewestCustomerViewServesAllItsEntries) {
+  RegistrationCache cache(64);
+  const auto old_view = customer(5, "use1-acme");
+  cache.put(key(1), {1, 1, old_view, {}});
+  cache.put(key(2), {2, 2, old_view, {}});
+  cache.put(key(3), {3, 3, customer(6), {}});
+  EXPECT_EQ(cache.customer(5), old_view);
+  EXPECT_EQ(cache.customer(99), nullptr);
+
+  // The allow-list changed: the next entry read brings the new view, and it serves them all.
+  auto changed = std::make_shared<CustomerView>(*old_view);
+  changed->caller_cidrs = "192.0.2.0/24";
+  cache.put(key(4), {4, 4, changed, {}});
+  for (int i : {1, 2, 4}) EXPECT_EQ(cache.get(key(i)).entry.customer, changed) << i;
+  EXPECT_EQ(cache.get(key(3)).entry.customer->id, 6);
+  EXPECT_EQ(cache.customer(5), changed);
+}
+
+TEST(RegistrationCache, AbsenceExpiresAfterItsTtl) {
   RegistrationCache cache(64, 50ms);
   const auto start = std::chrono::steady_clock::now();
-  cache.put_absent("gone");
-  cache.put("kept", entry(1));
-  EXPECT_EQ(cache.get("gone").hit, Hit::absent);
+  cache.put_absent(key(1));
+  cache.put(key(2), entry(1));
+  EXPECT_EQ(cache.get(key(1)).hit, Hit::absent);
 
   // Poll with a bound rather than sleep a fixed time: fast on an idle machine, safe on a busy one.
   auto expired_at = start;
-  while (cache.get("gone").hit == Hit::absent) {
+  while (cache.get(key(1)).hit == Hit::absent) {
     ASSERT_LT(std::chrono::steady_clock::now() - start, 2s) << "absent entry never expired";
     std::this_thread::sleep_for(5ms);
     expired_at = std::chrono::steady_clock::now();
   }
   EXPECT_GE(expired_at - start, 50ms) << "absent entry expired before its TTL";
-  EXPECT_EQ(cache.get("gone").hit, Hit::miss);
-  EXPECT_EQ(cache.get("kept").hit, Hit::found) << "found entries have no TTL";
+  EXPECT_EQ(cache.get(key(1)).hit, Hit::miss);
+  EXPECT_EQ(cache.get(key(2)).hit, Hit::found) << "found entries live for the found TTL (1 h)";
+  EXPECT_EQ(cache.size(), 1u) << "the expired absence is gone";
+}
+
+TEST(RegistrationCache, FoundEntriesExpireAfterTheirTtl) {
+  RegistrationCache cache(64, 1h, 50ms);
+  const auto start = std::chrono::steady_clock::now();
+  cache.put(key(1), entry(1));
+  while (cache.get(key(1)).hit == Hit::found) {
+    ASSERT_LT(std::chrono::steady_clock::now() - start, 2s) << "entry never expired";
+    std::this_thread::sleep_for(5ms);
+  }
+  EXPECT_GE(std::chrono::steady_clock::now() - start, 50ms);
 }
 
 TEST(RegistrationCache, FreshAbsenceRestartsTheTtl) {
   RegistrationCache cache(64, 300ms);
-  cache.put_absent("k");
+  cache.put_absent(key(1));
   std::this_thread::sleep_for(160ms);
-  cache.put_absent("k");
+  cache.put_absent(key(1));
   std::this_thread::sleep_for(160ms);  // past the first TTL, well inside the second
-  EXPECT_EQ(cache.get("k").hit, Hit::absent) << "the second put_absent should count from itself";
+  EXPECT_EQ(cache.get(key(1)).hit, Hit::absent) << "the second put_absent should count from itself";
 }
 
 TEST(RegistrationCache, CapacityZeroCachesNothing) {
   RegistrationCache cache(0);
-  cache.put("a", entry(1));
-  cache.put_absent("b");
-  EXPECT_EQ(cache.get("a").hit, Hit::miss);
-  EXPECT_EQ(cache.get("b").hit, Hit::miss);
+  cache.put(key(1), entry(1));
+  cache.put_absent(key(2));
+  EXPECT_EQ(cache.get(key(1)).hit, Hit::miss);
+  EXPECT_EQ(cache.get(key(2)).hit, Hit::miss);
   EXPECT_EQ(cache.size(), 0u);
-  cache.erase("a");
+  cache.erase(key(1));
   EXPECT_EQ(cache.size(), 0u);
 }
 
@@ -135,8 +209,8 @@ TEST(RegistrationCache, NeverHoldsMoreThanItsCapacity) {
       }
     }
     EXPECT_LE(cache.size(), capacity);
-    EXPECT_GT(cache.size(), 0u);
-    EXPECT_EQ(cache.get(key(4999)).hit, Hit::found) << "the newest entry must be kept";
+    EXPECT_GT(cache.size(), capacity / 2) << "evictions free room for new entries";
+    EXPECT_EQ(cache.get(key(4999)).entry.id, 4999) << "the newest entry must be kept";
   }
 }
 
@@ -150,46 +224,71 @@ TEST(RegistrationCache, SmallCapacityIsABoundToo) {
 }
 
 TEST(RegistrationCache, EvictsTheLeastRecentlyUsed) {
-  const auto keys = same_shard_keys(80);
-
-  // How many entries one shard keeps: the smallest n for which n + 1 puts push out the first.
-  std::size_t per_shard = 0;
-  for (std::size_t n = 1; n < keys.size() && per_shard == 0; ++n) {
-    RegistrationCache probe(64);
-    for (std::size_t i = 0; i <= n; ++i) probe.put(keys[i], entry(static_cast<std::int64_t>(i)));
-    if (probe.get(keys[0]).hit == Hit::miss) per_shard = n;
-  }
-  ASSERT_GE(per_shard, 2u) << "need room for at least two entries per shard";
-
-  RegistrationCache lru(64);
-  for (std::size_t i = 0; i < per_shard; ++i) lru.put(keys[i], entry(static_cast<std::int64_t>(i)));
+  const auto keys = same_shard_keys(5);
+  RegistrationCache lru(64);  // 16 shards of 4
+  for (std::size_t i = 0; i < 4; ++i) lru.put(keys[i], entry(static_cast<std::int64_t>(i)));
   ASSERT_EQ(lru.get(keys[0]).hit, Hit::found);  // keys[0] is now the most recently used
-  lru.put(keys[per_shard], entry(999));         // one too many: keys[1] is the least recent
+  lru.put(keys[4], entry(999));                 // one too many: keys[1] is the least recent
   EXPECT_EQ(lru.get(keys[1]).hit, Hit::miss);
   EXPECT_EQ(lru.get(keys[0]).hit, Hit::found);
-  for (std::size_t i = 2; i <= per_shard; ++i) EXPECT_EQ(lru.get(keys[i]).hit, Hit::found) << i;
+  for (std::size_t i = 2; i <= 4; ++i) EXPECT_EQ(lru.get(keys[i]).hit, Hit::found) << i;
 }
 
 TEST(RegistrationCache, AnEntryInUseSurvivesAFlood) {
   RegistrationCache cache(64);
-  cache.put("cold", entry(1));
-  cache.put("hot", entry(2));
+  cache.put(key(-1), entry(1));
+  cache.put(key(-2), entry(2));
   for (int i = 0; i < 2000; ++i) {
     cache.put(key(i), entry(i));
-    ASSERT_EQ(cache.get("hot").hit, Hit::found) << "after " << i << " inserts";
+    ASSERT_EQ(cache.get(key(-2)).hit, Hit::found) << "after " << i << " inserts";
   }
-  EXPECT_EQ(cache.get("cold").hit, Hit::miss);
+  EXPECT_EQ(cache.get(key(-1)).hit, Hit::miss);
 }
 
-TEST(RegistrationCache, EntriesOutliveEviction) {
-  // A caller holding an entry keeps a valid object after the cache drops it.
-  RegistrationCache cache(16);
-  cache.put("a", entry(42));
-  const auto held = cache.get("a").entry;
-  for (int i = 0; i < 1000; ++i) cache.put(key(i), entry(i));
-  cache.erase("a");
-  ASSERT_NE(held, nullptr);
-  EXPECT_EQ(held->record.id, 42);
+// Random puts, absences, erases and gets against a map, with room for every key: the table's
+// deletions (backward shift) and slot reuse must never lose or confuse an entry.
+TEST(RegistrationCache, AgreesWithAReferenceModel) {
+  for (const bool short_keys : {false, true}) {
+    RegistrationCache cache(1 << 16);
+    std::map<int, std::optional<std::int64_t>> model;  // nullopt: absent
+    std::mt19937 rng(7);
+    std::uniform_int_distribution<int> pick(0, 3000);
+    auto k = [&](int i) { return short_keys ? "k" + std::to_string(i) : key(i); };
+    for (int step = 0; step < 60000; ++step) {
+      const int i = pick(rng);
+      switch (step % 5) {
+        case 0:
+        case 1:
+          cache.put(k(i), entry(step));
+          model[i] = step;
+          break;
+        case 2:
+          cache.put_absent(k(i));
+          model[i] = std::nullopt;
+          break;
+        case 3:
+          cache.erase(k(i));
+          model.erase(i);
+          break;
+        default: {
+          const auto got = cache.get(k(i));
+          const auto it = model.find(i);
+          if (it == model.end()) {
+            ASSERT_EQ(got.hit, Hit::miss) << "step " << step;
+          } else if (!it->second) {
+            ASSERT_EQ(got.hit, Hit::absent) << "step " << step;
+          } else {
+            ASSERT_EQ(got.hit, Hit::found) << "step " << step;
+            ASSERT_EQ(got.entry.id, *it->second) << "step " << step;
+          }
+        }
+      }
+    }
+    EXPECT_EQ(cache.size(), model.size());
+    for (const auto& [i, v] : model) {
+      ASSERT_EQ(cache.get(k(i)).hit, v ? Hit::found : Hit::absent) << i;
+    }
+  }
 }
 
 TEST(RegistrationCache, ConcurrentUseIsSafe) {
@@ -209,9 +308,14 @@ TEST(RegistrationCache, ConcurrentUseIsSafe) {
           case 2:
             cache.erase(k);
             break;
-          default:
-            (void)cache.get(k);
+          default: {
+            const auto got = cache.get(k);
+            if (got.hit == Hit::found) {
+              EXPECT_NE(got.entry.customer, nullptr);
+              EXPECT_EQ(got.entry.mailbox_id, got.entry.id * 10);
+            }
             break;
+          }
         }
       }
     });

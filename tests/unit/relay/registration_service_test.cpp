@@ -201,7 +201,9 @@ TEST_F(RegistrationServiceTest, UnregisterIsAnsweredUnsubscribeByThisInstanceAtO
       r.listener_url.substr(r.listener_url.find("/notify/") + std::string("/notify/").size());
   const Bytes hash = sha384(secret_text);
   const std::string key(hash.begin(), hash.end());
-  cache.put(key, std::make_shared<CachedRegistration>());  // the listener saw it already
+  // The listener saw it already.
+  cache.put(key, CachedRegistration{r.registration_id, 1, std::make_shared<CustomerView>(), {}});
+  ASSERT_EQ(cache.get(key).hit, RegistrationCache::Hit::found);
 
   UnregisterRequest u{customer_id, "rk_right", r.registration_id};
   auto done = run(s.unregister(u, Caller{"192.0.2.1", 8443}));

@@ -102,6 +102,32 @@ TEST_F(CallbackStoreTest, RebindKeepsTheOldIdAsSuperseded) {
   EXPECT_EQ(rec.superseded, std::vector<std::string>{"OLD"});
 }
 
+TEST_F(CallbackStoreTest, TheLookupBringsSupersededIdsNewestFirst) {
+  const auto reg = test::insert_test_registration(conn, customer, "erin@example.com");
+  std::optional<std::string> current;
+  for (const char* id : {"S1", "S2", "S3", "S4"}) {
+    auto w = write_for(reg, id, "w");
+    w.bind = true;
+    w.expected_current = current;
+    auto out = write_callback_batch(conn, {w});
+    ASSERT_TRUE(out.ok()) << out.error().message;
+    ASSERT_EQ((*out)[0], WriteOutcome::recorded) << id;
+    current = id;
+  }
+  // Distinct times whatever the clock's resolution: S1 oldest.
+  ASSERT_TRUE(
+      conn.execute("UPDATE superseded_subscriptions SET superseded_at = CASE subscription_id "
+                   "WHEN 'S1' THEN '2026-01-01' WHEN 'S2' THEN '2026-01-02' ELSE "
+                   "'2026-01-03' END WHERE registration_id = ?",
+                   {Value{reg.id}})
+          .ok());
+  const auto rec = lookup(reg.secret);
+  EXPECT_EQ(rec.subscription_id, std::optional<std::string>("S4"));
+  EXPECT_EQ(rec.superseded, (std::vector<std::string>{"S3", "S2", "S1"}));
+  const auto other = test::insert_test_registration(conn, customer, "frank@example.com");
+  EXPECT_TRUE(lookup(other.secret).superseded.empty());
+}
+
 TEST_F(CallbackStoreTest, StaleWhenTheRegistrationChangedUnderneath) {
   const auto reg = test::insert_test_registration(conn, customer, "dave@example.com");
   auto bind = write_for(reg, "A", "w");
@@ -326,15 +352,50 @@ TEST_F(CallbackStoreTest, SilentSubscriptionsAreThoseNotHeardForTwiceTheirFreque
                    {Value{lively.id}})
           .ok());
   (void)young;
+  // Never heard, created long ago: silent since its creation.
+  const auto never = test::insert_test_registration(conn, customer, "never@example.com", 1);
+  ASSERT_TRUE(conn.execute("UPDATE registrations SET created_at = UTC_TIMESTAMP(6) - INTERVAL 5 "
+                           "MINUTE WHERE id = ?",
+                           {Value{never.id}})
+                  .ok());
+  // Heard 3 minutes ago, but its StatusFrequency is 30 minutes: not silent.
+  const auto slow = test::insert_test_registration(conn, customer, "slow@example.com", 30);
+  ASSERT_TRUE(
+      conn.execute("UPDATE registrations SET last_heard_at = UTC_TIMESTAMP(6) - INTERVAL 3 MINUTE "
+                   "WHERE id = ?",
+                   {Value{slow.id}})
+          .ok());
   auto n = count_silent_subscriptions(conn);
   ASSERT_TRUE(n.ok()) << n.error().message;
-  EXPECT_EQ(*n, 1);
+  EXPECT_EQ(*n, 2);
   auto list = list_silent_subscriptions(conn, 10);
   ASSERT_TRUE(list.ok()) << list.error().message;
-  ASSERT_EQ(list->size(), 1u);
-  EXPECT_EQ((*list)[0].registration_id, quiet.id);
-  EXPECT_GE((*list)[0].silent_seconds, 170);
-  EXPECT_EQ((*list)[0].device.find("…"), 8u) << "device tokens are shown redacted";
+  ASSERT_EQ(list->size(), 2u);
+  EXPECT_EQ((*list)[0].registration_id, never.id) << "the longest overdue first";
+  EXPECT_EQ((*list)[1].registration_id, quiet.id);
+  EXPECT_GE((*list)[1].silent_seconds, 170);
+  EXPECT_EQ((*list)[1].device.find("…"), 8u) << "device tokens are shown redacted";
+
+  // A new StatusFrequency moves the moment a registration falls silent.
+  ASSERT_TRUE(conn.execute("UPDATE registrations SET status_frequency_minutes = 1 WHERE id = ?",
+                           {Value{slow.id}})
+                  .ok());
+  n = count_silent_subscriptions(conn);
+  ASSERT_TRUE(n.ok()) << n.error().message;
+  EXPECT_EQ(*n, 3);
+}
+
+// The once-a-minute count can read the silent rows through their index instead of every
+// registration (which of the two a nearly empty table gets is the optimizer's choice).
+TEST_F(CallbackStoreTest, TheSilentCountHasAnIndex) {
+  auto plan = conn.query(
+      "EXPLAIN SELECT COUNT(*) FROM registrations r WHERE r.state = 'active' AND "
+      "r.silent_after < UTC_TIMESTAMP(6)");
+  ASSERT_TRUE(plan.ok()) << plan.error().message;
+  ASSERT_EQ(plan->size(), 1u);
+  // EXPLAIN's columns: id, select_type, table, type, possible_keys, key, ...
+  EXPECT_NE((*plan)[0].text(4).find("ix_registrations_silent_after"), std::string::npos)
+      << (*plan)[0].text(4);
 }
 
 }  // namespace
