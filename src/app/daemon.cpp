@@ -17,6 +17,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <cmath>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -355,6 +356,13 @@ int run_daemon(const config::RegionConfig& cfg) {
                            .Help("Active registrations not heard from for over 2 x StatusFrequency")
                            .Register(*registry)
                            .Add({});
+  auto& cache_gauge = prometheus::BuildGauge()
+                          .Name("mailpush_registration_cache_entries")
+                          .Help(
+                              "Registrations (and remembered unknown secrets) in the listener's "
+                              "cache; its bound is limits.registration_cache_entries")
+                          .Register(*registry)
+                          .Add({});
 
   asio::io_context ioc;
   http::ServerOptions server_options{cfg.listener.bind_address,  cfg.listener.port,
@@ -412,7 +420,34 @@ int run_daemon(const config::RegionConfig& cfg) {
   // Heartbeat: tells operators (and later the dispatcher's lease take-over) this instance lives.
   std::atomic<bool> stopping{false};
   auto heartbeat_strand = asio::make_strand(ioc);
-  // Silent subscriptions: counted every minute for the metric (the query scans registrations).
+  // The registration cache, filled from the database in the background: callbacks are answered
+  // meanwhile, reading what is not cached yet.
+  asio::co_spawn(
+      asio::make_strand(ioc),
+      [&]() -> asio::awaitable<void> {
+        const auto started = std::chrono::steady_clock::now();
+        auto cached = co_await callback_service.preload_cache(stopping);
+        const std::chrono::duration<double> took = std::chrono::steady_clock::now() - started;
+        if (!cached) {
+          log::warn("ews.registration_cache_preload_failed",
+                    {{"error", cached.error().message},
+                     {"effect", "registrations are read on their first callback instead"}});
+          co_return;
+        }
+        log::info("ews.registration_cache_preloaded",
+                  {{"registrations", *cached},
+                   {"cache_entries", registration_cache.size()},
+                   {"cache_capacity", registration_cache.capacity()},
+                   {"seconds", std::round(took.count() * 10) / 10}});
+        if (registration_cache.size() >= registration_cache.capacity()) {
+          log::warn("ews.registration_cache_full",
+                    {{"capacity", registration_cache.capacity()},
+                     {"effect", "callbacks of registrations beyond it read the database"},
+                     {"fix", "raise limits.registration_cache_entries (~72 bytes each)"}});
+        }
+      },
+      asio::detached);
+  // Silent subscriptions: counted every minute for the metric (an index range, migration 0006).
   asio::co_spawn(
       heartbeat_strand,
       [&]() -> asio::awaitable<void> {
@@ -421,6 +456,7 @@ int run_daemon(const config::RegionConfig& cfg) {
           const store::DatabasePool::Job<std::int64_t> job = store::count_silent_subscriptions;
           auto silent = co_await pool.async_run(job, asio::use_awaitable);
           if (silent) silent_gauge.Set(static_cast<double>(*silent));
+          cache_gauge.Set(static_cast<double>(registration_cache.size()));
           timer.expires_after(std::chrono::seconds(60));
           co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
         }

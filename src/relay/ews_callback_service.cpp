@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <boost/asio/use_awaitable.hpp>
+#include <random>
 
 #include "common/crypto.hpp"
 #include "common/log.hpp"
@@ -69,6 +70,52 @@ CallbackOutcome EwsCallbackService::count(CallbackOutcome outcome) {
   return outcome;
 }
 
+CachedRegistration EwsCallbackService::cache_entry(const store::RegistrationRecord& record) {
+  CachedRegistration entry;
+  entry.id = record.id;
+  entry.mailbox_id = record.mailbox_id;
+  if (record.subscription_id) entry.subscription = subscription_digest(*record.subscription_id);
+  entry.customer = cache_.customer(record.customer_id);
+  if (entry.customer && entry.customer->public_id == record.customer_public_id &&
+      entry.customer->caller_cidrs == record.caller_cidrs) {
+    return entry;  // the customer's view as cached: no need to parse its allow-list again
+  }
+  auto customer = std::make_shared<CustomerView>();
+  customer->id = record.customer_id;
+  customer->public_id = record.customer_public_id;
+  customer->caller_cidrs = record.caller_cidrs;
+  auto cidrs = parse_cidr_list(record.caller_cidrs);
+  if (!cidrs) {
+    // A bad allow-list must not open the door: refuse every caller and say why.
+    log::error("ews.caller_allow_list_invalid",
+               {{"customer", record.customer_public_id}, {"error", cidrs.error().message}});
+    customer->allow_list_invalid = true;
+  } else {
+    customer->allowed_callers = std::move(*cidrs);
+  }
+  entry.customer = std::move(customer);
+  return entry;
+}
+
+asio::awaitable<Result<std::size_t>> EwsCallbackService::preload_cache(
+    const std::atomic<bool>& stopping, std::size_t page) {
+  std::mt19937_64 rng(std::random_device{}());
+  std::uniform_real_distribution<double> share(0.5, 1.0);
+  std::size_t cached = 0;
+  std::int64_t after = 0;
+  for (;;) {
+    if (stopping.load() || cache_.size() >= cache_.capacity()) break;
+    auto rows = co_await store_.active_registrations(after, page);
+    if (!rows) co_return std::move(rows).error();
+    for (const auto& row : *rows) {
+      if (cache_.put_if_missing(row.secret_hash, cache_entry(row.record), share(rng))) ++cached;
+    }
+    if (rows->size() < page) break;
+    after = rows->back().record.id;
+  }
+  co_return cached;
+}
+
 asio::awaitable<Result<EwsCallbackService::Found>> EwsCallbackService::registration(
     const std::string& key, const Bytes& hash, bool fresh) {
   if (!fresh) {
@@ -90,28 +137,7 @@ asio::awaitable<Result<EwsCallbackService::Found>> EwsCallbackService::registrat
     co_return Found{};
   }
   store::RegistrationRecord& record = **found;
-  CachedRegistration entry;
-  entry.id = record.id;
-  entry.mailbox_id = record.mailbox_id;
-  if (record.subscription_id) entry.subscription = subscription_digest(*record.subscription_id);
-  entry.customer = cache_.customer(record.customer_id);
-  if (!entry.customer || entry.customer->public_id != record.customer_public_id ||
-      entry.customer->caller_cidrs != record.caller_cidrs) {
-    auto customer = std::make_shared<CustomerView>();
-    customer->id = record.customer_id;
-    customer->public_id = record.customer_public_id;
-    customer->caller_cidrs = record.caller_cidrs;
-    auto cidrs = parse_cidr_list(record.caller_cidrs);
-    if (!cidrs) {
-      // A bad allow-list must not open the door: refuse every caller and say why.
-      log::error("ews.caller_allow_list_invalid",
-                 {{"customer", record.customer_public_id}, {"error", cidrs.error().message}});
-      customer->allow_list_invalid = true;
-    } else {
-      customer->allowed_callers = std::move(*cidrs);
-    }
-    entry.customer = std::move(customer);
-  }
+  CachedRegistration entry = cache_entry(record);
   cache_.put(key, entry);
   co_return Found{std::move(entry), std::move(record)};
 }

@@ -6,6 +6,7 @@
 #include <prometheus/registry.h>
 
 #include <array>
+#include <atomic>
 #include <boost/asio/awaitable.hpp>
 #include <optional>
 #include <string>
@@ -45,6 +46,14 @@ class EwsCallbackService {
                                                  const ews::SendNotification& callback,
                                                  const IpAddress& caller);
 
+  // Fills the registration cache with the active registrations, `page` at a time, until they are
+  // all in or the cache is full, so a restarted listener answers from memory at once rather than
+  // reading each registration on its first callback. Entries live a random 50-100 % of their TTL,
+  // so their refreshes spread out; what callbacks cached meanwhile is kept. Returns the count
+  // cached. Stops early when `stopping` becomes true.
+  boost::asio::awaitable<Result<std::size_t>> preload_cache(const std::atomic<bool>& stopping,
+                                                            std::size_t page = 5000);
+
  private:
   struct Found {
     std::optional<CachedRegistration> entry;          // none: no active registration
@@ -54,6 +63,8 @@ class EwsCallbackService {
   boost::asio::awaitable<Result<Found>> registration(const std::string& key, const Bytes& hash,
                                                      bool fresh);
   CallbackOutcome count(CallbackOutcome outcome);
+  // The cache's entry for a registration read from the store.
+  CachedRegistration cache_entry(const store::RegistrationRecord& record);
 
   store::CallbackStore& store_;
   RegistrationCache& cache_;

@@ -121,11 +121,14 @@ void RegistrationCache::grow_table(Shard& s) {
   s.table.swap(bigger);
 }
 
-void RegistrationCache::insert(const Key& k, const Slot& value) {
-  if (per_shard_ == 0) return;
+bool RegistrationCache::insert(const Key& k, const Slot& value, bool keep_existing) {
+  if (per_shard_ == 0) return false;
   Shard& s = shard_of(k);
   std::lock_guard lock(s.mutex);
-  if (const std::size_t pos = find(s, k); pos != s.table.size()) remove_at(s, pos);
+  if (const std::size_t pos = find(s, k); pos != s.table.size()) {
+    if (keep_existing) return false;
+    remove_at(s, pos);
+  }
   if (s.used == per_shard_) remove_at(s, find(s, s.slots[s.slots[kNone].prev].key));
   grow_table(s);
 
@@ -145,6 +148,7 @@ void RegistrationCache::insert(const Key& k, const Slot& value) {
   std::size_t pos = mix(k) & mask;
   while (s.table[pos] != kNone) pos = (pos + 1) & mask;
   s.table[pos] = slot;
+  return true;
 }
 
 RegistrationCache::Lookup RegistrationCache::get(std::string_view key) {
@@ -171,16 +175,29 @@ RegistrationCache::Lookup RegistrationCache::get(std::string_view key) {
   return out;
 }
 
-void RegistrationCache::put(std::string_view key, const CachedRegistration& entry) {
-  if (per_shard_ == 0 || !entry.customer) return;
+RegistrationCache::Slot RegistrationCache::slot_of(const CachedRegistration& entry,
+                                                   std::chrono::milliseconds ttl) {
   Slot value;
   value.id = entry.id;
   value.mailbox_id = entry.mailbox_id;
   value.bound = entry.subscription.has_value();
   value.subscription = entry.subscription.value_or(0);
   value.customer = intern(entry.customer);
-  value.expires_ms = now_ms() + found_ttl_.count();
-  insert(key_of(key), value);
+  value.expires_ms = now_ms() + ttl.count();
+  return value;
+}
+
+void RegistrationCache::put(std::string_view key, const CachedRegistration& entry) {
+  if (per_shard_ == 0 || !entry.customer) return;
+  insert(key_of(key), slot_of(entry, found_ttl_));
+}
+
+bool RegistrationCache::put_if_missing(std::string_view key, const CachedRegistration& entry,
+                                       double ttl_share) {
+  if (per_shard_ == 0 || !entry.customer) return false;
+  const auto ttl = std::chrono::milliseconds(static_cast<std::int64_t>(
+      static_cast<double>(found_ttl_.count()) * std::clamp(ttl_share, 0.0, 1.0)));
+  return insert(key_of(key), slot_of(entry, ttl), true);
 }
 
 void RegistrationCache::put_absent(std::string_view key) {

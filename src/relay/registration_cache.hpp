@@ -67,9 +67,13 @@ class RegistrationCache {
   // keys are zero-padded. `entry.customer` must be set.
   Lookup get(std::string_view key);
   void put(std::string_view key, const CachedRegistration& entry);
+  // Caches `entry` unless the key is cached already (as found or absent), to live `ttl_share` of
+  // the found TTL; true when it did. For preloading: what live traffic put is never replaced.
+  bool put_if_missing(std::string_view key, const CachedRegistration& entry, double ttl_share);
   void put_absent(std::string_view key);
   void erase(std::string_view key);
   std::size_t size() const;
+  std::size_t capacity() const noexcept { return per_shard_ * shards_used_; }
   // The newest view of a customer put with any entry, or null.
   std::shared_ptr<const CustomerView> customer(std::int64_t id) const;
 
@@ -110,7 +114,9 @@ class RegistrationCache {
   void unlink(Shard& s, std::uint32_t slot);
   void push_front(Shard& s, std::uint32_t slot);
   void grow_table(Shard& s);
-  void insert(const Key& k, const Slot& value);
+  // Replaces an entry of the same key unless `keep_existing`; false when it kept one.
+  bool insert(const Key& k, const Slot& value, bool keep_existing = false);
+  Slot slot_of(const CachedRegistration& entry, std::chrono::milliseconds ttl);
 
   std::uint32_t intern(const std::shared_ptr<const CustomerView>& customer);
   std::shared_ptr<const CustomerView> customer_at(std::uint32_t index) const;

@@ -49,6 +49,12 @@ struct CallbackWrite {
   std::optional<MailboxEffect> effect;
 };
 
+// An active registration with the SHA-384 of its callback secret (the cache's preload).
+struct ActiveRegistration {
+  std::string secret_hash;    // the raw 48 bytes
+  RegistrationRecord record;  // without superseded ids
+};
+
 enum class WriteOutcome {
   recorded,  // committed
   stale,     // the registration changed since it was read (deleted, rebound elsewhere): re-read
@@ -66,6 +72,10 @@ class CallbackStore {
   // Arguments are references: callers co_await at once and keep them alive meanwhile.
   virtual boost::asio::awaitable<Result<std::optional<RegistrationRecord>>> find_registration(
       const Bytes& secret_hash) = 0;
+  // Active registrations of customers that are not deleted with an id above `after_id`, by id, at
+  // most `limit`: a page of the listener cache's preload.
+  virtual boost::asio::awaitable<Result<std::vector<ActiveRegistration>>> active_registrations(
+      std::int64_t after_id, std::size_t limit) = 0;
   // Durable when it completes with `recorded`; Errc::unavailable when the database is not there.
   virtual boost::asio::awaitable<Result<WriteOutcome>> record(const CallbackWrite& write) = 0;
 };

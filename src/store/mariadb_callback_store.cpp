@@ -401,21 +401,14 @@ Result<std::vector<WriteOutcome>> write_callback_batch(Connection& conn,
   return outcome;
 }
 
-Result<std::optional<RegistrationRecord>> find_registration_by_secret(Connection& conn,
-                                                                      const Bytes& secret_hash) {
-  // One round trip: the superseded ids come along, newest first, space-separated (subscription ids
-  // are printable ASCII without spaces: the listener refuses others before they are written).
-  auto rows = conn.query(
-      "SELECT r.id, r.customer_id, r.mailbox_id, c.customer_id, r.subscription_id, "
-      "COALESCE(c.caller_cidrs, ''), r.status_frequency_minutes, "
-      "(SELECT GROUP_CONCAT(s.subscription_id ORDER BY s.superseded_at DESC SEPARATOR ' ' "
-      "LIMIT 256) FROM superseded_subscriptions s WHERE s.registration_id = r.id) "
-      "FROM registrations r JOIN customers c ON c.id = r.customer_id "
-      "WHERE r.secret_hash = ? AND r.state = 'active' AND c.state <> 'deleted'",
-      {Value{Blob{std::string(secret_hash.begin(), secret_hash.end())}}});
-  if (!rows) return std::move(rows).error();
-  if (rows->empty()) return std::optional<RegistrationRecord>{};
-  const Row& r = rows->front();
+namespace {
+
+// The columns registration_of reads, in order (r: registrations, c: customers).
+constexpr std::string_view kRegistrationColumns =
+    "r.id, r.customer_id, r.mailbox_id, c.customer_id, r.subscription_id, "
+    "COALESCE(c.caller_cidrs, ''), r.status_frequency_minutes";
+
+RegistrationRecord registration_of(const Row& r) {
   RegistrationRecord rec;
   rec.id = r.i64(0);
   rec.customer_id = r.i64(1);
@@ -424,6 +417,26 @@ Result<std::optional<RegistrationRecord>> find_registration_by_secret(Connection
   if (!r.is_null(4)) rec.subscription_id = r.text(4);
   rec.caller_cidrs = r.text(5);
   rec.status_frequency_minutes = static_cast<int>(r.i64(6));
+  return rec;
+}
+
+}  // namespace
+
+Result<std::optional<RegistrationRecord>> find_registration_by_secret(Connection& conn,
+                                                                      const Bytes& secret_hash) {
+  // One round trip: the superseded ids come along, newest first, space-separated (subscription ids
+  // are printable ASCII without spaces: the listener refuses others before they are written).
+  auto rows = conn.query(
+      "SELECT " + std::string(kRegistrationColumns) +
+          ", (SELECT GROUP_CONCAT(s.subscription_id ORDER BY s.superseded_at DESC SEPARATOR ' ' "
+          "LIMIT 256) FROM superseded_subscriptions s WHERE s.registration_id = r.id) "
+          "FROM registrations r JOIN customers c ON c.id = r.customer_id "
+          "WHERE r.secret_hash = ? AND r.state = 'active' AND c.state <> 'deleted'",
+      {Value{Blob{std::string(secret_hash.begin(), secret_hash.end())}}});
+  if (!rows) return std::move(rows).error();
+  if (rows->empty()) return std::optional<RegistrationRecord>{};
+  const Row& r = rows->front();
+  RegistrationRecord rec = registration_of(r);
   if (!r.is_null(7)) {
     const std::string old = r.text(7);
     for (std::size_t at = 0; at < old.size();) {
@@ -433,6 +446,22 @@ Result<std::optional<RegistrationRecord>> find_registration_by_secret(Connection
     }
   }
   return std::optional<RegistrationRecord>{std::move(rec)};
+}
+
+Result<std::vector<ActiveRegistration>> active_registrations_after(Connection& conn,
+                                                                   std::int64_t after_id,
+                                                                   std::size_t limit) {
+  auto rows = conn.query("SELECT " + std::string(kRegistrationColumns) +
+                             ", r.secret_hash FROM registrations r JOIN customers c ON c.id = "
+                             "r.customer_id WHERE r.id > ? AND r.state = 'active' AND c.state <> "
+                             "'deleted' ORDER BY r.id LIMIT " +
+                             std::to_string(limit),
+                         {Value{after_id}});
+  if (!rows) return std::move(rows).error();
+  std::vector<ActiveRegistration> out;
+  out.reserve(rows->size());
+  for (const auto& r : *rows) out.push_back({r.text(7), registration_of(r)});
+  return out;
 }
 
 MariadbCallbackStore::MariadbCallbackStore(DatabasePool& pool, std::size_t batch_max,
@@ -450,6 +479,14 @@ asio::awaitable<Result<std::optional<RegistrationRecord>>> MariadbCallbackStore:
     const Bytes& secret_hash) {
   const DatabasePool::Job<std::optional<RegistrationRecord>> job =
       [hash = secret_hash](Connection& c) { return find_registration_by_secret(c, hash); };
+  co_return co_await pool_.async_run(job, asio::use_awaitable);
+}
+
+asio::awaitable<Result<std::vector<ActiveRegistration>>> MariadbCallbackStore::active_registrations(
+    std::int64_t after_id, std::size_t limit) {
+  const DatabasePool::Job<std::vector<ActiveRegistration>> job = [after_id, limit](Connection& c) {
+    return active_registrations_after(c, after_id, limit);
+  };
   co_return co_await pool_.async_run(job, asio::use_awaitable);
 }
 

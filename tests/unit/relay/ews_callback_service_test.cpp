@@ -5,7 +5,9 @@
 #include <gtest/gtest.h>
 #include <prometheus/text_serializer.h>
 
+#include <atomic>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <exception>
 #include <filesystem>
@@ -60,6 +62,19 @@ class EwsCallbackServiceTest : public testing::Test {
     return handle(secret, cb, ip("192.0.2.10"));
   }
 
+  boost::asio::awaitable<void> run_preload(EwsCallbackService& s, std::size_t page,
+                                           std::optional<Result<std::size_t>>& out) {
+    out = co_await s.preload_cache(stopping, page);
+  }
+  Result<std::size_t> preload(std::size_t page) {
+    boost::asio::io_context ioc;
+    std::optional<Result<std::size_t>> out;
+    boost::asio::co_spawn(ioc, run_preload(service, page, out), boost::asio::detached);
+    ioc.run();
+    EXPECT_TRUE(out.has_value()) << "preload_cache() did not complete";
+    return out.value_or(make_error(Errc::internal, "did not complete"));
+  }
+
   std::string metrics() { return prometheus::TextSerializer().Serialize(registry.Collect()); }
   bool metrics_contain(const std::string& line) {
     return metrics().find(line + "\n") != std::string::npos;
@@ -72,9 +87,11 @@ class EwsCallbackServiceTest : public testing::Test {
     return hit.entry;
   }
 
+  std::atomic<bool> stopping{false};
   FakeCallbackStore store;
   RegistrationCache cache{1024};
   prometheus::Registry registry;
+  prometheus::Registry registry2;
   EwsCallbackService service{store, cache, registry};
 };
 
@@ -260,6 +277,70 @@ TEST_F(EwsCallbackServiceTest, CallbackWithoutAnySubscriptionIdIsOkWithoutAWrite
       handle(kSecret, callback_of({error_message("ErrorInternalServerError", std::nullopt)}));
   EXPECT_EQ(out.result, CallbackResult::ok) << out.reason;
   EXPECT_TRUE(store.attempts.empty());
+}
+
+// --- the cache's preload ------------------------------------------------------------------------
+
+TEST_F(EwsCallbackServiceTest, PreloadCachesEveryActiveRegistrationPageByPage) {
+  std::vector<std::string> secrets;
+  for (int i = 0; i < 23; ++i) {
+    secrets.push_back("preloaded-secret-number-" + std::to_string(i));
+    store.add(secrets.back(), "use1-acme", "",
+              i % 2 ? std::optional<std::string>("S1") : std::nullopt);
+  }
+  const auto n = preload(5);
+  ASSERT_TRUE(n.ok()) << n.error().message;
+  EXPECT_EQ(*n, 23u);
+  EXPECT_EQ(store.pages, 5) << "23 rows in pages of 5: the short fifth page ends it";
+  EXPECT_EQ(store.lookups, 0);
+
+  // Every callback of a preloaded registration is answered without a lookup, bound or not.
+  for (int i = 0; i < 23; ++i) {
+    const auto out = handle(secrets[i], callback("S1", {new_mail_event("wm")}));
+    EXPECT_EQ(out.result, CallbackResult::ok) << out.reason;
+    EXPECT_EQ(out.customer_id, "use1-acme");
+  }
+  EXPECT_EQ(store.lookups, 12) << "only the unbound ones read their full record, to bind";
+  EXPECT_EQ(store.recorded.size(), 23u);
+}
+
+TEST_F(EwsCallbackServiceTest, PreloadKeepsWhatCallbacksCachedMeanwhile) {
+  store.add(kSecret, "use1-test", "", "S1");
+  ASSERT_EQ(handle(kSecret, callback("S2", {status_event("a")})).result, CallbackResult::ok);
+  // The page was read before that rebind: it still says S1.
+  store.find(kSecret)->subscription_id = "S1";
+  ASSERT_TRUE(preload(100).ok());
+  EXPECT_EQ(cached(kSecret)->subscription, subscription_digest("S2")) << "the newer entry stays";
+}
+
+TEST_F(EwsCallbackServiceTest, PreloadStopsWhenTheCacheIsFullOrOnShutdown) {
+  RegistrationCache small(16);
+  EwsCallbackService service2{store, small, registry2};
+  for (int i = 0; i < 200; ++i) store.add("preloaded-secret-number-" + std::to_string(i));
+  boost::asio::io_context ioc;
+  std::optional<Result<std::size_t>> out;
+  boost::asio::co_spawn(ioc, run_preload(service2, 10, out), boost::asio::detached);
+  ioc.run();
+  ASSERT_TRUE(out && out->ok());
+  EXPECT_LE(small.size(), 16u);
+  EXPECT_LT(store.pages, 20) << "no need to read every page once the cache is full";
+
+  store.pages = 0;
+  stopping = true;
+  const auto none = preload(10);
+  ASSERT_TRUE(none.ok());
+  EXPECT_EQ(*none, 0u);
+  EXPECT_EQ(store.pages, 0);
+}
+
+TEST_F(EwsCallbackServiceTest, PreloadErrorIsReported) {
+  store.add(kSecret);
+  store.fail_next_page = make_error(Errc::unavailable, "database down");
+  const auto n = preload(10);
+  ASSERT_FALSE(n.ok());
+  EXPECT_EQ(n.error().code, Errc::unavailable);
+  EXPECT_EQ(handle(kSecret, callback("S1", {status_event("a")})).result, CallbackResult::ok)
+      << "callbacks still work, reading their registration";
 }
 
 // --- superseded subscriptions --------------------------------------------------------------------

@@ -166,7 +166,29 @@ class FakeCallbackStore final : public store::CallbackStore {
     co_return std::optional<store::RegistrationRecord>{it->second};
   }
 
-  boost::asio::awaitable<Result<store::WriteOutcome>> record(const store::CallbackWrite& write) override {
+  boost::asio::awaitable<Result<std::vector<store::ActiveRegistration>>> active_registrations(
+      std::int64_t after_id, std::size_t limit) override {
+    ++pages;
+    if (fail_next_page) {
+      Error e = std::move(*fail_next_page);
+      fail_next_page.reset();
+      co_return e;
+    }
+    std::map<std::int64_t, store::ActiveRegistration> by_id;
+    for (const auto& [key, r] : registrations_) {
+      if (r.id > after_id) by_id[r.id] = {key, r};
+    }
+    std::vector<store::ActiveRegistration> out;
+    for (auto& [id, a] : by_id) {
+      if (out.size() == limit) break;
+      a.record.superseded.clear();
+      out.push_back(std::move(a));
+    }
+    co_return out;
+  }
+
+  boost::asio::awaitable<Result<store::WriteOutcome>> record(
+      const store::CallbackWrite& write) override {
     attempts.push_back(write);
     if (before_next_record) {
       auto hook = std::move(before_next_record);
@@ -183,6 +205,8 @@ class FakeCallbackStore final : public store::CallbackStore {
 
   // Observations and switches for the tests.
   int lookups = 0;
+  int pages = 0;  // active_registrations() calls
+  std::optional<Error> fail_next_page;
   std::vector<store::CallbackWrite> attempts;  // every record() call, in order
   std::vector<store::CallbackWrite> recorded;  // the ones that committed
   std::optional<Error> fail_next_lookup;

@@ -128,6 +128,44 @@ TEST_F(CallbackStoreTest, TheLookupBringsSupersededIdsNewestFirst) {
   EXPECT_TRUE(lookup(other.secret).superseded.empty());
 }
 
+TEST_F(CallbackStoreTest, ActiveRegistrationsComeInPagesWithTheirSecretHashes) {
+  std::vector<test::TestRegistration> regs;
+  for (int i = 0; i < 7; ++i) {
+    regs.push_back(test::insert_test_registration(conn, customer,
+                                                  "page" + std::to_string(i) + "@example.com"));
+  }
+  ASSERT_TRUE(
+      conn.execute("UPDATE registrations SET state = 'deleted' WHERE id = ?", {Value{regs[2].id}})
+          .ok());
+  // A deleted customer's registrations are left out too.
+  const auto gone = test::insert_test_customer(conn, "test-" + hex_encode(random_bytes(4)));
+  const auto gone_reg = test::insert_test_registration(conn, gone, "gone@example.com");
+  ASSERT_TRUE(
+      conn.execute("UPDATE customers SET state = 'deleted' WHERE id = ?", {Value{gone}}).ok());
+
+  std::vector<ActiveRegistration> all;
+  std::int64_t after = regs.front().id - 1;
+  for (int page = 0; page < 10; ++page) {
+    auto rows = active_registrations_after(conn, after, 4);
+    ASSERT_TRUE(rows.ok()) << rows.error().message;
+    for (auto& r : *rows) all.push_back(std::move(r));
+    if (rows->size() < 4) break;
+    after = all.back().record.id;
+  }
+  ASSERT_EQ(all.size(), 6u);
+  for (std::size_t i = 0, j = 0; i < regs.size(); ++i) {
+    if (i == 2) continue;
+    const auto& a = all[j++];
+    EXPECT_EQ(a.record.id, regs[i].id);
+    const Bytes hash = sha384(regs[i].secret);
+    EXPECT_EQ(a.secret_hash, std::string(hash.begin(), hash.end()));
+    EXPECT_EQ(a.record.mailbox_id, regs[i].mailbox_id);
+    EXPECT_EQ(a.record.customer_id, customer);
+    EXPECT_FALSE(a.record.subscription_id.has_value());
+  }
+  for (const auto& a : all) EXPECT_NE(a.record.id, gone_reg.id);
+}
+
 TEST_F(CallbackStoreTest, StaleWhenTheRegistrationChangedUnderneath) {
   const auto reg = test::insert_test_registration(conn, customer, "dave@example.com");
   auto bind = write_for(reg, "A", "w");
