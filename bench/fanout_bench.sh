@@ -4,14 +4,14 @@
 #
 #   bench/fanout_bench.sh [--skip-build] [--build-dir DIR] [--quick] [--keep-tmp] [--perf DIR]
 #                         [--scales 10000,1000000] [--rates 1000,5000] [--seconds S]
-#                         [--buffer-pool SIZE] [--no-capacity] [--table-stats] [--cached-subset]
+#                         [--buffer-pool SIZE] [--no-capacity] [--table-stats]
 #
 # Starts a private MariaDB (durable), migrates, starts apns-sim (production, client certificates
 # of the test CA required) and mailpushd (release build; APNs pointed at the simulator; portal
 # with a fresh KEK and admin token), onboards ONE customer through POST /portal/v1/customers with
 # the test certificate mail.p12, then for each scale N: loads N mailboxes with 1-3 devices each
 # (1,2,3 cycling) with bulk INSERT … SELECT from MariaDB's sequence engine, restarts mailpushd,
-# warms its registration cache with StatusEvents when every registration fits in it, and replays
+# waits for it to preload its registration cache from the database (timed), and replays
 # badge callbacks (bench/fanout_load) at each fixed rate, open loop, 64 keep-alive connections, for
 # S seconds (20), then a closed-loop capacity run (10 s).
 # After each run it waits for the outbox to drain and matches every notification apns-sim
@@ -25,10 +25,7 @@
 # FANOUT_BENCH_SQL='ALTER TABLE …' runs after the migrations (experiments; both are recorded).
 # --table-stats turns on MariaDB's userstat and reports rows read per table and index per 1,000
 # events (diagnosis; it costs MariaDB a little CPU). --perf DIR records perf profiles of mailpushd
-# and mariadbd during the runs at 5,000 events/s and more. --cached-subset adds, at a scale whose
-# registrations do not fit in mailpushd's registration cache, a warm-up of the mailboxes whose
-# registrations do fit and a run at the highest rate to those mailboxes only: the cost of the
-# scale's data without the cost of the cache misses (diagnosis; ~1-2 minutes more).
+# and mariadbd during the runs at 5,000 events/s and more.
 set -euo pipefail
 
 BUDGET_SECONDS=900
@@ -49,7 +46,6 @@ seconds=20
 capacity_seconds=10
 buffer_pool=2G
 table_stats=0
-cached_subset=0
 
 usage() { sed -n '2,31p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
@@ -65,7 +61,6 @@ while [ $# -gt 0 ]; do
     --buffer-pool) buffer_pool=$2 && shift ;;
     --no-capacity) capacity_seconds=0 ;;
     --table-stats) table_stats=1 ;;
-    --cached-subset) cached_subset=1 ;;
     -h | --help) usage; exit 0 ;;
     *) echo "fanout_bench: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
   esac
@@ -544,7 +539,7 @@ load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 b0=$(machine_busy); sleep 2; b1=$(machine_busy)
 busy_before_pct=$(((b1 - b0) * 100 / (2 * clk_tck * $(nproc))))
 say "machine ${busy_before_pct}% busy before the runs (load average $load_before)"
-cache_entries=$(jq -r '.limits.registration_cache_entries // 200000' "$region")
+cache_entries=$(jq -r '.limits.registration_cache_entries // 4000000' "$region")
 
 for n in "${scale_list[@]}"; do
   badge_base=1 # badges are unique within a scale (each scale has its own data)
@@ -565,22 +560,20 @@ for n in "${scale_list[@]}"; do
   done
   drain 30 || true
   sim_reset
-  # The registration cache as in steady state, where every subscription's heartbeat (30 min)
-  # comes within the cache's hour: when every registration fits, one StatusEvent each first.
-  # When they do not (1M: 2M registrations, 200,000 entries), the runs start with a cold cache:
-  # in steady state the cache would hold the last minutes' subscriptions (~10 % of them), cold it
-  # holds what the runs touched (a few %); either way most callbacks read their registration.
-  warm=0
-  if [ "$devices" -le "$cache_entries" ]; then
-    warm=$n
-    say "  warm-up: one StatusEvent per registration ($devices; registration cache: $cache_entries entries)"
-    timeout "$(allow 300)" "$load" --port "$listener_port" --ca "$tls/ca.crt" --mode status --mailboxes "$warm" \
-      --connections "$CONNECTIONS" --label warmup >"$tmp/runs/$n-warmup.load" 2>"$tmp/runs/$n-warmup.err" ||
-      die "warm-up: $(cat "$tmp/runs/$n-warmup.err")"
-    say "  $(jq -r '"warm-up: \(.soap_ok) of \(.requests) answered OK at \(.ok_rate|floor)/s"' "$tmp/runs/$n-warmup.load")"
-  else
-    say "  no warm-up: $devices registrations do not fit in the registration cache ($cache_entries entries)"
-  fi
+  # The registration cache as in steady state (every subscription's heartbeat, 30 min, comes
+  # within the cache's hour): mailpushd preloads it from the database at start, in the background.
+  say "  waiting for mailpushd to preload its registration cache ($devices registrations, $cache_entries entries at most)"
+  until_preload=$((SECONDS + $(allow 300)))
+  until grep -q -e '"ews.registration_cache_preloaded"' -e '"ews.registration_cache_preload_failed"' "$tmp/mailpushd-$launches.log"; do
+    [ "$SECONDS" -lt "$until_preload" ] || die "mailpushd did not preload its registration cache"
+    sleep 0.5
+  done
+  preload_line=$(grep -e '"ews.registration_cache_preloaded"' -e '"ews.registration_cache_preload_failed"' "$tmp/mailpushd-$launches.log" | head -n 1)
+  jq -e '.event == "ews.registration_cache_preloaded"' <<<"$preload_line" >/dev/null || die "preload failed: $preload_line"
+  preload_s=$(jq '.seconds' <<<"$preload_line")
+  preloaded=$(jq '.registrations' <<<"$preload_line")
+  rss_preloaded_kib=$(kib "$mailpushd_pid" VmRSS)
+  say "  preloaded $preloaded registrations in $preload_s s; mailpushd RSS $(mib "$rss_preloaded_kib") MiB"
   for rate in "${rate_list[@]}"; do
     say "  $rate events/s for ${seconds}s, open loop, $CONNECTIONS connections"
     run "$n" "rate$rate" "$rate" "$seconds"
@@ -589,21 +582,14 @@ for n in "${scale_list[@]}"; do
     say "  capacity: as fast as $CONNECTIONS connections go, ${capacity_seconds}s"
     run "$n" capacity 0 "$capacity_seconds"
   fi
-  if [ "$cached_subset" = 1 ] && [ "$warm" = 0 ]; then
-    subset=$((cache_entries * 9 / 20)) # mailboxes whose ~2 registrations each fit, with room
-    say "  cached subset: warm-up of mailboxes 1..$subset, then ${rate_list[-1]} events/s to them only"
-    timeout "$(allow 300)" "$load" --port "$listener_port" --ca "$tls/ca.crt" --mode status --mailboxes "$subset" \
-      --connections "$CONNECTIONS" --label warmup >"$tmp/runs/$n-warmup-subset.load" 2>"$tmp/runs/$n-warmup-subset.err" ||
-      die "warm-up: $(cat "$tmp/runs/$n-warmup-subset.err")"
-    say "  $(jq -r '"warm-up: \(.soap_ok) of \(.requests) answered OK at \(.ok_rate|floor)/s"' "$tmp/runs/$n-warmup-subset.load")"
-    run "$n" "cached${rate_list[-1]}" "${rate_list[-1]}" "$seconds" "$subset"
-  fi
   jq -n -c --argjson n "$n" --argjson devices "$devices" --argjson load_ms "$load_ms" --argjson data "${data_mib:-0}" \
-    --argjson silent "$silent_count_ms" --argjson warm "$warm" \
+    --argjson silent "$silent_count_ms" --argjson preloaded "$preloaded" --argjson preload_s "$preload_s" \
+    --argjson rss_pre "$rss_preloaded_kib" \
     --argjson hwm "$(kib "$mailpushd_pid" VmHWM)" --argjson rss "$(kib "$mailpushd_pid" VmRSS)" \
     --argjson rss0 "$rss_start_kib" \
     '{scale: $n, devices: $devices, load_s: ($load_ms / 1000), data_mib: $data, silent_count_ms: $silent,
-      warm_mailboxes: $warm, rss_start_mib: ($rss0 / 1024 | . * 10 | round / 10),
+      preloaded: $preloaded, preload_s: $preload_s, rss_preloaded_mib: ($rss_pre / 1024 | . * 10 | round / 10),
+      rss_start_mib: ($rss0 / 1024 | . * 10 | round / 10),
       rss_peak_mib: ($hwm / 1024 | . * 10 | round / 10), rss_end_mib: ($rss / 1024 | . * 10 | round / 10)}' \
     >"$tmp/runs/$n-scale.json"
   say "  mailpushd RSS: peak $(mib "$(kib "$mailpushd_pid" VmHWM)") MiB, now $(mib "$(kib "$mailpushd_pid" VmRSS)") MiB"
@@ -680,7 +666,7 @@ jq -r '
   "  machine \(.machine_busy_pct_before)% busy before (load \(.load_before)); other processes used \(.other_cpu_s_during_runs) CPU s during the runs",
   "  mailpushd: threads \(.mailpushd.threads), database pool \(.mailpushd.pool_size), registration cache \(.mailpushd.registration_cache_entries), dispatch \(.mailpushd.dispatch | tojson)",
   (.scales | to_entries[] | .value as $s |
-    "  \($s.scale) mailboxes (\($s.devices) devices; loaded in \($s.load_s) s; \($s.data_mib) MiB; RSS peak \($s.rss_peak_mib) MiB, end \($s.rss_end_mib) MiB; silent count \($s.silent_count_ms) ms):",
+    "  \($s.scale) mailboxes (\($s.devices) devices; loaded in \($s.load_s) s; \($s.data_mib) MiB; cache preload \($s.preloaded) in \($s.preload_s) s, RSS then \($s.rss_preloaded_mib) MiB; RSS peak \($s.rss_peak_mib) MiB, end \($s.rss_end_mib) MiB; silent count \($s.silent_count_ms) ms):",
     ($s.runs | to_entries[] | "    \(.key | .[0:12] | . + " " * (12 - length)) \(.value.events_per_s)/s OK \(.value.ok), 503 \(.value.answers_503), other \(.value.other_answers); sim \(.value.sim_accepted); delivered \(.value.notifications_delivered), coalesced \(.value.notifications_coalesced); p50 \(.value.p50_ms) p99 \(.value.p99_ms) max \(.value.max_ms) ms; CPU s/1k events mailpushd \(.value.mailpushd_cpu_s_per_1k) + MariaDB \(.value.mariadbd_cpu_s_per_1k); cache hits \(.value.cache_hit); lost \(.value.lost_devices)")),
   goal("p99_ms_at_5000  "; .p99_ms_at_5000; "<= 50"; .p99_ms_at_5000_le_50),
   goal("cost_ratio      "; .cost_ratio; "<= 1.3 (1M / 10k CPU per event, mailpushd + MariaDB; by rate \(.cost_ratio_by_rate | tojson))"; .cost_ratio_le_1_3),
