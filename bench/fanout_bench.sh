@@ -564,14 +564,14 @@ for n in "${scale_list[@]}"; do
   # within the cache's hour): mailpushd preloads it from the database at start, in the background.
   say "  waiting for mailpushd to preload its registration cache ($devices registrations, $cache_entries entries at most)"
   until_preload=$((SECONDS + $(allow 300)))
-  until grep -q -e '"ews.registration_cache_preloaded"' -e '"ews.registration_cache_preload_failed"' "$tmp/mailpushd-$launches.log"; do
-    [ "$SECONDS" -lt "$until_preload" ] || die "mailpushd did not preload its registration cache"
+  while :; do
+    metrics "$tmp/preload.metrics"
+    preload_s=$(awk '$1 == "mailpush_registration_cache_preload_seconds" {printf "%.1f", $2}' "$tmp/preload.metrics")
+    [ -z "$preload_s" ] || break
+    [ "$SECONDS" -lt "$until_preload" ] || die "mailpushd did not preload its registration cache: $(tail -n 3 "$tmp/mailpushd-$launches.log")"
     sleep 0.5
   done
-  preload_line=$(grep -e '"ews.registration_cache_preloaded"' -e '"ews.registration_cache_preload_failed"' "$tmp/mailpushd-$launches.log" | head -n 1)
-  jq -e '.event == "ews.registration_cache_preloaded"' <<<"$preload_line" >/dev/null || die "preload failed: $preload_line"
-  preload_s=$(jq '.seconds' <<<"$preload_line")
-  preloaded=$(jq '.registrations' <<<"$preload_line")
+  preloaded=$(awk '$1 == "mailpush_registration_cache_entries" {printf "%d", $2}' "$tmp/preload.metrics")
   rss_preloaded_kib=$(kib "$mailpushd_pid" VmRSS)
   say "  preloaded $preloaded registrations in $preload_s s; mailpushd RSS $(mib "$rss_preloaded_kib") MiB"
   for rate in "${rate_list[@]}"; do

@@ -363,6 +363,12 @@ int run_daemon(const config::RegionConfig& cfg) {
                               "cache; its bound is limits.registration_cache_entries")
                           .Register(*registry)
                           .Add({});
+  auto& preload_family = prometheus::BuildGauge()
+                             .Name("mailpush_registration_cache_preload_seconds")
+                             .Help(
+                                 "How long the registration cache's preload at start took; "
+                                 "absent until it is done")
+                             .Register(*registry);
 
   asio::io_context ioc;
   http::ServerOptions server_options{cfg.listener.bind_address,  cfg.listener.port,
@@ -434,6 +440,8 @@ int run_daemon(const config::RegionConfig& cfg) {
                      {"effect", "registrations are read on their first callback instead"}});
           co_return;
         }
+        cache_gauge.Set(static_cast<double>(registration_cache.size()));
+        preload_family.Add({}).Set(took.count());
         log::info("ews.registration_cache_preloaded",
                   {{"registrations", *cached},
                    {"cache_entries", registration_cache.size()},

@@ -451,10 +451,12 @@ Result<std::optional<RegistrationRecord>> find_registration_by_secret(Connection
 Result<std::vector<ActiveRegistration>> active_registrations_after(Connection& conn,
                                                                    std::int64_t after_id,
                                                                    std::size_t limit) {
-  auto rows = conn.query("SELECT " + std::string(kRegistrationColumns) +
-                             ", r.secret_hash FROM registrations r JOIN customers c ON c.id = "
-                             "r.customer_id WHERE r.id > ? AND r.state = 'active' AND c.state <> "
-                             "'deleted' ORDER BY r.id LIMIT " +
+  // Registrations first, by primary key: with few customers the optimizer would otherwise start
+  // from customers and sort every registration of each for every page.
+  auto rows = conn.query("SELECT STRAIGHT_JOIN " + std::string(kRegistrationColumns) +
+                             ", r.secret_hash FROM registrations r FORCE INDEX (PRIMARY) JOIN "
+                             "customers c ON c.id = r.customer_id WHERE r.id > ? AND r.state = "
+                             "'active' AND c.state <> 'deleted' ORDER BY r.id LIMIT " +
                              std::to_string(limit),
                          {Value{after_id}});
   if (!rows) return std::move(rows).error();
