@@ -107,11 +107,11 @@ asio::awaitable<Result<std::size_t>> EwsCallbackService::preload_cache(
     if (stopping.load() || cache_.size() >= cache_.capacity()) break;
     auto rows = co_await store_.active_registrations(after, page);
     if (!rows) co_return std::move(rows).error();
-    for (const auto& row : *rows) {
+    for (const auto& row : rows->registrations) {
       if (cache_.put_if_missing(row.secret_hash, cache_entry(row.record), share(rng))) ++cached;
     }
-    if (rows->size() < page) break;
-    after = rows->back().record.id;
+    if (rows->done) break;
+    after = rows->next_after;
   }
   co_return cached;
 }

@@ -55,6 +55,13 @@ struct ActiveRegistration {
   RegistrationRecord record;  // without superseded ids
 };
 
+// A page of active registrations: `next_after` continues after it; `done` when it was the last.
+struct ActiveRegistrationPage {
+  std::vector<ActiveRegistration> registrations;
+  std::int64_t next_after = 0;
+  bool done = true;
+};
+
 enum class WriteOutcome {
   recorded,  // committed
   stale,     // the registration changed since it was read (deleted, rebound elsewhere): re-read
@@ -72,9 +79,9 @@ class CallbackStore {
   // Arguments are references: callers co_await at once and keep them alive meanwhile.
   virtual boost::asio::awaitable<Result<std::optional<RegistrationRecord>>> find_registration(
       const Bytes& secret_hash) = 0;
-  // Active registrations of customers that are not deleted with an id above `after_id`, by id, at
-  // most `limit`: a page of the listener cache's preload.
-  virtual boost::asio::awaitable<Result<std::vector<ActiveRegistration>>> active_registrations(
+  // Active registrations of customers that are not deleted with an id above `after_id`, by id,
+  // from at most `limit` registrations read: a page of the listener cache's preload.
+  virtual boost::asio::awaitable<Result<ActiveRegistrationPage>> active_registrations(
       std::int64_t after_id, std::size_t limit) = 0;
   // Durable when it completes with `recorded`; Errc::unavailable when the database is not there.
   virtual boost::asio::awaitable<Result<WriteOutcome>> record(const CallbackWrite& write) = 0;

@@ -41,7 +41,7 @@ class MariadbCallbackStore final : public CallbackStore {
 
   boost::asio::awaitable<Result<std::optional<RegistrationRecord>>> find_registration(
       const Bytes& secret_hash) override;
-  boost::asio::awaitable<Result<std::vector<ActiveRegistration>>> active_registrations(
+  boost::asio::awaitable<Result<ActiveRegistrationPage>> active_registrations(
       std::int64_t after_id, std::size_t limit) override;
   boost::asio::awaitable<Result<WriteOutcome>> record(const CallbackWrite& write) override;
   BatchStats stats() const;
@@ -83,8 +83,7 @@ Result<std::vector<WriteOutcome>> write_callback_batch(Connection& conn,
 
 Result<std::optional<RegistrationRecord>> find_registration_by_secret(Connection& conn,
                                                                       const Bytes& secret_hash);
-Result<std::vector<ActiveRegistration>> active_registrations_after(Connection& conn,
-                                                                   std::int64_t after_id,
-                                                                   std::size_t limit);
+Result<ActiveRegistrationPage> active_registrations_after(Connection& conn, std::int64_t after_id,
+                                                          std::size_t limit);
 
 }  // namespace mp::store

@@ -13,15 +13,14 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
-#include "store/migrations.hpp"
 #include "ews_bodies.hpp"
+#include "store/migrations.hpp"
 #include "test_env.hpp"
 
 namespace mp::test {
 namespace {
 
 using namespace std::chrono_literals;
-
 
 // What the listener answered: HTTP status and SubscriptionStatus (empty when none).
 struct Answer {
@@ -166,6 +165,45 @@ TEST_F(EwsListener, ADeletedRegistrationIsToldToUnsubscribeEvenWhenCached) {
   EXPECT_EQ(post(reg.secret, notification("S", new_mail_event("w1"))).subscription_status,
             "Unsubscribe");
   EXPECT_EQ(query_one("SELECT unread_count FROM mailboxes WHERE id = ?", reg.mailbox_id), "0");
+}
+
+// Registrations that exist when mailpushd starts are cached before their first callback: a
+// restarted listener does not read each of them from the database again.
+TEST_F(EwsListener, RegistrationsAreCachedAtStart) {
+  const auto bound = registration("preload-a@example.com");
+  ASSERT_EQ(post(bound.secret, notification("SUB-P", status_event("w0"))).subscription_status,
+            "OK");
+  const auto unbound = registration("preload-b@example.com");
+  daemon_->signal(SIGTERM);
+  ASSERT_EQ(daemon_->wait(15s), std::optional<int>(0)) << daemon_->log();
+  // The new process's log starts empty, so its port is the one read.
+  std::filesystem::rename(dir_ / "mailpushd.log", dir_ / "mailpushd-first.log");
+  start_daemon(R"({"listener": {"trusted_proxies": ["127.0.0.1/32"]}})");
+
+  std::string metrics;
+  const auto until = std::chrono::steady_clock::now() + 20s;
+  while (metrics.find("mailpush_registration_cache_preload_seconds ") == std::string::npos) {
+    ASSERT_LT(std::chrono::steady_clock::now(), until) << "no preload: " << metrics;
+    std::this_thread::sleep_for(50ms);
+    metrics = https_request(port_, "GET", "/metrics").body;
+  }
+  EXPECT_NE(metrics.find("mailpush_registration_cache_entries 2\n"), std::string::npos) << metrics;
+
+  // The bound one records from the cache alone; the unbound one reads its record once, to bind.
+  EXPECT_EQ(post(bound.secret, notification("SUB-P", new_mail_event("w1"))).subscription_status,
+            "OK");
+  EXPECT_EQ(post(unbound.secret, notification("SUB-Q", status_event("w0"))).subscription_status,
+            "OK");
+  metrics = https_request(port_, "GET", "/metrics").body;
+  EXPECT_NE(metrics.find("mailpush_registration_cache_lookups_total{result=\"hit\"} 2\n"),
+            std::string::npos)
+      << metrics;
+  EXPECT_NE(metrics.find("mailpush_registration_cache_lookups_total{result=\"miss\"} 1\n"),
+            std::string::npos)
+      << metrics;
+  EXPECT_EQ(query_one("SELECT unread_count FROM mailboxes WHERE id = ?", bound.mailbox_id), "1");
+  EXPECT_EQ(query_one("SELECT subscription_id FROM registrations WHERE id = ?", unbound.id),
+            "SUB-Q");
 }
 
 TEST_F(EwsListener, DatabaseDownMeans503NeverOkNeverUnsubscribe) {

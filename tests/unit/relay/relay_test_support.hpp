@@ -166,7 +166,7 @@ class FakeCallbackStore final : public store::CallbackStore {
     co_return std::optional<store::RegistrationRecord>{it->second};
   }
 
-  boost::asio::awaitable<Result<std::vector<store::ActiveRegistration>>> active_registrations(
+  boost::asio::awaitable<Result<store::ActiveRegistrationPage>> active_registrations(
       std::int64_t after_id, std::size_t limit) override {
     ++pages;
     if (fail_next_page) {
@@ -178,12 +178,14 @@ class FakeCallbackStore final : public store::CallbackStore {
     for (const auto& [key, r] : registrations_) {
       if (r.id > after_id) by_id[r.id] = {key, r};
     }
-    std::vector<store::ActiveRegistration> out;
+    store::ActiveRegistrationPage out;
     for (auto& [id, a] : by_id) {
-      if (out.size() == limit) break;
+      if (out.registrations.size() == limit) break;
       a.record.superseded.clear();
-      out.push_back(std::move(a));
+      out.next_after = id;
+      out.registrations.push_back(std::move(a));
     }
+    out.done = out.registrations.size() < limit;
     co_return out;
   }
 
