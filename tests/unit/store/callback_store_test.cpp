@@ -382,16 +382,15 @@ TEST_F(CallbackStoreTest, SilentSubscriptionsAreThoseNotHeardForTwiceTheirFreque
   const auto quiet = test::insert_test_registration(conn, customer, "quiet@example.com", 1);
   const auto lively = test::insert_test_registration(conn, customer, "lively@example.com", 1);
   const auto young = test::insert_test_registration(conn, customer, "young@example.com", 30);
-  ASSERT_TRUE(
-      conn.execute("UPDATE registrations SET last_heard_at = UTC_TIMESTAMP(6) - INTERVAL 3 MINUTE "
-                   "WHERE id = ?",
-                   {Value{quiet.id}})
-          .ok());
-  ASSERT_TRUE(
-      conn.execute("UPDATE registrations SET last_heard_at = UTC_TIMESTAMP(6) - INTERVAL 1 MINUTE "
-                   "WHERE id = ?",
-                   {Value{lively.id}})
-          .ok());
+  const auto heard = [this](std::int64_t id, int minutes_ago) {
+    return conn
+        .execute("UPDATE registrations SET last_heard_at = UTC_TIMESTAMP(6) - INTERVAL " +
+                     std::to_string(minutes_ago) + " MINUTE WHERE id = ?",
+                 {Value{id}})
+        .ok();
+  };
+  ASSERT_TRUE(heard(quiet.id, 3));
+  ASSERT_TRUE(heard(lively.id, 1));
   (void)young;
   // Never heard, created long ago: silent since its creation.
   const auto never = test::insert_test_registration(conn, customer, "never@example.com", 1);
@@ -401,11 +400,7 @@ TEST_F(CallbackStoreTest, SilentSubscriptionsAreThoseNotHeardForTwiceTheirFreque
                   .ok());
   // Heard 3 minutes ago, but its StatusFrequency is 30 minutes: not silent.
   const auto slow = test::insert_test_registration(conn, customer, "slow@example.com", 30);
-  ASSERT_TRUE(
-      conn.execute("UPDATE registrations SET last_heard_at = UTC_TIMESTAMP(6) - INTERVAL 3 MINUTE "
-                   "WHERE id = ?",
-                   {Value{slow.id}})
-          .ok());
+  ASSERT_TRUE(heard(slow.id, 3));
   auto n = count_silent_subscriptions(conn);
   ASSERT_TRUE(n.ok()) << n.error().message;
   EXPECT_EQ(*n, 2);
