@@ -718,7 +718,7 @@ TEST(RegionConfigLimits, XmlAndCacheLimitsHaveDefaultsAndRanges) {
   ASSERT_TRUE(defaults.ok());
   EXPECT_EQ(defaults->limits.max_xml_depth, 32u);
   EXPECT_EQ(defaults->limits.max_xml_elements, 10000u);
-  EXPECT_EQ(defaults->limits.registration_cache_entries, 200000u);
+  EXPECT_EQ(defaults->limits.registration_cache_entries, 4000000u);
   EXPECT_EQ(defaults->database.batch_max, 200u);
   json doc = minimal();
   doc["limits"]["max_xml_depth"] = 4;
