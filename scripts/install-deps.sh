@@ -7,7 +7,7 @@ packages=(
   build-essential cmake ninja-build ccache pkg-config git ca-certificates curl jq openssl procps
   libboost1.81-dev libboost-system1.81-dev
   libssl-dev libnghttp2-dev nghttp2-client libtinyxml2-dev nlohmann-json3-dev
-  libmariadb-dev mariadb-server mariadb-client
+  libmariadb-dev mariadb-server mariadb-client mariadb-backup
   libgtest-dev libgmock-dev
   prometheus-cpp-dev libcli11-dev
   clang libclang-rt-14-dev clang-format
