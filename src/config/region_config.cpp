@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <charconv>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -112,6 +113,58 @@ bool is_ip_literal(std::string_view s) {
 
 bool is_host_or_ip(std::string_view s) {
   return is_host_name(s) || is_ip_literal(s);
+}
+
+constexpr std::size_t kMaxDatabaseHosts = 16;
+
+// "host:port", "host", "[v6]:port" or "[v6]" -> Endpoint; the error says what is wrong.
+Result<Endpoint> parse_host_port(std::string_view text, std::uint16_t default_port) {
+  std::string_view host = text;
+  std::string_view port;
+  if (text.starts_with("[")) {
+    const auto close = text.find(']');
+    if (close == std::string_view::npos) {
+      return make_error(Errc::invalid_argument, "an IPv6 address in [ ] has no closing ]");
+    }
+    host = text.substr(1, close - 1);
+    const std::string_view rest = text.substr(close + 1);
+    if (!rest.empty()) {
+      if (!rest.starts_with(":")) {
+        return make_error(Errc::invalid_argument, "expected :port after the ] of an IPv6 address");
+      }
+      port = rest.substr(1);
+      if (port.empty()) return make_error(Errc::invalid_argument, "the port after : is empty");
+    }
+    const std::string literal(host);
+    unsigned char address[16];
+    if (inet_pton(AF_INET6, literal.c_str(), address) != 1) {
+      return make_error(Errc::invalid_argument, "inside [ ] must be an IPv6 address");
+    }
+  } else {
+    if (const auto colon = text.find(':'); colon != std::string_view::npos) {
+      if (text.find(':', colon + 1) != std::string_view::npos) {
+        return make_error(Errc::invalid_argument,
+                          "an IPv6 address must be written in [ ], e.g. \"[::1]:3306\"");
+      }
+      host = text.substr(0, colon);
+      port = text.substr(colon + 1);
+      if (port.empty()) return make_error(Errc::invalid_argument, "the port after : is empty");
+    }
+    if (!is_host_or_ip(host)) {
+      return make_error(Errc::invalid_argument,
+                        "must be \"host:port\" with a host name or IP address as host");
+    }
+  }
+  Endpoint out{std::string(host), default_port};
+  if (!port.empty()) {
+    unsigned value = 0;
+    const auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
+    if (ec != std::errc() || end != port.data() + port.size() || value < 1 || value > 65535) {
+      return make_error(Errc::invalid_argument, "the port must be an integer from 1 to 65535");
+    }
+    out.port = static_cast<std::uint16_t>(value);
+  }
+  return out;
 }
 
 bool is_database_name(std::string_view s) {
@@ -359,6 +412,53 @@ class FieldReader {
     }
   }
 
+  // An optional array of "host:port" strings (host: a host name, an IPv4 address or a bracketed
+  // IPv6 address; port 1-65535, 3306 when left out): the database servers in failover order.
+  void read_host_ports(const Section& s, std::string_view key, std::uint16_t default_port,
+                       std::vector<Endpoint>& out) {
+    const json* found = field(s, key, Need::optional);
+    if (found == nullptr) return;
+    const std::string path = join(s.path, key);
+    // A comma-separated string is the same list (handy for --set database.hosts=a:3306,b:3306).
+    json split;
+    if (found->is_string()) {
+      split = json::array();
+      const std::string& text = found->get_ref<const std::string&>();
+      for (std::size_t start = 0; start <= text.size();) {
+        const std::size_t comma = std::min(text.find(',', start), text.size());
+        split.push_back(text.substr(start, comma - start));
+        start = comma + 1;
+      }
+    }
+    const json* value = found->is_string() ? &split : found;
+    if (!value->is_array() || value->empty() || value->size() > kMaxDatabaseHosts) {
+      problem(path, "must be an array of 1 to " + std::to_string(kMaxDatabaseHosts) +
+                        " \"host:port\" strings, got " + describe(*value));
+      return;
+    }
+    for (std::size_t i = 0; i < value->size(); ++i) {
+      const json& item = (*value)[i];
+      const std::string item_path = path + "[" + std::to_string(i) + "]";
+      if (!item.is_string()) {
+        problem(item_path, "must be a \"host:port\" string, got " + describe(item));
+        continue;
+      }
+      auto endpoint = parse_host_port(item.get_ref<const std::string&>(), default_port);
+      if (!endpoint) {
+        problem(item_path, endpoint.error().message + ", got " + describe(item));
+        continue;
+      }
+      const bool repeated = std::any_of(out.begin(), out.end(), [&](const Endpoint& e) {
+        return e.host == endpoint->host && e.port == endpoint->port;
+      });
+      if (repeated) {
+        problem(item_path, "names the same server twice, got " + describe(item));
+        continue;
+      }
+      out.push_back(std::move(*endpoint));
+    }
+  }
+
   // An optional object of region name -> host name.
   void read_host_map(const Section& s, std::string_view key, bool (*valid_key)(std::string_view),
                      std::map<std::string, std::string>& out) {
@@ -492,11 +592,27 @@ Result<RegionConfig> parse_checked(std::string_view text, const fs::path& source
   auto& db = cfg.database;
   const Section ds = r.section(
       top, "database", Need::required,
-      {"host", "port", "socket", "name", "user", "password_env", "password_file", "pool_size",
-       "queue_limit", "connect_timeout_ms", "query_timeout_ms", "migrate_on_start", "batch_max"});
+      {"host", "port", "hosts", "socket", "name", "user", "password_env", "password_file",
+       "pool_size", "queue_limit", "connect_timeout_ms", "query_timeout_ms", "migrate_on_start",
+       "batch_max"});
   r.read(ds, "host", Need::optional, is_host_or_ip, "must be a host name or IP address", db.host);
   r.read(ds, "port", Need::optional, 1, 65535, db.port);
   r.read(ds, "socket", Need::optional, db.socket);
+  r.read_host_ports(ds, "hosts", 3306, db.hosts);
+  if (r.has(ds, "hosts")) {
+    if (r.has(ds, "host") || r.has(ds, "port")) {
+      r.problem(ds.path,
+                "give either hosts (a failover list) or host and port, not both");
+    } else if (r.has(ds, "socket")) {
+      r.problem(ds.path, "give either hosts (TCP servers) or socket, not both");
+    }
+    if (!db.hosts.empty()) {
+      db.host = db.hosts.front().host;
+      db.port = db.hosts.front().port;
+    }
+  } else {
+    db.hosts = {Endpoint{db.host, db.port}};
+  }
   r.read(ds, "name", Need::required, is_database_name,
          "must be 1 to 64 letters, digits or underscores", db.name);
   r.read(ds, "user", Need::required, is_database_user,

@@ -37,6 +37,11 @@ struct ApnsConfig {
 struct DatabaseConfig {
   std::string host = "127.0.0.1";
   std::uint16_t port = 3306;
+  // The servers to connect to, in order of preference: the nodes of a Galera cluster, from
+  // `hosts` ("host:port" strings); a single server from host/port otherwise. Never empty after
+  // parsing; host and port are its first entry. A connection that cannot reach a node, or finds
+  // it not ready (not Synced, not in the primary component), tries the next one.
+  std::vector<Endpoint> hosts;
   std::optional<std::filesystem::path> socket;  // used instead of TCP when set
   std::string name;
   std::string user;

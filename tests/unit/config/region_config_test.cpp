@@ -230,6 +230,112 @@ TEST(RegionConfigParse, ReadsEveryOptionalField) {
   EXPECT_EQ(cfg->log_level, "debug");
 }
 
+TEST(RegionConfigDatabaseHosts, HostAndPortAloneAreAListOfOne) {
+  json doc = minimal();
+  doc["database"].update({{"host", "db.test.internal"}, {"port", 3310}});
+  const auto cfg = parse(doc);
+  ASSERT_TRUE(cfg.ok()) << error_of(cfg);
+  ASSERT_EQ(cfg->database.hosts.size(), 1u);
+  EXPECT_EQ(cfg->database.hosts[0].host, "db.test.internal");
+  EXPECT_EQ(cfg->database.hosts[0].port, 3310);
+
+  const auto defaults = parse(minimal());
+  ASSERT_TRUE(defaults.ok()) << error_of(defaults);
+  ASSERT_EQ(defaults->database.hosts.size(), 1u);
+  EXPECT_EQ(defaults->database.hosts[0].host, "127.0.0.1");
+  EXPECT_EQ(defaults->database.hosts[0].port, 3306);
+}
+
+TEST(RegionConfigDatabaseHosts, AFailoverListKeepsItsOrder) {
+  json doc = minimal();
+  doc["database"]["hosts"] = {"db3.test.internal:3307", "10.0.0.2", "[fd00::1]:3310", "[::1]"};
+  const auto cfg = parse(doc);
+  ASSERT_TRUE(cfg.ok()) << error_of(cfg);
+  const auto& hosts = cfg->database.hosts;
+  ASSERT_EQ(hosts.size(), 4u);
+  EXPECT_EQ(hosts[0].host, "db3.test.internal");
+  EXPECT_EQ(hosts[0].port, 3307);
+  EXPECT_EQ(hosts[1].host, "10.0.0.2");
+  EXPECT_EQ(hosts[1].port, 3306);  // the MariaDB port when none is given
+  EXPECT_EQ(hosts[2].host, "fd00::1");
+  EXPECT_EQ(hosts[2].port, 3310);
+  EXPECT_EQ(hosts[3].host, "::1");
+  EXPECT_EQ(hosts[3].port, 3306);
+  // host and port mirror the first node, for whatever shows one server.
+  EXPECT_EQ(cfg->database.host, "db3.test.internal");
+  EXPECT_EQ(cfg->database.port, 3307);
+}
+
+TEST(RegionConfigDatabaseHosts, ACommaSeparatedOverrideIsTheSameList) {
+  const auto cfg =
+      parse(minimal(), {"database.hosts=127.0.0.1:3320,127.0.0.1:3321,127.0.0.1:3322"});
+  ASSERT_TRUE(cfg.ok()) << error_of(cfg);
+  ASSERT_EQ(cfg->database.hosts.size(), 3u);
+  EXPECT_EQ(cfg->database.hosts[2].host, "127.0.0.1");
+  EXPECT_EQ(cfg->database.hosts[2].port, 3322);
+  const auto json_list = parse(minimal(), {R"(database.hosts=["a.internal:1","b.internal:2"])"});
+  ASSERT_TRUE(json_list.ok()) << error_of(json_list);
+  EXPECT_EQ(json_list->database.hosts[1].host, "b.internal");
+  EXPECT_EQ(json_list->database.hosts[1].port, 2);
+}
+
+TEST(RegionConfigDatabaseHosts, EveryBadEntryIsNamed) {
+  const std::string at = "regions/test.json: database.hosts";
+  struct Case {
+    json hosts;
+    std::string error;
+  };
+  const std::vector<Case> cases = {
+      {json::array(), at + ": must be an array of 1 to 16 \"host:port\" strings, got an array"},
+      {42, at + ": must be an array of 1 to 16 \"host:port\" strings, got 42"},
+      {json::array({7}), at + "[0]: must be a \"host:port\" string, got 7"},
+      {json::array({"db.internal:0"}),
+       at + "[0]: the port must be an integer from 1 to 65535, got \"db.internal:0\""},
+      {json::array({"db.internal:65536"}),
+       at + "[0]: the port must be an integer from 1 to 65535, got \"db.internal:65536\""},
+      {json::array({"db.internal:33o6"}),
+       at + "[0]: the port must be an integer from 1 to 65535, got \"db.internal:33o6\""},
+      {json::array({"db.internal:"}), at + "[0]: the port after : is empty, got \"db.internal:\""},
+      {json::array({"bad_host:3306"}),
+       at + "[0]: must be \"host:port\" with a host name or IP address as host, got "
+            "\"bad_host:3306\""},
+      {json::array({":3306"}),
+       at + "[0]: must be \"host:port\" with a host name or IP address as host, got \":3306\""},
+      {json::array({"fd00::1"}),
+       at + "[0]: an IPv6 address must be written in [ ], e.g. \"[::1]:3306\", got \"fd00::1\""},
+      {json::array({"[fd00::1:3306"}),
+       at + "[0]: an IPv6 address in [ ] has no closing ], got \"[fd00::1:3306\""},
+      {json::array({"[db.internal]:3306"}),
+       at + "[0]: inside [ ] must be an IPv6 address, got \"[db.internal]:3306\""},
+      {json::array({"[::1]3306"}),
+       at + "[0]: expected :port after the ] of an IPv6 address, got \"[::1]3306\""},
+      {json::array({"a.internal:3306", "b.internal", "a.internal:3306"}),
+       at + "[2]: names the same server twice, got \"a.internal:3306\""},
+  };
+  for (const auto& c : cases) {
+    json doc = minimal();
+    doc["database"]["hosts"] = c.hosts;
+    EXPECT_EQ(error_of(doc), c.error) << c.hosts.dump();
+  }
+  json many = minimal();
+  many["database"]["hosts"] = json::array();
+  for (int i = 1; i <= 17; ++i) many["database"]["hosts"].push_back("10.0.0." + std::to_string(i));
+  EXPECT_NE(error_of(many).find(at + ": must be an array of 1 to 16"), std::string::npos);
+}
+
+TEST(RegionConfigDatabaseHosts, ExcludesHostPortAndSocket) {
+  json doc = minimal();
+  doc["database"]["hosts"] = {"a.internal:3306", "b.internal:3306"};
+  doc["database"]["port"] = 3307;
+  EXPECT_EQ(error_of(doc),
+            "regions/test.json: database: give either hosts (a failover list) or host and port, "
+            "not both");
+  doc["database"].erase("port");
+  doc["database"]["socket"] = "/run/mysqld/mysqld.sock";
+  EXPECT_EQ(error_of(doc),
+            "regions/test.json: database: give either hosts (TCP servers) or socket, not both");
+}
+
 TEST(RegionConfigErrors, NotJsonNamesLineAndColumn) {
   const auto cfg = parse_region("{\n  \"region\": dev\n}", kSource);
   ASSERT_FALSE(cfg.ok());
@@ -542,8 +648,8 @@ TEST(RegionConfigOverrides, AreValidatedLikeTheFile) {
   EXPECT_EQ(error_of(minimal(), {"database.port=abc"}),
             "regions/test.json: database.port: must be an integer from 1 to 65535, got \"abc\"");
   EXPECT_EQ(error_of(minimal(), {"database.prot=3310"}),
-            "regions/test.json: database.prot: unknown field (known: host, port, socket, name, "
-            "user, password_env, password_file, pool_size, queue_limit, connect_timeout_ms, "
+            "regions/test.json: database.prot: unknown field (known: host, port, hosts, socket, "
+            "name, user, password_env, password_file, pool_size, queue_limit, connect_timeout_ms, "
             "query_timeout_ms, migrate_on_start, batch_max)");
   const std::string message = error_of(minimal(), {"database.password=s3cr3t-override"});
   EXPECT_NE(message.find("database.password: passwords are not allowed"), std::string::npos);
