@@ -9,6 +9,10 @@ Result<store::ConnectionOptions> connection_options(const config::DatabaseConfig
   store::ConnectionOptions o;
   o.host = db.host;
   o.port = db.port;
+  // A failover list (database.hosts with more than one server: a Galera cluster's nodes).
+  if (db.hosts.size() > 1) {
+    for (const auto& h : db.hosts) o.hosts.push_back(store::ServerAddress{h.host, h.port});
+  }
   if (db.socket) o.socket = db.socket->string();
   o.user = db.user;
   o.password = std::move(*password);

@@ -75,6 +75,7 @@ void DatabasePool::note_result(bool ok) {
 void DatabasePool::worker_loop() {
   mysql_thread_init();
   Connection conn(connection_);
+  std::string last_server;  // to log when this thread's connection moves to another node
   auto last_used = std::chrono::steady_clock::now();
   for (;;) {
     Task task;
@@ -90,7 +91,8 @@ void DatabasePool::worker_loop() {
     // An idle connection may have died with a server restart: find out before the job runs.
     const auto now = std::chrono::steady_clock::now();
     if (conn.connected() && now - last_used > options_.ping_after_idle && !conn.ping()) {
-      log::warn("db.connection_lost", {{"database", connection_.describe()}});
+      log::warn("db.connection_lost",
+                {{"database", connection_.describe()}, {"server", conn.server()}});
       conn.close();
     }
     if (!conn.connected()) {
@@ -99,6 +101,12 @@ void DatabasePool::worker_loop() {
         note_result(false);
         continue;
       }
+      if (!last_server.empty() && conn.server() != last_server) {
+        log::warn("db.failover", {{"database", connection_.describe()},
+                                  {"from", last_server},
+                                  {"to", conn.server()}});
+      }
+      last_server = conn.server();
       std::lock_guard lock(mutex_);
       ++stats_.connects;
     }
@@ -107,7 +115,8 @@ void DatabasePool::worker_loop() {
     task(&conn, nullptr);
     if (conn.broken()) {
       ok = false;
-      log::warn("db.connection_lost", {{"database", connection_.describe()}});
+      log::warn("db.connection_lost",
+                {{"database", connection_.describe()}, {"server", conn.server()}});
       conn.close();
     }
     last_used = std::chrono::steady_clock::now();

@@ -38,14 +38,43 @@ bool is_connection_lost(unsigned int code) noexcept {
     case ER_SERVER_SHUTDOWN:
     case ER_CONNECTION_KILLED:
     case 4031:  // ER_CLIENT_INTERACTION_TIMEOUT: the server closed an idle connection
+    case ER_UNKNOWN_COM_ERROR:  // 1047: a Galera node not ready for use (non-primary, joining)
       return true;
     default:
       return false;
   }
 }
 
+NodeReadiness node_readiness(const std::optional<std::string>& wsrep_ready,
+                             const std::optional<std::string>& cluster_status,
+                             const std::optional<std::string>& local_state) {
+  if (!local_state) return NodeReadiness::ready;  // no Galera provider: a plain server
+  if (wsrep_ready != "ON" || cluster_status != "Primary") return NodeReadiness::not_ready;
+  if (*local_state == "4") return NodeReadiness::ready;  // Synced
+  // 2 Donor/Desynced (serves, but may be slowed or, with some SST methods, blocked), 3 Joined
+  // (applying what it missed); 1 Joining never has wsrep_ready ON.
+  if (*local_state == "2" || *local_state == "3") return NodeReadiness::fallback;
+  return NodeReadiness::not_ready;
+}
+
+std::string ServerAddress::describe() const {
+  const bool v6 = host.find(':') != std::string::npos;
+  return (v6 ? "[" + host + "]" : host) + ":" + std::to_string(port);
+}
+
+std::vector<ServerAddress> ConnectionOptions::servers() const {
+  if (socket) return {};
+  if (!hosts.empty()) return hosts;
+  return {ServerAddress{host, port}};
+}
+
 std::string ConnectionOptions::describe() const {
-  const std::string where = socket ? "socket " + *socket : host + ":" + std::to_string(port);
+  std::string where;
+  if (socket) {
+    where = "socket " + *socket;
+  } else {
+    for (const auto& s : servers()) where += (where.empty() ? "" : ",") + s.describe();
+  }
   return user + "@" + where + " (database " + (database.empty() ? "none" : database) + ")";
 }
 
@@ -89,10 +118,19 @@ void Connection::close() noexcept {
   broken_ = false;
 }
 
-Status Connection::connect() {
-  close();
+std::string Connection::server() const {
+  if (options_.socket) return "socket " + *options_.socket;
+  const auto servers = options_.servers();
+  return servers.empty() ? "" : servers[current_ % servers.size()].describe();
+}
+
+MYSQL* Connection::open_server(const ServerAddress* server, Error& error, bool& only_as_fallback) {
+  only_as_fallback = false;
   MYSQL* h = mysql_init(nullptr);
-  if (!h) return make_error(Errc::internal, "database: out of memory creating a connection");
+  if (!h) {
+    error = make_error(Errc::internal, "database: out of memory creating a connection");
+    return nullptr;
+  }
   const unsigned int connect_s = seconds_ceil(options_.connect_timeout);
   const unsigned int io_s = seconds_ceil(options_.query_timeout);
   mysql_options(h, MYSQL_OPT_CONNECT_TIMEOUT, &connect_s);
@@ -109,11 +147,11 @@ Status Connection::connect() {
     const unsigned int protocol = MYSQL_PROTOCOL_SOCKET;
     mysql_options(h, MYSQL_OPT_PROTOCOL, &protocol);
   }
+  const std::string where = server ? server->describe() : "socket " + options_.socket.value_or("");
   const char* db = options_.database.empty() ? nullptr : options_.database.c_str();
-  if (!mysql_real_connect(h, options_.socket ? nullptr : options_.host.c_str(),
-                          options_.user.c_str(), options_.password.c_str(), db,
-                          options_.socket ? 0 : options_.port,
-                          options_.socket ? options_.socket->c_str() : nullptr,
+  if (!mysql_real_connect(h, server ? server->host.c_str() : nullptr, options_.user.c_str(),
+                          options_.password.c_str(), db, server ? server->port : 0,
+                          server ? nullptr : options_.socket->c_str(),
                           CLIENT_FOUND_ROWS | CLIENT_MULTI_STATEMENTS)) {
     const unsigned int code = mysql_errno(h);
     std::string reason = mysql_error(h);
@@ -122,12 +160,108 @@ Status Connection::connect() {
                        code == ER_BAD_DB_ERROR)
                           ? Errc::invalid_argument
                           : Errc::unavailable;
-    return make_error(errc, "database " + options_.describe() + " unreachable: " + reason +
-                                " (error " + std::to_string(code) + ")");
+    error = make_error(errc, where + ": " + reason + " (error " + std::to_string(code) + ")");
+    return nullptr;
   }
-  handle_ = h;
-  broken_ = false;
-  return {};
+  // A Galera node accepts connections before it can serve them (joining, or cut off from the
+  // primary component); SHOW is what such a node still answers.
+  auto fail = [&](std::string reason) {
+    mysql_close(h);
+    error = make_error(Errc::unavailable, where + ": " + std::move(reason));
+    return nullptr;
+  };
+  static constexpr std::string_view kProbe =
+      "SHOW GLOBAL STATUS WHERE Variable_name IN "
+      "('wsrep_ready', 'wsrep_cluster_status', 'wsrep_local_state', 'wsrep_local_state_comment')";
+  if (mysql_real_query(h, kProbe.data(), kProbe.size()) != 0) {
+    return fail(std::string("wsrep status: ") + mysql_error(h) + " (error " +
+                std::to_string(mysql_errno(h)) + ")");
+  }
+  MYSQL_RES* res = mysql_store_result(h);
+  if (!res) return fail(std::string("wsrep status: ") + mysql_error(h));
+  std::optional<std::string> ready, cluster, state, comment;
+  while (MYSQL_ROW r = mysql_fetch_row(res)) {
+    if (!r[0] || !r[1]) continue;
+    const std::string_view name = r[0];
+    if (name == "wsrep_ready") ready = r[1];
+    if (name == "wsrep_cluster_status") cluster = r[1];
+    if (name == "wsrep_local_state") state = r[1];
+    if (name == "wsrep_local_state_comment") comment = r[1];
+  }
+  mysql_free_result(res);
+  switch (node_readiness(ready, cluster, state)) {
+    case NodeReadiness::ready:
+      return h;
+    case NodeReadiness::fallback:
+      only_as_fallback = true;
+      error = make_error(Errc::unavailable,
+                         where + ": Galera node is " + comment.value_or("not Synced") +
+                             " (used only when no node is Synced)");
+      return h;
+    case NodeReadiness::not_ready:
+      break;
+  }
+  return fail("Galera node not ready for use (wsrep_ready " + ready.value_or("?") + ", " +
+              cluster.value_or("?") + ", " + comment.value_or("?") + ")");
+}
+
+Status Connection::connect() {
+  close();
+  library_init_once();
+  if (options_.socket) {
+    Error error;
+    bool fallback = false;
+    MYSQL* h = open_server(nullptr, error, fallback);
+    if (!h) {
+      return make_error(error.code,
+                        "database " + options_.describe() + " unreachable: " + error.message);
+    }
+    handle_ = h;
+    broken_ = false;
+    return {};
+  }
+  // Failover: every server once, starting with the one that worked last (so that a pool's
+  // connections stay on one node and only move when it fails); a Synced node wins, a donor is
+  // kept in reserve.
+  const auto servers = options_.servers();
+  const std::size_t n = servers.size();
+  MYSQL* reserve = nullptr;
+  std::size_t reserve_index = 0;
+  std::string reasons;
+  Errc errc = Errc::unavailable;
+  for (std::size_t k = 0; k < n; ++k) {
+    const std::size_t i = (current_ + k) % n;
+    Error error;
+    bool fallback = false;
+    MYSQL* h = open_server(&servers[i], error, fallback);
+    if (h && !fallback) {
+      if (reserve) mysql_close(reserve);
+      handle_ = h;
+      current_ = i;
+      broken_ = false;
+      return {};
+    }
+    if (h && !reserve) {
+      reserve = h;
+      reserve_index = i;
+    } else if (h) {
+      mysql_close(h);
+    }
+    if (error.code == Errc::invalid_argument) errc = Errc::invalid_argument;
+    reasons += (reasons.empty() ? "" : "; ") + error.message;
+  }
+  if (reserve) {
+    handle_ = reserve;
+    current_ = reserve_index;
+    broken_ = false;
+    return {};
+  }
+  // With one server the message reads as before: "database u@h:p (database d) unreachable: …".
+  if (n == 1) {
+    const std::string prefix = servers[0].describe() + ": ";
+    if (reasons.starts_with(prefix)) reasons.erase(0, prefix.size());
+  }
+  return make_error(errc, "database " + options_.describe() + " unreachable: " + reasons);
 }
 
 Status Connection::ping() {

@@ -19,9 +19,20 @@ struct st_mysql_stmt;
 
 namespace mp::store {
 
+struct ServerAddress {
+  std::string host;
+  std::uint16_t port = 3306;
+  std::string describe() const;  // "host:port", "[v6]:port"
+};
+
 struct ConnectionOptions {
   std::string host = "127.0.0.1";
   std::uint16_t port = 3306;
+  // When not empty, the servers in failover order (the nodes of a Galera cluster), and host/port
+  // are not used: connect() takes the first one that answers and is ready for use — Synced in
+  // the primary component; a donor only when no node is Synced — starting with the one that
+  // worked last time.
+  std::vector<ServerAddress> hosts;
   std::optional<std::string> socket;  // Unix socket instead of TCP when set
   std::string user;
   std::string password;
@@ -29,8 +40,11 @@ struct ConnectionOptions {
   std::chrono::milliseconds connect_timeout{3000};
   std::chrono::milliseconds query_timeout{10000};
 
-  // "mailpush@127.0.0.1:3307 (database mailpush_dev)": for messages; never the password.
+  // "mailpush@127.0.0.1:3307 (database mailpush_dev)", with every server of a failover list:
+  // for messages; never the password.
   std::string describe() const;
+  // The servers connect() tries: `hosts`, else host/port (empty with a socket).
+  std::vector<ServerAddress> servers() const;
 };
 
 // Binary data, bound as a BLOB so no character-set conversion touches it.
@@ -123,6 +137,8 @@ class Connection {
   Status rollback() { return execute("ROLLBACK"); }
 
   const ConnectionOptions& options() const noexcept { return options_; }
+  // The server this connection is (or was last) connected to: "127.0.0.1:3321", or the socket.
+  std::string server() const;
 
  private:
   friend class Statement;
@@ -130,14 +146,33 @@ class Connection {
   Error error_from(unsigned int code, std::string_view message, std::string_view what);
   Error last_error(std::string_view what);
 
+  // Opens one server of the list; null and `error` set when it cannot be used.
+  st_mysql* open_server(const ServerAddress* server, Error& error, bool& only_as_fallback);
+
   ConnectionOptions options_;
   st_mysql* handle_ = nullptr;
   bool broken_ = false;
+  std::size_t current_ = 0;  // index in options_.servers() of the server last connected to
   std::map<std::string, std::unique_ptr<Statement>, std::less<>> statements_;
 };
 
-// Whether a MariaDB client/server error number means "the connection is gone".
+// Whether a MariaDB client/server error number means "the connection is gone" — or, on a
+// Galera node, that the node cannot serve (ER_UNKNOWN_COM_ERROR 1047, "WSREP has not yet prepared
+// node for application use": not in the primary component, or still joining): either way the
+// connection is dropped and the next job connects again, to another node when there is one.
 bool is_connection_lost(unsigned int mysql_errno) noexcept;
+
+// How a Galera node's wsrep status reads for a client: `SHOW GLOBAL STATUS` values of
+// wsrep_ready, wsrep_cluster_status and wsrep_local_state (the last absent on a server without
+// Galera). Pure, for tests.
+enum class NodeReadiness {
+  ready,     // not a Galera node, or Synced in the primary component
+  fallback,  // in the primary component and ready, but a donor or still catching up
+  not_ready  // not in the primary component, not ready, joining
+};
+NodeReadiness node_readiness(const std::optional<std::string>& wsrep_ready,
+                             const std::optional<std::string>& cluster_status,
+                             const std::optional<std::string>& local_state);
 
 // "YYYY-MM-DD HH:MM:SS" in UTC (whole seconds): a DATETIME value for a parameter.
 std::string sql_datetime(std::chrono::system_clock::time_point t);

@@ -156,5 +156,50 @@ TEST(DatabasePool, AJobThatLosesItsConnectionFailsAndTheNextOneReconnects) {
   ASSERT_TRUE(again.ok()) << again.error().message;
 }
 
+Result<std::int64_t> server_port(Connection& c) {
+  auto rows = c.query("SELECT @@port");
+  if (!rows) return std::move(rows).error();
+  return (*rows)[0].i64(0);
+}
+
+TEST(DatabasePool, FailsOverToTheNextServerAndStaysThere) {
+  // Two servers in one failover list, as a Galera cluster's nodes would be: a private one first,
+  // the suite's shared one second, with the same account and password.
+  const auto shared = test::shared_server_options();
+  test::PrivateMariadb first;
+  test::write_file(first.password_file(), shared.password);
+  first.start();
+  ConnectionOptions o = shared;
+  o.database.clear();
+  o.hosts = {{"127.0.0.1", first.port()}, {shared.host, shared.port}};
+  DatabasePool pool(
+      o, {.threads = 2, .queue_limit = 100, .ping_after_idle = std::chrono::milliseconds(0)});
+  for (int i = 0; i < 4; ++i) {
+    auto port = pool.run<std::int64_t>(server_port);
+    ASSERT_TRUE(port.ok()) << port.error().message;
+    EXPECT_EQ(*port, first.port());
+  }
+
+  first.stop();
+  // The connection found dead before the job (ping) moves to the next server: no job fails.
+  for (int i = 0; i < 4; ++i) {
+    auto port = pool.run<std::int64_t>(server_port);
+    ASSERT_TRUE(port.ok()) << "attempt " << i << ": " << port.error().message;
+    EXPECT_EQ(*port, shared.port);
+  }
+
+  // The first server back: connections stay where they are (no flapping back and forth), and
+  // one that reconnects starts with the server that worked last.
+  first.start();
+  for (int i = 0; i < 4; ++i) {
+    auto port = pool.run<std::int64_t>(server_port);
+    ASSERT_TRUE(port.ok()) << port.error().message;
+    EXPECT_EQ(*port, shared.port);
+  }
+  Connection c(o);
+  ASSERT_TRUE(c.connect().ok());
+  EXPECT_EQ(*server_port(c), first.port());  // a new connection starts at the top of the list
+}
+
 }  // namespace
 }  // namespace mp::store

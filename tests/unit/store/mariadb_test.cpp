@@ -56,7 +56,10 @@ TEST_F(MariadbTest, ReusesPreparedStatementsAndReportsInsertIds) {
   ASSERT_TRUE((*stmt)->execute(v).ok());
   const auto first = (*stmt)->last_insert_id();
   ASSERT_TRUE((*stmt)->execute(v).ok());
-  EXPECT_EQ((*stmt)->last_insert_id(), first + 1);
+  // 1 on a single server; a Galera node steps by the cluster's size (wsrep_auto_increment_control).
+  auto step = conn.query("SELECT @@auto_increment_increment");
+  ASSERT_TRUE(step.ok()) << step.error().message;
+  EXPECT_EQ((*stmt)->last_insert_id(), first + static_cast<std::uint64_t>((*step)[0].i64(0)));
 }
 
 TEST_F(MariadbTest, ClassifiesErrors) {
@@ -150,6 +153,74 @@ TEST(MariadbConnect, FailureNamesTheTargetButNeverThePassword) {
   ASSERT_FALSE(refused.ok());
   EXPECT_EQ(refused.error().code, Errc::unavailable);
   EXPECT_NE(refused.error().message.find(std::to_string(down.port)), std::string::npos);
+}
+
+TEST(MariadbConnect, FailoverTakesTheFirstServerThatAnswers) {
+  const auto shared = test::shared_server_options();
+  auto o = shared;
+  const std::uint16_t dead1 = test::free_tcp_port();
+  const std::uint16_t dead2 = test::free_tcp_port();
+  o.hosts = {{"127.0.0.1", dead1}, {shared.host, shared.port}, {"127.0.0.1", dead2}};
+  Connection c(o);
+  auto st = c.connect();
+  ASSERT_TRUE(st.ok()) << st.error().message;
+  EXPECT_EQ(c.server(), (ServerAddress{shared.host, shared.port}.describe()));
+  auto port = c.query("SELECT @@port");
+  ASSERT_TRUE(port.ok()) << port.error().message;
+  EXPECT_EQ((*port)[0].i64(0), shared.port);
+  // The failover list is what messages show, never the password.
+  EXPECT_NE(o.describe().find("127.0.0.1:" + std::to_string(dead1) + ","), std::string::npos);
+  EXPECT_NE(o.describe().find(":" + std::to_string(dead2) + " (database"), std::string::npos);
+  EXPECT_EQ(o.describe().find(o.password), std::string::npos);
+}
+
+TEST(MariadbConnect, NoServerAnsweringNamesEachOne) {
+  auto o = test::shared_server_options();
+  const std::uint16_t dead1 = test::free_tcp_port();
+  const std::uint16_t dead2 = test::free_tcp_port();
+  o.hosts = {{"127.0.0.1", dead1}, {"127.0.0.1", dead2}};
+  Connection c(o);
+  auto st = c.connect();
+  ASSERT_FALSE(st.ok());
+  EXPECT_EQ(st.error().code, Errc::unavailable);
+  const std::string& m = st.error().message;
+  EXPECT_NE(m.find("unreachable: 127.0.0.1:" + std::to_string(dead1) + ": "), std::string::npos)
+      << m;
+  EXPECT_NE(m.find("; 127.0.0.1:" + std::to_string(dead2) + ": "), std::string::npos) << m;
+  EXPECT_EQ(m.find(o.password), std::string::npos);
+}
+
+TEST(MariadbConnect, APlainServerCountsAsReady) {
+  // The readiness probe (SHOW GLOBAL STATUS) runs on every connect; a server without Galera
+  // has no wsrep_local_state and is used as it is.
+  Connection c(test::shared_server_options());
+  auto st = c.connect();
+  ASSERT_TRUE(st.ok()) << st.error().message;
+}
+
+TEST(MariadbErrors, GaleraNotReadyMeansTheConnectionIsLost) {
+  EXPECT_TRUE(is_connection_lost(1047));  // WSREP has not yet prepared node for application use
+  EXPECT_TRUE(is_connection_lost(2013));  // lost connection during query
+  EXPECT_FALSE(is_connection_lost(1213));  // deadlock, certification failure: retry the transaction
+  EXPECT_FALSE(is_connection_lost(1062));
+}
+
+TEST(MariadbErrors, NodeReadinessFollowsTheWsrepStatus) {
+  using R = NodeReadiness;
+  const std::optional<std::string> none;
+  EXPECT_EQ(node_readiness(std::string("OFF"), std::string("Disconnected"), none), R::ready);
+  EXPECT_EQ(node_readiness(std::string("ON"), std::string("Primary"), std::string("4")), R::ready);
+  EXPECT_EQ(node_readiness(std::string("ON"), std::string("Primary"), std::string("2")),
+            R::fallback);  // donor
+  EXPECT_EQ(node_readiness(std::string("ON"), std::string("Primary"), std::string("3")),
+            R::fallback);  // joined, catching up
+  EXPECT_EQ(node_readiness(std::string("OFF"), std::string("Primary"), std::string("1")),
+            R::not_ready);  // joining
+  EXPECT_EQ(node_readiness(std::string("OFF"), std::string("non-Primary"), std::string("4")),
+            R::not_ready);  // cut off from the majority
+  EXPECT_EQ(node_readiness(std::string("ON"), std::string("non-Primary"), std::string("4")),
+            R::not_ready);
+  EXPECT_EQ(node_readiness(none, none, std::string("4")), R::not_ready);
 }
 
 }  // namespace
