@@ -7,12 +7,15 @@ present, adds a structural check of the rule file. Usage: python3 tests/ops/ops_
 import json
 import pathlib
 import re
+import shutil
+import subprocess
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 ALERTS = ROOT / "ops/prometheus/alerts.yml"
 RUNBOOK = ROOT / "ops/runbook.md"
 DASHBOARD = ROOT / "ops/grafana/mailpush.json"
+RULE_TESTS = ROOT / "tests/ops/alerts_rules_test.yml"
 
 # Not mailpushd's: Prometheus' own per-target series.
 EXTERNAL_METRICS = {"up"}
@@ -179,12 +182,23 @@ def main():
         if isinstance(q, str) and "mailpush_" in q:
             check_expr(f"grafana variable {v.get('name')}", q, names, literals)
 
+    promtool = shutil.which("promtool")
+    if promtool:
+        for args in (["check", "rules", str(ALERTS)], ["test", "rules", str(RULE_TESTS)]):
+            run = subprocess.run([promtool, *args], capture_output=True, text=True, timeout=120,
+                                 cwd=RULE_TESTS.parent)
+            if run.returncode != 0:
+                fail(f"promtool {' '.join(args[:2])}:\n{run.stdout}{run.stderr}")
+    else:
+        print("note: promtool not installed: PromQL and rule unit tests skipped")
+
     for f in failures:
         print("FAIL:", f)
     if failures:
         return 1
     print(f"ok: {len(rules)} alerts, {exprs} dashboard queries, all metrics among the "
-          f"{len(names)} registered in src/{'' if yaml else ' (no PyYAML: text checks only)'}")
+          f"{len(names)} registered in src/{'' if yaml else ' (no PyYAML: text checks only)'}"
+          f"{'; promtool check rules and test rules passed' if promtool else ''}")
     return 0
 
 
