@@ -18,6 +18,8 @@ enum ExitCode : int {
   kExitDatabaseUnavailable = 3,
   kExitSchemaConflict = 4,    // schema newer than the binary, or applied migrations changed
   kExitMigrationPending = 5,  // status: migrations not applied yet
+  kExitNotFound = 6,          // mailpushctl: the customer, device or mailbox named does not exist
+  kExitProblemsFound = 7,     // mailpushctl doctor / certs test: a check failed
   kExitConfig = 78,           // EX_CONFIG: the region file is wrong
 };
 

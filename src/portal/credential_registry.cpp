@@ -62,6 +62,39 @@ std::size_t CredentialRegistry::size() const {
   return by_customer_.size();
 }
 
+Result<std::shared_ptr<const CredentialRegistry::Loaded>> open_credential(
+    const keys::KeyRing& ring, const store::CredentialRow& row, const h2::TlsClientOptions& trust,
+    std::string* reason) {
+  auto failed = [&](const char* label, Error e) {
+    if (reason != nullptr) *reason = label;
+    return e;
+  };
+  auto opened = keys::open(ring, {row.kek_id, row.wrapped_data_key, row.sealed_material},
+                           credential_aad(row.customer_id, row.fingerprint_hex));
+  if (!opened) return failed("unseal", std::move(opened).error());
+  auto material = unpack_material(opened->view());
+  if (!material) return failed("unpack", std::move(material).error());
+  auto identity =
+      h2::ClientIdentity::from_der(material->certificate_der, material->private_key_der.view());
+  if (!identity) return failed("identity", std::move(identity).error());
+  auto loaded = std::make_shared<CredentialRegistry::Loaded>();
+  loaded->credential_id = row.id;
+  loaded->topic = row.topic;
+  loaded->fingerprint = row.fingerprint_hex;
+  loaded->not_after = row.not_after;
+  for (auto env : {apns::ApnsEnvironment::development, apns::ApnsEnvironment::production}) {
+    const bool allowed =
+        env == apns::ApnsEnvironment::development ? row.development : row.production;
+    if (!allowed) continue;
+    auto credential = apns::make_apns_credential(row.customer_id, env, *identity, trust);
+    if (!credential) return failed("tls_context", std::move(credential).error());
+    auto shared = std::make_shared<const apns::ApnsCredential>(std::move(*credential));
+    (env == apns::ApnsEnvironment::development ? loaded->development : loaded->production) =
+        std::move(shared);
+  }
+  return std::shared_ptr<const CredentialRegistry::Loaded>(std::move(loaded));
+}
+
 std::shared_ptr<const CredentialRegistry::Loaded> CredentialRegistry::open(
     const store::CredentialRow& row) {
   auto fail = [&](const std::string& reason, const std::string& message) {
@@ -76,30 +109,10 @@ std::shared_ptr<const CredentialRegistry::Loaded> CredentialRegistry::open(
     return nullptr;
   };
   if (ring_ == nullptr) return fail("no_key_file", "portal.kek_file is not configured");
-  auto opened = keys::open(*ring_, {row.kek_id, row.wrapped_data_key, row.sealed_material},
-                           credential_aad(row.customer_id, row.fingerprint_hex));
-  if (!opened) return fail("unseal", opened.error().message);
-  auto material = unpack_material(opened->view());
-  if (!material) return fail("unpack", material.error().message);
-  auto identity =
-      h2::ClientIdentity::from_der(material->certificate_der, material->private_key_der.view());
-  if (!identity) return fail("identity", identity.error().message);
-  auto loaded = std::make_shared<Loaded>();
-  loaded->credential_id = row.id;
-  loaded->topic = row.topic;
-  loaded->fingerprint = row.fingerprint_hex;
-  loaded->not_after = row.not_after;
-  for (auto env : {apns::ApnsEnvironment::development, apns::ApnsEnvironment::production}) {
-    const bool allowed =
-        env == apns::ApnsEnvironment::development ? row.development : row.production;
-    if (!allowed) continue;
-    auto credential = apns::make_apns_credential(row.customer_id, env, *identity, trust_);
-    if (!credential) return fail("tls_context", credential.error().message);
-    auto shared = std::make_shared<const apns::ApnsCredential>(std::move(*credential));
-    (env == apns::ApnsEnvironment::development ? loaded->development : loaded->production) =
-        std::move(shared);
-  }
-  return loaded;
+  std::string reason;
+  auto loaded = open_credential(*ring_, row, trust_, &reason);
+  if (!loaded) return fail(reason, loaded.error().message);
+  return std::move(*loaded);
 }
 
 namespace {

@@ -60,4 +60,12 @@ class CredentialRegistry {
   prometheus::Counter& refreshes_;
 };
 
+// Opens one credential row (with its sealed material) into TLS client contexts for the
+// environments it serves: unseal with `ring`, unpack, build the identity and the contexts.
+// On failure `reason` (when not null) gets a short label for metrics: "unseal", "unpack",
+// "identity" or "tls_context"; the message never holds key material.
+Result<std::shared_ptr<const CredentialRegistry::Loaded>> open_credential(
+    const keys::KeyRing& ring, const store::CredentialRow& row, const h2::TlsClientOptions& trust,
+    std::string* reason = nullptr);
+
 }  // namespace mp::portal

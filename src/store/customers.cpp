@@ -3,28 +3,36 @@
 
 #include <algorithm>
 
+#include "store/sql_util.hpp"
+
 namespace mp::store {
+
+namespace sql {
+std::string json_string(std::string_view s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      out += ' ';
+    } else {
+      out += c;
+    }
+  }
+  return out + "\"";
+}
+}  // namespace sql
+
 namespace {
 
-Value blob(const Bytes& b) {
-  return Value{Blob{std::string(b.begin(), b.end())}};
-}
+using sql::blob;
+using sql::in_transaction;
+using sql::json_string;
 
 std::string environments_value(bool development, bool production) {
   if (development && production) return "development,production";
   return development ? "development" : "production";
-}
-
-// Runs `body` in a transaction; rolls back when it fails.
-template <class T, class Body>
-Result<T> in_transaction(Connection& conn, Body&& body) {
-  if (auto st = conn.begin(); !st) return std::move(st).error();
-  Result<T> result = body();
-  if (result) {
-    if (auto st = conn.commit(); !st) result = std::move(st).error();
-  }
-  if (!result && !conn.broken()) (void)conn.rollback();
-  return result;
 }
 
 constexpr std::string_view kCustomerColumns =
@@ -125,21 +133,6 @@ Result<std::int64_t> insert_credential(Connection& conn, std::int64_t customer_r
                           Value{Blob{k.sealed_material}}};
   if (auto n = (*st)->execute(params); !n) return std::move(n).error();
   return static_cast<std::int64_t>((*st)->last_insert_id());
-}
-
-std::string json_string(std::string_view s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      out += ' ';
-    } else {
-      out += c;
-    }
-  }
-  return out + "\"";
 }
 
 std::string credential_detail(const NewCredential& k) {

@@ -4,18 +4,13 @@
 #include <nlohmann/json.hpp>
 
 #include "common/redact.hpp"
+#include "store/sql_util.hpp"
 
 namespace mp::store {
 namespace {
 
-Value blob(const Bytes& b) {
-  return Value{Blob{std::string(b.begin(), b.end())}};
-}
-
-// Silent: nothing heard for twice the StatusFrequency (since creation if never). silent_after
-// is that moment, an indexed virtual column (migration 0006): this reads only silent rows.
-constexpr std::string_view kSilentCondition =
-    "r.state = 'active' AND r.silent_after < UTC_TIMESTAMP(6)";
+using sql::blob;
+using sql::kSilentCondition;
 
 Bytes bytes_of(const std::string& s) {
   return Bytes(s.begin(), s.end());

@@ -1,0 +1,744 @@
+// mailpushctl doctor and certs test: the checks support cases needed, each with a verdict and
+// what to do. Network checks use only the hosts and ports the region file names (the relay's
+// own view of APNs and of its public listener), each bounded by --timeout.
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http.hpp>
+#include <functional>
+#include <iomanip>
+#include <iostream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "apns/connection_pool.hpp"
+#include "apns/device_token.hpp"
+#include "app/ctl/ctl.hpp"
+#include "common/log.hpp"
+#include "keys/key_ring.hpp"
+#include "portal/credential_registry.hpp"
+#include "store/admin.hpp"
+#include "store/customers.hpp"
+#include "store/migrations.hpp"
+#include "store/outbox.hpp"
+#include "store/registrations.hpp"
+
+namespace mp::ctl {
+
+using nlohmann::json;
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+using asio::ip::tcp;
+
+namespace {
+
+constexpr auto kAwait = asio::as_tuple(asio::use_awaitable);
+
+enum class Verdict { ok, warn, fail, skipped };
+
+const char* verdict_name(Verdict v) {
+  switch (v) {
+    case Verdict::ok:
+      return "ok";
+    case Verdict::warn:
+      return "warn";
+    case Verdict::fail:
+      return "fail";
+    case Verdict::skipped:
+      return "skipped";
+  }
+  return "?";
+}
+
+struct Check {
+  std::string id;
+  std::string subject;  // what was checked: a host, a customer, ...
+  Verdict verdict = Verdict::ok;
+  std::string finding;
+  std::string action;  // what to do; empty when nothing
+};
+
+class Report {
+ public:
+  void add(std::string id, std::string subject, Verdict verdict, std::string finding,
+           std::string action = {}) {
+    checks_.push_back(
+        {std::move(id), std::move(subject), verdict, std::move(finding), std::move(action)});
+  }
+  bool failed() const {
+    return std::any_of(checks_.begin(), checks_.end(),
+                       [](const Check& c) { return c.verdict == Verdict::fail; });
+  }
+  int print(const Options& o, const std::string& region) const {
+    std::map<Verdict, int> totals;
+    for (const auto& c : checks_) ++totals[c.verdict];
+    if (o.json_output) {
+      json out = json::array();
+      for (const auto& c : checks_) {
+        out.push_back({{"check", c.id},
+                       {"subject", c.subject},
+                       {"verdict", verdict_name(c.verdict)},
+                       {"finding", c.finding},
+                       {"action", c.action.empty() ? json(nullptr) : json(c.action)}});
+      }
+      std::cout << json{{"region", region},
+                        {"ok", !failed()},
+                        {"counts",
+                         {{"ok", totals[Verdict::ok]},
+                          {"warn", totals[Verdict::warn]},
+                          {"fail", totals[Verdict::fail]},
+                          {"skipped", totals[Verdict::skipped]}}},
+                        {"checks", out}}
+                       .dump(2)
+                << "\n";
+    } else {
+      for (const auto& c : checks_) {
+        std::string tag = verdict_name(c.verdict);
+        for (auto& ch : tag) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+        std::cout << std::left << std::setw(8) << ("[" + tag + "]") << std::setw(22) << c.id
+                  << c.subject << (c.subject.empty() ? "" : ": ") << c.finding << "\n";
+        if (!c.action.empty()) std::cout << "        -> " << c.action << "\n";
+      }
+      std::cout << "\n"
+                << totals[Verdict::ok] << " ok, " << totals[Verdict::warn] << " warnings, "
+                << totals[Verdict::fail] << " failed, " << totals[Verdict::skipped] << " skipped\n";
+    }
+    return failed() ? app::kExitProblemsFound : app::kExitOk;
+  }
+
+ private:
+  std::vector<Check> checks_;
+};
+
+// Runs `body` on its own io_context for at most `timeout`; `on_timeout` when it ran out.
+template <class T>
+T run_bounded(std::function<asio::awaitable<T>()> body, std::chrono::milliseconds timeout,
+              T on_timeout) {
+  std::optional<T> result;
+  {
+    asio::io_context ctx;
+    asio::co_spawn(
+        ctx, [&]() -> asio::awaitable<void> { result = co_await body(); }, asio::detached);
+    ctx.run_for(timeout);
+  }
+  return result ? std::move(*result) : std::move(on_timeout);
+}
+
+std::string endpoint_name(const std::string& host, std::uint16_t port) {
+  return host + ":" + std::to_string(port);
+}
+
+// ------------------------------------------------------------------ network
+
+struct Resolved {
+  std::string error;  // empty when it resolved
+  std::vector<tcp::endpoint> endpoints;
+};
+
+asio::awaitable<Resolved> resolve(std::string host, std::uint16_t port) {
+  tcp::resolver resolver(co_await asio::this_coro::executor);
+  const std::string service = std::to_string(port);
+  auto [ec, results] = co_await resolver.async_resolve(host, service, kAwait);
+  Resolved r;
+  if (ec) {
+    r.error = ec.message();
+    co_return r;
+  }
+  for (const auto& e : results) r.endpoints.push_back(e.endpoint());
+  co_return r;
+}
+
+struct Connected {
+  std::string error;  // empty when connected
+  std::string address;
+};
+
+asio::awaitable<Connected> tcp_connect(std::string host, std::uint16_t port) {
+  Resolved resolved = co_await resolve(host, port);
+  Connected c;
+  if (!resolved.error.empty()) {
+    c.error = "does not resolve: " + resolved.error;
+    co_return c;
+  }
+  tcp::socket socket(co_await asio::this_coro::executor);
+  auto [ec, endpoint] = co_await asio::async_connect(socket, resolved.endpoints, kAwait);
+  if (ec) {
+    c.error = ec.message();
+    co_return c;
+  }
+  c.address = endpoint.address().to_string();
+  co_return c;
+}
+
+// What an HTTPS GET of the public listener found.
+struct ListenerProbe {
+  std::string unreachable;  // TCP or TLS failed outright
+  std::string untrusted;    // the certificate did not verify (Exchange would refuse it)
+  int status = 0;           // of GET /healthz, 0 if none
+};
+
+asio::awaitable<ListenerProbe> probe_listener(std::string host, std::uint16_t port,
+                                              std::optional<std::filesystem::path> ca_file) {
+  ListenerProbe out;
+  Resolved resolved = co_await resolve(host, port);
+  if (!resolved.error.empty()) {
+    out.unreachable = "does not resolve: " + resolved.error;
+    co_return out;
+  }
+  for (int verify = 1; verify >= 0; --verify) {
+    asio::ssl::context tls(asio::ssl::context::tls_client);
+    tls.set_options(asio::ssl::context::no_sslv2 | asio::ssl::context::no_sslv3 |
+                    asio::ssl::context::no_tlsv1 | asio::ssl::context::no_tlsv1_1);
+    boost::system::error_code trust_ec;
+    if (ca_file) {
+      tls.load_verify_file(ca_file->string(), trust_ec);
+    } else {
+      tls.set_default_verify_paths(trust_ec);
+    }
+    tls.set_verify_mode(verify ? asio::ssl::verify_peer : asio::ssl::verify_none);
+    asio::ssl::stream<tcp::socket> stream(co_await asio::this_coro::executor, tls);
+    SSL_set_tlsext_host_name(stream.native_handle(), host.c_str());
+    if (verify) stream.set_verify_callback(asio::ssl::host_name_verification(host));
+    auto [cec, endpoint] =
+        co_await asio::async_connect(stream.lowest_layer(), resolved.endpoints, kAwait);
+    (void)endpoint;
+    if (cec) {
+      out.unreachable = cec.message();
+      co_return out;
+    }
+    auto [hec] = co_await stream.async_handshake(asio::ssl::stream_base::client, kAwait);
+    if (hec) {
+      const long result = SSL_get_verify_result(stream.native_handle());
+      if (verify && result != X509_V_OK) {
+        out.untrusted = X509_verify_cert_error_string(result);
+        continue;  // again without verification: is it reachable at all?
+      }
+      if (verify && out.untrusted.empty()) {
+        out.untrusted = "host name or certificate check failed: " + hec.message();
+        continue;
+      }
+      out.unreachable = "TLS handshake failed: " + hec.message();
+      co_return out;
+    }
+    beast::http::request<beast::http::empty_body> req{beast::http::verb::get, "/healthz", 11};
+    req.set(beast::http::field::host, host);
+    req.set(beast::http::field::user_agent, "mailpushctl-doctor");
+    auto [wec, written] = co_await beast::http::async_write(stream, req, kAwait);
+    (void)written;
+    if (wec) {
+      out.unreachable = "sending the request failed: " + wec.message();
+      co_return out;
+    }
+    beast::flat_buffer buffer;
+    beast::http::response<beast::http::string_body> res;
+    auto [rec, read] = co_await beast::http::async_read(stream, buffer, res, kAwait);
+    (void)read;
+    if (rec) {
+      out.unreachable = "no HTTP answer: " + rec.message();
+      co_return out;
+    }
+    out.status = res.result_int();
+    co_return out;
+  }
+  co_return out;
+}
+
+// ------------------------------------------------------------------ APNs credential probe
+
+// A token no device has (APNs answers BadDeviceToken), sent with apns-expiration 0 (tried once,
+// never stored) and priority 5: enough for APNs to judge the certificate, the environment and
+// the topic, which a TLS handshake alone does not.
+constexpr std::string_view kProbeToken =
+    "0000000000000000000000000000000000000000000000000000000000000000";
+
+struct CredentialProbe {
+  std::string handshake_error;  // empty when the TLS + HTTP/2 connection opened
+  std::optional<apns::SendResult> answer;
+};
+
+asio::awaitable<CredentialProbe> probe_credential(apns::ApnsCredential credential,
+                                                  config::Endpoint endpoint, std::string topic,
+                                                  std::chrono::milliseconds timeout) {
+  apns::PoolOptions po;
+  po.connection.host = endpoint.host;
+  po.connection.port = endpoint.port;
+  po.connection.connect_timeout = timeout;
+  po.connection.request_timeout = timeout;
+  po.connection.ping_interval = std::chrono::milliseconds(0);
+  po.max_connections = 1;
+  po.max_attempts = 1;
+  po.max_unprocessed_resends = 1;
+  po.send_deadline = timeout;
+  po.close_grace = std::chrono::milliseconds(500);
+  auto pool = apns::ApnsConnectionPool::create(co_await asio::this_coro::executor,
+                                               std::move(credential), po);
+  CredentialProbe out;
+  const Status connected = co_await pool->connect();
+  if (!connected) {
+    out.handshake_error = connected.error().message;
+    co_await pool->close();
+    co_return out;
+  }
+  apns::BadgeNotification probe;
+  probe.device_token_hex = std::string(kProbeToken);
+  probe.topic = topic;
+  probe.badge = 0;
+  probe.priority = 5;
+  apns::SendResult answer = co_await pool->send(probe);
+  out.answer = std::move(answer);
+  co_await pool->close();
+  co_return out;
+}
+
+// The verdict on one credential in one environment, from what APNs answered.
+void judge_probe(Report& report, const std::string& subject, const CredentialProbe& p,
+                 const char* environment) {
+  const std::string env = environment;
+  if (!p.handshake_error.empty()) {
+    report.add("apns.tls", subject, Verdict::fail,
+               "the TLS/HTTP/2 connection to APNs failed: " + p.handshake_error,
+               "if the port is reachable, APNs refused the certificate: it is revoked, expired or "
+               "not an Apple push certificate; the customer uploads a new one in the portal");
+    return;
+  }
+  const apns::SendResult& a = *p.answer;
+  const std::string answer =
+      std::to_string(a.http_status) + (a.reason.empty() ? "" : " " + a.reason);
+  if (a.http_status == 200 || a.reason == "BadDeviceToken" || a.reason == "Unregistered" ||
+      a.reason == "DeviceTokenNotForTopic") {
+    report.add("apns.tls", subject, Verdict::ok,
+               "APNs (" + env + ") accepted the certificate and topic (test push answered " +
+                   answer + ")");
+  } else if (a.reason == "BadCertificateEnvironment") {
+    report.add("apns.environment", subject, Verdict::fail,
+               "APNs refused the certificate for " + env + " (" + answer + ")",
+               "the certificate does not serve the environment of the host it was sent to: "
+               "check apns." +
+                   std::string(env == "production" ? "production" : "sandbox") +
+                   ".host in the region file, or have the customer upload a certificate for " +
+                   env);
+  } else if (a.reason == "TopicDisallowed" || a.reason == "BadTopic" ||
+             a.reason == "MissingTopic") {
+    report.add("apns.topic", subject, Verdict::fail, "APNs refused the topic (" + answer + ")",
+               "the certificate's App ID and the app's bundle id differ: the customer uploads "
+               "the certificate made for the mail app's bundle id");
+  } else if (a.http_status == 403) {
+    report.add("apns.tls", subject, Verdict::fail, "APNs refused the certificate (" + answer + ")",
+               "the certificate is revoked or not a push certificate: the customer uploads a new "
+               "one in the portal");
+  } else {
+    report.add("apns.tls", subject, Verdict::warn,
+               "no usable answer from APNs (" + (answer == "0" ? a.explanation : answer) + ")",
+               "run it again; if it persists, check the path to APNs (proxy, TLS inspection)");
+  }
+}
+
+struct OpenedCredential {
+  store::CredentialRow row;
+  std::shared_ptr<const portal::CredentialRegistry::Loaded> loaded;
+  std::string error;
+};
+
+// Active credentials (of one customer, or all up to `max`) opened with the region's key file.
+Result<std::vector<OpenedCredential>> open_credentials(const config::RegionConfig& cfg,
+                                                       store::Connection& conn,
+                                                       const std::string& customer_id,
+                                                       std::size_t max) {
+  if (!cfg.portal.kek_file) {
+    return make_error(Errc::invalid_argument,
+                      "the region has no portal.kek_file: credentials cannot be opened");
+  }
+  auto ring = keys::KeyRing::load_file(*cfg.portal.kek_file);
+  if (!ring) return std::move(ring).error();
+  auto rows = store::active_credentials_sealed(conn);
+  if (!rows) return std::move(rows).error();
+  h2::TlsClientOptions trust;
+  trust.ca_file = cfg.apns.ca_file;
+  std::vector<OpenedCredential> out;
+  for (auto& row : *rows) {
+    if (!customer_id.empty() && row.customer_id != customer_id) continue;
+    if (out.size() >= max) break;
+    OpenedCredential c;
+    auto loaded = portal::open_credential(*ring, row, trust);
+    if (loaded) {
+      c.loaded = std::move(*loaded);
+    } else {
+      c.error = loaded.error().message;
+    }
+    row.sealed_material.clear();
+    row.wrapped_data_key.clear();
+    c.row = std::move(row);
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+
+// Probes every environment each credential serves; adds one check per pair.
+// Endpoints in `unreachable` ("host:port") are not probed: apns.tcp already said why.
+void check_credentials(Report& report, const config::RegionConfig& cfg,
+                       const std::vector<OpenedCredential>& credentials,
+                       std::chrono::milliseconds timeout,
+                       const std::set<std::string>& unreachable = {}) {
+  for (const auto& c : credentials) {
+    const std::string who = c.row.customer_id + " (" + c.row.topic + ")";
+    if (!c.loaded) {
+      report.add("apns.credential", who, Verdict::fail,
+                 "the stored credential does not open: " + c.error,
+                 "check that portal.kek_file holds every key listed by `mailpushctl kek status`");
+      continue;
+    }
+    for (const auto* env : {"development", "production"}) {
+      const bool production = std::string_view(env) == "production";
+      const auto& credential = production ? c.loaded->production : c.loaded->development;
+      if (!credential) continue;
+      const config::Endpoint endpoint = production ? cfg.apns.production : cfg.apns.sandbox;
+      const std::string subject =
+          who + " " + env + " via " + endpoint_name(endpoint.host, endpoint.port);
+      if (unreachable.count(endpoint_name(endpoint.host, endpoint.port)) != 0) {
+        report.add("apns.tls", subject, Verdict::skipped, "APNs is not reachable (see apns.tcp)");
+        continue;
+      }
+      auto probe = run_bounded<CredentialProbe>(
+          [&]() { return probe_credential(*credential, endpoint, c.row.topic, timeout); },
+          timeout * 3,
+          CredentialProbe{"no answer within " + std::to_string(timeout.count() * 3) + " ms", {}});
+      judge_probe(report, subject, probe, env);
+    }
+  }
+}
+
+std::string plural(std::int64_t n, const char* one, const char* many) {
+  return std::to_string(n) + " " + (n == 1 ? one : many);
+}
+
+// What a stored token that APNs cannot take looks like, without printing it.
+std::string token_kind(const std::string& token) {
+  if (token.empty()) return "empty";
+  auto normal = apns::normalize_device_token(token);
+  if (normal) {
+    return *normal == token
+               ? "hex"
+               : "base64 or formatted (hex would be " + apns::display_token(*normal) + ")";
+  }
+  return "unreadable (" + normal.error().message + ")";
+}
+
+void check_database_content(Report& report, store::Connection& conn) {
+  // Device tokens that are not lowercase hex.
+  auto bad = store::devices_with_malformed_tokens(conn, 1000);
+  if (!bad) {
+    report.add("devices.tokens", "", Verdict::fail, "query failed: " + bad.error().message);
+  } else if (bad->empty()) {
+    report.add("devices.tokens", "", Verdict::ok, "every active device token is hex");
+  } else {
+    std::map<std::string, std::map<std::string, int>> by_customer;  // customer -> kind -> n
+    for (const auto& d : *bad) {
+      std::string kind = token_kind(d.token);
+      if (kind.rfind("base64", 0) == 0) kind = "base64";
+      ++by_customer[d.customer_id][kind];
+    }
+    for (const auto& [customer, kinds] : by_customer) {
+      std::string finding;
+      for (const auto& [kind, n] : kinds)
+        finding += (finding.empty() ? "" : ", ") + plural(n, "device", "devices") + " with a " +
+                   kind + " token";
+      report.add("devices.tokens", customer, Verdict::fail, finding,
+                 "APNs refuses these (BadDeviceToken): the app must register the token as hex "
+                 "(the registration API converts base64); the devices recover when the app "
+                 "registers again");
+    }
+  }
+  // Devices of an environment the customer's credential does not serve.
+  auto mismatches = store::environment_mismatches(conn);
+  if (!mismatches) {
+    report.add("devices.environment", "", Verdict::fail,
+               "query failed: " + mismatches.error().message);
+  } else if (mismatches->empty()) {
+    report.add("devices.environment", "", Verdict::ok,
+               "every active device's environment is served by its customer's certificate");
+  } else {
+    for (const auto& m : *mismatches) {
+      report.add(
+          "devices.environment", m.customer_id, Verdict::fail,
+          plural(m.devices, "device is", "devices are") + " registered for " + m.environment +
+              ", but the active certificate serves " +
+              (m.credential_environments.empty() ? std::string("nothing (no active certificate)")
+                                                 : m.credential_environments),
+          "their badges are dead-lettered (NoCredentialForEnvironment): the customer "
+          "uploads a certificate for " +
+              m.environment + ", or the app registers with the right environment");
+    }
+  }
+  auto refused = store::refused_tokens(conn);
+  if (refused && !refused->empty()) {
+    for (const auto& r : *refused) {
+      report.add("devices.refused", r.customer_id, Verdict::warn,
+                 plural(r.devices, "device", "devices") + " registered for " + r.environment +
+                     " were refused by APNs with " + r.reason,
+                 "usually development-build tokens registered as production (or the reverse): "
+                 "check which environment the app build registers with");
+    }
+  }
+  // Credentials expired or close to it.
+  auto creds = store::list_credentials(conn, std::int64_t{30} * 86400);
+  if (!creds) {
+    report.add("credentials.expiry", "", Verdict::fail, "query failed: " + creds.error().message);
+  } else if (creds->empty()) {
+    report.add("credentials.expiry", "", Verdict::ok, "no certificate ends within 30 days");
+  } else {
+    for (const auto& k : *creds) {
+      const bool expired = k.seconds_left <= 0;
+      report.add("credentials.expiry", k.customer_id + " (" + k.topic + ")",
+                 expired ? Verdict::fail : Verdict::warn,
+                 expired ? "the certificate expired at " + k.not_after + ": no badge is sent"
+                         : "the certificate ends at " + k.not_after + " (" +
+                               plural(k.seconds_left / 86400, "day", "days") + " left)",
+                 "the customer renews it in the portal (same App ID; devices are kept)");
+    }
+  }
+  // Silent subscriptions.
+  auto silent = store::count_silent_subscriptions(conn);
+  auto active = count(conn, "SELECT COUNT(*) FROM registrations WHERE state = 'active'");
+  if (!silent || !active) {
+    report.add("subscriptions.silent", "", Verdict::fail,
+               "query failed: " + (!silent ? silent.error().message : active.error().message));
+  } else {
+    const double ratio = *active > 0 ? static_cast<double>(*silent) / *active : 0.0;
+    char pct[32];
+    std::snprintf(pct, sizeof pct, "%.1f %%", ratio * 100);
+    const Verdict v = (*silent >= 5 && ratio > 0.2) ? Verdict::fail
+                      : ratio > 0.05                ? Verdict::warn
+                                                    : Verdict::ok;
+    report.add("subscriptions.silent", "", v,
+               std::to_string(*silent) + " of " + std::to_string(*active) +
+                   " subscriptions are silent (" + pct + ")",
+               v == Verdict::ok ? ""
+                                : "many at once means Exchange cannot reach the listener "
+                                  "(firewall, proxy, certificate): see the listener check; a few "
+                                  "are apps that must subscribe again (mailpushctl subscriptions "
+                                  "--silent)");
+  }
+}
+
+void check_outbox(Report& report, store::Connection& conn, const config::RegionConfig& cfg) {
+  auto b = store::outbox_breakdown(conn, cfg.dispatch.lease);
+  if (!b) {
+    report.add("outbox", "", Verdict::fail, "query failed: " + b.error().message);
+    return;
+  }
+  const Verdict age = b->oldest_queued_seconds > 300  ? Verdict::fail
+                      : b->oldest_queued_seconds > 60 ? Verdict::warn
+                                                      : Verdict::ok;
+  report.add("outbox.age", "", age,
+             std::to_string(b->queued) + " queued, the oldest for " +
+                 std::to_string(b->oldest_queued_seconds) + " s",
+             age == Verdict::ok ? ""
+                                : "badges are late: see `mailpushctl outbox stats` (paused "
+                                  "customers, instances not alive) and the APNs checks");
+  report.add("outbox.dead", "", b->dead > 0 ? Verdict::warn : Verdict::ok,
+             plural(b->dead, "dead letter", "dead letters"),
+             b->dead > 0 ? "`mailpushctl outbox stats` shows the reasons; after fixing the "
+                           "cause, `mailpushctl outbox retry-dead --yes`"
+                         : "");
+  auto alive = count(conn,
+                     "SELECT COUNT(*) FROM instances WHERE stopped_at IS NULL AND heartbeat_at >= "
+                     "UTC_TIMESTAMP(6) - INTERVAL " +
+                         std::to_string(cfg.dispatch.lease.count()) + " SECOND");
+  if (alive) {
+    report.add("instances", "", *alive > 0 ? Verdict::ok : Verdict::warn,
+               plural(*alive, "mailpushd instance", "mailpushd instances") + " alive",
+               *alive > 0 ? ""
+                          : "no instance has a recent heartbeat: start mailpushd "
+                            "(systemctl start mailpushd@<region>)");
+  }
+}
+
+}  // namespace
+
+namespace {
+// The APNs client's own log lines would repeat what the report says, on stderr: the report is
+// the output.
+void quiet_library_logs() {
+  log::set_sink([](std::string_view) {});
+}
+}  // namespace
+
+int cmd_doctor(const Options& o, const DoctorOptions& d) {
+  quiet_library_logs();
+  Report report;
+  std::set<std::string> unreachable;
+  auto cfg = config::load_region(o.region_file, {.check_files = true, .overrides = o.overrides});
+  if (!cfg) {
+    report.add("config", o.region_file, Verdict::fail, cfg.error().message,
+               "fix the region file; `mailpushd --check-config` says the same");
+    // The database and network checks still run with what the file says.
+    cfg = load_region(o);
+    if (!cfg) return report.print(o, "?");
+  } else {
+    report.add("config", o.region_file, Verdict::ok, "valid, and its files are readable");
+  }
+  const auto timeout = d.timeout;
+
+  // APNs: names, then TCP to each endpoint the relay sends to.
+  std::vector<std::pair<std::string, config::Endpoint>> endpoints{
+      {"production", cfg->apns.production}, {"sandbox", cfg->apns.sandbox}};
+  if (endpoints[0].second.host == endpoints[1].second.host &&
+      endpoints[0].second.port == endpoints[1].second.port)
+    endpoints.pop_back();
+  for (const auto& [name, endpoint] : endpoints) {
+    const std::string host = endpoint.host;
+    const std::uint16_t port = endpoint.port;
+    auto r = run_bounded<Resolved>([&]() { return resolve(host, port); }, timeout,
+                                   Resolved{"no answer within the timeout", {}});
+    if (!r.error.empty()) {
+      unreachable.insert(endpoint_name(host, port));
+      report.add("apns.dns", host, Verdict::fail, "does not resolve: " + r.error,
+                 "the relay's DNS resolver must resolve " + host + " (APNs " + name + ")");
+      continue;
+    }
+    report.add("apns.dns", host, Verdict::ok,
+               "resolves to " +
+                   plural(static_cast<std::int64_t>(r.endpoints.size()), "address", "addresses"));
+    auto c =
+        run_bounded<Connected>([&]() { return tcp_connect(host, port); }, timeout,
+                               Connected{"no answer within " + std::to_string(timeout.count()) +
+                                             " ms (dropped by a firewall?)",
+                                         ""});
+    if (!c.error.empty()) {
+      unreachable.insert(endpoint_name(host, port));
+      report.add("apns.tcp", endpoint_name(host, port), Verdict::fail,
+                 "outbound TCP is blocked: " + c.error,
+                 "open outbound TCP " + std::to_string(port) + " to " + host + " (APNs " + name +
+                     ") in the firewall or proxy; APNs also listens on " +
+                     (port == 2197 ? std::string("443") : std::string("2197")) + ", set apns." +
+                     name + ".port if only that one is open");
+    } else {
+      report.add("apns.tcp", endpoint_name(host, port), Verdict::ok,
+                 "reachable (" + c.address + ")");
+    }
+  }
+
+  // The public listener, as Exchange reaches it.
+  if (!d.skip_listener) {
+    const std::string host = cfg->listener.public_host;
+    const std::uint16_t port = d.listener_port != 0 ? d.listener_port : cfg->listener.port;
+    const auto ca = d.listener_ca;
+    auto p = run_bounded<ListenerProbe>(
+        [&]() { return probe_listener(host, port, ca); }, timeout,
+        ListenerProbe{"no answer within " + std::to_string(timeout.count()) + " ms", "", 0});
+    const std::string url = "https://" + endpoint_name(host, port) + "/healthz";
+    if (!p.unreachable.empty()) {
+      report.add("listener", url, Verdict::fail, "not reachable: " + p.unreachable,
+                 "Exchange must reach this URL: check that mailpushd runs, the load balancer and "
+                 "firewall forward TCP " +
+                     std::to_string(port) + ", and that " + host + " resolves to it");
+    } else if (!p.untrusted.empty()) {
+      report.add("listener", url, Verdict::warn,
+                 "reachable (HTTP " + std::to_string(p.status) +
+                     "), but its certificate is not trusted: " + p.untrusted,
+                 "Exchange only calls listeners whose certificate chains to a public CA and "
+                 "matches " +
+                     host + ": install such a certificate (listener.tls_cert)");
+    } else if (p.status != 200) {
+      report.add(
+          "listener", url, Verdict::warn,
+          "reachable with a trusted certificate, but /healthz answered " + std::to_string(p.status),
+          "the address may reach another service: check the load balancer's target");
+    } else {
+      report.add("listener", url, Verdict::ok, "reachable with a trusted certificate");
+    }
+  }
+
+  // The database, then what is in it.
+  std::string region = cfg->region;
+  auto conn_options = app::connection_options(cfg->database);
+  std::unique_ptr<store::Connection> conn;
+  if (!conn_options) {
+    report.add("database", "", Verdict::fail, conn_options.error().message,
+               "fix database.* in the region file");
+  } else {
+    conn = std::make_unique<store::Connection>(*conn_options);
+    if (auto st = conn->connect(); !st) {
+      report.add("database", conn_options->describe(), Verdict::fail, st.error().message,
+                 "start MariaDB or fix database.* in the region file");
+      conn.reset();
+    } else {
+      auto state = store::read_schema_state(*conn);
+      const std::string problem = app::readiness_problem(state);
+      report.add("database", conn_options->describe(),
+                 problem.empty() ? Verdict::ok : Verdict::fail,
+                 problem.empty() ? "reachable, schema up to date" : problem,
+                 problem.empty() ? "" : "run `mailpushctl migrate`");
+      if (!problem.empty()) conn.reset();
+    }
+  }
+  if (conn) {
+    check_database_content(report, *conn);
+    check_outbox(report, *conn, *cfg);
+    auto opened = open_credentials(*cfg, *conn, d.customer_id, d.max_credentials);
+    if (!opened) {
+      report.add("apns.credential", "", Verdict::fail, opened.error().message);
+    } else if (opened->empty()) {
+      report.add(
+          "apns.tls", d.customer_id, Verdict::skipped,
+          "no active certificate" + std::string(d.customer_id.empty() ? "" : " for this customer"));
+    } else {
+      check_credentials(report, *cfg, *opened, timeout, unreachable);
+    }
+  } else {
+    report.add("apns.tls", "", Verdict::skipped, "needs the database");
+  }
+  return report.print(o, region);
+}
+
+int cmd_certs_test(const Options& o, const std::string& customer_id,
+                   const std::string& environment) {
+  const std::string what = "certs test";
+  quiet_library_logs();
+  if (!environment.empty() && environment != "development" && environment != "production")
+    return usage(what, "--environment must be development or production");
+  auto cfg = load_region(o);
+  if (!cfg) return fail(o, what, cfg.error());
+  std::string region;
+  auto conn = connect(o, region);
+  if (!conn) return fail(o, what, conn.error());
+  auto customer = customer_named(**conn, customer_id);
+  if (!customer) return fail(o, what, customer.error());
+  auto opened = open_credentials(*cfg, **conn, customer_id, 1);
+  if (!opened) return fail(o, what, opened.error());
+  if (opened->empty()) {
+    return fail(o, what,
+                make_error(Errc::not_found, customer_id + " has no active certificate" +
+                                                (customer->state == "active"
+                                                     ? ""
+                                                     : " (customer is " + customer->state + ")")));
+  }
+  Report report;
+  std::vector<OpenedCredential> one;
+  one.push_back(std::move(opened->front()));
+  if (!environment.empty() && one.front().loaded) {
+    auto loaded = std::make_shared<portal::CredentialRegistry::Loaded>(*one.front().loaded);
+    (environment == "production" ? loaded->development : loaded->production).reset();
+    if (!loaded->development && !loaded->production) {
+      return fail(o, what,
+                  make_error(Errc::not_found, "the certificate of " + customer_id +
+                                                  " does not serve " + environment));
+    }
+    one.front().loaded = std::move(loaded);
+  }
+  check_credentials(report, *cfg, one, std::chrono::milliseconds(10'000));
+  return report.print(o, region);
+}
+
+}  // namespace mp::ctl
