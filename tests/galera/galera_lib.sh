@@ -31,11 +31,10 @@ gl_cluster_started=0
 
 gl_stop_process() { # pid signal tenths
   [ -n "$1" ] && kill -0 "$1" 2>/dev/null || return 0
-  kill "-$2" "$1" 2>/dev/null
+  kill "-$2" "$1" 2>/dev/null || true
   for _ in $(seq 1 "$3"); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
-  kill -KILL "$1" 2>/dev/null
-  wait "$1" 2>/dev/null
-  return 0
+  kill -KILL "$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
 }
 
 gl_cleanup() {
