@@ -252,14 +252,29 @@ int run_daemon(const config::RegionConfig& cfg) {
             req, bhttp::status::ok,
             nlohmann::json{{"status", "ready"}, {"schema_version", state->current_version}}.dump());
       });
-  router.add(
-      bhttp::verb::get, "/metrics", "metrics",
-      [&registry, &pool, &gauges](const http::Request& req,
-                                  const http::RequestContext&) -> asio::awaitable<http::Response> {
-        gauges.refresh(pool.stats());
-        co_return http::make_response(req, bhttp::status::ok, "text/plain; version=0.0.4",
-                                      http::serialize_metrics(*registry));
-      });
+  // The config validated these ranges; parse_cidr cannot fail on them.
+  const auto cidrs = [](const std::vector<std::string>& texts) {
+    std::vector<Cidr> out;
+    for (const auto& text : texts) {
+      if (auto cidr = parse_cidr(text)) out.push_back(*cidr);
+    }
+    return out;
+  };
+  const std::vector<Cidr> trusted_proxies = cidrs(cfg.listener.trusted_proxies);
+  const std::vector<Cidr> metrics_allow = cidrs(cfg.listener.metrics_allow);
+  router.add(bhttp::verb::get, "/metrics", "metrics",
+             [&registry, &pool, &gauges, trusted_proxies, metrics_allow](
+                 const http::Request& req,
+                 const http::RequestContext& ctx) -> asio::awaitable<http::Response> {
+               if (!any_contains(metrics_allow, http::request_caller(req, ctx, trusted_proxies))) {
+                 co_return http::json_response(
+                     req, bhttp::status::forbidden,
+                     R"({"error":"metrics are served only to listener.metrics_allow"})");
+               }
+               gauges.refresh(pool.stats());
+               co_return http::make_response(req, bhttp::status::ok, "text/plain; version=0.0.4",
+                                             http::serialize_metrics(*registry));
+             });
 
   // The EWS listener: registrations cached by secret hash, callbacks recorded in group commits.
   store::MariadbCallbackStore callback_store(pool, cfg.database.batch_max,
@@ -297,9 +312,7 @@ int run_daemon(const config::RegionConfig& cfg) {
   http::EwsEndpointOptions ews_options;
   ews_options.limits = {cfg.limits.max_body_bytes, cfg.limits.max_xml_depth,
                         cfg.limits.max_xml_elements};
-  for (const auto& text : cfg.listener.trusted_proxies) {
-    if (auto cidr = parse_cidr(text)) ews_options.trusted_proxies.push_back(*cidr);
-  }
+  ews_options.trusted_proxies = trusted_proxies;
   http::EwsEndpoint ews_endpoint(callback_service, std::move(ews_options), *registry);
   ews_endpoint.add_routes(router);
   // The portal shares the listener unless portal.listen gives it an address of its own.

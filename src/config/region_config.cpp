@@ -6,8 +6,8 @@
 
 #include <algorithm>
 #include <cctype>
-#include <charconv>
 #include <cerrno>
+#include <charconv>
 #include <cstdio>
 #include <cstdlib>
 #include <initializer_list>
@@ -560,10 +560,9 @@ Result<RegionConfig> parse_checked(std::string_view text, const fs::path& source
       "must be a host name (dot-separated labels of letters, digits and inner hyphens)";
   RegionConfig cfg;
   cfg.source = source;
-  const Section top =
-      r.top(doc, {"region", "customer_id_prefix", "registration_host", "portal_host", "listener",
-                  "apns", "database", "limits", "portal", "registration", "dispatch", "threads",
-                  "log_level"});
+  const Section top = r.top(
+      doc, {"region", "customer_id_prefix", "registration_host", "portal_host", "listener", "apns",
+            "database", "limits", "portal", "registration", "dispatch", "threads", "log_level"});
   r.read(top, "region", Need::required, is_region_name,
          "must be 2 to 32 lowercase letters, digits or hyphens, starting with a letter",
          cfg.region);
@@ -573,9 +572,9 @@ Result<RegionConfig> parse_checked(std::string_view text, const fs::path& source
   r.read(top, "portal_host", Need::required, is_host_name, kHostRule, cfg.portal_host);
 
   auto& listener = cfg.listener;
-  const Section ls =
-      r.section(top, "listener", Need::required,
-                {"public_host", "bind_address", "port", "tls_cert", "tls_key", "trusted_proxies"});
+  const Section ls = r.section(top, "listener", Need::required,
+                               {"public_host", "bind_address", "port", "tls_cert", "tls_key",
+                                "trusted_proxies", "metrics_allow"});
   r.read(ls, "public_host", Need::required, is_host_name, kHostRule, listener.public_host);
   r.read(ls, "bind_address", Need::required, is_ip_literal,
          "must be an IPv4 or IPv6 address such as 0.0.0.0 or ::", listener.bind_address);
@@ -583,6 +582,10 @@ Result<RegionConfig> parse_checked(std::string_view text, const fs::path& source
   r.read(ls, "tls_cert", Need::required, listener.tls_cert);
   r.read(ls, "tls_key", Need::required, listener.tls_key);
   r.read_cidrs(ls, "trusted_proxies", listener.trusted_proxies);
+  if (ls.object != nullptr && ls.object->contains("metrics_allow")) {
+    listener.metrics_allow.clear();  // replaces the loopback default, [] included
+    r.read_cidrs(ls, "metrics_allow", listener.metrics_allow);
+  }
 
   const Section apns = r.section(top, "apns", Need::optional, {"production", "sandbox", "ca_file"});
   read_endpoint(r, apns, "production", cfg.apns.production);
@@ -590,19 +593,17 @@ Result<RegionConfig> parse_checked(std::string_view text, const fs::path& source
   r.read(apns, "ca_file", Need::optional, cfg.apns.ca_file);
 
   auto& db = cfg.database;
-  const Section ds = r.section(
-      top, "database", Need::required,
-      {"host", "port", "hosts", "socket", "name", "user", "password_env", "password_file",
-       "pool_size", "queue_limit", "connect_timeout_ms", "query_timeout_ms", "migrate_on_start",
-       "batch_max"});
+  const Section ds = r.section(top, "database", Need::required,
+                               {"host", "port", "hosts", "socket", "name", "user", "password_env",
+                                "password_file", "pool_size", "queue_limit", "connect_timeout_ms",
+                                "query_timeout_ms", "migrate_on_start", "batch_max"});
   r.read(ds, "host", Need::optional, is_host_or_ip, "must be a host name or IP address", db.host);
   r.read(ds, "port", Need::optional, 1, 65535, db.port);
   r.read(ds, "socket", Need::optional, db.socket);
   r.read_host_ports(ds, "hosts", 3306, db.hosts);
   if (r.has(ds, "hosts")) {
     if (r.has(ds, "host") || r.has(ds, "port")) {
-      r.problem(ds.path,
-                "give either hosts (a failover list) or host and port, not both");
+      r.problem(ds.path, "give either hosts (a failover list) or host and port, not both");
     } else if (r.has(ds, "socket")) {
       r.problem(ds.path, "give either hosts (TCP servers) or socket, not both");
     }
@@ -691,20 +692,18 @@ Result<RegionConfig> parse_checked(std::string_view text, const fs::path& source
   }
 
   auto& reg = cfg.registration;
-  const Section rs =
-      r.section(top, "registration", Need::optional,
-                {"secret_file", "status_frequency_minutes", "per_customer_per_minute",
-                 "other_regions"});
+  const Section rs = r.section(
+      top, "registration", Need::optional,
+      {"secret_file", "status_frequency_minutes", "per_customer_per_minute", "other_regions"});
   r.read(rs, "secret_file", Need::optional, reg.secret_file);
   r.read(rs, "status_frequency_minutes", Need::optional, 1, 1440, reg.status_frequency_minutes);
   r.read(rs, "per_customer_per_minute", Need::optional, 1, 1000000, reg.per_customer_per_minute);
   r.read_host_map(rs, "other_regions", is_customer_id_prefix, reg.other_regions);
 
   auto& dispatch = cfg.dispatch;
-  const Section dsp =
-      r.section(top, "dispatch", Need::optional,
-                {"batch", "ttl_s", "max_attempts", "lease_s", "poll_ms", "apns_connections",
-                 "pause_probe_s", "instance_id"});
+  const Section dsp = r.section(top, "dispatch", Need::optional,
+                                {"batch", "ttl_s", "max_attempts", "lease_s", "poll_ms",
+                                 "apns_connections", "pause_probe_s", "instance_id"});
   r.read(dsp, "batch", Need::optional, 1, 10000, dispatch.batch);
   r.read(dsp, "ttl_s", Need::optional, 10, 86400, dispatch.ttl);
   r.read(dsp, "max_attempts", Need::optional, 1, 1000, dispatch.max_attempts);

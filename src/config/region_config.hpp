@@ -26,6 +26,10 @@ struct ListenerConfig {
   std::filesystem::path tls_key;   // PEM private key
   // Load balancers whose X-Forwarded-For is believed (CIDR ranges); others' is ignored.
   std::vector<std::string> trusted_proxies;
+  // Who may read GET /metrics (it names customers and certificate fingerprints): CIDR ranges of
+  // the caller (after trusted_proxies' X-Forwarded-For). Loopback only unless the region names
+  // its Prometheus network; everyone else gets 403.
+  std::vector<std::string> metrics_allow{"127.0.0.0/8", "::1/128"};
 };
 
 struct ApnsConfig {

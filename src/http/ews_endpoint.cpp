@@ -66,6 +66,17 @@ IpAddress caller_address(const IpAddress& peer, std::string_view forwarded_for,
   return caller;
 }
 
+IpAddress request_caller(const Request& req, const RequestContext& ctx,
+                         const std::vector<Cidr>& trusted_proxies) {
+  const auto peer = parse_ip(ctx.peer.to_string()).value_or(IpAddress{});
+  std::string forwarded_for;
+  for (auto [it, end] = req.equal_range("X-Forwarded-For"); it != end; ++it) {
+    if (!forwarded_for.empty()) forwarded_for += ", ";
+    forwarded_for += std::string(it->value());
+  }
+  return caller_address(peer, forwarded_for, trusted_proxies);
+}
+
 EwsEndpoint::EwsEndpoint(relay::EwsCallbackService& service, EwsEndpointOptions options,
                          prometheus::Registry& registry)
     : service_(service),
@@ -112,14 +123,7 @@ boost::asio::awaitable<Response> EwsEndpoint::handle(const Request& req,
   }
   const auto& callback = std::get<ews::SendNotification>(parsed);
 
-  const auto peer = parse_ip(ctx.peer.to_string()).value_or(IpAddress{});
-  // Every X-Forwarded-For line, in order: a proxy may add its own line after the client's.
-  std::string forwarded_for;
-  for (auto [it, end] = req.equal_range("X-Forwarded-For"); it != end; ++it) {
-    if (!forwarded_for.empty()) forwarded_for += ", ";
-    forwarded_for += std::string(it->value());
-  }
-  const IpAddress caller = caller_address(peer, forwarded_for, options_.trusted_proxies);
+  const IpAddress caller = request_caller(req, ctx, options_.trusted_proxies);
   const auto outcome = co_await service_.handle(ctx.path_rest, callback, caller);
 
   if (outcome.result == relay::CallbackResult::ok) {

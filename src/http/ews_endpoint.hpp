@@ -28,6 +28,10 @@ struct EwsEndpointOptions {
 // stops the walk at the last address that is known.
 IpAddress caller_address(const IpAddress& peer, std::string_view forwarded_for,
                          const std::vector<Cidr>& trusted_proxies);
+// caller_address of a request: its connection's peer and every X-Forwarded-For line, in order
+// (a proxy may add its own line after the client's).
+IpAddress request_caller(const Request& req, const RequestContext& ctx,
+                         const std::vector<Cidr>& trusted_proxies);
 
 class EwsEndpoint {
  public:

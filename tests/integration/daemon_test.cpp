@@ -123,6 +123,41 @@ TEST(Daemon, ServesPrometheusMetrics) {
   EXPECT_EQ(daemon.wait(15s), std::optional<int>(0));
 }
 
+// /metrics names customers and certificate fingerprints: only listener.metrics_allow reads it,
+// judged on the caller behind trusted proxies, never on a proxy's own address.
+TEST(Daemon, MetricsAreServedOnlyToTheAllowedNetwork) {
+  ScratchDatabase db;
+  const auto dir = make_temp_dir("daemon-metrics-allow");
+  const auto region = write_region_file(
+      dir, scratch_db_patch(db, R"({"listener": {"trusted_proxies": ["127.0.0.0/8"]}})"));
+  ChildProcess daemon(daemon_binary(), {"--region", region.string()}, dir / "mailpushd.log");
+  const auto port = listening_port(daemon, 30s);
+  ASSERT_NE(port, 0) << daemon.log();
+  EXPECT_EQ(https_request(port, "GET", "/metrics").status, 200);
+  // Through the (trusted) load balancer from the internet: refused.
+  const auto outside =
+      https_request(port, "GET", "/metrics", "", {{"X-Forwarded-For", "203.0.113.7"}});
+  EXPECT_EQ(outside.status, 403);
+  EXPECT_NE(outside.body.find("metrics_allow"), std::string::npos) << outside.body;
+  EXPECT_EQ(outside.body.find("mailpush_"), std::string::npos);
+  EXPECT_EQ(https_request(port, "GET", "/healthz", "", {{"X-Forwarded-For", "203.0.113.7"}}).status,
+            200);
+  daemon.signal(SIGTERM);
+  EXPECT_EQ(daemon.wait(15s), std::optional<int>(0));
+
+  // A region that names only its Prometheus network refuses loopback too.
+  const auto renamed = dir / "mailpushd.log";
+  std::filesystem::rename(renamed, dir / "mailpushd-1.log");
+  const auto region2 = write_region_file(
+      dir, scratch_db_patch(db, R"({"listener": {"metrics_allow": ["10.20.0.0/16"]}})"));
+  ChildProcess second(daemon_binary(), {"--region", region2.string()}, dir / "mailpushd.log");
+  const auto port2 = listening_port(second, 30s);
+  ASSERT_NE(port2, 0) << second.log();
+  EXPECT_EQ(https_request(port2, "GET", "/metrics").status, 403);
+  second.signal(SIGTERM);
+  EXPECT_EQ(second.wait(15s), std::optional<int>(0));
+}
+
 TEST(Daemon, SigtermFinishesTheRequestInFlightAndExitsZero) {
   ScratchDatabase db;
   const auto dir = make_temp_dir("daemon-drain");

@@ -506,7 +506,7 @@ TEST(RegionConfigErrors, UnknownFieldListsTheKnownOnes) {
   doc["listener"]["prot"] = 8443;
   EXPECT_EQ(error_of(doc),
             "regions/test.json: listener.prot: unknown field (known: public_host, bind_address, "
-            "port, tls_cert, tls_key, trusted_proxies)");
+            "port, tls_cert, tls_key, trusted_proxies, metrics_allow)");
   doc = minimal();
   doc["apns"] = {{"production", {{"host", "a.example"}, {"prt", 1}}}};
   EXPECT_EQ(error_of(doc),
@@ -526,10 +526,12 @@ TEST(RegionConfigErrors, PasswordIsRefusedAndNeverShown) {
   doc["limits"] = {{"Password", secret}};
   doc["listener"]["extra"] = {{"password", secret}};
   const std::string message = error_of(doc);
-  EXPECT_EQ(message, "regions/test.json: listener.extra.password" + rule +
-                         "\nregions/test.json: limits.Password" + rule +
-                         "\nregions/test.json: listener.extra: unknown field (known: "
-                         "public_host, bind_address, port, tls_cert, tls_key, trusted_proxies)");
+  EXPECT_EQ(
+      message,
+      "regions/test.json: listener.extra.password" + rule + "\nregions/test.json: limits.Password" +
+          rule +
+          "\nregions/test.json: listener.extra: unknown field (known: "
+          "public_host, bind_address, port, tls_cert, tls_key, trusted_proxies, metrics_allow)");
   EXPECT_EQ(message.find("hunter2"), std::string::npos);
 }
 
@@ -817,6 +819,25 @@ TEST(RegionConfigListener, TrustedProxiesAreCidrRanges) {
   EXPECT_EQ(error_of(doc),
             "regions/test.json: listener.trusted_proxies: must be an array of CIDR ranges, got "
             "\"10.0.0.0/8\"");
+}
+
+TEST(RegionConfigListener, MetricsAreForLoopbackUnlessTheRegionNamesItsNetwork) {
+  json doc = minimal();
+  const auto defaults = parse(doc);
+  ASSERT_TRUE(defaults.ok()) << defaults.error().message;
+  EXPECT_EQ(defaults->listener.metrics_allow, (std::vector<std::string>{"127.0.0.0/8", "::1/128"}));
+  doc["listener"]["metrics_allow"] = {"10.20.0.0/16"};
+  const auto named = parse(doc);
+  ASSERT_TRUE(named.ok()) << named.error().message;
+  EXPECT_EQ(named->listener.metrics_allow, (std::vector<std::string>{"10.20.0.0/16"}));
+  doc["listener"]["metrics_allow"] = json::array();  // nobody
+  const auto nobody = parse(doc);
+  ASSERT_TRUE(nobody.ok());
+  EXPECT_TRUE(nobody->listener.metrics_allow.empty());
+  doc["listener"]["metrics_allow"] = {"10.20.0.1/16"};
+  EXPECT_EQ(error_of(doc),
+            "regions/test.json: listener.metrics_allow[0]: \"10.20.0.1/16\" has host bits set; "
+            "did you mean 10.20.0.0/16?");
 }
 
 TEST(RegionConfigLimits, XmlAndCacheLimitsHaveDefaultsAndRanges) {
