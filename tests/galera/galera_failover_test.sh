@@ -157,11 +157,18 @@ at $((kill_instance_at - 2))
 served1=$(gl_metric_sum 1 'mailpush_ews_callbacks_total{result="ok"')
 served2=$(gl_metric_sum 2 'mailpush_ews_callbacks_total{result="ok"')
 gl_say "  callbacks so far: mailpushd 1 $served1, mailpushd 2 $served2"
-# APNs slows down (1 s per answer) so that instance 2 dies with notifications in flight: rows it
-# committed and sent but whose answers it never wrote, which only a take-over delivers.
-gl_sim_post /faults '{"latency_ms": 1000}'
+# APNs slows down (3 s per answer) so that instance 2 dies with notifications in flight: rows it
+# committed and sent but whose answers it never wrote, which only a take-over delivers. The kill
+# waits (10 s at most) until it holds some.
+gl_sim_post /faults '{"latency_ms": 3000}'
 at "$kill_instance_at"
-queued2=$(echo "SELECT COUNT(*) FROM outbox WHERE owner = 'galera-2' AND state = 'queued'" | gl_sql || echo "?")
+queued2=0
+until_queued=$((SECONDS + 10))
+while :; do
+  queued2=$(echo "SELECT COUNT(*) FROM outbox WHERE owner = 'galera-2' AND state = 'queued'" | gl_sql || echo 0)
+  [ "${queued2:-0}" -lt 20 ] && [ "$SECONDS" -lt "$until_queued" ] || break
+  sleep 0.2
+done
 gl_say "  t=$((SECONDS - load_t0))s: SIGKILL mailpushd 2 ($queued2 of its outbox rows queued)"
 kill -KILL "${gl_instance_pids[2]}"
 wait "${gl_instance_pids[2]}" 2>/dev/null || true
@@ -258,6 +265,7 @@ v() { jq -r "$1" <<<"$result"; }
 gl_say "acknowledged $(v .acknowledged) of $(v .requests) callbacks ($(v .answers_503) x 503, $(v .no_answer) without an answer); apns-sim accepted $(v .sim_accepted); lost $(v .lost_devices), stray $(v .stray), duplicates $(v .duplicates)"
 gl_say "take-over: $took_rows rows of mailpushd 2 moved to mailpushd 1 (metric $taken_metric), $left_of_dead left queued; survivor failovers $failovers; drained in $drain_s s"
 gl_say "cluster: wsrep_cluster_size $sizes, $synced of 3 Synced (node 1 back in $node_back_s s); wall time $((SECONDS - gl_t0)) s"
+gl_say "HAProxy: $(grep -E 'is (DOWN|UP)|no server available' "$tmp/haproxy.log" | sed 's/^.*\(Server [^ ]*\) is \([A-Z]*\).*$/\1 \2/' | tr '\n' ';' | head -c 400)"
 echo "$result"
 if [ ${#failures[@]} -gt 0 ]; then
   for f in "${failures[@]}"; do gl_say "FAIL: $f"; done
