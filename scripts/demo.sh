@@ -5,7 +5,9 @@
 #      /v1/registrations and gets a listener URL for each;
 #   3. "Exchange" posts real SendNotification callbacks to those URLs: a StatusEvent (binds the
 #      subscription), a ModifiedEvent with the Inbox's UnreadCount, a NewMailEvent;
-#   4. what each simulated device received from apns-sim is shown, badge by badge.
+#   4. what each simulated device received from apns-sim is shown, badge by badge;
+#   5. `mailpushctl doctor` checks the region as its operators would (APNs ports, the customer's
+#      certificate by a test push, the public listener, tokens, expiry, outbox).
 # Usage: scripts/demo.sh   (needs the dev region up: bash scripts/run-dev.sh)
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -121,3 +123,12 @@ payload=$(jq -r --arg t "${token[alice-iphone]}" '[.records[] | select(.token ==
 echo "   last payload to alice-iphone: $payload"
 [ "$done_all" = 1 ] || fail "not every device got its badge within 10 s (see var/dev/mailpushd.log)"
 echo "== every device of each mailbox shows its mailbox's unread count; no device got another's"
+
+# ---- 5. the region as its operators see it ----
+echo "== 5. mailpushctl doctor (the operators' check of the region and of this customer)"
+set +e
+"$root/build/dev/src/app/mailpushctl" --region "$region" doctor --customer "$customer" \
+  --listener-ca "$state/tls/ca.crt" | sed 's/^/   /'
+doctor_rc=${PIPESTATUS[0]}
+set -e
+[ "$doctor_rc" = 0 ] || fail "mailpushctl doctor found a problem (above, with what to do)"

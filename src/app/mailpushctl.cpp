@@ -50,7 +50,8 @@ int main(int argc, char** argv) {
   std::int64_t timeout_ms = 5000;
   std::string listener_ca;
   doctor->add_option("--customer", doctor_options.customer_id,
-                     "Test only this customer's certificate");
+                     "Check only this customer: its certificate, devices, subscriptions and "
+                     "expiry (APNs, listener and outbox checks stay region-wide)");
   doctor
       ->add_option("--max-certs", doctor_options.max_credentials,
                    "Test at most this many certificates")

@@ -235,19 +235,47 @@ Result<RetryDeadResult> retry_dead_letters(Connection& conn, const RetryDeadFilt
   });
 }
 
-Result<std::vector<BadTokenDevice>> devices_with_malformed_tokens(Connection& conn,
-                                                                  std::size_t limit) {
+Result<std::vector<BadTokenDevice>> devices_with_malformed_tokens(
+    Connection& conn, std::size_t limit, std::optional<std::int64_t> customer_row_id) {
   // What the registration API stores is even-length lowercase hex; anything else came in some
   // other way (an import, a hand edit, an older version) and APNs answers it BadDeviceToken.
+  std::vector<Value> params;
+  std::string where;
+  if (customer_row_id) {
+    where = " AND d.customer_id = ?";
+    params.emplace_back(*customer_row_id);
+  }
   auto rows = conn.query(
       "SELECT d.id, c.customer_id, d.environment, d.token_hex FROM devices d JOIN customers c ON "
       "c.id = d.customer_id WHERE d.state = 'active' AND c.state <> 'deleted' AND (d.token_hex = "
-      "'' OR d.token_hex NOT REGEXP '^([0-9a-f][0-9a-f])+$') ORDER BY d.id LIMIT " +
-      std::to_string(std::max<std::size_t>(1, limit)));
+      "'' OR d.token_hex NOT REGEXP '^([0-9a-f][0-9a-f])+$')" +
+          where + " ORDER BY d.id LIMIT " + std::to_string(std::max<std::size_t>(1, limit)),
+      params);
   if (!rows) return std::move(rows).error();
   std::vector<BadTokenDevice> out;
   for (const auto& r : *rows) out.push_back({r.i64(0), r.text(1), r.text(2), r.text(3)});
   return out;
+}
+
+Result<SubscriptionCounts> subscription_counts(Connection& conn,
+                                               std::optional<std::int64_t> customer_row_id) {
+  std::vector<Value> params;
+  std::string where;
+  if (customer_row_id) {
+    where = " AND r.customer_id = ?";
+    params.emplace_back(*customer_row_id);
+  }
+  auto active =
+      conn.query("SELECT COUNT(*) FROM registrations r WHERE r.state = 'active'" + where, params);
+  if (!active) return std::move(active).error();
+  auto silent = conn.query(
+      "SELECT COUNT(*) FROM registrations r WHERE " + std::string(sql::kSilentCondition) + where,
+      params);
+  if (!silent) return std::move(silent).error();
+  SubscriptionCounts counts;
+  counts.active = active->empty() ? 0 : active->front().i64(0);
+  counts.silent = silent->empty() ? 0 : silent->front().i64(0);
+  return counts;
 }
 
 Result<std::vector<EnvironmentMismatch>> environment_mismatches(Connection& conn) {

@@ -124,8 +124,17 @@ struct BadTokenDevice {
   std::string environment;
   std::string token;  // as stored: callers classify and shorten it, never print it whole
 };
-Result<std::vector<BadTokenDevice>> devices_with_malformed_tokens(Connection& conn,
-                                                                  std::size_t limit);
+// Of every customer, or only of the customer with row id `customer_row_id`.
+Result<std::vector<BadTokenDevice>> devices_with_malformed_tokens(
+    Connection& conn, std::size_t limit, std::optional<std::int64_t> customer_row_id = {});
+
+// Active and silent subscriptions (registrations), of the region or of one customer.
+struct SubscriptionCounts {
+  std::int64_t active = 0;
+  std::int64_t silent = 0;
+};
+Result<SubscriptionCounts> subscription_counts(Connection& conn,
+                                               std::optional<std::int64_t> customer_row_id = {});
 
 // Active devices registered for an environment the customer's active credential does not serve:
 // their badges die with NoCredentialForEnvironment. Per customer and environment.

@@ -531,6 +531,11 @@ TEST(MailpushctlOps, DoctorFindsEachSeededFaultAndSaysWhatToDo) {
   EXPECT_NE((*refused)["finding"].get<std::string>().find("BadCertificateEnvironment"),
             std::string::npos);
   EXPECT_EQ(find_check(second, "apns.tcp", "fail"), nullptr) << out;
+  // --customer narrows the customer checks: the other customers' faults are not reported.
+  EXPECT_EQ(find_check(second, "devices.tokens", "fail"), nullptr) << out;
+  EXPECT_EQ(find_check(second, "devices.environment", "fail"), nullptr) << out;
+  EXPECT_EQ(find_check(second, "credentials.expiry", "fail"), nullptr) << out;
+  EXPECT_NE(find_check(second, "devices.tokens", "ok"), nullptr) << out;
 
   // Text output: a verdict per line and the action under it.
   ASSERT_EQ(ctl(r.region(), {"doctor", "--skip-listener"}, &out), 7) << out;
@@ -548,6 +553,35 @@ TEST(MailpushctlOps, DoctorFindsEachSeededFaultAndSaysWhatToDo) {
   const json* listener = find_check(third, "listener", "fail");
   ASSERT_NE(listener, nullptr) << out;
   EXPECT_NE((*listener)["action"].get<std::string>().find("Exchange"), std::string::npos);
+}
+
+TEST(MailpushctlOps, DoctorForOneCustomerCountsItsSilentSubscriptionsOnly) {
+  ApnsSimProcess sim;
+  CtlRegion r("ctl-doctor-silent", &sim);
+  const auto quiet = r.customer_with_cert("dev-quiet");
+  const auto busy = r.customer_with_cert("dev-busy");
+  for (int i = 0; i < 6; ++i) {
+    r.register_device(quiet, "q" + std::to_string(i) + "@example.com",
+                      std::string(62, 'c') + "0" + std::to_string(i));
+  }
+  r.register_device(busy, "b@example.com", std::string(64, 'd'));
+  ASSERT_TRUE(r.conn()
+                  .execute("UPDATE registrations SET created_at = UTC_TIMESTAMP(6) - INTERVAL 3 "
+                           "HOUR WHERE customer_id = ?",
+                           {store::Value{quiet}})
+                  .ok());
+  std::string out;
+  EXPECT_EQ(ctl(r.region(), {"--json", "doctor", "--skip-listener"}, &out), 7) << out;
+  const auto region = parse(out);
+  const json* silent = find_check(region, "subscriptions.silent", "fail");
+  ASSERT_NE(silent, nullptr) << out;
+  EXPECT_NE((*silent)["finding"].get<std::string>().find("6 of 7"), std::string::npos) << out;
+  ASSERT_EQ(
+      ctl(r.region(), {"--json", "doctor", "--skip-listener", "--customer", "dev-busy"}, &out), 0)
+      << out;
+  EXPECT_NE(find_check(parse(out), "subscriptions.silent", "ok"), nullptr) << out;
+  EXPECT_EQ(ctl(r.region(), {"doctor", "--skip-listener", "--customer", "dev-nosuch"}, &out), 6)
+      << out;
 }
 
 TEST(MailpushctlOps, DoctorReportsAnUnreachableDatabaseWithoutStopping) {

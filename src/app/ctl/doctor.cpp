@@ -434,9 +434,16 @@ std::string token_kind(const std::string& token) {
   return "unreadable (" + normal.error().message + ")";
 }
 
-void check_database_content(Report& report, store::Connection& conn) {
+// `customer` (public id, row id) narrows the per-customer checks to that customer.
+void check_database_content(Report& report, store::Connection& conn,
+                            const std::optional<store::CustomerRow>& customer) {
+  const std::optional<std::int64_t> row =
+      customer ? std::optional<std::int64_t>(customer->id) : std::nullopt;
+  const auto mine = [&](const std::string& customer_id) {
+    return !customer || customer->customer_id == customer_id;
+  };
   // Device tokens that are not lowercase hex.
-  auto bad = store::devices_with_malformed_tokens(conn, 1000);
+  auto bad = store::devices_with_malformed_tokens(conn, 1000, row);
   if (!bad) {
     report.add("devices.tokens", "", Verdict::fail, "query failed: " + bad.error().message);
   } else if (bad->empty()) {
@@ -464,11 +471,13 @@ void check_database_content(Report& report, store::Connection& conn) {
   if (!mismatches) {
     report.add("devices.environment", "", Verdict::fail,
                "query failed: " + mismatches.error().message);
-  } else if (mismatches->empty()) {
+  } else if (std::none_of(mismatches->begin(), mismatches->end(),
+                          [&](const auto& m) { return mine(m.customer_id); })) {
     report.add("devices.environment", "", Verdict::ok,
                "every active device's environment is served by its customer's certificate");
   } else {
     for (const auto& m : *mismatches) {
+      if (!mine(m.customer_id)) continue;
       report.add(
           "devices.environment", m.customer_id, Verdict::fail,
           plural(m.devices, "device is", "devices are") + " registered for " + m.environment +
@@ -483,6 +492,7 @@ void check_database_content(Report& report, store::Connection& conn) {
   auto refused = store::refused_tokens(conn);
   if (refused && !refused->empty()) {
     for (const auto& r : *refused) {
+      if (!mine(r.customer_id)) continue;
       report.add("devices.refused", r.customer_id, Verdict::warn,
                  plural(r.devices, "device", "devices") + " registered for " + r.environment +
                      " were refused by APNs with " + r.reason,
@@ -494,10 +504,12 @@ void check_database_content(Report& report, store::Connection& conn) {
   auto creds = store::list_credentials(conn, std::int64_t{30} * 86400);
   if (!creds) {
     report.add("credentials.expiry", "", Verdict::fail, "query failed: " + creds.error().message);
-  } else if (creds->empty()) {
+  } else if (std::none_of(creds->begin(), creds->end(),
+                          [&](const auto& k) { return mine(k.customer_id); })) {
     report.add("credentials.expiry", "", Verdict::ok, "no certificate ends within 30 days");
   } else {
     for (const auto& k : *creds) {
+      if (!mine(k.customer_id)) continue;
       const bool expired = k.seconds_left <= 0;
       report.add("credentials.expiry", k.customer_id + " (" + k.topic + ")",
                  expired ? Verdict::fail : Verdict::warn,
@@ -508,20 +520,19 @@ void check_database_content(Report& report, store::Connection& conn) {
     }
   }
   // Silent subscriptions.
-  auto silent = store::count_silent_subscriptions(conn);
-  auto active = count(conn, "SELECT COUNT(*) FROM registrations WHERE state = 'active'");
-  if (!silent || !active) {
-    report.add("subscriptions.silent", "", Verdict::fail,
-               "query failed: " + (!silent ? silent.error().message : active.error().message));
+  auto subs = store::subscription_counts(conn, row);
+  if (!subs) {
+    report.add("subscriptions.silent", "", Verdict::fail, "query failed: " + subs.error().message);
   } else {
-    const double ratio = *active > 0 ? static_cast<double>(*silent) / *active : 0.0;
+    const auto [active, silent] = *subs;
+    const double ratio = active > 0 ? static_cast<double>(silent) / active : 0.0;
     char pct[32];
     std::snprintf(pct, sizeof pct, "%.1f %%", ratio * 100);
-    const Verdict v = (*silent >= 5 && ratio > 0.2) ? Verdict::fail
-                      : ratio > 0.05                ? Verdict::warn
-                                                    : Verdict::ok;
-    report.add("subscriptions.silent", "", v,
-               std::to_string(*silent) + " of " + std::to_string(*active) +
+    const Verdict v = (silent >= 5 && ratio > 0.2) ? Verdict::fail
+                      : ratio > 0.05               ? Verdict::warn
+                                                   : Verdict::ok;
+    report.add("subscriptions.silent", customer ? customer->customer_id : "", v,
+               std::to_string(silent) + " of " + std::to_string(active) +
                    " subscriptions are silent (" + pct + ")",
                v == Verdict::ok ? ""
                                 : "many at once means Exchange cannot reach the listener "
@@ -683,8 +694,14 @@ int cmd_doctor(const Options& o, const DoctorOptions& d) {
       if (!problem.empty()) conn.reset();
     }
   }
+  std::optional<store::CustomerRow> customer;
+  if (conn && !d.customer_id.empty()) {
+    auto found = customer_named(*conn, d.customer_id);
+    if (!found) return fail(o, "doctor", found.error());
+    customer = std::move(*found);
+  }
   if (conn) {
-    check_database_content(report, *conn);
+    check_database_content(report, *conn, customer);
     check_outbox(report, *conn, *cfg);
     auto opened = open_credentials(*cfg, *conn, d.customer_id, d.max_credentials);
     if (!opened) {
