@@ -2,8 +2,12 @@
 // mailpushd where a command talks to them): customers show/disable/enable, devices show,
 // registrations show, outbox stats/retry-dead, audit tail, status, certs expiring/test, and
 // doctor finding each seeded fault.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <openssl/evp.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
@@ -582,6 +586,41 @@ TEST(MailpushctlOps, DoctorForOneCustomerCountsItsSilentSubscriptionsOnly) {
   EXPECT_NE(find_check(parse(out), "subscriptions.silent", "ok"), nullptr) << out;
   EXPECT_EQ(ctl(r.region(), {"doctor", "--skip-listener", "--customer", "dev-nosuch"}, &out), 6)
       << out;
+}
+
+// A listener that accepts TCP but never answers (a hung process, a black-holing middlebox): the
+// check gives up after --timeout-ms and says so, and the run still finishes.
+TEST(MailpushctlOps, DoctorBoundsAListenerThatNeverAnswers) {
+  ApnsSimProcess sim;
+  CtlRegion r("ctl-doctor-hung", &sim);
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(::listen(fd, 4), 0);
+  socklen_t len = sizeof addr;
+  ASSERT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  const auto hung = ntohs(addr.sin_port);
+  std::string out;
+  const auto started = std::chrono::steady_clock::now();
+  EXPECT_EQ(
+      ctl(r.region(),
+          {"--json", "doctor", "--listener-port", std::to_string(hung), "--timeout-ms", "700"},
+          &out),
+      7)
+      << out;
+  const auto took = std::chrono::steady_clock::now() - started;
+  ::close(fd);
+  const auto report = parse(out);
+  const json* listener = find_check(report, "listener", "fail");
+  ASSERT_NE(listener, nullptr) << out;
+  EXPECT_NE((*listener)["finding"].get<std::string>().find("no answer within 700 ms"),
+            std::string::npos)
+      << out;
+  EXPECT_LT(took, std::chrono::seconds(20));
 }
 
 TEST(MailpushctlOps, DoctorReportsAnUnreachableDatabaseWithoutStopping) {
