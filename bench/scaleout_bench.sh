@@ -13,8 +13,9 @@
 #             and delivery latency (fanout_check against apns-sim), CPU per 1,000 callbacks of
 #             mailpushd, the Galera nodes, HAProxy and apns-sim;
 #   capacity  as fast as 64 connections go, S seconds: callbacks answered OK per second.
-# After each run the outbox drains and every acknowledged badge must have reached apns-sim
-# (lost = 0). Prints a summary, the 2-vs-1 ratios and, last, ONE JSON line. Progress on stderr.
+# Then the same with one instance on a single plain MariaDB server (scripts/mariadb.sh, same
+# durability and data): the cluster's own cost. After each run the outbox drains and every
+# acknowledged badge must have reached apns-sim (lost = 0). Prints a summary, the 2-vs-1 ratios and, last, ONE JSON line. Progress on stderr.
 # Everything it starts is stopped on exit; the runs have a 15-minute budget. The build (release
 # preset targets mailpushd mailpushctl apns-sim fanout_load fanout_check) is not in the budget.
 set -euo pipefail
@@ -100,7 +101,12 @@ ticks() { # utime+stime of the given pids
   echo "$total"
 }
 machine_busy() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat; }
-node_pids() { local n; for n in 1 2 3; do cat "$tmp/galera/node$n/mariadbd.pid" 2>/dev/null || true; done; }
+node_pids() {
+  local n
+  if [ -n "${GL_SINGLE_DIR:-}" ]; then cat "$GL_SINGLE_DIR/mariadbd.pid" 2>/dev/null || true; return; fi
+  for n in 1 2 3; do cat "$tmp/galera/node$n/mariadbd.pid" 2>/dev/null || true; done
+}
+db_kind=galera
 
 # ---------------------------------------------------------------- the region
 
@@ -138,8 +144,11 @@ wait_preloaded 2
 badge_base=1
 # run INSTANCES NAME RATE: one fanout_load run through HAProxy, drained and checked.
 run() {
-  local k=$1 name=$2 r=$3 out="$tmp/run-$1-$2" i pids=() mp0 mp1 db0 db1 hp0 hp1 sim0 sim1 b0 b1 t0 t1
+  local k=$1 name=$2 r=$3 out="$tmp/run-$db_kind-$1-$2" i pids=() mp0 mp1 db0 db1 hp0 hp1 sim0 sim1 b0 b1 t0 t1
   for ((i = 1; i <= k; i++)); do pids+=("${gl_instance_pids[$i]}"); done
+  local np=() n0=() n1=() p
+  mapfile -t np < <(node_pids)
+  for p in "${np[@]}"; do n0+=("$(ticks "$p")"); done
   mp0=$(ticks "${pids[@]}"); db0=$(ticks $(node_pids)); hp0=$(ticks "$gl_haproxy_pid"); sim0=$(ticks "$gl_sim_pid")
   b0=$(machine_busy)
   local served0=() served=()
@@ -154,6 +163,7 @@ run() {
   local drained=true
   gl_drain "$(allow 120)" || drained=false
   t1=$(date +%s%N)
+  for i in "${!np[@]}"; do n1+=("$(($(ticks "${np[$i]}") - n0[i]))"); done
   mp1=$(ticks "${pids[@]}"); db1=$(ticks $(node_pids)); hp1=$(ticks "$gl_haproxy_pid"); sim1=$(ticks "$gl_sim_pid")
   b1=$(machine_busy)
   for ((i = 1; i <= k; i++)); do
@@ -164,24 +174,27 @@ run() {
   gl_sim_post /reset '{}'
   badge_base=$((badge_base + $(jq -r .events_written "$out.load")))
   jq -c -n --slurpfile l "$out.load" --slurpfile c "$out.check" --argjson k "$k" --arg name "$name" \
-    --argjson rate "$r" --argjson tck "$clk_tck" --argjson mp "$((mp1 - mp0))" --argjson db "$((db1 - db0))" \
+    --argjson rate "$r" --arg dbkind "$db_kind" --argjson tck "$clk_tck" --argjson mp "$((mp1 - mp0))" --argjson db "$((db1 - db0))" \
     --argjson hp "$((hp1 - hp0))" --argjson simt "$((sim1 - sim0))" --argjson busy "$((b1 - b0))" \
     --argjson wall_ms "$(((t1 - t0) / 1000000))" --argjson drained "$drained" \
-    --argjson served "$(printf '%s\n' "${served[@]}" | jq -s -c .)" '
+    --argjson served "$(printf '%s\n' "${served[@]}" | jq -s -c .)" \
+    --argjson nodes "$(printf '%s\n' "${n1[@]}" | jq -s -c .)" '
     def r(d): . * d | round / d;
     $l[0] as $l | $c[0] as $c | ($l.soap_ok) as $ok
-    | {instances: $k, run: $name, rate_target: $rate, seconds: $l.elapsed_s,
+    | {database: $dbkind, instances: $k, run: $name, rate_target: $rate, seconds: $l.elapsed_s,
        ok: $ok, ok_per_s: ($l.ok_rate | r(10)), ok_by_instance: $served, answers_503: ($l.non_2xx["503"] // 0), errors: $l.errors,
        answer_ms: $l.answer_ms, delivery_ms: $c.latency_ms,
        lost_devices: $c.lost_devices, stray: $c.stray, duplicates: $c.duplicates, drained: $drained,
-       cpu_s: {mailpushd: ($mp / $tck | r(100)), galera_nodes: ($db / $tck | r(100)),
+       cpu_s: {mailpushd: ($mp / $tck | r(100)), database: ($db / $tck | r(100)),
+               database_by_node: ($nodes | map(. / $tck | r(100))),
                haproxy: ($hp / $tck | r(100)), apns_sim: ($simt / $tck | r(100)),
                machine: ($busy / $tck | r(100)), client: $l.client_cpu_s},
        cpu_ms_per_callback: (if $ok > 0 then {mailpushd: ($mp / $tck * 1000 / $ok | r(1000)),
-               galera_nodes: ($db / $tck * 1000 / $ok | r(1000)),
+               database: ($db / $tck * 1000 / $ok | r(1000)),
+               database_by_node: ($nodes | map(. / $tck * 1000 / $ok | r(1000))),
                machine: ($busy / $tck * 1000 / $ok | r(1000))} else null end),
        wall_s: ($wall_ms / 1000)}' >"$out.json" || gl_die "assembling $k $name"
-  gl_say "  $(jq -r '"\(.instances) instance(s), \(.run): \(.ok_per_s)/s OK (by instance \(.ok_by_instance | map(tostring) | join(" + ")); \(.answers_503) x 503, \(.errors) errors); answer p50 \(.answer_ms.p50) p99 \(.answer_ms.p99) ms; delivery p50 \(.delivery_ms.p50) p99 \(.delivery_ms.p99) ms; CPU ms/callback: mailpushd \(.cpu_ms_per_callback.mailpushd), Galera \(.cpu_ms_per_callback.galera_nodes), machine \(.cpu_ms_per_callback.machine); lost \(.lost_devices)"' "$out.json")"
+  gl_say "  $(jq -r '"\(.database): \(.instances) instance(s), \(.run): \(.ok_per_s)/s OK (by instance \(.ok_by_instance | map(tostring) | join(" + ")); \(.answers_503) x 503, \(.errors) errors); answer p50 \(.answer_ms.p50) p99 \(.answer_ms.p99) ms; delivery p50 \(.delivery_ms.p50) p99 \(.delivery_ms.p99) ms; CPU ms/callback: mailpushd \(.cpu_ms_per_callback.mailpushd), database \(.cpu_ms_per_callback.database), machine \(.cpu_ms_per_callback.machine); lost \(.lost_devices)"' "$out.json")"
 }
 
 b0=$(machine_busy); sleep 2; b1=$(machine_busy)
@@ -196,12 +209,33 @@ for k in 1 2; do
   run "$k" capacity 0
 done
 
+# The baseline: one instance on ONE plain MariaDB server (same durability, same data), so that
+# the cluster's own cost is measured in the same run.
+gl_say "baseline: one instance on a single MariaDB server"
+gl_stop_instance 1
+gl_stop_instance 2
+gl_galera stop >"$tmp/galera-stop.log" 2>&1 || gl_die "stopping the cluster: $(tail -n 5 "$tmp/galera-stop.log")"
+gl_cluster_started=0
+db_kind=single
+gl_single_start
+gl_region 1 "$l1"
+gl_migrate
+gl_start_instance 1
+gl_onboard
+gl_seed "$mailboxes"
+wait_preloaded 1
+gl_haproxy "$lb" 1
+gl_probe
+run 1 "rate$rate" "$rate"
+run 1 capacity 0
+
 # ---------------------------------------------------------------- report
 
 jq -s -c --argjson cores "$(nproc)" --argjson busy "$busy_before_pct" --arg loadavg "$load_before" --argjson mailboxes "$mailboxes" --argjson devices "$gl_devices" \
   --argjson rate "$rate" --argjson secs "$seconds" --arg mariadb "$(echo 'SELECT @@version' | gl_sql)" '
   def r(d): . * d | round / d;
-  def get(k; n): [.[] | select(.instances == k and .run == n)][0];
+  def get(k; n): [.[] | select(.database == "galera" and .instances == k and .run == n)][0];
+  def single(n): [.[] | select(.database == "single" and .run == n)][0];
   get(1; "rate\($rate)") as $r1 | get(2; "rate\($rate)") as $r2
   | get(1; "capacity") as $c1 | get(2; "capacity") as $c2
   | {benchmark: "scaleout", cores: $cores, machine_busy_pct_before: $busy, load_before: $loadavg, mariadb: $mariadb, galera_nodes: 3, mailboxes: $mailboxes,
@@ -214,6 +248,14 @@ jq -s -c --argjson cores "$(nproc)" --argjson busy "$busy_before_pct" --arg load
        machine_cpu_ms_per_callback: {one: $r1.cpu_ms_per_callback.machine, two: $r2.cpu_ms_per_callback.machine},
        machine_cpu_ratio: (if $r1.cpu_ms_per_callback.machine > 0
          then ($r2.cpu_ms_per_callback.machine / $r1.cpu_ms_per_callback.machine | r(100)) else null end)},
+     single_server: {capacity_per_s: single("capacity").ok_per_s,
+       machine_cpu_ms_per_callback: single("rate\($rate)").cpu_ms_per_callback.machine,
+       database_cpu_ms_per_callback: single("rate\($rate)").cpu_ms_per_callback.database,
+       answer_p99_ms: single("rate\($rate)").answer_ms.p99},
+     galera_vs_single: {capacity_ratio: (if (single("capacity").ok_per_s // 0) > 0
+         then ($c1.ok_per_s / single("capacity").ok_per_s | r(100)) else null end),
+       database_cpu_ratio: (if (single("rate\($rate)").cpu_ms_per_callback.database // 0) > 0
+         then ($r1.cpu_ms_per_callback.database / single("rate\($rate)").cpu_ms_per_callback.database | r(100)) else null end)},
      lost_devices: ([.[].lost_devices] | add), stray: ([.[].stray] | add),
      no_loss: (([.[].lost_devices] | add) == 0 and ([.[].stray] | add) == 0)}' "$tmp"/run-*.json >"$tmp/result.json" ||
   gl_die "assembling the result"
@@ -221,9 +263,11 @@ jq -s -c --argjson cores "$(nproc)" --argjson busy "$busy_before_pct" --arg load
 jq -r '
   "",
   "Scale-out benchmark: \(.cores) cores shared by everything (\(.machine_busy_pct_before)% busy before, load \(.load_before)); Galera \(.galera_nodes) nodes (MariaDB \(.mariadb)); \(.mailboxes) mailboxes, \(.devices) devices; HAProxy; \(.connections) keep-alive connections",
-  (.runs | sort_by(.instances, .run)[] | "  \(.instances) instance(s) \(.run | . + " " * (12 - length)) \(.ok_per_s)/s OK; answer p50 \(.answer_ms.p50) p99 \(.answer_ms.p99) ms; delivery p50 \(.delivery_ms.p50) p99 \(.delivery_ms.p99) ms; CPU s: mailpushd \(.cpu_s.mailpushd), Galera \(.cpu_s.galera_nodes), HAProxy \(.cpu_s.haproxy), apns-sim \(.cpu_s.apns_sim), client \(.cpu_s.client), machine \(.cpu_s.machine); lost \(.lost_devices)"),
+  (.runs | sort_by(.database, .instances, .run)[] | "  \(.database) \(.instances) instance(s) \(.run | . + " " * (12 - length)) \(.ok_per_s)/s OK; answer p50 \(.answer_ms.p50) p99 \(.answer_ms.p99) ms; delivery p50 \(.delivery_ms.p50) p99 \(.delivery_ms.p99) ms; CPU s: mailpushd \(.cpu_s.mailpushd), database \(.cpu_s.database) (by node \(.cpu_s.database_by_node | map(tostring) | join(" + "))), HAProxy \(.cpu_s.haproxy), apns-sim \(.cpu_s.apns_sim), client \(.cpu_s.client), machine \(.cpu_s.machine); lost \(.lost_devices)"),
   "  capacity: 1 instance \(.capacity_per_s.one)/s, 2 instances \(.capacity_per_s.two)/s: ratio \(.capacity_ratio)",
   "  at \(.at_rate.rate)/s: machine CPU per callback \(.at_rate.machine_cpu_ms_per_callback.one) ms vs \(.at_rate.machine_cpu_ms_per_callback.two) ms (ratio \(.at_rate.machine_cpu_ratio)); answer p99 \(.at_rate.answer_p99_ms.one) vs \(.at_rate.answer_p99_ms.two) ms",
+  "  single MariaDB server, 1 instance: capacity \(.single_server.capacity_per_s)/s; at \(.at_rate.rate)/s machine CPU \(.single_server.machine_cpu_ms_per_callback) ms, database CPU \(.single_server.database_cpu_ms_per_callback) ms per callback; answer p99 \(.single_server.answer_p99_ms) ms",
+  "  Galera vs single server (1 instance): capacity ratio \(.galera_vs_single.capacity_ratio), database CPU per callback ratio \(.galera_vs_single.database_cpu_ratio)",
   "  lost \(.lost_devices), stray \(.stray): no_loss = \(.no_loss)",
   ""' "$tmp/result.json" >&2
 cat "$tmp/result.json"

@@ -43,6 +43,10 @@ gl_cleanup() {
   for i in "${!gl_instance_pids[@]}"; do gl_stop_process "${gl_instance_pids[$i]}" TERM 150; done
   gl_stop_process "$gl_haproxy_pid" TERM 30
   gl_stop_process "$gl_sim_pid" TERM 50
+  if [ "$gl_single_started" = 1 ]; then
+    timeout 90 bash "$root/scripts/mariadb.sh" stop --datadir "$tmp/single" >/dev/null 2>&1 ||
+      echo "$GL_NAME: could not stop the MariaDB server in $tmp/single" >&2
+  fi
   if [ "$gl_cluster_started" = 1 ]; then
     timeout 200 bash "$root/scripts/galera.sh" stop --datadir "$tmp/galera" >"$tmp/galera-stop.log" 2>&1 ||
       echo "$GL_NAME: could not stop the Galera cluster in $tmp/galera (see $tmp/galera-stop.log)" >&2
@@ -125,20 +129,39 @@ gl_cluster_start() {
     --database "$GL_DATABASE" >"$tmp/galera-start.log" 2>&1 ||
     { tail -n 40 "$tmp/galera-start.log" >&2; gl_die "scripts/galera.sh start"; }
   gl_hosts="127.0.0.1:$gl_base,127.0.0.1:$((gl_base + 1)),127.0.0.1:$((gl_base + 2))"
+  gl_pwfile="$tmp/galera/mailpush.password"
 }
+
+# A single plain MariaDB server instead of the cluster (scripts/mariadb.sh, same durability).
+gl_single_start() {
+  local port
+  port=$(gl_free_port)
+  GL_SINGLE_DIR="$tmp/single"
+  gl_single_started=1
+  timeout 120 bash "$root/scripts/mariadb.sh" start --datadir "$GL_SINGLE_DIR" --port "$port" \
+    --database "$GL_DATABASE" >"$tmp/single-start.log" 2>&1 ||
+    { tail -n 30 "$tmp/single-start.log" >&2; gl_die "scripts/mariadb.sh start"; }
+  gl_hosts="127.0.0.1:$port"
+  gl_pwfile="$GL_SINGLE_DIR/mailpush.password"
+}
+gl_single_started=0
 
 gl_galera() { timeout 300 bash "$root/scripts/galera.sh" "$@" --datadir "$tmp/galera"; }
 
+# The folder of node N: the cluster's, or with GL_SINGLE_DIR set a single plain MariaDB server
+# (scripts/mariadb.sh: the benchmark's baseline) for every N.
+gl_node_dir() { if [ -n "${GL_SINGLE_DIR:-}" ]; then echo "$GL_SINGLE_DIR"; else echo "$tmp/galera/node$1"; fi; }
+
 # SQL on node N (default: the first node that answers) as the admin user over its socket.
 gl_sql_node() {
-  mariadb --defaults-file="$tmp/galera/node$1/my.cnf" --protocol=socket --user="$(id -un)" --batch \
+  mariadb --defaults-file="$(gl_node_dir "$1")/my.cnf" --protocol=socket --user="$(id -un)" --batch \
     --skip-column-names --connect-timeout=5 "$GL_DATABASE"
 }
 gl_sql() {
   local n input
   input=$(cat)
   for n in 1 2 3; do
-    if [ -S "$tmp/galera/node$n/mysqld.sock" ] &&
+    if [ -S "$(gl_node_dir "$n")/mysqld.sock" ] &&
       echo "SELECT 1" | gl_sql_node "$n" >/dev/null 2>&1; then
       printf '%s\n' "$input" | gl_sql_node "$n"
       return
@@ -177,7 +200,7 @@ gl_sim_post() { curl -fsS --max-time 30 -X POST -H 'Content-Type: application/js
 gl_region() {
   local n=$1 port=$2 dispatch=${3:-'{}'}
   jq --argjson port "$port" --arg cert "$tls/listener.crt" --arg key "$tls/listener.key" \
-    --arg hosts "$gl_hosts" --arg db "$GL_DATABASE" --arg pw "$tmp/galera/mailpush.password" \
+    --arg hosts "$gl_hosts" --arg db "$GL_DATABASE" --arg pw "$gl_pwfile" \
     --argjson sim "$sim_port" --arg ca "$certs/apple-ca.crt" --arg kek "$tmp/keys/kek" \
     --arg admin "$tmp/keys/admin-tokens" --arg id "galera-$n" --argjson dispatch "$dispatch" '
     .listener.port = $port | .listener.tls_cert = $cert | .listener.tls_key = $key
