@@ -3,7 +3,7 @@
 # system service, no sudo (the same approach as scripts/mariadb.sh, one folder per node).
 #
 #   scripts/galera.sh start|stop|status|env [--datadir DIR] [--base-port P] [--database NAME]...
-#   scripts/galera.sh kill-node N|stop-node N|restart-node N [--datadir DIR]
+#   scripts/galera.sh kill-node N|stop-node N|restart-node N|bootstrap-node N [--datadir DIR]
 #
 # DIR (default <repo>/var/galera) holds node1/ node2/ node3/ (each: data/, my.cnf, mysqld.sock,
 # mariadbd.pid, error.log), ports, mailpush.password (mode 0600) and .lock. Node N listens for
@@ -16,7 +16,10 @@
 # 'mailpush' (@127.0.0.1, @localhost) with the password from mailpush.password and ALL PRIVILEGES
 # on `mailpush%`.*, and each --database NAME; both replicate to every node.
 # `kill-node N` is SIGKILL (a crash); `stop-node N` a clean shutdown; `restart-node N` starts node N
-# again and waits until it is Synced with the others. `status` prints one line per node (pid, port,
+# again and waits until it is Synced with the others. `bootstrap-node N` makes the running node N
+# the primary component again after the cluster lost its majority (two nodes died: the survivor
+# is non-Primary and refuses queries, and nodes that come back cannot join it): pc.bootstrap on
+# the node with the newest data, then restart-node the others. `status` prints one line per node (pid, port,
 # state, cluster size) and exits 0 when every node is Synced in one cluster of 3, 3 when all are
 # stopped, 1 otherwise. `eval "$(scripts/galera.sh env)"` exports MAILPUSH_DB_HOSTS (the ordered
 # list for database.hosts), MAILPUSH_DB_USER and MAILPUSH_DB_PASSWORD_FILE (never the password).
@@ -36,7 +39,7 @@ unset MYSQL_HOST MYSQL_TCP_PORT MYSQL_UNIX_PORT MYSQL_PWD MYSQL_HISTFILE
 usage() {
   cat <<EOF
 usage: scripts/galera.sh start|stop|status|env [--datadir DIR] [--base-port P] [--database NAME]...
-       scripts/galera.sh kill-node N|stop-node N|restart-node N [--datadir DIR]
+       scripts/galera.sh kill-node N|stop-node N|restart-node N|bootstrap-node N [--datadir DIR]
 
   start           start every stopped node (bootstrapping the cluster when none runs); idempotent
   stop            shut every node down, the bootstrap candidate last
@@ -45,6 +48,7 @@ usage: scripts/galera.sh start|stop|status|env [--datadir DIR] [--base-port P] [
   kill-node N     SIGKILL node N (1-$NODES): a crash
   stop-node N     clean shutdown of node N
   restart-node N  start node N again and wait until it is Synced
+  bootstrap-node N  make running node N the primary component after the majority was lost
 
   --datadir DIR     state folder (default: <repo>/var/galera)
   --base-port P     SQL port of node 1 (default $DEFAULT_BASE_PORT); node N: P+N-1, Galera P+100+10(N-1)..+2
@@ -76,7 +80,7 @@ while [ $# -gt 0 ]; do
       [ -z "$command" ] || usage_error "only one command, got '$command' and '$1'"
       command=$1
       ;;
-    kill-node | stop-node | restart-node)
+    kill-node | stop-node | restart-node | bootstrap-node)
       [ -z "$command" ] || usage_error "only one command, got '$command' and '$1'"
       need_value "$1" $#
       command=$1 node_arg=$2
@@ -546,6 +550,24 @@ do_restart_node() {
   launch_node "$n" join
 }
 
+do_bootstrap_node() {
+  local n=$1 info
+  node_pid "$n" >/dev/null || die "node $n is not running"
+  info=$(node_wsrep "$n") || die "node $n does not answer"
+  if [ "$(cut -f4 <<<"$info")" = Primary ]; then
+    echo "galera: node $n is already in the primary component ($(cut -f2 <<<"$info") nodes)"
+    return 0
+  fi
+  echo "SET GLOBAL wsrep_provider_options = 'pc.bootstrap=YES'" | node_sql "$n" ||
+    die "pc.bootstrap on node $n failed"
+  local deadline=$((SECONDS + 60))
+  until info=$(node_wsrep "$n") && [ "$(cut -f1 <<<"$info")" = Synced ] && [ "$(cut -f4 <<<"$info")" = Primary ]; do
+    [ "$SECONDS" -lt "$deadline" ] || die "node $n is not Synced in a primary component after 60s"
+    sleep 0.2
+  done
+  echo "galera: node $n is the primary component again ($(cut -f2 <<<"$info") nodes); restart-node the others"
+}
+
 case "$command" in
   start) do_start ;;
   stop) do_stop ;;
@@ -557,4 +579,8 @@ case "$command" in
     stop_node "$node_arg"
     ;;
   restart-node) do_restart_node "$node_arg" ;;
+  bootstrap-node)
+    take_lock
+    do_bootstrap_node "$node_arg"
+    ;;
 esac
