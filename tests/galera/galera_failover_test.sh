@@ -124,7 +124,7 @@ gl_seed "$mailboxes"
 gl_say "  $mailboxes mailboxes, $gl_devices devices"
 lb=$(gl_free_port)
 gl_haproxy "$lb" 1 2
-gl_say "HAProxy on 127.0.0.1:$lb in front of both (round robin, GET /readyz checks)"
+gl_say "HAProxy on 127.0.0.1:$lb in front of both (round robin, TCP connect checks)"
 gl_probe
 
 # ---------------------------------------------------------------- the load and the faults
