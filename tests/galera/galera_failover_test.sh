@@ -75,6 +75,17 @@ cleanup() {
   local p
   for p in "${background_pids[@]}"; do gl_stop_process "$p" TERM 50; done
   gl_cleanup
+  # A sanitizer build (the asan preset) reports into the daemons' logs, at the latest on exit.
+  local reports
+  reports=$(grep -l -E 'ERROR: (Address|Leak|Thread)Sanitizer|runtime error:' "$tmp"/mailpushd-*.log \
+    "$tmp"/apns-sim.log 2>/dev/null || true)
+  if [ -n "$reports" ]; then
+    for f in $reports; do
+      echo "--- sanitizer report in $(basename "$f")" >&2
+      grep -m 1 -A 30 -E 'ERROR: (Address|Leak|Thread)Sanitizer|runtime error:' "$f" >&2
+    done
+    [ "$rc" != 0 ] || rc=1
+  fi
   if [ "$keep_tmp" = 1 ] || { [ "$rc" != 0 ] && [ -n "${MAILPUSH_KEEP_FAILED:-}" ]; }; then
     echo "galera-test: kept $tmp" >&2
   else
