@@ -102,9 +102,9 @@ void DatabasePool::worker_loop() {
         continue;
       }
       if (!last_server.empty() && conn.server() != last_server) {
-        log::warn("db.failover", {{"database", connection_.describe()},
-                                  {"from", last_server},
-                                  {"to", conn.server()}});
+        log::warn(
+            "db.failover",
+            {{"database", connection_.describe()}, {"from", last_server}, {"to", conn.server()}});
       }
       last_server = conn.server();
       std::lock_guard lock(mutex_);

@@ -194,9 +194,9 @@ MYSQL* Connection::open_server(const ServerAddress* server, Error& error, bool& 
       return h;
     case NodeReadiness::fallback:
       only_as_fallback = true;
-      error = make_error(Errc::unavailable,
-                         where + ": Galera node is " + comment.value_or("not Synced") +
-                             " (used only when no node is Synced)");
+      error = make_error(Errc::unavailable, where + ": Galera node is " +
+                                                comment.value_or("not Synced") +
+                                                " (used only when no node is Synced)");
       return h;
     case NodeReadiness::not_ready:
       break;

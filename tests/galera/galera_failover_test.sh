@@ -183,7 +183,6 @@ done
 gl_say "  t=$((SECONDS - load_t0))s: SIGKILL mailpushd 2 ($queued2 of its outbox rows queued)"
 kill -KILL "${gl_instance_pids[2]}"
 wait "${gl_instance_pids[2]}" 2>/dev/null || true
-killed_pid=${gl_instance_pids[2]}
 gl_instance_pids[2]=""
 sleep 1
 gl_sim_post /faults '{"latency_ms": 0}'

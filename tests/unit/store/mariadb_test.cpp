@@ -199,8 +199,8 @@ TEST(MariadbConnect, APlainServerCountsAsReady) {
 }
 
 TEST(MariadbErrors, GaleraNotReadyMeansTheConnectionIsLost) {
-  EXPECT_TRUE(is_connection_lost(1047));  // WSREP has not yet prepared node for application use
-  EXPECT_TRUE(is_connection_lost(2013));  // lost connection during query
+  EXPECT_TRUE(is_connection_lost(1047));   // WSREP has not yet prepared node for application use
+  EXPECT_TRUE(is_connection_lost(2013));   // lost connection during query
   EXPECT_FALSE(is_connection_lost(1213));  // deadlock, certification failure: retry the transaction
   EXPECT_FALSE(is_connection_lost(1062));
 }
