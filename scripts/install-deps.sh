@@ -8,7 +8,7 @@ packages=(
   libboost1.81-dev libboost-system1.81-dev
   libssl-dev libnghttp2-dev nghttp2-client libtinyxml2-dev nlohmann-json3-dev
   libmariadb-dev mariadb-server mariadb-client mariadb-backup
-  galera-4 rsync socat haproxy
+  galera-4 socat haproxy
   libgtest-dev libgmock-dev
   prometheus-cpp-dev libcli11-dev
   clang libclang-rt-14-dev clang-format
