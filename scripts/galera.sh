@@ -33,6 +33,8 @@ readonly PROVIDER=/usr/lib/galera/libgalera_smm.so
 
 script_dir=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)
 repo=$(cd -- "$script_dir/.." && pwd -P)
+# shellcheck source=scripts/lib/mariadb-common.sh
+source "$script_dir/lib/mariadb-common.sh"
 
 unset MYSQL_HOST MYSQL_TCP_PORT MYSQL_UNIX_PORT MYSQL_PWD MYSQL_HISTFILE
 
@@ -153,21 +155,7 @@ log_of() { echo "$dir/node$1/error.log"; }
 
 # ---------------------------------------------------------------- helpers
 
-alive() {
-  local pid=$1 stat state
-  [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-  read -r stat 2>/dev/null <"/proc/$pid/stat" || return 1
-  state=${stat##*) }
-  state=${state%% *}
-  [ "$state" != Z ] && [ "$state" != X ]
-}
 
-is_mariadbd() {
-  local comm
-  alive "$1" || return 1
-  read -r comm 2>/dev/null <"/proc/$1/comm" || return 1
-  [ "$comm" = mariadbd ] || [ "$comm" = mysqld ]
-}
 
 # The pid of node N's server (pid file, then a scan of command lines), or fail.
 node_pid() {
@@ -217,12 +205,6 @@ node_wsrep() {
   echo "$out"
 }
 
-port_in_use() {
-  local out
-  out=$(ss -Hltnp "sport = :$1" 2>/dev/null || true)
-  [ -n "$out" ] || return 1
-  echo "$out" | sed -n 's/.*users:(\(.*\)).*/\1/p' | head -n 1
-}
 
 locked=0
 take_lock() {
@@ -312,18 +294,6 @@ init_datadir() { # only the first node is initialised; the others receive a snap
   mv -- "$tmp" "$data"
 }
 
-ensure_password_file() {
-  local content=""
-  [ ! -f "$pwfile" ] || content=$(<"$pwfile")
-  if [ -z "${content//[[:space:]]/}" ]; then
-    (
-      umask 077
-      openssl rand -hex 24 >"$pwfile.tmp.$$"
-    )
-    mv -f -- "$pwfile.tmp.$$" "$pwfile"
-  fi
-  chmod 600 -- "$pwfile"
-}
 
 bootstrap_sql() { # on node N, replicated to all (user statements and DDL are TOI)
   local n=$1 pw q sql host db
@@ -461,7 +431,7 @@ do_start() {
   [ -f "$PROVIDER" ] || die "$PROVIDER not found: install galera-4 (scripts/install-deps.sh)"
   for t in mariabackup socat; do command -v "$t" >/dev/null 2>&1 || die "$t not found (the SST method needs it): run scripts/install-deps.sh"; done
   [ -f "$portsfile" ] || echo "base_port=$base_port" >"$portsfile"
-  ensure_password_file
+  ensure_password_file "$pwfile"
 
   local n first=""
   if ! any_running; then

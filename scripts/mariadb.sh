@@ -17,6 +17,8 @@ readonly LOCK_SECONDS=180
 
 script_dir=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)
 repo=$(cd -- "$script_dir/.." && pwd -P)
+# shellcheck source=scripts/lib/mariadb-common.sh
+source "$script_dir/lib/mariadb-common.sh"
 
 # Keep libmariadb's environment defaults from redirecting our connections.
 unset MYSQL_HOST MYSQL_TCP_PORT MYSQL_UNIX_PORT MYSQL_PWD MYSQL_HISTFILE
@@ -124,21 +126,7 @@ admin_user=$run_user
 # ---------------------------------------------------------------- helpers
 
 # True when the process exists and is not a zombie (PID 1 here may not reap orphans).
-alive() {
-  local pid=$1 stat state
-  [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-  read -r stat 2>/dev/null <"/proc/$pid/stat" || return 1
-  state=${stat##*) }
-  state=${state%% *}
-  [ "$state" != Z ] && [ "$state" != X ]
-}
 
-is_mariadbd() {
-  local comm
-  alive "$1" || return 1
-  read -r comm 2>/dev/null <"/proc/$1/comm" || return 1
-  [ "$comm" = mariadbd ] || [ "$comm" = mysqld ]
-}
 
 # A mariadbd launched by this script for this DIR, found by its command line.
 scan_for_server() {
@@ -189,22 +177,6 @@ configured_port() {
 }
 
 # Prints who listens on the port (ss output) when it is taken; fails when it is free.
-port_in_use() {
-  local p=$1 out
-  if command -v ss >/dev/null 2>&1; then
-    out=$(ss -Hltnp "sport = :$p" 2>/dev/null || true)
-    if [ -n "$out" ]; then
-      echo "$out" | sed -n 's/.*users:(\(.*\)).*/\1/p' | head -n 1
-      return 0
-    fi
-    return 1
-  fi
-  if timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$p" 2>/dev/null; then
-    echo ""
-    return 0
-  fi
-  return 1
-}
 
 locked=0
 take_lock() { # held until the script exits; restart keeps it across stop and start
@@ -275,21 +247,6 @@ init_datadir() {
   mv -- "$tmp" "$data"
 }
 
-ensure_password_file() {
-  local content=""
-  if [ -f "$pwfile" ]; then
-    content=$(<"$pwfile")
-  fi
-  if [ -z "${content//[[:space:]]/}" ]; then
-    local tmp="$pwfile.tmp.$$"
-    (
-      umask 077
-      openssl rand -hex 24 >"$tmp"
-    )
-    mv -f -- "$tmp" "$pwfile"
-  fi
-  chmod 600 -- "$pwfile"
-}
 
 # Creates/heals the mailpush accounts and the requested databases.
 bootstrap() {
@@ -341,7 +298,7 @@ do_start() {
       if [ -n "$port_given" ] && [ "$running_port" != "$port" ]; then
         echo "mariadb: note: --port $port ignored while running; use restart to change the port" >&2
       fi
-      ensure_password_file
+      ensure_password_file "$pwfile"
       bootstrap
       return 0
     fi
@@ -382,7 +339,7 @@ do_start() {
     sleep 0.2
   done
 
-  ensure_password_file
+  ensure_password_file "$pwfile"
   bootstrap
   pid=$(server_pid || echo "$launched")
   print_running_line "$pid"
