@@ -50,12 +50,19 @@ Result<store::ConnectionOptions> database_of(const Options& o, std::string& regi
   return app::connection_options(cfg->database);
 }
 
-Result<std::unique_ptr<store::Connection>> connect(const Options& o, std::string& region) {
-  auto conn_options = database_of(o, region);
+Result<std::unique_ptr<store::Connection>> connect(const config::RegionConfig& cfg) {
+  auto conn_options = app::connection_options(cfg.database);
   if (!conn_options) return std::move(conn_options).error();
   auto conn = std::make_unique<store::Connection>(*conn_options);
   if (auto st = conn->connect(); !st) return std::move(st).error();
   return conn;
+}
+
+Result<std::unique_ptr<store::Connection>> connect(const Options& o, std::string& region) {
+  auto cfg = load_region(o);
+  if (!cfg) return std::move(cfg).error();
+  region = cfg->region;
+  return connect(*cfg);
 }
 
 Result<std::int64_t> count(store::Connection& c, const std::string& sql) {

@@ -39,6 +39,8 @@ Result<config::RegionConfig> load_region(const Options& o);
 Result<store::ConnectionOptions> database_of(const Options& o, std::string& region);
 // Connects to the region's database; `region` gets the region's name.
 Result<std::unique_ptr<store::Connection>> connect(const Options& o, std::string& region);
+// Connects to the database of a region file already loaded.
+Result<std::unique_ptr<store::Connection>> connect(const config::RegionConfig& cfg);
 // The first column of the first row of `sql` as a number (0 when there is no row).
 Result<std::int64_t> count(store::Connection& c, const std::string& sql);
 

@@ -727,8 +727,8 @@ int cmd_certs_test(const Options& o, const std::string& customer_id,
     return usage(what, "--environment must be development or production");
   auto cfg = load_region(o);
   if (!cfg) return fail(o, what, cfg.error());
-  std::string region;
-  auto conn = connect(o, region);
+  const std::string& region = cfg->region;
+  auto conn = connect(*cfg);
   if (!conn) return fail(o, what, conn.error());
   auto customer = customer_named(**conn, customer_id);
   if (!customer) return fail(o, what, customer.error());

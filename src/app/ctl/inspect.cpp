@@ -222,8 +222,8 @@ int cmd_registrations_show(const Options& o, const std::string& mailbox,
   if (!secret) return fail(o, what, secret.error());
   auto hmac = secret->mailbox_hmac(mailbox);
   if (!hmac) return usage(what, "--mailbox: " + hmac.error().message);
-  std::string region;
-  auto conn = connect(o, region);
+  const std::string& region = cfg->region;
+  auto conn = connect(*cfg);
   if (!conn) return fail(o, what, conn.error());
   std::optional<std::int64_t> customer_row;
   if (!customer_id.empty()) {
@@ -281,8 +281,8 @@ int cmd_outbox_stats(const Options& o) {
   const std::string what = "outbox stats";
   auto cfg = load_region(o);
   if (!cfg) return fail(o, what, cfg.error());
-  std::string region;
-  auto conn = connect(o, region);
+  const std::string& region = cfg->region;
+  auto conn = connect(*cfg);
   if (!conn) return fail(o, what, conn.error());
   auto b = store::outbox_breakdown(**conn, cfg->dispatch.lease);
   if (!b) return fail(o, what, b.error());
@@ -352,8 +352,8 @@ int cmd_outbox_retry_dead(const Options& o, const std::string& customer_id,
   }
   auto cfg = load_region(o);
   if (!cfg) return fail(o, what, cfg.error());
-  std::string region;
-  auto conn = connect(o, region);
+  const std::string& region = cfg->region;
+  auto conn = connect(*cfg);
   if (!conn) return fail(o, what, conn.error());
   store::RetryDeadFilter filter;
   filter.limit = limit;

@@ -349,8 +349,7 @@ int cmd_certs_list(const Options& o, const std::string& within, bool found_is_pr
 // Which KEK wraps how many credentials: the old key may leave the key file at 0.
 int cmd_kek(const Options& o, bool rotate) {
   const char* what = rotate ? "kek rotate" : "kek status";
-  auto cfg =
-      mp::config::load_region(o.region_file, {.check_files = false, .overrides = o.overrides});
+  auto cfg = load_region(o);
   if (!cfg) return fail(o, what, cfg.error());
   if (!cfg->portal.kek_file) {
     return fail(o, what,
@@ -359,8 +358,8 @@ int cmd_kek(const Options& o, bool rotate) {
   }
   auto ring = mp::keys::KeyRing::load_file(*cfg->portal.kek_file);
   if (!ring) return fail(o, what, ring.error());
-  std::string region;
-  auto conn = connect(o, region);
+  const std::string& region = cfg->region;
+  auto conn = connect(*cfg);
   if (!conn) return fail(o, what, conn.error());
   auto rows = mp::store::all_wrapped_keys(**conn);
   if (!rows) return fail(o, what, rows.error());
