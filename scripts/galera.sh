@@ -403,16 +403,7 @@ stop_node() { # clean shutdown, SIGKILL only as a last resort
   else
     kill -TERM "$pid" 2>/dev/null || true
   fi
-  local deadline=$((SECONDS + WAIT_SECONDS))
-  while alive "$pid"; do
-    if [ "$SECONDS" -ge "$deadline" ]; then
-      echo "galera: node $n (pid $pid) still alive after ${WAIT_SECONDS}s; sending SIGKILL" >&2
-      kill -KILL "$pid" 2>/dev/null || true
-      sleep 0.5
-      break
-    fi
-    sleep 0.2
-  done
+  wait_or_kill "$pid" "$WAIT_SECONDS" "galera: node $n (pid $pid)"
   rm -f -- "$(pidfile_of "$n")" "$(sock_of "$n")" "$(sock_of "$n").lock"
   echo "galera: node $n stopped"
 }

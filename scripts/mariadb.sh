@@ -365,16 +365,7 @@ do_stop() {
     kill -TERM "$pid" 2>/dev/null || true
   fi
 
-  local deadline=$((SECONDS + WAIT_SECONDS))
-  while alive "$pid"; do
-    if [ "$SECONDS" -ge "$deadline" ]; then
-      echo "mariadb: pid $pid still alive after ${WAIT_SECONDS}s; sending SIGKILL" >&2
-      kill -KILL "$pid" 2>/dev/null || true
-      sleep 0.5
-      break
-    fi
-    sleep 0.2
-  done
+  wait_or_kill "$pid" "$WAIT_SECONDS" "mariadb: pid $pid"
   alive "$pid" && die "pid $pid survived SIGKILL"
   rm -f -- "$pidfile" "$sock" "$sock.lock"
   echo "mariadb: stopped"

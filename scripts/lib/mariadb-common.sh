@@ -55,3 +55,19 @@ ensure_password_file() {
   fi
   chmod 600 -- "$pwfile"
 }
+
+# wait_or_kill PID SECONDS WHAT: waits up to SECONDS for PID to exit, then SIGKILLs it and says so
+# on stderr ("WHAT still alive after Ns; sending SIGKILL").
+wait_or_kill() {
+  local pid=$1 seconds=$2 what=$3
+  local deadline=$((SECONDS + seconds))
+  while alive "$pid"; do
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      echo "$what still alive after ${seconds}s; sending SIGKILL" >&2
+      kill -KILL "$pid" 2>/dev/null || true
+      sleep 0.5
+      break
+    fi
+    sleep 0.2
+  done
+}
