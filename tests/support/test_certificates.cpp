@@ -16,6 +16,7 @@
 #include <cctype>
 #include <functional>
 #include <memory>
+#include <sstream>
 #include <stdexcept>
 
 namespace mp::test {
@@ -92,6 +93,16 @@ TestCertificate make_test_certificate(const TestCertificateOptions& options) {
   });
   out.serial_hex = lower_hex_serial(x);
   return out;
+}
+
+bool TestCertificate::key_appears_in(const std::string& text) const {
+  std::istringstream lines(key_pem);
+  for (std::string line; std::getline(lines, line);) {
+    if (!line.starts_with("-----") && !line.empty() && text.find(line) != std::string::npos) {
+      return true;
+    }
+  }
+  return false;
 }
 
 namespace asio = boost::asio;

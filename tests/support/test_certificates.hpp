@@ -22,6 +22,8 @@ struct TestCertificate {
   std::string cert_pem;
   std::string key_pem;     // unencrypted PKCS#8
   std::string serial_hex;  // lower-case, as certs::ServerCertificate and the logs give it
+  // Whether any base64 line of the key's PEM body occurs in `text` (a log, a message).
+  bool key_appears_in(const std::string& text) const;
 };
 
 TestCertificate make_test_certificate(const TestCertificateOptions& options = {});
