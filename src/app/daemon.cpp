@@ -19,6 +19,7 @@
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <cmath>
+#include <csignal>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -200,6 +201,9 @@ void reload_on_signal(asio::signal_set& signals,
 }  // namespace
 
 int run_daemon(const config::RegionConfig& cfg) {
+  // SIGHUP rereads the listener's certificate once the watcher is set up (below); until then it
+  // must not end the process (its default), and the pair loaded at start is read after this.
+  std::signal(SIGHUP, SIG_IGN);
   log::Level level = log::Level::info;
   log::parse_level(cfg.log_level, level);
   log::set_level(level);

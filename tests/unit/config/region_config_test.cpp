@@ -522,7 +522,7 @@ TEST(RegionConfigErrors, UnknownFieldListsTheKnownOnes) {
   doc["listener"]["prot"] = 8443;
   EXPECT_EQ(error_of(doc),
             "regions/test.json: listener.prot: unknown field (known: public_host, bind_address, "
-            "port, tls_cert, tls_key, trusted_proxies, metrics_allow)");
+            "port, tls_cert, tls_key, tls_poll_interval_ms, trusted_proxies, metrics_allow)");
   doc = minimal();
   doc["apns"] = {{"production", {{"host", "a.example"}, {"prt", 1}}}};
   EXPECT_EQ(error_of(doc),
@@ -542,12 +542,12 @@ TEST(RegionConfigErrors, PasswordIsRefusedAndNeverShown) {
   doc["limits"] = {{"Password", secret}};
   doc["listener"]["extra"] = {{"password", secret}};
   const std::string message = error_of(doc);
-  EXPECT_EQ(
-      message,
-      "regions/test.json: listener.extra.password" + rule + "\nregions/test.json: limits.Password" +
-          rule +
-          "\nregions/test.json: listener.extra: unknown field (known: "
-          "public_host, bind_address, port, tls_cert, tls_key, trusted_proxies, metrics_allow)");
+  EXPECT_EQ(message, "regions/test.json: listener.extra.password" + rule +
+                         "\nregions/test.json: limits.Password" + rule +
+                         "\nregions/test.json: listener.extra: unknown field (known: "
+                         "public_host, bind_address, port, tls_cert, tls_key, "
+                         "tls_poll_interval_ms, trusted_proxies, "
+                         "metrics_allow)");
   EXPECT_EQ(message.find("hunter2"), std::string::npos);
 }
 
