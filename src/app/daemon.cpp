@@ -22,6 +22,7 @@
 #include <sstream>
 #include <thread>
 
+#include "app/memory.hpp"
 #include "app/region_runtime.hpp"
 #include "common/crypto.hpp"
 #include "common/log.hpp"
@@ -531,6 +532,8 @@ int run_daemon(const config::RegionConfig& cfg) {
         }
       },
       asio::detached);
+
+  trim_freed_memory(ioc, stopping);  // RSS back to the system after bursts of connections
 
   asio::signal_set signals(ioc, SIGTERM, SIGINT);
   signals.async_wait([&](boost::system::error_code ec, int signo) {
