@@ -15,6 +15,7 @@
 # stopped on exit; it never runs for more than 10 minutes. --skip-build uses the binaries already
 # in the build folder; --keep-tmp keeps the temporary folder (logs); --preload LIB runs mailpushd
 # with LD_PRELOAD=LIB (allocator experiments, e.g. /usr/lib/x86_64-linux-gnu/libjemalloc.so.2).
+# CONN_MEMORY_REGION='{"log_level":"debug"}' merges JSON into the region file (experiments).
 set -euo pipefail
 
 readonly BUDGET_SECONDS=600
@@ -31,7 +32,7 @@ build_dir="$root/build/release"
 connections=1000
 preload=""
 
-usage() { sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --skip-build) skip_build=1 ;;
@@ -115,11 +116,13 @@ timeout "$(allow 120)" bash scripts/mariadb.sh start --datadir "$tmp/db" --port 
 listener_port=$(free_port)
 region="$tmp/region.json"
 jq --argjson port "$listener_port" --arg cert "$tls/listener.crt" --arg key "$tls/listener.key" \
-  --argjson dbport "$db_port" --arg db "$DATABASE" --arg pw "$tmp/db/mailpush.password" '
+  --argjson dbport "$db_port" --arg db "$DATABASE" --arg pw "$tmp/db/mailpush.password" --arg ca "$tls/ca.crt" '
   .listener.port = $port | .listener.tls_cert = $cert | .listener.tls_key = $key
   | .database.host = "127.0.0.1" | .database.port = $dbport | del(.database.socket)
   | .database.name = $db | .database.password_file = $pw | .database.migrate_on_start = false
-  | .limits.max_connections = 20000 | .log_level = "warn" | del(.portal)' regions/dev.json >"$region"
+  | .apns.ca_file = $ca | del(.registration)
+  | .limits.max_connections = 20000 | .log_level = "warn" | del(.portal)
+  | . * (env.CONN_MEMORY_REGION // "{}" | fromjson)' regions/dev.json >"$region"
 say "migrating (mailpushctl migrate)"
 timeout "$(allow 60)" "$mailpushctl" --region "$region" migrate >"$tmp/migrate.log" 2>&1 ||
   { cat "$tmp/migrate.log" >&2; die "mailpushctl migrate"; }

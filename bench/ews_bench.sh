@@ -128,10 +128,11 @@ timeout "$(allow 120)" bash scripts/mariadb.sh start --datadir "$tmp/db" --port 
 listener_port=$(free_port)
 region="$tmp/region.json"
 jq --argjson port "$listener_port" --arg cert "$tls/listener.crt" --arg key "$tls/listener.key" \
-  --argjson dbport "$db_port" --arg db "$DATABASE" --arg pw "$tmp/db/mailpush.password" '
+  --argjson dbport "$db_port" --arg db "$DATABASE" --arg pw "$tmp/db/mailpush.password" --arg ca "$tls/ca.crt" '
   .listener.port = $port | .listener.tls_cert = $cert | .listener.tls_key = $key
   | .database.host = "127.0.0.1" | .database.port = $dbport | del(.database.socket)
   | .database.name = $db | .database.password_file = $pw | .database.migrate_on_start = false
+  | .apns.ca_file = $ca | del(.registration)
   | .limits.max_connections = 20000 | .log_level = "warn" | .threads = 1 | del(.portal)
   | . * (env.EWS_BENCH_REGION // "{}" | fromjson)' regions/dev.json >"$region"
 
