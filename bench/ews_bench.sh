@@ -91,33 +91,12 @@ trap 'exit 143' TERM
 for tool in jq curl openssl mariadb ss awk cmake; do
   command -v "$tool" >/dev/null 2>&1 || die "$tool is missing (scripts/install-deps.sh installs the project's tools)"
 done
-if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
-  say "installing Debian's nginx-light (the reference server)"
-  export DEBIAN_FRONTEND=noninteractive
-  timeout "$(allow 180)" apt-get install -y -qq nginx-light >/dev/null 2>&1 ||
-    { timeout "$(allow 120)" apt-get update -qq >/dev/null 2>&1 &&
-      timeout "$(allow 180)" apt-get install -y -qq nginx-light >/dev/null 2>&1; } ||
-    die "cannot install nginx-light"
-fi
-nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
+ensure_nginx
 
 # ---------------------------------------------------------------- build
 
 if [ -z "$build_dir" ]; then build_dir="$root/build/release"; fi
-if [ "$skip_build" = 0 ]; then
-  say "building the release preset (mailpushd mailpushctl ews_load ews_seed) in $build_dir"
-  if [ "$build_dir" = "$root/build/release" ]; then
-    timeout "$(allow 60)" cmake --preset release >"$tmp/cmake-configure.log" 2>&1 ||
-      { tail -n 30 "$tmp/cmake-configure.log" >&2; die "cmake --preset release"; }
-    timeout "$(allow 480)" cmake --build --preset release --target mailpushd mailpushctl ews_load ews_seed \
-      >"$tmp/cmake-build.log" 2>&1 || { grep -m 20 -A 5 'error' "$tmp/cmake-build.log" >&2; die "build"; }
-  else
-    timeout "$(allow 60)" cmake --preset release -B "$build_dir" >"$tmp/cmake-configure.log" 2>&1 ||
-      { tail -n 30 "$tmp/cmake-configure.log" >&2; die "cmake --preset release -B $build_dir"; }
-    timeout "$(allow 480)" cmake --build "$build_dir" --target mailpushd mailpushctl ews_load ews_seed \
-      >"$tmp/cmake-build.log" 2>&1 || { grep -m 20 -A 5 'error' "$tmp/cmake-build.log" >&2; die "build"; }
-  fi
-fi
+[ "$skip_build" = 1 ] || build_release mailpushd mailpushctl ews_load ews_seed
 mailpushd="$build_dir/src/app/mailpushd"
 mailpushctl="$build_dir/src/app/mailpushctl"
 ews_load="$build_dir/bench/ews_load"
@@ -128,36 +107,11 @@ done
 
 # ---------------------------------------------------------------- helpers
 
-free_port() {
-  local p
-  for _ in $(seq 1 100); do
-    # Below the kernel's ephemeral range (32768+), where outgoing connections take their ports.
-    p=$((20000 + RANDOM % 12000))
-    if [ -z "$(ss -Hatn "sport = :$p" 2>/dev/null)" ] && ! grep -qx "$p" "$tmp/ports" 2>/dev/null; then
-      echo "$p" >>"$tmp/ports"
-      echo "$p"
-      return 0
-    fi
-  done
-  die "no free port found"
-}
-
 sql_command=(mariadb --defaults-file="$tmp/db/my.cnf" --protocol=socket --user="$(id -un)" --batch
   --skip-column-names --connect-timeout=5 "$DATABASE")
 sql() { "${sql_command[@]}"; } # SQL on stdin -> tab-separated rows
 
-# shellcheck disable=SC2046 # one word per pid
-nginx_pids() { echo "$nginx_pid" $(ps -o pid= --ppid "$nginx_pid" 2>/dev/null); }
 db_pid() { cat "$tmp/db/mariadbd.pid"; }
-
-wait_https() { # url seconds
-  local until=$((SECONDS + $2))
-  while [ "$SECONDS" -lt "$until" ]; do
-    if curl -fsS --max-time 2 --cacert "$tls/ca.crt" "$1" >/dev/null 2>&1; then return 0; fi
-    sleep 0.2
-  done
-  return 1
-}
 
 # ---------------------------------------------------------------- TLS, MariaDB, schema, data
 
@@ -174,10 +128,11 @@ timeout "$(allow 120)" bash scripts/mariadb.sh start --datadir "$tmp/db" --port 
 listener_port=$(free_port)
 region="$tmp/region.json"
 jq --argjson port "$listener_port" --arg cert "$tls/listener.crt" --arg key "$tls/listener.key" \
-  --argjson dbport "$db_port" --arg db "$DATABASE" --arg pw "$tmp/db/mailpush.password" '
+  --argjson dbport "$db_port" --arg db "$DATABASE" --arg pw "$tmp/db/mailpush.password" --arg ca "$tls/ca.crt" '
   .listener.port = $port | .listener.tls_cert = $cert | .listener.tls_key = $key
   | .database.host = "127.0.0.1" | .database.port = $dbport | del(.database.socket)
   | .database.name = $db | .database.password_file = $pw | .database.migrate_on_start = false
+  | .apns.ca_file = $ca | del(.registration)
   | .limits.max_connections = 20000 | .log_level = "warn" | .threads = 1 | del(.portal)
   | . * (env.EWS_BENCH_REGION // "{}" | fromjson)' regions/dev.json >"$region"
 
@@ -224,45 +179,8 @@ wait_https "https://localhost:$listener_port/readyz" "$(allow 30)" ||
   { tail -n 20 "$tmp/mailpushd.log" >&2; die "mailpushd did not become ready"; }
 
 nginx_port=$(free_port)
-mkdir -p "$tmp/nginx"
 soap_ok='<?xml version="1.0" encoding="utf-8"?><soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/" xmlns:m="http://schemas.microsoft.com/exchange/services/2006/messages"><soap:Body><m:SendNotificationResult><m:SubscriptionStatus>OK</m:SubscriptionStatus></m:SendNotificationResult></soap:Body></soap:Envelope>'
-nginx_user=""
-[ "$(id -u)" -ne 0 ] || nginx_user="user root;"
-cat >"$tmp/nginx/nginx.conf" <<EOF
-# The reference: a minimal static-reply HTTPS server (written by bench/ews_bench.sh).
-daemon off;
-$nginx_user
-worker_processes 1;
-pid $tmp/nginx/nginx.pid;
-error_log $tmp/nginx/error.log warn;
-events { worker_connections 20000; }
-http {
-  access_log off;
-  default_type "text/xml; charset=utf-8";
-  keepalive_requests 100000000;
-  keepalive_timeout 65s;
-  client_body_temp_path $tmp/nginx/client_body;
-  proxy_temp_path $tmp/nginx/proxy;
-  fastcgi_temp_path $tmp/nginx/fastcgi;
-  uwsgi_temp_path $tmp/nginx/uwsgi;
-  scgi_temp_path $tmp/nginx/scgi;
-  server {
-    listen 127.0.0.1:$nginx_port ssl;
-    server_name localhost;
-    ssl_certificate $tls/listener.crt;
-    ssl_certificate_key $tls/listener.key;
-    ssl_protocols TLSv1.2 TLSv1.3;
-    ssl_session_cache shared:SSL:10m;
-    ssl_session_timeout 1h;
-    location / { return 200 '$soap_ok'; }
-  }
-}
-EOF
-say "starting the reference nginx ($("$nginx_bin" -v 2>&1 | sed 's/.*: //'), 1 worker) on 127.0.0.1:$nginx_port"
-"$nginx_bin" -p "$tmp/nginx" -e "$tmp/nginx/error.log" -c "$tmp/nginx/nginx.conf" </dev/null >"$tmp/nginx/stdout.log" 2>&1 &
-nginx_pid=$!
-wait_https "https://localhost:$nginx_port/" "$(allow 15)" ||
-  { cat "$tmp/nginx/error.log" "$tmp/nginx/stdout.log" >&2; die "nginx did not start"; }
+start_reference_nginx "$nginx_port" "return 200 '$soap_ok';"
 
 # ---------------------------------------------------------------- runs
 
@@ -418,7 +336,7 @@ grep -E '^mailpush_(ews_callbacks_total|registration_cache_lookups_total|db_jobs
 # ---------------------------------------------------------------- report
 
 jq -s -c --argjson rss_kib "$rss_hwm" --argjson rss_bind_kib "$rss_after_bind" --argjson n "$registrations" \
-  --argjson load_s "$load_seconds" --arg nginx "$("$nginx_bin" -v 2>&1 | sed 's/.*: //')" \
+  --argjson load_s "$load_seconds" --arg nginx "$(nginx_version)" \
   --argjson cores "$(nproc)" --argjson threads "$client_threads" --argjson busy_before "$busy_before_pct" \
   --argjson conns "$CONNECTIONS" --argjson cap_conns "$CAPACITY_CONNECTIONS" \
   --argjson dsync_us "$dsync_us" --argjson commit_us "$commit_us" '

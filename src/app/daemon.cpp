@@ -24,6 +24,7 @@
 #include <sstream>
 #include <thread>
 
+#include "app/memory.hpp"
 #include "app/region_runtime.hpp"
 #include "common/crypto.hpp"
 #include "common/log.hpp"
@@ -580,6 +581,7 @@ int run_daemon(const config::RegionConfig& cfg) {
   }
   asio::signal_set reload_signals(ioc, SIGHUP);
   reload_on_signal(reload_signals, cert_strand, **listener_cert);
+  trim_freed_memory(ioc, stopping);  // RSS back to the system after bursts of connections
 
   asio::signal_set signals(ioc, SIGTERM, SIGINT);
   signals.async_wait([&](boost::system::error_code ec, int signo) {

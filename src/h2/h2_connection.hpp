@@ -63,7 +63,7 @@
 
 #include "common/result.hpp"
 #include "h2/h2_session.hpp"
-#include "h2/tls_socket.hpp"
+#include "net/tls_socket.hpp"
 
 namespace mp::h2 {
 
@@ -169,7 +169,7 @@ class H2Connection : public std::enable_shared_from_this<H2Connection> {
   ConnectionOptions options_;
   std::string peer_;
   boost::asio::ip::tcp::resolver resolver_;
-  TlsSocket stream_;
+  net::TlsSocket stream_;
   std::unique_ptr<H2Session> session_;
   std::atomic<ConnectionState> state_{ConnectionState::created};
   bool connect_timed_out_ = false;

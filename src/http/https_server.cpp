@@ -4,20 +4,22 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include <array>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/core/error.hpp>
+#include <boost/beast/core/string.hpp>
 #include <boost/beast/http/empty_body.hpp>
-#include <boost/beast/http/read.hpp>
-#include <boost/beast/http/write.hpp>
-#include <boost/beast/ssl/ssl_stream.hpp>
+#include <boost/beast/http/error.hpp>
 #include <nlohmann/json.hpp>
+#include <optional>
+#include <tuple>
 
 #include "common/log.hpp"
+#include "http/message_io.hpp"
 
 namespace mp::http {
 
@@ -48,16 +50,46 @@ Response refusal(unsigned version, beast_http::status status, std::string_view c
 
 }  // namespace
 
-struct HttpsServer::Session {
+struct HttpsServer::Session : std::enable_shared_from_this<Session> {
   Session(tcp::socket socket, std::shared_ptr<asio::ssl::context> context)
-      : tls(std::move(context)), stream(std::move(socket), *tls) {}
-  std::shared_ptr<asio::ssl::context> tls;  // the pair it began with, even after a reload
-  beast::ssl_stream<beast::tcp_stream> stream;
+      : context(std::move(context)),
+        tls(std::move(socket), *this->context),
+        deadline(tls.socket().get_executor()) {}
+
+  // From now on, what is outstanding on the socket ends with operation_aborted after `timeout`
+  // (and outcome() says timeout): the deadline of the handshake, an idle wait, or a request.
+  void arm(std::chrono::steady_clock::duration timeout) {
+    timed_out = false;
+    deadline.expires_after(timeout);
+    deadline.async_wait([weak = weak_from_this()](boost::system::error_code ec) {
+      const auto self = weak.lock();
+      if (ec || !self) return;
+      self->timed_out = true;
+      self->tls.cancel();
+    });
+  }
+  // An operation's error, with an abort caused by the deadline told apart as timeout.
+  boost::system::error_code outcome(boost::system::error_code ec) const {
+    return ec == asio::error::operation_aborted && timed_out ? beast::error::timeout : ec;
+  }
+
+  std::shared_ptr<asio::ssl::context> context;  // the pair it began with, even after a reload
+  net::TlsSocket tls;
+  asio::steady_timer deadline;
   asio::ip::address peer;
-  // Both only touched on the session's strand.
+  // Only touched on the session's strand.
   bool idle = true;       // waiting for the first byte of a request: safe to close at shutdown
   bool draining = false;  // finish the current request, then close
   bool closing = false;   // its work is done; only the TLS goodbye is left
+  bool timed_out = false;
+};
+
+// One request and its answer: lives only while a request is being served.
+struct HttpsServer::Exchange {
+  RequestParser parser;
+  std::optional<Response> refused;
+  std::string_view route = "unmatched";
+  std::chrono::steady_clock::time_point started;
 };
 
 HttpsServer::HttpsServer(asio::io_context& ioc, const ListenerTls& tls, ServerOptions options,
@@ -136,7 +168,7 @@ asio::awaitable<void> HttpsServer::accept_loop() {
       sessions_.emplace(session.get(), session);
     }
     metrics_.connection_opened();
-    auto executor = session->stream.get_executor();
+    auto executor = session->tls.socket().get_executor();
     asio::co_spawn(executor, serve(session), [](std::exception_ptr e) {
       if (!e) return;
       try {
@@ -171,146 +203,179 @@ asio::awaitable<void> HttpsServer::serve(std::shared_ptr<Session> s) {
     }
   } forget_on_exit{this, lifetime_, s.get()};
 
-  auto& tcp_layer = beast::get_lowest_layer(s->stream);
-  // The handshake counts as idle: a connection that has not sent a request yet may be dropped.
-  tcp_layer.expires_after(options_.handshake_timeout);
-  if (auto [ec] = co_await s->stream.async_handshake(asio::ssl::stream_base::server, nothrow); ec) {
-    metrics_.handshake_failed();
-    log::debug("http.tls_handshake_failed",
-               {{"peer", s->peer.to_string()}, {"error", ec.message()}});
-    co_return;
-  }
-
-  beast::flat_buffer buffer;
-  bool close_politely = true;
-  for (;;) {
-    if (s->draining) break;
-    s->idle = buffer.size() == 0;
-    tcp_layer.expires_after(options_.idle_timeout);
-    beast_http::request_parser<beast_http::string_body> parser;
-    parser.header_limit(options_.max_header_bytes);
-    parser.body_limit(options_.max_body_bytes);
-
-    auto [hec, hn] = co_await beast_http::async_read_header(s->stream, buffer, parser, nothrow);
-    s->idle = false;
-    std::optional<Response> refused;
-    if (hec == beast_http::error::body_limit) {
-      // The parser checks Content-Length against the limit as soon as the headers are complete.
-      metrics_.request_refused("body_limit");
-      refused =
-          refusal(parser.get().version(), beast_http::status::payload_too_large, "body_too_large",
-                  "request body exceeds " + std::to_string(options_.max_body_bytes) + " bytes");
-    } else if (hec == beast_http::error::header_limit) {
-      metrics_.request_refused("header_limit");
-      refused =
-          refusal(11, beast_http::status::request_header_fields_too_large, "headers_too_large",
-                  "request headers exceed " + std::to_string(options_.max_header_bytes) + " bytes");
-    } else if (is_malformed_http(hec)) {
-      metrics_.request_refused("bad_request");
-      refused = refusal(11, beast_http::status::bad_request, "bad_request",
-                        "malformed HTTP request: " + hec.message());
-    } else if (hec) {
-      // End of stream, timeout, reset or shutdown: nothing to answer.
-      if (hec == beast::error::timeout && buffer.size() > 0) metrics_.request_refused("timeout");
-      // A connection closed for shutdown still gets a TLS close_notify; a timed-out one does not.
-      close_politely =
-          hec == asio::error::operation_aborted ? s->draining : hec != beast::error::timeout;
-      break;
-    }
-
-    const auto started = std::chrono::steady_clock::now();
-    std::string_view route = "unmatched";
-    if (!refused) {
-      tcp_layer.expires_after(options_.request_timeout);
-      const auto& header = parser.get();
-      const auto length = parser.content_length();
-      if (length && *length > options_.max_body_bytes) {
-        metrics_.request_refused("body_limit");
-        refused =
-            refusal(header.version(), beast_http::status::payload_too_large, "body_too_large",
-                    "request body exceeds " + std::to_string(options_.max_body_bytes) + " bytes");
-      } else if (beast::iequals(header[beast_http::field::expect], "100-continue")) {
-        // .NET clients (Exchange among them) wait for this before sending the body.
-        beast_http::response<beast_http::empty_body> cont{beast_http::status::continue_,
-                                                          header.version()};
-        if (auto [cec, cn] = co_await beast_http::async_write(s->stream, cont, nothrow); cec) break;
-      }
-    }
-    if (!refused) {
-      auto [bec, bn] = co_await beast_http::async_read(s->stream, buffer, parser, nothrow);
-      if (bec == beast_http::error::body_limit) {
-        metrics_.request_refused("body_limit");
-        refused =
-            refusal(parser.get().version(), beast_http::status::payload_too_large, "body_too_large",
-                    "request body exceeds " + std::to_string(options_.max_body_bytes) + " bytes");
-      } else if (is_malformed_http(bec)) {
-        metrics_.request_refused("bad_request");
-        refused = refusal(parser.get().version(), beast_http::status::bad_request, "bad_request",
-                          "malformed HTTP request: " + bec.message());
-      } else if (bec) {
-        if (bec == beast::error::timeout) metrics_.request_refused("timeout");
-        close_politely = false;
-        break;
-      }
-    }
-
-    Response res;
-    if (refused) {
-      res = std::move(*refused);
-    } else {
-      Request req = parser.release();
-      const auto match = router_.match(req.method(), req.target());
-      route = match.route;
-      if (match.handler) {
-        RequestContext ctx{s->peer, match.route, match.path_rest, port_};
-        try {
-          res = co_await (*match.handler)(req, ctx);
-        } catch (const std::exception& e) {
-          log::error("http.handler_failed", {{"route", match.route}, {"error", e.what()}});
-          res = refusal(req.version(), beast_http::status::internal_server_error, "internal_error",
-                        "the server failed to handle this request; it has been logged");
-        }
-      } else if (!match.allow.empty()) {
-        res = refusal(req.version(), beast_http::status::method_not_allowed, "method_not_allowed",
-                      "allowed: " + match.allow);
-        res.set(beast_http::field::allow, match.allow);
-        res.keep_alive(req.keep_alive());
-      } else {
-        res =
-            refusal(req.version(), beast_http::status::not_found, "not_found", "no such resource");
-        res.keep_alive(req.keep_alive());
-      }
-    }
-    if (s->draining) res.keep_alive(false);
-    tcp_layer.expires_after(options_.request_timeout);
-    auto [wec, wn] = co_await beast_http::async_write(s->stream, res, nothrow);
-    const double seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-    metrics_.request_done(route, static_cast<unsigned>(res.result_int()), seconds);
-    if (res.result_int() >= 500) {
-      log::warn("http.server_error",
-                {{"route", route}, {"status", res.result_int()}, {"peer", s->peer.to_string()}});
-    } else if (refused || route == "unmatched" || res.result_int() == 405) {
-      // Refused before any handler: limits, malformed HTTP, unknown path or method. The path is
-      // not logged (callback paths carry secrets); the route name and status say enough.
-      log::info("http.refused",
-                {{"route", route}, {"status", res.result_int()}, {"peer", s->peer.to_string()}});
-    }
-    if (wec) {
-      close_politely = false;
-      break;
-    }
-    if (!res.keep_alive()) break;
-  }
-
+  Next how = Next::close_abruptly;
+  if (co_await handshake(s)) how = co_await serve_connection(s);
   s->closing = true;
-  if (close_politely) {
-    tcp_layer.expires_after(std::chrono::seconds(2));
-    co_await s->stream.async_shutdown(nothrow);
+  if (how == Next::close_politely) co_await linger(s);
+  s->deadline.cancel();
+  s->tls.close();
+}
+
+asio::awaitable<void> HttpsServer::linger(std::shared_ptr<Session> s) {
+  // close_notify and FIN, then read until the peer's EOF (2 s at most): closing with its bytes
+  // unread would reset the connection and could destroy the answer it has not read yet.
+  s->tls.shutdown();
+  boost::system::error_code ec;
+  s->tls.socket().shutdown(tcp::socket::shutdown_send, ec);
+  s->arm(std::chrono::seconds(2));
+  std::array<char, 256> sink;
+  while (!ec) {
+    std::tie(ec, std::ignore) = co_await s->tls.socket().async_receive(asio::buffer(sink), nothrow);
   }
-  boost::system::error_code ignored;
-  tcp_layer.socket().shutdown(tcp::socket::shutdown_both, ignored);
-  tcp_layer.close();
+}
+
+asio::awaitable<bool> HttpsServer::handshake(std::shared_ptr<Session> s) {
+  // The handshake counts as idle: a connection that has not sent a request yet may be dropped.
+  // Nothing but the socket is held until the client's first byte arrives.
+  s->arm(options_.handshake_timeout);
+  auto ec = s->outcome(co_await s->tls.async_wait_readable());
+  if (!ec) ec = s->outcome(co_await s->tls.async_handshake());
+  if (!ec) co_return true;
+  metrics_.handshake_failed();
+  log::debug("http.tls_handshake_failed", {{"peer", s->peer.to_string()}, {"error", ec.message()}});
+  co_return false;
+}
+
+asio::awaitable<HttpsServer::Next> HttpsServer::serve_connection(std::shared_ptr<Session> s) {
+  beast::flat_buffer buffer;  // holds a pipelined request's bytes between requests
+  for (;;) {
+    if (s->draining) co_return Next::close_politely;
+    s->idle = buffer.size() == 0;
+    s->arm(options_.idle_timeout);
+    if (s->idle && !s->tls.has_buffered_input()) {
+      // Between requests nothing is held but the socket, the SSL and the coroutine frames.
+      buffer = beast::flat_buffer();
+      s->tls.release_idle_buffers();
+      const auto ec = s->outcome(co_await s->tls.async_wait_readable());
+      if (ec == asio::error::operation_aborted && s->draining) co_return Next::close_politely;
+      if (ec) co_return Next::close_abruptly;
+    }
+    if (const Next next = co_await serve_request(s, buffer); next != Next::request) co_return next;
+  }
+}
+
+asio::awaitable<HttpsServer::Next> HttpsServer::serve_request(std::shared_ptr<Session> s,
+                                                              beast::flat_buffer& buffer) {
+  Exchange ex;
+  if (const Next next = co_await read_request(*s, buffer, ex); next != Next::request) {
+    co_return next;
+  }
+  Response res = co_await respond(*s, ex);
+  if (s->draining) res.keep_alive(false);
+  s->arm(options_.request_timeout);
+  boost::system::error_code wec;
+  {
+    const std::string bytes = serialize(res);
+    wec = s->outcome(co_await s->tls.async_write_all(bytes));
+  }
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - ex.started).count();
+  metrics_.request_done(ex.route, static_cast<unsigned>(res.result_int()), seconds);
+  log_answer(*s, ex, res);
+  if (wec) co_return Next::close_abruptly;
+  co_return res.keep_alive() ? Next::request : Next::close_politely;
+}
+
+asio::awaitable<HttpsServer::Next> HttpsServer::read_request(Session& s, beast::flat_buffer& buffer,
+                                                             Exchange& ex) {
+  auto& parser = ex.parser;
+  parser.header_limit(options_.max_header_bytes);
+  parser.body_limit(options_.max_body_bytes);
+  const auto body_too_large = [&](unsigned version) {
+    metrics_.request_refused("body_limit");
+    ex.refused =
+        refusal(version, beast_http::status::payload_too_large, "body_too_large",
+                "request body exceeds " + std::to_string(options_.max_body_bytes) + " bytes");
+  };
+  const auto malformed = [&](unsigned version, const boost::system::error_code& ec) {
+    metrics_.request_refused("bad_request");
+    ex.refused = refusal(version, beast_http::status::bad_request, "bad_request",
+                         "malformed HTTP request: " + ec.message());
+  };
+
+  const auto hec = s.outcome(co_await async_read_request(s.tls, buffer, parser, ReadUntil::header));
+  s.idle = false;
+  ex.started = std::chrono::steady_clock::now();
+  if (hec == beast_http::error::body_limit) {
+    // The parser checks Content-Length against the limit as soon as the headers are complete.
+    body_too_large(parser.get().version());
+  } else if (hec == beast_http::error::header_limit) {
+    metrics_.request_refused("header_limit");
+    ex.refused =
+        refusal(11, beast_http::status::request_header_fields_too_large, "headers_too_large",
+                "request headers exceed " + std::to_string(options_.max_header_bytes) + " bytes");
+  } else if (is_malformed_http(hec)) {
+    malformed(11, hec);
+  } else if (hec) {
+    // End of stream, timeout, reset or shutdown: nothing to answer. A connection closed for
+    // shutdown still gets a TLS close_notify.
+    if (hec == beast::error::timeout && buffer.size() > 0) metrics_.request_refused("timeout");
+    co_return hec == asio::error::operation_aborted&& s.draining ? Next::close_politely
+                                                                 : Next::close_abruptly;
+  }
+  if (ex.refused) co_return Next::request;
+
+  s.arm(options_.request_timeout);
+  const auto& header = parser.get();
+  if (const auto length = parser.content_length(); length && *length > options_.max_body_bytes) {
+    body_too_large(header.version());
+    co_return Next::request;
+  }
+  if (beast::iequals(header[beast_http::field::expect], "100-continue")) {
+    // .NET clients (Exchange among them) wait for this before sending the body.
+    beast_http::response<beast_http::empty_body> cont{beast_http::status::continue_,
+                                                      header.version()};
+    const std::string bytes = serialize(cont);
+    if (s.outcome(co_await s.tls.async_write_all(bytes))) co_return Next::close_abruptly;
+  }
+  const auto bec =
+      s.outcome(co_await async_read_request(s.tls, buffer, parser, ReadUntil::message));
+  if (bec == beast_http::error::body_limit) {
+    body_too_large(parser.get().version());
+  } else if (is_malformed_http(bec)) {
+    malformed(parser.get().version(), bec);
+  } else if (bec) {
+    if (bec == beast::error::timeout) metrics_.request_refused("timeout");
+    co_return Next::close_abruptly;
+  }
+  co_return Next::request;
+}
+
+asio::awaitable<Response> HttpsServer::respond(Session& s, Exchange& ex) {
+  if (ex.refused) co_return std::move(*ex.refused);
+  Request req = ex.parser.release();
+  const auto match = router_.match(req.method(), req.target());
+  ex.route = match.route;
+  if (match.handler) {
+    RequestContext ctx{s.peer, match.route, match.path_rest, port_};
+    try {
+      co_return co_await (*match.handler)(req, ctx);
+    } catch (const std::exception& e) {
+      log::error("http.handler_failed", {{"route", match.route}, {"error", e.what()}});
+    }
+    co_return refusal(req.version(), beast_http::status::internal_server_error, "internal_error",
+                      "the server failed to handle this request; it has been logged");
+  }
+  Response res =
+      match.allow.empty()
+          ? refusal(req.version(), beast_http::status::not_found, "not_found", "no such resource")
+          : refusal(req.version(), beast_http::status::method_not_allowed, "method_not_allowed",
+                    "allowed: " + match.allow);
+  if (!match.allow.empty()) res.set(beast_http::field::allow, match.allow);
+  res.keep_alive(req.keep_alive());
+  co_return res;
+}
+
+void HttpsServer::log_answer(const Session& s, const Exchange& ex, const Response& res) {
+  if (res.result_int() >= 500) {
+    log::warn("http.server_error",
+              {{"route", ex.route}, {"status", res.result_int()}, {"peer", s.peer.to_string()}});
+  } else if (ex.refused || ex.route == "unmatched" || res.result_int() == 405) {
+    // Refused before any handler: limits, malformed HTTP, unknown path or method. The path is
+    // not logged (callback paths carry secrets); the route name and status say enough.
+    log::info("http.refused",
+              {{"route", ex.route}, {"status", res.result_int()}, {"peer", s.peer.to_string()}});
+  }
 }
 
 void HttpsServer::close_sessions(bool only_idle) {
@@ -322,20 +387,21 @@ void HttpsServer::close_sessions(bool only_idle) {
     }
   }
   for (auto& s : live) {
-    asio::post(s->stream.get_executor(), [this, s, only_idle] {
+    asio::post(s->tls.socket().get_executor(), [this, s, only_idle] {
       s->draining = true;
       if (only_idle) {
         // Bytes already waiting mean a request has arrived: serve it rather than drop it.
         boost::system::error_code ec;
-        const bool request_waiting = beast::get_lowest_layer(s->stream).socket().available(ec) > 0;
+        const bool request_waiting =
+            s->tls.socket().available(ec) > 0 || s->tls.has_buffered_input();
         if (!s->idle || request_waiting) return;
       }
       if (!only_idle && !s->idle && !s->closing) {
         std::lock_guard lock(mutex_);
         ++forced_;
       }
-      beast::get_lowest_layer(s->stream).cancel();
-      if (!only_idle) beast::get_lowest_layer(s->stream).close();
+      s->tls.cancel();
+      if (!only_idle) s->tls.close();
     });
   }
 }

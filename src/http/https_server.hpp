@@ -1,11 +1,15 @@
 // The region's HTTPS server: one coroutine per connection on its own strand, limits on every
-// read, and a graceful shutdown that lets requests in flight finish within a deadline.
+// read, and a graceful shutdown that lets requests in flight finish within a deadline. An idle
+// connection holds its socket, its SSL and a small coroutine frame: no TLS, read or body buffer
+// (see net::TlsSocket), and before its first byte no SSL either.
 #pragma once
 
+#include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/context.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
@@ -54,8 +58,19 @@ class HttpsServer {
 
  private:
   struct Session;
+  enum class Next { request, close_politely, close_abruptly };
+  struct Exchange;
   boost::asio::awaitable<void> accept_loop();
   boost::asio::awaitable<void> serve(std::shared_ptr<Session> session);
+  boost::asio::awaitable<bool> handshake(std::shared_ptr<Session> session);
+  boost::asio::awaitable<void> linger(std::shared_ptr<Session> session);
+  boost::asio::awaitable<Next> serve_connection(std::shared_ptr<Session> session);
+  boost::asio::awaitable<Next> serve_request(std::shared_ptr<Session> session,
+                                             boost::beast::flat_buffer& buffer);
+  boost::asio::awaitable<Next> read_request(Session& session, boost::beast::flat_buffer& buffer,
+                                            Exchange& exchange);
+  boost::asio::awaitable<Response> respond(Session& session, Exchange& exchange);
+  void log_answer(const Session& session, const Exchange& exchange, const Response& res);
   void forget(Session* session);
   void finish_drain();  // calls on_drained_ once
   void close_sessions(bool only_idle);

@@ -397,7 +397,8 @@ std::size_t read_with_timeout(Stream& stream, char* buf, std::size_t size,
 }
 }  // namespace
 
-RawTlsConnection::RawTlsConnection(std::uint16_t port) : impl_(std::make_unique<Impl>()) {
+RawTlsConnection::RawTlsConnection(std::uint16_t port, std::chrono::milliseconds silence)
+    : impl_(std::make_unique<Impl>()) {
   namespace asio = boost::asio;
   impl_->ctx.load_verify_file(dev_tls().ca_cert.string());
   impl_->ctx.set_verify_mode(asio::ssl::verify_peer);
@@ -405,6 +406,7 @@ RawTlsConnection::RawTlsConnection(std::uint16_t port) : impl_(std::make_unique<
       std::make_unique<asio::ssl::stream<asio::ip::tcp::socket>>(impl_->ioc, impl_->ctx);
   SSL_set_tlsext_host_name(impl_->stream->native_handle(), "localhost");
   impl_->stream->next_layer().connect({asio::ip::make_address("127.0.0.1"), port});
+  if (silence.count() > 0) std::this_thread::sleep_for(silence);
   impl_->stream->handshake(asio::ssl::stream_base::client);
 }
 

@@ -125,7 +125,8 @@ HttpReply https_request(std::uint16_t port, const std::string& method, const std
 // A TLS connection that sends whatever bytes a test gives it (for malformed or slow requests).
 class RawTlsConnection {
  public:
-  explicit RawTlsConnection(std::uint16_t port);
+  // Connects, stays silent for `silence` (a slow client's first byte), then handshakes.
+  explicit RawTlsConnection(std::uint16_t port, std::chrono::milliseconds silence = {});
   ~RawTlsConnection();
   RawTlsConnection(const RawTlsConnection&) = delete;
   RawTlsConnection& operator=(const RawTlsConnection&) = delete;

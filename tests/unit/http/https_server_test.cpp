@@ -321,6 +321,35 @@ TEST_F(HttpsServerTest, PipelinedRequestsAreAnsweredInOrder) {
   EXPECT_EQ(conn.read_response(2s).body, "two");
 }
 
+TEST_F(HttpsServerTest, KeepAliveRequestsWithIdleGapsAreServedOnOneConnection) {
+  ASSERT_NO_FATAL_FAILURE(start());  // idle_timeout 3 s
+  RawTlsConnection conn(port_);
+  for (int i = 0; i < 3; ++i) {
+    // Each gap lets the connection go idle: its buffers are given back, then made again.
+    std::this_thread::sleep_for(150ms);
+    const std::string body = "request " + std::to_string(i) + std::string(900, 'x');
+    conn.send(request_text("POST", "/echo", body));
+    const HttpReply r = conn.read_response(2s);
+    EXPECT_EQ(r.status, 200);
+    EXPECT_EQ(r.body, body);
+  }
+  EXPECT_EQ(server_->active_connections(), 1u);
+}
+
+TEST_F(HttpsServerTest, ThreePipelinedRequestsInOneWriteAreAllAnswered) {
+  ASSERT_NO_FATAL_FAILURE(start());
+  RawTlsConnection conn(port_);
+  // All three arrive in one TLS record: the second and third must be served from what is
+  // already read, without waiting for the socket to become readable again.
+  conn.send(request_text("GET", "/hello") + request_text("POST", "/echo", "middle") +
+            request_text("GET", "/nowhere"));
+  EXPECT_EQ(conn.read_response(2s).body, "hello world");
+  EXPECT_EQ(conn.read_response(2s).body, "middle");
+  EXPECT_EQ(conn.read_response(2s).status, 404);
+  conn.send(request_text("GET", "/hello"));
+  EXPECT_EQ(conn.read_response(2s).status, 200);
+}
+
 TEST_F(HttpsServerTest, ConnectionCloseRequestIsClosedAfterTheReply) {
   ASSERT_NO_FATAL_FAILURE(start());
   RawTlsConnection conn(port_);
@@ -569,6 +598,21 @@ TEST_F(HttpsServerTest, SilentTcpClientIsClosedAfterHandshakeTimeout) {
   EXPECT_TRUE(sample_reaches("mailpush_http_tls_handshake_failures_total", 1, 1s))
       << metrics_text();
   EXPECT_TRUE(wait_until([&] { return server_->active_connections() == 0; }, 1s));
+}
+
+TEST_F(HttpsServerTest, ClientWhoseFirstByteComesLateStillHandshakes) {
+  auto o = fast_options();
+  o.handshake_timeout = 1000ms;
+  ASSERT_NO_FATAL_FAILURE(start(o));
+  // Silent for a while after connecting (the server waits without any TLS state), then a
+  // handshake and a request within the handshake timeout.
+  RawTlsConnection conn(port_, 400ms);
+  conn.send(request_text("GET", "/hello"));
+  const HttpReply r = conn.read_response(2s);
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.body, "hello world");
+  EXPECT_FALSE(sample("mailpush_http_tls_handshake_failures_total").value_or(0) > 0)
+      << metrics_text();
 }
 
 TEST_F(HttpsServerTest, PlainHttpOnTheTlsPortFailsTheHandshakeAtOnce) {

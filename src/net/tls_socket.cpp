@@ -1,5 +1,6 @@
-// TlsSocket: SSL_connect/SSL_read/SSL_write over a socket BIO for input and our own output BIO.
-#include "h2/tls_socket.hpp"
+// TlsSocket: SSL_connect or SSL_accept, SSL_read/SSL_write over a socket BIO for input and our own
+// output BIO.
+#include "net/tls_socket.hpp"
 
 #include <openssl/bio.h>
 #include <openssl/err.h>
@@ -13,7 +14,7 @@
 #include <cerrno>
 #include <new>
 
-namespace mp::h2 {
+namespace mp::net {
 
 namespace asio = boost::asio;
 using asio::ip::tcp;
@@ -76,16 +77,35 @@ boost::system::error_code ssl_error(unsigned long code) {
   return {static_cast<int>(code), asio::error::get_ssl_category()};
 }
 
+// The settings both roles share.
+void configure(SSL* ssl) {
+  SSL_set_options(ssl, SSL_OP_NO_RENEGOTIATION);
+  // Idle, OpenSSL frees its record buffers (~34 KiB), whatever the context says.
+  SSL_set_mode(ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                        SSL_MODE_RELEASE_BUFFERS);
+  // Whole socket reads into OpenSSL's (released when idle) buffer, not 5 bytes then the record.
+  SSL_set_read_ahead(ssl, 1);
+}
+
 }  // namespace
 
 TlsSocket::TlsSocket(const Executor& executor, asio::ssl::context& context)
     : socket_(executor), ssl_(SSL_new(context.native_handle())) {
   if (!ssl_) throw std::bad_alloc();
   SSL_set_connect_state(ssl_.get());
-  SSL_set_options(ssl_.get(), SSL_OP_NO_RENEGOTIATION);
-  SSL_set_mode(ssl_.get(), SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-  // Whole socket reads into OpenSSL's (released when idle) buffer, not 5 bytes then the record.
-  SSL_set_read_ahead(ssl_.get(), 1);
+  configure(ssl_.get());
+}
+
+TlsSocket::TlsSocket(tcp::socket accepted, asio::ssl::context& context)
+    : socket_(std::move(accepted)), server_context_(&context) {}
+
+TlsSocket::error_code TlsSocket::make_server_ssl() {
+  ssl_.reset(SSL_new(server_context_->native_handle()));
+  if (!ssl_) return asio::error::no_memory;
+  server_context_ = nullptr;
+  SSL_set_accept_state(ssl_.get());
+  configure(ssl_.get());
+  return {};
 }
 
 TlsSocket::Want TlsSocket::classify(int ret, error_code& ec) {
@@ -130,7 +150,8 @@ TlsSocket::Want TlsSocket::classify(int ret, error_code& ec) {
 
 asio::awaitable<TlsSocket::error_code> TlsSocket::async_handshake() {
   error_code ec;
-  socket_.non_blocking(true, ec);  // OpenSSL reads the descriptor itself
+  if (server_context_ != nullptr) ec = make_server_ssl();
+  if (!ec) socket_.non_blocking(true, ec);  // OpenSSL reads the descriptor itself
   if (ec) co_return ec;
   BioPtr in(BIO_new_socket(socket_.native_handle(), BIO_NOCLOSE));
   BioPtr out(BIO_new(out_method()));
@@ -140,7 +161,7 @@ asio::awaitable<TlsSocket::error_code> TlsSocket::async_handshake() {
   for (;;) {
     if (!socket_.is_open()) co_return error_code(asio::error::operation_aborted);
     ERR_clear_error();
-    const int ret = SSL_connect(ssl_.get());
+    const int ret = SSL_do_handshake(ssl_.get());  // SSL_connect or SSL_accept, by the state
     const Want want = classify(ret, ec);
     // What OpenSSL wrote goes out first: our flight, or the alert saying why it failed.
     const error_code written = co_await async_flush();
@@ -225,7 +246,7 @@ asio::awaitable<TlsSocket::error_code> TlsSocket::async_wait_readable() {
 }
 
 bool TlsSocket::has_buffered_input() const {
-  return SSL_has_pending(ssl_.get()) == 1;
+  return ssl_ && SSL_has_pending(ssl_.get()) == 1;
 }
 
 void TlsSocket::release_idle_buffers() {
@@ -235,9 +256,11 @@ void TlsSocket::release_idle_buffers() {
 }
 
 void TlsSocket::shutdown() {
-  if (no_close_notify_ || !socket_.is_open() || SSL_is_init_finished(ssl_.get()) != 1) return;
+  if (no_close_notify_ || !ssl_ || !socket_.is_open() || SSL_is_init_finished(ssl_.get()) != 1) {
+    return;
+  }
   ERR_clear_error();
-  (void)SSL_shutdown(ssl_.get());  // queues close_notify; we do not wait for the server's
+  (void)SSL_shutdown(ssl_.get());  // queues close_notify; we do not wait for the peer's
   ERR_clear_error();
   no_close_notify_ = true;  // once is enough
   if (writing_ || pending_.empty()) return;
@@ -246,10 +269,15 @@ void TlsSocket::shutdown() {
   pending_.clear();
 }
 
+void TlsSocket::cancel() {
+  error_code ignored;
+  socket_.cancel(ignored);
+}
+
 void TlsSocket::close() {
   error_code ignored;
   socket_.shutdown(tcp::socket::shutdown_both, ignored);
   socket_.close(ignored);
 }
 
-}  // namespace mp::h2
+}  // namespace mp::net

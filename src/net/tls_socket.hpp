@@ -9,6 +9,10 @@
 // a connection holds no TLS buffer: OpenSSL's are released (SSL_MODE_RELEASE_BUFFERS), ours are
 // given back by release_idle_buffers().
 //
+// Client (the APNs connections: SSL_connect) or server (the HTTPS listener: SSL_accept). A server
+// socket is made from an accepted connection and creates its SSL only at async_handshake, so a peer
+// that has sent nothing costs the descriptor and this object: wait with async_wait_readable first.
+//
 // All members are called on the socket's executor (a strand). One reader (async_read_some) and one
 // writer (async_write_all) may be outstanding at the same time; SSL calls never overlap because
 // they run on the strand, and ciphertext produced by the reader (alerts, TLS 1.3 KeyUpdate
@@ -32,7 +36,7 @@
 #include <string_view>
 #include <tuple>
 
-namespace mp::h2 {
+namespace mp::net {
 
 struct SslFree {
   void operator()(SSL* s) const noexcept { SSL_free(s); }
@@ -47,14 +51,19 @@ class TlsSocket {
   // A client SSL of `context` (which must outlive this). Throws std::bad_alloc if OpenSSL cannot
   // make one.
   TlsSocket(const Executor& executor, boost::asio::ssl::context& context);
+  // The server side of an accepted connection; its SSL (of `context`, which must outlive this) is
+  // made by async_handshake.
+  TlsSocket(boost::asio::ip::tcp::socket accepted, boost::asio::ssl::context& context);
   TlsSocket(const TlsSocket&) = delete;
   TlsSocket& operator=(const TlsSocket&) = delete;
 
   boost::asio::ip::tcp::socket& socket() noexcept { return socket_; }
-  SSL* native_handle() noexcept { return ssl_.get(); }  // SNI, host check, ALPN, version
+  // SNI, host check, ALPN, version; null for a server socket before async_handshake.
+  SSL* native_handle() noexcept { return ssl_.get(); }
 
-  // On a connected socket: SSL_connect until done. Server verification is the context's and the
-  // SSL's settings (set them before); the verify result is SSL_get_verify_result's.
+  // Client: on a connected socket, SSL_connect until done. Server verification is the context's
+  // and the SSL's settings (set them before); the verify result is SSL_get_verify_result's.
+  // Server: makes the SSL, then SSL_accept until done. Fails with no_memory if OpenSSL cannot.
   boost::asio::awaitable<error_code> async_handshake();
   // Some plaintext (at least 1 byte) into `buffer`.
   boost::asio::awaitable<std::tuple<error_code, std::size_t>> async_read_some(
@@ -75,15 +84,19 @@ class TlsSocket {
   void release_idle_buffers();
   // Best effort close_notify: queued and tried once without blocking; never waits.
   void shutdown();
+  // Outstanding operations complete with operation_aborted; the socket stays open.
+  void cancel();
   // Closes the socket; outstanding operations complete with operation_aborted.
   void close();
 
  private:
   enum class Want { read, done, failed };
   Want classify(int ret, error_code& ec);
+  error_code make_server_ssl();
 
   boost::asio::ip::tcp::socket socket_;
   SslPtr ssl_;
+  boost::asio::ssl::context* server_context_ = nullptr;  // a server socket's, until its SSL exists
   std::string pending_;           // ciphertext from OpenSSL, not handed to the socket yet
   std::string in_flight_;         // ciphertext an async_write is sending
   bool writing_ = false;          // someone flushes: pending_ is theirs to send
@@ -91,4 +104,4 @@ class TlsSocket {
   std::uint8_t peek_ = 0;         // target of the readiness probe
 };
 
-}  // namespace mp::h2
+}  // namespace mp::net
