@@ -58,6 +58,8 @@ fi
 readonly BENCH_NAME=bench
 # shellcheck source=bench/lib.sh
 source "$root/bench/lib.sh"
+# shellcheck source=bench/region_lib.sh
+source "$root/bench/region_lib.sh" # free_port
 
 # ---------------------------------------------------------------- cleanup
 
@@ -127,20 +129,6 @@ for b in "$mailpushd" "$mailpushctl" "$ews_load" "$ews_seed"; do
 done
 
 # ---------------------------------------------------------------- helpers
-
-free_port() {
-  local p
-  for _ in $(seq 1 100); do
-    # Below the kernel's ephemeral range (32768+), where outgoing connections take their ports.
-    p=$((20000 + RANDOM % 12000))
-    if [ -z "$(ss -Hatn "sport = :$p" 2>/dev/null)" ] && ! grep -qx "$p" "$tmp/ports" 2>/dev/null; then
-      echo "$p" >>"$tmp/ports"
-      echo "$p"
-      return 0
-    fi
-  done
-  die "no free port found"
-}
 
 sql_command=(mariadb --defaults-file="$tmp/db/my.cnf" --protocol=socket --user="$(id -un)" --batch
   --skip-column-names --connect-timeout=5 "$DATABASE")

@@ -99,17 +99,7 @@ cleanup() {
   local rc=$?
   set +e
   trap - EXIT INT TERM
-  stop_process "$mailpushd_pid" TERM 150
-  stop_process "$sim_pid" TERM 50
-  if [ "$db_started" = 1 ]; then
-    timeout 90 bash scripts/mariadb.sh stop --datadir "$tmp/db" >/dev/null 2>&1 ||
-      echo "fanout_bench: could not stop the private MariaDB in $tmp/db" >&2
-  fi
-  if [ "$keep_tmp" = 1 ]; then
-    echo "fanout_bench: kept $tmp" >&2
-  else
-    rm -rf -- "$tmp"
-  fi
+  stop_region
   exit "$rc"
 }
 trap cleanup EXIT

@@ -30,7 +30,6 @@
 // for no answer, result ok | unsubscribe | other | http | error | skipped. stdout gets one JSON
 // line of counts, rates, answer latencies and the tool's own CPU time.
 #include <openssl/ssl.h>
-#include <signal.h>
 #include <sys/resource.h>
 
 #include <CLI/CLI.hpp>
@@ -63,6 +62,7 @@
 
 #include "fanout_common.hpp"
 #include "fanout_requests.hpp"
+#include "load_client.hpp"
 
 namespace {
 
@@ -446,12 +446,9 @@ int main(int argc, char** argv) {
   app.add_option("--label", o.label, "name of this run, echoed in the output");
   CLI11_PARSE(app, argc, argv);
 
-  boost::system::error_code aec;
-  const auto address = asio::ip::make_address(o.host, aec);
-  if (aec || !address.is_loopback()) {
-    std::cerr << "fanout_load: --host must be a loopback address\n";
-    return 2;
-  }
+  asio::ssl::context tls(asio::ssl::context::tls_client);
+  tcp::endpoint target;
+  if (!fanout::setup_client("fanout_load", o.host, o.port, o.ca, target, tls)) return 2;
   const bool events = o.mode == "events";
   if (events && o.duration <= 0) {
     std::cerr << "fanout_load: the events mode needs --duration\n";
@@ -469,18 +466,6 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  ::signal(SIGPIPE, SIG_IGN);
-
-  asio::ssl::context tls(asio::ssl::context::tls_client);
-  SSL_CTX_set_min_proto_version(tls.native_handle(), TLS1_2_VERSION);
-  boost::system::error_code ec;
-  tls.load_verify_file(o.ca, ec);
-  if (ec) {
-    std::cerr << "fanout_load: cannot load " << o.ca << ": " << ec.message() << "\n";
-    return 2;
-  }
-  tls.set_verify_mode(asio::ssl::verify_peer);
-
   std::vector<std::uint64_t> status_targets;
   if (!events) {
     for (std::uint64_t i = 1; i <= o.mailboxes; ++i) {
@@ -507,7 +492,6 @@ int main(int argc, char** argv) {
   if (events) shared.records.resize(count);
 
   const unsigned threads = std::min(o.threads, o.connections);
-  const tcp::endpoint target(address, o.port);
   std::vector<std::unique_ptr<Worker>> workers;
   for (unsigned t = 0; t < threads; ++t) {
     workers.push_back(std::make_unique<Worker>(shared, tls, target));

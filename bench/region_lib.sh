@@ -21,6 +21,18 @@ build_release_targets() {
   deadline=$((SECONDS + BUDGET_SECONDS))
 }
 
+# stop_region: stops what start_mailpushd, start_apns_sim and the private MariaDB in $tmp/db
+# ($db_started=1) run, then removes $tmp (kept when $keep_tmp=1). For the benchmarks' EXIT trap.
+stop_region() {
+  stop_process "$mailpushd_pid" TERM 150
+  stop_process "$sim_pid" TERM 50
+  if [ "${db_started:-0}" = 1 ]; then
+    timeout 90 bash scripts/mariadb.sh stop --datadir "$tmp/db" >/dev/null 2>&1 ||
+      echo "$BENCH_NAME: could not stop the private MariaDB in $tmp/db" >&2
+  fi
+  if [ "${keep_tmp:-0}" = 1 ]; then echo "$BENCH_NAME: kept $tmp" >&2; else rm -rf -- "$tmp"; fi
+}
+
 free_port() {
   local p
   for _ in $(seq 1 100); do

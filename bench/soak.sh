@@ -87,13 +87,7 @@ cleanup() {
   touch "$tmp/churn.stop" "$tmp/drained"
   for pid in "${background[@]}"; do stop_process "$pid" TERM 50; done
   stop_process "$load_pid" TERM 50
-  stop_process "$mailpushd_pid" TERM 150
-  stop_process "$sim_pid" TERM 50
-  if [ "$db_started" = 1 ]; then
-    timeout 90 bash scripts/mariadb.sh stop --datadir "$tmp/db" >/dev/null 2>&1 ||
-      echo "soak: could not stop the private MariaDB in $tmp/db" >&2
-  fi
-  if [ "$keep_tmp" = 1 ]; then echo "soak: kept $tmp" >&2; else rm -rf -- "$tmp"; fi
+  stop_region
   exit "$rc"
 }
 trap cleanup EXIT
@@ -122,6 +116,7 @@ sql_command=(mariadb --defaults-file="$tmp/db/my.cnf" --protocol=socket --user="
   --skip-column-names --connect-timeout=3 "$DATABASE")
 sql() { timeout 10 "${sql_command[@]}"; }
 kib() { awk -v k="^$2:" '$0 ~ k { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
+num() { [[ "$1" =~ ^-?[0-9]+(\.[0-9]+)?$ ]] && echo "$1" || echo null; } # a number or null
 now_ms() { date +%s%3N; }
 elapsed() { echo $((($(now_ms) - t0_ms) / 1000)); }
 # event NAME OK DETAIL-JSON START_MS: one line of the timeline (events.jsonl).
@@ -316,15 +311,15 @@ sample() {
   db=$(echo "SELECT MAX(IF(variable_name = 'PREPARED_STMT_COUNT', variable_value, NULL)),
                MAX(IF(variable_name = 'THREADS_CONNECTED', variable_value, NULL))
              FROM information_schema.global_status WHERE variable_name IN ('PREPARED_STMT_COUNT', 'THREADS_CONNECTED');
-             SELECT COUNT(*), COALESCE(TIMESTAMPDIFF(MICROSECOND, MIN(created_at), UTC_TIMESTAMP(6)) / 1e6, 0)
+             SELECT COUNT(*), COALESCE(TIMESTAMPDIFF(MICROSECOND, MIN(created_at), UTC_TIMESTAMP(6)) / 1000000, 0)
              FROM outbox WHERE state = 'queued'" | sql 2>/dev/null | tr '\n\t' '  ') || db=""
   accepted=$(sim_get /stats 2>/dev/null | jq .accepted) || accepted=null
   iv=$(tail -n 1 "$tmp/intervals.jsonl" 2>/dev/null)
-  [ -n "$iv" ] || iv='{}'
+  jq -e . <<<"$iv" >/dev/null 2>&1 || iv='{}' # none yet, or a line still being written
   read -r prepared connected queued oldest <<<"$db"
-  jq -n -c --argjson t "$(elapsed)" --argjson rss "${rss:-null}" --argjson fds "$fds" --argjson th "${threads:-null}" \
-    --argjson p "${prepared:-null}" --argjson c "${connected:-null}" --argjson q "${queued:-null}" \
-    --argjson o "${oldest:-null}" --argjson a "${accepted:-null}" --argjson iv "$iv" \
+  jq -n -c --argjson t "$(elapsed)" --argjson rss "$(num "$rss")" --argjson fds "$fds" --argjson th "$(num "$threads")" \
+    --argjson p "$(num "$prepared")" --argjson c "$(num "$connected")" --argjson q "$(num "$queued")" \
+    --argjson o "$(num "$oldest")" --argjson a "$(num "$accepted")" --argjson iv "$iv" \
     '{t_s: $t, rss_kib: $rss, fds: $fds, threads: $th, prepared_stmts: $p, db_connections: $c,
       outbox_queued: $q, outbox_oldest_s: $o, sim_accepted: $a, callback_p99_ms: $iv.p99_ms,
       callbacks_ok_per_s: $iv.ok_rate, interval_t_s: $iv.t_s}' >>"$tmp/samples.jsonl"

@@ -25,7 +25,6 @@
 // Pacing as fanout_load: request k is due at start + k/R, latencies count from the due time.
 // Loopback only; bounded by --duration and --timeout on every network operation.
 #include <openssl/ssl.h>
-#include <signal.h>
 #include <sys/resource.h>
 
 #include <CLI/CLI.hpp>
@@ -61,6 +60,7 @@
 
 #include "fanout_common.hpp"
 #include "fanout_requests.hpp"
+#include "load_client.hpp"
 #include "sim_control.hpp"
 
 namespace {
@@ -124,7 +124,11 @@ double cpu_seconds_self() {
 // Folds apns-sim's accepted notifications into each token's last badge, in apns-sim's order.
 class SimPoller {
  public:
-  explicit SimPoller(std::uint16_t port) : control_(port) {}
+  // Only what apns-sim accepts from now on counts (not an earlier run's notifications).
+  explicit SimPoller(std::uint16_t port)
+      : port_(port),
+        control_(std::make_unique<fanout::SimControl>(port)),
+        at_(control_->get("/stats").at("next_seq").get<std::uint64_t>() - 1) {}
   void start() {
     thread_ = std::thread([this] {
       while (!stop_.load()) {
@@ -147,8 +151,9 @@ class SimPoller {
  private:
   void poll() {
     try {
+      if (!control_) control_ = std::make_unique<fanout::SimControl>(port_);
       for (;;) {
-        const json page = control_.get("/accepted?since=" + std::to_string(at_) + "&limit=20000");
+        const json page = control_->get("/accepted?since=" + std::to_string(at_) + "&limit=20000");
         const auto& records = page.at("records");
         if (records.empty()) return;
         for (const auto& r : records) fold(r);
@@ -157,6 +162,7 @@ class SimPoller {
     } catch (const std::exception& e) {
       std::cerr << "soak_load: reading apns-sim: " << e.what() << "\n";
       ++unreadable_;
+      control_.reset();  // a new connection next round
     }
   }
   void fold(const json& r) {
@@ -173,11 +179,12 @@ class SimPoller {
     last_[r.at("token").get<std::string>()] = payload["aps"]["badge"].get<std::int64_t>();
   }
 
-  fanout::SimControl control_;
+  std::uint16_t port_;
+  std::unique_ptr<fanout::SimControl> control_;
+  std::uint64_t at_;
   std::thread thread_;
   std::atomic<bool> stop_{false};
   std::atomic<std::uint64_t> received_{0}, dropped_{0}, unreadable_{0};
-  std::uint64_t at_ = 0;
   std::unordered_map<std::string, std::int64_t> last_;
 };
 
@@ -559,8 +566,8 @@ int idle_burst(const Options& o, asio::ssl::context& tls, tcp::endpoint target) 
   for (auto& s : bare) {
     char byte;
     beast::error_code ec;
-    s->non_blocking(true);
-    s->read_some(asio::buffer(&byte, 1), ec);
+    s->non_blocking(true, ec);
+    if (!ec) s->read_some(asio::buffer(&byte, 1), ec);
     if (ec == asio::error::eof || ec == asio::error::connection_reset) ++closed_by_server;
     s->close(ec);
   }
@@ -666,23 +673,9 @@ int main(int argc, char** argv) {
   add_options(app, o);
   CLI11_PARSE(app, argc, argv);
 
-  boost::system::error_code aec;
-  const auto address = asio::ip::make_address(o.host, aec);
-  if (aec || !address.is_loopback()) {
-    std::cerr << "soak_load: --host must be a loopback address\n";
-    return 2;
-  }
-  ::signal(SIGPIPE, SIG_IGN);
   asio::ssl::context tls(asio::ssl::context::tls_client);
-  SSL_CTX_set_min_proto_version(tls.native_handle(), TLS1_2_VERSION);
-  boost::system::error_code ec;
-  tls.load_verify_file(o.ca, ec);
-  if (ec) {
-    std::cerr << "soak_load: cannot load " << o.ca << ": " << ec.message() << "\n";
-    return 2;
-  }
-  tls.set_verify_mode(asio::ssl::verify_peer);
-  const tcp::endpoint target(address, o.port);
+  tcp::endpoint target;
+  if (!fanout::setup_client("soak_load", o.host, o.port, o.ca, target, tls)) return 2;
   try {
     if (!o.callback_secret.empty()) return post_callback(o, tls, target);
     if (o.idle_tcp > 0 || o.idle_tls > 0) return idle_burst(o, tls, target);
