@@ -4,7 +4,7 @@
 # acknowledged is lost. See bench/README.md ("Soak").
 #
 #   bench/soak.sh [--minutes N] [--build-dir DIR] [--skip-build] [--keep-tmp] [--mailboxes N]
-#                 [--no-sighup]
+#                 [--no-sighup] [--db-port N]
 #
 # Starts a private MariaDB (durable), apns-sim and mailpushd (release build by default; --build-dir
 # build/dev --skip-build is what scripts/test.sh runs), onboards one customer through the portal,
@@ -18,6 +18,7 @@
 #   - the listener's certificate is renewed at 60 %: a new pair from the same CA replaces the
 #     files the region names, SIGHUP, and a new connection must be served the new serial
 #     (--no-sighup skips it, for a build without the reload);
+#   (--db-port N puts the private MariaDB on that port instead of a free one)
 # and every 10 s a sample goes to samples.jsonl: mailpushd's RSS, open fds and threads,
 # MariaDB's Prepared_stmt_count and Threads_connected, the outbox's depth and oldest age, the
 # callbacks' p99 answer time over the interval and the badges apns-sim accepted.
@@ -45,7 +46,8 @@ skip_build=0
 keep_tmp=0
 mailboxes=10000
 sighup=1
-usage() { sed -n '2,31p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+db_port=""
+usage() { sed -n '2,32p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --minutes) minutes=$2 && shift ;;
@@ -54,6 +56,7 @@ while [ $# -gt 0 ]; do
     --keep-tmp) keep_tmp=1 ;;
     --mailboxes) mailboxes=$2 && shift ;;
     --no-sighup) sighup=0 ;;
+    --db-port) db_port=$2 && shift ;;
     -h | --help) usage; exit 0 ;;
     *) echo "soak: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
   esac
@@ -129,7 +132,7 @@ event() {
 make_region_files
 timeout "$(allow 30)" bash scripts/make-region-secret.sh "$tmp/keys/region-secret" >/dev/null ||
   die "scripts/make-region-secret.sh"
-db_port=$(free_port)
+[ -n "$db_port" ] || db_port=$(free_port)
 say "starting a private MariaDB on 127.0.0.1:$db_port"
 db_started=1
 db_start() {

@@ -624,6 +624,10 @@ void add_options(CLI::App& app, Options& o) {
       ->check(CLI::Range(0u, 5000u));
   app.add_option("--hold", o.hold, "idle burst: seconds to hold them")
       ->check(CLI::Range(0.0, 600.0));
+  app.add_option("--callback", o.callback_secret, "one callback to this listener URL secret");
+  app.add_option("--subscription", o.subscription, "--callback: its subscription id");
+  app.add_option("--badge", o.badge, "--callback: UnreadCount (0: a StatusEvent)")
+      ->check(CLI::Range(0u, 1000000u));
 }
 
 int run_load(const Options& o, asio::ssl::context& tls, tcp::endpoint target) {
