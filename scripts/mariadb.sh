@@ -36,6 +36,10 @@ usage: scripts/mariadb.sh start|stop|status|restart|env [--datadir DIR] [--port 
   --datadir DIR     state folder (default: <repo>/var/dev/mariadb)
   --port N          TCP port on 127.0.0.1 (default: $DEFAULT_PORT; env: the configured one)
   --database NAME   create this database on start (repeatable; mailpush* names are granted)
+  --max-prepared-stmt-count N
+                    the server's limit on prepared statements of all clients together
+                    (default: the server's, 16382); the test server runs with a low one so
+                    that a statement leak fails the suite at once
 EOF
 }
 
@@ -56,6 +60,7 @@ command=""
 datadir_arg=""
 port=""
 databases=()
+max_prepared=""
 
 need_value() { # option, remaining-argument-count
   [ "$2" -ge 2 ] || usage_error "$1 needs a value"
@@ -73,6 +78,8 @@ while [ $# -gt 0 ]; do
     --port=*) port=${1#*=} ;;
     --database) need_value "$1" $# && databases+=("$2") && shift ;;
     --database=*) databases+=("${1#*=}") ;;
+    --max-prepared-stmt-count) need_value "$1" $# && max_prepared=$2 && shift ;;
+    --max-prepared-stmt-count=*) max_prepared=${1#*=} ;;
     -h | --help | help)
       usage
       exit 0
@@ -83,6 +90,10 @@ while [ $# -gt 0 ]; do
 done
 
 [ -n "$command" ] || usage_error "no command given"
+
+if [ -n "$max_prepared" ] && ! [[ "$max_prepared" =~ ^[0-9]{1,7}$ ]]; then
+  usage_error "--max-prepared-stmt-count must be a number from 0 to 1048576, got '$max_prepared'"
+fi
 
 if [ -n "$port" ]; then
   if ! [[ "$port" =~ ^[0-9]{1,5}$ ]] || [ "$((10#$port))" -lt 1 ] || [ "$((10#$port))" -gt 65535 ]; then
@@ -213,6 +224,7 @@ write_cnf() {
     echo "innodb_flush_log_at_trx_commit=1"
     echo "skip-log-bin"
     echo "max_connections=500"
+    [ -z "$max_prepared" ] || echo "max_prepared_stmt_count=$max_prepared"
     [ "$run_user" != root ] || echo "user=root"
     echo
     echo "[client]"

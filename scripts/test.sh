@@ -24,7 +24,8 @@ bash scripts/install-deps.sh
 # The suite's own MariaDB: a private server in var/test, stopped again when the suite ends.
 db_dir="$root/var/test/mariadb"
 db_port="${MAILPUSH_TEST_DB_PORT:-3308}"
-bash scripts/mariadb.sh start --datadir "$db_dir" --port "$db_port"
+# A low max_prepared_stmt_count: a statement leak fails the suite instead of a region in production.
+bash scripts/mariadb.sh start --datadir "$db_dir" --port "$db_port" --max-prepared-stmt-count 256
 trap 'bash scripts/mariadb.sh stop --datadir "$db_dir" --port "$db_port" || true' EXIT
 export MAILPUSH_TEST_DB_HOST=127.0.0.1
 export MAILPUSH_TEST_DB_PORT="$db_port"

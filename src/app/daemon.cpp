@@ -141,9 +141,25 @@ struct ScrapeGauges {
                         .Name("mailpush_db_jobs_rejected")
                         .Help("Database jobs since start refused because the queue was full")
                         .Register(r)
-                        .Add({})) {}
+                        .Add({})),
+        db_statements(prometheus::BuildGauge()
+                          .Name("mailpush_db_prepared_statements")
+                          .Help("Prepared statements this process holds on the database server "
+                                "(all connections); counts against its max_prepared_stmt_count")
+                          .Register(r)
+                          .Add({})),
+        db_statements_evicted(
+            prometheus::BuildGauge()
+                .Name("mailpush_db_prepared_statements_evicted")
+                .Help("Prepared statements closed since start to make room in a connection's "
+                      "full statement cache; growing in steady state means SQL text varies")
+                .Register(r)
+                .Add({})) {}
 
   void refresh(const store::PoolStats& s) {
+    const store::StatementStats statements = store::statement_stats();
+    db_statements.Set(static_cast<double>(statements.open));
+    db_statements_evicted.Set(static_cast<double>(statements.evicted));
     db_queue.Set(static_cast<double>(s.queued));
     db_busy.Set(static_cast<double>(s.busy));
     db_connects.Set(static_cast<double>(s.connects));
@@ -157,6 +173,8 @@ struct ScrapeGauges {
   prometheus::Gauge& db_connects;
   prometheus::Gauge& db_unavailable;
   prometheus::Gauge& db_rejected;
+  prometheus::Gauge& db_statements;
+  prometheus::Gauge& db_statements_evicted;
 };
 
 constexpr std::string_view kHeartbeatSql =

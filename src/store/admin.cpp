@@ -88,9 +88,9 @@ Result<std::vector<DeviceRow>> find_devices(Connection& conn, std::int64_t custo
           "COALESCE((SELECT o.last_error FROM outbox o WHERE o.device_id = d.id AND o.state = "
           "'dead' ORDER BY o.id DESC LIMIT 1), '') "
           "FROM devices d WHERE d.customer_id = ? AND d.token_hex LIKE ? ORDER BY d.id DESC "
-          "LIMIT " +
-          std::to_string(std::max<std::size_t>(1, limit)),
-      {Value{customer_row_id}, Value{std::string(token_prefix) + "%"}});
+          "LIMIT ?",
+      {Value{customer_row_id}, Value{std::string(token_prefix) + "%"},
+       Value{static_cast<std::int64_t>(std::max<std::size_t>(1, limit))}});
   if (!rows) return std::move(rows).error();
   std::vector<DeviceRow> out;
   for (const auto& r : *rows) {
@@ -196,35 +196,41 @@ Result<RetryDeadResult> retry_dead_letters(Connection& conn, const RetryDeadFilt
     where += " AND o.last_error = ?";
     params.emplace_back(*filter.reason);
   }
-  const std::string limit = std::to_string(std::clamp<std::size_t>(filter.limit, 1, 100000));
+  params.emplace_back(static_cast<std::int64_t>(std::clamp<std::size_t>(filter.limit, 1, 100000)));
   return in_transaction<RetryDeadResult>(conn, [&]() -> Result<RetryDeadResult> {
     // The ids first (locked), so the count, the update and the audit row agree.
     auto ids = conn.query(
         "SELECT o.id, d.state = 'active' AND c.state = 'active' FROM outbox o JOIN devices d ON "
         "d.id = o.device_id JOIN customers c ON c.id = o.customer_id WHERE " +
-            where + " ORDER BY o.id LIMIT " + limit + " FOR UPDATE",
+            where + " ORDER BY o.id LIMIT ? FOR UPDATE",
         params);
     if (!ids) return std::move(ids).error();
     RetryDeadResult result;
-    std::string list;
+    std::vector<std::int64_t> requeue;
     for (const auto& r : *ids) {
       if (r.i64(1) == 0) {
         ++result.left_dead;
         continue;
       }
-      if (!list.empty()) list += ',';
-      list += std::to_string(r.i64(0));
+      requeue.push_back(r.i64(0));
     }
-    if (!list.empty()) {
-      auto n = conn.execute(
-          "UPDATE outbox o SET o.state = 'queued', o.attempts = 0, o.last_error = NULL, "
-          "o.next_attempt_at = UTC_TIMESTAMP(6), o.expires_at = UTC_TIMESTAMP(6) + INTERVAL ? "
-          "SECOND, o.badge = " +
-              device_badge_sql() + " WHERE o.state = 'dead' AND o.id IN (" + list + ")",
-          {Value{static_cast<std::int64_t>(ttl.count())}});
-      if (!n) return std::move(n).error();
-      result.requeued = *n;
-    }
+    std::vector<Value> update_params;
+    auto st = sql::for_each_id_chunk(
+        requeue, [&](std::string_view placeholders, std::span<const Value> chunk) -> Status {
+          update_params.assign(1, Value{static_cast<std::int64_t>(ttl.count())});
+          update_params.insert(update_params.end(), chunk.begin(), chunk.end());
+          auto n = conn.execute(
+              "UPDATE outbox o SET o.state = 'queued', o.attempts = 0, o.last_error = NULL, "
+              "o.next_attempt_at = UTC_TIMESTAMP(6), o.expires_at = UTC_TIMESTAMP(6) + INTERVAL ? "
+              "SECOND, o.badge = " +
+                  device_badge_sql() + " WHERE o.state = 'dead' AND o.id IN (" +
+                  std::string(placeholders) + ")",
+              update_params);
+          if (!n) return std::move(n).error();
+          result.requeued += *n;
+          return {};
+        });
+    if (!st) return std::move(st).error();
     std::string detail = "{\"requeued\":" + std::to_string(result.requeued) +
                          ",\"left_dead\":" + std::to_string(result.left_dead);
     if (filter.reason) detail += ",\"reason\":" + json_string(*filter.reason);
@@ -245,11 +251,12 @@ Result<std::vector<BadTokenDevice>> devices_with_malformed_tokens(
     where = " AND d.customer_id = ?";
     params.emplace_back(*customer_row_id);
   }
+  params.emplace_back(static_cast<std::int64_t>(std::max<std::size_t>(1, limit)));
   auto rows = conn.query(
       "SELECT d.id, c.customer_id, d.environment, d.token_hex FROM devices d JOIN customers c ON "
       "c.id = d.customer_id WHERE d.state = 'active' AND c.state <> 'deleted' AND (d.token_hex = "
       "'' OR d.token_hex NOT REGEXP '^([0-9a-f][0-9a-f])+$')" +
-          where + " ORDER BY d.id LIMIT " + std::to_string(std::max<std::size_t>(1, limit)),
+          where + " ORDER BY d.id LIMIT ?",
       params);
   if (!rows) return std::move(rows).error();
   std::vector<BadTokenDevice> out;

@@ -7,23 +7,6 @@
 
 namespace mp::store {
 
-namespace sql {
-std::string json_string(std::string_view s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      out += ' ';
-    } else {
-      out += c;
-    }
-  }
-  return out + "\"";
-}
-}  // namespace sql
-
 namespace {
 
 using sql::blob;

@@ -6,6 +6,8 @@
 #include <mysql.h>
 #include <mysqld_error.h>
 
+#include <algorithm>
+#include <atomic>
 #include <charconv>
 #include <cstring>
 #include <ctime>
@@ -20,12 +22,22 @@ void library_init_once() {
   std::call_once(once, [] { mysql_library_init(0, nullptr, nullptr); });
 }
 
+std::atomic<std::int64_t> g_open_statements{0};
+std::atomic<std::uint64_t> g_prepared_statements{0};
+std::atomic<std::uint64_t> g_evicted_statements{0};
+
 unsigned int seconds_ceil(std::chrono::milliseconds ms) {
   const auto s = (ms.count() + 999) / 1000;
   return static_cast<unsigned int>(s < 1 ? 1 : s);
 }
 
 }  // namespace
+
+StatementStats statement_stats() noexcept {
+  return {g_open_statements.load(std::memory_order_relaxed),
+          g_prepared_statements.load(std::memory_order_relaxed),
+          g_evicted_statements.load(std::memory_order_relaxed)};
+}
 
 bool is_connection_lost(unsigned int code) noexcept {
   switch (code) {
@@ -110,6 +122,7 @@ Connection::~Connection() {
 }
 
 void Connection::close() noexcept {
+  statement_index_.clear();
   statements_.clear();  // statements must go before their connection
   if (handle_) {
     mysql_close(handle_);
@@ -293,14 +306,21 @@ Error Connection::last_error(std::string_view what) {
 }
 
 Status Connection::execute(std::string_view sql) {
+  auto n = execute_text(sql);
+  if (!n) return std::move(n).error();
+  return {};
+}
+
+Result<std::uint64_t> Connection::execute_text(std::string_view sql) {
   if (!handle_) return make_error(Errc::unavailable, "database: not connected");
   if (mysql_real_query(handle_, sql.data(), sql.size()) != 0) return last_error("statement");
+  const std::uint64_t affected = mysql_affected_rows(handle_);
   // Drain any result so the connection stays usable.
   do {
     if (MYSQL_RES* res = mysql_store_result(handle_)) mysql_free_result(res);
   } while (mysql_next_result(handle_) == 0);
   if (mysql_errno(handle_) != 0) return last_error("statement");
-  return {};
+  return affected;
 }
 
 Result<std::vector<std::uint64_t>> Connection::execute_batch(std::string_view sql) {
@@ -353,22 +373,48 @@ Result<std::vector<Row>> Connection::query(std::string_view sql) {
   return rows;
 }
 
-Result<Statement*> Connection::prepare(std::string_view sql) {
-  if (!handle_) return make_error(Errc::unavailable, "database: not connected");
-  if (auto it = statements_.find(sql); it != statements_.end()) return it->second.get();
+void Connection::evict_statements(std::size_t keep) noexcept {
+  while (statements_.size() > keep) {
+    statement_index_.erase(statements_.back()->sql_);
+    statements_.pop_back();
+    g_evicted_statements.fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
+Result<MYSQL_STMT*> Connection::prepare_on_server(std::string_view sql) {
   MYSQL_STMT* stmt = mysql_stmt_init(handle_);
   if (!stmt) return make_error(Errc::internal, "database: out of memory preparing a statement");
   if (mysql_stmt_prepare(stmt, sql.data(), sql.size()) != 0) {
     Error e = error_from(mysql_stmt_errno(stmt), mysql_stmt_error(stmt), "prepare");
+    const bool server_full = mysql_stmt_errno(stmt) == ER_MAX_PREPARED_STMT_COUNT_REACHED;
     mysql_stmt_close(stmt);
+    if (server_full) e.code = Errc::busy;
     return e;
   }
   my_bool update_max_length = 1;  // lets query() size result buffers exactly
   mysql_stmt_attr_set(stmt, STMT_ATTR_UPDATE_MAX_LENGTH, &update_max_length);
-  auto owned = std::unique_ptr<Statement>(new Statement(*this, stmt));
-  Statement* raw = owned.get();
-  statements_.emplace(std::string(sql), std::move(owned));
-  return raw;
+  return stmt;
+}
+
+Result<Statement*> Connection::prepare(std::string_view sql) {
+  if (!handle_) return make_error(Errc::unavailable, "database: not connected");
+  if (auto it = statement_index_.find(sql); it != statement_index_.end()) {
+    statements_.splice(statements_.begin(), statements_, it->second);  // most recently used
+    return statements_.front().get();
+  }
+  const std::size_t capacity = std::max<std::size_t>(1, options_.statement_cache_size);
+  evict_statements(capacity - 1);
+  auto stmt = prepare_on_server(sql);
+  if (!stmt && stmt.error().code == Errc::busy && !statements_.empty()) {
+    // The server's max_prepared_stmt_count is reached (by every client together): give back
+    // half of ours and try once more, rather than stop working until someone else closes theirs.
+    evict_statements(statements_.size() / 2);
+    stmt = prepare_on_server(sql);
+  }
+  if (!stmt) return std::move(stmt).error();
+  statements_.push_front(std::unique_ptr<Statement>(new Statement(*this, *stmt, std::string(sql))));
+  statement_index_.emplace(statements_.front()->sql_, statements_.begin());
+  return statements_.front().get();
 }
 
 Result<std::vector<Row>> Connection::query(std::string_view sql, std::span<const Value> params) {
@@ -385,8 +431,15 @@ Result<std::uint64_t> Connection::execute(std::string_view sql, std::span<const 
 
 // ---- Statement --------------------------------------------------------------------------------
 
+Statement::Statement(Connection& owner, MYSQL_STMT* stmt, std::string sql)
+    : owner_(owner), stmt_(stmt), sql_(std::move(sql)) {
+  g_open_statements.fetch_add(1, std::memory_order_relaxed);
+  g_prepared_statements.fetch_add(1, std::memory_order_relaxed);
+}
+
 Statement::~Statement() {
   mysql_stmt_close(stmt_);
+  g_open_statements.fetch_sub(1, std::memory_order_relaxed);
 }
 
 Error Statement::fail(std::string_view what) {

@@ -3,12 +3,13 @@
 
 #include <chrono>
 #include <cstdint>
-#include <map>
+#include <list>
 #include <memory>
 #include <optional>
 #include <span>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <variant>
 #include <vector>
 
@@ -39,6 +40,9 @@ struct ConnectionOptions {
   std::string database;
   std::chrono::milliseconds connect_timeout{3000};
   std::chrono::milliseconds query_timeout{10000};
+  // Prepared statements a connection keeps (least recently used closed first). The server's
+  // max_prepared_stmt_count is shared by every client: connections × this must stay well below.
+  std::size_t statement_cache_size = 64;
 
   // "mailpush@127.0.0.1:3307 (database mailpush_dev)", with every server of a failover list:
   // for messages; never the password.
@@ -71,6 +75,16 @@ class Row {
 
 class Connection;
 
+// What the connections of this process hold and did with prepared statements (all connections
+// together), for the metrics: a count that keeps growing, or evictions in steady state, means SQL
+// text that varies per call is being prepared.
+struct StatementStats {
+  std::int64_t open = 0;       // prepared on the server now
+  std::uint64_t prepared = 0;  // ever prepared
+  std::uint64_t evicted = 0;   // closed to make room in a full cache
+};
+StatementStats statement_stats() noexcept;
+
 // A prepared statement, owned and cached by its Connection.
 class Statement {
  public:
@@ -86,12 +100,13 @@ class Statement {
 
  private:
   friend class Connection;
-  Statement(Connection& owner, st_mysql_stmt* stmt) : owner_(owner), stmt_(stmt) {}
+  Statement(Connection& owner, st_mysql_stmt* stmt, std::string sql);
   Status bind_and_run(std::span<const Value> params);
   Error fail(std::string_view what);
 
   Connection& owner_;
   st_mysql_stmt* stmt_;
+  std::string sql_;  // the cache's key
 };
 
 // One client connection. Not thread-safe: a connection belongs to one database thread.
@@ -110,11 +125,18 @@ class Connection {
   Status ping();
   std::string server_version() const;
 
-  // Text protocol, for DDL and statements without parameters.
+  // Text protocol, nothing prepared: DDL, statements without parameters, and SQL whose text is
+  // built from values per call (literals escaped with quote(); integers with std::to_string).
   Status execute(std::string_view sql);
+  Result<std::uint64_t> execute_text(std::string_view sql);  // the affected (matched) rows
   Result<std::vector<Row>> query(std::string_view sql);
 
-  // Prepared statements, cached per connection by their SQL text.
+  // Prepared statements, cached per connection by their SQL text, at most
+  // options().statement_cache_size of them: the least recently used one is closed to make room.
+  // Only for text from a fixed set of shapes (values go in parameters; variable-length id lists
+  // in the padded shapes of sql_util.hpp): a text that varies per call would be prepared anew
+  // every time. A returned Statement* stays valid until statement_cache_size other statements
+  // have been prepared on this connection, or it is closed.
   Result<Statement*> prepare(std::string_view sql);
   Result<std::vector<Row>> query(std::string_view sql, std::span<const Value> params);
   Result<std::vector<Row>> query(std::string_view sql, std::initializer_list<Value> params) {
@@ -139,6 +161,7 @@ class Connection {
   const ConnectionOptions& options() const noexcept { return options_; }
   // The server this connection is (or was last) connected to: "127.0.0.1:3321", or the socket.
   std::string server() const;
+  std::size_t cached_statements() const noexcept { return statements_.size(); }
 
  private:
   friend class Statement;
@@ -148,12 +171,18 @@ class Connection {
 
   // Opens one server of the list; null and `error` set when it cannot be used.
   st_mysql* open_server(const ServerAddress* server, Error& error, bool& only_as_fallback);
+  // Closes the least recently used statements until at most `keep` remain.
+  void evict_statements(std::size_t keep) noexcept;
+  Result<st_mysql_stmt*> prepare_on_server(std::string_view sql);
 
   ConnectionOptions options_;
   st_mysql* handle_ = nullptr;
   bool broken_ = false;
   std::size_t current_ = 0;  // index in options_.servers() of the server last connected to
-  std::map<std::string, std::unique_ptr<Statement>, std::less<>> statements_;
+  // Most recently used first; the index points into it by the statements' own SQL text.
+  std::list<std::unique_ptr<Statement>> statements_;
+  std::unordered_map<std::string_view, std::list<std::unique_ptr<Statement>>::iterator>
+      statement_index_;
 };
 
 // Whether a MariaDB client/server error number means "the connection is gone" — or, on a

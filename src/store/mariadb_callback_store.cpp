@@ -278,8 +278,8 @@ Status update_mailboxes(Connection& conn, const std::vector<CallbackWrite>& writ
   if (!updated) return std::move(updated).error();
   if (!outbox) return {};
   // The outbox rows read the counts the statement above wrote.
-  auto queued =
-      conn.execute(outbox_insert_sql(conn, *outbox, effects, ""), std::span<const Value>{});
+  // Text protocol: the statement holds the batch's mailbox ids, so its text differs per batch.
+  auto queued = conn.execute_text(outbox_insert_sql(conn, *outbox, effects, ""));
   if (!queued) return std::move(queued).error();
   return {};
 }
@@ -455,9 +455,8 @@ Result<ActiveRegistrationPage> active_registrations_after(Connection& conn, std:
   // rest of the table for every page), and the page's customers are a handful of point reads.
   auto rows = conn.query(
       "SELECT id, customer_id, mailbox_id, subscription_id, status_frequency_minutes, secret_hash "
-      "FROM registrations WHERE id > ? AND state = 'active' ORDER BY id LIMIT " +
-          std::to_string(limit),
-      {Value{after_id}});
+      "FROM registrations WHERE id > ? AND state = 'active' ORDER BY id LIMIT ?",
+      {Value{after_id}, Value{static_cast<std::int64_t>(limit)}});
   if (!rows) return std::move(rows).error();
   ActiveRegistrationPage page;
   if (rows->empty()) return page;

@@ -4,30 +4,61 @@
 #include <algorithm>
 #include <map>
 
+#include "store/sql_util.hpp"
+
 namespace mp::store {
 namespace {
 
-std::string id_list(const std::vector<std::int64_t>& ids) {
-  std::string s;
-  for (auto id : ids) {
-    if (!s.empty()) s += ',';
-    s += std::to_string(id);
-  }
-  return s;
-}
+using sql::for_each_id_chunk;
 
-// Statements stay below this many ids so that a huge round never makes a huge statement.
-constexpr std::size_t kIdsPerStatement = 1000;
+// The due rows' query: kDueSelect, the owner, kDueWhere, any paused-customer filter, kDueOrder
+// and the limit.
+constexpr std::string_view kDueSelect =
+    "SELECT o.id, o.customer_id, o.device_id, o.mailbox_id, o.badge, o.attempts, "
+    "o.expires_at < UTC_TIMESTAMP(6), TIMESTAMPDIFF(MICROSECOND, o.created_at, "
+    "UTC_TIMESTAMP(6)), d.token_hex, d.environment, d.state, c.customer_id, c.state "
+    "FROM outbox o JOIN devices d ON d.id = o.device_id JOIN customers c ON c.id = "
+    "o.customer_id WHERE o.owner = ";
+constexpr std::string_view kDueWhere =
+    " AND o.state = 'queued' AND o.next_attempt_at <= UTC_TIMESTAMP(6)";
+constexpr std::string_view kDueOrder = " ORDER BY o.next_attempt_at, o.id LIMIT ";
 
-template <class F>
-Status in_chunks(const std::vector<std::int64_t>& ids, F&& run) {
-  for (std::size_t i = 0; i < ids.size(); i += kIdsPerStatement) {
-    const std::vector<std::int64_t> chunk(
-        ids.begin() + static_cast<std::ptrdiff_t>(i),
-        ids.begin() + static_cast<std::ptrdiff_t>(std::min(ids.size(), i + kIdsPerStatement)));
-    if (auto st = run(id_list(chunk)); !st) return st;
+// The due rows of `owner`, without the customers in `paused`: one prepared statement per
+// id-list shape (paused ids padded with 0, which no customer has); past the largest shape, the
+// text protocol with the ids as literals.
+Result<std::vector<Row>> query_due(Connection& conn, const std::string& owner, std::size_t limit,
+                                   const std::vector<std::int64_t>& paused) {
+  const auto rows = static_cast<std::int64_t>(std::max<std::size_t>(1, limit));
+  std::string sql(kDueSelect);
+  if (paused.size() > sql::kMaxIdListShape) {
+    sql += conn.quote(owner);
+    sql += kDueWhere;
+    sql += " AND o.customer_id NOT IN (";
+    for (std::size_t i = 0; i < paused.size(); ++i) {
+      if (i) sql += ',';
+      sql += std::to_string(paused[i]);
+    }
+    sql += ")";
+    sql += kDueOrder;
+    sql += std::to_string(rows);
+    return conn.query(std::string_view(sql));
   }
-  return {};
+  sql += "?";
+  sql += kDueWhere;
+  std::vector<Value> params{Value{owner}};
+  if (!paused.empty()) {
+    const std::size_t shape = sql::id_list_shape(paused.size());
+    for (std::size_t i = 0; i < shape; ++i) {
+      params.emplace_back(i < paused.size() ? paused[i] : std::int64_t{0});
+    }
+    sql += " AND o.customer_id NOT IN (";
+    sql += sql::id_placeholders(shape);
+    sql += ")";
+  }
+  sql += kDueOrder;
+  sql += "?";
+  params.emplace_back(rows);
+  return conn.query(sql, params);
 }
 
 }  // namespace
@@ -35,17 +66,7 @@ Status in_chunks(const std::vector<std::int64_t>& ids, F&& run) {
 Result<std::vector<OutboxRow>> read_due_outbox(Connection& conn, const std::string& owner,
                                                std::size_t limit,
                                                const std::vector<std::int64_t>& paused) {
-  std::string sql =
-      "SELECT o.id, o.customer_id, o.device_id, o.mailbox_id, o.badge, o.attempts, "
-      "o.expires_at < UTC_TIMESTAMP(6), TIMESTAMPDIFF(MICROSECOND, o.created_at, "
-      "UTC_TIMESTAMP(6)), d.token_hex, d.environment, d.state, c.customer_id, c.state "
-      "FROM outbox o JOIN devices d ON d.id = o.device_id JOIN customers c ON c.id = "
-      "o.customer_id WHERE o.owner = ? AND o.state = 'queued' AND o.next_attempt_at <= "
-      "UTC_TIMESTAMP(6)";
-  if (!paused.empty()) sql += " AND o.customer_id NOT IN (" + id_list(paused) + ")";
-  sql +=
-      " ORDER BY o.next_attempt_at, o.id LIMIT " + std::to_string(std::max<std::size_t>(1, limit));
-  auto rows = conn.query(sql, {Value{owner}});
+  auto rows = query_due(conn, owner, limit, paused);
   if (!rows) return std::move(rows).error();
   std::vector<OutboxRow> out;
   out.reserve(rows->size());
@@ -74,15 +95,13 @@ namespace {
 Status apply_once(Connection& conn, const DispatchOutcome& outcome) {
   if (auto st = conn.begin(); !st) return st;
   auto run = [&]() -> Status {
-    if (auto st = in_chunks(outcome.remove,
-                            [&](const std::string& ids) -> Status {
-                              auto n = conn.execute("DELETE FROM outbox WHERE id IN (" + ids + ")",
-                                                    std::span<const Value>{});
-                              if (!n) return std::move(n).error();
-                              return {};
-                            });
-        !st)
-      return st;
+    auto remove = [&](std::string_view placeholders, std::span<const Value> ids) -> Status {
+      auto n =
+          conn.execute("DELETE FROM outbox WHERE id IN (" + std::string(placeholders) + ")", ids);
+      if (!n) return std::move(n).error();
+      return {};
+    };
+    if (auto st = for_each_id_chunk(outcome.remove, remove); !st) return st;
     for (const auto& r : outcome.retry) {
       auto n = conn.execute(
           "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = UTC_TIMESTAMP(6) + "
@@ -94,15 +113,20 @@ Status apply_once(Connection& conn, const DispatchOutcome& outcome) {
     for (const auto& d : outcome.dead) dead[d.reason].push_back(d.id);
     for (const auto& group : dead) {
       const std::string& reason = group.first;  // not a structured binding: clang 14 lambdas
-      auto st = in_chunks(group.second, [&](const std::string& list) -> Status {
-        auto n = conn.execute(
-            "UPDATE outbox SET state = 'dead', attempts = attempts + 1, last_error = LEFT(?, 255) "
-            "WHERE id IN (" +
-                list + ")",
-            {Value{reason}});
-        if (!n) return std::move(n).error();
-        return {};
-      });
+      std::vector<Value> params;
+      auto st = for_each_id_chunk(
+          group.second, [&](std::string_view placeholders, std::span<const Value> ids) -> Status {
+            params.assign(1, Value{reason});
+            params.insert(params.end(), ids.begin(), ids.end());
+            auto n = conn.execute(
+                "UPDATE outbox SET state = 'dead', attempts = attempts + 1, last_error = LEFT(?, "
+                "255) "
+                "WHERE id IN (" +
+                    std::string(placeholders) + ")",
+                params);
+            if (!n) return std::move(n).error();
+            return {};
+          });
       if (!st) return st;
     }
     for (const auto& d : outcome.devices) {
@@ -163,9 +187,8 @@ Result<std::uint64_t> take_over_outbox(Connection& conn, const std::string& owne
     if (!alive) return std::move(alive).error();
     if (!alive->empty() && (*alive)[0].i64(0) > 0) continue;
     auto n =
-        conn.execute("UPDATE outbox SET owner = ? WHERE owner = ? AND state = 'queued' LIMIT " +
-                         std::to_string(limit - moved),
-                     {Value{owner}, Value{other}});
+        conn.execute("UPDATE outbox SET owner = ? WHERE owner = ? AND state = 'queued' LIMIT ?",
+                     {Value{owner}, Value{other}, Value{static_cast<std::int64_t>(limit - moved)}});
     if (!n) return std::move(n).error();
     moved += *n;
   }
@@ -176,9 +199,9 @@ Result<std::uint64_t> purge_dead_letters(Connection& conn, std::chrono::hours ol
                                          std::size_t limit) {
   return conn.execute(
       "DELETE FROM outbox WHERE state = 'dead' AND created_at < UTC_TIMESTAMP(6) - INTERVAL ? "
-      "HOUR LIMIT " +
-          std::to_string(std::max<std::size_t>(1, limit)),
-      {Value{static_cast<std::int64_t>(older_than.count())}});
+      "HOUR LIMIT ?",
+      {Value{static_cast<std::int64_t>(older_than.count())},
+       Value{static_cast<std::int64_t>(std::max<std::size_t>(1, limit))}});
 }
 
 Result<OutboxStats> outbox_stats(Connection& conn) {

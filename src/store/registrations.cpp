@@ -433,7 +433,8 @@ Result<std::vector<SilentSubscription>> list_silent_subscriptions(Connection& co
       "TIMESTAMPDIFF(SECOND, COALESCE(r.last_heard_at, r.created_at), UTC_TIMESTAMP(6)) "
       "FROM registrations r JOIN customers c ON c.id = r.customer_id "
       "JOIN devices d ON d.id = r.device_id WHERE " +
-      std::string(kSilentCondition) + " ORDER BY r.silent_after LIMIT " + std::to_string(limit));
+          std::string(kSilentCondition) + " ORDER BY r.silent_after LIMIT ?",
+      {Value{static_cast<std::int64_t>(limit)}});
   if (!rows) return std::move(rows).error();
   std::vector<SilentSubscription> out;
   for (const auto& r : *rows) {

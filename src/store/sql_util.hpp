@@ -2,9 +2,13 @@
 // audit details.
 #pragma once
 
+#include <algorithm>
+#include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "common/crypto.hpp"
 #include "common/result.hpp"
@@ -37,5 +41,30 @@ Result<T> in_transaction(Connection& conn, Body&& body) {
 
 // A JSON string literal of `s` for audit details; control characters become spaces.
 std::string json_string(std::string_view s);
+
+// Variable-length id lists as prepared statements of a few fixed shapes: a list is cut into
+// chunks, each padded to the next shape by repeating its last id (harmless in `IN (…)`), so a
+// connection prepares at most one statement per shape instead of one per list length.
+inline constexpr std::size_t kIdListShapes[] = {1, 4, 16, 64, 256, 1024};
+inline constexpr std::size_t kMaxIdListShape = 1024;
+// The shape for a list of n ids (1 ≤ n ≤ kMaxIdListShape): the smallest that holds it.
+std::size_t id_list_shape(std::size_t n) noexcept;
+// "?,?,…,?" with `shape` placeholders (one of kIdListShapes); built once per process.
+std::string_view id_placeholders(std::size_t shape);
+
+// Calls run(placeholders, ids) for each chunk of `ids` (at most kMaxIdListShape each), `ids`
+// padded to the shape; stops at the first error.
+template <class Run>
+Status for_each_id_chunk(const std::vector<std::int64_t>& ids, Run&& run) {
+  std::vector<Value> values;
+  for (std::size_t begin = 0; begin < ids.size(); begin += kMaxIdListShape) {
+    const std::size_t n = std::min(ids.size() - begin, kMaxIdListShape);
+    const std::size_t shape = id_list_shape(n);
+    values.clear();
+    for (std::size_t i = 0; i < shape; ++i) values.emplace_back(ids[begin + std::min(i, n - 1)]);
+    if (Status st = run(id_placeholders(shape), std::span<const Value>(values)); !st) return st;
+  }
+  return {};
+}
 
 }  // namespace mp::store::sql

@@ -450,9 +450,10 @@ TEST(MailpushctlOps, DoctorPassesAHealthyRegionWithItsListenerRunning) {
   const auto report = parse(out);
   EXPECT_EQ(rc, 0) << out;
   EXPECT_TRUE(checks_with(report, "fail").empty()) << out;
-  for (const char* id : {"config", "apns.dns", "apns.tcp", "listener", "database", "apns.tls",
-                         "devices.tokens", "devices.environment", "credentials.expiry",
-                         "subscriptions.silent", "outbox.age", "instances"}) {
+  for (const char* id :
+       {"config", "apns.dns", "apns.tcp", "listener", "database", "apns.tls", "devices.tokens",
+        "devices.environment", "credentials.expiry", "subscriptions.silent", "outbox.age",
+        "instances", "database.connections", "dispatch.progress"}) {
     EXPECT_NE(find_check(report, id, "ok"), nullptr) << id << " not ok: " << out;
   }
   // Without the listener's CA it is reachable but untrusted: a warning, as Exchange would refuse.
@@ -557,6 +558,78 @@ TEST(MailpushctlOps, DoctorFindsEachSeededFaultAndSaysWhatToDo) {
   const json* listener = find_check(third, "listener", "fail");
   ASSERT_NE(listener, nullptr) << out;
   EXPECT_NE((*listener)["action"].get<std::string>().find("Exchange"), std::string::npos);
+}
+
+// A client that leaks prepared statements brings the server near max_prepared_stmt_count: every
+// client's writes are about to fail with error 1461. A private server with a limit of 40.
+TEST(MailpushctlOps, DoctorFailsWhenPreparedStatementsNearTheServersLimit) {
+  PrivateMariadb server(40);
+  server.start();
+  CtlRegion r("ctl-doctor-stmts", nullptr,
+              {{"database",
+                {{"host", "127.0.0.1"},
+                 {"port", server.port()},
+                 {"name", PrivateMariadb::kDatabase},
+                 {"password_file", server.password_file().string()}}}});
+  store::Connection leaky(server.options());
+  ASSERT_TRUE(leaky.connect().ok());
+  for (int n = 0; n < 34; ++n) {
+    ASSERT_TRUE(
+        leaky.query("SELECT ? + " + std::to_string(n), {store::Value{std::int64_t{1}}}).ok());
+  }
+  std::string out;
+  EXPECT_EQ(ctl(r.region(), {"--json", "doctor", "--skip-listener", "--timeout-ms", "1000"}, &out),
+            7)
+      << out;
+  const auto report = parse(out);
+  const auto* check = find_check(report, "database.statements", "fail");
+  ASSERT_NE(check, nullptr) << out;
+  EXPECT_NE((*check)["finding"].get<std::string>().find(" of 40 prepared statements"),
+            std::string::npos)
+      << out;
+  EXPECT_NE((*check)["action"].get<std::string>().find("mailpush_db_prepared_statements"),
+            std::string::npos)
+      << out;
+  EXPECT_NE(find_check(report, "database.connections", "ok"), nullptr) << out;
+
+  leaky.close();
+  ctl(r.region(), {"--json", "doctor", "--skip-listener", "--timeout-ms", "1000"}, &out);
+  EXPECT_NE(find_check(parse(out), "database.statements", "ok"), nullptr) << out;
+}
+
+// Badges wait in the outbox of an instance that is alive (fresh heartbeat) but does not send,
+// while APNs accepts the test push: the dispatcher is stuck, and doctor says so.
+TEST(MailpushctlOps, DoctorFindsQueuedBadgesAgingWhileApnsAnswers) {
+  ApnsSimProcess sim;
+  CtlRegion r("ctl-doctor-stuck", &sim);
+  const auto customer = r.customer_with_cert("dev-shop10");
+  const auto reg = r.register_device(customer, "alice@example.com", kToken1);
+  auto& c = r.conn();
+  ASSERT_TRUE(c.execute("INSERT INTO instances (instance_id, host_name, version, started_at, "
+                        "heartbeat_at) VALUES ('stuck-1', 'h', 't', UTC_TIMESTAMP(6), "
+                        "UTC_TIMESTAMP(6))")
+                  .ok());
+  ASSERT_TRUE(c.execute("INSERT INTO outbox (owner, customer_id, device_id, mailbox_id, badge, "
+                        "next_attempt_at, expires_at, created_at) SELECT 'stuck-1', "
+                        "r.customer_id, r.device_id, r.mailbox_id, 3, UTC_TIMESTAMP(6), "
+                        "UTC_TIMESTAMP(6) + INTERVAL 1 HOUR, UTC_TIMESTAMP(6) - INTERVAL 2 MINUTE "
+                        "FROM registrations r WHERE r.id = ?",
+                        {store::Value{reg}})
+                  .ok());
+  std::string out;
+  EXPECT_EQ(ctl(r.region(), {"--json", "doctor", "--skip-listener"}, &out), 7) << out;
+  const auto report = parse(out);
+  EXPECT_NE(find_check(report, "apns.tls", "ok"), nullptr) << out;
+  const auto* check = find_check(report, "dispatch.progress", "fail");
+  ASSERT_NE(check, nullptr) << out;
+  EXPECT_NE((*check)["action"].get<std::string>().find("dispatcher is not sending"),
+            std::string::npos)
+      << out;
+
+  // Once the row is sent (gone), the queue is not stuck.
+  ASSERT_TRUE(c.execute("DELETE FROM outbox").ok());
+  ctl(r.region(), {"--json", "doctor", "--skip-listener"}, &out);
+  EXPECT_NE(find_check(parse(out), "dispatch.progress", "ok"), nullptr) << out;
 }
 
 TEST(MailpushctlOps, DoctorForOneCustomerCountsItsSilentSubscriptionsOnly) {

@@ -172,7 +172,10 @@ TestRegistration insert_test_registration(store::Connection& conn, std::int64_t 
 
 // ---- PrivateMariadb -----------------------------------------------------------------------------
 
-PrivateMariadb::PrivateMariadb() : dir_(make_temp_dir("mariadb")), port_(free_tcp_port()) {}
+PrivateMariadb::PrivateMariadb(std::uint32_t max_prepared_statements)
+    : dir_(make_temp_dir("mariadb")),
+      port_(free_tcp_port()),
+      max_prepared_statements_(max_prepared_statements) {}
 
 PrivateMariadb::~PrivateMariadb() {
   stop();
@@ -184,7 +187,8 @@ void PrivateMariadb::start() {
   std::string out;
   const int rc =
       run_command({(source_dir() / "scripts/mariadb.sh").string(), "start", "--datadir",
-                   dir_.string(), "--port", std::to_string(port_), "--database", kDatabase},
+                   dir_.string(), "--port", std::to_string(port_), "--database", kDatabase,
+                   "--max-prepared-stmt-count", std::to_string(max_prepared_statements_)},
                   &out);
   if (rc != 0)
     throw std::runtime_error("scripts/mariadb.sh start failed (" + std::to_string(rc) +
@@ -196,6 +200,14 @@ void PrivateMariadb::stop() {
   run_command({(source_dir() / "scripts/mariadb.sh").string(), "stop", "--datadir", dir_.string(),
                "--port", std::to_string(port_)},
               &out);
+}
+
+std::int64_t server_prepared_statements(store::Connection& conn) {
+  auto rows = conn.query("SHOW GLOBAL STATUS LIKE 'Prepared_stmt_count'");
+  if (!rows || rows->empty())
+    throw std::runtime_error("cannot read Prepared_stmt_count: " +
+                             (rows ? std::string("no row") : rows.error().message));
+  return std::stoll((*rows)[0].text(1));
 }
 
 store::ConnectionOptions PrivateMariadb::options() const {

@@ -54,10 +54,12 @@ TestRegistration insert_test_registration(store::Connection& conn, std::int64_t 
                                           int status_frequency_minutes = 30);
 
 // A MariaDB server of the test's own (scripts/mariadb.sh in a temp folder), for tests that stop
-// and restart the server without disturbing the rest of the suite.
+// and restart the server without disturbing the rest of the suite. Like the suite's server it
+// allows few prepared statements (all clients together), so a statement leak fails fast.
 class PrivateMariadb {
  public:
-  PrivateMariadb();
+  static constexpr std::uint32_t kMaxPreparedStatements = 256;
+  explicit PrivateMariadb(std::uint32_t max_prepared_statements = kMaxPreparedStatements);
   ~PrivateMariadb();
   void start();
   void stop();
@@ -71,7 +73,11 @@ class PrivateMariadb {
  private:
   std::filesystem::path dir_;
   std::uint16_t port_;
+  std::uint32_t max_prepared_statements_;
 };
+
+// The server's Prepared_stmt_count: prepared statements of all its clients together.
+std::int64_t server_prepared_statements(store::Connection& conn);
 
 // Development TLS files (certs/make-dev-certs.sh), made once per build tree.
 struct TlsFiles {

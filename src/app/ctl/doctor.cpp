@@ -21,6 +21,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <thread>
 
 #include "apns/connection_pool.hpp"
 #include "apns/device_token.hpp"
@@ -79,6 +80,12 @@ class Report {
   bool failed() const {
     return std::any_of(checks_.begin(), checks_.end(),
                        [](const Check& c) { return c.verdict == Verdict::fail; });
+  }
+  // How many checks with this id have this verdict.
+  std::size_t count(std::string_view id, Verdict verdict) const {
+    return static_cast<std::size_t>(
+        std::count_if(checks_.begin(), checks_.end(),
+                      [&](const Check& c) { return c.id == id && c.verdict == verdict; }));
   }
   int print(const Options& o, const std::string& region) const {
     std::map<Verdict, int> totals;
@@ -575,6 +582,76 @@ void check_outbox(Report& report, store::Connection& conn, const config::RegionC
   }
 }
 
+// One of the server's limits against its use now: WARN from half, FAIL from 80 %.
+void judge_server_limit(Report& report, const std::string& id, std::int64_t used,
+                        std::int64_t limit, const std::string& what, const std::string& action) {
+  const double share = limit > 0 ? static_cast<double>(used) / static_cast<double>(limit) : 0;
+  const Verdict v = share >= 0.8 ? Verdict::fail : share >= 0.5 ? Verdict::warn : Verdict::ok;
+  report.add(id, "", v,
+             std::to_string(used) + " of " + std::to_string(limit) + " " + what + " (" +
+                 std::to_string(static_cast<int>(share * 100)) + " %)",
+             v == Verdict::ok ? "" : action);
+}
+
+// Resources every client of the database server shares, which a leak in one of them exhausts
+// for all: prepared statements (error 1461 stops every writer) and connections.
+void check_database_resources(Report& report, store::Connection& conn) {
+  auto rows = conn.query(
+      "SELECT (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = "
+      "'PREPARED_STMT_COUNT'), @@GLOBAL.max_prepared_stmt_count, (SELECT VARIABLE_VALUE FROM "
+      "information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'THREADS_CONNECTED'), "
+      "@@GLOBAL.max_connections");
+  if (!rows || rows->empty()) {
+    report.add(
+        "database.resources", "", Verdict::warn,
+        "cannot read the server's status: " + (rows ? std::string("no row") : rows.error().message),
+        "grant the region's database user PROCESS, or check the server by hand");
+    return;
+  }
+  const auto& r = rows->front();
+  judge_server_limit(report, "database.statements", r.i64(0), r.i64(1),
+                     "prepared statements (max_prepared_stmt_count)",
+                     "compare each instance's mailpush_db_prepared_statements metric: one that "
+                     "keeps growing leaks (restart it, and report it); other clients of this "
+                     "server count too. At the limit every write fails with error 1461");
+  judge_server_limit(report, "database.connections", r.i64(2), r.i64(3),
+                     "connections (max_connections)",
+                     "count the instances × database.pool_size and other clients; raise "
+                     "max_connections or lower pool sizes before new connections are refused");
+}
+
+// The oldest queued badge still waits at the end of the run (it aged by the run's length) while
+// APNs accepted this run's test pushes: the dispatcher is not sending, not APNs refusing.
+void check_dispatch_progress(Report& report, store::Connection& conn,
+                             const store::OutboxStats& first, std::chrono::seconds elapsed) {
+  auto now = store::outbox_stats(conn);
+  if (!now) return;
+  const bool apns_answers = report.count("apns.tls", Verdict::ok) > 0 &&
+                            report.count("apns.tls", Verdict::fail) == 0 &&
+                            report.count("apns.tcp", Verdict::fail) == 0;
+  // Whole seconds on both sides: a second of slack for the truncation.
+  const bool stuck =
+      first.oldest_queued_seconds > 60 &&
+      now->oldest_queued_seconds + 1 >= first.oldest_queued_seconds + elapsed.count() &&
+      now->queued >= first.queued;
+  if (!apns_answers) {
+    report.add("dispatch.progress", "", Verdict::skipped, "needs an APNs test push that passed");
+  } else if (stuck) {
+    report.add("dispatch.progress", "", Verdict::fail,
+               "the oldest queued badge has waited " + std::to_string(now->oldest_queued_seconds) +
+                   " s and the queue did not shrink during this run, while APNs accepted the "
+                   "test push",
+               "the dispatcher is not sending: look for dispatch.* and database errors in "
+               "mailpushd's log (e.g. error 1461, see database.statements) and for paused "
+               "customers in `mailpushctl outbox stats`; restart the instance that owns the "
+               "rows if it is stuck");
+  } else {
+    report.add(
+        "dispatch.progress", "", Verdict::ok,
+        "queued badges move while APNs answers (" + std::to_string(now->queued) + " queued)");
+  }
+}
+
 }  // namespace
 
 namespace {
@@ -700,9 +777,13 @@ int cmd_doctor(const Options& o, const DoctorOptions& d) {
     if (!found) return fail(o, "doctor", found.error());
     customer = std::move(*found);
   }
+  std::optional<store::OutboxStats> outbox_at_start;
+  const auto started = std::chrono::steady_clock::now();
   if (conn) {
+    check_database_resources(report, *conn);
     check_database_content(report, *conn, customer);
     check_outbox(report, *conn, *cfg);
+    if (auto stats = store::outbox_stats(*conn)) outbox_at_start = *stats;
     auto opened = open_credentials(*cfg, *conn, d.customer_id, d.max_credentials);
     if (!opened) {
       report.add("apns.credential", "", Verdict::fail, opened.error().message);
@@ -715,6 +796,16 @@ int cmd_doctor(const Options& o, const DoctorOptions& d) {
     }
   } else {
     report.add("apns.tls", "", Verdict::skipped, "needs the database");
+  }
+  if (conn && outbox_at_start) {
+    // Late badges: a second look at least a few seconds after the first tells a queue that
+    // moves from one that does not.
+    if (outbox_at_start->oldest_queued_seconds > 60) {
+      std::this_thread::sleep_until(started + std::chrono::seconds(3));
+    }
+    check_dispatch_progress(report, *conn, *outbox_at_start,
+                            std::chrono::duration_cast<std::chrono::seconds>(
+                                std::chrono::steady_clock::now() - started));
   }
   return report.print(o, region);
 }

@@ -198,6 +198,78 @@ TEST(MariadbConnect, APlainServerCountsAsReady) {
   ASSERT_TRUE(st.ok()) << st.error().message;
 }
 
+TEST_F(MariadbTest, StatementCacheIsBoundedAndKeepsTheRecentlyUsed) {
+  auto options = db.options();
+  options.statement_cache_size = 4;
+  Connection small(options);
+  ASSERT_TRUE(small.connect().ok());
+  const auto before = statement_stats();
+  const auto select = [&](int n) {
+    auto rows = small.query("SELECT ? + " + std::to_string(n), {Value{std::int64_t{1}}});
+    EXPECT_TRUE(rows.ok());
+    return rows.ok() ? (*rows)[0].i64(0) : -1;
+  };
+  for (int n = 0; n < 4; ++n) EXPECT_EQ(select(n), n + 1);
+  auto kept = small.prepare("SELECT ? + 0");  // now the most recently used
+  ASSERT_TRUE(kept.ok());
+  for (int n = 10; n < 13; ++n) EXPECT_EQ(select(n), n + 1);
+  EXPECT_EQ(small.cached_statements(), 4u);
+  EXPECT_EQ(statement_stats().evicted - before.evicted, 3u);
+  auto again = small.prepare("SELECT ? + 0");
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(*again, *kept) << "the recently used statement stayed cached";
+  for (int n = 20; n < 120; ++n) EXPECT_EQ(select(n), n + 1);
+  EXPECT_EQ(small.cached_statements(), 4u);
+  EXPECT_EQ(statement_stats().open - before.open, 4) << "evicted statements are closed";
+  small.close();
+  EXPECT_EQ(statement_stats().open, before.open);
+}
+
+TEST_F(MariadbTest, TextStatementsReportAffectedRowsAndPrepareNothing) {
+  ASSERT_TRUE(conn.execute("CREATE TABLE w (id INT PRIMARY KEY, v INT)").ok());
+  const auto before = statement_stats();
+  for (int i = 0; i < 50; ++i) {
+    auto n = conn.execute_text("INSERT INTO w VALUES (" + std::to_string(i) + ", 0)");
+    ASSERT_TRUE(n.ok()) << n.error().message;
+    EXPECT_EQ(*n, 1u);
+  }
+  auto updated = conn.execute_text("UPDATE w SET v = 1 WHERE id < 10");
+  ASSERT_TRUE(updated.ok());
+  EXPECT_EQ(*updated, 10u);
+  EXPECT_EQ(statement_stats().prepared, before.prepared);
+  EXPECT_EQ(conn.cached_statements(), 0u);
+  auto bad = conn.execute_text("UPDATE no_such_table SET v = 1");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().message.find("no_such_table"), std::string::npos);
+}
+
+// A server whose max_prepared_stmt_count is reached (by all its clients together): a connection
+// gives back half of its own statements and goes on; one holding none gets a clear error.
+TEST(MariadbStatementLimit, AFullServerCostsCachedStatementsNotWork) {
+  test::PrivateMariadb server(8);
+  server.start();
+  Connection a(server.options());
+  Connection b(server.options());
+  ASSERT_TRUE(a.connect().ok());
+  ASSERT_TRUE(b.connect().ok());
+  for (int n = 0; n < 8; ++n) {
+    auto rows = a.query("SELECT ? + " + std::to_string(n), {Value{std::int64_t{1}}});
+    ASSERT_TRUE(rows.ok()) << rows.error().message;
+  }
+  EXPECT_EQ(test::server_prepared_statements(b), 8);
+  auto refused = b.query("SELECT ? + 100", {Value{std::int64_t{1}}});
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, Errc::busy);
+  EXPECT_NE(refused.error().message.find("max_prepared_stmt_count"), std::string::npos)
+      << refused.error().message;
+  EXPECT_FALSE(b.broken());
+  auto more = a.query("SELECT ? + 200", {Value{std::int64_t{1}}});
+  ASSERT_TRUE(more.ok()) << more.error().message;
+  EXPECT_EQ((*more)[0].i64(0), 201);
+  EXPECT_EQ(a.cached_statements(), 5u);  // 8 halved to 4, then the new one
+  EXPECT_EQ(test::server_prepared_statements(b), 5);
+}
+
 TEST(MariadbErrors, GaleraNotReadyMeansTheConnectionIsLost) {
   EXPECT_TRUE(is_connection_lost(1047));   // WSREP has not yet prepared node for application use
   EXPECT_TRUE(is_connection_lost(2013));   // lost connection during query
