@@ -13,6 +13,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
@@ -29,6 +30,7 @@
 #include "dispatch/dispatcher.hpp"
 #include "http/ews_endpoint.hpp"
 #include "http/https_server.hpp"
+#include "http/listener_tls.hpp"
 #include "http/registration_endpoint.hpp"
 #include "keys/key_ring.hpp"
 #include "keys/region_secret.hpp"
@@ -182,6 +184,19 @@ constexpr std::string_view kHeartbeatSql =
     "VALUES (?, ?, ?, UTC_TIMESTAMP(6), UTC_TIMESTAMP(6)) "
     "ON DUPLICATE KEY UPDATE heartbeat_at = UTC_TIMESTAMP(6), stopped_at = NULL";
 
+// SIGHUP: reread the listener's certificate on `strand` (where the file watcher polls too, so
+// reloads never overlap), then wait for the next one.
+void reload_on_signal(asio::signal_set& signals,
+                      asio::strand<asio::io_context::executor_type> strand,
+                      http::ListenerCertificate& certificate) {
+  signals.async_wait([&signals, strand, &certificate](boost::system::error_code ec, int) {
+    if (ec) return;
+    asio::post(strand,
+               [&certificate] { certificate.reload(http::ListenerCertificate::Trigger::signal); });
+    reload_on_signal(signals, strand, certificate);
+  });
+}
+
 }  // namespace
 
 int run_daemon(const config::RegionConfig& cfg) {
@@ -201,11 +216,15 @@ int run_daemon(const config::RegionConfig& cfg) {
     log::error("daemon.config_invalid", {{"error", conn_options.error().message}});
     return kExitConfig;
   }
-  auto tls = http::make_server_tls_context(cfg.listener.tls_cert, cfg.listener.tls_key);
-  if (!tls) {
-    log::error("daemon.config_invalid", {{"error", tls.error().message}});
+  auto registry = std::make_shared<prometheus::Registry>();
+  // The listener's certificate: reloaded on SIGHUP and when its files change (below).
+  auto listener_cert =
+      http::ListenerCertificate::load({cfg.listener.tls_cert, cfg.listener.tls_key}, *registry);
+  if (!listener_cert) {
+    log::error("daemon.config_invalid", {{"error", listener_cert.error().message}});
     return kExitConfig;
   }
+  http::ListenerTls& listener_tls = (*listener_cert)->tls();
 
   auto portal_setup = portal_options(cfg);
   if (!portal_setup) {
@@ -236,7 +255,6 @@ int run_daemon(const config::RegionConfig& cfg) {
     }
   }
 
-  auto registry = std::make_shared<prometheus::Registry>();
   prometheus::BuildGauge()
       .Name("mailpush_build_info")
       .Help("Version and commit of the running binary")
@@ -406,7 +424,7 @@ int run_daemon(const config::RegionConfig& cfg) {
                                      cfg.limits.max_body_bytes,  cfg.limits.max_header_bytes,
                                      cfg.limits.max_connections, cfg.limits.handshake_timeout,
                                      cfg.limits.request_timeout, cfg.limits.idle_timeout};
-  http::HttpsServer server(ioc, **tls, server_options, router, server_metrics);
+  http::HttpsServer server(ioc, listener_tls, server_options, router, server_metrics);
   if (auto st = server.listen(); !st) {
     log::error("daemon.listen_failed", {{"error", st.error().message}});
     return kExitFailure;
@@ -416,7 +434,7 @@ int run_daemon(const config::RegionConfig& cfg) {
     http::ServerOptions portal_options = server_options;
     portal_options.bind_address = cfg.portal.listen->bind_address;
     portal_options.port = cfg.portal.listen->port;
-    portal_server.emplace(ioc, **tls, portal_options, portal_router, server_metrics);
+    portal_server.emplace(ioc, listener_tls, portal_options, portal_router, server_metrics);
     if (auto st = portal_server->listen(); !st) {
       log::error("daemon.listen_failed", {{"error", st.error().message}, {"server", "portal"}});
       return kExitFailure;
@@ -550,9 +568,20 @@ int run_daemon(const config::RegionConfig& cfg) {
       },
       asio::detached);
 
+  // The listener's certificate files: polled, and reread at once on SIGHUP, on one strand.
+  auto cert_strand = asio::make_strand(ioc);
+  if (cfg.listener.tls_poll_interval.count() > 0) {
+    asio::co_spawn(cert_strand, (*listener_cert)->watch(cfg.listener.tls_poll_interval, stopping),
+                   asio::detached);
+  }
+  asio::signal_set reload_signals(ioc, SIGHUP);
+  reload_on_signal(reload_signals, cert_strand, **listener_cert);
+
   asio::signal_set signals(ioc, SIGTERM, SIGINT);
   signals.async_wait([&](boost::system::error_code ec, int signo) {
     if (ec) return;
+    boost::system::error_code ignored;
+    reload_signals.cancel(ignored);
     log::info("daemon.stopping", {{"signal", signo == SIGTERM ? "SIGTERM" : "SIGINT"},
                                   {"grace_ms", cfg.limits.shutdown_grace.count()},
                                   {"connections", server.active_connections()}});

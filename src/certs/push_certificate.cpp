@@ -13,6 +13,7 @@
 
 #include "certs/openssl_handles.hpp"
 #include "certs/pkcs12_reader.hpp"
+#include "certs/x509_fields.hpp"
 #include "common/crypto.hpp"
 
 namespace mp::certs {
@@ -57,23 +58,6 @@ constexpr const char* kCreateNew =
     "create an Apple Push Notification service certificate for the app in the Apple Developer "
     "portal (Certificates, Identifiers & Profiles), export it with its key from Keychain Access "
     "and upload that .p12";
-
-// Certificate text quoted in a message (UID, App ID) is shown as printable ASCII only, so a
-// hostile certificate cannot put control characters into a log line or a web page.
-std::string printable(std::string_view text, std::size_t limit = 200) {
-  std::string out;
-  for (unsigned char c : text.substr(0, limit)) out.push_back(c >= 0x20 && c < 0x7F ? c : '?');
-  if (text.size() > limit) out += "...";
-  return out;
-}
-
-std::string rfc2253(const X509_NAME* name) {
-  BioPtr bio(BIO_new(BIO_s_mem()));
-  if (!bio || X509_NAME_print_ex(bio.get(), name, 0, XN_FLAG_RFC2253) < 0) return "";
-  char* data = nullptr;
-  const long size = BIO_get_mem_data(bio.get(), &data);
-  return size > 0 ? std::string(data, static_cast<std::size_t>(size)) : "";
-}
 
 std::string utf8(const ASN1_STRING* value) {
   unsigned char* out = nullptr;
@@ -143,49 +127,6 @@ std::optional<std::vector<Topic>> parse_topics(const ASN1_OCTET_STRING* data) {
   return topics;
 }
 
-struct CertificateTime {
-  Clock::time_point point;
-  std::tm parts{};
-};
-
-std::optional<CertificateTime> certificate_time(const ASN1_TIME* time) {
-  CertificateTime out;
-  if (time == nullptr || ASN1_TIME_to_tm(time, &out.parts) != 1) return std::nullopt;
-  using namespace std::chrono;
-  const std::tm& t = out.parts;
-  const year_month_day day{year{t.tm_year + 1900}, month{static_cast<unsigned>(t.tm_mon + 1)},
-                           std::chrono::day{static_cast<unsigned>(t.tm_mday)}};
-  if (!day.ok()) return std::nullopt;
-  const seconds since_epoch =
-      sys_days{day}.time_since_epoch() + hours{t.tm_hour} + minutes{t.tm_min} + seconds{t.tm_sec};
-  // GeneralizedTime reaches year 9999, past what a nanosecond time_point holds: clamp.
-  const auto limit = duration_cast<seconds>(Clock::time_point::max().time_since_epoch());
-  if (since_epoch >= limit) {
-    out.point = Clock::time_point::max();
-  } else if (since_epoch <= -limit) {
-    out.point = Clock::time_point::min();
-  } else {
-    out.point = Clock::time_point(duration_cast<Clock::duration>(since_epoch));
-  }
-  return out;
-}
-
-std::string utc_text(const std::tm& t) {
-  char text[40];
-  std::snprintf(text, sizeof text, "%04d-%02d-%02d %02d:%02d", t.tm_year + 1900, t.tm_mon + 1,
-                t.tm_mday, t.tm_hour, t.tm_min);
-  return text;
-}
-
-std::string der_of(X509* certificate) {
-  const int size = i2d_X509(certificate, nullptr);
-  if (size <= 0) return "";
-  std::string der(static_cast<std::size_t>(size), '\0');
-  auto p = reinterpret_cast<unsigned char*>(der.data());
-  if (i2d_X509(certificate, &p) != size) return "";
-  return der;
-}
-
 std::optional<SecretBytes> pkcs8_of(const EVP_PKEY* key) {
   Pkcs8Ptr p8(EVP_PKEY2PKCS8(key));
   if (!p8) return std::nullopt;
@@ -195,23 +136,6 @@ std::optional<SecretBytes> pkcs8_of(const EVP_PKEY* key) {
   unsigned char* p = out.data();
   if (i2d_PKCS8_PRIV_KEY_INFO(p8.get(), &p) != size) return std::nullopt;
   return out;
-}
-
-std::string serial_hex(const X509* certificate) {
-  Owned<BIGNUM, BN_free> number(ASN1_INTEGER_to_BN(X509_get0_serialNumber(certificate), nullptr));
-  if (!number) return "";
-  char* hex = BN_bn2hex(number.get());
-  if (hex == nullptr) return "";
-  std::string out(hex);
-  OPENSSL_free(hex);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
-// Never prompt on a terminal for an encrypted PEM: refuse, and note that it was asked.
-int refuse_password(char*, int, int, void* asked) {
-  if (asked != nullptr) *static_cast<bool*>(asked) = true;
-  return -1;
 }
 
 std::optional<Refused> verify_issuer(X509* leaf, const std::vector<X509*>& chain,

@@ -574,13 +574,14 @@ Result<RegionConfig> parse_checked(std::string_view text, const fs::path& source
   auto& listener = cfg.listener;
   const Section ls = r.section(top, "listener", Need::required,
                                {"public_host", "bind_address", "port", "tls_cert", "tls_key",
-                                "trusted_proxies", "metrics_allow"});
+                                "tls_poll_interval_ms", "trusted_proxies", "metrics_allow"});
   r.read(ls, "public_host", Need::required, is_host_name, kHostRule, listener.public_host);
   r.read(ls, "bind_address", Need::required, is_ip_literal,
          "must be an IPv4 or IPv6 address such as 0.0.0.0 or ::", listener.bind_address);
   r.read(ls, "port", Need::required, 0, 65535, listener.port);
   r.read(ls, "tls_cert", Need::required, listener.tls_cert);
   r.read(ls, "tls_key", Need::required, listener.tls_key);
+  r.read(ls, "tls_poll_interval_ms", Need::optional, 0, 3600000, listener.tls_poll_interval);
   r.read_cidrs(ls, "trusted_proxies", listener.trusted_proxies);
   if (ls.object != nullptr && ls.object->contains("metrics_allow")) {
     listener.metrics_allow.clear();  // replaces the loopback default, [] included

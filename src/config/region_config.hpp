@@ -24,6 +24,9 @@ struct ListenerConfig {
   std::uint16_t port = 0;          // 0 = pick a free port (tests only)
   std::filesystem::path tls_cert;  // PEM chain; relative paths resolve against the file's folder
   std::filesystem::path tls_key;   // PEM private key
+  // How often both TLS files are checked for a new pair (stat(), following symbolic links);
+  // 0 = never, SIGHUP only.
+  std::chrono::milliseconds tls_poll_interval{5000};
   // Load balancers whose X-Forwarded-For is believed (CIDR ranges); others' is ignored.
   std::vector<std::string> trusted_proxies;
   // Who may read GET /metrics (it names customers and certificate fingerprints): CIDR ranges of

@@ -28,15 +28,6 @@ constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
 
 namespace {
 
-std::string openssl_reason() {
-  const unsigned long e = ERR_get_error();
-  if (e == 0) return "unknown OpenSSL error";
-  char buf[256];
-  ERR_error_string_n(e, buf, sizeof buf);
-  ERR_clear_error();
-  return buf;
-}
-
 // Errors of Beast's HTTP parser (other than a clean close) mean the peer sent malformed HTTP.
 bool is_malformed_http(const boost::system::error_code& ec) {
   static const auto& category = make_error_code(beast_http::error::bad_target).category();
@@ -57,38 +48,10 @@ Response refusal(unsigned version, beast_http::status status, std::string_view c
 
 }  // namespace
 
-Result<std::shared_ptr<asio::ssl::context>> make_server_tls_context(
-    const std::filesystem::path& cert_chain, const std::filesystem::path& private_key) {
-  auto ctx = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_server);
-  SSL_CTX* native = ctx->native_handle();
-  SSL_CTX_set_min_proto_version(native, TLS1_2_VERSION);
-  ctx->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_compression |
-                   asio::ssl::context::single_dh_use);
-  if (SSL_CTX_use_certificate_chain_file(native, cert_chain.c_str()) != 1) {
-    return make_error(Errc::invalid_argument, "listener.tls_cert: cannot load " +
-                                                  cert_chain.string() + ": " + openssl_reason());
-  }
-  if (SSL_CTX_use_PrivateKey_file(native, private_key.c_str(), SSL_FILETYPE_PEM) != 1) {
-    return make_error(Errc::invalid_argument, "listener.tls_key: cannot load " +
-                                                  private_key.string() + ": " + openssl_reason());
-  }
-  // Resumption spares Exchange servers that reconnect often a full handshake: a server-side
-  // session cache for TLS 1.2 and (OpenSSL's default) session tickets for TLS 1.3.
-  static constexpr unsigned char kSessionContext[] = "mailpush-listener";
-  SSL_CTX_set_session_id_context(native, kSessionContext, sizeof kSessionContext - 1);
-  SSL_CTX_set_session_cache_mode(native, SSL_SESS_CACHE_SERVER);
-  SSL_CTX_sess_set_cache_size(native, 100000);
-  SSL_CTX_set_timeout(native, 3600);
-  if (SSL_CTX_check_private_key(native) != 1) {
-    return make_error(Errc::invalid_argument,
-                      "listener.tls_key: the private key does not match the certificate in " +
-                          cert_chain.string());
-  }
-  return ctx;
-}
-
 struct HttpsServer::Session {
-  Session(tcp::socket socket, asio::ssl::context& tls) : stream(std::move(socket), tls) {}
+  Session(tcp::socket socket, std::shared_ptr<asio::ssl::context> context)
+      : tls(std::move(context)), stream(std::move(socket), *tls) {}
+  std::shared_ptr<asio::ssl::context> tls;  // the pair it began with, even after a reload
   beast::ssl_stream<beast::tcp_stream> stream;
   asio::ip::address peer;
   // Both only touched on the session's strand.
@@ -97,7 +60,7 @@ struct HttpsServer::Session {
   bool closing = false;   // its work is done; only the TLS goodbye is left
 };
 
-HttpsServer::HttpsServer(asio::io_context& ioc, asio::ssl::context& tls, ServerOptions options,
+HttpsServer::HttpsServer(asio::io_context& ioc, const ListenerTls& tls, ServerOptions options,
                          const Router& router, ServerMetrics& metrics)
     : ioc_(ioc),
       tls_(tls),
@@ -168,7 +131,7 @@ asio::awaitable<void> HttpsServer::accept_loop() {
       // Small request/reply exchanges (a TLS ticket, then the reply) must not wait on delayed ACKs.
       socket.set_option(tcp::no_delay(true), peer_ec);
       const auto remote = socket.remote_endpoint(peer_ec);
-      session = std::make_shared<Session>(std::move(socket), tls_);
+      session = std::make_shared<Session>(std::move(socket), tls_.current());
       if (!peer_ec) session->peer = remote.address();
       sessions_.emplace(session.get(), session);
     }

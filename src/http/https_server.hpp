@@ -16,6 +16,7 @@
 #include <unordered_map>
 
 #include "common/result.hpp"
+#include "http/listener_tls.hpp"
 #include "http/router.hpp"
 #include "http/server_metrics.hpp"
 
@@ -32,13 +33,10 @@ struct ServerOptions {
   std::chrono::milliseconds idle_timeout{60000};
 };
 
-// TLS 1.2 or newer, with the listener's certificate chain and key (PEM files).
-Result<std::shared_ptr<boost::asio::ssl::context>> make_server_tls_context(
-    const std::filesystem::path& cert_chain, const std::filesystem::path& private_key);
-
 class HttpsServer {
  public:
-  HttpsServer(boost::asio::io_context& ioc, boost::asio::ssl::context& tls, ServerOptions options,
+  // Each accepted connection takes tls.current() and keeps it until it ends.
+  HttpsServer(boost::asio::io_context& ioc, const ListenerTls& tls, ServerOptions options,
               const Router& router, ServerMetrics& metrics);
   ~HttpsServer();
   HttpsServer(const HttpsServer&) = delete;
@@ -63,7 +61,7 @@ class HttpsServer {
   void close_sessions(bool only_idle);
 
   boost::asio::io_context& ioc_;
-  boost::asio::ssl::context& tls_;
+  const ListenerTls& tls_;
   ServerOptions options_;
   const Router& router_;
   ServerMetrics& metrics_;

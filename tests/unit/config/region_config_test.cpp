@@ -184,6 +184,22 @@ TEST(RegionConfigParse, MinimalFileTakesDefaultsFromTheHeader) {
   EXPECT_EQ(cfg->log_level, "info");
 }
 
+TEST(RegionConfigParse, ListenerTlsPollIntervalHasADefaultAndARange) {
+  const auto defaults = parse(minimal());
+  ASSERT_TRUE(defaults.ok()) << error_of(defaults);
+  EXPECT_EQ(defaults->listener.tls_poll_interval, std::chrono::milliseconds(5000));
+  json doc = minimal();
+  doc["listener"]["tls_poll_interval_ms"] = 0;  // SIGHUP only
+  const auto off = parse(doc);
+  ASSERT_TRUE(off.ok()) << error_of(off);
+  EXPECT_EQ(off->listener.tls_poll_interval, std::chrono::milliseconds(0));
+  doc["listener"]["tls_poll_interval_ms"] = 3600001;
+  const auto too_long = parse(doc);
+  ASSERT_FALSE(too_long.ok());
+  EXPECT_NE(error_of(too_long).find("listener.tls_poll_interval_ms"), std::string::npos)
+      << error_of(too_long);
+}
+
 TEST(RegionConfigParse, ReadsEveryOptionalField) {
   json doc = minimal();
   doc["apns"] = {{"production", {{"host", "apns.test.example"}, {"port", 2197}}},

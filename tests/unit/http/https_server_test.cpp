@@ -181,7 +181,7 @@ class HttpsServerTest : public ::testing::Test {
   void SetUp() override {
     auto tls = make_server_tls_context(test::dev_tls().cert_chain, test::dev_tls().key);
     ASSERT_TRUE(tls.ok()) << tls.error().message;
-    tls_ = *tls;
+    tls_ = std::make_shared<ListenerTls>(*tls);
 
     router_.add(verb::get, "/hello", "hello",
                 [](const Request& req, const RequestContext&) -> asio::awaitable<Response> {
@@ -268,7 +268,7 @@ class HttpsServerTest : public ::testing::Test {
   asio::io_context ioc_;
   asio::executor_work_guard<asio::io_context::executor_type> work_ = asio::make_work_guard(ioc_);
   std::vector<std::thread> threads_;
-  std::shared_ptr<asio::ssl::context> tls_;
+  std::shared_ptr<ListenerTls> tls_;
   prometheus::Registry registry_;
   ServerMetrics metrics_{registry_};
   Router router_;
