@@ -16,7 +16,8 @@
 #   - the customer's push certificate is renewed through the portal at 40 %;
 #   - MariaDB is restarted at 50 %;
 #   - the listener's certificate is renewed at 60 %: a new pair from the same CA replaces the
-#     files the region names, SIGHUP, and a new connection must be served the new serial
+#     files the region names, SIGHUP (the region turns the file watcher off, so that only the
+#     signal reloads), and a new connection must be served the new serial
 #     (--no-sighup skips it, for a build without the reload);
 #   (--db-port N puts the private MariaDB on that port instead of a free one)
 # and every 10 s a sample goes to samples.jsonl: mailpushd's RSS, open fds and threads,
@@ -47,7 +48,7 @@ keep_tmp=0
 mailboxes=10000
 sighup=1
 db_port=""
-usage() { sed -n '2,32p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,33p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --minutes) minutes=$2 && shift ;;
@@ -145,7 +146,8 @@ listener_port=$(free_port)
 region="$tmp/region.json"
 write_region "$region" '{"instance_id":"soak","batch":1000,"poll_ms":100,"apns_connections":2,"ttl_s":3600,"lease_s":30,"max_attempts":12}' \
   '.registration.secret_file = ($tmp + "/keys/region-secret") | .registration.per_customer_per_minute = 6000
-   | .portal.credential_refresh_s = 5 | .log_level = "warn"'
+   | .portal.credential_refresh_s = 5 | .log_level = "warn"
+   | .listener.tls_poll_interval_ms = 0'
 timeout "$(allow 60)" "$mailpushctl" --region "$region" migrate >"$tmp/migrate.log" 2>&1 ||
   { cat "$tmp/migrate.log" >&2; die "mailpushctl migrate"; }
 say "starting mailpushd on 127.0.0.1:$listener_port; one customer through the portal (mail.p12)"
