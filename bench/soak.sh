@@ -12,7 +12,7 @@
 # (closed loop, 64 connections). Then, for N minutes (30), bench/soak_load drives ~60 % of that
 # capacity open loop: StatusEvent heartbeats (30 %) and badge callbacks, while
 #   - registrations churn through the registration API all along (new, token moved, deleted);
-#   - idle connections come in bursts at 25, 55 and 85 % (500 bare TCP + 200 TLS, held 20 s);
+#   - idle connections come in bursts at 42, 55 and 64 % (500 bare TCP + 200 TLS, held 20 s);
 #   - the customer's push certificate is renewed through the portal at 40 %;
 #   - MariaDB is restarted at 50 %;
 #   - the listener's certificate is renewed at 60 %: a new pair from the same CA replaces the
@@ -24,7 +24,7 @@
 # MariaDB's Prepared_stmt_count and Threads_connected, the outbox's depth and oldest age, the
 # callbacks' p99 answer time over the interval and the badges apns-sim accepted.
 #
-# Pass rule (bench/soak_verdict.jq): after the warm-up (10 %, at least 20 s), each resource's mean
+# Pass rule (bench/soak_verdict.jq): after the warm-up (10 %, at least 20 s), each resource's median
 # over the last third is at most its first third's + max(10 %, a small floor); samples during and
 # 10 s after an idle burst do not count; delivery never stops outside the restart; every device
 # last received the newest badge its mailbox had answered OK (churned registrations too);
@@ -335,11 +335,13 @@ sample() {
 warmup=$((duration / 10 > 20 ? duration / 10 : 20))
 hold=$((duration / 12 < 20 ? duration / 12 : 20))
 at() { echo $((duration * $1 / 100)); }
-timeline=("$(at 25) idle_burst $hold" "$(at 40) renew_push_certificate" "$(at 50) restart_mariadb"
-  "$(at 55) idle_burst $hold" "$(at 85) idle_burst $hold")
+# The events fall in the middle third (the first third is the steady state before them, the last
+# third shows what they left behind).
+timeline=("$(at 40) renew_push_certificate" "$(at 42) idle_burst $hold" "$(at 50) restart_mariadb"
+  "$(at 55) idle_burst $hold" "$(at 64) idle_burst $hold")
 [ "$sighup" = 0 ] || timeline+=("$(at 60) renew_listener_certificate")
 say "soak: ${minutes} min at $rate callbacks/s ($STATUS_SHARE heartbeats), $mailboxes mailboxes; warm-up ${warmup}s;" \
-  "idle bursts at 25/55/85 % (${hold}s), portal renewal 40 %, MariaDB restart 50 %$([ "$sighup" = 0 ] || echo ', listener SIGHUP 60 %')"
+  "idle bursts at 42/55/64 % (${hold}s), portal renewal 40 %, MariaDB restart 50 %$([ "$sighup" = 0 ] || echo ', listener SIGHUP 60 %')"
 t0_ms=$(now_ms)
 "$load" "${load_common[@]}" --mailboxes "$mailboxes" --connections "$CONNECTIONS" --rate "$rate" \
   --duration "$duration" --status-share "$STATUS_SHARE" --seed 11 --interval "$SAMPLE_S" \

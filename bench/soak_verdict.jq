@@ -6,8 +6,9 @@
 # $load and $cap (soak_load's result lines); $minutes, $duration, $warmup (s), $mailboxes,
 # $registrations, $rate, $capacity, $churn_lost, $drained, $sighup, $cores.
 #
-# Resources: the mean of the last third of the run after the warm-up may exceed the first
-# third's by max(10 %, floor). The floors keep a tiny value's noise (5 vs 6 fds) from failing
+# Resources: the median of the samples in the last third of the run after the warm-up may exceed
+# the first third's by max(10 %, floor) (the median: one slow 10 s on a shared machine is not a
+# trend, a leak moves every sample). The floors keep a tiny value's noise (5 vs 6 fds) from failing
 # the run: 16 for counts (fds, threads, prepared statements, connections), 4 MiB of RSS, one
 # second of the load's callbacks ($rate, 200 at least) of queued rows and 2 s of outbox age (the
 # queue's noise at 60 % of capacity), 50 ms of p99. A resource
@@ -16,7 +17,8 @@
 # steady state; what they leave behind shows in the last third.
 
 def r(d): if . == null then null else . * d | round / d end;
-def mean: if length == 0 then null else add / length end;
+def median: if length == 0 then null else sort | if length % 2 == 1 then .[length / 2 | floor]
+  else (.[length / 2 - 1] + .[length / 2]) / 2 end end;
 
 {rss_kib: 4096, fds: 16, threads: 16, prepared_stmts: 16, db_connections: 16,
  outbox_queued: ([$rate, 200] | max), outbox_oldest_s: 2, callback_p99_ms: 50} as $floors
@@ -29,8 +31,8 @@ def mean: if length == 0 then null else add / length end;
 | [$steady[] | select(.t_s < $warmup + $third)] as $first
 | [$steady[] | select(.t_s >= $duration - $third)] as $last
 | ($floors | to_entries | map(.key as $k | .value as $f
-    | ([$first[] | .[$k] | select(. != null)] | mean) as $a
-    | ([$last[] | .[$k] | select(. != null)] | mean) as $b
+    | ([$first[] | .[$k] | select(. != null)] | median) as $a
+    | ([$last[] | .[$k] | select(. != null)] | median) as $b
     | (if $a == null then null else $a + ([$a * 0.1, $f] | max) end) as $limit
     | {key: $k, value: {first: ($a | r(10)), last: ($b | r(10)), limit: ($limit | r(10)),
                         samples: [($first | length), ($last | length)],

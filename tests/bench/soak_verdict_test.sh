@@ -15,12 +15,12 @@ samples() {
     db_connections: 5, outbox_queued: 12, outbox_oldest_s: 0.1, callback_p99_ms: 8, sim_accepted: (\$t * 100)}
     | $1"
 }
-events='[{"event":"idle_burst","ok":true,"start_s":45,"end_s":60,"start_ms":1000045000,"end_ms":1000060000},
-  {"event":"portal_renewal","ok":true,"start_s":72,"end_s":73,"start_ms":1000072000,"end_ms":1000073000},
+events='[{"event":"portal_renewal","ok":true,"start_s":72,"end_s":73,"start_ms":1000072000,"end_ms":1000073000},
+  {"event":"idle_burst","ok":true,"start_s":76,"end_s":94,"start_ms":1000076000,"end_ms":1000094000},
   {"event":"mariadb_restart","ok":true,"start_s":90,"end_s":97,"start_ms":1000090000,"end_ms":1000097000},
-  {"event":"idle_burst","ok":true,"start_s":99,"end_s":114,"start_ms":1000099000,"end_ms":1000114000},
+  {"event":"idle_burst","ok":true,"start_s":99,"end_s":117,"start_ms":1000099000,"end_ms":1000117000},
   {"event":"listener_renewal","ok":true,"start_s":108,"end_s":109,"start_ms":1000108000,"end_ms":1000109000},
-  {"event":"idle_burst","ok":true,"start_s":153,"end_s":168,"start_ms":1000153000,"end_ms":1000168000}]'
+  {"event":"idle_burst","ok":true,"start_s":115,"end_s":133,"start_ms":1000115000,"end_ms":1000133000}]'
 load='{"status_share":0.3,"requests":1000,"ok":990,"sim_dropped":0,"check":{"lost_devices":0,"devices_checked":900,"unsent_badges":0}}'
 
 # verdict NAME EXPECT(true|false) SAMPLE-FILTER [EVENTS] [LOAD] [ERRORS-JSONL] [WANT-IN-FAILED]
@@ -51,8 +51,11 @@ verdict "prepared statements growing fail" false '.prepared_stmts = 40 + .t_s * 
 verdict "RSS growing 12 % fails" false '.rss_kib = (if .t_s >= 120 then 112000 else 100000 end)' "" "" "" "rss_kib grew"
 verdict "RSS growing 8 % passes" true '.rss_kib = (if .t_s >= 120 then 108000 else 100000 end)'
 verdict "5 fds then 6 pass (floor)" true '.fds = (if .t_s > 130 then 6 else 5 end)'
-verdict "fds in an idle burst do not count" true '.fds = (if .t_s >= 153 and .t_s <= 178 then 705 else 5 end)'
-verdict "fds kept after a burst fail" false '.fds = (if .t_s >= 153 then 705 else 5 end)' "" "" "" "fds grew"
+verdict "fds in an idle burst do not count" true '.fds = (if .t_s >= 115 and .t_s <= 143 then 705 else 5 end)'
+verdict "fds kept after a burst fail" false '.fds = (if .t_s >= 115 then 705 else 5 end)' "" "" "" "fds grew"
+verdict "RSS kept after the bursts fails" false '.rss_kib = (if .t_s >= 76 then 150000 else 100000 end)' "" "" "" "rss_kib grew"
+verdict "one slow interval is not a trend" true '.callback_p99_ms = (if .t_s == 160 then 900 else 8 end)'
+verdict "slow from the middle on fails" false '.callback_p99_ms = (if .t_s >= 100 then 90 else 8 end)' "" "" "" "callback_p99_ms grew"
 verdict "the restart's samples do not count" true '.prepared_stmts = (if .t_s >= 88 and .t_s <= 127 then null else 40 end)'
 verdict "a lost badge fails" false '.' "" '{"status_share":0.3,"sim_dropped":0,"check":{"lost_devices":1,"unsent_badges":0}}' "" "badges lost"
 verdict "delivery stopping fails" false '.sim_accepted = (if .t_s >= 140 then 14000 else .t_s * 100 end)' "" "" "" "delivery stopped"
