@@ -403,7 +403,7 @@ jq -r '
   "",
   "Soak: \(.minutes) min on \(.cores) cores; \(.mailboxes) mailboxes (\(.registrations) registrations); capacity \(.capacity_per_s)/s, driven at \(.rate_per_s)/s (\(.status_share * 100 | round) % heartbeats)",
   "  callbacks: \(.load.requests) sent, \(.load.ok) OK (\(.load.badges_ok) badges, \(.load.heartbeats_ok) heartbeats), \(.load.http_errors) HTTP errors, \(.load.errors) without answer; p99 \(.load.p99_ms) ms",
-  "  resources (mean of the first third after the warm-up -> the last third; limit = first + max(10 %, floor)):",
+  "  resources (median of the first third after the warm-up -> the last third; limit = first + max(10 %, floor)):",
   (.resources | to_entries[] | "    \(.key | . + " " * (18 - length)) \(.value.first) -> \(.value.last)  limit \(.value.limit)  \(if .value.ok then "ok" else "GREW" end)"),
   "  timeline: \([.events[] | "\(.event) at \(.start_s | floor)s \(if .ok then "ok" else "FAILED" end)"] | join(", "))",
   "  delivery stopped in \(.delivery_stopped_samples | length) samples outside the restart; outbox drained: \(.drained)",
