@@ -23,6 +23,7 @@
 #include "store/mariadb.hpp"
 #include "store/migrations.hpp"
 #include "store/registrations.hpp"
+#include "test_certificates.hpp"
 #include "test_env.hpp"
 
 namespace mp::test {
@@ -453,7 +454,8 @@ TEST(MailpushctlOps, DoctorPassesAHealthyRegionWithItsListenerRunning) {
   for (const char* id :
        {"config", "apns.dns", "apns.tcp", "listener", "database", "apns.tls", "devices.tokens",
         "devices.environment", "credentials.expiry", "subscriptions.silent", "outbox.age",
-        "instances", "database.connections", "dispatch.progress"}) {
+        "instances", "database.connections", "dispatch.progress", "listener.certificate",
+        "listener.certificate_file"}) {
     EXPECT_NE(find_check(report, id, "ok"), nullptr) << id << " not ok: " << out;
   }
   // Without the listener's CA it is reachable but untrusted: a warning, as Exchange would refuse.
@@ -462,6 +464,66 @@ TEST(MailpushctlOps, DoctorPassesAHealthyRegionWithItsListenerRunning) {
   EXPECT_NE(find_check(parse(out), "listener", "warn"), nullptr) << out;
   daemon.signal(SIGTERM);
   EXPECT_EQ(daemon.wait(std::chrono::seconds(30)), 0);
+}
+
+// The listener's own certificate: days left as served and in its files, and a renewal on disk
+// that the running listener has not loaded.
+TEST(MailpushctlOps, DoctorJudgesTheListenerCertificateServedAndOnDisk) {
+  const fs::path tls_dir = make_temp_dir("ctl-doctor-listener-tls");
+  const fs::path cert = tls_dir / "listener.crt", key = tls_dir / "listener.key";
+  const auto install = [&](const TestCertificate& pair) {
+    write_file(cert, pair.cert_pem);
+    write_file(key, pair.key_pem);
+  };
+  install(make_test_certificate({.serial = 0x10, .not_after = std::chrono::hours(24 * 20)}));
+  CtlRegion r(
+      "ctl-doctor-listener", nullptr,
+      {{"listener",
+        {{"tls_cert", cert.string()}, {"tls_key", key.string()}, {"tls_poll_interval_ms", 0}}}});
+  ChildProcess daemon(binary_dir() / "src/app/mailpushd", {"--region", r.region().string()},
+                      r.dir() / "mailpushd.log");
+  const auto port = listening_port(daemon, std::chrono::seconds(30));
+  ASSERT_NE(port, 0) << daemon.log();
+  const std::vector<std::string> doctor{
+      "--json", "doctor", "--listener-port", std::to_string(port), "--timeout-ms", "3000"};
+  std::string out;
+  ctl(r.region(), doctor, &out);
+  auto report = parse(out);
+  // 20 days left: both warn, with the serial and what to do.
+  const json* served = find_check(report, "listener.certificate", "warn");
+  ASSERT_NE(served, nullptr) << out;
+  EXPECT_NE(served->dump().find("serial 10"), std::string::npos) << out;
+  EXPECT_NE(served->dump().find("SIGHUP"), std::string::npos) << out;
+  EXPECT_NE(find_check(report, "listener.certificate_file", "warn"), nullptr) << out;
+
+  // A renewal written but not loaded (no poll, no SIGHUP): the file is fine, the served one is
+  // not the file's.
+  install(make_test_certificate({.serial = 0x11, .not_after = std::chrono::hours(24 * 200)}));
+  ctl(r.region(), doctor, &out);
+  report = parse(out);
+  EXPECT_NE(find_check(report, "listener.certificate_file", "ok"), nullptr) << out;
+  served = find_check(report, "listener.certificate", "warn");
+  ASSERT_NE(served, nullptr) << out;
+  EXPECT_NE(served->dump().find("the file holds serial 11"), std::string::npos) << out;
+  EXPECT_NE(served->dump().find("listener.certificate_refused"), std::string::npos) << out;
+
+  daemon.signal(SIGHUP);
+  ASSERT_TRUE(daemon.wait_for_log(R"("serial":"11")", std::chrono::seconds(10)).has_value())
+      << daemon.log();
+  ctl(r.region(), doctor, &out);
+  EXPECT_NE(find_check(parse(out), "listener.certificate", "ok"), nullptr) << out;
+
+  // A key that is not the certificate's: the file check fails and says why.
+  write_file(key, make_test_certificate({.serial = 0x12}).key_pem);
+  EXPECT_EQ(ctl(r.region(), doctor, &out), 7) << out;
+  report = parse(out);
+  const json* file = find_check(report, "listener.certificate_file", "fail");
+  ASSERT_NE(file, nullptr) << out;
+  EXPECT_NE(file->dump().find("does not belong"), std::string::npos) << out;
+  daemon.signal(SIGTERM);
+  EXPECT_EQ(daemon.wait(std::chrono::seconds(30)), 0);
+  std::error_code ec;
+  fs::remove_all(tls_dir, ec);
 }
 
 TEST(MailpushctlOps, DoctorFindsEachSeededFaultAndSaysWhatToDo) {

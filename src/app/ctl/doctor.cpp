@@ -1,6 +1,7 @@
 // mailpushctl doctor and certs test: the checks support cases needed, each with a verdict and
 // what to do. Network checks use only the hosts and ports the region file names (the relay's
 // own view of APNs and of its public listener), each bounded by --timeout.
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
@@ -26,7 +27,9 @@
 #include "apns/connection_pool.hpp"
 #include "apns/device_token.hpp"
 #include "app/ctl/ctl.hpp"
+#include "certs/server_certificate.hpp"
 #include "common/log.hpp"
+#include "http/listener_tls.hpp"
 #include "keys/key_ring.hpp"
 #include "portal/credential_registry.hpp"
 #include "store/admin.hpp"
@@ -193,7 +196,16 @@ struct ListenerProbe {
   std::string unreachable;  // TCP or TLS failed outright
   std::string untrusted;    // the certificate did not verify (Exchange would refuse it)
   int status = 0;           // of GET /healthz, 0 if none
+  std::string served_pem;   // the certificate the listener showed, when the handshake succeeded
 };
+
+std::string pem_of(X509* certificate) {
+  std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new(BIO_s_mem()), BIO_free);
+  if (!bio || PEM_write_bio_X509(bio.get(), certificate) != 1) return "";
+  char* data = nullptr;
+  const long size = BIO_get_mem_data(bio.get(), &data);
+  return size > 0 ? std::string(data, static_cast<std::size_t>(size)) : "";
+}
 
 asio::awaitable<ListenerProbe> probe_listener(std::string host, std::uint16_t port,
                                               std::optional<std::filesystem::path> ca_file) {
@@ -237,6 +249,9 @@ asio::awaitable<ListenerProbe> probe_listener(std::string host, std::uint16_t po
       }
       out.unreachable = "TLS handshake failed: " + hec.message();
       co_return out;
+    }
+    if (X509* served = SSL_get0_peer_certificate(stream.native_handle())) {
+      out.served_pem = pem_of(served);
     }
     beast::http::request<beast::http::empty_body> req{beast::http::verb::get, "/healthz", 11};
     req.set(beast::http::field::host, host);
@@ -652,6 +667,75 @@ void check_dispatch_progress(Report& report, store::Connection& conn,
   }
 }
 
+// ------------------------------------------------------------------ listener certificate
+
+// What the listener's certificate expiry alerts say, as verdicts: warn within 30 days, fail
+// within 7 and once expired.
+constexpr int kListenerWarnDays = 30;
+constexpr int kListenerFailDays = 7;
+constexpr const char* kRenewListener =
+    "renew it: replace listener.tls_cert and listener.tls_key (the key last, or both by renaming "
+    "into place), then `systemctl reload mailpushd@<region>` (SIGHUP) or wait "
+    "listener.tls_poll_interval_ms; confirm with mailpush_listener_certificate_not_after_seconds "
+    "or this check (ops/runbook.md, ListenerCertificateExpiring)";
+
+struct Expiry {
+  Verdict verdict = Verdict::ok;
+  std::string finding;
+};
+
+Expiry judge_listener_expiry(const certs::ServerCertificate& c,
+                             std::chrono::system_clock::time_point now) {
+  const std::string what = "serial " + c.serial_hex + ", not after " + c.not_after_utc + " UTC";
+  if (auto invalid = certs::check_validity(c, now)) return {Verdict::fail, invalid->message};
+  const auto days = std::chrono::duration_cast<std::chrono::hours>(c.not_after - now).count() / 24;
+  const std::string finding = what + " (" + plural(days, "day", "days") + " left)";
+  if (days < kListenerFailDays) return {Verdict::fail, finding};
+  if (days < kListenerWarnDays) return {Verdict::warn, finding};
+  return {Verdict::ok, finding};
+}
+
+// The listener's own certificate, from the configured files and (when the probe got one) as
+// served: expiry by days left, and a served pair that is not the files' (a refused or missed
+// reload, or another instance behind the address).
+void check_listener_certificate(Report& report, const config::RegionConfig& cfg,
+                                const std::string& served_url, const std::string& served_pem) {
+  const auto now = std::chrono::system_clock::now();
+  const std::string file_subject = cfg.listener.tls_cert.string();
+  std::optional<certs::ServerCertificate> file;
+  auto pem = http::read_server_tls_files({cfg.listener.tls_cert, cfg.listener.tls_key});
+  const auto file_facts = pem ? certs::inspect_server_pair(pem->cert_chain, pem->private_key.view())
+                              : certs::ServerPairResult{certs::ServerPairRefused{
+                                    certs::ServerPairProblem::no_certificate, pem.error().message}};
+  if (const auto* refused = std::get_if<certs::ServerPairRefused>(&file_facts)) {
+    report.add("listener.certificate_file", file_subject, Verdict::fail, refused->message,
+               "mailpushd refuses this pair (and keeps serving the one it has): install the "
+               "certificate with its own key, both readable by the mailpush user");
+  } else {
+    file = std::get<certs::ServerCertificate>(file_facts);
+    const Expiry e = judge_listener_expiry(*file, now);
+    report.add("listener.certificate_file", file_subject, e.verdict, e.finding,
+               e.verdict == Verdict::ok ? "" : kRenewListener);
+  }
+  if (served_pem.empty()) return;
+  const auto served_facts = certs::inspect_server_certificate(served_pem);
+  if (!std::holds_alternative<certs::ServerCertificate>(served_facts)) return;
+  const auto& served = std::get<certs::ServerCertificate>(served_facts);
+  Expiry e = judge_listener_expiry(served, now);
+  std::string action = e.verdict == Verdict::ok ? "" : kRenewListener;
+  if (file && file->fingerprint_sha256_hex != served.fingerprint_sha256_hex) {
+    e.verdict = std::max(e.verdict, Verdict::warn);
+    e.finding += "; the file holds serial " + file->serial_hex + " (not after " +
+                 file->not_after_utc + " UTC)";
+    action =
+        "the listener serves another certificate than the file: look for "
+        "listener.certificate_refused in its log, send SIGHUP (systemctl reload), or check "
+        "which instance or load balancer answers at " +
+        served_url;
+  }
+  report.add("listener.certificate", served_url, e.verdict, e.finding, action);
+}
+
 }  // namespace
 
 namespace {
@@ -718,13 +802,14 @@ int cmd_doctor(const Options& o, const DoctorOptions& d) {
   }
 
   // The public listener, as Exchange reaches it.
+  std::string served_url, served_pem;
   if (!d.skip_listener) {
     const std::string host = cfg->listener.public_host;
     const std::uint16_t port = d.listener_port != 0 ? d.listener_port : cfg->listener.port;
     const auto ca = d.listener_ca;
     auto p = run_bounded<ListenerProbe>(
         [&]() { return probe_listener(host, port, ca); }, timeout,
-        ListenerProbe{"no answer within " + std::to_string(timeout.count()) + " ms", "", 0});
+        ListenerProbe{"no answer within " + std::to_string(timeout.count()) + " ms", "", 0, ""});
     const std::string url = "https://" + endpoint_name(host, port) + "/healthz";
     if (!p.unreachable.empty()) {
       report.add("listener", url, Verdict::fail, "not reachable: " + p.unreachable,
@@ -746,7 +831,10 @@ int cmd_doctor(const Options& o, const DoctorOptions& d) {
     } else {
       report.add("listener", url, Verdict::ok, "reachable with a trusted certificate");
     }
+    served_url = "https://" + endpoint_name(host, port);
+    served_pem = p.served_pem;
   }
+  check_listener_certificate(report, *cfg, served_url, served_pem);
 
   // The database, then what is in it.
   std::string region = cfg->region;
