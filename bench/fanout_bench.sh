@@ -86,6 +86,8 @@ done
 readonly BENCH_NAME=fanout
 # shellcheck source=bench/lib.sh
 source "$root/bench/lib.sh"
+# shellcheck source=bench/region_lib.sh
+source "$root/bench/region_lib.sh"
 
 # ---------------------------------------------------------------- cleanup
 
@@ -97,17 +99,7 @@ cleanup() {
   local rc=$?
   set +e
   trap - EXIT INT TERM
-  stop_process "$mailpushd_pid" TERM 150
-  stop_process "$sim_pid" TERM 50
-  if [ "$db_started" = 1 ]; then
-    timeout 90 bash scripts/mariadb.sh stop --datadir "$tmp/db" >/dev/null 2>&1 ||
-      echo "fanout_bench: could not stop the private MariaDB in $tmp/db" >&2
-  fi
-  if [ "$keep_tmp" = 1 ]; then
-    echo "fanout_bench: kept $tmp" >&2
-  else
-    rm -rf -- "$tmp"
-  fi
+  stop_region
   exit "$rc"
 }
 trap cleanup EXIT
@@ -123,22 +115,7 @@ done
 
 targets=(mailpushd mailpushctl apns-sim fanout_load fanout_check)
 if [ -z "$build_dir" ]; then build_dir="$root/build/release"; fi
-if [ "$skip_build" = 0 ]; then
-  say "building the release preset (${targets[*]}) in $build_dir"
-  if [ "$build_dir" = "$root/build/release" ]; then
-    timeout "$(allow 60)" cmake --preset release >"$tmp/cmake-configure.log" 2>&1 ||
-      { tail -n 30 "$tmp/cmake-configure.log" >&2; die "cmake --preset release"; }
-    timeout "$(allow 600)" cmake --build --preset release --target "${targets[@]}" \
-      >"$tmp/cmake-build.log" 2>&1 || { grep -m 20 -A 5 'error' "$tmp/cmake-build.log" >&2; die "build"; }
-  else
-    timeout "$(allow 60)" cmake --preset release -B "$build_dir" >"$tmp/cmake-configure.log" 2>&1 ||
-      { tail -n 30 "$tmp/cmake-configure.log" >&2; die "cmake --preset release -B $build_dir"; }
-    timeout "$(allow 600)" cmake --build "$build_dir" --target "${targets[@]}" \
-      >"$tmp/cmake-build.log" 2>&1 || { grep -m 20 -A 5 'error' "$tmp/cmake-build.log" >&2; die "build"; }
-  fi
-  # The budget is for the benchmark itself, not for compiling.
-  deadline=$((SECONDS + BUDGET_SECONDS))
-fi
+if [ "$skip_build" = 0 ]; then build_release_targets "$build_dir" "${targets[@]}"; fi
 mailpushd="$build_dir/src/app/mailpushd"
 mailpushctl="$build_dir/src/app/mailpushctl"
 sim="$build_dir/tools/apns_sim/apns-sim"
@@ -150,33 +127,12 @@ done
 
 # ---------------------------------------------------------------- helpers
 
-free_port() {
-  local p
-  for _ in $(seq 1 100); do
-    p=$((20000 + RANDOM % 12000)) # below the ephemeral range
-    if [ -z "$(ss -Hatn "sport = :$p" 2>/dev/null)" ] && ! grep -qx "$p" "$tmp/ports" 2>/dev/null; then
-      echo "$p" >>"$tmp/ports"
-      echo "$p"
-      return 0
-    fi
-  done
-  die "no free port found"
-}
 sql_command=(mariadb --defaults-file="$tmp/db/my.cnf" --protocol=socket --user="$(id -un)" --batch
   --skip-column-names --connect-timeout=5 "$DATABASE")
 sql() { "${sql_command[@]}"; }
 db_pid() { cat "$tmp/db/mariadbd.pid"; }
 kib() { awk -v k="^$2:" '$0 ~ k { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
-wait_https() { # url seconds
-  local until=$((SECONDS + $2))
-  while [ "$SECONDS" -lt "$until" ]; do
-    curl -fsS --max-time 2 --cacert "$tls/ca.crt" "$1" >/dev/null 2>&1 && return 0
-    sleep 0.2
-  done
-  return 1
-}
-sim_get() { curl -fsS --max-time 30 "http://127.0.0.1:$sim_control$1"; }
 sim_reset() { curl -fsS --max-time 30 -X POST "http://127.0.0.1:$sim_control/reset" >/dev/null; }
 metrics() { curl -fsS --max-time 10 --cacert "$tls/ca.crt" "https://localhost:$listener_port/metrics" >"$1" 2>/dev/null || : >"$1"; }
 # Counter deltas between two /metrics files for the series the report uses, as one JSON object
@@ -192,19 +148,7 @@ metric_deltas() {
 
 # ---------------------------------------------------------------- certificates and keys
 
-tls="$tmp/tls"
-certs="$tmp/apns-certs"
-say "TLS files (certs/make-dev-certs.sh) and APNs test certificates (certs/make-apns-test-certs.sh)"
-timeout "$(allow 60)" bash certs/make-dev-certs.sh "$tls" >/dev/null 2>&1 || die "certs/make-dev-certs.sh"
-timeout "$(allow 60)" bash certs/make-apns-test-certs.sh "$certs" >/dev/null 2>&1 || die "certs/make-apns-test-certs.sh"
-mkdir -p "$tmp/keys"
-timeout "$(allow 30)" bash scripts/make-kek.sh "$tmp/keys/kek" bench1 >/dev/null || die "scripts/make-kek.sh"
-(
-  umask 077
-  admin_token="adm_$(openssl rand -hex 24)"
-  printf '%s' "$admin_token" | openssl dgst -sha384 -r | cut -d' ' -f1 >"$tmp/keys/admin-tokens"
-  printf 'Authorization: Bearer %s\n' "$admin_token" >"$tmp/keys/admin-header"
-)
+make_region_files
 
 # ---------------------------------------------------------------- MariaDB
 
@@ -234,39 +178,15 @@ say "MariaDB $(cut -f1 <<<"$db_settings"): flush_log_at_trx_commit $(cut -f2 <<<
 
 # ---------------------------------------------------------------- region, simulator, daemon
 
-sim_stdout="$tmp/apns-sim.out"
-say "starting apns-sim (production, client certificates of the test CA required)"
-"$sim" --cert "$certs/server.crt" --key "$certs/server.key" --client-ca "$certs/apple-ca.crt" \
-  --environment production --max-recorded 1000000 --log-level warn >"$sim_stdout" 2>"$tmp/apns-sim.log" </dev/null &
-sim_pid=$!
-for _ in $(seq 1 100); do
-  grep -q '"ready":true' "$sim_stdout" 2>/dev/null && break
-  kill -0 "$sim_pid" 2>/dev/null || die "apns-sim exited: $(tail -3 "$tmp/apns-sim.log")"
-  sleep 0.1
-done
-grep -q '"ready":true' "$sim_stdout" || die "apns-sim not ready"
-sim_port=$(jq -r .h2_port "$sim_stdout")
-sim_control=$(jq -r .control_port "$sim_stdout")
+start_apns_sim 1000000
 
 listener_port=$(free_port)
 region="$tmp/region.json"
 # The dispatcher's settings (recorded in the output): rounds of up to 1,000 rows, a poll every
 # 100 ms besides the wake-up on every commit, 2 HTTP/2 connections to APNs per credential.
 dispatch_json='{"instance_id":"fanout-bench","batch":1000,"poll_ms":100,"apns_connections":2,"ttl_s":3600,"lease_s":30,"max_attempts":12}'
-jq --argjson port "$listener_port" --arg cert "$tls/listener.crt" --arg key "$tls/listener.key" \
-  --argjson dbport "$db_port" --arg db "$DATABASE" --arg pw "$tmp/db/mailpush.password" \
-  --argjson sim "$sim_port" --arg ca "$certs/apple-ca.crt" --arg kek "$tmp/keys/kek" \
-  --arg admin "$tmp/keys/admin-tokens" --argjson dispatch "$dispatch_json" '
-  .listener.port = $port | .listener.tls_cert = $cert | .listener.tls_key = $key
-  | .database.host = "127.0.0.1" | .database.port = $dbport | del(.database.socket)
-  | .database.name = $db | .database.password_file = $pw | .database.migrate_on_start = false
-  | .apns.production = {host: "127.0.0.1", port: $sim} | .apns.sandbox = {host: "127.0.0.1", port: $sim}
-  | .apns.ca_file = $ca
-  | .portal = {kek_file: $kek, admin_token_file: $admin, trust_anchors: $ca, credential_refresh_s: 30}
-  | del(.registration)
-  | .dispatch = $dispatch
-  | .limits.max_connections = 20000 | .log_level = "warn"
-  | . * (env.FANOUT_BENCH_REGION // "{}" | fromjson)' regions/dev.json >"$region"
+write_region "$region" "$dispatch_json" 'del(.registration) | .log_level = "warn"
+  | . * (env.FANOUT_BENCH_REGION // "{}" | fromjson)'
 
 say "migrating (mailpushctl migrate)"
 timeout "$(allow 60)" "$mailpushctl" --region "$region" migrate >"$tmp/migrate.log" 2>&1 ||
@@ -278,82 +198,21 @@ if [ -n "$experiment_sql" ]; then
   echo "$experiment_sql" | sql || die "FANOUT_BENCH_SQL"
 fi
 
-launches=0
-start_mailpushd() {
-  launches=$((launches + 1))
-  "$mailpushd" --region "$region" >"$tmp/mailpushd-$launches.log" 2>&1 </dev/null &
-  mailpushd_pid=$!
-  wait_https "https://localhost:$listener_port/readyz" "$(allow 60)" ||
-    { tail -n 20 "$tmp/mailpushd-$launches.log" >&2; die "mailpushd did not become ready"; }
-}
-stop_mailpushd() {
-  stop_process "$mailpushd_pid" TERM 200 || true
-  mailpushd_pid=""
-}
 
 say "starting mailpushd on 127.0.0.1:$listener_port; onboarding one customer through the portal (mail.p12)"
 start_mailpushd
-onboard=$(timeout "$(allow 60)" curl -sS --max-time 30 --cacert "$tls/ca.crt" -H @"$tmp/keys/admin-header" \
-  -F "password=<$certs/mail.p12.password" -F app_id=com.example.mail -F region=dev \
-  -F "certificate=@$certs/mail.p12;type=application/x-pkcs12" -w '\n%{http_code}' \
-  "https://localhost:$listener_port/portal/v1/customers") || die "POST /portal/v1/customers"
-[ "$(tail -n 1 <<<"$onboard")" = 201 ] || die "onboarding answered $(tail -n 1 <<<"$onboard"): $(head -n 1 <<<"$onboard" | head -c 300)"
-customer_public=$(head -n 1 <<<"$onboard" | jq -r .customer_id)
-customer_row=$(echo "SELECT id FROM customers WHERE customer_id = '$customer_public'" | sql)
-[[ "$customer_row" =~ ^[0-9]+$ ]] || die "customer $customer_public not found"
-say "  customer $customer_public (row $customer_row)"
+onboard_customer
 stop_mailpushd
 
 # ---------------------------------------------------------------- data
-
-# The seed (the layout of bench/fanout_common.hpp), each table in one INSERT … SELECT from the
-# sequence engine, in one transaction, into an emptied table with the session's unique and
-# foreign-key checks off, as a dump restore does (the conditions of MariaDB's bulk insert into an
-# empty table); the ids are unique by construction and every reference exists, which the counts
-# below check.
-seed_sql() { # N
-  local n=$1 c=$customer_row
-  cat <<EOF
-SET SESSION foreign_key_checks = 0;
-TRUNCATE TABLE outbox; TRUNCATE TABLE superseded_subscriptions; TRUNCATE TABLE registrations;
-TRUNCATE TABLE devices; TRUNCATE TABLE mailboxes;
-SET SESSION unique_checks = 0;
-START TRANSACTION;
-INSERT INTO mailboxes (id, customer_id, address_hmac)
-  SELECT seq, $c, UNHEX(SHA2(CONCAT('fanout-bench-mailbox-', seq), 256)) FROM seq_1_to_${n};
-COMMIT;
-START TRANSACTION;
-INSERT INTO devices (id, customer_id, environment, token_hex)
-  SELECT STRAIGHT_JOIN 3 * (m.seq - 1) + s.seq + 1, $c, 'production',
-         SHA2(CONCAT('fanout-bench-token-', m.seq, '-', s.seq), 256)
-  FROM seq_1_to_${n} m JOIN seq_0_to_2 s ON s.seq <= (m.seq - 1) % 3;
-COMMIT;
-START TRANSACTION;
-INSERT INTO registrations (id, customer_id, mailbox_id, device_id, secret_hash, subscription_id,
-                           status_frequency_minutes, last_heard_at)
-  SELECT STRAIGHT_JOIN 3 * (m.seq - 1) + s.seq + 1, $c, m.seq, 3 * (m.seq - 1) + s.seq + 1,
-         UNHEX(SHA2(CONCAT('fanout-bench-secret-', LPAD(3 * (m.seq - 1) + s.seq + 1, 10, '0')), 384)),
-         CONCAT('fanout-sub-', 3 * (m.seq - 1) + s.seq + 1), 30, UTC_TIMESTAMP(6)
-  FROM seq_1_to_${n} m JOIN seq_0_to_2 s ON s.seq <= (m.seq - 1) % 3;
-COMMIT;
-SET SESSION unique_checks = 1;
-SET SESSION foreign_key_checks = 1;
-EOF
-}
 
 load_scale() { # N
   local n=$1 started
   started=$(date +%s%N)
   seed_sql "$n" | timeout "$(allow 400)" "${sql_command[@]}" || die "loading $n mailboxes"
   load_ms=$((($(date +%s%N) - started) / 1000000))
-  read -r mb dv rg orphans < <(echo "SELECT (SELECT COUNT(*) FROM mailboxes), (SELECT COUNT(*) FROM devices),
-      (SELECT COUNT(*) FROM registrations WHERE subscription_id IS NOT NULL),
-      (SELECT COUNT(*) FROM registrations r LEFT JOIN devices d ON d.id = r.device_id
-         LEFT JOIN mailboxes m ON m.id = r.mailbox_id WHERE d.id IS NULL OR m.id IS NULL)" | sql)
-  [ "$mb" = "$n" ] || die "expected $n mailboxes, found $mb"
-  [ "$dv" = "$rg" ] && [ "$orphans" = 0 ] || die "$dv devices, $rg bound registrations, $orphans without their device or mailbox"
-  devices=$dv
-  say "  loaded $mb mailboxes, $dv devices and registrations in $((load_ms / 1000)).$(((load_ms % 1000) / 100)) s"
+  seed_check "$n"
+  say "  loaded $n mailboxes, $devices devices and registrations in $((load_ms / 1000)).$(((load_ms % 1000) / 100)) s"
   # Fresh statistics, and the load's dirty pages written, so that neither the statistics
   # recalculation nor the flushing of the load runs in the background during the measurements.
   echo "ANALYZE TABLE mailboxes, devices, registrations" | timeout "$(allow 120)" "${sql_command[@]}" >/dev/null ||

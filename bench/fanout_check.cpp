@@ -41,6 +41,7 @@
 #include <vector>
 
 #include "fanout_common.hpp"
+#include "sim_control.hpp"
 
 namespace {
 
@@ -59,33 +60,6 @@ struct Event {
   std::uint8_t delivered = 0;  // one bit per device slot
   std::int64_t due_us = 0;
   std::int64_t sent_us = 0;
-};
-
-class Control {
- public:
-  explicit Control(std::uint16_t port) : socket_(ioc_) {
-    socket_.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
-    timeval tv{30, 0};  // a stuck simulator ends the check instead of hanging it
-    setsockopt(socket_.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    setsockopt(socket_.native_handle(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-  }
-  json get(const std::string& target) {
-    bhttp::request<bhttp::empty_body> req{bhttp::verb::get, target, 11};
-    req.set(bhttp::field::host, "127.0.0.1");
-    bhttp::write(socket_, req);
-    bhttp::response_parser<bhttp::string_body> parser;
-    parser.body_limit(1u << 30);
-    bhttp::read(socket_, buffer_, parser);
-    if (parser.get().result_int() != 200)
-      throw std::runtime_error("GET " + target + ": HTTP " +
-                               std::to_string(parser.get().result_int()));
-    return json::parse(parser.get().body());
-  }
-
- private:
-  asio::io_context ioc_;
-  tcp::socket socket_;
-  beast::flat_buffer buffer_;
 };
 
 double percentile_ms(const std::vector<std::int64_t>& sorted, double p) {
@@ -154,7 +128,7 @@ int main(int argc, char** argv) {
     if (badge_base < 0) badge_base = 0;
 
     // ---- what apns-sim accepted
-    Control control(control_port);
+    fanout::SimControl control(control_port);
     const json stats = control.get("/stats");
     std::unordered_map<std::uint32_t, std::array<std::string, 3>> tokens;
     auto token_slot = [&](std::uint32_t mailbox, const std::string& token) -> int {
@@ -223,9 +197,12 @@ int main(int argc, char** argv) {
       const unsigned got = static_cast<unsigned>(__builtin_popcount(e.delivered));
       expected += n;
       delivered_ok += got;
-      if (got == n) ++all;
-      else if (got > 0) ++some;
-      else ++none;
+      if (got == n)
+        ++all;
+      else if (got > 0)
+        ++some;
+      else
+        ++none;
     }
     std::uint64_t lost_devices = 0, lost_mailboxes = 0, mailboxes_ok = 0;
     for (const auto& [mailbox, ks] : by_mailbox) {
@@ -248,30 +225,31 @@ int main(int argc, char** argv) {
       if (missing) ++lost_mailboxes;
     }
 
-    json out = {{"tool", "fanout_check"},
-                {"badge_base", badge_base},
-                {"sim_accepted", stats.value("accepted", 0)},
-                {"sim_recorded", stats.value("recorded", 0)},
-                {"sim_by_status", stats.value("by_status", json::object())},
-                {"records_read", read},
-                {"matched", matched},
-                {"stray", stray},
-                {"duplicates", duplicates},
-                {"events_sent", sent},
-                {"events_ok", ok},
-                {"events_delivered_all", all},
-                {"events_delivered_some", some},
-                {"events_coalesced", none},
-                {"notifications_expected", expected},
-                {"notifications_delivered", delivered_ok},
-                {"notifications_coalesced", expected - delivered_ok},
-                {"delivered_not_ok", from_non_ok},
-                {"mailboxes_ok", mailboxes_ok},
-                {"lost_devices", lost_devices},
-                {"lost_mailboxes", lost_mailboxes},
-                {"received_span_s", first_ms ? static_cast<double>(last_ms - first_ms) / 1000.0 : 0.0},
-                {"latency_ms", summary(latency)},
-                {"latency_from_send_ms", summary(latency_send)}};
+    json out = {
+        {"tool", "fanout_check"},
+        {"badge_base", badge_base},
+        {"sim_accepted", stats.value("accepted", 0)},
+        {"sim_recorded", stats.value("recorded", 0)},
+        {"sim_by_status", stats.value("by_status", json::object())},
+        {"records_read", read},
+        {"matched", matched},
+        {"stray", stray},
+        {"duplicates", duplicates},
+        {"events_sent", sent},
+        {"events_ok", ok},
+        {"events_delivered_all", all},
+        {"events_delivered_some", some},
+        {"events_coalesced", none},
+        {"notifications_expected", expected},
+        {"notifications_delivered", delivered_ok},
+        {"notifications_coalesced", expected - delivered_ok},
+        {"delivered_not_ok", from_non_ok},
+        {"mailboxes_ok", mailboxes_ok},
+        {"lost_devices", lost_devices},
+        {"lost_mailboxes", lost_mailboxes},
+        {"received_span_s", first_ms ? static_cast<double>(last_ms - first_ms) / 1000.0 : 0.0},
+        {"latency_ms", summary(latency)},
+        {"latency_from_send_ms", summary(latency_send)}};
     std::cout << out.dump() << std::endl;
   } catch (const std::exception& e) {
     std::cerr << "fanout_check: " << e.what() << "\n";

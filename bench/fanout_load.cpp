@@ -30,7 +30,6 @@
 // for no answer, result ok | unsubscribe | other | http | error | skipped. stdout gets one JSON
 // line of counts, rates, answer latencies and the tool's own CPU time.
 #include <openssl/ssl.h>
-#include <signal.h>
 #include <sys/resource.h>
 
 #include <CLI/CLI.hpp>
@@ -62,6 +61,8 @@
 #include <vector>
 
 #include "fanout_common.hpp"
+#include "fanout_requests.hpp"
+#include "load_client.hpp"
 
 namespace {
 
@@ -75,22 +76,6 @@ constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
 
 constexpr std::int64_t kMaxBadge = 1000000;  // mailpushd caps unread counts here
 constexpr unsigned kDraws = 64;              // mailboxes tried per event before giving up
-
-const char kSoapAction[] =
-    "http://schemas.microsoft.com/exchange/services/2006/messages/SendNotification";
-const char kTypes[] = "http://schemas.microsoft.com/exchange/services/2006/types";
-const char kMessages[] = "http://schemas.microsoft.com/exchange/services/2006/messages";
-// Ids shaped like Exchange Online's (base64 of the usual lengths); the folders are the same
-// for every mailbox, which mailpushd does not look at.
-const char kItemId[] =
-    "AAMkADk0ZTk4ZmQ3LWFhNmEtNDBlNi1hMmY2LTc4ZjQ3OGMxOTg0MwBGAAAAAAAOFnqiRe3ARZ3Lh8tPgjchBwBkHkP2"
-    "vGfBS7HJnL0RmrAGAAAAAAEMAABkHkP2vGfBS7HJnL0RmrAGAAH8k3m9AAA=";
-const char kInbox[] =
-    "AAMkADk0ZTk4ZmQ3LWFhNmEtNDBlNi1hMmY2LTc4ZjQ3OGMxOTg0MwAuAAAAAAAOFnqiRe3ARZ3Lh8tPgjchAQBkHkP2"
-    "vGfBS7HJnL0RmrAGAAAAAAEMAAA=";
-const char kRoot[] =
-    "AAMkADk0ZTk4ZmQ3LWFhNmEtNDBlNi1hMmY2LTc4ZjQ3OGMxOTg0MwAuAAAAAAAOFnqiRe3ARZ3Lh8tPgjchAQBkHkP2"
-    "vGfBS7HJnL0RmrAGAAAAAAEIAAA=";
 
 struct Options {
   std::string host = "127.0.0.1";
@@ -111,88 +96,25 @@ struct Options {
   std::string label;
 };
 
-// ---- bodies ---------------------------------------------------------------------------------
-
-std::string watermark(std::uint64_t n) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "AQAAAEZhbm91dEJlbmNo%020llu", static_cast<unsigned long long>(n));
-  return buf;
-}
-
-std::string envelope(const std::string& subscription, std::uint64_t n, const std::string& events) {
-  std::string s;
-  s.reserve(1200 + events.size());
-  s += R"(<?xml version="1.0" encoding="utf-8"?><soap11:Envelope xmlns:soap11="http://schemas.xmlsoap.org/soap/envelope/">)";
-  s += R"(<soap11:Header><t:RequestServerVersion xmlns:m=")";
-  s += kMessages;
-  s += R"(" Version="Exchange2010" xmlns:t=")";
-  s += kTypes;
-  s += R"(" /></soap11:Header><soap11:Body><m:SendNotification xmlns:t=")";
-  s += kTypes;
-  s += R"(" xmlns:m=")";
-  s += kMessages;
-  s += R"("><m:ResponseMessages><m:SendNotificationResponseMessage ResponseClass="Success">)";
-  s += "<m:ResponseCode>NoError</m:ResponseCode><m:Notification><t:SubscriptionId>";
-  s += subscription;
-  s += "</t:SubscriptionId><t:PreviousWatermark>";
-  s += watermark(2 * n);
-  s += "</t:PreviousWatermark><t:MoreEvents>false</t:MoreEvents>";
-  s += events;
-  s += "</m:Notification></m:SendNotificationResponseMessage></m:ResponseMessages>"
-       "</m:SendNotification></soap11:Body></soap11:Envelope>";
-  return s;
-}
-
-// A message marked read: the item's ModifiedEvent and the inbox's, with its new UnreadCount.
-std::string unread_events(std::uint64_t n, std::int64_t badge) {
-  std::string e;
-  e.reserve(900);
-  e += "<t:ModifiedEvent><t:Watermark>" + watermark(2 * n + 1) +
-       "</t:Watermark><t:TimeStamp>2026-11-24T10:00:00Z</t:TimeStamp><t:ItemId Id=\"";
-  e += kItemId;
-  e += "\" ChangeKey=\"CQAAABYAAAA=\" /><t:ParentFolderId Id=\"";
-  e += kInbox;
-  e += "\" ChangeKey=\"AQAAAA==\" /></t:ModifiedEvent>";
-  e += "<t:ModifiedEvent><t:Watermark>" + watermark(2 * n + 2) +
-       "</t:Watermark><t:TimeStamp>2026-11-24T10:00:00Z</t:TimeStamp><t:FolderId Id=\"";
-  e += kInbox;
-  e += "\" ChangeKey=\"AgAAAA==\" /><t:ParentFolderId Id=\"";
-  e += kRoot;
-  e += "\" ChangeKey=\"AQAAAA==\" /><t:UnreadCount>" + std::to_string(badge) +
-       "</t:UnreadCount></t:ModifiedEvent>";
-  return e;
-}
-
-std::string status_events(std::uint64_t n) {
-  return "<t:StatusEvent><t:Watermark>" + watermark(2 * n + 1) + "</t:Watermark></t:StatusEvent>";
-}
-
-std::string make_request(std::uint64_t registration, const std::string& body) {
-  std::string r;
-  r.reserve(body.size() + 300);
-  r += "POST /ews/v1/notify/";
-  r += fanout::secret(registration);
-  r += " HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/xml; charset=utf-8\r\nSOAPAction: \"";
-  r += kSoapAction;
-  r += "\"\r\nContent-Length: ";
-  r += std::to_string(body.size());
-  r += "\r\n\r\n";
-  r += body;
-  return r;
-}
-
 // ---- what is sent and what came back --------------------------------------------------------
 
 enum class Result : std::uint8_t { none, ok, unsubscribe, other, http, error, skipped };
 const char* result_name(Result r) {
   switch (r) {
-    case Result::none: return "none";
-    case Result::ok: return "ok";
-    case Result::unsubscribe: return "unsubscribe";
-    case Result::other: return "other";
-    case Result::http: return "http";
-    case Result::error: return "error";
-    case Result::skipped: return "skipped";
+    case Result::none:
+      return "none";
+    case Result::ok:
+      return "ok";
+    case Result::unsubscribe:
+      return "unsubscribe";
+    case Result::other:
+      return "other";
+    case Result::http:
+      return "http";
+    case Result::error:
+      return "error";
+    case Result::skipped:
+      return "skipped";
   }
   return "none";
 }
@@ -295,7 +217,8 @@ class Worker {
   bool draw(std::uint64_t k, std::uint32_t& mailbox, unsigned& slot) {
     const std::uint64_t n = s_.o.mailboxes;
     for (unsigned a = 0; a < kDraws; ++a) {
-      const std::uint64_t x = fanout::mix(s_.o.seed * 0x100000001b3ull ^ fanout::mix(k * kDraws + a));
+      const std::uint64_t x =
+          fanout::mix(s_.o.seed * 0x100000001b3ull ^ fanout::mix(k * kDraws + a));
       const std::uint64_t i = 1 + x % n;
       std::uint8_t expected = 0;
       if (s_.flags[i].compare_exchange_strong(expected, 1, std::memory_order_acq_rel)) {
@@ -357,12 +280,15 @@ class Worker {
         co_await timer.async_wait(nothrow);
       }
       const std::string request =
-          events ? make_request(registration,
-                                envelope(fanout::subscription(registration), t->k,
-                                         unread_events(t->k, s_.o.badge_base +
-                                                                 static_cast<std::int64_t>(t->k))))
-                 : make_request(registration, envelope(fanout::subscription(registration), t->k,
-                                                       status_events(t->k)));
+          events
+              ? fanout::make_request(
+                    fanout::secret(registration),
+                    fanout::envelope(fanout::subscription(registration), t->k,
+                                     fanout::unread_events(
+                                         t->k, s_.o.badge_base + static_cast<std::int64_t>(t->k))))
+              : fanout::make_request(fanout::secret(registration),
+                                     fanout::envelope(fanout::subscription(registration), t->k,
+                                                      fanout::status_events(t->k)));
       Result result = Result::error;
       unsigned status = 0;
       if (!stream) {
@@ -409,7 +335,8 @@ class Worker {
       const auto done = Clock::now();
       const auto from = s_.plan.paced() ? t->due : sent;
       const auto us = std::chrono::duration_cast<std::chrono::microseconds>(done - from).count();
-      stats.latency_us.push_back(static_cast<std::uint32_t>(std::clamp<std::int64_t>(us, 0, UINT32_MAX)));
+      stats.latency_us.push_back(
+          static_cast<std::uint32_t>(std::clamp<std::int64_t>(us, 0, UINT32_MAX)));
       if (s_.plan.paced()) {
         stats.max_lag_us = std::max<std::int64_t>(
             stats.max_lag_us,
@@ -519,12 +446,9 @@ int main(int argc, char** argv) {
   app.add_option("--label", o.label, "name of this run, echoed in the output");
   CLI11_PARSE(app, argc, argv);
 
-  boost::system::error_code aec;
-  const auto address = asio::ip::make_address(o.host, aec);
-  if (aec || !address.is_loopback()) {
-    std::cerr << "fanout_load: --host must be a loopback address\n";
-    return 2;
-  }
+  asio::ssl::context tls(asio::ssl::context::tls_client);
+  tcp::endpoint target;
+  if (!fanout::setup_client("fanout_load", o.host, o.port, o.ca, target, tls)) return 2;
   const bool events = o.mode == "events";
   if (events && o.duration <= 0) {
     std::cerr << "fanout_load: the events mode needs --duration\n";
@@ -534,25 +458,14 @@ int main(int argc, char** argv) {
   if (events) {
     count = o.max_events;
     if (o.rate > 0)
-      count = std::min<std::uint64_t>(count, static_cast<std::uint64_t>(std::ceil(o.rate * o.duration)));
+      count = std::min<std::uint64_t>(count,
+                                      static_cast<std::uint64_t>(std::ceil(o.rate * o.duration)));
     if (o.badge_base + static_cast<std::int64_t>(count) - 1 > kMaxBadge) {
       std::cerr << "fanout_load: badges would pass " << kMaxBadge
                 << " (mailpushd's cap): lower --badge-base or the event count\n";
       return 2;
     }
   }
-  ::signal(SIGPIPE, SIG_IGN);
-
-  asio::ssl::context tls(asio::ssl::context::tls_client);
-  SSL_CTX_set_min_proto_version(tls.native_handle(), TLS1_2_VERSION);
-  boost::system::error_code ec;
-  tls.load_verify_file(o.ca, ec);
-  if (ec) {
-    std::cerr << "fanout_load: cannot load " << o.ca << ": " << ec.message() << "\n";
-    return 2;
-  }
-  tls.set_verify_mode(asio::ssl::verify_peer);
-
   std::vector<std::uint64_t> status_targets;
   if (!events) {
     for (std::uint64_t i = 1; i <= o.mailboxes; ++i) {
@@ -569,12 +482,16 @@ int main(int argc, char** argv) {
                         .count();
   const auto start = steady0 + std::chrono::milliseconds(20);
   Plan plan(o, start, count);
-  Shared shared{o, plan, std::vector<std::atomic<std::uint8_t>>(events ? o.mailboxes + 1 : 0), {},
-                std::move(status_targets), sys0, steady0};
+  Shared shared{o,
+                plan,
+                std::vector<std::atomic<std::uint8_t>>(events ? o.mailboxes + 1 : 0),
+                {},
+                std::move(status_targets),
+                sys0,
+                steady0};
   if (events) shared.records.resize(count);
 
   const unsigned threads = std::min(o.threads, o.connections);
-  const tcp::endpoint target(address, o.port);
   std::vector<std::unique_ptr<Worker>> workers;
   for (unsigned t = 0; t < threads; ++t) {
     workers.push_back(std::make_unique<Worker>(shared, tls, target));
