@@ -58,8 +58,6 @@ fi
 readonly BENCH_NAME=bench
 # shellcheck source=bench/lib.sh
 source "$root/bench/lib.sh"
-# shellcheck source=bench/region_lib.sh
-source "$root/bench/region_lib.sh" # free_port
 
 # ---------------------------------------------------------------- cleanup
 

@@ -2,7 +2,8 @@
 # A private region for the benchmarks that run mailpushd end to end (fanout_bench.sh, soak.sh):
 # building, ports, TLS files and keys, apns-sim, a customer onboarded through the portal, and
 # the fan-out seed (the layout of bench/fanout_common.hpp). Source it after bench/lib.sh, with
-# $root, $tmp (the run's directory) and $DATABASE set; the functions use these and set the
+# $root, $tmp (the run's directory) and $DATABASE set (free_port and wait_https are lib.sh's); the
+# functions use these and set the
 # variables their comments name.
 
 # build_release_targets BUILD_DIR TARGET...: configures the release preset into BUILD_DIR and
@@ -33,19 +34,6 @@ stop_region() {
   if [ "${keep_tmp:-0}" = 1 ]; then echo "$BENCH_NAME: kept $tmp" >&2; else rm -rf -- "$tmp"; fi
 }
 
-free_port() {
-  local p
-  for _ in $(seq 1 100); do
-    p=$((20000 + RANDOM % 12000)) # below the ephemeral range
-    if [ -z "$(ss -Hatn "sport = :$p" 2>/dev/null)" ] && ! grep -qx "$p" "$tmp/ports" 2>/dev/null; then
-      echo "$p" >>"$tmp/ports"
-      echo "$p"
-      return 0
-    fi
-  done
-  die "no free port found"
-}
-
 # TLS files of the listener ($tls: certs/make-dev-certs.sh), the APNs test certificates ($certs),
 # the portal's KEK and admin token ($tmp/keys/kek, admin-tokens, admin-header).
 make_region_files() {
@@ -62,15 +50,6 @@ make_region_files() {
     printf '%s' "$admin_token" | openssl dgst -sha384 -r | cut -d' ' -f1 >"$tmp/keys/admin-tokens"
     printf 'Authorization: Bearer %s\n' "$admin_token" >"$tmp/keys/admin-header"
   )
-}
-
-wait_https() { # url seconds
-  local until=$((SECONDS + $2))
-  while [ "$SECONDS" -lt "$until" ]; do
-    curl -fsS --max-time 2 --cacert "$tls/ca.crt" "$1" >/dev/null 2>&1 && return 0
-    sleep 0.2
-  done
-  return 1
 }
 
 # start_apns_sim MAX_RECORDED: apns-sim (production, client certificates of the test CA
