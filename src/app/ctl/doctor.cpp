@@ -564,11 +564,13 @@ void check_database_content(Report& report, store::Connection& conn,
   }
 }
 
-void check_outbox(Report& report, store::Connection& conn, const config::RegionConfig& cfg) {
+// Returns the queue as first seen, for dispatch.progress's second look (nullopt when unreadable).
+std::optional<store::OutboxStats> check_outbox(Report& report, store::Connection& conn,
+                                               const config::RegionConfig& cfg) {
   auto b = store::outbox_breakdown(conn, cfg.dispatch.lease);
   if (!b) {
     report.add("outbox", "", Verdict::fail, "query failed: " + b.error().message);
-    return;
+    return std::nullopt;
   }
   const Verdict age = b->oldest_queued_seconds > 300  ? Verdict::fail
                       : b->oldest_queued_seconds > 60 ? Verdict::warn
@@ -595,6 +597,7 @@ void check_outbox(Report& report, store::Connection& conn, const config::RegionC
                           : "no instance has a recent heartbeat: start mailpushd "
                             "(systemctl start mailpushd@<region>)");
   }
+  return store::OutboxStats{b->queued, b->dead, b->oldest_queued_seconds};
 }
 
 // One of the server's limits against its use now: WARN from half, FAIL from 80 %.
@@ -870,8 +873,7 @@ int cmd_doctor(const Options& o, const DoctorOptions& d) {
   if (conn) {
     check_database_resources(report, *conn);
     check_database_content(report, *conn, customer);
-    check_outbox(report, *conn, *cfg);
-    if (auto stats = store::outbox_stats(*conn)) outbox_at_start = *stats;
+    outbox_at_start = check_outbox(report, *conn, *cfg);
     auto opened = open_credentials(*cfg, *conn, d.customer_id, d.max_credentials);
     if (!opened) {
       report.add("apns.credential", "", Verdict::fail, opened.error().message);
