@@ -121,7 +121,8 @@ jq --argjson port "$listener_port" --arg cert "$tls/listener.crt" --arg key "$tl
   | .database.host = "127.0.0.1" | .database.port = $dbport | del(.database.socket)
   | .database.name = $db | .database.password_file = $pw | .database.migrate_on_start = false
   | .apns.ca_file = $ca | del(.registration)
-  | .limits.max_connections = 20000 | .log_level = "warn" | del(.portal)
+  | .limits.max_connections = 20000 | .limits.max_connections_per_address = 0
+    | .limits.connections_per_second_per_address = 0 | .limits.unknown_secrets_per_second_per_address = 0 | .log_level = "warn" | del(.portal)
   | . * (env.CONN_MEMORY_REGION // "{}" | fromjson)' regions/dev.json >"$region"
 say "migrating (mailpushctl migrate)"
 timeout "$(allow 60)" "$mailpushctl" --region "$region" migrate >"$tmp/migrate.log" 2>&1 ||

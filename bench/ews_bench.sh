@@ -17,6 +17,11 @@
 # --skip-build uses the binaries already in the build folder; --quick runs 5 s each (a smoke
 # test, not figures to report); --keep-tmp keeps the temporary folder (logs, runs/*.json);
 # --perf DIR records `perf` profiles of mailpushd and mariadbd during every mailpushd run into DIR.
+# --hostile runs, instead of (a)-(d), the flood of made-up listener URLs (issue 17): (e) real
+# callbacks at 1,000/s alone, (f) the same while a second ews_load POSTs to 5,000 new random
+# secrets a second, (g) the flood alone; it reports the real callbacks' p99 in (e) and (f) and
+# mailpushd's and MariaDB's CPU per refused request in (g). --legacy-region leaves out the region
+# keys newer than issue 17's server (to measure a build from before it).
 set -euo pipefail
 
 readonly BUDGET_SECONDS=600
@@ -34,7 +39,9 @@ registrations=100000
 client_threads=1
 perf_dir=""
 
-usage() { sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+hostile=0
+legacy_region=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --skip-build) skip_build=1 ;;
@@ -44,6 +51,8 @@ while [ $# -gt 0 ]; do
     --registrations) registrations=$2 && shift ;;
     --threads) client_threads=$2 && shift ;;
     --perf) perf_dir=$(realpath -m -- "$2") && shift ;;
+    --hostile) hostile=1 ;;
+    --legacy-region) legacy_region=1 ;;
     -h | --help) usage; exit 0 ;;
     *) echo "ews_bench: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
   esac
@@ -135,6 +144,12 @@ jq --argjson port "$listener_port" --arg cert "$tls/listener.crt" --arg key "$tl
   | .apns.ca_file = $ca | del(.registration)
   | .limits.max_connections = 20000 | .log_level = "warn" | .threads = 1 | del(.portal)
   | . * (env.EWS_BENCH_REGION // "{}" | fromjson)' regions/dev.json >"$region"
+# One loopback address sends everything: per-address limits would measure the limiter. (The
+# hostile runs keep the unknown-secret limit off too: a flood from many addresses is the case.)
+if [ "$legacy_region" = 0 ]; then
+  jq '.limits.max_connections_per_address = 0 | .limits.connections_per_second_per_address = 0
+      | .limits.unknown_secrets_per_second_per_address = 0' "$region" >"$region.new" && mv "$region.new" "$region"
+fi
 
 say "migrating (mailpushctl migrate)"
 timeout "$(allow 60)" "$mailpushctl" --region "$region" migrate >"$tmp/migrate.log" 2>&1 ||
@@ -301,6 +316,39 @@ say "  $bound of $registrations registrations bound to their subscription id"
 rss_after_bind=$(awk '/^VmRSS/ { print $2 }' "/proc/$mailpushd_pid/status")
 
 mixed=(--bodies "$tmp/mixed.tsv")
+if [ "$hostile" = 1 ]; then
+  readonly REAL_RATE=1000 FLOOD_RATE=5000 HOSTILE_SECONDS=20
+  say "(e) real callbacks alone: $REAL_RATE/s open loop, $CONNECTIONS connections, ${HOSTILE_SECONDS}s"
+  run e_real mailpushd "$HOSTILE_SECONDS" --mode keepalive --connections "$CONNECTIONS" --rate "$REAL_RATE" \
+    --duration "$HOSTILE_SECONDS" "${mixed[@]}"
+  say "(f) the same while $FLOOD_RATE/s POST to new random secrets (16 connections)"
+  timeout "$(allow $((HOSTILE_SECONDS + 60)))" "$ews_load" --port "$listener_port" --ca "$tls/ca.crt" \
+    --label f_flood --mode keepalive --connections 16 --rate "$FLOOD_RATE" --duration "$HOSTILE_SECONDS" \
+    --random-secrets >"$tmp/runs/f_flood.raw" 2>"$tmp/runs/f_flood.err" &
+  flood_pid=$!
+  run f_real mailpushd "$HOSTILE_SECONDS" --mode keepalive --connections "$CONNECTIONS" --rate "$REAL_RATE" \
+    --duration "$HOSTILE_SECONDS" "${mixed[@]}"
+  wait "$flood_pid" || { cat "$tmp/runs/f_flood.err" >&2; die "ews_load f_flood"; }
+  tail -n 1 "$tmp/runs/f_flood.raw" >"$tmp/runs/f_flood.json"
+  say "  flood: $(jq -r '"\(.answered) answered (\(.unsubscribe) Unsubscribe, \(.errors) errors), p99 \(.latency_ms.p99) ms"' "$tmp/runs/f_flood.json")"
+  say "(g) the flood alone: $FLOOD_RATE/s to new random secrets, 16 connections, ${HOSTILE_SECONDS}s"
+  run g_flood mailpushd "$HOSTILE_SECONDS" --mode keepalive --connections 16 --rate "$FLOOD_RATE" \
+    --duration "$HOSTILE_SECONDS" --random-secrets
+  rss_hwm=$(awk '/^VmHWM/ { print $2 }' "/proc/$mailpushd_pid/status")
+  jq -s -c --argjson rss_kib "$rss_hwm" --argjson n "$registrations" --arg commit "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" '
+    {benchmark: "ews_hostile", registrations: $n, rss_hwm_kib: $rss_kib,
+     real_alone: {ok_rate: .[0].ok_rate, soap_ok: .[0].soap_ok, errors: .[0].errors, p50_ms: .[0].latency_ms.p50, p99_ms: .[0].latency_ms.p99},
+     real_with_flood: {ok_rate: .[1].ok_rate, soap_ok: .[1].soap_ok, errors: .[1].errors, p50_ms: .[1].latency_ms.p50, p99_ms: .[1].latency_ms.p99,
+                       server_cpu_s: .[1].server_cpu_s, db_cpu_s: .[1].db_cpu_s},
+     flood_during_f: {answered: .[2].answered, unsubscribe: .[2].unsubscribe, errors: .[2].errors, non_2xx: .[2].non_2xx, p99_ms: .[2].latency_ms.p99},
+     flood_alone: {answered: .[3].answered, unsubscribe: .[3].unsubscribe, errors: .[3].errors, non_2xx: .[3].non_2xx, rate: .[3].rate,
+                   server_us_per_refused: (.[3].server_cpu_ms_per_callback * 1000 | round),
+                   db_us_per_refused: (.[3].db_cpu_ms_per_callback * 1000 | round), other_cpu_s: .[3].other_cpu_s}}' \
+    "$tmp"/runs/{e_real,f_real,f_flood,g_flood}.json >"$tmp/result.json" || die "assembling the result"
+  jq -r '"hostile: real callbacks p99 \(.real_alone.p99_ms) ms alone, \(.real_with_flood.p99_ms) ms during the flood (\(.real_with_flood.soap_ok) OK, \(.real_with_flood.errors) errors); flood alone: \(.flood_alone.answered) answered, mailpushd \(.flood_alone.server_us_per_refused) us + MariaDB \(.flood_alone.db_us_per_refused) us CPU per refused request"' "$tmp/result.json" >&2
+  cat "$tmp/result.json"
+  exit 0
+fi
 say "(a) keep-alive, $CONNECTIONS connections, max rate, ${RUN_A_SECONDS}s"
 before=$(newmail_sum); since=$(db_now)
 run a_mailpushd mailpushd "$RUN_A_SECONDS" --mode keepalive --connections "$CONNECTIONS" --duration "$RUN_A_SECONDS" "${mixed[@]}"

@@ -11,7 +11,8 @@
 // (blank lines and lines starting with '#' are skipped). Requests take the lines in order,
 // cycling, shared by all connections. The optional label groups the counts in the output (the
 // benchmark labels lines newmail / modified / status / bind to check what was recorded).
-// Without --bodies, every request POSTs one built-in StatusEvent notification to --path.
+// Without --bodies, every request POSTs one built-in StatusEvent notification to --path, or with
+// --random-secrets to a new random listener secret each time (a flood of made-up URLs).
 // Each request is a real EWS callback: POST, `Content-Type: text/xml; charset=utf-8`, the
 // quoted SendNotification SOAPAction, Content-Length; in newconn mode also `Connection: close`.
 //
@@ -55,6 +56,7 @@
 #include <iostream>
 #include <map>
 #include <optional>
+#include <random>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -102,6 +104,7 @@ struct Options {
   std::uint64_t requests = 0;
   std::string bodies;
   std::string path = "/ews/v1/notify/ews-load-builtin-secret-AAAAAAAAAAAAAAAAAAAAAAAA";
+  bool random_secrets = false;  // each request to /ews/v1/notify/<a new random secret>
   unsigned threads = 1;
   double timeout = 10;
   std::string label;
@@ -279,6 +282,15 @@ class Worker {
     stats.label_soap_ok.assign(w.labels.size(), 0);
   }
 
+  // A path no registration has: 43 random base64url characters, like a listener secret.
+  std::string random_path() {
+    static constexpr char kAlphabet[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    std::string path = "/ews/v1/notify/";
+    for (int k = 0; k < 43; ++k) path += kAlphabet[rng_() % 64];
+    return path;
+  }
+
   void spawn(unsigned connections) {
     for (unsigned i = 0; i < connections; ++i) {
       if (o_.mode == "newconn") {
@@ -337,7 +349,10 @@ class Worker {
     const Clock::time_point from = plan_.paced() ? t.due : Clock::now();
     auto& layer = beast::get_lowest_layer(s);
     layer.expires_after(timeout_);
-    auto [wec, wn] = co_await asio::async_write(s, asio::buffer(w_.requests[i]), nothrow);
+    std::string made_up;  // --random-secrets: the secret no registration has, made for this request
+    if (random_secrets_) made_up = make_request(random_path(), kBuiltinBody, close_);
+    const std::string& bytes = random_secrets_ ? made_up : w_.requests[i];
+    auto [wec, wn] = co_await asio::async_write(s, asio::buffer(bytes), nothrow);
     if (wec) {
       error("write", wec);
       co_return false;
@@ -434,6 +449,9 @@ class Worker {
   asio::ssl::context& tls_;
   tcp::endpoint target_;
   Clock::duration timeout_;
+  const bool random_secrets_ = o_.random_secrets;
+  const bool close_ = o_.mode == "newconn";
+  std::mt19937_64 rng_{std::random_device{}()};
 };
 
 // ---- report ---------------------------------------------------------------------------------
@@ -596,7 +614,10 @@ int main(int argc, char** argv) {
   app.add_option("--bodies", o.bodies, "file of path<TAB>base64(body)[<TAB>label] lines")
       ->check(CLI::ExistingFile);
   app.add_option("--path", o.path, "path for the built-in body (without --bodies)")
-      ->capture_default_str();
+      app.add_flag("--random-secrets", o.random_secrets,
+                   "POST the built-in body to a new random listener secret each time (a flood of "
+                   "made-up URLs)");
+  ->capture_default_str();
   app.add_option("--threads", o.threads, "client threads (one io_context each)")
       ->check(CLI::Range(1u, 64u))
       ->capture_default_str();

@@ -83,7 +83,8 @@ write_region() {
     | .apns.ca_file = $ca
     | .portal = {kek_file: $kek, admin_token_file: $admin, trust_anchors: $ca, credential_refresh_s: 30}
     | .dispatch = $dispatch
-    | .limits.max_connections = 20000
+    | .limits.max_connections = 20000 | .limits.max_connections_per_address = 0
+    | .limits.connections_per_second_per_address = 0 | .limits.unknown_secrets_per_second_per_address = 0
     | '"$3" regions/dev.json >"$1"
 }
 

@@ -60,6 +60,7 @@ for preset in "${presets[@]}"; do
     fuzz p12_inspect 8192 -- fuzz/seeds/p12/*
     fuzz multipart 16384 -- fuzz/seeds/multipart/*
     fuzz registration 4096 -- fuzz/seeds/registration/*
+    fuzz proxy_header 1024 -- fuzz/seeds/proxy_header/*
   else
     ctest --preset "$preset"
   fi

@@ -34,6 +34,7 @@
 #include "http/https_server.hpp"
 #include "http/listener_tls.hpp"
 #include "http/registration_endpoint.hpp"
+#include "http/ticket_keys.hpp"
 #include "keys/key_ring.hpp"
 #include "keys/region_secret.hpp"
 #include "portal/credential_registry.hpp"
@@ -222,9 +223,31 @@ int run_daemon(const config::RegionConfig& cfg) {
     return kExitConfig;
   }
   auto registry = std::make_shared<prometheus::Registry>();
+  // The region secret keys the registration API (served on the listener; without one it
+  // answers 503 and says what the operators must do) and the listener's TLS session tickets.
+  // A bad file stops the start like any bad config.
+  std::optional<keys::RegionSecret> region_secret;
+  if (cfg.registration.secret_file) {
+    auto loaded = keys::RegionSecret::load_file(*cfg.registration.secret_file);
+    if (!loaded) {
+      log::error("daemon.config_invalid",
+                 {{"error", "registration.secret_file: " + loaded.error().message}});
+      return kExitConfig;
+    }
+    region_secret.emplace(std::move(*loaded));
+  } else {
+    log::warn("registration.not_configured",
+              {{"reason",
+                "registration.secret_file is not set: the registration API answers "
+                "503; create one with scripts/make-region-secret.sh"}});
+  }
+  // Every instance derives the same ticket keys: a client resumes on any of them.
+  std::optional<http::TicketKeys> ticket_keys;
+  if (region_secret) ticket_keys.emplace(*region_secret, cfg.listener.tls_ticket_period);
   // The listener's certificate: reloaded on SIGHUP and when its files change (below).
   auto listener_cert =
-      http::ListenerCertificate::load({cfg.listener.tls_cert, cfg.listener.tls_key}, *registry);
+      http::ListenerCertificate::load({cfg.listener.tls_cert, cfg.listener.tls_key}, *registry,
+                                      ticket_keys ? &*ticket_keys : nullptr);
   if (!listener_cert) {
     log::error("daemon.config_invalid", {{"error", listener_cert.error().message}});
     return kExitConfig;
@@ -275,24 +298,6 @@ int run_daemon(const config::RegionConfig& cfg) {
       [](const http::Request& req, const http::RequestContext&) -> asio::awaitable<http::Response> {
         co_return http::json_response(req, bhttp::status::ok, R"({"status":"alive"})");
       });
-  router.add(
-      bhttp::verb::get, "/readyz", "readyz",
-      [&pool, &gauges, &check_schema](const http::Request& req, const http::RequestContext&)
-          -> asio::awaitable<http::Response> {
-        const store::DatabasePool::Job<store::SchemaState> job = check_schema;
-        auto state = co_await pool.async_run(job, asio::use_awaitable);
-        const std::string problem = readiness_problem(state);
-        gauges.ready.Set(problem.empty() ? 1 : 0);
-        if (!problem.empty()) {
-          log::warn("daemon.not_ready", {{"reason", problem}});
-          co_return http::json_response(
-              req, bhttp::status::service_unavailable,
-              nlohmann::json{{"status", "not_ready"}, {"reason", problem}}.dump());
-        }
-        co_return http::json_response(
-            req, bhttp::status::ok,
-            nlohmann::json{{"status", "ready"}, {"schema_version", state->current_version}}.dump());
-      });
   // The config validated these ranges; parse_cidr cannot fail on them.
   const auto cidrs = [](const std::vector<std::string>& texts) {
     std::vector<Cidr> out;
@@ -303,6 +308,38 @@ int run_daemon(const config::RegionConfig& cfg) {
   };
   const std::vector<Cidr> trusted_proxies = cidrs(cfg.listener.trusted_proxies);
   const std::vector<Cidr> metrics_allow = cidrs(cfg.listener.metrics_allow);
+  // Load balancers probe it; so can anyone who reaches the port: the database is asked at most
+  // once a second, and only metrics_allow callers learn why it is not ready.
+  ReadinessCache readiness(std::chrono::seconds(1));
+  router.add(
+      bhttp::verb::get, "/readyz", "readyz",
+      [&pool, &gauges, &check_schema, &readiness, trusted_proxies, metrics_allow](
+          const http::Request& req,
+          const http::RequestContext& ctx) -> asio::awaitable<http::Response> {
+        auto answer = readiness.get(ReadinessCache::Clock::now());
+        if (!answer) {
+          const store::DatabasePool::Job<store::SchemaState> job = check_schema;
+          auto state = co_await pool.async_run(job, asio::use_awaitable);
+          answer =
+              ReadinessCache::Answer{readiness_problem(state), state ? state->current_version : 0};
+          if (readiness.store(*answer, ReadinessCache::Clock::now())) {
+            if (answer->problem.empty()) {
+              log::info("daemon.ready", {{"schema_version", answer->schema_version}});
+            } else {
+              log::warn("daemon.not_ready", {{"reason", answer->problem}});
+            }
+          }
+        }
+        gauges.ready.Set(answer->problem.empty() ? 1 : 0);
+        const bool insider =
+            any_contains(metrics_allow, http::request_caller(req, ctx, trusted_proxies));
+        nlohmann::json body{{"status", answer->problem.empty() ? "ready" : "not_ready"}};
+        if (insider && answer->problem.empty()) body["schema_version"] = answer->schema_version;
+        if (insider && !answer->problem.empty()) body["reason"] = answer->problem;
+        co_return http::json_response(
+            req, answer->problem.empty() ? bhttp::status::ok : bhttp::status::service_unavailable,
+            body.dump());
+      });
   router.add(bhttp::verb::get, "/metrics", "metrics",
              [&registry, &pool, &gauges, trusted_proxies, metrics_allow](
                  const http::Request& req,
@@ -348,8 +385,18 @@ int run_daemon(const config::RegionConfig& cfg) {
     if (!ok) batch_failures.Increment();
     if (auto* d = wake_target.load(); ok && d) d->wake();
   });
+  // Lookups of secrets get their own connections: a flood of made-up listener URLs waits in
+  // this queue (and is refused when it is full), never in front of real callbacks' writes.
+  store::PoolOptions lookup_options = pool_options(cfg.database);
+  lookup_options.threads = std::max<std::size_t>(1, cfg.database.pool_size / 4);
+  lookup_options.queue_limit = 256;
+  store::DatabasePool lookup_pool(*conn_options, lookup_options);
+  callback_store.set_lookup_pool(&lookup_pool);
   relay::RegistrationCache registration_cache(cfg.limits.registration_cache_entries);
-  relay::EwsCallbackService callback_service(callback_store, registration_cache, *registry);
+  relay::EwsCallbackService callback_service(
+      callback_store, registration_cache, *registry,
+      {cfg.limits.unknown_secret_burst_per_address,
+       static_cast<double>(cfg.limits.unknown_secrets_per_second_per_address)});
   http::EwsEndpointOptions ews_options;
   ews_options.limits = {cfg.limits.max_body_bytes, cfg.limits.max_xml_depth,
                         cfg.limits.max_xml_elements};
@@ -374,23 +421,6 @@ int run_daemon(const config::RegionConfig& cfg) {
                                          *registry);
   portal_endpoint.add_routes(portal_routes);
   // ---- registration API (DESIGN.md flow 3, docs/registration-api.md) --------------------------
-  // Served on the listener. A bad region secret file stops the start like any bad config;
-  // without one the API answers 503 and says what the operators must do.
-  std::optional<keys::RegionSecret> region_secret;
-  if (cfg.registration.secret_file) {
-    auto loaded = keys::RegionSecret::load_file(*cfg.registration.secret_file);
-    if (!loaded) {
-      log::error("daemon.config_invalid",
-                 {{"error", "registration.secret_file: " + loaded.error().message}});
-      return kExitConfig;
-    }
-    region_secret.emplace(std::move(*loaded));
-  } else {
-    log::warn("registration.not_configured",
-              {{"reason",
-                "registration.secret_file is not set: the registration API answers "
-                "503; create one with scripts/make-region-secret.sh"}});
-  }
   relay::RegistrationOptions registration_options;
   registration_options.region = cfg.region;
   registration_options.customer_id_prefix = cfg.customer_id_prefix;
@@ -425,10 +455,21 @@ int run_daemon(const config::RegionConfig& cfg) {
                              .Register(*registry);
 
   asio::io_context ioc;
-  http::ServerOptions server_options{cfg.listener.bind_address,  cfg.listener.port,
-                                     cfg.limits.max_body_bytes,  cfg.limits.max_header_bytes,
-                                     cfg.limits.max_connections, cfg.limits.handshake_timeout,
-                                     cfg.limits.request_timeout, cfg.limits.idle_timeout};
+  http::ServerOptions server_options;
+  server_options.bind_address = cfg.listener.bind_address;
+  server_options.port = cfg.listener.port;
+  server_options.max_body_bytes = cfg.limits.max_body_bytes;
+  server_options.max_header_bytes = cfg.limits.max_header_bytes;
+  server_options.max_connections = cfg.limits.max_connections;
+  server_options.handshake_timeout = cfg.limits.handshake_timeout;
+  server_options.header_timeout = cfg.limits.header_timeout;
+  server_options.request_timeout = cfg.limits.request_timeout;
+  server_options.idle_timeout = cfg.limits.idle_timeout;
+  server_options.max_connections_per_address = cfg.limits.max_connections_per_address;
+  server_options.connection_burst_per_address = cfg.limits.connection_burst_per_address;
+  server_options.connections_per_second_per_address = cfg.limits.connections_per_second_per_address;
+  server_options.trusted_proxies = trusted_proxies;
+  server_options.proxy_protocol = cfg.listener.proxy_protocol;
   http::HttpsServer server(ioc, listener_tls, server_options, router, server_metrics);
   if (auto st = server.listen(); !st) {
     log::error("daemon.listen_failed", {{"error", st.error().message}});
@@ -622,6 +663,7 @@ int run_daemon(const config::RegionConfig& cfg) {
                      {store::Value{instance_id}});
   });
   if (!stopped) log::debug("daemon.stop_record_failed", {{"error", stopped.error().message}});
+  lookup_pool.stop();
   pool.stop();
   log::info("daemon.stopped", {});
   return kExitOk;

@@ -46,4 +46,22 @@ std::string readiness_problem(const Result<store::SchemaState>& state) {
   return "";
 }
 
+std::optional<ReadinessCache::Answer> ReadinessCache::get(Clock::time_point now) {
+  std::lock_guard lock(mutex_);
+  const bool refresh_running = refreshing_ && now - refresh_started_ < 10 * max_age_;
+  if (answer_ && (now - at_ < max_age_ || refresh_running)) return answer_;
+  refreshing_ = true;
+  refresh_started_ = now;
+  return std::nullopt;
+}
+
+bool ReadinessCache::store(Answer answer, Clock::time_point now) {
+  std::lock_guard lock(mutex_);
+  const bool changed = !answer_ || answer_->problem != answer.problem;
+  answer_ = std::move(answer);
+  at_ = now;
+  refreshing_ = false;
+  return changed;
+}
+
 }  // namespace mp::app

@@ -1,6 +1,10 @@
 // What both binaries build from a region file: database options, schema readiness, exit codes.
 #pragma once
 
+#include <chrono>
+#include <cstdint>
+#include <mutex>
+#include <optional>
 #include <string>
 
 #include "common/result.hpp"
@@ -30,5 +34,30 @@ store::PoolOptions pool_options(const config::DatabaseConfig& db);
 
 // Why the database is not ready to serve, or an empty string when it is.
 std::string readiness_problem(const Result<store::SchemaState>& state);
+
+// The last readiness answer, so that probes (anyone who reaches the listener can send them) ask
+// the database at most once per `max_age`, and a change is logged once rather than per probe.
+class ReadinessCache {
+ public:
+  using Clock = std::chrono::steady_clock;
+  struct Answer {
+    std::string problem;  // "" when ready
+    std::int64_t schema_version = 0;
+  };
+  explicit ReadinessCache(std::chrono::milliseconds max_age) : max_age_(max_age) {}
+  // The cached answer while it is fresh, or while another probe refreshes it; nullopt: the caller
+  // asks the database and calls store().
+  std::optional<Answer> get(Clock::time_point now);
+  // Keeps the answer; true when its problem differs from the previous one (log it).
+  bool store(Answer answer, Clock::time_point now);
+
+ private:
+  std::chrono::milliseconds max_age_;
+  std::mutex mutex_;
+  std::optional<Answer> answer_;
+  Clock::time_point at_{};
+  bool refreshing_ = false;  // since refresh_started_ (a refresh that never stored is retried)
+  Clock::time_point refresh_started_{};
+};
 
 }  // namespace mp::app

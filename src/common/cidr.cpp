@@ -19,6 +19,29 @@ IpAddress masked(IpAddress a, unsigned prefix) {
 
 }  // namespace
 
+IpAddress ip_from_bytes(const std::uint8_t* bytes, std::size_t size) noexcept {
+  static constexpr std::uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  IpAddress a;
+  if (size == 16 && std::memcmp(bytes, mapped, 12) == 0) {
+    bytes += 12;
+    size = 4;
+  }
+  if (size == 4) {
+    std::memcpy(a.bytes.data(), bytes, 4);
+    a.v4 = true;
+  } else if (size == 16) {
+    std::memcpy(a.bytes.data(), bytes, 16);
+    a.v4 = false;
+  }
+  return a;
+}
+
+std::string address_limit_key(const IpAddress& address) {
+  std::string key(address.v4 ? "4" : "6");
+  key.append(reinterpret_cast<const char*>(address.bytes.data()), address.v4 ? 4 : 8);
+  return key;
+}
+
 std::optional<IpAddress> parse_ip(std::string_view text) {
   if (text.empty() || text.size() > 45) return std::nullopt;
   const std::string s(text);
@@ -31,15 +54,7 @@ std::optional<IpAddress> parse_ip(std::string_view text) {
   }
   in6_addr v6{};
   if (inet_pton(AF_INET6, s.c_str(), &v6) != 1) return std::nullopt;
-  static constexpr std::uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-  if (std::memcmp(&v6, mapped, 12) == 0) {
-    std::memcpy(a.bytes.data(), reinterpret_cast<const std::uint8_t*>(&v6) + 12, 4);
-    a.v4 = true;
-    return a;
-  }
-  std::memcpy(a.bytes.data(), &v6, 16);
-  a.v4 = false;
-  return a;
+  return ip_from_bytes(reinterpret_cast<const std::uint8_t*>(&v6), sizeof v6);
 }
 
 std::string IpAddress::to_string() const {

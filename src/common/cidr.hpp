@@ -21,6 +21,11 @@ struct IpAddress {
 
 // "192.0.2.1", "2001:db8::1"; an IPv4-mapped IPv6 address ("::ffff:192.0.2.1") becomes IPv4.
 std::optional<IpAddress> parse_ip(std::string_view text);
+// From network-order bytes: 4 (IPv4) or 16 (IPv6; an IPv4-mapped one becomes IPv4).
+IpAddress ip_from_bytes(const std::uint8_t* bytes, std::size_t size) noexcept;
+// What per-address limits count by: the IPv4 address, or the IPv6 /64 (one subscriber's network
+// holds 2^64 addresses, so counting single IPv6 addresses would limit nothing). Compact bytes.
+std::string address_limit_key(const IpAddress& address);
 
 struct Cidr {
   IpAddress network;

@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -119,6 +120,32 @@ void write(Level l, std::string_view event, nlohmann::json fields) {
   } else {
     write_all(STDERR_FILENO, line);
   }
+}
+
+Throttle::Throttle(double per_second, double burst)
+    : per_second_(per_second), burst_(burst), tokens_(burst) {}
+
+void Throttle::write(Level level, std::string_view event, nlohmann::json fields) {
+  if (!enabled(level)) return;
+  std::uint64_t held_back = 0;
+  {
+    std::lock_guard lock(mutex_);
+    const std::int64_t now = std::chrono::steady_clock::now().time_since_epoch().count();
+    if (updated_ns_ != 0) {
+      tokens_ =
+          std::min(burst_, tokens_ + static_cast<double>(now - updated_ns_) * 1e-9 * per_second_);
+    }
+    updated_ns_ = now;
+    if (tokens_ < 1) {
+      ++suppressed_;
+      return;
+    }
+    tokens_ -= 1;
+    held_back = suppressed_;
+    suppressed_ = 0;
+  }
+  if (held_back > 0) fields["suppressed"] = held_back;
+  log::write(level, event, std::move(fields));
 }
 
 }  // namespace mp::log

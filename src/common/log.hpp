@@ -1,7 +1,9 @@
 // Structured logging: one JSON object per line, with a stable dotted event name and fields.
 #pragma once
 
+#include <cstdint>
 #include <functional>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
@@ -37,5 +39,23 @@ inline void warn(std::string_view event, nlohmann::json fields = nlohmann::json:
 inline void error(std::string_view event, nlohmann::json fields = nlohmann::json::object()) {
   write(Level::error, event, std::move(fields));
 }
+
+// For lines any client can cause (refused requests): at most `burst` at once and `per_second`
+// after that; the lines held back are counted and the next line let through carries the count
+// as "suppressed", so a flood costs a few lines a second and still shows its size.
+class Throttle {
+ public:
+  explicit Throttle(double per_second = 5, double burst = 20);
+  // Writes the line, or holds it back.
+  void write(Level level, std::string_view event, nlohmann::json fields);
+
+ private:
+  std::mutex mutex_;
+  double per_second_;
+  double burst_;
+  double tokens_;
+  std::int64_t updated_ns_ = 0;
+  std::uint64_t suppressed_ = 0;
+};
 
 }  // namespace mp::log

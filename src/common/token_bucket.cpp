@@ -1,15 +1,20 @@
 // TokenBucketLimiter: refill on access, no timers.
-#include "relay/rate_limiter.hpp"
+#include "common/token_bucket.hpp"
 
 #include <algorithm>
 #include <cmath>
 #include <vector>
 
-namespace mp::relay {
+namespace mp {
 
 TokenBucketLimiter::TokenBucketLimiter(std::uint32_t per_minute, std::size_t max_keys)
     : capacity_(std::max<std::uint32_t>(1, per_minute)),
       per_second_(capacity_ / 60.0),
+      max_keys_(std::max<std::size_t>(1, max_keys)) {}
+
+TokenBucketLimiter::TokenBucketLimiter(double burst, double per_second, std::size_t max_keys)
+    : capacity_(std::max(1.0, burst)),
+      per_second_(std::max(1e-6, per_second)),
       max_keys_(std::max<std::size_t>(1, max_keys)) {}
 
 void TokenBucketLimiter::refill(Bucket& b, Clock::time_point now) const {
@@ -75,4 +80,4 @@ void TokenBucketLimiter::make_room(Clock::time_point now) {
   std::erase_if(buckets_, [&](const auto& entry) { return entry.second.updated <= cut; });
 }
 
-}  // namespace mp::relay
+}  // namespace mp

@@ -1,5 +1,5 @@
-// A token bucket per key (a customer) with bounded memory: the registration API's limit of
-// calls per customer per minute.
+// A token bucket per key with bounded memory: the registration API's calls per customer, the
+// listener's new connections and refusals per address, callbacks per registration and customer.
 #pragma once
 
 #include <chrono>
@@ -10,7 +10,7 @@
 #include <string>
 #include <unordered_map>
 
-namespace mp::relay {
+namespace mp {
 
 class TokenBucketLimiter {
  public:
@@ -20,6 +20,8 @@ class TokenBucketLimiter {
   // second. At most `max_keys` buckets are kept: a full bucket is the same as none, so those go
   // first; when every bucket is in use, the longest idle ones go.
   explicit TokenBucketLimiter(std::uint32_t per_minute, std::size_t max_keys = 100000);
+  // Bursts of `burst` calls, regained at `per_second`.
+  TokenBucketLimiter(double burst, double per_second, std::size_t max_keys);
 
   // How long until `key` may call again, or nullopt when it may now. Spends nothing.
   std::optional<std::chrono::seconds> blocked(const std::string& key, Clock::time_point now);
@@ -44,4 +46,4 @@ class TokenBucketLimiter {
   std::unordered_map<std::string, Bucket> buckets_;
 };
 
-}  // namespace mp::relay
+}  // namespace mp

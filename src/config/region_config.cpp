@@ -572,9 +572,10 @@ Result<RegionConfig> parse_checked(std::string_view text, const fs::path& source
   r.read(top, "portal_host", Need::required, is_host_name, kHostRule, cfg.portal_host);
 
   auto& listener = cfg.listener;
-  const Section ls = r.section(top, "listener", Need::required,
-                               {"public_host", "bind_address", "port", "tls_cert", "tls_key",
-                                "tls_poll_interval_ms", "trusted_proxies", "metrics_allow"});
+  const Section ls = r.section(
+      top, "listener", Need::required,
+      {"public_host", "bind_address", "port", "tls_cert", "tls_key", "tls_poll_interval_ms",
+       "trusted_proxies", "metrics_allow", "proxy_protocol", "tls_ticket_period_s"});
   r.read(ls, "public_host", Need::required, is_host_name, kHostRule, listener.public_host);
   r.read(ls, "bind_address", Need::required, is_ip_literal,
          "must be an IPv4 or IPv6 address such as 0.0.0.0 or ::", listener.bind_address);
@@ -582,7 +583,13 @@ Result<RegionConfig> parse_checked(std::string_view text, const fs::path& source
   r.read(ls, "tls_cert", Need::required, listener.tls_cert);
   r.read(ls, "tls_key", Need::required, listener.tls_key);
   r.read(ls, "tls_poll_interval_ms", Need::optional, 0, 3600000, listener.tls_poll_interval);
+  r.read(ls, "tls_ticket_period_s", Need::optional, 60, 604800, listener.tls_ticket_period);
   r.read_cidrs(ls, "trusted_proxies", listener.trusted_proxies);
+  r.read(ls, "proxy_protocol", Need::optional, listener.proxy_protocol);
+  if (listener.proxy_protocol && listener.trusted_proxies.empty()) {
+    r.problem(ls.path + ".proxy_protocol",
+              "only trusted_proxies may send a PROXY header: name the load balancers there");
+  }
   if (ls.object != nullptr && ls.object->contains("metrics_allow")) {
     listener.metrics_allow.clear();  // replaces the loopback default, [] included
     r.read_cidrs(ls, "metrics_allow", listener.metrics_allow);
@@ -645,12 +652,16 @@ Result<RegionConfig> parse_checked(std::string_view text, const fs::path& source
   const Section lim =
       r.section(top, "limits", Need::optional,
                 {"max_body_bytes", "max_header_bytes", "max_connections", "handshake_timeout_ms",
-                 "request_timeout_ms", "idle_timeout_ms", "shutdown_grace_ms", "max_xml_depth",
-                 "max_xml_elements", "registration_cache_entries"});
+                 "header_timeout_ms", "request_timeout_ms", "idle_timeout_ms", "shutdown_grace_ms",
+                 "max_xml_depth", "max_xml_elements", "registration_cache_entries",
+                 "max_connections_per_address", "connection_burst_per_address",
+                 "connections_per_second_per_address", "unknown_secret_burst_per_address",
+                 "unknown_secrets_per_second_per_address"});
   r.read(lim, "max_body_bytes", Need::optional, 1024, 67108864, limits.max_body_bytes);
   r.read(lim, "max_header_bytes", Need::optional, 1024, 1048576, limits.max_header_bytes);
   r.read(lim, "max_connections", Need::optional, 1, 1000000, limits.max_connections);
   r.read(lim, "handshake_timeout_ms", Need::optional, 100, 600000, limits.handshake_timeout);
+  r.read(lim, "header_timeout_ms", Need::optional, 100, 600000, limits.header_timeout);
   r.read(lim, "request_timeout_ms", Need::optional, 100, 600000, limits.request_timeout);
   r.read(lim, "idle_timeout_ms", Need::optional, 100, 600000, limits.idle_timeout);
   r.read(lim, "shutdown_grace_ms", Need::optional, 0, 600000, limits.shutdown_grace);
@@ -658,6 +669,16 @@ Result<RegionConfig> parse_checked(std::string_view text, const fs::path& source
   r.read(lim, "max_xml_elements", Need::optional, 64, 1000000, limits.max_xml_elements);
   r.read(lim, "registration_cache_entries", Need::optional, 0, 10000000,
          limits.registration_cache_entries);
+  r.read(lim, "max_connections_per_address", Need::optional, 0, 1000000,
+         limits.max_connections_per_address);
+  r.read(lim, "connection_burst_per_address", Need::optional, 1, 1000000,
+         limits.connection_burst_per_address);
+  r.read(lim, "connections_per_second_per_address", Need::optional, 0, 1000000,
+         limits.connections_per_second_per_address);
+  r.read(lim, "unknown_secret_burst_per_address", Need::optional, 1, 1000000,
+         limits.unknown_secret_burst_per_address);
+  r.read(lim, "unknown_secrets_per_second_per_address", Need::optional, 0, 1000000,
+         limits.unknown_secrets_per_second_per_address);
 
   auto& portal = cfg.portal;
   const Section ps =

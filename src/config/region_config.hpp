@@ -27,12 +27,18 @@ struct ListenerConfig {
   // How often both TLS files are checked for a new pair (stat(), following symbolic links);
   // 0 = never, SIGHUP only.
   std::chrono::milliseconds tls_poll_interval{5000};
+  // TLS session-ticket keys (derived from registration.secret_file, alike on every instance)
+  // change every period; a ticket of the period before is still accepted, then renewed.
+  std::chrono::seconds tls_ticket_period{43200};
   // Load balancers whose X-Forwarded-For is believed (CIDR ranges); others' is ignored.
   std::vector<std::string> trusted_proxies;
   // Who may read GET /metrics (it names customers and certificate fingerprints): CIDR ranges of
   // the caller (after trusted_proxies' X-Forwarded-For). Loopback only unless the region names
   // its Prometheus network; everyone else gets 403.
   std::vector<std::string> metrics_allow{"127.0.0.0/8", "::1/128"};
+  // trusted_proxies begin each connection with a PROXY protocol header (v1 or v2) naming the
+  // client, so per-address limits count clients rather than the balancer.
+  bool proxy_protocol = false;
 };
 
 struct ApnsConfig {
@@ -67,12 +73,21 @@ struct Limits {
   std::uint32_t max_header_bytes = 16 * 1024;
   std::uint32_t max_connections = 10000;
   std::chrono::milliseconds handshake_timeout{10000};
-  std::chrono::milliseconds request_timeout{15000};  // whole request, headers and body
+  std::chrono::milliseconds header_timeout{10000};   // a request's first byte to its last header
+  std::chrono::milliseconds request_timeout{15000};  // then its body and the answer
   std::chrono::milliseconds idle_timeout{60000};     // keep-alive wait for the next request
   std::chrono::milliseconds shutdown_grace{10000};   // SIGTERM: time for in-flight requests
   std::uint32_t max_xml_depth = 32;                  // SOAP bodies: nesting and element count
   std::uint32_t max_xml_elements = 10000;
   std::uint32_t registration_cache_entries = 4000000;  // secret hash -> registration, ~72 B each
+  // Per client address (IPv4, IPv6 /64); 0 turns a limit off. See http::ServerOptions.
+  std::uint32_t max_connections_per_address = 256;
+  std::uint32_t connection_burst_per_address = 200;
+  std::uint32_t connections_per_second_per_address = 50;
+  // Unknown listener secrets per caller address (after trusted_proxies): a burst, then a rate;
+  // beyond it the caller gets 503 until it has waited. 0 per second: no limit.
+  std::uint32_t unknown_secret_burst_per_address = 100;
+  std::uint32_t unknown_secrets_per_second_per_address = 20;
 };
 
 // The certificate portal (flows 1, 2, 6 of DESIGN.md) and credential upkeep.

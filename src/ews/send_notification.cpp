@@ -512,6 +512,8 @@ const char* refusal_name(Refusal r) noexcept {
       return "too_deep";
     case Refusal::too_many_elements:
       return "too_many_elements";
+    case Refusal::value_too_long:
+      return "value_too_long";
     case Refusal::malformed_xml:
       return "malformed_xml";
     case Refusal::not_soap:

@@ -72,6 +72,9 @@ struct ParseLimits {
   std::size_t max_bytes = 1024 * 1024;
   std::size_t max_depth = 32;
   std::size_t max_elements = 10000;
+  // Any one text, attribute value, comment, CDATA section or processing instruction: EWS values
+  // (ids, watermarks) are a few hundred bytes.
+  std::size_t max_value_bytes = 8 * 1024;
 };
 
 // Why a body was refused, for the metric label and the log line (never the body itself).
@@ -81,6 +84,7 @@ enum class Refusal {
   invalid_utf8,
   too_deep,
   too_many_elements,
+  value_too_long,  // one text or attribute value over max_value_bytes
   malformed_xml,
   not_soap,  // well-formed XML, but not a SOAP 1.1 envelope with a SendNotification
 };

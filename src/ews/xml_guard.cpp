@@ -185,6 +185,7 @@ class Prescan {
     while (i < n) {
       const size_t lt = scan_text(i);
       if (lt >= n) break;
+      if (too_long_) return too_long_;
       const char next = lt + 1 < n ? s_[lt + 1] : '\0';
       if (next == '!') {
         i = skip_markup_declaration(lt);
@@ -202,6 +203,7 @@ class Prescan {
         bool self_closing = false;
         size_t attributes = 0;
         i = scan_start_tag(lt, self_closing, attributes);
+        if (too_long_) return too_long_;
         if (attributes > kMaxAttributesPerElement) {
           return refuse(Refusal::too_many_elements, "an element has more than " +
                                                         std::to_string(kMaxAttributesPerElement) +
@@ -221,6 +223,7 @@ class Prescan {
         i = lt + 1;
       }
     }
+    if (too_long_) return too_long_;
     if (!fault_ && elements_ == 0) note("the body holds no XML element");
     if (!fault_ && depth_ != 0) note("the body ends before its elements are closed");
     if (fault_) return refuse(Refusal::malformed_xml, *fault_);
@@ -232,10 +235,20 @@ class Prescan {
     if (!fault_) fault_ = std::move(message);
   }
 
+  // A limit, refused at once (unlike faults): `what` of `length` bytes at byte offset `at`.
+  void check_length(size_t length, const char* what, size_t at) {
+    if (length <= limits_.max_value_bytes || too_long_) return;
+    too_long_ = refuse(Refusal::value_too_long,
+                       std::string(what) + " at byte offset " + std::to_string(at) + " is " +
+                           std::to_string(length) + " bytes; the limit is " +
+                           std::to_string(limits_.max_value_bytes));
+  }
+
   // Character data up to the next '<': references must be well-formed, and outside the root
   // element only whitespace may appear. Returns the position of '<' or the end.
   size_t scan_text(size_t from) {
     const size_t lt = std::min(s_.find('<', from), s_.size());
+    check_length(lt - from, "a text", from);
     check_references(from, lt);
     if (depth_ == 0) {
       for (size_t k = from; k < lt; ++k) {
@@ -335,6 +348,7 @@ class Prescan {
         if (++attributes > kMaxAttributesPerElement) return j;
         const size_t close = s_.find(c, j + 1);
         if (close == std::string_view::npos) break;
+        check_length(close - j - 1, "an attribute value", j);
         if (s_.substr(j + 1, close - j - 1).find('<') != std::string_view::npos) {
           note("'<' inside an attribute value at byte offset " + std::to_string(j));
         }
@@ -358,6 +372,7 @@ class Prescan {
       note(std::string(what));
       return s_.size();
     }
+    check_length(at - from, "a comment, CDATA section or markup", from);
     return at + terminator.size();
   }
 
@@ -367,6 +382,7 @@ class Prescan {
   std::size_t elements_ = 0;
   bool root_closed_ = false;
   std::optional<std::string> fault_;
+  std::optional<ParseError> too_long_;
 };
 
 }  // namespace

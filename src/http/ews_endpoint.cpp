@@ -42,40 +42,11 @@ bool acceptable_content_type(std::string_view value) {
   return true;
 }
 
-Response soap_response(const Request& req, beast_http::status status, std::string body) {
+Response soap_response(const RequestHeader& req, beast_http::status status, std::string body) {
   return make_response(req, status, "text/xml; charset=utf-8", std::move(body));
 }
 
 }  // namespace
-
-IpAddress caller_address(const IpAddress& peer, std::string_view forwarded_for,
-                         const std::vector<Cidr>& trusted_proxies) {
-  IpAddress caller = peer;
-  if (forwarded_for.empty() || !any_contains(trusted_proxies, peer)) return caller;
-  while (!forwarded_for.empty()) {
-    const auto comma = forwarded_for.rfind(',');
-    const std::string_view hop =
-        trim(comma == std::string_view::npos ? forwarded_for : forwarded_for.substr(comma + 1));
-    const auto address = parse_ip(hop);
-    if (!address) break;
-    caller = *address;
-    if (!any_contains(trusted_proxies, caller)) break;
-    forwarded_for =
-        comma == std::string_view::npos ? std::string_view{} : forwarded_for.substr(0, comma);
-  }
-  return caller;
-}
-
-IpAddress request_caller(const Request& req, const RequestContext& ctx,
-                         const std::vector<Cidr>& trusted_proxies) {
-  const auto peer = parse_ip(ctx.peer.to_string()).value_or(IpAddress{});
-  std::string forwarded_for;
-  for (auto [it, end] = req.equal_range("X-Forwarded-For"); it != end; ++it) {
-    if (!forwarded_for.empty()) forwarded_for += ", ";
-    forwarded_for += std::string(it->value());
-  }
-  return caller_address(peer, forwarded_for, trusted_proxies);
-}
 
 EwsEndpoint::EwsEndpoint(relay::EwsCallbackService& service, EwsEndpointOptions options,
                          prometheus::Registry& registry)
@@ -87,15 +58,28 @@ EwsEndpoint::EwsEndpoint(relay::EwsCallbackService& service, EwsEndpointOptions 
                    .Register(registry)) {}
 
 void EwsEndpoint::add_routes(Router& router) {
+  RouteOptions options;
+  options.header_check = [this](const RequestHeader& req, const RequestContext& ctx) {
+    return check_header(req, ctx);
+  };
   router.add_prefix(
       beast_http::verb::post, std::string(kEwsNotifyPrefix), "ews_notify",
-      [this](const Request& req, const RequestContext& ctx) { return handle(req, ctx); });
+      [this](const Request& req, const RequestContext& ctx) { return handle(req, ctx); },
+      std::move(options));
 }
 
-Response EwsEndpoint::refuse(const Request& req, beast_http::status status, std::string_view reason,
-                             std::string_view message) {
+boost::asio::awaitable<std::optional<Response>> EwsEndpoint::check_header(
+    const RequestHeader& req, const RequestContext& ctx) {
+  const IpAddress caller = request_caller(req, ctx, options_.trusted_proxies);
+  auto outcome = co_await service_.precheck(ctx.path_rest, caller);
+  if (!outcome) co_return std::nullopt;
+  co_return answer(req, *outcome);
+}
+
+Response EwsEndpoint::refuse(const RequestHeader& req, beast_http::status status,
+                             std::string_view reason, std::string_view message) {
   refused_.Add({{"reason", std::string(reason)}}).Increment();
-  log::warn("ews.refused", {{"reason", reason}, {"message", message}});
+  refused_log_.write(log::Level::warn, "ews.refused", {{"reason", reason}, {"message", message}});
   return soap_response(req, status, ews::build_fault("soap:Client", message));
 }
 
@@ -134,25 +118,41 @@ boost::asio::awaitable<Response> EwsEndpoint::handle(const Request& req,
     co_return soap_response(req, beast_http::status::ok,
                             ews::build_reply(ews::SubscriptionStatus::ok));
   }
+  co_return answer(req, outcome);
+}
+
+Response EwsEndpoint::answer(const RequestHeader& req, const relay::CallbackOutcome& outcome) {
   nlohmann::json fields = {{"result", relay::callback_result_name(outcome.result)},
                            {"reason", outcome.reason}};
   if (!outcome.customer_id.empty()) fields["customer"] = outcome.customer_id;
   switch (outcome.result) {
-    case relay::CallbackResult::ok:  // answered above
-      co_return soap_response(req, beast_http::status::ok,
-                              ews::build_reply(ews::SubscriptionStatus::ok));
+    case relay::CallbackResult::ok:
+      return soap_response(req, beast_http::status::ok,
+                           ews::build_reply(ews::SubscriptionStatus::ok));
     case relay::CallbackResult::unsubscribe_unknown:
+      // Unknown secrets are what a flood of made-up URLs produces: debug only, counted in
+      // mailpush_ews_callbacks_total{result="unsubscribe_unknown"}.
+      log::debug("ews.unsubscribe", std::move(fields));
+      return soap_response(req, beast_http::status::ok,
+                           ews::build_reply(ews::SubscriptionStatus::unsubscribe));
     case relay::CallbackResult::unsubscribe_superseded:
       log::info("ews.unsubscribe", std::move(fields));
-      co_return soap_response(req, beast_http::status::ok,
-                              ews::build_reply(ews::SubscriptionStatus::unsubscribe));
+      return soap_response(req, beast_http::status::ok,
+                           ews::build_reply(ews::SubscriptionStatus::unsubscribe));
     case relay::CallbackResult::forbidden:
       log::warn("ews.forbidden", std::move(fields));
-      co_return soap_response(
-          req, beast_http::status::forbidden,
-          ews::build_fault("soap:Client", "caller not allowed for this customer"));
+      return soap_response(req, beast_http::status::forbidden,
+                           ews::build_fault("soap:Client", "caller not allowed for this customer"));
     case relay::CallbackResult::invalid:
-      co_return refuse(req, beast_http::status::bad_request, "invalid_values", outcome.reason);
+      return refuse(req, beast_http::status::bad_request, "invalid_values", outcome.reason);
+    case relay::CallbackResult::rate_limited: {
+      unknown_log_.write(log::Level::info, "ews.rate_limited", std::move(fields));
+      auto res = soap_response(
+          req, beast_http::status::service_unavailable,
+          ews::build_fault("soap:Server", "too many unknown listener URLs from this address"));
+      res.set(beast_http::field::retry_after, "10");
+      return res;
+    }
     case relay::CallbackResult::unavailable:
       break;
   }
@@ -161,7 +161,7 @@ boost::asio::awaitable<Response> EwsEndpoint::handle(const Request& req,
       soap_response(req, beast_http::status::service_unavailable,
                     ews::build_fault("soap:Server", "temporarily unable to record events; retry"));
   res.set(beast_http::field::retry_after, "30");
-  co_return res;
+  return res;
 }
 
 }  // namespace mp::http

@@ -10,7 +10,9 @@
 #include <vector>
 
 #include "common/cidr.hpp"
+#include "common/log.hpp"
 #include "ews/send_notification.hpp"
+#include "http/client_address.hpp"
 #include "http/router.hpp"
 #include "relay/ews_callback_service.hpp"
 
@@ -23,30 +25,28 @@ struct EwsEndpointOptions {
   std::vector<Cidr> trusted_proxies;  // whose X-Forwarded-For is believed
 };
 
-// The caller as seen through trusted proxies: X-Forwarded-For is read right to left, skipping
-// trusted proxies, and only when the connection itself comes from one. Anything unparsable
-// stops the walk at the last address that is known.
-IpAddress caller_address(const IpAddress& peer, std::string_view forwarded_for,
-                         const std::vector<Cidr>& trusted_proxies);
-// caller_address of a request: its connection's peer and every X-Forwarded-For line, in order
-// (a proxy may add its own line after the client's).
-IpAddress request_caller(const Request& req, const RequestContext& ctx,
-                         const std::vector<Cidr>& trusted_proxies);
-
 class EwsEndpoint {
  public:
   EwsEndpoint(relay::EwsCallbackService& service, EwsEndpointOptions options,
               prometheus::Registry& registry);
   void add_routes(Router& router);
+  // Before the body: an unknown secret is answered from the header alone (see
+  // EwsCallbackService::precheck), so made-up URLs cost neither a body read nor an XML parse.
+  boost::asio::awaitable<std::optional<Response>> check_header(const RequestHeader& req,
+                                                               const RequestContext& ctx);
   boost::asio::awaitable<Response> handle(const Request& req, const RequestContext& ctx);
 
  private:
-  Response refuse(const Request& req, beast_http::status status, std::string_view reason,
+  Response refuse(const RequestHeader& req, beast_http::status status, std::string_view reason,
                   std::string_view message);
+  // What Exchange is told for an outcome other than a recorded callback.
+  Response answer(const RequestHeader& req, const relay::CallbackOutcome& outcome);
 
   relay::EwsCallbackService& service_;
   EwsEndpointOptions options_;
   prometheus::Family<prometheus::Counter>& refused_;
+  log::Throttle refused_log_;
+  log::Throttle unknown_log_;  // addresses over their unknown-secret limit
 };
 
 }  // namespace mp::http

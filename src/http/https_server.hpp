@@ -18,8 +18,12 @@
 #include <mutex>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
+#include "common/cidr.hpp"
+#include "common/log.hpp"
 #include "common/result.hpp"
+#include "common/token_bucket.hpp"
 #include "http/listener_tls.hpp"
 #include "http/router.hpp"
 #include "http/server_metrics.hpp"
@@ -29,12 +33,25 @@ namespace mp::http {
 struct ServerOptions {
   std::string bind_address = "127.0.0.1";
   std::uint16_t port = 0;
-  std::uint64_t max_body_bytes = 1024 * 1024;
+  std::uint64_t max_body_bytes = 1024 * 1024;  // routes may set less (RouteOptions)
   std::uint32_t max_header_bytes = 16 * 1024;
+  // At the limit the longest idle connection (keep-alive, or not yet sent a byte) is closed to
+  // admit the new one; only when none is idle is the new one refused.
   std::uint32_t max_connections = 10000;
   std::chrono::milliseconds handshake_timeout{10000};
-  std::chrono::milliseconds request_timeout{15000};
-  std::chrono::milliseconds idle_timeout{60000};
+  std::chrono::milliseconds header_timeout{10000};   // a request's first byte to its last header
+  std::chrono::milliseconds request_timeout{15000};  // then its body, and writing the answer
+  std::chrono::milliseconds idle_timeout{60000};     // keep-alive wait for the next request
+  // Per client address (IPv4, or IPv6 /64): connections open at once, and new connections as a
+  // token bucket (burst, then per second). 0 turns a limit off. Load balancers in
+  // trusted_proxies are exempt unless they name the client with the PROXY protocol.
+  std::uint32_t max_connections_per_address = 256;
+  std::uint32_t connection_burst_per_address = 200;
+  double connections_per_second_per_address = 50;
+  std::vector<Cidr> trusted_proxies;
+  // Connections from trusted_proxies begin with a PROXY protocol header (v1 or v2) naming the
+  // client; others never may.
+  bool proxy_protocol = false;
 };
 
 class HttpsServer {
@@ -63,6 +80,12 @@ class HttpsServer {
   boost::asio::awaitable<void> accept_loop();
   boost::asio::awaitable<void> serve(std::shared_ptr<Session> session);
   boost::asio::awaitable<bool> handshake(std::shared_ptr<Session> session);
+  // Reads a PROXY header when the peer must send one; false: close the connection.
+  boost::asio::awaitable<bool> read_proxy_header(Session& session);
+  // Per-address limits; false: refused (counted and logged).
+  bool admit(Session& session);
+  // At max_connections: asks the longest idle session to close; false when none is idle.
+  bool evict_idle_locked();
   boost::asio::awaitable<void> linger(std::shared_ptr<Session> session);
   boost::asio::awaitable<Next> serve_connection(std::shared_ptr<Session> session);
   boost::asio::awaitable<Next> serve_request(std::shared_ptr<Session> session,
@@ -85,6 +108,10 @@ class HttpsServer {
 
   mutable std::mutex mutex_;
   std::unordered_map<Session*, std::weak_ptr<Session>> sessions_;
+  std::size_t evicting_ = 0;  // sessions asked to close for a new one, still open
+  std::unordered_map<std::string, std::uint32_t> per_address_;
+  TokenBucketLimiter new_connections_;
+  log::Throttle refused_log_;  // "http.refused": any client can cause it
   bool shutting_down_ = false;
   std::size_t forced_ = 0;
   std::function<void(std::size_t)> on_drained_;

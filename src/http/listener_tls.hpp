@@ -41,9 +41,14 @@ struct ServerTlsPem {
 // Reads both files (at most certs::kMaxServerPemBytes each); errors name the setting and the path.
 Result<ServerTlsPem> read_server_tls_files(const ServerTlsFiles& files);
 
-// TLS 1.2 or newer with the pair in `pem`; `files` only names the files in errors.
+class TicketKeys;
+
+// TLS 1.2 or newer with the pair in `pem`; `files` only names the files in errors. TLS 1.2 is
+// limited to ECDHE key exchange with AEAD ciphers, in the server's order. With `tickets`,
+// session tickets use the region's keys (resumption across instances); otherwise OpenSSL's own
+// per-process keys.
 Result<std::shared_ptr<boost::asio::ssl::context>> make_server_tls_context(
-    const ServerTlsPem& pem, const ServerTlsFiles& files);
+    const ServerTlsPem& pem, const ServerTlsFiles& files, const TicketKeys* tickets = nullptr);
 // Both of the above.
 Result<std::shared_ptr<boost::asio::ssl::context>> make_server_tls_context(
     const std::filesystem::path& cert_chain, const std::filesystem::path& private_key);
@@ -81,7 +86,8 @@ class ListenerCertificate {
   // not-yet-valid pair is served with an error line: the daemon still answers health checks,
   // metrics and the portal, and a renewed pair is picked up without a restart.
   static Result<std::unique_ptr<ListenerCertificate>> load(ServerTlsFiles files,
-                                                           prometheus::Registry& registry);
+                                                           prometheus::Registry& registry,
+                                                           const TicketKeys* tickets = nullptr);
 
   ListenerTls& tls() noexcept { return tls_; }
   certs::ServerCertificate serving() const;  // the pair new connections get
@@ -113,7 +119,7 @@ class ListenerCertificate {
   };
   ListenerCertificate(ServerTlsFiles files, prometheus::Registry& registry,
                       std::shared_ptr<boost::asio::ssl::context> context,
-                      certs::ServerCertificate facts, Stamps stamps);
+                      certs::ServerCertificate facts, Stamps stamps, const TicketKeys* tickets);
   Stamps stamps() const;
   void refuse(Trigger trigger, const Stamps& seen, std::string_view reason,
               const std::string& message);
@@ -121,6 +127,7 @@ class ListenerCertificate {
              Trigger trigger);
 
   const ServerTlsFiles files_;
+  const TicketKeys* tickets_;
   Metrics metrics_;
   ListenerTls tls_;
   mutable std::mutex facts_mutex_;

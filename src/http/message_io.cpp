@@ -9,6 +9,8 @@
 #include <cstdint>
 #include <span>
 
+#include "http/first_bytes.hpp"
+
 namespace mp::http {
 
 namespace asio = boost::asio;
@@ -41,6 +43,10 @@ std::string serialize_message(beast_http::response<Body>& response) {
   return out;  // string and empty bodies cannot fail
 }
 
+std::string_view as_view(const beast::flat_buffer& buffer) {
+  return {static_cast<const char*>(buffer.data().data()), buffer.size()};
+}
+
 }  // namespace
 
 asio::awaitable<error_code> async_read_request(net::TlsSocket& socket, beast::flat_buffer& buffer,
@@ -51,6 +57,9 @@ asio::awaitable<error_code> async_read_request(net::TlsSocket& socket, beast::fl
   };
   while (!done()) {
     if (buffer.size() > 0) {
+      if (!parser.got_some() && check_start_line(as_view(buffer)) == StartLine::not_http) {
+        co_return beast_http::error::bad_method;
+      }
       error_code ec;
       buffer.consume(parser.put(buffer.data(), ec));
       if (!ec) continue;

@@ -21,7 +21,7 @@ enum class ReadUntil { header, message };
 // whole message. Bytes past the message stay in `buffer` (a pipelined request): parse them before
 // reading the socket again. Errors are Beast's: end_of_stream when the peer closed before sending
 // a byte, partial_message when it closed mid-message, the parser's own (header_limit, body_limit,
-// bad_*) and the socket's.
+// bad_*; bad_method as soon as the first bytes cannot start a request line) and the socket's.
 boost::asio::awaitable<boost::system::error_code> async_read_request(
     net::TlsSocket& socket, boost::beast::flat_buffer& buffer, RequestParser& parser,
     ReadUntil until);

@@ -160,11 +160,14 @@ RegistrationEndpoint::RegistrationEndpoint(relay::RegistrationService& service,
 }
 
 void RegistrationEndpoint::add_routes(Router& router) {
-  router.add(beast_http::verb::post, std::string(kRegistrationsPath), "registration_create",
-             [this](const Request& req, const RequestContext& ctx) { return create(req, ctx); });
+  // The server refuses a longer body from its Content-Length, before reading any of it.
+  const RouteOptions small{kMaxRegistrationBodyBytes, {}};
+  router.add(
+      beast_http::verb::post, std::string(kRegistrationsPath), "registration_create",
+      [this](const Request& req, const RequestContext& ctx) { return create(req, ctx); }, small);
   router.add_prefix(
       beast_http::verb::delete_, std::string(kRegistrationPrefix), "registration_delete",
-      [this](const Request& req, const RequestContext& ctx) { return remove(req, ctx); });
+      [this](const Request& req, const RequestContext& ctx) { return remove(req, ctx); }, small);
 }
 
 std::optional<relay::RegistrationRefusal> RegistrationEndpoint::body_refusal(const Request& req) {
@@ -199,11 +202,12 @@ Response RegistrationEndpoint::refuse(const Request& req, const RequestContext& 
                  {"message", r.message}};
   if (!r.field.empty()) fields["field"] = r.field;
   if (is_public_id(customer_id)) fields["customer"] = customer_id;
-  // The operators' problems (5xx) are warnings; the callers' are information.
+  // The operators' problems (5xx) are warnings; the callers' are information, throttled: any
+  // client can cause them.
   if (static_cast<int>(status) >= 500) {
     log::warn("registration.refused", std::move(fields));
   } else {
-    log::info("registration.refused", std::move(fields));
+    refused_log_.write(log::Level::info, "registration.refused", std::move(fields));
   }
   json body = {{"error", r.code}, {"message", r.message}};
   if (!r.field.empty()) body["field"] = r.field;

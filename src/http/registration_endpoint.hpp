@@ -17,6 +17,7 @@
 #include <string_view>
 #include <variant>
 
+#include "common/log.hpp"
 #include "http/router.hpp"
 #include "relay/registration_service.hpp"
 
@@ -51,6 +52,7 @@ class RegistrationEndpoint {
 
   relay::RegistrationService& service_;
   prometheus::Family<prometheus::Counter>& requests_;
+  log::Throttle refused_log_;
 };
 
 }  // namespace mp::http

@@ -1,17 +1,21 @@
 // Route matching and reply builders.
 #include "http/router.hpp"
 
+#include <boost/beast/core/string.hpp>
 #include <boost/beast/http/field.hpp>
 
 namespace mp::http {
 
-void Router::add(beast_http::verb method, std::string path, std::string route, Handler handler) {
-  entries_.push_back({method, std::move(path), false, std::move(route), std::move(handler)});
+void Router::add(beast_http::verb method, std::string path, std::string route, Handler handler,
+                 RouteOptions options) {
+  entries_.push_back(
+      {method, std::move(path), false, std::move(route), std::move(handler), std::move(options)});
 }
 
 void Router::add_prefix(beast_http::verb method, std::string prefix, std::string route,
-                        Handler handler) {
-  entries_.push_back({method, std::move(prefix), true, std::move(route), std::move(handler)});
+                        Handler handler, RouteOptions options) {
+  entries_.push_back(
+      {method, std::move(prefix), true, std::move(route), std::move(handler), std::move(options)});
 }
 
 Router::Match Router::match(beast_http::verb method, std::string_view target) const {
@@ -22,6 +26,7 @@ Router::Match Router::match(beast_http::verb method, std::string_view target) co
     if (!path_matches) continue;
     if (e.method == method) {
       found.handler = &e.handler;
+      found.options = &e.options;
       found.route = e.route;
       found.path_rest = e.prefix ? path.substr(e.path.size()) : std::string_view{};
       found.allow.clear();
@@ -34,18 +39,40 @@ Router::Match Router::match(beast_http::verb method, std::string_view target) co
   return found;
 }
 
-Response make_response(const Request& req, beast_http::status status, std::string_view content_type,
-                       std::string body) {
+bool wants_keep_alive(const RequestHeader& req) {
+  // Connection is a comma-separated list of tokens, in any case.
+  bool close = false;
+  bool keep = false;
+  for (auto [it, end] = req.equal_range(beast_http::field::connection); it != end; ++it) {
+    std::string_view list = it->value();
+    while (!list.empty()) {
+      const auto comma = list.find(',');
+      std::string_view token = list.substr(0, comma);
+      while (!token.empty() && (token.front() == ' ' || token.front() == '\t'))
+        token.remove_prefix(1);
+      while (!token.empty() && (token.back() == ' ' || token.back() == '\t'))
+        token.remove_suffix(1);
+      close = close || boost::beast::iequals(token, "close");
+      keep = keep || boost::beast::iequals(token, "keep-alive");
+      if (comma == std::string_view::npos) break;
+      list.remove_prefix(comma + 1);
+    }
+  }
+  return req.version() >= 11 ? !close : keep && !close;
+}
+
+Response make_response(const RequestHeader& req, beast_http::status status,
+                       std::string_view content_type, std::string body) {
   Response res{status, req.version()};
   res.set(beast_http::field::content_type, content_type);
   res.set(beast_http::field::cache_control, "no-store");
-  res.keep_alive(req.keep_alive());
+  res.keep_alive(wants_keep_alive(req));
   res.body() = std::move(body);
   res.prepare_payload();
   return res;
 }
 
-Response json_response(const Request& req, beast_http::status status, std::string body) {
+Response json_response(const RequestHeader& req, beast_http::status status, std::string body) {
   return make_response(req, status, "application/json", std::move(body));
 }
 

@@ -8,6 +8,7 @@
 #include <boost/beast/http/verb.hpp>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -27,15 +28,32 @@ struct RequestContext {
 
 using Handler =
     std::function<boost::asio::awaitable<Response>(const Request&, const RequestContext&)>;
+using RequestHeader = beast_http::request_header<>;
+// Runs when a request's header is complete, before its body is read (e.g. the EWS listener's
+// secret lookup): an answer here goes out at once and, if a body was announced, the connection
+// is closed with the body unread.
+using HeaderCheck = std::function<boost::asio::awaitable<std::optional<Response>>(
+    const RequestHeader&, const RequestContext&)>;
+
+struct RouteOptions {
+  // The largest body the route takes, checked against Content-Length before any of it is read
+  // (and while reading a chunked one). Unset: the server's max_body_bytes, or none at all for GET
+  // and HEAD.
+  std::optional<std::uint64_t> max_body_bytes;
+  HeaderCheck header_check;
+};
 
 class Router {
  public:
   // `route` names the route in logs and metrics, e.g. "healthz" or "ews_notify".
-  void add(beast_http::verb method, std::string path, std::string route, Handler handler);
-  void add_prefix(beast_http::verb method, std::string prefix, std::string route, Handler handler);
+  void add(beast_http::verb method, std::string path, std::string route, Handler handler,
+           RouteOptions options = {});
+  void add_prefix(beast_http::verb method, std::string prefix, std::string route, Handler handler,
+                  RouteOptions options = {});
 
   struct Match {
-    const Handler* handler = nullptr;  // null: no route for this method and path
+    const Handler* handler = nullptr;       // null: no route for this method and path
+    const RouteOptions* options = nullptr;  // with handler
     std::string_view route = "unmatched";
     std::string_view path_rest;
     std::string allow;  // non-empty: the path exists for these other methods (405)
@@ -50,13 +68,18 @@ class Router {
     bool prefix;
     std::string route;
     Handler handler;
+    RouteOptions options;
   };
   std::vector<Entry> entries_;
 };
 
-// Small builders for the common replies.
-Response make_response(const Request& req, beast_http::status status, std::string_view content_type,
-                       std::string body);
-Response json_response(const Request& req, beast_http::status status, std::string body);
+// Whether the client keeps the connection open after this request (HTTP/1.1 unless it says
+// "close"; HTTP/1.0 only if it says "keep-alive").
+bool wants_keep_alive(const RequestHeader& req);
+
+// Small builders for the common replies (a Request is a RequestHeader).
+Response make_response(const RequestHeader& req, beast_http::status status,
+                       std::string_view content_type, std::string body);
+Response json_response(const RequestHeader& req, beast_http::status status, std::string body);
 
 }  // namespace mp::http

@@ -28,17 +28,35 @@ ServerMetrics::ServerMetrics(prometheus::Registry& registry)
                               .Help("Connections open now")
                               .Register(registry)
                               .Add({})),
-      connections_rejected_(
-          prometheus::BuildCounter()
-              .Name("mailpush_http_connections_rejected_total")
-              .Help("Connections closed at once because max_connections was reached")
-              .Register(registry)
-              .Add({})),
+      connections_rejected_(prometheus::BuildCounter()
+                                .Name("mailpush_http_connections_rejected_total")
+                                .Help("Connections closed at once, by reason: max_connections (and "
+                                      "none idle to close instead), per_address (its open "
+                                      "connections), address_rate (its new connections per second)")
+                                .Register(registry)),
+      rejected_max_(connections_rejected_.Add({{"reason", "max_connections"}})),
+      rejected_per_address_(connections_rejected_.Add({{"reason", "per_address"}})),
+      rejected_rate_(connections_rejected_.Add({{"reason", "address_rate"}})),
+      connections_evicted_(prometheus::BuildCounter()
+                               .Name("mailpush_http_connections_evicted_total")
+                               .Help("Idle connections closed to admit new ones at max_connections")
+                               .Register(registry)
+                               .Add({})),
       handshake_failures_(prometheus::BuildCounter()
                               .Name("mailpush_http_tls_handshake_failures_total")
                               .Help("TLS handshakes that failed or timed out")
                               .Register(registry)
                               .Add({})) {}
+
+void ServerMetrics::connection_rejected(std::string_view reason) {
+  if (reason == "per_address") {
+    rejected_per_address_.Increment();
+  } else if (reason == "address_rate") {
+    rejected_rate_.Increment();
+  } else {
+    rejected_max_.Increment();
+  }
+}
 
 void ServerMetrics::request_done(std::string_view route, unsigned status, double seconds) {
   static const prometheus::Histogram::BucketBoundaries buckets{

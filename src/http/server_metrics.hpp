@@ -26,7 +26,10 @@ class ServerMetrics {
     connections_active_.Increment();
   }
   void connection_closed() { connections_active_.Decrement(); }
-  void connection_rejected() { connections_rejected_.Increment(); }
+  // Closed at once: max_connections (none idle to close instead), per_address, address_rate.
+  void connection_rejected(std::string_view reason);
+  // Idle connections closed to admit new ones at max_connections.
+  void connection_evicted() { connections_evicted_.Increment(); }
   void handshake_failed() { handshake_failures_.Increment(); }
 
  private:
@@ -44,7 +47,11 @@ class ServerMetrics {
   prometheus::Family<prometheus::Counter>& refused_;
   prometheus::Counter& connections_total_;
   prometheus::Gauge& connections_active_;
-  prometheus::Counter& connections_rejected_;
+  prometheus::Family<prometheus::Counter>& connections_rejected_;
+  prometheus::Counter& rejected_max_;
+  prometheus::Counter& rejected_per_address_;
+  prometheus::Counter& rejected_rate_;
+  prometheus::Counter& connections_evicted_;
   prometheus::Counter& handshake_failures_;
 };
 

@@ -16,6 +16,9 @@ namespace {
 constexpr const char* kLineForm = "expected 'region-secret <base64 of at least 32 random bytes>'";
 constexpr std::string_view kMailboxLabel = "mailpush/region-secret/v1/mailbox-address";
 constexpr std::string_view kCallbackLabel = "mailpush/region-secret/v1/callback-secret";
+constexpr std::string_view kCapabilityLabel = "mailpush/region-secret/v1/capability";
+constexpr std::string_view kTicketLabel = "mailpush/region-secret/v1/tls-session-ticket";
+constexpr std::size_t kCapabilityHalf = 22;  // base64url of 16 bytes
 
 // HKDF-Expand (RFC 5869) for one SHA-256 block: HMAC(prk, info || 0x01). The Extract step is
 // skipped because the region secret already is a uniformly random key of at least 256 bits.
@@ -114,6 +117,8 @@ Result<RegionSecret> RegionSecret::parse(std::string_view text, const std::strin
   RegionSecret out;
   out.mailbox_key_ = expand(*secret, kMailboxLabel);
   out.callback_key_ = expand(*secret, kCallbackLabel);
+  out.capability_key_ = expand(*secret, kCapabilityLabel);
+  out.ticket_key_ = expand(*secret, kTicketLabel);
   return out;
 }
 
@@ -155,6 +160,48 @@ Bytes RegionSecret::callback_secret_hash(std::int64_t registration_id,
   Bytes hash = sha384(secret);
   OPENSSL_cleanse(secret.data(), secret.size());
   return hash;
+}
+
+namespace {
+// base64url of the first 16 bytes of HMAC(key, text): 22 characters.
+std::string short_tag(const SecretBytes& key, std::string_view text) {
+  Bytes mac = hmac_sha256(key.bytes(), text);
+  std::string tag = base64url_encode(std::span<const std::uint8_t>(mac.data(), 16));
+  OPENSSL_cleanse(mac.data(), mac.size());
+  return tag;
+}
+}  // namespace
+
+std::string RegionSecret::issue_capability() const {
+  Bytes nonce = random_bytes(16);
+  std::string secret = base64url_encode(nonce);
+  OPENSSL_cleanse(nonce.data(), nonce.size());
+  secret += short_tag(capability_key_, secret);
+  return secret;
+}
+
+bool RegionSecret::issued(std::string_view secret) const {
+  if (secret.size() != kCapabilityChars) return false;
+  std::string expected = short_tag(capability_key_, secret.substr(0, kCapabilityHalf));
+  const bool same =
+      constant_time_equal(as_bytes(expected), as_bytes(secret.substr(kCapabilityHalf)));
+  OPENSSL_cleanse(expected.data(), expected.size());
+  return same;
+}
+
+SecretBytes RegionSecret::ticket_key_material(std::uint64_t period) const {
+  Bytes out;
+  for (char block = 1; block <= 3; ++block) {
+    std::string info(8, '\0');
+    for (int i = 0; i < 8; ++i) info[i] = static_cast<char>((period >> (56 - 8 * i)) & 0xff);
+    info.push_back(block);
+    Bytes part = hmac_sha256(ticket_key_.bytes(), info);
+    out.insert(out.end(), part.begin(), part.end());
+    OPENSSL_cleanse(part.data(), part.size());
+  }
+  SecretBytes key = SecretBytes::copy_of(std::span<const std::uint8_t>(out.data(), 80));
+  OPENSSL_cleanse(out.data(), out.size());
+  return key;
 }
 
 }  // namespace mp::keys

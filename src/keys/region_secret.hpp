@@ -22,6 +22,7 @@ inline constexpr std::size_t kMaxRegionSecretBytes = 512;
 inline constexpr std::size_t kMaxMailboxAddressChars = 320;
 inline constexpr std::size_t kMailboxHmacBytes = 32;
 inline constexpr std::size_t kCallbackSecretBytes = 32;  // 43 characters of base64url
+inline constexpr std::size_t kCapabilityChars = 44;
 
 // The address as its HMAC is taken: surrounding ASCII whitespace removed, ASCII letters
 // lowercased (Exchange matches SMTP addresses without regard to case). Refused: empty, longer
@@ -66,12 +67,27 @@ class RegionSecret {
   // SHA-384 of callback_secret(...): what `registrations.secret_hash` holds.
   Bytes callback_secret_hash(std::int64_t registration_id, std::uint32_t generation) const;
 
+  // A new registration's capability (its listener URL's secret, and its bearer token for the
+  // registration API): 22 characters of base64url of 128 random bits, then 22 of a 128-bit
+  // HMAC of them. Random, so nobody (this relay included) can derive it again; the HMAC lets a
+  // listener refuse made-up secrets without asking the database. 44 characters.
+  std::string issue_capability() const;
+  // True when `secret` is a capability this region secret issued (whether or not its
+  // registration still exists). Constant time in the tag.
+  bool issued(std::string_view secret) const;
+
+  // 80 bytes for TLS session tickets of `period` (a number every instance computes alike from
+  // the clock): key name (16), AES-256 key (32), HMAC-SHA256 key (32).
+  SecretBytes ticket_key_material(std::uint64_t period) const;
+
  private:
   RegionSecret() = default;
   static Result<RegionSecret> parse(std::string_view text, const std::string& source);
 
   SecretBytes mailbox_key_;
   SecretBytes callback_key_;
+  SecretBytes capability_key_;
+  SecretBytes ticket_key_;
 };
 
 }  // namespace mp::keys

@@ -26,14 +26,18 @@ const char* callback_result_name(CallbackResult r) noexcept {
       return "unavailable";
     case CallbackResult::invalid:
       return "invalid";
+    case CallbackResult::rate_limited:
+      return "rate_limited";
   }
   return "unavailable";
 }
 
 EwsCallbackService::EwsCallbackService(store::CallbackStore& store, RegistrationCache& cache,
-                                       prometheus::Registry& registry)
+                                       prometheus::Registry& registry, UnknownSecretLimit limit)
     : store_(store),
       cache_(cache),
+      limit_(limit),
+      unknown_by_address_(limit.burst, limit.per_second, 100000),
       callbacks_(prometheus::BuildCounter()
                      .Name("mailpush_ews_callbacks_total")
                      .Help("EWS callbacks handled, by result")
@@ -184,11 +188,48 @@ std::string known_response_code(std::string_view code) {
 
 }  // namespace
 
+CallbackOutcome EwsCallbackService::unknown(const IpAddress& caller, std::string reason) {
+  if (limit_.per_second > 0) {
+    (void)unknown_by_address_.take(address_limit_key(caller), TokenBucketLimiter::Clock::now());
+  }
+  return count({CallbackResult::unsubscribe_unknown, std::move(reason), ""});
+}
+
+asio::awaitable<std::optional<CallbackOutcome>> EwsCallbackService::precheck(
+    std::string_view secret, const IpAddress& caller) {
+  if (limit_.per_second > 0 &&
+      unknown_by_address_.blocked(address_limit_key(caller), TokenBucketLimiter::Clock::now())) {
+    // Known secrets from this address still pass: a cache hit costs nothing.
+    const Bytes hash = sha384(secret);
+    if (plausible_secret(secret) &&
+        cache_.get(std::string_view(reinterpret_cast<const char*>(hash.data()), hash.size())).hit ==
+            RegistrationCache::Hit::found) {
+      co_return std::nullopt;
+    }
+    co_return count(
+        {CallbackResult::rate_limited, "too many unknown secrets from " + caller.to_string(), ""});
+  }
+  if (!plausible_secret(secret)) co_return unknown(caller, "malformed secret");
+  const Bytes hash = sha384(secret);
+  const std::string key(hash.begin(), hash.end());
+  // A cached registration is counted as a hit by the handler that follows, not here.
+  const auto cached = cache_.get(key);
+  if (cached.hit == RegistrationCache::Hit::found) co_return std::nullopt;
+  if (cached.hit == RegistrationCache::Hit::absent) {
+    cache_absent_->Increment();
+    co_return unknown(caller, "no active registration");
+  }
+  auto reg = co_await registration(key, hash, /*fresh=*/true);
+  if (!reg) co_return count({CallbackResult::unavailable, reg.error().message, ""});
+  if (!reg->entry) co_return unknown(caller, "no active registration");
+  co_return std::nullopt;
+}
+
 asio::awaitable<CallbackOutcome> EwsCallbackService::handle(std::string_view secret,
                                                             const ews::SendNotification& callback,
                                                             const IpAddress& caller) {
   if (!plausible_secret(secret)) {
-    co_return count({CallbackResult::unsubscribe_unknown, "malformed secret", ""});
+    co_return unknown(caller, "malformed secret");
   }
   const Bytes hash = sha384(secret);
   const std::string key(hash.begin(), hash.end());
@@ -205,7 +246,7 @@ asio::awaitable<CallbackOutcome> EwsCallbackService::handle(std::string_view sec
     auto reg = co_await registration(key, hash, fresh);
     if (!reg) co_return count({CallbackResult::unavailable, reg.error().message, ""});
     if (!reg->entry) {
-      co_return count({CallbackResult::unsubscribe_unknown, "no active registration", ""});
+      co_return unknown(caller, "no active registration");
     }
     const CachedRegistration& entry = *reg->entry;
     const CustomerView& customer = *entry.customer;

@@ -13,6 +13,7 @@
 #include <string_view>
 
 #include "common/cidr.hpp"
+#include "common/token_bucket.hpp"
 #include "ews/send_notification.hpp"
 #include "relay/registration_cache.hpp"
 #include "store/callback_store.hpp"
@@ -26,9 +27,10 @@ enum class CallbackResult {
   forbidden,               // caller outside the customer's allow-list: 403, no reply to Exchange
   unavailable,             // the database cannot record it now: 503, Exchange retries
   invalid,                 // well-formed SOAP with values no EWS server sends (e.g. a 5 KB id): 400
+  rate_limited,            // the caller's address sent too many unknown secrets: 503, retry later
 };
-inline constexpr std::size_t kCallbackResultCount = 6;
-static_assert(static_cast<std::size_t>(CallbackResult::invalid) + 1 == kCallbackResultCount);
+inline constexpr std::size_t kCallbackResultCount = 7;
+static_assert(static_cast<std::size_t>(CallbackResult::rate_limited) + 1 == kCallbackResultCount);
 const char* callback_result_name(CallbackResult r) noexcept;
 
 struct CallbackOutcome {
@@ -37,10 +39,23 @@ struct CallbackOutcome {
   std::string customer_id;  // public Customer ID when known
 };
 
+// Unknown secrets an address may present: a burst, then a steady rate (0: no limit).
+struct UnknownSecretLimit {
+  std::uint32_t burst = 100;
+  double per_second = 20;
+};
+
 class EwsCallbackService {
  public:
   EwsCallbackService(store::CallbackStore& store, RegistrationCache& cache,
-                     prometheus::Registry& registry);
+                     prometheus::Registry& registry, UnknownSecretLimit limit = {});
+
+  // Before the body is read (the listener's header check): whether the secret belongs to an
+  // active registration, from the cache or one lookup. nullopt: go on and read the body; else
+  // the answer (unknown secret, the caller's address over its unknown-secret limit, or the
+  // database unavailable). Every unknown secret counts against the caller's address.
+  boost::asio::awaitable<std::optional<CallbackOutcome>> precheck(std::string_view secret,
+                                                                  const IpAddress& caller);
 
   boost::asio::awaitable<CallbackOutcome> handle(std::string_view secret,
                                                  const ews::SendNotification& callback,
@@ -66,8 +81,13 @@ class EwsCallbackService {
   // The cache's entry for a registration read from the store.
   CachedRegistration cache_entry(const store::RegistrationRecord& record);
 
+  // Counts an unknown secret against the caller's address.
+  CallbackOutcome unknown(const IpAddress& caller, std::string reason);
+
   store::CallbackStore& store_;
   RegistrationCache& cache_;
+  UnknownSecretLimit limit_;
+  TokenBucketLimiter unknown_by_address_;
   prometheus::Family<prometheus::Counter>& callbacks_;
   prometheus::Family<prometheus::Counter>& events_;
   prometheus::Family<prometheus::Counter>& error_messages_;

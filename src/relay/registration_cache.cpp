@@ -11,22 +11,37 @@ std::uint64_t subscription_digest(std::string_view subscription_id) noexcept {
   return std::hash<std::string_view>{}(subscription_id);
 }
 
-RegistrationCache::RegistrationCache(std::size_t capacity, std::chrono::milliseconds absent_ttl,
-                                     std::chrono::milliseconds found_ttl)
-    : shards_used_(std::max<std::size_t>(1, std::min(kShards, capacity))),
-      per_shard_(std::min<std::size_t>(capacity / shards_used_, 0x7fffffff)),
-      absent_ttl_(absent_ttl),
-      found_ttl_(found_ttl),
-      epoch_(std::chrono::steady_clock::now()) {
-  static_assert(sizeof(Slot) <= 64, "a cache entry is one 64-byte slot");
-  if (per_shard_ == 0) return;
-  for (std::size_t i = 0; i < shards_used_; ++i) {
+RegistrationCache::Table::Table(std::size_t capacity)
+    : shards_used(std::max<std::size_t>(1, std::min(kShards, capacity))),
+      per_shard(std::min<std::size_t>(capacity / shards_used, 0x7fffffff)) {
+  if (per_shard == 0) return;
+  for (std::size_t i = 0; i < shards_used; ++i) {
     // Reserved, not touched: the pages become resident only as entries fill them, and slot
     // numbers stay valid because the array never moves.
-    shards_[i].slots.reserve(per_shard_ + 1);
-    shards_[i].slots.emplace_back();  // the LRU head
-    shards_[i].table.assign(16, 0);
+    shards[i].slots.reserve(per_shard + 1);
+    shards[i].slots.emplace_back();  // the LRU head
+    shards[i].table.assign(16, 0);
   }
+}
+
+std::size_t RegistrationCache::Table::size() const {
+  std::size_t n = 0;
+  for (const auto& s : shards) {
+    std::lock_guard lock(s.mutex);
+    n += s.used;
+  }
+  return n;
+}
+
+RegistrationCache::RegistrationCache(std::size_t capacity, std::chrono::milliseconds absent_ttl,
+                                     std::chrono::milliseconds found_ttl,
+                                     std::size_t absent_capacity)
+    : absent_ttl_(absent_ttl),
+      found_ttl_(found_ttl),
+      epoch_(std::chrono::steady_clock::now()),
+      found_(capacity),
+      absent_(capacity == 0 ? 0 : absent_capacity) {
+  static_assert(sizeof(Slot) <= 64, "a cache entry is one 64-byte slot");
 }
 
 RegistrationCache::Key RegistrationCache::key_of(std::string_view key) noexcept {
@@ -50,8 +65,8 @@ std::uint64_t RegistrationCache::mix(const Key& k) noexcept {
   return x;
 }
 
-RegistrationCache::Shard& RegistrationCache::shard_of(const Key& k) {
-  return shards_[(mix(k) >> 56) % shards_used_];
+RegistrationCache::Shard& RegistrationCache::Table::shard_of(const Key& k) {
+  return shards[(mix(k) >> 56) % shards_used];
 }
 
 std::int64_t RegistrationCache::now_ms() const {
@@ -60,7 +75,7 @@ std::int64_t RegistrationCache::now_ms() const {
       .count();
 }
 
-std::size_t RegistrationCache::find(const Shard& s, const Key& k) const {
+std::size_t RegistrationCache::find(const Shard& s, const Key& k) {
   const std::size_t mask = s.table.size() - 1;
   for (std::size_t pos = mix(k) & mask;; pos = (pos + 1) & mask) {
     const std::uint32_t slot = s.table[pos];
@@ -121,15 +136,15 @@ void RegistrationCache::grow_table(Shard& s) {
   s.table.swap(bigger);
 }
 
-bool RegistrationCache::insert(const Key& k, const Slot& value, bool keep_existing) {
-  if (per_shard_ == 0) return false;
-  Shard& s = shard_of(k);
+bool RegistrationCache::insert(Table& t, const Key& k, const Slot& value, bool keep_existing) {
+  if (t.per_shard == 0) return false;
+  Shard& s = t.shard_of(k);
   std::lock_guard lock(s.mutex);
   if (const std::size_t pos = find(s, k); pos != s.table.size()) {
     if (keep_existing) return false;
     remove_at(s, pos);
   }
-  if (s.used == per_shard_) remove_at(s, find(s, s.slots[s.slots[kNone].prev].key));
+  if (s.used == t.per_shard) remove_at(s, find(s, s.slots[s.slots[kNone].prev].key));
   grow_table(s);
 
   std::uint32_t slot = s.free;
@@ -151,28 +166,31 @@ bool RegistrationCache::insert(const Key& k, const Slot& value, bool keep_existi
   return true;
 }
 
-RegistrationCache::Lookup RegistrationCache::get(std::string_view key) {
-  if (per_shard_ == 0) return {};
-  const Key k = key_of(key);
-  Shard& s = shard_of(k);
-  Slot copy;
-  {
-    std::lock_guard lock(s.mutex);
-    const std::size_t pos = find(s, k);
-    if (pos == s.table.size()) return {};
-    const std::uint32_t slot = s.table[pos];
-    if (now_ms() > s.slots[slot].expires_ms) {
-      remove_at(s, pos);
-      return {};
-    }
-    unlink(s, slot);
-    push_front(s, slot);
-    copy = s.slots[slot];
+std::optional<RegistrationCache::Slot> RegistrationCache::lookup(Table& t, const Key& k) {
+  if (t.per_shard == 0) return std::nullopt;
+  Shard& s = t.shard_of(k);
+  std::lock_guard lock(s.mutex);
+  const std::size_t pos = find(s, k);
+  if (pos == s.table.size()) return std::nullopt;
+  const std::uint32_t slot = s.table[pos];
+  if (now_ms() > s.slots[slot].expires_ms) {
+    remove_at(s, pos);
+    return std::nullopt;
   }
-  if (copy.customer == kAbsent) return {Hit::absent, {}};
-  Lookup out{Hit::found, {copy.id, copy.mailbox_id, customer_at(copy.customer), std::nullopt}};
-  if (copy.bound) out.entry.subscription = copy.subscription;
-  return out;
+  unlink(s, slot);
+  push_front(s, slot);
+  return s.slots[slot];
+}
+
+RegistrationCache::Lookup RegistrationCache::get(std::string_view key) {
+  const Key k = key_of(key);
+  if (auto found = lookup(found_, k)) {
+    Lookup out{Hit::found, {found->id, found->mailbox_id, customer_at(found->customer), {}}};
+    if (found->bound) out.entry.subscription = found->subscription;
+    return out;
+  }
+  if (lookup(absent_, k)) return {Hit::absent, {}};
+  return {};
 }
 
 RegistrationCache::Slot RegistrationCache::slot_of(const CachedRegistration& entry,
@@ -188,41 +206,48 @@ RegistrationCache::Slot RegistrationCache::slot_of(const CachedRegistration& ent
 }
 
 void RegistrationCache::put(std::string_view key, const CachedRegistration& entry) {
-  if (per_shard_ == 0 || !entry.customer) return;
-  insert(key_of(key), slot_of(entry, found_ttl_));
+  if (found_.per_shard == 0 || !entry.customer) return;
+  const Key k = key_of(key);
+  erase(absent_, k);
+  insert(found_, k, slot_of(entry, found_ttl_));
 }
 
 bool RegistrationCache::put_if_missing(std::string_view key, const CachedRegistration& entry,
                                        double ttl_share) {
-  if (per_shard_ == 0 || !entry.customer) return false;
+  if (found_.per_shard == 0 || !entry.customer) return false;
   const auto ttl = std::chrono::milliseconds(static_cast<std::int64_t>(
       static_cast<double>(found_ttl_.count()) * std::clamp(ttl_share, 0.0, 1.0)));
-  return insert(key_of(key), slot_of(entry, ttl), true);
+  return insert(found_, key_of(key), slot_of(entry, ttl), true);
 }
 
 void RegistrationCache::put_absent(std::string_view key) {
-  if (per_shard_ == 0) return;
   Slot value;
   value.customer = kAbsent;
   value.expires_ms = now_ms() + absent_ttl_.count();
-  insert(key_of(key), value);
+  const Key k = key_of(key);
+  erase(found_, k);
+  insert(absent_, k, value);
 }
 
-void RegistrationCache::erase(std::string_view key) {
-  if (per_shard_ == 0) return;
-  const Key k = key_of(key);
-  Shard& s = shard_of(k);
+void RegistrationCache::erase(Table& t, const Key& k) {
+  if (t.per_shard == 0) return;
+  Shard& s = t.shard_of(k);
   std::lock_guard lock(s.mutex);
   if (const std::size_t pos = find(s, k); pos != s.table.size()) remove_at(s, pos);
 }
 
+void RegistrationCache::erase(std::string_view key) {
+  const Key k = key_of(key);
+  erase(found_, k);
+  erase(absent_, k);
+}
+
 std::size_t RegistrationCache::size() const {
-  std::size_t n = 0;
-  for (const auto& s : shards_) {
-    std::lock_guard lock(s.mutex);
-    n += s.used;
-  }
-  return n;
+  return found_.size();
+}
+
+std::size_t RegistrationCache::absent_size() const {
+  return absent_.size();
 }
 
 // The newest view read of a customer replaces the one before for all its cached registrations.

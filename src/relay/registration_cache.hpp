@@ -51,11 +51,14 @@ std::uint64_t subscription_digest(std::string_view subscription_id) noexcept;
 
 class RegistrationCache {
  public:
-  // At most `capacity` entries in all (0 disables caching); unknown secrets are remembered for
-  // `absent_ttl`, known ones for `found_ttl`. Memory grows with the entries held, ~72 bytes each.
+  // At most `capacity` registrations (0 disables caching), kept for `found_ttl`. Unknown secrets
+  // are remembered apart, at most `absent_capacity` of them for `absent_ttl`: a flood of made-up
+  // secrets evicts only other made-up secrets, never a registration. Memory grows with the
+  // entries held, ~72 bytes each.
   explicit RegistrationCache(std::size_t capacity,
                              std::chrono::milliseconds absent_ttl = std::chrono::seconds(30),
-                             std::chrono::milliseconds found_ttl = std::chrono::hours(1));
+                             std::chrono::milliseconds found_ttl = std::chrono::hours(1),
+                             std::size_t absent_capacity = 65536);
 
   enum class Hit { miss, found, absent };
   struct Lookup {
@@ -72,8 +75,9 @@ class RegistrationCache {
   bool put_if_missing(std::string_view key, const CachedRegistration& entry, double ttl_share);
   void put_absent(std::string_view key);
   void erase(std::string_view key);
-  std::size_t size() const;
-  std::size_t capacity() const noexcept { return per_shard_ * shards_used_; }
+  std::size_t size() const;  // registrations held
+  std::size_t absent_size() const;
+  std::size_t capacity() const noexcept { return found_.per_shard * found_.shards_used; }
   // The newest view of a customer put with any entry, or null.
   std::shared_ptr<const CustomerView> customer(std::int64_t id) const;
 
@@ -102,31 +106,41 @@ class RegistrationCache {
     std::size_t used = 0;
   };
   static constexpr std::size_t kShards = 16;
+  // One bounded LRU: the registrations, or the unknown secrets.
+  struct Table {
+    explicit Table(std::size_t capacity);
+    Shard& shard_of(const Key& k);
+    std::size_t size() const;
+    std::size_t shards_used;  // fewer than kShards for tiny capacities, so the bound holds
+    std::size_t per_shard;
+    std::array<Shard, kShards> shards;
+  };
 
   static Key key_of(std::string_view key) noexcept;
   static std::uint64_t mix(const Key& k) noexcept;
-  Shard& shard_of(const Key& k);
   std::int64_t now_ms() const;
 
   // Shard operations, with its mutex held.
-  std::size_t find(const Shard& s, const Key& k) const;  // table position, or table.size()
-  void remove_at(Shard& s, std::size_t pos);
-  void unlink(Shard& s, std::uint32_t slot);
-  void push_front(Shard& s, std::uint32_t slot);
-  void grow_table(Shard& s);
+  static std::size_t find(const Shard& s, const Key& k);  // table position, or table.size()
+  static void remove_at(Shard& s, std::size_t pos);
+  static void unlink(Shard& s, std::uint32_t slot);
+  static void push_front(Shard& s, std::uint32_t slot);
+  static void grow_table(Shard& s);
   // Replaces an entry of the same key unless `keep_existing`; false when it kept one.
-  bool insert(const Key& k, const Slot& value, bool keep_existing = false);
+  static bool insert(Table& t, const Key& k, const Slot& value, bool keep_existing = false);
+  static void erase(Table& t, const Key& k);
+  // A live entry of `t` (refreshed in its LRU), or nullopt; an expired one is dropped.
+  std::optional<Slot> lookup(Table& t, const Key& k);
   Slot slot_of(const CachedRegistration& entry, std::chrono::milliseconds ttl);
 
   std::uint32_t intern(const std::shared_ptr<const CustomerView>& customer);
   std::shared_ptr<const CustomerView> customer_at(std::uint32_t index) const;
 
-  std::size_t shards_used_;  // fewer than kShards for tiny capacities, so the bound holds
-  std::size_t per_shard_;
   std::chrono::milliseconds absent_ttl_;
   std::chrono::milliseconds found_ttl_;
   std::chrono::steady_clock::time_point epoch_;
-  std::array<Shard, kShards> shards_;
+  Table found_;
+  Table absent_;
 
   mutable std::mutex customers_mutex_;
   std::vector<std::shared_ptr<const CustomerView>> customers_;  // the newest view of each

@@ -13,8 +13,8 @@
 #include <variant>
 #include <vector>
 
+#include "common/token_bucket.hpp"
 #include "keys/region_secret.hpp"
-#include "relay/rate_limiter.hpp"
 #include "relay/registration_cache.hpp"
 #include "store/database_pool.hpp"
 #include "store/registrations.hpp"

@@ -507,7 +507,8 @@ asio::awaitable<Result<std::optional<RegistrationRecord>>> MariadbCallbackStore:
     const Bytes& secret_hash) {
   const DatabasePool::Job<std::optional<RegistrationRecord>> job =
       [hash = secret_hash](Connection& c) { return find_registration_by_secret(c, hash); };
-  co_return co_await pool_.async_run(job, asio::use_awaitable);
+  DatabasePool& pool = lookup_pool_ ? *lookup_pool_ : pool_;
+  co_return co_await pool.async_run(job, asio::use_awaitable);
 }
 
 asio::awaitable<Result<ActiveRegistrationPage>> MariadbCallbackStore::active_registrations(

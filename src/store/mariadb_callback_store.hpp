@@ -51,6 +51,9 @@ class MariadbCallbackStore final : public CallbackStore {
   void set_batch_observer(BatchObserver observer) { observer_ = std::move(observer); }
   // Queues notifications for every changed mailbox from now on. Set before the first record().
   void set_outbox(OutboxTarget target) { outbox_ = std::move(target); }
+  // Secret lookups run on `pool` (its own connections and queue) instead of the writers' pool,
+  // so a flood of made-up secrets never delays the writes of real callbacks. Set before use.
+  void set_lookup_pool(DatabasePool* pool) { lookup_pool_ = pool; }
 
  private:
   using Done = std::function<void(Result<WriteOutcome>)>;
@@ -62,6 +65,7 @@ class MariadbCallbackStore final : public CallbackStore {
   void start_batch_locked(std::unique_lock<std::mutex>& lock);
 
   DatabasePool& pool_;
+  DatabasePool* lookup_pool_ = nullptr;
   std::size_t batch_max_;
   std::size_t parallel_batches_;
   mutable std::mutex mutex_;

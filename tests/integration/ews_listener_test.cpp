@@ -62,11 +62,19 @@ class EwsListener : public ::testing::Test {
                               {"migrate_on_start", true}}}};
     patch.merge_patch(nlohmann::json::parse(extra));
     const auto region = write_region_file(dir_, patch.dump());
-    daemon_ = std::make_unique<ChildProcess>(binary_dir() / "src/app/mailpushd",
-                                             std::vector<std::string>{"--region", region.string()},
-                                             dir_ / "mailpushd.log");
+    // A log of its own per start: the port is read from it.
+    daemon_ = std::make_unique<ChildProcess>(
+        binary_dir() / "src/app/mailpushd", std::vector<std::string>{"--region", region.string()},
+        dir_ / ("mailpushd-" + std::to_string(++starts_) + ".log"));
     port_ = listening_port(*daemon_, 30s);
     ASSERT_NE(port_, 0) << daemon_->log();
+  }
+
+  // Stops the fixture's daemon and starts one with `extra` merged into the region file.
+  void restart_daemon(const std::string& extra) {
+    daemon_->signal(SIGTERM);
+    ASSERT_EQ(daemon_->wait(15s), std::optional<int>(0)) << daemon_->log();
+    start_daemon(extra);
   }
 
   TestRegistration registration(const std::string& mailbox, std::int64_t customer = 0) {
@@ -103,6 +111,7 @@ class EwsListener : public ::testing::Test {
   PrivateMariadb db_;
   std::filesystem::path dir_;
   std::unique_ptr<ChildProcess> daemon_;
+  int starts_ = 0;
   std::uint16_t port_ = 0;
   std::int64_t customer_ = 0;
   std::int64_t open_customer_ = 0;
@@ -176,8 +185,6 @@ TEST_F(EwsListener, RegistrationsAreCachedAtStart) {
   const auto unbound = registration("preload-b@example.com");
   daemon_->signal(SIGTERM);
   ASSERT_EQ(daemon_->wait(15s), std::optional<int>(0)) << daemon_->log();
-  // The new process's log starts empty, so its port is the one read.
-  std::filesystem::rename(dir_ / "mailpushd.log", dir_ / "mailpushd-first.log");
   start_daemon(R"({"listener": {"trusted_proxies": ["127.0.0.1/32"]}})");
 
   std::string metrics;
@@ -309,6 +316,140 @@ TEST_F(EwsListener, HostileAndWrongRequestsGetClearRefusals) {
       << metrics;
   EXPECT_EQ(daemon_->log().find(reg.secret), std::string::npos)
       << "the secret never reaches the log";
+}
+
+TEST_F(EwsListener, AnOversizedXmlValueIsRefusedAndNothingRecorded) {
+  // The finding: a 900 KB attribute value was accepted (and parsed) under the body limit.
+  const auto reg = registration("ivy@example.com");
+  std::string body = notification("S", status_event("w"));
+  body.insert(body.find("<m:Notification>") + 16,
+              "<m:Padding a=\"" + std::string(900 * 1024, 'x') + "\"/>");
+  auto a = post(reg.secret, body);
+  EXPECT_EQ(a.status, 400) << a.body;
+  EXPECT_NE(a.body.find("8192"), std::string::npos) << a.body;
+  std::string text_body = notification("S", status_event(std::string(9000, 'w')));
+  a = post(reg.secret, text_body);
+  EXPECT_EQ(a.status, 400) << "a text node over 8 KiB too";
+  EXPECT_EQ(
+      query_one("SELECT COALESCE(subscription_id, '') FROM registrations WHERE id = ?", reg.id),
+      "");
+  const auto metrics = https_request(port_, "GET", "/metrics").body;
+  EXPECT_NE(metrics.find("mailpush_ews_refused_total{reason=\"value_too_long\"} 2"),
+            std::string::npos)
+      << metrics;
+}
+
+TEST_F(EwsListener, MadeUpSecretsAreAnsweredFromTheHeaderAndLimitedPerAddress) {
+  // The findings: each made-up secret cost a body read, an XML parse and a database query,
+  // without a limit per address.
+  restart_daemon(R"({"listener": {"trusted_proxies": ["127.0.0.1/32"]},
+                    "limits": {"unknown_secret_burst_per_address": 20,
+                              "unknown_secrets_per_second_per_address": 1}})");
+  const auto reg = registration("jack@example.com");
+  const std::string body = notification("S", status_event("w"));
+  ASSERT_EQ(post(reg.secret, body).subscription_status, "OK");  // now in the listener's cache
+  int unsubscribed = 0;
+  int limited = 0;
+  for (int i = 0; i < 40; ++i) {
+    char secret[44];
+    std::snprintf(secret, sizeof secret, "Made-up-secret-%027d", i);
+    const auto a = post(secret, body);
+    if (a.status == 200 && a.subscription_status == "Unsubscribe") ++unsubscribed;
+    if (a.status == 503) {
+      ++limited;
+      EXPECT_EQ(a.retry_after, "10");
+    }
+  }
+  EXPECT_GE(unsubscribed, 20) << "the burst";
+  EXPECT_LE(unsubscribed, 25) << "then one a second";
+  EXPECT_EQ(limited, 40 - unsubscribed) << "the rest 503 until the address has waited";
+  // Another caller (a different X-Forwarded-For behind the trusted proxy) is not limited, and
+  // the limited address's real (cached) registration still records. (One it has not sent yet
+  // gets 503 until the address has waited, like the made-up ones: Exchange retries it.)
+  auto other = post("Made-up-secret-from-elsewhere-0000000000000", body,
+                    {{"Content-Type", "text/xml; charset=utf-8"},
+                     {"SOAPAction", "\"" + kSoapAction + "\""},
+                     {"X-Forwarded-For", "198.51.100.77"}});
+  EXPECT_EQ(other.subscription_status, "Unsubscribe");
+  EXPECT_EQ(post(reg.secret, body).subscription_status, "OK");
+  // A made-up secret with a large body is answered without reading it.
+  RawTlsConnection big(port_);
+  big.send(
+      "POST /ews/v1/notify/Made-up-secret-with-a-large-body-000000000 HTTP/1.1\r\n"
+      "Host: localhost\r\nContent-Type: text/xml\r\nX-Forwarded-For: 198.51.100.78\r\n"
+      "Content-Length: 900000\r\n\r\n");
+  const auto reply = big.read_response(5s);
+  EXPECT_EQ(reply.status, 200);
+  EXPECT_NE(reply.body.find(">Unsubscribe<"), std::string::npos);
+  EXPECT_TRUE(big.closed_by_peer(5s));
+  const auto metrics = https_request(port_, "GET", "/metrics").body;
+  EXPECT_NE(metrics.find("mailpush_ews_callbacks_total{result=\"rate_limited\"} " +
+                         std::to_string(limited)),
+            std::string::npos)
+      << metrics;
+  EXPECT_EQ(metrics.find("mailpush_ews_refused_total{reason=\"malformed_xml\"}"), std::string::npos)
+      << "no made-up request's body was parsed";
+}
+
+TEST_F(EwsListener, SlowHeadersAndBytesThatAreNotHttpAreCutOff) {
+  restart_daemon(R"({"limits": {"header_timeout_ms": 1000, "idle_timeout_ms": 60000}})");
+  {
+    RawTlsConnection slow(port_);
+    const auto started = std::chrono::steady_clock::now();
+    const std::string header = "POST /ews/v1/notify/x HTTP/1.1\r\nHost: localhost\r\nX-A: b";
+    bool cut = false;
+    for (char ch : header) {
+      try {
+        slow.send(std::string(1, ch));
+      } catch (const std::exception&) {
+        cut = true;
+        break;
+      }
+      std::this_thread::sleep_for(150ms);
+    }
+    EXPECT_TRUE(cut || slow.closed_by_peer(3s));
+    EXPECT_LT(std::chrono::steady_clock::now() - started, 5s) << "not the 60 s idle timeout";
+  }
+  {
+    RawTlsConnection garbage(port_);
+    const auto started = std::chrono::steady_clock::now();
+    garbage.send(std::string("\x00\x01\x02 not http", 13));
+    EXPECT_EQ(garbage.read_response(3s).status, 400);
+    EXPECT_TRUE(garbage.closed_by_peer(3s));
+    EXPECT_LT(std::chrono::steady_clock::now() - started, 4s);
+  }
+}
+
+TEST_F(EwsListener, OneAddressCannotTakeEveryConnection) {
+  restart_daemon(R"({"listener": {"trusted_proxies": []},
+                   "limits": {"max_connections_per_address": 3}})");
+  auto a = std::make_unique<RawTlsConnection>(port_);
+  auto b = std::make_unique<RawTlsConnection>(port_);
+  auto c = std::make_unique<RawTlsConnection>(port_);
+  bool refused = false;
+  try {
+    RawTlsConnection d(port_);
+    d.send("GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    refused = d.read_response(2s).status == 0;
+  } catch (const std::exception&) {
+    refused = true;
+  }
+  EXPECT_TRUE(refused) << "the fourth connection from one address is closed at once";
+  a->send("GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n");
+  EXPECT_EQ(a->read_response(2s).status, 200);
+  b.reset();
+  c.reset();
+  std::string metrics;
+  for (int i = 0; i < 20 && metrics.empty(); ++i) {
+    std::this_thread::sleep_for(100ms);  // until the server has seen b and c go
+    try {
+      metrics = https_request(port_, "GET", "/metrics").body;
+    } catch (const std::exception&) {
+    }
+  }
+  EXPECT_NE(metrics.find("mailpush_http_connections_rejected_total{reason=\"per_address\"} 1"),
+            std::string::npos)
+      << metrics;
 }
 
 TEST_F(EwsListener, ExpectContinueIsAnswered) {

@@ -397,7 +397,8 @@ std::size_t read_with_timeout(Stream& stream, char* buf, std::size_t size,
 }
 }  // namespace
 
-RawTlsConnection::RawTlsConnection(std::uint16_t port, std::chrono::milliseconds silence)
+RawTlsConnection::RawTlsConnection(std::uint16_t port, std::chrono::milliseconds silence,
+                                   const std::string& preamble)
     : impl_(std::make_unique<Impl>()) {
   namespace asio = boost::asio;
   impl_->ctx.load_verify_file(dev_tls().ca_cert.string());
@@ -407,6 +408,7 @@ RawTlsConnection::RawTlsConnection(std::uint16_t port, std::chrono::milliseconds
   SSL_set_tlsext_host_name(impl_->stream->native_handle(), "localhost");
   impl_->stream->next_layer().connect({asio::ip::make_address("127.0.0.1"), port});
   if (silence.count() > 0) std::this_thread::sleep_for(silence);
+  if (!preamble.empty()) asio::write(impl_->stream->next_layer(), asio::buffer(preamble));
   impl_->stream->handshake(asio::ssl::stream_base::client);
 }
 
@@ -496,6 +498,11 @@ fs::path write_region_file(const fs::path& dir, const std::string& patch_json) {
   if (region.contains("registration")) region["registration"].erase("secret_file");
   // And the CA of dev's apns-sim (var/dev/apns-certs): tests that send to apns-sim name theirs.
   region["apns"].erase("ca_file");
+  // Every test client is 127.0.0.1, and many open a connection per request: the per-address
+  // limits are off unless a test patches them in (the tests of those limits do).
+  region["limits"]["max_connections_per_address"] = 0;
+  region["limits"]["connections_per_second_per_address"] = 0;
+  region["limits"]["unknown_secrets_per_second_per_address"] = 0;
   region.merge_patch(nlohmann::json::parse(patch_json));
   const fs::path file = dir / "region.json";
   write_file(file, region.dump(2));

@@ -125,8 +125,10 @@ HttpReply https_request(std::uint16_t port, const std::string& method, const std
 // A TLS connection that sends whatever bytes a test gives it (for malformed or slow requests).
 class RawTlsConnection {
  public:
-  // Connects, stays silent for `silence` (a slow client's first byte), then handshakes.
-  explicit RawTlsConnection(std::uint16_t port, std::chrono::milliseconds silence = {});
+  // Connects, stays silent for `silence` (a slow client's first byte), sends `preamble` in clear
+  // (a load balancer's PROXY header), then handshakes.
+  explicit RawTlsConnection(std::uint16_t port, std::chrono::milliseconds silence = {},
+                            const std::string& preamble = {});
   ~RawTlsConnection();
   RawTlsConnection(const RawTlsConnection&) = delete;
   RawTlsConnection& operator=(const RawTlsConnection&) = delete;
@@ -144,7 +146,8 @@ class RawTlsConnection {
 };
 
 // Writes a region file for tests: regions/dev.json with `patch` merged in (RFC 7386: null
-// removes a key), the dev TLS files of the build tree, and listener.port 0 unless patched.
+// removes a key), the dev TLS files of the build tree, listener.port 0 and the per-address
+// limits off (every test client is 127.0.0.1) unless patched.
 std::filesystem::path write_region_file(const std::filesystem::path& dir,
                                         const std::string& patch_json);
 

@@ -3,6 +3,7 @@
 
 #include <nlohmann/json.hpp>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "common/crypto.hpp"
@@ -141,6 +142,20 @@ TEST_F(LogCapture, FiltersByLevelAndSurvivesInvalidUtf8) {
   EXPECT_TRUE(log::parse_level("error", l));
   EXPECT_EQ(l, log::Level::error);
   EXPECT_FALSE(log::parse_level("verbose", l));
+}
+
+TEST_F(LogCapture, ThrottleHoldsAFloodBackAndCountsWhatItHeld) {
+  log::Throttle throttle(20, 3);  // bursts of 3, then 20 a second
+  for (int i = 0; i < 50; ++i) throttle.write(log::Level::info, "unit.flood", {{"i", i}});
+  ASSERT_EQ(lines.size(), 3u) << "the burst only";
+  std::this_thread::sleep_for(std::chrono::milliseconds(120));  // at least two more tokens
+  throttle.write(log::Level::info, "unit.flood", {{"i", 50}});
+  ASSERT_EQ(lines.size(), 4u);
+  const auto j = nlohmann::json::parse(lines[3]);
+  EXPECT_EQ(j["i"], 50);
+  EXPECT_EQ(j["suppressed"], 47) << "the lines held back are counted";
+  throttle.write(log::Level::debug, "unit.flood", {});
+  EXPECT_EQ(lines.size(), 4u) << "a level that is off writes nothing and costs no token";
 }
 
 TEST(Version, NamesProgramVersionAndCommit) {

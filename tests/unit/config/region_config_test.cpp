@@ -522,7 +522,8 @@ TEST(RegionConfigErrors, UnknownFieldListsTheKnownOnes) {
   doc["listener"]["prot"] = 8443;
   EXPECT_EQ(error_of(doc),
             "regions/test.json: listener.prot: unknown field (known: public_host, bind_address, "
-            "port, tls_cert, tls_key, tls_poll_interval_ms, trusted_proxies, metrics_allow)");
+            "port, tls_cert, tls_key, tls_poll_interval_ms, trusted_proxies, metrics_allow, "
+            "proxy_protocol, tls_ticket_period_s)");
   doc = minimal();
   doc["apns"] = {{"production", {{"host", "a.example"}, {"prt", 1}}}};
   EXPECT_EQ(error_of(doc),
@@ -547,7 +548,7 @@ TEST(RegionConfigErrors, PasswordIsRefusedAndNeverShown) {
                          "\nregions/test.json: listener.extra: unknown field (known: "
                          "public_host, bind_address, port, tls_cert, tls_key, "
                          "tls_poll_interval_ms, trusted_proxies, "
-                         "metrics_allow)");
+                         "metrics_allow, proxy_protocol, tls_ticket_period_s)");
   EXPECT_EQ(message.find("hunter2"), std::string::npos);
 }
 

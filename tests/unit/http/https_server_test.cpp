@@ -237,6 +237,7 @@ class HttpsServerTest : public ::testing::Test {
     o.max_header_bytes = 2048;
     o.max_connections = 50;
     o.handshake_timeout = 3000ms;
+    o.header_timeout = 3000ms;
     o.request_timeout = 3000ms;
     o.idle_timeout = 3000ms;
     return o;
@@ -415,7 +416,7 @@ TEST_F(HttpsServerTest, ContentLengthOverLimitIs413BeforeTheBodyIsSent) {
       "Content-Type: text/plain\r\n\r\n");
   const HttpReply r = conn.read_response(2s);
   EXPECT_EQ(r.status, 413) << r.body;
-  EXPECT_THAT(r.body, HasSubstr("body_too_large"));
+  EXPECT_THAT(r.body, HasSubstr("too_large"));
   EXPECT_EQ(r.header("Connection"), "close");
   EXPECT_TRUE(conn.closed_by_peer(2s));
   EXPECT_TRUE(sample_reaches(R"(mailpush_http_requests_refused_total{reason="body_limit"})", 1, 1s))
@@ -458,7 +459,7 @@ TEST_F(HttpsServerTest, ChunkedBodyGrowingOverLimitIs413) {
   conn.send("28\r\n" + std::string(40, 'b') + "\r\n0\r\n\r\n");
   const HttpReply r = conn.read_response(2s);
   EXPECT_EQ(r.status, 413) << r.body;
-  EXPECT_THAT(r.body, HasSubstr("body_too_large"));
+  EXPECT_THAT(r.body, HasSubstr("too_large"));
   EXPECT_TRUE(sample_reaches(R"(mailpush_http_requests_refused_total{reason="body_limit"})", 1, 1s))
       << metrics_text();
 }
@@ -489,6 +490,141 @@ TEST_F(HttpsServerTest, HeadersOverLimitAre431) {
   EXPECT_TRUE(
       sample_reaches(R"(mailpush_http_requests_refused_total{reason="header_limit"})", 1, 1s))
       << metrics_text();
+}
+
+TEST_F(HttpsServerTest, BytesThatAreNotHttpGet400AtOnceAndTheConnectionCloses) {
+  // The finding: bytes without a line end got no answer until a timeout.
+  ASSERT_NO_FATAL_FAILURE(start());  // header timeout 3 s
+  for (const std::string& garbage :
+       {std::string("\x16\x03\x01\x02\x00\x01", 6), std::string("hello there"),
+        std::string("GET/ HTTP/1.1"), std::string(" GET / HTTP/1.1"), std::string(25, 'A')}) {
+    RawTlsConnection conn(port_);
+    const auto started = steady_clock::now();
+    conn.send(garbage);
+    const HttpReply r = conn.read_response(2s);
+    EXPECT_EQ(r.status, 400) << r.body;
+    EXPECT_THAT(r.body, HasSubstr("not an HTTP/1.1 request"));
+    EXPECT_TRUE(conn.closed_by_peer(2500ms));
+    EXPECT_LT(since(started), 2500ms) << "answered without waiting for the header timeout";
+  }
+}
+
+TEST_F(HttpsServerTest, TransferEncodingOtherThanExactlyChunkedIs400AndCloses) {
+  ASSERT_NO_FATAL_FAILURE(start());
+  const std::vector<std::string> framings = {
+      "Transfer-Encoding: gzip\r\n",
+      "Transfer-Encoding: gzip, chunked\r\n",
+      "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n",
+      "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n",
+      "Content-Length: 5\r\nContent-Length: 5\r\n",
+  };
+  for (const auto& framing : framings) {
+    RawTlsConnection conn(port_);
+    conn.send("POST /echo HTTP/1.1\r\nHost: localhost\r\n" + framing +
+              "\r\n5\r\nhello\r\n0\r\n\r\n");
+    const HttpReply r = conn.read_response(2s);
+    EXPECT_EQ(r.status, 400) << framing << r.body;
+    EXPECT_TRUE(conn.closed_by_peer(2500ms)) << framing;
+  }
+  RawTlsConnection ok(port_);
+  ok.send(
+      "POST /echo HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: Chunked \r\n\r\n"
+      "5\r\nhello\r\n0\r\n\r\n");
+  EXPECT_EQ(ok.read_response(2s).body, "hello");
+}
+
+TEST_F(HttpsServerTest, RouteBodyLimitIsJudgedFromTheHeadersBeforeAnyBodyByte) {
+  router_.add(
+      verb::post, "/small", "small",
+      [](const Request& req, const RequestContext&) -> asio::awaitable<Response> {
+        co_return make_response(req, beast_http::status::ok, "text/plain", req.body());
+      },
+      RouteOptions{16, {}});
+  ASSERT_NO_FATAL_FAILURE(start());  // server limit 1024
+  {
+    RawTlsConnection conn(port_);
+    conn.send("POST /small HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\n");
+    const HttpReply r = conn.read_response(2s);
+    EXPECT_EQ(r.status, 413) << r.body;
+    EXPECT_THAT(r.body, HasSubstr("16 bytes"));
+    EXPECT_TRUE(conn.closed_by_peer(2500ms));
+  }
+  {
+    RawTlsConnection conn(port_);
+    conn.send(request_text("POST", "/small", std::string(16, 's')));
+    EXPECT_EQ(conn.read_response(2s).status, 200);
+  }
+  {
+    // GET routes take no body unless they say so.
+    RawTlsConnection conn(port_);
+    conn.send(request_text("GET", "/hello", "a body"));
+    EXPECT_EQ(conn.read_response(2s).status, 413);
+  }
+  {
+    RawTlsConnection conn(port_);
+    conn.send(request_text("POST", "/echo", std::string(500, 'e')));
+    EXPECT_EQ(conn.read_response(2s).status, 200) << "other routes keep the server's limit";
+  }
+}
+
+TEST_F(HttpsServerTest, HeaderCheckAnswersBeforeTheBodyIsRead) {
+  std::atomic<int> bodies{0};
+  router_.add_prefix(
+      verb::post, "/checked/", "checked",
+      [&bodies](const Request& req, const RequestContext&) -> asio::awaitable<Response> {
+        ++bodies;
+        co_return make_response(req, beast_http::status::ok, "text/plain", "handled");
+      },
+      RouteOptions{1024 * 1024,
+                   [](const RequestHeader& h,
+                      const RequestContext& ctx) -> asio::awaitable<std::optional<Response>> {
+                     if (ctx.path_rest == "good") co_return std::nullopt;
+                     co_return make_response(h, beast_http::status::not_found, "text/plain",
+                                             "no such thing");
+                   }});
+  ASSERT_NO_FATAL_FAILURE(start());
+  {
+    // A small body: answered before it is sent, then read and dropped; the connection stays.
+    RawTlsConnection conn(port_);
+    conn.send("POST /checked/bad HTTP/1.1\r\nHost: localhost\r\nContent-Length: 900\r\n\r\n");
+    const HttpReply r = conn.read_response(2s);
+    EXPECT_EQ(r.status, 404);
+    EXPECT_EQ(r.body, "no such thing");
+    EXPECT_NE(r.header("Connection"), "close");
+    conn.send(std::string(900, 'x'));
+    conn.send(request_text("POST", "/checked/good", "x"));
+    EXPECT_EQ(conn.read_response(2s).body, "handled");
+  }
+  {
+    // A large one is never read: answered, then the connection closes.
+    RawTlsConnection conn(port_);
+    conn.send("POST /checked/bad HTTP/1.1\r\nHost: localhost\r\nContent-Length: 900000\r\n\r\n");
+    const HttpReply r = conn.read_response(2s);
+    EXPECT_EQ(r.status, 404);
+    EXPECT_EQ(r.header("Connection"), "close");
+    EXPECT_TRUE(conn.closed_by_peer(2500ms));
+  }
+  EXPECT_EQ(bodies.load(), 1);
+}
+
+TEST_F(HttpsServerTest, UnknownPathIsAnsweredFromTheHeaderAndALargeBodyClosesTheConnection) {
+  ASSERT_NO_FATAL_FAILURE(start());
+  {
+    RawTlsConnection conn(port_);
+    conn.send("POST /nowhere HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100000\r\n\r\n");
+    const HttpReply r = conn.read_response(2s);
+    EXPECT_EQ(r.status, 404);
+    EXPECT_EQ(r.header("Connection"), "close");
+    EXPECT_TRUE(conn.closed_by_peer(2500ms));
+  }
+  {
+    // A small one is answered at once, then read and dropped: the connection stays.
+    RawTlsConnection conn(port_);
+    conn.send("POST /nowhere HTTP/1.1\r\nHost: localhost\r\nContent-Length: 500\r\n\r\n");
+    EXPECT_EQ(conn.read_response(2s).status, 404);
+    conn.send(std::string(500, 'z') + request_text("GET", "/hello"));
+    EXPECT_EQ(conn.read_response(2s).body, "hello world");
+  }
 }
 
 TEST_F(HttpsServerTest, GarbageRequestLineIs400) {
@@ -538,20 +674,67 @@ TEST_F(HttpsServerTest, HandlerExceptionIs500AndServerKeepsServing) {
 // ---- timeouts
 // ------------------------------------------------------------------------------------
 
-TEST_F(HttpsServerTest, IncompleteHeadersAreClosedAfterTimeout) {
+TEST_F(HttpsServerTest, IncompleteHeadersAreAnswered408AfterTheHeaderTimeout) {
   auto o = fast_options();
-  o.request_timeout = 300ms;
-  o.idle_timeout = 300ms;
+  o.header_timeout = 300ms;
+  o.idle_timeout = 10000ms;
   ASSERT_NO_FATAL_FAILURE(start(o));
   RawTlsConnection conn(port_);
   const auto started = steady_clock::now();
   conn.send("GET /hello HTTP/1.1\r\nHost: localhost\r\nX-Never: ");
+  const HttpReply r = conn.read_response(3s);
+  EXPECT_EQ(r.status, 408) << r.body;
+  EXPECT_THAT(r.body, HasSubstr("header_timeout"));
   EXPECT_TRUE(conn.closed_by_peer(3s));
   const auto waited = since(started);
   EXPECT_GE(waited, 250ms);
-  EXPECT_LT(waited, 2000ms);
-  EXPECT_TRUE(sample_reaches(R"(mailpush_http_requests_refused_total{reason="timeout"})", 1, 1s))
+  EXPECT_LT(waited, 2500ms);
+  EXPECT_TRUE(
+      sample_reaches(R"(mailpush_http_requests_refused_total{reason="header_timeout"})", 1, 1s))
       << metrics_text();
+}
+
+TEST_F(HttpsServerTest, HeaderSentAByteAtATimeCannotHoldTheConnectionForTheIdleTimeout) {
+  // The finding: the idle timeout (60 s) used to govern header reads, so a byte every few
+  // seconds held a connection for a minute. The header timeout counts from its first byte.
+  auto o = fast_options();
+  o.header_timeout = 600ms;
+  o.idle_timeout = 20000ms;
+  o.request_timeout = 20000ms;
+  ASSERT_NO_FATAL_FAILURE(start(o));
+  RawTlsConnection conn(port_);
+  const auto started = steady_clock::now();
+  const std::string header =
+      "GET /hello HTTP/1.1\r\nHost: localhost\r\nX-Slow: aaaaaaaaaaaaaaaaaaaa";
+  bool cut = false;
+  for (char c : header) {
+    try {
+      conn.send(std::string(1, c));
+    } catch (const std::exception&) {
+      cut = true;
+      break;
+    }
+    std::this_thread::sleep_for(50ms);
+    if (since(started) > 1500ms) break;
+  }
+  EXPECT_TRUE(cut || conn.closed_by_peer(3s));
+  EXPECT_LT(since(started), 4000ms);
+  EXPECT_TRUE(
+      sample_reaches(R"(mailpush_http_requests_refused_total{reason="header_timeout"})", 1, 1s))
+      << metrics_text();
+}
+
+TEST_F(HttpsServerTest, KeepAliveWaitStillUsesTheIdleTimeout) {
+  auto o = fast_options();
+  o.header_timeout = 200ms;
+  o.idle_timeout = 3000ms;
+  ASSERT_NO_FATAL_FAILURE(start(o));
+  RawTlsConnection conn(port_);
+  conn.send(request_text("GET", "/hello"));
+  ASSERT_EQ(conn.read_response(2s).status, 200);
+  std::this_thread::sleep_for(800ms);  // longer than the header timeout, shorter than idle
+  conn.send(request_text("GET", "/hello"));
+  EXPECT_EQ(conn.read_response(2s).status, 200);
 }
 
 TEST_F(HttpsServerTest, BodyNeverSentIsClosedAfterRequestTimeout) {
@@ -628,25 +811,139 @@ TEST_F(HttpsServerTest, PlainHttpOnTheTlsPortFailsTheHandshakeAtOnce) {
 // ---- connection limit
 // ----------------------------------------------------------------------------
 
-TEST_F(HttpsServerTest, ConnectionOverMaxIsClosedAtOnceAndCounted) {
+TEST_F(HttpsServerTest, ConnectionOverMaxIsClosedAtOnceWhenNoneIsIdle) {
   auto o = fast_options();
   o.max_connections = 2;
   ASSERT_NO_FATAL_FAILURE(start(o));
   RawTlsConnection first(port_);
   RawTlsConnection second(port_);
-  ASSERT_TRUE(wait_until([&] { return server_->active_connections() == 2; }, 1s));
+  // Both busy: a request in flight on each.
+  first.send(request_text("GET", "/slow", "", {{"X-Delay-Ms", "1500"}}));
+  second.send(request_text("GET", "/slow", "", {{"X-Delay-Ms", "1500"}}));
+  ASSERT_TRUE(wait_until([&] { return slow_started_ == 2; }, 2s));
 
   PlainTcpConnection third(port_);
   ASSERT_TRUE(third.connected());  // the kernel accepts; the server closes it at once
   EXPECT_TRUE(third.closed_by_peer(1s));
-  EXPECT_TRUE(sample_reaches("mailpush_http_connections_rejected_total", 1, 1s)) << metrics_text();
-  EXPECT_EQ(server_->active_connections(), 2u);
+  EXPECT_TRUE(sample_reaches(
+      R"(mailpush_http_connections_rejected_total{reason="max_connections"})", 1, 1s))
+      << metrics_text();
 
-  // The two admitted connections still work.
-  first.send(request_text("GET", "/hello"));
-  EXPECT_EQ(first.read_response(2s).status, 200);
-  second.send(request_text("GET", "/hello"));
-  EXPECT_EQ(second.read_response(2s).status, 200);
+  // The two admitted connections finish their requests.
+  EXPECT_EQ(first.read_response(3s).status, 200);
+  EXPECT_EQ(second.read_response(3s).status, 200);
+}
+
+TEST_F(HttpsServerTest, AtTheLimitTheLongestIdleConnectionMakesRoomForANewOne) {
+  // The finding: at the global limit new connections were refused while idle ones stayed, so
+  // whoever holds idle connections (bare TCP or keep-alive) locked everyone else out.
+  auto o = fast_options();
+  o.max_connections = 3;
+  o.idle_timeout = 20000ms;
+  o.handshake_timeout = 20000ms;
+  ASSERT_NO_FATAL_FAILURE(start(o));
+  PlainTcpConnection silent(port_);  // oldest idle: never sent a byte
+  ASSERT_TRUE(wait_until([&] { return server_->active_connections() == 1; }, 1s));
+  RawTlsConnection keep_alive(port_);
+  keep_alive.send(request_text("GET", "/hello"));
+  ASSERT_EQ(keep_alive.read_response(2s).status, 200);  // idle since this answer
+  RawTlsConnection busy(port_);
+  busy.send(request_text("GET", "/slow", "", {{"X-Delay-Ms", "2500"}}));
+  ASSERT_TRUE(wait_until([&] { return slow_started_ == 1; }, 2s));
+
+  RawTlsConnection newcomer(port_);  // evicts `silent`
+  newcomer.send(request_text("GET", "/hello"));
+  EXPECT_EQ(newcomer.read_response(2s).status, 200);
+  EXPECT_TRUE(silent.closed_by_peer(2s));
+  RawTlsConnection another(port_);  // evicts `keep_alive`, then `newcomer` is the idle one
+  another.send(request_text("GET", "/hello"));
+  EXPECT_EQ(another.read_response(2s).status, 200);
+  EXPECT_TRUE(keep_alive.closed_by_peer(2s));
+  EXPECT_EQ(busy.read_response(4s).status, 200) << "a busy connection is never the one closed";
+  EXPECT_TRUE(sample_reaches("mailpush_http_connections_evicted_total", 2, 1s)) << metrics_text();
+}
+
+TEST_F(HttpsServerTest, OneAddressCannotTakeMoreThanItsShareOfConnections) {
+  auto o = fast_options();
+  o.max_connections_per_address = 2;
+  ASSERT_NO_FATAL_FAILURE(start(o));
+  RawTlsConnection a(port_);
+  RawTlsConnection b(port_);
+  PlainTcpConnection c(port_);
+  ASSERT_TRUE(c.connected());
+  EXPECT_TRUE(c.closed_by_peer(1s));
+  EXPECT_TRUE(
+      sample_reaches(R"(mailpush_http_connections_rejected_total{reason="per_address"})", 1, 1s))
+      << metrics_text();
+  a.send(request_text("GET", "/hello"));
+  EXPECT_EQ(a.read_response(2s).status, 200);
+  b.send(request_text("GET", "/hello", "", {{"Connection", "close"}}));
+  EXPECT_EQ(b.read_response(2s).status, 200);
+  ASSERT_TRUE(b.closed_by_peer(2s));
+  ASSERT_TRUE(wait_until([&] { return server_->active_connections() == 1; }, 2s));
+  RawTlsConnection again(port_);  // the closed one's place is free again
+  again.send(request_text("GET", "/hello"));
+  EXPECT_EQ(again.read_response(2s).status, 200);
+}
+
+TEST_F(HttpsServerTest, NewConnectionsPerAddressAreRateLimited) {
+  auto o = fast_options();
+  o.connection_burst_per_address = 3;
+  o.connections_per_second_per_address = 2;
+  ASSERT_NO_FATAL_FAILURE(start(o));
+  for (int i = 0; i < 3; ++i) {
+    RawTlsConnection ok(port_);
+    ok.send(request_text("GET", "/hello"));
+    EXPECT_EQ(ok.read_response(2s).status, 200) << i;
+  }
+  PlainTcpConnection fourth(port_);
+  EXPECT_TRUE(fourth.closed_by_peer(1s));
+  EXPECT_TRUE(
+      sample_reaches(R"(mailpush_http_connections_rejected_total{reason="address_rate"})", 1, 1s))
+      << metrics_text();
+  std::this_thread::sleep_for(700ms);  // one more token
+  RawTlsConnection later(port_);
+  later.send(request_text("GET", "/hello"));
+  EXPECT_EQ(later.read_response(2s).status, 200);
+}
+
+TEST_F(HttpsServerTest, TrustedProxiesAreExemptFromPerAddressLimits) {
+  auto o = fast_options();
+  o.max_connections_per_address = 1;
+  o.trusted_proxies = {*parse_cidr("127.0.0.1/32")};
+  ASSERT_NO_FATAL_FAILURE(start(o));
+  RawTlsConnection a(port_);
+  RawTlsConnection b(port_);
+  b.send(request_text("GET", "/hello"));
+  EXPECT_EQ(b.read_response(2s).status, 200);
+}
+
+TEST_F(HttpsServerTest, ProxyProtocolNamesTheClientThatLimitsCount) {
+  auto o = fast_options();
+  o.max_connections_per_address = 1;
+  o.trusted_proxies = {*parse_cidr("127.0.0.1/32")};
+  o.proxy_protocol = true;
+  ASSERT_NO_FATAL_FAILURE(start(o));
+  const std::string client_a = "PROXY TCP4 198.51.100.7 192.0.2.1 40000 443\r\n";
+  RawTlsConnection a(port_, {}, client_a);
+  a.send(request_text("GET", "/hello"));
+  EXPECT_EQ(a.read_response(2s).status, 200);
+  // v2 for another client, then a second connection of client A: refused.
+  std::string v2("\r\n\r\n\0\r\nQUIT\n\x21\x11\x00\x0c", 16);
+  v2 += std::string("\xcb\x00\x71\x09\xc0\x00\x02\x01\x9c\x40\x01\xbb", 12);  // 203.0.113.9
+  RawTlsConnection b(port_, {}, v2);
+  b.send(request_text("GET", "/hello"));
+  EXPECT_EQ(b.read_response(2s).status, 200);
+  PlainTcpConnection a_again(port_);
+  a_again.send(client_a);
+  EXPECT_TRUE(a_again.closed_by_peer(1s));
+  EXPECT_TRUE(
+      sample_reaches(R"(mailpush_http_connections_rejected_total{reason="per_address"})", 1, 1s))
+      << metrics_text();
+  // A trusted peer that sends no PROXY header is refused: it must always send one.
+  PlainTcpConnection bare(port_);
+  bare.send(std::string("\x16\x03\x01\x00\x05hello", 10));
+  EXPECT_TRUE(bare.closed_by_peer(1s));
 }
 
 TEST_F(HttpsServerTest, ConnectionSlotIsReusedAfterAClose) {

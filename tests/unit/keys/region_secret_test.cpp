@@ -99,6 +99,49 @@ TEST(RegionSecretTest, CallbackSecretsAreDeterministicDistinctAndUrlSafe) {
   EXPECT_NE(base64url_encode(a.mailbox_hmac("a@b").value()), a.callback_secret(0, 0));
 }
 
+TEST(RegionSecretTest, CapabilitiesAreRandomAndOnlyTheRegionThatIssuedThemRecognisesThem) {
+  const std::string base64 = random_key_base64();
+  const RegionSecret a = secret_from(base64);
+  const RegionSecret same_region = secret_from(base64);
+  const RegionSecret other = secret_from(random_key_base64());
+  std::set<std::string> seen;
+  for (int i = 0; i < 200; ++i) {
+    const std::string c = a.issue_capability();
+    ASSERT_EQ(c.size(), kCapabilityChars);
+    EXPECT_EQ(
+        c.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"),
+        std::string::npos)
+        << c;
+    EXPECT_TRUE(seen.insert(c).second) << "never issued twice";
+    EXPECT_TRUE(a.issued(c));
+    EXPECT_TRUE(same_region.issued(c)) << "every instance of the region recognises it";
+    EXPECT_FALSE(other.issued(c));
+  }
+  // Made-up and altered secrets are told apart without any lookup.
+  std::string c = a.issue_capability();
+  std::string altered = c;
+  altered[5] = altered[5] == 'A' ? 'B' : 'A';
+  EXPECT_FALSE(a.issued(altered));
+  altered = c;
+  altered.back() = altered.back() == 'A' ? 'B' : 'A';
+  EXPECT_FALSE(a.issued(altered));
+  EXPECT_FALSE(a.issued(c.substr(0, 43)));
+  EXPECT_FALSE(a.issued(""));
+  EXPECT_FALSE(a.issued(a.callback_secret(1, 0))) << "the old derivation is not a capability";
+}
+
+TEST(RegionSecretTest, TicketKeyMaterialChangesEachPeriodAndIsTheSameOnEveryInstance) {
+  const std::string base64 = random_key_base64();
+  const RegionSecret a = secret_from(base64);
+  const RegionSecret b = secret_from(base64);
+  const auto k1 = a.ticket_key_material(100);
+  ASSERT_EQ(k1.bytes().size(), 80u);
+  const auto k1_again = b.ticket_key_material(100);
+  EXPECT_TRUE(std::equal(k1.bytes().begin(), k1.bytes().end(), k1_again.bytes().begin()));
+  const auto k2 = a.ticket_key_material(101);
+  EXPECT_FALSE(std::equal(k1.bytes().begin(), k1.bytes().end(), k2.bytes().begin()));
+}
+
 TEST(RegionSecretTest, ParsesCommentsBlankLinesAndCrlf) {
   const std::string key = random_key_base64(48);
   auto s = RegionSecret::from_text("# region secret\n\n  region-secret\t" + key +

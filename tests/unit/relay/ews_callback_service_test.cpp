@@ -61,6 +61,22 @@ class EwsCallbackServiceTest : public testing::Test {
   CallbackOutcome handle(std::string_view secret, const ews::SendNotification& cb) {
     return handle(secret, cb, ip("192.0.2.10"));
   }
+  // Runs one precheck() (the listener's look at a secret before the body) to completion.
+  std::optional<CallbackOutcome> precheck(EwsCallbackService& s, std::string_view secret,
+                                          const IpAddress& caller) {
+    boost::asio::io_context ioc;
+    bool done = false;
+    std::optional<CallbackOutcome> out;
+    boost::asio::co_spawn(ioc, s.precheck(secret, caller),
+                          [&](std::exception_ptr e, std::optional<CallbackOutcome> o) {
+                            if (e) std::rethrow_exception(e);
+                            out = std::move(o);
+                            done = true;
+                          });
+    ioc.run();
+    EXPECT_TRUE(done) << "precheck() did not complete";
+    return out;
+  }
 
   boost::asio::awaitable<void> run_preload(EwsCallbackService& s, std::size_t page,
                                            std::optional<Result<std::size_t>>& out) {
@@ -118,6 +134,49 @@ TEST_F(EwsCallbackServiceTest, UnknownSecretIsUnsubscribedAndRemembered) {
   EXPECT_EQ(out.result, CallbackResult::unsubscribe_unknown);
   EXPECT_EQ(store.lookups, 1) << "an absent secret is answered from the cache";
   EXPECT_TRUE(store.attempts.empty());
+}
+
+TEST_F(EwsCallbackServiceTest, PrecheckPassesKnownSecretsAndAnswersUnknownOnesFromTheCache) {
+  store.add(kSecret, "use1-acme");
+  EXPECT_FALSE(precheck(service, kSecret, ip("192.0.2.10"))) << "known: read the body";
+  const auto unknown = precheck(service, kOtherSecret, ip("192.0.2.10"));
+  ASSERT_TRUE(unknown);
+  EXPECT_EQ(unknown->result, CallbackResult::unsubscribe_unknown);
+  const auto malformed = precheck(service, "no", ip("192.0.2.10"));
+  ASSERT_TRUE(malformed);
+  EXPECT_EQ(malformed->result, CallbackResult::unsubscribe_unknown);
+  EXPECT_EQ(store.lookups, 2);
+  // The callback that follows a passed precheck binds (a full read of the record), then both
+  // secrets are answered from the cache.
+  EXPECT_EQ(handle(kSecret, callback("S1", {status_event("wm-1")})).result, CallbackResult::ok);
+  const int lookups = store.lookups;
+  EXPECT_FALSE(precheck(service, kSecret, ip("192.0.2.10")));
+  (void)precheck(service, kOtherSecret, ip("192.0.2.10"));
+  EXPECT_EQ(store.lookups, lookups) << "both answered from the cache the second time";
+}
+
+TEST_F(EwsCallbackServiceTest, UnknownSecretsAreLimitedPerAddressWhileKnownOnesPass) {
+  // The finding: every made-up secret cost a database query, from any address, without end.
+  RegistrationCache own_cache{1024};
+  EwsCallbackService limited{store, own_cache, registry2, UnknownSecretLimit{3, 0.001}};
+  store.add(kSecret, "use1-acme");
+  EXPECT_FALSE(precheck(limited, kSecret, ip("192.0.2.10")));
+  const std::string base = "0123456789abcdef0123456789abcd";
+  for (int i = 0; i < 3; ++i) {
+    const auto out = precheck(limited, base + std::to_string(10 + i), ip("198.51.100.1"));
+    ASSERT_TRUE(out);
+    EXPECT_EQ(out->result, CallbackResult::unsubscribe_unknown) << i;
+  }
+  const int lookups = store.lookups;
+  const auto limited_out = precheck(limited, base + "99", ip("198.51.100.1"));
+  ASSERT_TRUE(limited_out);
+  EXPECT_EQ(limited_out->result, CallbackResult::rate_limited);
+  EXPECT_EQ(store.lookups, lookups) << "over the limit: no lookup at all";
+  EXPECT_FALSE(precheck(limited, kSecret, ip("198.51.100.1")))
+      << "a known (cached) secret still passes from a limited address";
+  const auto other = precheck(limited, base + "98", ip("198.51.100.2"));
+  ASSERT_TRUE(other);
+  EXPECT_EQ(other->result, CallbackResult::unsubscribe_unknown) << "other addresses unaffected";
 }
 
 TEST_F(EwsCallbackServiceTest, FirstStatusEventBinds) {

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <map>
 #include <memory>
@@ -68,7 +69,21 @@ TEST(RegistrationCache, MissFoundAbsent) {
   const auto absent = cache.get(key(2));
   EXPECT_EQ(absent.hit, Hit::absent);
   EXPECT_EQ(absent.entry.customer, nullptr);
-  EXPECT_EQ(cache.size(), 2u);
+  EXPECT_EQ(cache.size(), 1u);
+  EXPECT_EQ(cache.absent_size(), 1u);
+}
+
+TEST(RegistrationCache, AFloodOfUnknownSecretsNeverEvictsARegistration) {
+  // The finding: negative entries shared the LRU with registrations, so random secrets pushed
+  // real registrations out and every real callback then cost a database read.
+  RegistrationCache cache(1024, 30s, 1h, 64);  // room for the 64 registrations in every shard
+  for (int i = 0; i < 64; ++i) cache.put(key(i), entry(i));
+  for (int i = 1000; i < 11000; ++i) cache.put_absent(key(i));
+  EXPECT_EQ(cache.size(), 64u);
+  EXPECT_LE(cache.absent_size(), 64u);
+  for (int i = 0; i < 64; ++i) EXPECT_EQ(cache.get(key(i)).hit, Hit::found) << i;
+  EXPECT_EQ(cache.get(key(10999)).hit, Hit::absent) << "the newest absences are kept";
+  EXPECT_EQ(cache.get(key(1000)).hit, Hit::miss) << "the oldest absences made room";
 }
 
 TEST(RegistrationCache, UnboundAndBoundToDigestZeroDiffer) {
@@ -106,7 +121,8 @@ TEST(RegistrationCache, PutReplacesAnEntryOrAnAbsence) {
   EXPECT_EQ(cache.get(key(1)).entry.subscription, std::optional<std::uint64_t>(7));
   cache.put_absent(key(1));
   EXPECT_EQ(cache.get(key(1)).hit, Hit::absent);
-  EXPECT_EQ(cache.size(), 1u);
+  EXPECT_EQ(cache.size(), 0u);
+  EXPECT_EQ(cache.absent_size(), 1u);
 }
 
 TEST(RegistrationCache, AnEntryWithoutACustomerIsNotCached) {
@@ -284,7 +300,10 @@ TEST(RegistrationCache, AgreesWithAReferenceModel) {
         }
       }
     }
-    EXPECT_EQ(cache.size(), model.size());
+    const auto found = std::count_if(model.begin(), model.end(),
+                                     [](const auto& m) { return m.second.has_value(); });
+    EXPECT_EQ(cache.size(), static_cast<std::size_t>(found));
+    EXPECT_EQ(cache.absent_size(), model.size() - static_cast<std::size_t>(found));
     for (const auto& [i, v] : model) {
       ASSERT_EQ(cache.get(k(i)).hit, v ? Hit::found : Hit::absent) << i;
     }

@@ -6,7 +6,7 @@
 #include <variant>
 #include <vector>
 
-#include "relay/rate_limiter.hpp"
+#include "common/token_bucket.hpp"
 #include "relay/registration_service.hpp"
 
 namespace mp::relay {
