@@ -317,7 +317,9 @@ asio::awaitable<bool> HttpsServer::read_proxy_header(Session& s) {
       co_return false;
     }
     if (parsed == ProxyParse::need_more) {
-      if (n == peeked.size()) co_return false;
+      // Part of a header, then nothing: the handshake deadline ends the wait (the pause below is
+      // not a socket operation, so the deadline's cancel does not reach it).
+      if (n == peeked.size() || s.timed_out) co_return false;
       // Not whole yet: wait a moment for the rest rather than spin on the same bytes.
       asio::steady_timer pause(s.tls.socket().get_executor(), std::chrono::milliseconds(5));
       co_await pause.async_wait(nothrow);

@@ -940,6 +940,14 @@ TEST_F(HttpsServerTest, ProxyProtocolNamesTheClientThatLimitsCount) {
   EXPECT_TRUE(
       sample_reaches(R"(mailpush_http_connections_rejected_total{reason="per_address"})", 1, 1s))
       << metrics_text();
+  // Half a header, then silence: closed at the handshake deadline, not held.
+  {
+    PlainTcpConnection partial(port_);
+    partial.send("PROXY TCP4 198.51.100.9 192.0.2.1 ");
+    const auto started = steady_clock::now();
+    EXPECT_TRUE(partial.closed_by_peer(5s));
+    EXPECT_LT(since(started), 4500ms) << "handshake_timeout is 3 s";
+  }
   // A trusted peer that sends no PROXY header is refused: it must always send one.
   PlainTcpConnection bare(port_);
   bare.send(std::string("\x16\x03\x01\x00\x05hello", 10));
