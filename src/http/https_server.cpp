@@ -272,6 +272,8 @@ void HttpsServer::forget(Session* session) {
 }
 
 bool HttpsServer::admit(Session& s) {
+  if (options_.max_connections_per_address == 0 && options_.connections_per_second_per_address <= 0)
+    return true;  // no per-address limit: nothing to count
   const bool via_proxy = any_contains(options_.trusted_proxies, to_ip(s.peer));
   if (via_proxy && !options_.proxy_protocol) return true;   // the balancer's own limits apply
   if (via_proxy && s.client == to_ip(s.peer)) return true;  // LOCAL: the balancer's check
