@@ -614,10 +614,10 @@ int main(int argc, char** argv) {
   app.add_option("--bodies", o.bodies, "file of path<TAB>base64(body)[<TAB>label] lines")
       ->check(CLI::ExistingFile);
   app.add_option("--path", o.path, "path for the built-in body (without --bodies)")
-      app.add_flag("--random-secrets", o.random_secrets,
-                   "POST the built-in body to a new random listener secret each time (a flood of "
-                   "made-up URLs)");
-  ->capture_default_str();
+      ->capture_default_str();
+  app.add_flag("--random-secrets", o.random_secrets,
+               "POST the built-in body to a new random listener secret each time (a flood of "
+               "made-up URLs)");
   app.add_option("--threads", o.threads, "client threads (one io_context each)")
       ->check(CLI::Range(1u, 64u))
       ->capture_default_str();
