@@ -197,23 +197,19 @@ CallbackOutcome EwsCallbackService::unknown(const IpAddress& caller, std::string
 
 asio::awaitable<std::optional<CallbackOutcome>> EwsCallbackService::precheck(
     std::string_view secret, const IpAddress& caller) {
-  if (limit_.per_second > 0 &&
-      unknown_by_address_.blocked(address_limit_key(caller), TokenBucketLimiter::Clock::now())) {
-    // Known secrets from this address still pass: a cache hit costs nothing.
-    const Bytes hash = sha384(secret);
-    if (plausible_secret(secret) &&
-        cache_.get(std::string_view(reinterpret_cast<const char*>(hash.data()), hash.size())).hit ==
-            RegistrationCache::Hit::found) {
-      co_return std::nullopt;
-    }
-    co_return count(
-        {CallbackResult::rate_limited, "too many unknown secrets from " + caller.to_string(), ""});
-  }
-  if (!plausible_secret(secret)) co_return unknown(caller, "malformed secret");
+  const bool plausible = plausible_secret(secret);
   const Bytes hash = sha384(secret);
   const std::string key(hash.begin(), hash.end());
   // A cached registration is counted as a hit by the handler that follows, not here.
-  const auto cached = cache_.get(key);
+  const auto cached = plausible ? cache_.get(key) : RegistrationCache::Lookup{};
+  if (limit_.per_second > 0 &&
+      unknown_by_address_.blocked(address_limit_key(caller), TokenBucketLimiter::Clock::now())) {
+    // Known secrets from this address still pass: a cache hit costs nothing.
+    if (cached.hit == RegistrationCache::Hit::found) co_return std::nullopt;
+    co_return count(
+        {CallbackResult::rate_limited, "too many unknown secrets from " + caller.to_string(), ""});
+  }
+  if (!plausible) co_return unknown(caller, "malformed secret");
   if (cached.hit == RegistrationCache::Hit::found) co_return std::nullopt;
   if (cached.hit == RegistrationCache::Hit::absent) {
     cache_absent_->Increment();
