@@ -192,63 +192,68 @@ say "  capacity $capacity callbacks/s answered OK; the soak drives $rate/s (60 %
 
 # Registrations churn through the API: new, new, token moved, deleted, one every 2 s; each change
 # is followed by a callback, and the badge it acknowledged is what that token must last receive
-# (churn.tsv: token, badge; the last line of a token counts).
+# (churn.tsv: token, badge; the last line of a token counts). Moves and deletes present the
+# registration's capability (Authorization: Bearer), as the app does.
 churn_loop() {
   set +e
-  local n=0 op=0 ids=() addrs=() tokens=() secrets=() badges=() base="https://localhost:$listener_port/v1/registrations"
-  register() { # mailbox token [previous]: prints "status registration_id change secret"
-    local body out
-    body=$(jq -n -c --arg c "$customer_public" --arg k "$registration_key" --arg m "$1" --arg t "$2" \
-      --arg p "${3:-}" '{customer_id: $c, registration_key: $k, mailbox: $m, device_token: $t,
-        environment: "production"} + (if $p == "" then {} else {previous_device_token: $p} end)')
-    out=$(curl -sS --max-time 10 --cacert "$tls/ca.crt" -H 'Content-Type: application/json' \
-      --data-binary "$body" -w '\n%{http_code}' "$base")
-    jq -r --arg s "$(tail -n 1 <<<"$out")" '"\($s) \(.registration_id // 0) \(.change // .error) \(.listener_url // "/" | split("/") | last)"' \
-      <<<"$(head -n 1 <<<"$out")" 2>/dev/null || echo "$(tail -n 1 <<<"$out") 0 unreadable -"
+  local n=0 op=0 labels=() tokens=() secrets=() badges=() base="https://localhost:$listener_port/v1/registrations"
+  # api METHOD URL [capability] [body]: prints the reply's first line, then the HTTP status.
+  api() {
+    local args=(-sS --max-time 10 --cacert "$tls/ca.crt" -X "$1" -w '\n%{http_code}')
+    [ -n "${3:-}" ] && args+=(-H "Authorization: Bearer $3")
+    [ -n "${4:-}" ] && args+=(-H 'Content-Type: application/json' --data-binary "$4")
+    curl "${args[@]}" "$2"
+  }
+  register() { # mailbox token: prints "status change capability"
+    local out
+    out=$(api POST "$base" "" "$(jq -n -c --arg c "$customer_public" --arg k "$registration_key" --arg m "$1" \
+      --arg t "$2" '{customer_id: $c, registration_key: $k, mailbox: $m, device_token: $t, environment: "production"}')")
+    jq -r --arg s "$(tail -n 1 <<<"$out")" '"\($s) \(.change // .error) \(.capability // "-")"' \
+      <<<"$(head -n 1 <<<"$out")" 2>/dev/null || echo "$(tail -n 1 <<<"$out") unreadable -"
   }
   callback() { "$load" "${load_common[@]}" --callback "$1" --subscription "soak-churn-sub-$2" --badge "$3" 2>/dev/null; }
   note() { printf '{"t_s":%s,"op":"%s","ok":%s,"detail":"%s"}\n' "$(elapsed)" "$1" "$2" "$3" >>"$tmp/churn.jsonl"; }
   while [ ! -e "$tmp/churn.stop" ]; do
-    local kind=new token status id change secret answer
-    case $((op % 4)) in 2) [ ${#ids[@]} -gt 0 ] && kind=moved ;; 3) [ ${#ids[@]} -gt 0 ] && kind=deleted ;; esac
+    local kind=new token status change secret answer out
+    case $((op % 4)) in 2) [ ${#labels[@]} -gt 0 ] && kind=moved ;; 3) [ ${#labels[@]} -gt 0 ] && kind=deleted ;; esac
     op=$((op + 1))
     case $kind in
       new)
         n=$((n + 1))
         token=$(printf 'soak-churn-%s-%s' "$n" "$RANDOM" | sha256sum | cut -c1-64)
-        read -r status id change secret <<<"$(register "soak-churn-$n@example.test" "$token")"
+        read -r status change secret <<<"$(register "soak-churn-$n@example.test" "$token")"
         if [ "$status" != 201 ]; then note new false "register answered $status $change"; sleep 2; continue; fi
-        answer=$(callback "$secret" "$id" 0)
-        [ "$answer" = OK ] && answer=$(callback "$secret" "$id" 1)
+        answer=$(callback "$secret" "$n" 0)
+        [ "$answer" = OK ] && answer=$(callback "$secret" "$n" 1)
         if [ "$answer" = OK ]; then
           printf '%s\t1\n' "$token" >>"$tmp/churn.tsv"
-          ids+=("$id") addrs+=("soak-churn-$n@example.test") tokens+=("$token") secrets+=("$secret") badges+=(1)
-          note new true "registration $id"
-        else note new false "registration $id: callback answered $answer"; fi
+          labels+=("$n") tokens+=("$token") secrets+=("$secret") badges+=(1)
+          note new true "churn registration $n"
+        else note new false "churn registration $n: callback answered $answer"; fi
         ;;
       moved)
         token=$(printf 'soak-churn-moved-%s-%s' "$op" "$RANDOM" | sha256sum | cut -c1-64)
-        read -r status id change secret <<<"$(register "${addrs[0]}" "$token" "${tokens[0]}")"
-        if [ "$status" != 200 ] || [ "$change" != token_moved ] || [ "$secret" != "${secrets[0]}" ]; then
-          note moved false "registration ${ids[0]}: answered $status $change"
+        out=$(api PATCH "$base/self" "${secrets[0]}" "$(jq -n -c --arg t "$token" '{device_token: $t, environment: "production"}')")
+        status=$(tail -n 1 <<<"$out")
+        change=$(head -n 1 <<<"$out" | jq -r '.change // .error' 2>/dev/null)
+        if [ "$status" != 200 ] || [ "$change" != moved ]; then
+          note moved false "churn registration ${labels[0]}: answered $status $change"
         else
-          answer=$(callback "$secret" "$id" $((badges[0] + 1)))
+          answer=$(callback "${secrets[0]}" "${labels[0]}" $((badges[0] + 1)))
           if [ "$answer" = OK ]; then
             printf '%s\t%s\n' "$token" $((badges[0] + 1)) >>"$tmp/churn.tsv"
-            ids+=("$id") addrs+=("${addrs[0]}") tokens+=("$token") secrets+=("$secret") badges+=($((badges[0] + 1)))
-            note moved true "registration $id"
-          else note moved false "registration $id: callback answered $answer"; fi
+            labels+=("${labels[0]}") tokens+=("$token") secrets+=("${secrets[0]}") badges+=($((badges[0] + 1)))
+            note moved true "churn registration ${labels[0]}"
+          else note moved false "churn registration ${labels[0]}: callback answered $answer"; fi
         fi
-        ids=("${ids[@]:1}") addrs=("${addrs[@]:1}") tokens=("${tokens[@]:1}") secrets=("${secrets[@]:1}") badges=("${badges[@]:1}")
+        labels=("${labels[@]:1}") tokens=("${tokens[@]:1}") secrets=("${secrets[@]:1}") badges=("${badges[@]:1}")
         ;;
       deleted)
-        status=$(curl -sS --max-time 10 --cacert "$tls/ca.crt" -X DELETE -H 'Content-Type: application/json' \
-          --data-binary "$(jq -n -c --arg c "$customer_public" --arg k "$registration_key" '{customer_id: $c, registration_key: $k}')" \
-          -o /dev/null -w '%{http_code}' "$base/${ids[0]}")
-        answer=$(callback "${secrets[0]}" "${ids[0]}" $((badges[0] + 1)))
-        if [ "$status" = 200 ] && [ "$answer" = Unsubscribe ]; then note deleted true "registration ${ids[0]}"
-        else note deleted false "registration ${ids[0]}: DELETE answered $status, the callback after it $answer"; fi
-        ids=("${ids[@]:1}") addrs=("${addrs[@]:1}") tokens=("${tokens[@]:1}") secrets=("${secrets[@]:1}") badges=("${badges[@]:1}")
+        status=$(api DELETE "$base/self" "${secrets[0]}" | tail -n 1)
+        answer=$(callback "${secrets[0]}" "${labels[0]}" $((badges[0] + 1)))
+        if [ "$status" = 200 ] && [ "$answer" = Unsubscribe ]; then note deleted true "churn registration ${labels[0]}"
+        else note deleted false "churn registration ${labels[0]}: DELETE answered $status, the callback after it $answer"; fi
+        labels=("${labels[@]:1}") tokens=("${tokens[@]:1}") secrets=("${secrets[@]:1}") badges=("${badges[@]:1}")
         ;;
     esac
     sleep 2

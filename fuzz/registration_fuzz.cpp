@@ -1,12 +1,15 @@
 // libFuzzer target for what the registration API parses from the app: the JSON bodies of
-// POST /v1/registrations and DELETE /v1/registrations/{id}, then the field checks (device token
-// hex/base64 normalisation, environment, previous token) and the mailbox address
-// normalisation. No crash, no sanitizer report, and for every input:
+// POST /v1/registrations and PATCH /v1/registrations/self, then the field checks (device token
+// hex/base64 normalisation, environment) and the mailbox address normalisation; and the input as
+// an Authorization header (bearer token) and as a capability (its form, decided without the
+// database). No crash, no sanitizer report, and for every input:
 //   - a refusal has a code and a message, and the message never repeats the registration key,
-//     the device token, the previous token or the mailbox address it was given (see
-//     looks_secret);
+//     the device token or the mailbox address it was given (see looks_secret);
 //   - an accepted token is lowercase hex of even length, 64 to 200 characters;
-//   - a normalised address normalises to itself.
+//   - a normalised address normalises to itself;
+//   - a bearer token is non-empty, without surrounding blanks, and inside the header value;
+//   - only 44-character inputs can be issued capabilities, and only 43-character base64url ones
+//     legacy.
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -66,17 +69,15 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const auto parsed = mp::http::parse_register_body(body);
   if (const auto* r = std::get_if<mp::relay::RegisterRequest>(&parsed)) {
     const auto checked = mp::relay::check_registration(*r);
-    if (const auto* ok = std::get_if<mp::relay::CheckedRegistration>(&checked)) {
+    if (const auto* ok = std::get_if<mp::relay::CheckedDevice>(&checked)) {
       require(ok->token_hex.size() >= 64 && ok->token_hex.size() <= 200);
       require(ok->token_hex.size() % 2 == 0 && lower_hex(ok->token_hex));
-      if (ok->previous_token_hex) require(lower_hex(*ok->previous_token_hex));
       require(ok->environment == "production" || ok->environment == "development");
     } else {
       const auto& refusal = std::get<mp::relay::RegistrationRefusal>(checked);
       require_no_echo(refusal, r->registration_key);
       require_no_echo(refusal, r->device_token);
       require_no_echo(refusal, r->mailbox);
-      if (r->previous_device_token) require_no_echo(refusal, *r->previous_device_token);
     }
     const auto address = mp::keys::normalize_mailbox_address(r->mailbox);
     if (address) {
@@ -92,11 +93,34 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     require(!refusal.code.empty() && !refusal.message.empty());
   }
 
-  const auto unregister = mp::http::parse_unregister_body(body, "12345");
-  if (const auto* refusal = std::get_if<mp::relay::RegistrationRefusal>(&unregister)) {
-    require(!refusal->code.empty() && !refusal->message.empty());
+  const auto move = mp::http::parse_move_body(body);
+  if (const auto* m = std::get_if<mp::relay::MoveRequest>(&move)) {
+    const auto checked = mp::relay::check_device(m->device_token, m->environment);
+    if (const auto* refusal = std::get_if<mp::relay::RegistrationRefusal>(&checked)) {
+      require_no_echo(*refusal, m->device_token);
+    }
   } else {
-    require(std::get<mp::relay::UnregisterRequest>(unregister).registration_id == 12345);
+    const auto& refusal = std::get<mp::relay::RegistrationRefusal>(move);
+    require(!refusal.code.empty() && !refusal.message.empty());
+  }
+
+  if (const auto token = mp::http::bearer_token(body)) {
+    require(!token->empty() && token->front() != ' ' && token->back() != ' ');
+    require(token->data() >= body.data() && token->data() + token->size() <= body.data() + size);
+  }
+  static const mp::keys::RegionSecret secret =
+      mp::keys::RegionSecret::from_text(
+          "region-secret c2VjcmV0LWZvci1mdXp6aW5nLW9ubHktMDEyMzQ1Njc4OQ==\n")
+          .value();
+  switch (mp::relay::capability_form(secret, body)) {
+    case mp::relay::CapabilityForm::issued:
+      require(size == mp::keys::kCapabilityChars);
+      break;
+    case mp::relay::CapabilityForm::legacy:
+      require(size == mp::keys::kLegacyCallbackSecretChars);
+      break;
+    case mp::relay::CapabilityForm::refused:
+      break;
   }
   return 0;
 }

@@ -2,7 +2,8 @@
 # The relay's main job on the running dev region (started by scripts/run-dev.sh), end to end:
 #   1. a customer is created through the portal API from the test push certificate mail.p12;
 #   2. the "app" registers two devices for alice@example.com and one for bob@example.com through
-#      /v1/registrations and gets a listener URL for each;
+#      /v1/registrations and gets a capability for each: its listener URL's secret, and the
+#      bearer token that alone refreshes, moves or deletes that registration;
 #   3. "Exchange" posts real SendNotification callbacks to those URLs: a StatusEvent (binds the
 #      subscription), a ModifiedEvent with the Inbox's UnreadCount, a NewMailEvent;
 #   4. what each simulated device received from apns-sim is shown, badge by badge;
@@ -37,7 +38,7 @@ echo "   customer $customer created (registration key and admin key shown once, 
 
 # ---- 2. the app registers its devices ----
 echo "== 2. the app registers three devices"
-declare -A token url
+declare -A token url capability
 token[alice-iphone]=$(printf 'a1%.0s' $(seq 32))
 token[alice-ipad]=$(printf 'a2%.0s' $(seq 32))
 token[bob-iphone]=$(printf 'b1%.0s' $(seq 32))
@@ -51,9 +52,21 @@ for d in "${devices[@]}"; do
   reply=$(curl "${curl_tls[@]}" -X POST "$base/v1/registrations" -H 'Content-Type: application/json' \
     --data-binary "$body")
   url[$d]=$(json_field .listener_url "$reply")
-  echo "   $d (${mailbox[$d]}, token ${token[$d]:0:8}…): registration $(json_field .registration_id "$reply")," \
-       "StatusFrequency $(json_field .status_frequency_minutes "$reply") min"
+  capability[$d]=$(json_field .capability "$reply")
+  echo "   $d (${mailbox[$d]}, token ${token[$d]:0:8}…): $(json_field .change "$reply"), a capability" \
+       "of ${#capability[$d]} characters, StatusFrequency $(json_field .status_frequency_minutes "$reply") min"
 done
+# The app refreshes its registration at start-up with its capability: the same URL. Without it,
+# the key in the app gets nothing about an existing registration (it would replace it).
+reply=$(curl "${curl_tls[@]}" -X POST "$base/v1/registrations" -H 'Content-Type: application/json' \
+  -H "Authorization: Bearer ${capability[alice-iphone]}" --data-binary "$(jq -n --arg c "$customer" \
+  --arg k "$registration_key" --arg t "${token[alice-iphone]}" '{customer_id:$c, registration_key:$k,
+  mailbox:"alice@example.com", device_token:$t, environment:"production"}')")
+[ "$(json_field .listener_url "$reply")" = "${url[alice-iphone]}" ] || fail "a refresh changed the URL"
+echo "   alice-iphone refreshed with its capability: $(json_field .change "$reply"), the same listener URL"
+status=$(curl "${curl_tls[@]}" -o /dev/null -w '%{http_code}' -X DELETE "$base/v1/registrations/self" \
+  -H "Authorization: Bearer made-up-capability")
+echo "   DELETE /v1/registrations/self with a made-up capability -> $status (nothing deleted)"
 
 # ---- 3. Exchange posts callbacks ----
 soap() {  # soap SUBSCRIPTION EVENTS-XML

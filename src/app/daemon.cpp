@@ -397,6 +397,16 @@ int run_daemon(const config::RegionConfig& cfg) {
       callback_store, registration_cache, *registry,
       {cfg.limits.unknown_secret_burst_per_address,
        static_cast<double>(cfg.limits.unknown_secrets_per_second_per_address)});
+  if (region_secret) {
+    // A secret in the capability's form must carry this region's tag; untagged ones (URLs from
+    // before capabilities) are looked up unless the operators have turned that off.
+    callback_service.set_secret_filter(
+        [secret = &*region_secret,
+         refuse_untagged = cfg.limits.refuse_untagged_secrets](std::string_view s) {
+          if (s.size() == keys::kCapabilityChars) return secret->issued(s);
+          return !refuse_untagged;
+        });
+  }
   http::EwsEndpointOptions ews_options;
   ews_options.limits = {cfg.limits.max_body_bytes, cfg.limits.max_xml_depth,
                         cfg.limits.max_xml_elements};
@@ -428,6 +438,10 @@ int run_daemon(const config::RegionConfig& cfg) {
   registration_options.listener_port = cfg.listener.port;  // 0 (tests): the request's port
   registration_options.status_frequency_minutes = cfg.registration.status_frequency_minutes;
   registration_options.per_customer_per_minute = cfg.registration.per_customer_per_minute;
+  registration_options.max_per_device = cfg.registration.max_per_device;
+  registration_options.max_per_customer = cfg.registration.max_per_customer;
+  registration_options.refusals_per_address_per_minute =
+      cfg.registration.refusals_per_address_per_minute;
   registration_options.other_regions = cfg.registration.other_regions;
   relay::RegistrationService registration_service(std::move(registration_options), pool,
                                                   region_secret ? &*region_secret : nullptr,

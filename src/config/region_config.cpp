@@ -656,7 +656,7 @@ Result<RegionConfig> parse_checked(std::string_view text, const fs::path& source
                  "max_xml_depth", "max_xml_elements", "registration_cache_entries",
                  "max_connections_per_address", "connection_burst_per_address",
                  "connections_per_second_per_address", "unknown_secret_burst_per_address",
-                 "unknown_secrets_per_second_per_address"});
+                 "unknown_secrets_per_second_per_address", "refuse_untagged_secrets"});
   r.read(lim, "max_body_bytes", Need::optional, 1024, 67108864, limits.max_body_bytes);
   r.read(lim, "max_header_bytes", Need::optional, 1024, 1048576, limits.max_header_bytes);
   r.read(lim, "max_connections", Need::optional, 1, 1000000, limits.max_connections);
@@ -679,6 +679,7 @@ Result<RegionConfig> parse_checked(std::string_view text, const fs::path& source
          limits.unknown_secret_burst_per_address);
   r.read(lim, "unknown_secrets_per_second_per_address", Need::optional, 0, 1000000,
          limits.unknown_secrets_per_second_per_address);
+  r.read(lim, "refuse_untagged_secrets", Need::optional, limits.refuse_untagged_secrets);
 
   auto& portal = cfg.portal;
   const Section ps =
@@ -716,10 +717,15 @@ Result<RegionConfig> parse_checked(std::string_view text, const fs::path& source
   auto& reg = cfg.registration;
   const Section rs = r.section(
       top, "registration", Need::optional,
-      {"secret_file", "status_frequency_minutes", "per_customer_per_minute", "other_regions"});
+      {"secret_file", "status_frequency_minutes", "per_customer_per_minute", "max_per_device",
+       "max_per_customer", "refusals_per_address_per_minute", "other_regions"});
   r.read(rs, "secret_file", Need::optional, reg.secret_file);
   r.read(rs, "status_frequency_minutes", Need::optional, 1, 1440, reg.status_frequency_minutes);
   r.read(rs, "per_customer_per_minute", Need::optional, 1, 1000000, reg.per_customer_per_minute);
+  r.read(rs, "max_per_device", Need::optional, 1, 1000, reg.max_per_device);
+  r.read(rs, "max_per_customer", Need::optional, 1, 100000000, reg.max_per_customer);
+  r.read(rs, "refusals_per_address_per_minute", Need::optional, 1, 1000000,
+         reg.refusals_per_address_per_minute);
   r.read_host_map(rs, "other_regions", is_customer_id_prefix, reg.other_regions);
 
   auto& dispatch = cfg.dispatch;

@@ -88,6 +88,11 @@ struct Limits {
   // beyond it the caller gets 503 until it has waited. 0 per second: no limit.
   std::uint32_t unknown_secret_burst_per_address = 100;
   std::uint32_t unknown_secrets_per_second_per_address = 20;
+  // Listener secrets without the region's capability tag (URLs issued before capabilities, 43
+  // characters) are looked up in the database unless this is true. Made-up secrets in the
+  // capability's form are refused without a lookup either way. Turn it on once
+  // `mailpushctl status` shows no untagged registration left.
+  bool refuse_untagged_secrets = false;
 };
 
 // The certificate portal (flows 1, 2, 6 of DESIGN.md) and credential upkeep.
@@ -119,11 +124,18 @@ struct PortalConfig {
 // The registration API (flow 3 of DESIGN.md): what the app calls to get its listener URL.
 struct RegistrationConfig {
   // The region secret (mode 0600; `scripts/make-region-secret.sh`): keys the HMAC that stores
-  // mailbox addresses and derives each registration's callback secret, so a repeated
-  // registration gets the same listener URL back. Without it the API answers 503.
+  // mailbox addresses and the tag that lets the listener tell capabilities this region issued
+  // from made-up ones. Without it the API answers 503.
   std::optional<std::filesystem::path> secret_file;
   std::uint32_t status_frequency_minutes = 30;  // what the app asks Exchange for (1 to 1440)
   std::uint32_t per_customer_per_minute = 600;  // registration calls per customer, then 429
+  // Active registrations a device token may hold (one per mailbox the app shows), then 403.
+  std::uint32_t max_per_device = 16;
+  // Active registrations a customer may hold, then 403 (the administrator asks the operators).
+  std::uint32_t max_per_customer = 1000000;
+  // Refused credentials (a wrong registration key, an unknown capability) per caller address
+  // a minute, then 429 for that address until it has waited.
+  std::uint32_t refusals_per_address_per_minute = 60;
   // Customer ID prefix of another region -> that region's registration host, so a Customer ID
   // of another region is answered with where to go.
   std::map<std::string, std::string> other_regions;

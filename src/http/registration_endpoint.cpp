@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <boost/beast/http/field.hpp>
-#include <charconv>
 #include <nlohmann/json.hpp>
 
 #include "common/log.hpp"
@@ -67,9 +66,11 @@ bool is_public_id(std::string_view s) {
   });
 }
 
-std::string result_label(store::RegistrationChange change) {
-  return store::registration_change_name(change);
+std::string result_label(store::CapabilityChange change) {
+  return store::capability_change_name(change);
 }
+
+constexpr std::string_view kSelf = "self";
 
 }  // namespace
 
@@ -87,36 +88,37 @@ std::variant<relay::RegisterRequest, relay::RegistrationRefusal> parse_register_
         {"environment", &r.environment}}) {
     if (auto refused = read_string(doc, name, *target)) return std::move(*refused);
   }
-  if (const auto it = doc.find("previous_device_token"); it != doc.end() && !it->is_null()) {
-    std::string previous;
-    if (auto refused = read_string(doc, "previous_device_token", previous)) {
-      return std::move(*refused);
-    }
-    r.previous_device_token = std::move(previous);
+  if (doc.contains("previous_device_token")) {
+    return invalid("previous_device_token", "use_patch_self",
+                   "previous_device_token is no longer accepted: move a registration to a new "
+                   "token with PATCH /v1/registrations/self, its capability as 'Authorization: "
+                   "Bearer <capability>' and {device_token, environment}");
   }
   return r;
 }
 
-std::variant<relay::UnregisterRequest, relay::RegistrationRefusal> parse_unregister_body(
-    std::string_view body, std::string_view id_text) {
-  relay::UnregisterRequest r;
-  const auto* end = id_text.data() + id_text.size();
-  const bool digits =
-      !id_text.empty() && id_text.size() <= 18 && id_text.front() != '0' &&
-      std::all_of(id_text.begin(), id_text.end(), [](char c) { return c >= '0' && c <= '9'; });
-  if (!digits || std::from_chars(id_text.data(), end, r.registration_id).ptr != end) {
-    return invalid("registration_id", "invalid_registration_id",
-                   "the path must be /v1/registrations/{registration_id}, the number the "
-                   "registration answered with");
-  }
+std::variant<relay::MoveRequest, relay::RegistrationRefusal> parse_move_body(
+    std::string_view body) {
   auto parsed = parse_object(body);
   if (auto* refused = std::get_if<relay::RegistrationRefusal>(&parsed)) return std::move(*refused);
   const json& doc = std::get<json>(parsed);
-  if (auto refused = read_string(doc, "customer_id", r.customer_id)) return std::move(*refused);
-  if (auto refused = read_string(doc, "registration_key", r.registration_key)) {
-    return std::move(*refused);
-  }
+  relay::MoveRequest r;
+  if (auto refused = read_string(doc, "device_token", r.device_token)) return std::move(*refused);
+  if (auto refused = read_string(doc, "environment", r.environment)) return std::move(*refused);
   return r;
+}
+
+std::optional<std::string_view> bearer_token(std::string_view authorization) {
+  constexpr std::string_view scheme = "bearer ";
+  if (authorization.size() <= scheme.size() ||
+      !boost::beast::iequals(authorization.substr(0, scheme.size()), scheme)) {
+    return std::nullopt;
+  }
+  std::string_view token = authorization.substr(scheme.size());
+  while (!token.empty() && (token.front() == ' ' || token.front() == '\t')) token.remove_prefix(1);
+  while (!token.empty() && (token.back() == ' ' || token.back() == '\t')) token.remove_suffix(1);
+  if (token.empty()) return std::nullopt;
+  return token;
 }
 
 beast_http::status refusal_status(relay::RefusalKind kind) noexcept {
@@ -139,6 +141,8 @@ beast_http::status refusal_status(relay::RefusalKind kind) noexcept {
       return bhttp::status::service_unavailable;
     case relay::RefusalKind::internal:
       return bhttp::status::internal_server_error;
+    case relay::RefusalKind::gone:
+      return bhttp::status::gone;
     case relay::RefusalKind::too_large:
       return bhttp::status::payload_too_large;
     case relay::RefusalKind::unsupported:
@@ -154,7 +158,7 @@ RegistrationEndpoint::RegistrationEndpoint(relay::RegistrationService& service,
                     .Name("mailpush_registration_requests_total")
                     .Help("Registration API requests by result (what changed, or the error code)")
                     .Register(registry)) {
-  for (const char* result : {"created", "unchanged", "reactivated", "token_moved", "deleted"}) {
+  for (const char* result : {"created", "unchanged", "replaced", "moved", "deleted"}) {
     requests_.Add({{"result", result}});
   }
 }
@@ -165,6 +169,10 @@ void RegistrationEndpoint::add_routes(Router& router) {
   router.add(
       beast_http::verb::post, std::string(kRegistrationsPath), "registration_create",
       [this](const Request& req, const RequestContext& ctx) { return create(req, ctx); }, small);
+  router.add(
+      beast_http::verb::patch, std::string(kRegistrationPrefix) + std::string(kSelf),
+      "registration_move",
+      [this](const Request& req, const RequestContext& ctx) { return move(req, ctx); }, small);
   router.add_prefix(
       beast_http::verb::delete_, std::string(kRegistrationPrefix), "registration_delete",
       [this](const Request& req, const RequestContext& ctx) { return remove(req, ctx); }, small);
@@ -220,6 +228,16 @@ Response RegistrationEndpoint::refuse(const Request& req, const RequestContext& 
   return res;
 }
 
+namespace {
+
+// The capability of `Authorization: Bearer`, or "" (which no registration has).
+std::string presented_capability(const Request& req) {
+  const auto token = bearer_token(req[beast_http::field::authorization]);
+  return token ? std::string(*token) : std::string();
+}
+
+}  // namespace
+
 boost::asio::awaitable<Response> RegistrationEndpoint::create(const Request& req,
                                                               const RequestContext& ctx) {
   if (auto refused = body_refusal(req)) co_return refuse(req, ctx, *refused, "");
@@ -227,7 +245,10 @@ boost::asio::awaitable<Response> RegistrationEndpoint::create(const Request& req
   if (auto* refused = std::get_if<relay::RegistrationRefusal>(&parsed)) {
     co_return refuse(req, ctx, *refused, "");
   }
-  const relay::RegisterRequest& request = std::get<relay::RegisterRequest>(parsed);
+  relay::RegisterRequest& request = std::get<relay::RegisterRequest>(parsed);
+  if (auto presented = presented_capability(req); !presented.empty()) {
+    request.capability = std::move(presented);
+  }
   const relay::Caller caller{ctx.peer.to_string(), ctx.local_port};
   auto outcome = co_await service_.register_device(request, caller);
   if (auto* refused = std::get_if<relay::RegistrationRefusal>(&outcome)) {
@@ -235,8 +256,7 @@ boost::asio::awaitable<Response> RegistrationEndpoint::create(const Request& req
   }
   const relay::Registered& r = std::get<relay::Registered>(outcome);
   requests_.Add({{"result", result_label(r.change)}}).Increment();
-  const bool created = r.change == store::RegistrationChange::created ||
-                       r.change == store::RegistrationChange::reactivated;
+  const bool created = r.change != store::CapabilityChange::unchanged;
   log::info("registration.registered", {{"customer", r.customer_id},
                                         {"registration", r.registration_id},
                                         {"change", result_label(r.change)},
@@ -250,14 +270,16 @@ boost::asio::awaitable<Response> RegistrationEndpoint::create(const Request& req
         "the device token arrived as base64 and was stored as hex; APNs only accepts hex, so "
         "send the token bytes as hex");
   }
-  if (r.change == store::RegistrationChange::reactivated) {
+  if (r.change == store::CapabilityChange::replaced) {
     notes.push_back(
-        "this registration had been deleted: its listener URL is new, subscribe again with it");
+        "this mailbox was registered on this device with another capability, which has ended: "
+        "subscribe again at Exchange with this listener URL, and keep the capability to refresh, "
+        "move or delete the registration");
   }
   json event_types = json::array();
   for (auto type : relay::kSubscribedEventTypes) event_types.push_back(type);
-  json body = {{"registration_id", r.registration_id},
-               {"customer_id", r.customer_id},
+  json body = {{"customer_id", r.customer_id},
+               {"capability", r.capability},
                {"listener_url", r.listener_url},
                {"status_frequency_minutes", r.status_frequency_minutes},
                {"event_types", event_types},
@@ -267,34 +289,67 @@ boost::asio::awaitable<Response> RegistrationEndpoint::create(const Request& req
                {"change", result_label(r.change)},
                {"notes", notes}};
   auto res = json_response(req, created ? bhttp::status::created : bhttp::status::ok, body.dump());
-  // The listener URL holds the callback secret: no cache keeps it.
+  // The capability is a secret: no cache keeps it.
+  res.set(beast_http::field::cache_control, "no-store");
+  co_return res;
+}
+
+boost::asio::awaitable<Response> RegistrationEndpoint::move(const Request& req,
+                                                            const RequestContext& ctx) {
+  if (auto refused = body_refusal(req)) co_return refuse(req, ctx, *refused, "");
+  auto parsed = parse_move_body(req.body());
+  if (auto* refused = std::get_if<relay::RegistrationRefusal>(&parsed)) {
+    co_return refuse(req, ctx, *refused, "");
+  }
+  relay::MoveRequest& request = std::get<relay::MoveRequest>(parsed);
+  request.capability = presented_capability(req);
+  const relay::Caller caller{ctx.peer.to_string(), ctx.local_port};
+  auto outcome = co_await service_.move(request, caller);
+  if (auto* refused = std::get_if<relay::RegistrationRefusal>(&outcome)) {
+    co_return refuse(req, ctx, *refused, "");
+  }
+  const relay::Moved& r = std::get<relay::Moved>(outcome);
+  const char* change = r.moved ? "moved" : "unchanged";
+  requests_.Add({{"result", change}}).Increment();
+  log::info("registration.moved", {{"customer", r.customer_id},
+                                   {"change", change},
+                                   {"device", r.device},
+                                   {"environment", r.environment},
+                                   {"peer", ctx.peer.to_string()}});
+  auto res = json_response(req, bhttp::status::ok,
+                           json{{"customer_id", r.customer_id},
+                                {"device", r.device},
+                                {"environment", r.environment},
+                                {"change", change}}
+                               .dump());
   res.set(beast_http::field::cache_control, "no-store");
   co_return res;
 }
 
 boost::asio::awaitable<Response> RegistrationEndpoint::remove(const Request& req,
                                                               const RequestContext& ctx) {
-  if (auto refused = body_refusal(req)) co_return refuse(req, ctx, *refused, "");
-  auto parsed = parse_unregister_body(req.body(), ctx.path_rest);
-  if (auto* refused = std::get_if<relay::RegistrationRefusal>(&parsed)) {
-    co_return refuse(req, ctx, *refused, "");
+  if (ctx.path_rest != kSelf) {
+    relay::RegistrationRefusal gone;
+    gone.kind = relay::RefusalKind::gone;
+    gone.code = "registration_ids_gone";
+    gone.message =
+        "registrations are no longer deleted by id: DELETE /v1/registrations/self with the "
+        "registration's capability as 'Authorization: Bearer <capability>'";
+    co_return refuse(req, ctx, gone, "");
   }
-  const relay::UnregisterRequest& request = std::get<relay::UnregisterRequest>(parsed);
+  if (auto refused = body_refusal(req)) co_return refuse(req, ctx, *refused, "");
   const relay::Caller caller{ctx.peer.to_string(), ctx.local_port};
+  // A named request: GCC 12 destroys a braced temporary inside co_await twice.
+  const relay::UnregisterRequest request{presented_capability(req)};
   auto outcome = co_await service_.unregister(request, caller);
   if (auto* refused = std::get_if<relay::RegistrationRefusal>(&outcome)) {
-    co_return refuse(req, ctx, *refused, request.customer_id);
+    co_return refuse(req, ctx, *refused, "");
   }
   const relay::Unregistered& r = std::get<relay::Unregistered>(outcome);
   requests_.Add({{"result", "deleted"}}).Increment();
-  log::info("registration.deleted", {{"customer", r.customer_id},
-                                     {"registration", r.registration_id},
-                                     {"peer", ctx.peer.to_string()}});
+  log::info("registration.deleted", {{"customer", r.customer_id}, {"peer", ctx.peer.to_string()}});
   auto res = json_response(req, bhttp::status::ok,
-                           json{{"registration_id", r.registration_id},
-                                {"customer_id", r.customer_id},
-                                {"state", "deleted"}}
-                               .dump());
+                           json{{"customer_id", r.customer_id}, {"state", "deleted"}}.dump());
   res.set(beast_http::field::cache_control, "no-store");
   co_return res;
 }

@@ -1,19 +1,25 @@
 // The registration API over HTTPS (DESIGN.md flow 3; docs/registration-api.md), JSON in and out:
 //
-//   POST   /v1/registrations        {customer_id, registration_key, mailbox, device_token,
-//                                    environment, previous_device_token?}
-//                                   -> 201 new listener URL / 200 the same one as before
-//   DELETE /v1/registrations/{id}   {customer_id, registration_key} -> 200 / 404
+//   POST   /v1/registrations       {customer_id, registration_key, mailbox, device_token,
+//                                   environment} [+ Authorization: Bearer <capability>]
+//                                  -> 201 a new capability and listener URL (the registration
+//                                     of this mailbox and device it replaces ends), or 200 the
+//                                     presented one refreshed
+//   PATCH  /v1/registrations/self  Bearer + {device_token, environment} -> 200 moved / 404
+//   DELETE /v1/registrations/self  Bearer -> 200 / 404
+//   DELETE /v1/registrations/{id}  -> 410: registration ids are no longer a handle
 //
-// Refusals are {"error": code, "message": text, "field"?: name}: 400, 401, 403, 404, 409, 413,
-// 415, 421, 429 and 503 carry Retry-After. No answer or log line holds a registration key, a
-// mailbox address or a full device token; the listener URL is only in the reply.
+// A missing, made-up, ended or wrong capability is answered 404 alike. Refusals are
+// {"error": code, "message": text, "field"?: name}: 400, 401, 403, 404, 409, 410, 413, 415, 421,
+// 429 and 503 carry Retry-After. No answer or log line holds a registration key, a capability,
+// a mailbox address or a full device token; the capability is only in the reply.
 #pragma once
 
 #include <prometheus/counter.h>
 #include <prometheus/registry.h>
 
 #include <cstddef>
+#include <optional>
 #include <string_view>
 #include <variant>
 
@@ -29,9 +35,10 @@ inline constexpr std::size_t kMaxRegistrationBodyBytes = 16 * 1024;
 // The bodies, parsed and type-checked (values are checked by the service). Pure, for tests.
 std::variant<relay::RegisterRequest, relay::RegistrationRefusal> parse_register_body(
     std::string_view body);
-// `id_text` is the path's {id}.
-std::variant<relay::UnregisterRequest, relay::RegistrationRefusal> parse_unregister_body(
-    std::string_view body, std::string_view id_text);
+std::variant<relay::MoveRequest, relay::RegistrationRefusal> parse_move_body(std::string_view body);
+// The token of an `Authorization: Bearer <token>` header value; nullopt for another scheme or
+// none.
+std::optional<std::string_view> bearer_token(std::string_view authorization);
 // The HTTP status of a refusal.
 beast_http::status refusal_status(relay::RefusalKind kind) noexcept;
 
@@ -43,6 +50,7 @@ class RegistrationEndpoint {
 
  private:
   boost::asio::awaitable<Response> create(const Request& req, const RequestContext& ctx);
+  boost::asio::awaitable<Response> move(const Request& req, const RequestContext& ctx);
   boost::asio::awaitable<Response> remove(const Request& req, const RequestContext& ctx);
   // The JSON refusal, counted and logged.
   Response refuse(const Request& req, const RequestContext& ctx,

@@ -22,6 +22,7 @@ inline constexpr std::size_t kMaxRegionSecretBytes = 512;
 inline constexpr std::size_t kMaxMailboxAddressChars = 320;
 inline constexpr std::size_t kMailboxHmacBytes = 32;
 inline constexpr std::size_t kCallbackSecretBytes = 32;  // 43 characters of base64url
+inline constexpr std::size_t kLegacyCallbackSecretChars = 43;
 inline constexpr std::size_t kCapabilityChars = 44;
 
 // The address as its HMAC is taken: surrounding ASCII whitespace removed, ASCII letters

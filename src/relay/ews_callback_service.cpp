@@ -197,7 +197,7 @@ CallbackOutcome EwsCallbackService::unknown(const IpAddress& caller, std::string
 
 asio::awaitable<std::optional<CallbackOutcome>> EwsCallbackService::precheck(
     std::string_view secret, const IpAddress& caller) {
-  const bool plausible = plausible_secret(secret);
+  const bool plausible = plausible_secret(secret) && (!filter_ || filter_(secret));
   const Bytes hash = sha384(secret);
   const std::string key(hash.begin(), hash.end());
   // A cached registration is counted as a hit by the handler that follows, not here.
@@ -224,7 +224,7 @@ asio::awaitable<std::optional<CallbackOutcome>> EwsCallbackService::precheck(
 asio::awaitable<CallbackOutcome> EwsCallbackService::handle(std::string_view secret,
                                                             const ews::SendNotification& callback,
                                                             const IpAddress& caller) {
-  if (!plausible_secret(secret)) {
+  if (!plausible_secret(secret) || (filter_ && !filter_(secret))) {
     co_return unknown(caller, "malformed secret");
   }
   const Bytes hash = sha384(secret);

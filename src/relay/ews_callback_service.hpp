@@ -8,6 +8,7 @@
 #include <array>
 #include <atomic>
 #include <boost/asio/awaitable.hpp>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -57,6 +58,12 @@ class EwsCallbackService {
   boost::asio::awaitable<std::optional<CallbackOutcome>> precheck(std::string_view secret,
                                                                   const IpAddress& caller);
 
+  // Which secrets are worth a lookup, decided from the secret alone (the region's capability
+  // tag, keys::RegionSecret::issued); the others are answered as unknown at once. Unset: every
+  // plausible secret is looked up. Set before serving.
+  using SecretFilter = std::function<bool(std::string_view secret)>;
+  void set_secret_filter(SecretFilter filter) { filter_ = std::move(filter); }
+
   boost::asio::awaitable<CallbackOutcome> handle(std::string_view secret,
                                                  const ews::SendNotification& callback,
                                                  const IpAddress& caller);
@@ -88,6 +95,7 @@ class EwsCallbackService {
   RegistrationCache& cache_;
   UnknownSecretLimit limit_;
   TokenBucketLimiter unknown_by_address_;
+  SecretFilter filter_;
   prometheus::Family<prometheus::Counter>& callbacks_;
   prometheus::Family<prometheus::Counter>& events_;
   prometheus::Family<prometheus::Counter>& error_messages_;

@@ -125,7 +125,40 @@ std::optional<RegistrationRefusal> check_customer_id(std::string_view id,
   return r;
 }
 
-Outcome<CheckedRegistration> check_registration(const RegisterRequest& r) {
+Outcome<CheckedDevice> check_device(std::string_view device_token, std::string_view environment) {
+  CheckedDevice out;
+  if (device_token.size() > kMaxRawTokenChars) {
+    return invalid("device_token", "invalid_device_token",
+                   "device_token is " + std::to_string(device_token.size()) +
+                       " characters long; APNs tokens are at most " +
+                       std::to_string(apns::kMaxDeviceTokenHexChars) + " hex digits");
+  }
+  auto hex = apns::normalize_device_token(device_token);
+  if (!hex) return invalid("device_token", "invalid_device_token", hex.error().message);
+  // Apple's tokens are 32 bytes (and documented as possibly longer, never shorter): a shorter
+  // one is truncated or not a token, and APNs would answer BadDeviceToken for it.
+  if (hex->size() < kMinDeviceTokenHexChars) {
+    return invalid("device_token", "invalid_device_token",
+                   "device_token is " + std::to_string(hex->size() / 2) +
+                       " bytes long; APNs device tokens are 32 bytes (64 hex digits) or longer: "
+                       "the app sent a truncated value or something else");
+  }
+  out.token_hex = std::move(*hex);
+  out.token_was_base64 = plain_token_text(device_token) != out.token_hex;
+
+  if (environment != "production" && environment != "development") {
+    return invalid("environment", "invalid_environment",
+                   environment.empty()
+                       ? "environment is missing: 'production' for App Store and TestFlight "
+                         "builds, 'development' for builds signed for development"
+                       : "environment must be 'production' (App Store and TestFlight builds) or "
+                         "'development' (builds signed for development)");
+  }
+  out.environment = std::string(environment);
+  return out;
+}
+
+Outcome<CheckedDevice> check_registration(const RegisterRequest& r) {
   if (r.mailbox.size() > kMaxRawMailboxChars) {
     return invalid("mailbox", "invalid_mailbox",
                    "the mailbox address is longer than " +
@@ -134,52 +167,20 @@ Outcome<CheckedRegistration> check_registration(const RegisterRequest& r) {
   if (auto mailbox = keys::normalize_mailbox_address(r.mailbox); !mailbox) {
     return invalid("mailbox", "invalid_mailbox", mailbox.error().message);
   }
-  CheckedRegistration out;
-  const auto token = [](std::string_view field,
-                        std::string_view raw) -> std::variant<std::string, RegistrationRefusal> {
-    const std::string code = "invalid_" + std::string(field);
-    if (raw.size() > kMaxRawTokenChars) {
-      return invalid(std::string(field), code,
-                     std::string(field) + " is " + std::to_string(raw.size()) +
-                         " characters long; APNs tokens are at most " +
-                         std::to_string(apns::kMaxDeviceTokenHexChars) + " hex digits");
-    }
-    auto hex = apns::normalize_device_token(raw);
-    if (!hex)
-      return invalid(
-          std::string(field), code,
-          field == "device_token" ? hex.error().message : "previous " + hex.error().message);
-    // Apple's tokens are 32 bytes (and documented as possibly longer, never shorter): a shorter
-    // one is truncated or not a token, and APNs would answer BadDeviceToken for it.
-    if (hex->size() < kMinDeviceTokenHexChars) {
-      return invalid(std::string(field), code,
-                     std::string(field) + " is " + std::to_string(hex->size() / 2) +
-                         " bytes long; APNs device tokens are 32 bytes (64 hex digits) or "
-                         "longer: the app sent a truncated value or something else");
-    }
-    return std::move(*hex);
-  };
-  auto hex = token("device_token", r.device_token);
-  if (auto* refused = std::get_if<RegistrationRefusal>(&hex)) return std::move(*refused);
-  out.token_hex = std::move(std::get<std::string>(hex));
-  out.token_was_base64 = plain_token_text(r.device_token) != out.token_hex;
+  return check_device(r.device_token, r.environment);
+}
 
-  if (r.environment != "production" && r.environment != "development") {
-    return invalid("environment", "invalid_environment",
-                   r.environment.empty()
-                       ? "environment is missing: 'production' for App Store and TestFlight "
-                         "builds, 'development' for builds signed for development"
-                       : "environment must be 'production' (App Store and TestFlight builds) or "
-                         "'development' (builds signed for development)");
+CapabilityForm capability_form(const keys::RegionSecret& secret, std::string_view capability) {
+  if (capability.size() == keys::kCapabilityChars) {
+    return secret.issued(capability) ? CapabilityForm::issued : CapabilityForm::refused;
   }
-  out.environment = r.environment;
-
-  if (r.previous_device_token) {
-    auto previous = token("previous_device_token", *r.previous_device_token);
-    if (auto* refused = std::get_if<RegistrationRefusal>(&previous)) return std::move(*refused);
-    out.previous_token_hex = std::move(std::get<std::string>(previous));
-  }
-  return out;
+  const bool base64url = std::all_of(capability.begin(), capability.end(), [](char c) {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_';
+  });
+  return capability.size() == keys::kLegacyCallbackSecretChars && base64url
+             ? CapabilityForm::legacy
+             : CapabilityForm::refused;
 }
 
 std::string listener_url(std::string_view host, std::uint16_t port, std::string_view secret) {
@@ -196,22 +197,60 @@ RegistrationService::RegistrationService(RegistrationOptions options, store::Dat
       pool_(pool),
       secret_(secret),
       cache_(cache),
-      limiter_(options_.per_customer_per_minute, options_.rate_limited_customers) {}
+      limiter_(options_.per_customer_per_minute, options_.rate_limited_customers),
+      address_refusals_(options_.refusals_per_address_per_minute, options_.rate_limited_addresses) {
+}
+
+namespace {
+
+RegistrationRefusal not_configured() {
+  return refusal(RefusalKind::unavailable, "not_configured",
+                 "this region cannot take registrations: its region secret is not configured "
+                 "(registration.secret_file); tell the relay operators",
+                 std::chrono::seconds(3600));
+}
+
+// One answer for a missing, made-up, ended and wrong capability: no oracle for any of them.
+const RegistrationRefusal& no_such_registration() {
+  static const RegistrationRefusal r = refusal(
+      RefusalKind::not_found, "not_found",
+      "no active registration has this capability: send the capability the registration "
+      "answered with as 'Authorization: Bearer <capability>'; a registration that ended needs a "
+      "new POST /v1/registrations");
+  return r;
+}
+
+}  // namespace
+
+std::optional<RegistrationRefusal> RegistrationService::address_blocked(const Caller& caller) {
+  if (auto wait = address_refusals_.blocked(caller.address, TokenBucketLimiter::Clock::now())) {
+    return refusal(RefusalKind::rate_limited, "rate_limited",
+                   "too many refused credentials from this address (at most " +
+                       std::to_string(options_.refusals_per_address_per_minute) +
+                       " a minute): try again in " + std::to_string(wait->count()) + " seconds",
+                   *wait);
+  }
+  return std::nullopt;
+}
+
+void RegistrationService::count_refused_credentials(const Caller& caller) {
+  (void)address_refusals_.take(caller.address, TokenBucketLimiter::Clock::now());
+}
 
 std::optional<RegistrationRefusal> RegistrationService::precheck(std::string_view customer_id,
-                                                                 std::string_view key) {
-  if (secret_ == nullptr) {
-    return refusal(RefusalKind::unavailable, "not_configured",
-                   "this region cannot take registrations: its region secret is not configured "
-                   "(registration.secret_file); tell the relay operators",
-                   std::chrono::seconds(3600));
-  }
+                                                                 std::string_view key,
+                                                                 const Caller& caller) {
+  if (secret_ == nullptr) return not_configured();
   if (auto wrong = check_customer_id(customer_id, options_)) return wrong;
   if (key.empty()) {
     return invalid("registration_key", "invalid_registration_key",
                    "registration_key is missing: give the customer's registration key");
   }
-  if (key.size() > kMaxKeyChars) return unauthorized();
+  if (auto blocked = address_blocked(caller)) return blocked;
+  if (key.size() > kMaxKeyChars) {
+    count_refused_credentials(caller);
+    return unauthorized();
+  }
   // Spent only by calls that authenticate (below, on the database thread), so guessing keys
   // cannot use up a customer's calls; a customer over its limit is refused before the database.
   if (auto wait = limiter_.blocked(std::string(customer_id), TokenBucketLimiter::Clock::now())) {
@@ -222,6 +261,17 @@ std::optional<RegistrationRefusal> RegistrationService::precheck(std::string_vie
                    *wait);
   }
   return std::nullopt;
+}
+
+Outcome<Bytes> RegistrationService::capability_precheck(std::string_view capability,
+                                                        const Caller& caller) {
+  if (secret_ == nullptr) return not_configured();
+  if (auto blocked = address_blocked(caller)) return std::move(*blocked);
+  if (capability_form(*secret_, capability) == CapabilityForm::refused) {
+    count_refused_credentials(caller);
+    return no_such_registration();
+  }
+  return sha384(capability);
 }
 
 namespace {
@@ -279,84 +329,144 @@ struct Admitted {
   std::optional<T> value;
 };
 
+RegistrationRefusal device_refusal(bool invalid_token, const std::string& environment,
+                                   const std::string& note) {
+  if (invalid_token) {
+    return refusal(RefusalKind::device_refused, "device_invalid",
+                   "APNs refused this token in the " + environment + " environment (" + note +
+                       "): a build signed for development needs environment 'development', an "
+                       "App Store or TestFlight build 'production'");
+  }
+  return refusal(RefusalKind::device_refused, "device_unregistered",
+                 "APNs reported this token unregistered at " + note +
+                     ", after this request: get a new token from iOS and register it");
+}
+
 }  // namespace
 
 asio::awaitable<Outcome<Registered>> RegistrationService::register_device(
     const RegisterRequest& request, const Caller& caller) {
-  if (auto refused = precheck(request.customer_id, request.registration_key)) {
+  if (auto refused = precheck(request.customer_id, request.registration_key, caller)) {
     co_return std::move(*refused);
   }
   auto checked = check_registration(request);
   if (auto* refused = std::get_if<RegistrationRefusal>(&checked)) co_return std::move(*refused);
-  const CheckedRegistration& c = std::get<CheckedRegistration>(checked);
+  const CheckedDevice& c = std::get<CheckedDevice>(checked);
   auto mailbox_hmac = secret_->mailbox_hmac(request.mailbox);
   if (!mailbox_hmac) {
     co_return invalid("mailbox", "invalid_mailbox", mailbox_hmac.error().message);
   }
 
-  store::DeviceRegistration row;
+  // A capability of the wrong form cannot be any registration's: treated as none.
+  const bool presented = request.capability &&
+                         capability_form(*secret_, *request.capability) != CapabilityForm::refused;
+  const std::string fresh = secret_->issue_capability();
+  store::CapabilityRegistration row;
   row.mailbox_hmac = std::move(*mailbox_hmac);
   row.token_hex = c.token_hex;
   row.environment = c.environment;
-  row.previous_token_hex = c.previous_token_hex;
   row.status_frequency_minutes = static_cast<int>(options_.status_frequency_minutes);
-  const keys::RegionSecret* secret = secret_;
-  const store::CallbackSecretHash secret_hash_of = [secret](std::int64_t id, std::uint32_t gen) {
-    return secret->callback_secret_hash(id, gen);
-  };
+  if (presented) row.presented_hash = sha384(*request.capability);
+  row.new_hash = sha384(fresh);
+  row.max_per_device = options_.max_per_device;
+  row.max_per_customer = options_.max_per_customer;
   const store::Actor actor{"registration-api", caller.address};
-  using Answer = Admitted<store::RegistrationResult>;
+  using Answer = Admitted<store::CapabilityResult>;
   const store::DatabasePool::Job<Answer> job =
-      [this, row, secret_hash_of, actor, customer_id = request.customer_id,
+      [this, row, actor, customer_id = request.customer_id,
        key_hash = sha384(request.registration_key)](store::Connection& conn) -> Result<Answer> {
     Answer answer;
     auto admission = admit(conn, limiter_, customer_id, key_hash);
     if (!admission) return std::move(admission).error();
     answer.admission = std::move(*admission);
     if (answer.admission.gate != Admission::Gate::passed) return answer;
-    store::DeviceRegistration r = row;
+    store::CapabilityRegistration r = row;
     r.customer_id = answer.admission.customer.id;
-    auto registered = store::register_device(conn, r, secret_hash_of, actor);
+    auto registered = store::register_with_capability(conn, r, actor);
     if (!registered) return std::move(registered).error();
     answer.value = std::move(*registered);
     return answer;
   };
   auto done = co_await pool_.async_run(job, asio::use_awaitable);
   if (!done) co_return database_refusal(done.error());
+  if (done->admission.gate == Admission::Gate::unknown_customer) count_refused_credentials(caller);
   if (auto refused = admission_refusal(done->admission, options_.per_customer_per_minute)) {
     co_return std::move(*refused);
   }
-  const store::RegistrationResult& result = *done->value;
-  if (result.change == store::RegistrationChange::device_invalid) {
-    co_return refusal(RefusalKind::device_refused, "device_invalid",
-                      "APNs refused this token in the " + c.environment + " environment (" +
-                          result.device_note +
-                          "): a build signed for development needs environment "
-                          "'development', an App Store or TestFlight build 'production'");
+  const store::CapabilityResult& result = *done->value;
+  switch (result.change) {
+    case store::CapabilityChange::device_invalid:
+    case store::CapabilityChange::device_unregistered:
+      co_return device_refusal(result.change == store::CapabilityChange::device_invalid,
+                               c.environment, result.device_note);
+    case store::CapabilityChange::quota_device:
+      co_return refusal(RefusalKind::forbidden, "quota_device",
+                        "this device token has " + std::to_string(options_.max_per_device) +
+                            " active registrations already (registration.max_per_device): "
+                            "delete one the app no longer shows (DELETE /v1/registrations/self "
+                            "with its capability) before registering another mailbox");
+    case store::CapabilityChange::quota_customer:
+      co_return refusal(RefusalKind::forbidden, "quota_customer",
+                        "this customer has " + std::to_string(options_.max_per_customer) +
+                            " active registrations already (registration.max_per_customer): "
+                            "its administrator asks the relay operators for a larger quota");
+    case store::CapabilityChange::created:
+    case store::CapabilityChange::unchanged:
+    case store::CapabilityChange::replaced:
+      break;
   }
-  if (result.change == store::RegistrationChange::device_unregistered) {
-    co_return refusal(RefusalKind::device_refused, "device_unregistered",
-                      "APNs reported this token unregistered at " + result.device_note +
-                          ", after this request: get a new token from iOS and register it");
-  }
+  // URLs that just died are answered Unsubscribe at once by this instance's listener.
   if (cache_ != nullptr) {
-    // URLs that just died are answered Unsubscribe at once by this instance's listener.
     for (const auto& hash : result.retired_secret_hashes) cache_->put_absent(cache_key(hash));
-    if (result.change != store::RegistrationChange::unchanged) {
-      cache_->erase(
-          cache_key(secret_->callback_secret_hash(result.registration_id, result.generation)));
-    }
   }
   Registered out;
   out.change = result.change;
   out.customer_id = done->admission.customer.customer_id;
   out.registration_id = result.registration_id;
+  out.capability =
+      result.change == store::CapabilityChange::unchanged ? *request.capability : fresh;
   const std::uint16_t port =
       options_.listener_port != 0 ? options_.listener_port : caller.local_port;
-  out.listener_url =
-      listener_url(options_.listener_host, port,
-                   secret_->callback_secret(result.registration_id, result.generation));
+  out.listener_url = listener_url(options_.listener_host, port, out.capability);
   out.status_frequency_minutes = options_.status_frequency_minutes;
+  out.device = apns::display_token(c.token_hex);
+  out.environment = c.environment;
+  out.token_was_base64 = c.token_was_base64;
+  co_return out;
+}
+
+asio::awaitable<Outcome<Moved>> RegistrationService::move(const MoveRequest& request,
+                                                          const Caller& caller) {
+  auto hash = capability_precheck(request.capability, caller);
+  if (auto* refused = std::get_if<RegistrationRefusal>(&hash)) co_return std::move(*refused);
+  auto checked = check_device(request.device_token, request.environment);
+  if (auto* refused = std::get_if<RegistrationRefusal>(&checked)) co_return std::move(*refused);
+  const CheckedDevice& c = std::get<CheckedDevice>(checked);
+  const store::Actor actor{"registration-api", caller.address};
+  store::CapabilityMove m{std::get<Bytes>(hash), c.token_hex, c.environment};
+  const store::DatabasePool::Job<store::MoveResult> job = [m, actor](store::Connection& conn) {
+    return store::move_with_capability(conn, m, actor);
+  };
+  auto done = co_await pool_.async_run(job, asio::use_awaitable);
+  if (!done) co_return database_refusal(done.error());
+  switch (done->change) {
+    case store::MoveChange::not_found:
+      count_refused_credentials(caller);
+      co_return no_such_registration();
+    case store::MoveChange::device_invalid:
+    case store::MoveChange::device_unregistered:
+      co_return device_refusal(done->change == store::MoveChange::device_invalid, c.environment,
+                               done->device_note);
+    case store::MoveChange::moved:
+    case store::MoveChange::unchanged:
+      break;
+  }
+  if (cache_ != nullptr) {
+    for (const auto& retired : done->retired_secret_hashes) cache_->put_absent(cache_key(retired));
+  }
+  Moved out;
+  out.moved = done->change == store::MoveChange::moved;
+  out.customer_id = done->customer_public_id;
   out.device = apns::display_token(c.token_hex);
   out.environment = c.environment;
   out.token_was_base64 = c.token_was_base64;
@@ -365,39 +475,23 @@ asio::awaitable<Outcome<Registered>> RegistrationService::register_device(
 
 asio::awaitable<Outcome<Unregistered>> RegistrationService::unregister(
     const UnregisterRequest& request, const Caller& caller) {
-  if (auto refused = precheck(request.customer_id, request.registration_key)) {
-    co_return std::move(*refused);
-  }
+  auto hash = capability_precheck(request.capability, caller);
+  if (auto* refused = std::get_if<RegistrationRefusal>(&hash)) co_return std::move(*refused);
   const store::Actor actor{"registration-api", caller.address};
-  using Answer = Admitted<std::optional<Bytes>>;
-  const store::DatabasePool::Job<Answer> job =
-      [this, actor, customer_id = request.customer_id, id = request.registration_id,
-       key_hash = sha384(request.registration_key)](store::Connection& conn) -> Result<Answer> {
-    Answer answer;
-    auto admission = admit(conn, limiter_, customer_id, key_hash);
-    if (!admission) return std::move(admission).error();
-    answer.admission = std::move(*admission);
-    if (answer.admission.gate != Admission::Gate::passed) return answer;
-    auto hash = store::unregister_registration(conn, answer.admission.customer.id, id, actor);
-    if (!hash) return std::move(hash).error();
-    answer.value = std::move(*hash);
-    return answer;
-  };
+  const store::DatabasePool::Job<std::optional<store::Ended>> job =
+      [presented = std::get<Bytes>(hash), actor](store::Connection& conn) {
+        return store::unregister_with_capability(conn, presented, actor);
+      };
   auto done = co_await pool_.async_run(job, asio::use_awaitable);
   if (!done) co_return database_refusal(done.error());
-  if (auto refused = admission_refusal(done->admission, options_.per_customer_per_minute)) {
-    co_return std::move(*refused);
-  }
-  if (!*done->value) {
-    co_return refusal(RefusalKind::not_found, "not_found",
-                      "this customer has no active registration " +
-                          std::to_string(request.registration_id) +
-                          " (it was deleted already, or never was this customer's)");
+  if (!*done) {
+    count_refused_credentials(caller);
+    co_return no_such_registration();
   }
   // This instance's listener answers Unsubscribe from now on; the others re-check the
   // registration in the database on their next write (their cache entries also expire).
-  if (cache_ != nullptr) cache_->put_absent(cache_key(**done->value));
-  co_return Unregistered{done->admission.customer.customer_id, request.registration_id};
+  if (cache_ != nullptr) cache_->put_absent(cache_key((*done)->secret_hash));
+  co_return Unregistered{(*done)->customer_public_id};
 }
 
 }  // namespace mp::relay

@@ -1,6 +1,9 @@
-// The "register" use case (DESIGN.md flow 3): an app registers a mailbox and its device token
-// with its customer's Customer ID and registration key, and gets the listener URL to subscribe
-// with at Exchange; it may move the registration to a new token, and delete it.
+// The "register" use case (DESIGN.md flow 3; docs/registration-api.md): an app registers a
+// mailbox and its device token with its customer's Customer ID and registration key, and gets a
+// capability: the secret of the listener URL it subscribes with at Exchange, and the bearer token
+// that alone may refresh, move (to a new device token) and end that registration. The
+// registration key is in every copy of the app, so it proves the app, not the person: nothing
+// about an existing registration is shown or changed for it.
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
@@ -32,19 +35,25 @@ struct RegistrationOptions {
   std::uint32_t per_customer_per_minute = 600;
   std::map<std::string, std::string> other_regions;  // Customer ID prefix -> registration host
   std::size_t rate_limited_customers = 100000;       // token buckets kept at most
+  std::uint32_t max_per_device = 16;                 // active registrations per device token
+  std::uint32_t max_per_customer = 1000000;          // active registrations per customer
+  // Refused credentials (wrong key, unknown capability) per caller address a minute, then 429.
+  std::uint32_t refusals_per_address_per_minute = 60;
+  std::size_t rate_limited_addresses = 100000;  // token buckets kept at most
 };
 
 // Why a request was refused; the HTTP layer maps `kind` to a status.
 enum class RefusalKind {
   invalid,         // 400: a field is missing or malformed (`field` names it)
   unauthorized,    // 401: unknown Customer ID or wrong registration key (one answer for both)
-  forbidden,       // 403: the customer is disabled or deleted
-  not_found,       // 404: no such active registration of this customer
+  forbidden,       // 403: the customer is disabled or deleted, or a registration quota is full
+  not_found,       // 404: no active registration has the capability presented (or none was)
   device_refused,  // 409: APNs said the token is invalid in this environment, or unregistered
   wrong_region,    // 421: the Customer ID belongs to another region (or to none known)
   rate_limited,    // 429: too many calls for this customer; retry_after says when
   unavailable,     // 503: the database cannot be reached now, or no region secret configured
   internal,        // 500: a bug or an unexpected database error
+  gone,            // 410: a form of the API that is no longer served (registration ids)
   // Refused by the HTTP layer before the service sees the request:
   too_large,    // 413: the body is over its limit
   unsupported,  // 415: the body is not JSON
@@ -65,13 +74,22 @@ struct RegisterRequest {
   std::string mailbox;       // SMTP address; only its HMAC is stored
   std::string device_token;  // hex, or base64 (normalised to hex)
   std::string environment;   // "production" | "development"
-  std::optional<std::string> previous_device_token;
+  // From `Authorization: Bearer`: the capability the app holds for this mailbox on this device,
+  // if any. Presented and right: the registration is refreshed and keeps its URL. Missing or
+  // wrong: a new capability, and the registration it replaces ends.
+  std::optional<std::string> capability;
 };
 
+// PATCH /v1/registrations/self: iOS gave the app a new device token.
+struct MoveRequest {
+  std::string capability;
+  std::string device_token;
+  std::string environment;
+};
+
+// DELETE /v1/registrations/self.
 struct UnregisterRequest {
-  std::string customer_id;
-  std::string registration_key;
-  std::int64_t registration_id = 0;
+  std::string capability;
 };
 
 // Who is calling: for the audit log, and the port the request arrived on (see listener_port).
@@ -80,21 +98,30 @@ struct Caller {
   std::uint16_t local_port = 0;
 };
 
-// What the app needs to subscribe at Exchange.
+// What the app needs to subscribe at Exchange. registration_id is for the log line only: no
+// answer shows it.
 struct Registered {
-  store::RegistrationChange change = store::RegistrationChange::created;
+  store::CapabilityChange change = store::CapabilityChange::created;
   std::string customer_id;
   std::int64_t registration_id = 0;
-  std::string listener_url;  // holds the callback secret: only in the reply, never in a log
+  std::string capability;    // only in the reply, never in a log
+  std::string listener_url;  // holds the capability
   std::uint32_t status_frequency_minutes = 30;
   std::string device;  // apns::display_token of the normalised token
   std::string environment;
   bool token_was_base64 = false;  // the token arrived as base64 and was turned into hex
 };
 
+struct Moved {
+  bool moved = false;  // false: the registration was on that token already
+  std::string customer_id;
+  std::string device;  // apns::display_token of the new token
+  std::string environment;
+  bool token_was_base64 = false;
+};
+
 struct Unregistered {
   std::string customer_id;
-  std::int64_t registration_id = 0;
 };
 
 // EWS event types the app subscribes to (StatusEvent comes without asking): ModifiedEvent on
@@ -106,16 +133,24 @@ using Outcome = std::variant<T, RegistrationRefusal>;
 
 // ---- the pure parts, tested without a database
 
-// A registration request's fields checked and normalised (all but the mailbox, whose HMAC
-// needs the region secret).
-struct CheckedRegistration {
+// A device token and environment checked and normalised.
+struct CheckedDevice {
   std::string token_hex;
   bool token_was_base64 = false;
-  std::optional<std::string> previous_token_hex;
   std::string environment;
 };
 // Field by field, in the order the API documents them; the first problem is the answer.
-Outcome<CheckedRegistration> check_registration(const RegisterRequest& r);
+Outcome<CheckedDevice> check_device(std::string_view device_token, std::string_view environment);
+// The same, after the mailbox (whose HMAC needs the region secret; its form is checked here).
+Outcome<CheckedDevice> check_registration(const RegisterRequest& r);
+
+// What a presented capability may be, decided without the database.
+enum class CapabilityForm {
+  issued,   // 44 characters with this region secret's tag: look it up
+  legacy,   // 43 characters of base64url: a URL issued before capabilities; look it up
+  refused,  // anything else, a made-up one included: no registration has it
+};
+CapabilityForm capability_form(const keys::RegionSecret& secret, std::string_view capability);
 // A Customer ID of another region (its prefix is not ours) is refused naming that region's
 // registration host from `other_regions`, or as an unknown prefix; malformed ones are invalid.
 std::optional<RegistrationRefusal> check_customer_id(std::string_view customer_id,
@@ -133,20 +168,29 @@ class RegistrationService {
 
   boost::asio::awaitable<Outcome<Registered>> register_device(const RegisterRequest& request,
                                                               const Caller& caller);
+  boost::asio::awaitable<Outcome<Moved>> move(const MoveRequest& request, const Caller& caller);
   boost::asio::awaitable<Outcome<Unregistered>> unregister(const UnregisterRequest& request,
                                                            const Caller& caller);
 
   const RegistrationOptions& options() const noexcept { return options_; }
 
  private:
-  // The refusals every call starts with: region secret, Customer ID, key present, rate limit.
-  std::optional<RegistrationRefusal> precheck(std::string_view customer_id, std::string_view key);
+  // The refusals every call starts with: region secret, Customer ID, key present, rate limits.
+  std::optional<RegistrationRefusal> precheck(std::string_view customer_id, std::string_view key,
+                                              const Caller& caller);
+  // The refusals a call with a capability starts with (region secret, the caller's address
+  // limit, the capability's form): the capability's SHA-384, or the refusal.
+  Outcome<Bytes> capability_precheck(std::string_view capability, const Caller& caller);
+  // The caller's address is refused a while after too many refused credentials.
+  std::optional<RegistrationRefusal> address_blocked(const Caller& caller);
+  void count_refused_credentials(const Caller& caller);
 
   RegistrationOptions options_;
   store::DatabasePool& pool_;
   const keys::RegionSecret* secret_;
   RegistrationCache* cache_;
   TokenBucketLimiter limiter_;
+  TokenBucketLimiter address_refusals_;
 };
 
 }  // namespace mp::relay

@@ -36,27 +36,6 @@ Result<T> in_transaction(Connection& conn, Body&& body) {
   }
 }
 
-struct ExistingRegistration {
-  std::int64_t id = 0;
-  std::int64_t device_id = 0;
-  bool active = false;
-  std::uint32_t generation = 0;
-  Bytes secret_hash;
-  int status_frequency_minutes = 0;
-};
-
-ExistingRegistration registration_from(const Row& row) {
-  return {row.i64(0),
-          row.i64(1),
-          row.text(2) == "active",
-          static_cast<std::uint32_t>(row.i64(3)),
-          bytes_of(row.text(4)),
-          static_cast<int>(row.i64(5))};
-}
-
-constexpr std::string_view kRegistrationColumns =
-    "id, device_id, state, secret_generation, secret_hash, status_frequency_minutes";
-
 // The mailbox row of (customer, HMAC), created when missing.
 Result<std::int64_t> ensure_mailbox(Connection& conn, std::int64_t customer_id,
                                     const Bytes& address_hmac) {
@@ -74,9 +53,11 @@ Result<std::int64_t> ensure_mailbox(Connection& conn, std::int64_t customer_id,
   return static_cast<std::int64_t>((*insert)->last_insert_id());
 }
 
+enum class DeviceRefusal { none, invalid, unregistered };
+
 struct DeviceState {
   std::int64_t id = 0;
-  RegistrationChange refused = RegistrationChange::created;  // created = not refused
+  DeviceRefusal refused = DeviceRefusal::none;
   bool reactivated = false;
   std::string note;
 };
@@ -113,13 +94,13 @@ Result<DeviceState> ensure_device(Connection& conn, std::int64_t customer_id,
   d.id = row.i64(0);
   const std::string& state = row.text(1);
   if (state == "invalid") {
-    d.refused = RegistrationChange::device_invalid;
+    d.refused = DeviceRefusal::invalid;
     d.note = row.text(2).empty() ? "BadDeviceToken" : row.text(2);
     return d;
   }
   if (state == "unregistered") {
     if (row.i64(4) == 0) {
-      d.refused = RegistrationChange::device_unregistered;
+      d.refused = DeviceRefusal::unregistered;
       d.note = row.text(3);
       return d;
     }
@@ -143,24 +124,6 @@ Status audit(Connection& conn, const Actor& actor, std::string_view action,
 
 }  // namespace
 
-const char* registration_change_name(RegistrationChange change) noexcept {
-  switch (change) {
-    case RegistrationChange::created:
-      return "created";
-    case RegistrationChange::unchanged:
-      return "unchanged";
-    case RegistrationChange::reactivated:
-      return "reactivated";
-    case RegistrationChange::token_moved:
-      return "token_moved";
-    case RegistrationChange::device_invalid:
-      return "device_invalid";
-    case RegistrationChange::device_unregistered:
-      return "device_unregistered";
-  }
-  return "unchanged";
-}
-
 Result<std::optional<RegistrationCustomer>> find_customer_by_registration_key(
     Connection& conn, std::string_view customer_id, const Bytes& registration_key_hash) {
   auto rows = conn.query(
@@ -177,11 +140,60 @@ Result<std::optional<RegistrationCustomer>> find_customer_by_registration_key(
       RegistrationCustomer{row.i64(0), row.text(1), row.text(2)}};
 }
 
-Result<RegistrationResult> register_device(Connection& conn, const DeviceRegistration& r,
-                                           const CallbackSecretHash& secret_hash_of,
-                                           const Actor& actor) {
-  return in_transaction<RegistrationResult>(conn, [&]() -> Result<RegistrationResult> {
-    RegistrationResult out;
+// ---------------------------------------------------------------- capabilities (issue 17)
+
+const char* capability_change_name(CapabilityChange change) noexcept {
+  switch (change) {
+    case CapabilityChange::created:
+      return "created";
+    case CapabilityChange::unchanged:
+      return "unchanged";
+    case CapabilityChange::replaced:
+      return "replaced";
+    case CapabilityChange::device_invalid:
+      return "device_invalid";
+    case CapabilityChange::device_unregistered:
+      return "device_unregistered";
+    case CapabilityChange::quota_device:
+      return "quota_device";
+    case CapabilityChange::quota_customer:
+      return "quota_customer";
+  }
+  return "unchanged";
+}
+
+namespace {
+
+// Whether the customer may have one more active registration (max 0: no quota). Locks the
+// customer's row first, so that two registrations at once cannot both take the last place; the
+// count runs on ix_registrations_customer_state.
+Result<bool> customer_has_room(Connection& conn, std::int64_t customer_id, std::uint64_t max) {
+  if (max == 0) return true;
+  auto lock = conn.query("SELECT id FROM customers WHERE id = ? FOR UPDATE", {Value{customer_id}});
+  if (!lock) return std::move(lock).error();
+  auto count =
+      conn.query("SELECT COUNT(*) FROM registrations WHERE customer_id = ? AND state = 'active'",
+                 {Value{customer_id}});
+  if (!count) return std::move(count).error();
+  return count->empty() || static_cast<std::uint64_t>(count->front().i64(0)) < max;
+}
+
+// A registration row gone for good (the pair's unique key must be free for another row).
+Status erase_registration_row(Connection& conn, std::int64_t id) {
+  for (std::string_view sql : {"DELETE FROM superseded_subscriptions WHERE registration_id = ?",
+                               "DELETE FROM registrations WHERE id = ?"}) {
+    auto n = conn.execute(sql, {Value{id}});
+    if (!n) return std::move(n).error();
+  }
+  return {};
+}
+
+}  // namespace
+
+Result<CapabilityResult> register_with_capability(Connection& conn, const CapabilityRegistration& r,
+                                                  const Actor& actor) {
+  return in_transaction<CapabilityResult>(conn, [&]() -> Result<CapabilityResult> {
+    CapabilityResult out;
     auto mailbox = ensure_mailbox(conn, r.customer_id, r.mailbox_hmac);
     if (!mailbox) return std::move(mailbox).error();
     out.mailbox_id = *mailbox;
@@ -189,183 +201,194 @@ Result<RegistrationResult> register_device(Connection& conn, const DeviceRegistr
     if (!device) return std::move(device).error();
     out.device_id = device->id;
     out.device_reactivated = device->reactivated;
-    if (device->refused != RegistrationChange::created) {
-      out.change = device->refused;
-      out.device_note = device->note;
+    const auto refuse = [&](CapabilityChange change) -> Result<CapabilityResult> {
+      out.change = change;
       // Nothing is kept (not even a new mailbox row); the COMMIT that follows is a no-op.
       if (auto st = conn.rollback(); !st) return std::move(st).error();
       return out;
+    };
+    if (device->refused == DeviceRefusal::invalid) {
+      out.device_note = device->note;
+      return refuse(CapabilityChange::device_invalid);
+    }
+    if (device->refused == DeviceRefusal::unregistered) {
+      out.device_note = device->note;
+      return refuse(CapabilityChange::device_unregistered);
     }
     const std::int64_t frequency = r.status_frequency_minutes;
     nlohmann::json detail = {{"environment", r.environment}, {"device", redact(r.token_hex)}};
     if (device->reactivated) detail["device_reactivated"] = true;
 
-    // The app's token changed: its registration for this mailbox moves to the new device.
-    std::optional<std::int64_t> old_device;
-    if (r.previous_token_hex && *r.previous_token_hex != r.token_hex) {
-      auto old = conn.query(
-          "SELECT id FROM devices WHERE customer_id = ? AND environment = ? AND token_hex = ?",
-          {Value{r.customer_id}, Value{r.environment}, Value{*r.previous_token_hex}});
-      if (!old) return std::move(old).error();
-      if (!old->empty()) old_device = old->front().i64(0);
-    }
-    // The registrations of this mailbox on the new (and old) device, locked in index order.
     auto rows = conn.query(
-        "SELECT " + std::string(kRegistrationColumns) +
-            " FROM registrations WHERE mailbox_id = ? AND device_id IN (?, ?) ORDER BY id "
-            "FOR UPDATE",
-        {Value{out.mailbox_id}, Value{out.device_id}, Value{old_device.value_or(out.device_id)}});
+        "SELECT id, state, secret_hash FROM registrations WHERE mailbox_id = ? AND device_id = ? "
+        "FOR UPDATE",
+        {Value{out.mailbox_id}, Value{out.device_id}});
     if (!rows) return std::move(rows).error();
-    std::optional<ExistingRegistration> current, moving;
-    for (const Row& row : *rows) {
-      auto reg = registration_from(row);
-      if (reg.device_id == out.device_id) {
-        current = std::move(reg);
-      } else {
-        moving = std::move(reg);
+    const bool exists = !rows->empty();
+    const bool active = exists && rows->front().text(1) == "active";
+    const Bytes stored = exists ? bytes_of(rows->front().text(2)) : Bytes{};
+    if (exists) out.registration_id = rows->front().i64(0);
+
+    if (active && r.presented_hash && constant_time_equal(*r.presented_hash, stored)) {
+      // The app refreshing its own registration: settings may change, the URL does not.
+      auto updated =
+          conn.execute("UPDATE registrations SET status_frequency_minutes = ? WHERE id = ?",
+                       {Value{frequency}, Value{out.registration_id}});
+      if (!updated) return std::move(updated).error();
+      out.change = CapabilityChange::unchanged;
+      if (device->reactivated) {
+        detail["registration"] = out.registration_id;
+        if (auto st = audit(conn, actor, "registration.device_reactivated", r.customer_id, detail);
+            !st)
+          return std::move(st).error();
       }
+      return out;
     }
 
-    if (moving && moving->active) {
-      detail["previous_device"] = redact(*r.previous_token_hex);
-      if (current && current->active) {
-        // The new token registered on its own already: that registration stays, the old one
-        // goes (its token is dead); the app subscribes with the URL it gets now.
-        auto gone = conn.execute(
-            "UPDATE registrations SET state = 'deleted', deleted_at = UTC_TIMESTAMP(6) "
-            "WHERE id = ?",
-            {Value{moving->id}});
-        if (!gone) return std::move(gone).error();
-        out.retired_secret_hashes.push_back(moving->secret_hash);
-        detail["registration"] = moving->id;
-        detail["replaced_by"] = current->id;
-        if (auto st = audit(conn, actor, "registration.deleted", r.customer_id, detail); !st)
-          return std::move(st).error();
-        detail.erase("replaced_by");
-        // ...and `current` is answered below like a repeated registration.
-      } else {
-        if (current) {
-          // A deleted registration of the new token is in the way of the unique (mailbox,
-          // device) pair; its URL is dead already, so its row goes for good.
-          for (std::string_view sql :
-               {"DELETE FROM superseded_subscriptions WHERE registration_id = ?",
-                "DELETE FROM registrations WHERE id = ? AND state = 'deleted'"}) {
-            auto n = conn.execute(sql, {Value{current->id}});
-            if (!n) return std::move(n).error();
-          }
-        }
-        auto moved = conn.execute(
-            "UPDATE registrations SET device_id = ?, status_frequency_minutes = ? WHERE id = ?",
-            {Value{out.device_id}, Value{frequency}, Value{moving->id}});
-        if (!moved) return std::move(moved).error();
-        out.change = RegistrationChange::token_moved;
-        out.registration_id = moving->id;
-        out.generation = moving->generation;
-        detail["registration"] = moving->id;
-        detail["generation"] = moving->generation;
-        if (auto st = audit(conn, actor, "registration.token_moved", r.customer_id, detail); !st)
-          return std::move(st).error();
-        return out;
-      }
+    if (active) {
+      // Registered again without its capability (a reinstalled app, or someone who knows the
+      // address and the token): a new capability; the old URL ends, and with it its Exchange
+      // subscription. The count of the mailbox stays the device's.
+      auto rekeyed = conn.execute(
+          "UPDATE registrations SET secret_hash = ?, secret_tagged = 1, "
+          "secret_generation = secret_generation + 1, subscription_id = NULL, "
+          "superseded_subscription = NULL, watermark = NULL, "
+          "last_heard_at = NULL, status_frequency_minutes = ? WHERE id = ?",
+          {blob(r.new_hash), Value{frequency}, Value{out.registration_id}});
+      if (!rekeyed) return std::move(rekeyed).error();
+      auto history = conn.execute("DELETE FROM superseded_subscriptions WHERE registration_id = ?",
+                                  {Value{out.registration_id}});
+      if (!history) return std::move(history).error();
+      out.retired_secret_hashes.push_back(stored);
+      out.change = CapabilityChange::replaced;
+      detail["registration"] = out.registration_id;
+      if (auto st = audit(conn, actor, "registration.replaced", r.customer_id, detail); !st)
+        return std::move(st).error();
+      return out;
     }
 
-    if (!current) {
-      // The secret is derived from the id, known only after the insert: a random placeholder
-      // (unique like every hash) holds the row until the real hash replaces it.
+    // A new active registration: the quotas first.
+    if (r.max_per_device > 0) {
+      auto count =
+          conn.query("SELECT COUNT(*) FROM registrations WHERE device_id = ? AND state = 'active'",
+                     {Value{out.device_id}});
+      if (!count) return std::move(count).error();
+      if (!count->empty() && count->front().i64(0) >= r.max_per_device) {
+        return refuse(CapabilityChange::quota_device);
+      }
+    }
+    auto room = customer_has_room(conn, r.customer_id, r.max_per_customer);
+    if (!room) return std::move(room).error();
+    if (!*room) return refuse(CapabilityChange::quota_customer);
+
+    if (exists) {
+      // Its deleted row holds the pair: used again, with the new capability and a fresh state.
+      auto revived = conn.execute(
+          "UPDATE registrations SET state = 'active', deleted_at = NULL, secret_hash = ?, "
+          "secret_tagged = 1, secret_generation = secret_generation + 1, subscription_id = NULL, "
+          "superseded_subscription = NULL, watermark = NULL, last_heard_at = NULL, "
+          "status_frequency_minutes = ? WHERE id = ?",
+          {blob(r.new_hash), Value{frequency}, Value{out.registration_id}});
+      if (!revived) return std::move(revived).error();
+      auto history = conn.execute("DELETE FROM superseded_subscriptions WHERE registration_id = ?",
+                                  {Value{out.registration_id}});
+      if (!history) return std::move(history).error();
+    } else {
       auto insert = conn.prepare(
           "INSERT INTO registrations (customer_id, mailbox_id, device_id, secret_hash, "
-          "secret_generation, status_frequency_minutes) VALUES (?, ?, ?, ?, 0, ?)");
+          "secret_tagged, secret_generation, status_frequency_minutes) VALUES (?, ?, ?, ?, 1, 0, "
+          "?)");
       if (!insert) return std::move(insert).error();
       const Value params[] = {Value{r.customer_id}, Value{out.mailbox_id}, Value{out.device_id},
-                              blob(random_bytes(48)), Value{frequency}};
+                              blob(r.new_hash), Value{frequency}};
       if (auto st = (*insert)->execute(params); !st) return std::move(st).error();
       out.registration_id = static_cast<std::int64_t>((*insert)->last_insert_id());
-      out.generation = 0;
-      auto keyed =
-          conn.execute("UPDATE registrations SET secret_hash = ? WHERE id = ?",
-                       {blob(secret_hash_of(out.registration_id, 0)), Value{out.registration_id}});
-      if (!keyed) return std::move(keyed).error();
-      out.change = RegistrationChange::created;
-      detail["registration"] = out.registration_id;
-      if (auto st = audit(conn, actor, "registration.created", r.customer_id, detail); !st)
-        return std::move(st).error();
-      return out;
     }
-
-    out.registration_id = current->id;
-    if (!current->active) {
-      // Registered again after a delete: a new generation, so the old Exchange subscription's
-      // URL stays dead; the old binding and watermark belong to that subscription.
-      out.generation = current->generation + 1;
-      auto revived = conn.execute(
-          "UPDATE registrations SET state = 'active', deleted_at = NULL, secret_generation = ?, "
-          "secret_hash = ?, subscription_id = NULL, superseded_subscription = NULL, "
-          "watermark = NULL, last_heard_at = NULL, status_frequency_minutes = ? WHERE id = ?",
-          {Value{std::int64_t{out.generation}}, blob(secret_hash_of(current->id, out.generation)),
-           Value{frequency}, Value{current->id}});
-      if (!revived) return std::move(revived).error();
-      out.change = RegistrationChange::reactivated;
-      detail["registration"] = current->id;
-      detail["generation"] = out.generation;
-      if (auto st = audit(conn, actor, "registration.reactivated", r.customer_id, detail); !st)
-        return std::move(st).error();
-      return out;
-    }
-
-    out.generation = current->generation;
-    out.change = RegistrationChange::unchanged;
-    const Bytes expected = secret_hash_of(current->id, current->generation);
-    const bool rekey = !constant_time_equal(expected, current->secret_hash);
-    if (rekey || current->status_frequency_minutes != r.status_frequency_minutes) {
-      auto updated = conn.execute(
-          "UPDATE registrations SET secret_hash = ?, status_frequency_minutes = ? WHERE id = ?",
-          {blob(expected), Value{frequency}, Value{current->id}});
-      if (!updated) return std::move(updated).error();
-    }
-    if (rekey) {
-      // The stored hash is not this region secret's (the secret file was replaced, or the row
-      // was written by a tool): the URL given now replaces the old one.
-      out.retired_secret_hashes.push_back(current->secret_hash);
-      detail["registration"] = current->id;
-      if (auto st = audit(conn, actor, "registration.rekeyed", r.customer_id, detail); !st)
-        return std::move(st).error();
-    } else if (device->reactivated) {
-      detail["registration"] = current->id;
-      if (auto st = audit(conn, actor, "registration.device_reactivated", r.customer_id, detail);
-          !st)
-        return std::move(st).error();
-    }
+    out.change = CapabilityChange::created;
+    detail["registration"] = out.registration_id;
+    if (auto st = audit(conn, actor, "registration.created", r.customer_id, detail); !st)
+      return std::move(st).error();
     return out;
   });
 }
 
-Result<std::optional<Bytes>> unregister_registration(Connection& conn, std::int64_t customer_id,
-                                                     std::int64_t registration_id,
-                                                     const Actor& actor) {
-  return in_transaction<std::optional<Bytes>>(conn, [&]() -> Result<std::optional<Bytes>> {
-    // Only the registration row is locked; the device is read for the audit row.
+Result<MoveResult> move_with_capability(Connection& conn, const CapabilityMove& m,
+                                        const Actor& actor) {
+  return in_transaction<MoveResult>(conn, [&]() -> Result<MoveResult> {
+    MoveResult out;
     auto rows = conn.query(
-        "SELECT secret_hash, secret_generation, device_id FROM registrations "
-        "WHERE id = ? AND customer_id = ? AND state = 'active' FOR UPDATE",
-        {Value{registration_id}, Value{customer_id}});
+        "SELECT r.id, r.customer_id, r.mailbox_id, r.device_id, c.customer_id FROM registrations r "
+        "JOIN customers c ON c.id = r.customer_id "
+        "WHERE r.secret_hash = ? AND r.state = 'active' FOR UPDATE",
+        {blob(m.presented_hash)});
     if (!rows) return std::move(rows).error();
-    if (rows->empty()) return std::optional<Bytes>{};
-    const Row& row = rows->front();
-    auto device =
-        conn.query("SELECT environment, token_hex FROM devices WHERE id = ?", {Value{row.i64(2)}});
+    if (rows->empty()) return out;  // not_found
+    const std::int64_t id = rows->front().i64(0);
+    out.customer_id = rows->front().i64(1);
+    const std::int64_t mailbox_id = rows->front().i64(2);
+    const std::int64_t old_device = rows->front().i64(3);
+    out.customer_public_id = rows->front().text(4);
+    auto device = ensure_device(conn, out.customer_id, m.environment, m.token_hex);
     if (!device) return std::move(device).error();
+    if (device->refused != DeviceRefusal::none) {
+      out.change = device->refused == DeviceRefusal::invalid ? MoveChange::device_invalid
+                                                             : MoveChange::device_unregistered;
+      out.device_note = device->note;
+      if (auto st = conn.rollback(); !st) return std::move(st).error();
+      return out;
+    }
+    if (device->id == old_device) {
+      out.change = MoveChange::unchanged;
+      return out;
+    }
+    // What the new token already has for this mailbox gives way to the presented registration.
+    auto other = conn.query(
+        "SELECT id, state, secret_hash FROM registrations WHERE mailbox_id = ? AND device_id = ? "
+        "FOR UPDATE",
+        {Value{mailbox_id}, Value{device->id}});
+    if (!other) return std::move(other).error();
+    nlohmann::json detail = {
+        {"registration", id}, {"environment", m.environment}, {"device", redact(m.token_hex)}};
+    if (!other->empty()) {
+      const std::int64_t other_id = other->front().i64(0);
+      if (other->front().text(1) == "active") {
+        out.retired_secret_hashes.push_back(bytes_of(other->front().text(2)));
+        detail["replaced"] = other_id;
+      }
+      if (auto st = erase_registration_row(conn, other_id); !st) return std::move(st).error();
+    }
+    auto moved = conn.execute("UPDATE registrations SET device_id = ? WHERE id = ?",
+                              {Value{device->id}, Value{id}});
+    if (!moved) return std::move(moved).error();
+    out.change = MoveChange::moved;
+    if (auto st = audit(conn, actor, "registration.token_moved", out.customer_id, detail); !st)
+      return std::move(st).error();
+    return out;
+  });
+}
+
+Result<std::optional<Ended>> unregister_with_capability(Connection& conn, const Bytes& presented,
+                                                        const Actor& actor) {
+  return in_transaction<std::optional<Ended>>(conn, [&]() -> Result<std::optional<Ended>> {
+    auto rows = conn.query(
+        "SELECT r.id, r.customer_id, d.environment, d.token_hex, c.customer_id "
+        "FROM registrations r JOIN devices d ON d.id = r.device_id "
+        "JOIN customers c ON c.id = r.customer_id WHERE r.secret_hash = ? AND r.state = 'active' "
+        "FOR UPDATE",
+        {blob(presented)});
+    if (!rows) return std::move(rows).error();
+    if (rows->empty()) return std::optional<Ended>{};
+    const Row& row = rows->front();
     auto gone = conn.execute(
         "UPDATE registrations SET state = 'deleted', deleted_at = UTC_TIMESTAMP(6) WHERE id = ?",
-        {Value{registration_id}});
+        {Value{row.i64(0)}});
     if (!gone) return std::move(gone).error();
-    nlohmann::json detail = {{"registration", registration_id}, {"generation", row.i64(1)}};
-    if (!device->empty()) {
-      detail["environment"] = device->front().text(0);
-      detail["device"] = redact(device->front().text(1));
-    }
-    if (auto st = audit(conn, actor, "registration.deleted", customer_id, detail); !st)
+    nlohmann::json detail = {{"registration", row.i64(0)},
+                             {"environment", row.text(2)},
+                             {"device", redact(row.text(3))}};
+    if (auto st = audit(conn, actor, "registration.deleted", row.i64(1), detail); !st)
       return std::move(st).error();
-    return std::optional<Bytes>{bytes_of(row.text(0))};
+    return std::optional<Ended>{Ended{row.i64(1), row.text(4), presented}};
   });
 }
 

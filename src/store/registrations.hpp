@@ -3,7 +3,6 @@
 #pragma once
 
 #include <cstdint>
-#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -46,66 +45,80 @@ struct RegistrationCustomer {
 Result<std::optional<RegistrationCustomer>> find_customer_by_registration_key(
     Connection& conn, std::string_view customer_id, const Bytes& registration_key_hash);
 
-// SHA-384 of the callback secret of (registration id, generation), as
-// keys::RegionSecret::callback_secret_hash computes it. The store never sees a secret.
-using CallbackSecretHash =
-    std::function<Bytes(std::int64_t registration_id, std::uint32_t generation)>;
+// ---------------------------------------------------------------- capabilities (issue 17)
+//
+// A registration's listener secret is its capability: whoever holds it may refresh, move and
+// end that registration, and nobody else may. The store sees only SHA-384 hashes.
 
-struct DeviceRegistration {
+struct CapabilityRegistration {
   std::int64_t customer_id = 0;  // customers.id
   Bytes mailbox_hmac;            // 32 bytes: RegionSecret::mailbox_hmac of the address
-  std::string token_hex;         // normalised (apns::normalize_device_token)
+  std::string token_hex;         // normalised
   std::string environment;       // "production" | "development"
-  // The token this app had before, in the same environment: its registration for this mailbox
-  // moves to `token_hex`, keeping id, secret and EWS binding.
-  std::optional<std::string> previous_token_hex;
   int status_frequency_minutes = 30;
+  std::optional<Bytes> presented_hash;  // SHA-384 of the capability the app presented, if any
+  Bytes new_hash;                       // SHA-384 of a newly issued capability, used if needed
+  std::uint32_t max_per_device = 0;     // active registrations per device token; 0: no quota
+  std::uint64_t max_per_customer = 0;   // active registrations per customer; 0: no quota
 };
 
-enum class RegistrationChange {
-  created,      // a new registration (generation 0)
-  unchanged,    // customer + mailbox + token + environment were registered: same id and URL
-  reactivated,  // it had been deleted: same id, next generation, so a new URL
-  token_moved,  // previous_token_hex's registration now belongs to token_hex: same id and URL
-  // Nothing written; the device is refused:
-  device_invalid,       // APNs answered BadDeviceToken for it in this environment
+enum class CapabilityChange {
+  created,    // a new registration (or one registered again after its delete): new_hash is it
+  unchanged,  // the presented capability is this device and mailbox's active registration
+  replaced,   // an active registration of this device and mailbox, presented without (or with a
+              // wrong) capability: it ends (its URL answers Unsubscribe), new_hash replaces it
+  // Nothing written:
+  device_invalid,       // APNs answered BadDeviceToken for the token in this environment
   device_unregistered,  // APNs reported it unregistered at a time not before this request
+  quota_device,         // the token has max_per_device active registrations already
+  quota_customer,       // the customer has max_per_customer active registrations already
 };
-const char* registration_change_name(RegistrationChange change) noexcept;
+const char* capability_change_name(CapabilityChange change) noexcept;
 
-struct RegistrationResult {
-  RegistrationChange change = RegistrationChange::created;
-  std::int64_t registration_id = 0;
-  std::uint32_t generation = 0;  // of registration_id's callback secret
+struct CapabilityResult {
+  CapabilityChange change = CapabilityChange::created;
+  std::int64_t registration_id = 0;  // internal; never shown to callers
   std::int64_t mailbox_id = 0;
   std::int64_t device_id = 0;
-  // A device that APNs had reported unregistered and that registered again after that time.
   bool device_reactivated = false;
-  // Secret hashes that stopped being valid in this call (a registration re-keyed, or the
-  // registration the new token already had replacing the moved one): caches must drop them.
-  std::vector<Bytes> retired_secret_hashes;
-  // For device_invalid / device_unregistered: APNs' reason or time, safe to show the app.
-  std::string device_note;
+  std::vector<Bytes> retired_secret_hashes;  // caches must drop them
+  std::string device_note;                   // device_invalid / device_unregistered
 };
 
-// One transaction (re-run on deadlock): finds or creates the mailbox, the device and the
-// registration, in that locking order, and writes an audit row (`actor`; the token only
-// redacted, no address) when something changed. Idempotent: the same customer, mailbox, token
-// and environment give the same id and generation. A deleted registration is reactivated with
-// generation + 1; an `unregistered` device becomes active again when APNs' unregistered time
-// is before now; an `invalid` one is refused. `secret_hash_of` gives the hash stored for
-// (id, generation); an active registration whose stored hash differs (the region secret was
-// replaced) is re-keyed to it.
-Result<RegistrationResult> register_device(Connection& conn, const DeviceRegistration& r,
-                                           const CallbackSecretHash& secret_hash_of,
-                                           const Actor& actor);
+// One transaction (re-run on deadlock), audited: finds or creates mailbox and device, then the
+// registration of that pair, as CapabilityChange says.
+Result<CapabilityResult> register_with_capability(Connection& conn, const CapabilityRegistration& r,
+                                                  const Actor& actor);
 
-// Soft-deletes an active registration of this customer (customers.id) with its audit row, so
-// the listener answers Unsubscribe to it. Returns its secret hash (for the listener's cache),
-// or nullopt when the customer has no such active registration.
-Result<std::optional<Bytes>> unregister_registration(Connection& conn, std::int64_t customer_id,
-                                                     std::int64_t registration_id,
-                                                     const Actor& actor);
+struct CapabilityMove {
+  Bytes presented_hash;
+  std::string token_hex;    // the device's new token
+  std::string environment;  // its environment
+};
+enum class MoveChange { moved, unchanged, not_found, device_invalid, device_unregistered };
+struct MoveResult {
+  MoveChange change = MoveChange::not_found;
+  std::int64_t customer_id = 0;
+  std::string customer_public_id;            // "use1-…", for logs
+  std::vector<Bytes> retired_secret_hashes;  // a registration the new token had for the mailbox
+  std::string device_note;
+};
+// Moves the active registration whose capability was presented to another device token (iOS gave
+// the app a new one), keeping its URL and Exchange subscription. A registration the new token
+// already had for the same mailbox ends (the presented one wins). not_found: no active
+// registration has that capability (a wrong one gets the same answer).
+Result<MoveResult> move_with_capability(Connection& conn, const CapabilityMove& m,
+                                        const Actor& actor);
+
+// Ends the active registration whose capability was presented (the listener then answers
+// Unsubscribe). nullopt: none has it.
+struct Ended {
+  std::int64_t customer_id = 0;
+  std::string customer_public_id;  // "use1-…", for logs
+  Bytes secret_hash;
+};
+Result<std::optional<Ended>> unregister_with_capability(Connection& conn, const Bytes& presented,
+                                                        const Actor& actor);
 
 // ---------------------------------------------------------------- silent subscriptions
 

@@ -184,11 +184,9 @@ class Fanout : public ::testing::Test {
     EXPECT_EQ(reply.status, 201) << reply.body;
     const auto j = json::parse(reply.body, nullptr, false);
     Device d;
-    d.registration.secret = secret_of_listener_url(j.value("listener_url", ""));
-    d.registration.id =
-        j.is_object() && j.contains("registration_id") && j["registration_id"].is_number()
-            ? j["registration_id"].get<std::int64_t>()
-            : 0;
+    d.registration.secret = j.is_object() ? j.value("capability", "") : "";
+    EXPECT_EQ(secret_of_listener_url(j.value("listener_url", "")), d.registration.secret);
+    EXPECT_FALSE(j.contains("registration_id")) << "no id is shown";
     d.token = token;
     d.subscription = "sub-" + hex_encode(random_bytes(6));
     return d;
@@ -302,8 +300,7 @@ TEST_F(Fanout, EveryDeviceOfTheMailboxGetsTheExactBadgeAndNoOtherDevice) {
   }
   EXPECT_EQ(scalar("SELECT COUNT(*) FROM outbox"), 0) << "delivered rows are removed";
   // Unregistered: its URL is told to Unsubscribe, and it gets no more badges.
-  const auto gone = delete_registration(port_, std::to_string(tablet.registration.id),
-                                        customer_public_, registration_key_);
+  const auto gone = delete_registration(port_, tablet.registration.secret);
   ASSERT_EQ(gone.status, 200) << gone.body;
   const auto answer = post(tablet, unread_event("wm-4", 9));
   EXPECT_EQ(answer.status, 200);

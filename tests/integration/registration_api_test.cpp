@@ -1,8 +1,9 @@
 // The registration API end to end: a real mailpushd over HTTPS on the real MariaDB, the customer
 // onboarded through the portal API with the test push certificates. Register, call the listener
-// URL like Exchange, repeat, add devices, move tokens, unregister (Unsubscribe), register again
-// (a new URL); every refusal with its status and reason, nothing written for hostile input, and
-// no key, address, token or callback secret in mailpushd's log.
+// URL like Exchange, refresh with the capability, add devices, move tokens, unregister
+// (Unsubscribe), register again (a new URL); without or with a wrong capability nothing changes
+// and no existing URL is shown; ids are no handle; every refusal with its status and reason,
+// nothing written for hostile input, and no key, address, token or capability in the log.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -135,95 +136,104 @@ class RegistrationApi : public ::testing::Test {
   OnboardedCustomer customer_;
 };
 
-TEST_F(RegistrationApi, RegisterSubscribeRepeatMoveUnregisterAndRegisterAgain) {
+TEST_F(RegistrationApi, RegisterSubscribeRefreshMoveUnregisterAndRegisterAgain) {
   start();
-  // Registered: a listener URL on this listener, and what to subscribe with.
+  // Registered: a capability, the listener URL that holds it, and what to subscribe with.
   const auto first = post_registration(port_, registration(kToken));
   ASSERT_EQ(first.status, 201) << first.body;
   EXPECT_EQ(first.header("Cache-Control"), "no-store");
   const json r1 = body_of(first);
   const std::string url = r1["listener_url"];
-  EXPECT_EQ(url.rfind("https://localhost:" + std::to_string(port_) + "/ews/v1/notify/", 0), 0u)
-      << url;
-  EXPECT_EQ(secret_of_listener_url(url).size(), 43u);
+  const std::string cap = r1["capability"];
+  EXPECT_EQ(url, "https://localhost:" + std::to_string(port_) + "/ews/v1/notify/" + cap);
+  EXPECT_EQ(cap.size(), 44u);
+  EXPECT_FALSE(r1.contains("registration_id")) << "no id is shown";
   EXPECT_EQ(r1["status_frequency_minutes"], 15);
   EXPECT_EQ(r1["event_types"], json::array({"NewMailEvent", "ModifiedEvent"}));
   EXPECT_EQ(r1["device"], "a1b2c3d4…(64)");
   EXPECT_EQ(r1["change"], "created");
-  const std::int64_t id = r1["registration_id"];
   EXPECT_EQ(count("SELECT COUNT(*) FROM registrations WHERE secret_hash = UNHEX('" +
-                  hex_encode(sha384(secret_of_listener_url(url))) + "')"),
+                  hex_encode(sha384(cap)) + "')"),
             1)
-      << "only the secret's SHA-384 is stored";
+      << "only the capability's SHA-384 is stored";
 
   // Exchange's first callback (StatusEvent) at that URL is answered OK.
   EXPECT_EQ(callback(url), "OK");
 
-  // The same registration again (any case, any blanks): the same URL.
-  const auto again = post_registration(port_, registration(kToken, "  alice.liddell@example.com"));
+  // Refreshed by the app with its capability (any case, any blanks in the address; the token
+  // as base64, the classic mistake the relay turns into hex): the same URL.
+  const auto again =
+      post_registration(port_, registration(kTokenBase64, "  alice.liddell@example.com"), cap);
   ASSERT_EQ(again.status, 200) << again.body;
   EXPECT_EQ(body_of(again)["listener_url"], url);
   EXPECT_EQ(body_of(again)["change"], "unchanged");
-
-  // The same token sent as base64 (the classic mistake) is turned into hex: the same device,
-  // so the same registration and URL, with a note for the app's developers.
-  const auto base64 = post_registration(port_, registration(kTokenBase64));
-  ASSERT_EQ(base64.status, 200) << base64.body;
-  EXPECT_EQ(body_of(base64)["listener_url"], url);
-  EXPECT_EQ(body_of(base64)["device"], "a1b2c3d4…(64)");
-  EXPECT_NE(body_of(base64)["notes"].dump().find("base64"), std::string::npos) << base64.body;
-  EXPECT_EQ(count("SELECT COUNT(*) FROM devices WHERE token_hex = '" + kToken + "'"), 1);
+  EXPECT_EQ(body_of(again)["device"], "a1b2c3d4…(64)");
+  EXPECT_NE(body_of(again)["notes"].dump().find("base64"), std::string::npos) << again.body;
   EXPECT_EQ(count("SELECT COUNT(*) FROM devices"), 1);
+  EXPECT_EQ(callback(url), "OK");
 
   // A second device of the mailbox has its own registration and URL.
   const std::string token2 = hex_encode(random_bytes(32));
   const auto other_device = post_registration(port_, registration(token2));
   ASSERT_EQ(other_device.status, 201) << other_device.body;
   const json r2 = body_of(other_device);
-  EXPECT_NE(r2["registration_id"], id);
+  const std::string cap2 = r2["capability"];
   EXPECT_NE(r2["listener_url"], url);
   EXPECT_EQ(count("SELECT COUNT(*) FROM mailboxes"), 1);
   EXPECT_EQ(count("SELECT COUNT(*) FROM registrations WHERE state = 'active'"), 2);
 
-  // The app's token changed: the registration moves, the URL stays.
+  // The app's token changed: the registration moves with its capability, the URL stays. The
+  // old token and the registration key (in every copy of the app) move nothing.
   const std::string token3 = hex_encode(random_bytes(32));
-  json move = registration(token3);
-  move["previous_device_token"] = token2;
-  const auto moved = post_registration(port_, move);
+  for (const std::string& wrong : {std::string(), std::string("not-a-capability"), cap2 + "x"}) {
+    const auto refused = move_registration(port_, wrong, token3);
+    EXPECT_EQ(refused.status, 404) << refused.body;
+    EXPECT_EQ(body_of(refused)["error"], "not_found");
+  }
+  const auto moved = move_registration(port_, cap2, token3);
   ASSERT_EQ(moved.status, 200) << moved.body;
-  EXPECT_EQ(body_of(moved)["change"], "token_moved");
-  EXPECT_EQ(body_of(moved)["listener_url"], r2["listener_url"]);
-  EXPECT_EQ(body_of(moved)["registration_id"], r2["registration_id"]);
+  EXPECT_EQ(body_of(moved)["change"], "moved");
+  EXPECT_EQ(count("SELECT COUNT(*) FROM devices d JOIN registrations r ON r.device_id = d.id "
+                  "WHERE d.token_hex = '" +
+                  token3 + "'"),
+            1);
   EXPECT_EQ(callback(r2["listener_url"]), "OK");
 
-  // Unregister: Exchange is told to Unsubscribe; a second delete finds nothing.
-  const auto gone = delete_registration(port_, std::to_string(id), customer_.customer_id,
-                                        customer_.registration_key);
+  // Unregister with the capability: Exchange is told to Unsubscribe; a second delete, a delete
+  // without a capability or with a wrong one, all get the same 404; an id gets 410.
+  for (const std::string& wrong : {std::string(), cap + "x", std::string(44, 'A')}) {
+    const auto refused = delete_registration(port_, wrong);
+    EXPECT_EQ(refused.status, 404) << refused.body;
+  }
+  EXPECT_EQ(callback(url), "OK") << "nothing ended";
+  const auto gone = delete_registration(port_, cap);
   ASSERT_EQ(gone.status, 200) << gone.body;
   EXPECT_EQ(body_of(gone)["state"], "deleted");
   EXPECT_EQ(callback(url), "Unsubscribe");
-  const auto twice = delete_registration(port_, std::to_string(id), customer_.customer_id,
-                                         customer_.registration_key);
+  const auto twice = delete_registration(port_, cap);
   EXPECT_EQ(twice.status, 404) << twice.body;
   EXPECT_EQ(body_of(twice)["error"], "not_found");
-  const auto wrong_key =
-      delete_registration(port_, r2["registration_id"].dump(), customer_.customer_id, "rk_wrong");
-  EXPECT_EQ(wrong_key.status, 401) << wrong_key.body;
+  const auto by_id = https_request(
+      port_, "DELETE", "/v1/registrations/2",
+      json{{"customer_id", customer_.customer_id}, {"registration_key", customer_.registration_key}}
+          .dump(),
+      {{"Content-Type", "application/json"}});
+  EXPECT_EQ(by_id.status, 410) << by_id.body;
+  EXPECT_EQ(callback(r2["listener_url"]), "OK") << "registration 2 is still there";
 
   // Registered again: a new URL; the old one stays dead.
-  const auto back = post_registration(port_, registration(kToken));
+  const auto back = post_registration(port_, registration(kToken), cap);
   ASSERT_EQ(back.status, 201) << back.body;
-  EXPECT_EQ(body_of(back)["change"], "reactivated");
-  EXPECT_EQ(body_of(back)["registration_id"], id);
+  EXPECT_EQ(body_of(back)["change"], "created");
   const std::string new_url = body_of(back)["listener_url"];
   EXPECT_NE(new_url, url);
   EXPECT_EQ(callback(url), "Unsubscribe");
   EXPECT_EQ(callback(new_url), "OK");
 
-  // Audit rows for each change; counted per result.
+  // Audit rows for each change (created, created, moved, deleted, created); counted per result.
   EXPECT_EQ(count("SELECT COUNT(*) FROM audit_log WHERE actor = 'registration-api'"), 5);
   const auto metrics = https_request(port_, "GET", "/metrics").body;
-  EXPECT_NE(metrics.find("mailpush_registration_requests_total{result=\"created\"} 2"),
+  EXPECT_NE(metrics.find("mailpush_registration_requests_total{result=\"created\"} 3"),
             std::string::npos)
       << metrics;
   EXPECT_NE(metrics.find("mailpush_registration_requests_total{result=\"deleted\"} 1"),
@@ -236,13 +246,58 @@ TEST_F(RegistrationApi, RegisterSubscribeRepeatMoveUnregisterAndRegisterAgain) {
   daemon_.reset();
   EXPECT_NE(log.find("\"registration.registered\""), std::string::npos) << log;
   for (const std::string& secret :
-       {customer_.registration_key, customer_.admin_key, kToken, kTokenBase64, token2, token3,
-        secret_of_listener_url(url), secret_of_listener_url(new_url),
-        secret_of_listener_url(r2["listener_url"])}) {
+       {customer_.registration_key, customer_.admin_key, kToken, kTokenBase64, token2, token3, cap,
+        cap2, secret_of_listener_url(new_url)}) {
     EXPECT_EQ(log.find(secret), std::string::npos) << "leaked: " << secret.substr(0, 8) << "…";
   }
   EXPECT_EQ(lower(log).find("alice.liddell"), std::string::npos) << "the mailbox address leaked";
   EXPECT_EQ(log.find(kToken.substr(8, 24)), std::string::npos) << "more than a token prefix";
+}
+
+TEST_F(RegistrationApi, ARepeatWithoutTheCapabilityNeverShowsTheExistingUrl) {
+  start();
+  // The owner registers; someone who learned the address and the token (and has the key, as
+  // every copy of the app does) registers the same pair.
+  const auto owner = post_registration(port_, registration(kToken));
+  ASSERT_EQ(owner.status, 201) << owner.body;
+  const std::string owner_url = body_of(owner)["listener_url"];
+  EXPECT_EQ(callback(owner_url), "OK");
+  std::vector<std::string> seen = {owner_url};
+  for (const std::string& presented :
+       {std::string(), std::string(44, 'A'), std::string("Bearer-garbage")}) {
+    const auto repeat = post_registration(port_, registration(kToken), presented);
+    ASSERT_EQ(repeat.status, 201) << repeat.body;
+    const json r = body_of(repeat);
+    EXPECT_EQ(r["change"], "replaced");
+    for (const auto& old : seen) EXPECT_NE(r["listener_url"], old) << "an existing URL shown";
+    EXPECT_NE(r["notes"].dump().find("another capability"), std::string::npos) << repeat.body;
+    seen.push_back(r["listener_url"]);
+  }
+  // Each replaced URL answers Unsubscribe, so Exchange drops its subscription; only the newest
+  // holds.
+  for (std::size_t i = 0; i + 1 < seen.size(); ++i) EXPECT_EQ(callback(seen[i]), "Unsubscribe");
+  EXPECT_EQ(callback(seen.back()), "OK");
+  EXPECT_EQ(count("SELECT COUNT(*) FROM registrations"), 1);
+}
+
+TEST_F(RegistrationApi, QuotasAndRefusedCredentialsPerAddressAreClear) {
+  start({{"max_per_device", 2}, {"refusals_per_address_per_minute", 5}});
+  ASSERT_EQ(post_registration(port_, registration(kToken, "a@example.com")).status, 201);
+  ASSERT_EQ(post_registration(port_, registration(kToken, "b@example.com")).status, 201);
+  const auto full = post_registration(port_, registration(kToken, "c@example.com"));
+  EXPECT_EQ(full.status, 403) << full.body;
+  EXPECT_EQ(body_of(full)["error"], "quota_device");
+  EXPECT_NE(body_of(full)["message"].get<std::string>().find("max_per_device"), std::string::npos);
+
+  // Five refused credentials from this address, then 429 with Retry-After for it.
+  json wrong = registration(kToken);
+  wrong["registration_key"] = "rk_guess";
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(post_registration(port_, wrong).status, 401);
+  for (int i = 0; i < 2; ++i) EXPECT_EQ(delete_registration(port_, "guess").status, 404);
+  const auto limited = delete_registration(port_, std::string(44, 'B'));
+  EXPECT_EQ(limited.status, 429) << limited.body;
+  EXPECT_FALSE(limited.header("Retry-After").empty());
+  EXPECT_EQ(post_registration(port_, wrong).status, 429);
 }
 
 TEST_F(RegistrationApi, RefusalsNameTheProblemAndWriteNothing) {

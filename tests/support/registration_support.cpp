@@ -52,15 +52,25 @@ HttpReply post_registration_raw(std::uint16_t port, const std::string& body,
   return https_request(port, "POST", "/v1/registrations", body, {{"Content-Type", content_type}});
 }
 
-HttpReply post_registration(std::uint16_t port, const nlohmann::json& body) {
-  return post_registration_raw(port, body.dump());
+HttpReply post_registration(std::uint16_t port, const nlohmann::json& body,
+                            const std::string& capability) {
+  std::vector<std::pair<std::string, std::string>> headers = {{"Content-Type", "application/json"}};
+  if (!capability.empty()) headers.emplace_back("Authorization", "Bearer " + capability);
+  return https_request(port, "POST", "/v1/registrations", body.dump(), headers);
 }
 
-HttpReply delete_registration(std::uint16_t port, const std::string& id,
-                              const std::string& customer_id, const std::string& key) {
-  const nlohmann::json body = {{"customer_id", customer_id}, {"registration_key", key}};
-  return https_request(port, "DELETE", "/v1/registrations/" + id, body.dump(),
-                       {{"Content-Type", "application/json"}});
+HttpReply delete_registration(std::uint16_t port, const std::string& capability) {
+  std::vector<std::pair<std::string, std::string>> headers;
+  if (!capability.empty()) headers.emplace_back("Authorization", "Bearer " + capability);
+  return https_request(port, "DELETE", "/v1/registrations/self", "", headers);
+}
+
+HttpReply move_registration(std::uint16_t port, const std::string& capability,
+                            const std::string& device_token, const std::string& environment) {
+  std::vector<std::pair<std::string, std::string>> headers = {{"Content-Type", "application/json"}};
+  if (!capability.empty()) headers.emplace_back("Authorization", "Bearer " + capability);
+  const nlohmann::json body = {{"device_token", device_token}, {"environment", environment}};
+  return https_request(port, "PATCH", "/v1/registrations/self", body.dump(), headers);
 }
 
 std::string secret_of_listener_url(const std::string& url) {

@@ -30,13 +30,18 @@ OnboardedCustomer onboard_customer(std::uint16_t port, const std::string& admin_
                                    const std::string& p12_name = "mail");
 
 // POST /v1/registrations with `body` (dumped as is) and Content-Type application/json.
-HttpReply post_registration(std::uint16_t port, const nlohmann::json& body);
+// With `capability`, as `Authorization: Bearer` (the app refreshing its registration).
+HttpReply post_registration(std::uint16_t port, const nlohmann::json& body,
+                            const std::string& capability = "");
 // The same with a raw body (hostile-input tests).
 HttpReply post_registration_raw(std::uint16_t port, const std::string& body,
                                 const std::string& content_type = "application/json");
-// DELETE /v1/registrations/{id} with {customer_id, registration_key}.
-HttpReply delete_registration(std::uint16_t port, const std::string& id,
-                              const std::string& customer_id, const std::string& key);
+// DELETE /v1/registrations/self with the capability as bearer ("" sends none).
+HttpReply delete_registration(std::uint16_t port, const std::string& capability);
+// PATCH /v1/registrations/self: the registration moves to a new device token.
+HttpReply move_registration(std::uint16_t port, const std::string& capability,
+                            const std::string& device_token,
+                            const std::string& environment = "production");
 
 // The secret at the end of a listener URL (".../ews/v1/notify/{secret}"), or "".
 std::string secret_of_listener_url(const std::string& url);

@@ -92,6 +92,14 @@ int cmd_status(const Options& o) {
       if (!n) return fail(o, "status", n.error());
       out["counts"][name] = *n;
     }
+    if (state->current_version >= 7) {
+      // Listener URLs from before capabilities (limits.refuse_untagged_secrets: see there).
+      auto n = count(conn,
+                     "SELECT COUNT(*) FROM registrations WHERE state = 'active' AND "
+                     "secret_tagged = 0");
+      if (!n) return fail(o, "status", n.error());
+      out["counts"]["registrations_untagged"] = *n;
+    }
     auto outbox = mp::store::outbox_stats(conn);
     if (!outbox) return fail(o, "status", outbox.error());
     out["counts"]["outbox_oldest_queued_seconds"] = outbox->oldest_queued_seconds;
@@ -148,7 +156,12 @@ int cmd_status(const Options& o) {
       std::cout << "customers  " << c["customers"] << " (" << c["credentials_active"]
                 << " active credentials)\n"
                 << "devices    " << c["devices_active"] << " active, " << c["registrations_active"]
-                << " active registrations\n"
+                << " active registrations";
+      if (c.contains("registrations_untagged")) {
+        std::cout << " (" << c["registrations_untagged"]
+                  << " with listener URLs from before capabilities)";
+      }
+      std::cout << "\n"
                 << "outbox     " << c["outbox_queued"] << " queued (oldest "
                 << c["outbox_oldest_queued_seconds"] << " s), " << c["outbox_dead"]
                 << " dead letters\n"

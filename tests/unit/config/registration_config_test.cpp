@@ -8,6 +8,8 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "config/region_config.hpp"
 
@@ -50,6 +52,10 @@ TEST(RegionConfigRegistration, DefaultsWhenTheSectionIsAbsent) {
   EXPECT_FALSE(cfg->registration.secret_file) << "without a secret the API answers 503";
   EXPECT_EQ(cfg->registration.status_frequency_minutes, 30u);
   EXPECT_EQ(cfg->registration.per_customer_per_minute, 600u);
+  EXPECT_EQ(cfg->registration.max_per_device, 16u);
+  EXPECT_EQ(cfg->registration.max_per_customer, 1000000u);
+  EXPECT_EQ(cfg->registration.refusals_per_address_per_minute, 60u);
+  EXPECT_FALSE(cfg->limits.refuse_untagged_secrets);
   EXPECT_TRUE(cfg->registration.other_regions.empty());
 }
 
@@ -59,6 +65,9 @@ TEST(RegionConfigRegistration, ReadsEveryField) {
       {"secret_file", "/etc/mailpush/region-secret"},
       {"status_frequency_minutes", 15},
       {"per_customer_per_minute", 120},
+      {"max_per_device", 4},
+      {"max_per_customer", 5000},
+      {"refusals_per_address_per_minute", 10},
       {"other_regions",
        {{"euw1", "register.euw1.mailpush.example"}, {"apse1", "register.apse1.mailpush.example"}}}};
   const auto cfg = parse(doc);
@@ -66,6 +75,9 @@ TEST(RegionConfigRegistration, ReadsEveryField) {
   EXPECT_EQ(cfg->registration.secret_file, "/etc/mailpush/region-secret");
   EXPECT_EQ(cfg->registration.status_frequency_minutes, 15u);
   EXPECT_EQ(cfg->registration.per_customer_per_minute, 120u);
+  EXPECT_EQ(cfg->registration.max_per_device, 4u);
+  EXPECT_EQ(cfg->registration.max_per_customer, 5000u);
+  EXPECT_EQ(cfg->registration.refusals_per_address_per_minute, 10u);
   ASSERT_EQ(cfg->registration.other_regions.size(), 2u);
   EXPECT_EQ(cfg->registration.other_regions.at("euw1"), "register.euw1.mailpush.example");
   EXPECT_EQ(cfg->registration.other_regions.at("apse1"), "register.apse1.mailpush.example");
@@ -94,6 +106,26 @@ TEST(RegionConfigRegistration, RateLimitMustBePositive) {
   EXPECT_NE(error_of(parse(doc)).find("registration.per_customer_per_minute: must be an integer"),
             std::string::npos)
       << error_of(parse(doc));
+}
+
+TEST(RegionConfigRegistration, QuotasAndRefusalLimitsAreBounded) {
+  for (const auto& [key, bad] :
+       std::vector<std::pair<std::string, json>>{{"max_per_device", 0},
+                                                 {"max_per_device", 1001},
+                                                 {"max_per_customer", 0},
+                                                 {"refusals_per_address_per_minute", 0},
+                                                 {"max_per_device", "16"}}) {
+    json doc = minimal();
+    doc["registration"] = {{key, bad}};
+    EXPECT_NE(error_of(parse(doc)).find("registration." + key + ": must be an integer"),
+              std::string::npos)
+        << key << " " << bad.dump() << ": " << error_of(parse(doc));
+  }
+  json doc = minimal();
+  doc["limits"] = {{"refuse_untagged_secrets", true}};
+  const auto cfg = parse(doc);
+  ASSERT_TRUE(cfg.ok()) << error_of(cfg);
+  EXPECT_TRUE(cfg->limits.refuse_untagged_secrets);
 }
 
 TEST(RegionConfigRegistration, OtherRegionsAreCustomerIdPrefixesToHosts) {

@@ -1,6 +1,6 @@
 // Tests of the registration API's HTTP side without a database: body parsing and type checks,
-// hostile bodies, registration ids in paths, status codes, and the routes answering 413, 415
-// and 503 (no region secret) with the JSON error form and the metric.
+// hostile bodies, bearer tokens, status codes, and the routes answering 410 (registration ids),
+// 413, 415 and 503 (no region secret) with the JSON error form and the metric.
 #include "http/registration_endpoint.hpp"
 
 #include <gtest/gtest.h>
@@ -28,10 +28,10 @@ relay::RegistrationRefusal refusal_of(
 }
 
 TEST(RegistrationBody, ReadsEveryField) {
-  const json body = {{"customer_id", "dev-abc"},     {"registration_key", "rk_x"},
-                     {"mailbox", "a@b.example"},     {"device_token", "ab12"},
-                     {"environment", "development"}, {"previous_device_token", "cd34"},
-                     {"app_version", "7.1"}};  // unknown fields are ignored
+  const json body = {
+      {"customer_id", "dev-abc"},     {"registration_key", "rk_x"},
+      {"mailbox", "a@b.example"},     {"device_token", "ab12"},
+      {"environment", "development"}, {"app_version", "7.1"}};  // unknown fields are ignored
   auto parsed = parse_register_body(body.dump());
   ASSERT_TRUE(std::holds_alternative<relay::RegisterRequest>(parsed));
   const auto& r = std::get<relay::RegisterRequest>(parsed);
@@ -40,13 +40,42 @@ TEST(RegistrationBody, ReadsEveryField) {
   EXPECT_EQ(r.mailbox, "a@b.example");
   EXPECT_EQ(r.device_token, "ab12");
   EXPECT_EQ(r.environment, "development");
-  EXPECT_EQ(r.previous_device_token, "cd34");
+  EXPECT_FALSE(r.capability) << "a capability only comes from the Authorization header";
 
-  auto without = parse_register_body(R"({"customer_id":"x","previous_device_token":null})");
+  auto without = parse_register_body(R"({"customer_id":"x"})");
   ASSERT_TRUE(std::holds_alternative<relay::RegisterRequest>(without));
-  EXPECT_FALSE(std::get<relay::RegisterRequest>(without).previous_device_token);
   EXPECT_TRUE(std::get<relay::RegisterRequest>(without).device_token.empty())
       << "missing fields are empty: the service says which one is missing";
+}
+
+TEST(RegistrationBody, APreviousTokenIsRefusedWithWhereMovesGo) {
+  for (const char* body : {R"({"customer_id":"x","previous_device_token":"cd34"})",
+                           R"({"customer_id":"x","previous_device_token":null})"}) {
+    const auto r = refusal_of(parse_register_body(body));
+    EXPECT_EQ(r.kind, relay::RefusalKind::invalid);
+    EXPECT_EQ(r.field, "previous_device_token");
+    EXPECT_EQ(r.code, "use_patch_self");
+    EXPECT_NE(r.message.find("PATCH /v1/registrations/self"), std::string::npos);
+  }
+}
+
+TEST(RegistrationBody, MoveBodiesAndBearerTokens) {
+  auto ok = parse_move_body(R"({"device_token":"ab12","environment":"production"})");
+  ASSERT_TRUE(std::holds_alternative<relay::MoveRequest>(ok));
+  EXPECT_EQ(std::get<relay::MoveRequest>(ok).device_token, "ab12");
+  EXPECT_EQ(std::get<relay::MoveRequest>(ok).environment, "production");
+  auto typed = parse_move_body(R"({"device_token":["ab12"]})");
+  ASSERT_TRUE(std::holds_alternative<relay::RegistrationRefusal>(typed));
+  EXPECT_EQ(std::get<relay::RegistrationRefusal>(typed).field, "device_token");
+
+  EXPECT_EQ(bearer_token("Bearer abc"), "abc");
+  EXPECT_EQ(bearer_token("bearer  abc \t"), "abc");
+  EXPECT_EQ(bearer_token("BEARER abc"), "abc");
+  EXPECT_FALSE(bearer_token(""));
+  EXPECT_FALSE(bearer_token("Bearer"));
+  EXPECT_FALSE(bearer_token("Bearer   "));
+  EXPECT_FALSE(bearer_token("Basic YWJjOmRlZg=="));
+  EXPECT_FALSE(bearer_token("Bearerabc"));
 }
 
 TEST(RegistrationBody, WrongTypesNameTheField) {
@@ -55,8 +84,7 @@ TEST(RegistrationBody, WrongTypesNameTheField) {
                                                  {"registration_key", json::array({"rk"})},
                                                  {"mailbox", json::object()},
                                                  {"device_token", 1.5},
-                                                 {"environment", true},
-                                                 {"previous_device_token", 7}}) {
+                                                 {"environment", true}}) {
     json body = {{"customer_id", "dev-x"}};
     body[field] = value;
     const auto r = refusal_of(parse_register_body(body.dump()));
@@ -86,21 +114,6 @@ TEST(RegistrationBody, HostileBodiesAreRefusedWithoutEchoingThem) {
   }
 }
 
-TEST(RegistrationBody, UnregisterTakesTheIdFromThePath) {
-  auto ok = parse_unregister_body(R"({"customer_id":"dev-a","registration_key":"rk"})", "42");
-  ASSERT_TRUE(std::holds_alternative<relay::UnregisterRequest>(ok));
-  EXPECT_EQ(std::get<relay::UnregisterRequest>(ok).registration_id, 42);
-  EXPECT_EQ(std::get<relay::UnregisterRequest>(ok).customer_id, "dev-a");
-  for (const char* id : {"", "0", "042", "-1", "1e3", "12a", "9999999999999999999", "1/2", " 1"}) {
-    auto bad = parse_unregister_body(R"({"customer_id":"dev-a","registration_key":"rk"})", id);
-    ASSERT_TRUE(std::holds_alternative<relay::RegistrationRefusal>(bad)) << id;
-    EXPECT_EQ(std::get<relay::RegistrationRefusal>(bad).field, "registration_id") << id;
-  }
-  auto typed = parse_unregister_body(R"({"customer_id":["dev-a"]})", "1");
-  ASSERT_TRUE(std::holds_alternative<relay::RegistrationRefusal>(typed));
-  EXPECT_EQ(std::get<relay::RegistrationRefusal>(typed).field, "customer_id");
-}
-
 TEST(RegistrationStatus, EveryRefusalHasItsStatus) {
   using K = relay::RefusalKind;
   EXPECT_EQ(refusal_status(K::invalid), beast_http::status::bad_request);
@@ -112,6 +125,7 @@ TEST(RegistrationStatus, EveryRefusalHasItsStatus) {
   EXPECT_EQ(refusal_status(K::rate_limited), beast_http::status::too_many_requests);
   EXPECT_EQ(refusal_status(K::unavailable), beast_http::status::service_unavailable);
   EXPECT_EQ(refusal_status(K::internal), beast_http::status::internal_server_error);
+  EXPECT_EQ(refusal_status(K::gone), beast_http::status::gone);
   EXPECT_EQ(refusal_status(K::too_large), beast_http::status::payload_too_large);
   EXPECT_EQ(refusal_status(K::unsupported), beast_http::status::unsupported_media_type);
 }
@@ -130,9 +144,11 @@ class RegistrationRoutes : public ::testing::Test {
   }
 
   Response call(beast_http::verb method, const std::string& target, const std::string& body,
-                const std::string& content_type = "application/json") {
+                const std::string& content_type = "application/json",
+                const std::string& authorization = "") {
     Request req{method, target, 11};
     if (!content_type.empty()) req.set(beast_http::field::content_type, content_type);
+    if (!authorization.empty()) req.set(beast_http::field::authorization, authorization);
     req.body() = body;
     req.prepare_payload();
     const auto match = router_.match(method, target);
@@ -195,14 +211,25 @@ TEST_F(RegistrationRoutes, AnswersInTheJsonErrorForm) {
   EXPECT_EQ(charset.result(), beast_http::status::bad_request) << "the type is JSON";
   EXPECT_EQ(json::parse(charset.body())["error"], "invalid_json");
 
-  auto del = call(beast_http::verb::delete_, "/v1/registrations/abc", "{}");
-  EXPECT_EQ(del.result(), beast_http::status::bad_request);
-  EXPECT_EQ(json::parse(del.body())["field"], "registration_id");
+  // Registration ids are no handle any more, whatever follows the path.
+  for (const char* target : {"/v1/registrations/5", "/v1/registrations/abc"}) {
+    auto del = call(beast_http::verb::delete_, target, "{}");
+    EXPECT_EQ(del.result(), beast_http::status::gone) << target;
+    EXPECT_EQ(json::parse(del.body())["error"], "registration_ids_gone");
+    EXPECT_NE(json::parse(del.body())["message"].get<std::string>().find("/v1/registrations/self"),
+              std::string::npos);
+  }
+  auto self = call(beast_http::verb::delete_, "/v1/registrations/self", "", "", "Bearer x");
+  EXPECT_EQ(self.result(), beast_http::status::service_unavailable) << "no region secret here";
+  auto patch =
+      call(beast_http::verb::patch, "/v1/registrations/self",
+           R"({"device_token":"ab","environment":"production"})", "application/json", "Bearer x");
+  EXPECT_EQ(patch.result(), beast_http::status::service_unavailable);
 
   const std::string m = metrics();
-  EXPECT_NE(m.find("mailpush_registration_requests_total{result=\"not_configured\"} 1"),
+  EXPECT_NE(m.find("mailpush_registration_requests_total{result=\"not_configured\"} 3"),
             std::string::npos)
-      << m;
+      << m << "POST, DELETE and PATCH";
   EXPECT_NE(m.find("mailpush_registration_requests_total{result=\"too_large\"} 1"),
             std::string::npos);
   EXPECT_NE(m.find("mailpush_registration_requests_total{result=\"created\"} 0"), std::string::npos)

@@ -179,6 +179,29 @@ TEST_F(EwsCallbackServiceTest, UnknownSecretsAreLimitedPerAddressWhileKnownOnesP
   EXPECT_EQ(other->result, CallbackResult::unsubscribe_unknown) << "other addresses unaffected";
 }
 
+TEST_F(EwsCallbackServiceTest, SecretsTheFilterRefusesCostNoLookup) {
+  // mailpushd's filter: 44-character secrets must carry the region's tag; others are looked up.
+  const std::string tagged = "T" + std::string(43, 'a');
+  const std::string forged = "F" + std::string(43, 'a');
+  store.add(tagged, "use1-acme");
+  store.add(forged, "use1-acme");  // even a row with that hash is never reached
+  service.set_secret_filter([&](std::string_view s) { return s.size() != 44 || s == tagged; });
+  EXPECT_FALSE(precheck(service, tagged, ip("192.0.2.10")));
+  EXPECT_EQ(store.lookups, 1);
+  const auto refused = precheck(service, forged, ip("192.0.2.10"));
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->result, CallbackResult::unsubscribe_unknown);
+  EXPECT_EQ(handle(forged, callback("S1", {status_event("wm-1")})).result,
+            CallbackResult::unsubscribe_unknown);
+  EXPECT_EQ(store.lookups, 1) << "the forged secret never reached the store";
+  EXPECT_TRUE(store.attempts.empty());
+  EXPECT_EQ(handle(tagged, callback("S1", {status_event("wm-1")})).result, CallbackResult::ok);
+  const int before = store.lookups;
+  EXPECT_EQ(handle(kSecret, callback("S2", {status_event("wm-1")})).result,
+            CallbackResult::unsubscribe_unknown);
+  EXPECT_EQ(store.lookups, before + 1) << "an untagged secret is still looked up";
+}
+
 TEST_F(EwsCallbackServiceTest, FirstStatusEventBinds) {
   const auto id = store.add(kSecret, "use1-acme");
   const auto out = handle(kSecret, callback("S1", {status_event("wm-1")}));

@@ -43,34 +43,35 @@ RegistrationRefusal refusal_of(const RegisterRequest& r) {
 
 TEST(RegistrationChecks, AGoodRequestIsNormalised) {
   auto checked = check_registration(good());
-  ASSERT_TRUE(std::holds_alternative<CheckedRegistration>(checked));
-  const auto& c = std::get<CheckedRegistration>(checked);
+  ASSERT_TRUE(std::holds_alternative<CheckedDevice>(checked));
+  const auto& c = std::get<CheckedDevice>(checked);
   EXPECT_EQ(c.token_hex, kHexToken);
   EXPECT_FALSE(c.token_was_base64);
   EXPECT_EQ(c.environment, "production");
-  EXPECT_FALSE(c.previous_token_hex);
 
   // Upper-case hex and the `<… …>` form of old apps are hex, not base64.
   auto upper = good();
   upper.device_token = "<A1B2C3D4 E5F60718 293A4B5C 6D7E8F90 A1B2C3D4 E5F60718 293A4B5C 6D7E8F90>";
   auto u = check_registration(upper);
-  ASSERT_TRUE(std::holds_alternative<CheckedRegistration>(u));
-  EXPECT_EQ(std::get<CheckedRegistration>(u).token_hex, kHexToken);
-  EXPECT_FALSE(std::get<CheckedRegistration>(u).token_was_base64);
+  ASSERT_TRUE(std::holds_alternative<CheckedDevice>(u));
+  EXPECT_EQ(std::get<CheckedDevice>(u).token_hex, kHexToken);
+  EXPECT_FALSE(std::get<CheckedDevice>(u).token_was_base64);
 }
 
 TEST(RegistrationChecks, ABase64TokenBecomesHexAndIsNoted) {
   auto r = good();
   r.device_token = "obLD1OX2BxgpOktcbX6PkKGyw9Tl9gcYKTpLXG1+j5A=";  // kHexToken's bytes
   r.environment = "development";
-  r.previous_device_token = "obLD1OX2BxgpOktcbX6PkKGyw9Tl9gcYKTpLXG1-j5A";  // URL-safe, unpadded
   auto checked = check_registration(r);
-  ASSERT_TRUE(std::holds_alternative<CheckedRegistration>(checked))
+  ASSERT_TRUE(std::holds_alternative<CheckedDevice>(checked))
       << std::get<RegistrationRefusal>(checked).message;
-  const auto& c = std::get<CheckedRegistration>(checked);
+  const auto& c = std::get<CheckedDevice>(checked);
   EXPECT_EQ(c.token_hex, kHexToken);
   EXPECT_TRUE(c.token_was_base64);
-  EXPECT_EQ(c.previous_token_hex, kHexToken);
+  // URL-safe and unpadded, as a move sends it.
+  auto moved = check_device("obLD1OX2BxgpOktcbX6PkKGyw9Tl9gcYKTpLXG1-j5A", "production");
+  ASSERT_TRUE(std::holds_alternative<CheckedDevice>(moved));
+  EXPECT_EQ(std::get<CheckedDevice>(moved).token_hex, kHexToken);
 }
 
 TEST(RegistrationChecks, EachFieldIsRefusedWithItsNameAndReason) {
@@ -100,8 +101,6 @@ TEST(RegistrationChecks, EachFieldIsRefusedWithItsNameAndReason) {
        "missing"},
       {[](RegisterRequest& r) { r.environment = "sandbox"; }, "environment", "invalid_environment",
        "'production'"},
-      {[](RegisterRequest& r) { r.previous_device_token = "xyz"; }, "previous_device_token",
-       "invalid_previous_device_token", "previous device token refused"},
   };
   for (const auto& c : cases) {
     auto r = good();

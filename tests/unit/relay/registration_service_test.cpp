@@ -1,6 +1,8 @@
-// Tests of RegistrationService on the real MariaDB through a DatabasePool: listener URLs and
-// their stored hashes, authentication without an oracle, customer states, the rate limit spent
-// only by authenticated calls, unregister reaching the listener's cache, and the 503 cases.
+// Tests of RegistrationService on the real MariaDB through a DatabasePool: capabilities and
+// their stored hashes, refresh / replace / move / unregister by capability (and one answer for
+// every capability that is not right), authentication without an oracle, customer states, the
+// rate limits (per customer, spent only by authenticated calls; refused credentials per
+// address), the listener's cache, and the 503 cases.
 #include "relay/registration_service.hpp"
 
 #include <gtest/gtest.h>
@@ -65,7 +67,7 @@ class RegistrationServiceTest : public ::testing::Test {
   }
 
   RegistrationService service(std::uint32_t per_minute = 600, bool with_secret = true,
-                              std::uint16_t port = 443) {
+                              std::uint16_t port = 443, std::uint32_t refusals_per_minute = 60) {
     RegistrationOptions o;
     o.region = "test";
     o.customer_id_prefix = "tst";
@@ -74,6 +76,7 @@ class RegistrationServiceTest : public ::testing::Test {
     o.status_frequency_minutes = 20;
     o.per_customer_per_minute = per_minute;
     o.other_regions = {{"use1", "register.use1.mailpush.example"}};
+    o.refusals_per_address_per_minute = refusals_per_minute;
     return RegistrationService(std::move(o), pool, with_secret ? &secret : nullptr, &cache);
   }
 
@@ -122,24 +125,57 @@ class RegistrationServiceTest : public ::testing::Test {
   std::int64_t customer_row = 0;
 };
 
-TEST_F(RegistrationServiceTest, TheListenerUrlIsStableAndOnlyItsHashIsStored) {
+TEST_F(RegistrationServiceTest, TheCapabilityIsTheUrlsSecretAndOnlyItsHashIsStored) {
   auto s = service();
   const Registered first = ok(register_with(s, request()));
-  EXPECT_EQ(first.change, store::RegistrationChange::created);
+  EXPECT_EQ(first.change, store::CapabilityChange::created);
   EXPECT_EQ(first.customer_id, customer_id);
   EXPECT_EQ(first.status_frequency_minutes, 20u);
   EXPECT_EQ(first.device, "a1b2c3d4…(64)");
   const std::string prefix = "https://listener.test.example/ews/v1/notify/";
-  ASSERT_EQ(first.listener_url.rfind(prefix, 0), 0u) << first.listener_url;
-  const std::string callback_secret = first.listener_url.substr(prefix.size());
-  EXPECT_EQ(callback_secret.size(), 43u);
-  const Bytes hash = sha384(callback_secret);
+  EXPECT_EQ(first.listener_url, prefix + first.capability);
+  EXPECT_EQ(first.capability.size(), keys::kCapabilityChars);
+  EXPECT_TRUE(secret.issued(first.capability));
+  EXPECT_EQ(capability_form(secret, first.capability), CapabilityForm::issued);
+  const Bytes hash = sha384(first.capability);
   EXPECT_EQ(stored_hash(first.registration_id), std::string(hash.begin(), hash.end()));
 
-  const Registered again = ok(register_with(s, request()));
-  EXPECT_EQ(again.change, store::RegistrationChange::unchanged);
+  // Refreshed with its capability: the same URL.
+  auto refresh = request();
+  refresh.capability = first.capability;
+  const Registered again = ok(register_with(s, refresh));
+  EXPECT_EQ(again.change, store::CapabilityChange::unchanged);
   EXPECT_EQ(again.listener_url, first.listener_url);
-  EXPECT_EQ(again.registration_id, first.registration_id);
+
+  // Repeated without it, or with a made-up one: never the existing URL. A new capability, and
+  // the old one is dead for this instance's listener at once.
+  const std::string key(hash.begin(), hash.end());
+  cache.put(key,
+            CachedRegistration{first.registration_id, 1, std::make_shared<CustomerView>(), {}});
+  for (const std::optional<std::string>& presented :
+       {std::optional<std::string>{}, std::optional<std::string>{secret.issue_capability()},
+        std::optional<std::string>{"not-a-capability"}}) {
+    auto repeat = request();
+    repeat.capability = presented;
+    const Registered other = ok(register_with(s, repeat));
+    EXPECT_EQ(other.change, store::CapabilityChange::replaced);
+    EXPECT_NE(other.listener_url, first.listener_url);
+    EXPECT_NE(other.capability, first.capability);
+  }
+  EXPECT_EQ(cache.get(key).hit, RegistrationCache::Hit::absent);
+}
+
+TEST_F(RegistrationServiceTest, CapabilityFormsAreDecidedWithoutTheDatabase) {
+  const std::string issued = secret.issue_capability();
+  EXPECT_EQ(capability_form(secret, issued), CapabilityForm::issued);
+  std::string forged = issued;
+  forged[40] = forged[40] == 'A' ? 'B' : 'A';
+  EXPECT_EQ(capability_form(secret, forged), CapabilityForm::refused);
+  EXPECT_EQ(capability_form(make_secret(), issued), CapabilityForm::issued);
+  EXPECT_EQ(capability_form(secret, secret.callback_secret(7, 0)), CapabilityForm::legacy);
+  EXPECT_EQ(capability_form(secret, std::string(43, '!')), CapabilityForm::refused);
+  EXPECT_EQ(capability_form(secret, ""), CapabilityForm::refused);
+  EXPECT_EQ(capability_form(secret, std::string(400, 'a')), CapabilityForm::refused);
 }
 
 TEST_F(RegistrationServiceTest, PortZeroMeansThePortTheRequestCameIn) {
@@ -194,33 +230,109 @@ TEST_F(RegistrationServiceTest, OnlyAuthenticatedCallsSpendTheCustomersLimit) {
   EXPECT_EQ(refused(register_with(s, request("rk_guess"))).kind, RefusalKind::rate_limited);
 }
 
-TEST_F(RegistrationServiceTest, UnregisterIsAnsweredUnsubscribeByThisInstanceAtOnce) {
+TEST_F(RegistrationServiceTest, OnlyTheCapabilityUnregistersAndItIsUnsubscribedHereAtOnce) {
   auto s = service();
   const Registered r = ok(register_with(s, request()));
-  const std::string secret_text =
-      r.listener_url.substr(r.listener_url.find("/notify/") + std::string("/notify/").size());
-  const Bytes hash = sha384(secret_text);
+  const Bytes hash = sha384(r.capability);
   const std::string key(hash.begin(), hash.end());
   // The listener saw it already.
   cache.put(key, CachedRegistration{r.registration_id, 1, std::make_shared<CustomerView>(), {}});
   ASSERT_EQ(cache.get(key).hit, RegistrationCache::Hit::found);
 
-  UnregisterRequest u{customer_id, "rk_right", r.registration_id};
-  auto done = run(s.unregister(u, Caller{"192.0.2.1", 8443}));
+  // Missing, made-up, issued-but-unknown and legacy-shaped capabilities: one answer.
+  std::vector<RegistrationRefusal> answers;
+  for (const std::string& wrong : {std::string(), std::string("x"), secret.issue_capability(),
+                                   secret.callback_secret(r.registration_id, 0)}) {
+    answers.push_back(refused(run(s.unregister({wrong}, Caller{"192.0.2.1", 8443}))));
+  }
+  for (const auto& a : answers) {
+    EXPECT_EQ(a.kind, RefusalKind::not_found);
+    EXPECT_EQ(a.code, answers[0].code);
+    EXPECT_EQ(a.message, answers[0].message);
+  }
+  EXPECT_EQ(cache.get(key).hit, RegistrationCache::Hit::found) << "nothing ended";
+
+  auto done = run(s.unregister({r.capability}, Caller{"192.0.2.1", 8443}));
   ASSERT_TRUE(std::holds_alternative<Unregistered>(done)) << refused(done).message;
+  EXPECT_EQ(std::get<Unregistered>(done).customer_id, customer_id);
   EXPECT_EQ(cache.get(key).hit, RegistrationCache::Hit::absent);
+  EXPECT_EQ(refused(run(s.unregister({r.capability}, Caller{"192.0.2.1", 8443}))).kind,
+            RefusalKind::not_found);
 
-  auto again = run(s.unregister(u, Caller{"192.0.2.1", 8443}));
-  EXPECT_EQ(refused(again).kind, RefusalKind::not_found);
-  u.registration_key = "rk_wrong";
-  EXPECT_EQ(refused(run(s.unregister(u, Caller{}))).kind, RefusalKind::unauthorized);
-
-  // Registered again: a new URL; the old one stays unknown.
-  const Registered back = ok(register_with(s, request()));
-  EXPECT_EQ(back.change, store::RegistrationChange::reactivated);
-  EXPECT_EQ(back.registration_id, r.registration_id);
+  // Registered again, even presenting the ended capability: a new URL.
+  auto back_request = request();
+  back_request.capability = r.capability;
+  const Registered back = ok(register_with(s, back_request));
+  EXPECT_EQ(back.change, store::CapabilityChange::created);
   EXPECT_NE(back.listener_url, r.listener_url);
   EXPECT_EQ(cache.get(key).hit, RegistrationCache::Hit::absent);
+}
+
+TEST_F(RegistrationServiceTest, OnlyTheCapabilityMovesARegistrationToANewToken) {
+  auto s = service();
+  const Registered r = ok(register_with(s, request()));
+  const std::string new_token(64, 'c');
+  const Caller caller{"192.0.2.1", 8443};
+  EXPECT_EQ(refused(run(s.move({secret.issue_capability(), new_token, "production"}, caller))).kind,
+            RefusalKind::not_found)
+      << "the old token and the key in the app move nothing";
+  EXPECT_EQ(refused(run(s.move({r.capability, "zz", "production"}, caller))).field, "device_token");
+  EXPECT_EQ(refused(run(s.move({r.capability, new_token, "staging"}, caller))).field,
+            "environment");
+  auto done = run(s.move({r.capability, new_token, "production"}, caller));
+  ASSERT_TRUE(std::holds_alternative<Moved>(done)) << refused(done).message;
+  EXPECT_TRUE(std::get<Moved>(done).moved);
+  EXPECT_EQ(std::get<Moved>(done).customer_id, customer_id);
+  EXPECT_EQ(std::get<Moved>(done).device, "cccccccc…(64)");
+  auto again = run(s.move({r.capability, new_token, "production"}, caller));
+  ASSERT_TRUE(std::holds_alternative<Moved>(again));
+  EXPECT_FALSE(std::get<Moved>(again).moved);
+
+  // The new token refreshing with the capability keeps the URL.
+  auto refresh = request();
+  refresh.device_token = new_token;
+  refresh.capability = r.capability;
+  const Registered kept = ok(register_with(s, refresh));
+  EXPECT_EQ(kept.change, store::CapabilityChange::unchanged);
+  EXPECT_EQ(kept.listener_url, r.listener_url);
+}
+
+TEST_F(RegistrationServiceTest, RefusedCredentialsAreLimitedPerAddress) {
+  auto s = service(600, true, 443, /*refusals_per_minute=*/3);
+  const Caller guesser{"198.51.100.7", 8443};
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(refused(run(s.register_device(request("rk_guess"), guesser))).kind,
+              RefusalKind::unauthorized);
+  }
+  const auto limited = refused(run(s.register_device(request("rk_guess"), guesser)));
+  EXPECT_EQ(limited.kind, RefusalKind::rate_limited);
+  EXPECT_GT(limited.retry_after.count(), 0);
+  // The limit is the address's: capabilities from it wait too, other addresses do not.
+  EXPECT_EQ(refused(run(s.unregister({secret.issue_capability()}, guesser))).kind,
+            RefusalKind::rate_limited);
+  ok(register_with(s, request()));
+  // Made-up capabilities count as well.
+  const Caller prober{"198.51.100.8", 8443};
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(refused(run(s.unregister({"made-up"}, prober))).kind, RefusalKind::not_found);
+  }
+  EXPECT_EQ(refused(run(s.unregister({"made-up"}, prober))).kind, RefusalKind::rate_limited);
+}
+
+TEST_F(RegistrationServiceTest, TheQuotaPerDeviceIsAClear403) {
+  RegistrationOptions o;
+  o.region = "test";
+  o.customer_id_prefix = "tst";
+  o.listener_host = "listener.test.example";
+  o.max_per_device = 1;
+  RegistrationService s(std::move(o), pool, &secret, &cache);
+  ok(register_with(s, request()));
+  auto second = request();
+  second.mailbox = "bob@example.com";
+  const auto r = refused(register_with(s, second));
+  EXPECT_EQ(r.kind, RefusalKind::forbidden);
+  EXPECT_EQ(r.code, "quota_device");
+  EXPECT_NE(r.message.find("registration.max_per_device"), std::string::npos);
 }
 
 TEST_F(RegistrationServiceTest, NoRegionSecretOrNoDatabaseIs503) {

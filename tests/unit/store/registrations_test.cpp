@@ -1,6 +1,7 @@
 // Tests of the registration API's store on the real MariaDB: customer lookup by registration
-// key, idempotent registration, reactivation with a new generation, device states, token moves,
-// re-keying, unregister, audit rows without addresses or tokens, and concurrent registrations.
+// key; registration with capabilities (refresh with the right one, replacement without it, a
+// deleted pair used again), quotas per device and per customer, device states, moves and
+// unregisters by capability, audit rows without addresses or tokens, concurrent registrations.
 #include "store/registrations.hpp"
 
 #include <gtest/gtest.h>
@@ -15,16 +16,15 @@
 namespace mp::store {
 namespace {
 
-// The store only sees hashes; any deterministic function of (id, generation) serves here.
-Bytes test_hash(std::int64_t id, std::uint32_t generation) {
-  return sha384("test-secret/" + std::to_string(id) + "/" + std::to_string(generation));
+// The store only sees hashes of capabilities; any fresh random value serves here.
+Bytes fresh_hash() {
+  return sha384(hex_encode(random_bytes(22)));
 }
 
 class RegistrationsStoreTest : public ::testing::Test {
  protected:
   test::ScratchDatabase db;
   Connection conn{db.options()};
-  const CallbackSecretHash hash_of = test_hash;
   const Actor actor{"registration-api", "192.0.2.9"};
   std::int64_t customer = 0;
   const Bytes mailbox = random_bytes(32);
@@ -35,21 +35,42 @@ class RegistrationsStoreTest : public ::testing::Test {
     customer = test::insert_test_customer(conn, "tst-" + hex_encode(random_bytes(4)));
   }
 
-  DeviceRegistration request(const std::string& token, const Bytes& mailbox_hmac,
-                             const std::string& environment = "production") const {
-    DeviceRegistration r;
+  CapabilityRegistration request(const std::string& token, const Bytes& mailbox_hmac,
+                                 const std::string& environment = "production") const {
+    CapabilityRegistration r;
     r.customer_id = customer;
     r.mailbox_hmac = mailbox_hmac;
     r.token_hex = token;
     r.environment = environment;
     r.status_frequency_minutes = 30;
+    r.new_hash = fresh_hash();
+    r.max_per_device = 16;
+    r.max_per_customer = 1000;
+    return r;
+  }
+  // The same request presenting `held` (the capability's hash) as its bearer.
+  CapabilityRegistration with(CapabilityRegistration r, const Bytes& held) const {
+    r.presented_hash = held;
     return r;
   }
 
-  RegistrationResult registered(const DeviceRegistration& r) {
-    auto result = register_device(conn, r, hash_of, actor);
+  CapabilityResult registered(const CapabilityRegistration& r) {
+    auto result = register_with_capability(conn, r, actor);
     EXPECT_TRUE(result.ok()) << result.error().message;
-    return result.ok() ? std::move(*result) : RegistrationResult{};
+    return result.ok() ? std::move(*result) : CapabilityResult{};
+  }
+
+  std::optional<Ended> unregistered(const Bytes& held) {
+    auto result = unregister_with_capability(conn, held, actor);
+    EXPECT_TRUE(result.ok()) << result.error().message;
+    return result.ok() ? std::move(*result) : std::nullopt;
+  }
+
+  MoveResult moved(const Bytes& held, const std::string& token_hex,
+                   const std::string& environment = "production") {
+    auto result = move_with_capability(conn, {held, token_hex, environment}, actor);
+    EXPECT_TRUE(result.ok()) << result.error().message;
+    return result.ok() ? std::move(*result) : MoveResult{};
   }
 
   std::string column(const std::string& sql, std::int64_t id) {
@@ -98,31 +119,53 @@ TEST_F(RegistrationsStoreTest, FindsTheCustomerOnlyWithItsRegistrationKey) {
   EXPECT_EQ((*disabled)->state, "disabled") << "the caller refuses it with its own answer";
 }
 
-TEST_F(RegistrationsStoreTest, RegisteringIsIdempotent) {
+TEST_F(RegistrationsStoreTest, ARefreshWithTheCapabilityKeepsItAndARepeatWithoutReplacesIt) {
   const std::string t = token();
-  const auto first = registered(request(t, mailbox));
-  EXPECT_EQ(first.change, RegistrationChange::created);
+  const auto req = request(t, mailbox);
+  const auto first = registered(req);
+  EXPECT_EQ(first.change, CapabilityChange::created);
   EXPECT_GT(first.registration_id, 0);
-  EXPECT_EQ(first.generation, 0u);
-  EXPECT_EQ(hash_hex(first.registration_id), hex_encode(test_hash(first.registration_id, 0)));
-  EXPECT_EQ(
-      column("SELECT secret_generation FROM registrations WHERE id = ?", first.registration_id),
-      "0");
+  EXPECT_EQ(hash_hex(first.registration_id), hex_encode(req.new_hash));
+  EXPECT_EQ(column("SELECT secret_tagged FROM registrations WHERE id = ?", first.registration_id),
+            "1");
 
-  const auto again = registered(request(t, mailbox));
-  EXPECT_EQ(again.change, RegistrationChange::unchanged);
-  EXPECT_EQ(again.registration_id, first.registration_id);
-  EXPECT_EQ(again.generation, 0u);
-  EXPECT_EQ(again.mailbox_id, first.mailbox_id);
-  EXPECT_EQ(again.device_id, first.device_id);
-  EXPECT_TRUE(again.retired_secret_hashes.empty());
+  // The app refreshing with its capability: nothing new, no audit row.
+  const auto refreshed = registered(with(request(t, mailbox), req.new_hash));
+  EXPECT_EQ(refreshed.change, CapabilityChange::unchanged);
+  EXPECT_EQ(refreshed.registration_id, first.registration_id);
+  EXPECT_TRUE(refreshed.retired_secret_hashes.empty());
+  EXPECT_EQ(hash_hex(first.registration_id), hex_encode(req.new_hash));
+  EXPECT_EQ(count("SELECT COUNT(*) FROM audit_log WHERE action = 'registration.created'"), 1);
+
+  // Someone who knows the address and the token, without the capability (or with a wrong one):
+  // never the existing capability; a new one, and the old one ends.
+  ASSERT_TRUE(conn.execute("UPDATE registrations SET subscription_id = 'SUB-1', watermark = 'W' "
+                           "WHERE id = ?",
+                           {Value{first.registration_id}})
+                  .ok());
+  for (const std::optional<Bytes>& presented :
+       {std::optional<Bytes>{}, std::optional{fresh_hash()}}) {
+    auto again = request(t, mailbox);
+    again.presented_hash = presented;
+    const std::string stored =
+        column("SELECT secret_hash FROM registrations WHERE id = ?", first.registration_id);
+    const Bytes before(stored.begin(), stored.end());
+    const auto replaced = registered(again);
+    EXPECT_EQ(replaced.change, CapabilityChange::replaced);
+    ASSERT_EQ(replaced.retired_secret_hashes.size(), 1u);
+    EXPECT_EQ(replaced.retired_secret_hashes[0], before);
+    EXPECT_EQ(hash_hex(first.registration_id), hex_encode(again.new_hash));
+    EXPECT_EQ(column("SELECT COALESCE(subscription_id, '') FROM registrations WHERE id = ?",
+                     first.registration_id),
+              "")
+        << "the old subscription belonged to the old capability";
+  }
   EXPECT_EQ(count("SELECT COUNT(*) FROM registrations"), 1);
-  EXPECT_EQ(count("SELECT COUNT(*) FROM audit_log WHERE action = 'registration.created'"), 1)
-      << "a repeat changes nothing and writes no audit row";
+  EXPECT_EQ(count("SELECT COUNT(*) FROM audit_log WHERE action = 'registration.replaced'"), 2);
 
   // The same token in the other environment is another device, so another registration.
   const auto dev = registered(request(t, mailbox, "development"));
-  EXPECT_EQ(dev.change, RegistrationChange::created);
+  EXPECT_EQ(dev.change, CapabilityChange::created);
   EXPECT_NE(dev.device_id, first.device_id);
 }
 
@@ -137,58 +180,81 @@ TEST_F(RegistrationsStoreTest, EveryDeviceOfAMailboxHasItsOwnRegistration) {
   EXPECT_EQ(count("SELECT COUNT(*) FROM mailboxes"), 2);
 }
 
-TEST_F(RegistrationsStoreTest, UnregisterThenRegisterGivesTheNextGeneration) {
+TEST_F(RegistrationsStoreTest, OnlyTheCapabilityUnregistersAndTheRowIsUsedAgain) {
   const std::string t = token();
-  const auto first = registered(request(t, mailbox));
+  const auto req = request(t, mailbox);
+  const auto first = registered(req);
   ASSERT_TRUE(conn.execute("UPDATE registrations SET subscription_id = 'SUB-1', watermark = 'W' "
                            "WHERE id = ?",
                            {Value{first.registration_id}})
                   .ok());
+  EXPECT_FALSE(unregistered(fresh_hash()).has_value()) << "a wrong capability ends nothing";
+  EXPECT_EQ(column("SELECT state FROM registrations WHERE id = ?", first.registration_id),
+            "active");
 
-  auto other_customer = unregister_registration(
-      conn, test::insert_test_customer(conn, "tst-" + hex_encode(random_bytes(4))),
-      first.registration_id, actor);
-  ASSERT_TRUE(other_customer.ok());
-  EXPECT_FALSE(other_customer->has_value()) << "only the customer's own registrations";
-
-  auto gone = unregister_registration(conn, customer, first.registration_id, actor);
-  ASSERT_TRUE(gone.ok()) << gone.error().message;
-  ASSERT_TRUE(gone->has_value());
-  EXPECT_EQ(**gone, test_hash(first.registration_id, 0)) << "the hash the listener cache holds";
+  const auto gone = unregistered(req.new_hash);
+  ASSERT_TRUE(gone.has_value());
+  EXPECT_EQ(gone->secret_hash, req.new_hash) << "the hash the listener cache drops";
+  EXPECT_EQ(gone->customer_id, customer);
+  EXPECT_FALSE(gone->customer_public_id.empty());
   EXPECT_EQ(column("SELECT state FROM registrations WHERE id = ?", first.registration_id),
             "deleted");
-  auto twice = unregister_registration(conn, customer, first.registration_id, actor);
-  ASSERT_TRUE(twice.ok());
-  EXPECT_FALSE(twice->has_value()) << "already deleted";
+  EXPECT_FALSE(unregistered(req.new_hash).has_value()) << "already deleted";
 
-  const auto back = registered(request(t, mailbox));
-  EXPECT_EQ(back.change, RegistrationChange::reactivated);
+  // Registered again (with the old capability, or none): a new capability on the same row.
+  const auto back = registered(with(request(t, mailbox), req.new_hash));
+  EXPECT_EQ(back.change, CapabilityChange::created);
   EXPECT_EQ(back.registration_id, first.registration_id);
-  EXPECT_EQ(back.generation, 1u);
-  EXPECT_EQ(hash_hex(back.registration_id), hex_encode(test_hash(back.registration_id, 1)))
+  EXPECT_NE(hash_hex(back.registration_id), hex_encode(req.new_hash))
       << "a new URL: Exchange's old subscription stays dead";
   EXPECT_EQ(column("SELECT state FROM registrations WHERE id = ?", back.registration_id), "active");
   EXPECT_EQ(column("SELECT COALESCE(subscription_id, '') FROM registrations WHERE id = ?",
                    back.registration_id),
-            "")
-      << "the old binding belonged to the old subscription";
-  EXPECT_EQ(registered(request(t, mailbox)).generation, 1u) << "and stays the same on repeats";
+            "");
+}
 
-  // Twice more: each delete and return is one generation on.
-  ASSERT_TRUE(unregister_registration(conn, customer, back.registration_id, actor)->has_value());
-  EXPECT_EQ(registered(request(t, mailbox)).generation, 2u);
+TEST_F(RegistrationsStoreTest, QuotasPerDeviceAndPerCustomerRefuseNewRegistrationsOnly) {
+  const std::string t = token();
+  auto first = request(t, mailbox);
+  first.max_per_device = 2;
+  ASSERT_EQ(registered(first).change, CapabilityChange::created);
+  auto second = request(t, random_bytes(32));
+  second.max_per_device = 2;
+  ASSERT_EQ(registered(second).change, CapabilityChange::created);
+  auto third = request(t, random_bytes(32));
+  third.max_per_device = 2;
+  EXPECT_EQ(registered(third).change, CapabilityChange::quota_device);
+  EXPECT_EQ(count("SELECT COUNT(*) FROM mailboxes"), 2) << "nothing written for a refusal";
+  // A refresh or a replacement of an existing pair is not a new registration.
+  auto refresh = with(request(t, mailbox), first.new_hash);
+  refresh.max_per_device = 2;
+  EXPECT_EQ(registered(refresh).change, CapabilityChange::unchanged);
+  auto replace = request(t, mailbox);
+  replace.max_per_device = 2;
+  EXPECT_EQ(registered(replace).change, CapabilityChange::replaced);
+  // Ending one makes room.
+  ASSERT_TRUE(unregistered(second.new_hash).has_value());
+  EXPECT_EQ(registered(third).change, CapabilityChange::created);
+
+  // The customer's quota counts its active registrations on every device.
+  auto other_device = request(token(), random_bytes(32));
+  other_device.max_per_customer = 2;
+  EXPECT_EQ(registered(other_device).change, CapabilityChange::quota_customer);
+  other_device.max_per_customer = 3;
+  EXPECT_EQ(registered(other_device).change, CapabilityChange::created);
 }
 
 TEST_F(RegistrationsStoreTest, AnUnregisteredDeviceComesBackOnlyAfterApnsTime) {
   const std::string t = token();
-  const auto first = registered(request(t, mailbox));
+  const auto req = request(t, mailbox);
+  const auto first = registered(req);
   // APNs said 410 Unregistered a minute ago: the app registering now has a fresh token.
   ASSERT_TRUE(conn.execute("UPDATE devices SET state = 'unregistered', unregistered_at = "
                            "UTC_TIMESTAMP(6) - INTERVAL 1 MINUTE WHERE id = ?",
                            {Value{first.device_id}})
                   .ok());
-  const auto back = registered(request(t, mailbox));
-  EXPECT_EQ(back.change, RegistrationChange::unchanged);
+  const auto back = registered(with(request(t, mailbox), req.new_hash));
+  EXPECT_EQ(back.change, CapabilityChange::unchanged);
   EXPECT_TRUE(back.device_reactivated);
   EXPECT_EQ(column("SELECT state FROM devices WHERE id = ?", first.device_id), "active");
   EXPECT_EQ(count("SELECT COUNT(*) FROM audit_log WHERE action = "
@@ -200,9 +266,8 @@ TEST_F(RegistrationsStoreTest, AnUnregisteredDeviceComesBackOnlyAfterApnsTime) {
                            "UTC_TIMESTAMP(6) + INTERVAL 1 HOUR WHERE id = ?",
                            {Value{first.device_id}})
                   .ok());
-  const Bytes new_mailbox = random_bytes(32);
-  const auto refused = registered(request(t, new_mailbox));
-  EXPECT_EQ(refused.change, RegistrationChange::device_unregistered);
+  const auto refused = registered(request(t, random_bytes(32)));
+  EXPECT_EQ(refused.change, CapabilityChange::device_unregistered);
   EXPECT_FALSE(refused.device_note.empty());
   EXPECT_EQ(column("SELECT state FROM devices WHERE id = ?", first.device_id), "unregistered");
   EXPECT_EQ(count("SELECT COUNT(*) FROM mailboxes"), 1) << "nothing written for a refusal";
@@ -216,107 +281,83 @@ TEST_F(RegistrationsStoreTest, AnInvalidDeviceStaysRefusedInItsEnvironment) {
                            {Value{first.device_id}})
                   .ok());
   const auto refused = registered(request(t, mailbox));
-  EXPECT_EQ(refused.change, RegistrationChange::device_invalid);
+  EXPECT_EQ(refused.change, CapabilityChange::device_invalid);
   EXPECT_EQ(refused.device_note, "BadDeviceToken");
   EXPECT_EQ(column("SELECT state FROM devices WHERE id = ?", first.device_id), "invalid");
   // The usual cause is the wrong environment: the same token in the other one is accepted.
-  EXPECT_EQ(registered(request(t, mailbox, "development")).change, RegistrationChange::created);
+  EXPECT_EQ(registered(request(t, mailbox, "development")).change, CapabilityChange::created);
 }
 
-TEST_F(RegistrationsStoreTest, ATokenUpdateMovesTheRegistrationAndKeepsItsUrlAndBinding) {
+TEST_F(RegistrationsStoreTest, AMoveByCapabilityKeepsTheUrlAndBinding) {
   const std::string old_token = token();
-  const auto first = registered(request(old_token, mailbox));
+  const auto req = request(old_token, mailbox);
+  const auto first = registered(req);
   ASSERT_TRUE(conn.execute("UPDATE registrations SET subscription_id = 'SUB-1', watermark = 'W' "
                            "WHERE id = ?",
                            {Value{first.registration_id}})
                   .ok());
   const std::string new_token = token();
-  auto moving = request(new_token, mailbox);
-  moving.previous_token_hex = old_token;
-  const auto moved = registered(moving);
-  EXPECT_EQ(moved.change, RegistrationChange::token_moved);
-  EXPECT_EQ(moved.registration_id, first.registration_id);
-  EXPECT_EQ(moved.generation, first.generation);
-  EXPECT_NE(moved.device_id, first.device_id);
-  EXPECT_EQ(column("SELECT device_id FROM registrations WHERE id = ?", moved.registration_id),
-            std::to_string(moved.device_id));
-  EXPECT_EQ(column("SELECT subscription_id FROM registrations WHERE id = ?", moved.registration_id),
+  EXPECT_EQ(moved(fresh_hash(), new_token).change, MoveChange::not_found)
+      << "the token alone moves nothing: the capability does";
+  const auto done = moved(req.new_hash, new_token);
+  EXPECT_EQ(done.change, MoveChange::moved);
+  EXPECT_EQ(done.customer_id, customer);
+  EXPECT_TRUE(done.retired_secret_hashes.empty());
+  EXPECT_EQ(column("SELECT d.token_hex FROM registrations r JOIN devices d ON d.id = r.device_id "
+                   "WHERE r.id = ?",
+                   first.registration_id),
+            new_token);
+  EXPECT_EQ(column("SELECT subscription_id FROM registrations WHERE id = ?", first.registration_id),
             "SUB-1");
-  EXPECT_EQ(hash_hex(moved.registration_id), hex_encode(test_hash(first.registration_id, 0)));
+  EXPECT_EQ(hash_hex(first.registration_id), hex_encode(req.new_hash));
   EXPECT_EQ(count("SELECT COUNT(*) FROM registrations"), 1);
-
-  // Sent again (the app retries): the registration is already the new token's.
-  const auto repeat = registered(moving);
-  EXPECT_EQ(repeat.change, RegistrationChange::unchanged);
-  EXPECT_EQ(repeat.registration_id, first.registration_id);
-
-  // A previous token that has no registration here: a plain registration.
-  auto unknown = request(token(), mailbox);
-  unknown.previous_token_hex = token();
-  EXPECT_EQ(registered(unknown).change, RegistrationChange::created);
+  // Sent again (the app retries): nothing to do.
+  EXPECT_EQ(moved(req.new_hash, new_token).change, MoveChange::unchanged);
 }
 
-TEST_F(RegistrationsStoreTest, ATokenUpdateOntoATokenAlreadyRegisteredKeepsThatOne) {
+TEST_F(RegistrationsStoreTest, AMoveOntoATokenThatHasTheMailboxEndsThatRegistration) {
   const std::string old_token = token(), new_token = token();
-  const auto old_reg = registered(request(old_token, mailbox));
-  const auto new_reg = registered(request(new_token, mailbox));
-  auto moving = request(new_token, mailbox);
-  moving.previous_token_hex = old_token;
-  const auto result = registered(moving);
-  EXPECT_EQ(result.change, RegistrationChange::unchanged);
-  EXPECT_EQ(result.registration_id, new_reg.registration_id);
-  ASSERT_EQ(result.retired_secret_hashes.size(), 1u);
-  EXPECT_EQ(result.retired_secret_hashes[0], test_hash(old_reg.registration_id, 0));
-  EXPECT_EQ(column("SELECT state FROM registrations WHERE id = ?", old_reg.registration_id),
-            "deleted")
-      << "the old token is dead";
-
-  // A deleted registration of the new token is in the way of a move: it goes for good.
-  const std::string third = token();
-  const auto third_reg = registered(request(third, mailbox));
-  ASSERT_TRUE(
-      unregister_registration(conn, customer, third_reg.registration_id, actor)->has_value());
+  const auto old_req = request(old_token, mailbox);
+  const auto old_reg = registered(old_req);
+  const auto new_req = request(new_token, mailbox);
+  const auto new_reg = registered(new_req);
   ASSERT_TRUE(
       conn.execute("INSERT INTO superseded_subscriptions (registration_id, subscription_id) "
                    "VALUES (?, 'OLD')",
-                   {Value{third_reg.registration_id}})
+                   {Value{new_reg.registration_id}})
           .ok());
-  auto onto_deleted = request(third, mailbox);
-  onto_deleted.previous_token_hex = new_token;
-  const auto moved = registered(onto_deleted);
-  EXPECT_EQ(moved.change, RegistrationChange::token_moved);
-  EXPECT_EQ(moved.registration_id, new_reg.registration_id);
+  const auto done = moved(old_req.new_hash, new_token);
+  EXPECT_EQ(done.change, MoveChange::moved);
+  ASSERT_EQ(done.retired_secret_hashes.size(), 1u);
+  EXPECT_EQ(done.retired_secret_hashes[0], new_req.new_hash);
   EXPECT_EQ(count("SELECT COUNT(*) FROM registrations WHERE id = " +
-                  std::to_string(third_reg.registration_id)),
-            0);
+                  std::to_string(new_reg.registration_id)),
+            0)
+      << "the presented registration wins; the other row goes for good";
+  EXPECT_EQ(count("SELECT COUNT(*) FROM registrations"), 1);
+  EXPECT_EQ(hash_hex(old_reg.registration_id), hex_encode(old_req.new_hash));
 }
 
-TEST_F(RegistrationsStoreTest, ARowWithAnotherSecretIsRekeyed) {
-  // A row written by a tool (or under another region secret) holds a hash of its own.
-  const auto tool = test::insert_test_registration(conn, customer, "rekey@example.com");
-  const auto token_hex = column(
-      "SELECT d.token_hex FROM registrations r JOIN devices d ON d.id = r.device_id "
-      "WHERE r.id = ?",
-      tool.id);
-  const std::string raw_hmac = column(
-      "SELECT m.address_hmac FROM registrations r JOIN mailboxes m ON m.id = r.mailbox_id "
-      "WHERE r.id = ?",
-      tool.id);
-  const Bytes hmac(raw_hmac.begin(), raw_hmac.end());
-  ASSERT_EQ(hmac.size(), 32u);
-  const auto result = registered(request(token_hex, hmac));
-  EXPECT_EQ(result.change, RegistrationChange::unchanged);
-  EXPECT_EQ(result.registration_id, tool.id);
-  ASSERT_EQ(result.retired_secret_hashes.size(), 1u);
-  EXPECT_EQ(result.retired_secret_hashes[0], sha384(tool.secret));
-  EXPECT_EQ(hash_hex(tool.id), hex_encode(test_hash(tool.id, 0)));
-  EXPECT_EQ(count("SELECT COUNT(*) FROM audit_log WHERE action = 'registration.rekeyed'"), 1);
+TEST_F(RegistrationsStoreTest, AMoveToARefusedTokenChangesNothing) {
+  const auto req = request(token(), mailbox);
+  const auto first = registered(req);
+  const std::string bad = token();
+  ASSERT_TRUE(registered(request(bad, random_bytes(32))).change == CapabilityChange::created);
+  ASSERT_TRUE(conn.execute("UPDATE devices SET state = 'invalid', invalid_reason = "
+                           "'BadDeviceToken' WHERE token_hex = ?",
+                           {Value{bad}})
+                  .ok());
+  const auto refused = moved(req.new_hash, bad);
+  EXPECT_EQ(refused.change, MoveChange::device_invalid);
+  EXPECT_EQ(column("SELECT device_id FROM registrations WHERE id = ?", first.registration_id),
+            std::to_string(first.device_id));
 }
 
 TEST_F(RegistrationsStoreTest, AuditRowsHoldNoAddressAndNoFullToken) {
   const std::string t = token();
-  const auto first = registered(request(t, mailbox));
-  ASSERT_TRUE(unregister_registration(conn, customer, first.registration_id, actor)->has_value());
+  const auto req = request(t, mailbox);
+  registered(req);
+  ASSERT_TRUE(unregistered(req.new_hash).has_value());
   auto rows = tail_audit(conn, 10);
   ASSERT_TRUE(rows.ok());
   ASSERT_EQ(rows->size(), 2u);
@@ -331,10 +372,12 @@ TEST_F(RegistrationsStoreTest, AuditRowsHoldNoAddressAndNoFullToken) {
   EXPECT_EQ((*rows)[1].action, "registration.created");
 }
 
-TEST_F(RegistrationsStoreTest, ConcurrentFirstRegistrationsAgreeOnOneRow) {
+TEST_F(RegistrationsStoreTest, ConcurrentFirstRegistrationsEndWithOneRowAndOneCapability) {
   const std::string t = token();
   constexpr int kThreads = 6;
-  std::vector<std::int64_t> ids(kThreads, 0);
+  std::vector<CapabilityRegistration> requests;
+  for (int i = 0; i < kThreads; ++i) requests.push_back(request(t, mailbox));
+  std::vector<std::optional<CapabilityChange>> changes(kThreads);
   std::vector<std::string> errors(kThreads);
   std::vector<std::thread> threads;
   for (int i = 0; i < kThreads; ++i) {
@@ -344,22 +387,31 @@ TEST_F(RegistrationsStoreTest, ConcurrentFirstRegistrationsAgreeOnOneRow) {
         errors[i] = st.error().message;
         return;
       }
-      auto r = register_device(c, request(t, mailbox), hash_of, actor);
+      auto r = register_with_capability(c, requests[i], actor);
       if (r) {
-        ids[i] = r->registration_id;
+        changes[i] = r->change;
       } else {
         errors[i] = r.error().message;
       }
     });
   }
   for (auto& th : threads) th.join();
+  int created = 0, replaced = 0;
   for (int i = 0; i < kThreads; ++i) {
     EXPECT_TRUE(errors[i].empty()) << errors[i];
-    EXPECT_EQ(ids[i], ids[0]);
+    created += changes[i] == CapabilityChange::created;
+    replaced += changes[i] == CapabilityChange::replaced;
   }
+  EXPECT_EQ(created, 1);
+  EXPECT_EQ(replaced, kThreads - 1);
   EXPECT_EQ(count("SELECT COUNT(*) FROM registrations"), 1);
   EXPECT_EQ(count("SELECT COUNT(*) FROM devices"), 1);
   EXPECT_EQ(count("SELECT COUNT(*) FROM mailboxes"), 1);
+  // The capability that holds is one of those handed out.
+  const std::string held = hash_hex(count("SELECT id FROM registrations"));
+  int holders = 0;
+  for (const auto& r : requests) holders += hex_encode(r.new_hash) == held;
+  EXPECT_EQ(holders, 1);
 }
 
 }  // namespace
