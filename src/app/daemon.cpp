@@ -397,6 +397,11 @@ int run_daemon(const config::RegionConfig& cfg) {
       callback_store, registration_cache, *registry,
       {cfg.limits.unknown_secret_burst_per_address,
        static_cast<double>(cfg.limits.unknown_secrets_per_second_per_address)});
+  callback_service.set_callback_limits(
+      {cfg.limits.callback_burst_per_registration,
+       static_cast<double>(cfg.limits.callbacks_per_second_per_registration),
+       cfg.limits.callback_burst_per_customer,
+       static_cast<double>(cfg.limits.callbacks_per_second_per_customer)});
   if (region_secret) {
     // A secret in the capability's form must carry this region's tag; untagged ones (URLs from
     // before capabilities) are looked up unless the operators have turned that off.

@@ -656,7 +656,9 @@ Result<RegionConfig> parse_checked(std::string_view text, const fs::path& source
                  "max_xml_depth", "max_xml_elements", "registration_cache_entries",
                  "max_connections_per_address", "connection_burst_per_address",
                  "connections_per_second_per_address", "unknown_secret_burst_per_address",
-                 "unknown_secrets_per_second_per_address", "refuse_untagged_secrets"});
+                 "unknown_secrets_per_second_per_address", "refuse_untagged_secrets",
+                 "callback_burst_per_registration", "callbacks_per_second_per_registration",
+                 "callback_burst_per_customer", "callbacks_per_second_per_customer"});
   r.read(lim, "max_body_bytes", Need::optional, 1024, 67108864, limits.max_body_bytes);
   r.read(lim, "max_header_bytes", Need::optional, 1024, 1048576, limits.max_header_bytes);
   r.read(lim, "max_connections", Need::optional, 1, 1000000, limits.max_connections);
@@ -680,6 +682,14 @@ Result<RegionConfig> parse_checked(std::string_view text, const fs::path& source
   r.read(lim, "unknown_secrets_per_second_per_address", Need::optional, 0, 1000000,
          limits.unknown_secrets_per_second_per_address);
   r.read(lim, "refuse_untagged_secrets", Need::optional, limits.refuse_untagged_secrets);
+  r.read(lim, "callback_burst_per_registration", Need::optional, 1, 1000000,
+         limits.callback_burst_per_registration);
+  r.read(lim, "callbacks_per_second_per_registration", Need::optional, 0, 1000000,
+         limits.callbacks_per_second_per_registration);
+  r.read(lim, "callback_burst_per_customer", Need::optional, 1, 100000000,
+         limits.callback_burst_per_customer);
+  r.read(lim, "callbacks_per_second_per_customer", Need::optional, 0, 10000000,
+         limits.callbacks_per_second_per_customer);
 
   auto& portal = cfg.portal;
   const Section ps =

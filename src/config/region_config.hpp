@@ -93,6 +93,12 @@ struct Limits {
   // capability's form are refused without a lookup either way. Turn it on once
   // `mailpushctl status` shows no untagged registration left.
   bool refuse_untagged_secrets = false;
+  // Callbacks per registration and per customer: a burst, then a rate (0 per second: no limit);
+  // beyond it 503 with Retry-After, nothing recorded (relay::CallbackLimits says why).
+  std::uint32_t callback_burst_per_registration = 120;
+  std::uint32_t callbacks_per_second_per_registration = 4;
+  std::uint32_t callback_burst_per_customer = 50000;
+  std::uint32_t callbacks_per_second_per_customer = 5000;
 };
 
 // The certificate portal (flows 1, 2, 6 of DESIGN.md) and credential upkeep.

@@ -149,7 +149,7 @@ Response EwsEndpoint::answer(const RequestHeader& req, const relay::CallbackOutc
       unknown_log_.write(log::Level::info, "ews.rate_limited", std::move(fields));
       auto res = soap_response(
           req, beast_http::status::service_unavailable,
-          ews::build_fault("soap:Server", "too many unknown listener URLs from this address"));
+          ews::build_fault("soap:Server", "too many callbacks for now; retry after Retry-After"));
       res.set(beast_http::field::retry_after, "10");
       return res;
     }

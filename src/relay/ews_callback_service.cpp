@@ -195,6 +195,15 @@ CallbackOutcome EwsCallbackService::unknown(const IpAddress& caller, std::string
   return count({CallbackResult::unsubscribe_unknown, std::move(reason), ""});
 }
 
+void EwsCallbackService::set_callback_limits(const CallbackLimits& limits) {
+  if (limits.registration_per_second > 0) {
+    per_registration_.emplace(limits.registration_burst, limits.registration_per_second, 200000);
+  }
+  if (limits.customer_per_second > 0) {
+    per_customer_.emplace(limits.customer_burst, limits.customer_per_second, 100000);
+  }
+}
+
 asio::awaitable<std::optional<CallbackOutcome>> EwsCallbackService::precheck(
     std::string_view secret, const IpAddress& caller) {
   const bool plausible = plausible_secret(secret) && (!filter_ || filter_(secret));
@@ -253,6 +262,16 @@ asio::awaitable<CallbackOutcome> EwsCallbackService::handle(std::string_view sec
                        customer.public_id});
     }
     if (round == 0) {
+      const auto now = TokenBucketLimiter::Clock::now();
+      if (per_registration_ && per_registration_->take(std::to_string(entry.id), now)) {
+        co_return count({CallbackResult::rate_limited,
+                         "registration " + std::to_string(entry.id) + " over its callback rate",
+                         customer.public_id});
+      }
+      if (per_customer_ && per_customer_->take(customer.public_id, now)) {
+        co_return count({CallbackResult::rate_limited, "customer over its callback rate",
+                         customer.public_id});
+      }
       for (const auto& code : summary.error_codes) {
         error_messages_.Add({{"code", known_response_code(code)}}).Increment();
       }

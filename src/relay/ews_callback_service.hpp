@@ -28,7 +28,8 @@ enum class CallbackResult {
   forbidden,               // caller outside the customer's allow-list: 403, no reply to Exchange
   unavailable,             // the database cannot record it now: 503, Exchange retries
   invalid,                 // well-formed SOAP with values no EWS server sends (e.g. a 5 KB id): 400
-  rate_limited,            // the caller's address sent too many unknown secrets: 503, retry later
+  rate_limited,  // too many unknown secrets from the address, or callbacks of the registration or
+                 // customer (CallbackLimits): 503 with Retry-After, nothing recorded
 };
 inline constexpr std::size_t kCallbackResultCount = 7;
 static_assert(static_cast<std::size_t>(CallbackResult::rate_limited) + 1 == kCallbackResultCount);
@@ -44,6 +45,17 @@ struct CallbackOutcome {
 struct UnknownSecretLimit {
   std::uint32_t burst = 100;
   double per_second = 20;
+};
+
+// Callbacks a registration and a customer may send: a burst, then a rate (0 per second: no
+// limit). Beyond it the callback is answered 503 with Retry-After and nothing is recorded:
+// Exchange sends it again later with the events still queued on its side (answering OK without
+// recording would lose the count; 429 is not a status Exchange knows how to wait on).
+struct CallbackLimits {
+  std::uint32_t registration_burst = 120;
+  double registration_per_second = 4;
+  std::uint32_t customer_burst = 50000;
+  double customer_per_second = 5000;
 };
 
 class EwsCallbackService {
@@ -63,6 +75,8 @@ class EwsCallbackService {
   // plausible secret is looked up. Set before serving.
   using SecretFilter = std::function<bool(std::string_view secret)>;
   void set_secret_filter(SecretFilter filter) { filter_ = std::move(filter); }
+  // Set before serving; without it callbacks are not limited per registration or customer.
+  void set_callback_limits(const CallbackLimits& limits);
 
   boost::asio::awaitable<CallbackOutcome> handle(std::string_view secret,
                                                  const ews::SendNotification& callback,
@@ -96,6 +110,9 @@ class EwsCallbackService {
   UnknownSecretLimit limit_;
   TokenBucketLimiter unknown_by_address_;
   SecretFilter filter_;
+  // Buckets of registrations and customers that called lately (bounded: full ones go first).
+  std::optional<TokenBucketLimiter> per_registration_;
+  std::optional<TokenBucketLimiter> per_customer_;
   prometheus::Family<prometheus::Counter>& callbacks_;
   prometheus::Family<prometheus::Counter>& events_;
   prometheus::Family<prometheus::Counter>& error_messages_;

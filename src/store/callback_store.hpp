@@ -71,6 +71,8 @@ enum class WriteOutcome {
 // What the columns hold: longer or non-ASCII values are refused before they reach a batch.
 inline constexpr std::size_t kMaxSubscriptionIdLength = 512;
 inline constexpr std::size_t kMaxWatermarkLength = 1024;
+// Subscription ids a registration was bound to before, kept newest first (older ones deleted).
+inline constexpr std::size_t kMaxSupersededSubscriptions = 32;
 
 class CallbackStore {
  public:

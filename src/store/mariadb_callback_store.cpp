@@ -182,6 +182,16 @@ Status apply_bindings(Connection& conn, const std::vector<CallbackWrite>& writes
           "(?, ?)",
           {Value{w.registration_id}, Value{*w.expected_current}});
       if (!kept) return std::move(kept).error();
+      // Only the newest kMaxSupersededSubscriptions are kept: an app that resubscribes without
+      // end cannot grow the table. Older ids get Unsubscribe no more, but Exchange has long
+      // dropped a subscription that many resubscriptions ago (it expires when unanswered).
+      auto trimmed = conn.execute(
+          "DELETE FROM superseded_subscriptions WHERE registration_id = ? AND superseded_at < "
+          "(SELECT t.superseded_at FROM (SELECT superseded_at FROM superseded_subscriptions "
+          "WHERE registration_id = ? ORDER BY superseded_at DESC LIMIT 1 OFFSET " +
+              std::to_string(kMaxSupersededSubscriptions - 1) + ") t)",
+          {Value{w.registration_id}, Value{w.registration_id}});
+      if (!trimmed) return std::move(trimmed).error();
     }
   }
   return {};

@@ -35,7 +35,7 @@ verdict() {
   out=$(jq -n -c --slurpfile samples "$tmp/samples.jsonl" --slurpfile events "$tmp/events.jsonl" \
     --slurpfile churn "$tmp/churn.jsonl" --slurpfile errors "$tmp/errors.jsonl" \
     --slurpfile load "$tmp/load.json" --slurpfile cap "$tmp/load.json" \
-    --argjson minutes 3 --argjson duration 180 --argjson warmup 20 --argjson mailboxes 100 \
+    --argjson minutes "${MINUTES:-3}" --argjson duration 180 --argjson warmup 20 --argjson mailboxes 100 \
     --argjson registrations 200 --argjson rate 100 --argjson capacity 170 --argjson churn_lost 0 \
     --argjson drained true --argjson sighup 1 --argjson cores 2 -f "$root/bench/soak_verdict.jq")
   if [ "$(jq .passed <<<"$out")" != "$want" ] || { [ -n "${7:-}" ] && ! jq -e --arg w "$7" 'any(.failed[]; startswith($w))' <<<"$out" >/dev/null; }; then
@@ -50,6 +50,11 @@ verdict "steady run passes" true '.'
 verdict "prepared statements growing fail" false '.prepared_stmts = 40 + .t_s * 20' "" "" "" "prepared_stmts grew"
 verdict "RSS growing 12 % fails" false '.rss_kib = (if .t_s >= 120 then 112000 else 100000 end)' "" "" "" "rss_kib grew"
 verdict "RSS growing 8 % passes" true '.rss_kib = (if .t_s >= 120 then 108000 else 100000 end)'
+# A small process (23 MiB) whose first third is still warming up: 6 MiB more passes a 3-minute run
+# (floor 8 MiB), not a 10-minute one (floor 4 MiB).
+verdict "3 min: RSS 23 -> 29 MiB passes (warm-up floor)" true '.rss_kib = (if .t_s >= 120 then 29000 else 23000 end)'
+MINUTES=10 verdict "10 min: RSS 23 -> 29 MiB fails" false '.rss_kib = (if .t_s >= 120 then 29000 else 23000 end)' "" "" "" "rss_kib grew"
+verdict "3 min: RSS 23 -> 33 MiB fails" false '.rss_kib = (if .t_s >= 120 then 33000 else 23000 end)' "" "" "" "rss_kib grew"
 verdict "5 fds then 6 pass (floor)" true '.fds = (if .t_s > 130 then 6 else 5 end)'
 verdict "fds in an idle burst do not count" true '.fds = (if .t_s >= 115 and .t_s <= 143 then 705 else 5 end)'
 verdict "fds kept after a burst fail" false '.fds = (if .t_s >= 115 then 705 else 5 end)' "" "" "" "fds grew"

@@ -122,10 +122,27 @@ TEST(RegionConfigRegistration, QuotasAndRefusalLimitsAreBounded) {
         << key << " " << bad.dump() << ": " << error_of(parse(doc));
   }
   json doc = minimal();
-  doc["limits"] = {{"refuse_untagged_secrets", true}};
+  doc["limits"] = {{"refuse_untagged_secrets", true},
+                   {"callback_burst_per_registration", 10},
+                   {"callbacks_per_second_per_registration", 0},
+                   {"callback_burst_per_customer", 100},
+                   {"callbacks_per_second_per_customer", 50}};
   const auto cfg = parse(doc);
   ASSERT_TRUE(cfg.ok()) << error_of(cfg);
   EXPECT_TRUE(cfg->limits.refuse_untagged_secrets);
+  EXPECT_EQ(cfg->limits.callback_burst_per_registration, 10u);
+  EXPECT_EQ(cfg->limits.callbacks_per_second_per_registration, 0u) << "0: no limit";
+  EXPECT_EQ(cfg->limits.callback_burst_per_customer, 100u);
+  EXPECT_EQ(cfg->limits.callbacks_per_second_per_customer, 50u);
+  const auto defaults = parse(minimal());
+  ASSERT_TRUE(defaults.ok());
+  EXPECT_EQ(defaults->limits.callback_burst_per_registration, 120u);
+  EXPECT_EQ(defaults->limits.callbacks_per_second_per_registration, 4u);
+  EXPECT_EQ(defaults->limits.callbacks_per_second_per_customer, 5000u);
+  doc["limits"] = {{"callback_burst_per_registration", 0}};
+  EXPECT_NE(error_of(parse(doc)).find("limits.callback_burst_per_registration: must be an integer"),
+            std::string::npos)
+      << error_of(parse(doc));
 }
 
 TEST(RegionConfigRegistration, OtherRegionsAreCustomerIdPrefixesToHosts) {

@@ -202,6 +202,38 @@ TEST_F(EwsCallbackServiceTest, SecretsTheFilterRefusesCostNoLookup) {
   EXPECT_EQ(store.lookups, before + 1) << "an untagged secret is still looked up";
 }
 
+TEST_F(EwsCallbackServiceTest, CallbacksAreLimitedPerRegistrationAndPerCustomer) {
+  // A holder of one capability (or a looping Exchange) cannot write without end.
+  RegistrationCache own_cache{1024};
+  EwsCallbackService limited{store, own_cache, registry2};
+  limited.set_callback_limits({3, 0.001, 5, 0.001});
+  store.add(kSecret, "use1-acme");
+  store.add(kOtherSecret, "use1-acme");
+  const auto run = [&](std::string_view secret, const std::string& sub) {
+    boost::asio::io_context ioc;
+    std::optional<CallbackOutcome> out;
+    boost::asio::co_spawn(ioc,
+                          limited.handle(secret, callback(sub, {status_event("wm")}),
+                                         ip("192.0.2.10")),
+                          [&](std::exception_ptr e, CallbackOutcome o) {
+                            if (e) std::rethrow_exception(e);
+                            out = std::move(o);
+                          });
+    ioc.run();
+    return out.value_or(CallbackOutcome{});
+  };
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(run(kSecret, "S1").result, CallbackResult::ok) << i;
+  const std::size_t written = store.attempts.size();
+  const auto over = run(kSecret, "S1");
+  EXPECT_EQ(over.result, CallbackResult::rate_limited);
+  EXPECT_EQ(over.customer_id, "use1-acme");
+  EXPECT_EQ(store.attempts.size(), written) << "nothing recorded past the limit";
+  // The customer's bucket (5) is shared by its registrations: 3 spent, 2 left for the other.
+  EXPECT_EQ(run(kOtherSecret, "S2").result, CallbackResult::ok);
+  EXPECT_EQ(run(kOtherSecret, "S2").result, CallbackResult::ok);
+  EXPECT_EQ(run(kOtherSecret, "S2").result, CallbackResult::rate_limited);
+}
+
 TEST_F(EwsCallbackServiceTest, FirstStatusEventBinds) {
   const auto id = store.add(kSecret, "use1-acme");
   const auto out = handle(kSecret, callback("S1", {status_event("wm-1")}));

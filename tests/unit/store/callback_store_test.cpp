@@ -128,6 +128,41 @@ TEST_F(CallbackStoreTest, TheLookupBringsSupersededIdsNewestFirst) {
   EXPECT_TRUE(lookup(other.secret).superseded.empty());
 }
 
+TEST_F(CallbackStoreTest, OnlyTheNewestSupersededIdsAreKept) {
+  // An app that resubscribes without end (or a holder of its capability) cannot grow the table.
+  const auto reg = test::insert_test_registration(conn, customer, "grace@example.com");
+  std::optional<std::string> current;
+  const int binds = static_cast<int>(kMaxSupersededSubscriptions) + 8;
+  for (int i = 0; i < binds; ++i) {
+    const std::string id = "S" + std::to_string(i);
+    auto w = write_for(reg, id, "w");
+    w.bind = true;
+    w.expected_current = current;
+    auto out = write_callback_batch(conn, {w});
+    ASSERT_TRUE(out.ok()) << out.error().message;
+    ASSERT_EQ((*out)[0], WriteOutcome::recorded) << id;
+    current = id;
+    // Distinct times whatever the clock's resolution: each rebind a second after the last.
+    ASSERT_TRUE(conn.execute("UPDATE superseded_subscriptions SET superseded_at = "
+                             "'2026-01-01' + INTERVAL CAST(SUBSTRING(subscription_id, 2) AS "
+                             "UNSIGNED) SECOND WHERE registration_id = ?",
+                             {Value{reg.id}})
+                    .ok());
+  }
+  auto rows = conn.query(
+      "SELECT COUNT(*), MIN(CAST(SUBSTRING(subscription_id, 2) AS UNSIGNED)) FROM "
+      "superseded_subscriptions WHERE registration_id = ?",
+      {Value{reg.id}});
+  ASSERT_TRUE(rows.ok() && !rows->empty());
+  EXPECT_EQ((*rows)[0].i64(0), static_cast<std::int64_t>(kMaxSupersededSubscriptions));
+  EXPECT_EQ((*rows)[0].i64(1), binds - 1 - static_cast<std::int64_t>(kMaxSupersededSubscriptions))
+      << "the oldest went first";
+  const auto rec = lookup(reg.secret);
+  EXPECT_EQ(rec.subscription_id, current);
+  ASSERT_EQ(rec.superseded.size(), kMaxSupersededSubscriptions);
+  EXPECT_EQ(rec.superseded.front(), "S" + std::to_string(binds - 2)) << "newest first";
+}
+
 TEST_F(CallbackStoreTest, ActiveRegistrationsComeInPagesWithTheirSecretHashes) {
   std::vector<test::TestRegistration> regs;
   for (int i = 0; i < 7; ++i) {
