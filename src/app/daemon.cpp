@@ -159,7 +159,30 @@ struct ScrapeGauges {
                 .Help("Prepared statements closed since start to make room in a connection's "
                       "full statement cache; growing in steady state means SQL text varies")
                 .Register(r)
-                .Add({})) {}
+                .Add({})),
+        lookup_queue(prometheus::BuildGauge()
+                         .Name("mailpush_db_lookup_jobs_queued")
+                         .Help("Lookups of listener secrets waiting for one of their own "
+                               "connections (a flood of made-up URLs waits here)")
+                         .Register(r)
+                         .Add({})),
+        lookup_busy(prometheus::BuildGauge()
+                        .Name("mailpush_db_lookup_jobs_running")
+                        .Help("Lookups of listener secrets running now")
+                        .Register(r)
+                        .Add({})),
+        lookup_rejected(prometheus::BuildGauge()
+                            .Name("mailpush_db_lookup_jobs_rejected")
+                            .Help("Lookups of listener secrets since start refused because their "
+                                  "queue was full (answered 503)")
+                            .Register(r)
+                            .Add({})) {}
+
+  void refresh_lookups(const store::PoolStats& s) {
+    lookup_queue.Set(static_cast<double>(s.queued));
+    lookup_busy.Set(static_cast<double>(s.busy));
+    lookup_rejected.Set(static_cast<double>(s.rejected));
+  }
 
   void refresh(const store::PoolStats& s) {
     const store::StatementStats statements = store::statement_stats();
@@ -180,6 +203,9 @@ struct ScrapeGauges {
   prometheus::Gauge& db_rejected;
   prometheus::Gauge& db_statements;
   prometheus::Gauge& db_statements_evicted;
+  prometheus::Gauge& lookup_queue;
+  prometheus::Gauge& lookup_busy;
+  prometheus::Gauge& lookup_rejected;
 };
 
 constexpr std::string_view kHeartbeatSql =
@@ -291,6 +317,8 @@ int run_daemon(const config::RegionConfig& cfg) {
       .Set(1);
   http::ServerMetrics server_metrics(*registry);
   ScrapeGauges gauges(*registry);
+  // The pool of secret lookups (below), for the gauges once it exists.
+  const store::DatabasePool* lookup_pool_for_metrics = nullptr;
 
   http::Router router;
   router.add(
@@ -341,7 +369,7 @@ int run_daemon(const config::RegionConfig& cfg) {
             body.dump());
       });
   router.add(bhttp::verb::get, "/metrics", "metrics",
-             [&registry, &pool, &gauges, trusted_proxies, metrics_allow](
+             [&registry, &pool, &gauges, &lookup_pool_for_metrics, trusted_proxies, metrics_allow](
                  const http::Request& req,
                  const http::RequestContext& ctx) -> asio::awaitable<http::Response> {
                if (!any_contains(metrics_allow, http::request_caller(req, ctx, trusted_proxies))) {
@@ -350,6 +378,9 @@ int run_daemon(const config::RegionConfig& cfg) {
                      R"({"error":"metrics are served only to listener.metrics_allow"})");
                }
                gauges.refresh(pool.stats());
+               if (lookup_pool_for_metrics != nullptr) {
+                 gauges.refresh_lookups(lookup_pool_for_metrics->stats());
+               }
                co_return http::make_response(req, bhttp::status::ok, "text/plain; version=0.0.4",
                                              http::serialize_metrics(*registry));
              });
@@ -392,6 +423,7 @@ int run_daemon(const config::RegionConfig& cfg) {
   lookup_options.queue_limit = 256;
   store::DatabasePool lookup_pool(*conn_options, lookup_options);
   callback_store.set_lookup_pool(&lookup_pool);
+  lookup_pool_for_metrics = &lookup_pool;
   relay::RegistrationCache registration_cache(cfg.limits.registration_cache_entries);
   relay::EwsCallbackService callback_service(
       callback_store, registration_cache, *registry,

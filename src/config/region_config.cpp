@@ -649,16 +649,28 @@ Result<RegionConfig> parse_checked(std::string_view text, const fs::path& source
   r.read(ds, "batch_max", Need::optional, 1, 5000, db.batch_max);
 
   auto& limits = cfg.limits;
-  const Section lim =
-      r.section(top, "limits", Need::optional,
-                {"max_body_bytes", "max_header_bytes", "max_connections", "handshake_timeout_ms",
-                 "header_timeout_ms", "request_timeout_ms", "idle_timeout_ms", "shutdown_grace_ms",
-                 "max_xml_depth", "max_xml_elements", "registration_cache_entries",
-                 "max_connections_per_address", "connection_burst_per_address",
-                 "connections_per_second_per_address", "unknown_secret_burst_per_address",
-                 "unknown_secrets_per_second_per_address", "refuse_untagged_secrets",
-                 "callback_burst_per_registration", "callbacks_per_second_per_registration",
-                 "callback_burst_per_customer", "callbacks_per_second_per_customer"});
+  const Section lim = r.section(top, "limits", Need::optional,
+                                {"max_body_bytes",
+                                 "max_header_bytes",
+                                 "max_connections",
+                                 "handshake_timeout_ms",
+                                 "header_timeout_ms",
+                                 "request_timeout_ms",
+                                 "idle_timeout_ms",
+                                 "shutdown_grace_ms",
+                                 "max_xml_depth",
+                                 "max_xml_elements",
+                                 "registration_cache_entries",
+                                 "max_connections_per_address",
+                                 "connection_burst_per_address",
+                                 "connections_per_second_per_address",
+                                 "unknown_secret_burst_per_address",
+                                 "unknown_secrets_per_second_per_address",
+                                 "refuse_untagged_secrets",
+                                 "callback_burst_per_registration",
+                                 "callbacks_per_second_per_registration",
+                                 "callback_burst_per_customer",
+                                 "callbacks_per_second_per_customer"});
   r.read(lim, "max_body_bytes", Need::optional, 1024, 67108864, limits.max_body_bytes);
   r.read(lim, "max_header_bytes", Need::optional, 1024, 1048576, limits.max_header_bytes);
   r.read(lim, "max_connections", Need::optional, 1, 1000000, limits.max_connections);

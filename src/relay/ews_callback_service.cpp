@@ -269,8 +269,8 @@ asio::awaitable<CallbackOutcome> EwsCallbackService::handle(std::string_view sec
                          customer.public_id});
       }
       if (per_customer_ && per_customer_->take(customer.public_id, now)) {
-        co_return count({CallbackResult::rate_limited, "customer over its callback rate",
-                         customer.public_id});
+        co_return count(
+            {CallbackResult::rate_limited, "customer over its callback rate", customer.public_id});
       }
       for (const auto& code : summary.error_codes) {
         error_messages_.Add({{"code", known_response_code(code)}}).Increment();

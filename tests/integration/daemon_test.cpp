@@ -142,6 +142,9 @@ TEST(Daemon, ServesPrometheusMetrics) {
   EXPECT_NE(metrics.body.find("route=\"readyz\""), std::string::npos) << metrics.body;
   EXPECT_NE(metrics.body.find("mailpush_ready 1"), std::string::npos);
   EXPECT_NE(metrics.body.find("mailpush_db_jobs_queued"), std::string::npos);
+  EXPECT_NE(metrics.body.find("mailpush_db_lookup_jobs_queued 0"), std::string::npos)
+      << "the secret lookups' own pool is visible";
+  EXPECT_NE(metrics.body.find("mailpush_db_lookup_jobs_rejected 0"), std::string::npos);
   daemon.signal(SIGTERM);
   EXPECT_EQ(daemon.wait(15s), std::optional<int>(0));
 }

@@ -212,13 +212,12 @@ TEST_F(EwsCallbackServiceTest, CallbacksAreLimitedPerRegistrationAndPerCustomer)
   const auto run = [&](std::string_view secret, const std::string& sub) {
     boost::asio::io_context ioc;
     std::optional<CallbackOutcome> out;
-    boost::asio::co_spawn(ioc,
-                          limited.handle(secret, callback(sub, {status_event("wm")}),
-                                         ip("192.0.2.10")),
-                          [&](std::exception_ptr e, CallbackOutcome o) {
-                            if (e) std::rethrow_exception(e);
-                            out = std::move(o);
-                          });
+    boost::asio::co_spawn(
+        ioc, limited.handle(secret, callback(sub, {status_event("wm")}), ip("192.0.2.10")),
+        [&](std::exception_ptr e, CallbackOutcome o) {
+          if (e) std::rethrow_exception(e);
+          out = std::move(o);
+        });
     ioc.run();
     return out.value_or(CallbackOutcome{});
   };
