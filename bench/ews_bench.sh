@@ -20,8 +20,10 @@
 # --hostile runs, instead of (a)-(d), the flood of made-up listener URLs (issue 17): (e) real
 # callbacks at 1,000/s alone, (f) the same while a second ews_load POSTs to 5,000 new random
 # secrets a second, (g) the flood alone; it reports the real callbacks' p99 in (e) and (f) and
-# mailpushd's and MariaDB's CPU per refused request in (g). --legacy-region leaves out the region
-# keys newer than issue 17's server (to measure a build from before it).
+# mailpushd's and MariaDB's CPU per refused request in (g); then (h), the flood alone again with
+# made-up secrets in the capability's form (44 characters, refused from their missing tag
+# without a lookup: the region gets a region secret for it). --legacy-region leaves out the region
+# keys newer than issue 17's server (to measure a build from before it) and (h).
 set -euo pipefail
 
 readonly BUDGET_SECONDS=600
@@ -144,6 +146,11 @@ jq --argjson port "$listener_port" --arg cert "$tls/listener.crt" --arg key "$tl
   | .apns.ca_file = $ca | del(.registration)
   | .limits.max_connections = 20000 | .log_level = "warn" | .threads = 1 | del(.portal)
   | . * (env.EWS_BENCH_REGION // "{}" | fromjson)' regions/dev.json >"$region"
+if [ "$hostile" = 1 ] && [ "$legacy_region" = 0 ]; then
+  bash scripts/make-region-secret.sh "$tmp/region-secret" >/dev/null
+  jq --arg s "$tmp/region-secret" '.registration = {secret_file: $s}' "$region" >"$region.new" &&
+    mv "$region.new" "$region"
+fi
 # One loopback address sends everything: per-address limits would measure the limiter. (The
 # hostile runs keep the unknown-secret limit off too: a flood from many addresses is the case.)
 # The one customer's callbacks go past its default callback rate on purpose: off as well.
@@ -337,6 +344,13 @@ if [ "$hostile" = 1 ]; then
   say "(g) the flood alone: $FLOOD_RATE/s to new random secrets, 16 connections, ${HOSTILE_SECONDS}s"
   run g_flood mailpushd "$HOSTILE_SECONDS" --mode keepalive --connections 16 --rate "$FLOOD_RATE" \
     --duration "$HOSTILE_SECONDS" --random-secrets
+  runs=("$tmp"/runs/{e_real,f_real,f_flood,g_flood}.json)
+  if [ "$legacy_region" = 0 ]; then
+    say "(h) the flood alone with made-up capabilities (44 characters, no tag): $FLOOD_RATE/s, ${HOSTILE_SECONDS}s"
+    run h_flood mailpushd "$HOSTILE_SECONDS" --mode keepalive --connections 16 --rate "$FLOOD_RATE" \
+      --duration "$HOSTILE_SECONDS" --random-secrets --secret-chars 44
+    runs+=("$tmp/runs/h_flood.json")
+  fi
   rss_hwm=$(awk '/^VmHWM/ { print $2 }' "/proc/$mailpushd_pid/status")
   jq -s -c --argjson rss_kib "$rss_hwm" --argjson n "$registrations" --arg commit "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" '
     {benchmark: "ews_hostile", registrations: $n, rss_hwm_kib: $rss_kib,
@@ -346,9 +360,13 @@ if [ "$hostile" = 1 ]; then
      flood_during_f: {answered: .[2].answered, unsubscribe: .[2].unsubscribe, errors: .[2].errors, non_2xx: .[2].non_2xx, p99_ms: .[2].latency_ms.p99},
      flood_alone: {answered: .[3].answered, unsubscribe: .[3].unsubscribe, errors: .[3].errors, non_2xx: .[3].non_2xx, rate: .[3].rate,
                    server_us_per_refused: (.[3].server_cpu_ms_per_callback * 1000 | round),
-                   db_us_per_refused: (.[3].db_cpu_ms_per_callback * 1000 | round), other_cpu_s: .[3].other_cpu_s}}' \
-    "$tmp"/runs/{e_real,f_real,f_flood,g_flood}.json >"$tmp/result.json" || die "assembling the result"
-  jq -r '"hostile: real callbacks p99 \(.real_alone.p99_ms) ms alone, \(.real_with_flood.p99_ms) ms during the flood (\(.real_with_flood.soap_ok) OK, \(.real_with_flood.errors) errors); flood alone: \(.flood_alone.answered) answered, mailpushd \(.flood_alone.server_us_per_refused) us + MariaDB \(.flood_alone.db_us_per_refused) us CPU per refused request"' "$tmp/result.json" >&2
+                   db_us_per_refused: (.[3].db_cpu_ms_per_callback * 1000 | round), other_cpu_s: .[3].other_cpu_s},
+     flood_capability_form: (if length > 4 then {answered: .[4].answered, unsubscribe: .[4].unsubscribe,
+                   errors: .[4].errors, rate: .[4].rate,
+                   server_us_per_refused: (.[4].server_cpu_ms_per_callback * 1000 | round),
+                   db_us_per_refused: (.[4].db_cpu_ms_per_callback * 1000 | round)} else null end)}' \
+    "${runs[@]}" >"$tmp/result.json" || die "assembling the result"
+  jq -r '"hostile: real callbacks p99 \(.real_alone.p99_ms) ms alone, \(.real_with_flood.p99_ms) ms during the flood (\(.real_with_flood.soap_ok) OK, \(.real_with_flood.errors) errors); flood alone: \(.flood_alone.answered) answered, mailpushd \(.flood_alone.server_us_per_refused) us + MariaDB \(.flood_alone.db_us_per_refused) us CPU per refused request\(if .flood_capability_form then "; made-up capabilities: mailpushd \(.flood_capability_form.server_us_per_refused) us + MariaDB \(.flood_capability_form.db_us_per_refused) us" else "" end)"' "$tmp/result.json" >&2
   cat "$tmp/result.json"
   exit 0
 fi

@@ -105,6 +105,7 @@ struct Options {
   std::string bodies;
   std::string path = "/ews/v1/notify/ews-load-builtin-secret-AAAAAAAAAAAAAAAAAAAAAAAA";
   bool random_secrets = false;  // each request to /ews/v1/notify/<a new random secret>
+  unsigned secret_chars = 43;    // their length: 43 as URLs before capabilities, 44 as these
   unsigned threads = 1;
   double timeout = 10;
   std::string label;
@@ -287,7 +288,7 @@ class Worker {
     static constexpr char kAlphabet[] =
         "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     std::string path = "/ews/v1/notify/";
-    for (int k = 0; k < 43; ++k) path += kAlphabet[rng_() % 64];
+    for (unsigned k = 0; k < o_.secret_chars; ++k) path += kAlphabet[rng_() % 64];
     return path;
   }
 
@@ -618,6 +619,11 @@ int main(int argc, char** argv) {
   app.add_flag("--random-secrets", o.random_secrets,
                "POST the built-in body to a new random listener secret each time (a flood of "
                "made-up URLs)");
+  app.add_option("--secret-chars", o.secret_chars,
+                 "length of the --random-secrets: 43 (untagged, looked up) or 44 (the capability's "
+                 "form, refused from its missing tag)")
+      ->check(CLI::Range(22u, 128u))
+      ->capture_default_str();
   app.add_option("--threads", o.threads, "client threads (one io_context each)")
       ->check(CLI::Range(1u, 64u))
       ->capture_default_str();
