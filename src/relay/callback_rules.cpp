@@ -5,28 +5,19 @@
 
 namespace mp::relay {
 
-namespace {
-
-// One event's step; the callback's effect is the steps folded in order.
-std::optional<store::MailboxEffect> effect_of(const ews::Event& e) {
+std::optional<store::CountEvent> count_event(const ews::Event& e) {
   if (e.type == ews::EventType::modified && e.unread_count && e.folder_id) {
-    return store::MailboxEffect{
-        true, std::clamp<std::int64_t>(*e.unread_count, 0, store::kMaxUnreadCount)};
+    return store::CountEvent{store::CountEvent::Kind::truth,
+                             std::clamp<std::int64_t>(*e.unread_count, 0, store::kMaxUnreadCount),
+                             store::count_folder_id(*e.folder_id), ""};
   }
-  if (e.type == ews::EventType::new_mail) return store::MailboxEffect{false, 1};
+  if (e.type == ews::EventType::new_mail) {
+    return store::CountEvent{
+        store::CountEvent::Kind::new_item, 0,
+        store::count_folder_id(e.parent_folder_id.value_or("")),
+        store::item_digest(e.item_id ? *e.item_id : "watermark:" + e.watermark)};
+  }
   return std::nullopt;
-}
-
-void fold(std::optional<store::MailboxEffect>& effect, const ews::Event& e) {
-  if (const auto step = effect_of(e)) effect = effect ? effect->then(*step) : *step;
-}
-
-}  // namespace
-
-std::optional<store::MailboxEffect> mailbox_effect(const std::vector<ews::Event>& events) {
-  std::optional<store::MailboxEffect> effect;
-  for (const auto& e : events) fold(effect, e);
-  return effect;
 }
 
 CallbackSummary summarize(const ews::SendNotification& callback) {
@@ -47,7 +38,7 @@ CallbackSummary summarize(const ews::SendNotification& callback) {
     for (const auto& e : m.notification->events) {
       ++s.events;
       if (!e.watermark.empty()) newest_watermark = &e.watermark;
-      fold(s.effect, e);
+      if (auto c = count_event(e)) s.count_events.push_back(std::move(*c));
     }
   }
   if (newest_watermark) {

@@ -9,6 +9,7 @@
 
 #include "ews/send_notification.hpp"
 #include "store/callback_store.hpp"
+#include "store/registration_counts.hpp"
 
 namespace mp::relay {
 
@@ -17,7 +18,9 @@ struct CallbackSummary {
   std::optional<std::string> subscription_id;  // the first message's (Notification or MessageXml)
   bool has_notification = false;               // false: only error messages (e.g. ReadEventsFailed)
   std::string watermark;                       // newest event watermark, else PreviousWatermark
-  std::optional<store::MailboxEffect> effect;  // none: the unread count does not change
+  // The events that may move the registration's unread count, in order (the store applies them
+  // with the registration's folder); empty: the count does not change.
+  std::vector<store::CountEvent> count_events;
   std::size_t events = 0;
   std::size_t foreign_messages = 0;      // messages about another subscription id: ignored
   std::vector<std::string> error_codes;  // ResponseCodes of messages that are not Success
@@ -25,8 +28,10 @@ struct CallbackSummary {
 
 CallbackSummary summarize(const ews::SendNotification& callback);
 
-// UnreadCount of a folder ModifiedEvent is the truth; each NewMail event adds one until then.
-std::optional<store::MailboxEffect> mailbox_effect(const std::vector<ews::Event>& events);
+// The event as a count event: a folder ModifiedEvent with UnreadCount is a truth, a NewMailEvent
+// a new item (remembered by its ItemId's digest, by its watermark's without one); nullopt for
+// the others.
+std::optional<store::CountEvent> count_event(const ews::Event& e);
 
 struct BindingDecision {
   bool unsubscribe = false;                     // the id was superseded: end that subscription

@@ -311,7 +311,7 @@ asio::awaitable<CallbackOutcome> EwsCallbackService::handle(std::string_view sec
     write.bind = decision.bind;
     write.expected_current = decision.expected_current;
     write.watermark = summary.watermark;
-    write.effect = summary.effect;
+    write.count_events = summary.count_events;
     auto written = co_await store_.record(write);
     if (!written) {
       co_return count({CallbackResult::unavailable, written.error().message, customer.public_id});

@@ -11,6 +11,7 @@
 
 #include "common/crypto.hpp"
 #include "common/result.hpp"
+#include "store/registration_counts.hpp"
 
 namespace mp::store {
 
@@ -25,19 +26,8 @@ struct RegistrationRecord {
   int status_frequency_minutes = 30;
 };
 
-// How a callback changes the mailbox's unread count: set it (UnreadCount, the truth) or add to
-// it (NewMail events since the last truth).
 // Badges beyond this are meaningless; it also keeps the arithmetic far from overflow.
 inline constexpr std::int64_t kMaxUnreadCount = 1000000;
-
-struct MailboxEffect {
-  bool set = false;
-  std::int64_t value = 0;  // 0 to kMaxUnreadCount
-  // The effect of this one followed by `next`.
-  MailboxEffect then(const MailboxEffect& next) const {
-    return next.set ? next : MailboxEffect{set, std::min(kMaxUnreadCount, value + next.value)};
-  }
-};
 
 struct CallbackWrite {
   std::int64_t registration_id = 0;
@@ -46,7 +36,9 @@ struct CallbackWrite {
   bool bind = false;                            // first sight of an id, or the app resubscribed
   std::optional<std::string> expected_current;  // with bind: the binding replaced (none = first)
   std::string watermark;                        // newest watermark; "" keeps the stored one
-  std::optional<MailboxEffect> effect;
+  // What may move the registration's unread count, in order (registration_counts.hpp); empty:
+  // nothing. The registration's device is notified when there is any.
+  std::vector<CountEvent> count_events;
 };
 
 // An active registration with the SHA-384 of its callback secret (the cache's preload).

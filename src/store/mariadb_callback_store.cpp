@@ -65,21 +65,6 @@ const std::string& touch_registrations_sql(std::size_t rows) {
   return sql;
 }
 
-// Parameters: (id, add, factor) per row — the new count is LEAST(add + factor × old, max), so a
-// factor of 0 sets the count and 1 adds to it — then the ids.
-const std::string& update_mailboxes_sql(std::size_t rows) {
-  thread_local std::map<std::size_t, std::string> cache;
-  auto [it, fresh] = cache.try_emplace(rows);
-  if (!fresh) return it->second;
-  std::string& sql = it->second;
-  sql = "UPDATE mailboxes SET unread_count = ";
-  append_case(sql, rows, "LEAST(? + ? * unread_count, " + std::to_string(kMaxUnreadCount) + ")",
-              "unread_count");
-  sql += ", badge_updated_at = UTC_TIMESTAMP(6) WHERE ";
-  append_id_list(sql, rows);
-  return sql;
-}
-
 struct RegistrationGroup {
   std::int64_t registration_id;
   std::string subscription_id;
@@ -109,39 +94,59 @@ std::vector<RegistrationGroup> group_by_registration(const std::vector<CallbackW
   return groups;
 }
 
-// The mailbox effects of the writes that are not stale, folded per mailbox in arrival order.
-std::map<std::int64_t, MailboxEffect> fold_effects(const std::vector<CallbackWrite>& writes,
-                                                   const std::vector<WriteOutcome>& outcome) {
-  std::map<std::int64_t, MailboxEffect> effects;
+// The count events of the writes that are not stale, per registration in arrival order.
+std::map<std::int64_t, std::vector<CountEvent>> count_events_of(
+    const std::vector<CallbackWrite>& writes, const std::vector<WriteOutcome>& outcome) {
+  std::map<std::int64_t, std::vector<CountEvent>> events;
   for (std::size_t i = 0; i < writes.size(); ++i) {
-    if (outcome[i] == WriteOutcome::stale || !writes[i].effect) continue;
-    auto [it, fresh] = effects.try_emplace(writes[i].mailbox_id, *writes[i].effect);
-    if (!fresh) it->second = it->second.then(*writes[i].effect);
+    if (outcome[i] == WriteOutcome::stale || writes[i].count_events.empty()) continue;
+    auto& list = events[writes[i].registration_id];
+    list.insert(list.end(), writes[i].count_events.begin(), writes[i].count_events.end());
   }
-  return effects;
+  return events;
 }
 
-// One outbox row per active device of each mailbox, for active customers only. The badge is the
-// device's total: the unread counts (after this batch) of every mailbox it is registered for, so
-// a device that serves two mailboxes shows both, not whichever changed last. `guard` (may be
-// empty) is appended to the WHERE clause.
+// "UPDATE registrations SET unread_count = …, recent_items = … WHERE id IN (…)<guard>": each
+// registration's count moved by its events (registration_counts.hpp), as literals in the text:
+// its text differs per batch, so it goes over the text protocol, never prepared.
+std::string update_counts_sql(Connection& conn,
+                              const std::map<std::int64_t, std::vector<CountEvent>>& events,
+                              std::string_view guard) {
+  const auto quote = [&conn](std::string_view s) { return conn.quote(s); };
+  std::string counts, recents, ids;
+  for (const auto& [id, list] : events) {
+    const CountSql sql = count_sql(list, quote);
+    const std::string when = " WHEN " + std::to_string(id) + " THEN ";
+    counts += when + sql.count;
+    recents += when + sql.recent;
+    ids += (ids.empty() ? "" : ",") + std::to_string(id);
+  }
+  return "UPDATE registrations SET unread_count = CASE id" + counts +
+         " ELSE unread_count END, recent_items = CASE id" + recents +
+         " ELSE recent_items END WHERE id IN (" + ids + ")" + std::string(guard);
+}
+
+// One outbox row for the device of each registration whose count moved, for active devices and
+// customers only. The badge is the device's total: the unread counts (after this batch) of every
+// active registration it holds, so a device that shows two mailboxes shows both, not whichever
+// changed last. `guard` (may be empty) is appended to the WHERE clause.
 std::string outbox_insert_sql(Connection& conn, const OutboxTarget& outbox,
-                              const std::map<std::int64_t, MailboxEffect>& effects,
+                              const std::map<std::int64_t, std::vector<CountEvent>>& events,
                               std::string_view guard) {
   std::string sql =
       "INSERT INTO outbox (owner, customer_id, device_id, mailbox_id, badge, "
       "next_attempt_at, expires_at, created_at) SELECT " +
       conn.quote(outbox.owner) +
       ", r.customer_id, r.device_id, r.mailbox_id, LEAST((SELECT "
-      "COALESCE(SUM(m2.unread_count), 0) FROM registrations r2 JOIN mailboxes m2 ON m2.id = "
-      "r2.mailbox_id WHERE r2.device_id = r.device_id AND r2.state = 'active'), " +
+      "COALESCE(SUM(r2.unread_count), 0) FROM registrations r2 WHERE r2.device_id = r.device_id "
+      "AND r2.state = 'active'), " +
       std::to_string(kMaxUnreadCount) + "), UTC_TIMESTAMP(6), UTC_TIMESTAMP(6) + INTERVAL " +
       std::to_string(outbox.ttl.count()) +
-      " SECOND, UTC_TIMESTAMP(6) FROM mailboxes m JOIN registrations r ON r.mailbox_id = m.id "
-      "AND r.state = 'active' JOIN devices d ON d.id = r.device_id AND d.state = 'active' JOIN "
-      "customers c ON c.id = r.customer_id AND c.state = 'active' WHERE m.id IN (";
+      " SECOND, UTC_TIMESTAMP(6) FROM registrations r JOIN devices d ON d.id = r.device_id AND "
+      "d.state = 'active' JOIN customers c ON c.id = r.customer_id AND c.state = 'active' WHERE "
+      "r.state = 'active' AND r.id IN (";
   bool first = true;
-  for (const auto& [id, e] : effects) {
+  for (const auto& [id, list] : events) {
     if (!first) sql += ',';
     first = false;
     sql += std::to_string(id);
@@ -263,41 +268,24 @@ Status touch_registrations(Connection& conn, const std::vector<CallbackWrite>& w
   return {};
 }
 
-// Unread counts: effects folded per mailbox in arrival order, one statement for the batch.
-Status update_mailboxes(Connection& conn, const std::vector<CallbackWrite>& writes,
-                        const std::vector<WriteOutcome>& outcome, const OutboxTarget* outbox) {
-  const auto effects = fold_effects(writes, outcome);
-  if (effects.empty()) return {};
-
-  const std::size_t rows = padded(effects.size());
-  std::vector<Value> params;
-  params.reserve(rows * 4);
-  for (const auto& [id, e] : effects) {
-    params.emplace_back(id);
-    params.emplace_back(std::clamp<std::int64_t>(e.value, 0, kMaxUnreadCount));
-    params.emplace_back(std::int64_t{e.set ? 0 : 1});
-  }
-  for (std::size_t i = effects.size(); i < rows; ++i) {
-    params.emplace_back(std::int64_t{0});
-    params.emplace_back(std::int64_t{0});
-    params.emplace_back(std::int64_t{0});
-  }
-  for (const auto& [id, e] : effects) params.emplace_back(id);
-  for (std::size_t i = effects.size(); i < rows; ++i) params.emplace_back(std::int64_t{0});
-  auto updated = conn.execute(update_mailboxes_sql(rows), params);
+// Unread counts: each registration's events in arrival order, one statement for the batch, then
+// the outbox rows that read the counts it wrote.
+Status update_counts(Connection& conn, const std::vector<CallbackWrite>& writes,
+                     const std::vector<WriteOutcome>& outcome, const OutboxTarget* outbox) {
+  const auto events = count_events_of(writes, outcome);
+  if (events.empty()) return {};
+  auto updated = conn.execute_text(update_counts_sql(conn, events, ""));
   if (!updated) return std::move(updated).error();
   if (!outbox) return {};
-  // The outbox rows read the counts the statement above wrote.
-  // Text protocol: the statement holds the batch's mailbox ids, so its text differs per batch.
-  auto queued = conn.execute_text(outbox_insert_sql(conn, *outbox, effects, ""));
+  auto queued = conn.execute_text(outbox_insert_sql(conn, *outbox, events, ""));
   if (!queued) return std::move(queued).error();
   return {};
 }
 
 // The common batch (no binding, one subscription id per registration) in one round trip:
-// "START TRANSACTION; UPDATE registrations …; SET @mp_touched = ROW_COUNT(); UPDATE mailboxes …
-// WHERE … AND @mp_touched = <registrations>; COMMIT" as one multi-statement text query. The
-// mailbox counts change only when every registration matched (still active, still bound to the
+// "START TRANSACTION; UPDATE registrations …; SET @mp_touched = ROW_COUNT(); UPDATE registrations
+// SET unread_count … WHERE … AND @mp_touched = <registrations>; INSERT INTO outbox …; COMMIT" as
+// one multi-statement text query. The counts change only when every registration matched (still active, still bound to the
 // callback's id); otherwise the transaction commits nothing but last-heard times and watermarks
 // of rows that did match, which the careful path writes again anyway. Values are literals
 // escaped by the client library (ids are integers). Returns nullopt when the batch does not
@@ -313,7 +301,7 @@ std::optional<Result<std::vector<WriteOutcome>>> write_in_one_round_trip(
     if (groups[i].registration_id == groups[i - 1].registration_id) return std::nullopt;
   }
   if (groups.empty()) return outcome;
-  const auto effects = fold_effects(writes, outcome);
+  const auto events = count_events_of(writes, outcome);
 
   std::string sql = "START TRANSACTION;UPDATE registrations SET last_heard_at = UTC_TIMESTAMP(6)";
   std::string watermarks;  // CASE needs at least one WHEN: none when no callback carried one
@@ -332,19 +320,10 @@ std::optional<Result<std::vector<WriteOutcome>>> write_in_one_round_trip(
     sql += " WHEN " + std::to_string(g.registration_id) + " THEN " + conn.quote(g.subscription_id);
   }
   sql += " ELSE NULL END";
-  if (!effects.empty()) {
-    sql += ";SET @mp_touched = ROW_COUNT();UPDATE mailboxes SET unread_count = CASE id";
-    std::string ids;
-    for (const auto& [id, e] : effects) {
-      const auto value = std::clamp<std::int64_t>(e.value, 0, kMaxUnreadCount);
-      sql += " WHEN " + std::to_string(id) + " THEN LEAST(" + std::to_string(value) +
-             (e.set ? "" : " + unread_count") + ", " + std::to_string(kMaxUnreadCount) + ")";
-      ids += (ids.empty() ? "" : ",") + std::to_string(id);
-    }
+  if (!events.empty()) {
     const std::string guard = " AND @mp_touched = " + std::to_string(groups.size());
-    sql += " ELSE unread_count END, badge_updated_at = UTC_TIMESTAMP(6) WHERE id IN (" + ids + ")" +
-           guard;
-    if (outbox) sql += ";" + outbox_insert_sql(conn, *outbox, effects, guard);
+    sql += ";SET @mp_touched = ROW_COUNT();" + update_counts_sql(conn, events, guard);
+    if (outbox) sql += ";" + outbox_insert_sql(conn, *outbox, events, guard);
   }
   sql += ";COMMIT";
 
@@ -370,7 +349,7 @@ Result<std::vector<WriteOutcome>> write_once(Connection& conn,
   if (auto st = conn.begin(); !st) return std::move(st).error();
   Status st = apply_bindings(conn, writes, outcome);
   if (st) st = touch_registrations(conn, writes, outcome);
-  if (st) st = update_mailboxes(conn, writes, outcome, outbox);
+  if (st) st = update_counts(conn, writes, outcome, outbox);
   if (st) st = conn.commit();
   if (!st) {
     if (!conn.broken()) (void)conn.rollback();

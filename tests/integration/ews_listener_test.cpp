@@ -136,10 +136,10 @@ TEST_F(EwsListener, StatusBindsNewMailCountsUnreadCountSets) {
 
   a = post(reg.secret, notification("SUB-A", new_mail_event("w1") + new_mail_event("w2")));
   EXPECT_EQ(a.subscription_status, "OK");
-  EXPECT_EQ(query_one("SELECT unread_count FROM mailboxes WHERE id = ?", reg.mailbox_id), "2");
+  EXPECT_EQ(query_one("SELECT unread_count FROM registrations WHERE id = ?", reg.id), "2");
   a = post(reg.secret, notification("SUB-A", unread_event("w3", 7) + new_mail_event("w4")));
   EXPECT_EQ(a.subscription_status, "OK");
-  EXPECT_EQ(query_one("SELECT unread_count FROM mailboxes WHERE id = ?", reg.mailbox_id), "8");
+  EXPECT_EQ(query_one("SELECT unread_count FROM registrations WHERE id = ?", reg.id), "8");
   EXPECT_EQ(query_one("SELECT watermark FROM registrations WHERE id = ?", reg.id), "w4");
   EXPECT_FALSE(query_one("SELECT last_heard_at FROM registrations WHERE id = ?", reg.id).empty());
   // One after the other, each callback was its own group commit; operators see them counted.
@@ -157,10 +157,10 @@ TEST_F(EwsListener, ResubscribingRebindsAndTheOldSubscriptionIsEnded) {
   EXPECT_EQ(query_one("SELECT subscription_id FROM registrations WHERE id = ?", reg.id), "NEW");
   EXPECT_EQ(post(reg.secret, notification("OLD", new_mail_event("w1"))).subscription_status,
             "Unsubscribe");
-  EXPECT_EQ(query_one("SELECT unread_count FROM mailboxes WHERE id = ?", reg.mailbox_id), "0")
+  EXPECT_EQ(query_one("SELECT unread_count FROM registrations WHERE id = ?", reg.id), "0")
       << "events from the superseded subscription are not counted twice";
   EXPECT_EQ(post(reg.secret, notification("NEW", new_mail_event("n1"))).subscription_status, "OK");
-  EXPECT_EQ(query_one("SELECT unread_count FROM mailboxes WHERE id = ?", reg.mailbox_id), "1");
+  EXPECT_EQ(query_one("SELECT unread_count FROM registrations WHERE id = ?", reg.id), "1");
 }
 
 TEST_F(EwsListener, ADeletedRegistrationIsToldToUnsubscribeEvenWhenCached) {
@@ -173,7 +173,7 @@ TEST_F(EwsListener, ADeletedRegistrationIsToldToUnsubscribeEvenWhenCached) {
                   .ok());
   EXPECT_EQ(post(reg.secret, notification("S", new_mail_event("w1"))).subscription_status,
             "Unsubscribe");
-  EXPECT_EQ(query_one("SELECT unread_count FROM mailboxes WHERE id = ?", reg.mailbox_id), "0");
+  EXPECT_EQ(query_one("SELECT unread_count FROM registrations WHERE id = ?", reg.id), "0");
 }
 
 // Registrations that exist when mailpushd starts are cached before their first callback: a
@@ -208,7 +208,7 @@ TEST_F(EwsListener, RegistrationsAreCachedAtStart) {
   EXPECT_NE(metrics.find("mailpush_registration_cache_lookups_total{result=\"miss\"} 1\n"),
             std::string::npos)
       << metrics;
-  EXPECT_EQ(query_one("SELECT unread_count FROM mailboxes WHERE id = ?", bound.mailbox_id), "1");
+  EXPECT_EQ(query_one("SELECT unread_count FROM registrations WHERE id = ?", bound.id), "1");
   EXPECT_EQ(query_one("SELECT subscription_id FROM registrations WHERE id = ?", unbound.id),
             "SUB-Q");
 }
@@ -235,7 +235,7 @@ TEST_F(EwsListener, DatabaseDownMeans503NeverOkNeverUnsubscribe) {
     if (back.subscription_status != "OK") std::this_thread::sleep_for(100ms);
   }
   EXPECT_EQ(back.subscription_status, "OK") << back.body;
-  EXPECT_EQ(query_one("SELECT unread_count FROM mailboxes WHERE id = ?", reg.mailbox_id), "1");
+  EXPECT_EQ(query_one("SELECT unread_count FROM registrations WHERE id = ?", reg.id), "1");
 }
 
 TEST_F(EwsListener, CallerAllowListWithTrustedProxy) {

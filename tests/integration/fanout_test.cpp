@@ -1,7 +1,8 @@
 // The relay's main job end to end with real processes: mailpushd, apns-sim and MariaDB. A
 // customer is onboarded through the portal, devices are registered, SendNotification callbacks
 // are posted to the listener, and what each simulated device received is read back from
-// apns-sim. Covers fan-out to every device of a mailbox, exact badges, 410, bad tokens, a
+// apns-sim. Covers each subscription badging its own device (and no squatter's), exact badges,
+// NewMail counted once, 410, bad tokens, a
 // refused certificate pausing the customer until renewal, APNs down for a while, and the two
 // crash tests: mailpushd killed with SIGKILL and MariaDB restarted, both under load, with the
 // acknowledged events counted.
@@ -269,7 +270,9 @@ class Fanout : public ::testing::Test {
   std::string customer_public_, admin_key_, registration_key_;
 };
 
-TEST_F(Fanout, EveryDeviceOfTheMailboxGetsTheExactBadgeAndNoOtherDevice) {
+TEST_F(Fanout, EachSubscriptionBadgesItsOwnDeviceWithTheExactCount) {
+  // Each device of the mailbox holds its own Exchange subscription (the app subscribes on each
+  // device), so every device gets every badge through its own; none gets another's.
   start_region();
   onboard();
   const auto phone = register_device("alice@example.com", std::string(64, 'a'));
@@ -283,16 +286,24 @@ TEST_F(Fanout, EveryDeviceOfTheMailboxGetsTheExactBadgeAndNoOtherDevice) {
   EXPECT_TRUE(received().empty()) << "a status event changes no badge";
 
   ASSERT_TRUE(ok(post(phone, unread_event("wm-1", 3))));
+  ASSERT_TRUE(ok(post(tablet, unread_event("wm-1", 3))));
   ASSERT_TRUE(wait_for_badges({{phone.token, 3}, {tablet.token, 3}}, 10s)) << daemon_->log();
+  // One new mail reaches both subscriptions: each device counts it once (not twice, as when the
+  // count was the mailbox's and both subscriptions added to it).
   ASSERT_TRUE(ok(post(phone, new_mail_event("wm-2"))));
+  ASSERT_TRUE(ok(post(tablet, new_mail_event("wm-2"))));
   ASSERT_TRUE(wait_for_badges({{phone.token, 4}, {tablet.token, 4}}, 10s));
+  EXPECT_EQ(scalar("SELECT MAX(unread_count) FROM registrations"), 4);
+  // Exchange sending a notification again after a lost OK: counted once.
+  ASSERT_TRUE(ok(post(phone, new_mail_event("wm-2"))));
   ASSERT_TRUE(ok(post(tablet, unread_event("wm-3", 0))));
-  ASSERT_TRUE(wait_for_badges({{phone.token, 0}, {tablet.token, 0}}, 10s)) << "0 clears";
+  ASSERT_TRUE(wait_for_badges({{tablet.token, 0}}, 10s)) << "0 clears";
+  EXPECT_EQ(received()[phone.token].back(), 4) << "the tablet's subscription moved only the tablet";
   EXPECT_EQ(received().count(bob.token), 0u) << "another mailbox's device got nothing";
 
   ASSERT_TRUE(ok(post(bob, unread_event("wm-1", 7))));
   ASSERT_TRUE(wait_for_badges({{bob.token, 7}}, 10s));
-  EXPECT_EQ(received()[phone.token].back(), 0);
+  EXPECT_EQ(received()[phone.token].back(), 4);
   const auto accepted = sim_->control("GET", "/accepted");
   for (const auto& r : accepted["records"]) {
     EXPECT_EQ(r["headers"]["apns-topic"], "com.example.mail");
@@ -315,6 +326,24 @@ TEST_F(Fanout, EveryDeviceOfTheMailboxGetsTheExactBadgeAndNoOtherDevice) {
   EXPECT_EQ(log.find("alice@example.com"), std::string::npos) << "no mailbox address in the log";
 }
 
+TEST_F(Fanout, ASquatterOfTheAddressNeitherReadsNorSetsTheOwnersBadge) {
+  // Finding 2 of issue 17: someone registers the owner's address with a device of their own
+  // (the registration key is in every copy of the app) and sets counts through their own URL.
+  start_region();
+  onboard();
+  const auto owner = register_device("held@example.com", std::string(64, 'd'));
+  const auto squatter = register_device("held@example.com", std::string(64, 'e'));
+  bind(owner);
+  bind(squatter);
+  ASSERT_TRUE(ok(post(owner, unread_event("wm-1", 42))));
+  ASSERT_TRUE(wait_for_badges({{owner.token, 42}}, 10s)) << daemon_->log();
+  ASSERT_TRUE(ok(post(squatter, unread_event("wm-1", 99))));
+  ASSERT_TRUE(wait_for_badges({{squatter.token, 99}}, 10s));
+  std::this_thread::sleep_for(500ms);
+  EXPECT_EQ(received()[owner.token], std::vector<int>{42}) << "the owner's device is unaffected";
+  EXPECT_EQ(received()[squatter.token], std::vector<int>{99}) << "the squatter never saw 42";
+}
+
 TEST_F(Fanout, UnregisteredAndBadTokensStopTheirDeviceOnly) {
   start_region();
   const auto customer = onboard();
@@ -322,8 +351,10 @@ TEST_F(Fanout, UnregisteredAndBadTokensStopTheirDeviceOnly) {
   const auto gone = add_device(customer, "carol@example.com");
   const auto bad = add_device(customer, "carol@example.com");
   bind(phone);
+  bind(gone);
+  bind(bad);
   sim_->control("POST", "/faults", json{{"unregistered", {gone.token}}}.dump());
-  ASSERT_TRUE(ok(post(phone, unread_event("wm-1", 2))));
+  for (const auto* d : {&phone, &gone, &bad}) ASSERT_TRUE(ok(post(*d, unread_event("wm-1", 2))));
   ASSERT_TRUE(wait_for_badges({{phone.token, 2}, {bad.token, 2}}, 10s)) << daemon_->log();
   const auto until = std::chrono::steady_clock::now() + 10s;
   while (scalar("SELECT COUNT(*) FROM devices WHERE state = 'unregistered'") != 1 &&
@@ -337,7 +368,7 @@ TEST_F(Fanout, UnregisteredAndBadTokensStopTheirDeviceOnly) {
   // The next answer for `bad` is BadDeviceToken.
   sim_->control("POST", "/reset");
   sim_->control("POST", "/faults", json{{"bad_device_tokens", {bad.token}}}.dump());
-  ASSERT_TRUE(ok(post(phone, new_mail_event("wm-2"))));
+  for (const auto* d : {&phone, &gone, &bad}) ASSERT_TRUE(ok(post(*d, new_mail_event("wm-2"))));
   ASSERT_TRUE(wait_for_badges({{phone.token, 3}}, 10s));
   const auto until2 = std::chrono::steady_clock::now() + 10s;
   while (scalar("SELECT COUNT(*) FROM devices WHERE state = 'invalid'") != 1 &&
@@ -350,7 +381,7 @@ TEST_F(Fanout, UnregisteredAndBadTokensStopTheirDeviceOnly) {
       << daemon_->log();
   EXPECT_EQ(received().count(gone.token), 0u) << "the 410 device gets nothing after the 410";
 
-  ASSERT_TRUE(ok(post(phone, new_mail_event("wm-3"))));
+  for (const auto* d : {&phone, &gone, &bad}) ASSERT_TRUE(ok(post(*d, new_mail_event("wm-3"))));
   ASSERT_TRUE(wait_for_badges({{phone.token, 4}}, 10s));
   EXPECT_EQ(received().count(bad.token), 0u) << "an invalid device gets nothing more";
   EXPECT_EQ(scalar("SELECT COUNT(*) FROM outbox WHERE state = 'queued'"), 0);

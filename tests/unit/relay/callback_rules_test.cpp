@@ -1,5 +1,5 @@
-// Tests of the listener's pure rules: callback summaries, unread-count effects, binding decisions
-// and secret plausibility.
+// Tests of the listener's pure rules: callback summaries, count events, binding decisions and
+// secret plausibility.
 #include "relay/callback_rules.hpp"
 
 #include <gtest/gtest.h>
@@ -21,94 +21,64 @@ using test::new_mail_event;
 using test::notification_message;
 using test::status_event;
 
-// --- MailboxEffect::then -------------------------------------------------------------------------
+// --- count events ---------------------------------------------------------------------------------
 
-TEST(MailboxEffect, AddsFollowedByAddsSum) {
-  const auto e = store::MailboxEffect{false, 2}.then({false, 3});
-  EXPECT_FALSE(e.set);
-  EXPECT_EQ(e.value, 5);
+// The registration's count after `events` from `start` (no folder stated), by the store's rules.
+std::int64_t count_after(std::int64_t start, const std::vector<ews::Event>& events) {
+  std::vector<store::CountEvent> counted;
+  for (const auto& e : events) {
+    if (auto c = count_event(e)) counted.push_back(*c);
+  }
+  return store::apply_count_events({start, ""}, "", counted).unread;
 }
 
-TEST(MailboxEffect, ASetReplacesWhateverCameBefore) {
-  const auto e = store::MailboxEffect{false, 4}.then({true, 9});
-  EXPECT_TRUE(e.set);
-  EXPECT_EQ(e.value, 9);
-  const auto twice = store::MailboxEffect{true, 1}.then({true, 0});
-  EXPECT_TRUE(twice.set);
-  EXPECT_EQ(twice.value, 0);
-}
-
-TEST(MailboxEffect, AddsAfterASetStaySet) {
-  const auto e = store::MailboxEffect{true, 7}.then({false, 2});
-  EXPECT_TRUE(e.set);
-  EXPECT_EQ(e.value, 9);
-}
-
-// --- mailbox_effect ------------------------------------------------------------------------------
-
-TEST(MailboxEffectOfEvents, NoCountingEventsMeansNoEffect) {
-  EXPECT_FALSE(mailbox_effect({}).has_value());
-  EXPECT_FALSE(mailbox_effect({status_event("w1")}).has_value());
-  ews::Event created;
+TEST(CountEvents, NoCountingEventsChangeNothing) {
+  EXPECT_FALSE(count_event(status_event("w1")));
+  ews::Event created = new_mail_event("w1");
   created.type = ews::EventType::created;
-  created.item_id = "i";
-  EXPECT_FALSE(mailbox_effect({created, status_event("w2")}).has_value());
+  EXPECT_FALSE(count_event(created));
+  EXPECT_EQ(count_after(5, {created, status_event("w2")}), 5);
 }
 
-TEST(MailboxEffectOfEvents, EachNewMailAddsOne) {
-  const auto e = mailbox_effect({new_mail_event("w1"), new_mail_event("w2"), new_mail_event("w3")});
-  ASSERT_TRUE(e.has_value());
-  EXPECT_FALSE(e->set);
-  EXPECT_EQ(e->value, 3);
+TEST(CountEvents, EachNewMailAddsOneAndTheSameItemOnce) {
+  EXPECT_EQ(count_after(0, {new_mail_event("w1"), new_mail_event("w2"), new_mail_event("w3")}), 3);
+  ews::Event again = new_mail_event("w9");
+  again.item_id = "AAMkSameItem";
+  EXPECT_EQ(count_after(0, {again, again}), 1) << "Exchange sent it again: counted once";
+  const auto c = count_event(again);
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->kind, store::CountEvent::Kind::new_item);
+  EXPECT_EQ(c->item, store::item_digest("AAMkSameItem"));
+  EXPECT_EQ(c->folder_id, "inbox") << "its ParentFolderId";
 }
 
-TEST(MailboxEffectOfEvents, FolderUnreadCountSetsAndLaterNewMailAdds) {
-  const auto e = mailbox_effect({folder_modified_event("w1", 7), new_mail_event("w2")});
-  ASSERT_TRUE(e.has_value());
-  EXPECT_TRUE(e->set);
-  EXPECT_EQ(e->value, 8);
+TEST(CountEvents, FolderUnreadCountSetsAndLaterNewMailAdds) {
+  EXPECT_EQ(count_after(50, {folder_modified_event("w1", 7), new_mail_event("w2")}), 8);
+  EXPECT_EQ(count_after(50, {new_mail_event("w1"), folder_modified_event("w2", 7)}), 7)
+      << "the truth overrides earlier NewMail";
+  EXPECT_EQ(count_after(9, {folder_modified_event("w1", 0)}), 0) << "zero is a truth too";
 }
 
-TEST(MailboxEffectOfEvents, FolderUnreadCountOverridesEarlierNewMail) {
-  const auto e =
-      mailbox_effect({new_mail_event("w1"), new_mail_event("w2"), folder_modified_event("w3", 7)});
-  ASSERT_TRUE(e.has_value());
-  EXPECT_TRUE(e->set);
-  EXPECT_EQ(e->value, 7);
+TEST(CountEvents, ItemModifiedAndFolderModifiedWithoutUnreadCountAreIgnored) {
+  EXPECT_FALSE(count_event(item_modified_event("w1", 99)));
+  EXPECT_FALSE(count_event(folder_modified_event("w1", std::nullopt)));
+  EXPECT_EQ(count_after(3, {item_modified_event("w1", 99)}), 3);
 }
 
-TEST(MailboxEffectOfEvents, UnreadCountZeroIsATruthToo) {
-  const auto e = mailbox_effect({new_mail_event("w1"), folder_modified_event("w2", 0)});
-  ASSERT_TRUE(e.has_value());
-  EXPECT_TRUE(e->set);
-  EXPECT_EQ(e->value, 0);
+TEST(CountEvents, HugeUnreadCountsAreClampedAndDoNotWrap) {
+  const auto c = count_event(folder_modified_event("w1", std::numeric_limits<std::int64_t>::max()));
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->unread, store::kMaxUnreadCount);
+  EXPECT_EQ(count_after(0, {folder_modified_event("w1", std::numeric_limits<std::int64_t>::max()),
+                            new_mail_event("w2")}),
+            store::kMaxUnreadCount);
+  EXPECT_EQ(count_event(folder_modified_event("w1", -5))->unread, 0);
 }
 
-TEST(MailboxEffectOfEvents, ItemModifiedEventIsIgnoredForTheCount) {
-  // Without a FolderId the event is about an item, whatever it carries.
-  EXPECT_FALSE(mailbox_effect({item_modified_event("w1", 5)}).has_value());
-  const auto e = mailbox_effect({item_modified_event("w1", 5), new_mail_event("w2")});
-  ASSERT_TRUE(e.has_value());
-  EXPECT_FALSE(e->set);
-  EXPECT_EQ(e->value, 1);
-}
-
-TEST(MailboxEffectOfEvents, FolderModifiedWithoutUnreadCountIsIgnored) {
-  EXPECT_FALSE(mailbox_effect({folder_modified_event("w1", std::nullopt)}).has_value());
-  const auto e = mailbox_effect({new_mail_event("w1"), folder_modified_event("w2", std::nullopt)});
-  ASSERT_TRUE(e.has_value());
-  EXPECT_FALSE(e->set);
-  EXPECT_EQ(e->value, 1);
-}
-
-TEST(MailboxEffectOfEvents, HugeUnreadCountFollowedByNewMailDoesNotWrap) {
-  // The parser accepts any non-negative int64 UnreadCount; a NewMail after it must not overflow
-  // into a negative count (signed overflow is undefined behaviour, and UBSan aborts on it).
-  const std::int64_t max = std::numeric_limits<std::int64_t>::max();
-  const auto e = mailbox_effect({folder_modified_event("w1", max), new_mail_event("w2")});
-  ASSERT_TRUE(e.has_value());
-  EXPECT_TRUE(e->set);
-  EXPECT_GE(e->value, 0) << "the unread count wrapped around";
+TEST(CountEvents, FolderIdsTheRelayCannotCompareAreLeftOut) {
+  ews::Event odd = folder_modified_event("w1", 3);
+  odd.folder_id = std::string(600, 'a');
+  EXPECT_EQ(count_event(odd)->folder_id, "");
 }
 
 // --- summarize -----------------------------------------------------------------------------------
@@ -118,7 +88,7 @@ TEST(Summarize, StatusEventCallback) {
   EXPECT_EQ(s.subscription_id, std::optional<std::string>("S1"));
   EXPECT_TRUE(s.has_notification);
   EXPECT_EQ(s.watermark, "wm-1");
-  EXPECT_FALSE(s.effect.has_value());
+  EXPECT_TRUE(s.count_events.empty());
   EXPECT_EQ(s.events, 1u);
   EXPECT_EQ(s.foreign_messages, 0u);
   EXPECT_TRUE(s.error_codes.empty());
@@ -128,8 +98,7 @@ TEST(Summarize, WatermarkIsTheNewestEventsOne) {
   const auto s = summarize(
       callback("S1", {new_mail_event("wm-1"), new_mail_event("wm-2"), new_mail_event("wm-3")}));
   EXPECT_EQ(s.watermark, "wm-3");
-  ASSERT_TRUE(s.effect.has_value());
-  EXPECT_EQ(s.effect->value, 3);
+  EXPECT_EQ(s.count_events.size(), 3u);
   EXPECT_EQ(s.events, 3u);
 }
 
@@ -151,9 +120,8 @@ TEST(Summarize, MessagesOfOneSubscriptionAreMerged) {
        notification_message("S1", {new_mail_event("wm-2"), new_mail_event("wm-3")}, "wm-1")}));
   EXPECT_EQ(s.events, 3u);
   EXPECT_EQ(s.watermark, "wm-3");
-  ASSERT_TRUE(s.effect.has_value());
-  EXPECT_TRUE(s.effect->set);
-  EXPECT_EQ(s.effect->value, 6);
+  ASSERT_EQ(s.count_events.size(), 3u);
+  EXPECT_EQ(store::apply_count_events({0, ""}, "", s.count_events).unread, 6);
   EXPECT_EQ(s.foreign_messages, 0u);
 }
 
@@ -166,9 +134,7 @@ TEST(Summarize, MessagesAboutAnotherSubscriptionAreIgnored) {
   EXPECT_EQ(s.foreign_messages, 1u);
   EXPECT_EQ(s.events, 2u);
   EXPECT_EQ(s.watermark, "wm-2");
-  ASSERT_TRUE(s.effect.has_value());
-  EXPECT_FALSE(s.effect->set);
-  EXPECT_EQ(s.effect->value, 2);
+  ASSERT_EQ(s.count_events.size(), 2u) << "the other subscription's events are not counted";
 }
 
 TEST(Summarize, ErrorOnlyCallbackNamesItsSubscription) {
@@ -176,7 +142,7 @@ TEST(Summarize, ErrorOnlyCallbackNamesItsSubscription) {
   EXPECT_EQ(s.subscription_id, std::optional<std::string>("S1"));
   EXPECT_FALSE(s.has_notification);
   EXPECT_EQ(s.events, 0u);
-  EXPECT_FALSE(s.effect.has_value());
+  EXPECT_TRUE(s.count_events.empty());
   EXPECT_EQ(s.watermark, "");
   EXPECT_EQ(s.error_codes, std::vector<std::string>{"ErrorReadEventsFailed"});
 }

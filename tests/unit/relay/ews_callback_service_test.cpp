@@ -247,7 +247,7 @@ TEST_F(EwsCallbackServiceTest, FirstStatusEventBinds) {
   EXPECT_TRUE(w.bind);
   EXPECT_FALSE(w.expected_current.has_value());
   EXPECT_EQ(w.watermark, "wm-1");
-  EXPECT_FALSE(w.effect.has_value());
+  EXPECT_TRUE(w.count_events.empty());
   EXPECT_EQ(store.find(kSecret)->subscription_id, std::optional<std::string>("S1"));
   EXPECT_EQ(store.watermark(id), "wm-1");
 }
@@ -291,9 +291,8 @@ TEST_F(EwsCallbackServiceTest, ThreeNewMailsAddThree) {
   ASSERT_EQ(store.recorded.size(), 1u);
   const auto& w = store.recorded[0];
   EXPECT_FALSE(w.bind);
-  ASSERT_TRUE(w.effect.has_value());
-  EXPECT_FALSE(w.effect->set);
-  EXPECT_EQ(w.effect->value, 3);
+  ASSERT_EQ(w.count_events.size(), 3u);
+  for (const auto& e : w.count_events) EXPECT_EQ(e.kind, store::CountEvent::Kind::new_item);
   EXPECT_EQ(w.watermark, "wm-3");
   EXPECT_EQ(store.unread(id), 7);
 }
@@ -305,9 +304,10 @@ TEST_F(EwsCallbackServiceTest, UnreadCountThenNewMailSetsEight) {
       handle(kSecret, callback("S1", {folder_modified_event("wm-1", 7), new_mail_event("wm-2")}));
   ASSERT_EQ(out.result, CallbackResult::ok) << out.reason;
   ASSERT_EQ(store.recorded.size(), 1u);
-  ASSERT_TRUE(store.recorded[0].effect.has_value());
-  EXPECT_TRUE(store.recorded[0].effect->set);
-  EXPECT_EQ(store.recorded[0].effect->value, 8);
+  ASSERT_EQ(store.recorded[0].count_events.size(), 2u);
+  EXPECT_EQ(store.recorded[0].count_events[0].kind, store::CountEvent::Kind::truth);
+  EXPECT_EQ(store.recorded[0].count_events[0].unread, 7);
+  EXPECT_EQ(store.recorded[0].count_events[0].folder_id, "inbox");
   EXPECT_EQ(store.unread(id), 8);
 }
 
@@ -317,7 +317,7 @@ TEST_F(EwsCallbackServiceTest, ItemModifiedEventDoesNotTouchTheCount) {
   const auto out = handle(kSecret, callback("S1", {item_modified_event("wm-1", 99)}));
   ASSERT_EQ(out.result, CallbackResult::ok) << out.reason;
   ASSERT_EQ(store.recorded.size(), 1u);
-  EXPECT_FALSE(store.recorded[0].effect.has_value());
+  EXPECT_TRUE(store.recorded[0].count_events.empty());
   EXPECT_EQ(store.recorded[0].watermark, "wm-1");
   EXPECT_EQ(store.unread(id), 3);
 }
@@ -341,9 +341,8 @@ TEST_F(EwsCallbackServiceTest, MessagesAboutAnotherSubscriptionAreIgnored) {
   EXPECT_EQ(store.recorded[0].subscription_id, "S1");
   EXPECT_FALSE(store.recorded[0].bind);
   EXPECT_EQ(store.recorded[0].watermark, "wm-1");
-  ASSERT_TRUE(store.recorded[0].effect.has_value());
-  EXPECT_FALSE(store.recorded[0].effect->set);
-  EXPECT_EQ(store.recorded[0].effect->value, 1);
+  ASSERT_EQ(store.recorded[0].count_events.size(), 1u);
+  EXPECT_EQ(store.recorded[0].count_events[0].kind, store::CountEvent::Kind::new_item);
   EXPECT_EQ(store.unread(id), 1);
   EXPECT_EQ(store.find(kSecret)->subscription_id, std::optional<std::string>("S1"));
   EXPECT_TRUE(metrics_contain("mailpush_ews_events_total{type=\"NewMail\"} 1")) << metrics();
@@ -793,7 +792,7 @@ TEST_F(EwsCallbackServiceTest, SampleFolderModifiedWithoutUnreadCountRecordsTheW
   ASSERT_EQ(store.recorded.size(), 1u);
   EXPECT_FALSE(store.recorded[0].bind);
   EXPECT_EQ(store.recorded[0].watermark, "AQAAAExY/dNdjDVKjtBVHKR5IOstIukhAAAAAAE=");
-  EXPECT_FALSE(store.recorded[0].effect.has_value());
+  EXPECT_TRUE(store.recorded[0].count_events.empty());
 }
 
 TEST_F(EwsCallbackServiceTest, SampleReadEventsFailedForTheBoundSubscriptionIsOk) {

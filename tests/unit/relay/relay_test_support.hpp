@@ -143,11 +143,14 @@ class FakeCallbackStore final : public store::CallbackStore {
     r->subscription_id = std::move(subscription_id);
   }
 
-  std::int64_t unread(std::int64_t mailbox_id) const {
-    auto it = unread_.find(mailbox_id);
-    return it == unread_.end() ? 0 : it->second;
+  // A registration's unread count (badges belong to registrations).
+  std::int64_t unread(std::int64_t registration_id) const {
+    auto it = counts_.find(registration_id);
+    return it == counts_.end() ? 0 : it->second.unread;
   }
-  void set_unread(std::int64_t mailbox_id, std::int64_t n) { unread_[mailbox_id] = n; }
+  void set_unread(std::int64_t registration_id, std::int64_t n) {
+    counts_[registration_id].unread = n;
+  }
   std::string watermark(std::int64_t registration_id) const {
     auto it = watermarks_.find(registration_id);
     return it == watermarks_.end() ? "" : it->second;
@@ -237,10 +240,10 @@ class FakeCallbackStore final : public store::CallbackStore {
     }
     if (r->subscription_id != w.subscription_id) return store::WriteOutcome::stale;
     if (!w.watermark.empty()) watermarks_[r->id] = w.watermark;
-    if (w.effect) {
-      const std::int64_t v = std::clamp<std::int64_t>(w.effect->value, 0, kUnreadCap);
-      std::int64_t& count = unread_[w.mailbox_id];
-      count = std::min(kUnreadCap, w.effect->set ? v : count + v);
+    if (!w.count_events.empty()) {
+      // The rules the store's SQL is tested against (registration_counts_test), for a
+      // registration without a folder.
+      counts_[r->id] = store::apply_count_events(counts_[r->id], "", w.count_events);
     }
     recorded.push_back(std::move(w));
     return store::WriteOutcome::recorded;
@@ -248,7 +251,7 @@ class FakeCallbackStore final : public store::CallbackStore {
 
   std::int64_t next_id_ = 101;
   std::map<std::string, store::RegistrationRecord> registrations_;  // by sha384(secret) bytes
-  std::map<std::int64_t, std::int64_t> unread_;                     // by mailbox id
+  std::map<std::int64_t, store::CountState> counts_;                // by registration id
   std::map<std::int64_t, std::string> watermarks_;                  // by registration id
 };
 

@@ -1,5 +1,5 @@
 // Tests of the callback store on the real MariaDB: lookups by secret, batched writes with their
-// binding rules and mailbox effects, stale detection, group commit, silent subscriptions.
+// binding rules and per-registration counts, stale detection, group commit, silent subscriptions.
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -11,6 +11,7 @@
 #include "store/mariadb_callback_store.hpp"
 #include "store/migrations.hpp"
 #include "store/registrations.hpp"
+#include "count_events.hpp"
 #include "test_env.hpp"
 
 namespace mp::store {
@@ -267,13 +268,13 @@ TEST_F(CallbackStoreTest, ValuesFromExchangeAreStoredVerbatimWhateverTheyHold) {
   ASSERT_TRUE(write_callback_batch(conn, {bind}).ok());
   const std::string hostile_watermark = "W\\' OR '1'='1\"";
   auto w = write_for(reg, sub, hostile_watermark);
-  w.effect = MailboxEffect{false, 2};
+  w.count_events = test::count_change(false, 2);
   auto out = write_callback_batch(conn, {w});
   ASSERT_TRUE(out.ok()) << out.error().message;
   EXPECT_EQ((*out)[0], WriteOutcome::recorded);
   EXPECT_EQ(column("SELECT watermark FROM registrations WHERE id = ?", reg.id), hostile_watermark);
   EXPECT_EQ(column("SELECT subscription_id FROM registrations WHERE id = ?", reg.id), sub);
-  EXPECT_EQ(column("SELECT unread_count FROM mailboxes WHERE id = ?", reg.mailbox_id), "2");
+  EXPECT_EQ(column("SELECT unread_count FROM registrations WHERE id = ?", reg.id), "2");
 }
 
 TEST_F(CallbackStoreTest, AWriteTheDatabaseRefusesFailsAloneNotItsBatch) {
@@ -290,7 +291,7 @@ TEST_F(CallbackStoreTest, AWriteTheDatabaseRefusesFailsAloneNotItsBatch) {
   EXPECT_EQ(lookup(a.secret).subscription_id, std::optional<std::string>("SA"));
 }
 
-TEST_F(CallbackStoreTest, MailboxEffectsFoldInArrivalOrder) {
+TEST_F(CallbackStoreTest, CountEventsApplyPerRegistrationInArrivalOrder) {
   const auto a = test::insert_test_registration(conn, customer, "erin@example.com");
   const auto b = test::insert_test_registration(conn, customer, "frank@example.com");
   for (const auto* r : {&a, &b}) {
@@ -300,21 +301,21 @@ TEST_F(CallbackStoreTest, MailboxEffectsFoldInArrivalOrder) {
   }
   auto add = [&](const test::TestRegistration& r, bool set, std::int64_t v) {
     auto w = write_for(r, "S" + std::to_string(r.id), "");
-    w.effect = MailboxEffect{set, v};
+    w.count_events = test::count_change(set, v);
     return w;
   };
   // a: +2, set 7, +1 -> 8.  b: +1, +1 -> 2.
   auto out = write_callback_batch(conn, {add(a, false, 2), add(b, false, 1), add(a, true, 7),
                                          add(a, false, 1), add(b, false, 1)});
   ASSERT_TRUE(out.ok()) << out.error().message;
-  EXPECT_EQ(column("SELECT unread_count FROM mailboxes WHERE id = ?", a.mailbox_id), "8");
-  EXPECT_EQ(column("SELECT unread_count FROM mailboxes WHERE id = ?", b.mailbox_id), "2");
+  EXPECT_EQ(column("SELECT unread_count FROM registrations WHERE id = ?", a.id), "8");
+  EXPECT_EQ(column("SELECT unread_count FROM registrations WHERE id = ?", b.id), "2");
   out = write_callback_batch(conn, {add(a, true, 0)});
   ASSERT_TRUE(out.ok());
-  EXPECT_EQ(column("SELECT unread_count FROM mailboxes WHERE id = ?", a.mailbox_id), "0");
+  EXPECT_EQ(column("SELECT unread_count FROM registrations WHERE id = ?", a.id), "0");
 }
 
-// The one-round-trip batch commits mailbox counts only when every registration matched: with one
+// The one-round-trip batch commits counts only when every registration matched: with one
 // registration rebound underneath, the batch is written again statement by statement, and the
 // counts of the others still change exactly once.
 TEST_F(CallbackStoreTest, AStaleRegistrationInABatchChangesNoCountTwice) {
@@ -330,22 +331,22 @@ TEST_F(CallbackStoreTest, AStaleRegistrationInABatchChangesNoCountTwice) {
           .ok());
   auto newmail = [&](const test::TestRegistration& r, std::int64_t n, std::string watermark) {
     auto w = write_for(r, "S" + std::to_string(r.id), std::move(watermark));
-    w.effect = MailboxEffect{false, n};
+    w.count_events = test::count_change(false, n);
     return w;
   };
   auto out = write_callback_batch(conn, {newmail(a, 3, "wa"), newmail(b, 5, "wb")});
   ASSERT_TRUE(out.ok()) << out.error().message;
   EXPECT_EQ((*out)[0], WriteOutcome::recorded);
   EXPECT_EQ((*out)[1], WriteOutcome::stale);
-  EXPECT_EQ(column("SELECT unread_count FROM mailboxes WHERE id = ?", a.mailbox_id), "3");
-  EXPECT_EQ(column("SELECT unread_count FROM mailboxes WHERE id = ?", b.mailbox_id), "0");
+  EXPECT_EQ(column("SELECT unread_count FROM registrations WHERE id = ?", a.id), "3");
+  EXPECT_EQ(column("SELECT unread_count FROM registrations WHERE id = ?", b.id), "0");
   EXPECT_EQ(column("SELECT watermark FROM registrations WHERE id = ?", a.id), "wa");
   EXPECT_NE(column("SELECT COALESCE(watermark, '') FROM registrations WHERE id = ?", b.id), "wb");
 
   // Once nothing is stale, the same connection records a batch in one go again.
   out = write_callback_batch(conn, {newmail(a, 1, "wa2")});
   ASSERT_TRUE(out.ok()) << out.error().message;
-  EXPECT_EQ(column("SELECT unread_count FROM mailboxes WHERE id = ?", a.mailbox_id), "4");
+  EXPECT_EQ(column("SELECT unread_count FROM registrations WHERE id = ?", a.id), "4");
 }
 
 TEST_F(CallbackStoreTest, ConcurrentCallbacksShareTransactions) {
@@ -363,7 +364,7 @@ TEST_F(CallbackStoreTest, ConcurrentCallbacksShareTransactions) {
     for (const auto& r : regs) {
       auto w = write_for(r, "SUB", "wm-" + std::to_string(round));
       w.bind = round == 0;
-      w.effect = MailboxEffect{false, 1};
+      w.count_events = test::count_change(false, 1);
       boost::asio::co_spawn(
           ioc,
           [&, w]() -> boost::asio::awaitable<void> {
@@ -384,7 +385,7 @@ TEST_F(CallbackStoreTest, ConcurrentCallbacksShareTransactions) {
   EXPECT_GT(stats.largest_batch, 1u) << "callbacks waiting together share a transaction";
   EXPECT_LT(stats.batches, static_cast<std::uint64_t>(kRegistrations * kRounds));
   for (const auto& r : regs) {
-    EXPECT_EQ(column("SELECT unread_count FROM mailboxes WHERE id = ?", r.mailbox_id),
+    EXPECT_EQ(column("SELECT unread_count FROM registrations WHERE id = ?", r.id),
               std::to_string(kRounds));
     EXPECT_EQ(column("SELECT watermark FROM registrations WHERE id = ?", r.id),
               "wm-" + std::to_string(kRounds - 1));

@@ -9,6 +9,7 @@
 #include "store/mariadb_callback_store.hpp"
 #include "store/migrations.hpp"
 #include "store/registrations.hpp"
+#include "count_events.hpp"
 #include "test_env.hpp"
 
 namespace mp::store {
@@ -53,7 +54,7 @@ class OutboxTest : public ::testing::Test {
     w.registration_id = r.id;
     w.mailbox_id = r.mailbox_id;
     w.subscription_id = sub;
-    w.effect = MailboxEffect{set, value};
+    w.count_events = test::count_change(set, value);
     return w;
   }
 
@@ -65,12 +66,15 @@ class OutboxTest : public ::testing::Test {
   }
 };
 
-TEST_F(OutboxTest, ACountChangeQueuesOneRowPerDeviceOfThatMailboxOnly) {
+TEST_F(OutboxTest, ACountChangeQueuesOneRowForThatRegistrationsDeviceOnly) {
+  // Badges belong to registrations: the tablet of the same mailbox, and whoever registered the
+  // same address with a device of their own, get nothing from the phone's subscription.
   const auto phone = test::insert_test_registration(conn, customer, "alice@example.com");
   const auto tablet = test::insert_test_registration(conn, customer, "alice@example.com");
   const auto other = test::insert_test_registration(conn, customer, "bob@example.com");
   ASSERT_EQ(phone.mailbox_id, tablet.mailbox_id);
   bind(phone, "sub-phone");
+  bind(tablet, "sub-tablet");
   bind(other, "sub-other");
   EXPECT_EQ(scalar("SELECT COUNT(*) FROM outbox"), 0) << "a binding alone changes no badge";
 
@@ -78,21 +82,30 @@ TEST_F(OutboxTest, ACountChangeQueuesOneRowPerDeviceOfThatMailboxOnly) {
   auto out = write_callback_batch(conn, {effect(phone, "sub-phone", true, 5)}, &target);
   ASSERT_TRUE(out.ok()) << out.error().message;
   auto rows = due();
-  ASSERT_EQ(rows.size(), 2u);
-  for (const auto& r : rows) {
-    EXPECT_EQ(r.mailbox_id, phone.mailbox_id);
-    EXPECT_EQ(r.badge, 5);
-    EXPECT_EQ(r.device_state, "active");
-    EXPECT_EQ(r.environment, "production");
-    EXPECT_EQ(r.token_hex.size(), 64u);
-    EXPECT_FALSE(r.expired);
-  }
-  EXPECT_NE(rows[0].device_id, rows[1].device_id);
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0].mailbox_id, phone.mailbox_id);
+  EXPECT_EQ(rows[0].badge, 5);
+  EXPECT_EQ(rows[0].device_state, "active");
+  EXPECT_EQ(rows[0].environment, "production");
+  EXPECT_EQ(rows[0].token_hex.size(), 64u);
+  EXPECT_FALSE(rows[0].expired);
+  const auto phone_device = rows[0].device_id;
   out = write_callback_batch(conn, {effect(phone, "sub-phone", false, 1)}, &target);
   ASSERT_TRUE(out.ok());
   rows = due();
-  ASSERT_EQ(rows.size(), 4u);
-  EXPECT_EQ(rows[3].badge, 6);
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[1].badge, 6);
+  EXPECT_EQ(rows[1].device_id, phone_device);
+
+  // The tablet's own subscription moves the tablet's own count.
+  out = write_callback_batch(conn, {effect(tablet, "sub-tablet", true, 2)}, &target);
+  ASSERT_TRUE(out.ok());
+  rows = due();
+  ASSERT_EQ(rows.size(), 3u);
+  EXPECT_NE(rows[2].device_id, phone_device);
+  EXPECT_EQ(rows[2].badge, 2);
+  EXPECT_EQ(scalar("SELECT unread_count FROM registrations WHERE id = " + std::to_string(phone.id)),
+            6);
 }
 
 TEST_F(OutboxTest, ADeviceServingTwoMailboxesGetsTheirTotal) {
