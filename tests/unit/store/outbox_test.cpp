@@ -202,8 +202,15 @@ TEST_F(OutboxTest, ResultsRemoveDeadLetterAndChangeDevicesInOneTransaction) {
   const auto a = test::insert_test_registration(conn, customer, "frank@example.com");
   const auto b = test::insert_test_registration(conn, customer, "frank@example.com");
   const auto c = test::insert_test_registration(conn, customer, "frank@example.com");
-  bind(a, "sub-1");
-  ASSERT_TRUE(write_callback_batch(conn, {effect(a, "sub-1", true, 4)}, &target).ok());
+  // Each device's own subscription: three callbacks in one batch, three rows.
+  bind(a, "sub-a");
+  bind(b, "sub-b");
+  bind(c, "sub-c");
+  ASSERT_TRUE(write_callback_batch(conn,
+                                   {effect(a, "sub-a", true, 4), effect(b, "sub-b", true, 4),
+                                    effect(c, "sub-c", true, 4)},
+                                   &target)
+                  .ok());
   const auto rows = due();
   ASSERT_EQ(rows.size(), 3u);
 
@@ -227,8 +234,6 @@ TEST_F(OutboxTest, ResultsRemoveDeadLetterAndChangeDevicesInOneTransaction) {
   ASSERT_TRUE(stats.ok());
   EXPECT_EQ(stats->queued, 0);
   EXPECT_EQ(stats->dead, 1);
-  (void)b;
-  (void)c;
 }
 
 TEST_F(OutboxTest, RowsOfAnInstanceThatWentAwayAreTakenOverAndOthersAreNot) {
