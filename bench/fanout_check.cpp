@@ -6,19 +6,19 @@
 // Reads the per-event file of fanout_load (one line per event: mailbox, device slot, badge, due
 // and send times in µs of the system clock, answer) and every notification apns-sim accepted
 // since --since (GET /accepted in pages, on its control port, 127.0.0.1 only). A badge is unique
-// per event (fanout_load), so each accepted notification names its event; its token must be one
-// of that event's mailbox's devices (fanout_common.hpp), or it counts as stray.
+// per event (fanout_load), so each accepted notification names its event; its token must be that
+// event's device (the device of the registration the callback was posted to: badges belong to
+// registrations, fanout_common.hpp), or it counts as stray.
 //
 // Prints one JSON line:
 //   notifications: accepted (apns-sim's count), read, matched, stray, duplicates;
-//   events: sent, answered OK, delivered to every device of the mailbox, to some, to none
-//           (coalesced: a newer badge of the mailbox was sent instead), delivered although not
-//           answered OK;
+//   events: sent, answered OK, delivered to the event's device, not delivered (coalesced: a newer
+//           badge of the registration was sent instead), delivered although not answered OK;
 //   latency_ms over matched notifications, from the event's due time (open loop: includes any
 //           wait in the client) to apns-sim's received_ms; latency_from_send_ms from the write;
-//   lost: for every mailbox, the newest event answered OK must have reached each of its devices
-//         (its badge, or the badge of a later event of the same mailbox): devices and mailboxes
-//         where it did not. apns-sim's received_ms has a resolution of 1 ms.
+//   lost: for every registration, the newest event answered OK must have reached its device (its
+//         badge, or the badge of a later event of the same registration): the devices where it
+//         did not (lost_mailboxes: the mailboxes with such a device). apns-sim's received_ms has a resolution of 1 ms.
 #include <sys/socket.h>
 #include <sys/time.h>
 
@@ -168,8 +168,8 @@ int main(int argc, char** argv) {
         }
         Event& e = events[k];
         const int slot = token_slot(e.mailbox, r.at("token").get<std::string>());
-        if (slot < 0) {
-          ++stray;
+        if (slot != static_cast<int>(e.slot)) {
+          ++stray;  // another mailbox's device, or another registration's of the same mailbox
           continue;
         }
         if (e.delivered & (1u << slot)) {
@@ -185,27 +185,26 @@ int main(int argc, char** argv) {
       at = page.at("last_seq").get<std::uint64_t>();
     }
 
-    // ---- per event and per mailbox
+    // ---- per event and per registration
     std::uint64_t all = 0, some = 0, none = 0, expected = 0, delivered_ok = 0;
-    std::unordered_map<std::uint32_t, std::vector<std::uint32_t>> by_mailbox;  // k in order
+    std::unordered_map<std::uint64_t, std::vector<std::uint32_t>> by_registration;  // k in order
     for (std::size_t k = 0; k < events.size(); ++k) {
       const Event& e = events[k];
       if (e.mailbox == 0) continue;
-      by_mailbox[e.mailbox].push_back(static_cast<std::uint32_t>(k));
+      by_registration[fanout::registration_id(e.mailbox, e.slot)].push_back(
+          static_cast<std::uint32_t>(k));
       if (!e.ok) continue;
-      const unsigned n = fanout::devices_of(e.mailbox);
-      const unsigned got = static_cast<unsigned>(__builtin_popcount(e.delivered));
-      expected += n;
-      delivered_ok += got;
-      if (got == n)
+      const bool got = (e.delivered >> e.slot) & 1u;
+      ++expected;
+      delivered_ok += got ? 1 : 0;
+      if (got)
         ++all;
-      else if (got > 0)
-        ++some;
       else
         ++none;
     }
-    std::uint64_t lost_devices = 0, lost_mailboxes = 0, mailboxes_ok = 0;
-    for (const auto& [mailbox, ks] : by_mailbox) {
+    std::uint64_t lost_devices = 0, registrations_ok = 0;
+    std::unordered_map<std::uint32_t, bool> lost_in_mailbox;
+    for (const auto& [registration, ks] : by_registration) {
       std::size_t newest = ks.size();
       for (std::size_t i = ks.size(); i-- > 0;) {
         if (events[ks[i]].ok) {
@@ -214,16 +213,18 @@ int main(int argc, char** argv) {
         }
       }
       if (newest == ks.size()) continue;  // nothing answered OK
-      ++mailboxes_ok;
-      std::uint8_t got = 0;
-      for (std::size_t i = newest; i < ks.size(); ++i) got |= events[ks[i]].delivered;
-      const unsigned n = fanout::devices_of(mailbox);
-      unsigned missing = 0;
-      for (unsigned s = 0; s < n; ++s)
-        if (!(got & (1u << s))) ++missing;
-      lost_devices += missing;
-      if (missing) ++lost_mailboxes;
+      ++registrations_ok;
+      bool got = false;
+      for (std::size_t i = newest; i < ks.size(); ++i) {
+        const Event& e = events[ks[i]];
+        got = got || ((e.delivered >> e.slot) & 1u);
+      }
+      if (!got) {
+        ++lost_devices;
+        lost_in_mailbox[events[ks[newest]].mailbox] = true;
+      }
     }
+    const std::uint64_t lost_mailboxes = lost_in_mailbox.size();
 
     json out = {
         {"tool", "fanout_check"},
@@ -244,7 +245,7 @@ int main(int argc, char** argv) {
         {"notifications_delivered", delivered_ok},
         {"notifications_coalesced", expected - delivered_ok},
         {"delivered_not_ok", from_non_ok},
-        {"mailboxes_ok", mailboxes_ok},
+        {"registrations_ok", registrations_ok},
         {"lost_devices", lost_devices},
         {"lost_mailboxes", lost_mailboxes},
         {"received_span_s", first_ms ? static_cast<double>(last_ms - first_ms) / 1000.0 : 0.0},

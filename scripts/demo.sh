@@ -4,8 +4,9 @@
 #   2. the "app" registers two devices for alice@example.com and one for bob@example.com through
 #      /v1/registrations and gets a capability for each: its listener URL's secret, and the
 #      bearer token that alone refreshes, moves or deletes that registration;
-#   3. "Exchange" posts real SendNotification callbacks to those URLs: a StatusEvent (binds the
-#      subscription), a ModifiedEvent with the Inbox's UnreadCount, a NewMailEvent;
+#   3. "Exchange" posts real SendNotification callbacks to each device's URL (each device holds
+#      its own subscription): a StatusEvent (binds it), a ModifiedEvent with the Inbox's
+#      UnreadCount, a NewMailEvent (and the same one again, counted once);
 #   4. what each simulated device received from apns-sim is shown, badge by badge;
 #   5. `mailpushctl doctor` checks the region as its operators would (APNs ports, the customer's
 #      certificate by a test push, the public listener, tokens, expiry, outbox).
@@ -102,9 +103,14 @@ post() {  # post DEVICE SUBSCRIPTION EVENTS-XML DESCRIPTION
 echo "== 3. Exchange posts SendNotification callbacks to the listener URLs"
 since=$(( $(curl -sS --max-time 5 "http://127.0.0.1:$sim_control/stats" | jq -r .next_seq) - 1 ))
 run=$(date +%s)
-post alice-iphone "alice-sub-$run" "$status_event" "alice: StatusEvent (binds the subscription)"
+# Each device holds its own subscription (the app subscribes on each device), so Exchange posts
+# every event to each device's URL; a callback moves only its own registration's badge.
+post alice-iphone "alice-iphone-sub-$run" "$status_event" "alice-iphone: StatusEvent (binds its subscription)"
+post alice-ipad "alice-ipad-sub-$run" "$status_event" "alice-ipad: StatusEvent (binds its subscription)"
 post bob-iphone "bob-sub-$run" "$status_event" "bob: StatusEvent (binds the subscription)"
-post alice-iphone "alice-sub-$run" "$(unread_event B 3)" "alice: ModifiedEvent Inbox UnreadCount=3"
+for d in alice-iphone alice-ipad; do
+  post "$d" "$d-sub-$run" "$(unread_event B 3)" "$d: ModifiedEvent Inbox UnreadCount=3"
+done
 # Let that badge reach the devices before the next event (or the dispatcher would rightly send
 # only the newer one: it coalesces per device).
 for _ in $(seq 1 100); do
@@ -112,7 +118,11 @@ for _ in $(seq 1 100); do
     jq -e --arg t "${token[alice-ipad]}" 'any(.records[]; .token == $t)' >/dev/null && break
   sleep 0.1
 done
-post alice-iphone "alice-sub-$run" "$(new_mail_event C)" "alice: NewMailEvent (one more unread)"
+for d in alice-iphone alice-ipad; do
+  post "$d" "$d-sub-$run" "$(new_mail_event C)" "$d: NewMailEvent (one more unread)"
+done
+# Exchange sending the same notification again (our OK was lost on the way): counted once.
+post alice-iphone "alice-iphone-sub-$run" "$(new_mail_event C)" "alice-iphone: the same NewMailEvent again"
 post bob-iphone "bob-sub-$run" "$(unread_event B 1)" "bob: ModifiedEvent Inbox UnreadCount=1"
 
 # ---- 4. what the devices received ----
@@ -135,7 +145,7 @@ done
 payload=$(jq -r --arg t "${token[alice-iphone]}" '[.records[] | select(.token == $t)] | last | "\(.payload)  (apns-topic \(.headers["apns-topic"]), apns-collapse-id \(.headers["apns-collapse-id"]))"' <<<"$accepted")
 echo "   last payload to alice-iphone: $payload"
 [ "$done_all" = 1 ] || fail "not every device got its badge within 10 s (see var/dev/mailpushd.log)"
-echo "== every device of each mailbox shows its mailbox's unread count; no device got another's"
+echo "== each device shows its own subscription's unread count (a new mail counted once, even when sent again); no device got another's"
 
 # ---- 5. the region as its operators see it ----
 echo "== 5. mailpushctl doctor (the operators' check of the region and of this customer)"

@@ -88,6 +88,11 @@ std::variant<relay::RegisterRequest, relay::RegistrationRefusal> parse_register_
         {"environment", &r.environment}}) {
     if (auto refused = read_string(doc, name, *target)) return std::move(*refused);
   }
+  if (const auto it = doc.find("folder_id"); it != doc.end() && !it->is_null()) {
+    std::string folder;
+    if (auto refused = read_string(doc, "folder_id", folder)) return std::move(*refused);
+    r.folder_id = std::move(folder);
+  }
   if (doc.contains("previous_device_token")) {
     return invalid("previous_device_token", "use_patch_self",
                    "previous_device_token is no longer accepted: move a registration to a new "
@@ -284,6 +289,7 @@ boost::asio::awaitable<Response> RegistrationEndpoint::create(const Request& req
                {"status_frequency_minutes", r.status_frequency_minutes},
                {"event_types", event_types},
                {"folder", "inbox"},
+               {"folder_id", request.folder_id ? json(*request.folder_id) : json(nullptr)},
                {"device", r.device},
                {"environment", r.environment},
                {"change", result_label(r.change)},

@@ -8,6 +8,7 @@
 #include "apns/device_token.hpp"
 #include "common/crypto.hpp"
 #include "common/log.hpp"
+#include "store/registration_counts.hpp"
 
 namespace mp::relay {
 namespace asio = boost::asio;
@@ -167,7 +168,15 @@ Outcome<CheckedDevice> check_registration(const RegisterRequest& r) {
   if (auto mailbox = keys::normalize_mailbox_address(r.mailbox); !mailbox) {
     return invalid("mailbox", "invalid_mailbox", mailbox.error().message);
   }
-  return check_device(r.device_token, r.environment);
+  auto device = check_device(r.device_token, r.environment);
+  if (std::holds_alternative<RegistrationRefusal>(device)) return device;
+  if (r.folder_id && store::count_folder_id(*r.folder_id) != *r.folder_id) {
+    return invalid("folder_id", "invalid_folder_id",
+                   "folder_id must be the Inbox's FolderId as Exchange gave it: printable ASCII "
+                   "without spaces, 1 to " +
+                       std::to_string(store::kMaxFolderIdChars) + " characters");
+  }
+  return device;
 }
 
 CapabilityForm capability_form(const keys::RegionSecret& secret, std::string_view capability) {
@@ -366,6 +375,7 @@ asio::awaitable<Outcome<Registered>> RegistrationService::register_device(
   row.token_hex = c.token_hex;
   row.environment = c.environment;
   row.status_frequency_minutes = static_cast<int>(options_.status_frequency_minutes);
+  row.folder_id = request.folder_id;
   if (presented) row.presented_hash = sha384(*request.capability);
   row.new_hash = sha384(fresh);
   row.max_per_device = options_.max_per_device;

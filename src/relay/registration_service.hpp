@@ -74,6 +74,9 @@ struct RegisterRequest {
   std::string mailbox;       // SMTP address; only its HMAC is stored
   std::string device_token;  // hex, or base64 (normalised to hex)
   std::string environment;   // "production" | "development"
+  // The FolderId the app subscribes to at Exchange (its Inbox's): only that folder's events
+  // count for the badge. None: every folder the subscription reports.
+  std::optional<std::string> folder_id;
   // From `Authorization: Bearer`: the capability the app holds for this mailbox on this device,
   // if any. Presented and right: the registration is refreshed and keeps its URL. Missing or
   // wrong: a new capability, and the registration it replaces ends.

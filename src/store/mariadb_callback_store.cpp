@@ -109,21 +109,32 @@ std::map<std::int64_t, std::vector<CountEvent>> count_events_of(
 // "UPDATE registrations SET unread_count = …, recent_items = … WHERE id IN (…)<guard>": each
 // registration's count moved by its events (registration_counts.hpp), as literals in the text:
 // its text differs per batch, so it goes over the text protocol, never prepared.
+// `batch` marks (count_batch) the registrations whose device should hear of it.
 std::string update_counts_sql(Connection& conn,
                               const std::map<std::int64_t, std::vector<CountEvent>>& events,
-                              std::string_view guard) {
+                              std::uint64_t batch, std::string_view guard) {
   const auto quote = [&conn](std::string_view s) { return conn.quote(s); };
-  std::string counts, recents, ids;
+  std::string notifies, counts, recents, ids;
   for (const auto& [id, list] : events) {
     const CountSql sql = count_sql(list, quote);
     const std::string when = " WHEN " + std::to_string(id) + " THEN ";
+    notifies += when + "(" + sql.notify + ")";
     counts += when + sql.count;
     recents += when + sql.recent;
     ids += (ids.empty() ? "" : ",") + std::to_string(id);
   }
-  return "UPDATE registrations SET unread_count = CASE id" + counts +
+  return "UPDATE registrations SET count_batch = IF(CASE id" + notifies + " ELSE 0 END, " +
+         std::to_string(batch) + ", count_batch), unread_count = CASE id" + counts +
          " ELSE unread_count END, recent_items = CASE id" + recents +
          " ELSE recent_items END WHERE id IN (" + ids + ")" + std::string(guard);
+}
+
+// A number for count_batch that no earlier batch used (random: instances write concurrently).
+std::uint64_t new_count_batch() {
+  const Bytes b = random_bytes(8);
+  std::uint64_t v = 0;
+  for (const auto byte : b) v = (v << 8) | byte;
+  return v >> 1;  // BIGINT UNSIGNED holds it either way; kept positive for readability
 }
 
 // One outbox row for the device of each registration whose count moved, for active devices and
@@ -132,7 +143,7 @@ std::string update_counts_sql(Connection& conn,
 // changed last. `guard` (may be empty) is appended to the WHERE clause.
 std::string outbox_insert_sql(Connection& conn, const OutboxTarget& outbox,
                               const std::map<std::int64_t, std::vector<CountEvent>>& events,
-                              std::string_view guard) {
+                              std::uint64_t batch, std::string_view guard) {
   std::string sql =
       "INSERT INTO outbox (owner, customer_id, device_id, mailbox_id, badge, "
       "next_attempt_at, expires_at, created_at) SELECT " +
@@ -144,7 +155,8 @@ std::string outbox_insert_sql(Connection& conn, const OutboxTarget& outbox,
       std::to_string(outbox.ttl.count()) +
       " SECOND, UTC_TIMESTAMP(6) FROM registrations r JOIN devices d ON d.id = r.device_id AND "
       "d.state = 'active' JOIN customers c ON c.id = r.customer_id AND c.state = 'active' WHERE "
-      "r.state = 'active' AND r.id IN (";
+      "r.state = 'active' AND r.count_batch = " +
+      std::to_string(batch) + " AND r.id IN (";
   bool first = true;
   for (const auto& [id, list] : events) {
     if (!first) sql += ',';
@@ -274,10 +286,11 @@ Status update_counts(Connection& conn, const std::vector<CallbackWrite>& writes,
                      const std::vector<WriteOutcome>& outcome, const OutboxTarget* outbox) {
   const auto events = count_events_of(writes, outcome);
   if (events.empty()) return {};
-  auto updated = conn.execute_text(update_counts_sql(conn, events, ""));
+  const std::uint64_t batch = new_count_batch();
+  auto updated = conn.execute_text(update_counts_sql(conn, events, batch, ""));
   if (!updated) return std::move(updated).error();
   if (!outbox) return {};
-  auto queued = conn.execute_text(outbox_insert_sql(conn, *outbox, events, ""));
+  auto queued = conn.execute_text(outbox_insert_sql(conn, *outbox, events, batch, ""));
   if (!queued) return std::move(queued).error();
   return {};
 }
@@ -322,8 +335,9 @@ std::optional<Result<std::vector<WriteOutcome>>> write_in_one_round_trip(
   sql += " ELSE NULL END";
   if (!events.empty()) {
     const std::string guard = " AND @mp_touched = " + std::to_string(groups.size());
-    sql += ";SET @mp_touched = ROW_COUNT();" + update_counts_sql(conn, events, guard);
-    if (outbox) sql += ";" + outbox_insert_sql(conn, *outbox, events, guard);
+    const std::uint64_t batch = new_count_batch();
+    sql += ";SET @mp_touched = ROW_COUNT();" + update_counts_sql(conn, events, batch, guard);
+    if (outbox) sql += ";" + outbox_insert_sql(conn, *outbox, events, batch, guard);
   }
   sql += ";COMMIT";
 

@@ -30,6 +30,16 @@ CountSql branch(const std::vector<const CountEvent*>& events) {
     if (i >= start) added.push_back(d);
   }
   CountSql sql;
+  if (start > 0) {
+    sql.notify = "1";
+  } else if (added.empty()) {
+    sql.notify = "0";
+  } else {
+    for (const auto& d : added) {
+      sql.notify += (sql.notify.empty() ? "" : " OR ") + std::string("INSTR(recent_items, '") + d +
+                    ",') = 0";
+    }
+  }
   sql.count = base;
   for (const auto& d : added) sql.count += " + (INSTR(recent_items, '" + d + ",') = 0)";
   sql.count = "LEAST(" + sql.count + ", " + std::to_string(kMaxUnreadCount) + ")";
@@ -82,10 +92,12 @@ CountSql count_sql(std::span<const CountEvent> events,
   if (folders.empty()) {
     // No event names a folder: only registrations without a folder count them.
     return {"IF(folder_id IS NULL, " + any.count + ", unread_count)",
-            "IF(folder_id IS NULL, " + any.recent + ", recent_items)"};
+            "IF(folder_id IS NULL, " + any.recent + ", recent_items)",
+            "IF(folder_id IS NULL, (" + any.notify + "), 0)"};
   }
   CountSql sql{"CASE WHEN folder_id IS NULL THEN " + any.count,
-               "CASE WHEN folder_id IS NULL THEN " + any.recent};
+               "CASE WHEN folder_id IS NULL THEN " + any.recent,
+               "CASE WHEN folder_id IS NULL THEN (" + any.notify + ")"};
   for (const auto& f : folders) {
     std::vector<const CountEvent*> mine;
     for (const auto* e : usable) {
@@ -95,9 +107,11 @@ CountSql count_sql(std::span<const CountEvent> events,
     const std::string when = " WHEN folder_id = " + quote(f) + " THEN ";
     sql.count += when + b.count;
     sql.recent += when + b.recent;
+    sql.notify += when + "(" + b.notify + ")";
   }
   sql.count += " ELSE unread_count END";
   sql.recent += " ELSE recent_items END";
+  sql.notify += " ELSE 0 END";
   return sql;
 }
 
@@ -118,10 +132,12 @@ CountState apply_count_events(CountState state, std::string_view folder_id,
     if (folder_id.empty() || e.folder_id == folder_id) mine.push_back(&e);
   }
   std::size_t start = 0;
+  state.notify = false;
   for (std::size_t i = 0; i < mine.size(); ++i) {
     if (mine[i]->kind == CountEvent::Kind::truth) {
       start = i + 1;
       state.unread = std::clamp<std::int64_t>(mine[i]->unread, 0, kMaxUnreadCount);
+      state.notify = true;
     }
   }
   std::vector<std::string> seen;
@@ -132,6 +148,7 @@ CountState apply_count_events(CountState state, std::string_view folder_id,
     if (first) seen.push_back(d);
     if (i >= start && first && !remembered_before(d)) {
       state.unread = std::min(kMaxUnreadCount, state.unread + 1);
+      state.notify = true;
     }
   }
   for (const auto& d : seen) {

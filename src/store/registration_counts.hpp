@@ -41,15 +41,18 @@ std::string item_digest(std::string_view id);
 // kMaxFolderIdChars), else "".
 std::string count_folder_id(std::string_view id);
 
-// SET expressions for one registration: `count` for unread_count, `recent` for recent_items, to
-// be assigned in that order (MariaDB assigns left to right, so `count` reads the items remembered
-// before this callback). A registration with a folder_id counts only its folder's events; one
+// SET expressions for one registration: `notify`, `count` for unread_count and `recent` for
+// recent_items, to be assigned in that order (MariaDB assigns left to right, so the first two
+// read the items remembered before this callback). `notify` is 1 when the device should hear of
+// it: a truth counted, or a new item not remembered before (an item Exchange sent again is not
+// worth a push); else 0. A registration with a folder_id counts only its folder's events; one
 // without counts them all. Events apply in order: a truth sets the count, a new item adds one
 // when its digest is not remembered (and is remembered from then on, whether it counted or not).
 // `quote` makes a string literal (Connection::quote); digests are hex and need none.
 struct CountSql {
   std::string count;
   std::string recent;
+  std::string notify;
 };
 CountSql count_sql(std::span<const CountEvent> events,
                    const std::function<std::string(std::string_view)>& quote);
@@ -58,7 +61,8 @@ CountSql count_sql(std::span<const CountEvent> events,
 // is tested against: the state after `events` for a registration with `folder_id` ("" for none).
 struct CountState {
   std::int64_t unread = 0;
-  std::string recent;  // as registrations.recent_items
+  std::string recent;   // as registrations.recent_items
+  bool notify = false;  // of the last apply_count_events: as CountSql::notify
 };
 CountState apply_count_events(CountState state, std::string_view folder_id,
                               std::span<const CountEvent> events);

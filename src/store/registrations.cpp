@@ -216,6 +216,7 @@ Result<CapabilityResult> register_with_capability(Connection& conn, const Capabi
       return refuse(CapabilityChange::device_unregistered);
     }
     const std::int64_t frequency = r.status_frequency_minutes;
+    const Value folder = r.folder_id ? Value{*r.folder_id} : Value{Null{}};
     nlohmann::json detail = {{"environment", r.environment}, {"device", redact(r.token_hex)}};
     if (device->reactivated) detail["device_reactivated"] = true;
 
@@ -232,8 +233,9 @@ Result<CapabilityResult> register_with_capability(Connection& conn, const Capabi
     if (active && r.presented_hash && constant_time_equal(*r.presented_hash, stored)) {
       // The app refreshing its own registration: settings may change, the URL does not.
       auto updated =
-          conn.execute("UPDATE registrations SET status_frequency_minutes = ? WHERE id = ?",
-                       {Value{frequency}, Value{out.registration_id}});
+          conn.execute("UPDATE registrations SET status_frequency_minutes = ?, folder_id = ? "
+                       "WHERE id = ?",
+                       {Value{frequency}, folder, Value{out.registration_id}});
       if (!updated) return std::move(updated).error();
       out.change = CapabilityChange::unchanged;
       if (device->reactivated) {
@@ -253,8 +255,8 @@ Result<CapabilityResult> register_with_capability(Connection& conn, const Capabi
           "UPDATE registrations SET secret_hash = ?, secret_tagged = 1, "
           "secret_generation = secret_generation + 1, subscription_id = NULL, "
           "superseded_subscription = NULL, watermark = NULL, "
-          "last_heard_at = NULL, status_frequency_minutes = ? WHERE id = ?",
-          {blob(r.new_hash), Value{frequency}, Value{out.registration_id}});
+          "last_heard_at = NULL, status_frequency_minutes = ?, folder_id = ? WHERE id = ?",
+          {blob(r.new_hash), Value{frequency}, folder, Value{out.registration_id}});
       if (!rekeyed) return std::move(rekeyed).error();
       auto history = conn.execute("DELETE FROM superseded_subscriptions WHERE registration_id = ?",
                                   {Value{out.registration_id}});
@@ -287,8 +289,9 @@ Result<CapabilityResult> register_with_capability(Connection& conn, const Capabi
           "UPDATE registrations SET state = 'active', deleted_at = NULL, secret_hash = ?, "
           "secret_tagged = 1, secret_generation = secret_generation + 1, subscription_id = NULL, "
           "superseded_subscription = NULL, watermark = NULL, last_heard_at = NULL, "
-          "status_frequency_minutes = ? WHERE id = ?",
-          {blob(r.new_hash), Value{frequency}, Value{out.registration_id}});
+          "status_frequency_minutes = ?, folder_id = ?, unread_count = 0, recent_items = '' "
+          "WHERE id = ?",
+          {blob(r.new_hash), Value{frequency}, folder, Value{out.registration_id}});
       if (!revived) return std::move(revived).error();
       auto history = conn.execute("DELETE FROM superseded_subscriptions WHERE registration_id = ?",
                                   {Value{out.registration_id}});
@@ -296,11 +299,11 @@ Result<CapabilityResult> register_with_capability(Connection& conn, const Capabi
     } else {
       auto insert = conn.prepare(
           "INSERT INTO registrations (customer_id, mailbox_id, device_id, secret_hash, "
-          "secret_tagged, secret_generation, status_frequency_minutes) VALUES (?, ?, ?, ?, 1, 0, "
-          "?)");
+          "secret_tagged, secret_generation, status_frequency_minutes, folder_id) VALUES (?, ?, "
+          "?, ?, 1, 0, ?, ?)");
       if (!insert) return std::move(insert).error();
       const Value params[] = {Value{r.customer_id}, Value{out.mailbox_id}, Value{out.device_id},
-                              blob(r.new_hash), Value{frequency}};
+                              blob(r.new_hash),     Value{frequency},     folder};
       if (auto st = (*insert)->execute(params); !st) return std::move(st).error();
       out.registration_id = static_cast<std::int64_t>((*insert)->last_insert_id());
     }

@@ -19,3 +19,9 @@ UPDATE registrations r JOIN mailboxes m ON m.id = r.mailbox_id
   WHERE r.unread_count IS NULL;
 ALTER TABLE registrations
   MODIFY COLUMN unread_count INT UNSIGNED NOT NULL DEFAULT 0;
+
+-- The batch that last moved the count in a way worth a push (a random number per batch): the
+-- outbox rows of a batch are those of its registrations, so an item Exchange sent again, or an
+-- event of another folder, costs no push.
+ALTER TABLE registrations
+  ADD COLUMN IF NOT EXISTS count_batch BIGINT UNSIGNED NULL AFTER recent_items;

@@ -39,12 +39,21 @@ class RegistrationCountsTest : public ::testing::Test {
   // Applies `events` to registration `id` as the batch does; returns its count afterwards.
   std::int64_t apply(const std::vector<CountEvent>& events, std::int64_t id = 0) {
     const auto sql = count_sql(events, [&](std::string_view s) { return conn.quote(s); });
-    auto done = conn.execute_text("UPDATE registrations SET unread_count = " + sql.count +
-                                  ", recent_items = " + sql.recent +
-                                  " WHERE id = " + std::to_string(id ? id : reg));
+    ++batch;
+    auto done = conn.execute_text(
+        "UPDATE registrations SET count_batch = IF(" + sql.notify + ", " + std::to_string(batch) +
+        ", count_batch), unread_count = " + sql.count + ", recent_items = " + sql.recent +
+        " WHERE id = " + std::to_string(id ? id : reg));
     EXPECT_TRUE(done.ok()) << done.error().message;
     return count(id ? id : reg);
   }
+  // Whether the last apply() marked registration `id` for a push.
+  bool notified(std::int64_t id = 0) {
+    auto rows = conn.query("SELECT COALESCE(count_batch, 0) FROM registrations WHERE id = ?",
+                           {Value{id ? id : reg}});
+    return rows.ok() && !rows->empty() && (*rows)[0].i64(0) == batch;
+  }
+  std::int64_t batch = 0;
   std::int64_t count(std::int64_t id) {
     auto rows = conn.query("SELECT unread_count FROM registrations WHERE id = ?", {Value{id}});
     return rows.ok() && !rows->empty() ? (*rows)[0].i64(0) : -1;
@@ -58,7 +67,9 @@ class RegistrationCountsTest : public ::testing::Test {
 TEST_F(RegistrationCountsTest, ATruthSetsAndNewItemsAddOnceEach) {
   EXPECT_EQ(apply({truth(5)}), 5);
   EXPECT_EQ(apply({item("A"), item("B")}), 7);
+  EXPECT_TRUE(notified());
   EXPECT_EQ(apply({item("A")}), 7) << "Exchange sent A again after a lost OK: counted once";
+  EXPECT_FALSE(notified()) << "and not worth a push";
   EXPECT_EQ(apply({item("C"), item("C")}), 8) << "twice in one callback: once";
   // A truth after items: the truth is the count; items before it are remembered, not added.
   EXPECT_EQ(apply({item("D"), truth(3), item("E")}), 4);
@@ -86,6 +97,7 @@ TEST_F(RegistrationCountsTest, OnlyTheStatedFolderCounts) {
   EXPECT_EQ(apply({truth(4), truth(9, "ARCHIVE")}), 4);
   EXPECT_EQ(apply({truth(4), truth(9, "ARCHIVE")}, other), 9) << "no folder stated: the last truth";
   EXPECT_EQ(apply({item("A", "ARCHIVE")}), 4);
+  EXPECT_FALSE(notified()) << "another folder's event is not worth a push";
   EXPECT_EQ(apply({item("B", "INBOX")}), 5);
   EXPECT_EQ(apply({item("C", "")}), 5) << "an event without a folder counts only without one";
   EXPECT_EQ(apply({item("C", "")}, other), 10);
@@ -128,7 +140,9 @@ TEST_F(RegistrationCountsTest, TheSqlDoesWhatTheCppRulesSay) {
     any_state = apply_count_events(any_state, "", events);
     ASSERT_EQ(apply(events), inbox_state.unread) << "round " << round;
     ASSERT_EQ(recent(), inbox_state.recent) << "round " << round;
+    ASSERT_EQ(notified(), inbox_state.notify) << "round " << round;
     ASSERT_EQ(apply(events, any), any_state.unread) << "round " << round;
+    ASSERT_EQ(notified(any), any_state.notify) << "round " << round;
   }
 }
 
