@@ -288,6 +288,7 @@ struct Admission {
   Gate gate = Gate::passed;
   store::RegistrationCustomer customer;
   std::chrono::seconds retry_after{0};
+  bool refresh_only = false;  // passed over the customer's limit: only a real refresh may go on
 };
 
 // Authenticates the caller and spends one of its customer's calls, on the database thread. A
@@ -306,9 +307,14 @@ Result<Admission> admit(store::Connection& c, TokenBucketLimiter& limiter,
   a.customer = std::move(**found);
   if (a.customer.state != "active") {
     a.gate = Admission::Gate::customer_not_active;
-  } else if (auto wait = limiter.take(customer_id, TokenBucketLimiter::Clock::now());
-             wait && !refresh) {
-    a.gate = Admission::Gate::rate_limited;
+  } else if (auto wait = limiter.take(customer_id, TokenBucketLimiter::Clock::now())) {
+    // A capability presented may still not be this pair's: the store lets only a real refresh
+    // through (refresh_only), anything else is refused as over the limit.
+    if (refresh) {
+      a.refresh_only = true;
+    } else {
+      a.gate = Admission::Gate::rate_limited;
+    }
     a.retry_after = *wait;
   }
   return a;
@@ -395,6 +401,7 @@ asio::awaitable<Outcome<Registered>> RegistrationService::register_device(
     if (answer.admission.gate != Admission::Gate::passed) return answer;
     store::CapabilityRegistration r = row;
     r.customer_id = answer.admission.customer.id;
+    r.refresh_only = answer.admission.refresh_only;
     auto registered = store::register_with_capability(conn, r, actor);
     if (!registered) return std::move(registered).error();
     answer.value = std::move(*registered);
@@ -423,6 +430,14 @@ asio::awaitable<Outcome<Registered>> RegistrationService::register_device(
                         "this customer has " + std::to_string(options_.max_per_customer) +
                             " active registrations already (registration.max_per_customer): "
                             "its administrator asks the relay operators for a larger quota");
+    case store::CapabilityChange::limited:
+      co_return refusal(RefusalKind::rate_limited, "rate_limited",
+                        "too many registration calls for this customer (at most " +
+                            std::to_string(options_.per_customer_per_minute) +
+                            " a minute), and the capability presented is not this registration's: "
+                            "try again in " +
+                            std::to_string(done->admission.retry_after.count()) + " seconds",
+                        done->admission.retry_after);
     case store::CapabilityChange::created:
     case store::CapabilityChange::unchanged:
     case store::CapabilityChange::replaced:

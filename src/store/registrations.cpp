@@ -158,6 +158,8 @@ const char* capability_change_name(CapabilityChange change) noexcept {
       return "quota_device";
     case CapabilityChange::quota_customer:
       return "quota_customer";
+    case CapabilityChange::limited:
+      return "limited";
   }
   return "unchanged";
 }
@@ -248,6 +250,8 @@ Result<CapabilityResult> register_with_capability(Connection& conn, const Capabi
       }
       return out;
     }
+
+    if (r.refresh_only) return refuse(CapabilityChange::limited);
 
     if (active) {
       // Registered again without its capability (a reinstalled app, or someone who knows the

@@ -338,6 +338,15 @@ TEST_F(RegistrationServiceTest, TheCustomersLimitNeverRefusesARefresh) {
   // A URL from before capabilities is no handle: limited like a new registration.
   refresh.capability = secret.callback_secret(r.registration_id, 0);
   EXPECT_EQ(refused(register_with(s, refresh)).kind, RefusalKind::rate_limited);
+  // Nor is another registration's capability: the exemption is for a real refresh only.
+  auto borrowed = request();
+  borrowed.mailbox = "carol@example.com";
+  borrowed.capability = r.capability;
+  EXPECT_EQ(refused(register_with(s, borrowed)).kind, RefusalKind::rate_limited);
+  EXPECT_EQ(refused(register_with(s, borrowed)).code, "rate_limited");
+  refresh.capability = r.capability;
+  EXPECT_EQ(ok(register_with(s, refresh)).change, store::CapabilityChange::unchanged)
+      << "the real refresh still goes through";
 }
 
 TEST_F(RegistrationServiceTest, RefusalsCountPerLimitKeyNotPerAddressString) {
