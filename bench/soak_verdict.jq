@@ -13,7 +13,10 @@
 # runs under 10 minutes, whose first third is still warming up: the registration cache, the
 # database connections' buffers and the first TLS sessions are filling while it is measured, so a
 # 3-minute run catches only gross leaks, over ~2.7 MiB a minute; the 10- and 30-minute runs are
-# the leak judges), one
+# the leak judges; likewise 32 prepared statements instead of 16: the statement caches of the
+# database connections fill over the first minutes, one statement per batch shape, and fill again
+# after the MariaDB restart — a leak of one per batch, the kind that stopped delivery once, is
+# thousands in 3 minutes, and unit_store_statement_budget catches it exactly), one
 # second of the load's callbacks ($rate, 200 at least) of queued rows and 2 s of outbox age (the
 # queue's noise at 60 % of capacity), 50 ms of p99. A resource
 # that shrinks passes. Samples during an idle burst (and 10 s after it) and in the MariaDB
@@ -24,7 +27,8 @@ def r(d): if . == null then null else . * d | round / d end;
 def median: if length == 0 then null else sort | if length % 2 == 1 then .[length / 2 | floor]
   else (.[length / 2 - 1] + .[length / 2]) / 2 end end;
 
-{rss_kib: (if $minutes < 10 then 8192 else 4096 end), fds: 16, threads: 16, prepared_stmts: 16, db_connections: 16,
+{rss_kib: (if $minutes < 10 then 8192 else 4096 end), fds: 16, threads: 16,
+ prepared_stmts: (if $minutes < 10 then 32 else 16 end), db_connections: 16,
  outbox_queued: ([$rate, 200] | max), outbox_oldest_s: 2, callback_p99_ms: 50} as $floors
 | [$events[] | select(.event == "mariadb_restart")] as $restarts
 | [$events[] | select(.event == "idle_burst")] as $bursts

@@ -483,7 +483,8 @@ int run_daemon(const config::RegionConfig& cfg) {
   relay::RegistrationService registration_service(std::move(registration_options), pool,
                                                   region_secret ? &*region_secret : nullptr,
                                                   &registration_cache);
-  http::RegistrationEndpoint registration_endpoint(registration_service, *registry);
+  http::RegistrationEndpoint registration_endpoint(registration_service, *registry,
+                                                   trusted_proxies);
   registration_endpoint.add_routes(router);
   // ---- end of the registration API ---------------------------------------------------------
   auto& silent_gauge = prometheus::BuildGauge()

@@ -114,9 +114,10 @@ struct HttpsServer::Session : std::enable_shared_from_this<Session> {
   std::shared_ptr<asio::ssl::context> context;  // the pair it began with, even after a reload
   net::TlsSocket tls;
   asio::steady_timer deadline;
-  asio::ip::address peer;  // the TCP peer: the load balancer's address behind one
-  IpAddress client;        // the peer, or the client a trusted PROXY header named
-  std::string limit_key;   // what per-address limits counted it under; "" when exempt
+  asio::ip::address peer;            // the TCP peer: the load balancer's address behind one
+  IpAddress client;                  // the peer, or the client a trusted PROXY header named
+  asio::ip::address client_address;  // `client`, for RequestContext::peer
+  std::string limit_key;             // what per-address limits counted it under; "" when exempt
   std::atomic<std::int64_t> idle_since{now_ns()};
   bool evicted = false;  // under the server's mutex
   // Only touched on the session's strand.
@@ -238,6 +239,7 @@ asio::awaitable<void> HttpsServer::accept_loop() {
       session = std::make_shared<Session>(std::move(socket), tls_.current());
       if (!peer_ec) session->peer = remote.address();
       session->client = to_ip(session->peer);
+      session->client_address = session->peer;
       sessions_.emplace(session.get(), session);
     }
     metrics_.connection_opened();
@@ -329,7 +331,12 @@ asio::awaitable<bool> HttpsServer::read_proxy_header(Session& s) {
     }
     asio::read(s.tls.socket(), asio::buffer(peeked.data(), header.length), ec);
     if (ec) co_return false;
-    if (header.source) s.client = *header.source;
+    if (header.source) {
+      s.client = *header.source;
+      boost::system::error_code bad;
+      const auto named = asio::ip::make_address(header.source->to_string(), bad);
+      if (!bad) s.client_address = named;
+    }
     co_return true;
   }
 }
@@ -519,7 +526,7 @@ asio::awaitable<HttpsServer::Next> HttpsServer::read_request(Session& s, beast::
     co_return Next::request;
   }
   if (match.options->header_check) {
-    RequestContext ctx{s.peer, match.route, match.path_rest, port_};
+    RequestContext ctx{s.client_address, match.route, match.path_rest, port_};
     if (auto answer = co_await match.options->header_check(header, ctx)) {
       ex.refused = std::move(*answer);
       ex.answered_early = true;
@@ -568,7 +575,7 @@ asio::awaitable<Response> HttpsServer::respond(Session& s, Exchange& ex) {
   Request req = ex.parser.release();
   const auto match = router_.match(req.method(), req.target());
   if (match.handler) {
-    RequestContext ctx{s.peer, match.route, match.path_rest, port_};
+    RequestContext ctx{s.client_address, match.route, match.path_rest, port_};
     try {
       co_return co_await (*match.handler)(req, ctx);
     } catch (const std::exception& e) {

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/log.hpp"
+#include "http/client_address.hpp"
 
 namespace mp::http {
 namespace {
@@ -157,8 +158,10 @@ beast_http::status refusal_status(relay::RefusalKind kind) noexcept {
 }
 
 RegistrationEndpoint::RegistrationEndpoint(relay::RegistrationService& service,
-                                           prometheus::Registry& registry)
+                                           prometheus::Registry& registry,
+                                           std::vector<Cidr> trusted_proxies)
     : service_(service),
+      trusted_proxies_(std::move(trusted_proxies)),
       requests_(prometheus::BuildCounter()
                     .Name("mailpush_registration_requests_total")
                     .Help("Registration API requests by result (what changed, or the error code)")
@@ -181,6 +184,11 @@ void RegistrationEndpoint::add_routes(Router& router) {
   router.add_prefix(
       beast_http::verb::delete_, std::string(kRegistrationPrefix), "registration_delete",
       [this](const Request& req, const RequestContext& ctx) { return remove(req, ctx); }, small);
+}
+
+relay::Caller RegistrationEndpoint::caller_of(const Request& req, const RequestContext& ctx) const {
+  const IpAddress ip = request_caller(req, ctx, trusted_proxies_);
+  return relay::Caller{ip.to_string(), ctx.local_port, address_limit_key(ip)};
 }
 
 std::optional<relay::RegistrationRefusal> RegistrationEndpoint::body_refusal(const Request& req) {
@@ -211,7 +219,7 @@ Response RegistrationEndpoint::refuse(const Request& req, const RequestContext& 
   json fields = {{"route", ctx.route},
                  {"reason", r.code},
                  {"status", static_cast<int>(status)},
-                 {"peer", ctx.peer.to_string()},
+                 {"peer", caller_of(req, ctx).address},
                  {"message", r.message}};
   if (!r.field.empty()) fields["field"] = r.field;
   if (is_public_id(customer_id)) fields["customer"] = customer_id;
@@ -254,7 +262,7 @@ boost::asio::awaitable<Response> RegistrationEndpoint::create(const Request& req
   if (auto presented = presented_capability(req); !presented.empty()) {
     request.capability = std::move(presented);
   }
-  const relay::Caller caller{ctx.peer.to_string(), ctx.local_port};
+  const relay::Caller caller = caller_of(req, ctx);
   auto outcome = co_await service_.register_device(request, caller);
   if (auto* refused = std::get_if<relay::RegistrationRefusal>(&outcome)) {
     co_return refuse(req, ctx, *refused, request.customer_id);
@@ -268,7 +276,7 @@ boost::asio::awaitable<Response> RegistrationEndpoint::create(const Request& req
                                         {"device", r.device},
                                         {"environment", r.environment},
                                         {"token_was_base64", r.token_was_base64},
-                                        {"peer", ctx.peer.to_string()}});
+                                        {"peer", caller.address}});
   json notes = json::array();
   if (r.token_was_base64) {
     notes.push_back(
@@ -309,7 +317,7 @@ boost::asio::awaitable<Response> RegistrationEndpoint::move(const Request& req,
   }
   relay::MoveRequest& request = std::get<relay::MoveRequest>(parsed);
   request.capability = presented_capability(req);
-  const relay::Caller caller{ctx.peer.to_string(), ctx.local_port};
+  const relay::Caller caller = caller_of(req, ctx);
   auto outcome = co_await service_.move(request, caller);
   if (auto* refused = std::get_if<relay::RegistrationRefusal>(&outcome)) {
     co_return refuse(req, ctx, *refused, "");
@@ -321,7 +329,7 @@ boost::asio::awaitable<Response> RegistrationEndpoint::move(const Request& req,
                                    {"change", change},
                                    {"device", r.device},
                                    {"environment", r.environment},
-                                   {"peer", ctx.peer.to_string()}});
+                                   {"peer", caller.address}});
   auto res = json_response(req, bhttp::status::ok,
                            json{{"customer_id", r.customer_id},
                                 {"device", r.device},
@@ -344,7 +352,7 @@ boost::asio::awaitable<Response> RegistrationEndpoint::remove(const Request& req
     co_return refuse(req, ctx, gone, "");
   }
   if (auto refused = body_refusal(req)) co_return refuse(req, ctx, *refused, "");
-  const relay::Caller caller{ctx.peer.to_string(), ctx.local_port};
+  const relay::Caller caller = caller_of(req, ctx);
   // A named request: GCC 12 destroys a braced temporary inside co_await twice.
   const relay::UnregisterRequest request{presented_capability(req)};
   auto outcome = co_await service_.unregister(request, caller);
@@ -353,7 +361,7 @@ boost::asio::awaitable<Response> RegistrationEndpoint::remove(const Request& req
   }
   const relay::Unregistered& r = std::get<relay::Unregistered>(outcome);
   requests_.Add({{"result", "deleted"}}).Increment();
-  log::info("registration.deleted", {{"customer", r.customer_id}, {"peer", ctx.peer.to_string()}});
+  log::info("registration.deleted", {{"customer", r.customer_id}, {"peer", caller.address}});
   auto res = json_response(req, bhttp::status::ok,
                            json{{"customer_id", r.customer_id}, {"state", "deleted"}}.dump());
   res.set(beast_http::field::cache_control, "no-store");

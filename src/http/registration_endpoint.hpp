@@ -22,7 +22,9 @@
 #include <optional>
 #include <string_view>
 #include <variant>
+#include <vector>
 
+#include "common/cidr.hpp"
 #include "common/log.hpp"
 #include "http/router.hpp"
 #include "relay/registration_service.hpp"
@@ -44,7 +46,10 @@ beast_http::status refusal_status(relay::RefusalKind kind) noexcept;
 
 class RegistrationEndpoint {
  public:
-  RegistrationEndpoint(relay::RegistrationService& service, prometheus::Registry& registry);
+  // `trusted_proxies`: load balancers whose X-Forwarded-For names the caller (the caller's
+  // address is what refused credentials are limited by, and what the audit log records).
+  RegistrationEndpoint(relay::RegistrationService& service, prometheus::Registry& registry,
+                       std::vector<Cidr> trusted_proxies = {});
 
   void add_routes(Router& router);
 
@@ -57,8 +62,11 @@ class RegistrationEndpoint {
                   const relay::RegistrationRefusal& r, std::string_view customer_id);
   // A refusal of the body before it reaches the service (size, media type), or nullopt.
   static std::optional<relay::RegistrationRefusal> body_refusal(const Request& req);
+  // The caller: its address behind trusted proxies, and its per-address limit key.
+  relay::Caller caller_of(const Request& req, const RequestContext& ctx) const;
 
   relay::RegistrationService& service_;
+  std::vector<Cidr> trusted_proxies_;
   prometheus::Family<prometheus::Counter>& requests_;
   log::Throttle refused_log_;
 };

@@ -20,6 +20,8 @@ using Request = beast_http::request<beast_http::string_body>;
 using Response = beast_http::response<beast_http::string_body>;
 
 struct RequestContext {
+  // The client: the TCP peer, or the one a trusted load balancer's PROXY header named (an
+  // X-Forwarded-For from trusted_proxies is judged by request_caller).
   boost::asio::ip::address peer;
   std::string_view route;        // the route's name, safe to log (paths may carry secrets)
   std::string_view path_rest;    // for prefix routes: the part of the path after the prefix

@@ -60,10 +60,10 @@ class RegionSecret {
   // holds. The same address in any case or with surrounding blanks gives the same bytes.
   Result<Bytes> mailbox_hmac(std::string_view address) const;
 
-  // The secret of a registration's listener URL (`/ews/v1/notify/{secret}`): base64url without
-  // padding of 32 bytes of HMAC over (registration id, generation). Deterministic, so a repeated
-  // registration returns the same URL while only its SHA-384 is stored; a new generation (a
-  // deleted registration registered again) gives a new one.
+  // The listener URL secret of registrations from before capabilities: base64url without padding
+  // of 32 bytes of HMAC over (registration id, generation). No longer issued (a repeated
+  // registration returned the same URL to anyone who knew the address and the token); kept so
+  // that tests and tools can make such URLs, which Exchange may still call.
   std::string callback_secret(std::int64_t registration_id, std::uint32_t generation) const;
   // SHA-384 of callback_secret(...): what `registrations.secret_hash` holds.
   Bytes callback_secret_hash(std::int64_t registration_id, std::uint32_t generation) const;

@@ -232,7 +232,8 @@ const RegistrationRefusal& no_such_registration() {
 }  // namespace
 
 std::optional<RegistrationRefusal> RegistrationService::address_blocked(const Caller& caller) {
-  if (auto wait = address_refusals_.blocked(caller.address, TokenBucketLimiter::Clock::now())) {
+  const std::string& key = caller.limit_key.empty() ? caller.address : caller.limit_key;
+  if (auto wait = address_refusals_.blocked(key, TokenBucketLimiter::Clock::now())) {
     return refusal(RefusalKind::rate_limited, "rate_limited",
                    "too many refused credentials from this address (at most " +
                        std::to_string(options_.refusals_per_address_per_minute) +
@@ -243,12 +244,14 @@ std::optional<RegistrationRefusal> RegistrationService::address_blocked(const Ca
 }
 
 void RegistrationService::count_refused_credentials(const Caller& caller) {
-  (void)address_refusals_.take(caller.address, TokenBucketLimiter::Clock::now());
+  const std::string& key = caller.limit_key.empty() ? caller.address : caller.limit_key;
+  (void)address_refusals_.take(key, TokenBucketLimiter::Clock::now());
 }
 
 std::optional<RegistrationRefusal> RegistrationService::precheck(std::string_view customer_id,
                                                                  std::string_view key,
-                                                                 const Caller& caller) {
+                                                                 const Caller& caller,
+                                                                 bool refresh) {
   if (secret_ == nullptr) return not_configured();
   if (auto wrong = check_customer_id(customer_id, options_)) return wrong;
   if (key.empty()) {
@@ -261,7 +264,9 @@ std::optional<RegistrationRefusal> RegistrationService::precheck(std::string_vie
     return unauthorized();
   }
   // Spent only by calls that authenticate (below, on the database thread), so guessing keys
-  // cannot use up a customer's calls; a customer over its limit is refused before the database.
+  // cannot use up a customer's calls; a customer over its limit is refused before the database,
+  // except a refresh (admit says why).
+  if (refresh) return std::nullopt;
   if (auto wait = limiter_.blocked(std::string(customer_id), TokenBucketLimiter::Clock::now())) {
     return refusal(RefusalKind::rate_limited, "rate_limited",
                    "too many registration calls for this customer (at most " +
@@ -276,7 +281,8 @@ Outcome<Bytes> RegistrationService::capability_precheck(std::string_view capabil
                                                         const Caller& caller) {
   if (secret_ == nullptr) return not_configured();
   if (auto blocked = address_blocked(caller)) return std::move(*blocked);
-  if (capability_form(*secret_, capability) == CapabilityForm::refused) {
+  // URLs from before capabilities are no handle either (see register_device).
+  if (capability_form(*secret_, capability) != CapabilityForm::issued) {
     count_refused_credentials(caller);
     return no_such_registration();
   }
@@ -291,11 +297,15 @@ struct Admission {
   Gate gate = Gate::passed;
   store::RegistrationCustomer customer;
   std::chrono::seconds retry_after{0};
+  bool refresh_only = false;  // passed over the customer's limit: only a real refresh may go on
 };
 
-// Authenticates the caller and spends one of its customer's calls, on the database thread.
+// Authenticates the caller and spends one of its customer's calls, on the database thread. A
+// refresh (an issued capability presented) is never refused for the customer's limit: the key
+// is in every copy of the app, so anyone can spend the customer's calls, and an app that holds
+// its capability must keep its registration whatever others do.
 Result<Admission> admit(store::Connection& c, TokenBucketLimiter& limiter,
-                        const std::string& customer_id, const Bytes& key_hash) {
+                        const std::string& customer_id, const Bytes& key_hash, bool refresh) {
   auto found = store::find_customer_by_registration_key(c, customer_id, key_hash);
   if (!found) return std::move(found).error();
   Admission a;
@@ -307,7 +317,13 @@ Result<Admission> admit(store::Connection& c, TokenBucketLimiter& limiter,
   if (a.customer.state != "active") {
     a.gate = Admission::Gate::customer_not_active;
   } else if (auto wait = limiter.take(customer_id, TokenBucketLimiter::Clock::now())) {
-    a.gate = Admission::Gate::rate_limited;
+    // A capability presented may still not be this pair's: the store lets only a real refresh
+    // through (refresh_only), anything else is refused as over the limit.
+    if (refresh) {
+      a.refresh_only = true;
+    } else {
+      a.gate = Admission::Gate::rate_limited;
+    }
     a.retry_after = *wait;
   }
   return a;
@@ -355,7 +371,12 @@ RegistrationRefusal device_refusal(bool invalid_token, const std::string& enviro
 
 asio::awaitable<Outcome<Registered>> RegistrationService::register_device(
     const RegisterRequest& request, const Caller& caller) {
-  if (auto refused = precheck(request.customer_id, request.registration_key, caller)) {
+  // Only an issued capability is a handle. A URL from before capabilities (anyone who knew the
+  // address and the token could get it back then) is treated as none: the registration gets a
+  // capability and its old URL ends.
+  const bool presented = secret_ != nullptr && request.capability &&
+                         capability_form(*secret_, *request.capability) == CapabilityForm::issued;
+  if (auto refused = precheck(request.customer_id, request.registration_key, caller, presented)) {
     co_return std::move(*refused);
   }
   auto checked = check_registration(request);
@@ -367,8 +388,6 @@ asio::awaitable<Outcome<Registered>> RegistrationService::register_device(
   }
 
   // A capability of the wrong form cannot be any registration's: treated as none.
-  const bool presented = request.capability &&
-                         capability_form(*secret_, *request.capability) != CapabilityForm::refused;
   const std::string fresh = secret_->issue_capability();
   store::CapabilityRegistration row;
   row.mailbox_hmac = std::move(*mailbox_hmac);
@@ -383,15 +402,16 @@ asio::awaitable<Outcome<Registered>> RegistrationService::register_device(
   const store::Actor actor{"registration-api", caller.address};
   using Answer = Admitted<store::CapabilityResult>;
   const store::DatabasePool::Job<Answer> job =
-      [this, row, actor, customer_id = request.customer_id,
+      [this, row, actor, customer_id = request.customer_id, refresh = presented,
        key_hash = sha384(request.registration_key)](store::Connection& conn) -> Result<Answer> {
     Answer answer;
-    auto admission = admit(conn, limiter_, customer_id, key_hash);
+    auto admission = admit(conn, limiter_, customer_id, key_hash, refresh);
     if (!admission) return std::move(admission).error();
     answer.admission = std::move(*admission);
     if (answer.admission.gate != Admission::Gate::passed) return answer;
     store::CapabilityRegistration r = row;
     r.customer_id = answer.admission.customer.id;
+    r.refresh_only = answer.admission.refresh_only;
     auto registered = store::register_with_capability(conn, r, actor);
     if (!registered) return std::move(registered).error();
     answer.value = std::move(*registered);
@@ -420,6 +440,14 @@ asio::awaitable<Outcome<Registered>> RegistrationService::register_device(
                         "this customer has " + std::to_string(options_.max_per_customer) +
                             " active registrations already (registration.max_per_customer): "
                             "its administrator asks the relay operators for a larger quota");
+    case store::CapabilityChange::limited:
+      co_return refusal(RefusalKind::rate_limited, "rate_limited",
+                        "too many registration calls for this customer (at most " +
+                            std::to_string(options_.per_customer_per_minute) +
+                            " a minute), and the capability presented is not this registration's: "
+                            "try again in " +
+                            std::to_string(done->admission.retry_after.count()) + " seconds",
+                        done->admission.retry_after);
     case store::CapabilityChange::created:
     case store::CapabilityChange::unchanged:
     case store::CapabilityChange::replaced:

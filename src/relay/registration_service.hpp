@@ -97,8 +97,9 @@ struct UnregisterRequest {
 
 // Who is calling: for the audit log, and the port the request arrived on (see listener_port).
 struct Caller {
-  std::string address;
+  std::string address;  // the client (behind trusted proxies), for the audit log
   std::uint16_t local_port = 0;
+  std::string limit_key;  // what per-address limits count it under (an IPv6 /64); "": address
 };
 
 // What the app needs to subscribe at Exchange. registration_id is for the log line only: no
@@ -179,8 +180,9 @@ class RegistrationService {
 
  private:
   // The refusals every call starts with: region secret, Customer ID, key present, rate limits.
+  // `refresh`: an issued capability was presented; the customer's limit does not refuse it.
   std::optional<RegistrationRefusal> precheck(std::string_view customer_id, std::string_view key,
-                                              const Caller& caller);
+                                              const Caller& caller, bool refresh);
   // The refusals a call with a capability starts with (region secret, the caller's address
   // limit, the capability's form): the capability's SHA-384, or the refusal.
   Outcome<Bytes> capability_precheck(std::string_view capability, const Caller& caller);

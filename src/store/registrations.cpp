@@ -158,19 +158,20 @@ const char* capability_change_name(CapabilityChange change) noexcept {
       return "quota_device";
     case CapabilityChange::quota_customer:
       return "quota_customer";
+    case CapabilityChange::limited:
+      return "limited";
   }
   return "unchanged";
 }
 
 namespace {
 
-// Whether the customer may have one more active registration (max 0: no quota). Locks the
-// customer's row first, so that two registrations at once cannot both take the last place; the
-// count runs on ix_registrations_customer_state.
+// Whether the customer may have one more active registration (max 0: no quota), counted on
+// ix_registrations_customer_state. register_with_capability holds the customer's row locked
+// from its first statement, before any consistent read: the count sees every registration
+// committed before, so two registrations at once cannot both take the last place.
 Result<bool> customer_has_room(Connection& conn, std::int64_t customer_id, std::uint64_t max) {
   if (max == 0) return true;
-  auto lock = conn.query("SELECT id FROM customers WHERE id = ? FOR UPDATE", {Value{customer_id}});
-  if (!lock) return std::move(lock).error();
   auto count =
       conn.query("SELECT COUNT(*) FROM registrations WHERE customer_id = ? AND state = 'active'",
                  {Value{customer_id}});
@@ -194,6 +195,11 @@ Result<CapabilityResult> register_with_capability(Connection& conn, const Capabi
                                                   const Actor& actor) {
   return in_transaction<CapabilityResult>(conn, [&]() -> Result<CapabilityResult> {
     CapabilityResult out;
+    // A customer's registrations one at a time (the quotas count what the others committed);
+    // a locking read first, so the transaction's snapshot is taken after the lock.
+    auto lock =
+        conn.query("SELECT id FROM customers WHERE id = ? FOR UPDATE", {Value{r.customer_id}});
+    if (!lock) return std::move(lock).error();
     auto mailbox = ensure_mailbox(conn, r.customer_id, r.mailbox_hmac);
     if (!mailbox) return std::move(mailbox).error();
     out.mailbox_id = *mailbox;
@@ -246,6 +252,8 @@ Result<CapabilityResult> register_with_capability(Connection& conn, const Capabi
       }
       return out;
     }
+
+    if (r.refresh_only) return refuse(CapabilityChange::limited);
 
     if (active) {
       // Registered again without its capability (a reinstalled app, or someone who knows the
@@ -320,8 +328,8 @@ Result<MoveResult> move_with_capability(Connection& conn, const CapabilityMove& 
   return in_transaction<MoveResult>(conn, [&]() -> Result<MoveResult> {
     MoveResult out;
     auto rows = conn.query(
-        "SELECT r.id, r.customer_id, r.mailbox_id, r.device_id, c.customer_id FROM registrations r "
-        "JOIN customers c ON c.id = r.customer_id "
+        "SELECT r.id, r.customer_id, r.mailbox_id, r.device_id, (SELECT c.customer_id FROM "
+        "customers c WHERE c.id = r.customer_id) FROM registrations r "
         "WHERE r.secret_hash = ? AND r.state = 'active' FOR UPDATE",
         {blob(m.presented_hash)});
     if (!rows) return std::move(rows).error();
@@ -374,10 +382,10 @@ Result<std::optional<Ended>> unregister_with_capability(Connection& conn, const 
                                                         const Actor& actor) {
   return in_transaction<std::optional<Ended>>(conn, [&]() -> Result<std::optional<Ended>> {
     auto rows = conn.query(
-        "SELECT r.id, r.customer_id, d.environment, d.token_hex, c.customer_id "
-        "FROM registrations r JOIN devices d ON d.id = r.device_id "
-        "JOIN customers c ON c.id = r.customer_id WHERE r.secret_hash = ? AND r.state = 'active' "
-        "FOR UPDATE",
+        "SELECT r.id, r.customer_id, (SELECT d.environment FROM devices d WHERE d.id = "
+        "r.device_id), (SELECT d.token_hex FROM devices d WHERE d.id = r.device_id), (SELECT "
+        "c.customer_id FROM customers c WHERE c.id = r.customer_id) FROM registrations r "
+        "WHERE r.secret_hash = ? AND r.state = 'active' FOR UPDATE",
         {blob(presented)});
     if (!rows) return std::move(rows).error();
     if (rows->empty()) return std::optional<Ended>{};

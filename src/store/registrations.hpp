@@ -60,6 +60,9 @@ struct CapabilityRegistration {
   Bytes new_hash;                       // SHA-384 of a newly issued capability, used if needed
   std::uint32_t max_per_device = 0;     // active registrations per device token; 0: no quota
   std::uint64_t max_per_customer = 0;   // active registrations per customer; 0: no quota
+  // Only a refresh (the presented capability is the pair's) may go through: the customer is over
+  // its call limit, which refreshes are exempt from. Anything else: `limited`, nothing written.
+  bool refresh_only = false;
 };
 
 enum class CapabilityChange {
@@ -72,6 +75,7 @@ enum class CapabilityChange {
   device_unregistered,  // APNs reported it unregistered at a time not before this request
   quota_device,         // the token has max_per_device active registrations already
   quota_customer,       // the customer has max_per_customer active registrations already
+  limited,              // refresh_only, and this was no refresh
 };
 const char* capability_change_name(CapabilityChange change) noexcept;
 

@@ -187,6 +187,11 @@ class HttpsServerTest : public ::testing::Test {
                 [](const Request& req, const RequestContext&) -> asio::awaitable<Response> {
                   co_return make_response(req, beast_http::status::ok, "text/plain", "hello world");
                 });
+    router_.add(verb::get, "/peer", "peer",
+                [](const Request& req, const RequestContext& ctx) -> asio::awaitable<Response> {
+                  co_return make_response(req, beast_http::status::ok, "text/plain",
+                                          ctx.peer.to_string());
+                });
     router_.add(verb::post, "/echo", "echo",
                 [](const Request& req, const RequestContext&) -> asio::awaitable<Response> {
                   co_return make_response(req, beast_http::status::ok, "text/plain", req.body());
@@ -928,8 +933,10 @@ TEST_F(HttpsServerTest, ProxyProtocolNamesTheClientThatLimitsCount) {
   ASSERT_NO_FATAL_FAILURE(start(o));
   const std::string client_a = "PROXY TCP4 198.51.100.7 192.0.2.1 40000 443\r\n";
   RawTlsConnection a(port_, {}, client_a);
-  a.send(request_text("GET", "/hello"));
-  EXPECT_EQ(a.read_response(2s).status, 200);
+  a.send(request_text("GET", "/peer"));
+  const auto peer = a.read_response(2s);
+  EXPECT_EQ(peer.status, 200);
+  EXPECT_EQ(peer.body, "198.51.100.7") << "handlers see the client the PROXY header named";
   // v2 for another client, then a second connection of client A: refused.
   std::string v2("\r\n\r\n\0\r\nQUIT\n\x21\x11\x00\x0c", 16);
   v2 += std::string("\xcb\x00\x71\x09\xc0\x00\x02\x01\x9c\x40\x01\xbb", 12);  // 203.0.113.9

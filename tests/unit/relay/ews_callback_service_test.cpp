@@ -212,12 +212,14 @@ TEST_F(EwsCallbackServiceTest, CallbacksAreLimitedPerRegistrationAndPerCustomer)
   const auto run = [&](std::string_view secret, const std::string& sub) {
     boost::asio::io_context ioc;
     std::optional<CallbackOutcome> out;
-    boost::asio::co_spawn(
-        ioc, limited.handle(secret, callback(sub, {status_event("wm")}), ip("192.0.2.10")),
-        [&](std::exception_ptr e, CallbackOutcome o) {
-          if (e) std::rethrow_exception(e);
-          out = std::move(o);
-        });
+    // Named: the coroutine runs after co_spawn returns, and holds references to its arguments.
+    const auto cb = callback(sub, {status_event("wm")});
+    const auto caller = ip("192.0.2.10");
+    boost::asio::co_spawn(ioc, limited.handle(secret, cb, caller),
+                          [&](std::exception_ptr e, CallbackOutcome o) {
+                            if (e) std::rethrow_exception(e);
+                            out = std::move(o);
+                          });
     ioc.run();
     return out.value_or(CallbackOutcome{});
   };

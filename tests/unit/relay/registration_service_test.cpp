@@ -92,7 +92,7 @@ class RegistrationServiceTest : public ::testing::Test {
 
   Outcome<Registered> register_with(RegistrationService& s, const RegisterRequest& r,
                                     std::uint16_t local_port = 8443) {
-    return run(s.register_device(r, Caller{"192.0.2.1", local_port}));
+    return run(s.register_device(r, Caller{"192.0.2.1", local_port, ""}));
   }
 
   static const Registered& ok(const Outcome<Registered>& o) {
@@ -243,7 +243,7 @@ TEST_F(RegistrationServiceTest, OnlyTheCapabilityUnregistersAndItIsUnsubscribedH
   std::vector<RegistrationRefusal> answers;
   for (const std::string& wrong : {std::string(), std::string("x"), secret.issue_capability(),
                                    secret.callback_secret(r.registration_id, 0)}) {
-    answers.push_back(refused(run(s.unregister({wrong}, Caller{"192.0.2.1", 8443}))));
+    answers.push_back(refused(run(s.unregister({wrong}, Caller{"192.0.2.1", 8443, ""}))));
   }
   for (const auto& a : answers) {
     EXPECT_EQ(a.kind, RefusalKind::not_found);
@@ -252,11 +252,11 @@ TEST_F(RegistrationServiceTest, OnlyTheCapabilityUnregistersAndItIsUnsubscribedH
   }
   EXPECT_EQ(cache.get(key).hit, RegistrationCache::Hit::found) << "nothing ended";
 
-  auto done = run(s.unregister({r.capability}, Caller{"192.0.2.1", 8443}));
+  auto done = run(s.unregister({r.capability}, Caller{"192.0.2.1", 8443, ""}));
   ASSERT_TRUE(std::holds_alternative<Unregistered>(done)) << refused(done).message;
   EXPECT_EQ(std::get<Unregistered>(done).customer_id, customer_id);
   EXPECT_EQ(cache.get(key).hit, RegistrationCache::Hit::absent);
-  EXPECT_EQ(refused(run(s.unregister({r.capability}, Caller{"192.0.2.1", 8443}))).kind,
+  EXPECT_EQ(refused(run(s.unregister({r.capability}, Caller{"192.0.2.1", 8443, ""}))).kind,
             RefusalKind::not_found);
 
   // Registered again, even presenting the ended capability: a new URL.
@@ -272,7 +272,7 @@ TEST_F(RegistrationServiceTest, OnlyTheCapabilityMovesARegistrationToANewToken) 
   auto s = service();
   const Registered r = ok(register_with(s, request()));
   const std::string new_token(64, 'c');
-  const Caller caller{"192.0.2.1", 8443};
+  const Caller caller{"192.0.2.1", 8443, ""};
   EXPECT_EQ(refused(run(s.move({secret.issue_capability(), new_token, "production"}, caller))).kind,
             RefusalKind::not_found)
       << "the old token and the key in the app move nothing";
@@ -299,7 +299,7 @@ TEST_F(RegistrationServiceTest, OnlyTheCapabilityMovesARegistrationToANewToken) 
 
 TEST_F(RegistrationServiceTest, RefusedCredentialsAreLimitedPerAddress) {
   auto s = service(600, true, 443, /*refusals_per_minute=*/3);
-  const Caller guesser{"198.51.100.7", 8443};
+  const Caller guesser{"198.51.100.7", 8443, ""};
   for (int i = 0; i < 3; ++i) {
     EXPECT_EQ(refused(run(s.register_device(request("rk_guess"), guesser))).kind,
               RefusalKind::unauthorized);
@@ -312,11 +312,50 @@ TEST_F(RegistrationServiceTest, RefusedCredentialsAreLimitedPerAddress) {
             RefusalKind::rate_limited);
   ok(register_with(s, request()));
   // Made-up capabilities count as well.
-  const Caller prober{"198.51.100.8", 8443};
+  const Caller prober{"198.51.100.8", 8443, ""};
   for (int i = 0; i < 3; ++i) {
     EXPECT_EQ(refused(run(s.unregister({"made-up"}, prober))).kind, RefusalKind::not_found);
   }
   EXPECT_EQ(refused(run(s.unregister({"made-up"}, prober))).kind, RefusalKind::rate_limited);
+}
+
+TEST_F(RegistrationServiceTest, TheCustomersLimitNeverRefusesARefresh) {
+  // The key is in every copy of the app: anyone can spend the customer's calls. An app that holds
+  // its capability keeps its registration whatever others do.
+  auto s = service(2);
+  const Registered r = ok(register_with(s, request()));
+  auto other = request();
+  other.mailbox = "bob@example.com";
+  ok(register_with(s, other));
+  EXPECT_EQ(refused(register_with(s, request())).kind, RefusalKind::rate_limited)
+      << "a repeat without the capability is a new registration: limited";
+  auto refresh = request();
+  refresh.capability = r.capability;
+  for (int i = 0; i < 3; ++i) {
+    const Registered again = ok(register_with(s, refresh));
+    EXPECT_EQ(again.change, store::CapabilityChange::unchanged);
+  }
+  // A URL from before capabilities is no handle: limited like a new registration.
+  refresh.capability = secret.callback_secret(r.registration_id, 0);
+  EXPECT_EQ(refused(register_with(s, refresh)).kind, RefusalKind::rate_limited);
+  // Nor is another registration's capability: the exemption is for a real refresh only.
+  auto borrowed = request();
+  borrowed.mailbox = "carol@example.com";
+  borrowed.capability = r.capability;
+  EXPECT_EQ(refused(register_with(s, borrowed)).kind, RefusalKind::rate_limited);
+  EXPECT_EQ(refused(register_with(s, borrowed)).code, "rate_limited");
+  refresh.capability = r.capability;
+  EXPECT_EQ(ok(register_with(s, refresh)).change, store::CapabilityChange::unchanged)
+      << "the real refresh still goes through";
+}
+
+TEST_F(RegistrationServiceTest, RefusalsCountPerLimitKeyNotPerAddressString) {
+  // The HTTP side keys IPv6 callers by their /64: two addresses of one network share the limit.
+  auto s = service(600, true, 443, /*refusals_per_minute=*/2);
+  const Caller a{"2001:db8::1", 8443, "2001:db8::/64"}, b{"2001:db8::2", 8443, "2001:db8::/64"};
+  EXPECT_EQ(refused(run(s.unregister({"made-up"}, a))).kind, RefusalKind::not_found);
+  EXPECT_EQ(refused(run(s.unregister({"made-up"}, b))).kind, RefusalKind::not_found);
+  EXPECT_EQ(refused(run(s.unregister({"made-up"}, a))).kind, RefusalKind::rate_limited);
 }
 
 TEST_F(RegistrationServiceTest, TheQuotaPerDeviceIsAClear403) {
