@@ -179,6 +179,22 @@ Result<bool> customer_has_room(Connection& conn, std::int64_t customer_id, std::
   return count->empty() || static_cast<std::uint64_t>(count->front().i64(0)) < max;
 }
 
+// The pair's row with a new capability and a fresh state: active (a deleted row used again), no
+// subscription bound, none superseded, nothing heard. Its old capability ends with it.
+Status rekey(Connection& conn, std::int64_t id, const Bytes& new_hash, std::int64_t frequency) {
+  auto updated = conn.execute(
+      "UPDATE registrations SET state = 'active', deleted_at = NULL, secret_hash = ?, "
+      "secret_tagged = 1, secret_generation = secret_generation + 1, subscription_id = NULL, "
+      "superseded_subscription = NULL, watermark = NULL, last_heard_at = NULL, "
+      "status_frequency_minutes = ? WHERE id = ?",
+      {blob(new_hash), Value{frequency}, Value{id}});
+  if (!updated) return std::move(updated).error();
+  auto history =
+      conn.execute("DELETE FROM superseded_subscriptions WHERE registration_id = ?", {Value{id}});
+  if (!history) return std::move(history).error();
+  return {};
+}
+
 // A registration row gone for good (the pair's unique key must be free for another row).
 Status erase_registration_row(Connection& conn, std::int64_t id) {
   for (std::string_view sql : {"DELETE FROM superseded_subscriptions WHERE registration_id = ?",
@@ -257,16 +273,8 @@ Result<CapabilityResult> register_with_capability(Connection& conn, const Capabi
       // Registered again without its capability (a reinstalled app, or someone who knows the
       // address and the token): a new capability; the old URL ends, and with it its Exchange
       // subscription. The count of the mailbox stays the device's.
-      auto rekeyed = conn.execute(
-          "UPDATE registrations SET secret_hash = ?, secret_tagged = 1, "
-          "secret_generation = secret_generation + 1, subscription_id = NULL, "
-          "superseded_subscription = NULL, watermark = NULL, "
-          "last_heard_at = NULL, status_frequency_minutes = ? WHERE id = ?",
-          {blob(r.new_hash), Value{frequency}, Value{out.registration_id}});
-      if (!rekeyed) return std::move(rekeyed).error();
-      auto history = conn.execute("DELETE FROM superseded_subscriptions WHERE registration_id = ?",
-                                  {Value{out.registration_id}});
-      if (!history) return std::move(history).error();
+      if (auto st = rekey(conn, out.registration_id, r.new_hash, frequency); !st)
+        return std::move(st).error();
       out.retired_secret_hashes.push_back(stored);
       out.change = CapabilityChange::replaced;
       detail["registration"] = out.registration_id;
@@ -291,16 +299,8 @@ Result<CapabilityResult> register_with_capability(Connection& conn, const Capabi
 
     if (exists) {
       // Its deleted row holds the pair: used again, with the new capability and a fresh state.
-      auto revived = conn.execute(
-          "UPDATE registrations SET state = 'active', deleted_at = NULL, secret_hash = ?, "
-          "secret_tagged = 1, secret_generation = secret_generation + 1, subscription_id = NULL, "
-          "superseded_subscription = NULL, watermark = NULL, last_heard_at = NULL, "
-          "status_frequency_minutes = ? WHERE id = ?",
-          {blob(r.new_hash), Value{frequency}, Value{out.registration_id}});
-      if (!revived) return std::move(revived).error();
-      auto history = conn.execute("DELETE FROM superseded_subscriptions WHERE registration_id = ?",
-                                  {Value{out.registration_id}});
-      if (!history) return std::move(history).error();
+      if (auto st = rekey(conn, out.registration_id, r.new_hash, frequency); !st)
+        return std::move(st).error();
     } else {
       auto insert = conn.prepare(
           "INSERT INTO registrations (customer_id, mailbox_id, device_id, secret_hash, "
