@@ -231,9 +231,14 @@ const RegistrationRefusal& no_such_registration() {
 
 }  // namespace
 
+// What refusals of the caller count under: its limit key, or its address without one.
+static const std::string& limit_key_of(const Caller& caller) {
+  return caller.limit_key.empty() ? caller.address : caller.limit_key;
+}
+
 std::optional<RegistrationRefusal> RegistrationService::address_blocked(const Caller& caller) {
-  const std::string& key = caller.limit_key.empty() ? caller.address : caller.limit_key;
-  if (auto wait = address_refusals_.blocked(key, TokenBucketLimiter::Clock::now())) {
+  if (auto wait =
+          address_refusals_.blocked(limit_key_of(caller), TokenBucketLimiter::Clock::now())) {
     return refusal(RefusalKind::rate_limited, "rate_limited",
                    "too many refused credentials from this address (at most " +
                        std::to_string(options_.refusals_per_address_per_minute) +
@@ -244,8 +249,7 @@ std::optional<RegistrationRefusal> RegistrationService::address_blocked(const Ca
 }
 
 void RegistrationService::count_refused_credentials(const Caller& caller) {
-  const std::string& key = caller.limit_key.empty() ? caller.address : caller.limit_key;
-  (void)address_refusals_.take(key, TokenBucketLimiter::Clock::now());
+  (void)address_refusals_.take(limit_key_of(caller), TokenBucketLimiter::Clock::now());
 }
 
 std::optional<RegistrationRefusal> RegistrationService::precheck(std::string_view customer_id,

@@ -75,6 +75,7 @@ void DatabasePool::note_result(bool ok) {
 void DatabasePool::worker_loop() {
   mysql_thread_init();
   Connection conn(connection_);
+  conn.share_server_choice(server_choice_);
   std::string last_server;  // to log when this thread's connection moves to another node
   auto last_used = std::chrono::steady_clock::now();
   for (;;) {

@@ -123,6 +123,9 @@ class DatabasePool {
   void note_result(bool ok);
 
   ConnectionOptions connection_;
+  // The server (index in connection_.servers()) the pool's connections last connected to.
+  std::shared_ptr<std::atomic<std::size_t>> server_choice_ =
+      std::make_shared<std::atomic<std::size_t>>(0);
   PoolOptions options_;
   mutable std::mutex mutex_;
   std::condition_variable wake_;

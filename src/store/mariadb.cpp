@@ -242,15 +242,20 @@ Status Connection::connect() {
   std::size_t reserve_index = 0;
   std::string reasons;
   Errc errc = Errc::unavailable;
+  const std::size_t start = shared_choice_ ? shared_choice_->load() : current_;
+  const auto chose = [this](std::size_t i) {
+    current_ = i;
+    if (shared_choice_) shared_choice_->store(i);
+  };
   for (std::size_t k = 0; k < n; ++k) {
-    const std::size_t i = (current_ + k) % n;
+    const std::size_t i = (start + k) % n;
     Error error;
     bool fallback = false;
     MYSQL* h = open_server(&servers[i], error, fallback);
     if (h && !fallback) {
       if (reserve) mysql_close(reserve);
       handle_ = h;
-      current_ = i;
+      chose(i);
       broken_ = false;
       return {};
     }
@@ -265,7 +270,7 @@ Status Connection::connect() {
   }
   if (reserve) {
     handle_ = reserve;
-    current_ = reserve_index;
+    chose(reserve_index);
     broken_ = false;
     return {};
   }

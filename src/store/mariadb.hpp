@@ -1,6 +1,7 @@
 // RAII wrappers over MariaDB Connector/C: a connection, its prepared statements and their rows.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <list>
@@ -162,6 +163,11 @@ class Connection {
   // The server this connection is (or was last) connected to: "127.0.0.1:3321", or the socket.
   std::string server() const;
   std::size_t cached_statements() const noexcept { return statements_.size(); }
+  // Connections of one pool share which server worked last: a connection that reconnects starts
+  // there, not at the one it last used itself (which may be the node the others left).
+  void share_server_choice(std::shared_ptr<std::atomic<std::size_t>> choice) noexcept {
+    shared_choice_ = std::move(choice);
+  }
 
  private:
   friend class Statement;
@@ -179,6 +185,7 @@ class Connection {
   st_mysql* handle_ = nullptr;
   bool broken_ = false;
   std::size_t current_ = 0;  // index in options_.servers() of the server last connected to
+  std::shared_ptr<std::atomic<std::size_t>> shared_choice_;  // the pool's, when it has one
   // Most recently used first; the index points into it by the statements' own SQL text.
   std::list<std::unique_ptr<Statement>> statements_;
   std::unordered_map<std::string_view, std::list<std::unique_ptr<Statement>>::iterator>

@@ -179,6 +179,31 @@ Result<bool> customer_has_room(Connection& conn, std::int64_t customer_id, std::
   return count->empty() || static_cast<std::uint64_t>(count->front().i64(0)) < max;
 }
 
+// The pair's row with a new capability and a fresh state: active (a deleted row used again), no
+// subscription bound, none superseded, nothing heard. Its old capability ends with it.
+// `fresh_counts`: the row was deleted, so its badge state starts again (a replaced row keeps the
+// device's count of that mailbox).
+Status rekey(Connection& conn, std::int64_t id, const Bytes& new_hash, std::int64_t frequency,
+             const Value& folder, bool fresh_counts) {
+  auto updated = conn.execute(
+      fresh_counts
+          ? "UPDATE registrations SET state = 'active', deleted_at = NULL, secret_hash = ?, "
+            "secret_tagged = 1, secret_generation = secret_generation + 1, subscription_id = NULL, "
+            "superseded_subscription = NULL, watermark = NULL, last_heard_at = NULL, "
+            "status_frequency_minutes = ?, folder_id = ?, unread_count = 0, recent_items = '' "
+            "WHERE id = ?"
+          : "UPDATE registrations SET state = 'active', deleted_at = NULL, secret_hash = ?, "
+            "secret_tagged = 1, secret_generation = secret_generation + 1, subscription_id = NULL, "
+            "superseded_subscription = NULL, watermark = NULL, last_heard_at = NULL, "
+            "status_frequency_minutes = ?, folder_id = ? WHERE id = ?",
+      {blob(new_hash), Value{frequency}, folder, Value{id}});
+  if (!updated) return std::move(updated).error();
+  auto history =
+      conn.execute("DELETE FROM superseded_subscriptions WHERE registration_id = ?", {Value{id}});
+  if (!history) return std::move(history).error();
+  return {};
+}
+
 // A registration row gone for good (the pair's unique key must be free for another row).
 Status erase_registration_row(Connection& conn, std::int64_t id) {
   for (std::string_view sql : {"DELETE FROM superseded_subscriptions WHERE registration_id = ?",
@@ -238,10 +263,10 @@ Result<CapabilityResult> register_with_capability(Connection& conn, const Capabi
 
     if (active && r.presented_hash && constant_time_equal(*r.presented_hash, stored)) {
       // The app refreshing its own registration: settings may change, the URL does not.
-      auto updated =
-          conn.execute("UPDATE registrations SET status_frequency_minutes = ?, folder_id = ? "
-                       "WHERE id = ?",
-                       {Value{frequency}, folder, Value{out.registration_id}});
+      auto updated = conn.execute(
+          "UPDATE registrations SET status_frequency_minutes = ?, folder_id = ? "
+          "WHERE id = ?",
+          {Value{frequency}, folder, Value{out.registration_id}});
       if (!updated) return std::move(updated).error();
       out.change = CapabilityChange::unchanged;
       if (device->reactivated) {
@@ -259,16 +284,8 @@ Result<CapabilityResult> register_with_capability(Connection& conn, const Capabi
       // Registered again without its capability (a reinstalled app, or someone who knows the
       // address and the token): a new capability; the old URL ends, and with it its Exchange
       // subscription. The count of the mailbox stays the device's.
-      auto rekeyed = conn.execute(
-          "UPDATE registrations SET secret_hash = ?, secret_tagged = 1, "
-          "secret_generation = secret_generation + 1, subscription_id = NULL, "
-          "superseded_subscription = NULL, watermark = NULL, "
-          "last_heard_at = NULL, status_frequency_minutes = ?, folder_id = ? WHERE id = ?",
-          {blob(r.new_hash), Value{frequency}, folder, Value{out.registration_id}});
-      if (!rekeyed) return std::move(rekeyed).error();
-      auto history = conn.execute("DELETE FROM superseded_subscriptions WHERE registration_id = ?",
-                                  {Value{out.registration_id}});
-      if (!history) return std::move(history).error();
+      if (auto st = rekey(conn, out.registration_id, r.new_hash, frequency, folder, false); !st)
+        return std::move(st).error();
       out.retired_secret_hashes.push_back(stored);
       out.change = CapabilityChange::replaced;
       detail["registration"] = out.registration_id;
@@ -293,17 +310,8 @@ Result<CapabilityResult> register_with_capability(Connection& conn, const Capabi
 
     if (exists) {
       // Its deleted row holds the pair: used again, with the new capability and a fresh state.
-      auto revived = conn.execute(
-          "UPDATE registrations SET state = 'active', deleted_at = NULL, secret_hash = ?, "
-          "secret_tagged = 1, secret_generation = secret_generation + 1, subscription_id = NULL, "
-          "superseded_subscription = NULL, watermark = NULL, last_heard_at = NULL, "
-          "status_frequency_minutes = ?, folder_id = ?, unread_count = 0, recent_items = '' "
-          "WHERE id = ?",
-          {blob(r.new_hash), Value{frequency}, folder, Value{out.registration_id}});
-      if (!revived) return std::move(revived).error();
-      auto history = conn.execute("DELETE FROM superseded_subscriptions WHERE registration_id = ?",
-                                  {Value{out.registration_id}});
-      if (!history) return std::move(history).error();
+      if (auto st = rekey(conn, out.registration_id, r.new_hash, frequency, folder, true); !st)
+        return std::move(st).error();
     } else {
       auto insert = conn.prepare(
           "INSERT INTO registrations (customer_id, mailbox_id, device_id, secret_hash, "
@@ -311,7 +319,7 @@ Result<CapabilityResult> register_with_capability(Connection& conn, const Capabi
           "?, ?, 1, 0, ?, ?)");
       if (!insert) return std::move(insert).error();
       const Value params[] = {Value{r.customer_id}, Value{out.mailbox_id}, Value{out.device_id},
-                              blob(r.new_hash),     Value{frequency},     folder};
+                              blob(r.new_hash),     Value{frequency},      folder};
       if (auto st = (*insert)->execute(params); !st) return std::move(st).error();
       out.registration_id = static_cast<std::int64_t>((*insert)->last_insert_id());
     }

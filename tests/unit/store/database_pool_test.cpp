@@ -72,8 +72,7 @@ TEST(DatabasePool, RunsManyJobsOnFewConnections) {
   ASSERT_TRUE(wait_until([&] { return done.load() == 500; }));
   EXPECT_EQ(ok.load(), 500);
   // A job's handler may run before its worker has counted it: the count catches up.
-  EXPECT_TRUE(wait_until([&] { return pool.stats().completed == 500u; }))
-      << pool.stats().completed;
+  EXPECT_TRUE(wait_until([&] { return pool.stats().completed == 500u; })) << pool.stats().completed;
   const auto s = pool.stats();
   EXPECT_LE(s.connects, 3u);
 }
@@ -199,6 +198,41 @@ TEST(DatabasePool, FailsOverToTheNextServerAndStaysThere) {
   Connection c(o);
   ASSERT_TRUE(c.connect().ok());
   EXPECT_EQ(*server_port(c), first.port());  // a new connection starts at the top of the list
+}
+
+TEST(DatabasePool, AConnectionThatSawNoFailureFollowsThePoolToTheNextServer) {
+  // A pool's thread may run no job while its server is down; when it reconnects after the server
+  // came back it must join the others on the server they moved to, not return to its own last
+  // one (which split a pool over two nodes, and made the test above fail now and then).
+  const auto shared = test::shared_server_options();
+  test::PrivateMariadb first;
+  test::write_file(first.password_file(), shared.password);
+  first.start();
+  ConnectionOptions o = shared;
+  o.database.clear();
+  o.hosts = {{"127.0.0.1", first.port()}, {shared.host, shared.port}};
+  auto choice = std::make_shared<std::atomic<std::size_t>>(0);
+  Connection busy(o);
+  Connection idle(o);
+  busy.share_server_choice(choice);
+  idle.share_server_choice(choice);
+  ASSERT_TRUE(busy.connect().ok());
+  ASSERT_TRUE(idle.connect().ok());
+  EXPECT_EQ(*server_port(idle), first.port());
+
+  first.stop();
+  busy.close();
+  ASSERT_TRUE(busy.connect().ok());
+  EXPECT_EQ(*server_port(busy), shared.port);
+
+  first.start();
+  idle.close();  // as the pool does when the ping before a job fails
+  ASSERT_TRUE(idle.connect().ok());
+  EXPECT_EQ(*server_port(idle), shared.port) << "the idle connection went back to the first server";
+
+  Connection alone(o);  // no shared choice: its own history only
+  ASSERT_TRUE(alone.connect().ok());
+  EXPECT_EQ(*server_port(alone), first.port());
 }
 
 }  // namespace
