@@ -13,6 +13,9 @@
 // benchmark labels lines newmail / modified / status / bind to check what was recorded).
 // Without --bodies, every request POSTs one built-in StatusEvent notification to --path, or with
 // --random-secrets to a new random listener secret each time (a flood of made-up URLs).
+// --fresh-item-ids: the first 16 characters of every `ItemId Id="…"` in a body are replaced by a
+// stamp unique to the request (a random run nonce and a counter), so that a body sent again is a
+// new mail: the relay counts a NewMail once per ItemId and registration, as Exchange resends it.
 // Each request is a real EWS callback: POST, `Content-Type: text/xml; charset=utf-8`, the
 // quoted SendNotification SOAPAction, Content-Length; in newconn mode also `Connection: close`.
 //
@@ -105,7 +108,8 @@ struct Options {
   std::string bodies;
   std::string path = "/ews/v1/notify/ews-load-builtin-secret-AAAAAAAAAAAAAAAAAAAAAAAA";
   bool random_secrets = false;  // each request to /ews/v1/notify/<a new random secret>
-  unsigned secret_chars = 43;    // their length: 43 as URLs before capabilities, 44 as these
+  bool fresh_item_ids = false;  // a unique prefix in every ItemId of each request
+  unsigned secret_chars = 43;   // their length: 43 as URLs before capabilities, 44 as these
   unsigned threads = 1;
   double timeout = 10;
   std::string label;
@@ -160,8 +164,12 @@ std::string make_request(const std::string& path, std::string_view body, bool cl
   return r;
 }
 
+constexpr std::size_t kItemStampChars = 16;
+
 struct Workload {
   std::vector<std::string> requests;  // the bytes to send, headers and body
+  // Per request: where its ItemId values start (each at least kItemStampChars long).
+  std::vector<std::vector<std::size_t>> item_ids;
   std::vector<std::uint32_t> label_of;
   std::vector<std::string> labels;
 };
@@ -205,6 +213,19 @@ Workload load_workload(const Options& o) {
       throw std::runtime_error(o.bodies + ":" + std::to_string(number) + ": invalid base64");
     w.requests.push_back(make_request(path, *body, close));
     w.label_of.push_back(label_id(label));
+    auto& items = w.item_ids.emplace_back();
+    static constexpr std::string_view kItem = "ItemId Id=\"";
+    const std::string& r = w.requests.back();
+    for (auto at = r.find(kItem); at != std::string::npos; at = r.find(kItem, at + 1)) {
+      const auto value = at + kItem.size();
+      const auto end = r.find('"', value);
+      if (end != std::string::npos && end - value >= kItemStampChars) items.push_back(value);
+    }
+    if (o.fresh_item_ids && items.empty() && label == "newmail") {
+      throw std::runtime_error(o.bodies + ":" + std::to_string(number) +
+                               ": --fresh-item-ids, but this newmail body has no ItemId of " +
+                               std::to_string(kItemStampChars) + " characters or more");
+    }
   }
   if (w.requests.empty()) throw std::runtime_error(o.bodies + ": no entries");
   return w;
@@ -292,6 +313,20 @@ class Worker {
     return path;
   }
 
+  // kItemStampChars base64 characters: 32 bits of the run's nonce, 64 of a counter shared by
+  // every thread of the run.
+  std::string item_stamp() {
+    static constexpr char kAlphabet[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    static const std::uint32_t nonce = std::random_device{}();
+    static std::atomic<std::uint64_t> counter{0};
+    const std::uint64_t n = counter.fetch_add(1, std::memory_order_relaxed);
+    std::string stamp(kItemStampChars, 'A');
+    for (std::size_t k = 0; k < 11; ++k) stamp[k] = kAlphabet[(n >> (6 * k)) & 63];
+    for (std::size_t k = 0; k < 5; ++k) stamp[11 + k] = kAlphabet[(nonce >> (6 * k)) & 63];
+    return stamp;
+  }
+
   void spawn(unsigned connections) {
     for (unsigned i = 0; i < connections; ++i) {
       if (o_.mode == "newconn") {
@@ -351,8 +386,14 @@ class Worker {
     auto& layer = beast::get_lowest_layer(s);
     layer.expires_after(timeout_);
     std::string made_up;  // --random-secrets: the secret no registration has, made for this request
-    if (random_secrets_) made_up = make_request(random_path(), kBuiltinBody, close_);
-    const std::string& bytes = random_secrets_ ? made_up : w_.requests[i];
+    if (random_secrets_) {
+      made_up = make_request(random_path(), kBuiltinBody, close_);
+    } else if (fresh_items_ && i < w_.item_ids.size() && !w_.item_ids[i].empty()) {
+      made_up = w_.requests[i];
+      const std::string stamp = item_stamp();
+      for (const auto at : w_.item_ids[i]) made_up.replace(at, stamp.size(), stamp);
+    }
+    const std::string& bytes = made_up.empty() ? w_.requests[i] : made_up;
     auto [wec, wn] = co_await asio::async_write(s, asio::buffer(bytes), nothrow);
     if (wec) {
       error("write", wec);
@@ -451,6 +492,7 @@ class Worker {
   tcp::endpoint target_;
   Clock::duration timeout_;
   const bool random_secrets_ = o_.random_secrets;
+  const bool fresh_items_ = o_.fresh_item_ids;
   const bool close_ = o_.mode == "newconn";
   std::mt19937_64 rng_{std::random_device{}()};
 };
@@ -619,6 +661,9 @@ int main(int argc, char** argv) {
   app.add_flag("--random-secrets", o.random_secrets,
                "POST the built-in body to a new random listener secret each time (a flood of "
                "made-up URLs)");
+  app.add_flag("--fresh-item-ids", o.fresh_item_ids,
+               "give every ItemId of each request a unique prefix (a body sent again is a new "
+               "mail, not Exchange resending one)");
   app.add_option("--secret-chars", o.secret_chars,
                  "length of the --random-secrets: 43 (untagged, looked up) or 44 (the capability's "
                  "form, refused from its missing tag)")

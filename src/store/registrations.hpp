@@ -56,6 +56,9 @@ struct CapabilityRegistration {
   std::string token_hex;         // normalised
   std::string environment;       // "production" | "development"
   int status_frequency_minutes = 30;
+  // The Inbox's FolderId as the app stated it (store::count_folder_id form): only that folder's
+  // UnreadCount sets the badge. None: any folder's count is taken, as Exchange reports it.
+  std::optional<std::string> folder_id;
   std::optional<Bytes> presented_hash;  // SHA-384 of the capability the app presented, if any
   Bytes new_hash;                       // SHA-384 of a newly issued capability, used if needed
   std::uint32_t max_per_device = 0;     // active registrations per device token; 0: no quota
