@@ -2,12 +2,14 @@
 # The relay's main job on the running dev region (started by scripts/run-dev.sh), end to end:
 #   1. a customer is created through the portal API from the test push certificate mail.p12;
 #   2. the "app" registers two devices for alice@example.com and one for bob@example.com through
-#      /v1/registrations and gets a capability for each: its listener URL's secret, and the
-#      bearer token that alone refreshes, moves or deletes that registration;
+#      /v1/registrations, and carol@example.com as a second account on alice's iPhone; it gets a
+#      capability for each registration: its listener URL's secret, and the bearer token that
+#      alone refreshes, moves or deletes that registration;
 #   3. "Exchange" posts real SendNotification callbacks to each device's URL (each device holds
 #      its own subscription): a StatusEvent (binds it), a ModifiedEvent with the Inbox's
 #      UnreadCount, a NewMailEvent (and the same one again, counted once);
-#   4. what each simulated device received from apns-sim is shown, badge by badge;
+#   4. what each simulated device received from apns-sim is shown, badge by badge: a device's
+#      badge is the sum of its accounts' unread counts (alice's iPhone: alice's and carol's);
 #   5. `mailpushctl doctor` checks the region as its operators would (APNs ports, the customer's
 #      certificate by a test push, the public listener, tokens, expiry, outbox).
 # Usage: scripts/demo.sh   (needs the dev region up: bash scripts/run-dev.sh)
@@ -38,31 +40,38 @@ registration_key=$(json_field .registration_key "$created")
 echo "   customer $customer created (registration key and admin key shown once, kept in memory here)"
 
 # ---- 2. the app registers its devices ----
-echo "== 2. the app registers three devices"
+echo "== 2. the app registers three devices, one of them with two accounts"
 declare -A token url capability
 token[alice-iphone]=$(printf 'a1%.0s' $(seq 32))
 token[alice-ipad]=$(printf 'a2%.0s' $(seq 32))
 token[bob-iphone]=$(printf 'b1%.0s' $(seq 32))
-declare -A mailbox=([alice-iphone]=alice@example.com [alice-ipad]=alice@example.com
-                    [bob-iphone]=bob@example.com)
 devices=(alice-iphone alice-ipad bob-iphone)
-for d in "${devices[@]}"; do
-  body=$(jq -n --arg c "$customer" --arg k "$registration_key" --arg m "${mailbox[$d]}" \
+# A registration is one account on one device: its own listener URL, capability and badge share.
+registrations=(alice-iphone alice-ipad bob-iphone carol-on-alice-iphone)
+declare -A device_of=([alice-iphone]=alice-iphone [alice-ipad]=alice-ipad [bob-iphone]=bob-iphone
+                      [carol-on-alice-iphone]=alice-iphone)
+declare -A mailbox=([alice-iphone]=alice@example.com [alice-ipad]=alice@example.com
+                    [bob-iphone]=bob@example.com [carol-on-alice-iphone]=carol@example.com)
+declare -A accounts=([alice-iphone]="alice@, carol@" [alice-ipad]="alice@" [bob-iphone]="bob@")
+for r in "${registrations[@]}"; do
+  d=${device_of[$r]}
+  body=$(jq -n --arg c "$customer" --arg k "$registration_key" --arg m "${mailbox[$r]}" \
     --arg t "${token[$d]}" '{customer_id:$c, registration_key:$k, mailbox:$m, device_token:$t,
-                             environment:"production"}')
+                             environment:"production", folder_id:"AAMkInbox"}')
   reply=$(curl "${curl_tls[@]}" -X POST "$base/v1/registrations" -H 'Content-Type: application/json' \
     --data-binary "$body")
-  url[$d]=$(json_field .listener_url "$reply")
-  capability[$d]=$(json_field .capability "$reply")
-  echo "   $d (${mailbox[$d]}, token ${token[$d]:0:8}…): $(json_field .change "$reply"), a capability" \
-       "of ${#capability[$d]} characters, StatusFrequency $(json_field .status_frequency_minutes "$reply") min"
+  url[$r]=$(json_field .listener_url "$reply")
+  capability[$r]=$(json_field .capability "$reply")
+  echo "   $r (${mailbox[$r]} on $d, token ${token[$d]:0:8}…): $(json_field .change "$reply")," \
+       "a capability of ${#capability[$r]} characters, StatusFrequency" \
+       "$(json_field .status_frequency_minutes "$reply") min"
 done
 # The app refreshes its registration at start-up with its capability: the same URL. Without it,
 # the key in the app gets nothing about an existing registration (it would replace it).
 reply=$(curl "${curl_tls[@]}" -X POST "$base/v1/registrations" -H 'Content-Type: application/json' \
   -H "Authorization: Bearer ${capability[alice-iphone]}" --data-binary "$(jq -n --arg c "$customer" \
   --arg k "$registration_key" --arg t "${token[alice-iphone]}" '{customer_id:$c, registration_key:$k,
-  mailbox:"alice@example.com", device_token:$t, environment:"production"}')")
+  mailbox:"alice@example.com", device_token:$t, environment:"production", folder_id:"AAMkInbox"}')")
 [ "$(json_field .listener_url "$reply")" = "${url[alice-iphone]}" ] || fail "a refresh changed the URL"
 echo "   alice-iphone refreshed with its capability: $(json_field .change "$reply"), the same listener URL"
 status=$(curl "${curl_tls[@]}" -o /dev/null -w '%{http_code}' -X DELETE "$base/v1/registrations/self" \
@@ -89,7 +98,7 @@ unread_event() {
 new_mail_event() {
   echo "<t:NewMailEvent><t:Watermark>AQAAA$1==</t:Watermark><t:TimeStamp>$(date -u +%FT%TZ)</t:TimeStamp><t:ItemId Id=\"AAMkItem$1\" ChangeKey=\"CQAAAA==\"/><t:ParentFolderId Id=\"AAMkInbox\" ChangeKey=\"AQAAAA==\"/></t:NewMailEvent>"
 }
-post() {  # post DEVICE SUBSCRIPTION EVENTS-XML DESCRIPTION
+post() {  # post REGISTRATION SUBSCRIPTION EVENTS-XML DESCRIPTION
   local answer status
   answer=$(soap "$2" "$3" | curl "${curl_tls[@]}" -X POST "${url[$1]}" \
     -H 'Content-Type: text/xml; charset=utf-8' \
@@ -111,23 +120,33 @@ post bob-iphone "bob-sub-$run" "$status_event" "bob: StatusEvent (binds the subs
 for d in alice-iphone alice-ipad; do
   post "$d" "$d-sub-$run" "$(unread_event B 3)" "$d: ModifiedEvent Inbox UnreadCount=3"
 done
-# Let that badge reach the devices before the next event (or the dispatcher would rightly send
-# only the newer one: it coalesces per device).
-for _ in $(seq 1 100); do
-  curl -sS --max-time 5 "http://127.0.0.1:$sim_control/accepted?since=$since" |
-    jq -e --arg t "${token[alice-ipad]}" 'any(.records[]; .token == $t)' >/dev/null && break
-  sleep 0.1
-done
+# Each badge reaches the devices before the next event (or the dispatcher would rightly send only
+# the newer one: it coalesces per device).
+wait_badge() {  # wait_badge DEVICE BADGE: until apns-sim accepted that badge for the device
+  for _ in $(seq 1 100); do
+    curl -sS --max-time 5 "http://127.0.0.1:$sim_control/accepted?since=$since" |
+      jq -e --arg t "${token[$1]}" --argjson b "$2" \
+        'any(.records[]; .token == $t and (.payload | fromjson | .aps.badge) == $b)' >/dev/null &&
+      return 0
+    sleep 0.1
+  done
+}
+wait_badge alice-iphone 3
+wait_badge alice-ipad 3
 for d in alice-iphone alice-ipad; do
   post "$d" "$d-sub-$run" "$(new_mail_event C)" "$d: NewMailEvent (one more unread)"
 done
 # Exchange sending the same notification again (our OK was lost on the way): counted once.
 post alice-iphone "alice-iphone-sub-$run" "$(new_mail_event C)" "alice-iphone: the same NewMailEvent again"
 post bob-iphone "bob-sub-$run" "$(unread_event B 1)" "bob: ModifiedEvent Inbox UnreadCount=1"
+wait_badge alice-iphone 4
+# carol's account on alice's iPhone: its own subscription and URL; the iPhone shows the sum.
+post carol-on-alice-iphone "carol-sub-$run" "$status_event" "carol (on alice-iphone): StatusEvent (binds its subscription)"
+post carol-on-alice-iphone "carol-sub-$run" "$(unread_event D 2)" "carol (on alice-iphone): ModifiedEvent Inbox UnreadCount=2"
 
 # ---- 4. what the devices received ----
 echo "== 4. what each simulated device received from APNs (apns-sim)"
-declare -A want=([alice-iphone]=4 [alice-ipad]=4 [bob-iphone]=1)
+declare -A want=([alice-iphone]=6 [alice-ipad]=4 [bob-iphone]=1)
 for _ in $(seq 1 100); do
   accepted=$(curl -sS --max-time 5 "http://127.0.0.1:$sim_control/accepted?since=$since")
   done_all=1
@@ -140,12 +159,12 @@ for _ in $(seq 1 100); do
 done
 for d in "${devices[@]}"; do
   badges=$(jq -r --arg t "${token[$d]}" '[.records[] | select(.token == $t) | .payload | fromjson | .aps.badge | tostring] | join(", ")' <<<"$accepted")
-  printf '   %-13s %-18s badges received: %s\n' "$d" "${mailbox[$d]}" "${badges:-none}"
+  printf '   %-13s %-15s badges received: %s\n' "$d" "${accounts[$d]}" "${badges:-none}"
 done
 payload=$(jq -r --arg t "${token[alice-iphone]}" '[.records[] | select(.token == $t)] | last | "\(.payload)  (apns-topic \(.headers["apns-topic"]), apns-collapse-id \(.headers["apns-collapse-id"]))"' <<<"$accepted")
 echo "   last payload to alice-iphone: $payload"
 [ "$done_all" = 1 ] || fail "not every device got its badge within 10 s (see var/dev/mailpushd.log)"
-echo "== each device shows its own subscription's unread count (a new mail counted once, even when sent again); no device got another's"
+echo "== each device shows the sum of its own accounts' unread counts (a new mail counted once, even when sent again); no device got another's"
 
 # ---- 5. the region as its operators see it ----
 echo "== 5. mailpushctl doctor (the operators' check of the region and of this customer)"

@@ -23,7 +23,7 @@ struct BadgeNotification {
   bool content_available = false;
   // Epoch (time_point{}) sends apns-expiration 0: APNs tries once and then drops it.
   std::chrono::system_clock::time_point expires{};
-  std::optional<std::string> collapse_id;  // one per mailbox, so APNs keeps only the newest
+  std::optional<std::string> collapse_id;  // APNs keeps only the newest of one id per device
   int priority = 10;                       // 10 immediately, 5 when it suits the device
 };
 

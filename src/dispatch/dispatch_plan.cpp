@@ -122,8 +122,4 @@ RowResult apply_send_result(const PlannedSend& send, const apns::SendResult& res
   return RowResult::retry;
 }
 
-std::string collapse_id_for(std::int64_t mailbox_id) {
-  return "mb-" + std::to_string(mailbox_id);
-}
-
 }  // namespace mp::dispatch

@@ -65,7 +65,9 @@ RowResult apply_send_result(const PlannedSend& send, const apns::SendResult& res
                             const RetryPolicy& policy, std::mt19937_64& rng,
                             store::DispatchOutcome& outcome, CustomerSignal& signal);
 
-// The collapse id of a mailbox's badges: APNs keeps only the newest per device.
-std::string collapse_id_for(std::int64_t mailbox_id);
+// The collapse id of every badge: a badge is the device's whole count (the sum over its
+// registrations), so the newest one to a device supersedes all before it, whichever account moved
+// it. (APNs collapses per device; one id for all our notifications is what that needs.)
+inline constexpr std::string_view kBadgeCollapseId = "badge";
 
 }  // namespace mp::dispatch

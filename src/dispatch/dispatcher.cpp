@@ -398,7 +398,7 @@ asio::awaitable<void> Dispatcher::send_one(PlannedSend send, store::DispatchOutc
   const auto age = std::chrono::microseconds(row.age_us);
   const auto left = std::chrono::duration_cast<std::chrono::seconds>(options_.ttl - age);
   n.expires = std::chrono::system_clock::now() + std::max(std::chrono::seconds(1), left);
-  n.collapse_id = collapse_id_for(row.mailbox_id);
+  n.collapse_id = std::string(kBadgeCollapseId);
   const auto started = Clock::now();
   const apns::SendResult result = co_await pool->send(n);
   CustomerSignal signal;

@@ -7,6 +7,8 @@
 
 #include <algorithm>
 
+#include "apns/request.hpp"
+
 namespace mp::dispatch {
 namespace {
 
@@ -128,9 +130,19 @@ TEST_F(Answers, RetryableAnswersBackOffThenDeadLetter) {
   EXPECT_EQ(out.dead[0].reason, "Refused: PayloadTooLarge");
 }
 
-TEST(DispatchPlan, CollapseIdIsPerMailboxAndShort) {
-  EXPECT_EQ(collapse_id_for(42), "mb-42");
-  EXPECT_LE(collapse_id_for(INT64_MAX).size(), 64u);
+TEST(DispatchPlan, OneCollapseIdForEveryBadgeOfADevice) {
+  // Two accounts on one device: the newest badge is the sum of both, so it must replace the
+  // older one whichever account moved it (a collapse id per mailbox kept one badge per account).
+  EXPECT_EQ(kBadgeCollapseId, "badge");
+  apns::BadgeNotification n;
+  n.device_token_hex = std::string(64, 'a');
+  n.topic = "com.example.mail";
+  n.badge = 3;
+  n.collapse_id = std::string(kBadgeCollapseId);
+  auto request = apns::build_request(n);
+  ASSERT_TRUE(request.ok()) << request.error().message;
+  EXPECT_EQ(request->headers.back(),
+            (std::pair<std::string, std::string>{"apns-collapse-id", "badge"}));
 }
 
 }  // namespace
