@@ -19,12 +19,11 @@ std::string iso(std::string_view column) {
   return "COALESCE(DATE_FORMAT(" + std::string(column) + ", " + std::string(kIso) + "), '')";
 }
 
-// The badge a device shows now: the unread counts of every mailbox it is registered for, as
-// the callback path computes it (mariadb_callback_store.cpp).
+// The badge a device shows now: the unread counts of its active registrations, as the callback
+// path computes it (mariadb_callback_store.cpp).
 std::string device_badge_sql() {
-  return "(SELECT LEAST(COALESCE(SUM(m2.unread_count), 0), " + std::to_string(kMaxUnreadCount) +
-         ") FROM registrations r2 JOIN mailboxes m2 ON m2.id = r2.mailbox_id WHERE r2.device_id = "
-         "o.device_id AND r2.state = 'active')";
+  return "(SELECT LEAST(COALESCE(SUM(r2.unread_count), 0), " + std::to_string(kMaxUnreadCount) +
+         ") FROM registrations r2 WHERE r2.device_id = o.device_id AND r2.state = 'active')";
 }
 
 }  // namespace
@@ -109,10 +108,10 @@ Result<std::vector<MailboxRegistration>> registrations_of_mailbox(
     params.emplace_back(*customer_row_id);
   }
   auto rows = conn.query(
-      "SELECT r.id, c.customer_id, m.id, m.unread_count, " + iso("m.badge_updated_at") +
-          ", d.environment, d.token_hex, d.state, r.state, r.subscription_id IS NOT NULL, "
-          "(SELECT COUNT(*) FROM superseded_subscriptions s WHERE s.registration_id = r.id), "
-          "r.status_frequency_minutes, " +
+      "SELECT r.id, c.customer_id, m.id, r.unread_count, r.folder_id IS NOT NULL, d.environment, "
+      "d.token_hex, d.state, r.state, r.subscription_id IS NOT NULL, "
+      "(SELECT COUNT(*) FROM superseded_subscriptions s WHERE s.registration_id = r.id), "
+      "r.status_frequency_minutes, " +
           iso("r.last_heard_at") + ", r.state = 'active' AND r.silent_after < UTC_TIMESTAMP(6), " +
           iso("r.created_at") +
           " FROM mailboxes m JOIN customers c ON c.id = m.customer_id "
@@ -128,7 +127,7 @@ Result<std::vector<MailboxRegistration>> registrations_of_mailbox(
     m.customer_id = r.text(1);
     m.mailbox_id = r.i64(2);
     m.unread_count = r.i64(3);
-    m.badge_updated_at = r.text(4);
+    m.folder_stated = r.i64(4) != 0;
     m.device_environment = r.text(5);
     m.device_token_hex = r.text(6);
     m.device_state = r.text(7);

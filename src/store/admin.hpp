@@ -57,8 +57,8 @@ struct MailboxRegistration {
   std::int64_t registration_id = 0;
   std::string customer_id;  // public
   std::int64_t mailbox_id = 0;
-  std::int64_t unread_count = 0;
-  std::string badge_updated_at;
+  std::int64_t unread_count = 0;  // this registration's: the device's badge is their sum
+  bool folder_stated = false;     // the app stated its Inbox: only that folder's count is taken
   std::string device_environment;
   std::string device_token_hex;  // full: callers show display_token()
   std::string device_state;

@@ -263,6 +263,10 @@ TEST(MailpushctlOps, RegistrationsShowLooksUpTheMailboxThroughTheHmac) {
   const auto customer = r.customer_with_cert("dev-shop3");
   const auto id = r.register_device(customer, "Alice@Example.com", kToken1);
   r.register_device(customer, "bob@example.com", kToken2);
+  ASSERT_TRUE(
+      r.conn()
+          .execute("UPDATE registrations SET unread_count = 5 WHERE id = ?", {store::Value{id}})
+          .ok());
   std::string out;
 
   ASSERT_EQ(
@@ -274,6 +278,8 @@ TEST(MailpushctlOps, RegistrationsShowLooksUpTheMailboxThroughTheHmac) {
   EXPECT_EQ(regs[0]["registration_id"], id);
   EXPECT_EQ(regs[0]["customer_id"], "dev-shop3");
   EXPECT_EQ(regs[0]["subscription_bound"], false);
+  EXPECT_EQ(regs[0]["unread_count"], 5);  // the registration's own count
+  EXPECT_EQ(regs[0]["folder_stated"], false);
   EXPECT_EQ(out.find(kToken1), std::string::npos) << out;
   ASSERT_EQ(
       ctl(r.region(),
@@ -282,6 +288,7 @@ TEST(MailpushctlOps, RegistrationsShowLooksUpTheMailboxThroughTheHmac) {
       0)
       << out;
   EXPECT_NE(out.find("not bound yet"), std::string::npos) << out;
+  EXPECT_NE(out.find("unread 5 (of any folder Exchange reports)"), std::string::npos) << out;
 
   EXPECT_EQ(ctl(r.region(), {"registrations", "show", "--mailbox", "carol@example.com"}, &out), 6)
       << out;
@@ -300,7 +307,7 @@ TEST(MailpushctlOps, OutboxStatsAndRetryDeadRequeueWithTheCurrentBadge) {
   const auto reg1 = r.register_device(customer, "alice@example.com", kToken1);
   const auto reg2 = r.register_device(customer, "bob@example.com", kToken2);
   auto& c = r.conn();
-  ASSERT_TRUE(c.execute("UPDATE mailboxes SET unread_count = 7 WHERE customer_id = ?",
+  ASSERT_TRUE(c.execute("UPDATE registrations SET unread_count = 7 WHERE customer_id = ?",
                         {store::Value{customer}})
                   .ok());
   // Three dead letters: two TooManyAttempts (one of them for a device APNs since refused), one

@@ -240,7 +240,7 @@ int cmd_registrations_show(const Options& o, const std::string& mailbox,
                      {"customer_id", r.customer_id},
                      {"mailbox_id", r.mailbox_id},
                      {"unread_count", r.unread_count},
-                     {"badge_updated_at", or_null(r.badge_updated_at)},
+                     {"folder_stated", r.folder_stated},
                      {"device", apns::display_token(r.device_token_hex)},
                      {"device_environment", r.device_environment},
                      {"device_state", r.device_state},
@@ -266,7 +266,9 @@ int cmd_registrations_show(const Options& o, const std::string& mailbox,
     std::cout << "registration " << r.registration_id << "  " << r.customer_id << "  " << r.state
               << "\n  device " << apns::display_token(r.device_token_hex) << " "
               << r.device_environment << " " << r.device_state << "\n  mailbox " << r.mailbox_id
-              << ": unread " << r.unread_count << ", badge updated " << or_never(r.badge_updated_at)
+              << ": unread " << r.unread_count
+              << (r.folder_stated ? " (of the Inbox the app stated)"
+                                  : " (of any folder Exchange reports)")
               << "\n  subscription " << (r.bound ? "bound" : "not bound yet (no callback received)")
               << ", " << r.superseded_ids << " superseded; last heard " << or_never(r.last_heard_at)
               << ", StatusFrequency " << r.status_frequency_minutes << " min"
