@@ -170,7 +170,8 @@ Outcome<CheckedDevice> check_registration(const RegisterRequest& r) {
   }
   auto device = check_device(r.device_token, r.environment);
   if (std::holds_alternative<RegistrationRefusal>(device)) return device;
-  if (r.folder_id && store::count_folder_id(*r.folder_id) != *r.folder_id) {
+  if (r.folder_id &&
+      (r.folder_id->empty() || store::count_folder_id(*r.folder_id) != *r.folder_id)) {
     return invalid("folder_id", "invalid_folder_id",
                    "folder_id must be the Inbox's FolderId as Exchange gave it: printable ASCII "
                    "without spaces, 1 to " +

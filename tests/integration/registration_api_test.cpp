@@ -107,9 +107,11 @@ class RegistrationApi : public ::testing::Test {
 
   // What the listener answers Exchange at `url`: "OK", "Unsubscribe", or the HTTP status.
   std::string callback(const std::string& url) {
+    return callback(
+        url, read_file(source_dir() / "tests/data/ews/05-exchangelib-test-status-s-prefix.xml"));
+  }
+  std::string callback(const std::string& url, const std::string& body) {
     const std::string path = url.substr(url.find("/ews/v1/notify/"));
-    const std::string body =
-        read_file(source_dir() / "tests/data/ews/05-exchangelib-test-status-s-prefix.xml");
     const auto reply =
         https_request(port_, "POST", path, body,
                       {{"Content-Type", "text/xml; charset=utf-8"}, {"SOAPAction", kSoapAction}});
@@ -324,6 +326,12 @@ TEST_F(RegistrationApi, RefusalsNameTheProblemAndWriteNothing) {
   body["environment"] = "sandbox";
   refused(body, 400, "invalid_environment", "environment");
   refused(registration(kToken, "not-an-address"), 400, "invalid_mailbox", "mailbox");
+  for (const json& folder :
+       {json("AAMk Inbox"), json(std::string(513, 'A')), json(""), json(42), json("AAMk\u00e9")}) {
+    body = registration(kToken);
+    body["folder_id"] = folder;
+    refused(body, 400, "invalid_folder_id", "folder_id");
+  }
 
   body = registration(kToken);
   body["registration_key"] = "rk_wrong";
@@ -414,6 +422,75 @@ TEST_F(RegistrationApi, WithoutASecretThe503SaysWhyAndABadSecretFileStopsTheStar
   const std::string text = read_file(secret_file_);
   EXPECT_EQ(log.find(text.substr(text.find("region-secret ") + 14, 20)), std::string::npos)
       << "the secret leaked into the log";
+}
+
+// A SendNotification on subscription SUB-FOLDERS with `events`.
+std::string notification(const std::string& events) {
+  return R"(<?xml version="1.0" encoding="utf-8"?>)"
+         R"(<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/" )"
+         R"(xmlns:m="http://schemas.microsoft.com/exchange/services/2006/messages" )"
+         R"(xmlns:t="http://schemas.microsoft.com/exchange/services/2006/types"><soap:Body>)"
+         R"(<m:SendNotification><m:ResponseMessages><m:SendNotificationResponseMessage )"
+         R"(ResponseClass="Success"><m:ResponseCode>NoError</m:ResponseCode><m:Notification>)"
+         R"(<t:SubscriptionId>SUB-FOLDERS</t:SubscriptionId><t:PreviousWatermark>AQAAAA==)"
+         R"(</t:PreviousWatermark><t:MoreEvents>false</t:MoreEvents>)" +
+         events +
+         R"(</m:Notification></m:SendNotificationResponseMessage></m:ResponseMessages>)"
+         R"(</m:SendNotification></soap:Body></soap:Envelope>)";
+}
+
+std::string unread_in(const std::string& folder, int unread) {
+  return R"(<t:ModifiedEvent><t:Watermark>AQAAAB==</t:Watermark><t:TimeStamp>)"
+         R"(2026-12-06T10:00:00Z</t:TimeStamp><t:FolderId Id=")" +
+         folder +
+         R"(" ChangeKey="AQAAAA=="/><t:ParentFolderId Id="AAMkRoot" )"
+         R"(ChangeKey="AQAAAA=="/><t:UnreadCount>)" +
+         std::to_string(unread) + "</t:UnreadCount></t:ModifiedEvent>";
+}
+
+std::string new_mail_in(const std::string& folder, const std::string& item) {
+  return R"(<t:NewMailEvent><t:Watermark>AQAAAC==</t:Watermark><t:TimeStamp>)"
+         R"(2026-12-06T10:00:01Z</t:TimeStamp><t:ItemId Id=")" +
+         item + R"(" ChangeKey="CQAAAA=="/><t:ParentFolderId Id=")" + folder +
+         R"(" ChangeKey="AQAAAA=="/></t:NewMailEvent>)";
+}
+
+TEST_F(RegistrationApi, AStatedInboxCountsOnlyThatFolderAndEachRegistrationKeepsItsOwnCount) {
+  start();
+  json body = registration(kToken);
+  body["folder_id"] = "AAMkInbox";
+  const auto inbox = post_registration(port_, body);
+  ASSERT_EQ(inbox.status, 201) << inbox.body;
+  EXPECT_EQ(body_of(inbox)["folder_id"], "AAMkInbox");
+  const std::string url = body_of(inbox)["listener_url"];
+  // The same device with a second account that stated no folder: every folder counts there.
+  const auto other = post_registration(port_, registration(kToken, "bob@example.com"));
+  ASSERT_EQ(other.status, 201) << other.body;
+  EXPECT_TRUE(body_of(other)["folder_id"].is_null());
+  const std::string other_url = body_of(other)["listener_url"];
+  const auto unread = [&](const std::string& listener) {
+    return count("SELECT unread_count FROM registrations WHERE secret_hash = UNHEX('" +
+                 hex_encode(sha384(listener.substr(listener.rfind('/') + 1))) + "')");
+  };
+
+  ASSERT_EQ(callback(url, notification(unread_in("AAMkInbox", 4))), "OK");
+  EXPECT_EQ(unread(url), 4);
+  // Another folder (Sent Items, a shared folder): its counts and its new items are not the badge.
+  ASSERT_EQ(callback(url, notification(unread_in("AAMkSentItems", 9))), "OK");
+  ASSERT_EQ(callback(url, notification(new_mail_in("AAMkJunk", "AAMkItem-junk"))), "OK");
+  EXPECT_EQ(unread(url), 4);
+  ASSERT_EQ(callback(url, notification(new_mail_in("AAMkInbox", "AAMkItem-1"))), "OK");
+  EXPECT_EQ(unread(url), 5);
+  // Sent again (our OK lost on the way): counted once.
+  ASSERT_EQ(callback(url, notification(new_mail_in("AAMkInbox", "AAMkItem-1"))), "OK");
+  EXPECT_EQ(unread(url), 5);
+
+  ASSERT_EQ(callback(other_url, notification(unread_in("AAMkBobInbox", 2))), "OK");
+  EXPECT_EQ(unread(other_url), 2);
+  EXPECT_EQ(unread(url), 5) << "a callback moved another registration's count";
+  // The device's badge, as queued last: the sum over its registrations.
+  EXPECT_EQ(count("SELECT badge FROM outbox ORDER BY id DESC LIMIT 1"), 7);
+  EXPECT_EQ(count("SELECT COUNT(*) FROM registrations WHERE folder_id = 'AAMkInbox'"), 1);
 }
 
 }  // namespace
