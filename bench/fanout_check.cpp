@@ -18,7 +18,8 @@
 //           wait in the client) to apns-sim's received_ms; latency_from_send_ms from the write;
 //   lost: for every registration, the newest event answered OK must have reached its device (its
 //         badge, or the badge of a later event of the same registration): the devices where it
-//         did not (lost_mailboxes: the mailboxes with such a device). apns-sim's received_ms has a resolution of 1 ms.
+//         did not (lost_mailboxes: the mailboxes with such a device). apns-sim's received_ms has a
+//         resolution of 1 ms.
 #include <sys/socket.h>
 #include <sys/time.h>
 

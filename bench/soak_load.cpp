@@ -476,7 +476,7 @@ class Load {
   asio::io_context& ioc_;
   asio::ssl::context& tls_;
   tcp::endpoint target_;
-  std::vector<MailboxState> mailboxes_;       // busy: a callback of the mailbox in flight
+  std::vector<MailboxState> mailboxes_;      // busy: a callback of the mailbox in flight
   std::vector<MailboxState> registrations_;  // sent and newest_ok, by registration id
   Clock::time_point start_, deadline_, ended_{};
   std::uint64_t next_ = 0;
@@ -524,9 +524,12 @@ json check(const Options& o, const std::vector<MailboxState>& registrations,
       ++others;
     }
   }
-  return {{"registrations_ok", registrations_ok}, {"devices_checked", devices_checked},
-          {"lost_devices", lost},         {"stale_devices", stale},
-          {"unsent_badges", unsent},      {"other_tokens", others},
+  return {{"registrations_ok", registrations_ok},
+          {"devices_checked", devices_checked},
+          {"lost_devices", lost},
+          {"stale_devices", stale},
+          {"unsent_badges", unsent},
+          {"other_tokens", others},
           {"lost_examples", examples}};
 }
 

@@ -298,12 +298,12 @@ Status update_counts(Connection& conn, const std::vector<CallbackWrite>& writes,
 // The common batch (no binding, one subscription id per registration) in one round trip:
 // "START TRANSACTION; UPDATE registrations …; SET @mp_touched = ROW_COUNT(); UPDATE registrations
 // SET unread_count … WHERE … AND @mp_touched = <registrations>; INSERT INTO outbox …; COMMIT" as
-// one multi-statement text query. The counts change only when every registration matched (still active, still bound to the
-// callback's id); otherwise the transaction commits nothing but last-heard times and watermarks
-// of rows that did match, which the careful path writes again anyway. Values are literals
-// escaped by the client library (ids are integers). Returns nullopt when the batch does not
-// qualify or a registration changed since it was read: the statement-by-statement path then
-// finds the stale rows.
+// one multi-statement text query. The counts change only when every registration matched (still
+// active, still bound to the callback's id); otherwise the transaction commits nothing but
+// last-heard times and watermarks of rows that did match, which the careful path writes again
+// anyway. Values are literals escaped by the client library (ids are integers). Returns nullopt
+// when the batch does not qualify or a registration changed since it was read: the
+// statement-by-statement path then finds the stale rows.
 std::optional<Result<std::vector<WriteOutcome>>> write_in_one_round_trip(
     Connection& conn, const std::vector<CallbackWrite>& writes, const OutboxTarget* outbox) {
   std::vector<WriteOutcome> outcome(writes.size(), WriteOutcome::recorded);

@@ -36,8 +36,8 @@ CountSql branch(const std::vector<const CountEvent*>& events) {
     sql.notify = "0";
   } else {
     for (const auto& d : added) {
-      sql.notify += (sql.notify.empty() ? "" : " OR ") + std::string("INSTR(recent_items, '") + d +
-                    ",') = 0";
+      sql.notify +=
+          (sql.notify.empty() ? "" : " OR ") + std::string("INSTR(recent_items, '") + d + ",') = 0";
     }
   }
   sql.count = base;

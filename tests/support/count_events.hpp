@@ -11,7 +11,8 @@
 
 namespace mp::test {
 
-inline std::vector<store::CountEvent> new_mails(std::int64_t n, const std::string& folder = "inbox") {
+inline std::vector<store::CountEvent> new_mails(std::int64_t n,
+                                                const std::string& folder = "inbox") {
   static std::atomic<std::uint64_t> next{1};
   std::vector<store::CountEvent> out;
   for (std::int64_t i = 0; i < n; ++i) {

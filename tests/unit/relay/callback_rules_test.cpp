@@ -21,7 +21,8 @@ using test::new_mail_event;
 using test::notification_message;
 using test::status_event;
 
-// --- count events ---------------------------------------------------------------------------------
+// --- count events
+// ---------------------------------------------------------------------------------
 
 // The registration's count after `events` from `start` (no folder stated), by the store's rules.
 std::int64_t count_after(std::int64_t start, const std::vector<ews::Event>& events) {

@@ -91,8 +91,8 @@ TEST_F(RegistrationCountsTest, TheRememberedItemsAreBounded) {
 }
 
 TEST_F(RegistrationCountsTest, OnlyTheStatedFolderCounts) {
-  ASSERT_TRUE(conn.execute("UPDATE registrations SET folder_id = 'INBOX' WHERE id = ?", {Value{reg}})
-                  .ok());
+  ASSERT_TRUE(
+      conn.execute("UPDATE registrations SET folder_id = 'INBOX' WHERE id = ?", {Value{reg}}).ok());
   const auto other = test::insert_test_registration(conn, customer, "all@example.com").id;
   EXPECT_EQ(apply({truth(4), truth(9, "ARCHIVE")}), 4);
   EXPECT_EQ(apply({truth(4), truth(9, "ARCHIVE")}, other), 9) << "no folder stated: the last truth";
@@ -113,8 +113,8 @@ TEST_F(RegistrationCountsTest, AnItemSeenBeforeATruthIsInItAndNotAddedAgain) {
 // The SQL and the C++ rules agree, event for event, on random callbacks: for a registration
 // without a folder and one with the Inbox.
 TEST_F(RegistrationCountsTest, TheSqlDoesWhatTheCppRulesSay) {
-  ASSERT_TRUE(conn.execute("UPDATE registrations SET folder_id = 'INBOX' WHERE id = ?", {Value{reg}})
-                  .ok());
+  ASSERT_TRUE(
+      conn.execute("UPDATE registrations SET folder_id = 'INBOX' WHERE id = ?", {Value{reg}}).ok());
   const auto any = test::insert_test_registration(conn, customer, "any@example.com").id;
   CountState inbox_state, any_state;
   std::uint64_t x = 0x9e3779b97f4a7c15ULL;

@@ -10,10 +10,10 @@
 #include <iostream>
 #include <random>
 
+#include "count_events.hpp"
 #include "store/mariadb_callback_store.hpp"
 #include "store/migrations.hpp"
 #include "store/outbox.hpp"
-#include "count_events.hpp"
 #include "test_env.hpp"
 
 namespace mp::store {
@@ -75,7 +75,8 @@ class StatementBudgetTest : public ::testing::Test {
     w.subscription_id = "SUB-" + std::to_string(r.id);
     w.bind = bind;
     w.watermark = "WM-" + std::to_string(pick(1000000));
-    if (pick(3) != 0) w.count_events = test::count_change(pick(2) == 0, static_cast<std::int64_t>(pick(9)));
+    if (pick(3) != 0)
+      w.count_events = test::count_change(pick(2) == 0, static_cast<std::int64_t>(pick(9)));
     return w;
   }
 
