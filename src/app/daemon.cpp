@@ -492,6 +492,13 @@ int run_daemon(const config::RegionConfig& cfg) {
                            .Help("Active registrations not heard from for over 2 x StatusFrequency")
                            .Register(*registry)
                            .Add({});
+  auto& unconfirmed_counter =
+      prometheus::BuildCounter()
+          .Name("mailpush_registrations_unconfirmed_expired_total")
+          .Help("Registrations ended because Exchange never called them (registration."
+                "unconfirmed_expiry_hours after their first heartbeat was due)")
+          .Register(*registry)
+          .Add({});
   auto& cache_gauge = prometheus::BuildGauge()
                           .Name("mailpush_registration_cache_entries")
                           .Help(
@@ -603,11 +610,32 @@ int run_daemon(const config::RegionConfig& cfg) {
       },
       asio::detached);
   // Silent subscriptions: counted every minute for the metric (an index range, migration 0006).
+  // Registrations Exchange never called end after registration.unconfirmed_expiry_hours (the
+  // same index), at most 1,000 a minute per instance, so that registrations anyone with the app's
+  // key can create do not hold a customer's quota for ever.
+  const std::chrono::hours unconfirmed_grace(cfg.registration.unconfirmed_expiry_hours);
   asio::co_spawn(
       heartbeat_strand,
       [&]() -> asio::awaitable<void> {
         asio::steady_timer timer(heartbeat_strand);
         while (!stopping.load()) {
+          if (unconfirmed_grace.count() > 0) {
+            const store::DatabasePool::Job<std::uint64_t> expire =
+                [unconfirmed_grace](store::Connection& c) {
+                  return store::expire_unconfirmed_registrations(c, unconfirmed_grace, 1000);
+                };
+            auto ended = co_await pool.async_run(expire, asio::use_awaitable);
+            if (!ended) {
+              log::warn("registration.expire_unconfirmed_failed",
+                        {{"error", ended.error().message}});
+            } else if (*ended > 0) {
+              unconfirmed_counter.Increment(static_cast<double>(*ended));
+              log::info("registration.unconfirmed_expired",
+                        {{"registrations", *ended},
+                         {"grace_h", unconfirmed_grace.count()},
+                         {"why", "Exchange never called them: no app subscribed with their URL"}});
+            }
+          }
           const store::DatabasePool::Job<std::int64_t> job = store::count_silent_subscriptions;
           auto silent = co_await pool.async_run(job, asio::use_awaitable);
           if (silent) silent_gauge.Set(static_cast<double>(*silent));

@@ -740,12 +740,14 @@ Result<RegionConfig> parse_checked(std::string_view text, const fs::path& source
   const Section rs = r.section(
       top, "registration", Need::optional,
       {"secret_file", "status_frequency_minutes", "per_customer_per_minute", "max_per_device",
-       "max_per_customer", "refusals_per_address_per_minute", "other_regions"});
+       "max_per_customer", "unconfirmed_expiry_hours", "refusals_per_address_per_minute",
+       "other_regions"});
   r.read(rs, "secret_file", Need::optional, reg.secret_file);
   r.read(rs, "status_frequency_minutes", Need::optional, 1, 1440, reg.status_frequency_minutes);
   r.read(rs, "per_customer_per_minute", Need::optional, 1, 1000000, reg.per_customer_per_minute);
   r.read(rs, "max_per_device", Need::optional, 1, 1000, reg.max_per_device);
   r.read(rs, "max_per_customer", Need::optional, 1, 100000000, reg.max_per_customer);
+  r.read(rs, "unconfirmed_expiry_hours", Need::optional, 0, 8760, reg.unconfirmed_expiry_hours);
   r.read(rs, "refusals_per_address_per_minute", Need::optional, 1, 1000000,
          reg.refusals_per_address_per_minute);
   r.read_host_map(rs, "other_regions", is_customer_id_prefix, reg.other_regions);

@@ -139,6 +139,9 @@ struct RegistrationConfig {
   std::uint32_t max_per_device = 16;
   // Active registrations a customer may hold, then 403 (the administrator asks the operators).
   std::uint32_t max_per_customer = 1000000;
+  // Hours after its first heartbeat was due (2 x StatusFrequency) that a registration Exchange
+  // never called ends, freeing its place in the quotas; 0: never.
+  std::uint32_t unconfirmed_expiry_hours = 24;
   // Refused credentials (a wrong registration key, an unknown capability) per caller address
   // a minute, then 429 for that address until it has waited.
   std::uint32_t refusals_per_address_per_minute = 60;

@@ -459,6 +459,15 @@ Result<bool> delete_registration(Connection& conn, std::int64_t registration_id)
   return *n > 0;
 }
 
+Result<std::uint64_t> expire_unconfirmed_registrations(Connection& conn, std::chrono::hours grace,
+                                                       std::size_t limit) {
+  return conn.execute(
+      "UPDATE registrations SET state = 'deleted', deleted_at = UTC_TIMESTAMP(6) WHERE state = "
+      "'active' AND silent_after < UTC_TIMESTAMP(6) - INTERVAL ? HOUR AND last_heard_at IS NULL "
+      "LIMIT ?",
+      {Value{static_cast<std::int64_t>(grace.count())}, Value{static_cast<std::int64_t>(limit)}});
+}
+
 Result<std::int64_t> count_silent_subscriptions(Connection& conn) {
   auto rows =
       conn.query("SELECT COUNT(*) FROM registrations r WHERE " + std::string(kSilentCondition));

@@ -2,6 +2,7 @@
 // and soft delete tests and tools use, and the silent-subscription report.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -126,6 +127,17 @@ struct Ended {
 };
 Result<std::optional<Ended>> unregister_with_capability(Connection& conn, const Bytes& presented,
                                                         const Actor& actor);
+
+// ---------------------------------------------------------------- unconfirmed registrations
+
+// Ends (state 'deleted') at most `limit` active registrations that Exchange has never called:
+// not heard from `grace` after the first heartbeat was due (created + 2 x StatusFrequency). The
+// registration key is in every copy of the app, so anyone can create registrations; those that
+// no Exchange subscription confirms must not hold a customer's or a device's quota for ever. An
+// app whose registration ended this way gets a new one at its next refresh (`created`). Served
+// by ix_registrations_silent_after; returns how many ended.
+Result<std::uint64_t> expire_unconfirmed_registrations(Connection& conn, std::chrono::hours grace,
+                                                       std::size_t limit);
 
 // ---------------------------------------------------------------- silent subscriptions
 

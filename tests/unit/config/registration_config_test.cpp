@@ -54,6 +54,7 @@ TEST(RegionConfigRegistration, DefaultsWhenTheSectionIsAbsent) {
   EXPECT_EQ(cfg->registration.per_customer_per_minute, 600u);
   EXPECT_EQ(cfg->registration.max_per_device, 16u);
   EXPECT_EQ(cfg->registration.max_per_customer, 1000000u);
+  EXPECT_EQ(cfg->registration.unconfirmed_expiry_hours, 24u);
   EXPECT_EQ(cfg->registration.refusals_per_address_per_minute, 60u);
   EXPECT_FALSE(cfg->limits.refuse_untagged_secrets);
   EXPECT_TRUE(cfg->registration.other_regions.empty());
@@ -67,6 +68,7 @@ TEST(RegionConfigRegistration, ReadsEveryField) {
       {"per_customer_per_minute", 120},
       {"max_per_device", 4},
       {"max_per_customer", 5000},
+      {"unconfirmed_expiry_hours", 0},
       {"refusals_per_address_per_minute", 10},
       {"other_regions",
        {{"euw1", "register.euw1.mailpush.example"}, {"apse1", "register.apse1.mailpush.example"}}}};
@@ -77,6 +79,7 @@ TEST(RegionConfigRegistration, ReadsEveryField) {
   EXPECT_EQ(cfg->registration.per_customer_per_minute, 120u);
   EXPECT_EQ(cfg->registration.max_per_device, 4u);
   EXPECT_EQ(cfg->registration.max_per_customer, 5000u);
+  EXPECT_EQ(cfg->registration.unconfirmed_expiry_hours, 0u);
   EXPECT_EQ(cfg->registration.refusals_per_address_per_minute, 10u);
   ASSERT_EQ(cfg->registration.other_regions.size(), 2u);
   EXPECT_EQ(cfg->registration.other_regions.at("euw1"), "register.euw1.mailpush.example");
@@ -114,6 +117,8 @@ TEST(RegionConfigRegistration, QuotasAndRefusalLimitsAreBounded) {
                                                  {"max_per_device", 1001},
                                                  {"max_per_customer", 0},
                                                  {"refusals_per_address_per_minute", 0},
+                                                 {"unconfirmed_expiry_hours", 8761},
+                                                 {"unconfirmed_expiry_hours", -1},
                                                  {"max_per_device", "16"}}) {
     json doc = minimal();
     doc["registration"] = {{key, bad}};

@@ -244,6 +244,56 @@ TEST_F(RegistrationsStoreTest, QuotasPerDeviceAndPerCustomerRefuseNewRegistratio
   EXPECT_EQ(registered(other_device).change, CapabilityChange::created);
 }
 
+TEST_F(RegistrationsStoreTest, RegistrationsExchangeNeverCalledEndAndFreeTheQuota) {
+  // Anyone with the app's key can create registrations; those no subscription ever confirms
+  // must not hold the customer's quota for ever.
+  auto made = [&](std::uint64_t max_per_customer) {
+    auto r = request(token(), random_bytes(32));
+    r.max_per_customer = max_per_customer;
+    return registered(r);
+  };
+  const auto old_silent = made(4);
+  const auto old_heard = made(4);
+  const auto old_silent_2 = made(4);
+  const auto recent = made(4);
+  ASSERT_EQ(made(4).change, CapabilityChange::quota_customer);
+  auto age = [&](std::int64_t id, int hours, bool heard) {
+    ASSERT_TRUE(conn.execute("UPDATE registrations SET created_at = UTC_TIMESTAMP(6) - INTERVAL ? "
+                             "HOUR, last_heard_at = IF(?, UTC_TIMESTAMP(6) - INTERVAL ? HOUR, "
+                             "NULL) WHERE id = ?",
+                             {Value{std::int64_t{hours}}, Value{std::int64_t{heard ? 1 : 0}},
+                              Value{std::int64_t{hours}}, Value{id}})
+                    .ok());
+  };
+  age(old_silent.registration_id, 30, false);
+  age(old_silent_2.registration_id, 30, false);
+  age(old_heard.registration_id, 30, true);  // heard once, long ago: silent, not unconfirmed
+  age(recent.registration_id, 20, false);    // within 24 h + 2 x 30 min
+
+  // At most `limit` a call; the next call takes the rest; nothing else ends.
+  auto first = expire_unconfirmed_registrations(conn, std::chrono::hours(24), 1);
+  ASSERT_TRUE(first.ok()) << first.error().message;
+  EXPECT_EQ(*first, 1u);
+  auto second = expire_unconfirmed_registrations(conn, std::chrono::hours(24), 1000);
+  ASSERT_TRUE(second.ok());
+  EXPECT_EQ(*second, 1u);
+  auto third = expire_unconfirmed_registrations(conn, std::chrono::hours(24), 1000);
+  ASSERT_TRUE(third.ok());
+  EXPECT_EQ(*third, 0u);
+  for (const auto* r : {&old_silent, &old_silent_2}) {
+    EXPECT_EQ(column("SELECT state FROM registrations WHERE id = ?", r->registration_id),
+              "deleted");
+  }
+  for (const auto* r : {&old_heard, &recent}) {
+    EXPECT_EQ(column("SELECT state FROM registrations WHERE id = ?", r->registration_id),
+              "active");
+  }
+  // Their places are free again.
+  EXPECT_EQ(made(4).change, CapabilityChange::created);
+  EXPECT_EQ(made(4).change, CapabilityChange::created);
+  EXPECT_EQ(made(4).change, CapabilityChange::quota_customer);
+}
+
 TEST_F(RegistrationsStoreTest, AnUnregisteredDeviceComesBackOnlyAfterApnsTime) {
   const std::string t = token();
   const auto req = request(t, mailbox);
