@@ -461,11 +461,31 @@ Result<bool> delete_registration(Connection& conn, std::int64_t registration_id)
 
 Result<std::uint64_t> expire_unconfirmed_registrations(Connection& conn, std::chrono::hours grace,
                                                        std::size_t limit) {
-  return conn.execute(
-      "UPDATE registrations SET state = 'deleted', deleted_at = UTC_TIMESTAMP(6) WHERE state = "
-      "'active' AND silent_after < UTC_TIMESTAMP(6) - INTERVAL ? HOUR AND last_heard_at IS NULL "
-      "LIMIT ?",
+  // Read first (no locks), then end them by primary key with the conditions checked again: an
+  // UPDATE over the index range would lock every silent registration it passes, heard or not,
+  // against their callbacks.
+  auto rows = conn.query(
+      "SELECT id FROM registrations WHERE state = 'active' AND silent_after < UTC_TIMESTAMP(6) - "
+      "INTERVAL ? HOUR AND last_heard_at IS NULL LIMIT ?",
       {Value{static_cast<std::int64_t>(grace.count())}, Value{static_cast<std::int64_t>(limit)}});
+  if (!rows) return std::move(rows).error();
+  std::vector<std::int64_t> ids;
+  ids.reserve(rows->size());
+  for (const auto& row : *rows) ids.push_back(row.i64(0));
+  std::uint64_t ended = 0;
+  auto st = sql::for_each_id_chunk(
+      ids, [&](std::string_view placeholders, std::span<const Value> chunk) -> Status {
+        auto n = conn.execute(
+            "UPDATE registrations SET state = 'deleted', deleted_at = UTC_TIMESTAMP(6) WHERE "
+            "state = 'active' AND last_heard_at IS NULL AND id IN (" +
+                std::string(placeholders) + ")",
+            chunk);
+        if (!n) return std::move(n).error();
+        ended += *n;
+        return {};
+      });
+  if (!st) return std::move(st).error();
+  return ended;
 }
 
 Result<std::int64_t> count_silent_subscriptions(Connection& conn) {
