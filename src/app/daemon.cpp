@@ -495,8 +495,9 @@ int run_daemon(const config::RegionConfig& cfg) {
   auto& unconfirmed_counter =
       prometheus::BuildCounter()
           .Name("mailpush_registrations_unconfirmed_expired_total")
-          .Help("Registrations ended because Exchange never called them (registration."
-                "unconfirmed_expiry_hours after their first heartbeat was due)")
+          .Help(
+              "Registrations ended because Exchange never called them (registration."
+              "unconfirmed_expiry_hours after their first heartbeat was due)")
           .Register(*registry)
           .Add({});
   auto& cache_gauge = prometheus::BuildGauge()

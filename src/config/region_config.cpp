@@ -737,11 +737,11 @@ Result<RegionConfig> parse_checked(std::string_view text, const fs::path& source
   }
 
   auto& reg = cfg.registration;
-  const Section rs = r.section(
-      top, "registration", Need::optional,
-      {"secret_file", "status_frequency_minutes", "per_customer_per_minute", "max_per_device",
-       "max_per_customer", "unconfirmed_expiry_hours", "refusals_per_address_per_minute",
-       "other_regions"});
+  const Section rs =
+      r.section(top, "registration", Need::optional,
+                {"secret_file", "status_frequency_minutes", "per_customer_per_minute",
+                 "max_per_device", "max_per_customer", "unconfirmed_expiry_hours",
+                 "refusals_per_address_per_minute", "other_regions"});
   r.read(rs, "secret_file", Need::optional, reg.secret_file);
   r.read(rs, "status_frequency_minutes", Need::optional, 1, 1440, reg.status_frequency_minutes);
   r.read(rs, "per_customer_per_minute", Need::optional, 1, 1000000, reg.per_customer_per_minute);

@@ -12,6 +12,7 @@
 #include <cctype>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "apns_sim_process.hpp"
@@ -77,11 +78,14 @@ class RegistrationApi : public ::testing::Test {
             {"registration", registration}};
   }
 
-  std::unique_ptr<ChildProcess> launch(const json& registration) {
+  // `log`: a second run in one test needs a log of its own (listening_port reads the port from
+  // the log, and would find the first run's).
+  std::unique_ptr<ChildProcess> launch(const json& registration,
+                                       const std::string& log = "mailpushd.log") {
     const auto region = write_region_file(dir_, region_patch(registration).dump());
     return std::make_unique<ChildProcess>(binary_dir() / "src/app/mailpushd",
                                           std::vector<std::string>{"--region", region.string()},
-                                          dir_ / "mailpushd.log");
+                                          dir_ / log);
   }
 
   // Starts mailpushd with the region secret and `extra` registration settings, and onboards a
@@ -491,6 +495,47 @@ TEST_F(RegistrationApi, AStatedInboxCountsOnlyThatFolderAndEachRegistrationKeeps
   // The device's badge, as queued last: the sum over its registrations.
   EXPECT_EQ(count("SELECT badge FROM outbox ORDER BY id DESC LIMIT 1"), 7);
   EXPECT_EQ(count("SELECT COUNT(*) FROM registrations WHERE folder_id = 'AAMkInbox'"), 1);
+}
+
+TEST_F(RegistrationApi, ARegistrationExchangeNeverCalledEndsAfterTheExpiryAndFreesItsPlace) {
+  start({{"max_per_customer", 1}});
+  const auto first = post_registration(port_, registration(kToken));
+  ASSERT_EQ(first.status, 201) << first.body;
+  const std::string capability = body_of(first)["capability"];
+  EXPECT_EQ(post_registration(port_, registration(kToken, "bob@example.com")).status, 403)
+      << "the customer's one place is taken";
+  // Stopped first (its first expiry run may come after the change below); then the registration
+  // is made 30 hours old, and Exchange never called it (no app subscribed with its URL).
+  daemon_->signal(SIGTERM);
+  ASSERT_EQ(daemon_->wait(15s), std::optional<int>(0)) << daemon_->log();
+  {
+    store::Connection conn(db_.options());
+    ASSERT_TRUE(conn.connect().ok());
+    ASSERT_TRUE(conn.execute("UPDATE registrations SET created_at = UTC_TIMESTAMP(6) - INTERVAL "
+                             "30 HOUR")
+                    .ok());
+  }
+  // mailpushd ends such registrations every minute, the first time at its start.
+  daemon_ =
+      launch({{"secret_file", secret_file_.string()}, {"max_per_customer", 1}}, "mailpushd-2.log");
+  port_ = listening_port(*daemon_, 30s);
+  ASSERT_NE(port_, 0) << daemon_->log();
+  // The counter moves after the registration ended: wait for it, then look at both.
+  std::string metrics;
+  for (int i = 0; i < 100; ++i) {
+    metrics = https_request(port_, "GET", "/metrics").body;
+    if (metrics.find("mailpush_registrations_unconfirmed_expired_total 1") != std::string::npos)
+      break;
+    std::this_thread::sleep_for(100ms);
+  }
+  EXPECT_NE(metrics.find("mailpush_registrations_unconfirmed_expired_total 1"), std::string::npos)
+      << metrics;
+  EXPECT_EQ(count("SELECT COUNT(*) FROM registrations WHERE state = 'active'"), 0);
+  // Its place is free; and the app, refreshing with its capability, gets a new registration.
+  auto refresh = post_registration(port_, registration(kToken), capability);
+  EXPECT_EQ(refresh.status, 201) << refresh.body;
+  EXPECT_EQ(body_of(refresh)["change"], "created") << refresh.body;
+  EXPECT_NE(body_of(refresh)["capability"], capability);
 }
 
 }  // namespace

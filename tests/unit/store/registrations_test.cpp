@@ -285,8 +285,7 @@ TEST_F(RegistrationsStoreTest, RegistrationsExchangeNeverCalledEndAndFreeTheQuot
               "deleted");
   }
   for (const auto* r : {&old_heard, &recent}) {
-    EXPECT_EQ(column("SELECT state FROM registrations WHERE id = ?", r->registration_id),
-              "active");
+    EXPECT_EQ(column("SELECT state FROM registrations WHERE id = ?", r->registration_id), "active");
   }
   // Their places are free again.
   EXPECT_EQ(made(4).change, CapabilityChange::created);
