@@ -161,16 +161,25 @@ Result<std::int64_t> server_port(Connection& c) {
   return (*rows)[0].i64(0);
 }
 
-TEST(DatabasePool, FailsOverToTheNextServerAndStaysThere) {
-  // Two servers in one failover list, as a Galera cluster's nodes would be: a private one first,
-  // the suite's shared one second, with the same account and password.
-  const auto shared = test::shared_server_options();
+// Two servers in one failover list, as a Galera cluster's nodes would be: a private one first
+// (started here), the suite's shared one second, with the same account and password.
+struct TwoServers {
+  ConnectionOptions shared = test::shared_server_options();
   test::PrivateMariadb first;
-  test::write_file(first.password_file(), shared.password);
-  first.start();
-  ConnectionOptions o = shared;
-  o.database.clear();
-  o.hosts = {{"127.0.0.1", first.port()}, {shared.host, shared.port}};
+  ConnectionOptions failover;
+
+  TwoServers() {
+    test::write_file(first.password_file(), shared.password);
+    first.start();
+    failover = shared;
+    failover.database.clear();
+    failover.hosts = {{"127.0.0.1", first.port()}, {shared.host, shared.port}};
+  }
+};
+
+TEST(DatabasePool, FailsOverToTheNextServerAndStaysThere) {
+  TwoServers servers;
+  auto& [shared, first, o] = servers;
   DatabasePool pool(
       o, {.threads = 2, .queue_limit = 100, .ping_after_idle = std::chrono::milliseconds(0)});
   for (int i = 0; i < 4; ++i) {
@@ -204,13 +213,8 @@ TEST(DatabasePool, AConnectionThatSawNoFailureFollowsThePoolToTheNextServer) {
   // A pool's thread may run no job while its server is down; when it reconnects after the server
   // came back it must join the others on the server they moved to, not return to its own last
   // one (which split a pool over two nodes, and made the test above fail now and then).
-  const auto shared = test::shared_server_options();
-  test::PrivateMariadb first;
-  test::write_file(first.password_file(), shared.password);
-  first.start();
-  ConnectionOptions o = shared;
-  o.database.clear();
-  o.hosts = {{"127.0.0.1", first.port()}, {shared.host, shared.port}};
+  TwoServers servers;
+  auto& [shared, first, o] = servers;
   auto choice = std::make_shared<std::atomic<std::size_t>>(0);
   Connection busy(o);
   Connection idle(o);
