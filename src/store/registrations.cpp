@@ -186,17 +186,13 @@ Result<bool> customer_has_room(Connection& conn, std::int64_t customer_id, std::
 Status rekey(Connection& conn, std::int64_t id, const Bytes& new_hash, std::int64_t frequency,
              const Value& folder, bool fresh_counts) {
   auto updated = conn.execute(
-      fresh_counts
-          ? "UPDATE registrations SET state = 'active', deleted_at = NULL, secret_hash = ?, "
-            "secret_tagged = 1, secret_generation = secret_generation + 1, subscription_id = NULL, "
-            "superseded_subscription = NULL, watermark = NULL, last_heard_at = NULL, "
-            "status_frequency_minutes = ?, folder_id = ?, unread_count = 0, recent_items = '' "
-            "WHERE id = ?"
-          : "UPDATE registrations SET state = 'active', deleted_at = NULL, secret_hash = ?, "
-            "secret_tagged = 1, secret_generation = secret_generation + 1, subscription_id = NULL, "
-            "superseded_subscription = NULL, watermark = NULL, last_heard_at = NULL, "
-            "status_frequency_minutes = ?, folder_id = ? WHERE id = ?",
-      {blob(new_hash), Value{frequency}, folder, Value{id}});
+      "UPDATE registrations SET state = 'active', deleted_at = NULL, secret_hash = ?, "
+      "secret_tagged = 1, secret_generation = secret_generation + 1, subscription_id = NULL, "
+      "superseded_subscription = NULL, watermark = NULL, last_heard_at = NULL, "
+      "status_frequency_minutes = ?, folder_id = ?, unread_count = IF(?, 0, unread_count), "
+      "recent_items = IF(?, '', recent_items) WHERE id = ?",
+      {blob(new_hash), Value{frequency}, folder, Value{std::int64_t{fresh_counts}},
+       Value{std::int64_t{fresh_counts}}, Value{id}});
   if (!updated) return std::move(updated).error();
   auto history =
       conn.execute("DELETE FROM superseded_subscriptions WHERE registration_id = ?", {Value{id}});
