@@ -106,14 +106,14 @@ tls="$tmp/tls"
 say "development TLS files (certs/make-dev-certs.sh)"
 timeout "$(allow 60)" bash certs/make-dev-certs.sh "$tls" >/dev/null 2>&1 || die "certs/make-dev-certs.sh"
 
-db_port=$(free_port)
+bench_port db_port
 say "starting a private MariaDB on 127.0.0.1:$db_port (datadir $tmp/db)"
 db_started=1
 timeout "$(allow 120)" bash scripts/mariadb.sh start --datadir "$tmp/db" --port "$db_port" --database "$DATABASE" \
   >"$tmp/mariadb-start.log" 2>&1 || { cat "$tmp/mariadb-start.log" >&2; die "scripts/mariadb.sh start"; }
 
 # The region as in dev (network threads = cores), with the private database and a free port.
-listener_port=$(free_port)
+bench_port listener_port
 region="$tmp/region.json"
 jq --argjson port "$listener_port" --arg cert "$tls/listener.crt" --arg key "$tls/listener.key" \
   --argjson dbport "$db_port" --arg db "$DATABASE" --arg pw "$tmp/db/mailpush.password" --arg ca "$tls/ca.crt" '
@@ -134,7 +134,7 @@ mailpushd_pid=$!
 wait_https "https://localhost:$listener_port/readyz" "$(allow 30)" ||
   { tail -n 20 "$tmp/mailpushd.log" >&2; die "mailpushd did not become ready"; }
 
-nginx_port=$(free_port)
+bench_port nginx_port
 start_reference_nginx "$nginx_port" "return 200 'ok';"
 
 # ---------------------------------------------------------------- measurement

@@ -130,13 +130,13 @@ tls="$tmp/tls"
 say "development TLS files (certs/make-dev-certs.sh)"
 timeout "$(allow 60)" bash certs/make-dev-certs.sh "$tls" >/dev/null 2>&1 || die "certs/make-dev-certs.sh"
 
-db_port=$(free_port)
+bench_port db_port
 say "starting a private MariaDB on 127.0.0.1:$db_port (datadir $tmp/db)"
 db_started=1
 timeout "$(allow 120)" bash scripts/mariadb.sh start --datadir "$tmp/db" --port "$db_port" --database "$DATABASE" \
   >"$tmp/mariadb-start.log" 2>&1 || { cat "$tmp/mariadb-start.log" >&2; die "scripts/mariadb.sh start"; }
 
-listener_port=$(free_port)
+bench_port listener_port
 region="$tmp/region.json"
 jq --argjson port "$listener_port" --arg cert "$tls/listener.crt" --arg key "$tls/listener.key" \
   --argjson dbport "$db_port" --arg db "$DATABASE" --arg pw "$tmp/db/mailpush.password" --arg ca "$tls/ca.crt" '
@@ -203,7 +203,7 @@ mailpushd_pid=$!
 wait_https "https://localhost:$listener_port/readyz" "$(allow 30)" ||
   { tail -n 20 "$tmp/mailpushd.log" >&2; die "mailpushd did not become ready"; }
 
-nginx_port=$(free_port)
+bench_port nginx_port
 soap_ok='<?xml version="1.0" encoding="utf-8"?><soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/" xmlns:m="http://schemas.microsoft.com/exchange/services/2006/messages"><soap:Body><m:SendNotificationResult><m:SubscriptionStatus>OK</m:SubscriptionStatus></m:SendNotificationResult></soap:Body></soap:Envelope>'
 start_reference_nginx "$nginx_port" "return 200 '$soap_ok';"
 

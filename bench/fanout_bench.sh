@@ -152,7 +152,7 @@ make_region_files
 
 # ---------------------------------------------------------------- MariaDB
 
-db_port=$(free_port)
+bench_port db_port
 say "starting a private MariaDB on 127.0.0.1:$db_port (durable: innodb_flush_log_at_trx_commit=1)"
 db_started=1
 timeout "$(allow 120)" bash scripts/mariadb.sh start --datadir "$tmp/db" --port "$db_port" --database "$DATABASE" \
@@ -180,7 +180,7 @@ say "MariaDB $(cut -f1 <<<"$db_settings"): flush_log_at_trx_commit $(cut -f2 <<<
 
 start_apns_sim 1000000
 
-listener_port=$(free_port)
+bench_port listener_port
 region="$tmp/region.json"
 # The dispatcher's settings (recorded in the output): rounds of up to 1,000 rows, a poll every
 # 100 ms besides the wake-up on every commit, 2 HTTP/2 connections to APNs per credential.

@@ -37,20 +37,10 @@ stop_process() {
   wait "$1" 2>/dev/null
 }
 
-# free_port: a free loopback TCP port below the kernel's ephemeral range (32768+, where outgoing
-# connections take their ports), never one this run handed out before (listed in $tmp/ports).
-free_port() {
-  local p
-  for _ in $(seq 1 100); do
-    p=$((20000 + RANDOM % 12000))
-    if [ -z "$(ss -Hatn "sport = :$p" 2>/dev/null)" ] && ! grep -qx "$p" "$tmp/ports" 2>/dev/null; then
-      echo "$p" >>"$tmp/ports"
-      echo "$p"
-      return 0
-    fi
-  done
-  die "no free port found"
-}
+# Ports: reserve_port VAR (scripts/lib/ports.sh), held until the benchmark exits.
+# shellcheck source=scripts/lib/ports.sh
+source "$root/scripts/lib/ports.sh"
+bench_port() { reserve_port "$1" || die "no free port"; }
 
 wait_https() { # URL SECONDS: until URL answers 2xx over TLS checked with $tls/ca.crt
   local until=$((SECONDS + $2))

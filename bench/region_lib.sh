@@ -2,7 +2,7 @@
 # A private region for the benchmarks that run mailpushd end to end (fanout_bench.sh, soak.sh):
 # building, ports, TLS files and keys, apns-sim, a customer onboarded through the portal, and
 # the fan-out seed (the layout of bench/fanout_common.hpp). Source it after bench/lib.sh, with
-# $root, $tmp (the run's directory) and $DATABASE set (free_port and wait_https are lib.sh's); the
+# $root, $tmp (the run's directory) and $DATABASE set (bench_port and wait_https are lib.sh's); the
 # functions use these and set the variables their comments name.
 
 # build_release_targets BUILD_DIR TARGET...: configures the release preset into BUILD_DIR and

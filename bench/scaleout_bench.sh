@@ -115,8 +115,8 @@ gl_make_keys
 gl_say "starting a 3-node Galera cluster (scripts/galera.sh)"
 gl_cluster_start
 gl_start_sim
-l1=$(gl_free_port)
-l2=$(gl_free_port)
+gl_reserve_port l1
+gl_reserve_port l2
 gl_region 1 "$l1"
 gl_region 2 "$l2"
 gl_migrate
@@ -127,7 +127,7 @@ gl_onboard
 gl_say "seeding $mailboxes mailboxes"
 gl_seed "$mailboxes"
 gl_say "  $mailboxes mailboxes, $gl_devices devices on the cluster ($gl_hosts)"
-lb=$(gl_free_port)
+gl_reserve_port lb
 
 # Both instances' registration caches filled from the database before anything is measured.
 wait_preloaded() {

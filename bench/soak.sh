@@ -133,7 +133,7 @@ event() {
 make_region_files
 timeout "$(allow 30)" bash scripts/make-region-secret.sh "$tmp/keys/region-secret" >/dev/null ||
   die "scripts/make-region-secret.sh"
-[ -n "$db_port" ] || db_port=$(free_port)
+[ -n "$db_port" ] || bench_port db_port
 say "starting a private MariaDB on 127.0.0.1:$db_port"
 db_started=1
 db_start() {
@@ -142,7 +142,7 @@ db_start() {
 }
 db_start || { cat "$tmp/mariadb-start.log" >&2; die "scripts/mariadb.sh start"; }
 start_apns_sim 300000 # soak_load reads its records every second
-listener_port=$(free_port)
+bench_port listener_port
 region="$tmp/region.json"
 write_region "$region" '{"instance_id":"soak","batch":1000,"poll_ms":100,"apns_connections":2,"ttl_s":3600,"lease_s":30,"max_attempts":12}' \
   '.registration.secret_file = ($tmp + "/keys/region-secret") | .registration.per_customer_per_minute = 6000

@@ -116,8 +116,8 @@ gl_cluster_start
 gl_say "  cluster up in $((SECONDS - cluster_t0)) s: SQL on $gl_hosts"
 
 gl_start_sim
-l1=$(gl_free_port)
-l2=$(gl_free_port)
+gl_reserve_port l1
+gl_reserve_port l2
 dispatch="{\"lease_s\": $LEASE_S}"
 gl_region 1 "$l1" "$dispatch"
 gl_region 2 "$l2" "$dispatch"
@@ -133,7 +133,7 @@ gl_onboard
 gl_say "  customer $customer_public; seeding $mailboxes mailboxes"
 gl_seed "$mailboxes"
 gl_say "  $mailboxes mailboxes, $gl_devices devices"
-lb=$(gl_free_port)
+gl_reserve_port lb
 gl_haproxy "$lb" 1 2
 gl_say "HAProxy on 127.0.0.1:$lb in front of both (round robin, TCP connect checks)"
 gl_probe

@@ -65,41 +65,13 @@ gl_check_tools() {
   done
 }
 
-# A free port below the ephemeral range, never handed out twice in one run.
-gl_free_port() {
-  local p
-  for _ in $(seq 1 200); do
-    p=$((20000 + RANDOM % 12000))
-    if [ -z "$(ss -Hatn "sport = :$p" 2>/dev/null)" ] && ! grep -qx "$p" "$tmp/ports" 2>/dev/null; then
-      echo "$p" >>"$tmp/ports"
-      echo "$p"
-      return 0
-    fi
-  done
-  gl_die "no free port found"
-}
-
-# A base port P whose cluster ports (P..P+2 SQL, P+100..P+122 Galera) are all free.
-gl_free_cluster_base() {
-  local p ok q
-  for _ in $(seq 1 200); do
-    p=$((20000 + (RANDOM % 1100) * 10))
-    ok=1
-    for q in $p $((p + 1)) $((p + 2)) $((p + 100)) $((p + 101)) $((p + 102)) $((p + 110)) $((p + 111)) \
-      $((p + 112)) $((p + 120)) $((p + 121)) $((p + 122)); do
-      if [ -n "$(ss -Hatn "sport = :$q" 2>/dev/null)" ] || grep -qx "$q" "$tmp/ports" 2>/dev/null; then
-        ok=0
-        break
-      fi
-    done
-    if [ "$ok" = 1 ]; then
-      seq "$p" $((p + 2)) >>"$tmp/ports"
-      seq $((p + 100)) $((p + 122)) >>"$tmp/ports"
-      echo "$p"
-      return 0
-    fi
-  done
-  gl_die "no free port range for the cluster"
+# Ports: reserve_port (scripts/lib/ports.sh), held until the calling shell exits.
+# shellcheck source=scripts/lib/ports.sh
+source "$root/scripts/lib/ports.sh"
+gl_reserve_port() { reserve_port "$1" || gl_die "no free port"; }
+# The cluster's ports: node N's SQL port base+N-1 and its Galera ports base+100+10(N-1)..+2.
+gl_reserve_cluster_ports() {
+  reserve_port "$1" 0 1 2 100 101 102 110 111 112 120 121 122 || gl_die "no free port range for the cluster"
 }
 
 # ---------------------------------------------------------------- certificates and keys
@@ -123,7 +95,7 @@ gl_make_keys() {
 # ---------------------------------------------------------------- the cluster
 
 gl_cluster_start() {
-  gl_base=$(gl_free_cluster_base)
+  gl_reserve_cluster_ports gl_base
   gl_cluster_started=1
   timeout 400 bash "$root/scripts/galera.sh" start --datadir "$tmp/galera" --base-port "$gl_base" \
     --database "$GL_DATABASE" >"$tmp/galera-start.log" 2>&1 ||
@@ -135,7 +107,7 @@ gl_cluster_start() {
 # A single plain MariaDB server instead of the cluster (scripts/mariadb.sh, same durability).
 gl_single_start() {
   local port
-  port=$(gl_free_port)
+  gl_reserve_port port
   GL_SINGLE_DIR="$tmp/single"
   gl_single_started=1
   timeout 120 bash "$root/scripts/mariadb.sh" start --datadir "$GL_SINGLE_DIR" --port "$port" \

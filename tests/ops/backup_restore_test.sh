@@ -44,18 +44,9 @@ fail() {
 }
 pass() { echo "ok: $*"; }
 
-# A TCP port on 127.0.0.1 that nothing listens on.
-free_port() {
-  local p
-  for _ in $(seq 1 50); do
-    p=$((20000 + RANDOM % 30000))
-    if ! ss -Hltn "sport = :$p" 2>/dev/null | grep -q .; then
-      echo "$p"
-      return 0
-    fi
-  done
-  fail "no free port found"
-}
+# Ports: reserve_port (scripts/lib/ports.sh), held until this script exits.
+# shellcheck source=scripts/lib/ports.sh
+source "$root/scripts/lib/ports.sh"
 
 # SQL from stdin as the server's admin over its Unix socket (unix_socket authentication).
 admin_sql() { # DIR
@@ -63,7 +54,7 @@ admin_sql() { # DIR
     --skip-column-names --connect-timeout=5
 }
 
-port_a=$(free_port)
+reserve_port port_a || fail "no free port"
 bash "$mariadb_sh" start --datadir "$server_a" --port "$port_a" --database mailpush_bk >/dev/null
 pass "server A on 127.0.0.1:$port_a"
 
@@ -152,8 +143,7 @@ bash "$restore_bin" --backup "$work/backup" --datadir "$server_b/data" --owner "
   fail "mailpush-restore failed"
 # The same accounts' password file, so scripts/mariadb.sh's bootstrap keeps them as they were.
 cp -p "$server_a/mailpush.password" "$server_b/mailpush.password"
-port_b=$(free_port)
-[ "$port_b" != "$port_a" ] || port_b=$(free_port)
+reserve_port port_b || fail "no free port"
 bash "$mariadb_sh" start --datadir "$server_b" --port "$port_b" >/dev/null
 after=$(admin_sql "$server_b" <<<"$snapshot_sql")
 [ "$after" = "$before" ] || fail "restored rows differ: got '$after', want '$before'"

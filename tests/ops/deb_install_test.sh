@@ -85,17 +85,9 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 1' INT TERM
 
-free_port() {
-  local p
-  for _ in $(seq 1 50); do
-    p=$((20000 + RANDOM % 30000))
-    if ! ss -Hltn "sport = :$p" 2>/dev/null | grep -q .; then
-      echo "$p"
-      return 0
-    fi
-  done
-  fail "no free port found"
-}
+# Ports: reserve_port (scripts/lib/ports.sh), held until this script exits.
+# shellcheck source=scripts/lib/ports.sh
+source "$root/scripts/lib/ports.sh"
 
 as_mailpush() {
   setpriv --reuid=mailpush --regid=mailpush --init-groups --no-new-privs --inh-caps=-all \
@@ -177,7 +169,7 @@ pass "--check-config of eu-west-1 on a bare host: exit 78, $(echo "$problems" | 
 
 # ---------------------------------------------------------------- a region to start
 echo "== a private MariaDB, apns-sim and the region's files"
-db_port=$(free_port)
+reserve_port db_port || fail "no free port"
 bash "$root/scripts/mariadb.sh" start --datadir "$work/db" --port "$db_port" --database mailpush_debtest >/dev/null
 etc="$work/etc"
 install -d -o root -g mailpush -m 0750 "$etc" "$etc/tls"
@@ -196,8 +188,8 @@ chmod 0600 "$etc/kek" "$etc/region-secret"
 printf '%s\n' "$(openssl dgst -sha384 -r <"$work/admin-token" | cut -d' ' -f1)" >"$etc/portal-admin-tokens.sha384"
 chown root:mailpush "$etc/portal-admin-tokens.sha384" && chmod 0640 "$etc/portal-admin-tokens.sha384"
 
-sim_port=$(free_port)
-sim_control=$(free_port)
+reserve_port sim_port || fail "no free port"
+reserve_port sim_control || fail "no free port"
 setsid "$sim_bin" --cert "$work/apns-certs/server.crt" --key "$work/apns-certs/server.key" \
   --client-ca "$work/apns-certs/apple-ca.crt" --port "$sim_port" --control-port "$sim_control" \
   >"$work/apns-sim.ready" 2>"$work/apns-sim.log" </dev/null &
@@ -205,7 +197,7 @@ sim_pid=$!
 for _ in $(seq 1 50); do grep -q '"ready":true' "$work/apns-sim.ready" 2>/dev/null && break; sleep 0.1; done
 grep -q '"ready":true' "$work/apns-sim.ready" || fail "apns-sim did not start: $(tail -n 3 "$work/apns-sim.log")"
 
-port=$(free_port)
+reserve_port port || fail "no free port"
 jq --arg etc "$etc" --argjson port "$port" --argjson sim "$sim_port" --argjson db "$db_port" '
   .listener.port = $port | .listener.tls_cert = "\($etc)/tls/listener.crt" |
   .listener.tls_key = "\($etc)/tls/listener.key" |

@@ -6,6 +6,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/wait.h>
@@ -19,6 +20,7 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <mutex>
@@ -49,20 +51,55 @@ fs::path make_temp_dir(const std::string& tag) {
   return dir;
 }
 
-std::uint16_t free_tcp_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+namespace {
+
+// Kept open (and so locked) until the process exits; see free_tcp_port in test_env.hpp.
+std::mutex port_locks_mutex;
+std::vector<int> port_locks;
+
+bool loopback_port_bindable(std::uint16_t port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  const int on = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);  // as the servers bind
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    ::close(fd);
-    throw std::runtime_error("cannot bind a loopback port");
-  }
-  socklen_t len = sizeof addr;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  addr.sin_port = htons(port);
+  const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
   ::close(fd);
-  return ntohs(addr.sin_port);
+  return ok;
+}
+
+}  // namespace
+
+std::uint16_t free_tcp_port() {
+  // The same directory and range as scripts/lib/ports.sh.
+  constexpr int kFirst = 20000;
+  constexpr int kLast = 32767;
+  const char* env = std::getenv("MAILPUSH_PORT_LOCKS");
+  const fs::path dir =
+      env != nullptr && *env != '\0' ? fs::path(env) : fs::path("/tmp/mailpush-ports");
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  fs::permissions(dir, fs::perms::all | fs::perms::sticky_bit, ec);
+  std::mt19937 pick(std::random_device{}());
+  std::uniform_int_distribution<int> ports(kFirst, kLast);
+  for (int attempt = 0; attempt < 200; ++attempt) {
+    const auto port = static_cast<std::uint16_t>(ports(pick));
+    const std::string lock = (dir / std::to_string(port)).string();
+    const int fd = ::open(lock.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0666);
+    if (fd < 0) continue;
+    if (::flock(fd, LOCK_EX | LOCK_NB) != 0 || !loopback_port_bindable(port)) {
+      ::close(fd);
+      continue;
+    }
+    const std::lock_guard<std::mutex> hold(port_locks_mutex);
+    port_locks.push_back(fd);
+    return port;
+  }
+  throw std::runtime_error("no free loopback port in 20000-32767 after 200 attempts (locks in " +
+                           dir.string() + ")");
 }
 
 std::string read_file(const fs::path& p) {

@@ -18,6 +18,11 @@ std::filesystem::path source_dir();
 std::filesystem::path binary_dir();
 // A fresh folder under the build tree, removed by the caller (or left for post-mortem on failure).
 std::filesystem::path make_temp_dir(const std::string& tag);
+// A loopback port reserved for this process until it exits, for servers that cannot bind port
+// 0 and report what they got (MariaDB, apns-sim restarted on the same port) and for "nothing
+// listens here" addresses. It is below the kernel's ephemeral range, so no bind to port 0 and no
+// outgoing connection can take it, and it holds the lock that scripts/lib/ports.sh takes, so no
+// other test running at the same time (C++ or shell) is given it.
 std::uint16_t free_tcp_port();
 std::string read_file(const std::filesystem::path& p);
 void write_file(const std::filesystem::path& p, const std::string& text);

@@ -1034,7 +1034,12 @@ TEST_F(HttpsServerTest, ShutdownLetsRequestInFlightFinishWithConnectionClose) {
 }
 
 TEST_F(HttpsServerTest, NewConnectionAfterShutdownIsRefused) {
-  ASSERT_NO_FATAL_FAILURE(start());
+  // A reserved port below the ephemeral range: once the listener is closed, nothing else on the
+  // machine (another test's bind to port 0, or this test's own probe connecting to itself from
+  // the same ephemeral port) can answer on it and make the refusal look like an accept.
+  ServerOptions options = fast_options();
+  options.port = test::free_tcp_port();
+  ASSERT_NO_FATAL_FAILURE(start(options));
   // A request in flight keeps the server draining while the new connection is tried.
   auto busy = std::make_unique<RawTlsConnection>(port_);
   busy->send(request_text("GET", "/slow", "", {{"X-Delay-Ms", "500"}}));
