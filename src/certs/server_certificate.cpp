@@ -35,7 +35,7 @@ bool is_key_problem(ServerPairProblem problem) noexcept {
 
 namespace {
 
-ServerPairRefused too_large(std::string_view what, std::size_t size, std::size_t limit) {
+ServerPairRefused pair_too_large(std::string_view what, std::size_t size, std::size_t limit) {
   return {ServerPairProblem::too_large, std::string(what) + " is " + std::to_string(size) +
                                             " bytes, more than the " + std::to_string(limit) +
                                             " accepted: is it the right file?"};
@@ -71,7 +71,7 @@ ServerPairRefused no_certificate() {
 ServerPairResult inspect_server_certificate(std::string_view cert_pem, std::size_t max_bytes) {
   const ErrorQueueScope errors;
   if (cert_pem.size() > max_bytes) {
-    return too_large("the certificate file", cert_pem.size(), max_bytes);
+    return pair_too_large("the certificate file", cert_pem.size(), max_bytes);
   }
   BioPtr bio = memory_bio(cert_pem);
   X509Ptr leaf(PEM_read_bio_X509(bio.get(), nullptr, refuse_password, nullptr));
@@ -85,8 +85,8 @@ ServerPairResult inspect_server_pair(std::string_view cert_pem, std::string_view
                                      std::size_t max_bytes) {
   const ErrorQueueScope errors;
   if (cert_pem.size() > max_bytes)
-    return too_large("the certificate file", cert_pem.size(), max_bytes);
-  if (key_pem.size() > max_bytes) return too_large("the key file", key_pem.size(), max_bytes);
+    return pair_too_large("the certificate file", cert_pem.size(), max_bytes);
+  if (key_pem.size() > max_bytes) return pair_too_large("the key file", key_pem.size(), max_bytes);
   BioPtr cert_bio = memory_bio(cert_pem);
   X509Ptr leaf(PEM_read_bio_X509(cert_bio.get(), nullptr, refuse_password, nullptr));
   if (!leaf) return no_certificate();

@@ -13,7 +13,8 @@
 namespace mp::keys {
 namespace {
 
-constexpr const char* kLineForm = "expected 'region-secret <base64 of at least 32 random bytes>'";
+constexpr const char* kSecretLineForm =
+    "expected 'region-secret <base64 of at least 32 random bytes>'";
 constexpr std::string_view kMailboxLabel = "mailpush/region-secret/v1/mailbox-address";
 constexpr std::string_view kCallbackLabel = "mailpush/region-secret/v1/callback-secret";
 constexpr std::string_view kCapabilityLabel = "mailpush/region-secret/v1/capability";
@@ -85,14 +86,15 @@ Result<RegionSecret> RegionSecret::parse(std::string_view text, const std::strin
     if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
     const std::vector<std::string_view> words = detail::split_words(line);
     if (words.empty()) continue;
-    if (words[0] != "region-secret" || words.size() != 2) return refuse(line_number, kLineForm);
+    if (words[0] != "region-secret" || words.size() != 2)
+      return refuse(line_number, kSecretLineForm);
     if (secret) {
       return refuse(line_number, "a second region-secret line (line " +
                                      std::to_string(secret_line) +
                                      " has one); a region has exactly one secret");
     }
     Result<SecretBytes> bytes = detail::decode_base64(words[1]);
-    if (!bytes) return refuse(line_number, bytes.error().message + " (" + kLineForm + ")");
+    if (!bytes) return refuse(line_number, bytes.error().message + " (" + kSecretLineForm + ")");
     if (bytes->size() < kMinRegionSecretBytes || bytes->size() > kMaxRegionSecretBytes) {
       return refuse(line_number, "the secret is " + std::to_string(bytes->size()) +
                                      " bytes; a region secret is " +

@@ -11,6 +11,8 @@ if(NOT CMAKE_SCRIPT_MODE_FILE)
     DEPENDS ${MP_PAGE_FILES} ${CMAKE_CURRENT_LIST_FILE}
     COMMENT "Embedding the portal page")
   target_sources(mp_portal PRIVATE "${CMAKE_CURRENT_LIST_DIR}/portal_page.cpp" "${MP_PAGE_EMBEDDED}")
+  # Generated data: its own translation unit (it declares what portal_page.cpp declares extern).
+  set_source_files_properties("${MP_PAGE_EMBEDDED}" PROPERTIES SKIP_UNITY_BUILD_INCLUSION ON)
   return()
 endif()
 

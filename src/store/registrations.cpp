@@ -20,7 +20,7 @@ Bytes bytes_of(const std::string& s) {
 // conflict, also Errc::busy) or a duplicate key (a concurrent request inserted the same row
 // first) re-runs it, twice at most: the next run finds the row.
 template <class T, class Body>
-Result<T> in_transaction(Connection& conn, Body&& body) {
+Result<T> in_transaction_retried(Connection& conn, Body&& body) {
   for (int attempt = 0;; ++attempt) {
     if (auto st = conn.begin(); !st) return std::move(st).error();
     Result<T> result = body();
@@ -214,7 +214,7 @@ Status erase_registration_row(Connection& conn, std::int64_t id) {
 
 Result<CapabilityResult> register_with_capability(Connection& conn, const CapabilityRegistration& r,
                                                   const Actor& actor) {
-  return in_transaction<CapabilityResult>(conn, [&]() -> Result<CapabilityResult> {
+  return in_transaction_retried<CapabilityResult>(conn, [&]() -> Result<CapabilityResult> {
     CapabilityResult out;
     // A customer's registrations one at a time (the quotas count what the others committed);
     // a locking read first, so the transaction's snapshot is taken after the lock.
@@ -329,7 +329,7 @@ Result<CapabilityResult> register_with_capability(Connection& conn, const Capabi
 
 Result<MoveResult> move_with_capability(Connection& conn, const CapabilityMove& m,
                                         const Actor& actor) {
-  return in_transaction<MoveResult>(conn, [&]() -> Result<MoveResult> {
+  return in_transaction_retried<MoveResult>(conn, [&]() -> Result<MoveResult> {
     MoveResult out;
     auto rows = conn.query(
         "SELECT r.id, r.customer_id, r.mailbox_id, r.device_id, (SELECT c.customer_id FROM "
@@ -384,7 +384,7 @@ Result<MoveResult> move_with_capability(Connection& conn, const CapabilityMove& 
 
 Result<std::optional<Ended>> unregister_with_capability(Connection& conn, const Bytes& presented,
                                                         const Actor& actor) {
-  return in_transaction<std::optional<Ended>>(conn, [&]() -> Result<std::optional<Ended>> {
+  return in_transaction_retried<std::optional<Ended>>(conn, [&]() -> Result<std::optional<Ended>> {
     auto rows = conn.query(
         "SELECT r.id, r.customer_id, (SELECT d.environment FROM devices d WHERE d.id = "
         "r.device_id), (SELECT d.token_hex FROM devices d WHERE d.id = r.device_id), (SELECT "

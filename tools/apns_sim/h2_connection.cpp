@@ -37,7 +37,7 @@ nghttp2_nv header(const std::string& name, const std::string& value) {
           value.size(), NGHTTP2_NV_FLAG_NONE};
 }
 
-std::int64_t now_ms() {
+std::int64_t now_unix_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::system_clock::now().time_since_epoch())
       .count();
@@ -380,7 +380,7 @@ void H2Connection::on_request_complete(StreamState& stream) {
     for (const auto& [k, v] : stream.request.headers) {
       if (k.starts_with("apns-")) n.headers.emplace_back(k, v);
     }
-    n.received_ms = now_ms();
+    n.received_ms = now_unix_ms();
     state_.record_accepted(std::move(n));
   }
   mp::log::debug("apns_sim.request", {{"connection", id_},

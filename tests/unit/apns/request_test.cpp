@@ -15,11 +15,12 @@ using Headers = std::vector<std::pair<std::string, std::string>>;
 using std::chrono::seconds;
 using std::chrono::system_clock;
 
-constexpr const char* kHex = "fbff3e7d0a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f6071829300fe";
+constexpr const char* kTokenHex =
+    "fbff3e7d0a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f6071829300fe";
 
 BadgeNotification valid() {
   BadgeNotification n;
-  n.device_token_hex = kHex;
+  n.device_token_hex = kTokenHex;
   n.topic = "com.example.Mail";
   n.badge = 7;
   n.expires = system_clock::time_point(seconds(1'700'000'000));
@@ -47,7 +48,7 @@ std::string refusal(const BadgeNotification& n) {
 
 TEST(BuildRequest, ExactRequestForBadgeSeven) {
   const ApnsRequest r = must_build(valid());
-  EXPECT_EQ(r.path, std::string("/3/device/") + kHex);
+  EXPECT_EQ(r.path, std::string("/3/device/") + kTokenHex);
   EXPECT_EQ(r.headers, (Headers{{"apns-topic", "com.example.Mail"},
                                 {"apns-push-type", "alert"},
                                 {"apns-priority", "10"},
@@ -171,7 +172,7 @@ TEST(BuildRequest, TokenMustBeNormalisedAndIsNeverEchoed) {
   for (const std::string& bad :
        {std::string(""),
         std::string("FBFF3E7D0A1B2C3D4E5F60718293A4B5C6D7E8F90A1B2C3D4E5F60718293"),
-        std::string(kHex) + "/../x", std::string(kHex) + "a", std::string(202, 'a'),
+        std::string(kTokenHex) + "/../x", std::string(kTokenHex) + "a", std::string(202, 'a'),
         std::string("+/8+fQobLD1OX2BxgpOktcbX6PkKGyw9Tl9gcYKTAP4=")}) {
     BadgeNotification n = valid();
     n.device_token_hex = bad;
