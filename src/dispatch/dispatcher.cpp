@@ -26,26 +26,6 @@ prometheus::Family<prometheus::Counter>& results_family(prometheus::Registry& r)
 
 }  // namespace
 
-DispatcherOptions dispatcher_options(const config::RegionConfig& cfg, std::string owner) {
-  DispatcherOptions o;
-  o.owner = std::move(owner);
-  o.batch = cfg.dispatch.batch;
-  o.ttl = cfg.dispatch.ttl;
-  o.lease = cfg.dispatch.lease;
-  o.poll = cfg.dispatch.poll;
-  o.pause_probe = cfg.dispatch.pause_probe;
-  o.retry.max_attempts = static_cast<int>(cfg.dispatch.max_attempts);
-  o.production = cfg.apns.production;
-  o.sandbox = cfg.apns.sandbox;
-  o.pool.max_connections = cfg.dispatch.apns_connections;
-  // A send that cannot finish in this time goes back to the outbox with a backoff; it also
-  // bounds how long SIGTERM waits for the round in flight.
-  o.pool.send_deadline = std::chrono::seconds(10);
-  o.pool.max_attempts = 3;
-  o.pool.close_grace = std::chrono::seconds(2);
-  return o;
-}
-
 Dispatcher::Dispatcher(asio::io_context& ioc, store::DatabasePool& pool,
                        CredentialLookup credentials, DispatcherOptions options,
                        prometheus::Registry& registry)

@@ -50,8 +50,6 @@ struct DispatcherOptions {
   std::chrono::hours dead_letter_retention{24 * 7};  // then dead letters are deleted
 };
 
-DispatcherOptions dispatcher_options(const config::RegionConfig& cfg, std::string owner);
-
 class Dispatcher {
  public:
   // The customer's usable credential (null: none), by public Customer ID.
