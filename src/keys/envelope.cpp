@@ -257,7 +257,7 @@ Result<Sealed> seal(const KeyRing& ring, std::string_view material, std::string_
   return out;
 }
 
-Result<Plaintext> open(const KeyRing& ring, const Sealed& sealed, std::string_view aad) {
+Result<SecretBytes> open(const KeyRing& ring, const Sealed& sealed, std::string_view aad) {
   if (Status layout = check_layout(sealed.sealed_material, "sealed_material", kSealOverheadBytes,
                                    kSealOverheadBytes + kMaxMaterialBytes);
       !layout) {
@@ -266,7 +266,7 @@ Result<Plaintext> open(const KeyRing& ring, const Sealed& sealed, std::string_vi
   Result<SecretBytes> data_key = unwrap_data_key(ring, sealed);
   if (!data_key) return std::move(data_key).error();
 
-  Plaintext material;
+  SecretBytes material;
   const std::string_view blob = std::string_view(sealed.sealed_material).substr(1);
   Result<bool> authentic =
       gcm_open(data_key->bytes(), {bytes_of(blob), blob.size()}, material_aad(aad), material);
