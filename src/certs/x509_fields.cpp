@@ -7,7 +7,7 @@
 #include <cctype>
 #include <cstdio>
 
-#include "certs/openssl_handles.hpp"
+#include "common/openssl_handles.hpp"
 
 namespace mp::certs::detail {
 
@@ -67,7 +67,7 @@ std::string der_of(X509* certificate) {
 }
 
 std::string serial_hex(const X509* certificate) {
-  Owned<BIGNUM, BN_free> number(ASN1_INTEGER_to_BN(X509_get0_serialNumber(certificate), nullptr));
+  BignumPtr number(ASN1_INTEGER_to_BN(X509_get0_serialNumber(certificate), nullptr));
   if (!number) return "";
   char* hex = BN_bn2hex(number.get());
   if (hex == nullptr) return "";
