@@ -6,6 +6,8 @@
 #include <limits>
 #include <nlohmann/json.hpp>
 
+#include "common/text.hpp"
+
 namespace mp::apns {
 namespace {
 
@@ -125,15 +127,6 @@ ByStatus classify_status(int status) {
   return {K::permanent_payload, s + " is not an APNs reply (a proxy in the way?); not retried"};
 }
 
-// Logs get only printable ASCII from the network, and not much of it.
-std::string printable(std::string_view text, std::size_t max_chars) {
-  std::string out(text.substr(0, max_chars));
-  for (char& c : out) {
-    if (c < 0x20 || c > 0x7e) c = '?';
-  }
-  return out;
-}
-
 std::optional<std::chrono::system_clock::time_point> ms_to_time_point(std::int64_t ms) {
   using std::chrono::milliseconds;
   using std::chrono::system_clock;
@@ -196,7 +189,7 @@ ResponseAction classify_response(int http_status, std::string_view body_json,
                                  std::string_view apns_id_header) {
   ResponseAction action;
   action.http_status = http_status;
-  action.apns_id = printable(apns_id_header, kMaxApnsIdChars);
+  action.apns_id = printable_ascii(apns_id_header, kMaxApnsIdChars);
   if (http_status == 200) {
     action.kind = K::delivered;
     action.explanation = "APNs accepted the notification";
@@ -209,7 +202,7 @@ ResponseAction classify_response(int http_status, std::string_view body_json,
   }
   if (body.is_object()) {
     if (const auto it = body.find("reason"); it != body.end() && it->is_string()) {
-      action.reason = printable(it->get_ref<const std::string&>(), kMaxReasonChars);
+      action.reason = printable_ascii(it->get_ref<const std::string&>(), kMaxReasonChars);
     }
   }
 

@@ -8,14 +8,14 @@
 #include <cstdio>
 
 #include "common/openssl_handles.hpp"
+#include "common/text.hpp"
 
 namespace mp::certs::detail {
 
 using Clock = std::chrono::system_clock;
 
 std::string printable(std::string_view text, std::size_t limit) {
-  std::string out;
-  for (unsigned char c : text.substr(0, limit)) out.push_back(c >= 0x20 && c < 0x7F ? c : '?');
+  std::string out = printable_ascii(text, limit);
   if (text.size() > limit) out += "...";
   return out;
 }
