@@ -41,6 +41,7 @@
 
 #include "apns/connection_pool.hpp"
 #include "common/log.hpp"
+#include "common/openssl_handles.hpp"
 
 namespace {
 
@@ -213,46 +214,29 @@ int run_throughput(std::uint16_t port, const std::string& ca, const std::string&
 // ---------------------------------------------------------------------------------------------
 // idle: many customers, one connection each
 
-struct X509Del {
-  void operator()(X509* x) const noexcept { X509_free(x); }
-};
-struct PkeyDel {
-  void operator()(EVP_PKEY* k) const noexcept { EVP_PKEY_free(k); }
-};
-struct ExtDel {
-  void operator()(X509_EXTENSION* e) const noexcept { X509_EXTENSION_free(e); }
-};
-struct ObjDel {
-  void operator()(ASN1_OBJECT* o) const noexcept { ASN1_OBJECT_free(o); }
-};
-struct OctetDel {
-  void operator()(ASN1_OCTET_STRING* o) const noexcept { ASN1_OCTET_STRING_free(o); }
-};
-
 void add_ext(X509* cert, X509* issuer, int nid, const char* value) {
   X509V3_CTX ctx;
   X509V3_set_ctx(&ctx, issuer, cert, nullptr, nullptr, 0);
-  std::unique_ptr<X509_EXTENSION, ExtDel> ext(X509V3_EXT_conf_nid(nullptr, &ctx, nid, value));
+  X509ExtensionPtr ext(X509V3_EXT_conf_nid(nullptr, &ctx, nid, value));
   if (!ext || X509_add_ext(cert, ext.get(), -1) != 1) throw std::runtime_error("extension");
 }
 
 // Apple's environment markers are extensions holding an ASN.1 NULL.
 void add_null_ext(X509* cert, const char* oid) {
-  std::unique_ptr<ASN1_OBJECT, ObjDel> obj(OBJ_txt2obj(oid, 1));
-  std::unique_ptr<ASN1_OCTET_STRING, OctetDel> data(ASN1_OCTET_STRING_new());
+  AsnObjectPtr obj(OBJ_txt2obj(oid, 1));
+  AsnOctetStringPtr data(ASN1_OCTET_STRING_new());
   static const unsigned char kNull[] = {0x05, 0x00};
   if (!obj || !data || ASN1_OCTET_STRING_set(data.get(), kNull, sizeof kNull) != 1) {
     throw std::runtime_error("extension");
   }
-  std::unique_ptr<X509_EXTENSION, ExtDel> ext(
-      X509_EXTENSION_create_by_OBJ(nullptr, obj.get(), 0, data.get()));
+  X509ExtensionPtr ext(X509_EXTENSION_create_by_OBJ(nullptr, obj.get(), 0, data.get()));
   if (!ext || X509_add_ext(cert, ext.get(), -1) != 1) throw std::runtime_error("extension");
 }
 
 // A push certificate like Apple's (EC P-256 instead of RSA, for speed), signed by the CA.
 h2::ClientIdentity make_identity(X509* ca_cert, EVP_PKEY* ca_key, int serial) {
-  std::unique_ptr<EVP_PKEY, PkeyDel> key(EVP_EC_gen("P-256"));
-  std::unique_ptr<X509, X509Del> cert(X509_new());
+  EvpPkeyPtr key(EVP_EC_gen("P-256"));
+  X509Ptr cert(X509_new());
   if (!key || !cert) throw std::runtime_error("keygen");
   X509_set_version(cert.get(), 2);
   ASN1_INTEGER_set(X509_get_serialNumber(cert.get()), 100000 + serial);
@@ -285,13 +269,10 @@ h2::ClientIdentity make_identity(X509* ca_cert, EVP_PKEY* ca_key, int serial) {
 int run_idle(std::uint16_t port, const std::string& ca, const std::string& ca_key_path,
              std::size_t customers, std::size_t parallel, int timeout_s) {
   const std::string ca_pem = read_text(ca), ca_key_pem = read_text(ca_key_path);
-  std::unique_ptr<BIO, decltype(&BIO_free)> cbio(
-      BIO_new_mem_buf(ca_pem.data(), static_cast<int>(ca_pem.size())), &BIO_free);
-  std::unique_ptr<X509, X509Del> ca_cert(PEM_read_bio_X509(cbio.get(), nullptr, nullptr, nullptr));
-  std::unique_ptr<BIO, decltype(&BIO_free)> kbio(
-      BIO_new_mem_buf(ca_key_pem.data(), static_cast<int>(ca_key_pem.size())), &BIO_free);
-  std::unique_ptr<EVP_PKEY, PkeyDel> ca_key(
-      PEM_read_bio_PrivateKey(kbio.get(), nullptr, nullptr, nullptr));
+  const BioPtr cbio = memory_bio(ca_pem);
+  X509Ptr ca_cert(PEM_read_bio_X509(cbio.get(), nullptr, nullptr, nullptr));
+  const BioPtr kbio = memory_bio(ca_key_pem);
+  EvpPkeyPtr ca_key(PEM_read_bio_PrivateKey(kbio.get(), nullptr, nullptr, nullptr));
   if (!ca_cert || !ca_key) throw std::runtime_error("cannot read the CA certificate or key");
 
   asio::io_context io(1);

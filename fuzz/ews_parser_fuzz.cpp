@@ -8,6 +8,7 @@
 #include <string_view>
 #include <variant>
 
+#include "common/text.hpp"
 #include "ews/send_notification.hpp"
 #include "ews/xml_guard.hpp"
 
@@ -21,7 +22,7 @@ void require(bool condition) {
 
 // Accepted bodies are valid UTF-8, and character references cannot smuggle anything else in.
 std::size_t touch(const std::string& s) {
-  require(detail::is_valid_utf8(s));
+  require(mp::is_valid_utf8(s));
   return s.size();
 }
 std::size_t touch(const std::optional<std::string>& s) {
@@ -64,7 +65,7 @@ void check(std::string_view input, const ParseLimits& limits) {
   auto result = parse_send_notification(input, limits);
   if (const auto* parsed = std::get_if<SendNotification>(&result)) {
     require(input.size() <= limits.max_bytes);
-    require(detail::is_valid_utf8(input));
+    require(mp::is_valid_utf8(input));
     touch(*parsed);
     return;
   }
@@ -76,7 +77,7 @@ void check(std::string_view input, const ParseLimits& limits) {
 
 // True when `text` is something XML 1.0 can carry verbatim (what build_fault must round-trip).
 bool xml_safe(std::string_view text) {
-  if (!detail::is_valid_utf8(text)) return false;
+  if (!mp::is_valid_utf8(text)) return false;
   for (unsigned char c : text) {
     if (c < 0x20 && c != '\t' && c != '\n' && c != '\r') return false;
   }

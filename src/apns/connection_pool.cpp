@@ -46,26 +46,6 @@ void log_spawn_failure(const char* where, std::exception_ptr e) {
 
 }  // namespace
 
-const char* send_outcome_name(SendOutcome outcome) noexcept {
-  switch (outcome) {
-    case SendOutcome::delivered:
-      return "delivered";
-    case SendOutcome::unregistered:
-      return "unregistered";
-    case SendOutcome::bad_device_token:
-      return "bad_device_token";
-    case SendOutcome::topic_mismatch:
-      return "topic_mismatch";
-    case SendOutcome::credential_failed:
-      return "credential_failed";
-    case SendOutcome::permanent_payload:
-      return "permanent_payload";
-    case SendOutcome::retry_exhausted:
-      return "retry_exhausted";
-  }
-  return "?";
-}
-
 std::shared_ptr<ApnsConnectionPool> ApnsConnectionPool::create(const Executor& executor,
                                                                ApnsCredential credential,
                                                                PoolOptions options,
@@ -214,33 +194,26 @@ asio::awaitable<SendResult> ApnsConnectionPool::do_send(
       result.reason = std::move(action.reason);
       result.explanation = std::move(action.explanation);
       // Any answer but a credential failure proves the credential works.
-      if (action.kind != ResponseKind::credential_failed) breaker_answered();
+      if (action.outcome != SendOutcome::credential_failed) breaker_answered();
+      result.outcome = action.outcome;
       bool final_answer = true;
-      switch (action.kind) {
-        case ResponseKind::delivered:
-          result.outcome = SendOutcome::delivered;
-          break;
-        case ResponseKind::device_unregistered:
-          result.outcome = SendOutcome::unregistered;
+      switch (action.outcome) {
+        case SendOutcome::unregistered:
           result.unregistered_at = action.unregistered_at;
           break;
-        case ResponseKind::bad_device_token:
-          result.outcome = SendOutcome::bad_device_token;
-          break;
-        case ResponseKind::topic_mismatch:
-          result.outcome = SendOutcome::topic_mismatch;
-          break;
-        case ResponseKind::permanent_payload:
-          result.outcome = SendOutcome::permanent_payload;
-          break;
-        case ResponseKind::credential_failed:
-          result.outcome = SendOutcome::credential_failed;
+        case SendOutcome::credential_failed:
           if (result.reason.empty()) result.reason = "Forbidden";
           breaker_opened(result.reason, result.explanation);
           break;
-        case ResponseKind::retry_later:
+        case SendOutcome::retry_later:
           final_answer = false;
           if (result.reason.empty()) result.reason = "HTTP " + std::to_string(result.http_status);
+          break;
+        case SendOutcome::delivered:
+        case SendOutcome::bad_device_token:
+        case SendOutcome::topic_mismatch:
+        case SendOutcome::permanent_payload:
+        case SendOutcome::retry_exhausted:  // not an answer's outcome
           break;
       }
       if (final_answer) break;

@@ -65,17 +65,6 @@ struct PoolOptions {
   std::uint64_t seed = 0;                        // jitter seed; 0 draws one
 };
 
-enum class SendOutcome {
-  delivered,          // 200, apns_id set
-  unregistered,       // 410: unregistered_at is Apple's timestamp (when it gave one)
-  bad_device_token,   // mark the token invalid for this environment
-  topic_mismatch,     // the customer's topic/certificate set-up
-  credential_failed,  // the breaker is open: pause this customer's queue, alert
-  permanent_payload,  // our request is wrong (or refused by the h2 layer); drop it
-  retry_exhausted,    // not delivered within the attempts/deadline (or the pool closed): requeue
-};
-const char* send_outcome_name(SendOutcome outcome) noexcept;
-
 struct SendResult {
   SendOutcome outcome = SendOutcome::retry_exhausted;
   std::string reason;       // Apple's reason, or ours ("BreakerOpen", "Unreachable", ...)

@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "apns/device_token.hpp"
+#include "common/text.hpp"
 
 namespace mp::apns {
 namespace {
@@ -49,11 +50,7 @@ Status check_collapse_id(std::string_view id) {
     return refuse_request("the collapse id is " + std::to_string(id.size()) +
                           " bytes; APNs allows at most " + std::to_string(kMaxCollapseIdBytes));
   }
-  const bool has_control = std::any_of(id.begin(), id.end(), [](char c) {
-    const auto u = static_cast<unsigned char>(c);
-    return u < 0x20 || u == 0x7f;
-  });
-  if (has_control || id.front() == ' ' || id.back() == ' ') {
+  if (has_ascii_control(id) || id.front() == ' ' || id.back() == ' ') {
     return refuse_request("the collapse id has a control character or a leading/trailing space");
   }
   return {};

@@ -6,6 +6,8 @@
 #include <limits>
 #include <nlohmann/json.hpp>
 
+#include "common/text.hpp"
+
 namespace mp::apns {
 namespace {
 
@@ -16,11 +18,11 @@ constexpr std::size_t kMaxApnsIdChars = 128;
 
 struct KnownReason {
   std::string_view reason;
-  ResponseKind kind;
+  SendOutcome outcome;
   std::string_view explanation;
 };
 
-using K = ResponseKind;
+using K = SendOutcome;
 
 // Apple's reason list for the HTTP/2 provider API ("Handling notification responses from APNs").
 constexpr std::array kKnownReasons{
@@ -70,10 +72,10 @@ constexpr std::array kKnownReasons{
     KnownReason{"BadPath", K::permanent_payload, "the request path is wrong"},
     KnownReason{"MethodNotAllowed", K::permanent_payload, "only POST is allowed"},
     // 410
-    KnownReason{"Unregistered", K::device_unregistered,
+    KnownReason{"Unregistered", K::unregistered,
                 "the app is no longer registered for pushes on this device (uninstalled or "
                 "pushes turned off); stop until it registers again"},
-    KnownReason{"ExpiredToken", K::device_unregistered,
+    KnownReason{"ExpiredToken", K::unregistered,
                 "the device token has expired; stop until the app registers again"},
     // 413
     KnownReason{"PayloadTooLarge", K::permanent_payload,
@@ -97,7 +99,7 @@ const KnownReason* find_reason(std::string_view reason) noexcept {
 }
 
 struct ByStatus {
-  ResponseKind kind;
+  SendOutcome outcome;
   std::string explanation;
 };
 
@@ -109,7 +111,7 @@ ByStatus classify_status(int status) {
     case 403:
       return {K::credential_failed, s + ": APNs refused the certificate or credential"};
     case 410:
-      return {K::device_unregistered, s + ": the device token is no longer active"};
+      return {K::unregistered, s + ": the device token is no longer active"};
     case 429:
       return {K::retry_later, s + ": too many requests; retry later"};
     default:
@@ -123,15 +125,6 @@ ByStatus classify_status(int status) {
   }
   // Not a status APNs sends (a proxy in the way?); retrying blindly could loop forever.
   return {K::permanent_payload, s + " is not an APNs reply (a proxy in the way?); not retried"};
-}
-
-// Logs get only printable ASCII from the network, and not much of it.
-std::string printable(std::string_view text, std::size_t max_chars) {
-  std::string out(text.substr(0, max_chars));
-  for (char& c : out) {
-    if (c < 0x20 || c > 0x7e) c = '?';
-  }
-  return out;
 }
 
 std::optional<std::chrono::system_clock::time_point> ms_to_time_point(std::int64_t ms) {
@@ -172,33 +165,35 @@ std::optional<std::chrono::system_clock::time_point> parse_timestamp(const nlohm
 
 }  // namespace
 
-const char* response_kind_name(ResponseKind kind) noexcept {
-  switch (kind) {
+const char* send_outcome_name(SendOutcome outcome) noexcept {
+  switch (outcome) {
     case K::delivered:
       return "delivered";
-    case K::device_unregistered:
-      return "device_unregistered";
+    case K::unregistered:
+      return "unregistered";
     case K::bad_device_token:
       return "bad_device_token";
     case K::topic_mismatch:
       return "topic_mismatch";
     case K::credential_failed:
       return "credential_failed";
-    case K::retry_later:
-      return "retry_later";
     case K::permanent_payload:
       return "permanent_payload";
+    case K::retry_exhausted:
+      return "retry_exhausted";
+    case K::retry_later:
+      return "retry_later";
   }
-  return "unknown";
+  return "?";
 }
 
 ResponseAction classify_response(int http_status, std::string_view body_json,
                                  std::string_view apns_id_header) {
   ResponseAction action;
   action.http_status = http_status;
-  action.apns_id = printable(apns_id_header, kMaxApnsIdChars);
+  action.apns_id = printable_ascii(apns_id_header, kMaxApnsIdChars);
   if (http_status == 200) {
-    action.kind = K::delivered;
+    action.outcome = K::delivered;
     action.explanation = "APNs accepted the notification";
     return action;
   }
@@ -209,21 +204,21 @@ ResponseAction classify_response(int http_status, std::string_view body_json,
   }
   if (body.is_object()) {
     if (const auto it = body.find("reason"); it != body.end() && it->is_string()) {
-      action.reason = printable(it->get_ref<const std::string&>(), kMaxReasonChars);
+      action.reason = printable_ascii(it->get_ref<const std::string&>(), kMaxReasonChars);
     }
   }
 
   if (const KnownReason* known = find_reason(action.reason)) {
-    action.kind = known->kind;
+    action.outcome = known->outcome;
     action.explanation = std::string(known->explanation);
   } else {
     ByStatus by_status = classify_status(http_status);
-    action.kind = by_status.kind;
+    action.outcome = by_status.outcome;
     action.explanation = std::move(by_status.explanation);
     if (!action.reason.empty()) action.explanation += " (reason not in Apple's documented list)";
   }
 
-  if (action.kind == K::device_unregistered && body.is_object()) {
+  if (action.outcome == K::unregistered && body.is_object()) {
     if (const auto it = body.find("timestamp"); it != body.end()) {
       action.unregistered_at = parse_timestamp(*it);
     }

@@ -10,21 +10,27 @@
 
 namespace mp::apns {
 
-enum class ResponseKind {
-  delivered,            // 200: Apple accepted it
-  device_unregistered,  // 410: stop sending until the device re-registers after unregistered_at
-  bad_device_token,     // the token is not valid in this environment: mark it invalid there
-  topic_mismatch,       // token or certificate not for this topic: the customer's set-up
-  credential_failed,    // 403: pause the customer's queue and alert; never delete devices
-  retry_later,          // 429, 5xx, Shutdown, IdleTimeout: resend after retry_backoff
-  permanent_payload,    // our request is wrong: retrying the same bytes cannot help; drop it
+// How a notification fared with APNs. classify_response gives one answer's outcome (never
+// retry_exhausted); ApnsConnectionPool::send gives the whole send's (never retry_later: the pool
+// resends those until it delivers or gives up with retry_exhausted).
+enum class SendOutcome {
+  delivered,          // 200: Apple accepted it; apns_id set
+  unregistered,       // 410: stop sending until the device re-registers after unregistered_at
+  bad_device_token,   // the token is not valid in this environment: mark it invalid there
+  topic_mismatch,     // token or certificate not for this topic: the customer's set-up
+  credential_failed,  // 403 (or the pool's breaker is open): pause the customer's queue and
+                      // alert; never delete devices
+  permanent_payload,  // our request is wrong (or refused by the h2 layer): retrying the same
+                      // bytes cannot help; drop it
+  retry_exhausted,    // not delivered within the attempts/deadline (or the pool closed): requeue
+  retry_later,        // 429, 5xx, Shutdown, IdleTimeout: resend after retry_backoff
 };
 
 // Stable snake_case name, for metric labels and log fields: "bad_device_token", ...
-const char* response_kind_name(ResponseKind kind) noexcept;
+const char* send_outcome_name(SendOutcome outcome) noexcept;
 
 struct ResponseAction {
-  ResponseKind kind = ResponseKind::permanent_payload;
+  SendOutcome outcome = SendOutcome::permanent_payload;
   int http_status = 0;
   std::string reason;       // Apple's reason as given ("BadDeviceToken"); empty when none
   std::string explanation;  // what it means and what to do, for logs and `mailpushctl doctor`

@@ -8,8 +8,8 @@
 #include <variant>
 #include <vector>
 
-#include "certs/openssl_handles.hpp"
 #include "certs/push_certificate.hpp"
+#include "common/openssl_handles.hpp"
 
 namespace mp::certs::detail {
 

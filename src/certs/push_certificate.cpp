@@ -11,10 +11,10 @@
 #include <optional>
 #include <utility>
 
-#include "certs/openssl_handles.hpp"
 #include "certs/pkcs12_reader.hpp"
 #include "certs/x509_fields.hpp"
 #include "common/crypto.hpp"
+#include "common/openssl_handles.hpp"
 
 namespace mp::certs {
 
@@ -88,21 +88,17 @@ struct Topic {
   std::vector<std::string> kinds;  // "app", "voip", "complication", ...
 };
 
-void free_sequence(ASN1_SEQUENCE_ANY* s) {
-  sk_ASN1_TYPE_pop_free(s, ASN1_TYPE_free);
-}
-using SequencePtr = Owned<ASN1_SEQUENCE_ANY, free_sequence>;
-
-SequencePtr read_sequence(const unsigned char* der, long size) {
+AsnSequencePtr read_sequence(const unsigned char* der, long size) {
   const unsigned char* p = der;
-  SequencePtr sequence(d2i_ASN1_SEQUENCE_ANY(nullptr, &p, size));
+  AsnSequencePtr sequence(d2i_ASN1_SEQUENCE_ANY(nullptr, &p, size));
   if (sequence && p != der + size) sequence.reset();  // trailing bytes: not the format
   return sequence;
 }
 
 // The topics extension: SEQUENCE { UTF8String topic, SEQUENCE { UTF8String kind... }, ... }.
 std::optional<std::vector<Topic>> parse_topics(const ASN1_OCTET_STRING* data) {
-  const SequencePtr sequence = read_sequence(ASN1_STRING_get0_data(data), ASN1_STRING_length(data));
+  const AsnSequencePtr sequence =
+      read_sequence(ASN1_STRING_get0_data(data), ASN1_STRING_length(data));
   if (!sequence) return std::nullopt;
   std::vector<Topic> topics;
   for (int i = 0; i < sk_ASN1_TYPE_num(sequence.get()); ++i) {
@@ -112,8 +108,8 @@ std::optional<std::vector<Topic>> parse_topics(const ASN1_OCTET_STRING* data) {
       if (name.empty()) return std::nullopt;
       topics.push_back(Topic{std::move(name), {}});
     } else if (item->type == V_ASN1_SEQUENCE && !topics.empty()) {
-      const SequencePtr kinds = read_sequence(ASN1_STRING_get0_data(item->value.sequence),
-                                              ASN1_STRING_length(item->value.sequence));
+      const AsnSequencePtr kinds = read_sequence(ASN1_STRING_get0_data(item->value.sequence),
+                                                 ASN1_STRING_length(item->value.sequence));
       if (!kinds) return std::nullopt;
       for (int k = 0; k < sk_ASN1_TYPE_num(kinds.get()); ++k) {
         const ASN1_TYPE* kind = sk_ASN1_TYPE_value(kinds.get(), k);

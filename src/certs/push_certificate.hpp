@@ -10,7 +10,7 @@
 #include <variant>
 #include <vector>
 
-#include "certs/secret_bytes.hpp"
+#include "common/secret_bytes.hpp"
 
 namespace mp::certs {
 

@@ -3,9 +3,9 @@
 
 #include <openssl/pem.h>
 
-#include "certs/openssl_handles.hpp"
 #include "certs/x509_fields.hpp"
 #include "common/crypto.hpp"
+#include "common/openssl_handles.hpp"
 
 namespace mp::certs {
 

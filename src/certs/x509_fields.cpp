@@ -7,15 +7,15 @@
 #include <cctype>
 #include <cstdio>
 
-#include "certs/openssl_handles.hpp"
+#include "common/openssl_handles.hpp"
+#include "common/text.hpp"
 
 namespace mp::certs::detail {
 
 using Clock = std::chrono::system_clock;
 
 std::string printable(std::string_view text, std::size_t limit) {
-  std::string out;
-  for (unsigned char c : text.substr(0, limit)) out.push_back(c >= 0x20 && c < 0x7F ? c : '?');
+  std::string out = printable_ascii(text, limit);
   if (text.size() > limit) out += "...";
   return out;
 }
@@ -67,7 +67,7 @@ std::string der_of(X509* certificate) {
 }
 
 std::string serial_hex(const X509* certificate) {
-  Owned<BIGNUM, BN_free> number(ASN1_INTEGER_to_BN(X509_get0_serialNumber(certificate), nullptr));
+  BignumPtr number(ASN1_INTEGER_to_BN(X509_get0_serialNumber(certificate), nullptr));
   if (!number) return "";
   char* hex = BN_bn2hex(number.get());
   if (hex == nullptr) return "";

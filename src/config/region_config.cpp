@@ -18,6 +18,7 @@
 #include <utility>
 
 #include "common/cidr.hpp"
+#include "common/text.hpp"
 
 namespace mp::config {
 namespace {
@@ -98,10 +99,7 @@ bool is_webhook_url(std::string_view s) {
     host = authority.substr(0, colon);
   }
   if (host.empty()) return false;
-  for (char c : s) {
-    if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f) return false;
-  }
-  return true;
+  return std::none_of(s.begin(), s.end(), [](char c) { return c == ' ' || is_ascii_control(c); });
 }
 
 bool is_ip_literal(std::string_view s) {
@@ -173,9 +171,7 @@ bool is_database_name(std::string_view s) {
 }
 
 bool is_database_user(std::string_view s) {
-  return !s.empty() && s.size() <= 80 && std::none_of(s.begin(), s.end(), [](char c) {
-    return static_cast<unsigned char>(c) < 0x20 || c == 0x7f;
-  });
+  return !s.empty() && s.size() <= 80 && !has_ascii_control(s);
 }
 
 bool is_env_name(std::string_view s) {

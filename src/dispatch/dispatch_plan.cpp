@@ -109,6 +109,7 @@ RowResult apply_send_result(const PlannedSend& send, const apns::SendResult& res
           {row.id, "Refused: " + (result.reason.empty() ? std::string("payload") : result.reason)});
       return RowResult::dead;
     case SendOutcome::retry_exhausted:
+    case SendOutcome::retry_later:  // a send never ends with it; requeued like retry_exhausted
       break;
   }
   if (result.reason == "PoolClosed") return RowResult::paused;  // shutting down: stays queued

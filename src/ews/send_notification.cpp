@@ -8,6 +8,7 @@
 #include <memory>
 #include <new>
 
+#include "common/text.hpp"
 #include "ews/xml_guard.hpp"
 
 namespace mp::ews {
@@ -462,7 +463,7 @@ void append_escaped_text(std::string& out, std::string_view text) {
       continue;
     }
     // Copy well-formed UTF-8 sequences except U+FFFE/U+FFFF; replace anything else.
-    const std::size_t len = detail::utf8_sequence_at(text, i);
+    const std::size_t len = utf8_sequence_at(text, i);
     const std::string_view seq = text.substr(i, len);
     if (len == 0 || seq == "\xEF\xBF\xBE" || seq == "\xEF\xBF\xBF") {
       out += "\xEF\xBF\xBD";

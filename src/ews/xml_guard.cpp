@@ -7,6 +7,8 @@
 #include <cstring>
 #include <string>
 
+#include "common/text.hpp"
+
 namespace mp::ews::detail {
 namespace {
 
@@ -386,39 +388,6 @@ class Prescan {
 };
 
 }  // namespace
-
-std::size_t utf8_sequence_at(std::string_view text, std::size_t pos) noexcept {
-  const auto* p = reinterpret_cast<const unsigned char*>(text.data());
-  const size_t n = text.size();
-  if (pos >= n) return 0;
-  const unsigned char c = p[pos];
-  if (c < 0x80) return 1;
-  size_t len = 0;
-  unsigned char lo = 0x80;
-  unsigned char hi = 0xBF;
-  if (c >= 0xC2 && c <= 0xDF) {
-    len = 2;
-  } else if (c >= 0xE0 && c <= 0xEF) {
-    len = 3;
-    if (c == 0xE0) lo = 0xA0;  // overlong
-    if (c == 0xED) hi = 0x9F;  // surrogates
-  } else if (c >= 0xF0 && c <= 0xF4) {
-    len = 4;
-    if (c == 0xF0) lo = 0x90;  // overlong
-    if (c == 0xF4) hi = 0x8F;  // above U+10FFFF
-  } else {
-    return 0;  // continuation byte, C0/C1 overlong lead, or F5..FF
-  }
-  if (n - pos < len || p[pos + 1] < lo || p[pos + 1] > hi) return 0;
-  for (size_t k = 2; k < len; ++k) {
-    if ((p[pos + k] & 0xC0) != 0x80) return 0;
-  }
-  return len;
-}
-
-bool is_valid_utf8(std::string_view text) noexcept {
-  return !scan_utf8(text).invalid_at;
-}
 
 std::optional<ParseError> check_untrusted_xml(std::string_view body, const ParseLimits& limits) {
   if (body.size() > limits.max_bytes) {

@@ -21,10 +21,4 @@ inline constexpr std::size_t kMaxAttributesPerElement = 64;
 // declaration). Returns the first refusal, or nothing when the body may go to tinyxml2.
 std::optional<ParseError> check_untrusted_xml(std::string_view body, const ParseLimits& limits);
 
-// The length of the well-formed UTF-8 sequence starting at `pos`, or 0 if there is none.
-std::size_t utf8_sequence_at(std::string_view text, std::size_t pos) noexcept;
-
-// True when `text` is well-formed UTF-8 (no overlongs, surrogates or code points above U+10FFFF).
-bool is_valid_utf8(std::string_view text) noexcept;
-
 }  // namespace mp::ews::detail

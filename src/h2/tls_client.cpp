@@ -1,7 +1,6 @@
 // TLS client contexts: trust, client identity from memory, ALPN.
 #include "h2/tls_client.hpp"
 
-#include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
@@ -10,15 +9,6 @@
 namespace mp::h2 {
 
 namespace {
-
-struct BioFree {
-  void operator()(BIO* b) const noexcept { BIO_free(b); }
-};
-using BioPtr = std::unique_ptr<BIO, BioFree>;
-
-BioPtr memory_bio(std::string_view bytes) {
-  return BioPtr(BIO_new_mem_buf(bytes.data(), static_cast<int>(bytes.size())));
-}
 
 // OpenSSL's default (a null callback) prompts on the terminal for an encrypted PEM; a service
 // must never block on that. Refuse instead, and note that a password was asked for.

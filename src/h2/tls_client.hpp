@@ -2,9 +2,6 @@
 // (certificate + private key) taken from memory only.
 #pragma once
 
-#include <openssl/evp.h>
-#include <openssl/x509.h>
-
 #include <boost/asio/ssl/context.hpp>
 #include <filesystem>
 #include <memory>
@@ -13,18 +10,10 @@
 #include <string_view>
 #include <vector>
 
+#include "common/openssl_handles.hpp"
 #include "common/result.hpp"
 
 namespace mp::h2 {
-
-struct X509Free {
-  void operator()(X509* x) const noexcept { X509_free(x); }
-};
-struct EvpPkeyFree {
-  void operator()(EVP_PKEY* k) const noexcept { EVP_PKEY_free(k); }
-};
-using X509Ptr = std::unique_ptr<X509, X509Free>;
-using EvpPkeyPtr = std::unique_ptr<EVP_PKEY, EvpPkeyFree>;
 
 // A client certificate, its chain and private key, held in memory only (never written to disk).
 struct ClientIdentity {

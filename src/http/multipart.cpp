@@ -6,6 +6,8 @@
 #include <cstring>
 #include <utility>
 
+#include "common/text.hpp"
+
 namespace mp::http {
 namespace {
 
@@ -102,8 +104,8 @@ Result<std::vector<Parameter>> parse_parameters(std::string_view s, const std::s
     } else {
       const std::size_t start = i;
       while (i < s.size()) {
-        const auto c = static_cast<unsigned char>(s[i]);
-        if (c <= 0x20 || c >= 0x7F || c == ';' || c == '"') break;
+        const char c = s[i];
+        if (!is_visible_ascii(c) || c == ';' || c == '"') break;
         ++i;
       }
       if (i == start) return refuse(what + " has a parameter whose value is empty or malformed");
@@ -203,9 +205,7 @@ std::string part_label(std::size_t index) {
 // How a message names a part: by its field name when that is plain printable ASCII (names are
 // not secret), else by position, so that no control byte or quote reaches a log line.
 std::string describe(const std::string& name, std::size_t index) {
-  const bool printable = std::all_of(name.begin(), name.end(), [](char c) {
-    return c >= 0x20 && c < 0x7F && c != '\'' && c != '\\';
-  });
+  const bool printable = is_printable_ascii(name) && name.find_first_of("'\\") == std::string::npos;
   return printable ? "field '" + name + "'" : part_label(index);
 }
 
@@ -268,8 +268,7 @@ Result<PartHead> read_part_headers(std::string_view body, std::size_t start, std
     }
     for (const char c : line) {
       if (c == '\r') return refuse(std::string(kNeedCrlf));
-      const auto u = static_cast<unsigned char>(c);
-      if ((u < 0x20 && c != '\t') || u == 0x7F) {
+      if (is_ascii_control(c) && c != '\t') {
         return refuse("the headers of " + part_label(index) + " hold a control character");
       }
     }

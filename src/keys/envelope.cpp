@@ -15,6 +15,8 @@
 #include <memory>
 #include <span>
 
+#include "common/openssl_handles.hpp"
+
 namespace mp::keys {
 
 namespace detail {
@@ -29,11 +31,6 @@ struct KekAccess {
 namespace {
 
 constexpr const char* kCannotOpen = "credential cannot be opened: ";
-
-struct CipherCtxFree {
-  void operator()(EVP_CIPHER_CTX* ctx) const noexcept { EVP_CIPHER_CTX_free(ctx); }
-};
-using CipherCtx = std::unique_ptr<EVP_CIPHER_CTX, CipherCtxFree>;
 
 // Fetched once: OpenSSL 3 would otherwise look the algorithm up on every call.
 const EVP_CIPHER* aes_256_gcm() {
@@ -78,7 +75,7 @@ Status gcm_seal(std::span<const std::uint8_t> key, std::span<const std::uint8_t>
   if (RAND_bytes(nonce, static_cast<int>(kNonceBytes)) != 1) {
     return make_error(Errc::internal, "the random number generator failed");
   }
-  CipherCtx ctx(EVP_CIPHER_CTX_new());
+  EvpCipherCtxPtr ctx(EVP_CIPHER_CTX_new());
   int len = 0;
   if (!ctx || EVP_EncryptInit_ex2(ctx.get(), aes_256_gcm(), key.data(), nonce, nullptr) != 1 ||
       EVP_EncryptUpdate(ctx.get(), nullptr, &len, bytes_of(aad), static_cast<int>(aad.size())) !=
@@ -110,7 +107,7 @@ Result<bool> gcm_open(std::span<const std::uint8_t> key, std::span<const std::ui
   std::copy(ciphertext + ciphertext_size, ciphertext + ciphertext_size + kTagBytes, tag);
 
   out = SecretBytes(ciphertext_size);
-  CipherCtx ctx(EVP_CIPHER_CTX_new());
+  EvpCipherCtxPtr ctx(EVP_CIPHER_CTX_new());
   int len = 0;
   if (!ctx || EVP_DecryptInit_ex2(ctx.get(), aes_256_gcm(), key.data(), nonce, nullptr) != 1 ||
       EVP_DecryptUpdate(ctx.get(), nullptr, &len, bytes_of(aad), static_cast<int>(aad.size())) !=
@@ -257,7 +254,7 @@ Result<Sealed> seal(const KeyRing& ring, std::string_view material, std::string_
   return out;
 }
 
-Result<Plaintext> open(const KeyRing& ring, const Sealed& sealed, std::string_view aad) {
+Result<SecretBytes> open(const KeyRing& ring, const Sealed& sealed, std::string_view aad) {
   if (Status layout = check_layout(sealed.sealed_material, "sealed_material", kSealOverheadBytes,
                                    kSealOverheadBytes + kMaxMaterialBytes);
       !layout) {
@@ -266,7 +263,7 @@ Result<Plaintext> open(const KeyRing& ring, const Sealed& sealed, std::string_vi
   Result<SecretBytes> data_key = unwrap_data_key(ring, sealed);
   if (!data_key) return std::move(data_key).error();
 
-  Plaintext material;
+  SecretBytes material;
   const std::string_view blob = std::string_view(sealed.sealed_material).substr(1);
   Result<bool> authentic =
       gcm_open(data_key->bytes(), {bytes_of(blob), blob.size()}, material_aad(aad), material);

@@ -8,8 +8,8 @@
 #include <string_view>
 
 #include "common/result.hpp"
+#include "common/secret_bytes.hpp"
 #include "keys/key_ring.hpp"
-#include "keys/secret_bytes.hpp"
 
 namespace mp::keys {
 
@@ -54,7 +54,7 @@ Result<Sealed> seal(const KeyRing& ring, std::string_view material, std::string_
 // same aad it was sealed with. A damaged or altered row, another aad, an unknown format version
 // or a KEK missing from the ring is refused; messages say which column and what an operator can
 // do, never key bytes or material.
-Result<Plaintext> open(const KeyRing& ring, const Sealed& sealed, std::string_view aad);
+Result<SecretBytes> open(const KeyRing& ring, const Sealed& sealed, std::string_view aad);
 
 // Rotation: unwraps the data key with its KEK and wraps it under the ring's active KEK with a
 // fresh nonce; the sealed material is untouched (rotation rewrites two small columns per row).

@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "common/result.hpp"
-#include "keys/secret_bytes.hpp"
+#include "common/secret_bytes.hpp"
 
 namespace mp::keys {
 

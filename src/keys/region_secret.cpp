@@ -8,6 +8,7 @@
 #include <optional>
 #include <vector>
 
+#include "common/text.hpp"
 #include "keys/key_ring.hpp"
 
 namespace mp::keys {
@@ -50,8 +51,7 @@ Result<std::string> normalize_mailbox_address(std::string_view address) {
   std::string out;
   out.reserve(address.size());
   for (const char c : address) {
-    const auto u = static_cast<unsigned char>(c);
-    if (u < 0x20 || u == 0x7f) {
+    if (is_ascii_control(c)) {
       return make_error(Errc::invalid_argument, "the mailbox address holds a control character");
     }
     if (c == ' ') return make_error(Errc::invalid_argument, "the mailbox address holds a space");

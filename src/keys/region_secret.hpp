@@ -10,7 +10,7 @@
 
 #include "common/crypto.hpp"
 #include "common/result.hpp"
-#include "keys/secret_bytes.hpp"
+#include "common/secret_bytes.hpp"
 
 namespace mp::keys {
 

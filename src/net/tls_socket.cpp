@@ -25,15 +25,6 @@ constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
 // Plaintext per SSL_write before its records go to the socket: bounds the ciphertext we hold.
 constexpr std::size_t kWriteChunk = 64 * 1024;
 
-struct BioMethodFree {
-  void operator()(BIO_METHOD* m) const noexcept { BIO_meth_free(m); }
-};
-using BioMethodPtr = std::unique_ptr<BIO_METHOD, BioMethodFree>;
-struct BioFree {
-  void operator()(BIO* b) const noexcept { BIO_free(b); }
-};
-using BioPtr = std::unique_ptr<BIO, BioFree>;
-
 // The output BIO appends every record to the std::string in its data pointer; it never blocks.
 int out_write(BIO* bio, const char* data, int len) {
   BIO_clear_retry_flags(bio);

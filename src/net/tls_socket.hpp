@@ -36,12 +36,9 @@
 #include <string_view>
 #include <tuple>
 
-namespace mp::net {
+#include "common/openssl_handles.hpp"
 
-struct SslFree {
-  void operator()(SSL* s) const noexcept { SSL_free(s); }
-};
-using SslPtr = std::unique_ptr<SSL, SslFree>;
+namespace mp::net {
 
 class TlsSocket {
  public:

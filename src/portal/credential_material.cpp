@@ -58,11 +58,11 @@ Error damaged(std::string_view what) {
 
 }  // namespace
 
-keys::SecretBytes pack_material(const certs::PushCertificate& c) {
+SecretBytes pack_material(const certs::PushCertificate& c) {
   std::size_t size =
       kMagic.size() + 4 + c.certificate_der.size() + 4 + 4 + c.private_key_der.size();
   for (const auto& d : c.chain_der) size += 4 + d.size();
-  keys::SecretBytes out(size);
+  SecretBytes out(size);
   std::uint8_t* p = out.data();
   std::memcpy(p, kMagic.data(), kMagic.size());
   p += kMagic.size();
@@ -90,7 +90,7 @@ Result<CredentialMaterial> unpack_material(std::string_view bytes) {
   std::string_view key;
   if (!r.field(key) || key.empty()) return damaged("key");
   if (!r.done()) return damaged("trailing bytes");
-  m.private_key_der = keys::SecretBytes::copy_of(span_of(key));
+  m.private_key_der = SecretBytes::copy_of(span_of(key));
   return m;
 }
 

@@ -8,7 +8,7 @@
 
 #include "certs/push_certificate.hpp"
 #include "common/result.hpp"
-#include "keys/secret_bytes.hpp"
+#include "common/secret_bytes.hpp"
 
 namespace mp::portal {
 
@@ -18,12 +18,12 @@ namespace mp::portal {
 // Chain certificates kept with a credential at most: a push certificate needs one or two (Apple's
 // WWDR intermediate); uploads with more are refused before anything is stored.
 inline constexpr std::size_t kMaxChainCertificates = 8;
-keys::SecretBytes pack_material(const certs::PushCertificate& certificate);
+SecretBytes pack_material(const certs::PushCertificate& certificate);
 
 struct CredentialMaterial {
   std::string certificate_der;
   std::vector<std::string> chain_der;
-  keys::SecretBytes private_key_der;
+  SecretBytes private_key_der;
 };
 // Refuses anything that is not exactly one packed material (wrong magic, lengths past the end,
 // trailing bytes); the message never holds material.

@@ -10,6 +10,7 @@
 #include "apns/credential.hpp"
 #include "certs/push_certificate.hpp"
 #include "common/log.hpp"
+#include "common/text.hpp"
 #include "h2/h2_connection.hpp"
 #include "http/multipart.hpp"
 #include "keys/envelope.hpp"
@@ -72,14 +73,9 @@ bool valid_app_id(std::string_view s) {
          std::string_view::npos;
 }
 
-bool valid_utf8(std::string_view s);
-
+// Valid UTF-8 (the database stores utf8mb4; JSON answers need it too) without control characters.
 bool valid_display_name(std::string_view s) {
-  if (s.size() > 200 || !valid_utf8(s)) return false;
-  for (unsigned char c : s) {
-    if (c < 0x20 || c == 0x7f) return false;
-  }
-  return true;
+  return s.size() <= 200 && is_valid_utf8(s) && !has_ascii_control(s);
 }
 
 // "<prefix>-<20 base32>": what a customer's administrator types into the app's policy.
@@ -233,8 +229,7 @@ class PortalRequest {
       if (std::find(known.begin(), known.end(), p.name) == known.end()) {
         std::string names;
         for (auto k : known) names += (names.empty() ? "" : ", ") + std::string(k);
-        const bool printable = std::all_of(p.name.begin(), p.name.end(),
-                                           [](char ch) { return ch >= 0x20 && ch < 0x7f; });
+        const bool printable = is_printable_ascii(p.name);
         return Refusal{bhttp::status::bad_request, "unknown_field",
                        (printable ? "unknown form field '" + p.name + "'"
                                   : std::string("a form field with an unknown name")) +
@@ -306,31 +301,6 @@ std::optional<Refusal> unstorable(const certs::PushCertificate& c) {
                      std::to_string(kMaxChainCertificates) +
                      "): export only the push certificate and its key from Keychain",
                  Blame::caller};
-}
-
-// Valid UTF-8 (the database stores utf8mb4; JSON answers need it too).
-bool valid_utf8(std::string_view s) {
-  std::size_t i = 0;
-  while (i < s.size()) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    std::size_t n = c < 0x80           ? 1
-                    : (c >> 5) == 0x6  ? 2
-                    : (c >> 4) == 0xe  ? 3
-                    : (c >> 3) == 0x1e ? 4
-                                       : 0;
-    if (n == 0 || i + n > s.size()) return false;
-    std::uint32_t cp = n == 1 ? c : c & (0x7f >> n);
-    for (std::size_t k = 1; k < n; ++k) {
-      const auto cc = static_cast<unsigned char>(s[i + k]);
-      if ((cc >> 6) != 0x2) return false;
-      cp = (cp << 6) | (cc & 0x3f);
-    }
-    if ((n == 2 && cp < 0x80) || (n == 3 && cp < 0x800) ||
-        (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) || (cp >= 0xd800 && cp <= 0xdfff))
-      return false;
-    i += n;
-  }
-  return true;
 }
 
 Refusal database_refusal(const Error& e) {

@@ -7,6 +7,7 @@
 
 #include "common/crypto.hpp"
 #include "common/log.hpp"
+#include "common/text.hpp"
 #include "relay/callback_rules.hpp"
 
 namespace mp::relay {
@@ -148,18 +149,14 @@ asio::awaitable<Result<EwsCallbackService::Found>> EwsCallbackService::registrat
 
 namespace {
 
-bool printable_ascii(std::string_view s) {
-  return std::all_of(s.begin(), s.end(), [](char c) { return c > 0x20 && c < 0x7f; });
-}
-
 // Values the columns cannot hold would fail a whole batch: refuse them alone, up front.
 std::optional<std::string> invalid_values(const CallbackSummary& s) {
   if (s.subscription_id && (s.subscription_id->size() > store::kMaxSubscriptionIdLength ||
-                            !printable_ascii(*s.subscription_id))) {
+                            !is_visible_ascii(*s.subscription_id))) {
     return "SubscriptionId is longer than " + std::to_string(store::kMaxSubscriptionIdLength) +
            " characters or not printable ASCII";
   }
-  if (s.watermark.size() > store::kMaxWatermarkLength || !printable_ascii(s.watermark)) {
+  if (s.watermark.size() > store::kMaxWatermarkLength || !is_visible_ascii(s.watermark)) {
     return "Watermark is longer than " + std::to_string(store::kMaxWatermarkLength) +
            " characters or not printable ASCII";
   }

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "common/crypto.hpp"
+#include "common/text.hpp"
 #include "store/callback_store.hpp"
 
 namespace mp::store {
@@ -70,9 +71,7 @@ std::string item_digest(std::string_view id) {
 
 std::string count_folder_id(std::string_view id) {
   if (id.empty() || id.size() > kMaxFolderIdChars) return "";
-  const bool printable =
-      std::all_of(id.begin(), id.end(), [](char c) { return c > ' ' && c < 0x7f; });
-  return printable ? std::string(id) : "";
+  return is_visible_ascii(id) ? std::string(id) : "";
 }
 
 CountSql count_sql(std::span<const CountEvent> events,

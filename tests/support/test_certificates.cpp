@@ -19,17 +19,11 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "common/openssl_handles.hpp"
+
 namespace mp::test {
 
 namespace {
-
-template <class T, void (*Free)(T*)>
-struct Deleter {
-  void operator()(T* p) const noexcept { Free(p); }
-};
-using BioPtr = std::unique_ptr<BIO, Deleter<BIO, BIO_free_all>>;
-using KeyPtr = std::unique_ptr<EVP_PKEY, Deleter<EVP_PKEY, EVP_PKEY_free>>;
-using CertPtr = std::unique_ptr<X509, Deleter<X509, X509_free>>;
 
 void require(bool ok, const char* what) {
   if (!ok) throw std::runtime_error(std::string("test certificate: ") + what + " failed");
@@ -44,8 +38,7 @@ std::string pem_text(const std::function<int(BIO*)>& write) {
 }
 
 std::string lower_hex_serial(const X509* x) {
-  std::unique_ptr<BIGNUM, Deleter<BIGNUM, BN_free>> serial(
-      ASN1_INTEGER_to_BN(X509_get0_serialNumber(x), nullptr));
+  BignumPtr serial(ASN1_INTEGER_to_BN(X509_get0_serialNumber(x), nullptr));
   require(serial != nullptr, "ASN1_INTEGER_to_BN");
   char* hex = BN_bn2hex(serial.get());
   std::string out(hex);
@@ -67,9 +60,9 @@ void add_extension(X509* cert, int nid, const char* value) {
 }  // namespace
 
 TestCertificate make_test_certificate(const TestCertificateOptions& options) {
-  KeyPtr key(EVP_EC_gen("P-256"));
+  EvpPkeyPtr key(EVP_EC_gen("P-256"));
   require(key != nullptr, "EVP_EC_gen");
-  CertPtr cert(X509_new());
+  X509Ptr cert(X509_new());
   X509* x = cert.get();
   X509_set_version(x, 2);
   ASN1_INTEGER_set(X509_get_serialNumber(x), options.serial);

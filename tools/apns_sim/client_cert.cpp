@@ -6,31 +6,17 @@
 #include <openssl/objects.h>
 #include <openssl/x509v3.h>
 
-#include <memory>
+#include "common/openssl_handles.hpp"
 
 namespace apns_sim {
 namespace {
-
-struct Asn1ObjectFree {
-  void operator()(ASN1_OBJECT* o) const { ASN1_OBJECT_free(o); }
-};
-using Asn1ObjectPtr = std::unique_ptr<ASN1_OBJECT, Asn1ObjectFree>;
-
-struct OpensslFree {
-  void operator()(unsigned char* p) const { OPENSSL_free(p); }
-};
-
-struct Asn1SequenceFree {
-  void operator()(ASN1_SEQUENCE_ANY* s) const { sk_ASN1_TYPE_pop_free(s, ASN1_TYPE_free); }
-};
-using Asn1SequencePtr = std::unique_ptr<ASN1_SEQUENCE_ANY, Asn1SequenceFree>;
 
 constexpr const char* kOidDevelopment = "1.2.840.113635.100.6.3.1";
 constexpr const char* kOidProduction = "1.2.840.113635.100.6.3.2";
 constexpr const char* kOidTopics = "1.2.840.113635.100.6.3.6";
 
 X509_EXTENSION* find_extension(X509* cert, const char* oid) {
-  const Asn1ObjectPtr obj(OBJ_txt2obj(oid, 1));
+  const mp::AsnObjectPtr obj(OBJ_txt2obj(oid, 1));
   if (!obj) return nullptr;
   const int index = X509_get_ext_by_OBJ(cert, obj.get(), -1);
   return index < 0 ? nullptr : X509_get_ext(cert, index);
@@ -40,14 +26,14 @@ std::string utf8(const ASN1_STRING* s) {
   unsigned char* raw = nullptr;
   const int n = ASN1_STRING_to_UTF8(&raw, s);
   if (n < 0) return "";
-  const std::unique_ptr<unsigned char, OpensslFree> owned(raw);
+  const mp::OpensslPtr<unsigned char> owned(raw);
   return std::string(reinterpret_cast<const char*>(raw), static_cast<std::size_t>(n));
 }
 
 std::vector<std::string> read_topics(X509_EXTENSION* ext) {
   const ASN1_OCTET_STRING* data = X509_EXTENSION_get_data(ext);
   const unsigned char* p = ASN1_STRING_get0_data(data);
-  const Asn1SequencePtr seq(d2i_ASN1_SEQUENCE_ANY(nullptr, &p, ASN1_STRING_length(data)));
+  const mp::AsnSequencePtr seq(d2i_ASN1_SEQUENCE_ANY(nullptr, &p, ASN1_STRING_length(data)));
   std::vector<std::string> topics;
   if (!seq) return topics;
   for (int i = 0; i < sk_ASN1_TYPE_num(seq.get()); ++i) {

@@ -29,6 +29,7 @@
 #include "app/ctl/ctl.hpp"
 #include "certs/server_certificate.hpp"
 #include "common/log.hpp"
+#include "common/openssl_handles.hpp"
 #include "http/listener_tls.hpp"
 #include "keys/key_ring.hpp"
 #include "portal/credential_registry.hpp"
@@ -200,7 +201,7 @@ struct ListenerProbe {
 };
 
 std::string pem_of(X509* certificate) {
-  std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new(BIO_s_mem()), BIO_free);
+  BioPtr bio(BIO_new(BIO_s_mem()));
   if (!bio || PEM_write_bio_X509(bio.get(), certificate) != 1) return "";
   char* data = nullptr;
   const long size = BIO_get_mem_data(bio.get(), &data);

@@ -12,7 +12,7 @@
 namespace mp::apns {
 namespace {
 
-using K = ResponseKind;
+using K = SendOutcome;
 using std::chrono::milliseconds;
 using std::chrono::system_clock;
 
@@ -25,7 +25,7 @@ std::string reason_body(const std::string& reason) {
 struct Row {
   int status;
   const char* reason;
-  ResponseKind kind;
+  SendOutcome outcome;
 };
 
 class ClassifyDocumentedReason : public testing::TestWithParam<Row> {};
@@ -33,7 +33,7 @@ class ClassifyDocumentedReason : public testing::TestWithParam<Row> {};
 TEST_P(ClassifyDocumentedReason, GivesTheAction) {
   const Row& row = GetParam();
   const ResponseAction a = classify_response(row.status, reason_body(row.reason), kApnsId);
-  EXPECT_EQ(a.kind, row.kind) << response_kind_name(a.kind);
+  EXPECT_EQ(a.outcome, row.outcome) << send_outcome_name(a.outcome);
   EXPECT_EQ(a.http_status, row.status);
   EXPECT_EQ(a.reason, row.reason);
   EXPECT_EQ(a.apns_id, kApnsId);
@@ -64,8 +64,7 @@ INSTANTIATE_TEST_SUITE_P(
         Row{403, "MissingProviderToken", K::credential_failed},
         Row{404, "BadPath", K::permanent_payload},
         Row{405, "MethodNotAllowed", K::permanent_payload},
-        Row{410, "Unregistered", K::device_unregistered},
-        Row{410, "ExpiredToken", K::device_unregistered},
+        Row{410, "Unregistered", K::unregistered}, Row{410, "ExpiredToken", K::unregistered},
         Row{413, "PayloadTooLarge", K::permanent_payload},
         Row{429, "TooManyProviderTokenUpdates", K::retry_later},
         Row{429, "TooManyRequests", K::retry_later},
@@ -83,7 +82,7 @@ TEST(ClassifyResponse, BadDeviceTokenSaysSandboxProductionMixUp) {
 TEST(ClassifyResponse, DeliveredIgnoresTheBody) {
   for (const char* body : {"", "{}", "not json", R"({"reason":"BadDeviceToken"})"}) {
     const ResponseAction a = classify_response(200, body, kApnsId);
-    EXPECT_EQ(a.kind, K::delivered);
+    EXPECT_EQ(a.outcome, K::delivered);
     EXPECT_EQ(a.reason, "");
     EXPECT_EQ(a.apns_id, kApnsId);
   }
@@ -91,7 +90,7 @@ TEST(ClassifyResponse, DeliveredIgnoresTheBody) {
 
 struct StatusRow {
   int status;
-  ResponseKind kind;
+  SendOutcome outcome;
 };
 
 class ClassifyByStatusAlone : public testing::TestWithParam<StatusRow> {};
@@ -109,7 +108,7 @@ TEST_P(ClassifyByStatusAlone, WhateverTheBody) {
         std::string(R"({"reason":"BadDeviceToken","pad":")") + std::string(5000, 'x') + "\"}"}) {
     ResponseAction a;
     ASSERT_NO_THROW(a = classify_response(GetParam().status, body, ""));
-    EXPECT_EQ(a.kind, GetParam().kind)
+    EXPECT_EQ(a.outcome, GetParam().outcome)
         << "status " << GetParam().status << " body " << body.substr(0, 40);
     EXPECT_EQ(a.http_status, GetParam().status);
     EXPECT_FALSE(a.explanation.empty());
@@ -120,7 +119,7 @@ INSTANTIATE_TEST_SUITE_P(
     Statuses, ClassifyByStatusAlone,
     testing::Values(StatusRow{400, K::permanent_payload}, StatusRow{403, K::credential_failed},
                     StatusRow{404, K::permanent_payload}, StatusRow{405, K::permanent_payload},
-                    StatusRow{410, K::device_unregistered}, StatusRow{413, K::permanent_payload},
+                    StatusRow{410, K::unregistered}, StatusRow{413, K::permanent_payload},
                     StatusRow{429, K::retry_later}, StatusRow{500, K::retry_later},
                     StatusRow{502, K::retry_later}, StatusRow{503, K::retry_later},
                     StatusRow{504, K::retry_later}, StatusRow{599, K::retry_later},
@@ -135,14 +134,14 @@ INSTANTIATE_TEST_SUITE_P(
 
 TEST(ClassifyResponse, UnknownReasonIsKeptAndFlagged) {
   const ResponseAction a = classify_response(400, reason_body("SomethingNew"), kApnsId);
-  EXPECT_EQ(a.kind, K::permanent_payload);
+  EXPECT_EQ(a.outcome, K::permanent_payload);
   EXPECT_EQ(a.reason, "SomethingNew");
   EXPECT_NE(a.explanation.find("not in Apple's documented list"), std::string::npos);
 }
 
 TEST(ClassifyResponse, KnownReasonWinsOverAnUnusualStatus) {
-  EXPECT_EQ(classify_response(400, reason_body("Unregistered"), "").kind, K::device_unregistered);
-  EXPECT_EQ(classify_response(500, reason_body("BadDeviceToken"), "").kind, K::bad_device_token);
+  EXPECT_EQ(classify_response(400, reason_body("Unregistered"), "").outcome, K::unregistered);
+  EXPECT_EQ(classify_response(500, reason_body("BadDeviceToken"), "").outcome, K::bad_device_token);
 }
 
 TEST(ClassifyResponse, ReasonAndApnsIdAreSanitised) {
@@ -161,7 +160,7 @@ TEST(ClassifyResponse, ReasonAndApnsIdAreSanitised) {
 TEST(ClassifyResponse, UnregisteredTimestampInMilliseconds) {
   const ResponseAction a =
       classify_response(410, R"({"reason":"Unregistered","timestamp":1454402113000})", kApnsId);
-  EXPECT_EQ(a.kind, K::device_unregistered);
+  EXPECT_EQ(a.outcome, K::unregistered);
   ASSERT_TRUE(a.unregistered_at.has_value());
   EXPECT_EQ(std::chrono::duration_cast<milliseconds>(a.unregistered_at->time_since_epoch()).count(),
             1454402113000);
@@ -192,7 +191,7 @@ TEST(ClassifyResponse, UnregisteredTimestampForms) {
   };
   for (const Case& c : cases) {
     const ResponseAction a = classify_response(410, c.body, "");
-    EXPECT_EQ(a.kind, K::device_unregistered) << c.body;
+    EXPECT_EQ(a.outcome, K::unregistered) << c.body;
     if (c.ms) {
       ASSERT_TRUE(a.unregistered_at.has_value()) << c.body;
       EXPECT_EQ(
@@ -211,14 +210,15 @@ TEST(ClassifyResponse, TimestampOnlyMattersForUnregistered) {
   EXPECT_FALSE(a.unregistered_at.has_value());
 }
 
-TEST(ResponseKindName, StableLabels) {
-  EXPECT_STREQ(response_kind_name(K::delivered), "delivered");
-  EXPECT_STREQ(response_kind_name(K::device_unregistered), "device_unregistered");
-  EXPECT_STREQ(response_kind_name(K::bad_device_token), "bad_device_token");
-  EXPECT_STREQ(response_kind_name(K::topic_mismatch), "topic_mismatch");
-  EXPECT_STREQ(response_kind_name(K::credential_failed), "credential_failed");
-  EXPECT_STREQ(response_kind_name(K::retry_later), "retry_later");
-  EXPECT_STREQ(response_kind_name(K::permanent_payload), "permanent_payload");
+TEST(SendOutcomeName, StableLabels) {
+  EXPECT_STREQ(send_outcome_name(K::delivered), "delivered");
+  EXPECT_STREQ(send_outcome_name(K::unregistered), "unregistered");
+  EXPECT_STREQ(send_outcome_name(K::bad_device_token), "bad_device_token");
+  EXPECT_STREQ(send_outcome_name(K::topic_mismatch), "topic_mismatch");
+  EXPECT_STREQ(send_outcome_name(K::credential_failed), "credential_failed");
+  EXPECT_STREQ(send_outcome_name(K::permanent_payload), "permanent_payload");
+  EXPECT_STREQ(send_outcome_name(K::retry_exhausted), "retry_exhausted");
+  EXPECT_STREQ(send_outcome_name(K::retry_later), "retry_later");
 }
 
 TEST(RetryBackoff, StaysWithinTheDoublingBoundUpToTheCap) {

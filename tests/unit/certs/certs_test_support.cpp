@@ -42,17 +42,15 @@ Clock::time_point stamp_time(const std::string& stamp) {
 }
 
 X509Ptr read_pem_certificate(const std::string& pem) {
-  BIO* bio = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));
-  X509Ptr certificate(PEM_read_bio_X509(bio, nullptr, nullptr, nullptr));
-  BIO_free(bio);
+  const BioPtr bio = memory_bio(pem);
+  X509Ptr certificate(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));
   if (!certificate) throw std::runtime_error("not a PEM certificate");
   return certificate;
 }
 
-PkeyPtr read_pem_key(const std::string& pem) {
-  BIO* bio = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));
-  PkeyPtr key(PEM_read_bio_PrivateKey(bio, nullptr, nullptr, nullptr));
-  BIO_free(bio);
+EvpPkeyPtr read_pem_key(const std::string& pem) {
+  const BioPtr bio = memory_bio(pem);
+  EvpPkeyPtr key(PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr));
   if (!key) throw std::runtime_error("not a PEM key");
   return key;
 }

@@ -6,25 +6,16 @@
 #include <openssl/x509.h>
 
 #include <chrono>
-#include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 #include "certs/push_certificate.hpp"
+#include "common/openssl_handles.hpp"
 
 namespace mp::certs::test {
 
 using Clock = std::chrono::system_clock;
-
-struct X509Free {
-  void operator()(X509* x) const noexcept { X509_free(x); }
-};
-struct PkeyFree {
-  void operator()(EVP_PKEY* k) const noexcept { EVP_PKEY_free(k); }
-};
-using X509Ptr = std::unique_ptr<X509, X509Free>;
-using PkeyPtr = std::unique_ptr<EVP_PKEY, PkeyFree>;
 
 // A file of the generated set (certs/make-apns-test-certs.sh, made once per build tree).
 std::string cert_file(const std::string& name);
@@ -35,7 +26,7 @@ std::vector<std::string> push_names();  // every <name> of the manifest
 Clock::time_point stamp_time(const std::string& stamp);
 
 X509Ptr read_pem_certificate(const std::string& pem);
-PkeyPtr read_pem_key(const std::string& pem);
+EvpPkeyPtr read_pem_key(const std::string& pem);
 std::string der_of(X509* certificate);
 std::string sha256_hex(const std::string& bytes);  // EVP_Digest, lower-case hex
 

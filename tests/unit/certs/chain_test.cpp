@@ -15,8 +15,8 @@
 namespace mp::certs::test {
 namespace {
 
-PkeyPtr new_key() {
-  return PkeyPtr(EVP_EC_gen("P-256"));
+EvpPkeyPtr new_key() {
+  return EvpPkeyPtr(EVP_EC_gen("P-256"));
 }
 
 void add_extension(X509* certificate, int nid, const char* value, X509* issuer) {
@@ -84,7 +84,7 @@ std::string pem_of(X509* certificate) {
 
 class IntermediateChain : public ::testing::Test {
  protected:
-  PkeyPtr root_key = new_key(), intermediate_key = new_key(), leaf_key = new_key();
+  EvpPkeyPtr root_key = new_key(), intermediate_key = new_key(), leaf_key = new_key();
   X509Ptr root = make_certificate("chain test root", root_key.get(), nullptr, nullptr, true, 1);
   X509Ptr intermediate = make_certificate("chain test WWDR", intermediate_key.get(), root.get(),
                                           root_key.get(), true, 2);
@@ -127,7 +127,7 @@ TEST_F(IntermediateChain, TheIntermediateCanBeTheAnchor) {
 
 // A leaf whose signature does not verify under the anchor it names is refused too.
 TEST_F(IntermediateChain, AForgedSignatureIsRefused) {
-  const PkeyPtr impostor = new_key();
+  const EvpPkeyPtr impostor = new_key();
   const X509Ptr forged = make_certificate("Apple Push Services: com.example.chain", leaf_key.get(),
                                           intermediate.get(), impostor.get(), false, 4);
   const std::string p12 = make_p12("chain", leaf_key.get(), forged.get());

@@ -124,13 +124,13 @@ TEST_P(EveryVariant, GivesTheFactsOfItsCertificate) {
   EXPECT_NE(cert.issuer.find(issuer_cn), std::string::npos) << cert.issuer;
 
   // The key is the one of the .key file, as PKCS#8.
-  const PkeyPtr expected_key = read_pem_key(cert_file(entry.at("key").get<std::string>()));
+  const EvpPkeyPtr expected_key = read_pem_key(cert_file(entry.at("key").get<std::string>()));
   const unsigned char* p = cert.private_key_der.data();
   PKCS8_PRIV_KEY_INFO* p8 =
       d2i_PKCS8_PRIV_KEY_INFO(nullptr, &p, static_cast<long>(cert.private_key_der.size()));
   ASSERT_NE(p8, nullptr);
   EXPECT_EQ(p, cert.private_key_der.data() + cert.private_key_der.size());
-  PkeyPtr key(EVP_PKCS82PKEY(p8));
+  EvpPkeyPtr key(EVP_PKCS82PKEY(p8));
   PKCS8_PRIV_KEY_INFO_free(p8);
   ASSERT_TRUE(key);
   EXPECT_EQ(EVP_PKEY_eq(key.get(), expected_key.get()), 1);
@@ -172,7 +172,7 @@ TEST(PushCertificate, NoExpectedTopicSkipsTheTopicCheck) {
 // The .p12's other certificates are its chain; they come back as DER in file order.
 TEST(PushCertificate, ChainCertificatesOfTheP12AreReturned) {
   const X509Ptr leaf = read_pem_certificate(cert_file("mail.crt"));
-  const PkeyPtr key = read_pem_key(cert_file("mail.key"));
+  const EvpPkeyPtr key = read_pem_key(cert_file("mail.key"));
   const X509Ptr ca = read_pem_certificate(cert_file("apple-ca.crt"));
   const std::string p12 = make_p12("chain test", key.get(), leaf.get(), {ca.get()});
   const auto result = inspect_p12(p12, "chain test", apple_options("com.example.mail"));

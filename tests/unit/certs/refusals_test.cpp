@@ -58,7 +58,7 @@ TEST(Refusals, WrongPasswordOnModernAndLegacyFiles) {
 
 TEST(Refusals, EmptyPasswordFilesOpen) {
   const X509Ptr leaf = read_pem_certificate(cert_file("mail.crt"));
-  const PkeyPtr key = read_pem_key(cert_file("mail.key"));
+  const EvpPkeyPtr key = read_pem_key(cert_file("mail.key"));
   const auto result = inspect_p12(make_p12("", key.get(), leaf.get()), "", apple_options());
   EXPECT_TRUE(std::holds_alternative<PushCertificate>(result));
 }
@@ -96,7 +96,7 @@ TEST(Refusals, FileWithoutPrivateKey) {
 }
 
 TEST(Refusals, FileWithoutCertificate) {
-  const PkeyPtr key = read_pem_key(cert_file("mail.key"));
+  const EvpPkeyPtr key = read_pem_key(cert_file("mail.key"));
   const std::string p12 = make_p12(kMarker, key.get(), nullptr);
   expect_refused(inspect_p12(p12, kMarker, apple_options()), Refusal::no_certificate);
   expect_refused(inspect_pem("", cert_file("mail.key"), apple_options()), Refusal::no_certificate);
@@ -107,7 +107,7 @@ TEST(Refusals, FileWithoutCertificate) {
 TEST(Refusals, KeyOfAnotherCertificate) {
   // PKCS12_create refuses a mismatched pair, so the certificate goes in as a chain entry.
   const X509Ptr leaf = read_pem_certificate(cert_file("mail.crt"));
-  const PkeyPtr other_key = read_pem_key(cert_file("other.key"));
+  const EvpPkeyPtr other_key = read_pem_key(cert_file("other.key"));
   const std::string p12 = make_p12(kMarker, other_key.get(), nullptr, {leaf.get()});
   const std::string message =
       expect_refused(inspect_p12(p12, kMarker, apple_options()), Refusal::key_mismatch);
@@ -120,7 +120,7 @@ TEST(Refusals, PemKeyMissingOrEncrypted) {
   expect_refused(inspect_pem(cert_file("mail.crt"), "no key here", apple_options()),
                  Refusal::no_private_key);
   // An encrypted PEM key is refused, never prompted for.
-  const PkeyPtr key = read_pem_key(cert_file("mail.key"));
+  const EvpPkeyPtr key = read_pem_key(cert_file("mail.key"));
   BIO* bio = BIO_new(BIO_s_mem());
   ASSERT_EQ(PEM_write_bio_PKCS8PrivateKey(bio, key.get(), EVP_aes_256_cbc(), kMarker.data(),
                                           static_cast<int>(kMarker.size()), nullptr, nullptr),
@@ -144,7 +144,7 @@ TEST(Refusals, CertificateThatIsNotAnApplePushCertificate) {
   EXPECT_TRUE(contains(message, "CN=localhost")) << message;
 
   const X509Ptr server = read_pem_certificate(cert_file("server.crt"));
-  const PkeyPtr key = read_pem_key(cert_file("server.key"));
+  const EvpPkeyPtr key = read_pem_key(cert_file("server.key"));
   expect_refused(inspect_p12(make_p12(kMarker, key.get(), server.get()), kMarker, apple_options()),
                  Refusal::not_apple_push);
 }
@@ -226,7 +226,7 @@ TEST(Refusals, SignedByAnotherCa) {
   EXPECT_TRUE(contains(message, "not Apple's push CA")) << message;
   // The wrong CA inside the .p12 as "chain" does not help: it is not an anchor.
   const X509Ptr leaf = read_pem_certificate(cert_file("mail-wrong-ca.crt"));
-  const PkeyPtr key = read_pem_key(cert_file("mail-wrong-ca.key"));
+  const EvpPkeyPtr key = read_pem_key(cert_file("mail-wrong-ca.key"));
   const X509Ptr wrong_ca = read_pem_certificate(cert_file("wrong-ca.crt"));
   expect_refused(inspect_p12(make_p12(kMarker, key.get(), leaf.get(), {wrong_ca.get()}), kMarker,
                              apple_options("com.example.mail")),
@@ -264,7 +264,7 @@ TEST(Refusals, OversizedInputIsRefusedBeforeParsing) {
 // A file asking for more password hashing than allowed is refused before the work is done.
 TEST(Refusals, TooManyPasswordHashingRounds) {
   const X509Ptr leaf = read_pem_certificate(cert_file("mail.crt"));
-  const PkeyPtr key = read_pem_key(cert_file("mail.key"));
+  const EvpPkeyPtr key = read_pem_key(cert_file("mail.key"));
   const std::string heavy_mac = make_p12(kMarker, key.get(), leaf.get(), {}, 1, 1'000'001);
   const std::string message =
       expect_refused(inspect_p12(heavy_mac, kMarker, apple_options()), Refusal::too_large);

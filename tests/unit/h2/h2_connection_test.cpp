@@ -758,7 +758,7 @@ TEST_F(H2ConnectionTest, ProtocolErrorSendsGoawayBeforeClosing) {
 
 TEST(H2ClientIdentity, EncryptedKeyIsRefusedWithoutAPrompt) {
   const auto& pki = test::test_pki();
-  std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new(BIO_s_mem()), BIO_free);
+  BioPtr bio(BIO_new(BIO_s_mem()));
   static const char kPassword[] = "secret";
   ASSERT_EQ(PEM_write_bio_PrivateKey(bio.get(), pki.client.key.get(), EVP_aes_256_cbc(),
                                      reinterpret_cast<const unsigned char*>(kPassword),

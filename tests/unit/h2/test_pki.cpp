@@ -73,13 +73,13 @@ KeyAndCert make(const std::string& cn, Kind kind, const KeyAndCert* issuer) {
 }  // namespace
 
 std::string KeyAndCert::cert_pem() const {
-  std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new(BIO_s_mem()), BIO_free);
+  BioPtr bio(BIO_new(BIO_s_mem()));
   PEM_write_bio_X509(bio.get(), cert.get());
   return bio_text(bio.get());
 }
 
 std::string KeyAndCert::key_pem() const {
-  std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new(BIO_s_mem()), BIO_free);
+  BioPtr bio(BIO_new(BIO_s_mem()));
   PEM_write_bio_PrivateKey(bio.get(), key.get(), nullptr, nullptr, 0, nullptr, nullptr);
   return bio_text(bio.get());
 }

@@ -9,6 +9,7 @@
 #include <memory>
 #include <string>
 
+#include "common/openssl_handles.hpp"
 #include "http/listener_tls.hpp"
 #include "test_env.hpp"
 
@@ -47,11 +48,10 @@ struct Outcome {
 };
 
 Outcome connect(SSL_CTX* server_ctx, SSL_SESSION* resume) {
-  std::unique_ptr<SSL_CTX, decltype(&SSL_CTX_free)> client_ctx(SSL_CTX_new(TLS_client_method()),
-                                                               &SSL_CTX_free);
+  SslCtxPtr client_ctx(SSL_CTX_new(TLS_client_method()));
   // No client-side cache: freeing a context with cached sessions marks them not resumable.
-  std::unique_ptr<SSL, decltype(&SSL_free)> client(SSL_new(client_ctx.get()), &SSL_free);
-  std::unique_ptr<SSL, decltype(&SSL_free)> server(SSL_new(server_ctx), &SSL_free);
+  SslPtr client(SSL_new(client_ctx.get()));
+  SslPtr server(SSL_new(server_ctx));
   BIO* client_bio = nullptr;
   BIO* server_bio = nullptr;
   BIO_new_bio_pair(&client_bio, 0, &server_bio, 0);

@@ -19,8 +19,8 @@ using test::expect_no_secret;
 
 constexpr std::string_view kAad = "credential:use1-42:9f86d081884c7d65";
 
-static_assert(!std::is_copy_constructible_v<Plaintext>, "plaintext must not be copied around");
-static_assert(std::is_nothrow_move_constructible_v<Plaintext>);
+static_assert(!std::is_copy_constructible_v<SecretBytes>, "plaintext must not be copied around");
+static_assert(std::is_nothrow_move_constructible_v<SecretBytes>);
 static_assert(!std::is_copy_constructible_v<KeyRing>, "key bytes must exist once in memory");
 
 // A KEK the test knows the bytes of, so it can check the format without the code under test.
@@ -65,7 +65,7 @@ class EnvelopeTest : public ::testing::Test {
   // Expects open to refuse `sealed` with `code`, a message saying so, and nothing secret in it.
   void expect_cannot_open(const KeyRing& ring, const Sealed& sealed, Errc code,
                           std::string_view aad = kAad) const {
-    Result<Plaintext> opened = open(ring, sealed, aad);
+    Result<SecretBytes> opened = open(ring, sealed, aad);
     ASSERT_FALSE(opened.ok());
     EXPECT_EQ(opened.error().code, code) << opened.error().message;
     EXPECT_NE(opened.error().message.find("cannot be opened"), std::string::npos)
@@ -82,7 +82,7 @@ TEST_F(EnvelopeTest, RoundTripsEmptyTinyAndLargeMaterial) {
     EXPECT_EQ(sealed.kek_id, "kek-new");
     EXPECT_EQ(sealed.wrapped_data_key.size(), kWrappedDataKeyBytes);
     EXPECT_EQ(sealed.sealed_material.size(), kSealOverheadBytes + size);
-    Result<Plaintext> opened = open(both_, sealed, kAad);
+    Result<SecretBytes> opened = open(both_, sealed, kAad);
     ASSERT_TRUE(opened.ok()) << opened.error().message;
     EXPECT_EQ(opened->view(), material);
   }
@@ -171,7 +171,7 @@ TEST_F(EnvelopeTest, AlteringAnyRegionIsRefused) {
     }
   }
   // The untouched row still opens: the refusals above came from the alterations.
-  Result<Plaintext> opened = open(both_, good, kAad);
+  Result<SecretBytes> opened = open(both_, good, kAad);
   ASSERT_TRUE(opened.ok()) << opened.error().message;
   EXPECT_EQ(opened->view(), kPem);
 }
@@ -179,7 +179,7 @@ TEST_F(EnvelopeTest, AlteringAnyRegionIsRefused) {
 TEST_F(EnvelopeTest, AnUnknownVersionIsNamed) {
   Sealed bad = seal_ok(both_, kPem);
   bad.wrapped_data_key[0] = 2;
-  Result<Plaintext> opened = open(both_, bad, kAad);
+  Result<SecretBytes> opened = open(both_, bad, kAad);
   ASSERT_FALSE(opened.ok());
   EXPECT_EQ(opened.error().code, Errc::conflict);
   EXPECT_NE(opened.error().message.find("format version 2"), std::string::npos)
@@ -266,7 +266,7 @@ TEST_F(EnvelopeTest, RotationRewrapsTheDataKeyAndLeavesTheMaterial) {
   EXPECT_EQ(after->sealed_material, before.sealed_material);
 
   // Once rewrapped, the old key can leave the file.
-  Result<Plaintext> with_new = open(only_new_, *after, kAad);
+  Result<SecretBytes> with_new = open(only_new_, *after, kAad);
   ASSERT_TRUE(with_new.ok()) << with_new.error().message;
   EXPECT_EQ(with_new->view(), kPem);
   expect_cannot_open(only_old_, *after, Errc::not_found);
@@ -304,10 +304,10 @@ TEST_F(EnvelopeTest, RewrapRefusesADamagedOrUnknownRow) {
 }
 
 TEST_F(EnvelopeTest, PlaintextMovesWithoutCopying) {
-  Result<Plaintext> opened = open(both_, seal_ok(both_, kPem), kAad);
+  Result<SecretBytes> opened = open(both_, seal_ok(both_, kPem), kAad);
   ASSERT_TRUE(opened.ok());
   const std::uint8_t* where = opened->data();
-  Plaintext moved = std::move(*opened);
+  SecretBytes moved = std::move(*opened);
   EXPECT_EQ(moved.data(), where);
   EXPECT_EQ(moved.view(), kPem);
   EXPECT_TRUE(opened->empty());  // NOLINT(bugprone-use-after-move): checking the moved-from state
@@ -327,7 +327,7 @@ TEST_F(EnvelopeTest, OneRingServesSeveralThreads) {
           ++failures[t];
           continue;
         }
-        Result<Plaintext> opened = open(both_, *sealed, kAad);
+        Result<SecretBytes> opened = open(both_, *sealed, kAad);
         if (!opened || opened->view() != material) ++failures[t];
       }
     });

@@ -11,7 +11,7 @@ certs::PushCertificate sample(std::size_t chain) {
   c.certificate_der = std::string("\x30\x82\x00\x01leaf\x00", 9);
   for (std::size_t i = 0; i < chain; ++i) c.chain_der.push_back("ca-" + std::to_string(i));
   const std::string key("\x30\x81key\x00\xff", 7);
-  c.private_key_der = certs::SecretBytes(std::string_view(key));
+  c.private_key_der = SecretBytes(std::string_view(key));
   return c;
 }
 

@@ -1,12 +1,12 @@
 // SecretBytes: holds its bytes, moves without copies, and never prints them.
-#include "certs/secret_bytes.hpp"
+#include "common/secret_bytes.hpp"
 
 #include <gtest/gtest.h>
 
 #include <sstream>
 #include <utility>
 
-namespace mp::certs {
+namespace mp {
 namespace {
 
 TEST(SecretBytes, HoldsACopyOfTheBytes) {
@@ -45,4 +45,4 @@ TEST(SecretBytes, PrintsOnlyItsSize) {
 }
 
 }  // namespace
-}  // namespace mp::certs
+}  // namespace mp
