@@ -23,7 +23,7 @@ const ServerPairRefused& refused(const ServerPairResult& r) {
 }
 
 TEST(ServerCertificate, AMatchingPairGivesItsFacts) {
-  const auto pair = test::make_test_certificate({.common_name = "listener.test", .serial = 0x1234});
+  const auto pair = mp::test::make_test_certificate({.common_name = "listener.test", .serial = 0x1234});
   const auto r = inspect_server_pair(pair.cert_pem, pair.key_pem);
   ASSERT_TRUE(std::holds_alternative<ServerCertificate>(r)) << refused(r).message;
   const auto& c = std::get<ServerCertificate>(r);
@@ -38,16 +38,16 @@ TEST(ServerCertificate, AMatchingPairGivesItsFacts) {
 }
 
 TEST(ServerCertificate, ChainCertificatesAfterTheLeafAreCounted) {
-  const auto leaf = test::make_test_certificate();
-  const auto other = test::make_test_certificate({.serial = 2});
+  const auto leaf = mp::test::make_test_certificate();
+  const auto other = mp::test::make_test_certificate({.serial = 2});
   const auto r = inspect_server_pair(leaf.cert_pem + other.cert_pem, leaf.key_pem);
   ASSERT_TRUE(std::holds_alternative<ServerCertificate>(r)) << refused(r).message;
   EXPECT_EQ(std::get<ServerCertificate>(r).chain_certificates, 1u);
 }
 
 TEST(ServerCertificate, AKeyOfAnotherCertificateIsRefused) {
-  const auto a = test::make_test_certificate({.serial = 10});
-  const auto b = test::make_test_certificate({.serial = 11});
+  const auto a = mp::test::make_test_certificate({.serial = 10});
+  const auto b = mp::test::make_test_certificate({.serial = 11});
   const auto result = inspect_server_pair(a.cert_pem, b.key_pem);
   const auto& r = refused(result);
   EXPECT_EQ(r.problem, ServerPairProblem::key_mismatch);
@@ -57,7 +57,7 @@ TEST(ServerCertificate, AKeyOfAnotherCertificateIsRefused) {
 }
 
 TEST(ServerCertificate, GarbageEmptyAndTruncatedFilesAreRefused) {
-  const auto a = test::make_test_certificate();
+  const auto a = mp::test::make_test_certificate();
   EXPECT_EQ(refused(inspect_server_pair("not a certificate\n", a.key_pem)).problem,
             ServerPairProblem::no_certificate);
   EXPECT_EQ(refused(inspect_server_pair("", a.key_pem)).problem, ServerPairProblem::no_certificate);
@@ -75,7 +75,7 @@ TEST(ServerCertificate, GarbageEmptyAndTruncatedFilesAreRefused) {
 }
 
 TEST(ServerCertificate, OversizedFilesAreRefusedBeforeParsing) {
-  const auto a = test::make_test_certificate();
+  const auto a = mp::test::make_test_certificate();
   const auto result = inspect_server_pair(a.cert_pem, a.key_pem, 100);
   const auto& r = refused(result);
   EXPECT_EQ(r.problem, ServerPairProblem::too_large);
@@ -83,7 +83,7 @@ TEST(ServerCertificate, OversizedFilesAreRefusedBeforeParsing) {
 }
 
 TEST(ServerCertificate, ExpiredAndNotYetValidAreToldApartWithTheirDates) {
-  const auto expired = test::make_test_certificate({.not_before = -48h, .not_after = -24h});
+  const auto expired = mp::test::make_test_certificate({.not_before = -48h, .not_after = -24h});
   const auto r = inspect_server_pair(expired.cert_pem, expired.key_pem);
   ASSERT_TRUE(std::holds_alternative<ServerCertificate>(r)) << "dates are a separate check";
   const auto invalid = check_validity(std::get<ServerCertificate>(r), Clock::now());
@@ -92,7 +92,7 @@ TEST(ServerCertificate, ExpiredAndNotYetValidAreToldApartWithTheirDates) {
   EXPECT_THAT(invalid->message,
               HasSubstr("expired on " + std::get<ServerCertificate>(r).not_after_utc));
 
-  const auto early = test::make_test_certificate({.not_before = 24h, .not_after = 48h});
+  const auto early = mp::test::make_test_certificate({.not_before = 24h, .not_after = 48h});
   const auto e = inspect_server_pair(early.cert_pem, early.key_pem);
   ASSERT_TRUE(std::holds_alternative<ServerCertificate>(e));
   const auto too_early = check_validity(std::get<ServerCertificate>(e), Clock::now());
