@@ -27,6 +27,7 @@
 #include "app/region_runtime.hpp"
 #include "common/log.hpp"
 #include "common/version.hpp"
+#include "credentials/credential_registry.hpp"
 #include "dispatch/dispatcher.hpp"
 #include "http/ews_endpoint.hpp"
 #include "http/https_server.hpp"
@@ -35,7 +36,6 @@
 #include "http/server_metrics.hpp"
 #include "http/ticket_keys.hpp"
 #include "keys/region_secret.hpp"
-#include "portal/credential_registry.hpp"
 #include "portal/expiry_monitor.hpp"
 #include "portal/portal_endpoint.hpp"
 #include "portal/portal_page.hpp"
@@ -298,7 +298,7 @@ struct RegionServices {
 
   const keys::KeyRing* portal_ring;
   // Reread every credential_refresh_s, so a renewal reaches every instance within a minute.
-  portal::CredentialRegistry credentials;
+  credentials::CredentialRegistry credentials;
   dispatch::Dispatcher dispatcher;              // started after the first credential refresh
   store::MariadbCallbackStore callback_store;   // callbacks recorded in group commits
   relay::RegistrationCache registration_cache;  // registrations by secret hash

@@ -29,8 +29,8 @@
 
 #include "apns/connection_pool.hpp"
 #include "config/region_config.hpp"
+#include "credentials/credential_registry.hpp"
 #include "dispatch/dispatch_plan.hpp"
-#include "portal/credential_registry.hpp"
 #include "store/database_pool.hpp"
 
 namespace mp::dispatch {
@@ -54,7 +54,7 @@ class Dispatcher {
  public:
   // The customer's usable credential (null: none), by public Customer ID.
   using CredentialLookup =
-      std::function<std::shared_ptr<const portal::CredentialRegistry::Loaded>(const std::string&)>;
+      std::function<std::shared_ptr<const credentials::LoadedCredential>(const std::string&)>;
 
   Dispatcher(boost::asio::io_context& ioc, store::DatabasePool& pool, CredentialLookup credentials,
              DispatcherOptions options, prometheus::Registry& registry);

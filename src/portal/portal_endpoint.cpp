@@ -8,13 +8,13 @@
 #include <nlohmann/json.hpp>
 
 #include "apns/credential.hpp"
+#include "apns/credential_probe.hpp"
 #include "certs/push_certificate.hpp"
 #include "common/log.hpp"
 #include "common/text.hpp"
-#include "h2/h2_connection.hpp"
+#include "credentials/credential_material.hpp"
 #include "http/multipart.hpp"
 #include "keys/envelope.hpp"
-#include "portal/credential_material.hpp"
 #include "store/customers.hpp"
 
 namespace mp::portal {
@@ -294,11 +294,11 @@ Refusal from_certificate_refusal(const certs::Refused& r) {
 
 // What inspect_p12 accepted but the relay cannot keep: more chain certificates than stored.
 std::optional<Refusal> unstorable(const certs::PushCertificate& c) {
-  if (c.chain_der.size() <= kMaxChainCertificates) return std::nullopt;
+  if (c.chain_der.size() <= credentials::kMaxChainCertificates) return std::nullopt;
   return Refusal{bhttp::status::unprocessable_entity, "too_many_certificates",
                  "the file holds " + std::to_string(c.chain_der.size()) +
                      " certificates besides the push certificate (at most " +
-                     std::to_string(kMaxChainCertificates) +
+                     std::to_string(credentials::kMaxChainCertificates) +
                      "): export only the push certificate and its key from Keychain",
                  Blame::caller};
 }
@@ -338,8 +338,8 @@ std::variant<certs::PushCertificate, Refusal> inspect_upload(
 std::variant<keys::Sealed, Refusal> seal_credential(const keys::KeyRing& ring,
                                                     const std::string& customer_id,
                                                     const certs::PushCertificate& cert) {
-  auto sealed = keys::seal(ring, pack_material(cert).view(),
-                           credential_aad(customer_id, cert.fingerprint_sha256_hex));
+  auto sealed = keys::seal(ring, credentials::pack_material(cert).view(),
+                           credentials::credential_aad(customer_id, cert.fingerprint_sha256_hex));
   if (!sealed) {
     log::error("portal.seal_failed", {{"error", sealed.error().message}});
     return database_refusal(make_error(Errc::internal, "seal"));
@@ -779,22 +779,19 @@ asio::awaitable<Status> PortalEndpoint::test_apns_connection(const std::string& 
       production ? apns::ApnsEnvironment::production : apns::ApnsEnvironment::development,
       *identity, trust);
   if (!credential) co_return make_error(Errc::invalid_argument, credential.error().message);
-  h2::ConnectionOptions connection;
-  connection.host = production ? options_.apns.production_host : options_.apns.sandbox_host;
-  connection.port = production ? options_.apns.production_port : options_.apns.sandbox_port;
-  connection.connect_timeout = options_.apns.timeout;
-  connection.ping_interval = std::chrono::milliseconds(0);
-  auto executor = co_await asio::this_coro::executor;
-  auto h2 = h2::H2Connection::create(executor, credential->tls, connection);
-  const Status connected = co_await h2->connect();
-  co_await h2->close(std::chrono::milliseconds(0));
-  if (!connected) {
-    log::warn("portal.apns_test_failed", {{"customer", customer_id},
-                                          {"environment", env_name},
-                                          {"error", connected.error().message}});
+  // Through a pool of one connection: the TLS, HTTP/2 and timeouts the dispatcher's sends use.
+  apns::ProbeTarget target;
+  target.host = production ? options_.apns.production_host : options_.apns.sandbox_host;
+  target.port = production ? options_.apns.production_port : options_.apns.sandbox_port;
+  target.timeout = options_.apns.timeout;
+  const apns::CredentialProbe probe =
+      co_await apns::probe_credential(std::move(*credential), target, std::nullopt);
+  if (!probe.handshake_error.empty()) {
+    log::warn(
+        "portal.apns_test_failed",
+        {{"customer", customer_id}, {"environment", env_name}, {"error", probe.handshake_error}});
     co_return make_error(Errc::unavailable, std::string("the test connection to APNs (") +
-                                                env_name +
-                                                ") failed: " + connected.error().message);
+                                                env_name + ") failed: " + probe.handshake_error);
   }
   log::info("portal.apns_test_ok", {{"customer", customer_id}, {"environment", env_name}});
   co_return Status{};

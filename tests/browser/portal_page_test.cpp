@@ -13,10 +13,10 @@
 #include <regex>
 #include <thread>
 
-#include "apns_sim_process.hpp"
 #include "common/crypto.hpp"
 #include "store/customers.hpp"
 #include "store/migrations.hpp"
+#include "test_apns_sim.hpp"
 #include "test_env.hpp"
 
 namespace mp::test {

@@ -21,8 +21,8 @@
 #include <vector>
 
 #include "apns/connection_pool.hpp"
-#include "apns_sim_process.hpp"
 #include "common/log.hpp"
+#include "test_apns_sim.hpp"
 #include "test_env.hpp"
 
 namespace mp::test {

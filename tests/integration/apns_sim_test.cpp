@@ -13,7 +13,7 @@
 #include <thread>
 #include <vector>
 
-#include "apns_sim_process.hpp"
+#include "test_apns_sim.hpp"
 #include "test_env.hpp"
 
 namespace mp::test {

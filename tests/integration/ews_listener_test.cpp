@@ -13,9 +13,9 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
-#include "ews_bodies.hpp"
 #include "store/migrations.hpp"
 #include "test_env.hpp"
+#include "test_ews_bodies.hpp"
 
 namespace mp::test {
 namespace {

@@ -16,12 +16,12 @@
 #include <set>
 #include <thread>
 
-#include "apns_sim_process.hpp"
 #include "common/crypto.hpp"
-#include "ews_bodies.hpp"
-#include "registration_support.hpp"
 #include "store/migrations.hpp"
+#include "test_apns_sim.hpp"
 #include "test_env.hpp"
+#include "test_ews_bodies.hpp"
+#include "test_registrations.hpp"
 
 namespace mp::test {
 namespace {

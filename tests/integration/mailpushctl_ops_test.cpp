@@ -11,20 +11,20 @@
 
 #include <nlohmann/json.hpp>
 
-#include "apns_sim_process.hpp"
 #include "certs/push_certificate.hpp"
 #include "common/crypto.hpp"
+#include "credentials/credential_material.hpp"
 #include "keys/envelope.hpp"
 #include "keys/key_ring.hpp"
 #include "keys/region_secret.hpp"
-#include "portal/credential_material.hpp"
-#include "registration_support.hpp"
 #include "store/customers.hpp"
 #include "store/mariadb.hpp"
 #include "store/migrations.hpp"
 #include "store/registrations.hpp"
+#include "test_apns_sim.hpp"
 #include "test_certificates.hpp"
 #include "test_env.hpp"
+#include "test_registrations.hpp"
 
 namespace mp::test {
 namespace {
@@ -121,9 +121,9 @@ class CtlRegion {
                                         read_file(apns_test_certs() / (cert + ".key")), options);
     EXPECT_TRUE(std::holds_alternative<certs::PushCertificate>(inspected));
     const auto& pc = std::get<certs::PushCertificate>(inspected);
-    const auto material = portal::pack_material(pc);
-    auto sealed =
-        keys::seal(*ring_, material.view(), portal::credential_aad(id, pc.fingerprint_sha256_hex));
+    const auto material = credentials::pack_material(pc);
+    auto sealed = keys::seal(*ring_, material.view(),
+                             credentials::credential_aad(id, pc.fingerprint_sha256_hex));
     EXPECT_TRUE(sealed.ok());
     store::NewCustomer c;
     c.customer_id = id;

@@ -10,13 +10,13 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
-#include "apns_sim_process.hpp"
 #include "common/crypto.hpp"
+#include "credentials/credential_material.hpp"
 #include "keys/envelope.hpp"
 #include "keys/key_ring.hpp"
-#include "portal/credential_material.hpp"
 #include "store/customers.hpp"
 #include "store/migrations.hpp"
+#include "test_apns_sim.hpp"
 #include "test_env.hpp"
 
 namespace mp::test {
@@ -323,10 +323,10 @@ TEST_F(Portal, KeysAtRestOpenOnlyWithTheRegionKeyFile) {
   // With the key file it opens (and is the uploaded key); with another key file it does not.
   auto ring = keys::KeyRing::load_file(kek_);
   ASSERT_TRUE(ring.ok()) << ring.error().message;
-  const std::string aad = portal::credential_aad(id, row.fingerprint_hex);
+  const std::string aad = credentials::credential_aad(id, row.fingerprint_hex);
   auto opened = keys::open(*ring, sealed, aad);
   ASSERT_TRUE(opened.ok()) << opened.error().message;
-  auto material = portal::unpack_material(opened->view());
+  auto material = credentials::unpack_material(opened->view());
   ASSERT_TRUE(material.ok());
   EXPECT_EQ(hex_encode(sha256(material->certificate_der)), row.fingerprint_hex);
   const auto other_kek = dir_ / "other-kek";
@@ -337,7 +337,7 @@ TEST_F(Portal, KeysAtRestOpenOnlyWithTheRegionKeyFile) {
   ASSERT_TRUE(other.ok());
   EXPECT_FALSE(keys::open(*other, sealed, aad).ok());
   EXPECT_FALSE(
-      keys::open(*ring, sealed, portal::credential_aad("dev-other", row.fingerprint_hex)).ok())
+      keys::open(*ring, sealed, credentials::credential_aad("dev-other", row.fingerprint_hex)).ok())
       << "a blob moved to another customer does not open";
 }
 

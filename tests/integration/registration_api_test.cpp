@@ -15,11 +15,11 @@
 #include <thread>
 #include <vector>
 
-#include "apns_sim_process.hpp"
 #include "common/crypto.hpp"
-#include "registration_support.hpp"
 #include "store/migrations.hpp"
+#include "test_apns_sim.hpp"
 #include "test_env.hpp"
+#include "test_registrations.hpp"
 
 namespace mp::test {
 namespace {

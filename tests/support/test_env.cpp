@@ -531,7 +531,7 @@ fs::path write_region_file(const fs::path& dir, const std::string& patch_json) {
   // give their own.
   region.erase("portal");
   // Likewise the region secret (var/dev/region-secret): tests make their own
-  // (registration_support.hpp).
+  // (test_registrations.hpp).
   if (region.contains("registration")) region["registration"].erase("secret_file");
   // And the CA of dev's apns-sim (var/dev/apns-certs): tests that send to apns-sim name theirs.
   region["apns"].erase("ca_file");

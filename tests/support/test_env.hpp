@@ -66,6 +66,8 @@ class PrivateMariadb {
   static constexpr std::uint32_t kMaxPreparedStatements = 256;
   explicit PrivateMariadb(std::uint32_t max_prepared_statements = kMaxPreparedStatements);
   ~PrivateMariadb();
+  PrivateMariadb(const PrivateMariadb&) = delete;  // it owns its data directory
+  PrivateMariadb& operator=(const PrivateMariadb&) = delete;
   void start();
   void stop();
   std::uint16_t port() const { return port_; }

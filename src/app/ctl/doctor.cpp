@@ -25,14 +25,15 @@
 #include <thread>
 
 #include "apns/connection_pool.hpp"
+#include "apns/credential_probe.hpp"
 #include "apns/device_token.hpp"
 #include "app/ctl/ctl.hpp"
 #include "certs/server_certificate.hpp"
 #include "common/log.hpp"
 #include "common/openssl_handles.hpp"
+#include "credentials/credential_registry.hpp"
 #include "http/listener_tls.hpp"
 #include "keys/key_ring.hpp"
-#include "portal/credential_registry.hpp"
 #include "store/admin.hpp"
 #include "store/customers.hpp"
 #include "store/migrations.hpp"
@@ -279,53 +280,8 @@ asio::awaitable<ListenerProbe> probe_listener(std::string host, std::uint16_t po
 
 // ------------------------------------------------------------------ APNs credential probe
 
-// A token no device has (APNs answers BadDeviceToken), sent with apns-expiration 0 (tried once,
-// never stored) and priority 5: enough for APNs to judge the certificate, the environment and
-// the topic, which a TLS handshake alone does not.
-constexpr std::string_view kProbeToken =
-    "0000000000000000000000000000000000000000000000000000000000000000";
-
-struct CredentialProbe {
-  std::string handshake_error;  // empty when the TLS + HTTP/2 connection opened
-  std::optional<apns::SendResult> answer;
-};
-
-asio::awaitable<CredentialProbe> probe_credential(apns::ApnsCredential credential,
-                                                  config::Endpoint endpoint, std::string topic,
-                                                  std::chrono::milliseconds timeout) {
-  apns::PoolOptions po;
-  po.connection.host = endpoint.host;
-  po.connection.port = endpoint.port;
-  po.connection.connect_timeout = timeout;
-  po.connection.request_timeout = timeout;
-  po.connection.ping_interval = std::chrono::milliseconds(0);
-  po.max_connections = 1;
-  po.max_attempts = 1;
-  po.max_unprocessed_resends = 1;
-  po.send_deadline = timeout;
-  po.close_grace = std::chrono::milliseconds(500);
-  auto pool = apns::ApnsConnectionPool::create(co_await asio::this_coro::executor,
-                                               std::move(credential), po);
-  CredentialProbe out;
-  const Status connected = co_await pool->connect();
-  if (!connected) {
-    out.handshake_error = connected.error().message;
-    co_await pool->close();
-    co_return out;
-  }
-  apns::BadgeNotification probe;
-  probe.device_token_hex = std::string(kProbeToken);
-  probe.topic = topic;
-  probe.badge = 0;
-  probe.priority = 5;
-  apns::SendResult answer = co_await pool->send(probe);
-  out.answer = std::move(answer);
-  co_await pool->close();
-  co_return out;
-}
-
 // The verdict on one credential in one environment, from what APNs answered.
-void judge_probe(Report& report, const std::string& subject, const CredentialProbe& p,
+void judge_probe(Report& report, const std::string& subject, const apns::CredentialProbe& p,
                  const char* environment) {
   const std::string env = environment;
   if (!p.handshake_error.empty()) {
@@ -369,7 +325,7 @@ void judge_probe(Report& report, const std::string& subject, const CredentialPro
 
 struct OpenedCredential {
   store::CredentialRow row;
-  std::shared_ptr<const portal::CredentialRegistry::Loaded> loaded;
+  std::shared_ptr<const credentials::LoadedCredential> loaded;
   std::string error;
 };
 
@@ -393,7 +349,7 @@ Result<std::vector<OpenedCredential>> open_credentials(const config::RegionConfi
     if (!customer_id.empty() && row.customer_id != customer_id) continue;
     if (out.size() >= max) break;
     OpenedCredential c;
-    auto loaded = portal::open_credential(*ring, row, trust);
+    auto loaded = credentials::open_credential(*ring, row, trust);
     if (loaded) {
       c.loaded = std::move(*loaded);
     } else {
@@ -432,10 +388,11 @@ void check_credentials(Report& report, const config::RegionConfig& cfg,
         report.add("apns.tls", subject, Verdict::skipped, "APNs is not reachable (see apns.tcp)");
         continue;
       }
-      auto probe = run_bounded<CredentialProbe>(
-          [&]() { return probe_credential(*credential, endpoint, c.row.topic, timeout); },
-          timeout * 3,
-          CredentialProbe{"no answer within " + std::to_string(timeout.count() * 3) + " ms", {}});
+      const apns::ProbeTarget target{endpoint.host, endpoint.port, timeout};
+      auto probe = run_bounded<apns::CredentialProbe>(
+          [&]() { return apns::probe_credential(*credential, target, c.row.topic); }, timeout * 3,
+          apns::CredentialProbe{"no answer within " + std::to_string(timeout.count() * 3) + " ms",
+                                {}});
       judge_probe(report, subject, probe, env);
     }
   }
@@ -927,7 +884,7 @@ int cmd_certs_test(const Options& o, const std::string& customer_id,
   std::vector<OpenedCredential> one;
   one.push_back(std::move(opened->front()));
   if (!environment.empty() && one.front().loaded) {
-    auto loaded = std::make_shared<portal::CredentialRegistry::Loaded>(*one.front().loaded);
+    auto loaded = std::make_shared<credentials::LoadedCredential>(*one.front().loaded);
     (environment == "production" ? loaded->development : loaded->production).reset();
     if (!loaded->development && !loaded->production) {
       return fail(o, what,

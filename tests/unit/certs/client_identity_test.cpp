@@ -5,8 +5,8 @@
 #include <variant>
 
 #include "certs/push_certificate.hpp"
-#include "certs_test_support.hpp"
 #include "h2/tls_client.hpp"
+#include "test_certs.hpp"
 
 namespace mp::certs::test {
 namespace {

@@ -10,7 +10,7 @@
 #include <variant>
 #include <vector>
 
-#include "certs_test_support.hpp"
+#include "test_certs.hpp"
 
 namespace mp::certs::test {
 namespace {

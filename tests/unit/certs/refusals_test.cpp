@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "certs/push_certificate.hpp"
-#include "certs_test_support.hpp"
+#include "test_certs.hpp"
 
 namespace mp::certs::test {
 namespace {

@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "ews/send_notification.hpp"
-#include "ews_test_support.hpp"
+#include "test_ews.hpp"
 
 namespace mp::ews::test {
 namespace {

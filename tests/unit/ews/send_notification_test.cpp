@@ -7,7 +7,7 @@
 
 #include <string>
 
-#include "ews_test_support.hpp"
+#include "test_ews.hpp"
 
 namespace mp::ews::test {
 namespace {

@@ -18,7 +18,7 @@
 #include <functional>
 
 #include "test_pki.hpp"
-#include "tls_test_server.hpp"
+#include "test_tls_server.hpp"
 
 namespace mp::h2 {
 namespace {

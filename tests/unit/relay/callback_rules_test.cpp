@@ -7,7 +7,7 @@
 #include <limits>
 #include <string>
 
-#include "relay_test_support.hpp"
+#include "test_relay.hpp"
 
 namespace mp::relay {
 namespace {

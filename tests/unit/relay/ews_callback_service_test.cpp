@@ -17,7 +17,7 @@
 #include <string>
 #include <variant>
 
-#include "relay_test_support.hpp"
+#include "test_relay.hpp"
 
 namespace mp::relay {
 namespace {

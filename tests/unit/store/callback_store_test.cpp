@@ -8,10 +8,10 @@
 #include <boost/asio/io_context.hpp>
 
 #include "common/crypto.hpp"
-#include "count_events.hpp"
 #include "store/mariadb_callback_store.hpp"
 #include "store/migrations.hpp"
 #include "store/registrations.hpp"
+#include "test_count_events.hpp"
 #include "test_env.hpp"
 
 namespace mp::store {

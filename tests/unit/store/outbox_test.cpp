@@ -6,10 +6,10 @@
 #include <gtest/gtest.h>
 
 #include "common/crypto.hpp"
-#include "count_events.hpp"
 #include "store/mariadb_callback_store.hpp"
 #include "store/migrations.hpp"
 #include "store/registrations.hpp"
+#include "test_count_events.hpp"
 #include "test_env.hpp"
 
 namespace mp::store {

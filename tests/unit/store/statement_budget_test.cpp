@@ -3,17 +3,18 @@
 // holds stay flat and no connection evicts a statement in steady state. A statement whose text
 // varies per call (an id list, a LIMIT, a batch's mailbox ids) would make them grow.
 //
-// It runs alone (RUN_SERIAL): Prepared_stmt_count counts every client of the server.
+// Prepared_stmt_count counts every client of a server, so the test has a MariaDB server of its
+// own (with the suite's low limit): it runs beside the other tests instead of alone.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <iostream>
 #include <random>
 
-#include "count_events.hpp"
 #include "store/mariadb_callback_store.hpp"
 #include "store/migrations.hpp"
 #include "store/outbox.hpp"
+#include "test_count_events.hpp"
 #include "test_env.hpp"
 
 namespace mp::store {
@@ -28,11 +29,16 @@ constexpr std::size_t kRoundMax = 400;
 
 class StatementBudgetTest : public ::testing::Test {
  protected:
-  test::ScratchDatabase db;
-  Connection setup{db.options()};
-  Connection callbacks{db.options()};  // as a callback-store thread's connection
-  Connection dispatcher{db.options()};
-  Connection observer{db.options()};
+  struct StartedServer {
+    test::PrivateMariadb db;
+    StartedServer() { db.start(); }
+  };
+  // Started before the connections below are made (members are initialised in order).
+  StartedServer server;
+  Connection setup{server.db.options()};
+  Connection callbacks{server.db.options()};  // as a callback-store thread's connection
+  Connection dispatcher{server.db.options()};
+  Connection observer{server.db.options()};
   std::vector<test::TestRegistration> regs;
   std::vector<std::int64_t> customers;
   std::mt19937_64 rng{20261206};
@@ -44,8 +50,7 @@ class StatementBudgetTest : public ::testing::Test {
     }
     ASSERT_TRUE(migrate(setup).ok());
     for (int c = 0; c < 4; ++c) {
-      customers.push_back(
-          test::insert_test_customer(setup, "budget-" + std::to_string(c) + "-" + db.name()));
+      customers.push_back(test::insert_test_customer(setup, "budget-" + std::to_string(c)));
     }
     for (int i = 0; i < kRegistrations; ++i) {
       regs.push_back(test::insert_test_registration(

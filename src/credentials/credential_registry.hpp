@@ -20,7 +20,17 @@
 #include "store/customers.hpp"
 #include "store/database_pool.hpp"
 
-namespace mp::portal {
+namespace mp::credentials {
+
+// One customer's active credential, opened: what a send needs for each environment it serves.
+struct LoadedCredential {
+  std::int64_t credential_id = 0;
+  std::string topic;
+  std::string fingerprint;
+  std::string not_after;                                    // ISO 8601 UTC
+  std::shared_ptr<const apns::ApnsCredential> development;  // null if not allowed
+  std::shared_ptr<const apns::ApnsCredential> production;
+};
 
 class CredentialRegistry {
  public:
@@ -28,16 +38,8 @@ class CredentialRegistry {
   CredentialRegistry(store::DatabasePool& pool, const keys::KeyRing* ring,
                      h2::TlsClientOptions apns_trust, prometheus::Registry& registry);
 
-  struct Loaded {
-    std::int64_t credential_id = 0;
-    std::string topic;
-    std::string fingerprint;
-    std::string not_after;                                    // ISO 8601 UTC
-    std::shared_ptr<const apns::ApnsCredential> development;  // null if not allowed
-    std::shared_ptr<const apns::ApnsCredential> production;
-  };
   // The customer's active credential, or null (none, customer not active, or it failed to open).
-  std::shared_ptr<const Loaded> find(const std::string& customer_id) const;
+  std::shared_ptr<const LoadedCredential> find(const std::string& customer_id) const;
   std::size_t size() const;
 
   // Rereads the credentials once: new and changed ones are opened, removed ones dropped. A row
@@ -45,14 +47,14 @@ class CredentialRegistry {
   boost::asio::awaitable<Result<std::size_t>> refresh();
 
  private:
-  std::shared_ptr<const Loaded> open(const store::CredentialRow& row);
-  void publish(std::map<std::string, std::shared_ptr<const Loaded>> next);
+  std::shared_ptr<const LoadedCredential> open(const store::CredentialRow& row);
+  void publish(std::map<std::string, std::shared_ptr<const LoadedCredential>> next);
 
   store::DatabasePool& pool_;
   const keys::KeyRing* ring_;
   h2::TlsClientOptions trust_;
   mutable std::mutex mutex_;
-  std::map<std::string, std::shared_ptr<const Loaded>> by_customer_;
+  std::map<std::string, std::shared_ptr<const LoadedCredential>> by_customer_;
   std::map<std::int64_t, std::string> failed_;  // credential id -> reason, logged once
   prometheus::Family<prometheus::Gauge>& not_after_;
   prometheus::Gauge& loaded_;
@@ -64,8 +66,9 @@ class CredentialRegistry {
 // environments it serves: unseal with `ring`, unpack, build the identity and the contexts.
 // On failure `reason` (when not null) gets a short label for metrics: "unseal", "unpack",
 // "identity" or "tls_context"; the message never holds key material.
-Result<std::shared_ptr<const CredentialRegistry::Loaded>> open_credential(
-    const keys::KeyRing& ring, const store::CredentialRow& row, const h2::TlsClientOptions& trust,
-    std::string* reason = nullptr);
+Result<std::shared_ptr<const LoadedCredential>> open_credential(const keys::KeyRing& ring,
+                                                                const store::CredentialRow& row,
+                                                                const h2::TlsClientOptions& trust,
+                                                                std::string* reason = nullptr);
 
-}  // namespace mp::portal
+}  // namespace mp::credentials

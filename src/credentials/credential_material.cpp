@@ -1,10 +1,10 @@
 // Packing and unpacking of credential material.
-#include "portal/credential_material.hpp"
+#include "credentials/credential_material.hpp"
 
 #include <cstdint>
 #include <cstring>
 
-namespace mp::portal {
+namespace mp::credentials {
 namespace {
 
 constexpr std::string_view kMagic = "mpc1";
@@ -98,4 +98,4 @@ std::string credential_aad(std::string_view customer_id, std::string_view finger
   return "credential:" + std::string(customer_id) + ":" + std::string(fingerprint_hex);
 }
 
-}  // namespace mp::portal
+}  // namespace mp::credentials

@@ -1,5 +1,5 @@
 // Helpers of the certs tests: generated files, manifest, independent OpenSSL computations.
-#include "certs_test_support.hpp"
+#include "test_certs.hpp"
 
 #include <gtest/gtest.h>
 #include <openssl/bio.h>
@@ -10,7 +10,7 @@
 #include <ctime>
 #include <stdexcept>
 
-#include "apns_sim_process.hpp"
+#include "test_apns_sim.hpp"
 #include "test_env.hpp"
 
 namespace mp::certs::test {

@@ -1,5 +1,5 @@
-// Implementation of the registration API fixtures in registration_support.hpp.
-#include "registration_support.hpp"
+// Implementation of the registration API fixtures in test_registrations.hpp.
+#include "test_registrations.hpp"
 
 #include <gtest/gtest.h>
 

@@ -1,5 +1,5 @@
 // apns-sim child processes for integration tests.
-#include "apns_sim_process.hpp"
+#include "test_apns_sim.hpp"
 
 #include <gtest/gtest.h>
 

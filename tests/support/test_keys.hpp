@@ -1,4 +1,4 @@
-// Helpers shared by the keys tests: random key-file lines and the no-secret-in-message check.
+// Shared by the keys and scripts tests: random key-file lines and the no-secret-in-message check.
 #pragma once
 
 #include <gtest/gtest.h>

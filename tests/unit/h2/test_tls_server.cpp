@@ -1,5 +1,5 @@
 // TlsTestServer: accept loop and one coroutine per connection (read, feed the peer, write).
-#include "tls_test_server.hpp"
+#include "test_tls_server.hpp"
 
 #include <openssl/ssl.h>
 

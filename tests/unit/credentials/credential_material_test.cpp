@@ -1,9 +1,9 @@
 // Credential material: what is sealed comes back exactly, and anything else is refused.
-#include "portal/credential_material.hpp"
+#include "credentials/credential_material.hpp"
 
 #include <gtest/gtest.h>
 
-namespace mp::portal {
+namespace mp::credentials {
 namespace {
 
 certs::PushCertificate sample(std::size_t chain) {
@@ -52,4 +52,4 @@ TEST(CredentialMaterial, TheAadNamesTheRow) {
 }
 
 }  // namespace
-}  // namespace mp::portal
+}  // namespace mp::credentials

@@ -1,15 +1,15 @@
 // Loading credentials: unseal, unpack, build the TLS client context; publish atomically.
-#include "portal/credential_registry.hpp"
+#include "credentials/credential_registry.hpp"
 
 #include <boost/asio/use_awaitable.hpp>
 #include <ctime>
 
 #include "common/log.hpp"
+#include "credentials/credential_material.hpp"
 #include "keys/envelope.hpp"
-#include "portal/credential_material.hpp"
 #include "store/customers.hpp"
 
-namespace mp::portal {
+namespace mp::credentials {
 namespace asio = boost::asio;
 
 namespace {
@@ -50,7 +50,7 @@ CredentialRegistry::CredentialRegistry(store::DatabasePool& pool, const keys::Ke
                      .Register(registry)
                      .Add({})) {}
 
-std::shared_ptr<const CredentialRegistry::Loaded> CredentialRegistry::find(
+std::shared_ptr<const LoadedCredential> CredentialRegistry::find(
     const std::string& customer_id) const {
   std::lock_guard lock(mutex_);
   const auto it = by_customer_.find(customer_id);
@@ -62,9 +62,10 @@ std::size_t CredentialRegistry::size() const {
   return by_customer_.size();
 }
 
-Result<std::shared_ptr<const CredentialRegistry::Loaded>> open_credential(
-    const keys::KeyRing& ring, const store::CredentialRow& row, const h2::TlsClientOptions& trust,
-    std::string* reason) {
+Result<std::shared_ptr<const LoadedCredential>> open_credential(const keys::KeyRing& ring,
+                                                                const store::CredentialRow& row,
+                                                                const h2::TlsClientOptions& trust,
+                                                                std::string* reason) {
   auto failed = [&](const char* label, Error e) {
     if (reason != nullptr) *reason = label;
     return e;
@@ -77,7 +78,7 @@ Result<std::shared_ptr<const CredentialRegistry::Loaded>> open_credential(
   auto identity =
       h2::ClientIdentity::from_der(material->certificate_der, material->private_key_der.view());
   if (!identity) return failed("identity", std::move(identity).error());
-  auto loaded = std::make_shared<CredentialRegistry::Loaded>();
+  auto loaded = std::make_shared<LoadedCredential>();
   loaded->credential_id = row.id;
   loaded->topic = row.topic;
   loaded->fingerprint = row.fingerprint_hex;
@@ -92,11 +93,10 @@ Result<std::shared_ptr<const CredentialRegistry::Loaded>> open_credential(
     (env == apns::ApnsEnvironment::development ? loaded->development : loaded->production) =
         std::move(shared);
   }
-  return std::shared_ptr<const CredentialRegistry::Loaded>(std::move(loaded));
+  return std::shared_ptr<const LoadedCredential>(std::move(loaded));
 }
 
-std::shared_ptr<const CredentialRegistry::Loaded> CredentialRegistry::open(
-    const store::CredentialRow& row) {
+std::shared_ptr<const LoadedCredential> CredentialRegistry::open(const store::CredentialRow& row) {
   auto fail = [&](const std::string& reason, const std::string& message) {
     std::lock_guard lock(mutex_);
     if (failed_.emplace(row.id, reason).second) {
@@ -119,16 +119,17 @@ namespace {
 
 // One series per environment the credential serves.
 template <class Fn>
-void for_each_series(const CredentialRegistry::Loaded& loaded, Fn fn) {
+void for_each_series(const LoadedCredential& loaded, Fn fn) {
   if (loaded.development) fn("development");
   if (loaded.production) fn("production");
 }
 
 }  // namespace
 
-void CredentialRegistry::publish(std::map<std::string, std::shared_ptr<const Loaded>> next) {
+void CredentialRegistry::publish(
+    std::map<std::string, std::shared_ptr<const LoadedCredential>> next) {
   std::lock_guard lock(mutex_);
-  const auto labels = [](const std::string& customer, const Loaded& loaded,
+  const auto labels = [](const std::string& customer, const LoadedCredential& loaded,
                          const char* environment) {
     return std::map<std::string, std::string>{{"customer", customer},
                                               {"topic", loaded.topic},
@@ -161,7 +162,7 @@ asio::awaitable<Result<std::size_t>> CredentialRegistry::refresh() {
   auto rows = co_await pool_.async_run(job, asio::use_awaitable);
   if (!rows) co_return rows.error();
   refreshes_.Increment();
-  std::map<std::string, std::shared_ptr<const Loaded>> next;
+  std::map<std::string, std::shared_ptr<const LoadedCredential>> next;
   std::size_t opened = 0;
   for (const auto& row : *rows) {
     // One active credential per customer; the newest wins if a race left two.
@@ -183,4 +184,4 @@ asio::awaitable<Result<std::size_t>> CredentialRegistry::refresh() {
   co_return opened;
 }
 
-}  // namespace mp::portal
+}  // namespace mp::credentials

@@ -10,7 +10,7 @@
 #include "common/result.hpp"
 #include "common/secret_bytes.hpp"
 
-namespace mp::portal {
+namespace mp::credentials {
 
 // "mpc1" | u32 certificate length | certificate DER | u32 chain count | (u32 length | DER)... |
 // u32 key length | PKCS#8 key DER, lengths big-endian. A versioned, exact layout: no parsing of
@@ -33,4 +33,4 @@ Result<CredentialMaterial> unpack_material(std::string_view bytes);
 // certificate's fingerprint, so a blob copied to another customer's row does not open.
 std::string credential_aad(std::string_view customer_id, std::string_view fingerprint_hex);
 
-}  // namespace mp::portal
+}  // namespace mp::credentials
