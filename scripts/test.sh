@@ -2,7 +2,8 @@
 # Sets everything up and runs the whole test suite: packages, the test MariaDB server, a build
 # per preset and ctest (the dev preset then a 3-minute soak, bench/soak.sh), then the parser
 # fuzzers for a bounded time.
-# Usage: scripts/test.sh [--preset dev|asan|fuzz]... (default: dev, asan, fuzz).
+# Usage: scripts/test.sh [--preset dev|asan|fuzz]... (default: dev, asan, fuzz). While one
+# preset's tests run, the next preset builds at the lowest priority.
 # Each fuzz target runs for its own time (below; where its coverage still grows), two at a time;
 # MAILPUSH_FUZZ_SECONDS, when set, gives every target that many seconds instead.
 set -euo pipefail
@@ -14,7 +15,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --preset) presets+=("$2"); shift 2 ;;
     --preset=*) presets+=("${1#--preset=}"); shift ;;
-    -h|--help) sed -n '2,3p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
     *) echo "test.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -69,21 +70,64 @@ fuzz_all() {
   [ "$a" = 0 ] && [ "$b" = 0 ]
 }
 
-for preset in "${presets[@]}"; do
+# The tests of one preset leave a core idle most of the time (they wait on sockets, servers and
+# timers), so the next preset builds meanwhile at the lowest priority; the soak waits for that
+# build to end, so it measures on a quiet machine.
+build_log() { echo "$root/build/$1.build.log"; }
+background_build=""
+start_background_build() {
+  local preset=$1
+  cmake --preset "$preset" >/dev/null
+  (nice -n 19 cmake --build --preset "$preset" >"$(build_log "$preset")" 2>&1) &
+  background_build="$preset:$!"
+}
+# finish_build PRESET: waits for PRESET's background build, or builds it now.
+finish_build() {
+  local preset=$1
+  if [ "${background_build%%:*}" = "$preset" ]; then
+    local pid=${background_build#*:} rc=0
+    background_build=""
+    wait "$pid" || rc=$?
+    tail -n 3 "$(build_log "$preset")"
+    if [ "$rc" != 0 ]; then
+      echo "== preset $preset: build failed (exit $rc); the end of $(build_log "$preset"):" >&2
+      tail -n 60 "$(build_log "$preset")" >&2
+      return "$rc"
+    fi
+  else
+    cmake --preset "$preset" >/dev/null
+    cmake --build --preset "$preset"
+  fi
+}
+# On the way out, a build still running in the background is stopped too.
+trap 'kill ${background_build#*:} 2>/dev/null || true; bash scripts/mariadb.sh stop --datadir "$db_dir" --port "$db_port" || true' EXIT
+
+suite_start=$(date +%s)
+stage() { echo "== $1 in $(( $(date +%s) - $2 )) s (at $(( $(date +%s) - suite_start )) s)"; }
+for i in "${!presets[@]}"; do
+  preset=${presets[$i]}
+  next=${presets[$((i + 1))]:-}
   echo "== preset $preset: configure, build, test"
   start=$(date +%s)
-  cmake --preset "$preset" >/dev/null
-  cmake --build --preset "$preset"
+  finish_build "$preset"
+  stage "preset $preset: build" "$start"
+  if [ -n "$next" ] && [ "$preset" != fuzz ]; then start_background_build "$next"; fi
+  tests_start=$(date +%s)
   if [ "$preset" = fuzz ]; then
     fuzz_all
   else
     ctest --preset "$preset"
   fi
+  stage "preset $preset: tests" "$tests_start"
   if [ "$preset" = dev ]; then
+    if [ -n "$next" ]; then finish_build "$next"; stage "preset $next: build (beside the tests)" "$tests_start"; fi
     # The 3-minute soak on the dev build (bench/soak.sh: leaks, loss, unexplained errors; its
     # own private MariaDB, apns-sim and mailpushd; about 4 minutes in all).
     echo "-- soak, 3 minutes (bench/soak.sh)"
+    soak_start=$(date +%s)
     bash bench/soak.sh --minutes 3 --build-dir build/dev --skip-build
+    stage "soak" "$soak_start"
   fi
   echo "== preset $preset: passed in $(( $(date +%s) - start )) s"
 done
+echo "== all passed in $(( $(date +%s) - suite_start )) s"
