@@ -139,6 +139,18 @@ asio::awaitable<SendResult> ApnsConnectionPool::do_send(
   const bool probe = admission.probe;
   if (probe) log::info("apns.breaker_probe", {{"pool", label_}});
 
+  co_await send_until_final(request, notification, probe, result);
+  if (probe && breaker_.state() == BreakerState::half_open) {
+    // The probe ended without an answer from APNs: nothing learnt, keep the credential paused.
+    breaker_.probe_inconclusive(Clock::now());
+    set_breaker_gauge();
+  }
+  co_return finish(std::move(result), notification);
+}
+
+asio::awaitable<void> ApnsConnectionPool::send_until_final(const h2::Request& request,
+                                                           const BadgeNotification& notification,
+                                                           bool probe, SendResult& result) {
   const auto deadline = Clock::now() + options_.send_deadline;
   int retryable_answers = 0;
   for (;;) {
@@ -150,7 +162,7 @@ asio::awaitable<SendResult> ApnsConnectionPool::do_send(
         result.outcome = none->outcome;
         result.reason = none->reason;
         result.explanation = none->explanation;
-        break;
+        co_return;
       }
       slot = std::get<SlotPtr>(std::move(acquired));
     }
@@ -159,101 +171,110 @@ asio::awaitable<SendResult> ApnsConnectionPool::do_send(
     auto response = co_await slot->connection->request(request);
     --slot->assigned;
 
-    // What to do with it: final (break), resend at once (continue), or resend after a backoff.
-    const char* backoff_kind = "backoff";
-    if (!response) {
-      const Error& error = response.error();
-      const h2::RetrySafety safety = h2::retry_safety(error);
-      if (safety == h2::RetrySafety::safe) {
-        // Never processed by APNs (GOAWAY, REFUSED_STREAM, gone before sending): at once.
-        if (result.unprocessed_resends >= options_.max_unprocessed_resends) {
-          result.reason = "NotProcessed";
-          result.explanation = "gave up after " + std::to_string(result.unprocessed_resends) +
-                               " resends that APNs did not process: " + error.message;
-          break;
-        }
-        ++result.unprocessed_resends;
-        if (metrics_) metrics_->retry("not_processed");
-        continue;
-      }
-      if (safety == h2::RetrySafety::unknown) {
-        backoff_kind = "lost_answer";  // it may have been delivered: a resend may duplicate
-      } else if (error.code != Errc::busy) {
-        result.outcome = SendOutcome::permanent_payload;
-        result.reason = "RequestRefused";
-        result.explanation = error.message;
-        break;
-      }
-      result.reason = error.code == Errc::busy ? "ConnectionBusy" : "AnswerLost";
-      result.explanation = error.message;
-    } else {
-      ResponseAction action = classify_response(response->status, response->body,
-                                                header_value(response->headers, "apns-id"));
-      result.http_status = action.http_status;
-      result.apns_id = std::move(action.apns_id);
-      result.reason = std::move(action.reason);
-      result.explanation = std::move(action.explanation);
-      // Any answer but a credential failure proves the credential works.
-      if (action.outcome != SendOutcome::credential_failed) breaker_answered();
-      result.outcome = action.outcome;
-      bool final_answer = true;
-      switch (action.outcome) {
-        case SendOutcome::unregistered:
-          result.unregistered_at = action.unregistered_at;
-          break;
-        case SendOutcome::credential_failed:
-          if (result.reason.empty()) result.reason = "Forbidden";
-          breaker_opened(result.reason, result.explanation);
-          break;
-        case SendOutcome::retry_later:
-          final_answer = false;
-          if (result.reason.empty()) result.reason = "HTTP " + std::to_string(result.http_status);
-          break;
-        case SendOutcome::delivered:
-        case SendOutcome::bad_device_token:
-        case SendOutcome::topic_mismatch:
-        case SendOutcome::permanent_payload:
-        case SendOutcome::retry_exhausted:  // not an answer's outcome
-          break;
-      }
-      if (final_answer) break;
-    }
+    const AfterAttempt next =
+        response ? judge_answer(*response, result) : judge_failure(response.error(), result);
+    if (next == AfterAttempt::done) co_return;
+    if (next == AfterAttempt::resend_now) continue;
+    const char* backoff_kind =
+        next == AfterAttempt::backoff_lost_answer ? "lost_answer" : "backoff";
+    const auto delay =
+        backoff_before_next(++retryable_answers, deadline, backoff_kind, notification, result);
+    if (!delay) co_return;
+    co_await sleep(*delay);
+  }
+}
 
-    // Retry later: 429/5xx/Shutdown, an answer lost, or a full connection queue.
-    ++retryable_answers;
-    result.outcome = SendOutcome::retry_exhausted;
-    if (retryable_answers >= options_.max_attempts) {
-      result.explanation = "gave up after " + std::to_string(retryable_answers) +
-                           " attempts; last: " + result.explanation;
-      break;
+ApnsConnectionPool::AfterAttempt ApnsConnectionPool::judge_failure(const Error& error,
+                                                                   SendResult& result) {
+  // Which failures are safe to resend: h2::RetrySafety (docs/apns-client.md, "Retries").
+  const h2::RetrySafety safety = h2::retry_safety(error);
+  if (safety == h2::RetrySafety::safe) {
+    // Never processed by APNs: at once, but not forever.
+    if (result.unprocessed_resends >= options_.max_unprocessed_resends) {
+      result.reason = "NotProcessed";
+      result.explanation = "gave up after " + std::to_string(result.unprocessed_resends) +
+                           " resends that APNs did not process: " + error.message;
+      return AfterAttempt::done;
     }
-    const milliseconds delay =
-        retry_backoff(retryable_answers, rng_, options_.retry_base, options_.retry_cap);
-    if (Clock::now() + delay >= deadline) {
-      result.explanation =
-          "the next attempt would pass the send deadline; last: " + result.explanation;
-      break;
-    }
-    ++result.backoff_attempts;
-    result.backoff_total += delay;
-    if (std::string_view(backoff_kind) == "lost_answer") ++result.lost_answer_resends;
-    if (metrics_) metrics_->retry(backoff_kind);
-    if (log::enabled(log::Level::debug)) {
-      log::debug("apns.retry", {{"pool", label_},
-                                {"token", display_token(notification.device_token_hex)},
-                                {"attempt", retryable_answers},
-                                {"delay_ms", delay.count()},
-                                {"kind", backoff_kind},
-                                {"reason", result.reason}});
-    }
-    co_await sleep(delay);
+    ++result.unprocessed_resends;
+    if (metrics_) metrics_->retry("not_processed");
+    return AfterAttempt::resend_now;
   }
-  if (probe && breaker_.state() == BreakerState::half_open) {
-    // The probe ended without an answer from APNs: nothing learnt, keep the credential paused.
-    breaker_.probe_inconclusive(Clock::now());
-    set_breaker_gauge();
+  if (safety != h2::RetrySafety::unknown && error.code != Errc::busy) {
+    result.outcome = SendOutcome::permanent_payload;
+    result.reason = "RequestRefused";
+    result.explanation = error.message;
+    return AfterAttempt::done;
   }
-  co_return finish(std::move(result), notification);
+  result.reason = error.code == Errc::busy ? "ConnectionBusy" : "AnswerLost";
+  result.explanation = error.message;
+  // An answer lost may have been delivered: a resend may duplicate.
+  return safety == h2::RetrySafety::unknown ? AfterAttempt::backoff_lost_answer
+                                            : AfterAttempt::backoff;
+}
+
+ApnsConnectionPool::AfterAttempt ApnsConnectionPool::judge_answer(h2::Response& response,
+                                                                  SendResult& result) {
+  ResponseAction action =
+      classify_response(response.status, response.body, header_value(response.headers, "apns-id"));
+  result.http_status = action.http_status;
+  result.apns_id = std::move(action.apns_id);
+  result.reason = std::move(action.reason);
+  result.explanation = std::move(action.explanation);
+  // Any answer but a credential failure proves the credential works.
+  if (action.outcome != SendOutcome::credential_failed) breaker_answered();
+  result.outcome = action.outcome;
+  switch (action.outcome) {
+    case SendOutcome::unregistered:
+      result.unregistered_at = action.unregistered_at;
+      break;
+    case SendOutcome::credential_failed:
+      if (result.reason.empty()) result.reason = "Forbidden";
+      breaker_opened(result.reason, result.explanation);
+      break;
+    case SendOutcome::retry_later:
+      if (result.reason.empty()) result.reason = "HTTP " + std::to_string(result.http_status);
+      return AfterAttempt::backoff;
+    case SendOutcome::delivered:
+    case SendOutcome::bad_device_token:
+    case SendOutcome::topic_mismatch:
+    case SendOutcome::permanent_payload:
+    case SendOutcome::retry_exhausted:  // not an answer's outcome
+      break;
+  }
+  return AfterAttempt::done;
+}
+
+std::optional<milliseconds> ApnsConnectionPool::backoff_before_next(
+    int retryable_answers, Clock::time_point deadline, const char* backoff_kind,
+    const BadgeNotification& notification, SendResult& result) {
+  // Retry later: 429/5xx/Shutdown, an answer lost, or a full connection queue.
+  result.outcome = SendOutcome::retry_exhausted;
+  if (retryable_answers >= options_.max_attempts) {
+    result.explanation = "gave up after " + std::to_string(retryable_answers) +
+                         " attempts; last: " + result.explanation;
+    return std::nullopt;
+  }
+  const milliseconds delay =
+      retry_backoff(retryable_answers, rng_, options_.retry_base, options_.retry_cap);
+  if (Clock::now() + delay >= deadline) {
+    result.explanation =
+        "the next attempt would pass the send deadline; last: " + result.explanation;
+    return std::nullopt;
+  }
+  ++result.backoff_attempts;
+  result.backoff_total += delay;
+  if (std::string_view(backoff_kind) == "lost_answer") ++result.lost_answer_resends;
+  if (metrics_) metrics_->retry(backoff_kind);
+  if (log::enabled(log::Level::debug)) {
+    log::debug("apns.retry", {{"pool", label_},
+                              {"token", display_token(notification.device_token_hex)},
+                              {"attempt", retryable_answers},
+                              {"delay_ms", delay.count()},
+                              {"kind", backoff_kind},
+                              {"reason", result.reason}});
+  }
+  return delay;
 }
 
 SendResult ApnsConnectionPool::finish(SendResult result, const BadgeNotification& notification) {

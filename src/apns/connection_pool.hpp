@@ -11,11 +11,9 @@
 // connection (or wait for one) -> request -> classify (apns/response.hpp) -> one of:
 //   delivered, unregistered (+timestamp), bad_device_token, topic_mismatch,
 //   credential_failed (breaker opens), permanent_payload: final, returned.
-//   not processed (GOAWAY above last-stream-id, REFUSED_STREAM, connection gone before
-//     sending): resent at once on another or a new connection (max_unprocessed_resends).
-//   429 / 500 / 503 / Shutdown, and an answer lost after sending (connection lost, per-request
-//     timeout): resent after retry_backoff(attempt) (full jitter), at most max_attempts such
-//     attempts, never past the send deadline -> else retry_exhausted.
+//   a failure or answer that may be retried: resent at once (never processed) or after
+//     retry_backoff(attempt), within max_attempts and the send deadline -> else retry_exhausted.
+//     Which is which: docs/apns-client.md, "Retries" (h2::retry_safety decides the failures).
 // Resending after a lost answer may deliver a badge twice. That is harmless by design: the
 // payload is an absolute badge count, not an increment, so APNs showing the same N twice
 // changes nothing, while not resending could leave a stale badge. SendResult counts these
@@ -146,8 +144,22 @@ class ApnsConnectionPool : public std::enable_shared_from_this<ApnsConnectionPoo
   ApnsConnectionPool(const Executor& executor, ApnsCredential credential, PoolOptions options,
                      ApnsMetrics* metrics);
 
+  // What a send does after one attempt.
+  enum class AfterAttempt { done, resend_now, backoff, backoff_lost_answer };
+
   boost::asio::awaitable<SendResult> do_send(std::shared_ptr<ApnsConnectionPool> self,
                                              const BadgeNotification& notification);
+  // Attempts `request` until an attempt is final, the retries run out or no connection comes.
+  boost::asio::awaitable<void> send_until_final(const h2::Request& request,
+                                                const BadgeNotification& notification, bool probe,
+                                                SendResult& result);
+  AfterAttempt judge_failure(const Error& error, SendResult& result);
+  AfterAttempt judge_answer(h2::Response& response, SendResult& result);
+  // The wait before the next attempt, counted in `result`; none when the attempts or the
+  // deadline are used up (`result` then says so).
+  std::optional<std::chrono::milliseconds> backoff_before_next(
+      int retryable_answers, std::chrono::steady_clock::time_point deadline,
+      const char* backoff_kind, const BadgeNotification& notification, SendResult& result);
   boost::asio::awaitable<std::variant<SlotPtr, NoConnection>> acquire(
       std::chrono::steady_clock::time_point deadline, bool probe);
   boost::asio::awaitable<void> open_connection(std::shared_ptr<ApnsConnectionPool> self);

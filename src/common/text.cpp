@@ -35,4 +35,11 @@ std::string printable_ascii(std::string_view text, std::size_t max_chars) {
   return out;
 }
 
+std::string_view trim_spaces_and_tabs(std::string_view text) noexcept {
+  const auto blank = [](char c) { return c == ' ' || c == '\t'; };
+  while (!text.empty() && blank(text.front())) text.remove_prefix(1);
+  while (!text.empty() && blank(text.back())) text.remove_suffix(1);
+  return text;
+}
+
 }  // namespace mp

@@ -1,5 +1,5 @@
 // Checks on untrusted text, each defined once: well-formed UTF-8, printable and visible ASCII,
-// ASCII control characters.
+// ASCII control characters; trimming of spaces and tabs.
 #pragma once
 
 #include <cstddef>
@@ -64,6 +64,10 @@ bool is_printable_ascii(std::string_view text) noexcept;
 bool is_visible_ascii(std::string_view text) noexcept;
 // Some byte of `text` is an ASCII control character.
 bool has_ascii_control(std::string_view text) noexcept;
+
+// `text` without the spaces and tabs at either end (HTTP's optional whitespace, RFC 9110 5.6.3;
+// also the linear white space of a multipart part's headers). CR and LF stay.
+std::string_view trim_spaces_and_tabs(std::string_view text) noexcept;
 
 // The first `max_chars` bytes of `text`, each byte that is not printable ASCII replaced by '?':
 // untrusted text made safe to quote in a log line or a message.

@@ -532,42 +532,10 @@ void read_endpoint(FieldReader& r, const Section& apns, std::string_view key, En
   r.read(s, "port", Need::optional, 1, 65535, out.port);
 }
 
-Result<RegionConfig> parse_checked(std::string_view text, const fs::path& source,
-                                   const LoadOptions& options) {
-  const std::string name = source.string();
-  json doc;
-  try {
-    doc = json::parse(text.begin(), text.end());
-  } catch (const json::parse_error& e) {
-    return make_error(
-        Errc::invalid_argument,
-        name + ": not valid JSON at " + line_and_column(text, e.byte) + ": " + parser_reason(e));
-  }
-  if (!doc.is_object()) {
-    return make_error(Errc::invalid_argument,
-                      name + ": must be a JSON object at the top level, got " + describe(doc));
-  }
+constexpr std::string_view kHostRule =
+    "must be a host name (dot-separated labels of letters, digits and inner hyphens)";
 
-  FieldReader r(name, source.parent_path());
-  for (const auto& text_override : options.overrides) r.apply_override(doc, text_override);
-  r.reject_passwords(doc);
-
-  constexpr std::string_view kHostRule =
-      "must be a host name (dot-separated labels of letters, digits and inner hyphens)";
-  RegionConfig cfg;
-  cfg.source = source;
-  const Section top = r.top(
-      doc, {"region", "customer_id_prefix", "registration_host", "portal_host", "listener", "apns",
-            "database", "limits", "portal", "registration", "dispatch", "threads", "log_level"});
-  r.read(top, "region", Need::required, is_region_name,
-         "must be 2 to 32 lowercase letters, digits or hyphens, starting with a letter",
-         cfg.region);
-  r.read(top, "customer_id_prefix", Need::required, is_customer_id_prefix,
-         "must be 2 to 8 lowercase letters or digits", cfg.customer_id_prefix);
-  r.read(top, "registration_host", Need::required, is_host_name, kHostRule, cfg.registration_host);
-  r.read(top, "portal_host", Need::required, is_host_name, kHostRule, cfg.portal_host);
-
-  auto& listener = cfg.listener;
+void read_listener(FieldReader& r, const Section& top, ListenerConfig& listener) {
   const Section ls = r.section(
       top, "listener", Need::required,
       {"public_host", "bind_address", "port", "tls_cert", "tls_key", "tls_poll_interval_ms",
@@ -590,13 +558,16 @@ Result<RegionConfig> parse_checked(std::string_view text, const fs::path& source
     listener.metrics_allow.clear();  // replaces the loopback default, [] included
     r.read_cidrs(ls, "metrics_allow", listener.metrics_allow);
   }
+}
 
+void read_apns(FieldReader& r, const Section& top, ApnsConfig& apns_config) {
   const Section apns = r.section(top, "apns", Need::optional, {"production", "sandbox", "ca_file"});
-  read_endpoint(r, apns, "production", cfg.apns.production);
-  read_endpoint(r, apns, "sandbox", cfg.apns.sandbox);
-  r.read(apns, "ca_file", Need::optional, cfg.apns.ca_file);
+  read_endpoint(r, apns, "production", apns_config.production);
+  read_endpoint(r, apns, "sandbox", apns_config.sandbox);
+  r.read(apns, "ca_file", Need::optional, apns_config.ca_file);
+}
 
-  auto& db = cfg.database;
+void read_database(FieldReader& r, const Section& top, DatabaseConfig& db) {
   const Section ds = r.section(top, "database", Need::required,
                                {"host", "port", "hosts", "socket", "name", "user", "password_env",
                                 "password_file", "pool_size", "queue_limit", "connect_timeout_ms",
@@ -643,8 +614,9 @@ Result<RegionConfig> parse_checked(std::string_view text, const fs::path& source
   r.read(ds, "query_timeout_ms", Need::optional, 100, 600000, db.query_timeout);
   r.read(ds, "migrate_on_start", Need::optional, db.migrate_on_start);
   r.read(ds, "batch_max", Need::optional, 1, 5000, db.batch_max);
+}
 
-  auto& limits = cfg.limits;
+void read_limits(FieldReader& r, const Section& top, Limits& limits) {
   const Section lim = r.section(top, "limits", Need::optional,
                                 {"max_body_bytes",
                                  "max_header_bytes",
@@ -698,8 +670,9 @@ Result<RegionConfig> parse_checked(std::string_view text, const fs::path& source
          limits.callback_burst_per_customer);
   r.read(lim, "callbacks_per_second_per_customer", Need::optional, 0, 10000000,
          limits.callbacks_per_second_per_customer);
+}
 
-  auto& portal = cfg.portal;
+void read_portal(FieldReader& r, const Section& top, PortalConfig& portal) {
   const Section ps =
       r.section(top, "portal", Need::optional,
                 {"kek_file", "admin_token_file", "trust_anchors", "max_upload_bytes",
@@ -731,8 +704,9 @@ Result<RegionConfig> parse_checked(std::string_view text, const fs::path& source
     r.read(pl, "port", Need::required, 0, 65535, listen.port);
     portal.listen = listen;
   }
+}
 
-  auto& reg = cfg.registration;
+void read_registration(FieldReader& r, const Section& top, RegistrationConfig& reg) {
   const Section rs =
       r.section(top, "registration", Need::optional,
                 {"secret_file", "status_frequency_minutes", "per_customer_per_minute",
@@ -747,8 +721,9 @@ Result<RegionConfig> parse_checked(std::string_view text, const fs::path& source
   r.read(rs, "refusals_per_address_per_minute", Need::optional, 1, 1000000,
          reg.refusals_per_address_per_minute);
   r.read_host_map(rs, "other_regions", is_customer_id_prefix, reg.other_regions);
+}
 
-  auto& dispatch = cfg.dispatch;
+void read_dispatch(FieldReader& r, const Section& top, DispatchConfig& dispatch) {
   const Section dsp = r.section(top, "dispatch", Need::optional,
                                 {"batch", "ttl_s", "max_attempts", "lease_s", "poll_ms",
                                  "apns_connections", "pause_probe_s", "instance_id"});
@@ -763,21 +738,65 @@ Result<RegionConfig> parse_checked(std::string_view text, const fs::path& source
   r.read(dsp, "instance_id", Need::optional, is_instance_id,
          "must be 1 to 64 letters, digits, dots, hyphens or underscores", instance);
   if (!instance.empty()) dispatch.instance_id = std::move(instance);
+}
 
+// Every file the region names exists and is readable (for --check and start-up).
+void check_named_files(FieldReader& r, const RegionConfig& cfg) {
+  r.check_readable_file("listener.tls_cert", cfg.listener.tls_cert);
+  r.check_readable_file("listener.tls_key", cfg.listener.tls_key);
+  r.check_readable_file("database.password_file", cfg.database.password_file);
+  r.check_readable_file("apns.ca_file", cfg.apns.ca_file);
+  r.check_readable_file("portal.kek_file", cfg.portal.kek_file);
+  r.check_readable_file("portal.admin_token_file", cfg.portal.admin_token_file);
+  r.check_readable_file("portal.trust_anchors", cfg.portal.trust_anchors);
+  r.check_readable_file("registration.secret_file", cfg.registration.secret_file);
+}
+
+Result<RegionConfig> parse_checked(std::string_view text, const fs::path& source,
+                                   const LoadOptions& options) {
+  const std::string name = source.string();
+  json doc;
+  try {
+    doc = json::parse(text.begin(), text.end());
+  } catch (const json::parse_error& e) {
+    return make_error(
+        Errc::invalid_argument,
+        name + ": not valid JSON at " + line_and_column(text, e.byte) + ": " + parser_reason(e));
+  }
+  if (!doc.is_object()) {
+    return make_error(Errc::invalid_argument,
+                      name + ": must be a JSON object at the top level, got " + describe(doc));
+  }
+
+  FieldReader r(name, source.parent_path());
+  for (const auto& text_override : options.overrides) r.apply_override(doc, text_override);
+  r.reject_passwords(doc);
+
+  RegionConfig cfg;
+  cfg.source = source;
+  const Section top = r.top(
+      doc, {"region", "customer_id_prefix", "registration_host", "portal_host", "listener", "apns",
+            "database", "limits", "portal", "registration", "dispatch", "threads", "log_level"});
+  r.read(top, "region", Need::required, is_region_name,
+         "must be 2 to 32 lowercase letters, digits or hyphens, starting with a letter",
+         cfg.region);
+  r.read(top, "customer_id_prefix", Need::required, is_customer_id_prefix,
+         "must be 2 to 8 lowercase letters or digits", cfg.customer_id_prefix);
+  r.read(top, "registration_host", Need::required, is_host_name, kHostRule, cfg.registration_host);
+  r.read(top, "portal_host", Need::required, is_host_name, kHostRule, cfg.portal_host);
+
+  read_listener(r, top, cfg.listener);
+  read_apns(r, top, cfg.apns);
+  read_database(r, top, cfg.database);
+  read_limits(r, top, cfg.limits);
+  read_portal(r, top, cfg.portal);
+  read_registration(r, top, cfg.registration);
+  read_dispatch(r, top, cfg.dispatch);
   r.read(top, "threads", Need::optional, 0, 256, cfg.threads);
   r.read(top, "log_level", Need::optional, is_log_level, "must be one of debug, info, warn, error",
          cfg.log_level);
 
-  if (options.check_files) {
-    r.check_readable_file("listener.tls_cert", listener.tls_cert);
-    r.check_readable_file("listener.tls_key", listener.tls_key);
-    r.check_readable_file("database.password_file", db.password_file);
-    r.check_readable_file("apns.ca_file", cfg.apns.ca_file);
-    r.check_readable_file("portal.kek_file", portal.kek_file);
-    r.check_readable_file("portal.admin_token_file", portal.admin_token_file);
-    r.check_readable_file("portal.trust_anchors", portal.trust_anchors);
-    r.check_readable_file("registration.secret_file", reg.secret_file);
-  }
+  if (options.check_files) check_named_files(r, cfg);
   if (!r.ok()) return r.error();
   return cfg;
 }

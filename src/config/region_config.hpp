@@ -119,7 +119,7 @@ struct PortalConfig {
   std::optional<std::string> expiry_webhook_url;     // JSON POSTs about expiring credentials
   std::map<std::string, std::string> other_regions;  // region name -> its portal host
   // When set, the portal (page and API) is served on its own address and port, with the
-  // listener's certificate, and no longer on the listener; unset, both share the listener.
+  // listener's certificate, and not on the listener; unset, both share the listener.
   struct Listen {
     std::string bind_address;
     std::uint16_t port = 0;  // 0 = pick a free port (tests only)

@@ -16,6 +16,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <exception>
 #include <iterator>
+#include <optional>
 
 #include "common/log.hpp"
 
@@ -71,6 +72,31 @@ std::string describe_io_error(const boost::system::error_code& ec) {
   }
   if (is_tls_error(ec)) return "TLS error: " + ec.message();
   return ec.message();
+}
+
+// Why the TLS handshake failed: an untrusted server certificate, a TLS error (conflict), or the
+// network (unavailable).
+Error handshake_failure(SSL* ssl, const boost::system::error_code& ec) {
+  const long verify = SSL_get_verify_result(ssl);
+  if (verify != X509_V_OK) {
+    return Error{Errc::conflict,
+                 std::string("TLS handshake failed: server certificate not trusted: ") +
+                     X509_verify_cert_error_string(verify)};
+  }
+  return Error{is_tls_error(ec) ? Errc::conflict : Errc::unavailable,
+               "TLS handshake failed: " + describe_io_error(ec)};
+}
+
+// Why the server's ALPN choice is not h2; nullopt when it is.
+std::optional<std::string> not_h2(SSL* ssl) {
+  const unsigned char* alpn = nullptr;
+  unsigned int alpn_len = 0;
+  SSL_get0_alpn_selected(ssl, &alpn, &alpn_len);
+  const std::string protocol(reinterpret_cast<const char*>(alpn), alpn_len);
+  if (protocol == "h2") return std::nullopt;
+  return protocol.empty()
+             ? "server did not negotiate HTTP/2: no ALPN protocol selected"
+             : "server did not negotiate HTTP/2: ALPN selected '" + protocol + "' instead of 'h2'";
 }
 
 void log_spawn_failure(const char* what, std::exception_ptr e) {
@@ -222,28 +248,12 @@ asio::awaitable<Status> H2Connection::do_connect(std::shared_ptr<H2Connection> s
       co_return connect_failed(Errc::unavailable, closed_while_connecting);
     }
     if (ec) {
-      const long verify = SSL_get_verify_result(stream_.native_handle());
-      if (verify != X509_V_OK) {
-        co_return connect_failed(
-            Errc::conflict, std::string("TLS handshake failed: server certificate not trusted: ") +
-                                X509_verify_cert_error_string(verify));
-      }
-      co_return connect_failed(is_tls_error(ec) ? Errc::conflict : Errc::unavailable,
-                               "TLS handshake failed: " + describe_io_error(ec));
+      const Error failure = handshake_failure(stream_.native_handle(), ec);
+      co_return connect_failed(failure.code, failure.message);
     }
   }
-  {
-    const unsigned char* alpn = nullptr;
-    unsigned int alpn_len = 0;
-    SSL_get0_alpn_selected(stream_.native_handle(), &alpn, &alpn_len);
-    const std::string protocol(reinterpret_cast<const char*>(alpn), alpn_len);
-    if (protocol != "h2") {
-      co_return connect_failed(Errc::conflict,
-                               protocol.empty()
-                                   ? "server did not negotiate HTTP/2: no ALPN protocol selected"
-                                   : "server did not negotiate HTTP/2: ALPN selected '" + protocol +
-                                         "' instead of 'h2'");
-    }
+  if (const auto problem = not_h2(stream_.native_handle())) {
+    co_return connect_failed(Errc::conflict, *problem);
   }
   auto session = H2Session::create(options_.limits);
   if (!session) co_return connect_failed(session.error().code, session.error().message);

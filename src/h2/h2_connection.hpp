@@ -19,19 +19,12 @@
 //
 // A request's life: request() -> queued (waits for a free stream, FIFO) -> submitted (a stream
 // id; H2Session's record goes queued -> open -> half_closed -> closed) -> completed exactly once
-// with one of:
-//   a Response                         any HTTP status; APNs reasons are the caller's business
-//   Errc::unavailable (retry: safe)    not processed: REFUSED_STREAM, above GOAWAY's
-//                                      last-stream-id, never written before the connection went,
-//                                      timed out while still queued, connection not open
-//   Errc::io (retry: unknown)          written but no complete answer: per-request timeout (the
-//                                      stream is reset with CANCEL), connection lost after
-//                                      sending, reset by the server, grace period of close() over
-//   Errc::busy                         the request queue is full
-//   Errc::invalid_argument/conflict    the request is invalid / the response broke a limit
-// h2::retry_safety(error) reads this. A connection that failed or closed stays closed: make a
-// new one (the pool's job). When its stream ids run out (SessionLimits::max_stream_id) it says
-// GOAWAY and goes draining; queued requests fail with Errc::unavailable.
+// with a Response (any HTTP status; APNs reasons are the caller's business) or an Error whose
+// code says whether a resend is safe: h2::retry_safety(error) reads it, and the table of which
+// failure gives which code is in docs/apns-client.md, "Retries". A connection that failed or
+// closed stays closed: make a new one (the pool's job). When its stream ids run out
+// (SessionLimits::max_stream_id) it says GOAWAY and goes draining; queued requests fail with
+// Errc::unavailable.
 //
 // Cancelling the coroutine that awaits request() (e.g. `||` with a timer) ends that request like
 // a timeout; cancelling the one that awaits connect() closes the connection. The work itself runs

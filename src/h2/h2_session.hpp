@@ -37,12 +37,9 @@ struct Response {
   std::string body;
 };
 
-// How a failed request may be retried. The error codes of h2 carry this meaning:
-//   Errc::unavailable      -> not processed: safe to send again (REFUSED_STREAM, above a GOAWAY's
-//                             last-stream-id, never written, connection not open)
-//   Errc::io               -> sent but no complete answer (timeout, connection lost after sending,
-//                             reset by the peer): it may or may not have been processed
-//   anything else          -> do not retry as is (invalid request, response over a limit)
+// How a failed request may be retried, read from its error code: Errc::unavailable is safe (never
+// processed), Errc::io unknown (may have been processed), anything else never. Which failure
+// gives which code, and what the APNs pool does with each: docs/apns-client.md, "Retries".
 enum class RetrySafety { safe, unknown, never };
 RetrySafety retry_safety(const Error& error) noexcept;
 const char* retry_safety_name(RetrySafety safety) noexcept;

@@ -1,16 +1,9 @@
 // Client addresses behind load balancers: the peer and X-Forwarded-For.
 #include "http/client_address.hpp"
 
+#include "common/text.hpp"
+
 namespace mp::http {
-namespace {
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
-
-}  // namespace
 
 IpAddress to_ip(const boost::asio::ip::address& address) noexcept {
   if (address.is_v4()) {
@@ -27,8 +20,8 @@ IpAddress caller_address(const IpAddress& peer, std::string_view forwarded_for,
   if (forwarded_for.empty() || !any_contains(trusted_proxies, peer)) return caller;
   while (!forwarded_for.empty()) {
     const auto comma = forwarded_for.rfind(',');
-    const std::string_view hop =
-        trim(comma == std::string_view::npos ? forwarded_for : forwarded_for.substr(comma + 1));
+    const std::string_view hop = trim_spaces_and_tabs(
+        comma == std::string_view::npos ? forwarded_for : forwarded_for.substr(comma + 1));
     const auto address = parse_ip(hop);
     if (!address) break;
     caller = *address;

@@ -5,6 +5,7 @@
 #include <boost/beast/http/field.hpp>
 
 #include "common/log.hpp"
+#include "common/text.hpp"
 
 namespace mp::http {
 namespace {
@@ -12,24 +13,20 @@ namespace {
 constexpr std::string_view kSendNotificationAction =
     "http://schemas.microsoft.com/exchange/services/2006/messages/SendNotification";
 
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
-
 // "text/xml; charset=utf-8" (any case, charset optional but UTF-8 if given).
 bool acceptable_content_type(std::string_view value) {
   const auto semicolon = value.find(';');
-  if (!boost::beast::iequals(trim(value.substr(0, semicolon)), "text/xml")) return false;
+  if (!boost::beast::iequals(trim_spaces_and_tabs(value.substr(0, semicolon)), "text/xml"))
+    return false;
   if (semicolon == std::string_view::npos) return true;
   std::string_view params = value.substr(semicolon + 1);
   while (!params.empty()) {
     const auto next = params.find(';');
-    const std::string_view p = trim(params.substr(0, next));
+    const std::string_view p = trim_spaces_and_tabs(params.substr(0, next));
     const auto eq = p.find('=');
-    if (eq != std::string_view::npos && boost::beast::iequals(trim(p.substr(0, eq)), "charset")) {
-      std::string_view charset = trim(p.substr(eq + 1));
+    if (eq != std::string_view::npos &&
+        boost::beast::iequals(trim_spaces_and_tabs(p.substr(0, eq)), "charset")) {
+      std::string_view charset = trim_spaces_and_tabs(p.substr(eq + 1));
       if (charset.size() >= 2 && charset.front() == '"' && charset.back() == '"') {
         charset = charset.substr(1, charset.size() - 2);
       }
@@ -90,7 +87,7 @@ boost::asio::awaitable<Response> EwsEndpoint::handle(const Request& req,
                      "Content-Type must be text/xml; charset=utf-8");
   }
   // SOAPAction comes quoted or not (Exchange Online sends it bare); absent is tolerated.
-  std::string_view action = trim(req["SOAPAction"]);
+  std::string_view action = trim_spaces_and_tabs(req["SOAPAction"]);
   if (action.size() >= 2 && action.front() == '"' && action.back() == '"') {
     action = action.substr(1, action.size() - 2);
   }

@@ -442,42 +442,45 @@ asio::awaitable<HttpsServer::Next> HttpsServer::serve_request(std::shared_ptr<Se
   co_return Next::request;
 }
 
+void HttpsServer::refuse(Exchange& ex, std::string_view reason, beast_http::status status,
+                         std::string_view code, std::string_view message) {
+  metrics_.request_refused(reason);
+  ex.refused = refusal(11, status, code, message);
+}
+
+void HttpsServer::refuse_body_too_large(Exchange& ex, std::uint64_t limit) {
+  refuse(ex, "body_limit", beast_http::status::payload_too_large, "too_large",
+         "request body exceeds " + std::to_string(limit) + " bytes");
+}
+
+void HttpsServer::refuse_malformed(Exchange& ex, const boost::system::error_code& ec) {
+  refuse(ex, "bad_request", beast_http::status::bad_request, "bad_request",
+         ec == beast_http::error::bad_method && !ex.parser.got_some()
+             ? std::string("not an HTTP/1.1 request")
+             : "malformed HTTP request: " + ec.message());
+}
+
 asio::awaitable<HttpsServer::Next> HttpsServer::read_request(Session& s, beast::flat_buffer& buffer,
                                                              Exchange& ex) {
   auto& parser = ex.parser;
   parser.header_limit(options_.max_header_bytes);
   // The body's limit is the route's, known once the header is: Content-Length is judged below.
   parser.body_limit(std::numeric_limits<std::uint64_t>::max());
-  const auto refuse = [&](std::string_view reason, beast_http::status status, std::string_view code,
-                          std::string_view message) {
-    metrics_.request_refused(reason);
-    ex.refused = refusal(11, status, code, message);
-  };
-  const auto body_too_large = [&](std::uint64_t limit) {
-    refuse("body_limit", beast_http::status::payload_too_large, "too_large",
-           "request body exceeds " + std::to_string(limit) + " bytes");
-  };
-  const auto malformed = [&](const boost::system::error_code& ec) {
-    refuse("bad_request", beast_http::status::bad_request, "bad_request",
-           ec == beast_http::error::bad_method && !parser.got_some()
-               ? std::string("not an HTTP/1.1 request")
-               : "malformed HTTP request: " + ec.message());
-  };
-
   const auto hec = s.outcome(co_await async_read_request(s.tls, buffer, parser, ReadUntil::header));
   s.idle = false;
   ex.started = std::chrono::steady_clock::now();
   if (hec == beast_http::error::body_limit) {
     // The parser checks Content-Length against the limit as soon as the headers are complete.
-    body_too_large(options_.max_body_bytes);
+    refuse_body_too_large(ex, options_.max_body_bytes);
   } else if (hec == beast_http::error::header_limit) {
-    refuse("header_limit", beast_http::status::request_header_fields_too_large, "headers_too_large",
+    refuse(ex, "header_limit", beast_http::status::request_header_fields_too_large,
+           "headers_too_large",
            "request headers exceed " + std::to_string(options_.max_header_bytes) + " bytes");
   } else if (is_malformed_http(hec)) {
-    malformed(hec);
+    refuse_malformed(ex, hec);
   } else if (hec == beast::error::timeout && buffer.size() > 0) {
     // Part of a header, then nothing for header_timeout: say so, then close.
-    refuse("header_timeout", beast_http::status::request_timeout, "header_timeout",
+    refuse(ex, "header_timeout", beast_http::status::request_timeout, "header_timeout",
            "the request's header did not arrive within " +
                std::to_string(options_.header_timeout.count()) + " ms");
   } else if (hec) {
@@ -490,11 +493,16 @@ asio::awaitable<HttpsServer::Next> HttpsServer::read_request(Session& s, beast::
     ex.body_unread = true;
     co_return Next::request;
   }
-
   s.arm(options_.request_timeout);
+  co_return co_await read_body(s, buffer, ex);
+}
+
+asio::awaitable<HttpsServer::Next> HttpsServer::read_body(Session& s, beast::flat_buffer& buffer,
+                                                          Exchange& ex) {
+  auto& parser = ex.parser;
   const auto& header = parser.get();
   if (!acceptable_framing(header)) {
-    refuse("framing", beast_http::status::bad_request, "bad_request",
+    refuse(ex, "framing", beast_http::status::bad_request, "bad_request",
            "Transfer-Encoding must be exactly 'chunked', without Content-Length");
     ex.body_unread = true;
     co_return Next::request;
@@ -521,7 +529,7 @@ asio::awaitable<HttpsServer::Next> HttpsServer::read_request(Session& s, beast::
       is_get_or_head(header.method()) ? 0 : options_.max_body_bytes);
   parser.body_limit(limit);
   if (const auto length = parser.content_length(); length && *length > limit) {
-    body_too_large(limit);
+    refuse_body_too_large(ex, limit);
     ex.body_unread = true;
     co_return Next::request;
   }
@@ -544,9 +552,9 @@ asio::awaitable<HttpsServer::Next> HttpsServer::read_request(Session& s, beast::
   const auto bec =
       s.outcome(co_await async_read_request(s.tls, buffer, parser, ReadUntil::message));
   if (bec == beast_http::error::body_limit) {
-    body_too_large(limit);
+    refuse_body_too_large(ex, limit);
   } else if (is_malformed_http(bec)) {
-    malformed(bec);
+    refuse_malformed(ex, bec);
   } else if (bec) {
     if (bec == beast::error::timeout) metrics_.request_refused("timeout");
     co_return Next::close_abruptly;

@@ -90,8 +90,18 @@ class HttpsServer {
   boost::asio::awaitable<Next> serve_connection(std::shared_ptr<Session> session);
   boost::asio::awaitable<Next> serve_request(std::shared_ptr<Session> session,
                                              boost::beast::flat_buffer& buffer);
+  // The request's header, then read_body; a refusal answered before any handler is left in
+  // the exchange.
   boost::asio::awaitable<Next> read_request(Session& session, boost::beast::flat_buffer& buffer,
                                             Exchange& exchange);
+  // After a complete header: the route's body limit, its header check, 100-continue, the body.
+  boost::asio::awaitable<Next> read_body(Session& session, boost::beast::flat_buffer& buffer,
+                                         Exchange& exchange);
+  // A refusal answered before any handler, counted under `reason`.
+  void refuse(Exchange& exchange, std::string_view reason, boost::beast::http::status status,
+              std::string_view code, std::string_view message);
+  void refuse_body_too_large(Exchange& exchange, std::uint64_t limit);  // the one 413
+  void refuse_malformed(Exchange& exchange, const boost::system::error_code& ec);
   boost::asio::awaitable<Response> respond(Session& session, Exchange& exchange);
   void log_answer(const Session& session, const Exchange& exchange, const Response& res);
   void forget(Session* session);

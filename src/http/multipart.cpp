@@ -37,12 +37,6 @@ bool iequals(std::string_view a, std::string_view b) {
          });
 }
 
-std::string_view trim_lwsp(std::string_view s) {
-  while (!s.empty() && is_lwsp(s.front())) s.remove_prefix(1);
-  while (!s.empty() && is_lwsp(s.back())) s.remove_suffix(1);
-  return s;
-}
-
 // RFC 9110 tchar: what header and parameter names are made of.
 bool is_tchar(char c) {
   return is_alnum(c) || std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
@@ -127,7 +121,7 @@ const Parameter* find_parameter(const std::vector<Parameter>& params, std::strin
 
 Result<std::string> boundary_of(std::string_view content_type) {
   const std::size_t semicolon = content_type.find(';');
-  if (!iequals(trim_lwsp(content_type.substr(0, semicolon)), "multipart/form-data")) {
+  if (!iequals(trim_spaces_and_tabs(content_type.substr(0, semicolon)), "multipart/form-data")) {
     return refuse("the Content-Type must be multipart/form-data");
   }
   auto params = parse_parameters(
@@ -212,7 +206,7 @@ std::string describe(const std::string& name, std::size_t index) {
 Status read_disposition(std::string_view value, std::size_t index, const MultipartLimits& limits,
                         FormPart& part) {
   const std::size_t semicolon = value.find(';');
-  if (!iequals(trim_lwsp(value.substr(0, semicolon)), "form-data")) {
+  if (!iequals(trim_spaces_and_tabs(value.substr(0, semicolon)), "form-data")) {
     return refuse("the Content-Disposition of " + part_label(index) + " must be form-data");
   }
   auto params = parse_parameters(
@@ -284,7 +278,7 @@ Result<PartHead> read_part_headers(std::string_view body, std::size_t start, std
         !std::all_of(name.begin(), name.end(), is_tchar)) {
       return refuse(part_label(index) + " has a header line that is not \"Name: value\"");
     }
-    const std::string_view value = trim_lwsp(line.substr(colon + 1));
+    const std::string_view value = trim_spaces_and_tabs(line.substr(colon + 1));
     if (iequals(name, "Content-Disposition")) {
       if (have_disposition) {
         return refuse(part_label(index) + " has more than one Content-Disposition header");

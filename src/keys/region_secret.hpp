@@ -61,8 +61,8 @@ class RegionSecret {
   Result<Bytes> mailbox_hmac(std::string_view address) const;
 
   // The listener URL secret of registrations from before capabilities: base64url without padding
-  // of 32 bytes of HMAC over (registration id, generation). No longer issued (a repeated
-  // registration returned the same URL to anyone who knew the address and the token); kept so
+  // of 32 bytes of HMAC over (registration id, generation). Not issued (a repeated
+  // registration would return the same URL to anyone who knew the address and the token); kept so
   // that tests and tools can make such URLs, which Exchange may still call.
   std::string callback_secret(std::int64_t registration_id, std::uint32_t generation) const;
   // SHA-384 of callback_secret(...): what `registrations.secret_hash` holds.

@@ -371,7 +371,7 @@ void PortalEndpoint::add_routes(http::Router& router) {
                     });
   router.add_prefix(bhttp::verb::post, std::string(kCustomerPrefix), "portal_change",
                     [this](const http::Request& req, const http::RequestContext& ctx) {
-                      return change(req, ctx);
+                      return customer_action(req, ctx);
                     });
   router.add_prefix(bhttp::verb::delete_, std::string(kCustomerPrefix), "portal_delete",
                     [this](const http::Request& req, const http::RequestContext& ctx) {
@@ -415,84 +415,127 @@ bool is_admin_token(const std::vector<Bytes>& hashes, const std::string& token) 
 
 }  // namespace
 
+namespace {
+
+const Refusal kNoKeyFile{bhttp::status::service_unavailable, "not_configured",
+                         "this region cannot store certificates: its key file is not configured "
+                         "(portal.kek_file); tell the relay operators",
+                         Blame::none, "3600"};
+
+// The form's region, App ID and display name checked; the refusal for the first that is not fit.
+std::optional<Refusal> check_new_customer_fields(const PortalOptions& options,
+                                                 const Upload& upload) {
+  const std::string region = field(upload, "region").value_or("");
+  if (region != options.region) {
+    const auto other = options.other_regions.find(region);
+    if (other != options.other_regions.end()) {
+      return Refusal{bhttp::status::misdirected_request, "wrong_region",
+                     "this is the portal of " + options.region + "; you chose " + region +
+                         ": upload at https://" + other->second + "/portal/",
+                     Blame::none};
+    }
+    return Refusal{bhttp::status::bad_request, "unknown_region",
+                   region.empty()
+                       ? "choose the region your Exchange servers are in (field 'region'); "
+                         "this portal is " +
+                             options.region
+                       : "unknown region (field 'region'); this portal is " + options.region,
+                   Blame::none};
+  }
+  if (!valid_app_id(field(upload, "app_id").value_or(""))) {
+    return Refusal{bhttp::status::bad_request, "invalid_app_id",
+                   "the App ID (field 'app_id') must be the app's bundle id, e.g. "
+                   "com.example.mail: letters, digits, '.' and '-'",
+                   Blame::none};
+  }
+  if (!valid_display_name(field(upload, "display_name").value_or(""))) {
+    return Refusal{bhttp::status::bad_request, "invalid_display_name",
+                   "the display name must be at most 200 characters without control "
+                   "characters",
+                   Blame::none};
+  }
+  return std::nullopt;
+}
+
+// Who creates a customer: the region admin, or the holder of an invite code (its hash).
+struct Creator {
+  std::string actor_name;
+  std::optional<Bytes> invite_hash;
+};
+
+// Who may create: the region admin token, or a one-time invite code still usable.
+asio::awaitable<std::variant<Creator, Refusal>> creator_of(
+    store::DatabasePool& pool, const std::vector<Bytes>& admin_token_hashes,
+    const std::string& token, const std::optional<std::string>& invite) {
+  if (!token.empty()) {
+    if (!is_admin_token(admin_token_hashes, token)) {
+      co_return Refusal{bhttp::status::unauthorized, "invalid_token",
+                        "the admin token is not valid for this region", Blame::caller};
+    }
+    co_return Creator{"portal:region-admin", std::nullopt};
+  }
+  if (!invite || invite->empty()) {
+    co_return Refusal{bhttp::status::unauthorized, "missing_invite",
+                      "an invite code from your relay operator is needed (field "
+                      "'invite_code')",
+                      Blame::none};
+  }
+  Bytes invite_hash = sha384(*invite);
+  const store::DatabasePool::Job<bool> check = [hash = invite_hash](store::Connection& c) {
+    return store::invite_usable(c, hash);
+  };
+  auto usable = co_await pool.async_run(check, asio::use_awaitable);
+  if (!usable) co_return database_refusal(usable.error());
+  if (!*usable) {
+    co_return Refusal{bhttp::status::forbidden, "invalid_invite",
+                      "the invite code is not valid: it is unknown, used or expired; ask "
+                      "your relay operator for a new one",
+                      Blame::caller};
+  }
+  co_return Creator{"portal:invite", std::move(invite_hash)};
+}
+
+// The answer to a created customer: its keys, shown this once, and its certificate's facts.
+json created_answer(const std::string& region, const store::NewCustomer& customer,
+                    const std::string& registration_key, const std::string& admin_key,
+                    const certs::PushCertificate& cert, std::chrono::system_clock::time_point now) {
+  const auto left = std::chrono::duration_cast<std::chrono::seconds>(cert.not_after - now).count();
+  return {{"customer_id", customer.customer_id},
+          {"region", region},
+          {"app_id", customer.app_id},
+          {"registration_key", registration_key},
+          {"admin_key", admin_key},
+          {"certificate",
+           {{"topic", cert.topic},
+            {"environments", environments_text(cert.development, cert.production)},
+            {"not_after", iso_time(cert.not_after)},
+            {"days_left", days_left(left)},
+            {"fingerprint_sha256", cert.fingerprint_sha256_hex}}},
+          {"warnings", warnings_for(cert, now)},
+          {"notice",
+           "Keep the registration key (for the app's policy) and the admin key (for renewals and "
+           "status): they are shown only once."}};
+}
+
+}  // namespace
+
 asio::awaitable<http::Response> PortalEndpoint::create(const http::Request& req,
                                                        const http::RequestContext& ctx) {
   PortalRequest r(req, ctx, outcomes_, limiter_, "create");
   if (auto limited = r.rate_limited()) co_return r.refuse(*limited);
-  if (ring_ == nullptr) {
-    co_return r.refuse({bhttp::status::service_unavailable, "not_configured",
-                        "this region cannot store certificates: its key file is not configured "
-                        "(portal.kek_file); tell the relay operators",
-                        Blame::none, "3600"});
-  }
+  if (ring_ == nullptr) co_return r.refuse(kNoKeyFile);
   auto parsed = r.upload(options_.max_upload_bytes, {"certificate", "password", "app_id", "region",
                                                      "invite_code", "display_name"});
   if (auto* refusal = std::get_if<Refusal>(&parsed)) co_return r.refuse(*refusal);
   const Upload& upload = std::get<Upload>(parsed);
-
-  const std::string region = field(upload, "region").value_or("");
-  if (region != options_.region) {
-    const auto other = options_.other_regions.find(region);
-    if (other != options_.other_regions.end()) {
-      co_return r.refuse({bhttp::status::misdirected_request, "wrong_region",
-                          "this is the portal of " + options_.region + "; you chose " + region +
-                              ": upload at https://" + other->second + "/portal/",
-                          Blame::none});
-    }
-    co_return r.refuse({bhttp::status::bad_request, "unknown_region",
-                        region.empty()
-                            ? "choose the region your Exchange servers are in (field 'region'); "
-                              "this portal is " +
-                                  options_.region
-                            : "unknown region (field 'region'); this portal is " + options_.region,
-                        Blame::none});
-  }
+  if (auto refusal = check_new_customer_fields(options_, upload)) co_return r.refuse(*refusal);
   const std::string app_id = field(upload, "app_id").value_or("");
-  if (!valid_app_id(app_id)) {
-    co_return r.refuse({bhttp::status::bad_request, "invalid_app_id",
-                        "the App ID (field 'app_id') must be the app's bundle id, e.g. "
-                        "com.example.mail: letters, digits, '.' and '-'",
-                        Blame::none});
-  }
-  const std::string display_name = field(upload, "display_name").value_or("");
-  if (!valid_display_name(display_name)) {
-    co_return r.refuse({bhttp::status::bad_request, "invalid_display_name",
-                        "the display name must be at most 200 characters without control "
-                        "characters",
-                        Blame::none});
-  }
 
-  // Who may create: the region admin token, or a one-time invite code.
   const std::string token = bearer_token(req);
   const auto invite = field(upload, "invite_code");
-  std::optional<Bytes> invite_hash;
-  std::string actor_name;
-  if (!token.empty()) {
-    if (!is_admin_token(options_.admin_token_hashes, token)) {
-      co_return r.refuse({bhttp::status::unauthorized, "invalid_token",
-                          "the admin token is not valid for this region", Blame::caller});
-    }
-    actor_name = "portal:region-admin";
-  } else if (invite && !invite->empty()) {
-    invite_hash = sha384(*invite);
-    const store::DatabasePool::Job<bool> check = [hash = *invite_hash](store::Connection& c) {
-      return store::invite_usable(c, hash);
-    };
-    auto usable = co_await pool_.async_run(check, asio::use_awaitable);
-    if (!usable) co_return r.refuse(database_refusal(usable.error()));
-    if (!*usable) {
-      co_return r.refuse({bhttp::status::forbidden, "invalid_invite",
-                          "the invite code is not valid: it is unknown, used or expired; ask "
-                          "your relay operator for a new one",
-                          Blame::caller});
-    }
-    actor_name = "portal:invite";
-  } else {
-    co_return r.refuse({bhttp::status::unauthorized, "missing_invite",
-                        "an invite code from your relay operator is needed (field "
-                        "'invite_code')",
-                        Blame::none});
-  }
+  auto creator = co_await creator_of(pool_, options_.admin_token_hashes, token, invite);
+  if (auto* refusal = std::get_if<Refusal>(&creator)) co_return r.refuse(*refusal);
+  const Creator& by = std::get<Creator>(creator);
 
   const auto now = options_.now();
   auto inspected = inspect_upload(options_, upload, app_id, now);
@@ -501,16 +544,16 @@ asio::awaitable<http::Response> PortalEndpoint::create(const http::Request& req,
 
   store::NewCustomer customer;
   customer.customer_id = options_.customer_id_prefix + "-" + base32_lower_encode(random_bytes(12));
-  customer.display_name = display_name;
+  customer.display_name = field(upload, "display_name").value_or("");
   customer.app_id = app_id;
   const std::string registration_key = random_token("rk_", 32);
   const std::string admin_key = random_token("ak_", 32);
   customer.registration_key_hash = sha384(registration_key);
   customer.admin_key_hash = sha384(admin_key);
-  customer.invite_code_hash = invite_hash;
+  customer.invite_code_hash = by.invite_hash;
   auto sealed = seal_credential(*ring_, customer.customer_id, cert);
   if (auto* refusal = std::get_if<Refusal>(&sealed)) co_return r.refuse(*refusal);
-  const store::Actor actor{actor_name, r.peer()};
+  const store::Actor actor{by.actor_name, r.peer()};
   const store::DatabasePool::Job<store::CreatedCustomer> job =
       [customer, credential = new_credential(cert, std::move(std::get<keys::Sealed>(sealed))),
        actor](store::Connection& c) {
@@ -527,26 +570,10 @@ asio::awaitable<http::Response> PortalEndpoint::create(const http::Request& req,
   log::info("portal.customer_created", {{"customer", customer.customer_id},
                                         {"topic", cert.topic},
                                         {"not_after", iso_time(cert.not_after)},
-                                        {"by", actor_name},
+                                        {"by", by.actor_name},
                                         {"peer", r.peer()}});
-  const auto left = std::chrono::duration_cast<std::chrono::seconds>(cert.not_after - now).count();
-  co_return r.ok(
-      bhttp::status::created,
-      {{"customer_id", customer.customer_id},
-       {"region", options_.region},
-       {"app_id", app_id},
-       {"registration_key", registration_key},
-       {"admin_key", admin_key},
-       {"certificate",
-        {{"topic", cert.topic},
-         {"environments", environments_text(cert.development, cert.production)},
-         {"not_after", iso_time(cert.not_after)},
-         {"days_left", days_left(left)},
-         {"fingerprint_sha256", cert.fingerprint_sha256_hex}}},
-       {"warnings", warnings_for(cert, now)},
-       {"notice",
-        "Keep the registration key (for the app's policy) and the admin key (for renewals and "
-        "status): they are shown only once."}});
+  co_return r.ok(bhttp::status::created,
+                 created_answer(options_.region, customer, registration_key, admin_key, cert, now));
 }
 
 namespace {
@@ -650,8 +677,8 @@ asio::awaitable<http::Response> PortalEndpoint::status(const http::Request& req,
                                      {"warnings", warnings}});
 }
 
-asio::awaitable<http::Response> PortalEndpoint::change(const http::Request& req,
-                                                       const http::RequestContext& ctx) {
+asio::awaitable<http::Response> PortalEndpoint::customer_action(const http::Request& req,
+                                                                const http::RequestContext& ctx) {
   const std::string_view rest = ctx.path_rest;
   const auto slash = rest.find('/');
   const std::string id(rest.substr(0, slash));
@@ -679,29 +706,71 @@ asio::awaitable<http::Response> PortalEndpoint::change(const http::Request& req,
   if (!*found) co_return r.refuse(not_authorised(std::get<Caller>(who)));
   const store::CustomerRow customer = **found;
   const store::Actor actor{admin ? "portal:region-admin" : "portal:customer-admin", r.peer()};
+  if (what == "certificate") co_return co_await renew_certificate(r, customer, actor);
+  const std::string state = what == "disable" ? "disabled" : "active";
+  co_return co_await set_customer_state(r, customer, actor, state);
+}
 
-  if (what != "certificate") {
-    const std::string state = what == "disable" ? "disabled" : "active";
-    const store::DatabasePool::Job<bool> job = [row = customer.id, state,
-                                                actor](store::Connection& c) {
-      return store::set_customer_state(c, row, state, actor);
-    };
-    auto changed = co_await pool_.async_run(job, asio::use_awaitable);
-    if (!changed) co_return r.refuse(database_refusal(changed.error()));
-    log::info("portal.customer_state",
-              {{"customer", id}, {"state", state}, {"changed", *changed}, {"by", actor.name}});
-    co_return r.ok(bhttp::status::ok,
-                   {{"customer_id", id}, {"state", state}, {"changed", *changed}});
-  }
+asio::awaitable<http::Response> PortalEndpoint::set_customer_state(
+    PortalRequest& r, const store::CustomerRow& customer, const store::Actor& actor,
+    const std::string& state) {
+  const std::string& id = customer.customer_id;
+  const store::DatabasePool::Job<bool> job = [row = customer.id, state,
+                                              actor](store::Connection& c) {
+    return store::set_customer_state(c, row, state, actor);
+  };
+  auto changed = co_await pool_.async_run(job, asio::use_awaitable);
+  if (!changed) co_return r.refuse(database_refusal(changed.error()));
+  log::info("portal.customer_state",
+            {{"customer", id}, {"state", state}, {"changed", *changed}, {"by", actor.name}});
+  co_return r.ok(bhttp::status::ok, {{"customer_id", id}, {"state", state}, {"changed", *changed}});
+}
 
-  // Renewal: the new certificate must be valid for the customer's App ID; the old one keeps
-  // sending until the new one is stored, in one transaction that retires it.
-  if (ring_ == nullptr) {
-    co_return r.refuse({bhttp::status::service_unavailable, "not_configured",
-                        "this region cannot store certificates: its key file is not configured "
-                        "(portal.kek_file); tell the relay operators",
-                        Blame::none, "3600"});
+namespace {
+
+// The refusal when `cert` would switch environments from the current (or expired) credential's
+// and the caller did not allow it.
+std::optional<Refusal> environment_switch_refusal(const std::vector<store::CredentialRow>& existing,
+                                                  const certs::PushCertificate& cert,
+                                                  bool allow_env_change) {
+  for (const auto& k : existing) {
+    if (k.state != "active" && k.state != "expired") continue;
+    if ((k.development != cert.development || k.production != cert.production) &&
+        !allow_env_change) {
+      return Refusal{
+          bhttp::status::conflict, "environment_changed",
+          "the new certificate serves " + environments_text(cert.development, cert.production) +
+              " but the current one serves " + environments_text(k.development, k.production) +
+              ": to switch, send allow_environment_change=true",
+          Blame::none};
+    }
+    break;
   }
+  return std::nullopt;
+}
+
+// The answer to a renewal: the new certificate's facts.
+json renewed_answer(const std::string& customer_id, const certs::PushCertificate& cert,
+                    std::chrono::system_clock::time_point now) {
+  const auto left = std::chrono::duration_cast<std::chrono::seconds>(cert.not_after - now).count();
+  return {{"customer_id", customer_id},
+          {"certificate",
+           {{"topic", cert.topic},
+            {"environments", environments_text(cert.development, cert.production)},
+            {"state", "active"},
+            {"not_after", iso_time(cert.not_after)},
+            {"days_left", days_left(left)},
+            {"fingerprint_sha256", cert.fingerprint_sha256_hex}}},
+          {"warnings", warnings_for(cert, now)}};
+}
+
+}  // namespace
+
+asio::awaitable<http::Response> PortalEndpoint::renew_certificate(
+    PortalRequest& r, const store::CustomerRow& customer, const store::Actor& actor) {
+  // The new certificate must be valid for the customer's App ID; the old one keeps sending
+  // until the new one is stored, in one transaction that retires it.
+  if (ring_ == nullptr) co_return r.refuse(kNoKeyFile);
   auto parsed =
       r.upload(options_.max_upload_bytes,
                {"certificate", "password", "allow_environment_change", "test_connection"});
@@ -718,18 +787,8 @@ asio::awaitable<http::Response> PortalEndpoint::change(const http::Request& req,
       [row = customer.id](store::Connection& c) { return store::customer_credentials(c, row); };
   auto existing = co_await pool_.async_run(current, asio::use_awaitable);
   if (!existing) co_return r.refuse(database_refusal(existing.error()));
-  for (const auto& k : *existing) {
-    if (k.state != "active" && k.state != "expired") continue;
-    if ((k.development != cert.development || k.production != cert.production) &&
-        !allow_env_change) {
-      co_return r.refuse(
-          {bhttp::status::conflict, "environment_changed",
-           "the new certificate serves " + environments_text(cert.development, cert.production) +
-               " but the current one serves " + environments_text(k.development, k.production) +
-               ": to switch, send allow_environment_change=true",
-           Blame::none});
-    }
-    break;
+  if (auto refusal = environment_switch_refusal(*existing, cert, allow_env_change)) {
+    co_return r.refuse(*refusal);
   }
   // Asked for: a TLS + HTTP/2 connection to APNs with the new certificate before it replaces
   // the old one (Apple refuses revoked or wrong-environment certificates at the handshake).
@@ -749,21 +808,11 @@ asio::awaitable<http::Response> PortalEndpoint::change(const http::Request& req,
           store::Connection& c) { return store::replace_credential(c, row, credential, actor); };
   auto replaced = co_await pool_.async_run(job, asio::use_awaitable);
   if (!replaced) co_return r.refuse(database_refusal(replaced.error()));
-  log::info("portal.credential_renewed", {{"customer", id},
+  log::info("portal.credential_renewed", {{"customer", customer.customer_id},
                                           {"topic", cert.topic},
                                           {"not_after", iso_time(cert.not_after)},
                                           {"by", actor.name}});
-  const auto left = std::chrono::duration_cast<std::chrono::seconds>(cert.not_after - now).count();
-  co_return r.ok(bhttp::status::ok,
-                 {{"customer_id", id},
-                  {"certificate",
-                   {{"topic", cert.topic},
-                    {"environments", environments_text(cert.development, cert.production)},
-                    {"state", "active"},
-                    {"not_after", iso_time(cert.not_after)},
-                    {"days_left", days_left(left)},
-                    {"fingerprint_sha256", cert.fingerprint_sha256_hex}}},
-                  {"warnings", warnings_for(cert, now)}});
+  co_return r.ok(bhttp::status::ok, renewed_answer(customer.customer_id, cert, now));
 }
 
 asio::awaitable<Status> PortalEndpoint::test_apns_connection(const std::string& customer_id,

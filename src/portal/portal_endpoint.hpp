@@ -28,6 +28,7 @@
 #include "http/router.hpp"
 #include "keys/key_ring.hpp"
 #include "portal/failure_limiter.hpp"
+#include "store/customers.hpp"
 #include "store/database_pool.hpp"
 
 namespace mp::portal {
@@ -57,6 +58,8 @@ struct PortalOptions {
   };
 };
 
+class PortalRequest;  // one request's refusals, answers and limiter (portal_endpoint.cpp)
+
 class PortalEndpoint {
  public:
   // `ring` may be null: the region has no key file, and uploads are refused with 503 and a
@@ -74,8 +77,18 @@ class PortalEndpoint {
                                                 const http::RequestContext& ctx);
   boost::asio::awaitable<http::Response> status(const http::Request& req,
                                                 const http::RequestContext& ctx);
-  boost::asio::awaitable<http::Response> change(const http::Request& req,
-                                                const http::RequestContext& ctx);
+  // POST /portal/v1/customers/{id}/certificate, /disable or /enable: the caller authorised for
+  // the customer, then renew_certificate or set_customer_state.
+  boost::asio::awaitable<http::Response> customer_action(const http::Request& req,
+                                                         const http::RequestContext& ctx);
+  boost::asio::awaitable<http::Response> renew_certificate(PortalRequest& r,
+                                                           const store::CustomerRow& customer,
+                                                           const store::Actor& actor);
+  // "disabled" or "active".
+  boost::asio::awaitable<http::Response> set_customer_state(PortalRequest& r,
+                                                            const store::CustomerRow& customer,
+                                                            const store::Actor& actor,
+                                                            const std::string& state);
   boost::asio::awaitable<http::Response> remove(const http::Request& req,
                                                 const http::RequestContext& ctx);
 

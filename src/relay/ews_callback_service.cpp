@@ -122,8 +122,8 @@ asio::awaitable<Result<std::size_t>> EwsCallbackService::preload_cache(
 }
 
 asio::awaitable<Result<EwsCallbackService::Found>> EwsCallbackService::registration(
-    const std::string& key, const Bytes& hash, bool fresh) {
-  if (!fresh) {
+    const std::string& key, const Bytes& hash, bool bypass_cache) {
+  if (!bypass_cache) {
     auto hit = cache_.get(key);
     if (hit.hit == RegistrationCache::Hit::found) {
       cache_hit_->Increment();
@@ -221,10 +221,79 @@ asio::awaitable<std::optional<CallbackOutcome>> EwsCallbackService::precheck(
     cache_absent_->Increment();
     co_return unknown(caller, "no active registration");
   }
-  auto reg = co_await registration(key, hash, /*fresh=*/true);
+  auto reg = co_await registration(key, hash, /*bypass_cache=*/true);
   if (!reg) co_return count({CallbackResult::unavailable, reg.error().message, ""});
   if (!reg->entry) co_return unknown(caller, "no active registration");
   co_return std::nullopt;
+}
+
+namespace {
+
+// The forbidden outcome when `caller` is outside the customer's allow-list (or the list is
+// unreadable); none when it may call.
+std::optional<CallbackOutcome> refused_caller(const CustomerView& customer,
+                                              const IpAddress& caller) {
+  if (customer.allow_list_invalid ||
+      (!customer.allowed_callers.empty() && !any_contains(customer.allowed_callers, caller))) {
+    return CallbackOutcome{CallbackResult::forbidden,
+                           "caller " + caller.to_string() + " is outside the customer's allow-list",
+                           customer.public_id};
+  }
+  return std::nullopt;
+}
+
+store::CallbackWrite callback_write(const CachedRegistration& entry, const CallbackSummary& summary,
+                                    const BindingDecision& decision) {
+  store::CallbackWrite write;
+  write.registration_id = entry.id;
+  write.mailbox_id = entry.mailbox_id;
+  write.subscription_id = *summary.subscription_id;
+  write.bind = decision.bind;
+  write.expected_current = decision.expected_current;
+  write.watermark = summary.watermark;
+  write.count_events = summary.count_events;
+  return write;
+}
+
+}  // namespace
+
+std::optional<CallbackOutcome> EwsCallbackService::over_callback_rate(
+    const CachedRegistration& entry) {
+  const CustomerView& customer = *entry.customer;
+  const auto now = TokenBucketLimiter::Clock::now();
+  if (per_registration_ && per_registration_->take(std::to_string(entry.id), now)) {
+    return CallbackOutcome{CallbackResult::rate_limited,
+                           "registration " + std::to_string(entry.id) + " over its callback rate",
+                           customer.public_id};
+  }
+  if (per_customer_ && per_customer_->take(customer.public_id, now)) {
+    return CallbackOutcome{CallbackResult::rate_limited, "customer over its callback rate",
+                           customer.public_id};
+  }
+  return std::nullopt;
+}
+
+CallbackOutcome EwsCallbackService::recorded(const std::string& key,
+                                             const CachedRegistration& entry,
+                                             const BindingDecision& decision,
+                                             const CallbackSummary& summary,
+                                             const ews::SendNotification& callback) {
+  const CustomerView& customer = *entry.customer;
+  if (decision.bind) {
+    CachedRegistration rebound = entry;
+    rebound.subscription = subscription_digest(*summary.subscription_id);
+    cache_.put(key, rebound);
+    log::info("ews.subscription_bound", {{"customer", customer.public_id},
+                                         {"registration", entry.id},
+                                         {"rebind", decision.expected_current.has_value()}});
+  }
+  for (const auto& m : callback.messages) {
+    if (!m.notification || m.subscription_id() != summary.subscription_id) continue;
+    for (const auto& e : m.notification->events) {
+      events_by_type_[static_cast<std::size_t>(e.type)]->Increment();
+    }
+  }
+  return count({CallbackResult::ok, "recorded", customer.public_id});
 }
 
 asio::awaitable<CallbackOutcome> EwsCallbackService::handle(std::string_view secret,
@@ -242,33 +311,19 @@ asio::awaitable<CallbackOutcome> EwsCallbackService::handle(std::string_view sec
 
   // Three rounds at most: a cached registration bound to another subscription is decided on the
   // full record, read again; and a registration that changed under a write is read again, once.
-  bool fresh = false;
+  bool bypass_cache = false;
   int stale_writes = 0;
   for (int round = 0; round < 3; ++round) {
-    auto reg = co_await registration(key, hash, fresh);
+    auto reg = co_await registration(key, hash, bypass_cache);
     if (!reg) co_return count({CallbackResult::unavailable, reg.error().message, ""});
     if (!reg->entry) {
       co_return unknown(caller, "no active registration");
     }
     const CachedRegistration& entry = *reg->entry;
     const CustomerView& customer = *entry.customer;
-    if (customer.allow_list_invalid ||
-        (!customer.allowed_callers.empty() && !any_contains(customer.allowed_callers, caller))) {
-      co_return count({CallbackResult::forbidden,
-                       "caller " + caller.to_string() + " is outside the customer's allow-list",
-                       customer.public_id});
-    }
+    if (auto refused = refused_caller(customer, caller)) co_return count(std::move(*refused));
     if (round == 0) {
-      const auto now = TokenBucketLimiter::Clock::now();
-      if (per_registration_ && per_registration_->take(std::to_string(entry.id), now)) {
-        co_return count({CallbackResult::rate_limited,
-                         "registration " + std::to_string(entry.id) + " over its callback rate",
-                         customer.public_id});
-      }
-      if (per_customer_ && per_customer_->take(customer.public_id, now)) {
-        co_return count(
-            {CallbackResult::rate_limited, "customer over its callback rate", customer.public_id});
-      }
+      if (auto limited = over_callback_rate(entry)) co_return count(std::move(*limited));
       for (const auto& code : summary.error_codes) {
         error_messages_.Add({{"code", known_response_code(code)}}).Increment();
       }
@@ -283,7 +338,7 @@ asio::awaitable<CallbackOutcome> EwsCallbackService::handle(std::string_view sec
     if (reg->record) {
       decision = decide_binding(*reg->record, *summary.subscription_id);
     } else if (entry.subscription != subscription_digest(*summary.subscription_id)) {
-      fresh = true;
+      bypass_cache = true;
       continue;
     }
     if (decision.unsubscribe) {
@@ -294,21 +349,14 @@ asio::awaitable<CallbackOutcome> EwsCallbackService::handle(std::string_view sec
       // Only error messages (e.g. ErrorReadEventsFailed): no events to record and no reason to
       // bind; the app must subscribe again, which the silent-subscription report will show. No
       // write checks the registration here, so a cached one is read again first.
-      if (!fresh) {
-        fresh = true;
+      if (!bypass_cache) {
+        bypass_cache = true;
         continue;
       }
       co_return count({CallbackResult::ok, "error message only", customer.public_id});
     }
 
-    store::CallbackWrite write;
-    write.registration_id = entry.id;
-    write.mailbox_id = entry.mailbox_id;
-    write.subscription_id = *summary.subscription_id;
-    write.bind = decision.bind;
-    write.expected_current = decision.expected_current;
-    write.watermark = summary.watermark;
-    write.count_events = summary.count_events;
+    const store::CallbackWrite write = callback_write(entry, summary, decision);
     auto written = co_await store_.record(write);
     if (!written) {
       co_return count({CallbackResult::unavailable, written.error().message, customer.public_id});
@@ -320,24 +368,10 @@ asio::awaitable<CallbackOutcome> EwsCallbackService::handle(std::string_view sec
     if (*written == store::WriteOutcome::stale) {
       cache_.erase(key);
       if (++stale_writes == 2) break;
-      fresh = true;
+      bypass_cache = true;
       continue;
     }
-    if (decision.bind) {
-      CachedRegistration rebound = entry;
-      rebound.subscription = subscription_digest(*summary.subscription_id);
-      cache_.put(key, rebound);
-      log::info("ews.subscription_bound", {{"customer", customer.public_id},
-                                           {"registration", entry.id},
-                                           {"rebind", decision.expected_current.has_value()}});
-    }
-    for (const auto& m : callback.messages) {
-      if (!m.notification || m.subscription_id() != summary.subscription_id) continue;
-      for (const auto& e : m.notification->events) {
-        events_by_type_[static_cast<std::size_t>(e.type)]->Increment();
-      }
-    }
-    co_return count({CallbackResult::ok, "recorded", customer.public_id});
+    co_return recorded(key, entry, decision, summary, callback);
   }
   co_return count(
       {CallbackResult::unavailable, "registration changed twice while recording; retry", ""});

@@ -16,6 +16,7 @@
 #include "common/cidr.hpp"
 #include "common/token_bucket.hpp"
 #include "ews/send_notification.hpp"
+#include "relay/callback_rules.hpp"
 #include "relay/registration_cache.hpp"
 #include "store/callback_store.hpp"
 
@@ -95,15 +96,21 @@ class EwsCallbackService {
     std::optional<CachedRegistration> entry;          // none: no active registration
     std::optional<store::RegistrationRecord> record;  // when read from the database just now
   };
-  // The registration behind the secret hash; `fresh` skips the cache.
+  // The registration behind the secret hash; `bypass_cache` reads it from the store.
   boost::asio::awaitable<Result<Found>> registration(const std::string& key, const Bytes& hash,
-                                                     bool fresh);
+                                                     bool bypass_cache);
   CallbackOutcome count(CallbackOutcome outcome);
   // The cache's entry for a registration read from the store.
   CachedRegistration cache_entry(const store::RegistrationRecord& record);
 
   // Counts an unknown secret against the caller's address.
   CallbackOutcome unknown(const IpAddress& caller, std::string reason);
+  // The rate-limited outcome when the registration or its customer is over its callback rate.
+  std::optional<CallbackOutcome> over_callback_rate(const CachedRegistration& entry);
+  // A callback written: the cache follows a new binding, the events are counted.
+  CallbackOutcome recorded(const std::string& key, const CachedRegistration& entry,
+                           const BindingDecision& decision, const CallbackSummary& summary,
+                           const ews::SendNotification& callback);
 
   store::CallbackStore& store_;
   RegistrationCache& cache_;

@@ -4,7 +4,7 @@
 // is dropped and re-read. Entries also expire, so settings read with them (the customer's caller
 // allow-list) reach every instance within `found_ttl`.
 //
-// It is built to hold every registration of a region (issue 7: 2M registrations under 300 MiB):
+// It is built to hold every registration of a region (2M registrations under 300 MiB):
 // an entry is one 64-byte slot in a per-shard array, found through an open-addressing table of
 // 4-byte slot numbers, and linked into its shard's LRU list by slot number. What a whole customer
 // shares (its Customer ID and parsed allow-list) is kept once per customer, and the newest one

@@ -374,6 +374,41 @@ RegistrationRefusal device_refusal(bool invalid_token, const std::string& enviro
 
 }  // namespace
 
+std::optional<RegistrationRefusal> RegistrationService::change_refusal(
+    const store::CapabilityResult& result, const std::string& environment,
+    std::chrono::seconds retry_after) const {
+  switch (result.change) {
+    case store::CapabilityChange::device_invalid:
+    case store::CapabilityChange::device_unregistered:
+      return device_refusal(result.change == store::CapabilityChange::device_invalid, environment,
+                            result.device_note);
+    case store::CapabilityChange::quota_device:
+      return refusal(RefusalKind::forbidden, "quota_device",
+                     "this device token has " + std::to_string(options_.max_per_device) +
+                         " active registrations already (registration.max_per_device): "
+                         "delete one the app no longer shows (DELETE /v1/registrations/self "
+                         "with its capability) before registering another mailbox");
+    case store::CapabilityChange::quota_customer:
+      return refusal(RefusalKind::forbidden, "quota_customer",
+                     "this customer has " + std::to_string(options_.max_per_customer) +
+                         " active registrations already (registration.max_per_customer): "
+                         "its administrator asks the relay operators for a larger quota");
+    case store::CapabilityChange::limited:
+      return refusal(RefusalKind::rate_limited, "rate_limited",
+                     "too many registration calls for this customer (at most " +
+                         std::to_string(options_.per_customer_per_minute) +
+                         " a minute), and the capability presented is not this registration's: "
+                         "try again in " +
+                         std::to_string(retry_after.count()) + " seconds",
+                     retry_after);
+    case store::CapabilityChange::created:
+    case store::CapabilityChange::unchanged:
+    case store::CapabilityChange::replaced:
+      break;
+  }
+  return std::nullopt;
+}
+
 asio::awaitable<Outcome<Registered>> RegistrationService::register_device(
     const RegisterRequest& request, const Caller& caller) {
   // Only an issued capability is a handle. A URL from before capabilities (anyone who knew the
@@ -429,34 +464,8 @@ asio::awaitable<Outcome<Registered>> RegistrationService::register_device(
     co_return std::move(*refused);
   }
   const store::CapabilityResult& result = *done->value;
-  switch (result.change) {
-    case store::CapabilityChange::device_invalid:
-    case store::CapabilityChange::device_unregistered:
-      co_return device_refusal(result.change == store::CapabilityChange::device_invalid,
-                               c.environment, result.device_note);
-    case store::CapabilityChange::quota_device:
-      co_return refusal(RefusalKind::forbidden, "quota_device",
-                        "this device token has " + std::to_string(options_.max_per_device) +
-                            " active registrations already (registration.max_per_device): "
-                            "delete one the app no longer shows (DELETE /v1/registrations/self "
-                            "with its capability) before registering another mailbox");
-    case store::CapabilityChange::quota_customer:
-      co_return refusal(RefusalKind::forbidden, "quota_customer",
-                        "this customer has " + std::to_string(options_.max_per_customer) +
-                            " active registrations already (registration.max_per_customer): "
-                            "its administrator asks the relay operators for a larger quota");
-    case store::CapabilityChange::limited:
-      co_return refusal(RefusalKind::rate_limited, "rate_limited",
-                        "too many registration calls for this customer (at most " +
-                            std::to_string(options_.per_customer_per_minute) +
-                            " a minute), and the capability presented is not this registration's: "
-                            "try again in " +
-                            std::to_string(done->admission.retry_after.count()) + " seconds",
-                        done->admission.retry_after);
-    case store::CapabilityChange::created:
-    case store::CapabilityChange::unchanged:
-    case store::CapabilityChange::replaced:
-      break;
+  if (auto refused = change_refusal(result, c.environment, done->admission.retry_after)) {
+    co_return std::move(*refused);
   }
   // URLs that just died are answered Unsubscribe at once by this instance's listener.
   if (cache_ != nullptr) {

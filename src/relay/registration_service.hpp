@@ -186,6 +186,11 @@ class RegistrationService {
   // The refusals a call with a capability starts with (region secret, the caller's address
   // limit, the capability's form): the capability's SHA-384, or the refusal.
   Outcome<Bytes> capability_precheck(std::string_view capability, const Caller& caller);
+  // The refusal for a registration the store did not make (device refused, a quota full, rate
+  // limited); none when it was created, kept or replaced.
+  std::optional<RegistrationRefusal> change_refusal(const store::CapabilityResult& result,
+                                                    const std::string& environment,
+                                                    std::chrono::seconds retry_after) const;
   // The caller's address is refused a while after too many refused credentials.
   std::optional<RegistrationRefusal> address_blocked(const Caller& caller);
   void count_refused_credentials(const Caller& caller);

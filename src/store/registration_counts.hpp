@@ -1,4 +1,4 @@
-// How a callback's events change its registration's unread count (issue 17: badges belong to
+// How a callback's events change its registration's unread count (badges belong to
 // registrations), as SQL over the registration row's own columns (`unread_count`,
 // `recent_items`, `folder_id`), so that a batch writes every registration in one statement
 // without reading it first. Pure: tested without a database.

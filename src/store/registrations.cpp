@@ -140,7 +140,7 @@ Result<std::optional<RegistrationCustomer>> find_customer_by_registration_key(
       RegistrationCustomer{row.i64(0), row.text(1), row.text(2)}};
 }
 
-// ---------------------------------------------------------------- capabilities (issue 17)
+// ---------------------------------------------------------------- capabilities
 
 const char* capability_change_name(CapabilityChange change) noexcept {
   switch (change) {
@@ -212,119 +212,167 @@ Status erase_registration_row(Connection& conn, std::int64_t id) {
 
 }  // namespace
 
+namespace {
+
+// Ends a registration with `change` and nothing kept (not even a new mailbox row); the COMMIT
+// that follows is a no-op.
+Result<CapabilityResult> refuse_registration(Connection& conn, CapabilityResult out,
+                                             CapabilityChange change) {
+  out.change = change;
+  if (auto st = conn.rollback(); !st) return std::move(st).error();
+  return out;
+}
+
+Value folder_of(const CapabilityRegistration& r) {
+  return r.folder_id ? Value{*r.folder_id} : Value{Null{}};
+}
+
+// What the audit rows of a registration say about its device.
+nlohmann::json audit_detail(const CapabilityRegistration& r, bool device_reactivated) {
+  nlohmann::json detail = {{"environment", r.environment}, {"device", redact(r.token_hex)}};
+  if (device_reactivated) detail["device_reactivated"] = true;
+  return detail;
+}
+
+// The app refreshing its own registration: settings may change, the URL does not.
+Result<CapabilityResult> refresh_settings(Connection& conn, const CapabilityRegistration& r,
+                                          const Actor& actor, CapabilityResult out) {
+  auto updated = conn.execute(
+      "UPDATE registrations SET status_frequency_minutes = ?, folder_id = ? "
+      "WHERE id = ?",
+      {Value{std::int64_t{r.status_frequency_minutes}}, folder_of(r), Value{out.registration_id}});
+  if (!updated) return std::move(updated).error();
+  out.change = CapabilityChange::unchanged;
+  if (out.device_reactivated) {
+    nlohmann::json detail = audit_detail(r, true);
+    detail["registration"] = out.registration_id;
+    if (auto st = audit(conn, actor, "registration.device_reactivated", r.customer_id, detail); !st)
+      return std::move(st).error();
+  }
+  return out;
+}
+
+// Registered again without its capability (a reinstalled app, or someone who knows the address
+// and the token): a new capability; the old URL ends, and with it its Exchange subscription.
+// The count of the mailbox stays the device's.
+Result<CapabilityResult> replace_capability(Connection& conn, const CapabilityRegistration& r,
+                                            const Actor& actor, CapabilityResult out,
+                                            const Bytes& stored_hash) {
+  if (auto st = rekey(conn, out.registration_id, r.new_hash, r.status_frequency_minutes,
+                      folder_of(r), false);
+      !st)
+    return std::move(st).error();
+  out.retired_secret_hashes.push_back(stored_hash);
+  out.change = CapabilityChange::replaced;
+  nlohmann::json detail = audit_detail(r, out.device_reactivated);
+  detail["registration"] = out.registration_id;
+  if (auto st = audit(conn, actor, "registration.replaced", r.customer_id, detail); !st)
+    return std::move(st).error();
+  return out;
+}
+
+// The quota a new active registration would break, or none.
+Result<std::optional<CapabilityChange>> quota_refusal(Connection& conn,
+                                                      const CapabilityRegistration& r,
+                                                      std::int64_t device_id) {
+  if (r.max_per_device > 0) {
+    auto count =
+        conn.query("SELECT COUNT(*) FROM registrations WHERE device_id = ? AND state = 'active'",
+                   {Value{device_id}});
+    if (!count) return std::move(count).error();
+    if (!count->empty() && count->front().i64(0) >= r.max_per_device) {
+      return std::optional{CapabilityChange::quota_device};
+    }
+  }
+  auto room = customer_has_room(conn, r.customer_id, r.max_per_customer);
+  if (!room) return std::move(room).error();
+  if (!*room) return std::optional{CapabilityChange::quota_customer};
+  return std::optional<CapabilityChange>{};
+}
+
+// A new active registration, in the pair's deleted row when there is one (used again, with the
+// new capability and a fresh state) or a new row.
+Result<CapabilityResult> create_registration(Connection& conn, const CapabilityRegistration& r,
+                                             const Actor& actor, CapabilityResult out,
+                                             bool deleted_row_exists) {
+  const std::int64_t frequency = r.status_frequency_minutes;
+  const Value folder = folder_of(r);
+  if (deleted_row_exists) {
+    if (auto st = rekey(conn, out.registration_id, r.new_hash, frequency, folder, true); !st)
+      return std::move(st).error();
+  } else {
+    auto insert = conn.prepare(
+        "INSERT INTO registrations (customer_id, mailbox_id, device_id, secret_hash, "
+        "secret_tagged, secret_generation, status_frequency_minutes, folder_id) VALUES (?, ?, "
+        "?, ?, 1, 0, ?, ?)");
+    if (!insert) return std::move(insert).error();
+    const Value params[] = {Value{r.customer_id}, Value{out.mailbox_id}, Value{out.device_id},
+                            blob(r.new_hash),     Value{frequency},      folder};
+    if (auto st = (*insert)->execute(params); !st) return std::move(st).error();
+    out.registration_id = static_cast<std::int64_t>((*insert)->last_insert_id());
+  }
+  out.change = CapabilityChange::created;
+  nlohmann::json detail = audit_detail(r, out.device_reactivated);
+  detail["registration"] = out.registration_id;
+  if (auto st = audit(conn, actor, "registration.created", r.customer_id, detail); !st)
+    return std::move(st).error();
+  return out;
+}
+
+// One attempt of register_with_capability's transaction.
+Result<CapabilityResult> register_in_transaction(Connection& conn, const CapabilityRegistration& r,
+                                                 const Actor& actor) {
+  CapabilityResult out;
+  // A customer's registrations one at a time (the quotas count what the others committed);
+  // a locking read first, so the transaction's snapshot is taken after the lock.
+  auto lock =
+      conn.query("SELECT id FROM customers WHERE id = ? FOR UPDATE", {Value{r.customer_id}});
+  if (!lock) return std::move(lock).error();
+  auto mailbox = ensure_mailbox(conn, r.customer_id, r.mailbox_hmac);
+  if (!mailbox) return std::move(mailbox).error();
+  out.mailbox_id = *mailbox;
+  auto device = ensure_device(conn, r.customer_id, r.environment, r.token_hex);
+  if (!device) return std::move(device).error();
+  out.device_id = device->id;
+  out.device_reactivated = device->reactivated;
+  if (device->refused == DeviceRefusal::invalid) {
+    out.device_note = device->note;
+    return refuse_registration(conn, std::move(out), CapabilityChange::device_invalid);
+  }
+  if (device->refused == DeviceRefusal::unregistered) {
+    out.device_note = device->note;
+    return refuse_registration(conn, std::move(out), CapabilityChange::device_unregistered);
+  }
+
+  auto rows = conn.query(
+      "SELECT id, state, secret_hash FROM registrations WHERE mailbox_id = ? AND device_id = ? "
+      "FOR UPDATE",
+      {Value{out.mailbox_id}, Value{out.device_id}});
+  if (!rows) return std::move(rows).error();
+  const bool exists = !rows->empty();
+  const bool active = exists && rows->front().text(1) == "active";
+  const Bytes stored = exists ? bytes_of(rows->front().text(2)) : Bytes{};
+  if (exists) out.registration_id = rows->front().i64(0);
+
+  if (active && r.presented_hash && constant_time_equal(*r.presented_hash, stored)) {
+    return refresh_settings(conn, r, actor, std::move(out));
+  }
+  if (r.refresh_only) {
+    return refuse_registration(conn, std::move(out), CapabilityChange::limited);
+  }
+  if (active) return replace_capability(conn, r, actor, std::move(out), stored);
+  auto quota = quota_refusal(conn, r, out.device_id);
+  if (!quota) return std::move(quota).error();
+  if (*quota) return refuse_registration(conn, std::move(out), **quota);
+  return create_registration(conn, r, actor, std::move(out), exists);
+}
+
+}  // namespace
+
 Result<CapabilityResult> register_with_capability(Connection& conn, const CapabilityRegistration& r,
                                                   const Actor& actor) {
-  return in_transaction_retried<CapabilityResult>(conn, [&]() -> Result<CapabilityResult> {
-    CapabilityResult out;
-    // A customer's registrations one at a time (the quotas count what the others committed);
-    // a locking read first, so the transaction's snapshot is taken after the lock.
-    auto lock =
-        conn.query("SELECT id FROM customers WHERE id = ? FOR UPDATE", {Value{r.customer_id}});
-    if (!lock) return std::move(lock).error();
-    auto mailbox = ensure_mailbox(conn, r.customer_id, r.mailbox_hmac);
-    if (!mailbox) return std::move(mailbox).error();
-    out.mailbox_id = *mailbox;
-    auto device = ensure_device(conn, r.customer_id, r.environment, r.token_hex);
-    if (!device) return std::move(device).error();
-    out.device_id = device->id;
-    out.device_reactivated = device->reactivated;
-    const auto refuse = [&](CapabilityChange change) -> Result<CapabilityResult> {
-      out.change = change;
-      // Nothing is kept (not even a new mailbox row); the COMMIT that follows is a no-op.
-      if (auto st = conn.rollback(); !st) return std::move(st).error();
-      return out;
-    };
-    if (device->refused == DeviceRefusal::invalid) {
-      out.device_note = device->note;
-      return refuse(CapabilityChange::device_invalid);
-    }
-    if (device->refused == DeviceRefusal::unregistered) {
-      out.device_note = device->note;
-      return refuse(CapabilityChange::device_unregistered);
-    }
-    const std::int64_t frequency = r.status_frequency_minutes;
-    const Value folder = r.folder_id ? Value{*r.folder_id} : Value{Null{}};
-    nlohmann::json detail = {{"environment", r.environment}, {"device", redact(r.token_hex)}};
-    if (device->reactivated) detail["device_reactivated"] = true;
-
-    auto rows = conn.query(
-        "SELECT id, state, secret_hash FROM registrations WHERE mailbox_id = ? AND device_id = ? "
-        "FOR UPDATE",
-        {Value{out.mailbox_id}, Value{out.device_id}});
-    if (!rows) return std::move(rows).error();
-    const bool exists = !rows->empty();
-    const bool active = exists && rows->front().text(1) == "active";
-    const Bytes stored = exists ? bytes_of(rows->front().text(2)) : Bytes{};
-    if (exists) out.registration_id = rows->front().i64(0);
-
-    if (active && r.presented_hash && constant_time_equal(*r.presented_hash, stored)) {
-      // The app refreshing its own registration: settings may change, the URL does not.
-      auto updated = conn.execute(
-          "UPDATE registrations SET status_frequency_minutes = ?, folder_id = ? "
-          "WHERE id = ?",
-          {Value{frequency}, folder, Value{out.registration_id}});
-      if (!updated) return std::move(updated).error();
-      out.change = CapabilityChange::unchanged;
-      if (device->reactivated) {
-        detail["registration"] = out.registration_id;
-        if (auto st = audit(conn, actor, "registration.device_reactivated", r.customer_id, detail);
-            !st)
-          return std::move(st).error();
-      }
-      return out;
-    }
-
-    if (r.refresh_only) return refuse(CapabilityChange::limited);
-
-    if (active) {
-      // Registered again without its capability (a reinstalled app, or someone who knows the
-      // address and the token): a new capability; the old URL ends, and with it its Exchange
-      // subscription. The count of the mailbox stays the device's.
-      if (auto st = rekey(conn, out.registration_id, r.new_hash, frequency, folder, false); !st)
-        return std::move(st).error();
-      out.retired_secret_hashes.push_back(stored);
-      out.change = CapabilityChange::replaced;
-      detail["registration"] = out.registration_id;
-      if (auto st = audit(conn, actor, "registration.replaced", r.customer_id, detail); !st)
-        return std::move(st).error();
-      return out;
-    }
-
-    // A new active registration: the quotas first.
-    if (r.max_per_device > 0) {
-      auto count =
-          conn.query("SELECT COUNT(*) FROM registrations WHERE device_id = ? AND state = 'active'",
-                     {Value{out.device_id}});
-      if (!count) return std::move(count).error();
-      if (!count->empty() && count->front().i64(0) >= r.max_per_device) {
-        return refuse(CapabilityChange::quota_device);
-      }
-    }
-    auto room = customer_has_room(conn, r.customer_id, r.max_per_customer);
-    if (!room) return std::move(room).error();
-    if (!*room) return refuse(CapabilityChange::quota_customer);
-
-    if (exists) {
-      // Its deleted row holds the pair: used again, with the new capability and a fresh state.
-      if (auto st = rekey(conn, out.registration_id, r.new_hash, frequency, folder, true); !st)
-        return std::move(st).error();
-    } else {
-      auto insert = conn.prepare(
-          "INSERT INTO registrations (customer_id, mailbox_id, device_id, secret_hash, "
-          "secret_tagged, secret_generation, status_frequency_minutes, folder_id) VALUES (?, ?, "
-          "?, ?, 1, 0, ?, ?)");
-      if (!insert) return std::move(insert).error();
-      const Value params[] = {Value{r.customer_id}, Value{out.mailbox_id}, Value{out.device_id},
-                              blob(r.new_hash),     Value{frequency},      folder};
-      if (auto st = (*insert)->execute(params); !st) return std::move(st).error();
-      out.registration_id = static_cast<std::int64_t>((*insert)->last_insert_id());
-    }
-    out.change = CapabilityChange::created;
-    detail["registration"] = out.registration_id;
-    if (auto st = audit(conn, actor, "registration.created", r.customer_id, detail); !st)
-      return std::move(st).error();
-    return out;
-  });
+  return in_transaction_retried<CapabilityResult>(
+      conn, [&]() -> Result<CapabilityResult> { return register_in_transaction(conn, r, actor); });
 }
 
 Result<MoveResult> move_with_capability(Connection& conn, const CapabilityMove& m,

@@ -46,7 +46,7 @@ struct RegistrationCustomer {
 Result<std::optional<RegistrationCustomer>> find_customer_by_registration_key(
     Connection& conn, std::string_view customer_id, const Bytes& registration_key_hash);
 
-// ---------------------------------------------------------------- capabilities (issue 17)
+// ---------------------------------------------------------------- capabilities
 //
 // A registration's listener secret is its capability: whoever holds it may refresh, move and
 // end that registration, and nobody else may. The store sees only SHA-384 hashes.

@@ -329,8 +329,8 @@ TEST_F(Fanout, EachSubscriptionBadgesItsOwnDeviceWithTheExactCount) {
 }
 
 TEST_F(Fanout, ASquatterOfTheAddressNeitherReadsNorSetsTheOwnersBadge) {
-  // Finding 2 of issue 17: someone registers the owner's address with a device of their own
-  // (the registration key is in every copy of the app) and sets counts through their own URL.
+  // Someone registers the owner's address with a device of their own (the registration key is
+  // in every copy of the app) and sets counts through their own URL.
   start_region();
   onboard();
   const auto owner = register_device("held@example.com", std::string(64, 'd'));

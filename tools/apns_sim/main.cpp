@@ -16,6 +16,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -130,10 +131,9 @@ void raise_open_file_limit() {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  CLI::App cli{"apns-sim: an HTTP/2 APNs simulator with fault injection (loopback only)",
-               "apns-sim"};
-  Options opt;
+namespace {
+
+void add_options(CLI::App& cli, Options& opt) {
   cli.add_option("--listen", opt.listen, "Loopback address to listen on")->capture_default_str();
   cli.add_option("--port", opt.port, "HTTP/2 port; 0 picks one (see the ready line)");
   cli.add_option("--control-port", opt.control_port, "Control HTTP/1.1 port; 0 picks one");
@@ -168,6 +168,38 @@ int main(int argc, char** argv) {
   cli.add_option("--unregistered", opt.unregistered, "Token answered 410 (repeatable)");
   cli.add_flag("--silent", opt.silent, "Answer nothing at all, not even PING");
   cli.add_option("--log-level", opt.log_level, "debug|info|warn|error")->capture_default_str();
+}
+
+// The faults of the command line: the flags, then --unregistered, then --faults over them; none
+// (and a message on stderr) when they do not parse.
+std::optional<apns_sim::FaultSettings> initial_faults(const Options& opt) {
+  apns_sim::FaultSettings faults;
+  faults.max_concurrent_streams = opt.max_concurrent_streams;
+  faults.goaway_after_streams = opt.goaway_after;
+  faults.close_after_streams = opt.close_after;
+  faults.latency = std::chrono::milliseconds(opt.latency_ms);
+  faults.silent = opt.silent;
+  try {
+    nlohmann::json tokens = nlohmann::json::array();
+    for (const auto& t : opt.unregistered) tokens.push_back(t);
+    if (!tokens.empty()) apns_sim::apply_fault_patch(faults, {{"unregistered", tokens}});
+    if (!opt.faults_json.empty()) {
+      apns_sim::apply_fault_patch(faults, nlohmann::json::parse(opt.faults_json));
+    }
+  } catch (const std::exception& e) {
+    std::cerr << "apns-sim: bad faults: " << e.what() << "\n";
+    return std::nullopt;
+  }
+  return faults;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App cli{"apns-sim: an HTTP/2 APNs simulator with fault injection (loopback only)",
+               "apns-sim"};
+  Options opt;
+  add_options(cli, opt);
   try {
     cli.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -191,23 +223,9 @@ int main(int argc, char** argv) {
     return 2;
   }
 
-  apns_sim::FaultSettings faults;
-  faults.max_concurrent_streams = opt.max_concurrent_streams;
-  faults.goaway_after_streams = opt.goaway_after;
-  faults.close_after_streams = opt.close_after;
-  faults.latency = std::chrono::milliseconds(opt.latency_ms);
-  faults.silent = opt.silent;
-  try {
-    nlohmann::json tokens = nlohmann::json::array();
-    for (const auto& t : opt.unregistered) tokens.push_back(t);
-    if (!tokens.empty()) apns_sim::apply_fault_patch(faults, {{"unregistered", tokens}});
-    if (!opt.faults_json.empty()) {
-      apns_sim::apply_fault_patch(faults, nlohmann::json::parse(opt.faults_json));
-    }
-  } catch (const std::exception& e) {
-    std::cerr << "apns-sim: bad faults: " << e.what() << "\n";
-    return 2;
-  }
+  auto initial = initial_faults(opt);
+  if (!initial) return 2;
+  const apns_sim::FaultSettings& faults = *initial;
 
   raise_open_file_limit();
   SimState state(faults, opt.max_recorded, opt.seed);

@@ -414,15 +414,13 @@ std::string token_kind(const std::string& token) {
   return "unreadable (" + normal.error().message + ")";
 }
 
-// `customer` (public id, row id) narrows the per-customer checks to that customer.
-void check_database_content(Report& report, store::Connection& conn,
-                            const std::optional<store::CustomerRow>& customer) {
-  const std::optional<std::int64_t> row =
-      customer ? std::optional<std::int64_t>(customer->id) : std::nullopt;
-  const auto mine = [&](const std::string& customer_id) {
-    return !customer || customer->customer_id == customer_id;
-  };
-  // Device tokens that are not lowercase hex.
+// Whether a finding about `customer_id` belongs in a report narrowed to `customer` (or to none).
+bool concerns(const std::optional<store::CustomerRow>& customer, const std::string& customer_id) {
+  return !customer || customer->customer_id == customer_id;
+}
+
+// Device tokens that are not lowercase hex.
+void check_device_tokens(Report& report, store::Connection& conn, std::optional<std::int64_t> row) {
   auto bad = store::devices_with_malformed_tokens(conn, 1000, row);
   if (!bad) {
     report.add("devices.tokens", "", Verdict::fail, "query failed: " + bad.error().message);
@@ -446,7 +444,12 @@ void check_database_content(Report& report, store::Connection& conn,
                  "registers again");
     }
   }
-  // Devices of an environment the customer's credential does not serve.
+}
+
+// Devices of an environment the customer's credential does not serve.
+void check_device_environments(Report& report, store::Connection& conn,
+                               const std::optional<store::CustomerRow>& customer) {
+  const auto mine = [&](const std::string& customer_id) { return concerns(customer, customer_id); };
   auto mismatches = store::environment_mismatches(conn);
   if (!mismatches) {
     report.add("devices.environment", "", Verdict::fail,
@@ -469,10 +472,14 @@ void check_database_content(Report& report, store::Connection& conn,
               m.environment + ", or the app registers with the right environment");
     }
   }
+}
+
+void check_refused_tokens(Report& report, store::Connection& conn,
+                          const std::optional<store::CustomerRow>& customer) {
   auto refused = store::refused_tokens(conn);
   if (refused && !refused->empty()) {
     for (const auto& r : *refused) {
-      if (!mine(r.customer_id)) continue;
+      if (!concerns(customer, r.customer_id)) continue;
       report.add("devices.refused", r.customer_id, Verdict::warn,
                  plural(r.devices, "device", "devices") + " registered for " + r.environment +
                      " were refused by APNs with " + r.reason,
@@ -480,7 +487,12 @@ void check_database_content(Report& report, store::Connection& conn,
                  "check which environment the app build registers with");
     }
   }
-  // Credentials expired or close to it.
+}
+
+// Credentials expired or close to it.
+void check_credential_expiry(Report& report, store::Connection& conn,
+                             const std::optional<store::CustomerRow>& customer) {
+  const auto mine = [&](const std::string& customer_id) { return concerns(customer, customer_id); };
   auto creds = store::list_credentials(conn, std::int64_t{30} * 86400);
   if (!creds) {
     report.add("credentials.expiry", "", Verdict::fail, "query failed: " + creds.error().message);
@@ -499,7 +511,11 @@ void check_database_content(Report& report, store::Connection& conn,
                  "the customer renews it in the portal (same App ID; devices are kept)");
     }
   }
-  // Silent subscriptions.
+}
+
+void check_silent_subscriptions(Report& report, store::Connection& conn,
+                                const std::optional<store::CustomerRow>& customer,
+                                std::optional<std::int64_t> row) {
   auto subs = store::subscription_counts(conn, row);
   if (!subs) {
     report.add("subscriptions.silent", "", Verdict::fail, "query failed: " + subs.error().message);
@@ -520,6 +536,18 @@ void check_database_content(Report& report, store::Connection& conn,
                                   "are apps that must subscribe again (mailpushctl subscriptions "
                                   "--silent)");
   }
+}
+
+// `customer` (public id, row id) narrows the per-customer checks to that customer.
+void check_database_content(Report& report, store::Connection& conn,
+                            const std::optional<store::CustomerRow>& customer) {
+  const std::optional<std::int64_t> row =
+      customer ? std::optional<std::int64_t>(customer->id) : std::nullopt;
+  check_device_tokens(report, conn, row);
+  check_device_environments(report, conn, customer);
+  check_refused_tokens(report, conn, customer);
+  check_credential_expiry(report, conn, customer);
+  check_silent_subscriptions(report, conn, customer, row);
 }
 
 // Returns the queue as first seen, for dispatch.progress's second look (nullopt when unreadable).
@@ -707,25 +735,13 @@ void quiet_library_logs() {
 }
 }  // namespace
 
-int cmd_doctor(const Options& o, const DoctorOptions& d) {
-  quiet_library_logs();
-  Report report;
-  std::set<std::string> unreachable;
-  auto cfg = config::load_region(o.region_file, {.check_files = true, .overrides = o.overrides});
-  if (!cfg) {
-    report.add("config", o.region_file, Verdict::fail, cfg.error().message,
-               "fix the region file; `mailpushd --check-config` says the same");
-    // The database and network checks still run with what the file says.
-    cfg = load_region(o);
-    if (!cfg) return report.print(o, "?");
-  } else {
-    report.add("config", o.region_file, Verdict::ok, "valid, and its files are readable");
-  }
-  const auto timeout = d.timeout;
-
-  // APNs: names, then TCP to each endpoint the relay sends to.
+// APNs: names, then TCP to each endpoint the relay sends to. Endpoints that fail go into
+// `unreachable`, so the credential checks do not repeat the failure.
+void check_apns_reachability(Report& report, const config::RegionConfig& cfg,
+                             std::chrono::milliseconds timeout,
+                             std::set<std::string>& unreachable) {
   std::vector<std::pair<std::string, config::Endpoint>> endpoints{
-      {"production", cfg->apns.production}, {"sandbox", cfg->apns.sandbox}};
+      {"production", cfg.apns.production}, {"sandbox", cfg.apns.sandbox}};
   if (endpoints[0].second.host == endpoints[1].second.host &&
       endpoints[0].second.port == endpoints[1].second.port)
     endpoints.pop_back();
@@ -761,45 +777,51 @@ int cmd_doctor(const Options& o, const DoctorOptions& d) {
                  "reachable (" + c.address + ")");
     }
   }
+}
 
-  // The public listener, as Exchange reaches it.
-  std::string served_url, served_pem;
-  if (!d.skip_listener) {
-    const std::string host = cfg->listener.public_host;
-    const std::uint16_t port = d.listener_port != 0 ? d.listener_port : cfg->listener.port;
-    const auto ca = d.listener_ca;
-    auto p = run_bounded<ListenerProbe>(
-        [&]() { return probe_listener(host, port, ca); }, timeout,
-        ListenerProbe{"no answer within " + std::to_string(timeout.count()) + " ms", "", 0, ""});
-    const std::string url = "https://" + endpoint_name(host, port) + "/healthz";
-    if (!p.unreachable.empty()) {
-      report.add("listener", url, Verdict::fail, "not reachable: " + p.unreachable,
-                 "Exchange must reach this URL: check that mailpushd runs, the load balancer and "
-                 "firewall forward TCP " +
-                     std::to_string(port) + ", and that " + host + " resolves to it");
-    } else if (!p.untrusted.empty()) {
-      report.add("listener", url, Verdict::warn,
-                 "reachable (HTTP " + std::to_string(p.status) +
-                     "), but its certificate is not trusted: " + p.untrusted,
-                 "Exchange only calls listeners whose certificate chains to a public CA and "
-                 "matches " +
-                     host + ": install such a certificate (listener.tls_cert)");
-    } else if (p.status != 200) {
-      report.add(
-          "listener", url, Verdict::warn,
-          "reachable with a trusted certificate, but /healthz answered " + std::to_string(p.status),
-          "the address may reach another service: check the load balancer's target");
-    } else {
-      report.add("listener", url, Verdict::ok, "reachable with a trusted certificate");
-    }
-    served_url = "https://" + endpoint_name(host, port);
-    served_pem = p.served_pem;
+// What the public listener served: its URL and certificate chain ("" when not probed).
+struct ServedListener {
+  std::string url, pem;
+};
+
+// The public listener, as Exchange reaches it.
+ServedListener check_public_listener(Report& report, const config::RegionConfig& cfg,
+                                     const DoctorOptions& d) {
+  const auto timeout = d.timeout;
+  const std::string host = cfg.listener.public_host;
+  const std::uint16_t port = d.listener_port != 0 ? d.listener_port : cfg.listener.port;
+  const auto ca = d.listener_ca;
+  auto p = run_bounded<ListenerProbe>(
+      [&]() { return probe_listener(host, port, ca); }, timeout,
+      ListenerProbe{"no answer within " + std::to_string(timeout.count()) + " ms", "", 0, ""});
+  const std::string url = "https://" + endpoint_name(host, port) + "/healthz";
+  if (!p.unreachable.empty()) {
+    report.add("listener", url, Verdict::fail, "not reachable: " + p.unreachable,
+               "Exchange must reach this URL: check that mailpushd runs, the load balancer and "
+               "firewall forward TCP " +
+                   std::to_string(port) + ", and that " + host + " resolves to it");
+  } else if (!p.untrusted.empty()) {
+    report.add("listener", url, Verdict::warn,
+               "reachable (HTTP " + std::to_string(p.status) +
+                   "), but its certificate is not trusted: " + p.untrusted,
+               "Exchange only calls listeners whose certificate chains to a public CA and "
+               "matches " +
+                   host + ": install such a certificate (listener.tls_cert)");
+  } else if (p.status != 200) {
+    report.add(
+        "listener", url, Verdict::warn,
+        "reachable with a trusted certificate, but /healthz answered " + std::to_string(p.status),
+        "the address may reach another service: check the load balancer's target");
+  } else {
+    report.add("listener", url, Verdict::ok, "reachable with a trusted certificate");
   }
-  check_listener_certificate(report, *cfg, served_url, served_pem);
+  return {"https://" + endpoint_name(host, port), p.served_pem};
+}
 
-  // The database, then what is in it.
-  std::string region = cfg->region;
-  auto conn_options = app::connection_options(cfg->database);
+// The database, reachable and migrated; null (and reported) when it is not.
+std::unique_ptr<store::Connection> open_checked_database(Report& report,
+                                                         const config::RegionConfig& cfg) {
+  auto conn_options = app::connection_options(cfg.database);
   std::unique_ptr<store::Connection> conn;
   if (!conn_options) {
     report.add("database", "", Verdict::fail, conn_options.error().message,
@@ -820,42 +842,78 @@ int cmd_doctor(const Options& o, const DoctorOptions& d) {
       if (!problem.empty()) conn.reset();
     }
   }
+  return conn;
+}
+
+// A TLS connection to APNs with each active certificate (of one customer, or up to
+// max_credentials).
+void check_apns_credentials(Report& report, const config::RegionConfig& cfg,
+                            store::Connection& conn, const DoctorOptions& d,
+                            const std::set<std::string>& unreachable) {
+  const auto timeout = d.timeout;
+  auto opened = open_credentials(cfg, conn, d.customer_id, d.max_credentials);
+  if (!opened) {
+    report.add("apns.credential", "", Verdict::fail, opened.error().message);
+  } else if (opened->empty()) {
+    report.add(
+        "apns.tls", d.customer_id, Verdict::skipped,
+        "no active certificate" + std::string(d.customer_id.empty() ? "" : " for this customer"));
+  } else {
+    check_credentials(report, cfg, *opened, timeout, unreachable);
+  }
+}
+
+// Late badges: a second look at least a few seconds after the first tells a queue that moves
+// from one that does not.
+void check_late_badges(Report& report, store::Connection& conn,
+                       const store::OutboxStats& outbox_at_start,
+                       std::chrono::steady_clock::time_point started) {
+  if (outbox_at_start.oldest_queued_seconds > 60) {
+    std::this_thread::sleep_until(started + std::chrono::seconds(3));
+  }
+  check_dispatch_progress(
+      report, conn, outbox_at_start,
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started));
+}
+
+int cmd_doctor(const Options& o, const DoctorOptions& d) {
+  quiet_library_logs();
+  Report report;
+  auto cfg = config::load_region(o.region_file, {.check_files = true, .overrides = o.overrides});
+  if (!cfg) {
+    report.add("config", o.region_file, Verdict::fail, cfg.error().message,
+               "fix the region file; `mailpushd --check-config` says the same");
+    // The database and network checks still run with what the file says.
+    cfg = load_region(o);
+    if (!cfg) return report.print(o, "?");
+  } else {
+    report.add("config", o.region_file, Verdict::ok, "valid, and its files are readable");
+  }
+  std::set<std::string> unreachable;
+  check_apns_reachability(report, *cfg, d.timeout, unreachable);
+  ServedListener served;
+  if (!d.skip_listener) served = check_public_listener(report, *cfg, d);
+  check_listener_certificate(report, *cfg, served.url, served.pem);
+
+  // The database, then what is in it.
+  std::unique_ptr<store::Connection> conn = open_checked_database(report, *cfg);
   std::optional<store::CustomerRow> customer;
   if (conn && !d.customer_id.empty()) {
     auto found = customer_named(*conn, d.customer_id);
     if (!found) return fail(o, "doctor", found.error());
     customer = std::move(*found);
   }
-  std::optional<store::OutboxStats> outbox_at_start;
-  const auto started = std::chrono::steady_clock::now();
-  if (conn) {
-    check_database_resources(report, *conn);
-    check_database_content(report, *conn, customer);
-    outbox_at_start = check_outbox(report, *conn, *cfg);
-    auto opened = open_credentials(*cfg, *conn, d.customer_id, d.max_credentials);
-    if (!opened) {
-      report.add("apns.credential", "", Verdict::fail, opened.error().message);
-    } else if (opened->empty()) {
-      report.add(
-          "apns.tls", d.customer_id, Verdict::skipped,
-          "no active certificate" + std::string(d.customer_id.empty() ? "" : " for this customer"));
-    } else {
-      check_credentials(report, *cfg, *opened, timeout, unreachable);
-    }
-  } else {
+  if (!conn) {
     report.add("apns.tls", "", Verdict::skipped, "needs the database");
+    return report.print(o, cfg->region);
   }
-  if (conn && outbox_at_start) {
-    // Late badges: a second look at least a few seconds after the first tells a queue that
-    // moves from one that does not.
-    if (outbox_at_start->oldest_queued_seconds > 60) {
-      std::this_thread::sleep_until(started + std::chrono::seconds(3));
-    }
-    check_dispatch_progress(report, *conn, *outbox_at_start,
-                            std::chrono::duration_cast<std::chrono::seconds>(
-                                std::chrono::steady_clock::now() - started));
-  }
-  return report.print(o, region);
+  const auto started = std::chrono::steady_clock::now();
+  check_database_resources(report, *conn);
+  check_database_content(report, *conn, customer);
+  const std::optional<store::OutboxStats> outbox_at_start = check_outbox(report, *conn, *cfg);
+  check_apns_credentials(report, *cfg, *conn, d, unreachable);
+  if (outbox_at_start) check_late_badges(report, *conn, *outbox_at_start, started);
+  return report.print(o, cfg->region);
 }
 
 int cmd_certs_test(const Options& o, const std::string& customer_id,

@@ -54,6 +54,125 @@ int cmd_migrate(const Options& o) {
   return mp::app::kExitOk;
 }
 
+namespace {
+
+// The counts of `mailpushctl status` that the schema at `state` has the columns for.
+Result<json> status_counts(mp::store::Connection& conn, const mp::store::SchemaState& state) {
+  json counts = json::object();
+  if (state.current_version >= 1) {
+    const std::pair<const char*, const char*> queries[] = {
+        {"customers", "SELECT COUNT(*) FROM customers WHERE state <> 'deleted'"},
+        {"credentials_active", "SELECT COUNT(*) FROM credentials WHERE state = 'active'"},
+        {"devices_active", "SELECT COUNT(*) FROM devices WHERE state = 'active'"},
+        {"registrations_active", "SELECT COUNT(*) FROM registrations WHERE state = 'active'"},
+        {"outbox_queued", "SELECT COUNT(*) FROM outbox WHERE state = 'queued'"},
+        {"outbox_dead", "SELECT COUNT(*) FROM outbox WHERE state = 'dead'"},
+    };
+    for (const auto& [name, sql] : queries) {
+      auto n = count(conn, sql);
+      if (!n) return std::move(n).error();
+      counts[name] = *n;
+    }
+    if (state.current_version >= 7) {
+      // Listener URLs from before capabilities (limits.refuse_untagged_secrets: see there).
+      auto n = count(conn,
+                     "SELECT COUNT(*) FROM registrations WHERE state = 'active' AND "
+                     "secret_tagged = 0");
+      if (!n) return std::move(n).error();
+      counts["registrations_untagged"] = *n;
+    }
+    auto outbox = mp::store::outbox_stats(conn);
+    if (!outbox) return std::move(outbox).error();
+    counts["outbox_oldest_queued_seconds"] = outbox->oldest_queued_seconds;
+    auto expiry = conn.query(
+        "SELECT COALESCE(SUM(k.not_after <= UTC_TIMESTAMP()), 0), COALESCE(SUM(k.not_after > "
+        "UTC_TIMESTAMP() AND k.not_after <= UTC_TIMESTAMP() + INTERVAL 30 DAY), 0) FROM "
+        "credentials k JOIN customers c ON c.id = k.customer_id WHERE c.state = 'active' AND "
+        "k.state IN ('active', 'expired')");
+    if (!expiry) return std::move(expiry).error();
+    counts["credentials_expired"] = expiry->empty() ? 0 : expiry->front().i64(0);
+    counts["credentials_expiring_30d"] = expiry->empty() ? 0 : expiry->front().i64(1);
+  }
+  if (state.current_version >= 6) {  // silent_after arrived with migration 6
+    auto silent = mp::store::count_silent_subscriptions(conn);
+    if (!silent) return std::move(silent).error();
+    counts["subscriptions_silent"] = *silent;
+  }
+  return counts;
+}
+
+// The instances that sent a heartbeat in the last day, alive, silent or stopped.
+Result<json> status_instances(mp::store::Connection& conn) {
+  auto rows = conn.query(
+      "SELECT instance_id, host_name, version, DATE_FORMAT(started_at, '%Y-%m-%dT%H:%i:%sZ'), "
+      "DATE_FORMAT(heartbeat_at, '%Y-%m-%dT%H:%i:%sZ'), "
+      "TIMESTAMPDIFF(SECOND, heartbeat_at, UTC_TIMESTAMP(6)), stopped_at IS NOT NULL "
+      "FROM instances WHERE heartbeat_at > UTC_TIMESTAMP(6) - INTERVAL 1 DAY ORDER BY "
+      "heartbeat_at DESC");
+  if (!rows) return std::move(rows).error();
+  json instances = json::array();
+  for (const auto& r : *rows) {
+    const bool stopped = r.i64(6) != 0;
+    const bool alive = !stopped && r.i64(5) <= 30;  // heartbeats come every 10 s
+    instances.push_back({{"id", r.text(0)},
+                         {"host", r.text(1)},
+                         {"version", r.text(2)},
+                         {"started_at", r.text(3)},
+                         {"heartbeat_at", r.text(4)},
+                         {"state", stopped ? "stopped"
+                                   : alive ? "alive"
+                                           : "silent"}});
+  }
+  return instances;
+}
+
+void print_status_text(const json& out, const std::string& region, const std::string& target,
+                       const std::string& server_version, const mp::store::SchemaState& state,
+                       const std::string& problem) {
+  std::cout << "region     " << region << "\n"
+            << "database   " << target << ": reachable, MariaDB " << server_version << "\n"
+            << "schema     version " << state.current_version << " of " << state.known_version;
+  if (!problem.empty()) std::cout << " -- " << problem;
+  std::cout << "\n";
+  if (out.contains("counts")) {
+    const auto& c = out["counts"];
+    std::cout << "customers  " << c["customers"] << " (" << c["credentials_active"]
+              << " active credentials)\n"
+              << "devices    " << c["devices_active"] << " active, " << c["registrations_active"]
+              << " active registrations";
+    if (c.contains("registrations_untagged")) {
+      std::cout << " (" << c["registrations_untagged"]
+                << " with listener URLs from before capabilities)";
+    }
+    std::cout << "\n"
+              << "outbox     " << c["outbox_queued"] << " queued (oldest "
+              << c["outbox_oldest_queued_seconds"] << " s), " << c["outbox_dead"]
+              << " dead letters\n"
+              << "certs      " << c["credentials_expired"] << " expired, "
+              << c["credentials_expiring_30d"] << " ending within 30 days"
+              << (c["credentials_expired"] > 0 || c["credentials_expiring_30d"] > 0
+                      ? "  (mailpushctl certs expiring)"
+                      : "")
+              << "\n";
+    if (c.contains("subscriptions_silent")) {
+      std::cout << "silent     " << c["subscriptions_silent"] << " of " << c["registrations_active"]
+                << " subscriptions"
+                << (c["subscriptions_silent"] > 0 ? "  (mailpushctl subscriptions --silent)" : "")
+                << "\n";
+    }
+  }
+  if (out.contains("instances")) {
+    std::cout << "instances  " << out["instances"].size() << " seen in the last day\n";
+    for (const auto& i : out["instances"]) {
+      std::cout << "  " << i["id"].get<std::string>() << "  " << i["state"].get<std::string>()
+                << "  heartbeat " << i["heartbeat_at"].get<std::string>() << "  version "
+                << i["version"].get<std::string>() << "\n";
+    }
+  }
+}
+
+}  // namespace
+
 int cmd_status(const Options& o) {
   std::string region;
   auto conn_options = database_of(o, region);
@@ -77,67 +196,13 @@ int cmd_status(const Options& o) {
                    {"known_version", state->known_version},
                    {"pending", state->pending},
                    {"problems", state->problems}};
-
-  if (state->current_version >= 1) {
-    const std::pair<const char*, const char*> counts[] = {
-        {"customers", "SELECT COUNT(*) FROM customers WHERE state <> 'deleted'"},
-        {"credentials_active", "SELECT COUNT(*) FROM credentials WHERE state = 'active'"},
-        {"devices_active", "SELECT COUNT(*) FROM devices WHERE state = 'active'"},
-        {"registrations_active", "SELECT COUNT(*) FROM registrations WHERE state = 'active'"},
-        {"outbox_queued", "SELECT COUNT(*) FROM outbox WHERE state = 'queued'"},
-        {"outbox_dead", "SELECT COUNT(*) FROM outbox WHERE state = 'dead'"},
-    };
-    for (const auto& [name, sql] : counts) {
-      auto n = count(conn, sql);
-      if (!n) return fail(o, "status", n.error());
-      out["counts"][name] = *n;
-    }
-    if (state->current_version >= 7) {
-      // Listener URLs from before capabilities (limits.refuse_untagged_secrets: see there).
-      auto n = count(conn,
-                     "SELECT COUNT(*) FROM registrations WHERE state = 'active' AND "
-                     "secret_tagged = 0");
-      if (!n) return fail(o, "status", n.error());
-      out["counts"]["registrations_untagged"] = *n;
-    }
-    auto outbox = mp::store::outbox_stats(conn);
-    if (!outbox) return fail(o, "status", outbox.error());
-    out["counts"]["outbox_oldest_queued_seconds"] = outbox->oldest_queued_seconds;
-    auto expiry = conn.query(
-        "SELECT COALESCE(SUM(k.not_after <= UTC_TIMESTAMP()), 0), COALESCE(SUM(k.not_after > "
-        "UTC_TIMESTAMP() AND k.not_after <= UTC_TIMESTAMP() + INTERVAL 30 DAY), 0) FROM "
-        "credentials k JOIN customers c ON c.id = k.customer_id WHERE c.state = 'active' AND "
-        "k.state IN ('active', 'expired')");
-    if (!expiry) return fail(o, "status", expiry.error());
-    out["counts"]["credentials_expired"] = expiry->empty() ? 0 : expiry->front().i64(0);
-    out["counts"]["credentials_expiring_30d"] = expiry->empty() ? 0 : expiry->front().i64(1);
-  }
-  if (state->current_version >= 6) {  // silent_after arrived with migration 6
-    auto silent = mp::store::count_silent_subscriptions(conn);
-    if (!silent) return fail(o, "status", silent.error());
-    out["counts"]["subscriptions_silent"] = *silent;
-  }
+  auto counts = status_counts(conn, *state);
+  if (!counts) return fail(o, "status", counts.error());
+  if (!counts->empty()) out["counts"] = std::move(*counts);
   if (state->current_version >= 2) {
-    auto rows = conn.query(
-        "SELECT instance_id, host_name, version, DATE_FORMAT(started_at, '%Y-%m-%dT%H:%i:%sZ'), "
-        "DATE_FORMAT(heartbeat_at, '%Y-%m-%dT%H:%i:%sZ'), "
-        "TIMESTAMPDIFF(SECOND, heartbeat_at, UTC_TIMESTAMP(6)), stopped_at IS NOT NULL "
-        "FROM instances WHERE heartbeat_at > UTC_TIMESTAMP(6) - INTERVAL 1 DAY ORDER BY "
-        "heartbeat_at DESC");
-    if (!rows) return fail(o, "status", rows.error());
-    out["instances"] = json::array();
-    for (const auto& r : *rows) {
-      const bool stopped = r.i64(6) != 0;
-      const bool alive = !stopped && r.i64(5) <= 30;  // heartbeats come every 10 s
-      out["instances"].push_back({{"id", r.text(0)},
-                                  {"host", r.text(1)},
-                                  {"version", r.text(2)},
-                                  {"started_at", r.text(3)},
-                                  {"heartbeat_at", r.text(4)},
-                                  {"state", stopped ? "stopped"
-                                            : alive ? "alive"
-                                                    : "silent"}});
-    }
+    auto instances = status_instances(conn);
+    if (!instances) return fail(o, "status", instances.error());
+    out["instances"] = std::move(*instances);
   }
 
   const std::string problem = mp::app::readiness_problem(*state);
@@ -145,47 +210,8 @@ int cmd_status(const Options& o) {
   if (o.json_output) {
     std::cout << out.dump(2) << "\n";
   } else {
-    std::cout << "region     " << region << "\n"
-              << "database   " << conn_options->describe() << ": reachable, MariaDB "
-              << conn.server_version() << "\n"
-              << "schema     version " << state->current_version << " of " << state->known_version;
-    if (!problem.empty()) std::cout << " -- " << problem;
-    std::cout << "\n";
-    if (out.contains("counts")) {
-      const auto& c = out["counts"];
-      std::cout << "customers  " << c["customers"] << " (" << c["credentials_active"]
-                << " active credentials)\n"
-                << "devices    " << c["devices_active"] << " active, " << c["registrations_active"]
-                << " active registrations";
-      if (c.contains("registrations_untagged")) {
-        std::cout << " (" << c["registrations_untagged"]
-                  << " with listener URLs from before capabilities)";
-      }
-      std::cout << "\n"
-                << "outbox     " << c["outbox_queued"] << " queued (oldest "
-                << c["outbox_oldest_queued_seconds"] << " s), " << c["outbox_dead"]
-                << " dead letters\n"
-                << "certs      " << c["credentials_expired"] << " expired, "
-                << c["credentials_expiring_30d"] << " ending within 30 days"
-                << (c["credentials_expired"] > 0 || c["credentials_expiring_30d"] > 0
-                        ? "  (mailpushctl certs expiring)"
-                        : "")
-                << "\n";
-      if (c.contains("subscriptions_silent")) {
-        std::cout << "silent     " << c["subscriptions_silent"] << " of "
-                  << c["registrations_active"] << " subscriptions"
-                  << (c["subscriptions_silent"] > 0 ? "  (mailpushctl subscriptions --silent)" : "")
-                  << "\n";
-      }
-    }
-    if (out.contains("instances")) {
-      std::cout << "instances  " << out["instances"].size() << " seen in the last day\n";
-      for (const auto& i : out["instances"]) {
-        std::cout << "  " << i["id"].get<std::string>() << "  " << i["state"].get<std::string>()
-                  << "  heartbeat " << i["heartbeat_at"].get<std::string>() << "  version "
-                  << i["version"].get<std::string>() << "\n";
-      }
-    }
+    print_status_text(out, region, conn_options->describe(), conn.server_version(), *state,
+                      problem);
   }
   if (state->newer_than_binary() || !state->problems.empty()) return mp::app::kExitSchemaConflict;
   if (!state->pending.empty()) return mp::app::kExitMigrationPending;

@@ -141,5 +141,26 @@ TEST(AsciiClasses, PrintableCopyReplacesAndCuts) {
   EXPECT_EQ(printable_ascii("", 10), "");
 }
 
+TEST(TrimSpacesAndTabs, StripsBothEndsOnly) {
+  EXPECT_EQ(trim_spaces_and_tabs("  text/xml \t"), "text/xml");
+  EXPECT_EQ(trim_spaces_and_tabs("\tcharset = utf-8\t"), "charset = utf-8");
+  EXPECT_EQ(trim_spaces_and_tabs("a b"), "a b");
+  EXPECT_EQ(trim_spaces_and_tabs(" \t \t"), "");
+  EXPECT_EQ(trim_spaces_and_tabs(""), "");
+}
+
+TEST(TrimSpacesAndTabs, KeepsOtherWhitespace) {
+  EXPECT_EQ(trim_spaces_and_tabs("\r\n value \r\n"), "\r\n value \r\n");
+  EXPECT_EQ(trim_spaces_and_tabs(" \v\f "), "\v\f");
+  EXPECT_EQ(trim_spaces_and_tabs(" \0 "sv), "\0"sv);
+}
+
+TEST(TrimSpacesAndTabs, ReturnsAViewIntoItsArgument) {
+  const std::string header = "  10.0.0.1 ";
+  const std::string_view trimmed = trim_spaces_and_tabs(header);
+  EXPECT_EQ(trimmed.data(), header.data() + 2);
+  EXPECT_EQ(trimmed.size(), 8u);
+}
+
 }  // namespace
 }  // namespace mp

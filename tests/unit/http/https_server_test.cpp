@@ -700,8 +700,8 @@ TEST_F(HttpsServerTest, IncompleteHeadersAreAnswered408AfterTheHeaderTimeout) {
 }
 
 TEST_F(HttpsServerTest, HeaderSentAByteAtATimeCannotHoldTheConnectionForTheIdleTimeout) {
-  // The finding: the idle timeout (60 s) used to govern header reads, so a byte every few
-  // seconds held a connection for a minute. The header timeout counts from its first byte.
+  // Were header reads governed by the idle timeout (60 s), a byte every few seconds would hold
+  // a connection for a minute. The header timeout counts from its first byte.
   auto o = fast_options();
   o.header_timeout = 600ms;
   o.idle_timeout = 20000ms;
