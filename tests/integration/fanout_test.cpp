@@ -150,11 +150,9 @@ class Fanout : public ::testing::Test {
   }
 
   // Renews the customer's certificate with `cert`.p12 through the portal.
-  void renew(const std::string& cert, bool allow_environment_change = false) {
-    std::vector<std::pair<std::string, std::string>> fields = {
-        {"password", read_file(certs_ / (cert + ".p12.password"))}};
-    if (allow_environment_change) fields.emplace_back("allow_environment_change", "true");
-    std::string body = form_body(fields, read_file(certs_ / (cert + ".p12")));
+  void renew(const std::string& cert) {
+    std::string body = form_body({{"password", read_file(certs_ / (cert + ".p12.password"))}},
+                                 read_file(certs_ / (cert + ".p12")));
     const auto reply = https_request(
         port_, "POST", "/portal/v1/customers/" + customer_public_ + "/certificate", body,
         {{"Content-Type", "multipart/form-data; boundary=mpboundary"},
@@ -417,9 +415,10 @@ TEST_F(Fanout, ARefusedCertificatePausesTheCustomerUntilRenewal) {
   EXPECT_EQ(scalar("SELECT COUNT(*) FROM customers WHERE paused_reason IS NOT NULL"), 1);
 
   sim_->control("POST", "/faults", json{{"bad_certificate", json::array()}}.dump());
-  // Another certificate (another fingerprint) resumes the customer at once; the same one again
-  // would meet the same refusal, so only the probe (dispatch.pause_probe_s) retries that.
-  renew("mail-prod", true);
+  // Another certificate (another fingerprint; both environments, like the first) resumes the
+  // customer at once; the same one again would meet the same refusal, so only the probe
+  // (dispatch.pause_probe_s) retries that.
+  renew("mail-no-topics");
   ASSERT_TRUE(wait_for_badges({{phone.token, 5}}, 20s)) << daemon_->log();
   EXPECT_TRUE(daemon_->wait_for_log("dispatch.customer_resumed", 5s));
   EXPECT_EQ(scalar("SELECT COUNT(*) FROM customers WHERE paused_reason IS NOT NULL"), 0);
