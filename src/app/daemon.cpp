@@ -4,6 +4,8 @@
 // in order.
 #include "app/daemon.hpp"
 
+#include <pthread.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -452,10 +454,20 @@ void run_threads(asio::io_context& ioc, unsigned configured) {
 
 }  // namespace
 
+// One function of about 100 lines on purpose: everything it builds lives on this frame until
+// run_threads returns and is torn down in reverse order; each step below is one call or object.
 int run_daemon(const config::RegionConfig& cfg) {
   // SIGHUP rereads the listener's certificate once the watcher is set up (below); until then it
   // must not end the process (its default), and the pair loaded at start is read after this.
   std::signal(SIGHUP, SIG_IGN);
+  // SIGTERM or SIGINT during the start (the port is already listening) waits, blocked, for the
+  // stop handler, which then stops the daemon as usual; by default it would kill it mid-start.
+  // Threads started meanwhile keep them blocked, so they reach the main thread only.
+  sigset_t stop_set;
+  sigemptyset(&stop_set);
+  sigaddset(&stop_set, SIGTERM);
+  sigaddset(&stop_set, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_set, nullptr);
   log::Level level = log::Level::info;
   log::parse_level(cfg.log_level, level);
   log::set_level(level);
@@ -463,7 +475,7 @@ int run_daemon(const config::RegionConfig& cfg) {
   log::info("daemon.starting",
             {{"version", version()}, {"commit", git_commit()}, {"config", cfg.source.string()}});
 
-  // ---- configuration and files
+  // Configuration and files.
   auto conn_options = connection_options(cfg.database);
   if (!conn_options) {
     log::error("daemon.config_invalid", {{"error", conn_options.error().message}});
@@ -477,7 +489,7 @@ int run_daemon(const config::RegionConfig& cfg) {
   }
   const std::vector<Cidr> trusted_proxies = parse_cidrs(cfg.listener.trusted_proxies);
 
-  // ---- the database: one pool for the work, one for lookups of listener secrets
+  // The database: one pool for the work, one for lookups of listener secrets.
   store::DatabasePool pool(*conn_options, pool_options(cfg.database));
   store::DatabasePool lookup_pool(*conn_options, lookup_pool_options(cfg));
   const auto check_schema = schema_check(cfg.database.migrate_on_start);
@@ -490,7 +502,7 @@ int run_daemon(const config::RegionConfig& cfg) {
                {{"database", conn_options->describe()}, {"reason", problem}});
   }
 
-  // ---- the servers, bound: the listener's port names this instance
+  // The servers, bound: the listener's port names this instance.
   DaemonMetrics metrics(*registry, cfg.region);
   http::ServerMetrics server_metrics(*registry);
   asio::io_context ioc;
@@ -515,7 +527,7 @@ int run_daemon(const config::RegionConfig& cfg) {
     log::warn("daemon.heartbeat_failed", {{"error", done.error().message}});
   }
 
-  // ---- the region's services on the servers' routes
+  // The region's services on the servers' routes.
   RegionServices services(ioc, cfg, files, pool, lookup_pool, instance.instance_id, trusted_proxies,
                           metrics, *registry);
   ReadinessCache readiness(std::chrono::seconds(1));
@@ -530,7 +542,7 @@ int run_daemon(const config::RegionConfig& cfg) {
   services.add_routes(servers);
   servers.start(cfg);
 
-  // ---- background work and signals
+  // Background work and signals.
   std::atomic<bool> stopping{false};
   start_background_work(ioc, cfg, services, pool, beat, metrics, stopping);
   const Strand cert_strand = asio::make_strand(ioc);  // the certificate's poll and SIGHUP
@@ -545,6 +557,7 @@ int run_daemon(const config::RegionConfig& cfg) {
   asio::signal_set stop_signals(ioc, SIGTERM, SIGINT);
   stop_on_signal(stop_signals, reload_signals, ioc, servers, services.dispatcher,
                  cfg.limits.shutdown_grace, stopping);
+  pthread_sigmask(SIG_UNBLOCK, &stop_set, nullptr);
 
   run_threads(ioc, cfg.threads);
 

@@ -5,25 +5,25 @@
 
 namespace mp::dispatch {
 
-const char* row_result_name(RowResult r) noexcept {
+const char* row_outcome_name(RowOutcome r) noexcept {
   switch (r) {
-    case RowResult::delivered:
+    case RowOutcome::delivered:
       return "delivered";
-    case RowResult::superseded:
+    case RowOutcome::superseded:
       return "superseded";
-    case RowResult::device_inactive:
+    case RowOutcome::device_inactive:
       return "device_inactive";
-    case RowResult::customer_inactive:
+    case RowOutcome::customer_inactive:
       return "customer_inactive";
-    case RowResult::unregistered:
+    case RowOutcome::unregistered:
       return "unregistered";
-    case RowResult::bad_device_token:
+    case RowOutcome::bad_device_token:
       return "bad_device_token";
-    case RowResult::retry:
+    case RowOutcome::retry:
       return "retry";
-    case RowResult::dead:
+    case RowOutcome::dead:
       return "dead";
-    case RowResult::paused:
+    case RowOutcome::paused:
       return "paused";
   }
   return "unknown";
@@ -42,27 +42,27 @@ RoundPlan plan_round(const std::vector<store::OutboxRow>& rows) {
     for (const auto* r : group) {
       if (r != newest) older.push_back(r->id);
     }
-    auto remove_all = [&](RowResult why, const std::string& reason) {
+    auto remove_all = [&](RowOutcome why, const std::string& reason) {
       for (const auto* r : group) {
         plan.outcome.remove.push_back(r->id);
         plan.counted.emplace_back(why, reason);
       }
     };
     if (newest->customer_state != "active") {
-      remove_all(RowResult::customer_inactive, newest->customer_state);
+      remove_all(RowOutcome::customer_inactive, newest->customer_state);
       continue;
     }
     if (newest->device_state != "active") {
-      remove_all(RowResult::device_inactive, newest->device_state);
+      remove_all(RowOutcome::device_inactive, newest->device_state);
       continue;
     }
     for (auto id : older) {
       plan.outcome.remove.push_back(id);
-      plan.counted.emplace_back(RowResult::superseded, "");
+      plan.counted.emplace_back(RowOutcome::superseded, "");
     }
     if (newest->expired) {
       plan.outcome.dead.push_back({newest->id, "Expired"});
-      plan.counted.emplace_back(RowResult::dead, "Expired");
+      plan.counted.emplace_back(RowOutcome::dead, "Expired");
       continue;
     }
     plan.sends.push_back({*newest, {}});
@@ -70,57 +70,57 @@ RoundPlan plan_round(const std::vector<store::OutboxRow>& rows) {
   return plan;
 }
 
-RowResult apply_send_result(const PlannedSend& send, const apns::SendResult& result,
+RowOutcome apply_send_result(const PlannedSend& send, const apns::SendResult& result,
                             const RetryPolicy& policy, std::mt19937_64& rng,
-                            store::DispatchOutcome& outcome, CustomerSignal& signal) {
+                            store::DispatchWrites& outcome, CustomerSignal& signal) {
   const store::OutboxRow& row = send.row;
   for (auto id : send.superseded) outcome.remove.push_back(id);
   using apns::SendOutcome;
   switch (result.outcome) {
     case SendOutcome::delivered:
       outcome.remove.push_back(row.id);
-      return RowResult::delivered;
+      return RowOutcome::delivered;
     case SendOutcome::unregistered:
       outcome.remove.push_back(row.id);
       outcome.devices.push_back({row.device_id, true, result.unregistered_at, "Unregistered"});
-      return RowResult::unregistered;
+      return RowOutcome::unregistered;
     case SendOutcome::bad_device_token:
       outcome.remove.push_back(row.id);
       outcome.devices.push_back({row.device_id, false, std::nullopt,
                                  result.reason.empty() ? "BadDeviceToken" : result.reason});
-      return RowResult::bad_device_token;
+      return RowOutcome::bad_device_token;
     case SendOutcome::topic_mismatch:
       if (result.reason == "DeviceTokenNotForTopic") {
         // The token belongs to another app: this device, not the customer, is wrong.
         outcome.remove.push_back(row.id);
         outcome.devices.push_back({row.device_id, false, std::nullopt, result.reason});
-        return RowResult::bad_device_token;
+        return RowOutcome::bad_device_token;
       }
       // TopicDisallowed and the like: the certificate does not fit the app; every row of the
       // customer would fail the same way.
       signal = {true, result.reason.empty() ? "TopicMismatch" : result.reason, result.explanation};
-      return RowResult::paused;
+      return RowOutcome::paused;
     case SendOutcome::credential_failed:
       signal = {true, result.reason.empty() ? "CredentialFailed" : result.reason,
                 result.explanation};
-      return RowResult::paused;
+      return RowOutcome::paused;
     case SendOutcome::permanent_payload:
       outcome.dead.push_back(
           {row.id, "Refused: " + (result.reason.empty() ? std::string("payload") : result.reason)});
-      return RowResult::dead;
+      return RowOutcome::dead;
     case SendOutcome::retry_exhausted:
     case SendOutcome::retry_later:  // a send never ends with it; requeued like retry_exhausted
       break;
   }
-  if (result.reason == "PoolClosed") return RowResult::paused;  // shutting down: stays queued
+  if (result.reason == "PoolClosed") return RowOutcome::paused;  // shutting down: stays queued
   if (row.attempts + 1 >= policy.max_attempts) {
     outcome.dead.push_back({row.id, "TooManyAttempts: " + result.reason});
-    return RowResult::dead;
+    return RowOutcome::dead;
   }
   outcome.retry.push_back({row.id,
                            apns::retry_backoff(row.attempts + 1, rng, policy.base, policy.cap),
                            result.reason.empty() ? "RetryExhausted" : result.reason});
-  return RowResult::retry;
+  return RowOutcome::retry;
 }
 
 }  // namespace mp::dispatch

@@ -16,7 +16,7 @@
 namespace mp::dispatch {
 
 // What a round counts, for metrics and logs (stable snake_case names).
-enum class RowResult {
+enum class RowOutcome {
   delivered,
   superseded,         // a newer badge of the same device was sent instead
   device_inactive,    // the device was unregistered or made invalid after the row was queued
@@ -27,8 +27,8 @@ enum class RowResult {
   dead,               // dead-lettered (TTL, attempts, permanent refusal, no credential)
   paused,             // left queued: the customer's queue is paused
 };
-inline constexpr std::size_t kRowResultCount = 9;
-const char* row_result_name(RowResult r) noexcept;
+inline constexpr std::size_t kRowOutcomeCount = 9;
+const char* row_outcome_name(RowOutcome r) noexcept;
 
 struct PlannedSend {
   store::OutboxRow row;                  // the newest row of the device
@@ -37,8 +37,8 @@ struct PlannedSend {
 
 struct RoundPlan {
   std::vector<PlannedSend> sends;
-  store::DispatchOutcome outcome;                          // what is decided without sending
-  std::vector<std::pair<RowResult, std::string>> counted;  // one per row decided here (reason)
+  store::DispatchWrites outcome;                          // what is decided without sending
+  std::vector<std::pair<RowOutcome, std::string>> counted;  // one per row decided here (reason)
 };
 
 // Groups the rows per device (newest id wins), drops rows of inactive devices and customers,
@@ -61,9 +61,9 @@ struct CustomerSignal {
 
 // Applies one send's result to `outcome` (the sent row and its superseded rows) and says what
 // it was; `signal` is set when the customer's queue must pause (the row stays queued).
-RowResult apply_send_result(const PlannedSend& send, const apns::SendResult& result,
+RowOutcome apply_send_result(const PlannedSend& send, const apns::SendResult& result,
                             const RetryPolicy& policy, std::mt19937_64& rng,
-                            store::DispatchOutcome& outcome, CustomerSignal& signal);
+                            store::DispatchWrites& outcome, CustomerSignal& signal);
 
 // The collapse id of every badge: a badge is the device's whole count (the sum over its
 // registrations), so the newest one to a device supersedes all before it, whichever account moved

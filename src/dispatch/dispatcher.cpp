@@ -85,8 +85,8 @@ Dispatcher::Dispatcher(asio::io_context& ioc, store::DatabasePool& pool,
                                  .Register(registry)
                                  .Add({})) {
   auto& family = results_family(registry);
-  for (std::size_t i = 0; i < kRowResultCount; ++i) {
-    results_[i] = &family.Add({{"result", row_result_name(static_cast<RowResult>(i))}});
+  for (std::size_t i = 0; i < kRowOutcomeCount; ++i) {
+    results_[i] = &family.Add({{"result", row_outcome_name(static_cast<RowOutcome>(i))}});
   }
 }
 
@@ -117,7 +117,7 @@ void Dispatcher::stop(std::function<void()> done) {
   });
 }
 
-void Dispatcher::count(RowResult r, std::size_t n) {
+void Dispatcher::count(RowOutcome r, std::size_t n) {
   results_[static_cast<std::size_t>(r)]->Increment(static_cast<double>(n));
 }
 
@@ -296,9 +296,9 @@ asio::awaitable<std::size_t> Dispatcher::round() {
   RoundPlan plan = plan_round(*rows);
   for (const auto& [result, reason] : plan.counted) {
     count(result);
-    if (result == RowResult::dead) dead_reasons_.Add({{"reason", reason}}).Increment();
+    if (result == RowOutcome::dead) dead_reasons_.Add({{"reason", reason}}).Increment();
   }
-  store::DispatchOutcome outcome = std::move(plan.outcome);
+  store::DispatchWrites outcome = std::move(plan.outcome);
 
   // Every send of the round runs at once; the round ends when the last one has. The count and
   // its timer are shared by the coroutines, so that they stay valid whichever frame goes last
@@ -314,7 +314,7 @@ asio::awaitable<std::size_t> Dispatcher::round() {
   // The results, in one transaction; until it is written the rows are still queued, and a round
   // that cannot write them retries for a while (then they are simply sent again).
   const store::DatabasePool::Job<bool> write = [&outcome](store::Connection& c) -> Result<bool> {
-    if (auto st = store::apply_dispatch_outcome(c, outcome); !st) return std::move(st).error();
+    if (auto st = store::apply_dispatch_writes(c, outcome); !st) return std::move(st).error();
     return true;
   };
   for (int attempt = 1;; ++attempt) {
@@ -335,7 +335,7 @@ asio::awaitable<std::size_t> Dispatcher::round() {
   co_return rows->size();
 }
 
-asio::awaitable<void> Dispatcher::send_one(PlannedSend send, store::DispatchOutcome& outcome,
+asio::awaitable<void> Dispatcher::send_one(PlannedSend send, store::DispatchWrites& outcome,
                                            std::shared_ptr<RoundSends> sends) {
   struct Done {  // ends the round's wait whatever path this coroutine leaves by
     std::shared_ptr<RoundSends> sends;
@@ -347,7 +347,7 @@ asio::awaitable<void> Dispatcher::send_one(PlannedSend send, store::DispatchOutc
   const store::OutboxRow& row = send.row;
   const auto loaded = credentials_(row.customer_public_id);
   if (!loaded) {
-    count(RowResult::paused);
+    count(RowOutcome::paused);
     // Named, not a temporary: GCC 12 may destroy temporaries of a co_await expression twice.
     const CustomerSignal none{true, "NoActiveCredential",
                               "the customer has no usable certificate (expired, failed to open, "
@@ -359,7 +359,7 @@ asio::awaitable<void> Dispatcher::send_one(PlannedSend send, store::DispatchOutc
   const auto& credential = production ? loaded->production : loaded->development;
   if (!credential) {
     outcome.dead.push_back({row.id, "NoCredentialForEnvironment"});
-    count(RowResult::dead);
+    count(RowOutcome::dead);
     dead_reasons_.Add({{"reason", "NoCredentialForEnvironment"}}).Increment();
     log::warn("dispatch.no_credential_for_environment",
               {{"customer", row.customer_public_id},
@@ -382,18 +382,18 @@ asio::awaitable<void> Dispatcher::send_one(PlannedSend send, store::DispatchOutc
   const auto started = Clock::now();
   const apns::SendResult result = co_await pool->send(n);
   CustomerSignal signal;
-  const RowResult r = apply_send_result(send, result, options_.retry, rng_, outcome, signal);
+  const RowOutcome r = apply_send_result(send, result, options_.retry, rng_, outcome, signal);
   count(r);
-  if (r == RowResult::delivered) {
+  if (r == RowOutcome::delivered) {
     const std::chrono::duration<double> took = Clock::now() - started;
     delay_.Observe(static_cast<double>(row.age_us) / 1e6 + took.count());
-  } else if (r == RowResult::dead) {
+  } else if (r == RowOutcome::dead) {
     dead_reasons_.Add({{"reason", outcome.dead.back().reason.substr(0, 40)}}).Increment();
   }
-  if (r != RowResult::delivered && r != RowResult::paused) {
+  if (r != RowOutcome::delivered && r != RowOutcome::paused) {
     log::info("dispatch.not_delivered", {{"customer", row.customer_public_id},
                                          {"device", apns::display_token(row.token_hex)},
-                                         {"result", row_result_name(r)},
+                                         {"result", row_outcome_name(r)},
                                          {"reason", result.reason},
                                          {"status", result.http_status}});
   }

@@ -87,7 +87,7 @@ class Dispatcher {
     boost::asio::steady_timer done;  // cancelled when the last send ends
     std::size_t pending;
   };
-  boost::asio::awaitable<void> send_one(PlannedSend send, store::DispatchOutcome& outcome,
+  boost::asio::awaitable<void> send_one(PlannedSend send, store::DispatchWrites& outcome,
                                         std::shared_ptr<RoundSends> sends);
   boost::asio::awaitable<void> housekeeping();
   boost::asio::awaitable<void> pause(std::int64_t customer_id, const std::string& public_id,
@@ -96,7 +96,7 @@ class Dispatcher {
   boost::asio::awaitable<void> close_pools();
   std::shared_ptr<apns::ApnsConnectionPool> pool_for(const std::string& customer,
                                                      const apns::ApnsCredential& credential);
-  void count(RowResult r, std::size_t n = 1);
+  void count(RowOutcome r, std::size_t n = 1);
 
   boost::asio::io_context& ioc_;
   boost::asio::strand<boost::asio::io_context::executor_type> strand_;
@@ -118,7 +118,7 @@ class Dispatcher {
   bool db_down_logged_ = false;
 
   apns::ApnsMetrics apns_metrics_;
-  std::array<prometheus::Counter*, kRowResultCount> results_{};
+  std::array<prometheus::Counter*, kRowOutcomeCount> results_{};
   prometheus::Family<prometheus::Counter>& dead_reasons_;
   prometheus::Histogram& delay_;
   prometheus::Histogram& round_rows_;

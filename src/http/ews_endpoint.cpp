@@ -107,7 +107,7 @@ boost::asio::awaitable<Response> EwsEndpoint::handle(const Request& req,
   const IpAddress caller = request_caller(req, ctx, options_.trusted_proxies);
   const auto outcome = co_await service_.handle(ctx.path_rest, callback, caller);
 
-  if (outcome.result == relay::CallbackResult::ok) {
+  if (outcome.outcome == relay::CallbackOutcome::ok) {
     // The hot path: no log record is built unless debug logging is on.
     if (log::enabled(log::Level::debug)) {
       log::debug("ews.callback", {{"result", "ok"}, {"customer", outcome.customer_id}});
@@ -118,31 +118,31 @@ boost::asio::awaitable<Response> EwsEndpoint::handle(const Request& req,
   co_return answer(req, outcome);
 }
 
-Response EwsEndpoint::answer(const RequestHeader& req, const relay::CallbackOutcome& outcome) {
-  nlohmann::json fields = {{"result", relay::callback_result_name(outcome.result)},
+Response EwsEndpoint::answer(const RequestHeader& req, const relay::CallbackResult& outcome) {
+  nlohmann::json fields = {{"result", relay::callback_outcome_name(outcome.outcome)},
                            {"reason", outcome.reason}};
   if (!outcome.customer_id.empty()) fields["customer"] = outcome.customer_id;
-  switch (outcome.result) {
-    case relay::CallbackResult::ok:
+  switch (outcome.outcome) {
+    case relay::CallbackOutcome::ok:
       return soap_response(req, beast_http::status::ok,
                            ews::build_reply(ews::SubscriptionStatus::ok));
-    case relay::CallbackResult::unsubscribe_unknown:
+    case relay::CallbackOutcome::unsubscribe_unknown:
       // Unknown secrets are what a flood of made-up URLs produces: debug only, counted in
       // mailpush_ews_callbacks_total{result="unsubscribe_unknown"}.
       log::debug("ews.unsubscribe", std::move(fields));
       return soap_response(req, beast_http::status::ok,
                            ews::build_reply(ews::SubscriptionStatus::unsubscribe));
-    case relay::CallbackResult::unsubscribe_superseded:
+    case relay::CallbackOutcome::unsubscribe_superseded:
       log::info("ews.unsubscribe", std::move(fields));
       return soap_response(req, beast_http::status::ok,
                            ews::build_reply(ews::SubscriptionStatus::unsubscribe));
-    case relay::CallbackResult::forbidden:
+    case relay::CallbackOutcome::forbidden:
       log::warn("ews.forbidden", std::move(fields));
       return soap_response(req, beast_http::status::forbidden,
                            ews::build_fault("soap:Client", "caller not allowed for this customer"));
-    case relay::CallbackResult::invalid:
+    case relay::CallbackOutcome::invalid:
       return refuse(req, beast_http::status::bad_request, "invalid_values", outcome.reason);
-    case relay::CallbackResult::rate_limited: {
+    case relay::CallbackOutcome::rate_limited: {
       unknown_log_.write(log::Level::info, "ews.rate_limited", std::move(fields));
       auto res = soap_response(
           req, beast_http::status::service_unavailable,
@@ -150,7 +150,7 @@ Response EwsEndpoint::answer(const RequestHeader& req, const relay::CallbackOutc
       res.set(beast_http::field::retry_after, "10");
       return res;
     }
-    case relay::CallbackResult::unavailable:
+    case relay::CallbackOutcome::unavailable:
       break;
   }
   log::warn("ews.unavailable", std::move(fields));

@@ -40,7 +40,7 @@ class EwsEndpoint {
   Response refuse(const RequestHeader& req, beast_http::status status, std::string_view reason,
                   std::string_view message);
   // What Exchange is told for an outcome other than a recorded callback.
-  Response answer(const RequestHeader& req, const relay::CallbackOutcome& outcome);
+  Response answer(const RequestHeader& req, const relay::CallbackResult& outcome);
 
   relay::EwsCallbackService& service_;
   EwsEndpointOptions options_;

@@ -13,21 +13,21 @@
 namespace mp::relay {
 namespace asio = boost::asio;
 
-const char* callback_result_name(CallbackResult r) noexcept {
+const char* callback_outcome_name(CallbackOutcome r) noexcept {
   switch (r) {
-    case CallbackResult::ok:
+    case CallbackOutcome::ok:
       return "ok";
-    case CallbackResult::unsubscribe_unknown:
+    case CallbackOutcome::unsubscribe_unknown:
       return "unsubscribe_unknown";
-    case CallbackResult::unsubscribe_superseded:
+    case CallbackOutcome::unsubscribe_superseded:
       return "unsubscribe_superseded";
-    case CallbackResult::forbidden:
+    case CallbackOutcome::forbidden:
       return "forbidden";
-    case CallbackResult::unavailable:
+    case CallbackOutcome::unavailable:
       return "unavailable";
-    case CallbackResult::invalid:
+    case CallbackOutcome::invalid:
       return "invalid";
-    case CallbackResult::rate_limited:
+    case CallbackOutcome::rate_limited:
       return "rate_limited";
   }
   return "unavailable";
@@ -57,9 +57,9 @@ EwsCallbackService::EwsCallbackService(store::CallbackStore& store, Registration
                          .Help("Registration lookups by secret, by cache result")
                          .Register(registry)) {
   // Every series exists from the start (at 0, for alerts).
-  for (std::size_t r = 0; r < kCallbackResultCount; ++r) {
+  for (std::size_t r = 0; r < kCallbackOutcomeCount; ++r) {
     callbacks_by_result_[r] =
-        &callbacks_.Add({{"result", callback_result_name(static_cast<CallbackResult>(r))}});
+        &callbacks_.Add({{"result", callback_outcome_name(static_cast<CallbackOutcome>(r))}});
   }
   for (std::size_t t = 0; t < ews::kEventTypeCount; ++t) {
     events_by_type_[t] =
@@ -70,8 +70,8 @@ EwsCallbackService::EwsCallbackService(store::CallbackStore& store, Registration
   cache_miss_ = &cache_lookups_.Add({{"result", "miss"}});
 }
 
-CallbackOutcome EwsCallbackService::count(CallbackOutcome outcome) {
-  callbacks_by_result_[static_cast<std::size_t>(outcome.result)]->Increment();
+CallbackResult EwsCallbackService::count(CallbackResult outcome) {
+  callbacks_by_result_[static_cast<std::size_t>(outcome.outcome)]->Increment();
   return outcome;
 }
 
@@ -185,11 +185,11 @@ std::string known_response_code(std::string_view code) {
 
 }  // namespace
 
-CallbackOutcome EwsCallbackService::unknown(const IpAddress& caller, std::string reason) {
+CallbackResult EwsCallbackService::unknown(const IpAddress& caller, std::string reason) {
   if (limit_.per_second > 0) {
     (void)unknown_by_address_.take(address_limit_key(caller), TokenBucketLimiter::Clock::now());
   }
-  return count({CallbackResult::unsubscribe_unknown, std::move(reason), ""});
+  return count({CallbackOutcome::unsubscribe_unknown, std::move(reason), ""});
 }
 
 void EwsCallbackService::set_callback_limits(const CallbackLimits& limits) {
@@ -201,7 +201,7 @@ void EwsCallbackService::set_callback_limits(const CallbackLimits& limits) {
   }
 }
 
-asio::awaitable<std::optional<CallbackOutcome>> EwsCallbackService::precheck(
+asio::awaitable<std::optional<CallbackResult>> EwsCallbackService::precheck(
     std::string_view secret, const IpAddress& caller) {
   const bool plausible = plausible_secret(secret) && (!filter_ || filter_(secret));
   const Bytes hash = sha384(secret);
@@ -213,7 +213,7 @@ asio::awaitable<std::optional<CallbackOutcome>> EwsCallbackService::precheck(
     // Known secrets from this address still pass: a cache hit costs nothing.
     if (cached.hit == RegistrationCache::Hit::found) co_return std::nullopt;
     co_return count(
-        {CallbackResult::rate_limited, "too many unknown secrets from " + caller.to_string(), ""});
+        {CallbackOutcome::rate_limited, "too many unknown secrets from " + caller.to_string(), ""});
   }
   if (!plausible) co_return unknown(caller, "malformed secret");
   if (cached.hit == RegistrationCache::Hit::found) co_return std::nullopt;
@@ -222,7 +222,7 @@ asio::awaitable<std::optional<CallbackOutcome>> EwsCallbackService::precheck(
     co_return unknown(caller, "no active registration");
   }
   auto reg = co_await registration(key, hash, /*bypass_cache=*/true);
-  if (!reg) co_return count({CallbackResult::unavailable, reg.error().message, ""});
+  if (!reg) co_return count({CallbackOutcome::unavailable, reg.error().message, ""});
   if (!reg->entry) co_return unknown(caller, "no active registration");
   co_return std::nullopt;
 }
@@ -231,11 +231,11 @@ namespace {
 
 // The forbidden outcome when `caller` is outside the customer's allow-list (or the list is
 // unreadable); none when it may call.
-std::optional<CallbackOutcome> refused_caller(const CustomerView& customer,
+std::optional<CallbackResult> refused_caller(const CustomerView& customer,
                                               const IpAddress& caller) {
   if (customer.allow_list_invalid ||
       (!customer.allowed_callers.empty() && !any_contains(customer.allowed_callers, caller))) {
-    return CallbackOutcome{CallbackResult::forbidden,
+    return CallbackResult{CallbackOutcome::forbidden,
                            "caller " + caller.to_string() + " is outside the customer's allow-list",
                            customer.public_id};
   }
@@ -257,23 +257,23 @@ store::CallbackWrite callback_write(const CachedRegistration& entry, const Callb
 
 }  // namespace
 
-std::optional<CallbackOutcome> EwsCallbackService::over_callback_rate(
+std::optional<CallbackResult> EwsCallbackService::over_callback_rate(
     const CachedRegistration& entry) {
   const CustomerView& customer = *entry.customer;
   const auto now = TokenBucketLimiter::Clock::now();
   if (per_registration_ && per_registration_->take(std::to_string(entry.id), now)) {
-    return CallbackOutcome{CallbackResult::rate_limited,
+    return CallbackResult{CallbackOutcome::rate_limited,
                            "registration " + std::to_string(entry.id) + " over its callback rate",
                            customer.public_id};
   }
   if (per_customer_ && per_customer_->take(customer.public_id, now)) {
-    return CallbackOutcome{CallbackResult::rate_limited, "customer over its callback rate",
+    return CallbackResult{CallbackOutcome::rate_limited, "customer over its callback rate",
                            customer.public_id};
   }
   return std::nullopt;
 }
 
-CallbackOutcome EwsCallbackService::recorded(const std::string& key,
+CallbackResult EwsCallbackService::recorded(const std::string& key,
                                              const CachedRegistration& entry,
                                              const BindingDecision& decision,
                                              const CallbackSummary& summary,
@@ -293,10 +293,10 @@ CallbackOutcome EwsCallbackService::recorded(const std::string& key,
       events_by_type_[static_cast<std::size_t>(e.type)]->Increment();
     }
   }
-  return count({CallbackResult::ok, "recorded", customer.public_id});
+  return count({CallbackOutcome::ok, "recorded", customer.public_id});
 }
 
-asio::awaitable<CallbackOutcome> EwsCallbackService::handle(std::string_view secret,
+asio::awaitable<CallbackResult> EwsCallbackService::handle(std::string_view secret,
                                                             const ews::SendNotification& callback,
                                                             const IpAddress& caller) {
   if (!plausible_secret(secret) || (filter_ && !filter_(secret))) {
@@ -306,7 +306,7 @@ asio::awaitable<CallbackOutcome> EwsCallbackService::handle(std::string_view sec
   const std::string key(hash.begin(), hash.end());
   const CallbackSummary summary = summarize(callback);
   if (auto problem = invalid_values(summary)) {
-    co_return count({CallbackResult::invalid, *problem, ""});
+    co_return count({CallbackOutcome::invalid, *problem, ""});
   }
 
   // Three rounds at most: a cached registration bound to another subscription is decided on the
@@ -315,7 +315,7 @@ asio::awaitable<CallbackOutcome> EwsCallbackService::handle(std::string_view sec
   int stale_writes = 0;
   for (int round = 0; round < 3; ++round) {
     auto reg = co_await registration(key, hash, bypass_cache);
-    if (!reg) co_return count({CallbackResult::unavailable, reg.error().message, ""});
+    if (!reg) co_return count({CallbackOutcome::unavailable, reg.error().message, ""});
     if (!reg->entry) {
       co_return unknown(caller, "no active registration");
     }
@@ -330,7 +330,7 @@ asio::awaitable<CallbackOutcome> EwsCallbackService::handle(std::string_view sec
     }
     if (!summary.subscription_id) {
       co_return count(
-          {CallbackResult::ok, "no subscription id: nothing to record", customer.public_id});
+          {CallbackOutcome::ok, "no subscription id: nothing to record", customer.public_id});
     }
     // The usual callback comes from the bound subscription: the cached digest decides it. Any
     // other id (the first, the app's new one, a superseded one) needs the full record.
@@ -342,7 +342,7 @@ asio::awaitable<CallbackOutcome> EwsCallbackService::handle(std::string_view sec
       continue;
     }
     if (decision.unsubscribe) {
-      co_return count({CallbackResult::unsubscribe_superseded,
+      co_return count({CallbackOutcome::unsubscribe_superseded,
                        "subscription superseded by a newer one", customer.public_id});
     }
     if (!summary.has_notification) {
@@ -353,16 +353,16 @@ asio::awaitable<CallbackOutcome> EwsCallbackService::handle(std::string_view sec
         bypass_cache = true;
         continue;
       }
-      co_return count({CallbackResult::ok, "error message only", customer.public_id});
+      co_return count({CallbackOutcome::ok, "error message only", customer.public_id});
     }
 
     const store::CallbackWrite write = callback_write(entry, summary, decision);
     auto written = co_await store_.record(write);
     if (!written) {
-      co_return count({CallbackResult::unavailable, written.error().message, customer.public_id});
+      co_return count({CallbackOutcome::unavailable, written.error().message, customer.public_id});
     }
     if (*written == store::WriteOutcome::failed) {
-      co_return count({CallbackResult::unavailable, "the database refused this callback's write",
+      co_return count({CallbackOutcome::unavailable, "the database refused this callback's write",
                        customer.public_id});
     }
     if (*written == store::WriteOutcome::stale) {
@@ -374,7 +374,7 @@ asio::awaitable<CallbackOutcome> EwsCallbackService::handle(std::string_view sec
     co_return recorded(key, entry, decision, summary, callback);
   }
   co_return count(
-      {CallbackResult::unavailable, "registration changed twice while recording; retry", ""});
+      {CallbackOutcome::unavailable, "registration changed twice while recording; retry", ""});
 }
 
 }  // namespace mp::relay

@@ -22,7 +22,7 @@
 
 namespace mp::relay {
 
-enum class CallbackResult {
+enum class CallbackOutcome {
   ok,                      // recorded (or nothing to record): SubscriptionStatus OK
   unsubscribe_unknown,     // no such registration (never, or deleted): Unsubscribe
   unsubscribe_superseded,  // the app resubscribed; this is the old subscription: Unsubscribe
@@ -32,12 +32,12 @@ enum class CallbackResult {
   rate_limited,  // too many unknown secrets from the address, or callbacks of the registration or
                  // customer (CallbackLimits): 503 with Retry-After, nothing recorded
 };
-inline constexpr std::size_t kCallbackResultCount = 7;
-static_assert(static_cast<std::size_t>(CallbackResult::rate_limited) + 1 == kCallbackResultCount);
-const char* callback_result_name(CallbackResult r) noexcept;
+inline constexpr std::size_t kCallbackOutcomeCount = 7;
+static_assert(static_cast<std::size_t>(CallbackOutcome::rate_limited) + 1 == kCallbackOutcomeCount);
+const char* callback_outcome_name(CallbackOutcome r) noexcept;
 
-struct CallbackOutcome {
-  CallbackResult result = CallbackResult::unavailable;
+struct CallbackResult {
+  CallbackOutcome outcome = CallbackOutcome::unavailable;
   std::string reason;       // for the log line; never a secret
   std::string customer_id;  // public Customer ID when known
 };
@@ -68,7 +68,7 @@ class EwsCallbackService {
   // active registration, from the cache or one lookup. nullopt: go on and read the body; else
   // the answer (unknown secret, the caller's address over its unknown-secret limit, or the
   // database unavailable). Every unknown secret counts against the caller's address.
-  boost::asio::awaitable<std::optional<CallbackOutcome>> precheck(std::string_view secret,
+  boost::asio::awaitable<std::optional<CallbackResult>> precheck(std::string_view secret,
                                                                   const IpAddress& caller);
 
   // Which secrets are worth a lookup, decided from the secret alone (the region's capability
@@ -79,7 +79,7 @@ class EwsCallbackService {
   // Set before serving; without it callbacks are not limited per registration or customer.
   void set_callback_limits(const CallbackLimits& limits);
 
-  boost::asio::awaitable<CallbackOutcome> handle(std::string_view secret,
+  boost::asio::awaitable<CallbackResult> handle(std::string_view secret,
                                                  const ews::SendNotification& callback,
                                                  const IpAddress& caller);
 
@@ -99,16 +99,16 @@ class EwsCallbackService {
   // The registration behind the secret hash; `bypass_cache` reads it from the store.
   boost::asio::awaitable<Result<Found>> registration(const std::string& key, const Bytes& hash,
                                                      bool bypass_cache);
-  CallbackOutcome count(CallbackOutcome outcome);
+  CallbackResult count(CallbackResult outcome);
   // The cache's entry for a registration read from the store.
   CachedRegistration cache_entry(const store::RegistrationRecord& record);
 
   // Counts an unknown secret against the caller's address.
-  CallbackOutcome unknown(const IpAddress& caller, std::string reason);
+  CallbackResult unknown(const IpAddress& caller, std::string reason);
   // The rate-limited outcome when the registration or its customer is over its callback rate.
-  std::optional<CallbackOutcome> over_callback_rate(const CachedRegistration& entry);
+  std::optional<CallbackResult> over_callback_rate(const CachedRegistration& entry);
   // A callback written: the cache follows a new binding, the events are counted.
-  CallbackOutcome recorded(const std::string& key, const CachedRegistration& entry,
+  CallbackResult recorded(const std::string& key, const CachedRegistration& entry,
                            const BindingDecision& decision, const CallbackSummary& summary,
                            const ews::SendNotification& callback);
 
@@ -125,7 +125,7 @@ class EwsCallbackService {
   prometheus::Family<prometheus::Counter>& error_messages_;
   prometheus::Family<prometheus::Counter>& cache_lookups_;
   // The hot path's series, resolved once: Family::Add hashes a label map on every call.
-  std::array<prometheus::Counter*, kCallbackResultCount> callbacks_by_result_{};
+  std::array<prometheus::Counter*, kCallbackOutcomeCount> callbacks_by_result_{};
   std::array<prometheus::Counter*, ews::kEventTypeCount> events_by_type_{};
   prometheus::Counter* cache_hit_ = nullptr;
   prometheus::Counter* cache_absent_ = nullptr;

@@ -92,7 +92,7 @@ Result<std::vector<OutboxRow>> read_due_outbox(Connection& conn, const std::stri
 
 namespace {
 
-Status apply_once(Connection& conn, const DispatchOutcome& outcome) {
+Status apply_once(Connection& conn, const DispatchWrites& outcome) {
   if (auto st = conn.begin(); !st) return st;
   auto run = [&]() -> Status {
     auto remove = [&](std::string_view placeholders, std::span<const Value> ids) -> Status {
@@ -157,7 +157,7 @@ Status apply_once(Connection& conn, const DispatchOutcome& outcome) {
 
 }  // namespace
 
-Status apply_dispatch_outcome(Connection& conn, const DispatchOutcome& outcome) {
+Status apply_dispatch_writes(Connection& conn, const DispatchWrites& outcome) {
   if (outcome.empty()) return {};
   for (int attempt = 1;; ++attempt) {
     Status st = apply_once(conn, outcome);

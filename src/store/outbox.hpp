@@ -57,14 +57,14 @@ struct DeviceChange {
   std::optional<std::chrono::system_clock::time_point> unregistered_at;
   std::string reason;  // invalid_reason
 };
-struct DispatchOutcome {
+struct DispatchWrites {
   std::vector<std::int64_t> remove;  // delivered, superseded by a newer badge, or dropped
   std::vector<OutboxRetry> retry;
   std::vector<OutboxDead> dead;
   std::vector<DeviceChange> devices;
   bool empty() const { return remove.empty() && retry.empty() && dead.empty() && devices.empty(); }
 };
-Status apply_dispatch_outcome(Connection& conn, const DispatchOutcome& outcome);
+Status apply_dispatch_writes(Connection& conn, const DispatchWrites& outcome);
 
 // Moves queued rows of instances whose heartbeat is older than `lease`, or that stopped, or that
 // never registered, to `owner`; at most `limit` rows per call. Returns how many moved.

@@ -220,6 +220,20 @@ TEST(Daemon, SigtermFinishesTheRequestInFlightAndExitsZero) {
   EXPECT_TRUE(daemon.log().find("daemon.stopped") != std::string::npos);
 }
 
+// A SIGTERM during the start (an orchestrator that gives up on a slow start, an operator) stops
+// the daemon as usual once it is set up, with exit 0 and its stop record: it does not kill it
+// half-started (the default action, before the stop handler exists).
+TEST(Daemon, SigtermDuringTheStartStopsItCleanly) {
+  ScratchDatabase db;
+  const auto dir = make_temp_dir("daemon-early-stop");
+  const auto region = write_region_file(dir, scratch_db_patch(db));
+  ChildProcess daemon(daemon_binary(), {"--region", region.string()}, dir / "mailpushd.log");
+  ASSERT_TRUE(daemon.wait_for_log("daemon.starting", 30s).has_value()) << daemon.log();
+  daemon.signal(SIGTERM);
+  EXPECT_EQ(daemon.wait(15s), std::optional<int>(0)) << daemon.log();
+  EXPECT_NE(daemon.log().find("daemon.stopped"), std::string::npos) << daemon.log();
+}
+
 TEST(Daemon, SigtermClosesAStuckRequestAfterTheGracePeriod) {
   ScratchDatabase db;
   const auto dir = make_temp_dir("daemon-grace");

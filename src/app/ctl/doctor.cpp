@@ -278,7 +278,7 @@ asio::awaitable<ListenerProbe> probe_listener(std::string host, std::uint16_t po
   co_return out;
 }
 
-// ------------------------------------------------------------------ APNs credential probe
+// ------------------------------------------------------------------ APNs credential verdicts
 
 // The verdict on one credential in one environment, from what APNs answered.
 void judge_probe(Report& report, const std::string& subject, const apns::CredentialProbe& p,

@@ -61,7 +61,7 @@ TEST(DispatchPlan, InactiveDevicesAndCustomersAreDroppedAndExpiredRowsDeadLetter
 
 class Answers : public ::testing::Test {
  protected:
-  RowResult apply(apns::SendOutcome outcome, const std::string& reason = "", int attempts = 0) {
+  RowOutcome apply(apns::SendOutcome outcome, const std::string& reason = "", int attempts = 0) {
     PlannedSend send{row(5, 9, 4), {}};
     send.row.attempts = attempts;
     apns::SendResult result;
@@ -73,60 +73,60 @@ class Answers : public ::testing::Test {
   }
   RetryPolicy policy{3, std::chrono::milliseconds(100), std::chrono::milliseconds(1000)};
   std::mt19937_64 rng{1};
-  store::DispatchOutcome out;
+  store::DispatchWrites out;
   CustomerSignal signal;
 };
 
 TEST_F(Answers, DeliveredRemovesTheRow) {
-  EXPECT_EQ(apply(apns::SendOutcome::delivered), RowResult::delivered);
+  EXPECT_EQ(apply(apns::SendOutcome::delivered), RowOutcome::delivered);
   EXPECT_TRUE(contains(out.remove, 5));
   EXPECT_TRUE(out.devices.empty());
 }
 
 TEST_F(Answers, UnregisteredAndBadTokensChangeTheDeviceNotTheCustomer) {
-  EXPECT_EQ(apply(apns::SendOutcome::unregistered, "Unregistered"), RowResult::unregistered);
+  EXPECT_EQ(apply(apns::SendOutcome::unregistered, "Unregistered"), RowOutcome::unregistered);
   ASSERT_EQ(out.devices.size(), 1u);
   EXPECT_TRUE(out.devices[0].unregistered);
   EXPECT_EQ(out.devices[0].device_id, 9);
   EXPECT_FALSE(signal.pause);
 
   EXPECT_EQ(apply(apns::SendOutcome::bad_device_token, "BadDeviceToken"),
-            RowResult::bad_device_token);
+            RowOutcome::bad_device_token);
   ASSERT_EQ(out.devices.size(), 1u);
   EXPECT_FALSE(out.devices[0].unregistered);
   EXPECT_EQ(out.devices[0].reason, "BadDeviceToken");
   EXPECT_TRUE(contains(out.remove, 5));
 
   EXPECT_EQ(apply(apns::SendOutcome::topic_mismatch, "DeviceTokenNotForTopic"),
-            RowResult::bad_device_token);
+            RowOutcome::bad_device_token);
   EXPECT_FALSE(signal.pause);
 }
 
 TEST_F(Answers, CredentialFailuresPauseTheCustomerAndKeepTheRow) {
-  EXPECT_EQ(apply(apns::SendOutcome::credential_failed, "BadCertificate"), RowResult::paused);
+  EXPECT_EQ(apply(apns::SendOutcome::credential_failed, "BadCertificate"), RowOutcome::paused);
   EXPECT_TRUE(signal.pause);
   EXPECT_EQ(signal.reason, "BadCertificate");
   EXPECT_TRUE(out.empty()) << "the row stays queued, the device is kept";
 
-  EXPECT_EQ(apply(apns::SendOutcome::topic_mismatch, "TopicDisallowed"), RowResult::paused);
+  EXPECT_EQ(apply(apns::SendOutcome::topic_mismatch, "TopicDisallowed"), RowOutcome::paused);
   EXPECT_TRUE(signal.pause);
   EXPECT_TRUE(out.empty());
 }
 
 TEST_F(Answers, RetryableAnswersBackOffThenDeadLetter) {
-  EXPECT_EQ(apply(apns::SendOutcome::retry_exhausted, "TooManyRequests", 0), RowResult::retry);
+  EXPECT_EQ(apply(apns::SendOutcome::retry_exhausted, "TooManyRequests", 0), RowOutcome::retry);
   ASSERT_EQ(out.retry.size(), 1u);
   EXPECT_LE(out.retry[0].delay, std::chrono::milliseconds(100));
   EXPECT_EQ(out.retry[0].error, "TooManyRequests");
 
-  EXPECT_EQ(apply(apns::SendOutcome::retry_exhausted, "Unreachable", 2), RowResult::dead);
+  EXPECT_EQ(apply(apns::SendOutcome::retry_exhausted, "Unreachable", 2), RowOutcome::dead);
   ASSERT_EQ(out.dead.size(), 1u);
   EXPECT_EQ(out.dead[0].reason, "TooManyAttempts: Unreachable");
 
-  EXPECT_EQ(apply(apns::SendOutcome::retry_exhausted, "PoolClosed", 0), RowResult::paused);
+  EXPECT_EQ(apply(apns::SendOutcome::retry_exhausted, "PoolClosed", 0), RowOutcome::paused);
   EXPECT_TRUE(out.empty()) << "shutting down: the row stays as it is";
 
-  EXPECT_EQ(apply(apns::SendOutcome::permanent_payload, "PayloadTooLarge"), RowResult::dead);
+  EXPECT_EQ(apply(apns::SendOutcome::permanent_payload, "PayloadTooLarge"), RowOutcome::dead);
   EXPECT_EQ(out.dead[0].reason, "Refused: PayloadTooLarge");
 }
 

@@ -45,30 +45,30 @@ IpAddress ip(const char* text) {
 class EwsCallbackServiceTest : public testing::Test {
  protected:
   // Runs one handle() to completion; the fake store completes at once, so run() returns quickly.
-  CallbackOutcome handle(std::string_view secret, const ews::SendNotification& cb,
+  CallbackResult handle(std::string_view secret, const ews::SendNotification& cb,
                          const IpAddress& caller) {
     boost::asio::io_context ioc;
-    std::optional<CallbackOutcome> out;
+    std::optional<CallbackResult> out;
     boost::asio::co_spawn(ioc, service.handle(secret, cb, caller),
-                          [&out](std::exception_ptr e, CallbackOutcome o) {
+                          [&out](std::exception_ptr e, CallbackResult o) {
                             if (e) std::rethrow_exception(e);
                             out = std::move(o);
                           });
     ioc.run();
     EXPECT_TRUE(out.has_value()) << "handle() did not complete";
-    return out.value_or(CallbackOutcome{});
+    return out.value_or(CallbackResult{});
   }
-  CallbackOutcome handle(std::string_view secret, const ews::SendNotification& cb) {
+  CallbackResult handle(std::string_view secret, const ews::SendNotification& cb) {
     return handle(secret, cb, ip("192.0.2.10"));
   }
   // Runs one precheck() (the listener's look at a secret before the body) to completion.
-  std::optional<CallbackOutcome> precheck(EwsCallbackService& s, std::string_view secret,
+  std::optional<CallbackResult> precheck(EwsCallbackService& s, std::string_view secret,
                                           const IpAddress& caller) {
     boost::asio::io_context ioc;
     bool done = false;
-    std::optional<CallbackOutcome> out;
+    std::optional<CallbackResult> out;
     boost::asio::co_spawn(ioc, s.precheck(secret, caller),
-                          [&](std::exception_ptr e, std::optional<CallbackOutcome> o) {
+                          [&](std::exception_ptr e, std::optional<CallbackResult> o) {
                             if (e) std::rethrow_exception(e);
                             out = std::move(o);
                             done = true;
@@ -117,7 +117,7 @@ TEST_F(EwsCallbackServiceTest, MalformedSecretIsUnknownWithoutALookup) {
   for (const char* secret :
        {"", "short", "has/slash/0123456789abcdef", "abc.def.0123456789abcdefgh"}) {
     const auto out = handle(secret, callback("S1", {status_event("wm-1")}));
-    EXPECT_EQ(out.result, CallbackResult::unsubscribe_unknown) << secret;
+    EXPECT_EQ(out.outcome, CallbackOutcome::unsubscribe_unknown) << secret;
   }
   EXPECT_EQ(store.lookups, 0);
   EXPECT_TRUE(store.attempts.empty());
@@ -126,12 +126,12 @@ TEST_F(EwsCallbackServiceTest, MalformedSecretIsUnknownWithoutALookup) {
 TEST_F(EwsCallbackServiceTest, UnknownSecretIsUnsubscribedAndRemembered) {
   store.add(kOtherSecret);
   auto out = handle(kSecret, callback("S1", {status_event("wm-1")}));
-  EXPECT_EQ(out.result, CallbackResult::unsubscribe_unknown);
+  EXPECT_EQ(out.outcome, CallbackOutcome::unsubscribe_unknown);
   EXPECT_EQ(out.customer_id, "");
   EXPECT_EQ(store.lookups, 1);
 
   out = handle(kSecret, callback("S1", {new_mail_event("wm-2")}));
-  EXPECT_EQ(out.result, CallbackResult::unsubscribe_unknown);
+  EXPECT_EQ(out.outcome, CallbackOutcome::unsubscribe_unknown);
   EXPECT_EQ(store.lookups, 1) << "an absent secret is answered from the cache";
   EXPECT_TRUE(store.attempts.empty());
 }
@@ -141,14 +141,14 @@ TEST_F(EwsCallbackServiceTest, PrecheckPassesKnownSecretsAndAnswersUnknownOnesFr
   EXPECT_FALSE(precheck(service, kSecret, ip("192.0.2.10"))) << "known: read the body";
   const auto unknown = precheck(service, kOtherSecret, ip("192.0.2.10"));
   ASSERT_TRUE(unknown);
-  EXPECT_EQ(unknown->result, CallbackResult::unsubscribe_unknown);
+  EXPECT_EQ(unknown->outcome, CallbackOutcome::unsubscribe_unknown);
   const auto malformed = precheck(service, "no", ip("192.0.2.10"));
   ASSERT_TRUE(malformed);
-  EXPECT_EQ(malformed->result, CallbackResult::unsubscribe_unknown);
+  EXPECT_EQ(malformed->outcome, CallbackOutcome::unsubscribe_unknown);
   EXPECT_EQ(store.lookups, 2);
   // The callback that follows a passed precheck binds (a full read of the record), then both
   // secrets are answered from the cache.
-  EXPECT_EQ(handle(kSecret, callback("S1", {status_event("wm-1")})).result, CallbackResult::ok);
+  EXPECT_EQ(handle(kSecret, callback("S1", {status_event("wm-1")})).outcome, CallbackOutcome::ok);
   const int lookups = store.lookups;
   EXPECT_FALSE(precheck(service, kSecret, ip("192.0.2.10")));
   (void)precheck(service, kOtherSecret, ip("192.0.2.10"));
@@ -165,18 +165,18 @@ TEST_F(EwsCallbackServiceTest, UnknownSecretsAreLimitedPerAddressWhileKnownOnesP
   for (int i = 0; i < 3; ++i) {
     const auto out = precheck(limited, base + std::to_string(10 + i), ip("198.51.100.1"));
     ASSERT_TRUE(out);
-    EXPECT_EQ(out->result, CallbackResult::unsubscribe_unknown) << i;
+    EXPECT_EQ(out->outcome, CallbackOutcome::unsubscribe_unknown) << i;
   }
   const int lookups = store.lookups;
   const auto limited_out = precheck(limited, base + "99", ip("198.51.100.1"));
   ASSERT_TRUE(limited_out);
-  EXPECT_EQ(limited_out->result, CallbackResult::rate_limited);
+  EXPECT_EQ(limited_out->outcome, CallbackOutcome::rate_limited);
   EXPECT_EQ(store.lookups, lookups) << "over the limit: no lookup at all";
   EXPECT_FALSE(precheck(limited, kSecret, ip("198.51.100.1")))
       << "a known (cached) secret still passes from a limited address";
   const auto other = precheck(limited, base + "98", ip("198.51.100.2"));
   ASSERT_TRUE(other);
-  EXPECT_EQ(other->result, CallbackResult::unsubscribe_unknown) << "other addresses unaffected";
+  EXPECT_EQ(other->outcome, CallbackOutcome::unsubscribe_unknown) << "other addresses unaffected";
 }
 
 TEST_F(EwsCallbackServiceTest, SecretsTheFilterRefusesCostNoLookup) {
@@ -190,15 +190,15 @@ TEST_F(EwsCallbackServiceTest, SecretsTheFilterRefusesCostNoLookup) {
   EXPECT_EQ(store.lookups, 1);
   const auto refused = precheck(service, forged, ip("192.0.2.10"));
   ASSERT_TRUE(refused);
-  EXPECT_EQ(refused->result, CallbackResult::unsubscribe_unknown);
-  EXPECT_EQ(handle(forged, callback("S1", {status_event("wm-1")})).result,
-            CallbackResult::unsubscribe_unknown);
+  EXPECT_EQ(refused->outcome, CallbackOutcome::unsubscribe_unknown);
+  EXPECT_EQ(handle(forged, callback("S1", {status_event("wm-1")})).outcome,
+            CallbackOutcome::unsubscribe_unknown);
   EXPECT_EQ(store.lookups, 1) << "the forged secret never reached the store";
   EXPECT_TRUE(store.attempts.empty());
-  EXPECT_EQ(handle(tagged, callback("S1", {status_event("wm-1")})).result, CallbackResult::ok);
+  EXPECT_EQ(handle(tagged, callback("S1", {status_event("wm-1")})).outcome, CallbackOutcome::ok);
   const int before = store.lookups;
-  EXPECT_EQ(handle(kSecret, callback("S2", {status_event("wm-1")})).result,
-            CallbackResult::unsubscribe_unknown);
+  EXPECT_EQ(handle(kSecret, callback("S2", {status_event("wm-1")})).outcome,
+            CallbackOutcome::unsubscribe_unknown);
   EXPECT_EQ(store.lookups, before + 1) << "an untagged secret is still looked up";
 }
 
@@ -211,34 +211,34 @@ TEST_F(EwsCallbackServiceTest, CallbacksAreLimitedPerRegistrationAndPerCustomer)
   store.add(kOtherSecret, "use1-acme");
   const auto run = [&](std::string_view secret, const std::string& sub) {
     boost::asio::io_context ioc;
-    std::optional<CallbackOutcome> out;
+    std::optional<CallbackResult> out;
     // Named: the coroutine runs after co_spawn returns, and holds references to its arguments.
     const auto cb = callback(sub, {status_event("wm")});
     const auto caller = ip("192.0.2.10");
     boost::asio::co_spawn(ioc, limited.handle(secret, cb, caller),
-                          [&](std::exception_ptr e, CallbackOutcome o) {
+                          [&](std::exception_ptr e, CallbackResult o) {
                             if (e) std::rethrow_exception(e);
                             out = std::move(o);
                           });
     ioc.run();
-    return out.value_or(CallbackOutcome{});
+    return out.value_or(CallbackResult{});
   };
-  for (int i = 0; i < 3; ++i) EXPECT_EQ(run(kSecret, "S1").result, CallbackResult::ok) << i;
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(run(kSecret, "S1").outcome, CallbackOutcome::ok) << i;
   const std::size_t written = store.attempts.size();
   const auto over = run(kSecret, "S1");
-  EXPECT_EQ(over.result, CallbackResult::rate_limited);
+  EXPECT_EQ(over.outcome, CallbackOutcome::rate_limited);
   EXPECT_EQ(over.customer_id, "use1-acme");
   EXPECT_EQ(store.attempts.size(), written) << "nothing recorded past the limit";
   // The customer's bucket (5) is shared by its registrations: 3 spent, 2 left for the other.
-  EXPECT_EQ(run(kOtherSecret, "S2").result, CallbackResult::ok);
-  EXPECT_EQ(run(kOtherSecret, "S2").result, CallbackResult::ok);
-  EXPECT_EQ(run(kOtherSecret, "S2").result, CallbackResult::rate_limited);
+  EXPECT_EQ(run(kOtherSecret, "S2").outcome, CallbackOutcome::ok);
+  EXPECT_EQ(run(kOtherSecret, "S2").outcome, CallbackOutcome::ok);
+  EXPECT_EQ(run(kOtherSecret, "S2").outcome, CallbackOutcome::rate_limited);
 }
 
 TEST_F(EwsCallbackServiceTest, FirstStatusEventBinds) {
   const auto id = store.add(kSecret, "use1-acme");
   const auto out = handle(kSecret, callback("S1", {status_event("wm-1")}));
-  EXPECT_EQ(out.result, CallbackResult::ok) << out.reason;
+  EXPECT_EQ(out.outcome, CallbackOutcome::ok) << out.reason;
   EXPECT_EQ(out.customer_id, "use1-acme");
 
   ASSERT_EQ(store.recorded.size(), 1u);
@@ -256,12 +256,12 @@ TEST_F(EwsCallbackServiceTest, FirstStatusEventBinds) {
 
 TEST_F(EwsCallbackServiceTest, BindUpdatesTheCacheSoTheNextCallbackNeedsNoLookupOrBind) {
   store.add(kSecret);
-  ASSERT_EQ(handle(kSecret, callback("S1", {status_event("wm-1")})).result, CallbackResult::ok);
+  ASSERT_EQ(handle(kSecret, callback("S1", {status_event("wm-1")})).outcome, CallbackOutcome::ok);
   const auto entry = cached(kSecret);
   ASSERT_TRUE(entry.has_value());
   EXPECT_EQ(entry->subscription, subscription_digest("S1"));
 
-  ASSERT_EQ(handle(kSecret, callback("S1", {new_mail_event("wm-2")})).result, CallbackResult::ok);
+  ASSERT_EQ(handle(kSecret, callback("S1", {new_mail_event("wm-2")})).outcome, CallbackOutcome::ok);
   EXPECT_EQ(store.lookups, 1);
   ASSERT_EQ(store.recorded.size(), 2u);
   EXPECT_FALSE(store.recorded[1].bind);
@@ -272,7 +272,7 @@ TEST_F(EwsCallbackServiceTest, SecondCallbackIsServedFromTheCache) {
   store.add(kSecret, "use1-test", "", "S1");
   for (int i = 0; i < 3; ++i) {
     const auto out = handle(kSecret, callback("S1", {new_mail_event("wm-" + std::to_string(i))}));
-    EXPECT_EQ(out.result, CallbackResult::ok) << out.reason;
+    EXPECT_EQ(out.outcome, CallbackOutcome::ok) << out.reason;
   }
   EXPECT_EQ(store.lookups, 1);
   EXPECT_EQ(store.recorded.size(), 3u);
@@ -289,7 +289,7 @@ TEST_F(EwsCallbackServiceTest, ThreeNewMailsAddThree) {
   store.set_unread(id, 4);
   const auto out = handle(kSecret, callback("S1", {new_mail_event("wm-1"), new_mail_event("wm-2"),
                                                    new_mail_event("wm-3")}));
-  ASSERT_EQ(out.result, CallbackResult::ok) << out.reason;
+  ASSERT_EQ(out.outcome, CallbackOutcome::ok) << out.reason;
   ASSERT_EQ(store.recorded.size(), 1u);
   const auto& w = store.recorded[0];
   EXPECT_FALSE(w.bind);
@@ -304,7 +304,7 @@ TEST_F(EwsCallbackServiceTest, UnreadCountThenNewMailSetsEight) {
   store.set_unread(id, 50);
   const auto out =
       handle(kSecret, callback("S1", {folder_modified_event("wm-1", 7), new_mail_event("wm-2")}));
-  ASSERT_EQ(out.result, CallbackResult::ok) << out.reason;
+  ASSERT_EQ(out.outcome, CallbackOutcome::ok) << out.reason;
   ASSERT_EQ(store.recorded.size(), 1u);
   ASSERT_EQ(store.recorded[0].count_events.size(), 2u);
   EXPECT_EQ(store.recorded[0].count_events[0].kind, store::CountEvent::Kind::truth);
@@ -317,7 +317,7 @@ TEST_F(EwsCallbackServiceTest, ItemModifiedEventDoesNotTouchTheCount) {
   const auto id = store.add(kSecret, "use1-test", "", "S1");
   store.set_unread(id, 3);
   const auto out = handle(kSecret, callback("S1", {item_modified_event("wm-1", 99)}));
-  ASSERT_EQ(out.result, CallbackResult::ok) << out.reason;
+  ASSERT_EQ(out.outcome, CallbackOutcome::ok) << out.reason;
   ASSERT_EQ(store.recorded.size(), 1u);
   EXPECT_TRUE(store.recorded[0].count_events.empty());
   EXPECT_EQ(store.recorded[0].watermark, "wm-1");
@@ -326,7 +326,7 @@ TEST_F(EwsCallbackServiceTest, ItemModifiedEventDoesNotTouchTheCount) {
 
 TEST_F(EwsCallbackServiceTest, PreviousWatermarkWhenNoEventHasOne) {
   const auto id = store.add(kSecret, "use1-test", "", "S1");
-  ASSERT_EQ(handle(kSecret, callback("S1", {}, "wm-prev")).result, CallbackResult::ok);
+  ASSERT_EQ(handle(kSecret, callback("S1", {}, "wm-prev")).outcome, CallbackOutcome::ok);
   ASSERT_EQ(store.recorded.size(), 1u);
   EXPECT_EQ(store.recorded[0].watermark, "wm-prev");
   EXPECT_EQ(store.watermark(id), "wm-prev");
@@ -338,7 +338,7 @@ TEST_F(EwsCallbackServiceTest, MessagesAboutAnotherSubscriptionAreIgnored) {
       {notification_message("S1", {new_mail_event("wm-1")}),
        notification_message("S9", {new_mail_event("x-1"), folder_modified_event("x-2", 40)})});
   const auto out = handle(kSecret, cb);
-  ASSERT_EQ(out.result, CallbackResult::ok) << out.reason;
+  ASSERT_EQ(out.outcome, CallbackOutcome::ok) << out.reason;
   ASSERT_EQ(store.recorded.size(), 1u);
   EXPECT_EQ(store.recorded[0].subscription_id, "S1");
   EXPECT_FALSE(store.recorded[0].bind);
@@ -355,7 +355,7 @@ TEST_F(EwsCallbackServiceTest, MessagesAboutAnotherSubscriptionAreIgnored) {
 TEST_F(EwsCallbackServiceTest, ErrorOnlyCallbackForTheBoundSubscriptionIsOkWithoutAWrite) {
   store.add(kSecret, "use1-acme", "", "S1");
   const auto out = handle(kSecret, callback_of({error_message("ErrorReadEventsFailed", "S1")}));
-  EXPECT_EQ(out.result, CallbackResult::ok) << out.reason;
+  EXPECT_EQ(out.outcome, CallbackOutcome::ok) << out.reason;
   EXPECT_EQ(out.customer_id, "use1-acme");
   EXPECT_TRUE(store.attempts.empty());
   EXPECT_TRUE(
@@ -369,19 +369,19 @@ TEST_F(EwsCallbackServiceTest, ErrorOnlyCallbackAboutAnotherIdNeverBinds) {
   store.add(kOtherSecret);
   for (const char* secret : {kSecret, kOtherSecret}) {
     const auto out = handle(secret, callback_of({error_message("ErrorReadEventsFailed", "S7")}));
-    EXPECT_EQ(out.result, CallbackResult::ok) << out.reason;
+    EXPECT_EQ(out.outcome, CallbackOutcome::ok) << out.reason;
   }
   EXPECT_TRUE(store.attempts.empty());
   EXPECT_EQ(store.find(kSecret)->subscription_id, std::optional<std::string>("S1"));
   EXPECT_FALSE(store.find(kOtherSecret)->subscription_id.has_value());
-  EXPECT_EQ(handle(kSecret, callback("S1", {new_mail_event("wm-1")})).result, CallbackResult::ok);
+  EXPECT_EQ(handle(kSecret, callback("S1", {new_mail_event("wm-1")})).outcome, CallbackOutcome::ok);
 }
 
 TEST_F(EwsCallbackServiceTest, ErrorOnlyCallbackForASupersededIdIsUnsubscribed) {
   store.add(kSecret, "use1-test", "", "S2");
   store.find(kSecret)->superseded = {"S1"};
   const auto out = handle(kSecret, callback_of({error_message("ErrorReadEventsFailed", "S1")}));
-  EXPECT_EQ(out.result, CallbackResult::unsubscribe_superseded) << out.reason;
+  EXPECT_EQ(out.outcome, CallbackOutcome::unsubscribe_superseded) << out.reason;
   EXPECT_TRUE(store.attempts.empty());
 }
 
@@ -389,7 +389,7 @@ TEST_F(EwsCallbackServiceTest, CallbackWithoutAnySubscriptionIdIsOkWithoutAWrite
   store.add(kSecret, "use1-test", "", "S1");
   const auto out =
       handle(kSecret, callback_of({error_message("ErrorInternalServerError", std::nullopt)}));
-  EXPECT_EQ(out.result, CallbackResult::ok) << out.reason;
+  EXPECT_EQ(out.outcome, CallbackOutcome::ok) << out.reason;
   EXPECT_TRUE(store.attempts.empty());
 }
 
@@ -411,7 +411,7 @@ TEST_F(EwsCallbackServiceTest, PreloadCachesEveryActiveRegistrationPageByPage) {
   // Every callback of a preloaded registration is answered without a lookup, bound or not.
   for (int i = 0; i < 23; ++i) {
     const auto out = handle(secrets[i], callback("S1", {new_mail_event("wm")}));
-    EXPECT_EQ(out.result, CallbackResult::ok) << out.reason;
+    EXPECT_EQ(out.outcome, CallbackOutcome::ok) << out.reason;
     EXPECT_EQ(out.customer_id, "use1-acme");
   }
   EXPECT_EQ(store.lookups, 12) << "only the unbound ones read their full record, to bind";
@@ -420,7 +420,7 @@ TEST_F(EwsCallbackServiceTest, PreloadCachesEveryActiveRegistrationPageByPage) {
 
 TEST_F(EwsCallbackServiceTest, PreloadKeepsWhatCallbacksCachedMeanwhile) {
   store.add(kSecret, "use1-test", "", "S1");
-  ASSERT_EQ(handle(kSecret, callback("S2", {status_event("a")})).result, CallbackResult::ok);
+  ASSERT_EQ(handle(kSecret, callback("S2", {status_event("a")})).outcome, CallbackOutcome::ok);
   // The page was read before that rebind: it still says S1.
   store.find(kSecret)->subscription_id = "S1";
   ASSERT_TRUE(preload(100).ok());
@@ -453,7 +453,7 @@ TEST_F(EwsCallbackServiceTest, PreloadErrorIsReported) {
   const auto n = preload(10);
   ASSERT_FALSE(n.ok());
   EXPECT_EQ(n.error().code, Errc::unavailable);
-  EXPECT_EQ(handle(kSecret, callback("S1", {status_event("a")})).result, CallbackResult::ok)
+  EXPECT_EQ(handle(kSecret, callback("S1", {status_event("a")})).outcome, CallbackOutcome::ok)
       << "callbacks still work, reading their registration";
 }
 
@@ -464,7 +464,7 @@ TEST_F(EwsCallbackServiceTest, SupersededSubscriptionIsUnsubscribed) {
   store.find(kSecret)->superseded = {"S1", "S0"};
   for (const char* old : {"S1", "S0"}) {
     const auto out = handle(kSecret, callback(old, {new_mail_event("wm-1")}));
-    EXPECT_EQ(out.result, CallbackResult::unsubscribe_superseded) << old;
+    EXPECT_EQ(out.outcome, CallbackOutcome::unsubscribe_superseded) << old;
     EXPECT_EQ(out.customer_id, "use1-acme");
   }
   EXPECT_TRUE(store.attempts.empty());
@@ -473,13 +473,13 @@ TEST_F(EwsCallbackServiceTest, SupersededSubscriptionIsUnsubscribed) {
 
 TEST_F(EwsCallbackServiceTest, RebindSupersedesTheOldSubscription) {
   store.add(kSecret, "use1-test", "", "S1");
-  ASSERT_EQ(handle(kSecret, callback("S1", {new_mail_event("wm-1")})).result, CallbackResult::ok);
+  ASSERT_EQ(handle(kSecret, callback("S1", {new_mail_event("wm-1")})).outcome, CallbackOutcome::ok);
   EXPECT_EQ(store.lookups, 1);
 
   // The app resubscribed: Exchange opens S2 with a StatusEvent. The cache knows only that S1 is
   // bound: another id is decided on the full record, read again.
   const auto out = handle(kSecret, callback("S2", {status_event("wm-9")}));
-  ASSERT_EQ(out.result, CallbackResult::ok) << out.reason;
+  ASSERT_EQ(out.outcome, CallbackOutcome::ok) << out.reason;
   EXPECT_EQ(store.lookups, 2);
   ASSERT_EQ(store.recorded.size(), 2u);
   EXPECT_TRUE(store.recorded[1].bind);
@@ -492,12 +492,12 @@ TEST_F(EwsCallbackServiceTest, RebindSupersedesTheOldSubscription) {
   EXPECT_EQ(entry->subscription, subscription_digest("S2"));
 
   // The new subscription is served from the cache.
-  ASSERT_EQ(handle(kSecret, callback("S2", {new_mail_event("wm-10")})).result, CallbackResult::ok);
+  ASSERT_EQ(handle(kSecret, callback("S2", {new_mail_event("wm-10")})).outcome, CallbackOutcome::ok);
   EXPECT_EQ(store.lookups, 2);
 
   // The old subscription still calls: one read finds it superseded, and nothing is written.
   const auto old = handle(kSecret, callback("S1", {new_mail_event("wm-2")}));
-  EXPECT_EQ(old.result, CallbackResult::unsubscribe_superseded) << old.reason;
+  EXPECT_EQ(old.outcome, CallbackOutcome::unsubscribe_superseded) << old.reason;
   EXPECT_EQ(store.lookups, 3);
   EXPECT_EQ(store.attempts.size(), 3u);
   EXPECT_EQ(cached(kSecret)->subscription, subscription_digest("S2")) << "still bound to S2";
@@ -505,15 +505,15 @@ TEST_F(EwsCallbackServiceTest, RebindSupersedesTheOldSubscription) {
 
 TEST_F(EwsCallbackServiceTest, SecondRebindPutsTheNewestOldIdFirst) {
   store.add(kSecret, "use1-test", "", "S1");
-  ASSERT_EQ(handle(kSecret, callback("S2", {status_event("a")})).result, CallbackResult::ok);
-  ASSERT_EQ(handle(kSecret, callback("S3", {status_event("b")})).result, CallbackResult::ok);
+  ASSERT_EQ(handle(kSecret, callback("S2", {status_event("a")})).outcome, CallbackOutcome::ok);
+  ASSERT_EQ(handle(kSecret, callback("S3", {status_event("b")})).outcome, CallbackOutcome::ok);
   const auto entry = cached(kSecret);
   ASSERT_TRUE(entry.has_value());
   EXPECT_EQ(entry->subscription, subscription_digest("S3"));
   EXPECT_EQ(store.find(kSecret)->superseded, (std::vector<std::string>{"S2", "S1"}));
   for (const char* old : {"S1", "S2"}) {
-    EXPECT_EQ(handle(kSecret, callback(old, {status_event("c")})).result,
-              CallbackResult::unsubscribe_superseded)
+    EXPECT_EQ(handle(kSecret, callback(old, {status_event("c")})).outcome,
+              CallbackOutcome::unsubscribe_superseded)
         << old;
   }
   EXPECT_EQ(store.attempts.size(), 2u) << "superseded ids write nothing";
@@ -523,11 +523,11 @@ TEST_F(EwsCallbackServiceTest, SecondRebindPutsTheNewestOldIdFirst) {
 
 TEST_F(EwsCallbackServiceTest, StaleWriteRereadsAndFindsTheSubscriptionSuperseded) {
   store.add(kSecret, "use1-test", "", "S1");
-  ASSERT_EQ(handle(kSecret, callback("S1", {new_mail_event("wm-1")})).result, CallbackResult::ok);
+  ASSERT_EQ(handle(kSecret, callback("S1", {new_mail_event("wm-1")})).outcome, CallbackOutcome::ok);
   store.rebind(kSecret, "S2");  // another instance saw the app's new subscription
 
   const auto out = handle(kSecret, callback("S1", {new_mail_event("wm-2")}));
-  EXPECT_EQ(out.result, CallbackResult::unsubscribe_superseded) << out.reason;
+  EXPECT_EQ(out.outcome, CallbackOutcome::unsubscribe_superseded) << out.reason;
   EXPECT_EQ(store.lookups, 2) << "the stale entry must be re-read from the store";
   EXPECT_EQ(store.attempts.size(), 2u);
   EXPECT_EQ(store.recorded.size(), 1u);
@@ -535,7 +535,7 @@ TEST_F(EwsCallbackServiceTest, StaleWriteRereadsAndFindsTheSubscriptionSupersede
   const auto entry = cached(kSecret);
   ASSERT_TRUE(entry.has_value()) << "the fresh read is cached again";
   EXPECT_EQ(entry->subscription, subscription_digest("S2"));
-  ASSERT_EQ(handle(kSecret, callback("S2", {new_mail_event("wm-3")})).result, CallbackResult::ok);
+  ASSERT_EQ(handle(kSecret, callback("S2", {new_mail_event("wm-3")})).outcome, CallbackOutcome::ok);
   EXPECT_EQ(store.lookups, 2);
 }
 
@@ -544,7 +544,7 @@ TEST_F(EwsCallbackServiceTest, BindRacingAnotherInstanceRereadsAndRebinds) {
   // Between this instance's lookup and its write, another instance binds S0.
   store.before_next_record = [](FakeCallbackStore& s) { s.rebind(kSecret, "S0"); };
   const auto out = handle(kSecret, callback("S1", {status_event("wm-1")}));
-  ASSERT_EQ(out.result, CallbackResult::ok) << out.reason;
+  ASSERT_EQ(out.outcome, CallbackOutcome::ok) << out.reason;
   EXPECT_EQ(store.lookups, 2);
   ASSERT_EQ(store.attempts.size(), 2u);
   EXPECT_TRUE(store.attempts[0].bind);
@@ -563,17 +563,17 @@ TEST_F(EwsCallbackServiceTest, BindOfTheSameIdByAnotherInstanceIsNotStale) {
   store.add(kSecret);
   store.before_next_record = [](FakeCallbackStore& s) { s.rebind(kSecret, "S1"); };
   const auto out = handle(kSecret, callback("S1", {status_event("wm-1")}));
-  EXPECT_EQ(out.result, CallbackResult::ok) << out.reason;
+  EXPECT_EQ(out.outcome, CallbackOutcome::ok) << out.reason;
   EXPECT_EQ(store.attempts.size(), 1u);
   EXPECT_EQ(store.lookups, 1);
 }
 
 TEST_F(EwsCallbackServiceTest, RegistrationDeletedBeforeTheWriteIsUnsubscribed) {
   store.add(kSecret, "use1-test", "", "S1");
-  ASSERT_EQ(handle(kSecret, callback("S1", {new_mail_event("wm-1")})).result, CallbackResult::ok);
+  ASSERT_EQ(handle(kSecret, callback("S1", {new_mail_event("wm-1")})).outcome, CallbackOutcome::ok);
   store.before_next_record = [](FakeCallbackStore& s) { s.remove(kSecret); };
   const auto out = handle(kSecret, callback("S1", {new_mail_event("wm-2")}));
-  EXPECT_EQ(out.result, CallbackResult::unsubscribe_unknown) << out.reason;
+  EXPECT_EQ(out.outcome, CallbackOutcome::unsubscribe_unknown) << out.reason;
   EXPECT_EQ(store.lookups, 2);
   EXPECT_EQ(cache.get(hash_key(kSecret)).hit, RegistrationCache::Hit::absent);
 }
@@ -586,7 +586,7 @@ TEST_F(EwsCallbackServiceTest, StaleTwiceIsUnavailable) {
     s.before_next_record = [](FakeCallbackStore& t) { t.rebind(kSecret, "X2"); };
   };
   const auto out = handle(kSecret, callback("S1", {status_event("wm-1")}));
-  EXPECT_EQ(out.result, CallbackResult::unavailable) << out.reason;
+  EXPECT_EQ(out.outcome, CallbackOutcome::unavailable) << out.reason;
   EXPECT_EQ(store.attempts.size(), 2u);
   EXPECT_TRUE(store.recorded.empty());
   EXPECT_EQ(cache.get(hash_key(kSecret)).hit, RegistrationCache::Hit::miss)
@@ -601,13 +601,13 @@ TEST_F(EwsCallbackServiceTest, LookupErrorIsUnavailableAndNotRemembered) {
   store.add(kSecret, "use1-test", "", "S1");
   store.fail_next_lookup = make_error(Errc::unavailable, "database down");
   auto out = handle(kSecret, callback("S1", {new_mail_event("wm-1")}));
-  EXPECT_EQ(out.result, CallbackResult::unavailable);
+  EXPECT_EQ(out.outcome, CallbackOutcome::unavailable);
   EXPECT_NE(out.reason.find("database down"), std::string::npos) << out.reason;
   EXPECT_TRUE(store.attempts.empty());
   EXPECT_EQ(cache.get(hash_key(kSecret)).hit, RegistrationCache::Hit::miss);
 
   out = handle(kSecret, callback("S1", {new_mail_event("wm-1")}));
-  EXPECT_EQ(out.result, CallbackResult::ok) << out.reason;
+  EXPECT_EQ(out.outcome, CallbackOutcome::ok) << out.reason;
   EXPECT_EQ(store.lookups, 2);
 }
 
@@ -615,7 +615,7 @@ TEST_F(EwsCallbackServiceTest, WriteErrorIsUnavailableAndChangesNothing) {
   store.add(kSecret);
   store.fail_next_record = make_error(Errc::unavailable, "lost connection");
   auto out = handle(kSecret, callback("S1", {status_event("wm-1")}));
-  EXPECT_EQ(out.result, CallbackResult::unavailable);
+  EXPECT_EQ(out.outcome, CallbackOutcome::unavailable);
   EXPECT_EQ(out.customer_id, "use1-test");
   EXPECT_FALSE(store.find(kSecret)->subscription_id.has_value());
   const auto entry = cached(kSecret);
@@ -624,19 +624,19 @@ TEST_F(EwsCallbackServiceTest, WriteErrorIsUnavailableAndChangesNothing) {
 
   // Exchange retries: now it works, and binds.
   out = handle(kSecret, callback("S1", {status_event("wm-1")}));
-  EXPECT_EQ(out.result, CallbackResult::ok) << out.reason;
+  EXPECT_EQ(out.outcome, CallbackOutcome::ok) << out.reason;
   EXPECT_EQ(store.find(kSecret)->subscription_id, std::optional<std::string>("S1"));
 }
 
 TEST_F(EwsCallbackServiceTest, LookupErrorOnTheRereadIsUnavailableNotUnsubscribe) {
   store.add(kSecret, "use1-test", "", "S1");
-  ASSERT_EQ(handle(kSecret, callback("S1", {new_mail_event("wm-1")})).result, CallbackResult::ok);
+  ASSERT_EQ(handle(kSecret, callback("S1", {new_mail_event("wm-1")})).outcome, CallbackOutcome::ok);
   store.before_next_record = [](FakeCallbackStore& s) {
     s.rebind(kSecret, "S2");
     s.fail_next_lookup = make_error(Errc::unavailable, "database down");
   };
   const auto out = handle(kSecret, callback("S1", {new_mail_event("wm-2")}));
-  EXPECT_EQ(out.result, CallbackResult::unavailable) << out.reason;
+  EXPECT_EQ(out.outcome, CallbackOutcome::unavailable) << out.reason;
 }
 
 TEST_F(EwsCallbackServiceTest, WriteErrorOnTheSecondRoundIsUnavailable) {
@@ -648,7 +648,7 @@ TEST_F(EwsCallbackServiceTest, WriteErrorOnTheSecondRoundIsUnavailable) {
     };
   };
   const auto out = handle(kSecret, callback("S1", {status_event("wm-1")}));
-  EXPECT_EQ(out.result, CallbackResult::unavailable) << out.reason;
+  EXPECT_EQ(out.outcome, CallbackOutcome::unavailable) << out.reason;
   EXPECT_EQ(store.find(kSecret)->subscription_id, std::optional<std::string>("S0"));
 }
 
@@ -658,7 +658,7 @@ TEST_F(EwsCallbackServiceTest, WithoutAnAllowListAnyCallerIsAccepted) {
   store.add(kSecret, "use1-test", "", "S1");
   for (const char* caller : {"192.0.2.10", "10.1.2.3", "2001:db8::7", "::1"}) {
     const auto out = handle(kSecret, callback("S1", {new_mail_event("wm")}), ip(caller));
-    EXPECT_EQ(out.result, CallbackResult::ok) << caller << ": " << out.reason;
+    EXPECT_EQ(out.outcome, CallbackOutcome::ok) << caller << ": " << out.reason;
   }
 }
 
@@ -666,12 +666,12 @@ TEST_F(EwsCallbackServiceTest, CallerOutsideTheAllowListIsForbidden) {
   store.add(kSecret, "use1-acme", "198.51.100.0/24, 203.0.113.7", "S1");
   for (const char* caller : {"198.51.100.20", "203.0.113.7", "::ffff:198.51.100.1"}) {
     const auto out = handle(kSecret, callback("S1", {new_mail_event("wm")}), ip(caller));
-    EXPECT_EQ(out.result, CallbackResult::ok) << caller << ": " << out.reason;
+    EXPECT_EQ(out.outcome, CallbackOutcome::ok) << caller << ": " << out.reason;
   }
   const auto recorded = store.recorded.size();
   for (const char* caller : {"192.0.2.10", "203.0.113.8", "198.51.101.1", "2001:db8::1"}) {
     const auto out = handle(kSecret, callback("S1", {new_mail_event("wm")}), ip(caller));
-    EXPECT_EQ(out.result, CallbackResult::forbidden) << caller;
+    EXPECT_EQ(out.outcome, CallbackOutcome::forbidden) << caller;
     EXPECT_EQ(out.customer_id, "use1-acme");
     EXPECT_NE(out.reason.find(ip(caller).to_string()), std::string::npos) << out.reason;
   }
@@ -682,7 +682,7 @@ TEST_F(EwsCallbackServiceTest, CallerOutsideTheAllowListIsForbidden) {
 TEST_F(EwsCallbackServiceTest, ForbiddenCallerCannotBind) {
   store.add(kSecret, "use1-acme", "198.51.100.0/24");
   const auto out = handle(kSecret, callback("S1", {status_event("wm")}), ip("192.0.2.1"));
-  EXPECT_EQ(out.result, CallbackResult::forbidden);
+  EXPECT_EQ(out.outcome, CallbackOutcome::forbidden);
   EXPECT_TRUE(store.attempts.empty());
   EXPECT_FALSE(store.find(kSecret)->subscription_id.has_value());
 }
@@ -691,20 +691,20 @@ TEST_F(EwsCallbackServiceTest, AllowListSeparatorsAndIpv6) {
   store.add(kSecret, "use1-test", "2001:db8::/32,10.0.0.0/8\n192.0.2.0/25\t172.16.0.1", "S1");
   for (const char* caller : {"2001:db8:ffff::1", "10.200.0.1", "192.0.2.127", "172.16.0.1"}) {
     const auto out = handle(kSecret, callback("S1", {new_mail_event("wm")}), ip(caller));
-    EXPECT_EQ(out.result, CallbackResult::ok) << caller << ": " << out.reason;
+    EXPECT_EQ(out.outcome, CallbackOutcome::ok) << caller << ": " << out.reason;
   }
   for (const char* caller : {"2001:db9::1", "::1", "192.0.2.128", "172.16.0.2", "11.0.0.1"}) {
     const auto out = handle(kSecret, callback("S1", {new_mail_event("wm")}), ip(caller));
-    EXPECT_EQ(out.result, CallbackResult::forbidden) << caller;
+    EXPECT_EQ(out.outcome, CallbackOutcome::forbidden) << caller;
   }
 }
 
 TEST_F(EwsCallbackServiceTest, Ipv4AllowListRefusesIpv6Callers) {
   store.add(kSecret, "use1-test", "0.0.0.0/0", "S1");
-  EXPECT_EQ(handle(kSecret, callback("S1", {new_mail_event("wm")}), ip("203.0.113.1")).result,
-            CallbackResult::ok);
-  EXPECT_EQ(handle(kSecret, callback("S1", {new_mail_event("wm")}), ip("2001:db8::1")).result,
-            CallbackResult::forbidden);
+  EXPECT_EQ(handle(kSecret, callback("S1", {new_mail_event("wm")}), ip("203.0.113.1")).outcome,
+            CallbackOutcome::ok);
+  EXPECT_EQ(handle(kSecret, callback("S1", {new_mail_event("wm")}), ip("2001:db8::1")).outcome,
+            CallbackOutcome::forbidden);
 }
 
 TEST_F(EwsCallbackServiceTest, InvalidAllowListRefusesEveryone) {
@@ -716,7 +716,7 @@ TEST_F(EwsCallbackServiceTest, InvalidAllowListRefusesEveryone) {
     store.add(secrets[i], "use1-bad", lists[i], "S1");
     for (const char* caller : {"10.1.2.3", "192.0.2.1", "2001:db8::1"}) {
       const auto out = handle(secrets[i], callback("S1", {new_mail_event("wm")}), ip(caller));
-      EXPECT_EQ(out.result, CallbackResult::forbidden) << lists[i] << " / " << caller;
+      EXPECT_EQ(out.outcome, CallbackOutcome::forbidden) << lists[i] << " / " << caller;
       EXPECT_EQ(out.customer_id, "use1-bad");
     }
   }
@@ -724,8 +724,8 @@ TEST_F(EwsCallbackServiceTest, InvalidAllowListRefusesEveryone) {
 }
 
 TEST_F(EwsCallbackServiceTest, UnknownSecretIsUnsubscribedWhateverTheCaller) {
-  EXPECT_EQ(handle(kSecret, callback("S1", {status_event("wm")}), ip("2001:db8::1")).result,
-            CallbackResult::unsubscribe_unknown);
+  EXPECT_EQ(handle(kSecret, callback("S1", {status_event("wm")}), ip("2001:db8::1")).outcome,
+            CallbackOutcome::unsubscribe_unknown);
 }
 
 // --- metrics -------------------------------------------------------------------------------------
@@ -741,8 +741,8 @@ TEST_F(EwsCallbackServiceTest, CountsCallbacksByResult) {
   }
   store.add(kSecret, "use1-test", "", "S1");
   for (int i = 0; i < 4; ++i) {
-    ASSERT_EQ(handle(kSecret, callback("S1", {new_mail_event("wm"), new_mail_event("wm2")})).result,
-              CallbackResult::ok);
+    ASSERT_EQ(handle(kSecret, callback("S1", {new_mail_event("wm"), new_mail_event("wm2")})).outcome,
+              CallbackOutcome::ok);
   }
   (void)handle(kOtherSecret, callback("S1", {status_event("wm")}));
   (void)handle("bad", callback("S1", {status_event("wm")}));
@@ -775,7 +775,7 @@ TEST_F(EwsCallbackServiceTest, SampleStatusEventBinds) {
   ASSERT_TRUE(cb.has_value()) << "sample missing from tests/data/ews";
   store.add(kSecret);
   const auto out = handle(kSecret, *cb);
-  ASSERT_EQ(out.result, CallbackResult::ok) << out.reason;
+  ASSERT_EQ(out.outcome, CallbackOutcome::ok) << out.reason;
   EXPECT_EQ(store.find(kSecret)->subscription_id,
             std::optional<std::string>("hKJETtoAdi9PPW0tZDQ4MThmMDoVYB"));
   ASSERT_EQ(store.recorded.size(), 1u);
@@ -790,7 +790,7 @@ TEST_F(EwsCallbackServiceTest, SampleFolderModifiedWithoutUnreadCountRecordsTheW
       "JnqX2AgQAAAAWTlI8+A2EEqLQp01E8Pw2Q==";
   store.add(kSecret, "use1-test", "", id);
   const auto out = handle(kSecret, *cb);
-  ASSERT_EQ(out.result, CallbackResult::ok) << out.reason;
+  ASSERT_EQ(out.outcome, CallbackOutcome::ok) << out.reason;
   ASSERT_EQ(store.recorded.size(), 1u);
   EXPECT_FALSE(store.recorded[0].bind);
   EXPECT_EQ(store.recorded[0].watermark, "AQAAAExY/dNdjDVKjtBVHKR5IOstIukhAAAAAAE=");
@@ -804,7 +804,7 @@ TEST_F(EwsCallbackServiceTest, SampleReadEventsFailedForTheBoundSubscriptionIsOk
       "HwBlaGRldjAaLm15c2luZ2alZGV2LnNhbXNabmcuY29tEAaAAEDzY414aNRHmaqvPaxcOC6bMacSPTbQCA==";
   store.add(kSecret, "use1-test", "", id);
   const auto out = handle(kSecret, *cb);
-  EXPECT_EQ(out.result, CallbackResult::ok) << out.reason;
+  EXPECT_EQ(out.outcome, CallbackOutcome::ok) << out.reason;
   EXPECT_TRUE(store.attempts.empty());
 }
 
@@ -816,21 +816,21 @@ namespace {
 
 TEST_F(EwsCallbackServiceTest, ErrorOnlyCallbackRereadsACachedRegistration) {
   store.add(kSecret, "use1-acme", "", "S1");
-  ASSERT_EQ(handle(kSecret, callback("S1", {status_event("w0")})).result, CallbackResult::ok);
+  ASSERT_EQ(handle(kSecret, callback("S1", {status_event("w0")})).outcome, CallbackOutcome::ok);
   store.remove(kSecret);  // deleted meanwhile; no write will notice on this path
   const auto out = handle(kSecret, callback_of({error_message("ErrorReadEventsFailed", "S1")}));
-  EXPECT_EQ(out.result, CallbackResult::unsubscribe_unknown) << out.reason;
+  EXPECT_EQ(out.outcome, CallbackOutcome::unsubscribe_unknown) << out.reason;
 }
 
 TEST_F(EwsCallbackServiceTest, ValuesNoExchangeSendsAreInvalidBeforeAnyLookup) {
   store.add(kSecret, "use1-acme", "", "S1");
   const int before = store.lookups;
   auto out = handle(kSecret, callback(std::string(513, 'S'), {status_event("w0")}));
-  EXPECT_EQ(out.result, CallbackResult::invalid);
+  EXPECT_EQ(out.outcome, CallbackOutcome::invalid);
   out = handle(kSecret, callback("S1", {status_event(std::string(1025, 'w'))}));
-  EXPECT_EQ(out.result, CallbackResult::invalid);
+  EXPECT_EQ(out.outcome, CallbackOutcome::invalid);
   out = handle(kSecret, callback("S1 with spaces", {status_event("w0")}));
-  EXPECT_EQ(out.result, CallbackResult::invalid);
+  EXPECT_EQ(out.outcome, CallbackOutcome::invalid);
   EXPECT_EQ(store.lookups, before);
   EXPECT_TRUE(store.attempts.empty());
 }

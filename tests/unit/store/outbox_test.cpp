@@ -191,9 +191,9 @@ TEST_F(OutboxTest, RoundsReadOnlyTheOwnersDueRowsOfCustomersNotPaused) {
   EXPECT_GE(rows[0].age_us, 0);
 
   // A retry is not due before its time.
-  DispatchOutcome retry;
+  DispatchWrites retry;
   retry.retry.push_back({rows[0].id, 60s, "Unreachable"});
-  ASSERT_TRUE(apply_dispatch_outcome(conn, retry).ok());
+  ASSERT_TRUE(apply_dispatch_writes(conn, retry).ok());
   EXPECT_EQ(due().size(), 0u);
   EXPECT_EQ(scalar("SELECT attempts FROM outbox"), 1);
 }
@@ -214,14 +214,14 @@ TEST_F(OutboxTest, ResultsRemoveDeadLetterAndChangeDevicesInOneTransaction) {
   const auto rows = due();
   ASSERT_EQ(rows.size(), 3u);
 
-  DispatchOutcome o;
+  DispatchWrites o;
   o.remove.push_back(rows[0].id);
   o.dead.push_back({rows[1].id, "Expired"});
   o.remove.push_back(rows[2].id);
   const auto when = std::chrono::system_clock::now() - 1h;
   o.devices.push_back({rows[1].device_id, true, when, "Unregistered"});
   o.devices.push_back({rows[2].device_id, false, std::nullopt, "BadDeviceToken"});
-  ASSERT_TRUE(apply_dispatch_outcome(conn, o).ok());
+  ASSERT_TRUE(apply_dispatch_writes(conn, o).ok());
   EXPECT_EQ(scalar("SELECT COUNT(*) FROM outbox WHERE state = 'queued'"), 0);
   EXPECT_EQ(scalar("SELECT COUNT(*) FROM outbox WHERE state = 'dead'"), 1);
   EXPECT_EQ(scalar("SELECT COUNT(*) FROM devices WHERE state = 'unregistered' AND "

@@ -109,7 +109,7 @@ class StatementBudgetTest : public ::testing::Test {
     for (std::size_t i = 0, n = pick(3); i < n; ++i) paused.push_back(customers[pick(3)]);
     auto due = read_due_outbox(dispatcher, outbox.owner, limit, paused);
     ASSERT_TRUE(due.ok()) << "round " << round << ": " << due.error().message;
-    DispatchOutcome outcome;
+    DispatchWrites outcome;
     for (const auto& row : *due) {
       const auto fate = pick(20);
       if (fate == 0) {
@@ -120,7 +120,7 @@ class StatementBudgetTest : public ::testing::Test {
         outcome.remove.push_back(row.id);
       }
     }
-    ASSERT_TRUE(apply_dispatch_outcome(dispatcher, outcome).ok()) << "round " << round;
+    ASSERT_TRUE(apply_dispatch_writes(dispatcher, outcome).ok()) << "round " << round;
   }
 
   void run_rounds(int from, int to) {
