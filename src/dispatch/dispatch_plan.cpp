@@ -71,8 +71,8 @@ RoundPlan plan_round(const std::vector<store::OutboxRow>& rows) {
 }
 
 RowOutcome apply_send_result(const PlannedSend& send, const apns::SendResult& result,
-                            const RetryPolicy& policy, std::mt19937_64& rng,
-                            store::DispatchWrites& outcome, CustomerSignal& signal) {
+                             const RetryPolicy& policy, std::mt19937_64& rng,
+                             store::DispatchWrites& outcome, CustomerSignal& signal) {
   const store::OutboxRow& row = send.row;
   for (auto id : send.superseded) outcome.remove.push_back(id);
   using apns::SendOutcome;

@@ -37,7 +37,7 @@ struct PlannedSend {
 
 struct RoundPlan {
   std::vector<PlannedSend> sends;
-  store::DispatchWrites outcome;                          // what is decided without sending
+  store::DispatchWrites outcome;                            // what is decided without sending
   std::vector<std::pair<RowOutcome, std::string>> counted;  // one per row decided here (reason)
 };
 
@@ -62,8 +62,8 @@ struct CustomerSignal {
 // Applies one send's result to `outcome` (the sent row and its superseded rows) and says what
 // it was; `signal` is set when the customer's queue must pause (the row stays queued).
 RowOutcome apply_send_result(const PlannedSend& send, const apns::SendResult& result,
-                            const RetryPolicy& policy, std::mt19937_64& rng,
-                            store::DispatchWrites& outcome, CustomerSignal& signal);
+                             const RetryPolicy& policy, std::mt19937_64& rng,
+                             store::DispatchWrites& outcome, CustomerSignal& signal);
 
 // The collapse id of every badge: a badge is the device's whole count (the sum over its
 // registrations), so the newest one to a device supersedes all before it, whichever account moved

@@ -232,12 +232,12 @@ namespace {
 // The forbidden outcome when `caller` is outside the customer's allow-list (or the list is
 // unreadable); none when it may call.
 std::optional<CallbackResult> refused_caller(const CustomerView& customer,
-                                              const IpAddress& caller) {
+                                             const IpAddress& caller) {
   if (customer.allow_list_invalid ||
       (!customer.allowed_callers.empty() && !any_contains(customer.allowed_callers, caller))) {
     return CallbackResult{CallbackOutcome::forbidden,
-                           "caller " + caller.to_string() + " is outside the customer's allow-list",
-                           customer.public_id};
+                          "caller " + caller.to_string() + " is outside the customer's allow-list",
+                          customer.public_id};
   }
   return std::nullopt;
 }
@@ -263,21 +263,20 @@ std::optional<CallbackResult> EwsCallbackService::over_callback_rate(
   const auto now = TokenBucketLimiter::Clock::now();
   if (per_registration_ && per_registration_->take(std::to_string(entry.id), now)) {
     return CallbackResult{CallbackOutcome::rate_limited,
-                           "registration " + std::to_string(entry.id) + " over its callback rate",
-                           customer.public_id};
+                          "registration " + std::to_string(entry.id) + " over its callback rate",
+                          customer.public_id};
   }
   if (per_customer_ && per_customer_->take(customer.public_id, now)) {
     return CallbackResult{CallbackOutcome::rate_limited, "customer over its callback rate",
-                           customer.public_id};
+                          customer.public_id};
   }
   return std::nullopt;
 }
 
-CallbackResult EwsCallbackService::recorded(const std::string& key,
-                                             const CachedRegistration& entry,
-                                             const BindingDecision& decision,
-                                             const CallbackSummary& summary,
-                                             const ews::SendNotification& callback) {
+CallbackResult EwsCallbackService::recorded(const std::string& key, const CachedRegistration& entry,
+                                            const BindingDecision& decision,
+                                            const CallbackSummary& summary,
+                                            const ews::SendNotification& callback) {
   const CustomerView& customer = *entry.customer;
   if (decision.bind) {
     CachedRegistration rebound = entry;
@@ -297,8 +296,8 @@ CallbackResult EwsCallbackService::recorded(const std::string& key,
 }
 
 asio::awaitable<CallbackResult> EwsCallbackService::handle(std::string_view secret,
-                                                            const ews::SendNotification& callback,
-                                                            const IpAddress& caller) {
+                                                           const ews::SendNotification& callback,
+                                                           const IpAddress& caller) {
   if (!plausible_secret(secret) || (filter_ && !filter_(secret))) {
     co_return unknown(caller, "malformed secret");
   }

@@ -69,7 +69,7 @@ class EwsCallbackService {
   // the answer (unknown secret, the caller's address over its unknown-secret limit, or the
   // database unavailable). Every unknown secret counts against the caller's address.
   boost::asio::awaitable<std::optional<CallbackResult>> precheck(std::string_view secret,
-                                                                  const IpAddress& caller);
+                                                                 const IpAddress& caller);
 
   // Which secrets are worth a lookup, decided from the secret alone (the region's capability
   // tag, keys::RegionSecret::issued); the others are answered as unknown at once. Unset: every
@@ -80,8 +80,8 @@ class EwsCallbackService {
   void set_callback_limits(const CallbackLimits& limits);
 
   boost::asio::awaitable<CallbackResult> handle(std::string_view secret,
-                                                 const ews::SendNotification& callback,
-                                                 const IpAddress& caller);
+                                                const ews::SendNotification& callback,
+                                                const IpAddress& caller);
 
   // Fills the registration cache with the active registrations, `page` at a time, until they are
   // all in or the cache is full, so a restarted listener answers from memory at once rather than
@@ -109,8 +109,8 @@ class EwsCallbackService {
   std::optional<CallbackResult> over_callback_rate(const CachedRegistration& entry);
   // A callback written: the cache follows a new binding, the events are counted.
   CallbackResult recorded(const std::string& key, const CachedRegistration& entry,
-                           const BindingDecision& decision, const CallbackSummary& summary,
-                           const ews::SendNotification& callback);
+                          const BindingDecision& decision, const CallbackSummary& summary,
+                          const ews::SendNotification& callback);
 
   store::CallbackStore& store_;
   RegistrationCache& cache_;

@@ -46,7 +46,7 @@ class EwsCallbackServiceTest : public testing::Test {
  protected:
   // Runs one handle() to completion; the fake store completes at once, so run() returns quickly.
   CallbackResult handle(std::string_view secret, const ews::SendNotification& cb,
-                         const IpAddress& caller) {
+                        const IpAddress& caller) {
     boost::asio::io_context ioc;
     std::optional<CallbackResult> out;
     boost::asio::co_spawn(ioc, service.handle(secret, cb, caller),
@@ -63,7 +63,7 @@ class EwsCallbackServiceTest : public testing::Test {
   }
   // Runs one precheck() (the listener's look at a secret before the body) to completion.
   std::optional<CallbackResult> precheck(EwsCallbackService& s, std::string_view secret,
-                                          const IpAddress& caller) {
+                                         const IpAddress& caller) {
     boost::asio::io_context ioc;
     bool done = false;
     std::optional<CallbackResult> out;
@@ -492,7 +492,8 @@ TEST_F(EwsCallbackServiceTest, RebindSupersedesTheOldSubscription) {
   EXPECT_EQ(entry->subscription, subscription_digest("S2"));
 
   // The new subscription is served from the cache.
-  ASSERT_EQ(handle(kSecret, callback("S2", {new_mail_event("wm-10")})).outcome, CallbackOutcome::ok);
+  ASSERT_EQ(handle(kSecret, callback("S2", {new_mail_event("wm-10")})).outcome,
+            CallbackOutcome::ok);
   EXPECT_EQ(store.lookups, 2);
 
   // The old subscription still calls: one read finds it superseded, and nothing is written.
@@ -741,8 +742,9 @@ TEST_F(EwsCallbackServiceTest, CountsCallbacksByResult) {
   }
   store.add(kSecret, "use1-test", "", "S1");
   for (int i = 0; i < 4; ++i) {
-    ASSERT_EQ(handle(kSecret, callback("S1", {new_mail_event("wm"), new_mail_event("wm2")})).outcome,
-              CallbackOutcome::ok);
+    ASSERT_EQ(
+        handle(kSecret, callback("S1", {new_mail_event("wm"), new_mail_event("wm2")})).outcome,
+        CallbackOutcome::ok);
   }
   (void)handle(kOtherSecret, callback("S1", {status_event("wm")}));
   (void)handle("bad", callback("S1", {status_event("wm")}));
