@@ -252,6 +252,17 @@ Result<CapabilityResult> refresh_settings(Connection& conn, const CapabilityRegi
   return out;
 }
 
+// The result with its change, once the change's audit row is written.
+Result<CapabilityResult> with_audit(Connection& conn, const Actor& actor,
+                                    const CapabilityRegistration& r, CapabilityResult out,
+                                    CapabilityChange change, const char* event) {
+  out.change = change;
+  nlohmann::json detail = audit_detail(r, out.device_reactivated);
+  detail["registration"] = out.registration_id;
+  if (auto st = audit(conn, actor, event, r.customer_id, detail); !st) return std::move(st).error();
+  return out;
+}
+
 // Registered again without its capability (a reinstalled app, or someone who knows the address
 // and the token): a new capability; the old URL ends, and with it its Exchange subscription.
 // The count of the mailbox stays the device's.
@@ -263,12 +274,8 @@ Result<CapabilityResult> replace_capability(Connection& conn, const CapabilityRe
       !st)
     return std::move(st).error();
   out.retired_secret_hashes.push_back(stored_hash);
-  out.change = CapabilityChange::replaced;
-  nlohmann::json detail = audit_detail(r, out.device_reactivated);
-  detail["registration"] = out.registration_id;
-  if (auto st = audit(conn, actor, "registration.replaced", r.customer_id, detail); !st)
-    return std::move(st).error();
-  return out;
+  return with_audit(conn, actor, r, std::move(out), CapabilityChange::replaced,
+                    "registration.replaced");
 }
 
 // The quota a new active registration would break, or none.
@@ -311,12 +318,8 @@ Result<CapabilityResult> create_registration(Connection& conn, const CapabilityR
     if (auto st = (*insert)->execute(params); !st) return std::move(st).error();
     out.registration_id = static_cast<std::int64_t>((*insert)->last_insert_id());
   }
-  out.change = CapabilityChange::created;
-  nlohmann::json detail = audit_detail(r, out.device_reactivated);
-  detail["registration"] = out.registration_id;
-  if (auto st = audit(conn, actor, "registration.created", r.customer_id, detail); !st)
-    return std::move(st).error();
-  return out;
+  return with_audit(conn, actor, r, std::move(out), CapabilityChange::created,
+                    "registration.created");
 }
 
 // One attempt of register_with_capability's transaction.
