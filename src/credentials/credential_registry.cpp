@@ -137,14 +137,19 @@ void CredentialRegistry::publish(
                                               {"fingerprint", loaded.fingerprint}};
   };
   // The gauge follows what is loaded: series of replaced or removed credentials go.
-  for (const auto& [customer, old] : by_customer_) {
+  // (Named members, not a structured binding: clang 14 cannot capture bindings in a lambda.)
+  for (const auto& entry : by_customer_) {
+    const std::string& customer = entry.first;
+    const auto& old = entry.second;
     const auto it = next.find(customer);
     if (it != next.end() && it->second->credential_id == old->credential_id) continue;
     for_each_series(*old, [&](const char* env) {
       not_after_.Remove(&not_after_.Add(labels(customer, *old, env)));
     });
   }
-  for (const auto& [customer, loaded] : next) {
+  for (const auto& entry : next) {
+    const std::string& customer = entry.first;
+    const auto& loaded = entry.second;
     if (auto t = epoch_seconds(loaded->not_after)) {
       for_each_series(*loaded, [&](const char* env) {
         not_after_.Add(labels(customer, *loaded, env)).Set(*t);

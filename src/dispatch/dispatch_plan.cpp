@@ -33,7 +33,8 @@ RoundPlan plan_round(const std::vector<store::OutboxRow>& rows) {
   RoundPlan plan;
   std::map<std::int64_t, std::vector<const store::OutboxRow*>> by_device;
   for (const auto& r : rows) by_device[r.device_id].push_back(&r);
-  for (auto& [device, group] : by_device) {
+  for (auto& entry : by_device) {
+    auto& group = entry.second;  // not a structured binding: clang 14 cannot capture those
     const store::OutboxRow* newest = group.front();
     for (const auto* r : group) {
       if (r->id > newest->id) newest = r;

@@ -165,7 +165,6 @@ class PortalRequest {
                 prometheus::Family<prometheus::Counter>& outcomes, FailureLimiter& limiter,
                 std::string_view action)
       : req_(req),
-        ctx_(ctx),
         outcomes_(outcomes),
         limiter_(limiter),
         action_(action),
@@ -270,7 +269,6 @@ class PortalRequest {
   }
 
   const http::Request& req_;
-  const http::RequestContext& ctx_;
   prometheus::Family<prometheus::Counter>& outcomes_;
   FailureLimiter& limiter_;
   std::string_view action_;

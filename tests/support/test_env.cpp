@@ -220,13 +220,34 @@ PrivateMariadb::~PrivateMariadb() {
   fs::remove_all(dir_, ec);
 }
 
+namespace {
+// An initialised data directory, made once per build tree (mariadb.sh init, which locks it, so
+// parallel tests wait for the first): each private server starts from a copy of it instead of
+// running mariadb-install-db, about 3 of the 5 seconds a start took.
+const fs::path& mariadb_template() {
+  static std::once_flag once;
+  static fs::path dir;
+  std::call_once(once, [] {
+    const fs::path t = binary_dir() / "test-mariadb-template";
+    std::string out;
+    const int rc = run_command(
+        {(source_dir() / "scripts/mariadb.sh").string(), "init", "--datadir", t.string()}, &out);
+    if (rc != 0)
+      throw std::runtime_error("scripts/mariadb.sh init failed (" + std::to_string(rc) +
+                               "): " + out);
+    dir = t;
+  });
+  return dir;
+}
+}  // namespace
+
 void PrivateMariadb::start() {
   std::string out;
-  const int rc =
-      run_command({(source_dir() / "scripts/mariadb.sh").string(), "start", "--datadir",
-                   dir_.string(), "--port", std::to_string(port_), "--database", kDatabase,
-                   "--max-prepared-stmt-count", std::to_string(max_prepared_statements_)},
-                  &out);
+  const int rc = run_command(
+      {(source_dir() / "scripts/mariadb.sh").string(), "start", "--datadir", dir_.string(),
+       "--port", std::to_string(port_), "--database", kDatabase, "--max-prepared-stmt-count",
+       std::to_string(max_prepared_statements_), "--template", mariadb_template().string()},
+      &out);
   if (rc != 0)
     throw std::runtime_error("scripts/mariadb.sh start failed (" + std::to_string(rc) +
                              "): " + out);
