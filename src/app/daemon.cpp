@@ -46,6 +46,7 @@
 #include "relay/registration_service.hpp"
 #include "store/instances.hpp"
 #include "store/mariadb_callback_store.hpp"
+#include "store/mariadb_dispatch_store.hpp"
 #include "store/registrations.hpp"
 
 namespace mp::app {
@@ -241,8 +242,11 @@ struct RegionServices {
                  DaemonMetrics& metrics, prometheus::Registry& registry)
       : portal_ring(files.portal->ring ? &*files.portal->ring : nullptr),
         credentials(pool, portal_ring, apns_trust(cfg), registry),
+        dispatch_store(pool),
+        apns_sender(ioc, apns_sender_options(cfg), registry),
         dispatcher(
-            ioc, pool, [this](const std::string& customer) { return credentials.find(customer); },
+            ioc, dispatch_store, apns_sender,
+            [this](const std::string& customer) { return credentials.find(customer); },
             dispatcher_options(cfg, instance_id), registry),
         callback_store(pool, cfg.database.batch_max,
                        std::max<std::size_t>(1, cfg.database.pool_size / 2)),
@@ -301,6 +305,8 @@ struct RegionServices {
   const keys::KeyRing* portal_ring;
   // Reread every credential_refresh_s, so a renewal reaches every instance within a minute.
   credentials::CredentialRegistry credentials;
+  store::MariadbDispatchStore dispatch_store;   // the outbox
+  dispatch::ApnsBadgeSender apns_sender;        // APNs pools per customer and environment
   dispatch::Dispatcher dispatcher;              // started after the first credential refresh
   store::MariadbCallbackStore callback_store;   // callbacks recorded in group commits
   relay::RegistrationCache registration_cache;  // registrations by secret hash
