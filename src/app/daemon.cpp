@@ -47,6 +47,7 @@
 #include "store/instances.hpp"
 #include "store/mariadb_callback_store.hpp"
 #include "store/mariadb_dispatch_store.hpp"
+#include "store/mariadb_registration_store.hpp"
 #include "store/registrations.hpp"
 
 namespace mp::app {
@@ -255,7 +256,8 @@ struct RegionServices {
         ews_endpoint(callback_service, ews_endpoint_options(cfg, trusted_proxies), registry),
         portal_page(files.portal->options),
         portal_endpoint(files.portal->options, pool, portal_ring, registry),
-        registration_service(registration_options(cfg), pool,
+        registration_store(pool),
+        registration_service(registration_options(cfg), registration_store,
                              files.region_secret ? &*files.region_secret : nullptr,
                              &registration_cache),
         registration_endpoint(registration_service, registry, trusted_proxies),
@@ -314,6 +316,7 @@ struct RegionServices {
   http::EwsEndpoint ews_endpoint;
   portal::PortalPage portal_page;
   portal::PortalEndpoint portal_endpoint;
+  store::MariadbRegistrationStore registration_store;
   relay::RegistrationService registration_service;
   http::RegistrationEndpoint registration_endpoint;
   portal::ExpiryMonitor expiry;  // warnings at 30/14/7/1 days and on expiry, each claimed once
