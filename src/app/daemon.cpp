@@ -46,6 +46,8 @@
 #include "relay/registration_service.hpp"
 #include "store/instances.hpp"
 #include "store/mariadb_callback_store.hpp"
+#include "store/mariadb_dispatch_store.hpp"
+#include "store/mariadb_registration_store.hpp"
 #include "store/registrations.hpp"
 
 namespace mp::app {
@@ -241,8 +243,11 @@ struct RegionServices {
                  DaemonMetrics& metrics, prometheus::Registry& registry)
       : portal_ring(files.portal->ring ? &*files.portal->ring : nullptr),
         credentials(pool, portal_ring, apns_trust(cfg), registry),
+        dispatch_store(pool),
+        apns_sender(ioc, apns_sender_options(cfg), registry),
         dispatcher(
-            ioc, pool, [this](const std::string& customer) { return credentials.find(customer); },
+            ioc, dispatch_store, apns_sender,
+            [this](const std::string& customer) { return credentials.find(customer); },
             dispatcher_options(cfg, instance_id), registry),
         callback_store(pool, cfg.database.batch_max,
                        std::max<std::size_t>(1, cfg.database.pool_size / 2)),
@@ -251,7 +256,8 @@ struct RegionServices {
         ews_endpoint(callback_service, ews_endpoint_options(cfg, trusted_proxies), registry),
         portal_page(files.portal->options),
         portal_endpoint(files.portal->options, pool, portal_ring, registry),
-        registration_service(registration_options(cfg), pool,
+        registration_store(pool),
+        registration_service(registration_options(cfg), registration_store,
                              files.region_secret ? &*files.region_secret : nullptr,
                              &registration_cache),
         registration_endpoint(registration_service, registry, trusted_proxies),
@@ -301,6 +307,8 @@ struct RegionServices {
   const keys::KeyRing* portal_ring;
   // Reread every credential_refresh_s, so a renewal reaches every instance within a minute.
   credentials::CredentialRegistry credentials;
+  store::MariadbDispatchStore dispatch_store;   // the outbox
+  dispatch::ApnsBadgeSender apns_sender;        // APNs pools per customer and environment
   dispatch::Dispatcher dispatcher;              // started after the first credential refresh
   store::MariadbCallbackStore callback_store;   // callbacks recorded in group commits
   relay::RegistrationCache registration_cache;  // registrations by secret hash
@@ -308,6 +316,7 @@ struct RegionServices {
   http::EwsEndpoint ews_endpoint;
   portal::PortalPage portal_page;
   portal::PortalEndpoint portal_endpoint;
+  store::MariadbRegistrationStore registration_store;
   relay::RegistrationService registration_service;
   http::RegistrationEndpoint registration_endpoint;
   portal::ExpiryMonitor expiry;  // warnings at 30/14/7/1 days and on expiry, each claimed once

@@ -148,6 +148,11 @@ dispatch::DispatcherOptions dispatcher_options(const config::RegionConfig& cfg, 
   o.poll = cfg.dispatch.poll;
   o.pause_probe = cfg.dispatch.pause_probe;
   o.retry.max_attempts = static_cast<int>(cfg.dispatch.max_attempts);
+  return o;
+}
+
+dispatch::ApnsSenderOptions apns_sender_options(const config::RegionConfig& cfg) {
+  dispatch::ApnsSenderOptions o;
   o.production = cfg.apns.production;
   o.sandbox = cfg.apns.sandbox;
   o.pool.max_connections = cfg.dispatch.apns_connections;

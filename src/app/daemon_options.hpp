@@ -9,6 +9,7 @@
 #include "common/cidr.hpp"
 #include "common/result.hpp"
 #include "config/region_config.hpp"
+#include "dispatch/apns_badge_sender.hpp"
 #include "dispatch/dispatcher.hpp"
 #include "http/ews_endpoint.hpp"
 #include "http/https_server.hpp"
@@ -49,5 +50,6 @@ store::PoolOptions lookup_pool_options(const config::RegionConfig& cfg);
 relay::RegistrationOptions registration_options(const config::RegionConfig& cfg);
 
 dispatch::DispatcherOptions dispatcher_options(const config::RegionConfig& cfg, std::string owner);
+dispatch::ApnsSenderOptions apns_sender_options(const config::RegionConfig& cfg);
 
 }  // namespace mp::app

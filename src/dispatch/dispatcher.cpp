@@ -26,17 +26,16 @@ prometheus::Family<prometheus::Counter>& results_family(prometheus::Registry& r)
 
 }  // namespace
 
-Dispatcher::Dispatcher(asio::io_context& ioc, store::DatabasePool& pool,
+Dispatcher::Dispatcher(asio::io_context& ioc, store::DispatchStore& store, BadgeSender& sender,
                        CredentialLookup credentials, DispatcherOptions options,
                        prometheus::Registry& registry)
-    : ioc_(ioc),
-      strand_(asio::make_strand(ioc)),
-      db_(pool),
+    : strand_(asio::make_strand(ioc)),
+      store_(store),
+      sender_(sender),
       credentials_(std::move(credentials)),
       options_(std::move(options)),
       rng_(std::random_device{}()),
       wake_timer_(strand_),
-      apns_metrics_(registry),
       dead_reasons_(prometheus::BuildCounter()
                         .Name("mailpush_outbox_dead_letters_total")
                         .Help("Notifications dead-lettered, by reason")
@@ -135,7 +134,7 @@ asio::awaitable<void> Dispatcher::run() {
     wake_timer_.expires_after(options_.poll);
     co_await wake_timer_.async_wait(asio::as_tuple(asio::use_awaitable));
   }
-  co_await close_pools();
+  co_await sender_.close();
   running_ = false;
   log::info("dispatch.stopped", {{"owner", options_.owner}});
   auto cb = std::move(on_stopped_);
@@ -148,12 +147,8 @@ asio::awaitable<void> Dispatcher::housekeeping() {
   if (now >= next_takeover_) {
     next_takeover_ =
         now + std::max<std::chrono::seconds>(std::chrono::seconds(1), options_.lease / 2);
-    const std::string owner = options_.owner;
     const auto lease = options_.lease;
-    const store::DatabasePool::Job<std::uint64_t> job = [owner, lease](store::Connection& c) {
-      return store::take_over_outbox(c, owner, lease, 10000);
-    };
-    auto moved = co_await db_.async_run(job, asio::use_awaitable);
+    auto moved = co_await store_.take_over_outbox(options_.owner, lease, 10000);
     if (moved && *moved > 0) {
       taken_over_.Increment(static_cast<double>(*moved));
       log::warn("dispatch.took_over", {{"rows", *moved}, {"lease_s", lease.count()}});
@@ -163,15 +158,11 @@ asio::awaitable<void> Dispatcher::housekeeping() {
   if (now >= next_stats_) {
     next_stats_ = now + options_.stats_interval;
     const auto keep = options_.dead_letter_retention;
-    const store::DatabasePool::Job<std::uint64_t> purge = [keep](store::Connection& c) {
-      return store::purge_dead_letters(c, keep, 10000);
-    };
-    auto purged = co_await db_.async_run(purge, asio::use_awaitable);
+    auto purged = co_await store_.purge_dead_letters(keep, 10000);
     if (purged && *purged > 0)
       log::info("dispatch.dead_letters_purged",
                 {{"rows", *purged}, {"older_than_h", keep.count()}});
-    const store::DatabasePool::Job<store::OutboxStats> job = store::outbox_stats;
-    auto stats = co_await db_.async_run(job, asio::use_awaitable);
+    auto stats = co_await store_.outbox_stats();
     if (stats) {
       queued_gauge_.Set(static_cast<double>(stats->queued));
       dead_gauge_.Set(static_cast<double>(stats->dead));
@@ -196,13 +187,9 @@ asio::awaitable<void> Dispatcher::resume_paused() {
                {"paused_for_s",
                 std::chrono::duration_cast<std::chrono::seconds>(now - it->second.since).count()}});
     const std::int64_t id = it->first;
-    const store::DatabasePool::Job<bool> job = [id](store::Connection& c) -> Result<bool> {
-      if (auto st = store::set_customer_paused(c, id, std::nullopt); !st)
-        return std::move(st).error();
-      return true;
-    };
     it = paused_.erase(it);
-    (void)co_await db_.async_run(job, asio::use_awaitable);
+    const std::optional<std::string> resumed;
+    (void)co_await store_.set_customer_paused(id, resumed);
   }
   paused_gauge_.Set(static_cast<double>(paused_.size()));
 }
@@ -225,59 +212,14 @@ asio::awaitable<void> Dispatcher::pause(std::int64_t customer_id, const std::str
         "the customer's notifications stay queued and its devices are kept; they resume "
         "when a new certificate is active (portal renewal) or at the next probe"},
        {"probe_s", options_.pause_probe.count()}});
-  const std::string reason = signal.reason;
-  const store::DatabasePool::Job<bool> job = [customer_id,
-                                              reason](store::Connection& c) -> Result<bool> {
-    if (auto st = store::set_customer_paused(c, customer_id, reason); !st)
-      return std::move(st).error();
-    return true;
-  };
-  (void)co_await db_.async_run(job, asio::use_awaitable);
-}
-
-std::shared_ptr<apns::ApnsConnectionPool> Dispatcher::pool_for(
-    const std::string& customer, const apns::ApnsCredential& credential) {
-  const std::string key = customer + "/" + apns::environment_name(credential.environment);
-  auto it = pools_.find(key);
-  if (it != pools_.end()) {
-    if (it->second->credential().fingerprint == credential.fingerprint) return it->second;
-    // Renewed: the old pool finishes what it has and closes; new sends use the new credential.
-    log::info("dispatch.credential_switched",
-              {{"customer", customer},
-               {"environment", apns::environment_name(credential.environment)},
-               {"fingerprint", credential.fingerprint.substr(0, 16)}});
-    auto old = it->second;
-    asio::co_spawn(
-        ioc_, [old]() -> asio::awaitable<void> { co_await old->close(); }, asio::detached);
-    pools_.erase(it);
-  }
-  apns::PoolOptions po = options_.pool;
-  const auto& endpoint = credential.environment == apns::ApnsEnvironment::production
-                             ? options_.production
-                             : options_.sandbox;
-  po.connection.host = endpoint.host;
-  po.connection.port = endpoint.port;
-  auto pool = apns::ApnsConnectionPool::create(ioc_.get_executor(), credential, po, &apns_metrics_);
-  pools_.emplace(key, pool);
-  return pool;
-}
-
-asio::awaitable<void> Dispatcher::close_pools() {
-  auto pools = std::move(pools_);
-  pools_.clear();
-  for (auto& [key, pool] : pools) co_await pool->close();
+  const std::optional<std::string> reason = signal.reason;
+  (void)co_await store_.set_customer_paused(customer_id, reason);
 }
 
 asio::awaitable<std::size_t> Dispatcher::round() {
   std::vector<std::int64_t> paused_ids;
   for (const auto& [id, p] : paused_) paused_ids.push_back(id);
-  const std::string owner = options_.owner;
-  const std::size_t batch = options_.batch;
-  const store::DatabasePool::Job<std::vector<store::OutboxRow>> read =
-      [owner, batch, paused_ids](store::Connection& c) {
-        return store::read_due_outbox(c, owner, batch, paused_ids);
-      };
-  auto rows = co_await db_.async_run(read, asio::use_awaitable);
+  auto rows = co_await store_.read_due_outbox(options_.owner, options_.batch, paused_ids);
   if (!rows) {
     if (!db_down_logged_) {
       log::error("dispatch.read_failed", {{"error", rows.error().message},
@@ -313,12 +255,8 @@ asio::awaitable<std::size_t> Dispatcher::round() {
 
   // The results, in one transaction; until it is written the rows are still queued, and a round
   // that cannot write them retries for a while (then they are simply sent again).
-  const store::DatabasePool::Job<bool> write = [&outcome](store::Connection& c) -> Result<bool> {
-    if (auto st = store::apply_dispatch_writes(c, outcome); !st) return std::move(st).error();
-    return true;
-  };
   for (int attempt = 1;; ++attempt) {
-    auto written = co_await db_.async_run(write, asio::use_awaitable);
+    auto written = co_await store_.apply_dispatch_writes(outcome);
     if (written) break;
     if (attempt == 1) result_write_failures_.Increment();
     if (attempt >= 20 || stopping_) {
@@ -370,7 +308,6 @@ asio::awaitable<void> Dispatcher::send_one(PlannedSend send, store::DispatchWrit
                 "does not cover: check the app build or upload a matching certificate"}});
     co_return;
   }
-  auto pool = pool_for(row.customer_public_id, *credential);
   apns::BadgeNotification n;
   n.device_token_hex = row.token_hex;
   n.topic = loaded->topic;
@@ -380,7 +317,7 @@ asio::awaitable<void> Dispatcher::send_one(PlannedSend send, store::DispatchWrit
   n.expires = std::chrono::system_clock::now() + std::max(std::chrono::seconds(1), left);
   n.collapse_id = std::string(kBadgeCollapseId);
   const auto started = Clock::now();
-  const apns::SendResult result = co_await pool->send(n);
+  const apns::SendResult result = co_await sender_.send(row.customer_public_id, *credential, n);
   CustomerSignal signal;
   const RowOutcome r = apply_send_result(send, result, options_.retry, rng_, outcome, signal);
   count(r);

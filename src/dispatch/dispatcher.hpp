@@ -8,6 +8,9 @@
 // (wake()), when a retry falls due (poll), or at once after a full round. Rows of other instances
 // whose lease ran out are taken over every lease/2. A failed result write leaves the rows queued:
 // they are sent again, and since a badge is an absolute count a duplicate changes nothing.
+//
+// The outbox is a store::DispatchStore and APNs a BadgeSender: MariaDB and the connection pools
+// in the daemon, in-memory fakes in the unit tests.
 #pragma once
 
 #include <prometheus/counter.h>
@@ -27,11 +30,10 @@
 #include <random>
 #include <string>
 
-#include "apns/connection_pool.hpp"
-#include "config/region_config.hpp"
 #include "credentials/credential_registry.hpp"
+#include "dispatch/badge_sender.hpp"
 #include "dispatch/dispatch_plan.hpp"
-#include "store/database_pool.hpp"
+#include "store/dispatch_store.hpp"
 
 namespace mp::dispatch {
 
@@ -43,9 +45,6 @@ struct DispatcherOptions {
   std::chrono::milliseconds poll{200};
   std::chrono::seconds pause_probe{300};
   RetryPolicy retry;
-  config::Endpoint production{"api.push.apple.com", 443};
-  config::Endpoint sandbox{"api.sandbox.push.apple.com", 443};
-  apns::PoolOptions pool;  // per credential; connection host/port are set per environment
   std::chrono::seconds stats_interval{10};
   std::chrono::hours dead_letter_retention{24 * 7};  // then dead letters are deleted
 };
@@ -56,8 +55,10 @@ class Dispatcher {
   using CredentialLookup =
       std::function<std::shared_ptr<const credentials::LoadedCredential>(const std::string&)>;
 
-  Dispatcher(boost::asio::io_context& ioc, store::DatabasePool& pool, CredentialLookup credentials,
-             DispatcherOptions options, prometheus::Registry& registry);
+  // `store` and `sender` outlive the dispatcher.
+  Dispatcher(boost::asio::io_context& ioc, store::DispatchStore& store, BadgeSender& sender,
+             CredentialLookup credentials, DispatcherOptions options,
+             prometheus::Registry& registry);
   ~Dispatcher();
   Dispatcher(const Dispatcher&) = delete;
   Dispatcher& operator=(const Dispatcher&) = delete;
@@ -93,14 +94,11 @@ class Dispatcher {
   boost::asio::awaitable<void> pause(std::int64_t customer_id, const std::string& public_id,
                                      const std::string& fingerprint, const CustomerSignal& signal);
   boost::asio::awaitable<void> resume_paused();
-  boost::asio::awaitable<void> close_pools();
-  std::shared_ptr<apns::ApnsConnectionPool> pool_for(const std::string& customer,
-                                                     const apns::ApnsCredential& credential);
   void count(RowOutcome r, std::size_t n = 1);
 
-  boost::asio::io_context& ioc_;
   boost::asio::strand<boost::asio::io_context::executor_type> strand_;
-  store::DatabasePool& db_;
+  store::DispatchStore& store_;
+  BadgeSender& sender_;
   CredentialLookup credentials_;
   DispatcherOptions options_;
   std::mt19937_64 rng_;
@@ -111,13 +109,11 @@ class Dispatcher {
   bool running_ = false;
   std::function<void()> on_stopped_;
 
-  std::map<std::string, std::shared_ptr<apns::ApnsConnectionPool>> pools_;  // customer/env
-  std::map<std::int64_t, Paused> paused_;                                   // by customer row id
+  std::map<std::int64_t, Paused> paused_;  // by customer row id
   std::chrono::steady_clock::time_point next_takeover_{};
   std::chrono::steady_clock::time_point next_stats_{};
   bool db_down_logged_ = false;
 
-  apns::ApnsMetrics apns_metrics_;
   std::array<prometheus::Counter*, kRowOutcomeCount> results_{};
   prometheus::Family<prometheus::Counter>& dead_reasons_;
   prometheus::Histogram& delay_;

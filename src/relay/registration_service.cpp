@@ -3,7 +3,6 @@
 #include "relay/registration_service.hpp"
 
 #include <algorithm>
-#include <boost/asio/use_awaitable.hpp>
 
 #include "apns/device_token.hpp"
 #include "common/crypto.hpp"
@@ -201,10 +200,11 @@ std::string listener_url(std::string_view host, std::uint16_t port, std::string_
   return url;
 }
 
-RegistrationService::RegistrationService(RegistrationOptions options, store::DatabasePool& pool,
+RegistrationService::RegistrationService(RegistrationOptions options,
+                                         store::RegistrationStore& store,
                                          const keys::RegionSecret* secret, RegistrationCache* cache)
     : options_(std::move(options)),
-      pool_(pool),
+      store_(store),
       secret_(secret),
       cache_(cache),
       limiter_(options_.per_customer_per_minute, options_.rate_limited_customers),
@@ -296,69 +296,6 @@ Outcome<Bytes> RegistrationService::capability_precheck(std::string_view capabil
 
 namespace {
 
-// Whether the caller may go on: its customer, or why not.
-struct Admission {
-  enum class Gate { passed, unknown_customer, customer_not_active, rate_limited };
-  Gate gate = Gate::passed;
-  store::RegistrationCustomer customer;
-  std::chrono::seconds retry_after{0};
-  bool refresh_only = false;  // passed over the customer's limit: only a real refresh may go on
-};
-
-// Authenticates the caller and spends one of its customer's calls, on the database thread. A
-// refresh (an issued capability presented) is never refused for the customer's limit: the key
-// is in every copy of the app, so anyone can spend the customer's calls, and an app that holds
-// its capability must keep its registration whatever others do.
-Result<Admission> admit(store::Connection& c, TokenBucketLimiter& limiter,
-                        const std::string& customer_id, const Bytes& key_hash, bool refresh) {
-  auto found = store::find_customer_by_registration_key(c, customer_id, key_hash);
-  if (!found) return std::move(found).error();
-  Admission a;
-  if (!*found) {
-    a.gate = Admission::Gate::unknown_customer;
-    return a;
-  }
-  a.customer = std::move(**found);
-  if (a.customer.state != "active") {
-    a.gate = Admission::Gate::customer_not_active;
-  } else if (auto wait = limiter.take(customer_id, TokenBucketLimiter::Clock::now())) {
-    // A capability presented may still not be this pair's: the store lets only a real refresh
-    // through (refresh_only), anything else is refused as over the limit.
-    if (refresh) {
-      a.refresh_only = true;
-    } else {
-      a.gate = Admission::Gate::rate_limited;
-    }
-    a.retry_after = *wait;
-  }
-  return a;
-}
-
-std::optional<RegistrationRefusal> admission_refusal(const Admission& a, std::uint32_t per_minute) {
-  switch (a.gate) {
-    case Admission::Gate::passed:
-      return std::nullopt;
-    case Admission::Gate::unknown_customer:
-      return unauthorized();
-    case Admission::Gate::customer_not_active:
-      return customer_refused(a.customer.state);
-    case Admission::Gate::rate_limited:
-      return refusal(RefusalKind::rate_limited, "rate_limited",
-                     "too many registration calls for this customer (at most " +
-                         std::to_string(per_minute) + " a minute): try again in " +
-                         std::to_string(a.retry_after.count()) + " seconds",
-                     a.retry_after);
-  }
-  return std::nullopt;
-}
-
-// A database job's answer: the admission, and the store's answer when admitted.
-template <class T>
-struct Admitted {
-  Admission admission;
-  std::optional<T> value;
-};
-
 RegistrationRefusal device_refusal(bool invalid_token, const std::string& environment,
                                    const std::string& note) {
   if (invalid_token) {
@@ -373,6 +310,18 @@ RegistrationRefusal device_refusal(bool invalid_token, const std::string& enviro
 }
 
 }  // namespace
+
+std::optional<RegistrationRefusal> RegistrationService::admission_refusal(
+    const store::RegistrationCustomer& customer, const store::AdmissionResult& a) const {
+  if (a.outcome != store::AdmissionOutcome::refused) return std::nullopt;
+  if (customer.state != "active") return customer_refused(customer.state);
+  return refusal(RefusalKind::rate_limited, "rate_limited",
+                 "too many registration calls for this customer (at most " +
+                     std::to_string(options_.per_customer_per_minute) +
+                     " a minute): try again in " + std::to_string(a.retry_after.count()) +
+                     " seconds",
+                 a.retry_after);
+}
 
 std::optional<RegistrationRefusal> RegistrationService::change_refusal(
     const store::CapabilityResult& result, const std::string& environment,
@@ -440,30 +389,36 @@ asio::awaitable<Outcome<Registered>> RegistrationService::register_device(
   row.max_per_device = options_.max_per_device;
   row.max_per_customer = options_.max_per_customer;
   const store::Actor actor{"registration-api", caller.address};
-  using Answer = Admitted<store::CapabilityResult>;
-  const store::DatabasePool::Job<Answer> job =
-      [this, row, actor, customer_id = request.customer_id, refresh = presented,
-       key_hash = sha384(request.registration_key)](store::Connection& conn) -> Result<Answer> {
-    Answer answer;
-    auto admission = admit(conn, limiter_, customer_id, key_hash, refresh);
-    if (!admission) return std::move(admission).error();
-    answer.admission = std::move(*admission);
-    if (answer.admission.gate != Admission::Gate::passed) return answer;
-    store::CapabilityRegistration r = row;
-    r.customer_id = answer.admission.customer.id;
-    r.refresh_only = answer.admission.refresh_only;
-    auto registered = store::register_with_capability(conn, r, actor);
-    if (!registered) return std::move(registered).error();
-    answer.value = std::move(*registered);
-    return answer;
-  };
-  auto done = co_await pool_.async_run(job, asio::use_awaitable);
+  // On the store's thread, once the key found the customer. Only authenticated calls spend the
+  // customer's calls, so guessing keys cannot use them up. A refresh (an issued capability
+  // presented) is never refused for the customer's limit: the key is in every copy of the app,
+  // so anyone can spend the customer's calls, and an app that holds its capability must keep its
+  // registration whatever others do. The presented capability may still not be this pair's: the
+  // store lets only a real refresh through (refresh_only), anything else is `limited`.
+  const store::RegistrationStore::Admit admit =
+      [this, refresh = presented,
+       customer_id = request.customer_id](const store::RegistrationCustomer& customer) {
+        store::AdmissionResult a;
+        if (customer.state != "active") return a;
+        a.outcome = store::AdmissionOutcome::admitted;
+        if (auto wait = limiter_.take(customer_id, TokenBucketLimiter::Clock::now())) {
+          a.outcome =
+              refresh ? store::AdmissionOutcome::refresh_only : store::AdmissionOutcome::refused;
+          a.retry_after = *wait;
+        }
+        return a;
+      };
+  const Bytes key_hash = sha384(request.registration_key);
+  auto done = co_await store_.admit_and_register(request.customer_id, key_hash, admit, row, actor);
   if (!done) co_return database_refusal(done.error());
-  if (done->admission.gate == Admission::Gate::unknown_customer) count_refused_credentials(caller);
-  if (auto refused = admission_refusal(done->admission, options_.per_customer_per_minute)) {
+  if (!done->customer) {
+    count_refused_credentials(caller);
+    co_return unauthorized();
+  }
+  if (auto refused = admission_refusal(*done->customer, done->admission)) {
     co_return std::move(*refused);
   }
-  const store::CapabilityResult& result = *done->value;
+  const store::CapabilityResult& result = *done->written;
   if (auto refused = change_refusal(result, c.environment, done->admission.retry_after)) {
     co_return std::move(*refused);
   }
@@ -473,7 +428,7 @@ asio::awaitable<Outcome<Registered>> RegistrationService::register_device(
   }
   Registered out;
   out.change = result.change;
-  out.customer_id = done->admission.customer.customer_id;
+  out.customer_id = done->customer->customer_id;
   out.registration_id = result.registration_id;
   out.capability =
       result.change == store::CapabilityChange::unchanged ? *request.capability : fresh;
@@ -495,11 +450,8 @@ asio::awaitable<Outcome<Moved>> RegistrationService::move(const MoveRequest& req
   if (auto* refused = std::get_if<RegistrationRefusal>(&checked)) co_return std::move(*refused);
   const CheckedDevice& c = std::get<CheckedDevice>(checked);
   const store::Actor actor{"registration-api", caller.address};
-  store::CapabilityMove m{std::get<Bytes>(hash), c.token_hex, c.environment};
-  const store::DatabasePool::Job<store::MoveResult> job = [m, actor](store::Connection& conn) {
-    return store::move_with_capability(conn, m, actor);
-  };
-  auto done = co_await pool_.async_run(job, asio::use_awaitable);
+  const store::CapabilityMove m{std::get<Bytes>(hash), c.token_hex, c.environment};
+  auto done = co_await store_.move_with_capability(m, actor);
   if (!done) co_return database_refusal(done.error());
   switch (done->change) {
     case store::MoveChange::not_found:
@@ -530,11 +482,8 @@ asio::awaitable<Outcome<Unregistered>> RegistrationService::unregister(
   auto hash = capability_precheck(request.capability, caller);
   if (auto* refused = std::get_if<RegistrationRefusal>(&hash)) co_return std::move(*refused);
   const store::Actor actor{"registration-api", caller.address};
-  const store::DatabasePool::Job<std::optional<store::Ended>> job =
-      [presented = std::get<Bytes>(hash), actor](store::Connection& conn) {
-        return store::unregister_with_capability(conn, presented, actor);
-      };
-  auto done = co_await pool_.async_run(job, asio::use_awaitable);
+  const Bytes& presented = std::get<Bytes>(hash);
+  auto done = co_await store_.unregister_with_capability(presented, actor);
   if (!done) co_return database_refusal(done.error());
   if (!*done) {
     count_refused_credentials(caller);

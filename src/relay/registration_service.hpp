@@ -19,7 +19,7 @@
 #include "common/token_bucket.hpp"
 #include "keys/region_secret.hpp"
 #include "relay/registration_cache.hpp"
-#include "store/database_pool.hpp"
+#include "store/registration_store.hpp"
 #include "store/registrations.hpp"
 
 namespace mp::relay {
@@ -166,8 +166,9 @@ class RegistrationService {
  public:
   // `secret` may be null: the region has no registration.secret_file and every call is refused
   // with `unavailable` (the operators' fix is in the message). `cache` is the listener's, so
-  // that a delete on this instance is answered Unsubscribe at once (may be null).
-  RegistrationService(RegistrationOptions options, store::DatabasePool& pool,
+  // that a delete on this instance is answered Unsubscribe at once (may be null). `store`
+  // outlives the service.
+  RegistrationService(RegistrationOptions options, store::RegistrationStore& store,
                       const keys::RegionSecret* secret, RegistrationCache* cache);
 
   boost::asio::awaitable<Outcome<Registered>> register_device(const RegisterRequest& request,
@@ -194,9 +195,12 @@ class RegistrationService {
   // The caller's address is refused a while after too many refused credentials.
   std::optional<RegistrationRefusal> address_blocked(const Caller& caller);
   void count_refused_credentials(const Caller& caller);
+  // The refusal for a customer its key found that the admission stopped, or none.
+  std::optional<RegistrationRefusal> admission_refusal(const store::RegistrationCustomer& customer,
+                                                       const store::AdmissionResult& a) const;
 
   RegistrationOptions options_;
-  store::DatabasePool& pool_;
+  store::RegistrationStore& store_;
   const keys::RegionSecret* secret_;
   RegistrationCache* cache_;
   TokenBucketLimiter limiter_;

@@ -13,6 +13,7 @@
 #include <optional>
 #include <string>
 
+#include "store/mariadb_registration_store.hpp"
 #include "test_env.hpp"
 
 namespace mp::http {
@@ -138,7 +139,7 @@ class RegistrationRoutes : public ::testing::Test {
     relay::RegistrationOptions o;
     o.customer_id_prefix = "dev";
     o.listener_host = "localhost";
-    service_.emplace(o, pool_, nullptr, nullptr);
+    service_.emplace(o, store_, nullptr, nullptr);
     endpoint_.emplace(*service_, registry_);
     endpoint_->add_routes(router_);
   }
@@ -178,6 +179,7 @@ class RegistrationRoutes : public ::testing::Test {
                               return o;
                             }(),
                             store::PoolOptions{1, 10}};
+  store::MariadbRegistrationStore store_{pool_};
   prometheus::Registry registry_;
   Router router_;
   std::optional<relay::RegistrationService> service_;

@@ -1,8 +1,8 @@
-// Tests of RegistrationService on the real MariaDB through a DatabasePool: capabilities and
-// their stored hashes, refresh / replace / move / unregister by capability (and one answer for
-// every capability that is not right), authentication without an oracle, customer states, the
-// rate limits (per customer, spent only by authenticated calls; refused credentials per
-// address), the listener's cache, and the 503 cases.
+// Tests of RegistrationService's own rules against an in-memory RegistrationStore (no database):
+// what it refuses before the store (region secret, Customer ID, fields, capability forms, the
+// per-address and per-customer limits), what it hands the store (only hashes, the quotas, the
+// refresh exemption), how it answers each of the store's answers, and the listener cache it
+// updates. The same service on MariaDB: registration_service_mariadb_test.cpp.
 #include "relay/registration_service.hpp"
 
 #include <gtest/gtest.h>
@@ -11,17 +11,18 @@
 #include <boost/asio/io_context.hpp>
 #include <exception>
 #include <optional>
+#include <string>
+#include <vector>
 
 #include "common/crypto.hpp"
-#include "store/migrations.hpp"
-#include "test_env.hpp"
+#include "test_registration_store.hpp"
 
 namespace mp::relay {
 namespace {
 
 const std::string kToken = "a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90";
+const std::string kCustomer = "tst-abcdefghij0123456789";
 
-// Runs one coroutine of the service to completion.
 template <class T>
 T run(boost::asio::awaitable<T> work) {
   boost::asio::io_context ioc;
@@ -42,64 +43,50 @@ keys::RegionSecret make_secret() {
   return std::move(s).value();
 }
 
-class RegistrationServiceTest : public ::testing::Test {
+std::string key_of(const Bytes& hash) {
+  return std::string(hash.begin(), hash.end());
+}
+
+class RegistrationRules : public ::testing::Test {
  protected:
   void SetUp() override {
-    store::Connection conn(db.options());
-    ASSERT_TRUE(conn.connect().ok());
-    ASSERT_TRUE(store::migrate(conn).ok());
-    customer_row = add_customer(conn, customer_id, "rk_right");
-    add_customer(conn, "tst-disabled00000000000", "rk_disabled", "disabled");
+    store.add_customer(kCustomer, "rk_right");
+    disabled = store.add_customer("tst-disabled00000000000", "rk_disabled", "disabled");
   }
 
-  static std::int64_t add_customer(store::Connection& conn, const std::string& id,
-                                   const std::string& key, const std::string& state = "active") {
-    const Bytes hash = sha384(key);
-    EXPECT_TRUE(
-        conn.execute(
-                "INSERT INTO customers (customer_id, registration_key_hash, "
-                "admin_key_hash, state) VALUES (?, ?, ?, ?)",
-                {store::Value{id}, store::Value{store::Blob{std::string(hash.begin(), hash.end())}},
-                 store::Value{store::Blob{hex_encode(random_bytes(24))}}, store::Value{state}})
-            .ok());
-    auto rows = conn.query("SELECT id FROM customers WHERE customer_id = ?", {store::Value{id}});
-    return rows.ok() && !rows->empty() ? (*rows)[0].i64(0) : 0;
-  }
-
-  RegistrationService service(std::uint32_t per_minute = 600, bool with_secret = true,
-                              std::uint16_t port = 443, std::uint32_t refusals_per_minute = 60) {
+  static RegistrationOptions options() {
     RegistrationOptions o;
     o.region = "test";
     o.customer_id_prefix = "tst";
     o.listener_host = "listener.test.example";
-    o.listener_port = port;
     o.status_frequency_minutes = 20;
-    o.per_customer_per_minute = per_minute;
     o.other_regions = {{"use1", "register.use1.mailpush.example"}};
-    o.refusals_per_address_per_minute = refusals_per_minute;
-    return RegistrationService(std::move(o), pool, with_secret ? &secret : nullptr, &cache);
+    o.max_per_device = 16;
+    o.max_per_customer = 1000;
+    return o;
+  }
+  RegistrationService service(RegistrationOptions o = options(), bool with_secret = true) {
+    return RegistrationService(std::move(o), store, with_secret ? &secret : nullptr, &cache);
   }
 
-  RegisterRequest request(const std::string& key = "rk_right") const {
+  static RegisterRequest request(const std::string& key = "rk_right") {
     RegisterRequest r;
-    r.customer_id = customer_id;
+    r.customer_id = kCustomer;
     r.registration_key = key;
-    r.mailbox = "alice@example.com";
+    r.mailbox = "Alice@Example.com";
     r.device_token = kToken;
     r.environment = "production";
     return r;
   }
-
   Outcome<Registered> register_with(RegistrationService& s, const RegisterRequest& r,
-                                    std::uint16_t local_port = 8443) {
-    return run(s.register_device(r, Caller{"192.0.2.1", local_port, ""}));
+                                    const Caller& caller = {"192.0.2.1", 8443, ""}) {
+    return run(s.register_device(r, caller));
   }
 
-  static const Registered& ok(const Outcome<Registered>& o) {
-    static const Registered none;
+  static Registered ok(const Outcome<Registered>& o) {
     if (const auto* refused = std::get_if<RegistrationRefusal>(&o)) {
       ADD_FAILURE() << refused->code << ": " << refused->message;
-      return none;
+      return {};
     }
     return std::get<Registered>(o);
   }
@@ -109,290 +96,345 @@ class RegistrationServiceTest : public ::testing::Test {
     return {};
   }
 
-  std::string stored_hash(std::int64_t id) {
-    store::Connection conn(db.options());
-    EXPECT_TRUE(conn.connect().ok());
-    auto rows =
-        conn.query("SELECT secret_hash FROM registrations WHERE id = ?", {store::Value{id}});
-    return rows.ok() && !rows->empty() ? (*rows)[0].text(0) : "";
-  }
-
-  test::ScratchDatabase db;
-  store::DatabasePool pool{db.options(), store::PoolOptions{2, 100}};
+  mp::test::FakeRegistrationStore store;
   keys::RegionSecret secret = make_secret();
   RegistrationCache cache{1000};
-  const std::string customer_id = "tst-abcdefghij0123456789";
-  std::int64_t customer_row = 0;
+  std::int64_t disabled = 0;
 };
 
-TEST_F(RegistrationServiceTest, TheCapabilityIsTheUrlsSecretAndOnlyItsHashIsStored) {
+TEST_F(RegistrationRules, TheCapabilityIsIssuedHereAndOnlyItsHashReachesTheStore) {
   auto s = service();
-  const Registered first = ok(register_with(s, request()));
+  auto r = request();
+  r.folder_id = "AAMkAGI2-inbox";
+  const Registered first = ok(register_with(s, r));
   EXPECT_EQ(first.change, store::CapabilityChange::created);
-  EXPECT_EQ(first.customer_id, customer_id);
-  EXPECT_EQ(first.status_frequency_minutes, 20u);
-  EXPECT_EQ(first.device, "a1b2c3d4…(64)");
-  const std::string prefix = "https://listener.test.example/ews/v1/notify/";
-  EXPECT_EQ(first.listener_url, prefix + first.capability);
+  EXPECT_EQ(first.customer_id, kCustomer);
   EXPECT_EQ(first.capability.size(), keys::kCapabilityChars);
   EXPECT_TRUE(secret.issued(first.capability));
-  EXPECT_EQ(capability_form(secret, first.capability), CapabilityForm::issued);
-  const Bytes hash = sha384(first.capability);
-  EXPECT_EQ(stored_hash(first.registration_id), std::string(hash.begin(), hash.end()));
+  EXPECT_EQ(first.listener_url, "https://listener.test.example/ews/v1/notify/" + first.capability);
+  EXPECT_EQ(first.status_frequency_minutes, 20u);
+  EXPECT_EQ(first.device, "a1b2c3d4…(64)");
 
-  // Refreshed with its capability: the same URL.
+  ASSERT_TRUE(store.last_registration().has_value());
+  const store::CapabilityRegistration& written = *store.last_registration();
+  EXPECT_EQ(written.new_hash, sha384(first.capability));
+  EXPECT_FALSE(written.presented_hash.has_value());
+  EXPECT_EQ(written.mailbox_hmac, secret.mailbox_hmac("alice@example.com").value())
+      << "the HMAC of the normalised address, never the address";
+  EXPECT_EQ(written.token_hex, kToken);
+  EXPECT_EQ(written.status_frequency_minutes, 20);
+  EXPECT_EQ(written.folder_id, std::optional<std::string>("AAMkAGI2-inbox"));
+  EXPECT_EQ(written.max_per_device, 16u);
+  EXPECT_EQ(written.max_per_customer, 1000u);
+  EXPECT_FALSE(written.refresh_only);
+  ASSERT_EQ(store.actors().size(), 1u);
+  EXPECT_EQ(store.actors()[0].name, "registration-api");
+  EXPECT_EQ(store.actors()[0].source_address, "192.0.2.1");
+  ASSERT_NE(store.find(first.registration_id), nullptr);
+  EXPECT_EQ(store.find(first.registration_id)->secret_hash, sha384(first.capability));
+}
+
+TEST_F(RegistrationRules, ABase64TokenIsStoredAsHex) {
+  auto s = service();
+  auto r = request();
+  r.device_token = "obLD1OX2BxgpOktcbX6PkKGyw9Tl9gcYKTpLXG1+j5A=";
+  const Registered done = ok(register_with(s, r));
+  EXPECT_TRUE(done.token_was_base64);
+  EXPECT_EQ(store.last_registration()->token_hex, kToken);
+}
+
+TEST_F(RegistrationRules, ARefreshKeepsTheUrlAndAnythingElseReplacesItAndRetiresTheOld) {
+  auto s = service();
+  const Registered first = ok(register_with(s, request()));
+  const std::string old_key = key_of(sha384(first.capability));
+  cache.put(old_key,
+            CachedRegistration{first.registration_id, 1, std::make_shared<CustomerView>(), {}});
+
   auto refresh = request();
   refresh.capability = first.capability;
   const Registered again = ok(register_with(s, refresh));
   EXPECT_EQ(again.change, store::CapabilityChange::unchanged);
+  EXPECT_EQ(again.capability, first.capability);
   EXPECT_EQ(again.listener_url, first.listener_url);
+  EXPECT_EQ(store.last_registration()->presented_hash,
+            std::optional<Bytes>(sha384(first.capability)));
+  EXPECT_EQ(cache.get(old_key).hit, RegistrationCache::Hit::found);
 
-  // Repeated without it, or with a made-up one: never the existing URL. A new capability, and
-  // the old one is dead for this instance's listener at once.
-  const std::string key(hash.begin(), hash.end());
-  cache.put(key,
-            CachedRegistration{first.registration_id, 1, std::make_shared<CustomerView>(), {}});
-  for (const std::optional<std::string>& presented :
-       {std::optional<std::string>{}, std::optional<std::string>{secret.issue_capability()},
-        std::optional<std::string>{"not-a-capability"}}) {
-    auto repeat = request();
-    repeat.capability = presented;
-    const Registered other = ok(register_with(s, repeat));
-    EXPECT_EQ(other.change, store::CapabilityChange::replaced);
-    EXPECT_NE(other.listener_url, first.listener_url);
-    EXPECT_NE(other.capability, first.capability);
+  // A URL from before capabilities or a made-up value is no handle: presented as none.
+  for (const std::string& no_handle :
+       {secret.callback_secret(first.registration_id, 0), std::string("not-a-capability")}) {
+    auto other = request();
+    other.capability = no_handle;
+    (void)ok(register_with(s, other));
+    EXPECT_FALSE(store.last_registration()->presented_hash.has_value()) << no_handle;
   }
-  EXPECT_EQ(cache.get(key).hit, RegistrationCache::Hit::absent);
+  auto repeat = request();
+  const Registered replaced = ok(register_with(s, repeat));
+  EXPECT_EQ(replaced.change, store::CapabilityChange::replaced);
+  EXPECT_NE(replaced.capability, first.capability);
+  EXPECT_EQ(cache.get(old_key).hit, RegistrationCache::Hit::absent)
+      << "the old URL is answered Unsubscribe here at once";
+  EXPECT_EQ(store.active_registrations(), 1u);
 }
 
-TEST_F(RegistrationServiceTest, CapabilityFormsAreDecidedWithoutTheDatabase) {
-  const std::string issued = secret.issue_capability();
-  EXPECT_EQ(capability_form(secret, issued), CapabilityForm::issued);
-  std::string forged = issued;
-  forged[40] = forged[40] == 'A' ? 'B' : 'A';
-  EXPECT_EQ(capability_form(secret, forged), CapabilityForm::refused);
-  EXPECT_EQ(capability_form(make_secret(), issued), CapabilityForm::issued);
-  EXPECT_EQ(capability_form(secret, secret.callback_secret(7, 0)), CapabilityForm::legacy);
-  EXPECT_EQ(capability_form(secret, std::string(43, '!')), CapabilityForm::refused);
-  EXPECT_EQ(capability_form(secret, ""), CapabilityForm::refused);
-  EXPECT_EQ(capability_form(secret, std::string(400, 'a')), CapabilityForm::refused);
+TEST_F(RegistrationRules, ListenerUrlsCarryThePortUnless443) {
+  auto o = options();
+  o.listener_port = 0;
+  auto by_request = service(o);
+  EXPECT_EQ(ok(register_with(by_request, request(), {"192.0.2.1", 40123, ""}))
+                .listener_url.rfind("https://listener.test.example:40123/ews/v1/notify/", 0),
+            0u);
+  o.listener_port = 443;
+  auto standard = service(o);
+  EXPECT_EQ(ok(register_with(standard, request(), {"192.0.2.1", 40123, ""}))
+                .listener_url.rfind("https://listener.test.example/ews/v1/notify/", 0),
+            0u);
 }
 
-TEST_F(RegistrationServiceTest, PortZeroMeansThePortTheRequestCameIn) {
-  auto s = service(600, true, 0);
-  const Registered r = ok(register_with(s, request(), 40123));
-  EXPECT_EQ(r.listener_url.rfind("https://listener.test.example:40123/ews/v1/notify/", 0), 0u)
-      << r.listener_url;
-}
-
-TEST_F(RegistrationServiceTest, AWrongKeyAndAnUnknownCustomerGetTheSameAnswer) {
+TEST_F(RegistrationRules, MalformedRequestsAreRefusedBeforeTheStore) {
   auto s = service();
-  const auto wrong = refused(register_with(s, request("rk_wrong")));
-  auto unknown_request = request();
-  unknown_request.customer_id = "tst-zzzzzzzzzz0000000000";
-  const auto unknown = refused(register_with(s, unknown_request));
-  EXPECT_EQ(wrong.kind, RefusalKind::unauthorized);
-  EXPECT_EQ(unknown.kind, RefusalKind::unauthorized);
-  EXPECT_EQ(wrong.code, unknown.code);
-  EXPECT_EQ(wrong.message, unknown.message);
-  EXPECT_EQ(wrong.message.find("rk_"), std::string::npos);
-
-  auto empty = request("");
-  EXPECT_EQ(refused(register_with(s, empty)).field, "registration_key");
+  struct Case {
+    std::function<void(RegisterRequest&)> change;
+    RefusalKind kind;
+    std::string field;
+  };
+  const std::vector<Case> cases = {
+      {[](RegisterRequest& r) { r.customer_id = ""; }, RefusalKind::invalid, "customer_id"},
+      {[](RegisterRequest& r) { r.customer_id = "TST_bad"; }, RefusalKind::invalid, "customer_id"},
+      {[](RegisterRequest& r) { r.registration_key = ""; }, RefusalKind::invalid,
+       "registration_key"},
+      {[](RegisterRequest& r) { r.registration_key = std::string(300, 'k'); },
+       RefusalKind::unauthorized, ""},
+      {[](RegisterRequest& r) { r.mailbox = "no-at-sign"; }, RefusalKind::invalid, "mailbox"},
+      {[](RegisterRequest& r) { r.device_token = "abcd"; }, RefusalKind::invalid, "device_token"},
+      {[](RegisterRequest& r) { r.environment = "staging"; }, RefusalKind::invalid, "environment"},
+      {[](RegisterRequest& r) { r.folder_id = ""; }, RefusalKind::invalid, "folder_id"},
+  };
+  for (std::size_t i = 0; i < cases.size(); ++i) {
+    auto r = request();
+    cases[i].change(r);
+    const auto answer = refused(register_with(s, r));
+    EXPECT_EQ(answer.kind, cases[i].kind) << "case " << i << ": " << answer.code;
+    EXPECT_EQ(answer.field, cases[i].field) << "case " << i;
+  }
+  EXPECT_EQ(store.calls(), 0u);
 }
 
-TEST_F(RegistrationServiceTest, DisabledCustomersAndOtherRegionsAreRefused) {
-  auto s = service();
-  auto disabled = request("rk_disabled");
-  disabled.customer_id = "tst-disabled00000000000";
-  const auto r = refused(register_with(s, disabled));
-  EXPECT_EQ(r.kind, RefusalKind::forbidden);
-  EXPECT_EQ(r.code, "customer_disabled");
+TEST_F(RegistrationRules, NoRegionSecretAndOtherRegionsAreRefusedBeforeTheStore) {
+  auto none = service(options(), /*with_secret=*/false);
+  const auto r = refused(register_with(none, request()));
+  EXPECT_EQ(r.kind, RefusalKind::unavailable);
+  EXPECT_EQ(r.code, "not_configured");
+  EXPECT_GT(r.retry_after.count(), 0);
+  EXPECT_EQ(
+      refused(run(none.unregister({secret.issue_capability()}, {"192.0.2.1", 8443, ""}))).code,
+      "not_configured");
 
+  auto s = service();
   auto elsewhere = request();
   elsewhere.customer_id = "use1-abcdefghij0123456789";
   const auto w = refused(register_with(s, elsewhere));
   EXPECT_EQ(w.kind, RefusalKind::wrong_region);
   EXPECT_EQ(w.region_host, "register.use1.mailpush.example");
+  EXPECT_EQ(store.calls(), 0u);
 }
 
-TEST_F(RegistrationServiceTest, OnlyAuthenticatedCallsSpendTheCustomersLimit) {
-  auto s = service(3);
-  for (int i = 0; i < 10; ++i) {
-    EXPECT_EQ(refused(register_with(s, request("rk_guess"))).kind, RefusalKind::unauthorized);
+TEST_F(RegistrationRules, WrongKeysAreOneAnswerAndTheAddressIsLimitedAfterAFew) {
+  auto o = options();
+  o.refusals_per_address_per_minute = 2;
+  auto s = service(o);
+  const Caller guesser{"198.51.100.7", 8443, ""};
+  auto unknown = request();
+  unknown.customer_id = "tst-zzzzzzzzzz0000000000";
+  const auto wrong = refused(register_with(s, request("rk_wrong"), guesser));
+  const auto none = refused(register_with(s, unknown, guesser));
+  EXPECT_EQ(wrong.kind, RefusalKind::unauthorized);
+  EXPECT_EQ(none.kind, RefusalKind::unauthorized);
+  EXPECT_EQ(wrong.message, none.message);
+  EXPECT_EQ(store.calls(), 2u);
+
+  const auto limited = refused(register_with(s, request(), guesser));
+  EXPECT_EQ(limited.kind, RefusalKind::rate_limited) << "even with the right key";
+  EXPECT_GT(limited.retry_after.count(), 0);
+  EXPECT_EQ(store.calls(), 2u) << "refused before the store";
+  // Capabilities from that address wait too; another address does not.
+  EXPECT_EQ(refused(run(s.move({secret.issue_capability(), kToken, "production"}, guesser))).kind,
+            RefusalKind::rate_limited);
+  (void)ok(register_with(s, request(), {"198.51.100.8", 8443, ""}));
+}
+
+TEST_F(RegistrationRules, ADisabledCustomerIsForbiddenAndNothingIsWritten) {
+  auto s = service();
+  auto r = request("rk_disabled");
+  r.customer_id = "tst-disabled00000000000";
+  const auto answer = refused(register_with(s, r));
+  EXPECT_EQ(answer.kind, RefusalKind::forbidden);
+  EXPECT_EQ(answer.code, "customer_disabled");
+  EXPECT_FALSE(store.last_registration().has_value());
+  store.set_customer_state(disabled, "deleted");
+  EXPECT_EQ(refused(register_with(s, r)).code, "customer_deleted");
+}
+
+TEST_F(RegistrationRules, OnlyAuthenticatedCallsSpendTheCustomersLimit) {
+  auto o = options();
+  o.per_customer_per_minute = 2;
+  auto s = service(o);
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_EQ(refused(register_with(s, request("rk_guess"), {"198.51.100.9", 8443, ""})).kind,
+              RefusalKind::unauthorized);
   }
-  for (int i = 0; i < 3; ++i) ok(register_with(s, request()));
-  const auto limited = refused(register_with(s, request()));
+  const Registered alice = ok(register_with(s, request()));
+  auto bob = request();
+  bob.mailbox = "bob@example.com";
+  (void)ok(register_with(s, bob));
+  const std::size_t written = store.active_registrations();
+
+  auto carol = request();
+  carol.mailbox = "carol@example.com";
+  const auto limited = refused(register_with(s, carol));
   EXPECT_EQ(limited.kind, RefusalKind::rate_limited);
+  EXPECT_EQ(limited.code, "rate_limited");
   EXPECT_GE(limited.retry_after.count(), 1);
-  EXPECT_LE(limited.retry_after.count(), 20);
-  // Refused before the database from now on, whatever the key.
+  EXPECT_LE(limited.retry_after.count(), 30);
+  EXPECT_EQ(store.active_registrations(), written);
+  // From now on refused before the store, whatever the key.
+  const std::size_t calls = store.calls();
   EXPECT_EQ(refused(register_with(s, request("rk_guess"))).kind, RefusalKind::rate_limited);
+  EXPECT_EQ(store.calls(), calls);
+
+  // A refresh is never refused for the limit: the store gets it as refresh_only.
+  auto refresh = request();
+  refresh.capability = alice.capability;
+  EXPECT_EQ(ok(register_with(s, refresh)).change, store::CapabilityChange::unchanged);
+  EXPECT_TRUE(store.last_registration()->refresh_only);
+  // Another mailbox presenting alice's capability is no refresh: limited.
+  carol.capability = alice.capability;
+  const auto borrowed = refused(register_with(s, carol));
+  EXPECT_EQ(borrowed.kind, RefusalKind::rate_limited);
+  EXPECT_GT(borrowed.retry_after.count(), 0);
+  EXPECT_NE(borrowed.message.find("not this registration's"), std::string::npos);
 }
 
-TEST_F(RegistrationServiceTest, OnlyTheCapabilityUnregistersAndItIsUnsubscribedHereAtOnce) {
-  auto s = service();
-  const Registered r = ok(register_with(s, request()));
-  const Bytes hash = sha384(r.capability);
-  const std::string key(hash.begin(), hash.end());
-  // The listener saw it already.
-  cache.put(key, CachedRegistration{r.registration_id, 1, std::make_shared<CustomerView>(), {}});
-  ASSERT_EQ(cache.get(key).hit, RegistrationCache::Hit::found);
+TEST_F(RegistrationRules, TheStoresRefusalsBecomeAnswersThatSayWhatToDo) {
+  auto o = options();
+  o.max_per_device = 1;
+  auto s = service(o);
+  (void)ok(register_with(s, request()));
+  auto second = request();
+  second.mailbox = "bob@example.com";
+  const auto device_full = refused(register_with(s, second));
+  EXPECT_EQ(device_full.kind, RefusalKind::forbidden);
+  EXPECT_EQ(device_full.code, "quota_device");
+  EXPECT_NE(device_full.message.find("registration.max_per_device"), std::string::npos);
 
-  // Missing, made-up, issued-but-unknown and legacy-shaped capabilities: one answer.
-  std::vector<RegistrationRefusal> answers;
-  for (const std::string& wrong : {std::string(), std::string("x"), secret.issue_capability(),
-                                   secret.callback_secret(r.registration_id, 0)}) {
-    answers.push_back(refused(run(s.unregister({wrong}, Caller{"192.0.2.1", 8443, ""}))));
-  }
-  for (const auto& a : answers) {
-    EXPECT_EQ(a.kind, RefusalKind::not_found);
-    EXPECT_EQ(a.code, answers[0].code);
-    EXPECT_EQ(a.message, answers[0].message);
-  }
-  EXPECT_EQ(cache.get(key).hit, RegistrationCache::Hit::found) << "nothing ended";
+  o = options();
+  o.max_per_customer = 1;
+  auto t = service(o);
+  auto other_device = second;
+  other_device.device_token = std::string(64, 'b');
+  const auto customer_full = refused(register_with(t, other_device));
+  EXPECT_EQ(customer_full.code, "quota_customer");
+  EXPECT_NE(customer_full.message.find("registration.max_per_customer"), std::string::npos);
 
-  auto done = run(s.unregister({r.capability}, Caller{"192.0.2.1", 8443, ""}));
-  ASSERT_TRUE(std::holds_alternative<Unregistered>(done)) << refused(done).message;
-  EXPECT_EQ(std::get<Unregistered>(done).customer_id, customer_id);
-  EXPECT_EQ(cache.get(key).hit, RegistrationCache::Hit::absent);
-  EXPECT_EQ(refused(run(s.unregister({r.capability}, Caller{"192.0.2.1", 8443, ""}))).kind,
-            RefusalKind::not_found);
+  const std::string dev_token(64, 'd');
+  store.refuse_device(dev_token, "production", /*invalid=*/true, "BadDeviceToken");
+  auto bad = request();
+  bad.device_token = dev_token;
+  const auto invalid = refused(register_with(s, bad));
+  EXPECT_EQ(invalid.kind, RefusalKind::device_refused);
+  EXPECT_EQ(invalid.code, "device_invalid");
+  EXPECT_NE(invalid.message.find("production"), std::string::npos);
+  EXPECT_NE(invalid.message.find("BadDeviceToken"), std::string::npos);
 
-  // Registered again, even presenting the ended capability: a new URL.
-  auto back_request = request();
-  back_request.capability = r.capability;
-  const Registered back = ok(register_with(s, back_request));
-  EXPECT_EQ(back.change, store::CapabilityChange::created);
-  EXPECT_NE(back.listener_url, r.listener_url);
-  EXPECT_EQ(cache.get(key).hit, RegistrationCache::Hit::absent);
+  const std::string gone_token(64, 'e');
+  store.refuse_device(gone_token, "production", /*invalid=*/false, "2024-05-01T10:00:00Z");
+  bad.device_token = gone_token;
+  const auto unregistered = refused(register_with(s, bad));
+  EXPECT_EQ(unregistered.code, "device_unregistered");
+  EXPECT_NE(unregistered.message.find("2024-05-01T10:00:00Z"), std::string::npos);
 }
 
-TEST_F(RegistrationServiceTest, OnlyTheCapabilityMovesARegistrationToANewToken) {
+TEST_F(RegistrationRules, AnUnreachableStoreIs503AndAnyOtherFailure500) {
   auto s = service();
+  store.fail_next_call(Errc::unavailable);
+  const auto down = refused(register_with(s, request()));
+  EXPECT_EQ(down.kind, RefusalKind::unavailable);
+  EXPECT_EQ(down.code, "unavailable");
+  EXPECT_EQ(down.retry_after.count(), 30);
+  store.fail_next_call(Errc::busy);
+  EXPECT_EQ(refused(register_with(s, request())).kind, RefusalKind::unavailable);
+  store.fail_next_call(Errc::internal);
+  const auto broken = refused(register_with(s, request()));
+  EXPECT_EQ(broken.kind, RefusalKind::internal);
+  EXPECT_EQ(broken.code, "internal");
+
   const Registered r = ok(register_with(s, request()));
-  const std::string new_token(64, 'c');
+  store.fail_next_call(Errc::unavailable);
+  EXPECT_EQ(refused(run(s.unregister({r.capability}, {"192.0.2.1", 8443, ""}))).kind,
+            RefusalKind::unavailable);
+  store.fail_next_call(Errc::unavailable);
+  EXPECT_EQ(refused(run(s.move({r.capability, std::string(64, 'c'), "production"},
+                               {"192.0.2.1", 8443, ""})))
+                .kind,
+            RefusalKind::unavailable);
+}
+
+TEST_F(RegistrationRules, OnlyAnIssuedCapabilityReachesTheStoreForAMoveOrAnEnd) {
+  auto o = options();
+  o.refusals_per_address_per_minute = 100;
+  auto s = service(o);
+  const Registered r = ok(register_with(s, request()));
   const Caller caller{"192.0.2.1", 8443, ""};
-  EXPECT_EQ(refused(run(s.move({secret.issue_capability(), new_token, "production"}, caller))).kind,
-            RefusalKind::not_found)
-      << "the old token and the key in the app move nothing";
-  EXPECT_EQ(refused(run(s.move({r.capability, "zz", "production"}, caller))).field, "device_token");
-  EXPECT_EQ(refused(run(s.move({r.capability, new_token, "staging"}, caller))).field,
-            "environment");
-  auto done = run(s.move({r.capability, new_token, "production"}, caller));
-  ASSERT_TRUE(std::holds_alternative<Moved>(done)) << refused(done).message;
-  EXPECT_TRUE(std::get<Moved>(done).moved);
-  EXPECT_EQ(std::get<Moved>(done).customer_id, customer_id);
-  EXPECT_EQ(std::get<Moved>(done).device, "cccccccc…(64)");
-  auto again = run(s.move({r.capability, new_token, "production"}, caller));
+  const std::size_t calls = store.calls();
+  for (const std::string& no_handle :
+       {std::string(), std::string("made-up"), secret.callback_secret(r.registration_id, 0)}) {
+    EXPECT_EQ(refused(run(s.move({no_handle, std::string(64, 'c'), "production"}, caller))).kind,
+              RefusalKind::not_found);
+    EXPECT_EQ(refused(run(s.unregister({no_handle}, caller))).kind, RefusalKind::not_found);
+  }
+  EXPECT_EQ(store.calls(), calls) << "decided without the store";
+  // Issued but no registration's: the store says so, and the answer is the same.
+  const auto unknown = refused(run(s.unregister({secret.issue_capability()}, caller)));
+  EXPECT_EQ(unknown.kind, RefusalKind::not_found);
+  EXPECT_EQ(store.calls(), calls + 1);
+}
+
+TEST_F(RegistrationRules, AMoveAndAnEndUpdateTheListenersCache) {
+  auto s = service();
+  const Caller caller{"192.0.2.1", 8443, ""};
+  const Registered mine = ok(register_with(s, request()));
+  // The new token already had a registration for the mailbox: it gives way to the moved one.
+  const std::string new_token(64, 'c');
+  auto theirs = request();
+  theirs.device_token = new_token;
+  const Registered displaced = ok(register_with(s, theirs));
+  const std::string displaced_key = key_of(sha384(displaced.capability));
+  cache.put(displaced_key,
+            CachedRegistration{displaced.registration_id, 1, std::make_shared<CustomerView>(), {}});
+
+  auto moved = run(s.move({mine.capability, new_token, "production"}, caller));
+  ASSERT_TRUE(std::holds_alternative<Moved>(moved)) << refused(moved).message;
+  EXPECT_TRUE(std::get<Moved>(moved).moved);
+  EXPECT_EQ(std::get<Moved>(moved).customer_id, kCustomer);
+  EXPECT_EQ(std::get<Moved>(moved).device, "cccccccc…(64)");
+  EXPECT_EQ(cache.get(displaced_key).hit, RegistrationCache::Hit::absent);
+  auto again = run(s.move({mine.capability, new_token, "production"}, caller));
   ASSERT_TRUE(std::holds_alternative<Moved>(again));
   EXPECT_FALSE(std::get<Moved>(again).moved);
 
-  // The new token refreshing with the capability keeps the URL.
-  auto refresh = request();
-  refresh.device_token = new_token;
-  refresh.capability = r.capability;
-  const Registered kept = ok(register_with(s, refresh));
-  EXPECT_EQ(kept.change, store::CapabilityChange::unchanged);
-  EXPECT_EQ(kept.listener_url, r.listener_url);
-}
+  store.refuse_device(std::string(64, 'f'), "development", true, "BadDeviceToken");
+  EXPECT_EQ(
+      refused(run(s.move({mine.capability, std::string(64, 'f'), "development"}, caller))).code,
+      "device_invalid");
 
-TEST_F(RegistrationServiceTest, RefusedCredentialsAreLimitedPerAddress) {
-  auto s = service(600, true, 443, /*refusals_per_minute=*/3);
-  const Caller guesser{"198.51.100.7", 8443, ""};
-  for (int i = 0; i < 3; ++i) {
-    EXPECT_EQ(refused(run(s.register_device(request("rk_guess"), guesser))).kind,
-              RefusalKind::unauthorized);
-  }
-  const auto limited = refused(run(s.register_device(request("rk_guess"), guesser)));
-  EXPECT_EQ(limited.kind, RefusalKind::rate_limited);
-  EXPECT_GT(limited.retry_after.count(), 0);
-  // The limit is the address's: capabilities from it wait too, other addresses do not.
-  EXPECT_EQ(refused(run(s.unregister({secret.issue_capability()}, guesser))).kind,
-            RefusalKind::rate_limited);
-  ok(register_with(s, request()));
-  // Made-up capabilities count as well.
-  const Caller prober{"198.51.100.8", 8443, ""};
-  for (int i = 0; i < 3; ++i) {
-    EXPECT_EQ(refused(run(s.unregister({"made-up"}, prober))).kind, RefusalKind::not_found);
-  }
-  EXPECT_EQ(refused(run(s.unregister({"made-up"}, prober))).kind, RefusalKind::rate_limited);
-}
-
-TEST_F(RegistrationServiceTest, TheCustomersLimitNeverRefusesARefresh) {
-  // The key is in every copy of the app: anyone can spend the customer's calls. An app that holds
-  // its capability keeps its registration whatever others do.
-  auto s = service(2);
-  const Registered r = ok(register_with(s, request()));
-  auto other = request();
-  other.mailbox = "bob@example.com";
-  ok(register_with(s, other));
-  EXPECT_EQ(refused(register_with(s, request())).kind, RefusalKind::rate_limited)
-      << "a repeat without the capability is a new registration: limited";
-  auto refresh = request();
-  refresh.capability = r.capability;
-  for (int i = 0; i < 3; ++i) {
-    const Registered again = ok(register_with(s, refresh));
-    EXPECT_EQ(again.change, store::CapabilityChange::unchanged);
-  }
-  // A URL from before capabilities is no handle: limited like a new registration.
-  refresh.capability = secret.callback_secret(r.registration_id, 0);
-  EXPECT_EQ(refused(register_with(s, refresh)).kind, RefusalKind::rate_limited);
-  // Nor is another registration's capability: the exemption is for a real refresh only.
-  auto borrowed = request();
-  borrowed.mailbox = "carol@example.com";
-  borrowed.capability = r.capability;
-  EXPECT_EQ(refused(register_with(s, borrowed)).kind, RefusalKind::rate_limited);
-  EXPECT_EQ(refused(register_with(s, borrowed)).code, "rate_limited");
-  refresh.capability = r.capability;
-  EXPECT_EQ(ok(register_with(s, refresh)).change, store::CapabilityChange::unchanged)
-      << "the real refresh still goes through";
-}
-
-TEST_F(RegistrationServiceTest, RefusalsCountPerLimitKeyNotPerAddressString) {
-  // The HTTP side keys IPv6 callers by their /64: two addresses of one network share the limit.
-  auto s = service(600, true, 443, /*refusals_per_minute=*/2);
-  const Caller a{"2001:db8::1", 8443, "2001:db8::/64"}, b{"2001:db8::2", 8443, "2001:db8::/64"};
-  EXPECT_EQ(refused(run(s.unregister({"made-up"}, a))).kind, RefusalKind::not_found);
-  EXPECT_EQ(refused(run(s.unregister({"made-up"}, b))).kind, RefusalKind::not_found);
-  EXPECT_EQ(refused(run(s.unregister({"made-up"}, a))).kind, RefusalKind::rate_limited);
-}
-
-TEST_F(RegistrationServiceTest, TheQuotaPerDeviceIsAClear403) {
-  RegistrationOptions o;
-  o.region = "test";
-  o.customer_id_prefix = "tst";
-  o.listener_host = "listener.test.example";
-  o.max_per_device = 1;
-  RegistrationService s(std::move(o), pool, &secret, &cache);
-  ok(register_with(s, request()));
-  auto second = request();
-  second.mailbox = "bob@example.com";
-  const auto r = refused(register_with(s, second));
-  EXPECT_EQ(r.kind, RefusalKind::forbidden);
-  EXPECT_EQ(r.code, "quota_device");
-  EXPECT_NE(r.message.find("registration.max_per_device"), std::string::npos);
-}
-
-TEST_F(RegistrationServiceTest, NoRegionSecretOrNoDatabaseIs503) {
-  auto none = service(600, false);
-  const auto r = refused(register_with(none, request()));
-  EXPECT_EQ(r.kind, RefusalKind::unavailable);
-  EXPECT_EQ(r.code, "not_configured");
-  EXPECT_NE(r.message.find("registration.secret_file"), std::string::npos);
-
-  auto options = db.options();
-  options.port = test::free_tcp_port();  // nothing listens there
-  options.connect_timeout = std::chrono::milliseconds(500);
-  store::DatabasePool down(options, store::PoolOptions{1, 10});
-  RegistrationOptions o;
-  o.customer_id_prefix = "tst";
-  o.listener_host = "listener.test.example";
-  RegistrationService s(o, down, &secret, &cache);
-  const auto d = refused(register_with(s, request()));
-  EXPECT_EQ(d.kind, RefusalKind::unavailable);
-  EXPECT_EQ(d.code, "unavailable");
-  EXPECT_GT(d.retry_after.count(), 0);
+  const std::string mine_key = key_of(sha384(mine.capability));
+  cache.put(mine_key,
+            CachedRegistration{mine.registration_id, 1, std::make_shared<CustomerView>(), {}});
+  auto ended = run(s.unregister({mine.capability}, caller));
+  ASSERT_TRUE(std::holds_alternative<Unregistered>(ended));
+  EXPECT_EQ(std::get<Unregistered>(ended).customer_id, kCustomer);
+  EXPECT_EQ(cache.get(mine_key).hit, RegistrationCache::Hit::absent);
+  EXPECT_EQ(refused(run(s.unregister({mine.capability}, caller))).kind, RefusalKind::not_found);
 }
 
 }  // namespace
