@@ -401,11 +401,13 @@ TEST(HostileInputLimits, RefusesTheAttributeBombQuickly) {
 
 TEST(HostileInputLimits, RefusesBigBodiesQuickly) {
   // The nesting bomb is refused by the pre-scan after 33 elements, not after parsing 100k.
+  // The bound is loose (a call takes well under 1 ms in the dev build, 7 ms under ASan on a busy
+  // machine), as for the attribute bomb: parsing the whole body would take far longer.
   const std::string bomb = nested(100000);
   const auto start = std::chrono::steady_clock::now();
   for (int i = 0; i < 100; ++i) ASSERT_TRUE(refusal_of(bomb));
   const auto per_call = (std::chrono::steady_clock::now() - start) / 100;
-  EXPECT_LT(per_call, std::chrono::milliseconds(5));
+  EXPECT_LT(per_call, std::chrono::milliseconds(50));
 }
 
 }  // namespace
