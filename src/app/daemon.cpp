@@ -47,6 +47,7 @@
 #include "store/instances.hpp"
 #include "store/mariadb_callback_store.hpp"
 #include "store/mariadb_dispatch_store.hpp"
+#include "store/mariadb_portal_store.hpp"
 #include "store/mariadb_registration_store.hpp"
 #include "store/registrations.hpp"
 
@@ -255,7 +256,8 @@ struct RegionServices {
         callback_service(callback_store, registration_cache, registry, unknown_secret_limit(cfg)),
         ews_endpoint(callback_service, ews_endpoint_options(cfg, trusted_proxies), registry),
         portal_page(files.portal->options),
-        portal_endpoint(files.portal->options, pool, portal_ring, registry),
+        portal_store(pool),
+        portal_endpoint(files.portal->options, portal_store, portal_ring, registry),
         registration_store(pool),
         registration_service(registration_options(cfg), registration_store,
                              files.region_secret ? &*files.region_secret : nullptr,
@@ -315,6 +317,7 @@ struct RegionServices {
   relay::EwsCallbackService callback_service;
   http::EwsEndpoint ews_endpoint;
   portal::PortalPage portal_page;
+  store::MariadbPortalStore portal_store;  // customers, credentials, invites, audit rows
   portal::PortalEndpoint portal_endpoint;
   store::MariadbRegistrationStore registration_store;
   relay::RegistrationService registration_service;

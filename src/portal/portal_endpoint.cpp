@@ -3,7 +3,6 @@
 #include "portal/portal_endpoint.hpp"
 
 #include <boost/asio/this_coro.hpp>
-#include <boost/asio/use_awaitable.hpp>
 #include <ctime>
 #include <nlohmann/json.hpp>
 
@@ -347,10 +346,10 @@ std::variant<keys::Sealed, Refusal> seal_credential(const keys::KeyRing& ring,
 
 }  // namespace
 
-PortalEndpoint::PortalEndpoint(PortalOptions options, store::DatabasePool& pool,
+PortalEndpoint::PortalEndpoint(PortalOptions options, store::PortalStore& store,
                                const keys::KeyRing* ring, prometheus::Registry& registry)
     : options_(std::move(options)),
-      pool_(pool),
+      store_(store),
       ring_(ring),
       limiter_(options_.failed_attempts_per_15_minutes, std::chrono::minutes(15)),
       outcomes_(prometheus::BuildCounter()
@@ -463,7 +462,7 @@ struct Creator {
 
 // Who may create: the region admin token, or a one-time invite code still usable.
 asio::awaitable<std::variant<Creator, Refusal>> creator_of(
-    store::DatabasePool& pool, const std::vector<Bytes>& admin_token_hashes,
+    store::PortalStore& store, const std::vector<Bytes>& admin_token_hashes,
     const std::string& token, const std::optional<std::string>& invite) {
   if (!token.empty()) {
     if (!is_admin_token(admin_token_hashes, token)) {
@@ -479,10 +478,7 @@ asio::awaitable<std::variant<Creator, Refusal>> creator_of(
                       Blame::none};
   }
   Bytes invite_hash = sha384(*invite);
-  const store::DatabasePool::Job<bool> check = [hash = invite_hash](store::Connection& c) {
-    return store::invite_usable(c, hash);
-  };
-  auto usable = co_await pool.async_run(check, asio::use_awaitable);
+  auto usable = co_await store.invite_usable(invite_hash);
   if (!usable) co_return database_refusal(usable.error());
   if (!*usable) {
     co_return Refusal{bhttp::status::forbidden, "invalid_invite",
@@ -531,7 +527,7 @@ asio::awaitable<http::Response> PortalEndpoint::create(const http::Request& req,
 
   const std::string token = bearer_token(req);
   const auto invite = field(upload, "invite_code");
-  auto creator = co_await creator_of(pool_, options_.admin_token_hashes, token, invite);
+  auto creator = co_await creator_of(store_, options_.admin_token_hashes, token, invite);
   if (auto* refusal = std::get_if<Refusal>(&creator)) co_return r.refuse(*refusal);
   const Creator& by = std::get<Creator>(creator);
 
@@ -552,12 +548,9 @@ asio::awaitable<http::Response> PortalEndpoint::create(const http::Request& req,
   auto sealed = seal_credential(*ring_, customer.customer_id, cert);
   if (auto* refusal = std::get_if<Refusal>(&sealed)) co_return r.refuse(*refusal);
   const store::Actor actor{by.actor_name, r.peer()};
-  const store::DatabasePool::Job<store::CreatedCustomer> job =
-      [customer, credential = new_credential(cert, std::move(std::get<keys::Sealed>(sealed))),
-       actor](store::Connection& c) {
-        return store::create_customer(c, customer, credential, actor);
-      };
-  auto created = co_await pool_.async_run(job, asio::use_awaitable);
+  const store::NewCredential credential =
+      new_credential(cert, std::move(std::get<keys::Sealed>(sealed)));
+  auto created = co_await store_.create_customer(customer, credential, actor);
   if (!created && created.error().code == Errc::not_found) {
     // The invite was used or expired between the check and the transaction.
     co_return r.refuse(
@@ -597,16 +590,13 @@ std::variant<Caller, Refusal> caller_of(const http::Request& req, std::string_vi
   return Caller{std::string(id), is_admin_token(admin_token_hashes, token), sha384(token)};
 }
 
-// The customer the caller may act on: by Customer ID for the admin token, by key otherwise;
-// none when the key belongs to another customer or the customer is deleted.
-Result<std::optional<store::CustomerRow>> authorised_customer(store::Connection& c,
-                                                              const Caller& caller) {
-  auto found = caller.admin ? store::find_customer(c, caller.id)
-                            : store::find_customer_by_admin_key(c, caller.key_hash);
-  if (!found) return found;
-  if (!*found || (*found)->customer_id != caller.id || (*found)->state == "deleted")
-    return std::optional<store::CustomerRow>{};
-  return found;
+// Whom the store looks up for the caller: the Customer ID alone for the admin token, with the key
+// otherwise (store::PortalCaller).
+store::PortalCaller portal_caller(const Caller& caller) {
+  store::PortalCaller out;
+  out.customer_id = caller.id;
+  if (!caller.admin) out.admin_key_hash = caller.key_hash;
+  return out;
 }
 
 const Refusal kInvalidKey{bhttp::status::forbidden, "invalid_key",
@@ -627,29 +617,14 @@ asio::awaitable<http::Response> PortalEndpoint::status(const http::Request& req,
   if (auto limited = r.rate_limited()) co_return r.refuse(*limited);
   auto who = caller_of(req, ctx.path_rest, options_.admin_token_hashes);
   if (auto* refusal = std::get_if<Refusal>(&who)) co_return r.refuse(*refusal);
-  struct View {
-    std::optional<store::CustomerRow> customer;
-    std::vector<store::CredentialRow> credentials;
-  };
-  const store::DatabasePool::Job<View> job =
-      [caller = std::get<Caller>(who)](store::Connection& c) -> Result<View> {
-    View v;
-    auto found = authorised_customer(c, caller);
-    if (!found) return std::move(found).error();
-    if (!*found) return v;
-    v.customer = std::move(*found);
-    auto creds = store::customer_credentials(c, v.customer->id);
-    if (!creds) return std::move(creds).error();
-    v.credentials = std::move(*creds);
-    return v;
-  };
-  auto view = co_await pool_.async_run(job, asio::use_awaitable);
+  const store::PortalCaller caller = portal_caller(std::get<Caller>(who));
+  auto view = co_await store_.find_customer_credentials(caller);
   if (!view) co_return r.refuse(database_refusal(view.error()));
-  if (!view->customer) co_return r.refuse(not_authorised(std::get<Caller>(who)));
+  if (!*view) co_return r.refuse(not_authorised(std::get<Caller>(who)));
   json creds = json::array();
   json active = nullptr;
   json warnings = json::array();
-  for (const auto& k : view->credentials) {
+  for (const auto& k : (*view)->credentials) {
     creds.push_back(certificate_json(k));
     if (k.state == "active" && active.is_null()) {
       active = certificate_json(k);
@@ -664,12 +639,12 @@ asio::awaitable<http::Response> PortalEndpoint::status(const http::Request& req,
                          ": no notification is sent until you renew it");
     }
   }
-  co_return r.ok(bhttp::status::ok, {{"customer_id", view->customer->customer_id},
+  co_return r.ok(bhttp::status::ok, {{"customer_id", (*view)->customer.customer_id},
                                      {"region", options_.region},
-                                     {"app_id", view->customer->app_id},
-                                     {"display_name", view->customer->display_name},
-                                     {"state", view->customer->state},
-                                     {"created_at", view->customer->created_at},
+                                     {"app_id", (*view)->customer.app_id},
+                                     {"display_name", (*view)->customer.display_name},
+                                     {"state", (*view)->customer.state},
+                                     {"created_at", (*view)->customer.created_at},
                                      {"certificate", active},
                                      {"certificates", creds},
                                      {"warnings", warnings}});
@@ -695,11 +670,8 @@ asio::awaitable<http::Response> PortalEndpoint::customer_action(const http::Requ
   auto who = caller_of(req, id, options_.admin_token_hashes);
   if (auto* refusal = std::get_if<Refusal>(&who)) co_return r.refuse(*refusal);
   const bool admin = std::get<Caller>(who).admin;
-  const store::DatabasePool::Job<std::optional<store::CustomerRow>> find =
-      [caller = std::get<Caller>(who)](store::Connection& c) {
-        return authorised_customer(c, caller);
-      };
-  auto found = co_await pool_.async_run(find, asio::use_awaitable);
+  const store::PortalCaller caller = portal_caller(std::get<Caller>(who));
+  auto found = co_await store_.find_customer(caller);
   if (!found) co_return r.refuse(database_refusal(found.error()));
   if (!*found) co_return r.refuse(not_authorised(std::get<Caller>(who)));
   const store::CustomerRow customer = **found;
@@ -713,11 +685,7 @@ asio::awaitable<http::Response> PortalEndpoint::set_customer_state(
     PortalRequest& r, const store::CustomerRow& customer, const store::Actor& actor,
     const std::string& state) {
   const std::string& id = customer.customer_id;
-  const store::DatabasePool::Job<bool> job = [row = customer.id, state,
-                                              actor](store::Connection& c) {
-    return store::set_customer_state(c, row, state, actor);
-  };
-  auto changed = co_await pool_.async_run(job, asio::use_awaitable);
+  auto changed = co_await store_.set_customer_state(customer.id, state, actor);
   if (!changed) co_return r.refuse(database_refusal(changed.error()));
   log::info("portal.customer_state",
             {{"customer", id}, {"state", state}, {"changed", *changed}, {"by", actor.name}});
@@ -781,9 +749,7 @@ asio::awaitable<http::Response> PortalEndpoint::renew_certificate(
   if (auto* refusal = std::get_if<Refusal>(&inspected)) co_return r.refuse(*refusal);
   const certs::PushCertificate& cert = std::get<certs::PushCertificate>(inspected);
 
-  const store::DatabasePool::Job<std::vector<store::CredentialRow>> current =
-      [row = customer.id](store::Connection& c) { return store::customer_credentials(c, row); };
-  auto existing = co_await pool_.async_run(current, asio::use_awaitable);
+  auto existing = co_await store_.customer_credentials(customer.id);
   if (!existing) co_return r.refuse(database_refusal(existing.error()));
   if (auto refusal = environment_switch_refusal(*existing, cert, allow_env_change)) {
     co_return r.refuse(*refusal);
@@ -800,11 +766,9 @@ asio::awaitable<http::Response> PortalEndpoint::renew_certificate(
   }
   auto sealed = seal_credential(*ring_, customer.customer_id, cert);
   if (auto* refusal = std::get_if<Refusal>(&sealed)) co_return r.refuse(*refusal);
-  const store::DatabasePool::Job<std::int64_t> job =
-      [row = customer.id,
-       credential = new_credential(cert, std::move(std::get<keys::Sealed>(sealed))), actor](
-          store::Connection& c) { return store::replace_credential(c, row, credential, actor); };
-  auto replaced = co_await pool_.async_run(job, asio::use_awaitable);
+  const store::NewCredential credential =
+      new_credential(cert, std::move(std::get<keys::Sealed>(sealed)));
+  auto replaced = co_await store_.replace_credential(customer.id, credential, actor);
   if (!replaced) co_return r.refuse(database_refusal(replaced.error()));
   log::info("portal.credential_renewed", {{"customer", customer.customer_id},
                                           {"topic", cert.topic},
@@ -854,16 +818,8 @@ asio::awaitable<http::Response> PortalEndpoint::remove(const http::Request& req,
   const std::string id = caller.id;
   const store::Actor actor{caller.admin ? "portal:region-admin" : "portal:customer-admin",
                            r.peer()};
-  const store::DatabasePool::Job<std::optional<bool>> job =
-      [caller, actor](store::Connection& c) -> Result<std::optional<bool>> {
-    auto found = authorised_customer(c, caller);
-    if (!found) return std::move(found).error();
-    if (!*found) return std::optional<bool>{};
-    auto changed = store::set_customer_state(c, (*found)->id, "deleted", actor);
-    if (!changed) return std::move(changed).error();
-    return std::optional<bool>{*changed};
-  };
-  auto deleted = co_await pool_.async_run(job, asio::use_awaitable);
+  const store::PortalCaller opens = portal_caller(caller);
+  auto deleted = co_await store_.delete_customer(opens, actor);
   if (!deleted) co_return r.refuse(database_refusal(deleted.error()));
   if (!*deleted) co_return r.refuse(not_authorised(caller));
   log::info("portal.customer_deleted", {{"customer", id}, {"by", actor.name}});

@@ -29,7 +29,7 @@
 #include "keys/key_ring.hpp"
 #include "portal/failure_limiter.hpp"
 #include "store/customers.hpp"
-#include "store/database_pool.hpp"
+#include "store/portal_store.hpp"
 
 namespace mp::portal {
 
@@ -64,7 +64,7 @@ class PortalEndpoint {
  public:
   // `ring` may be null: the region has no key file, and uploads are refused with 503 and a
   // message for the operator (status and state changes still work).
-  PortalEndpoint(PortalOptions options, store::DatabasePool& pool, const keys::KeyRing* ring,
+  PortalEndpoint(PortalOptions options, store::PortalStore& store, const keys::KeyRing* ring,
                  prometheus::Registry& registry);
 
   void add_routes(http::Router& router);
@@ -96,7 +96,7 @@ class PortalEndpoint {
                                                       const certs::PushCertificate& cert);
 
   PortalOptions options_;
-  store::DatabasePool& pool_;
+  store::PortalStore& store_;
   const keys::KeyRing* ring_;
   FailureLimiter limiter_;
   prometheus::Family<prometheus::Counter>& outcomes_;
