@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Sets everything up and runs the whole test suite: packages, the test MariaDB server, a build
 # per preset and ctest (the dev preset then a 3-minute soak, bench/soak.sh), then the parser
-# fuzzers for a bounded time.
-# Usage: scripts/test.sh [--preset dev|asan|fuzz]... (default: dev, asan, fuzz). While one
-# preset's tests run, the next preset builds at the lowest priority.
+# fuzzers (built by the asan preset) for a bounded time.
+# Usage: scripts/test.sh [--preset dev|asan|fuzz]... (default: dev, asan, fuzz; fuzz needs the
+# asan build and builds it when asked alone). While the dev tests run, the asan preset builds at
+# the lowest priority.
 # Each fuzz target runs for its own time (below; where its coverage still grows), two at a time;
 # MAILPUSH_FUZZ_SECONDS, when set, gives every target that many seconds instead.
 set -euo pipefail
@@ -34,18 +35,18 @@ export MAILPUSH_TEST_DB_PORT="$db_port"
 export MAILPUSH_TEST_DB_USER=mailpush
 export MAILPUSH_TEST_DB_PASSWORD_FILE="$db_dir/mailpush.password"
 
-# fuzz NAME SECONDS MAX_LEN [libFuzzer options] -- SEEDS...: runs build/fuzz/fuzz/fuzz_NAME for
+# fuzz NAME SECONDS MAX_LEN [libFuzzer options] -- SEEDS...: runs build/asan/fuzz/fuzz_NAME for
 # the bounded time on a corpus in the build tree that starts from the seeds and grows across runs;
-# its output goes to build/fuzz/NAME.log (the last lines are printed when it ends).
+# its output goes to build/asan/fuzz/NAME.log (the last lines are printed when it ends).
 fuzz() {
   local name=$1 seconds=${MAILPUSH_FUZZ_SECONDS:-$2} max_len=$3 options=()
   shift 3
   while [ "$1" != -- ]; do options+=("$1"); shift; done
   shift
-  local corpus="$root/build/fuzz/corpus_$name" log="$root/build/fuzz/$name.log" rc=0
+  local corpus="$root/build/asan/fuzz/corpus_$name" log="$root/build/asan/fuzz/$name.log" rc=0
   mkdir -p "$corpus"
   cp "$@" "$corpus/"
-  (cd build/fuzz && "./fuzz/fuzz_$name" "${options[@]}" -max_len="$max_len" -timeout=5 \
+  (cd build/asan/fuzz && "./fuzz_$name" "${options[@]}" -max_len="$max_len" -timeout=5 \
      -max_total_time="$seconds" -print_final_stats=1 "$corpus" >"$log" 2>&1) || rc=$?
   echo "-- fuzz_$name, ${seconds}s, exit $rc"
   tail -n 6 "$log"
@@ -71,8 +72,9 @@ fuzz_all() {
 }
 
 # The tests of one preset leave a core idle most of the time (they wait on sockets, servers and
-# timers), so the next preset builds meanwhile at the lowest priority; the soak waits for that
-# build to end, so it measures on a quiet machine.
+# timers), and so does the soak (it drives the region at 60 % of what it measured it can take),
+# so the next preset builds meanwhile at the lowest priority: the kernel gives a nice-19 build
+# only the time that nothing else wants.
 build_log() { echo "$root/build/$1.build.log"; }
 background_build=""
 start_background_build() {
@@ -107,26 +109,37 @@ stage() { echo "== $1 in $(( $(date +%s) - $2 )) s (at $(( $(date +%s) - suite_s
 for i in "${!presets[@]}"; do
   preset=${presets[$i]}
   next=${presets[$((i + 1))]:-}
-  echo "== preset $preset: configure, build, test"
   start=$(date +%s)
+  if [ "$preset" = fuzz ]; then
+    # The fuzz targets are part of the asan build.
+    echo "== fuzz: the parsers, from the asan build"
+    case " ${presets[*]} " in
+      *" asan "*) ;;
+      *) finish_build asan; stage "preset asan: build" "$start" ;;
+    esac
+    fuzz_all
+    stage "fuzz" "$start"
+    continue
+  fi
+  echo "== preset $preset: configure, build, test"
   finish_build "$preset"
   stage "preset $preset: build" "$start"
-  if [ -n "$next" ] && [ "$preset" != fuzz ]; then start_background_build "$next"; fi
+  if [ -n "$next" ] && [ "$next" != fuzz ]; then start_background_build "$next"; fi
   tests_start=$(date +%s)
-  if [ "$preset" = fuzz ]; then
-    fuzz_all
-  else
-    ctest --preset "$preset"
-  fi
+  ctest --preset "$preset"
   stage "preset $preset: tests" "$tests_start"
   if [ "$preset" = dev ]; then
-    if [ -n "$next" ]; then finish_build "$next"; stage "preset $next: build (beside the tests)" "$tests_start"; fi
     # The 3-minute soak on the dev build (bench/soak.sh: leaks, loss, unexplained errors; its
-    # own private MariaDB, apns-sim and mailpushd; about 4 minutes in all).
+    # own private MariaDB, apns-sim and mailpushd; about 4 minutes in all). The next preset's
+    # build goes on beside it at nice 19, so it takes only what the soak leaves idle.
     echo "-- soak, 3 minutes (bench/soak.sh)"
     soak_start=$(date +%s)
     bash bench/soak.sh --minutes 3 --build-dir build/dev --skip-build
     stage "soak" "$soak_start"
+    if [ -n "$next" ] && [ "$next" != fuzz ]; then
+      finish_build "$next"
+      stage "preset $next: build (beside the tests and the soak)" "$tests_start"
+    fi
   fi
   echo "== preset $preset: passed in $(( $(date +%s) - start )) s"
 done

@@ -707,8 +707,10 @@ TEST(MailpushctlOps, DoctorForOneCustomerCountsItsSilentSubscriptionsOnly) {
   const auto quiet = r.customer_with_cert("dev-quiet");
   const auto busy = r.customer_with_cert("dev-busy");
   for (int i = 0; i < 6; ++i) {
-    r.register_device(quiet, "q" + std::to_string(i) + "@example.com",
-                      std::string(62, 'c') + "0" + std::to_string(i));
+    std::string token(62, 'c');  // appended to, not `+`: GCC 12 misreads that as out of bounds
+    token += '0';
+    token += std::to_string(i);
+    r.register_device(quiet, "q" + std::to_string(i) + "@example.com", token);
   }
   r.register_device(busy, "b@example.com", std::string(64, 'd'));
   ASSERT_TRUE(r.conn()
