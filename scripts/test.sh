@@ -72,9 +72,10 @@ fuzz_all() {
 }
 
 # The tests of one preset leave a core idle most of the time (they wait on sockets, servers and
-# timers), and so does the soak (it drives the region at 60 % of what it measured it can take),
-# so the next preset builds meanwhile at the lowest priority: the kernel gives a nice-19 build
-# only the time that nothing else wants.
+# timers), so the next preset builds meanwhile at the lowest priority, and goes on beside the soak.
+# (mariadbd and the soak's daemons run in sessions of their own, and with the kernel's autogroup
+# scheduling nice 19 does not keep the build out of their way: the soak measures a lower capacity
+# beside it and drives 60 % of that. Its rule is about growth, loss and errors, not the rate.)
 build_log() { echo "$root/build/$1.build.log"; }
 background_build=""
 start_background_build() {
@@ -130,8 +131,8 @@ for i in "${!presets[@]}"; do
   stage "preset $preset: tests" "$tests_start"
   if [ "$preset" = dev ]; then
     # The 3-minute soak on the dev build (bench/soak.sh: leaks, loss, unexplained errors; its
-    # own private MariaDB, apns-sim and mailpushd; about 4 minutes in all). The next preset's
-    # build goes on beside it at nice 19, so it takes only what the soak leaves idle.
+    # own private MariaDB, apns-sim and mailpushd; about 4 minutes in all), with the next
+    # preset's build beside it.
     echo "-- soak, 3 minutes (bench/soak.sh)"
     soak_start=$(date +%s)
     bash bench/soak.sh --minutes 3 --build-dir build/dev --skip-build
