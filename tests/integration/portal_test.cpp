@@ -18,34 +18,13 @@
 #include "store/migrations.hpp"
 #include "test_apns_sim.hpp"
 #include "test_env.hpp"
+#include "test_multipart_form.hpp"
 
 namespace mp::test {
 namespace {
 
 using namespace std::chrono_literals;
 using nlohmann::json;
-
-// A multipart/form-data body as browsers build it.
-class Form {
- public:
-  Form& field(const std::string& name, const std::string& value) {
-    body_ += "--" + kBoundary + "\r\nContent-Disposition: form-data; name=\"" + name +
-             "\"\r\n\r\n" + value + "\r\n";
-    return *this;
-  }
-  Form& file(const std::string& name, const std::string& data) {
-    body_ += "--" + kBoundary + "\r\nContent-Disposition: form-data; name=\"" + name +
-             "\"; filename=\"push.p12\"\r\nContent-Type: application/x-pkcs12\r\n\r\n" + data +
-             "\r\n";
-    return *this;
-  }
-  std::string body() const { return body_ + "--" + kBoundary + "--\r\n"; }
-  static std::string content_type() { return "multipart/form-data; boundary=" + kBoundary; }
-
- private:
-  inline static const std::string kBoundary = "----WebKitFormBoundaryMpTest7MA4YWxk";
-  std::string body_;
-};
 
 const std::string kAdminToken = "adm_integration-test-token-0123456789";
 

@@ -21,6 +21,7 @@
 #include "common/log.hpp"
 #include "test_apns_sim.hpp"
 #include "test_keys.hpp"
+#include "test_multipart_form.hpp"
 #include "test_portal_store.hpp"
 
 namespace mp::portal {
@@ -33,27 +34,7 @@ const std::string kAdminToken = "adm_unit-test-token-0123456789abcdef";
 const std::string kInvite = "inv_unit-test-invite-code-0123456789";
 const std::string kPeer = "192.0.2.10";
 
-// A multipart/form-data body as browsers build it.
-class Form {
- public:
-  Form& field(const std::string& name, const std::string& value) {
-    body_ += "--" + kBoundary + "\r\nContent-Disposition: form-data; name=\"" + name +
-             "\"\r\n\r\n" + value + "\r\n";
-    return *this;
-  }
-  Form& file(const std::string& name, const std::string& data) {
-    body_ += "--" + kBoundary + "\r\nContent-Disposition: form-data; name=\"" + name +
-             "\"; filename=\"push.p12\"\r\nContent-Type: application/x-pkcs12\r\n\r\n" + data +
-             "\r\n";
-    return *this;
-  }
-  std::string body() const { return body_ + "--" + kBoundary + "--\r\n"; }
-  static std::string content_type() { return "multipart/form-data; boundary=" + kBoundary; }
-
- private:
-  inline static const std::string kBoundary = "----WebKitFormBoundaryMpUnit7MA4YWxk";
-  std::string body_;
-};
+using test::Form;
 
 struct Answer {
   int status = 0;

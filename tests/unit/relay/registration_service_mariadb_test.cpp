@@ -16,32 +16,14 @@
 #include "store/mariadb_registration_store.hpp"
 #include "store/migrations.hpp"
 #include "test_env.hpp"
+#include "test_registration_service.hpp"
 
 namespace mp::relay {
 namespace {
 
-const std::string kToken = "a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90";
-
-// Runs one coroutine of the service to completion.
-template <class T>
-T run(boost::asio::awaitable<T> work) {
-  boost::asio::io_context ioc;
-  std::optional<T> out;
-  boost::asio::co_spawn(ioc, std::move(work), [&out](std::exception_ptr e, T value) {
-    if (e) std::rethrow_exception(e);
-    out = std::move(value);
-  });
-  ioc.run();
-  EXPECT_TRUE(out.has_value());
-  return std::move(*out);
-}
-
-keys::RegionSecret make_secret() {
-  auto s = keys::RegionSecret::from_text(
-      "region-secret " + std::string("c2VjcmV0LWZvci10ZXN0cy1vbmx5LTAxMjM0NTY3ODk=") + "\n");
-  EXPECT_TRUE(s.ok());
-  return std::move(s).value();
-}
+using test::kToken;
+using test::make_secret;
+using test::run;
 
 class RegistrationServiceTest : public ::testing::Test {
  protected:
@@ -119,7 +101,7 @@ class RegistrationServiceTest : public ::testing::Test {
     return rows.ok() && !rows->empty() ? (*rows)[0].text(0) : "";
   }
 
-  test::ScratchDatabase db;
+  mp::test::ScratchDatabase db;
   store::DatabasePool pool{db.options(), store::PoolOptions{2, 100}};
   store::MariadbRegistrationStore registrations{pool};
   keys::RegionSecret secret = make_secret();
@@ -385,7 +367,7 @@ TEST_F(RegistrationServiceTest, NoRegionSecretOrNoDatabaseIs503) {
   EXPECT_NE(r.message.find("registration.secret_file"), std::string::npos);
 
   auto options = db.options();
-  options.port = test::free_tcp_port();  // nothing listens there
+  options.port = mp::test::free_tcp_port();  // nothing listens there
   options.connect_timeout = std::chrono::milliseconds(500);
   store::DatabasePool down(options, store::PoolOptions{1, 10});
   store::MariadbRegistrationStore unreachable(down);

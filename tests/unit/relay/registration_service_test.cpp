@@ -15,33 +15,16 @@
 #include <vector>
 
 #include "common/crypto.hpp"
+#include "test_registration_service.hpp"
 #include "test_registration_store.hpp"
 
 namespace mp::relay {
 namespace {
 
-const std::string kToken = "a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90";
+using test::kToken;
+using test::make_secret;
+using test::run;
 const std::string kCustomer = "tst-abcdefghij0123456789";
-
-template <class T>
-T run(boost::asio::awaitable<T> work) {
-  boost::asio::io_context ioc;
-  std::optional<T> out;
-  boost::asio::co_spawn(ioc, std::move(work), [&out](std::exception_ptr e, T value) {
-    if (e) std::rethrow_exception(e);
-    out = std::move(value);
-  });
-  ioc.run();
-  EXPECT_TRUE(out.has_value());
-  return std::move(*out);
-}
-
-keys::RegionSecret make_secret() {
-  auto s = keys::RegionSecret::from_text(
-      "region-secret " + std::string("c2VjcmV0LWZvci10ZXN0cy1vbmx5LTAxMjM0NTY3ODk=") + "\n");
-  EXPECT_TRUE(s.ok());
-  return std::move(s).value();
-}
 
 std::string key_of(const Bytes& hash) {
   return std::string(hash.begin(), hash.end());
