@@ -26,4 +26,12 @@ class Form {
   std::string body_;
 };
 
+// A form the portal must refuse, with the status and error code it answers.
+struct RefusedForm {
+  std::string what;
+  Form form;
+  int status = 0;
+  std::string error;
+};
+
 }  // namespace mp::test

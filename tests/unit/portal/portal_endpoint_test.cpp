@@ -136,6 +136,14 @@ class PortalRules : public ::testing::Test {
                 const std::string& peer = kPeer) {
     return send(bhttp::verb::post, "/portal/v1/customers", f.body(), bearer, peer);
   }
+  // Starts the endpoint and creates a customer with a one-time invite, as the portal page does.
+  Answer create_with_invite() {
+    store_.add_invite(kInvite);
+    start();
+    Form f = create_form();
+    f.field("invite_code", kInvite);
+    return create(f, "");
+  }
 
   // A customer created by the region admin: its Customer ID and admin key.
   struct Created {
@@ -166,11 +174,7 @@ class PortalRules : public ::testing::Test {
 };
 
 TEST_F(PortalRules, CreateWithAnInviteStoresHashesAndASealedCredentialAndUsesTheInvite) {
-  store_.add_invite(kInvite);
-  start();
-  Form f = create_form();
-  f.field("invite_code", kInvite);
-  const Answer a = create(f, "");
+  const Answer a = create_with_invite();
   ASSERT_EQ(a.status, 201) << a.raw;
   EXPECT_EQ(a.cache_control, "no-store");
   const std::string id = a.body.at("customer_id");
@@ -198,6 +202,8 @@ TEST_F(PortalRules, CreateWithAnInviteStoresHashesAndASealedCredentialAndUsesThe
   EXPECT_EQ(store_.audit()[0].source_address, kPeer);
 
   // The code is used now: a second customer with it is refused, and nothing is stored.
+  Form f = create_form();
+  f.field("invite_code", kInvite);
   const Answer again = create(f, "");
   EXPECT_EQ(again.status, 403) << again.raw;
   EXPECT_EQ(again.body.at("error"), "invalid_invite");
@@ -236,13 +242,7 @@ TEST_F(PortalRules, AnInviteUsedBetweenTheCheckAndTheWriteIsRefused) {
 TEST_F(PortalRules, UploadsThatAreNotThisAppsValidPushCertificateAreRefusedWithTheirReason) {
   start();
   const std::string pw = password("mail");
-  struct Case {
-    std::string what;
-    Form form;
-    int status;
-    std::string error;
-  };
-  std::vector<Case> cases;
+  std::vector<test::RefusedForm> cases;
   auto with = [](const std::string& data, const std::string& pass,
                  const std::string& app_id = "com.example.mail") {
     Form f;
@@ -283,6 +283,27 @@ TEST_F(PortalRules, UploadsThatAreNotThisAppsValidPushCertificateAreRefusedWithT
     f.field("region", "use1");
     cases.push_back({"another region", f, 421, "wrong_region"});
   }
+  {
+    Form f;
+    f.file("certificate", p12("mail")).field("password", pw).field("app_id", "com.example.mail");
+    f.field("region", "mars-1");
+    cases.push_back({"an unknown region", f, 400, "unknown_region"});
+  }
+  {
+    Form f = with(p12("mail"), pw);
+    f.field("region", "use1");
+    cases.push_back({"a field sent twice", f, 400, "malformed_form"});
+  }
+  cases.push_back({"a truncated .p12", with(p12("mail").substr(0, 500), pw), 422, "not_pkcs12"});
+  for (const std::string name : {"mail-not-yet-valid", "mail-wrong-ca"}) {
+    cases.push_back({name, with(p12(name), password(name)), 422,
+                     name == "mail-wrong-ca" ? "unknown_issuer" : "not_yet_valid"});
+  }
+  cases.push_back({"an App ID with SQL in it",
+                   with(p12("mail"), pw, "com.example.mail'; DROP TABLE customers; --"), 400,
+                   "invalid_app_id"});
+  cases.push_back({"a non-ASCII App ID", with(p12("mail"), pw, "com.ex\xc3\xa4mple.mail"), 400,
+                   "invalid_app_id"});
   for (const auto& c : cases) {
     const Answer a = create(c.form);
     EXPECT_EQ(a.status, c.status) << c.what << ": " << a.raw;
@@ -506,11 +527,7 @@ TEST_F(PortalRules, AnUnavailableStoreIs503AndAFailingOneIs500WithNothingChanged
 }
 
 TEST_F(PortalRules, NoPasswordKeyOrCodeAppearsInAnyAnswerOrLogLine) {
-  store_.add_invite(kInvite);
-  start();
-  Form f = create_form();
-  f.field("invite_code", kInvite);
-  const Answer a = create(f, "");
+  const Answer a = create_with_invite();
   ASSERT_EQ(a.status, 201) << a.raw;
   const std::string admin_key = a.body.at("admin_key");
   const std::string registration_key = a.body.at("registration_key");

@@ -65,13 +65,7 @@ class RegistrationServiceTest : public ::testing::Test {
   }
 
   RegisterRequest request(const std::string& key = "rk_right") const {
-    RegisterRequest r;
-    r.customer_id = customer_id;
-    r.registration_key = key;
-    r.mailbox = "alice@example.com";
-    r.device_token = kToken;
-    r.environment = "production";
-    return r;
+    return test::register_request(customer_id, key, "alice@example.com");
   }
 
   Outcome<Registered> register_with(RegistrationService& s, const RegisterRequest& r,

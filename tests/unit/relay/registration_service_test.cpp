@@ -53,13 +53,7 @@ class RegistrationRules : public ::testing::Test {
   }
 
   static RegisterRequest request(const std::string& key = "rk_right") {
-    RegisterRequest r;
-    r.customer_id = kCustomer;
-    r.registration_key = key;
-    r.mailbox = "Alice@Example.com";
-    r.device_token = kToken;
-    r.environment = "production";
-    return r;
+    return test::register_request(kCustomer, key, "Alice@Example.com");
   }
   Outcome<Registered> register_with(RegistrationService& s, const RegisterRequest& r,
                                     const Caller& caller = {"192.0.2.1", 8443, ""}) {

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "keys/region_secret.hpp"
+#include "relay/registration_service.hpp"
 
 namespace mp::relay::test {
 
@@ -30,6 +31,18 @@ T run(boost::asio::awaitable<T> work) {
   ioc.run();
   EXPECT_TRUE(out.has_value());
   return std::move(*out);
+}
+
+// A registration of kToken in production, as the app sends it.
+inline RegisterRequest register_request(const std::string& customer_id, const std::string& key,
+                                        const std::string& mailbox) {
+  RegisterRequest r;
+  r.customer_id = customer_id;
+  r.registration_key = key;
+  r.mailbox = mailbox;
+  r.device_token = kToken;
+  r.environment = "production";
+  return r;
 }
 
 inline keys::RegionSecret make_secret() {
