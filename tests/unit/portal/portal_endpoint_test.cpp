@@ -136,13 +136,17 @@ class PortalRules : public ::testing::Test {
                 const std::string& peer = kPeer) {
     return send(bhttp::verb::post, "/portal/v1/customers", f.body(), bearer, peer);
   }
-  // Starts the endpoint and creates a customer with a one-time invite, as the portal page does.
+  // The create form with the one-time invite kInvite, as the portal page sends it.
+  static Form invite_form() {
+    Form f = create_form();
+    f.field("invite_code", kInvite);
+    return f;
+  }
+  // Starts the endpoint and creates a customer with the invite.
   Answer create_with_invite() {
     store_.add_invite(kInvite);
     start();
-    Form f = create_form();
-    f.field("invite_code", kInvite);
-    return create(f, "");
+    return create(invite_form(), "");
   }
 
   // A customer created by the region admin: its Customer ID and admin key.
@@ -202,9 +206,7 @@ TEST_F(PortalRules, CreateWithAnInviteStoresHashesAndASealedCredentialAndUsesThe
   EXPECT_EQ(store_.audit()[0].source_address, kPeer);
 
   // The code is used now: a second customer with it is refused, and nothing is stored.
-  Form f = create_form();
-  f.field("invite_code", kInvite);
-  const Answer again = create(f, "");
+  const Answer again = create(invite_form(), "");
   EXPECT_EQ(again.status, 403) << again.raw;
   EXPECT_EQ(again.body.at("error"), "invalid_invite");
   EXPECT_EQ(store_.customer_count(), 1u);
@@ -231,9 +233,7 @@ TEST_F(PortalRules, AnInviteUsedBetweenTheCheckAndTheWriteIsRefused) {
   store_.add_invite(kInvite);
   start();
   store_.use_invites_before_create();
-  Form f = create_form();
-  f.field("invite_code", kInvite);
-  const Answer a = create(f, "");
+  const Answer a = create(invite_form(), "");
   EXPECT_EQ(a.status, 403) << a.raw;
   EXPECT_EQ(a.body.at("error"), "invalid_invite");
   EXPECT_EQ(store_.customer_count(), 0u);
@@ -509,9 +509,7 @@ TEST_F(PortalRules, AnUnavailableStoreIs503AndAFailingOneIs500WithNothingChanged
   renew.file("certificate", p12("mail-legacy")).field("password", password("mail-legacy"));
   EXPECT_EQ(send(bhttp::verb::post, path + "/certificate", renew.body(), c.admin_key).status, 503);
   EXPECT_EQ(send(bhttp::verb::delete_, path, {}, kAdminToken).status, 503);
-  Form invited = create_form();
-  invited.field("invite_code", kInvite);
-  EXPECT_EQ(create(invited, "").status, 503);
+  EXPECT_EQ(create(invite_form(), "").status, 503);
   store_.fail_every_call(std::nullopt);
   EXPECT_EQ(store_.customer(c.customer_id)->row.state, "active");
   EXPECT_EQ(store_.credentials_of(store_.customer(c.customer_id)->row.id).size(), 1u);
