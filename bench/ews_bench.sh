@@ -10,6 +10,9 @@
 #   (a) keep-alive, 8 connections, max rate, 20 s     (b) new TLS connection per request, 15 s
 #   (c) keep-alive at half of mailpushd's (a) rate, 20 s, for p99
 #   (d) keep-alive, 64 connections, max rate, 15 s (capacity with room to batch; no goal)
+#   (h8), (h64) heartbeats: one StatusEvent per registration on its bound subscription (each a
+#       registration of its own: one last-heard row per heartbeat, as in production), keep-alive,
+#       8 and 64 connections, max rate; CPU counted until every last-heard time is in MariaDB
 # against both, checks in MariaDB that what mailpushd answered OK was recorded, and prints a
 # summary and, last, one JSON line with the figures, the ratios and goals_met.
 # Progress goes to stderr. Everything it starts is stopped on exit; it never runs for more
@@ -24,6 +27,8 @@
 # made-up secrets in the capability's form (44 characters, refused from their missing tag
 # without a lookup: the region gets a region secret for it). --legacy-region leaves out the region
 # keys newer than issue 17's server (to measure a build from before it) and (h).
+# --durable-heartbeats leaves out listener.heard_flush_s (a build from before heartbeats were
+# answered from memory, issue 19). The region writes heartbeats every 5 s (30 s by default).
 set -euo pipefail
 
 readonly BUDGET_SECONDS=600
@@ -41,9 +46,10 @@ registrations=100000
 client_threads=1
 perf_dir=""
 
-usage() { sed -n '2,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,30p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 hostile=0
 legacy_region=0
+durable_heartbeats=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --skip-build) skip_build=1 ;;
@@ -55,6 +61,7 @@ while [ $# -gt 0 ]; do
     --perf) perf_dir=$(realpath -m -- "$2") && shift ;;
     --hostile) hostile=1 ;;
     --legacy-region) legacy_region=1 ;;
+    --durable-heartbeats) durable_heartbeats=1 ;;
     -h | --help) usage; exit 0 ;;
     *) echo "ews_bench: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
   esac
@@ -160,6 +167,9 @@ if [ "$legacy_region" = 0 ]; then
       | .limits.callbacks_per_second_per_customer = 0
       | .limits.callbacks_per_second_per_registration = 0' "$region" >"$region.new" && mv "$region.new" "$region"
 fi
+if [ "$legacy_region" = 0 ] && [ "$durable_heartbeats" = 0 ]; then
+  jq '.listener.heard_flush_s = 5' "$region" >"$region.new" && mv "$region.new" "$region"
+fi
 
 say "migrating (mailpushctl migrate)"
 timeout "$(allow 60)" "$mailpushctl" --region "$region" migrate >"$tmp/migrate.log" 2>&1 ||
@@ -239,6 +249,9 @@ run() {
   timeout "$(allow $((secs + 60)))" "$ews_load" --port "$port" --ca "$tls/ca.crt" --threads "$client_threads" \
     --label "$name" "$@" >"$tmp/runs/$name.raw" 2>"$tmp/runs/$name.err" ||
     { cat "$tmp/runs/$name.err" >&2; die "ews_load $name"; }
+  # settle: a command that returns once the run's work is done (the heartbeats' bulk write),
+  # counted in the run's CPU.
+  if [ -n "${settle:-}" ]; then $settle || die "$name: $settle"; fi
   cpu1=$(ticks "${pids[@]}")
   db1=$(ticks "$(db_pid)")
   busy1=$(machine_busy)
@@ -283,6 +296,17 @@ modified_wrong() {
 }
 db_now() { echo "SELECT UTC_TIMESTAMP(6)" | sql; }
 heard_since() { echo "SELECT COUNT(*) FROM registrations WHERE last_heard_at >= '$1'" | sql; }
+# wait_heard N SINCE: until N registrations have a last_heard_at from SINCE on (heartbeats are
+# written in bulk every few seconds); false after 30 s.
+wait_heard() {
+  local n=$1 since deadline=$((SECONDS + 30))
+  shift
+  since="$*"
+  until [ "$(heard_since "$since")" -ge "$n" ]; do
+    [ "$SECONDS" -lt "$deadline" ] || return 1
+    sleep 0.2
+  done
+}
 
 # check NAME SUM_BEFORE SINCE: compares the run's OK answers with what MariaDB holds now.
 check() {
@@ -290,17 +314,19 @@ check() {
   after=$(newmail_sum)
   ok_newmail=$(jq -r '.labels.newmail.soap_ok // 0' "$tmp/runs/$name.json")
   wrong=$(modified_wrong)
-  heard=$(heard_since "$since")
   requests=$(jq -r '.requests' "$tmp/runs/$name.json")
   errors=$(jq -r '.errors' "$tmp/runs/$name.json")
   soap_ok=$(jq -r '.soap_ok' "$tmp/runs/$name.json")
   # Requests take the shuffled list in order from its first line: when all were answered OK, the
-  # registrations heard from are exactly those of its first min(requests, N) lines.
+  # registrations heard from are exactly those of its first min(requests, N) lines (the
+  # heartbeats among them once their bulk write has run).
   if [ "$errors" = 0 ] && [ "$soap_ok" = "$requests" ]; then
     expected_heard=$((requests < registrations ? requests : registrations))
+    wait_heard "$expected_heard" "$since" || true
   else
     expected_heard=null
   fi
+  heard=$(heard_since "$since")
   verdict=true
   [ "$((after - before))" = "$ok_newmail" ] || verdict=false
   [ "$wrong" = 0 ] || verdict=false
@@ -327,6 +353,24 @@ run bind mailpushd 300 --mode keepalive --connections 32 --requests "$registrati
 bound=$(echo "SELECT COUNT(*) FROM registrations WHERE subscription_id IS NOT NULL AND last_heard_at >= '$since'" | sql)
 say "  $bound of $registrations registrations bound to their subscription id"
 rss_after_bind=$(awk '/^VmRSS/ { print $2 }' "/proc/$mailpushd_pid/status")
+
+# heartbeats NAME CONNECTIONS: one StatusEvent per registration (bind.tsv: now on the bound
+# subscription) against mailpushd, CPU counted until every last-heard time is written, and the
+# same requests against nginx.
+heartbeats() {
+  local name=$1 conns=$2 since heard
+  since=$(db_now)
+  settle="wait_heard $registrations $since" run "${name}_mailpushd" mailpushd 120 --mode keepalive \
+    --connections "$conns" --requests "$registrations" --bodies "$tmp/bind.tsv"
+  heard=$(heard_since "$since")
+  jq -c --argjson heard "$heard" --argjson n "$registrations" \
+    '. + {durable: {registrations_heard: $heard, all_recorded: ($heard == $n and .soap_ok == $n)}}' \
+    "$tmp/runs/${name}_mailpushd.json" >"$tmp/runs/${name}_mailpushd.json.new" &&
+    mv "$tmp/runs/${name}_mailpushd.json.new" "$tmp/runs/${name}_mailpushd.json"
+  say "  $heard of $registrations last-heard times written"
+  run "${name}_nginx" nginx 120 --mode keepalive --connections "$conns" --requests "$registrations" \
+    --bodies "$tmp/bind.tsv"
+}
 
 mixed=(--bodies "$tmp/mixed.tsv" --fresh-item-ids)
 if [ "$hostile" = 1 ]; then
@@ -373,6 +417,11 @@ if [ "$hostile" = 1 ]; then
   cat "$tmp/result.json"
   exit 0
 fi
+say "(h8) heartbeats: one StatusEvent per registration, keep-alive, $CONNECTIONS connections, max rate"
+heartbeats h8 "$CONNECTIONS"
+say "(h64) heartbeats: the same with $CAPACITY_CONNECTIONS connections"
+heartbeats h64 "$CAPACITY_CONNECTIONS"
+
 say "(a) keep-alive, $CONNECTIONS connections, max rate, ${RUN_A_SECONDS}s"
 before=$(newmail_sum); since=$(db_now)
 run a_mailpushd mailpushd "$RUN_A_SECONDS" --mode keepalive --connections "$CONNECTIONS" --duration "$RUN_A_SECONDS" "${mixed[@]}"
@@ -431,12 +480,19 @@ jq -s -c --argjson rss_kib "$rss_hwm" --argjson rss_bind_kib "$rss_after_bind" -
   | ($r.b_mailpushd.ok_rate / $r.b_nginx.ok_rate | r3) as $nc
   | $r.c_mailpushd.latency_ms.p99 as $p99
   | ($rss_kib / 1024 | . * 10 | round / 10) as $rss
-  | ([$r.a_mailpushd, $r.b_mailpushd, $r.c_mailpushd, $r.d_mailpushd] | all(.durable.all_recorded)) as $durable
+  | def heartbeat(m; n): {mailpushd: fig(m), reference: fig(n), cpu_ratio: cpu_ratio(m; n),
+      db_us_per_heartbeat: (m.db_cpu_ms_per_callback * 1000 | . * 10 | round / 10),
+      last_heard_written: m.durable.registrations_heard};
+  heartbeat($r.h8_mailpushd; $r.h8_nginx) as $h8
+  | heartbeat($r.h64_mailpushd; $r.h64_nginx) as $h64
+  | ([$r.a_mailpushd, $r.b_mailpushd, $r.c_mailpushd, $r.d_mailpushd, $r.h8_mailpushd, $r.h64_mailpushd]
+     | all(.durable.all_recorded)) as $durable
   | ([$r[] | .errors] | add) as $errors
   | {benchmark: "ews_listener", registrations: $n, cores: $cores, client_threads: $threads, connections: $conns,
      capacity_connections: $cap_conns, nginx: $nginx, load_registrations_s: $load_s,
      machine_busy_pct_before: $busy_before, other_cpu_s_during_runs: ([$r[] | .other_cpu_s] | add | . * 10 | round / 10),
      bind: (fig($r.bind) + {bound_ok: $r.bind.soap_ok}),
+     heartbeat: {keepalive_8: $h8, keepalive_64: $h64},
      mailpushd: {keepalive: fig($r.a_mailpushd), newconn: fig($r.b_mailpushd), half_rate: fig($r.c_mailpushd),
                  capacity: fig($r.d_mailpushd), rss_mib: $rss,
                  rss_after_bind_mib: ($rss_bind_kib / 1024 | . * 10 | round / 10)},
@@ -454,8 +510,9 @@ jq -s -c --argjson rss_kib "$rss_hwm" --argjson rss_bind_kib "$rss_after_bind" -
      capacity_ratio: ($r.d_mailpushd.ok_rate / $r.d_nginx.ok_rate | r3),
      newconn_ratio: $nc, p99_ms: $p99, rss_mib: $rss, every_ok_recorded: $durable, errors: $errors,
      goals_met: {keepalive_ratio: ($ka >= 0.5 and $durable), cpu_per_callback_ratio: ($cpu <= 3),
-                 newconn_ratio: ($nc >= 0.8), p99_ms: ($p99 <= 20), rss_mib: ($rss <= 150)}}' \
-  "$tmp"/runs/{bind,a_mailpushd,a_nginx,b_mailpushd,b_nginx,c_mailpushd,c_nginx,d_mailpushd,d_nginx}.json \
+                 newconn_ratio: ($nc >= 0.8), p99_ms: ($p99 <= 20), rss_mib: ($rss <= 150),
+                 heartbeat_cpu_ratio: ($h64.cpu_ratio <= 3), heartbeat_db_us: ($h64.db_us_per_heartbeat <= 5)}}' \
+  "$tmp"/runs/{bind,h8_mailpushd,h8_nginx,h64_mailpushd,h64_nginx,a_mailpushd,a_nginx,b_mailpushd,b_nginx,c_mailpushd,c_nginx,d_mailpushd,d_nginx}.json \
   >"$tmp/result.json" || die "assembling the result"
 
 jq -r '
@@ -465,6 +522,9 @@ jq -r '
   "EWS listener benchmark: \(.registrations) registrations; \(.cores) cores shared by the load generator (\(.client_threads) thread), the server and MariaDB; reference \(.nginx) (1 worker)",
   "  machine \(.machine_busy_pct_before)% busy before the runs; other processes used \(.other_cpu_s_during_runs) CPU s during them",
   "  bind: \(.bind.bound_ok) first-sight StatusEvents (lookup + bind) answered OK at \(.bind.ok_rate|floor)/s",
+  row("(h8) heartbeats, 8 conn:  "; .heartbeat.keepalive_8.mailpushd; .heartbeat.keepalive_8.reference),
+  row("(h64) heartbeats, 64 conn:"; .heartbeat.keepalive_64.mailpushd; .heartbeat.keepalive_64.reference),
+  "  heartbeats: last-heard times written \(.heartbeat.keepalive_8.last_heard_written) and \(.heartbeat.keepalive_64.last_heard_written) of \(.registrations); CPU ratio to nginx \(.heartbeat.keepalive_8.cpu_ratio) (8 conn), \(.heartbeat.keepalive_64.cpu_ratio) (64 conn); MariaDB \(.heartbeat.keepalive_8.db_us_per_heartbeat) and \(.heartbeat.keepalive_64.db_us_per_heartbeat) us per heartbeat",
   row("(a) keep-alive \(.connections) conn:     "; .mailpushd.keepalive; .reference.keepalive),
   row("(b) new TLS conn each:    "; .mailpushd.newconn; .reference.newconn),
   row("(c) keep-alive \(.half_rate_target|floor)/s:     "; .mailpushd.half_rate; .reference.half_rate),
@@ -477,6 +537,8 @@ jq -r '
   goal("newconn_ratio         "; .newconn_ratio; ">= 0.8"; .goals_met.newconn_ratio),
   goal("p99_ms at half rate   "; .p99_ms; "<= 20"; .goals_met.p99_ms),
   goal("rss_mib               "; .rss_mib; "<= 150"; .goals_met.rss_mib),
+  goal("heartbeat_cpu_ratio   "; .heartbeat.keepalive_64.cpu_ratio; "<= 3 (64 conn; 8 conn \(.heartbeat.keepalive_8.cpu_ratio))"; .goals_met.heartbeat_cpu_ratio),
+  goal("heartbeat_db_us       "; .heartbeat.keepalive_64.db_us_per_heartbeat; "<= 5 (64 conn; 8 conn \(.heartbeat.keepalive_8.db_us_per_heartbeat))"; .goals_met.heartbeat_db_us),
   "  (d) capacity_ratio = \(.capacity_ratio) (no goal)",
   ""' "$tmp/result.json"
 cat "$tmp/result.json"

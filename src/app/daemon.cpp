@@ -274,6 +274,7 @@ struct RegionServices {
     callback_store.set_lookup_pool(&lookup_pool);
     callback_store.set_outbox({instance_id, cfg.dispatch.ttl});
     callback_service.set_callback_limits(callback_limits(cfg));
+    callback_service.defer_heartbeats(cfg.listener.heard_pending_max);
     if (files.region_secret) {
       // A secret in the capability's form must carry this region's tag; untagged ones (URLs
       // from before capabilities) are looked up unless the operators have turned that off.
@@ -409,6 +410,10 @@ void start_background_work(asio::io_context& ioc, const config::RegionConfig& cf
                 log::warn("credential.expiry_check_failed", {{"error", sent.error().message}});
               }
             });
+  // Heartbeats' last-heard times, written in bulk on a strand of their own (a slow upkeep step
+  // must not hold them back); once more at shutdown (stop_on_signal).
+  repeat_on(asio::make_strand(ioc), stopping, cfg.listener.heard_flush,
+            [&services] { return services.callback_service.flush_heard(); });
   // The instance heartbeat, well inside the lease so that no other instance takes this one's
   // outbox rows over.
   const auto beat_interval = std::min<std::chrono::milliseconds>(
@@ -431,12 +436,12 @@ void reload_on_signal(asio::signal_set& signals, Strand strand,
   });
 }
 
-// SIGTERM or SIGINT: stop accepting, let requests in flight finish within the grace, then let
-// the dispatcher finish its round in flight and close its APNs connections (rows it has not read
-// stay queued for this instance's next start or another's take-over), then stop. A second
-// signal stops at once.
+// SIGTERM or SIGINT: stop accepting, let requests in flight finish within the grace, write the
+// heartbeats' last-heard times still in memory, then let the dispatcher finish its round in flight
+// and close its APNs connections (rows it has not read stay queued for this instance's next start
+// or another's take-over), then stop. A second signal stops at once.
 void stop_on_signal(asio::signal_set& signals, asio::signal_set& reload_signals,
-                    asio::io_context& ioc, Servers& servers, dispatch::Dispatcher& dispatcher,
+                    asio::io_context& ioc, Servers& servers, RegionServices& services,
                     std::chrono::milliseconds grace, std::atomic<bool>& stopping) {
   signals.async_wait([&, grace](boost::system::error_code ec, int signo) {
     if (ec) return;
@@ -446,7 +451,13 @@ void stop_on_signal(asio::signal_set& signals, asio::signal_set& reload_signals,
                                   {"grace_ms", grace.count()},
                                   {"connections", servers.listener.active_connections()}});
     stopping.store(true);
-    servers.shutdown(grace, [&ioc, &dispatcher] { dispatcher.stop([&ioc] { ioc.stop(); }); });
+    // Once no callback is left: the last heartbeats' times, then the dispatcher, then the loop.
+    servers.shutdown(grace, [&ioc, &services] {
+      asio::co_spawn(ioc, services.callback_service.flush_heard(),
+                     [&ioc, &services](const std::exception_ptr&) {
+                       services.dispatcher.stop([&ioc] { ioc.stop(); });
+                     });
+    });
     signals.async_wait([&ioc](boost::system::error_code ec2, int) {
       if (ec2) return;
       log::warn("daemon.stop_now", {});
@@ -567,8 +578,8 @@ int run_daemon(const config::RegionConfig& cfg) {
   reload_on_signal(reload_signals, cert_strand, *files.listener_cert);
   trim_freed_memory(ioc, stopping);  // RSS back to the system after bursts of connections
   asio::signal_set stop_signals(ioc, SIGTERM, SIGINT);
-  stop_on_signal(stop_signals, reload_signals, ioc, servers, services.dispatcher,
-                 cfg.limits.shutdown_grace, stopping);
+  stop_on_signal(stop_signals, reload_signals, ioc, servers, services, cfg.limits.shutdown_grace,
+                 stopping);
   pthread_sigmask(SIG_UNBLOCK, &stop_set, nullptr);
 
   run_threads(ioc, cfg.threads);

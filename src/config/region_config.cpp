@@ -536,10 +536,11 @@ constexpr std::string_view kHostRule =
     "must be a host name (dot-separated labels of letters, digits and inner hyphens)";
 
 void read_listener(FieldReader& r, const Section& top, ListenerConfig& listener) {
-  const Section ls = r.section(
-      top, "listener", Need::required,
-      {"public_host", "bind_address", "port", "tls_cert", "tls_key", "tls_poll_interval_ms",
-       "trusted_proxies", "metrics_allow", "proxy_protocol", "tls_ticket_period_s"});
+  const Section ls =
+      r.section(top, "listener", Need::required,
+                {"public_host", "bind_address", "port", "tls_cert", "tls_key",
+                 "tls_poll_interval_ms", "trusted_proxies", "metrics_allow", "proxy_protocol",
+                 "tls_ticket_period_s", "heard_flush_s", "heard_pending_max"});
   r.read(ls, "public_host", Need::required, is_host_name, kHostRule, listener.public_host);
   r.read(ls, "bind_address", Need::required, is_ip_literal,
          "must be an IPv4 or IPv6 address such as 0.0.0.0 or ::", listener.bind_address);
@@ -548,6 +549,8 @@ void read_listener(FieldReader& r, const Section& top, ListenerConfig& listener)
   r.read(ls, "tls_key", Need::required, listener.tls_key);
   r.read(ls, "tls_poll_interval_ms", Need::optional, 0, 3600000, listener.tls_poll_interval);
   r.read(ls, "tls_ticket_period_s", Need::optional, 60, 604800, listener.tls_ticket_period);
+  r.read(ls, "heard_flush_s", Need::optional, 1, 300, listener.heard_flush);
+  r.read(ls, "heard_pending_max", Need::optional, 0, 5000000, listener.heard_pending_max);
   r.read_cidrs(ls, "trusted_proxies", listener.trusted_proxies);
   r.read(ls, "proxy_protocol", Need::optional, listener.proxy_protocol);
   if (listener.proxy_protocol && listener.trusted_proxies.empty()) {

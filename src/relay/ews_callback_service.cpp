@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <boost/asio/use_awaitable.hpp>
+#include <chrono>
 #include <random>
 
 #include "common/crypto.hpp"
@@ -55,7 +56,12 @@ EwsCallbackService::EwsCallbackService(store::CallbackStore& store, Registration
       cache_lookups_(prometheus::BuildCounter()
                          .Name("mailpush_registration_cache_lookups_total")
                          .Help("Registration lookups by secret, by cache result")
-                         .Register(registry)) {
+                         .Register(registry)),
+      heartbeats_(prometheus::BuildCounter()
+                      .Name("mailpush_ews_heartbeats_total")
+                      .Help("Heartbeats (callbacks that bind nothing and move no count) whose "
+                            "last-heard time waits in memory, by what became of it")
+                      .Register(registry)) {
   // Every series exists from the start (at 0, for alerts).
   for (std::size_t r = 0; r < kCallbackOutcomeCount; ++r) {
     callbacks_by_result_[r] =
@@ -68,6 +74,49 @@ EwsCallbackService::EwsCallbackService(store::CallbackStore& store, Registration
   cache_hit_ = &cache_lookups_.Add({{"result", "hit"}});
   cache_absent_ = &cache_lookups_.Add({{"result", "absent"}});
   cache_miss_ = &cache_lookups_.Add({{"result", "miss"}});
+  heard_deferred_ = &heartbeats_.Add({{"result", "deferred"}});
+  heard_full_ = &heartbeats_.Add({{"result", "recorded_ledger_full"}});
+  heard_written_ = &heartbeats_.Add({{"result", "written"}});
+  heard_changed_ = &heartbeats_.Add({{"result", "registration_changed"}});
+  heard_dropped_ = &heartbeats_.Add({{"result", "dropped"}});
+  heard_write_failures_ = &heartbeats_.Add({{"result", "write_failed"}});
+}
+
+void EwsCallbackService::defer_heartbeats(std::size_t max_pending) {
+  heard_ = max_pending > 0 ? std::make_unique<HeardLedger>(max_pending) : nullptr;
+}
+
+asio::awaitable<void> EwsCallbackService::flush_heard() {
+  if (!heard_) co_return;
+  std::vector<HeardLedger::Entry> taken = heard_->take();
+  if (taken.empty()) co_return;
+  std::vector<store::Heard> rows;
+  rows.reserve(taken.size());
+  for (const auto& e : taken) rows.push_back(e.heard);
+  auto changed = co_await store_.record_heard(rows);
+  if (!changed) {
+    heard_write_failures_->Increment(static_cast<double>(taken.size()));
+    const std::size_t entries = taken.size();
+    const std::size_t dropped = heard_->put_back(std::move(taken));
+    heard_dropped_->Increment(static_cast<double>(dropped));
+    log::warn("ews.heard_write_failed",
+              {{"registrations", entries},
+               {"dropped", dropped},
+               {"error", changed.error().message},
+               {"effect", "last-heard times kept in memory and written with the next flush"}});
+    co_return;
+  }
+  heard_written_->Increment(static_cast<double>(taken.size() - changed->size()));
+  if (changed->empty()) co_return;
+  heard_changed_->Increment(static_cast<double>(changed->size()));
+  // Ended or rebound since they were cached: read them again on their next callback.
+  std::sort(changed->begin(), changed->end());
+  for (const auto& e : taken) {
+    if (std::binary_search(changed->begin(), changed->end(), e.heard.registration_id)) {
+      cache_.erase(std::string_view(e.cache_key.data(), e.cache_key.size()));
+    }
+  }
+  log::info("ews.heard_registrations_changed", {{"registrations", changed->size()}});
 }
 
 CallbackResult EwsCallbackService::count(CallbackResult outcome) {
@@ -355,6 +404,16 @@ asio::awaitable<CallbackResult> EwsCallbackService::handle(std::string_view secr
       co_return count({CallbackOutcome::ok, "error message only", customer.public_id});
     }
 
+    if (heard_ && !decision.bind && summary.count_events.empty()) {
+      const std::int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
+                                   std::chrono::system_clock::now().time_since_epoch())
+                                   .count();
+      if (heard_->note(key, entry.id, *summary.subscription_id, now)) {
+        heard_deferred_->Increment();
+        co_return recorded(key, entry, decision, summary, callback);
+      }
+      heard_full_->Increment();
+    }
     const store::CallbackWrite write = callback_write(entry, summary, decision);
     auto written = co_await store_.record(write);
     if (!written) {

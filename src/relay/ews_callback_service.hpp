@@ -1,5 +1,6 @@
 // The "handle callback" use case: find the registration behind a secret, apply the binding
-// rules, record the callback durably, and say what to answer Exchange.
+// rules, record the callback durably (a heartbeat: in memory, written in bulk), and say what to
+// answer Exchange.
 #pragma once
 
 #include <prometheus/counter.h>
@@ -9,6 +10,7 @@
 #include <atomic>
 #include <boost/asio/awaitable.hpp>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -17,6 +19,7 @@
 #include "common/token_bucket.hpp"
 #include "ews/send_notification.hpp"
 #include "relay/callback_rules.hpp"
+#include "relay/heard_ledger.hpp"
 #include "relay/registration_cache.hpp"
 #include "store/callback_store.hpp"
 
@@ -79,6 +82,19 @@ class EwsCallbackService {
   // Set before serving; without it callbacks are not limited per registration or customer.
   void set_callback_limits(const CallbackLimits& limits);
 
+  // Heartbeats (callbacks on the bound subscription that bind nothing and move no count) are
+  // answered without a durable write: their last-heard times wait in memory, at most
+  // `max_pending` registrations, until flush_heard() writes them. Beyond that, or without this
+  // call, a heartbeat is recorded like any callback. Set before serving.
+  void defer_heartbeats(std::size_t max_pending);
+  // Writes the heartbeats noted so far (call it every 30 s or so, and once after the listener
+  // has stopped). Registrations found ended or rebound are dropped from the cache, so their
+  // next callback reads them again (and is answered Unsubscribe when it should be). Entries
+  // whose write failed are kept for the next call. Two at once are harmless (each writes what
+  // it took).
+  boost::asio::awaitable<void> flush_heard();
+  std::size_t heard_pending() const { return heard_ ? heard_->size() : 0; }
+
   boost::asio::awaitable<CallbackResult> handle(std::string_view secret,
                                                 const ews::SendNotification& callback,
                                                 const IpAddress& caller);
@@ -114,6 +130,7 @@ class EwsCallbackService {
 
   store::CallbackStore& store_;
   RegistrationCache& cache_;
+  std::unique_ptr<HeardLedger> heard_;  // with defer_heartbeats()
   UnknownSecretLimit limit_;
   TokenBucketLimiter unknown_by_address_;
   SecretFilter filter_;
@@ -124,12 +141,19 @@ class EwsCallbackService {
   prometheus::Family<prometheus::Counter>& events_;
   prometheus::Family<prometheus::Counter>& error_messages_;
   prometheus::Family<prometheus::Counter>& cache_lookups_;
+  prometheus::Family<prometheus::Counter>& heartbeats_;
   // The hot path's series, resolved once: Family::Add hashes a label map on every call.
   std::array<prometheus::Counter*, kCallbackOutcomeCount> callbacks_by_result_{};
   std::array<prometheus::Counter*, ews::kEventTypeCount> events_by_type_{};
   prometheus::Counter* cache_hit_ = nullptr;
   prometheus::Counter* cache_absent_ = nullptr;
   prometheus::Counter* cache_miss_ = nullptr;
+  prometheus::Counter* heard_deferred_ = nullptr;  // answered from memory
+  prometheus::Counter* heard_full_ = nullptr;      // recorded durably: the ledger was full
+  prometheus::Counter* heard_written_ = nullptr;   // last-heard times written in bulk
+  prometheus::Counter* heard_changed_ = nullptr;   // found ended or rebound when written
+  prometheus::Counter* heard_dropped_ = nullptr;   // lost: a failed write and a full ledger
+  prometheus::Counter* heard_write_failures_ = nullptr;
 };
 
 }  // namespace mp::relay

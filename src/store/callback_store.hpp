@@ -1,5 +1,6 @@
-// What the EWS listener reads and writes: registrations by secret hash, and the durable record
-// of each callback (binding, watermark, last heard, the mailbox's unread count).
+// What the EWS listener reads and writes: registrations by secret hash, the durable record of
+// each callback that binds or moves a count (binding, watermark, last heard, the registration's
+// unread count), and the last-heard times of heartbeats, written in bulk.
 #pragma once
 
 #include <algorithm>
@@ -54,6 +55,16 @@ struct ActiveRegistrationPage {
   bool done = true;
 };
 
+// A heartbeat heard: a callback on the registration's bound subscription that moves no count.
+// Nothing about it needs to be durable before the answer (losing a few seconds of last-heard
+// times on a crash is harmless: they only tell silent subscriptions), so the listener keeps them
+// in memory and writes them in bulk (EwsCallbackService::flush_heard).
+struct Heard {
+  std::int64_t registration_id = 0;
+  std::string subscription_id;  // the one it came from: written only while still bound to it
+  std::int64_t heard_at = 0;    // UTC, seconds since the epoch
+};
+
 enum class WriteOutcome {
   recorded,  // committed
   stale,     // the registration changed since it was read (deleted, rebound elsewhere): re-read
@@ -79,6 +90,13 @@ class CallbackStore {
       std::int64_t after_id, std::size_t limit) = 0;
   // Durable when it completes with `recorded`; Errc::unavailable when the database is not there.
   virtual boost::asio::awaitable<Result<WriteOutcome>> record(const CallbackWrite& write) = 0;
+  // Moves last_heard_at (never backwards) of each registration still active and bound to the
+  // subscription it was heard from, in short statements of their own (no long transaction, no
+  // lock held between them). Returns the registration ids that were not: ended or rebound since
+  // they were cached. On an error, some statements may have been applied: writing the same
+  // entries again is harmless.
+  virtual boost::asio::awaitable<Result<std::vector<std::int64_t>>> record_heard(
+      const std::vector<Heard>& heard) = 0;
 };
 
 }  // namespace mp::store

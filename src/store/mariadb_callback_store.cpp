@@ -8,10 +8,12 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <chrono>
+#include <ctime>
 #include <map>
 #include <set>
 
 #include "common/log.hpp"
+#include "store/sql_util.hpp"
 
 namespace mp::store {
 namespace asio = boost::asio;
@@ -406,6 +408,110 @@ Result<std::vector<WriteOutcome>> write_callback_batch(Connection& conn,
 
 namespace {
 
+// Heard entries per statement: CASE id is evaluated per row and grows with the list, so lists
+// stay short; each is padded to a shape of sql_util.hpp by repeating its last entry.
+constexpr std::size_t kHeardChunk = 64;
+
+// "2026-12-07 05:40:12" (UTC) for `seconds` since the epoch.
+std::string utc_datetime(std::int64_t seconds) {
+  const std::time_t t = static_cast<std::time_t>(seconds);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char out[32];
+  const std::size_t n = std::strftime(out, sizeof out, "%Y-%m-%d %H:%M:%S", &tm);
+  return std::string(out, n);
+}
+
+// Parameters: (id, time) per row, then the ids, then (id, subscription id) per row. A row
+// matches only while its registration is active and bound to the subscription it was heard
+// from; last_heard_at never moves backwards (a callback recorded meanwhile may be newer).
+const std::string& heard_sql(std::size_t shape) {
+  thread_local std::map<std::size_t, std::string> cache;
+  auto [it, fresh] = cache.try_emplace(shape);
+  if (!fresh) return it->second;
+  std::string& sql = it->second;
+  sql =
+      "UPDATE registrations SET last_heard_at = GREATEST(IFNULL(last_heard_at, "
+      "TIMESTAMP'1970-01-01 00:00:00'), CAST(";
+  append_case(sql, shape, "?", "NULL");
+  sql += " AS DATETIME)) WHERE state = 'active' AND id IN (";
+  sql += sql::id_placeholders(shape);
+  sql += ") AND subscription_id = ";
+  append_case(sql, shape, "?", "NULL");
+  return sql;
+}
+
+// One chunk (distinct ids, at most kHeardChunk); appends the ids that did not match to `gone`.
+Status write_heard_chunk(Connection& conn, std::span<const Heard> chunk,
+                         std::vector<std::int64_t>& gone) {
+  const std::size_t shape = sql::id_list_shape(chunk.size());
+  const auto at = [&](std::size_t i) -> const Heard& {
+    return chunk[std::min(i, chunk.size() - 1)];
+  };
+  std::vector<Value> params;
+  params.reserve(shape * 5);
+  for (std::size_t i = 0; i < shape; ++i) {
+    params.emplace_back(at(i).registration_id);
+    params.emplace_back(utc_datetime(at(i).heard_at));
+  }
+  for (std::size_t i = 0; i < shape; ++i) params.emplace_back(at(i).registration_id);
+  for (std::size_t i = 0; i < shape; ++i) {
+    params.emplace_back(at(i).registration_id);
+    params.emplace_back(at(i).subscription_id);
+  }
+  auto matched = conn.execute(heard_sql(shape), params);
+  if (!matched) return std::move(matched).error();
+  if (*matched == chunk.size()) return {};
+  // Some registration ended or was rebound since it was cached: find which (rare).
+  std::vector<Value> ids;
+  ids.reserve(shape);
+  for (std::size_t i = 0; i < shape; ++i) ids.emplace_back(at(i).registration_id);
+  auto current = conn.query(
+      "SELECT id, subscription_id FROM registrations WHERE state = 'active' "
+      "AND id IN (" +
+          std::string(sql::id_placeholders(shape)) + ")",
+      ids);
+  if (!current) return std::move(current).error();
+  std::map<std::int64_t, std::string> bound;
+  for (const auto& r : *current) bound[r.i64(0)] = r.is_null(1) ? std::string() : r.text(1);
+  for (const auto& h : chunk) {
+    auto it = bound.find(h.registration_id);
+    if (it == bound.end() || it->second != h.subscription_id) gone.push_back(h.registration_id);
+  }
+  return {};
+}
+
+}  // namespace
+
+Result<std::vector<std::int64_t>> write_heard(Connection& conn, std::vector<Heard> heard) {
+  // By id, the newest entry of a registration only: rows are locked in id order, as by the
+  // callback batches, so the two cannot deadlock.
+  std::sort(heard.begin(), heard.end(), [](const Heard& a, const Heard& b) {
+    return a.registration_id != b.registration_id ? a.registration_id < b.registration_id
+                                                  : a.heard_at > b.heard_at;
+  });
+  heard.erase(std::unique(heard.begin(), heard.end(),
+                          [](const Heard& a, const Heard& b) {
+                            return a.registration_id == b.registration_id;
+                          }),
+              heard.end());
+  std::vector<std::int64_t> gone;
+  for (std::size_t begin = 0; begin < heard.size(); begin += kHeardChunk) {
+    const std::size_t n = std::min(kHeardChunk, heard.size() - begin);
+    const std::span<const Heard> chunk(heard.data() + begin, n);
+    Status st;
+    for (int attempt = 1;; ++attempt) {
+      st = write_heard_chunk(conn, chunk, gone);
+      // A deadlock or a Galera conflict rolled the statement back: run it again.
+      if (st || st.error().code != Errc::busy || attempt >= kDeadlockRetries) break;
+    }
+    if (!st) return std::move(st).error();
+  }
+  return gone;
+}
+
+namespace {
+
 // The columns registration_of reads, in order (r: registrations, c: customers).
 constexpr std::string_view kRegistrationColumns =
     "r.id, r.customer_id, r.mailbox_id, c.customer_id, r.subscription_id, "
@@ -529,6 +635,14 @@ asio::awaitable<Result<WriteOutcome>> MariadbCallbackStore::record(const Callbac
         enqueue({std::move(w), completion_on_handler_executor<WriteOutcome>(std::move(handler))});
       },
       asio::use_awaitable, write);
+}
+
+asio::awaitable<Result<std::vector<std::int64_t>>> MariadbCallbackStore::record_heard(
+    const std::vector<Heard>& heard) {
+  const DatabasePool::Job<std::vector<std::int64_t>> job = [heard](Connection& c) {
+    return write_heard(c, heard);
+  };
+  co_return co_await pool_.async_run(job, asio::use_awaitable);
 }
 
 BatchStats MariadbCallbackStore::stats() const {

@@ -44,6 +44,8 @@ class MariadbCallbackStore final : public CallbackStore {
   boost::asio::awaitable<Result<ActiveRegistrationPage>> active_registrations(
       std::int64_t after_id, std::size_t limit) override;
   boost::asio::awaitable<Result<WriteOutcome>> record(const CallbackWrite& write) override;
+  boost::asio::awaitable<Result<std::vector<std::int64_t>>> record_heard(
+      const std::vector<Heard>& heard) override;
   BatchStats stats() const;
   // Called on the database thread after every batch with its size and its time from the start
   // of the transaction to its end (for metrics). Set before the first record().
@@ -84,6 +86,10 @@ class MariadbCallbackStore final : public CallbackStore {
 Result<std::vector<WriteOutcome>> write_callback_batch(Connection& conn,
                                                        const std::vector<CallbackWrite>& writes,
                                                        const OutboxTarget* outbox = nullptr);
+
+// Last-heard times in statements of at most 64 registrations each (CallbackStore::record_heard);
+// exposed for tests. Returns the ids that were not active and bound to their subscription.
+Result<std::vector<std::int64_t>> write_heard(Connection& conn, std::vector<Heard> heard);
 
 Result<std::optional<RegistrationRecord>> find_registration_by_secret(Connection& conn,
                                                                       const Bytes& secret_hash);

@@ -238,6 +238,93 @@ TEST_F(EwsListener, DatabaseDownMeans503NeverOkNeverUnsubscribe) {
   EXPECT_EQ(query_one("SELECT unread_count FROM registrations WHERE id = ?", reg.id), "1");
 }
 
+// Heartbeats are answered without a durable write; their last-heard times are written in bulk
+// every listener.heard_flush_s and when the daemon stops.
+TEST_F(EwsListener, HeartbeatsAreWrittenInBulkAndWhenTheDaemonStops) {
+  restart_daemon(R"({"listener": {"heard_flush_s": 300}})");
+  const auto reg = registration("heartbeat@example.com");
+  ASSERT_EQ(post(reg.secret, notification("S-HB", status_event("w0"))).subscription_status, "OK");
+  store::Connection conn(db_.options());
+  ASSERT_TRUE(conn.connect().ok());
+  ASSERT_TRUE(conn.execute("UPDATE registrations SET last_heard_at = '2020-01-01' WHERE id = ?",
+                           {store::Value{reg.id}})
+                  .ok());
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_EQ(post(reg.secret, notification("S-HB", status_event("w1"))).subscription_status, "OK");
+  }
+  EXPECT_EQ(query_one("SELECT last_heard_at FROM registrations WHERE id = ?", reg.id),
+            "2020-01-01 00:00:00.000000")
+      << "not written before OK";
+  const auto metrics = https_request(port_, "GET", "/metrics").body;
+  EXPECT_NE(metrics.find("mailpush_ews_heartbeats_total{result=\"deferred\"} 3\n"),
+            std::string::npos)
+      << metrics;
+  EXPECT_NE(metrics.find("mailpush_db_batch_writes_count 1\n"), std::string::npos)
+      << "only the first callback (the bind) was a group commit: " << metrics;
+  daemon_->signal(SIGTERM);
+  ASSERT_EQ(daemon_->wait(15s), std::optional<int>(0)) << daemon_->log();
+  EXPECT_GT(query_one("SELECT last_heard_at FROM registrations WHERE id = ?", reg.id), "2026-01-01")
+      << "written when the daemon stopped";
+  start_daemon(R"({"listener": {"heard_flush_s": 1}})");
+  ASSERT_TRUE(conn.execute("UPDATE registrations SET last_heard_at = '2020-01-01' WHERE id = ?",
+                           {store::Value{reg.id}})
+                  .ok());
+  ASSERT_EQ(post(reg.secret, notification("S-HB", status_event("w2"))).subscription_status, "OK");
+  const auto until = std::chrono::steady_clock::now() + 10s;
+  while (query_one("SELECT last_heard_at FROM registrations WHERE id = ?", reg.id) < "2026-01-01") {
+    ASSERT_LT(std::chrono::steady_clock::now(), until) << "not written within the interval";
+    std::this_thread::sleep_for(100ms);
+  }
+}
+
+// A registration ended elsewhere while its entry is cached: its heartbeats are answered OK from
+// memory until the next bulk write finds it gone, then Unsubscribe.
+TEST_F(EwsListener, AnEndedRegistrationsHeartbeatIsUnsubscribedAfterTheNextWrite) {
+  restart_daemon(R"({"listener": {"heard_flush_s": 1}})");
+  const auto reg = registration("ended-heartbeat@example.com");
+  ASSERT_EQ(post(reg.secret, notification("S-E", status_event("w0"))).subscription_status, "OK");
+  store::Connection conn(db_.options());
+  ASSERT_TRUE(conn.connect().ok());
+  ASSERT_TRUE(conn.execute("UPDATE registrations SET state = 'deleted' WHERE id = ?",
+                           {store::Value{reg.id}})
+                  .ok());
+  std::string status =
+      post(reg.secret, notification("S-E", status_event("w1"))).subscription_status;
+  EXPECT_EQ(status, "OK") << "answered from the cache until the write";
+  const auto until = std::chrono::steady_clock::now() + 10s;
+  while (status == "OK" && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(200ms);
+    status = post(reg.secret, notification("S-E", status_event("w2"))).subscription_status;
+  }
+  EXPECT_EQ(status, "Unsubscribe");
+}
+
+// With the database down, a heartbeat of a cached registration is still answered OK (it needs no
+// write before the answer); its time is written once the database is back.
+TEST_F(EwsListener, HeartbeatsOutliveADatabaseOutage) {
+  restart_daemon(R"({"listener": {"heard_flush_s": 1}})");
+  const auto reg = registration("outage-heartbeat@example.com");
+  ASSERT_EQ(post(reg.secret, notification("S-O", status_event("w0"))).subscription_status, "OK");
+  {
+    store::Connection conn(db_.options());
+    ASSERT_TRUE(conn.connect().ok());
+    ASSERT_TRUE(conn.execute("UPDATE registrations SET last_heard_at = '2020-01-01' WHERE id = ?",
+                             {store::Value{reg.id}})
+                    .ok());
+  }
+  db_.stop();
+  EXPECT_EQ(post(reg.secret, notification("S-O", status_event("w1"))).subscription_status, "OK");
+  EXPECT_EQ(post(reg.secret, notification("S-O", new_mail_event("w2"))).status, 503)
+      << "a count still needs its commit";
+  std::this_thread::sleep_for(1500ms);  // at least one failed bulk write
+  db_.start();
+  const auto until = std::chrono::steady_clock::now() + 15s;
+  while (query_one("SELECT last_heard_at FROM registrations WHERE id = ?", reg.id) < "2026-01-01") {
+    ASSERT_LT(std::chrono::steady_clock::now(), until) << "not written after the outage";
+    std::this_thread::sleep_for(200ms);
+  }
+}
+
 TEST_F(EwsListener, CallerAllowListWithTrustedProxy) {
   const auto reg = registration("erin@example.com", open_customer_);
   const std::vector<std::pair<std::string, std::string>> base = {

@@ -200,6 +200,26 @@ TEST(RegionConfigParse, ListenerTlsPollIntervalHasADefaultAndARange) {
       << error_of(too_long);
 }
 
+TEST(RegionConfigParse, HeartbeatWritesHaveDefaultsAndRanges) {
+  const auto defaults = parse(minimal());
+  ASSERT_TRUE(defaults.ok()) << error_of(defaults);
+  EXPECT_EQ(defaults->listener.heard_flush, std::chrono::seconds(30));
+  EXPECT_EQ(defaults->listener.heard_pending_max, 200000u);
+  json doc = minimal();
+  doc["listener"]["heard_flush_s"] = 5;
+  doc["listener"]["heard_pending_max"] = 0;  // every heartbeat written before OK
+  const auto set = parse(doc);
+  ASSERT_TRUE(set.ok()) << error_of(set);
+  EXPECT_EQ(set->listener.heard_flush, std::chrono::seconds(5));
+  EXPECT_EQ(set->listener.heard_pending_max, 0u);
+  doc["listener"]["heard_flush_s"] = 0;
+  doc["listener"]["heard_pending_max"] = 5000001;
+  EXPECT_EQ(error_of(doc),
+            "regions/test.json: listener.heard_flush_s: must be an integer from 1 to 300, got 0\n"
+            "regions/test.json: listener.heard_pending_max: must be an integer from 0 to "
+            "5000000, got 5000001");
+}
+
 TEST(RegionConfigParse, ReadsEveryOptionalField) {
   json doc = minimal();
   doc["apns"] = {{"production", {{"host", "apns.test.example"}, {"port", 2197}}},
@@ -523,7 +543,7 @@ TEST(RegionConfigErrors, UnknownFieldListsTheKnownOnes) {
   EXPECT_EQ(error_of(doc),
             "regions/test.json: listener.prot: unknown field (known: public_host, bind_address, "
             "port, tls_cert, tls_key, tls_poll_interval_ms, trusted_proxies, metrics_allow, "
-            "proxy_protocol, tls_ticket_period_s)");
+            "proxy_protocol, tls_ticket_period_s, heard_flush_s, heard_pending_max)");
   doc = minimal();
   doc["apns"] = {{"production", {{"host", "a.example"}, {"prt", 1}}}};
   EXPECT_EQ(error_of(doc),
@@ -548,7 +568,8 @@ TEST(RegionConfigErrors, PasswordIsRefusedAndNeverShown) {
                          "\nregions/test.json: listener.extra: unknown field (known: "
                          "public_host, bind_address, port, tls_cert, tls_key, "
                          "tls_poll_interval_ms, trusted_proxies, "
-                         "metrics_allow, proxy_protocol, tls_ticket_period_s)");
+                         "metrics_allow, proxy_protocol, tls_ticket_period_s, heard_flush_s, "
+                         "heard_pending_max)");
   EXPECT_EQ(message.find("hunter2"), std::string::npos);
 }
 

@@ -9,6 +9,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
+#include <chrono>
 #include <exception>
 #include <filesystem>
 #include <fstream>
@@ -844,6 +845,124 @@ TEST_F(EwsCallbackServiceTest, UnknownResponseCodesShareOneMetricLabel) {
   }
   EXPECT_TRUE(metrics_contain("mailpush_ews_error_messages_total{code=\"other\"} 2")) << metrics();
   EXPECT_EQ(metrics().find("ErrorMadeUp"), std::string::npos);
+}
+
+// --- heartbeats answered from memory (defer_heartbeats)
+// -------------------------------------------
+
+class DeferredHeartbeatTest : public EwsCallbackServiceTest {
+ protected:
+  DeferredHeartbeatTest() { service.defer_heartbeats(100); }
+  void flush() {
+    boost::asio::io_context ioc;
+    bool done = false;
+    boost::asio::co_spawn(ioc, service.flush_heard(), [&done](std::exception_ptr e) {
+      if (e) std::rethrow_exception(e);
+      done = true;
+    });
+    ioc.run();
+    EXPECT_TRUE(done) << "flush_heard() did not complete";
+  }
+  static std::int64_t now_s() {
+    return std::chrono::duration_cast<std::chrono::seconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+  }
+};
+
+TEST_F(DeferredHeartbeatTest, AHeartbeatIsAnsweredWithoutAWriteAndWrittenInBulkLater) {
+  const auto id = store.add(kSecret, "use1-test", "", "S1");
+  const std::int64_t before = now_s();
+  for (int i = 0; i < 3; ++i) {
+    const auto out = handle(kSecret, callback("S1", {status_event("wm")}));
+    EXPECT_EQ(out.outcome, CallbackOutcome::ok) << out.reason;
+  }
+  EXPECT_TRUE(store.attempts.empty()) << "no durable write before OK";
+  EXPECT_EQ(service.heard_pending(), 1u) << "one entry per registration";
+  EXPECT_EQ(store.last_heard(id), 0);
+  flush();
+  ASSERT_EQ(store.heard_calls.size(), 1u);
+  ASSERT_EQ(store.heard_calls[0].size(), 1u);
+  EXPECT_EQ(store.heard_calls[0][0].subscription_id, "S1");
+  EXPECT_GE(store.last_heard(id), before);
+  EXPECT_LE(store.last_heard(id), now_s());
+  EXPECT_EQ(service.heard_pending(), 0u);
+  flush();
+  EXPECT_EQ(store.heard_calls.size(), 1u) << "nothing to write: no call";
+  EXPECT_TRUE(metrics_contain("mailpush_ews_heartbeats_total{result=\"deferred\"} 3")) << metrics();
+  EXPECT_TRUE(metrics_contain("mailpush_ews_heartbeats_total{result=\"written\"} 1")) << metrics();
+  EXPECT_TRUE(metrics_contain("mailpush_ews_callbacks_total{result=\"ok\"} 3")) << metrics();
+  EXPECT_TRUE(metrics_contain("mailpush_ews_events_total{type=\"Status\"} 3")) << metrics();
+}
+
+TEST_F(DeferredHeartbeatTest, BindingsAndCountsAreStillWrittenBeforeOk) {
+  const auto id = store.add(kSecret);  // not bound yet
+  auto out = handle(kSecret, callback("S1", {status_event("wm")}));
+  ASSERT_EQ(out.outcome, CallbackOutcome::ok) << out.reason;
+  ASSERT_EQ(store.recorded.size(), 1u) << "the first callback binds, durably";
+  EXPECT_TRUE(store.recorded[0].bind);
+  out = handle(kSecret, callback("S1", {new_mail_event("n1")}));
+  ASSERT_EQ(out.outcome, CallbackOutcome::ok) << out.reason;
+  EXPECT_EQ(store.recorded.size(), 2u) << "a count moved: durable before OK";
+  EXPECT_EQ(store.unread(id), 1);
+  EXPECT_EQ(service.heard_pending(), 0u);
+  out = handle(kSecret, callback("S1", {status_event("wm")}));
+  ASSERT_EQ(out.outcome, CallbackOutcome::ok) << out.reason;
+  EXPECT_EQ(store.recorded.size(), 2u);
+  EXPECT_EQ(service.heard_pending(), 1u);
+}
+
+TEST_F(DeferredHeartbeatTest, AnEndedRegistrationIsUnsubscribedAfterTheNextWrite) {
+  store.add(kSecret, "use1-test", "", "S1");
+  ASSERT_EQ(handle(kSecret, callback("S1", {status_event("wm")})).outcome, CallbackOutcome::ok);
+  store.remove(kSecret);  // ended through another instance
+  // Answered from the cache until the write finds out (at most one flush interval).
+  ASSERT_EQ(handle(kSecret, callback("S1", {status_event("wm")})).outcome, CallbackOutcome::ok);
+  flush();
+  EXPECT_FALSE(cached(kSecret).has_value()) << "the write dropped it from the cache";
+  EXPECT_TRUE(metrics_contain("mailpush_ews_heartbeats_total{result=\"registration_changed\"} 1"))
+      << metrics();
+  const auto out = handle(kSecret, callback("S1", {status_event("wm")}));
+  EXPECT_EQ(out.outcome, CallbackOutcome::unsubscribe_unknown) << out.reason;
+}
+
+TEST_F(DeferredHeartbeatTest, ARebindElsewhereUnsubscribesTheOldSubscriptionAfterTheNextWrite) {
+  store.add(kSecret, "use1-test", "", "S1");
+  ASSERT_EQ(handle(kSecret, callback("S1", {status_event("wm")})).outcome, CallbackOutcome::ok);
+  store.rebind(kSecret, "S2");  // the app resubscribed; another instance bound S2
+  ASSERT_EQ(handle(kSecret, callback("S1", {status_event("wm")})).outcome, CallbackOutcome::ok);
+  flush();
+  auto out = handle(kSecret, callback("S1", {status_event("wm")}));
+  EXPECT_EQ(out.outcome, CallbackOutcome::unsubscribe_superseded) << out.reason;
+  out = handle(kSecret, callback("S2", {status_event("wm")}));
+  EXPECT_EQ(out.outcome, CallbackOutcome::ok) << out.reason;
+}
+
+TEST_F(DeferredHeartbeatTest, AFailedWriteKeepsTheTimesForTheNextOne) {
+  const auto id = store.add(kSecret, "use1-test", "", "S1");
+  ASSERT_EQ(handle(kSecret, callback("S1", {status_event("wm")})).outcome, CallbackOutcome::ok);
+  store.fail_next_heard = make_error(Errc::unavailable, "database down");
+  flush();
+  EXPECT_EQ(store.last_heard(id), 0);
+  EXPECT_EQ(service.heard_pending(), 1u) << "kept for the next write";
+  EXPECT_TRUE(metrics_contain("mailpush_ews_heartbeats_total{result=\"write_failed\"} 1"))
+      << metrics();
+  flush();
+  EXPECT_GT(store.last_heard(id), 0);
+  EXPECT_EQ(service.heard_pending(), 0u);
+}
+
+TEST_F(DeferredHeartbeatTest, AFullLedgerRecordsHeartbeatsDurablyInstead) {
+  service.defer_heartbeats(1);
+  store.add(kSecret, "use1-test", "", "S1");
+  store.add(kOtherSecret, "use1-test", "", "S9");
+  ASSERT_EQ(handle(kSecret, callback("S1", {status_event("wm")})).outcome, CallbackOutcome::ok);
+  const auto out = handle(kOtherSecret, callback("S9", {status_event("wm")}));
+  ASSERT_EQ(out.outcome, CallbackOutcome::ok) << out.reason;
+  ASSERT_EQ(store.recorded.size(), 1u) << "nothing unbounded: the second one is written at once";
+  EXPECT_EQ(store.recorded[0].subscription_id, "S9");
+  EXPECT_TRUE(metrics_contain("mailpush_ews_heartbeats_total{result=\"recorded_ledger_full\"} 1"))
+      << metrics();
 }
 
 }  // namespace

@@ -208,7 +208,38 @@ class FakeCallbackStore final : public store::CallbackStore {
     co_return apply(std::move(write));
   }
 
+  // As write_heard: last_heard_at moves forward for registrations still bound to the
+  // subscription heard; the others' ids come back.
+  boost::asio::awaitable<Result<std::vector<std::int64_t>>> record_heard(
+      const std::vector<store::Heard>& heard) override {
+    heard_calls.push_back(heard);
+    if (fail_next_heard) {
+      Error e = std::move(*fail_next_heard);
+      fail_next_heard.reset();
+      co_return e;
+    }
+    std::vector<std::int64_t> changed;
+    for (const auto& h : heard) {
+      auto* r = by_id(h.registration_id);
+      if (r == nullptr || r->subscription_id != h.subscription_id) {
+        changed.push_back(h.registration_id);
+        continue;
+      }
+      auto& at = last_heard_[h.registration_id];
+      at = std::max(at, h.heard_at);
+    }
+    co_return changed;
+  }
+
+  // The stored last-heard time (UTC seconds) written by record_heard, 0 when none.
+  std::int64_t last_heard(std::int64_t registration_id) const {
+    auto it = last_heard_.find(registration_id);
+    return it == last_heard_.end() ? 0 : it->second;
+  }
+
   // Observations and switches for the tests.
+  std::vector<std::vector<store::Heard>> heard_calls;  // every record_heard() call
+  std::optional<Error> fail_next_heard;
   int lookups = 0;
   int pages = 0;  // active_registrations() calls
   std::optional<Error> fail_next_page;
@@ -253,6 +284,7 @@ class FakeCallbackStore final : public store::CallbackStore {
   std::map<std::string, store::RegistrationRecord> registrations_;  // by sha384(secret) bytes
   std::map<std::int64_t, store::CountState> counts_;                // by registration id
   std::map<std::int64_t, std::string> watermarks_;                  // by registration id
+  std::map<std::int64_t, std::int64_t> last_heard_;                 // by registration id
 };
 
 }  // namespace mp::relay::test

@@ -457,6 +457,85 @@ TEST_F(CallbackStoreTest, SilentSubscriptionsAreThoseNotHeardForTwiceTheirFreque
   EXPECT_EQ(*n, 3);
 }
 
+// Heartbeats' last-heard times, written in bulk (write_heard): by registration and subscription,
+// never backwards, and the registrations that ended or were rebound come back.
+TEST_F(CallbackStoreTest, HeardTimesAreWrittenInBulkForBoundRegistrationsOnly) {
+  std::vector<test::TestRegistration> regs;
+  for (int i = 0; i < 70; ++i) {  // more than one statement's 64
+    regs.push_back(test::insert_test_registration(conn, customer,
+                                                  "heard" + std::to_string(i) + "@example.com"));
+    auto w = write_for(regs.back(), "SUB-" + std::to_string(i), "");
+    w.bind = true;
+    ASSERT_TRUE(write_callback_batch(conn, {w}).ok());
+  }
+  ASSERT_TRUE(conn.execute("UPDATE registrations SET last_heard_at = '2026-01-01 00:00:00' "
+                           "WHERE customer_id = ?",
+                           {Value{customer}})
+                  .ok());
+  const std::int64_t t0 = 1796000000;  // 2026-11-30 (UTC)
+  std::vector<Heard> heard;
+  for (int i = 0; i < 70; ++i) {
+    heard.push_back({regs[i].id, "SUB-" + std::to_string(i), t0 + i});
+  }
+  heard.push_back({regs[0].id, "SUB-0", t0 - 100});  // an older one of the same: ignored
+  ASSERT_TRUE(delete_registration(conn, regs[5].id).value());
+  heard[7].subscription_id = "SUB-other";  // rebound elsewhere since it was cached
+  auto gone = write_heard(conn, heard);
+  ASSERT_TRUE(gone.ok()) << gone.error().message;
+  std::sort(gone->begin(), gone->end());
+  EXPECT_EQ(*gone, (std::vector<std::int64_t>{regs[5].id, regs[7].id}));
+  EXPECT_EQ(column("SELECT last_heard_at FROM registrations WHERE id = ?", regs[0].id),
+            "2026-11-30 00:53:20.000000");
+  EXPECT_EQ(column("SELECT last_heard_at FROM registrations WHERE id = ?", regs[69].id),
+            "2026-11-30 00:54:29.000000");
+  EXPECT_EQ(column("SELECT last_heard_at FROM registrations WHERE id = ?", regs[7].id),
+            "2026-01-01 00:00:00.000000")
+      << "not written for another subscription";
+
+  // Never backwards: a callback recorded later than the heartbeat keeps its time.
+  ASSERT_TRUE(write_callback_batch(conn, {write_for(regs[1], "SUB-1", "")}).ok());
+  const std::string recorded =
+      column("SELECT last_heard_at FROM registrations WHERE id = ?", regs[1].id);
+  gone = write_heard(conn, {{regs[1].id, "SUB-1", t0}});
+  ASSERT_TRUE(gone.ok()) << gone.error().message;
+  EXPECT_TRUE(gone->empty());
+  EXPECT_EQ(column("SELECT last_heard_at FROM registrations WHERE id = ?", regs[1].id), recorded);
+
+  // A subscription id with quotes is a parameter, not SQL: it matches nothing.
+  gone = write_heard(conn, {{regs[2].id, "SUB' OR '1'='1", t0 + 1000}});
+  ASSERT_TRUE(gone.ok()) << gone.error().message;
+  EXPECT_EQ(*gone, std::vector<std::int64_t>{regs[2].id});
+  EXPECT_EQ(column("SELECT last_heard_at FROM registrations WHERE id = ?", regs[2].id),
+            "2026-11-30 00:53:22.000000");
+  EXPECT_EQ(column("SELECT last_heard_at FROM registrations WHERE id = ?", regs[3].id),
+            "2026-11-30 00:53:23.000000");
+}
+
+TEST_F(CallbackStoreTest, HeardTimesThroughTheStoreAndItsPool) {
+  const auto reg = test::insert_test_registration(conn, customer, "pool-heard@example.com");
+  auto w = write_for(reg, "SUB-P", "");
+  w.bind = true;
+  ASSERT_TRUE(write_callback_batch(conn, {w}).ok());
+  ASSERT_TRUE(conn.execute("UPDATE registrations SET last_heard_at = '2026-01-01' WHERE id = ?",
+                           {Value{reg.id}})
+                  .ok());
+  DatabasePool pool(db.options(), {.threads = 1, .queue_limit = 10});
+  MariadbCallbackStore store(pool, 16, 1);
+  const std::vector<Heard> heard{{reg.id, "SUB-P", 1796000000}};
+  boost::asio::io_context ioc;
+  std::optional<Result<std::vector<std::int64_t>>> out;
+  boost::asio::co_spawn(
+      ioc, [&]() -> boost::asio::awaitable<void> { out = co_await store.record_heard(heard); },
+      boost::asio::detached);
+  ioc.run();
+  pool.stop();
+  ASSERT_TRUE(out.has_value());
+  ASSERT_TRUE(out->ok()) << out->error().message;
+  EXPECT_TRUE((*out)->empty());
+  EXPECT_EQ(column("SELECT last_heard_at FROM registrations WHERE id = ?", reg.id),
+            "2026-11-30 00:53:20.000000");
+}
+
 // The once-a-minute count can read the silent rows through their index instead of every
 // registration (which of the two a nearly empty table gets is the optimizer's choice).
 TEST_F(CallbackStoreTest, TheSilentCountHasAnIndex) {
