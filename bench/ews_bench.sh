@@ -27,6 +27,7 @@
 # made-up secrets in the capability's form (44 characters, refused from their missing tag
 # without a lookup: the region gets a region secret for it). --legacy-region leaves out the region
 # keys newer than issue 17's server (to measure a build from before it) and (h).
+# --heartbeats-only runs (h8) and (h64) alone and prints their JSON (quicker, for experiments).
 # --durable-heartbeats leaves out listener.heard_flush_s (a build from before heartbeats were
 # answered from memory, issue 19). The region writes heartbeats every 5 s (30 s by default).
 set -euo pipefail
@@ -46,10 +47,11 @@ registrations=100000
 client_threads=1
 perf_dir=""
 
-usage() { sed -n '2,30p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,31p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 hostile=0
 legacy_region=0
 durable_heartbeats=0
+heartbeats_only=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --skip-build) skip_build=1 ;;
@@ -62,6 +64,7 @@ while [ $# -gt 0 ]; do
     --hostile) hostile=1 ;;
     --legacy-region) legacy_region=1 ;;
     --durable-heartbeats) durable_heartbeats=1 ;;
+    --heartbeats-only) heartbeats_only=1 ;;
     -h | --help) usage; exit 0 ;;
     *) echo "ews_bench: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
   esac
@@ -174,6 +177,8 @@ fi
 say "migrating (mailpushctl migrate)"
 timeout "$(allow 60)" "$mailpushctl" --region "$region" migrate >"$tmp/migrate.log" 2>&1 ||
   { cat "$tmp/migrate.log" >&2; die "mailpushctl migrate"; }
+# EWS_BENCH_SQL='ALTER TABLE …' runs after the migrations (experiments).
+if [ -n "${EWS_BENCH_SQL:-}" ]; then echo "$EWS_BENCH_SQL" | sql || die "EWS_BENCH_SQL"; fi
 
 # The floor of durability on this machine, measured before the load: one synchronous 4 KiB write
 # in MariaDB's data folder (dd, O_DSYNC), and one durable single-row autocommit UPDATE through
@@ -354,14 +359,33 @@ bound=$(echo "SELECT COUNT(*) FROM registrations WHERE subscription_id IS NOT NU
 say "  $bound of $registrations registrations bound to their subscription id"
 rss_after_bind=$(awk '/^VmRSS/ { print $2 }' "/proc/$mailpushd_pid/status")
 
+# A counter of mailpushd's heartbeats (mailpush_ews_heartbeats_total) by result, 0 when absent.
+heartbeat_count() {
+  curl -fsS --max-time 5 --cacert "$tls/ca.crt" "https://localhost:$listener_port/metrics" 2>/dev/null |
+    awk -v key="mailpush_ews_heartbeats_total{result=\"$1\"}" '$1 == key { n = $2 } END { printf "%d\n", n + 0 }'
+}
+# wait_written DEFERRED0 WRITTEN0: when heartbeats were deferred since the counts DEFERRED0, until
+# WRITTEN0 + N last-heard times are written (read from mailpushd, not by scanning the table: the
+# run's MariaDB CPU is the bulk write's alone); false after 30 s.
+wait_written() {
+  local deferred0=$1 written0=$2 deadline=$((SECONDS + 30))
+  [ "$(heartbeat_count deferred)" -gt "$deferred0" ] || return 0  # written before OK (durable)
+  until [ "$(heartbeat_count written)" -ge "$((written0 + registrations))" ]; do
+    [ "$SECONDS" -lt "$deadline" ] || return 1
+    sleep 0.2
+  done
+}
+
 # heartbeats NAME CONNECTIONS: one StatusEvent per registration (bind.tsv: now on the bound
 # subscription) against mailpushd, CPU counted until every last-heard time is written, and the
 # same requests against nginx.
 heartbeats() {
   local name=$1 conns=$2 since heard
   since=$(db_now)
-  settle="wait_heard $registrations $since" run "${name}_mailpushd" mailpushd 120 --mode keepalive \
+  settle="wait_written $(heartbeat_count deferred) $(heartbeat_count written)" \
+    run "${name}_mailpushd" mailpushd 120 --mode keepalive \
     --connections "$conns" --requests "$registrations" --bodies "$tmp/bind.tsv"
+  wait_heard "$registrations" "$since" || true
   heard=$(heard_since "$since")
   jq -c --argjson heard "$heard" --argjson n "$registrations" \
     '. + {durable: {registrations_heard: $heard, all_recorded: ($heard == $n and .soap_ok == $n)}}' \
@@ -421,6 +445,12 @@ say "(h8) heartbeats: one StatusEvent per registration, keep-alive, $CONNECTIONS
 heartbeats h8 "$CONNECTIONS"
 say "(h64) heartbeats: the same with $CAPACITY_CONNECTIONS connections"
 heartbeats h64 "$CAPACITY_CONNECTIONS"
+if [ "$heartbeats_only" = 1 ]; then
+  jq -s -c 'map({key: .label, value: {ok_rate, p50_ms: .latency_ms.p50, p99_ms: .latency_ms.p99,
+      server_us: (.server_cpu_ms_per_callback * 1000 | round), db_us: (.db_cpu_ms_per_callback * 1000 | . * 10 | round / 10),
+      other_cpu_s, durable}}) | from_entries' "$tmp"/runs/{h8,h64}_{mailpushd,nginx}.json
+  exit 0
+fi
 
 say "(a) keep-alive, $CONNECTIONS connections, max rate, ${RUN_A_SECONDS}s"
 before=$(newmail_sum); since=$(db_now)
