@@ -42,8 +42,9 @@ struct ListenerConfig {
   // Heartbeats (callbacks that bind nothing and move no count) are answered without a durable
   // write: their last-heard times wait in memory and are written in bulk every heard_flush, and
   // once at shutdown. A crash loses at most that much of them (they only tell silent
-  // subscriptions). At most heard_pending_max registrations wait (~250 bytes each); beyond that a
-  // heartbeat is written like any callback. 0 writes every heartbeat before answering.
+  // subscriptions). At most heard_pending_max registrations wait (~250 bytes each, ~700 with
+  // 512-character subscription ids); beyond that a heartbeat is written like any callback. 0
+  // writes every heartbeat before answering.
   std::chrono::seconds heard_flush{30};
   std::size_t heard_pending_max = 200000;
 };

@@ -23,7 +23,8 @@ class HeardLedger {
     CacheKey cache_key{};  // to drop the cached registration when the write finds it changed
   };
 
-  // At most `max_entries` registrations at once (~250 bytes each).
+  // At most `max_entries` registrations at once: ~250 bytes each with Exchange's subscription
+  // ids, ~700 with the longest the listener takes (512 characters).
   explicit HeardLedger(std::size_t max_entries);
 
   // Notes a heartbeat of `registration_id` on `subscription_id` at `heard_at` (UTC seconds):
