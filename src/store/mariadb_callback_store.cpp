@@ -8,7 +8,6 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <chrono>
-#include <ctime>
 #include <map>
 #include <set>
 
@@ -412,16 +411,6 @@ namespace {
 // stay short; each is padded to a shape of sql_util.hpp by repeating its last entry.
 constexpr std::size_t kHeardChunk = 64;
 
-// "2026-12-07 05:40:12" (UTC) for `seconds` since the epoch.
-std::string utc_datetime(std::int64_t seconds) {
-  const std::time_t t = static_cast<std::time_t>(seconds);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char out[32];
-  const std::size_t n = std::strftime(out, sizeof out, "%Y-%m-%d %H:%M:%S", &tm);
-  return std::string(out, n);
-}
-
 // Parameters: (id, time) per row, then the ids, then (id, subscription id) per row. A row
 // matches only while its registration is active and bound to the subscription it was heard
 // from; last_heard_at never moves backwards (a callback recorded meanwhile may be newer).
@@ -452,7 +441,8 @@ Status write_heard_chunk(Connection& conn, std::span<const Heard> chunk,
   params.reserve(shape * 5);
   for (std::size_t i = 0; i < shape; ++i) {
     params.emplace_back(at(i).registration_id);
-    params.emplace_back(utc_datetime(at(i).heard_at));
+    params.emplace_back(
+        sql_datetime(std::chrono::system_clock::time_point(std::chrono::seconds(at(i).heard_at))));
   }
   for (std::size_t i = 0; i < shape; ++i) params.emplace_back(at(i).registration_id);
   for (std::size_t i = 0; i < shape; ++i) {
