@@ -90,30 +90,31 @@ asio::awaitable<void> EwsCallbackService::flush_heard() {
   if (!heard_) co_return;
   std::vector<HeardLedger::Entry> taken = heard_->take();
   if (taken.empty()) co_return;
+  // The entries move into the rows the store reads; their cache keys stay beside them.
   std::vector<store::Heard> rows;
   rows.reserve(taken.size());
-  for (const auto& e : taken) rows.push_back(e.heard);
+  for (auto& e : taken) rows.push_back(std::move(e.heard));
   auto changed = co_await store_.record_heard(rows);
   if (!changed) {
-    heard_write_failures_->Increment(static_cast<double>(taken.size()));
-    const std::size_t entries = taken.size();
+    heard_write_failures_->Increment(static_cast<double>(rows.size()));
+    for (std::size_t i = 0; i < rows.size(); ++i) taken[i].heard = std::move(rows[i]);
     const std::size_t dropped = heard_->put_back(std::move(taken));
     heard_dropped_->Increment(static_cast<double>(dropped));
     log::warn("ews.heard_write_failed",
-              {{"registrations", entries},
+              {{"registrations", rows.size()},
                {"dropped", dropped},
                {"error", changed.error().message},
                {"effect", "last-heard times kept in memory and written with the next flush"}});
     co_return;
   }
-  heard_written_->Increment(static_cast<double>(taken.size() - changed->size()));
+  heard_written_->Increment(static_cast<double>(rows.size() - changed->size()));
   if (changed->empty()) co_return;
   heard_changed_->Increment(static_cast<double>(changed->size()));
   // Ended or rebound since they were cached: read them again on their next callback.
   std::sort(changed->begin(), changed->end());
-  for (const auto& e : taken) {
-    if (std::binary_search(changed->begin(), changed->end(), e.heard.registration_id)) {
-      cache_.erase(std::string_view(e.cache_key.data(), e.cache_key.size()));
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    if (std::binary_search(changed->begin(), changed->end(), rows[i].registration_id)) {
+      cache_.erase(std::string_view(taken[i].cache_key.data(), taken[i].cache_key.size()));
     }
   }
   log::info("ews.heard_registrations_changed", {{"registrations", changed->size()}});

@@ -431,11 +431,11 @@ const std::string& heard_sql(std::size_t shape) {
 }
 
 // One chunk (distinct ids, at most kHeardChunk); appends the ids that did not match to `gone`.
-Status write_heard_chunk(Connection& conn, std::span<const Heard> chunk,
+Status write_heard_chunk(Connection& conn, std::span<const Heard* const> chunk,
                          std::vector<std::int64_t>& gone) {
   const std::size_t shape = sql::id_list_shape(chunk.size());
   const auto at = [&](std::size_t i) -> const Heard& {
-    return chunk[std::min(i, chunk.size() - 1)];
+    return *chunk[std::min(i, chunk.size() - 1)];
   };
   std::vector<Value> params;
   params.reserve(shape * 5);
@@ -464,31 +464,35 @@ Status write_heard_chunk(Connection& conn, std::span<const Heard> chunk,
   if (!current) return std::move(current).error();
   std::map<std::int64_t, std::string> bound;
   for (const auto& r : *current) bound[r.i64(0)] = r.is_null(1) ? std::string() : r.text(1);
-  for (const auto& h : chunk) {
-    auto it = bound.find(h.registration_id);
-    if (it == bound.end() || it->second != h.subscription_id) gone.push_back(h.registration_id);
+  for (const Heard* h : chunk) {
+    auto it = bound.find(h->registration_id);
+    if (it == bound.end() || it->second != h->subscription_id) gone.push_back(h->registration_id);
   }
   return {};
 }
 
 }  // namespace
 
-Result<std::vector<std::int64_t>> write_heard(Connection& conn, std::vector<Heard> heard) {
+Result<std::vector<std::int64_t>> write_heard(Connection& conn, const std::vector<Heard>& heard) {
   // By id, the newest entry of a registration only: rows are locked in id order, as by the
-  // callback batches, so the two cannot deadlock.
-  std::sort(heard.begin(), heard.end(), [](const Heard& a, const Heard& b) {
-    return a.registration_id != b.registration_id ? a.registration_id < b.registration_id
-                                                  : a.heard_at > b.heard_at;
+  // callback batches, so the two cannot deadlock. Sorted by pointer: the entries (up to the
+  // ledger's bound) are not copied again.
+  std::vector<const Heard*> order;
+  order.reserve(heard.size());
+  for (const auto& h : heard) order.push_back(&h);
+  std::sort(order.begin(), order.end(), [](const Heard* a, const Heard* b) {
+    return a->registration_id != b->registration_id ? a->registration_id < b->registration_id
+                                                    : a->heard_at > b->heard_at;
   });
-  heard.erase(std::unique(heard.begin(), heard.end(),
-                          [](const Heard& a, const Heard& b) {
-                            return a.registration_id == b.registration_id;
+  order.erase(std::unique(order.begin(), order.end(),
+                          [](const Heard* a, const Heard* b) {
+                            return a->registration_id == b->registration_id;
                           }),
-              heard.end());
+              order.end());
   std::vector<std::int64_t> gone;
-  for (std::size_t begin = 0; begin < heard.size(); begin += kHeardChunk) {
-    const std::size_t n = std::min(kHeardChunk, heard.size() - begin);
-    const std::span<const Heard> chunk(heard.data() + begin, n);
+  for (std::size_t begin = 0; begin < order.size(); begin += kHeardChunk) {
+    const std::size_t n = std::min(kHeardChunk, order.size() - begin);
+    const std::span<const Heard* const> chunk(order.data() + begin, n);
     Status st;
     for (int attempt = 1;; ++attempt) {
       st = write_heard_chunk(conn, chunk, gone);
@@ -629,9 +633,11 @@ asio::awaitable<Result<WriteOutcome>> MariadbCallbackStore::record(const Callbac
 
 asio::awaitable<Result<std::vector<std::int64_t>>> MariadbCallbackStore::record_heard(
     const std::vector<Heard>& heard) {
-  const DatabasePool::Job<std::vector<std::int64_t>> job = [heard](Connection& c) {
-    return write_heard(c, heard);
-  };
+  // The job holds its own copy: it may outlive this frame when the process stops.
+  const DatabasePool::Job<std::vector<std::int64_t>> job =
+      [heard = std::make_shared<const std::vector<Heard>>(heard)](Connection& c) {
+        return write_heard(c, *heard);
+      };
   co_return co_await pool_.async_run(job, asio::use_awaitable);
 }
 

@@ -89,7 +89,7 @@ Result<std::vector<WriteOutcome>> write_callback_batch(Connection& conn,
 
 // Last-heard times in statements of at most 64 registrations each (CallbackStore::record_heard);
 // exposed for tests. Returns the ids that were not active and bound to their subscription.
-Result<std::vector<std::int64_t>> write_heard(Connection& conn, std::vector<Heard> heard);
+Result<std::vector<std::int64_t>> write_heard(Connection& conn, const std::vector<Heard>& heard);
 
 Result<std::optional<RegistrationRecord>> find_registration_by_secret(Connection& conn,
                                                                       const Bytes& secret_hash);
