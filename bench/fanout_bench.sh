@@ -277,7 +277,7 @@ history_length() {
 drain() { # limit-seconds
   local until=$((SECONDS + $1)) queued
   while [ "$SECONDS" -lt "$until" ]; do
-    queued=$(echo "SELECT COUNT(*) FROM outbox WHERE state = 'queued'" | sql)
+    queued=$(echo "SELECT COUNT(*) FROM registrations WHERE badge_owner IS NOT NULL" | sql)
     [ "$queued" != 0 ] || return 0
     sleep 0.1
   done

@@ -161,7 +161,7 @@ load_common=(--port "$listener_port" --ca "$tls/ca.crt")
 drain() { # seconds: until no queued row is left
   local until=$((SECONDS + $1))
   while [ "$SECONDS" -lt "$until" ]; do
-    [ "$(echo "SELECT COUNT(*) FROM outbox WHERE state = 'queued'" | sql 2>/dev/null)" = 0 ] && return 0
+    [ "$(echo "SELECT COUNT(*) FROM registrations WHERE badge_owner IS NOT NULL" | sql 2>/dev/null)" = 0 ] && return 0
     sleep 0.5
   done
   return 1
@@ -321,8 +321,8 @@ sample() {
   db=$(echo "SELECT MAX(IF(variable_name = 'PREPARED_STMT_COUNT', variable_value, NULL)),
                MAX(IF(variable_name = 'THREADS_CONNECTED', variable_value, NULL))
              FROM information_schema.global_status WHERE variable_name IN ('PREPARED_STMT_COUNT', 'THREADS_CONNECTED');
-             SELECT COUNT(*), COALESCE(TIMESTAMPDIFF(MICROSECOND, MIN(created_at), UTC_TIMESTAMP(6)) / 1000000, 0)
-             FROM outbox WHERE state = 'queued'" | sql 2>/dev/null | tr '\n\t' '  ') || db=""
+             SELECT COUNT(*), COALESCE(TIMESTAMPDIFF(MICROSECOND, MIN(badge_queued_at), UTC_TIMESTAMP(6)) / 1000000, 0)
+             FROM registrations WHERE badge_owner IS NOT NULL" | sql 2>/dev/null | tr '\n\t' '  ') || db=""
   accepted=$(sim_get /stats 2>/dev/null | jq .accepted) || accepted=null
   iv=$(tail -n 1 "$tmp/intervals.jsonl" 2>/dev/null)
   jq -e . <<<"$iv" >/dev/null 2>&1 || iv='{}' # none yet, or a line still being written

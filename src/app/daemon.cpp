@@ -272,7 +272,7 @@ struct RegionServices {
           if (ok) dispatcher.wake();
         });
     callback_store.set_lookup_pool(&lookup_pool);
-    callback_store.set_outbox({instance_id, cfg.dispatch.ttl});
+    callback_store.set_outbox({instance_id});
     callback_service.set_callback_limits(callback_limits(cfg));
     callback_service.defer_heartbeats(cfg.listener.heard_pending_max);
     if (files.region_secret) {

@@ -29,6 +29,10 @@ const char* row_outcome_name(RowOutcome r) noexcept {
   return "unknown";
 }
 
+store::PendingMark mark(const store::OutboxRow& row) {
+  return {row.id, row.version};
+}
+
 RoundPlan plan_round(const std::vector<store::OutboxRow>& rows) {
   RoundPlan plan;
   std::map<std::int64_t, std::vector<const store::OutboxRow*>> by_device;
@@ -39,13 +43,13 @@ RoundPlan plan_round(const std::vector<store::OutboxRow>& rows) {
     for (const auto* r : group) {
       if (r->id > newest->id) newest = r;
     }
-    std::vector<std::int64_t> older;
+    std::vector<store::PendingMark> older;
     for (const auto* r : group) {
-      if (r != newest) older.push_back(r->id);
+      if (r != newest) older.push_back(mark(*r));
     }
     auto remove_all = [&](RowOutcome why, const std::string& reason) {
       for (const auto* r : group) {
-        plan.outcome.remove.push_back(r->id);
+        plan.outcome.remove.push_back(mark(*r));
         plan.counted.emplace_back(why, reason);
       }
     };
@@ -57,12 +61,12 @@ RoundPlan plan_round(const std::vector<store::OutboxRow>& rows) {
       remove_all(RowOutcome::device_inactive, newest->device_state);
       continue;
     }
-    for (auto id : older) {
-      plan.outcome.remove.push_back(id);
+    for (const auto& m : older) {
+      plan.outcome.remove.push_back(m);
       plan.counted.emplace_back(RowOutcome::superseded, "");
     }
     if (newest->expired) {
-      plan.outcome.dead.push_back({newest->id, "Expired"});
+      plan.outcome.dead.push_back({mark(*newest), "Expired"});
       plan.counted.emplace_back(RowOutcome::dead, "Expired");
       continue;
     }
@@ -75,25 +79,25 @@ RowOutcome apply_send_result(const PlannedSend& send, const apns::SendResult& re
                              const RetryPolicy& policy, std::mt19937_64& rng,
                              store::DispatchWrites& outcome, CustomerSignal& signal) {
   const store::OutboxRow& row = send.row;
-  for (auto id : send.superseded) outcome.remove.push_back(id);
+  for (const auto& m : send.superseded) outcome.remove.push_back(m);
   using apns::SendOutcome;
   switch (result.outcome) {
     case SendOutcome::delivered:
-      outcome.remove.push_back(row.id);
+      outcome.remove.push_back(mark(row));
       return RowOutcome::delivered;
     case SendOutcome::unregistered:
-      outcome.remove.push_back(row.id);
+      outcome.remove.push_back(mark(row));
       outcome.devices.push_back({row.device_id, true, result.unregistered_at, "Unregistered"});
       return RowOutcome::unregistered;
     case SendOutcome::bad_device_token:
-      outcome.remove.push_back(row.id);
+      outcome.remove.push_back(mark(row));
       outcome.devices.push_back({row.device_id, false, std::nullopt,
                                  result.reason.empty() ? "BadDeviceToken" : result.reason});
       return RowOutcome::bad_device_token;
     case SendOutcome::topic_mismatch:
       if (result.reason == "DeviceTokenNotForTopic") {
         // The token belongs to another app: this device, not the customer, is wrong.
-        outcome.remove.push_back(row.id);
+        outcome.remove.push_back(mark(row));
         outcome.devices.push_back({row.device_id, false, std::nullopt, result.reason});
         return RowOutcome::bad_device_token;
       }
@@ -107,7 +111,8 @@ RowOutcome apply_send_result(const PlannedSend& send, const apns::SendResult& re
       return RowOutcome::paused;
     case SendOutcome::permanent_payload:
       outcome.dead.push_back(
-          {row.id, "Refused: " + (result.reason.empty() ? std::string("payload") : result.reason)});
+          {mark(row),
+           "Refused: " + (result.reason.empty() ? std::string("payload") : result.reason)});
       return RowOutcome::dead;
     case SendOutcome::retry_exhausted:
     case SendOutcome::retry_later:  // a send never ends with it; requeued like retry_exhausted
@@ -115,7 +120,7 @@ RowOutcome apply_send_result(const PlannedSend& send, const apns::SendResult& re
   }
   if (result.reason == "PoolClosed") return RowOutcome::paused;  // shutting down: stays queued
   if (row.attempts + 1 >= policy.max_attempts) {
-    outcome.dead.push_back({row.id, "TooManyAttempts: " + result.reason});
+    outcome.dead.push_back({mark(row), "TooManyAttempts: " + result.reason});
     return RowOutcome::dead;
   }
   outcome.retry.push_back({row.id,

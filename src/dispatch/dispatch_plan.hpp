@@ -1,6 +1,6 @@
-// The dispatcher's rules as pure functions: which outbox rows of a round are sent (only the
-// newest badge of each device), which are dropped, and what an APNs answer does to a row, its
-// device and its customer's queue.
+// The dispatcher's rules as pure functions: which pending badges of a round are sent (one per
+// device: the device's badge covers every mark of it read in the round), which are dropped, and
+// what an APNs answer does to a mark, its device and its customer's queue.
 #pragma once
 
 #include <chrono>
@@ -18,7 +18,7 @@ namespace mp::dispatch {
 // What a round counts, for metrics and logs (stable snake_case names).
 enum class RowOutcome {
   delivered,
-  superseded,         // a newer badge of the same device was sent instead
+  superseded,         // another mark of the same device was sent: its badge covers this one
   device_inactive,    // the device was unregistered or made invalid after the row was queued
   customer_inactive,  // customer disabled or deleted
   unregistered,       // 410
@@ -31,8 +31,8 @@ inline constexpr std::size_t kRowOutcomeCount = 9;
 const char* row_outcome_name(RowOutcome r) noexcept;
 
 struct PlannedSend {
-  store::OutboxRow row;                  // the newest row of the device
-  std::vector<std::int64_t> superseded;  // older rows of the device in this round
+  store::OutboxRow row;                        // one mark of the device (the newest registration)
+  std::vector<store::PendingMark> superseded;  // the device's other marks in this round
 };
 
 struct RoundPlan {
@@ -41,9 +41,11 @@ struct RoundPlan {
   std::vector<std::pair<RowOutcome, std::string>> counted;  // one per row decided here (reason)
 };
 
-// Groups the rows per device (newest id wins), drops rows of inactive devices and customers,
-// dead-letters an expired newest row. Older rows of a device are removed whatever happens to
-// the newest: their badge is out of date.
+// Groups the marks per device (the newest registration's is sent), drops marks of inactive
+// devices and customers, dead-letters an expired badge. The device's other marks are cleared
+// whatever happens to the one sent: it carries the device's whole badge, and a retry of it sends
+// the badge current then.
+store::PendingMark mark(const store::OutboxRow& row);
 RoundPlan plan_round(const std::vector<store::OutboxRow>& rows);
 
 struct RetryPolicy {

@@ -235,6 +235,7 @@ asio::awaitable<std::size_t> Dispatcher::round() {
   if (rows->empty()) co_return 0;
   round_rows_.Observe(static_cast<double>(rows->size()));
 
+  for (auto& r : *rows) r.expired = std::chrono::microseconds(r.age_us) >= options_.ttl;
   RoundPlan plan = plan_round(*rows);
   for (const auto& [result, reason] : plan.counted) {
     count(result);
@@ -296,7 +297,7 @@ asio::awaitable<void> Dispatcher::send_one(PlannedSend send, store::DispatchWrit
   const bool production = row.environment == "production";
   const auto& credential = production ? loaded->production : loaded->development;
   if (!credential) {
-    outcome.dead.push_back({row.id, "NoCredentialForEnvironment"});
+    outcome.dead.push_back({mark(row), "NoCredentialForEnvironment"});
     count(RowOutcome::dead);
     dead_reasons_.Add({{"reason", "NoCredentialForEnvironment"}}).Increment();
     log::warn("dispatch.no_credential_for_environment",

@@ -19,13 +19,6 @@ std::string iso(std::string_view column) {
   return "COALESCE(DATE_FORMAT(" + std::string(column) + ", " + std::string(kIso) + "), '')";
 }
 
-// The badge a device shows now: the unread counts of its active registrations, as the callback
-// path computes it (mariadb_callback_store.cpp).
-std::string device_badge_sql() {
-  return "(SELECT LEAST(COALESCE(SUM(r2.unread_count), 0), " + std::to_string(kMaxUnreadCount) +
-         ") FROM registrations r2 WHERE r2.device_id = o.device_id AND r2.state = 'active')";
-}
-
 }  // namespace
 
 Result<CustomerDetail> customer_detail(Connection& conn, const CustomerRow& customer) {
@@ -44,7 +37,8 @@ Result<CustomerDetail> customer_detail(Connection& conn, const CustomerRow& cust
           std::string(sql::kSilentCondition) + "), " +
           iso("(SELECT MAX(r.last_heard_at) FROM registrations r WHERE r.customer_id = c.id)") +
           ", "
-          "(SELECT COUNT(*) FROM outbox o WHERE o.customer_id = c.id AND o.state = 'queued'), "
+          "(SELECT COUNT(*) FROM registrations r WHERE r.customer_id = c.id AND r.badge_owner IS "
+          "NOT NULL), "
           "(SELECT COUNT(*) FROM outbox o WHERE o.customer_id = c.id AND o.state = 'dead') "
           "FROM customers c WHERE c.id = ?",
       {id});
@@ -82,10 +76,13 @@ Result<std::vector<DeviceRow>> find_devices(Connection& conn, std::int64_t custo
           iso("d.unregistered_at") + ", " + iso("d.created_at") + ", " + iso("d.updated_at") +
           ", (SELECT COUNT(*) FROM registrations r WHERE r.device_id = d.id AND r.state = "
           "'active'), "
-          "(SELECT COUNT(*) FROM outbox o WHERE o.device_id = d.id AND o.state = 'queued'), "
+          "(SELECT COUNT(*) FROM registrations r WHERE r.device_id = d.id AND r.badge_owner IS NOT "
+          "NULL), "
           "(SELECT COUNT(*) FROM outbox o WHERE o.device_id = d.id AND o.state = 'dead'), "
-          "COALESCE((SELECT o.last_error FROM outbox o WHERE o.device_id = d.id AND o.state = "
-          "'dead' ORDER BY o.id DESC LIMIT 1), '') "
+          "COALESCE((SELECT r.badge_error FROM registrations r WHERE r.device_id = d.id AND "
+          "r.badge_owner IS NOT NULL AND r.badge_error IS NOT NULL LIMIT 1), (SELECT o.last_error "
+          "FROM outbox o WHERE o.device_id = d.id AND o.state = 'dead' ORDER BY o.id DESC LIMIT "
+          "1), '') "
           "FROM devices d WHERE d.customer_id = ? AND d.token_hex LIKE ? ORDER BY d.id DESC "
           "LIMIT ?",
       {Value{customer_row_id}, Value{std::string(token_prefix) + "%"},
@@ -145,11 +142,13 @@ Result<std::vector<MailboxRegistration>> registrations_of_mailbox(
 
 Result<OutboxBreakdown> outbox_breakdown(Connection& conn, std::chrono::seconds lease) {
   OutboxBreakdown b;
+  // Queued: the registrations' pending badge marks; dead: the outbox's dead letters.
   auto totals = conn.query(
-      "SELECT COALESCE(SUM(state = 'queued'), 0), COALESCE(SUM(state = 'dead'), 0), "
-      "COALESCE(SUM(state = 'queued' AND attempts > 0), 0), "
-      "COALESCE(TIMESTAMPDIFF(SECOND, MIN(IF(state = 'queued', created_at, NULL)), "
-      "UTC_TIMESTAMP(6)), 0) FROM outbox");
+      "SELECT (SELECT COUNT(*) FROM registrations WHERE badge_owner IS NOT NULL), "
+      "(SELECT COUNT(*) FROM outbox WHERE state = 'dead'), "
+      "(SELECT COUNT(*) FROM registrations WHERE badge_owner IS NOT NULL AND badge_attempts > 0), "
+      "COALESCE(TIMESTAMPDIFF(SECOND, (SELECT MIN(badge_queued_at) FROM registrations WHERE "
+      "badge_owner IS NOT NULL), UTC_TIMESTAMP(6)), 0)");
   if (!totals) return std::move(totals).error();
   if (!totals->empty()) {
     const Row& r = totals->front();
@@ -159,19 +158,22 @@ Result<OutboxBreakdown> outbox_breakdown(Connection& conn, std::chrono::seconds 
     b.oldest_queued_seconds = std::max<std::int64_t>(0, r.i64(3));
   }
   auto customers = conn.query(
-      "SELECT c.customer_id, SUM(o.state = 'queued'), SUM(o.state = 'dead'), "
-      "COALESCE(TIMESTAMPDIFF(SECOND, MIN(IF(o.state = 'queued', o.created_at, NULL)), "
-      "UTC_TIMESTAMP(6)), 0), COALESCE(c.paused_reason, '') FROM outbox o JOIN customers c ON "
-      "c.id = o.customer_id GROUP BY o.customer_id ORDER BY COUNT(*) DESC LIMIT 50");
+      "SELECT c.customer_id, SUM(t.queued), SUM(1 - t.queued), "
+      "COALESCE(TIMESTAMPDIFF(SECOND, MIN(t.queued_at), UTC_TIMESTAMP(6)), 0), "
+      "COALESCE(c.paused_reason, '') FROM (SELECT customer_id, 1 AS queued, badge_queued_at AS "
+      "queued_at FROM registrations WHERE badge_owner IS NOT NULL UNION ALL SELECT customer_id, "
+      "0, NULL FROM outbox WHERE state = 'dead') t JOIN customers c ON c.id = t.customer_id "
+      "GROUP BY t.customer_id ORDER BY COUNT(*) DESC LIMIT 50");
   if (!customers) return std::move(customers).error();
   for (const auto& r : *customers) {
     b.customers.push_back(
         {r.text(0), r.i64(1), r.i64(2), std::max<std::int64_t>(0, r.i64(3)), r.text(4)});
   }
   auto owners = conn.query(
-      "SELECT o.owner, COUNT(*), (SELECT COUNT(*) FROM instances i WHERE i.instance_id = o.owner "
-      "AND i.stopped_at IS NULL AND i.heartbeat_at >= UTC_TIMESTAMP(6) - INTERVAL ? SECOND) FROM "
-      "outbox o WHERE o.state = 'queued' GROUP BY o.owner ORDER BY COUNT(*) DESC",
+      "SELECT r.badge_owner, COUNT(*), (SELECT COUNT(*) FROM instances i WHERE i.instance_id = "
+      "r.badge_owner AND i.stopped_at IS NULL AND i.heartbeat_at >= UTC_TIMESTAMP(6) - INTERVAL "
+      "? SECOND) FROM registrations r WHERE r.badge_owner IS NOT NULL GROUP BY r.badge_owner "
+      "ORDER BY COUNT(*) DESC",
       {Value{static_cast<std::int64_t>(lease.count())}});
   if (!owners) return std::move(owners).error();
   for (const auto& r : *owners) b.owners.push_back({r.text(0), r.i64(1), r.i64(2) > 0});
@@ -184,7 +186,7 @@ Result<OutboxBreakdown> outbox_breakdown(Connection& conn, std::chrono::seconds 
 }
 
 Result<RetryDeadResult> retry_dead_letters(Connection& conn, const RetryDeadFilter& filter,
-                                           std::chrono::seconds ttl, const Actor& actor) {
+                                           const Actor& actor) {
   std::string where = "o.state = 'dead'";
   std::vector<Value> params;
   if (filter.customer_row_id) {
@@ -213,18 +215,21 @@ Result<RetryDeadResult> retry_dead_letters(Connection& conn, const RetryDeadFilt
       }
       requeue.push_back(r.i64(0));
     }
-    std::vector<Value> update_params;
     auto st = sql::for_each_id_chunk(
         requeue, [&](std::string_view placeholders, std::span<const Value> chunk) -> Status {
-          update_params.assign(1, Value{static_cast<std::int64_t>(ttl.count())});
-          update_params.insert(update_params.end(), chunk.begin(), chunk.end());
-          auto n = conn.execute(
-              "UPDATE outbox o SET o.state = 'queued', o.attempts = 0, o.last_error = NULL, "
-              "o.next_attempt_at = UTC_TIMESTAMP(6), o.expires_at = UTC_TIMESTAMP(6) + INTERVAL ? "
-              "SECOND, o.badge = " +
-                  device_badge_sql() + " WHERE o.state = 'dead' AND o.id IN (" +
+          // The device's active registrations get a pending badge, owned as the dead letter was.
+          auto marked = conn.execute(
+              "UPDATE registrations r JOIN outbox o ON o.device_id = r.device_id SET "
+              "r.badge_version = r.badge_version + 1, r.badge_owner = COALESCE(r.badge_owner, "
+              "o.owner), r.badge_queued_at = COALESCE(r.badge_queued_at, UTC_TIMESTAMP(6)), "
+              "r.badge_due_at = UTC_TIMESTAMP(6), r.badge_attempts = 0, r.badge_error = NULL "
+              "WHERE r.state = 'active' AND o.state = 'dead' AND o.id IN (" +
                   std::string(placeholders) + ")",
-              update_params);
+              chunk);
+          if (!marked) return std::move(marked).error();
+          auto n = conn.execute("DELETE FROM outbox WHERE state = 'dead' AND id IN (" +
+                                    std::string(placeholders) + ")",
+                                chunk);
           if (!n) return std::move(n).error();
           result.requeued += *n;
           return {};

@@ -111,11 +111,12 @@ struct RetryDeadResult {
   std::uint64_t requeued = 0;
   std::uint64_t left_dead = 0;  // matched, but device or customer no longer active
 };
-// Queues matching dead letters again, in one transaction with its audit row: attempts reset,
-// due now, a fresh `ttl`, and the badge recomputed from the device's mailboxes now (a dead
-// letter's badge is stale). Rows of devices or customers that are no longer active stay dead.
+// Sends matching dead letters again, in one transaction with its audit row: each one's device
+// gets a pending badge (due now, no failed attempts, the device's badge when sent: a dead
+// letter's is stale) owned by the instance that dead-lettered it, and the dead letter goes.
+// Dead letters of devices or customers that are no longer active stay.
 Result<RetryDeadResult> retry_dead_letters(Connection& conn, const RetryDeadFilter& filter,
-                                           std::chrono::seconds ttl, const Actor& actor);
+                                           const Actor& actor);
 
 // Active devices whose stored token APNs cannot take: what `mailpushctl doctor` reports.
 struct BadTokenDevice {

@@ -1,6 +1,6 @@
 // What the EWS listener reads and writes: registrations by secret hash, the durable record of
-// each callback that binds or moves a count (binding, watermark, last heard, the registration's
-// unread count), and the last-heard times of heartbeats, written in bulk.
+// each callback that binds or moves a count (binding, the registration's unread count and its
+// pending badge), and the last-heard times, written in bulk.
 #pragma once
 
 #include <algorithm>
@@ -36,9 +36,11 @@ struct CallbackWrite {
   std::string subscription_id;                  // the callback's; bound after the write
   bool bind = false;                            // first sight of an id, or the app resubscribed
   std::optional<std::string> expected_current;  // with bind: the binding replaced (none = first)
-  std::string watermark;                        // newest watermark; "" keeps the stored one
+  // Writes last_heard_at with the record; false when the listener keeps it in memory instead
+  // (relay::HeardLedger, written in bulk by record_heard).
+  bool touch_heard = true;
   // What may move the registration's unread count, in order (registration_counts.hpp); empty:
-  // nothing. The registration's device is notified when there is any.
+  // nothing. The registration's badge is marked pending when they notify (store/outbox.hpp).
   std::vector<CountEvent> count_events;
 };
 

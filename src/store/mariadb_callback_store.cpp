@@ -48,8 +48,8 @@ void append_id_list(std::string& sql, std::size_t rows) {
   sql += ")";
 }
 
-// One statement per batch, by primary key: no derived table, no join, no temporary table.
-// Parameters: (id, watermark) per row, then the ids, then (id, subscription id) per row. A row
+// The careful path's check and last-heard write: one statement per round of distinct
+// registrations, by primary key. Parameters: the ids, then (id, subscription id) per row. A row
 // matches only while its registration is active and still bound to the callback's subscription
 // id; with CLIENT_FOUND_ROWS the affected count is the number of rows matched.
 const std::string& touch_registrations_sql(std::size_t rows) {
@@ -57,9 +57,7 @@ const std::string& touch_registrations_sql(std::size_t rows) {
   auto [it, fresh] = cache.try_emplace(rows);
   if (!fresh) return it->second;
   std::string& sql = it->second;
-  sql = "UPDATE registrations SET last_heard_at = UTC_TIMESTAMP(6), watermark = ";
-  append_case(sql, rows, "COALESCE(NULLIF(?, ''), watermark)", "watermark");
-  sql += " WHERE state = 'active' AND ";
+  sql = "UPDATE registrations SET last_heard_at = UTC_TIMESTAMP(6) WHERE state = 'active' AND ";
   append_id_list(sql, rows);
   sql += " AND subscription_id = ";
   append_case(sql, rows, "?", "NULL");
@@ -69,13 +67,12 @@ const std::string& touch_registrations_sql(std::size_t rows) {
 struct RegistrationGroup {
   std::int64_t registration_id;
   std::string subscription_id;
-  std::string watermark;
+  bool touch = false;               // last_heard_at is written with the record
   std::vector<std::size_t> writes;  // indexes into the batch
 };
 
-// The writes that are not stale, one group per (registration, subscription id) with the newest
-// watermark, in registration id order: rows are locked in that order by every batch, so
-// concurrent batches cannot deadlock.
+// The writes that are not stale, one group per (registration, subscription id), in registration
+// id order: rows are locked in that order by every batch, so concurrent batches cannot deadlock.
 std::vector<RegistrationGroup> group_by_registration(const std::vector<CallbackWrite>& writes,
                                                      const std::vector<WriteOutcome>& outcome) {
   std::vector<RegistrationGroup> groups;
@@ -85,9 +82,9 @@ std::vector<RegistrationGroup> group_by_registration(const std::vector<CallbackW
     const auto key =
         std::make_pair(writes[i].registration_id, std::string_view(writes[i].subscription_id));
     auto [it, fresh] = index.try_emplace(key, groups.size());
-    if (fresh) groups.push_back({key.first, writes[i].subscription_id, "", {}});
+    if (fresh) groups.push_back({key.first, writes[i].subscription_id, false, {}});
     auto& g = groups[it->second];
-    if (!writes[i].watermark.empty()) g.watermark = writes[i].watermark;
+    g.touch = g.touch || writes[i].touch_heard;
     g.writes.push_back(i);
   }
   std::sort(groups.begin(), groups.end(),
@@ -107,65 +104,79 @@ std::map<std::int64_t, std::vector<CountEvent>> count_events_of(
   return events;
 }
 
-// "UPDATE registrations SET unread_count = …, recent_items = … WHERE id IN (…)<guard>": each
-// registration's count moved by its events (registration_counts.hpp), as literals in the text:
-// its text differs per batch, so it goes over the text protocol, never prepared.
-// `batch` marks (count_batch) the registrations whose device should hear of it.
-std::string update_counts_sql(Connection& conn,
-                              const std::map<std::int64_t, std::vector<CountEvent>>& events,
-                              std::uint64_t batch, std::string_view guard) {
+// A number for count_batch that no earlier batch used (random: instances write concurrently).
+// Even: the batch marks a row `batch` when its device should hear of it, `batch + 1` when not.
+std::uint64_t new_count_batch() {
+  const Bytes b = random_bytes(8);
+  std::uint64_t v = 0;
+  for (const auto byte : b) v = (v << 8) | byte;
+  return (v >> 2) << 1;  // BIGINT UNSIGNED holds it either way; kept positive for readability
+}
+
+// What one record statement writes: the rows `ids`, the counts moved by `events`, last heard on
+// `touched`; `where` is the rest of its WHERE clause (after "id IN (…)").
+struct RecordSql {
+  const std::vector<std::int64_t>& ids;
+  const std::map<std::int64_t, std::vector<CountEvent>>& events;
+  const std::vector<std::int64_t>& touched;
+  std::uint64_t batch;
+  const OutboxTarget* outbox;
+};
+
+// "UPDATE registrations SET count_batch = …, badge_… = …, unread_count = …, recent_items = …,
+// last_heard_at = … WHERE id IN (…)<where>": one write of each registration row, and nothing
+// else. count_batch marks every row written (`batch`, or `batch + 1` when nobody is notified),
+// so a caller can tell which rows of a partial match were written. With `outbox`, a row whose
+// device should hear of it (its count moved, its device and customer active) is marked pending
+// for this instance: its badge version moves on, and the due time and first-queued time are set
+// unless a badge already waits (a retry keeps its backoff). MariaDB assigns left to right, so the
+// marks read the new count_batch and the counts read the items remembered before this batch.
+// Values are literals (ids are integers, strings quoted by the client library): the text differs
+// per batch, so it goes over the text protocol, never prepared.
+std::string record_sql(Connection& conn, const RecordSql& r, std::string_view where) {
   const auto quote = [&conn](std::string_view s) { return conn.quote(s); };
-  std::string notifies, counts, recents, ids;
-  for (const auto& [id, list] : events) {
+  const std::string b = std::to_string(r.batch);
+  const std::string unmarked = std::to_string(r.batch + 1);
+  std::string notifies, counts, recents, touched, ids;
+  for (const auto& [id, list] : r.events) {
     const CountSql sql = count_sql(list, quote);
     const std::string when = " WHEN " + std::to_string(id) + " THEN ";
     notifies += when + "(" + sql.notify + ")";
     counts += when + sql.count;
     recents += when + sql.recent;
-    ids += (ids.empty() ? "" : ",") + std::to_string(id);
   }
-  return "UPDATE registrations SET count_batch = IF(CASE id" + notifies + " ELSE 0 END, " +
-         std::to_string(batch) + ", count_batch), unread_count = CASE id" + counts +
-         " ELSE unread_count END, recent_items = CASE id" + recents +
-         " ELSE recent_items END WHERE id IN (" + ids + ")" + std::string(guard);
-}
+  for (const auto id : r.touched) touched += " WHEN " + std::to_string(id) + " THEN 1";
+  for (const auto id : r.ids) ids += (ids.empty() ? "" : ",") + std::to_string(id);
 
-// A number for count_batch that no earlier batch used (random: instances write concurrently).
-std::uint64_t new_count_batch() {
-  const Bytes b = random_bytes(8);
-  std::uint64_t v = 0;
-  for (const auto byte : b) v = (v << 8) | byte;
-  return v >> 1;  // BIGINT UNSIGNED holds it either way; kept positive for readability
-}
-
-// One outbox row for the device of each registration whose count moved, for active devices and
-// customers only. The badge is the device's total: the unread counts (after this batch) of every
-// active registration it holds, so a device that shows two mailboxes shows both, not whichever
-// changed last. `guard` (may be empty) is appended to the WHERE clause.
-std::string outbox_insert_sql(Connection& conn, const OutboxTarget& outbox,
-                              const std::map<std::int64_t, std::vector<CountEvent>>& events,
-                              std::uint64_t batch, std::string_view guard) {
-  std::string sql =
-      "INSERT INTO outbox (owner, customer_id, device_id, mailbox_id, badge, "
-      "next_attempt_at, expires_at, created_at) SELECT " +
-      conn.quote(outbox.owner) +
-      ", r.customer_id, r.device_id, r.mailbox_id, LEAST((SELECT "
-      "COALESCE(SUM(r2.unread_count), 0) FROM registrations r2 WHERE r2.device_id = r.device_id "
-      "AND r2.state = 'active'), " +
-      std::to_string(kMaxUnreadCount) + "), UTC_TIMESTAMP(6), UTC_TIMESTAMP(6) + INTERVAL " +
-      std::to_string(outbox.ttl.count()) +
-      " SECOND, UTC_TIMESTAMP(6) FROM registrations r JOIN devices d ON d.id = r.device_id AND "
-      "d.state = 'active' JOIN customers c ON c.id = r.customer_id AND c.state = 'active' WHERE "
-      "r.state = 'active' AND r.count_batch = " +
-      std::to_string(batch) + " AND r.id IN (";
-  bool first = true;
-  for (const auto& [id, list] : events) {
-    if (!first) sql += ',';
-    first = false;
-    sql += std::to_string(id);
+  std::string sql = "UPDATE registrations SET count_batch = ";
+  if (notifies.empty()) {
+    sql += unmarked;
+  } else {
+    std::string notify = "CASE id" + notifies + " ELSE 0 END";
+    if (r.outbox) {
+      notify +=
+          " AND EXISTS (SELECT 1 FROM devices d WHERE d.id = registrations.device_id AND "
+          "d.state = 'active') AND EXISTS (SELECT 1 FROM customers c WHERE c.id = "
+          "registrations.customer_id AND c.state = 'active')";
+    }
+    sql += "IF(" + notify + ", " + b + ", " + unmarked + ")";
+    if (r.outbox) {
+      const std::string marked = "count_batch = " + b;
+      sql += ", badge_version = badge_version + (" + marked + "), badge_owner = IF(" + marked +
+             ", " + conn.quote(r.outbox->owner) + ", badge_owner), badge_queued_at = IF(" + marked +
+             ", IFNULL(badge_queued_at, UTC_TIMESTAMP(6)), badge_queued_at), " +
+             "badge_due_at = IF(" + marked + ", IFNULL(badge_due_at, UTC_TIMESTAMP(6)), " +
+             "badge_due_at)";
+    }
+    sql += ", unread_count = CASE id" + counts + " ELSE unread_count END, recent_items = CASE id" +
+           recents + " ELSE recent_items END";
   }
-  sql += ")";
-  sql += guard;
+  if (!touched.empty()) {
+    sql +=
+        ", last_heard_at = IF(CASE id" + touched + " ELSE 0 END, UTC_TIMESTAMP(6), last_heard_at)";
+  }
+  sql += " WHERE id IN (" + ids + ")";
+  sql += where;
   return sql;
 }
 
@@ -223,25 +234,19 @@ Result<std::uint64_t> touch_round(Connection& conn,
   const auto id = [&](std::size_t i) {
     return Value{i < round.size() ? round[i]->registration_id : std::int64_t{0}};
   };
-  const auto text = [&](std::size_t i, std::string RegistrationGroup::*field) {
-    return Value{i < round.size() ? round[i]->*field : std::string()};
-  };
   params.clear();
-  params.reserve(rows * 5);
-  for (std::size_t i = 0; i < rows; ++i) {
-    params.push_back(id(i));
-    params.push_back(text(i, &RegistrationGroup::watermark));
-  }
+  params.reserve(rows * 3);
   for (std::size_t i = 0; i < rows; ++i) params.push_back(id(i));
   for (std::size_t i = 0; i < rows; ++i) {
     params.push_back(id(i));
-    params.push_back(text(i, &RegistrationGroup::subscription_id));
+    params.push_back(Value{i < round.size() ? round[i]->subscription_id : std::string()});
   }
   return conn.execute(touch_registrations_sql(rows), params);
 }
 
-// Last heard and newest watermark: one statement per batch (a second one only when the batch
-// holds callbacks of two subscription ids for one registration).
+// Which registrations are still active and bound to the callback's id, and their last heard: one
+// statement per batch (a second one only when the batch holds callbacks of two subscription ids
+// for one registration). Writes of the others become stale.
 Status touch_registrations(Connection& conn, const std::vector<CallbackWrite>& writes,
                            std::vector<WriteOutcome>& outcome) {
   const std::vector<RegistrationGroup> groups = group_by_registration(writes, outcome);
@@ -281,31 +286,29 @@ Status touch_registrations(Connection& conn, const std::vector<CallbackWrite>& w
   return {};
 }
 
-// Unread counts: each registration's events in arrival order, one statement for the batch, then
-// the outbox rows that read the counts it wrote.
+// Unread counts and pending badges: each registration's events in arrival order, one statement
+// for the batch (the careful path: touch_registrations checked and locked the rows before).
 Status update_counts(Connection& conn, const std::vector<CallbackWrite>& writes,
                      const std::vector<WriteOutcome>& outcome, const OutboxTarget* outbox) {
   const auto events = count_events_of(writes, outcome);
   if (events.empty()) return {};
-  const std::uint64_t batch = new_count_batch();
-  auto updated = conn.execute_text(update_counts_sql(conn, events, batch, ""));
+  std::vector<std::int64_t> ids;
+  for (const auto& e : events) ids.push_back(e.first);
+  const std::vector<std::int64_t> none;
+  auto updated =
+      conn.execute_text(record_sql(conn, {ids, events, none, new_count_batch(), outbox}, ""));
   if (!updated) return std::move(updated).error();
-  if (!outbox) return {};
-  auto queued = conn.execute_text(outbox_insert_sql(conn, *outbox, events, batch, ""));
-  if (!queued) return std::move(queued).error();
   return {};
 }
 
-// The common batch (no binding, one subscription id per registration) in one round trip:
-// "START TRANSACTION; UPDATE registrations …; SET @mp_touched = ROW_COUNT(); UPDATE registrations
-// SET unread_count … WHERE … AND @mp_touched = <registrations>; INSERT INTO outbox …; COMMIT" as
-// one multi-statement text query. The counts change only when every registration matched (still
-// active, still bound to the callback's id); otherwise the transaction commits nothing but
-// last-heard times and watermarks of rows that did match, which the careful path writes again
-// anyway. Values are literals escaped by the client library (ids are integers). Returns nullopt
-// when the batch does not qualify or a registration changed since it was read: the
-// statement-by-statement path then finds the stale rows.
-std::optional<Result<std::vector<WriteOutcome>>> write_in_one_round_trip(
+// The common batch (no binding, one subscription id per registration) as one statement and its
+// own transaction: each registration row is written once, counts, pending badge and (when the
+// listener does not keep it) last heard together, and only while the registration is still
+// active and bound to the callback's id. When fewer rows match than were sent, count_batch tells
+// which were written; the others are stale (deleted or rebound since they were read), and the
+// listener reads them again. Returns nullopt when the batch does not qualify: the careful path,
+// statement by statement in one transaction, takes it.
+std::optional<Result<std::vector<WriteOutcome>>> write_in_one_statement(
     Connection& conn, const std::vector<CallbackWrite>& writes, const OutboxTarget* outbox) {
   std::vector<WriteOutcome> outcome(writes.size(), WriteOutcome::recorded);
   if (std::any_of(writes.begin(), writes.end(), [](const auto& w) { return w.bind; }))
@@ -316,42 +319,32 @@ std::optional<Result<std::vector<WriteOutcome>>> write_in_one_round_trip(
   }
   if (groups.empty()) return outcome;
   const auto events = count_events_of(writes, outcome);
-
-  std::string sql = "START TRANSACTION;UPDATE registrations SET last_heard_at = UTC_TIMESTAMP(6)";
-  std::string watermarks;  // CASE needs at least one WHEN: none when no callback carried one
+  std::vector<std::int64_t> ids, touched;
+  std::string bound = " AND state = 'active' AND subscription_id = CASE id";
   for (const auto& g : groups) {
-    if (g.watermark.empty()) continue;
-    watermarks += " WHEN " + std::to_string(g.registration_id) + " THEN " + conn.quote(g.watermark);
+    ids.push_back(g.registration_id);
+    if (g.touch) touched.push_back(g.registration_id);
+    bound +=
+        " WHEN " + std::to_string(g.registration_id) + " THEN " + conn.quote(g.subscription_id);
   }
-  if (!watermarks.empty()) sql += ", watermark = CASE id" + watermarks + " ELSE watermark END";
-  sql += " WHERE state = 'active' AND id IN (";
-  for (std::size_t i = 0; i < groups.size(); ++i) {
-    if (i) sql += ',';
-    sql += std::to_string(groups[i].registration_id);
-  }
-  sql += ") AND subscription_id = CASE id";
-  for (const auto& g : groups) {
-    sql += " WHEN " + std::to_string(g.registration_id) + " THEN " + conn.quote(g.subscription_id);
-  }
-  sql += " ELSE NULL END";
-  if (!events.empty()) {
-    const std::string guard = " AND @mp_touched = " + std::to_string(groups.size());
-    const std::uint64_t batch = new_count_batch();
-    sql += ";SET @mp_touched = ROW_COUNT();" + update_counts_sql(conn, events, batch, guard);
-    if (outbox) sql += ";" + outbox_insert_sql(conn, *outbox, events, batch, guard);
-  }
-  sql += ";COMMIT";
+  bound += " ELSE NULL END";
+  const std::uint64_t batch = new_count_batch();
+  auto matched = conn.execute_text(record_sql(conn, {ids, events, touched, batch, outbox}, bound));
+  if (!matched) return Result<std::vector<WriteOutcome>>(std::move(matched).error());
+  if (*matched == groups.size()) return outcome;
 
-  auto affected = conn.execute_batch(sql);
-  if (!affected) {
-    // A statement failed: the server ran none after it, so nothing was committed unless COMMIT
-    // itself failed, and then the outcome is unknown and the connection is gone (broken).
-    if (!conn.broken()) (void)conn.rollback();
-    return Result<std::vector<WriteOutcome>>(std::move(affected).error());
-  }
-  if (affected->size() < 2 || (*affected)[1] != groups.size()) {
-    // A registration was deleted or rebound since it was read: let the careful path decide.
-    return std::nullopt;
+  // A registration was deleted or rebound since it was read (rare): the rows not written are.
+  std::string list;
+  for (const auto id : ids) list += (list.empty() ? "" : ",") + std::to_string(id);
+  auto written =
+      conn.query("SELECT id FROM registrations WHERE id IN (" + list + ") AND count_batch IN (" +
+                 std::to_string(batch) + "," + std::to_string(batch + 1) + ")");
+  if (!written) return Result<std::vector<WriteOutcome>>(std::move(written).error());
+  std::set<std::int64_t> done;
+  for (const auto& r : *written) done.insert(r.i64(0));
+  for (const auto& g : groups) {
+    if (done.count(g.registration_id)) continue;
+    for (std::size_t i : g.writes) outcome[i] = WriteOutcome::stale;
   }
   return outcome;
 }
@@ -359,7 +352,7 @@ std::optional<Result<std::vector<WriteOutcome>>> write_in_one_round_trip(
 Result<std::vector<WriteOutcome>> write_once(Connection& conn,
                                              const std::vector<CallbackWrite>& writes,
                                              const OutboxTarget* outbox) {
-  if (auto done = write_in_one_round_trip(conn, writes, outbox)) return std::move(*done);
+  if (auto done = write_in_one_statement(conn, writes, outbox)) return std::move(*done);
   std::vector<WriteOutcome> outcome(writes.size(), WriteOutcome::recorded);
   if (auto st = conn.begin(); !st) return std::move(st).error();
   Status st = apply_bindings(conn, writes, outcome);

@@ -24,11 +24,10 @@ struct BatchStats {
   std::size_t waiting = 0;
 };
 
-// Where a callback's notifications go: one outbox row per active device of the mailbox, in the
-// callback's own transaction, owned by this instance (see store/outbox.hpp).
+// Who sends the badges a callback marks pending: the registration row's mark, written with its
+// count, is owned by this instance (see store/outbox.hpp).
 struct OutboxTarget {
   std::string owner;  // this instance's id
-  std::chrono::seconds ttl{3600};
 };
 
 class MariadbCallbackStore final : public CallbackStore {
@@ -81,8 +80,8 @@ class MariadbCallbackStore final : public CallbackStore {
 
 // One transaction for a batch of writes, in order; exposed for tests. Returns one outcome per
 // write, or an error for the whole batch (nothing committed).
-// With `outbox`, the batch also queues one notification per active device of every mailbox whose
-// unread count it changed.
+// With `outbox`, the batch also marks pending the badge of every registration whose count moved
+// and whose device should hear of it (active device and customer).
 Result<std::vector<WriteOutcome>> write_callback_batch(Connection& conn,
                                                        const std::vector<CallbackWrite>& writes,
                                                        const OutboxTarget* outbox = nullptr);

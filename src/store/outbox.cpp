@@ -4,36 +4,47 @@
 #include <algorithm>
 #include <map>
 
+#include "store/callback_store.hpp"
 #include "store/sql_util.hpp"
 
 namespace mp::store {
+
+std::string device_badge_sql(std::string_view device_id) {
+  return "(SELECT LEAST(COALESCE(SUM(r2.unread_count), 0), " + std::to_string(kMaxUnreadCount) +
+         ") FROM registrations r2 WHERE r2.device_id = " + std::string(device_id) +
+         " AND r2.state = 'active')";
+}
+
 namespace {
 
 using sql::for_each_id_chunk;
 
-// The due rows' query: kDueSelect, the owner, kDueWhere, any paused-customer filter, kDueOrder
-// and the limit.
-constexpr std::string_view kDueSelect =
-    "SELECT o.id, o.customer_id, o.device_id, o.mailbox_id, o.badge, o.attempts, "
-    "o.expires_at < UTC_TIMESTAMP(6), TIMESTAMPDIFF(MICROSECOND, o.created_at, "
-    "UTC_TIMESTAMP(6)), d.token_hex, d.environment, d.state, c.customer_id, c.state "
-    "FROM outbox o JOIN devices d ON d.id = o.device_id JOIN customers c ON c.id = "
-    "o.customer_id WHERE o.owner = ";
-constexpr std::string_view kDueWhere =
-    " AND o.state = 'queued' AND o.next_attempt_at <= UTC_TIMESTAMP(6)";
-constexpr std::string_view kDueOrder = " ORDER BY o.next_attempt_at, o.id LIMIT ";
+// The due marks' query: kDueSelect, the owner, kDueWhere, any paused-customer filter, kDueOrder
+// and the limit. The badge is the device's, read now: what the device should show.
+const std::string& due_select() {
+  static const std::string sql =
+      "SELECT r.id, r.badge_version, r.customer_id, r.device_id, r.mailbox_id, " +
+      device_badge_sql("r.device_id") +
+      ", r.badge_attempts, TIMESTAMPDIFF(MICROSECOND, r.badge_queued_at, UTC_TIMESTAMP(6)), "
+      "d.token_hex, d.environment, d.state, c.customer_id, c.state FROM registrations r JOIN "
+      "devices d ON d.id = r.device_id JOIN customers c ON c.id = r.customer_id WHERE "
+      "r.badge_owner = ";
+  return sql;
+}
+constexpr std::string_view kDueWhere = " AND r.badge_due_at <= UTC_TIMESTAMP(6)";
+constexpr std::string_view kDueOrder = " ORDER BY r.badge_due_at LIMIT ";
 
-// The due rows of `owner`, without the customers in `paused`: one prepared statement per
+// The due marks of `owner`, without the customers in `paused`: one prepared statement per
 // id-list shape (paused ids padded with 0, which no customer has); past the largest shape, the
 // text protocol with the ids as literals.
 Result<std::vector<Row>> query_due(Connection& conn, const std::string& owner, std::size_t limit,
                                    const std::vector<std::int64_t>& paused) {
   const auto rows = static_cast<std::int64_t>(std::max<std::size_t>(1, limit));
-  std::string sql(kDueSelect);
+  std::string sql = due_select();
   if (paused.size() > sql::kMaxIdListShape) {
     sql += conn.quote(owner);
     sql += kDueWhere;
-    sql += " AND o.customer_id NOT IN (";
+    sql += " AND r.customer_id NOT IN (";
     for (std::size_t i = 0; i < paused.size(); ++i) {
       if (i) sql += ',';
       sql += std::to_string(paused[i]);
@@ -51,7 +62,7 @@ Result<std::vector<Row>> query_due(Connection& conn, const std::string& owner, s
     for (std::size_t i = 0; i < shape; ++i) {
       params.emplace_back(i < paused.size() ? paused[i] : std::int64_t{0});
     }
-    sql += " AND o.customer_id NOT IN (";
+    sql += " AND r.customer_id NOT IN (";
     sql += sql::id_placeholders(shape);
     sql += ")";
   }
@@ -73,13 +84,13 @@ Result<std::vector<OutboxRow>> read_due_outbox(Connection& conn, const std::stri
   for (const auto& r : *rows) {
     OutboxRow o;
     o.id = r.i64(0);
-    o.customer_id = r.i64(1);
-    o.device_id = r.i64(2);
-    o.mailbox_id = r.i64(3);
-    o.badge = r.i64(4);
-    o.attempts = static_cast<int>(r.i64(5));
-    o.expired = r.i64(6) != 0;
-    o.age_us = r.i64(7);
+    o.version = r.i64(1);
+    o.customer_id = r.i64(2);
+    o.device_id = r.i64(3);
+    o.mailbox_id = r.i64(4);
+    o.badge = r.i64(5);
+    o.attempts = static_cast<int>(r.i64(6));
+    o.age_us = std::max<std::int64_t>(0, r.is_null(7) ? 0 : r.i64(7));
     o.token_hex = r.text(8);
     o.environment = r.text(9);
     o.device_state = r.text(10);
@@ -92,42 +103,78 @@ Result<std::vector<OutboxRow>> read_due_outbox(Connection& conn, const std::stri
 
 namespace {
 
+// Clears marks whose version is still the one read; a mark whose version moved (an event
+// committed after the read) stays pending for the next round, as a new badge: no failed attempts
+// and waiting from now. Parameters: (id, version) per row, then the ids; padded by repeating the
+// last mark (clearing one twice is harmless).
+const std::string& clear_marks_sql(std::size_t shape) {
+  thread_local std::map<std::size_t, std::string> cache;
+  auto [it, fresh] = cache.try_emplace(shape);
+  if (!fresh) return it->second;
+  std::string& sql = it->second;
+  sql =
+      "UPDATE registrations SET badge_attempts = 0, badge_error = NULL, badge_queued_at = "
+      "IF(badge_version = CASE id";
+  for (std::size_t i = 0; i < shape; ++i) sql += " WHEN ? THEN ?";
+  sql +=
+      " ELSE NULL END, NULL, UTC_TIMESTAMP(6)), badge_owner = IF(badge_queued_at IS NULL, NULL, "
+      "badge_owner), badge_due_at = IF(badge_queued_at IS NULL, NULL, badge_due_at) WHERE "
+      "badge_owner IS NOT NULL AND id IN (";
+  sql += sql::id_placeholders(shape);
+  sql += ")";
+  return sql;
+}
+
+Status clear_marks(Connection& conn, std::vector<PendingMark> marks) {
+  // In id order: rows are locked in the order the callbacks' statements lock them.
+  std::sort(marks.begin(), marks.end(), [](const auto& a, const auto& b) { return a.id < b.id; });
+  std::vector<Value> params;
+  for (std::size_t begin = 0; begin < marks.size(); begin += sql::kIdListShapes[3]) {
+    const std::size_t n = std::min(sql::kIdListShapes[3], marks.size() - begin);
+    const std::size_t shape = sql::id_list_shape(n);
+    const auto at = [&](std::size_t i) -> const PendingMark& {
+      return marks[begin + std::min(i, n - 1)];
+    };
+    params.clear();
+    for (std::size_t i = 0; i < shape; ++i) {
+      params.emplace_back(at(i).id);
+      params.emplace_back(at(i).version);
+    }
+    for (std::size_t i = 0; i < shape; ++i) params.emplace_back(at(i).id);
+    auto done = conn.execute(clear_marks_sql(shape), params);
+    if (!done) return std::move(done).error();
+  }
+  return {};
+}
+
 Status apply_once(Connection& conn, const DispatchWrites& outcome) {
   if (auto st = conn.begin(); !st) return st;
   auto run = [&]() -> Status {
-    auto remove = [&](std::string_view placeholders, std::span<const Value> ids) -> Status {
-      auto n =
-          conn.execute("DELETE FROM outbox WHERE id IN (" + std::string(placeholders) + ")", ids);
-      if (!n) return std::move(n).error();
-      return {};
-    };
-    if (auto st = for_each_id_chunk(outcome.remove, remove); !st) return st;
-    for (const auto& r : outcome.retry) {
+    // Dead letters first, from the marks as they were read (none when an event came since: the
+    // newer badge gets its own chance).
+    for (const auto& d : outcome.dead) {
       auto n = conn.execute(
-          "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = UTC_TIMESTAMP(6) + "
-          "INTERVAL ? MICROSECOND, last_error = LEFT(?, 255) WHERE id = ? AND state = 'queued'",
-          {Value{static_cast<std::int64_t>(r.delay.count()) * 1000}, Value{r.error}, Value{r.id}});
+          "INSERT INTO outbox (owner, customer_id, device_id, mailbox_id, badge, state, attempts, "
+          "next_attempt_at, expires_at, last_error, created_at) SELECT COALESCE(r.badge_owner, "
+          "''), r.customer_id, r.device_id, r.mailbox_id, " +
+              device_badge_sql("r.device_id") +
+              ", 'dead', LEAST(r.badge_attempts + 1, 65535), UTC_TIMESTAMP(6), "
+              "UTC_TIMESTAMP(6), LEFT(?, 255), COALESCE(r.badge_queued_at, UTC_TIMESTAMP(6)) "
+              "FROM registrations r WHERE r.id = ? AND r.badge_version = ? AND r.badge_owner IS "
+              "NOT NULL",
+          {Value{d.reason}, Value{d.mark.id}, Value{d.mark.version}});
       if (!n) return std::move(n).error();
     }
-    std::map<std::string, std::vector<std::int64_t>> dead;
-    for (const auto& d : outcome.dead) dead[d.reason].push_back(d.id);
-    for (const auto& group : dead) {
-      const std::string& reason = group.first;  // not a structured binding: clang 14 lambdas
-      std::vector<Value> params;
-      auto st = for_each_id_chunk(
-          group.second, [&](std::string_view placeholders, std::span<const Value> ids) -> Status {
-            params.assign(1, Value{reason});
-            params.insert(params.end(), ids.begin(), ids.end());
-            auto n = conn.execute(
-                "UPDATE outbox SET state = 'dead', attempts = attempts + 1, last_error = LEFT(?, "
-                "255) "
-                "WHERE id IN (" +
-                    std::string(placeholders) + ")",
-                params);
-            if (!n) return std::move(n).error();
-            return {};
-          });
-      if (!st) return st;
+    std::vector<PendingMark> cleared = outcome.remove;
+    for (const auto& d : outcome.dead) cleared.push_back(d.mark);
+    if (auto st = clear_marks(conn, std::move(cleared)); !st) return st;
+    for (const auto& r : outcome.retry) {
+      auto n = conn.execute(
+          "UPDATE registrations SET badge_attempts = LEAST(badge_attempts + 1, 65535), "
+          "badge_due_at = UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND, badge_error = LEFT(?, 255) "
+          "WHERE id = ? AND badge_owner IS NOT NULL",
+          {Value{static_cast<std::int64_t>(r.delay.count()) * 1000}, Value{r.error}, Value{r.id}});
+      if (!n) return std::move(n).error();
     }
     for (const auto& d : outcome.devices) {
       Result<std::uint64_t> n = std::uint64_t{0};
@@ -168,13 +215,14 @@ Status apply_dispatch_writes(Connection& conn, const DispatchWrites& outcome) {
 
 Result<std::uint64_t> take_over_outbox(Connection& conn, const std::string& owner,
                                        std::chrono::seconds lease, std::size_t limit) {
-  // The owners of queued rows (a loose scan of the (owner, state, …) index), then which of them
+  // The owners of pending marks (a loose scan of the (badge_owner, …) index), then which of them
   // are gone: heartbeat older than the lease, stopped, or never seen at all (a live instance
-  // writes its heartbeat before it accepts its first callback). Each gone owner's rows move in
-  // one UPDATE on that index, so it locks those rows only and never the inserts of live
-  // instances.
+  // writes its heartbeat before it accepts its first callback). Each gone owner's marks move in
+  // one UPDATE on that index, so it locks those rows only.
   auto owners = conn.query(
-      "SELECT DISTINCT owner FROM outbox WHERE state = 'queued' AND owner <> ?", {Value{owner}});
+      "SELECT DISTINCT badge_owner FROM registrations WHERE badge_owner IS NOT NULL AND "
+      "badge_owner <> ?",
+      {Value{owner}});
   if (!owners) return std::move(owners).error();
   std::uint64_t moved = 0;
   for (const auto& row : *owners) {
@@ -187,7 +235,7 @@ Result<std::uint64_t> take_over_outbox(Connection& conn, const std::string& owne
     if (!alive) return std::move(alive).error();
     if (!alive->empty() && (*alive)[0].i64(0) > 0) continue;
     auto n =
-        conn.execute("UPDATE outbox SET owner = ? WHERE owner = ? AND state = 'queued' LIMIT ?",
+        conn.execute("UPDATE registrations SET badge_owner = ? WHERE badge_owner = ? LIMIT ?",
                      {Value{owner}, Value{other}, Value{static_cast<std::int64_t>(limit - moved)}});
     if (!n) return std::move(n).error();
     moved += *n;
@@ -205,11 +253,12 @@ Result<std::uint64_t> purge_dead_letters(Connection& conn, std::chrono::hours ol
 }
 
 Result<OutboxStats> outbox_stats(Connection& conn) {
+  // Both pending figures from the (badge_owner, badge_due_at, badge_queued_at) index alone.
   auto rows = conn.query(
-      "SELECT (SELECT COUNT(*) FROM outbox WHERE state = 'queued'), "
+      "SELECT (SELECT COUNT(*) FROM registrations WHERE badge_owner IS NOT NULL), "
       "(SELECT COUNT(*) FROM outbox WHERE state = 'dead'), "
-      "COALESCE(TIMESTAMPDIFF(SECOND, (SELECT MIN(created_at) FROM outbox WHERE state = "
-      "'queued'), UTC_TIMESTAMP(6)), 0)");
+      "COALESCE(TIMESTAMPDIFF(SECOND, (SELECT MIN(badge_queued_at) FROM registrations WHERE "
+      "badge_owner IS NOT NULL), UTC_TIMESTAMP(6)), 0)");
   if (!rows) return std::move(rows).error();
   OutboxStats s;
   if (!rows->empty()) {

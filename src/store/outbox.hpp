@@ -1,17 +1,24 @@
-// The outbox: notifications committed with the callback that caused them, waiting for APNs.
+// The outbox: badges committed with the callback that caused them, waiting for APNs.
 //
-// Ownership instead of locking reads: a row belongs to the instance that wrote it (`owner`), and
+// A pending badge is a mark on the registration row the callback wrote anyway (its count moved):
+// `badge_owner`, `badge_due_at`, `badge_version` (migrations/0009). One durable row write per
+// event, however many events a device gets before it is sent: the dispatcher reads the due marks,
+// sends each device its current badge (the sum over its active registrations, read with the
+// marks), and clears the marks it read by id and version, so an event committed in between
+// leaves its mark and is sent in the next round. The `outbox` table keeps the dead letters.
+//
+// Ownership instead of locking reads: a mark belongs to the instance that wrote it (`owner`), and
 // only its owner reads and sends it, so dispatchers never compete for rows with
 // `SELECT … FOR UPDATE` (a hot spot on one node, a certification conflict on a Galera cluster).
-// An instance whose heartbeat is older than the lease (or that stopped) loses its rows to the
-// first live instance that takes them over with one conditional UPDATE. Rows are deleted by the
-// list of ids that were read, never by a range.
+// An instance whose heartbeat is older than the lease (or that stopped) loses its marks to the
+// first live instance that takes them over with one conditional UPDATE.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/result.hpp"
@@ -19,15 +26,17 @@
 
 namespace mp::store {
 
+// A pending badge as read: the registration that holds the mark and its device's badge.
 struct OutboxRow {
-  std::int64_t id = 0;
+  std::int64_t id = 0;           // the registration
+  std::int64_t version = 0;      // of the mark, when read
   std::int64_t customer_id = 0;  // row id of the customer
   std::int64_t device_id = 0;
   std::int64_t mailbox_id = 0;
-  std::int64_t badge = 0;
+  std::int64_t badge = 0;  // the device's: the sum over its active registrations, when read
   int attempts = 0;
-  bool expired = false;            // past expires_at when read
-  std::int64_t age_us = 0;         // since the callback committed it, when read
+  bool expired = false;            // waited longer than the dispatcher's TTL (it decides)
+  std::int64_t age_us = 0;         // since the first event that is still waiting, when read
   std::string token_hex;           // the device's token
   std::string environment;         // "production" | "development"
   std::string device_state;        // "active" | "unregistered" | "invalid"
@@ -35,11 +44,22 @@ struct OutboxRow {
   std::string customer_state;      // "active" | "disabled" | "deleted"
 };
 
-// Due rows of `owner` (queued, next attempt reached), oldest first, at most `limit`; rows of the
+// The badge a device shows now, as an SQL subquery over `device_id` (a column): the unread counts
+// of its active registrations, capped.
+std::string device_badge_sql(std::string_view device_id);
+
+// Due marks of `owner` (next attempt reached), soonest first, at most `limit`; marks of the
 // customers in `paused` (row ids) are left where they are.
 Result<std::vector<OutboxRow>> read_due_outbox(Connection& conn, const std::string& owner,
                                                std::size_t limit,
                                                const std::vector<std::int64_t>& paused);
+
+// A mark as read: cleared only if its version did not move since.
+struct PendingMark {
+  std::int64_t id = 0;  // the registration
+  std::int64_t version = 0;
+  bool operator==(const PendingMark&) const = default;
+};
 
 // What one dispatch round decided, applied in one transaction.
 struct OutboxRetry {
@@ -47,8 +67,8 @@ struct OutboxRetry {
   std::chrono::milliseconds delay{0};
   std::string error;  // short reason, no token
 };
-struct OutboxDead {
-  std::int64_t id = 0;
+struct OutboxDead {  // kept in the outbox table; the mark is cleared as sent
+  PendingMark mark;
   std::string reason;  // "Expired", "TooManyAttempts", "NoCredentialForEnvironment", …
 };
 struct DeviceChange {
@@ -58,7 +78,7 @@ struct DeviceChange {
   std::string reason;  // invalid_reason
 };
 struct DispatchWrites {
-  std::vector<std::int64_t> remove;  // delivered, superseded by a newer badge, or dropped
+  std::vector<PendingMark> remove;  // delivered, covered by the device's badge sent, or dropped
   std::vector<OutboxRetry> retry;
   std::vector<OutboxDead> dead;
   std::vector<DeviceChange> devices;
@@ -66,8 +86,8 @@ struct DispatchWrites {
 };
 Status apply_dispatch_writes(Connection& conn, const DispatchWrites& outcome);
 
-// Moves queued rows of instances whose heartbeat is older than `lease`, or that stopped, or that
-// never registered, to `owner`; at most `limit` rows per call. Returns how many moved.
+// Moves the pending marks of instances whose heartbeat is older than `lease`, or that stopped, or
+// that never registered, to `owner`; at most `limit` per call. Returns how many moved.
 Result<std::uint64_t> take_over_outbox(Connection& conn, const std::string& owner,
                                        std::chrono::seconds lease, std::size_t limit);
 
@@ -77,7 +97,7 @@ Result<std::uint64_t> purge_dead_letters(Connection& conn, std::chrono::hours ol
                                          std::size_t limit);
 
 struct OutboxStats {
-  std::int64_t queued = 0;
+  std::int64_t queued = 0;  // pending marks (a device with two waiting accounts counts two)
   std::int64_t dead = 0;
   std::int64_t oldest_queued_seconds = 0;  // 0 when none is queued
 };

@@ -176,7 +176,7 @@ at "$kill_instance_at"
 queued2=0
 until_queued=$((SECONDS + 10))
 while :; do
-  queued2=$(echo "SELECT COUNT(*) FROM outbox WHERE owner = 'galera-2' AND state = 'queued'" | gl_sql || echo 0)
+  queued2=$(echo "SELECT COUNT(*) FROM registrations WHERE badge_owner = 'galera-2'" | gl_sql || echo 0)
   [ "${queued2:-0}" -lt 20 ] && [ "$SECONDS" -lt "$until_queued" ] || break
   sleep 0.2
 done
@@ -207,7 +207,7 @@ drain_t0=$SECONDS
 drained=true
 gl_drain 120 || drained=false
 drain_s=$((SECONDS - drain_t0))
-left_of_dead=$(echo "SELECT COUNT(*) FROM outbox WHERE owner = 'galera-2' AND state = 'queued'" | gl_sql)
+left_of_dead=$(echo "SELECT COUNT(*) FROM registrations WHERE badge_owner = 'galera-2'" | gl_sql)
 dead_letters=$(echo "SELECT COUNT(*) FROM outbox WHERE state = 'dead'" | gl_sql)
 taken_metric=$(gl_metric_sum 1 'mailpush_outbox_taken_over_total')
 took_over_logged=$(cat "$tmp"/mailpushd-1.*.log | grep -c '"event":"dispatch.took_over"' || true)

@@ -328,9 +328,9 @@ EOF
   gl_devices=$(echo "SELECT COUNT(*) FROM devices" | gl_sql)
 }
 
-# The outbox's queued rows, all and by owner ("owner<TAB>count" lines).
-gl_queued() { echo "SELECT COUNT(*) FROM outbox WHERE state = 'queued'" | gl_sql; }
-gl_queued_by_owner() { echo "SELECT owner, COUNT(*) FROM outbox WHERE state = 'queued' GROUP BY owner" | gl_sql; }
+# The pending badges, all and by owner ("owner<TAB>count" lines).
+gl_queued() { echo "SELECT COUNT(*) FROM registrations WHERE badge_owner IS NOT NULL" | gl_sql; }
+gl_queued_by_owner() { echo "SELECT badge_owner, COUNT(*) FROM registrations WHERE badge_owner IS NOT NULL GROUP BY badge_owner" | gl_sql; }
 
 gl_drain() { # seconds: waits until no row is queued
   local until=$((SECONDS + $1)) q=""

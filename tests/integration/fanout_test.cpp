@@ -309,7 +309,8 @@ TEST_F(Fanout, EachSubscriptionBadgesItsOwnDeviceWithTheExactCount) {
     EXPECT_EQ(r["headers"]["apns-topic"], "com.example.mail");
     EXPECT_EQ(r["payload"].get<std::string>().find("alert"), std::string::npos);
   }
-  EXPECT_EQ(scalar("SELECT COUNT(*) FROM outbox"), 0) << "delivered rows are removed";
+  EXPECT_EQ(scalar("SELECT COUNT(*) FROM registrations WHERE badge_owner IS NOT NULL"), 0)
+      << "delivered badges are cleared";
   // Unregistered: its URL is told to Unsubscribe, and it gets no more badges.
   const auto gone = delete_registration(port_, tablet.registration.secret);
   ASSERT_EQ(gone.status, 200) << gone.body;
@@ -384,7 +385,7 @@ TEST_F(Fanout, UnregisteredAndBadTokensStopTheirDeviceOnly) {
   for (const auto* d : {&phone, &gone, &bad}) ASSERT_TRUE(ok(post(*d, new_mail_event("wm-3"))));
   ASSERT_TRUE(wait_for_badges({{phone.token, 4}}, 10s));
   EXPECT_EQ(received().count(bad.token), 0u) << "an invalid device gets nothing more";
-  EXPECT_EQ(scalar("SELECT COUNT(*) FROM outbox WHERE state = 'queued'"), 0);
+  EXPECT_EQ(scalar("SELECT COUNT(*) FROM registrations WHERE badge_owner IS NOT NULL"), 0);
 }
 
 TEST_F(Fanout, ARefusedCertificatePausesTheCustomerUntilRenewal) {
@@ -410,7 +411,8 @@ TEST_F(Fanout, ARefusedCertificatePausesTheCustomerUntilRenewal) {
   ASSERT_TRUE(paused) << daemon_->log();
   EXPECT_NE(paused->find("BadCertificate"), std::string::npos) << *paused;
   std::this_thread::sleep_for(500ms);
-  EXPECT_EQ(scalar("SELECT COUNT(*) FROM outbox WHERE state = 'queued'"), 1) << "kept queued";
+  EXPECT_EQ(scalar("SELECT COUNT(*) FROM registrations WHERE badge_owner IS NOT NULL"), 1)
+      << "kept queued";
   EXPECT_EQ(scalar("SELECT COUNT(*) FROM devices WHERE state = 'active'"), 1) << "devices kept";
   EXPECT_EQ(scalar("SELECT COUNT(*) FROM customers WHERE paused_reason IS NOT NULL"), 1);
 
@@ -436,7 +438,7 @@ TEST_F(Fanout, WhatWasQueuedWhileApnsWasDownIsDeliveredAfterwards) {
     ASSERT_TRUE(ok(post(devices[i], unread_event("wm-1", static_cast<int>(10 + i)))));
   }
   std::this_thread::sleep_for(2s);
-  EXPECT_EQ(scalar("SELECT COUNT(*) FROM outbox WHERE state = 'queued'"), 5);
+  EXPECT_EQ(scalar("SELECT COUNT(*) FROM registrations WHERE badge_owner IS NOT NULL"), 5);
   start_sim({"--port", std::to_string(sim_port_)});
   std::map<std::string, int> want;
   for (std::size_t i = 0; i < devices.size(); ++i)
@@ -455,7 +457,8 @@ TEST_F(Fanout, SigtermFinishesTheSendsInFlight) {
   // Warm the connection, so that the next send is on the wire when SIGTERM comes.
   ASSERT_TRUE(ok(post(phone, unread_event("wm-1", 1))));
   const auto until = std::chrono::steady_clock::now() + 15s;
-  while (scalar("SELECT COUNT(*) FROM outbox") != 0 && std::chrono::steady_clock::now() < until) {
+  while (scalar("SELECT COUNT(*) FROM registrations WHERE badge_owner IS NOT NULL") != 0 &&
+         std::chrono::steady_clock::now() < until) {
     std::this_thread::sleep_for(100ms);
   }
   ASSERT_TRUE(wait_for_badges({{phone.token, 1}}, 1s)) << daemon_->log();
@@ -465,7 +468,8 @@ TEST_F(Fanout, SigtermFinishesTheSendsInFlight) {
   ASSERT_TRUE(wait_for_badges({{phone.token, 2}}, 5s));
   daemon_->signal(SIGTERM);
   EXPECT_EQ(daemon_->wait(20s), std::optional<int>(0)) << daemon_->log();
-  EXPECT_EQ(scalar("SELECT COUNT(*) FROM outbox"), 0) << "its result was written before exit";
+  EXPECT_EQ(scalar("SELECT COUNT(*) FROM registrations WHERE badge_owner IS NOT NULL"), 0)
+      << "its result was written before exit";
   EXPECT_NE(daemon_->log().find("dispatch.stopped"), std::string::npos);
 }
 
@@ -623,7 +627,7 @@ TEST_F(Fanout, ASecondInstanceTakesOverTheRowsOfOneThatDied) {
   }
   daemon_->signal(SIGKILL);
   ASSERT_TRUE(daemon_->wait(10s).has_value());
-  EXPECT_EQ(scalar("SELECT COUNT(*) FROM outbox WHERE owner = 'fanout-a' AND state = 'queued'"), 3);
+  EXPECT_EQ(scalar("SELECT COUNT(*) FROM registrations WHERE badge_owner = 'fanout-a'"), 3);
   sim_.reset();
   start_sim();
   sim_port_ = sim_->h2_port();

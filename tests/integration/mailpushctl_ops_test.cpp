@@ -20,6 +20,7 @@
 #include "store/customers.hpp"
 #include "store/mariadb.hpp"
 #include "store/migrations.hpp"
+#include "store/outbox.hpp"
 #include "store/registrations.hpp"
 #include "test_apns_sim.hpp"
 #include "test_certificates.hpp"
@@ -311,7 +312,7 @@ TEST(MailpushctlOps, OutboxStatsAndRetryDeadRequeueWithTheCurrentBadge) {
                         {store::Value{customer}})
                   .ok());
   // Three dead letters: two TooManyAttempts (one of them for a device APNs since refused), one
-  // Expired; and one queued row.
+  // Expired; and one pending badge that failed once.
   const std::string insert =
       "INSERT INTO outbox (owner, customer_id, device_id, mailbox_id, badge, state, attempts, "
       "next_attempt_at, expires_at, last_error, created_at) SELECT 'gone-instance', "
@@ -328,7 +329,12 @@ TEST(MailpushctlOps, OutboxStatsAndRetryDeadRequeueWithTheCurrentBadge) {
   add(reg1, "dead", 12, "TooManyAttempts");
   add(reg2, "dead", 12, "TooManyAttempts");
   add(reg1, "dead", 3, "Expired");
-  add(reg2, "queued", 1, "ServiceUnavailable");
+  ASSERT_TRUE(c.execute("UPDATE registrations SET badge_version = badge_version + 1, badge_owner "
+                        "= 'gone-instance', badge_due_at = UTC_TIMESTAMP(6), badge_queued_at = "
+                        "UTC_TIMESTAMP(6) - INTERVAL 2 HOUR, badge_attempts = 1, badge_error = "
+                        "'ServiceUnavailable' WHERE id = ?",
+                        {store::Value{reg2}})
+                  .ok());
   ASSERT_TRUE(c.execute("UPDATE devices SET state = 'invalid', invalid_reason = "
                         "'BadDeviceToken' WHERE token_hex = ?",
                         {store::Value{kToken2}})
@@ -361,16 +367,18 @@ TEST(MailpushctlOps, OutboxStatsAndRetryDeadRequeueWithTheCurrentBadge) {
   auto retried = parse(out);
   EXPECT_EQ(retried["requeued"], 1);   // alice's device
   EXPECT_EQ(retried["left_dead"], 1);  // bob's device was refused since
-  auto rows = c.query(
-      "SELECT badge, attempts, last_error IS NULL, expires_at > UTC_TIMESTAMP(6) FROM outbox "
-      "WHERE state = 'queued' AND device_id = (SELECT device_id FROM registrations WHERE id = ?)",
-      {store::Value{reg1}});
-  ASSERT_TRUE(rows.ok());
-  ASSERT_EQ(rows->size(), 1u);
-  EXPECT_EQ((*rows)[0].i64(0), 7);  // the badge as it is now, not the dead letter's 2
-  EXPECT_EQ((*rows)[0].i64(1), 0);
-  EXPECT_EQ((*rows)[0].i64(2), 1);
-  EXPECT_EQ((*rows)[0].i64(3), 1);
+  // Alice's device has a pending badge again, due now, owned as the letter was; what the
+  // dispatcher reads for it is the badge as it is now, not the dead letter's 2.
+  auto due = store::read_due_outbox(c, "gone-instance", 10, {});
+  ASSERT_TRUE(due.ok()) << due.error().message;
+  std::vector<store::OutboxRow> alice;
+  for (const auto& row : *due) {
+    if (row.id == reg1) alice.push_back(row);
+  }
+  ASSERT_EQ(alice.size(), 1u);
+  EXPECT_EQ(alice[0].badge, 7);
+  EXPECT_EQ(alice[0].attempts, 0);
+  EXPECT_LT(alice[0].age_us, 60'000'000);
   EXPECT_EQ(scalar(c, "SELECT COUNT(*) FROM outbox WHERE state = 'dead'"), 2);
   EXPECT_EQ(scalar(c,
                    "SELECT COUNT(*) FROM audit_log WHERE action = 'outbox.retry_dead' AND "
@@ -668,7 +676,7 @@ TEST(MailpushctlOps, DoctorFailsWhenPreparedStatementsNearTheServersLimit) {
   EXPECT_NE(find_check(parse(out), "database.statements", "ok"), nullptr) << out;
 }
 
-// Badges wait in the outbox of an instance that is alive (fresh heartbeat) but does not send,
+// Badges wait for an instance that is alive (fresh heartbeat) but does not send,
 // while APNs accepts the test push: the dispatcher is stuck, and doctor says so.
 TEST(MailpushctlOps, DoctorFindsQueuedBadgesAgingWhileApnsAnswers) {
   ApnsSimProcess sim;
@@ -680,11 +688,9 @@ TEST(MailpushctlOps, DoctorFindsQueuedBadgesAgingWhileApnsAnswers) {
                         "heartbeat_at) VALUES ('stuck-1', 'h', 't', UTC_TIMESTAMP(6), "
                         "UTC_TIMESTAMP(6))")
                   .ok());
-  ASSERT_TRUE(c.execute("INSERT INTO outbox (owner, customer_id, device_id, mailbox_id, badge, "
-                        "next_attempt_at, expires_at, created_at) SELECT 'stuck-1', "
-                        "r.customer_id, r.device_id, r.mailbox_id, 3, UTC_TIMESTAMP(6), "
-                        "UTC_TIMESTAMP(6) + INTERVAL 1 HOUR, UTC_TIMESTAMP(6) - INTERVAL 2 MINUTE "
-                        "FROM registrations r WHERE r.id = ?",
+  ASSERT_TRUE(c.execute("UPDATE registrations SET unread_count = 3, badge_version = badge_version "
+                        "+ 1, badge_owner = 'stuck-1', badge_due_at = UTC_TIMESTAMP(6), "
+                        "badge_queued_at = UTC_TIMESTAMP(6) - INTERVAL 2 MINUTE WHERE id = ?",
                         {store::Value{reg}})
                   .ok());
   std::string out;
@@ -697,8 +703,10 @@ TEST(MailpushctlOps, DoctorFindsQueuedBadgesAgingWhileApnsAnswers) {
             std::string::npos)
       << out;
 
-  // Once the row is sent (gone), the queue is not stuck.
-  ASSERT_TRUE(c.execute("DELETE FROM outbox").ok());
+  // Once the badge is sent (its mark cleared), the queue is not stuck.
+  ASSERT_TRUE(c.execute("UPDATE registrations SET badge_owner = NULL, badge_due_at = NULL, "
+                        "badge_queued_at = NULL")
+                  .ok());
   ctl(r.region(), {"--json", "doctor", "--skip-listener"}, &out);
   EXPECT_NE(find_check(parse(out), "dispatch.progress", "ok"), nullptr) << out;
 }

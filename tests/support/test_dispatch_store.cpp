@@ -1,4 +1,4 @@
-// The in-memory outbox of test_dispatch_store.hpp.
+// The in-memory pending badges and dead letters of test_dispatch_store.hpp.
 #include "test_dispatch_store.hpp"
 
 #include <algorithm>
@@ -30,18 +30,23 @@ std::int64_t FakeDispatchStore::add_device(std::int64_t customer_id, std::string
 }
 
 std::int64_t FakeDispatchStore::queue(const std::string& owner, std::int64_t device_id,
-                                      std::int64_t badge, std::chrono::seconds ttl) {
+                                      std::int64_t badge, std::chrono::seconds waited) {
   Row r;
   r.id = next_id_++;
   r.owner = owner;
   r.device_id = device_id;
   r.customer_id = devices_.at(device_id).customer_id;
   r.badge = badge;
-  r.created = Clock::now();
-  r.next_attempt = r.created;
-  r.expires = r.created + ttl;
+  r.created = Clock::now() - waited;
+  r.next_attempt = Clock::now();
   rows_[r.id] = r;
   return r.id;
+}
+
+void FakeDispatchStore::bump(std::int64_t id, std::int64_t badge) {
+  Row& r = rows_.at(id);
+  ++r.version;
+  r.badge = badge;
 }
 
 const FakeDispatchStore::Row* FakeDispatchStore::row(std::int64_t id) const {
@@ -65,7 +70,7 @@ asio::awaitable<Result<std::vector<store::OutboxRow>>> FakeDispatchStore::read_d
     if (std::find(paused.begin(), paused.end(), r.customer_id) != paused.end()) continue;
     due.push_back(&r);
   }
-  // ORDER BY next_attempt_at, id LIMIT ?
+  // ORDER BY badge_due_at LIMIT ? (ties by id, to be deterministic)
   std::sort(due.begin(), due.end(), [](const Row* a, const Row* b) {
     return a->next_attempt != b->next_attempt ? a->next_attempt < b->next_attempt : a->id < b->id;
   });
@@ -76,12 +81,12 @@ asio::awaitable<Result<std::vector<store::OutboxRow>>> FakeDispatchStore::read_d
     const Customer& c = customers_.at(r->customer_id);
     store::OutboxRow o;
     o.id = r->id;
+    o.version = r->version;
     o.customer_id = r->customer_id;
     o.device_id = r->device_id;
     o.mailbox_id = 1;
     o.badge = r->badge;
     o.attempts = r->attempts;
-    o.expired = r->expires < now;
     o.age_us = std::chrono::duration_cast<std::chrono::microseconds>(now - r->created).count();
     o.token_hex = d.token_hex;
     o.environment = d.environment;
@@ -100,22 +105,34 @@ asio::awaitable<Status> FakeDispatchStore::apply_dispatch_writes(
     --failing_writes_;
     co_return make_error(Errc::unavailable, "fake: the database is away");
   }
-  // One transaction in outbox.cpp's order: deletes, retries, dead letters, devices.
-  for (auto id : writes.remove) rows_.erase(id);
+  // One transaction in outbox.cpp's order: dead letters, cleared marks, retries, devices. A mark
+  // whose version moved since the read stays queued, as a new badge.
   const auto now = Clock::now();
+  const auto clear = [&](const store::PendingMark& m) {
+    auto it = rows_.find(m.id);
+    if (it == rows_.end() || it->second.state != "queued") return false;
+    if (it->second.version == m.version) return true;
+    it->second.attempts = 0;
+    it->second.last_error.clear();
+    it->second.created = now;
+    return false;
+  };
+  for (const auto& d : writes.dead) {
+    if (!clear(d.mark)) continue;
+    Row& r = rows_.at(d.mark.id);
+    r.state = "dead";
+    ++r.attempts;
+    r.last_error = d.reason;
+  }
+  for (const auto& m : writes.remove) {
+    if (clear(m)) rows_.erase(m.id);
+  }
   for (const auto& r : writes.retry) {
     auto it = rows_.find(r.id);
     if (it == rows_.end() || it->second.state != "queued") continue;
     ++it->second.attempts;
     it->second.next_attempt = now + r.delay;
     it->second.last_error = r.error;
-  }
-  for (const auto& d : writes.dead) {
-    auto it = rows_.find(d.id);
-    if (it == rows_.end()) continue;
-    it->second.state = "dead";
-    ++it->second.attempts;
-    it->second.last_error = d.reason;
   }
   for (const auto& change : writes.devices) {
     auto it = devices_.find(change.device_id);

@@ -1,6 +1,7 @@
-// An in-memory store::DispatchStore with the MariaDB store's rules (store/outbox.cpp): due rows of
-// one owner oldest first, joined with their device and customer; a round's writes applied at
-// once; take-over of the queued rows of instances marked gone. One thread (the test's io_context).
+// An in-memory store::DispatchStore with the MariaDB store's rules (store/outbox.cpp): a row is a
+// pending badge mark (or, once dead, a dead letter); due marks of one owner soonest first, joined
+// with their device and customer; a round's writes applied at once, clearing marks by version;
+// take-over of the marks of instances marked gone. One thread (the test's io_context).
 #pragma once
 
 #include <chrono>
@@ -34,6 +35,7 @@ class FakeDispatchStore final : public store::DispatchStore {
   };
   struct Row {
     std::int64_t id = 0;
+    std::int64_t version = 1;  // moves with every event (bump)
     std::string owner;
     std::int64_t customer_id = 0;
     std::int64_t device_id = 0;
@@ -42,7 +44,6 @@ class FakeDispatchStore final : public store::DispatchStore {
     std::string state = "queued";  // queued | dead
     Clock::time_point created;
     Clock::time_point next_attempt;
-    Clock::time_point expires;
     std::string last_error;
   };
 
@@ -51,9 +52,12 @@ class FakeDispatchStore final : public store::DispatchStore {
   // Returns the device's id; its token is 64 hex digits made from the id unless given.
   std::int64_t add_device(std::int64_t customer_id, std::string environment = "production",
                           std::string token_hex = "");
-  // Queues a badge for the device, owned by `owner`, due now; returns the row id (ids grow).
+  // Queues a badge for the device, owned by `owner`, due now, first queued `waited` ago; returns
+  // the row id (ids grow).
   std::int64_t queue(const std::string& owner, std::int64_t device_id, std::int64_t badge,
-                     std::chrono::seconds ttl = std::chrono::hours(1));
+                     std::chrono::seconds waited = std::chrono::seconds(0));
+  // An event moved the mark after a round read it: a clear of the version read leaves it.
+  void bump(std::int64_t id, std::int64_t badge);
 
   // What the tables hold now.
   const Row* row(std::int64_t id) const;  // null once deleted

@@ -365,7 +365,7 @@ int cmd_outbox_retry_dead(const Options& o, const std::string& customer_id,
     if (!customer) return fail(o, what, customer.error());
     filter.customer_row_id = customer->id;
   }
-  auto result = store::retry_dead_letters(**conn, filter, cfg->dispatch.ttl, local_actor());
+  auto result = store::retry_dead_letters(**conn, filter, local_actor());
   if (!result) return fail(o, what, result.error());
   if (o.json_output) {
     std::cout << json{{"region", region},

@@ -65,7 +65,7 @@ Result<json> status_counts(mp::store::Connection& conn, const mp::store::SchemaS
         {"credentials_active", "SELECT COUNT(*) FROM credentials WHERE state = 'active'"},
         {"devices_active", "SELECT COUNT(*) FROM devices WHERE state = 'active'"},
         {"registrations_active", "SELECT COUNT(*) FROM registrations WHERE state = 'active'"},
-        {"outbox_queued", "SELECT COUNT(*) FROM outbox WHERE state = 'queued'"},
+        {"outbox_queued", "SELECT COUNT(*) FROM registrations WHERE badge_owner IS NOT NULL"},
         {"outbox_dead", "SELECT COUNT(*) FROM outbox WHERE state = 'dead'"},
     };
     for (const auto& [name, sql] : queries) {

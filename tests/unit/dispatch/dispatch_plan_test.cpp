@@ -1,6 +1,6 @@
-// The dispatcher's rules: only the newest badge of a device is sent, rows of inactive devices
-// and customers are dropped, expired rows are dead-lettered, and every APNs answer maps to the
-// right change of row, device and customer queue.
+// The dispatcher's rules: one badge per device is sent (its other marks are cleared with it),
+// marks of inactive devices and customers are dropped, expired badges are dead-lettered, and
+// every APNs answer maps to the right change of mark, device and customer queue.
 #include "dispatch/dispatch_plan.hpp"
 
 #include <gtest/gtest.h>
@@ -15,6 +15,7 @@ namespace {
 store::OutboxRow row(std::int64_t id, std::int64_t device, std::int64_t badge) {
   store::OutboxRow r;
   r.id = id;
+  r.version = id * 10;
   r.customer_id = 7;
   r.device_id = device;
   r.mailbox_id = 3;
@@ -27,11 +28,12 @@ store::OutboxRow row(std::int64_t id, std::int64_t device, std::int64_t badge) {
   return r;
 }
 
-bool contains(const std::vector<std::int64_t>& v, std::int64_t id) {
-  return std::find(v.begin(), v.end(), id) != v.end();
+// Cleared at the version read (row() sets it to id × 10).
+bool contains(const std::vector<store::PendingMark>& v, std::int64_t id) {
+  return std::find(v.begin(), v.end(), store::PendingMark{id, id * 10}) != v.end();
 }
 
-TEST(DispatchPlan, OnlyTheNewestBadgeOfADeviceIsSent) {
+TEST(DispatchPlan, OneBadgePerDeviceIsSentAndItsOtherMarksCleared) {
   const auto plan = plan_round({row(10, 1, 1), row(12, 1, 3), row(11, 1, 2), row(13, 2, 5)});
   ASSERT_EQ(plan.sends.size(), 2u);
   EXPECT_EQ(plan.sends[0].row.id, 12);
@@ -55,7 +57,7 @@ TEST(DispatchPlan, InactiveDevicesAndCustomersAreDroppedAndExpiredRowsDeadLetter
   EXPECT_TRUE(contains(plan.outcome.remove, 1));
   EXPECT_TRUE(contains(plan.outcome.remove, 2));
   ASSERT_EQ(plan.outcome.dead.size(), 1u);
-  EXPECT_EQ(plan.outcome.dead[0].id, 3);
+  EXPECT_EQ(plan.outcome.dead[0].mark, (store::PendingMark{3, 30}));
   EXPECT_EQ(plan.outcome.dead[0].reason, "Expired");
 }
 

@@ -364,7 +364,7 @@ TEST_F(DispatcherTest, RowsOfInactiveCustomersAreDroppedAndExpiredRowsDeadWithou
   const auto dd = store.add_device(disabled);
   const auto d = store.add_device(customer);
   const auto dropped = store.queue(kOwner, dd, 1);
-  const auto expired = store.queue(kOwner, d, 1, 0s);
+  const auto expired = store.queue(kOwner, d, 1, 2h);
   start();
   ASSERT_TRUE(run_until([&] { return store.writes_applied() >= 1; }));
   EXPECT_TRUE(sender.sent().empty());

@@ -151,10 +151,6 @@ class FakeCallbackStore final : public store::CallbackStore {
   void set_unread(std::int64_t registration_id, std::int64_t n) {
     counts_[registration_id].unread = n;
   }
-  std::string watermark(std::int64_t registration_id) const {
-    auto it = watermarks_.find(registration_id);
-    return it == watermarks_.end() ? "" : it->second;
-  }
 
   boost::asio::awaitable<Result<std::optional<store::RegistrationRecord>>> find_registration(
       const Bytes& secret_hash) override {
@@ -270,7 +266,6 @@ class FakeCallbackStore final : public store::CallbackStore {
       }
     }
     if (r->subscription_id != w.subscription_id) return store::WriteOutcome::stale;
-    if (!w.watermark.empty()) watermarks_[r->id] = w.watermark;
     if (!w.count_events.empty()) {
       // The rules the store's SQL is tested against (registration_counts_test), for a
       // registration without a folder.
@@ -282,9 +277,9 @@ class FakeCallbackStore final : public store::CallbackStore {
 
   std::int64_t next_id_ = 101;
   std::map<std::string, store::RegistrationRecord> registrations_;  // by sha384(secret) bytes
-  std::map<std::int64_t, store::CountState> counts_;                // by registration id
-  std::map<std::int64_t, std::string> watermarks_;                  // by registration id
-  std::map<std::int64_t, std::int64_t> last_heard_;                 // by registration id
+  std::map<std::int64_t, store::CountState>
+      counts_;  // by registration id                  // by registration id
+  std::map<std::int64_t, std::int64_t> last_heard_;  // by registration id
 };
 
 }  // namespace mp::relay::test

@@ -160,26 +160,36 @@ TEST_F(AdminStoreTest, RetryDeadLettersHonoursReasonCustomerAndLimitAndAudits) {
   filter.customer_row_id = customer;
   filter.reason = "TooManyAttempts";
   filter.limit = 1;
-  auto first = retry_dead_letters(conn, filter, 3600s, {"mailpushctl:test", ""});
+  auto first = retry_dead_letters(conn, filter, {"mailpushctl:test", ""});
   ASSERT_TRUE(first.ok()) << first.error().message;
   EXPECT_EQ(first->requeued, 1u);
   filter.limit = 100;
-  auto rest = retry_dead_letters(conn, filter, 3600s, {"mailpushctl:test", ""});
+  auto rest = retry_dead_letters(conn, filter, {"mailpushctl:test", ""});
   ASSERT_TRUE(rest.ok());
   EXPECT_EQ(rest->requeued, 1u);
   // The other customer's and the Expired one stay dead.
   EXPECT_EQ(scalar("SELECT COUNT(*) FROM outbox WHERE state = 'dead'"), 2);
   EXPECT_EQ(scalar("SELECT COUNT(*) FROM outbox WHERE state = 'dead' AND last_error = 'Expired'"),
             1);
-  EXPECT_EQ(scalar("SELECT COUNT(*) FROM outbox WHERE state = 'queued' AND attempts = 0 AND "
-                   "expires_at > UTC_TIMESTAMP(6) + INTERVAL 3500 SECOND"),
+  // Each requeued letter's device has a pending badge, due now, owned as the letter was.
+  EXPECT_EQ(scalar("SELECT COUNT(*) FROM outbox"), 2) << "requeued letters leave the outbox";
+  EXPECT_EQ(scalar("SELECT COUNT(*) FROM registrations WHERE badge_owner = 'i' AND badge_attempts "
+                   "= 0 AND badge_due_at <= UTC_TIMESTAMP(6) AND id IN (" +
+                   std::to_string(a.id) + "," + std::to_string(b.id) + ")"),
             2);
+  EXPECT_EQ(scalar("SELECT COUNT(*) FROM registrations WHERE badge_owner IS NOT NULL"), 2);
+  breakdown = outbox_breakdown(conn, 30s);
+  ASSERT_TRUE(breakdown.ok());
+  EXPECT_EQ(breakdown->queued, 2);
+  EXPECT_EQ(breakdown->dead, 2);
+  ASSERT_EQ(breakdown->owners.size(), 1u);
+  EXPECT_EQ(breakdown->owners[0].queued, 2);
   EXPECT_EQ(scalar("SELECT COUNT(*) FROM audit_log WHERE action = 'outbox.retry_dead' AND "
                    "customer_id = " +
                    std::to_string(customer)),
             2);
   // Nothing left to match: zero, still audited.
-  auto none = retry_dead_letters(conn, filter, 3600s, {"mailpushctl:test", ""});
+  auto none = retry_dead_letters(conn, filter, {"mailpushctl:test", ""});
   ASSERT_TRUE(none.ok());
   EXPECT_EQ(none->requeued, 0u);
   EXPECT_EQ(none->left_dead, 0u);
@@ -202,6 +212,7 @@ TEST_F(AdminStoreTest, CustomerDetailCountsWhatTheCustomerHas) {
   EXPECT_EQ(d->registrations_active, 2);
   EXPECT_EQ(d->registrations_silent, 0);
   EXPECT_EQ(d->outbox_dead, 1);
+  EXPECT_EQ(d->outbox_queued, 0);
   EXPECT_EQ(d->paused_reason, "BadCertificate");
   EXPECT_EQ(d->last_callback_at, "");
 }

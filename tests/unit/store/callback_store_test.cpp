@@ -42,13 +42,11 @@ class CallbackStoreTest : public ::testing::Test {
     return rows.ok() && !rows->empty() ? (*rows)[0].text(0) : "";
   }
 
-  CallbackWrite write_for(const test::TestRegistration& r, const std::string& sub,
-                          std::string watermark) {
+  CallbackWrite write_for(const test::TestRegistration& r, const std::string& sub) {
     CallbackWrite w;
     w.registration_id = r.id;
     w.mailbox_id = r.mailbox_id;
     w.subscription_id = sub;
-    w.watermark = std::move(watermark);
     return w;
   }
 };
@@ -69,30 +67,54 @@ TEST_F(CallbackStoreTest, FindsActiveRegistrationsBySecretOnly) {
   EXPECT_FALSE(gone->has_value()) << "a deleted registration is not found";
 }
 
-TEST_F(CallbackStoreTest, BindsRecordsWatermarkAndLastHeard) {
+TEST_F(CallbackStoreTest, BindsAndRecordsLastHeardUnlessTheListenerKeepsIt) {
   const auto reg = test::insert_test_registration(conn, customer, "bob@example.com");
-  auto w = write_for(reg, "SUB-1", "WM-1");
+  auto w = write_for(reg, "SUB-1");
   w.bind = true;
   auto out = write_callback_batch(conn, {w});
   ASSERT_TRUE(out.ok()) << out.error().message;
   EXPECT_EQ((*out)[0], WriteOutcome::recorded);
   EXPECT_EQ(lookup(reg.secret).subscription_id, std::optional<std::string>("SUB-1"));
-  EXPECT_EQ(column("SELECT watermark FROM registrations WHERE id = ?", reg.id), "WM-1");
   EXPECT_FALSE(column("SELECT last_heard_at FROM registrations WHERE id = ?", reg.id).empty());
+  EXPECT_EQ(column("SELECT COALESCE(watermark, '') FROM registrations WHERE id = ?", reg.id), "")
+      << "watermarks are not kept: nothing reads them";
 
-  // Empty watermark keeps the stored one.
-  out = write_callback_batch(conn, {write_for(reg, "SUB-1", "")});
+  // A count written while the listener keeps the last-heard time leaves last_heard_at (and its
+  // index) alone; one written without it moves it.
+  const auto old_heard = [&] {
+    ASSERT_TRUE(conn.execute("UPDATE registrations SET last_heard_at = '2020-01-01 00:00:00' "
+                             "WHERE id = ?",
+                             {Value{reg.id}})
+                    .ok());
+  };
+  old_heard();
+  auto counted = write_for(reg, "SUB-1");
+  counted.count_events = test::count_change(true, 4);
+  counted.touch_heard = false;
+  out = write_callback_batch(conn, {counted});
   ASSERT_TRUE(out.ok());
   EXPECT_EQ((*out)[0], WriteOutcome::recorded);
-  EXPECT_EQ(column("SELECT watermark FROM registrations WHERE id = ?", reg.id), "WM-1");
+  EXPECT_EQ(column("SELECT unread_count FROM registrations WHERE id = ?", reg.id), "4");
+  EXPECT_EQ(column("SELECT YEAR(last_heard_at) FROM registrations WHERE id = ?", reg.id), "2020");
+  counted.touch_heard = true;
+  out = write_callback_batch(conn, {counted});
+  ASSERT_TRUE(out.ok());
+  EXPECT_NE(column("SELECT YEAR(last_heard_at) FROM registrations WHERE id = ?", reg.id), "2020");
+  // A durable heartbeat (the ledger full or off) writes only the time.
+  old_heard();
+  out = write_callback_batch(conn, {write_for(reg, "SUB-1")});
+  ASSERT_TRUE(out.ok());
+  EXPECT_EQ((*out)[0], WriteOutcome::recorded);
+  EXPECT_NE(column("SELECT YEAR(last_heard_at) FROM registrations WHERE id = ?", reg.id), "2020");
+  EXPECT_EQ(column("SELECT unread_count FROM registrations WHERE id = ?", reg.id), "4");
 }
 
 TEST_F(CallbackStoreTest, RebindKeepsTheOldIdAsSuperseded) {
   const auto reg = test::insert_test_registration(conn, customer, "carol@example.com");
-  auto first = write_for(reg, "OLD", "w1");
+  auto first = write_for(reg, "OLD");
   first.bind = true;
   ASSERT_TRUE(write_callback_batch(conn, {first}).ok());
-  auto rebind = write_for(reg, "NEW", "w2");
+  auto rebind = write_for(reg, "NEW");
   rebind.bind = true;
   rebind.expected_current = "OLD";
   auto out = write_callback_batch(conn, {rebind});
@@ -107,7 +129,7 @@ TEST_F(CallbackStoreTest, TheLookupBringsSupersededIdsNewestFirst) {
   const auto reg = test::insert_test_registration(conn, customer, "erin@example.com");
   std::optional<std::string> current;
   for (const char* id : {"S1", "S2", "S3", "S4"}) {
-    auto w = write_for(reg, id, "w");
+    auto w = write_for(reg, id);
     w.bind = true;
     w.expected_current = current;
     auto out = write_callback_batch(conn, {w});
@@ -136,7 +158,7 @@ TEST_F(CallbackStoreTest, OnlyTheNewestSupersededIdsAreKept) {
   const int binds = static_cast<int>(kMaxSupersededSubscriptions) + 8;
   for (int i = 0; i < binds; ++i) {
     const std::string id = "S" + std::to_string(i);
-    auto w = write_for(reg, id, "w");
+    auto w = write_for(reg, id);
     w.bind = true;
     w.expected_current = current;
     auto out = write_callback_batch(conn, {w});
@@ -207,7 +229,7 @@ TEST_F(CallbackStoreTest, ActiveRegistrationsComeInPagesWithTheirSecretHashes) {
 
 TEST_F(CallbackStoreTest, StaleWhenTheRegistrationChangedUnderneath) {
   const auto reg = test::insert_test_registration(conn, customer, "dave@example.com");
-  auto bind = write_for(reg, "A", "w");
+  auto bind = write_for(reg, "A");
   bind.bind = true;
   ASSERT_TRUE(write_callback_batch(conn, {bind}).ok());
 
@@ -215,18 +237,17 @@ TEST_F(CallbackStoreTest, StaleWhenTheRegistrationChangedUnderneath) {
   ASSERT_TRUE(
       conn.execute("UPDATE registrations SET subscription_id = 'B' WHERE id = ?", {Value{reg.id}})
           .ok());
-  auto out = write_callback_batch(conn, {write_for(reg, "A", "w2"), write_for(reg, "B", "w3")});
+  auto out = write_callback_batch(conn, {write_for(reg, "A"), write_for(reg, "B")});
   ASSERT_TRUE(out.ok()) << out.error().message;
   EXPECT_EQ((*out)[0], WriteOutcome::stale);
   EXPECT_EQ((*out)[1], WriteOutcome::recorded);
   // Subscription ids are compared byte for byte: "b" is not "B".
-  out = write_callback_batch(conn, {write_for(reg, "b", "w3b")});
+  out = write_callback_batch(conn, {write_for(reg, "b")});
   ASSERT_TRUE(out.ok()) << out.error().message;
   EXPECT_EQ((*out)[0], WriteOutcome::stale);
-  EXPECT_EQ(column("SELECT watermark FROM registrations WHERE id = ?", reg.id), "w3");
 
   // A conditional bind that lost the race is stale too.
-  auto late = write_for(reg, "C", "w4");
+  auto late = write_for(reg, "C");
   late.bind = true;
   late.expected_current = "A";
   out = write_callback_batch(conn, {late});
@@ -235,22 +256,22 @@ TEST_F(CallbackStoreTest, StaleWhenTheRegistrationChangedUnderneath) {
   EXPECT_EQ(lookup(reg.secret).subscription_id, std::optional<std::string>("B"));
 
   ASSERT_TRUE(delete_registration(conn, reg.id).value());
-  out = write_callback_batch(conn, {write_for(reg, "B", "w5")});
+  out = write_callback_batch(conn, {write_for(reg, "B")});
   ASSERT_TRUE(out.ok());
   EXPECT_EQ((*out)[0], WriteOutcome::stale) << "a deleted registration records nothing";
 }
 
 TEST_F(CallbackStoreTest, ASupersededIdIsNeverBoundAgain) {
   const auto reg = test::insert_test_registration(conn, customer, "olga@example.com");
-  auto first = write_for(reg, "OLD", "w1");
+  auto first = write_for(reg, "OLD");
   first.bind = true;
   ASSERT_TRUE(write_callback_batch(conn, {first}).ok());
-  auto second = write_for(reg, "NEW", "w2");
+  auto second = write_for(reg, "NEW");
   second.bind = true;
   second.expected_current = "OLD";
   ASSERT_TRUE(write_callback_batch(conn, {second}).ok());
   // A caller whose copy of the superseded list is short (or stale) tries to rebind OLD.
-  auto back = write_for(reg, "OLD", "w3");
+  auto back = write_for(reg, "OLD");
   back.bind = true;
   back.expected_current = "NEW";
   auto out = write_callback_batch(conn, {back});
@@ -263,16 +284,14 @@ TEST_F(CallbackStoreTest, ValuesFromExchangeAreStoredVerbatimWhateverTheyHold) {
   // Printable ASCII is all the listener lets through; quotes, backslashes and SQL must stay text.
   const auto reg = test::insert_test_registration(conn, customer, "rita@example.com");
   const std::string sub = "S'; DROP TABLE registrations; --\\";
-  auto bind = write_for(reg, sub, "w0");
+  auto bind = write_for(reg, sub);
   bind.bind = true;
   ASSERT_TRUE(write_callback_batch(conn, {bind}).ok());
-  const std::string hostile_watermark = "W\\' OR '1'='1\"";
-  auto w = write_for(reg, sub, hostile_watermark);
+  auto w = write_for(reg, sub);
   w.count_events = test::count_change(false, 2);
   auto out = write_callback_batch(conn, {w});
   ASSERT_TRUE(out.ok()) << out.error().message;
   EXPECT_EQ((*out)[0], WriteOutcome::recorded);
-  EXPECT_EQ(column("SELECT watermark FROM registrations WHERE id = ?", reg.id), hostile_watermark);
   EXPECT_EQ(column("SELECT subscription_id FROM registrations WHERE id = ?", reg.id), sub);
   EXPECT_EQ(column("SELECT unread_count FROM registrations WHERE id = ?", reg.id), "2");
 }
@@ -280,9 +299,9 @@ TEST_F(CallbackStoreTest, ValuesFromExchangeAreStoredVerbatimWhateverTheyHold) {
 TEST_F(CallbackStoreTest, AWriteTheDatabaseRefusesFailsAloneNotItsBatch) {
   const auto a = test::insert_test_registration(conn, customer, "pat@example.com");
   const auto b = test::insert_test_registration(conn, customer, "quinn@example.com");
-  auto good = write_for(a, "SA", "wa");
+  auto good = write_for(a, "SA");
   good.bind = true;
-  auto bad = write_for(b, std::string(kMaxSubscriptionIdLength + 1, 'x'), "wb");
+  auto bad = write_for(b, std::string(kMaxSubscriptionIdLength + 1, 'x'));
   bad.bind = true;
   auto out = write_callback_batch(conn, {good, bad});
   ASSERT_TRUE(out.ok()) << out.error().message;
@@ -295,12 +314,12 @@ TEST_F(CallbackStoreTest, CountEventsApplyPerRegistrationInArrivalOrder) {
   const auto a = test::insert_test_registration(conn, customer, "erin@example.com");
   const auto b = test::insert_test_registration(conn, customer, "frank@example.com");
   for (const auto* r : {&a, &b}) {
-    auto w = write_for(*r, "S" + std::to_string(r->id), "");
+    auto w = write_for(*r, "S" + std::to_string(r->id));
     w.bind = true;
     ASSERT_TRUE(write_callback_batch(conn, {w}).ok());
   }
   auto add = [&](const test::TestRegistration& r, bool set, std::int64_t v) {
-    auto w = write_for(r, "S" + std::to_string(r.id), "");
+    auto w = write_for(r, "S" + std::to_string(r.id));
     w.count_events = test::count_change(set, v);
     return w;
   };
@@ -322,29 +341,27 @@ TEST_F(CallbackStoreTest, AStaleRegistrationInABatchChangesNoCountTwice) {
   const auto a = test::insert_test_registration(conn, customer, "gina@example.com");
   const auto b = test::insert_test_registration(conn, customer, "hank@example.com");
   for (const auto* r : {&a, &b}) {
-    auto w = write_for(*r, "S" + std::to_string(r->id), "");
+    auto w = write_for(*r, "S" + std::to_string(r->id));
     w.bind = true;
     ASSERT_TRUE(write_callback_batch(conn, {w}).ok());
   }
   ASSERT_TRUE(
       conn.execute("UPDATE registrations SET subscription_id = 'other' WHERE id = ?", {Value{b.id}})
           .ok());
-  auto newmail = [&](const test::TestRegistration& r, std::int64_t n, std::string watermark) {
-    auto w = write_for(r, "S" + std::to_string(r.id), std::move(watermark));
+  auto newmail = [&](const test::TestRegistration& r, std::int64_t n) {
+    auto w = write_for(r, "S" + std::to_string(r.id));
     w.count_events = test::count_change(false, n);
     return w;
   };
-  auto out = write_callback_batch(conn, {newmail(a, 3, "wa"), newmail(b, 5, "wb")});
+  auto out = write_callback_batch(conn, {newmail(a, 3), newmail(b, 5)});
   ASSERT_TRUE(out.ok()) << out.error().message;
   EXPECT_EQ((*out)[0], WriteOutcome::recorded);
   EXPECT_EQ((*out)[1], WriteOutcome::stale);
   EXPECT_EQ(column("SELECT unread_count FROM registrations WHERE id = ?", a.id), "3");
   EXPECT_EQ(column("SELECT unread_count FROM registrations WHERE id = ?", b.id), "0");
-  EXPECT_EQ(column("SELECT watermark FROM registrations WHERE id = ?", a.id), "wa");
-  EXPECT_NE(column("SELECT COALESCE(watermark, '') FROM registrations WHERE id = ?", b.id), "wb");
 
   // Once nothing is stale, the same connection records a batch in one go again.
-  out = write_callback_batch(conn, {newmail(a, 1, "wa2")});
+  out = write_callback_batch(conn, {newmail(a, 1)});
   ASSERT_TRUE(out.ok()) << out.error().message;
   EXPECT_EQ(column("SELECT unread_count FROM registrations WHERE id = ?", a.id), "4");
 }
@@ -362,7 +379,7 @@ TEST_F(CallbackStoreTest, ConcurrentCallbacksShareTransactions) {
   std::atomic<int> recorded{0}, failed{0};
   for (int round = 0; round < kRounds; ++round) {
     for (const auto& r : regs) {
-      auto w = write_for(r, "SUB", "wm-" + std::to_string(round));
+      auto w = write_for(r, "SUB");
       w.bind = round == 0;
       w.count_events = test::count_change(false, 1);
       boost::asio::co_spawn(
@@ -387,8 +404,6 @@ TEST_F(CallbackStoreTest, ConcurrentCallbacksShareTransactions) {
   for (const auto& r : regs) {
     EXPECT_EQ(column("SELECT unread_count FROM registrations WHERE id = ?", r.id),
               std::to_string(kRounds));
-    EXPECT_EQ(column("SELECT watermark FROM registrations WHERE id = ?", r.id),
-              "wm-" + std::to_string(kRounds - 1));
   }
   pool.stop();
 }
@@ -404,9 +419,7 @@ TEST_F(CallbackStoreTest, DatabaseGoneFailsEveryWriteOfTheBatch) {
   Result<WriteOutcome> out = WriteOutcome::recorded;
   boost::asio::co_spawn(
       ioc,
-      [&]() -> boost::asio::awaitable<void> {
-        out = co_await store.record(write_for(reg, "S", "w"));
-      },
+      [&]() -> boost::asio::awaitable<void> { out = co_await store.record(write_for(reg, "S")); },
       boost::asio::detached);
   ioc.run();
   ASSERT_FALSE(out.ok());
@@ -464,7 +477,7 @@ TEST_F(CallbackStoreTest, HeardTimesAreWrittenInBulkForBoundRegistrationsOnly) {
   for (int i = 0; i < 70; ++i) {  // more than one statement's 64
     regs.push_back(test::insert_test_registration(conn, customer,
                                                   "heard" + std::to_string(i) + "@example.com"));
-    auto w = write_for(regs.back(), "SUB-" + std::to_string(i), "");
+    auto w = write_for(regs.back(), "SUB-" + std::to_string(i));
     w.bind = true;
     ASSERT_TRUE(write_callback_batch(conn, {w}).ok());
   }
@@ -493,7 +506,7 @@ TEST_F(CallbackStoreTest, HeardTimesAreWrittenInBulkForBoundRegistrationsOnly) {
       << "not written for another subscription";
 
   // Never backwards: a callback recorded later than the heartbeat keeps its time.
-  ASSERT_TRUE(write_callback_batch(conn, {write_for(regs[1], "SUB-1", "")}).ok());
+  ASSERT_TRUE(write_callback_batch(conn, {write_for(regs[1], "SUB-1")}).ok());
   const std::string recorded =
       column("SELECT last_heard_at FROM registrations WHERE id = ?", regs[1].id);
   gone = write_heard(conn, {{regs[1].id, "SUB-1", t0}});
@@ -513,7 +526,7 @@ TEST_F(CallbackStoreTest, HeardTimesAreWrittenInBulkForBoundRegistrationsOnly) {
 
 TEST_F(CallbackStoreTest, HeardTimesThroughTheStoreAndItsPool) {
   const auto reg = test::insert_test_registration(conn, customer, "pool-heard@example.com");
-  auto w = write_for(reg, "SUB-P", "");
+  auto w = write_for(reg, "SUB-P");
   w.bind = true;
   ASSERT_TRUE(write_callback_batch(conn, {w}).ok());
   ASSERT_TRUE(conn.execute("UPDATE registrations SET last_heard_at = '2026-01-01' WHERE id = ?",

@@ -42,7 +42,7 @@ class StatementBudgetTest : public ::testing::Test {
   std::vector<test::TestRegistration> regs;
   std::vector<std::int64_t> customers;
   std::mt19937_64 rng{20261206};
-  const OutboxTarget outbox{"budget-test", std::chrono::seconds(3600)};
+  const OutboxTarget outbox{"budget-test"};
 
   void SetUp() override {
     for (Connection* c : {&setup, &callbacks, &dispatcher, &observer}) {
@@ -79,7 +79,7 @@ class StatementBudgetTest : public ::testing::Test {
     w.mailbox_id = r.mailbox_id;
     w.subscription_id = "SUB-" + std::to_string(r.id);
     w.bind = bind;
-    w.watermark = "WM-" + std::to_string(pick(1000000));
+    w.touch_heard = pick(2) == 0;
     if (pick(3) != 0)
       w.count_events = test::count_change(pick(2) == 0, static_cast<std::int64_t>(pick(9)));
     return w;
@@ -115,9 +115,10 @@ class StatementBudgetTest : public ::testing::Test {
       if (fate == 0) {
         outcome.retry.push_back({row.id, std::chrono::milliseconds(0), "TooManyRequests"});
       } else if (fate == 1) {
-        outcome.dead.push_back({row.id, pick(2) == 0 ? "Expired" : "TooManyAttempts"});
+        outcome.dead.push_back(
+            {{row.id, row.version}, pick(2) == 0 ? "Expired" : "TooManyAttempts"});
       } else {
-        outcome.remove.push_back(row.id);
+        outcome.remove.push_back({row.id, row.version});
       }
     }
     ASSERT_TRUE(apply_dispatch_writes(dispatcher, outcome).ok()) << "round " << round;
