@@ -387,10 +387,15 @@ run() {
        # MariaDB per 1,000 events (statements, rows, buffer-pool pages; ~10 drain polls a second included).
        mariadb_per_1k: (if $ok > 0 then ($d1[0] | to_entries | map({key: .key,
          value: ((.value - ($d0[0][.key] // 0)) * 1000 / $ok | r(10))}) | from_entries) else null end),
+       # InnoDB rows written (inserted + updated + deleted) per event answered OK: callback
+       # writes, the dispatcher clears, the instance heartbeat; last-heard flushes that fall in
+       # the run (every heard_flush_s, 30 s) are amortised over the events of all registrations.
+       rows_written_per_event: (if $ok > 0 then ((["Innodb_rows_inserted", "Innodb_rows_updated",
+         "Innodb_rows_deleted"] | map(($d1[0][.] // 0) - ($d0[0][.] // 0)) | add) / $ok | r(1000)) else null end),
        rows_read_per_1k: (if $ok > 0 and ($t1[0] | length) > 0 then ($t1[0] | to_entries | map({key: .key,
          value: ((.value - ($t0[0][.key] // 0)) * 1000 / $ok | r(10))}) | map(select(.value > 0)) | from_entries) else null end)}' \
     >"$out.json" || die "assembling $name"
-  say "$(jq -r '"  \(.run): \(.ok) OK (\(.answers_503) x 503, \(.other_answers) other) = \(.events_per_s)/s; \(.matched) notifications matched (\(.events_coalesced) events coalesced), p50 \(.latency_ms.p50) p99 \(.latency_ms.p99) max \(.latency_ms.max) ms; lost \(.lost_devices); CPU per 1k events: mailpushd \(.mailpushd_cpu_s_per_1k) s + MariaDB \(.mariadbd_cpu_s_per_1k) s; other processes \(.other_cpu_s) s"' "$out.json")"
+  say "$(jq -r '"  \(.run): \(.ok) OK (\(.answers_503) x 503, \(.other_answers) other) = \(.events_per_s)/s; \(.matched) notifications matched (\(.events_coalesced) events coalesced), p50 \(.latency_ms.p50) p99 \(.latency_ms.p99) max \(.latency_ms.max) ms; lost \(.lost_devices); CPU per 1k events: mailpushd \(.mailpushd_cpu_s_per_1k) s + MariaDB \(.mariadbd_cpu_s_per_1k) s; rows written per event \(.rows_written_per_event); other processes \(.other_cpu_s) s"' "$out.json")"
 }
 
 # ---------------------------------------------------------------- the scales
@@ -486,7 +491,7 @@ jq -s -c --argjson small "$small" --argjson large "$large" --argjson high "$high
       mariadb_per_1k: x.mariadb_per_1k, db_batch_ms_mean: x.db_batch_ms_mean,
       delay_metric_ms: x.delay_metric_ms, dispatch_rounds: x.dispatch_rounds, seconds: x.seconds,
       client_max_lag_ms: x.client_max_lag_ms, purge_history_at_end: x.purge_history_at_end,
-      rows_read_per_1k: x.rows_read_per_1k,
+      rows_read_per_1k: x.rows_read_per_1k, rows_written_per_event: x.rows_written_per_event,
       cache_hit: (if x.cache_lookups then ((x.cache_lookups.hit // 0) / ([(x.cache_lookups | add // 0), 1] | max) | r(1000)) else null end)};
   ([$runs[] | .lost_devices] | add) as $lost
   | (if $high == 5000 then [$runs[] | select(.run == "rate5000") | .latency_ms.p99] | max else null end) as $p99
@@ -515,6 +520,18 @@ jq -s -c --argjson small "$small" --argjson large "$large" --argjson high "$high
      cost_ratio_le_1_3: (if $ratio == null then null else $ratio <= 1.3 end),
      rss_1m_le_300_mib: (if $rss == null then null else $rss <= 300 end),
      no_loss: ($lost == 0 and ([$runs[] | .stray] | add) == 0)}
+  # The badge-event goals (issue 19), at the smallest scale: CPU per event at capacity
+  # (mailpushd + MariaDB), the capacity itself, and CPU per event at 1,000/s against it.
+  | (get($small; "capacity")) as $cap | (get($small; "rate1000")) as $low
+  | .event_goals = {
+      cpu_us_per_event_at_capacity: (if $cap then $cap.cpu_s_per_1k * 1000 | r(10) else null end),
+      capacity_events_per_s: (if $cap then $cap.events_per_s else null end),
+      low_rate_cpu_ratio: (if $cap and $low then $low.cpu_s_per_1k / $cap.cpu_s_per_1k | r(100) else null end),
+      rows_written_per_event_at_capacity: (if $cap then $cap.rows_written_per_event else null end)}
+  | .event_goals += {
+      cpu_le_100_us: (if .event_goals.cpu_us_per_event_at_capacity == null then null else .event_goals.cpu_us_per_event_at_capacity <= 100 end),
+      capacity_ge_12000: (if .event_goals.capacity_events_per_s == null then null else .event_goals.capacity_events_per_s >= 12000 end),
+      low_rate_le_2x: (if .event_goals.low_rate_cpu_ratio == null then null else .event_goals.low_rate_cpu_ratio <= 2 end)}
   | . + {goals_met: (.p99_ms_at_5000_le_50 == true and .cost_ratio_le_1_3 == true
                      and .rss_1m_le_300_mib == true and .no_loss)}' \
   "$tmp"/runs/*-rate*.json $(ls "$tmp"/runs/*-capacity.json "$tmp"/runs/*-cached*.json 2>/dev/null) "$tmp"/runs/*-scale.json \
@@ -533,6 +550,10 @@ jq -r '
   goal("cost_ratio      "; .cost_ratio; "<= 1.3 (1M / 10k CPU per event, mailpushd + MariaDB; by rate \(.cost_ratio_by_rate | tojson))"; .cost_ratio_le_1_3),
   goal("rss_1m_mib      "; .rss_1m_mib; "<= 300"; .rss_1m_le_300_mib),
   goal("lost_devices    "; .lost_devices; "= 0 (and no stray notification)"; .no_loss),
+  goal("cpu_us_per_event"; .event_goals.cpu_us_per_event_at_capacity; "<= 100 (mailpushd + MariaDB at capacity, smallest scale)"; .event_goals.cpu_le_100_us),
+  goal("capacity        "; .event_goals.capacity_events_per_s; ">= 12000 events/s (smallest scale)"; .event_goals.capacity_ge_12000),
+  goal("low_rate_ratio  "; .event_goals.low_rate_cpu_ratio; "<= 2 (CPU per event at 1,000/s over capacity)"; .event_goals.low_rate_le_2x),
+  "  rows written per event at capacity: \(.event_goals.rows_written_per_event_at_capacity) (InnoDB rows inserted + updated + deleted, all writers)",
   (.capacity | to_entries[] | "  capacity at \(.key): \(.value.events_per_s) callbacks/s answered OK with 64 connections; \(.value.sustained_events_per_s)/s counting until the last badge was delivered (p99 \(.value.p99_ms) ms)"),
   "  goals_met = \(.goals_met)",
   ""' "$tmp/result.json"

@@ -125,8 +125,8 @@ struct RecordSql {
 
 // "UPDATE registrations SET count_batch = …, badge_… = …, unread_count = …, recent_items = …,
 // last_heard_at = … WHERE id IN (…)<where>": one write of each registration row, and nothing
-// else. count_batch marks every row written (`batch`, or `batch + 1` when nobody is notified),
-// so a caller can tell which rows of a partial match were written. With `outbox`, a row whose
+// else. count_batch is `batch` on a row whose device should hear of it, `batch + 1` on the other
+// rows written (the marks below read it). With `outbox`, a row whose
 // device should hear of it (its count moved, its device and customer active) is marked pending
 // for this instance: its badge version moves on, and the due time and first-queued time are set
 // unless a badge already waits (a retry keeps its backoff). MariaDB assigns left to right, so the
@@ -304,10 +304,10 @@ Status update_counts(Connection& conn, const std::vector<CallbackWrite>& writes,
 // The common batch (no binding, one subscription id per registration) as one statement and its
 // own transaction: each registration row is written once, counts, pending badge and (when the
 // listener does not keep it) last heard together, and only while the registration is still
-// active and bound to the callback's id. When fewer rows match than were sent, count_batch tells
-// which were written; the others are stale (deleted or rebound since they were read), and the
-// listener reads them again. Returns nullopt when the batch does not qualify: the careful path,
-// statement by statement in one transaction, takes it.
+// active and bound to the callback's id. When fewer rows match than were sent, the others are
+// stale (deleted or rebound since they were read), and the listener reads them again. Returns
+// nullopt when the batch does not qualify: the careful path, statement by statement in one
+// transaction, takes it.
 std::optional<Result<std::vector<WriteOutcome>>> write_in_one_statement(
     Connection& conn, const std::vector<CallbackWrite>& writes, const OutboxTarget* outbox) {
   std::vector<WriteOutcome> outcome(writes.size(), WriteOutcome::recorded);
@@ -333,12 +333,13 @@ std::optional<Result<std::vector<WriteOutcome>>> write_in_one_statement(
   if (!matched) return Result<std::vector<WriteOutcome>>(std::move(matched).error());
   if (*matched == groups.size()) return outcome;
 
-  // A registration was deleted or rebound since it was read (rare): the rows not written are.
+  // A registration was deleted or rebound since it was read (rare): which ones. The same
+  // condition again: a row that failed it cannot pass it later (an id once replaced is never
+  // bound again, a deleted registration comes back unbound), and a row that passed and fails now
+  // ended since, so the listener's second look at it records nothing twice.
   std::string list;
   for (const auto id : ids) list += (list.empty() ? "" : ",") + std::to_string(id);
-  auto written =
-      conn.query("SELECT id FROM registrations WHERE id IN (" + list + ") AND count_batch IN (" +
-                 std::to_string(batch) + "," + std::to_string(batch + 1) + ")");
+  auto written = conn.query("SELECT id FROM registrations WHERE id IN (" + list + ")" + bound);
   if (!written) return Result<std::vector<WriteOutcome>>(std::move(written).error());
   std::set<std::int64_t> done;
   for (const auto& r : *written) done.insert(r.i64(0));
