@@ -80,6 +80,44 @@ TEST_F(MigrationsTest, EveryShippedStatementIsReRunnable) {
   }
 }
 
+TEST_F(MigrationsTest, QueuedOutboxRowsOfAnEarlierVersionBecomePendingBadges) {
+  // A region upgraded while badges wait: migration 9 moves them onto their devices'
+  // registrations (same owner, due now, waiting since the oldest row) and keeps dead letters.
+  std::vector<Migration> before(shipped_migrations().begin(), shipped_migrations().begin() + 8);
+  ASSERT_EQ(before.back().version, 8);
+  ASSERT_TRUE(migrate(conn, before).ok());
+  const auto customer = test::insert_test_customer(conn, "upgrade-test");
+  const auto phone = test::insert_test_registration(conn, customer, "a@example.com");
+  const auto quiet = test::insert_test_registration(conn, customer, "b@example.com");
+  for (const char* state : {"queued", "queued", "dead"}) {
+    ASSERT_TRUE(conn.execute("INSERT INTO outbox (owner, customer_id, device_id, mailbox_id, "
+                             "badge, state, next_attempt_at, expires_at, created_at) SELECT "
+                             "'old-instance', customer_id, device_id, mailbox_id, 3, ?, "
+                             "UTC_TIMESTAMP(6), UTC_TIMESTAMP(6), UTC_TIMESTAMP(6) - INTERVAL 5 "
+                             "MINUTE FROM registrations WHERE id = ?",
+                             {Value{std::string(state)}, Value{phone.id}})
+                    .ok());
+  }
+  auto report = migrate(conn);
+  ASSERT_TRUE(report.ok()) << report.error().message;
+  auto rows = conn.query(
+      "SELECT id, badge_owner, badge_due_at <= UTC_TIMESTAMP(6), badge_queued_at < "
+      "UTC_TIMESTAMP(6) - INTERVAL 4 MINUTE, badge_version FROM registrations ORDER BY id");
+  ASSERT_TRUE(rows.ok());
+  ASSERT_EQ(rows->size(), 2u);
+  EXPECT_EQ((*rows)[0].i64(0), phone.id);
+  EXPECT_EQ((*rows)[0].text(1), "old-instance");
+  EXPECT_EQ((*rows)[0].i64(2), 1);
+  EXPECT_EQ((*rows)[0].i64(3), 1);
+  EXPECT_EQ((*rows)[0].i64(4), 1) << "two rows of one device: one mark";
+  EXPECT_EQ((*rows)[1].i64(0), quiet.id);
+  EXPECT_TRUE((*rows)[1].is_null(1)) << "nothing waited for this device";
+  auto left = conn.query("SELECT state, COUNT(*) FROM outbox GROUP BY state");
+  ASSERT_TRUE(left.ok());
+  ASSERT_EQ(left->size(), 1u);
+  EXPECT_EQ((*left)[0].text(0), "dead");
+}
+
 TEST_F(MigrationsTest, RefusesASchemaNewerThanTheBinary) {
   ASSERT_TRUE(migrate(conn).ok());
   ASSERT_TRUE(conn.execute("INSERT INTO schema_migrations (version, name, checksum) VALUES "
