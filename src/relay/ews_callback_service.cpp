@@ -59,9 +59,8 @@ EwsCallbackService::EwsCallbackService(store::CallbackStore& store, Registration
                          .Register(registry)),
       heartbeats_(prometheus::BuildCounter()
                       .Name("mailpush_ews_heartbeats_total")
-                      .Help("Last-heard times kept in memory instead of written with the "
-                            "callback (heartbeats, and callbacks that move a count), by what "
-                            "became of them")
+                      .Help("Heartbeats (callbacks that bind nothing and move no count) whose "
+                            "last-heard time waits in memory, by what became of it")
                       .Register(registry)) {
   // Every series exists from the start (at 0, for alerts).
   for (std::size_t r = 0; r < kCallbackOutcomeCount; ++r) {
@@ -405,21 +404,17 @@ asio::awaitable<CallbackResult> EwsCallbackService::handle(std::string_view secr
       co_return count({CallbackOutcome::ok, "error message only", customer.public_id});
     }
 
-    const std::int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
-                                 std::chrono::system_clock::now().time_since_epoch())
-                                 .count();
     if (heard_ && !decision.bind && summary.count_events.empty()) {
+      const std::int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
+                                   std::chrono::system_clock::now().time_since_epoch())
+                                   .count();
       if (heard_->note(key, entry.id, *summary.subscription_id, now)) {
         heard_deferred_->Increment();
         co_return recorded(key, entry, decision, summary, callback);
       }
       heard_full_->Increment();
     }
-    store::CallbackWrite write = callback_write(entry, summary, decision);
-    // A callback that moves a count is heard too: the ledger keeps that time (the row write then
-    // leaves last_heard_at and its index alone) unless it is full. A bind writes it anyway.
-    const bool ledger = heard_ && !write.bind && heard_->size() < heard_->capacity();
-    write.touch_heard = !ledger;
+    const store::CallbackWrite write = callback_write(entry, summary, decision);
     auto written = co_await store_.record(write);
     if (!written) {
       co_return count({CallbackOutcome::unavailable, written.error().message, customer.public_id});
@@ -433,12 +428,6 @@ asio::awaitable<CallbackResult> EwsCallbackService::handle(std::string_view secr
       if (++stale_writes == 2) break;
       bypass_cache = true;
       continue;
-    }
-    if (ledger) {
-      // Full by now (rare): this time is lost, and the next callback writes its own.
-      (heard_->note(key, entry.id, *summary.subscription_id, now) ? heard_deferred_
-                                                                  : heard_dropped_)
-          ->Increment();
     }
     co_return recorded(key, entry, decision, summary, callback);
   }

@@ -36,9 +36,6 @@ struct CallbackWrite {
   std::string subscription_id;                  // the callback's; bound after the write
   bool bind = false;                            // first sight of an id, or the app resubscribed
   std::optional<std::string> expected_current;  // with bind: the binding replaced (none = first)
-  // Writes last_heard_at with the record; false when the listener keeps it in memory instead
-  // (relay::HeardLedger, written in bulk by record_heard).
-  bool touch_heard = true;
   // What may move the registration's unread count, in order (registration_counts.hpp); empty:
   // nothing. The registration's badge is marked pending when they notify (store/outbox.hpp).
   std::vector<CountEvent> count_events;

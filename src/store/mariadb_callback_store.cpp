@@ -67,7 +67,6 @@ const std::string& touch_registrations_sql(std::size_t rows) {
 struct RegistrationGroup {
   std::int64_t registration_id;
   std::string subscription_id;
-  bool touch = false;               // last_heard_at is written with the record
   std::vector<std::size_t> writes;  // indexes into the batch
 };
 
@@ -82,10 +81,8 @@ std::vector<RegistrationGroup> group_by_registration(const std::vector<CallbackW
     const auto key =
         std::make_pair(writes[i].registration_id, std::string_view(writes[i].subscription_id));
     auto [it, fresh] = index.try_emplace(key, groups.size());
-    if (fresh) groups.push_back({key.first, writes[i].subscription_id, false, {}});
-    auto& g = groups[it->second];
-    g.touch = g.touch || writes[i].touch_heard;
-    g.writes.push_back(i);
+    if (fresh) groups.push_back({key.first, writes[i].subscription_id, {}});
+    groups[it->second].writes.push_back(i);
   }
   std::sort(groups.begin(), groups.end(),
             [](const auto& a, const auto& b) { return a.registration_id < b.registration_id; });
@@ -113,31 +110,32 @@ std::uint64_t new_count_batch() {
   return (v >> 2) << 1;  // BIGINT UNSIGNED holds it either way; kept positive for readability
 }
 
-// What one record statement writes: the rows `ids`, the counts moved by `events`, last heard on
-// `touched`; `where` is the rest of its WHERE clause (after "id IN (…)").
+// What one record statement writes: the rows `ids` (last heard now), the counts moved by
+// `events`; `where` is the rest of its WHERE clause (after "id IN (…)").
 struct RecordSql {
   const std::vector<std::int64_t>& ids;
   const std::map<std::int64_t, std::vector<CountEvent>>& events;
-  const std::vector<std::int64_t>& touched;
   std::uint64_t batch;
   const OutboxTarget* outbox;
 };
 
-// "UPDATE registrations SET count_batch = …, badge_… = …, unread_count = …, recent_items = …,
-// last_heard_at = … WHERE id IN (…)<where>": one write of each registration row, and nothing
-// else. count_batch is `batch` on a row whose device should hear of it, `batch + 1` on the other
-// rows written (the marks below read it). With `outbox`, a row whose
-// device should hear of it (its count moved, its device and customer active) is marked pending
-// for this instance: its badge version moves on, and the due time and first-queued time are set
-// unless a badge already waits (a retry keeps its backoff). MariaDB assigns left to right, so the
-// marks read the new count_batch and the counts read the items remembered before this batch.
-// Values are literals (ids are integers, strings quoted by the client library): the text differs
-// per batch, so it goes over the text protocol, never prepared.
+// "UPDATE registrations SET last_heard_at = now, count_batch = …, badge_… = …, unread_count = …,
+// recent_items = … WHERE id IN (…)<where>": one write of each registration row, and nothing
+// else. (Last heard rides along: kept in the listener's memory instead, it would cost a write of
+// its own at the next bulk flush, since a registration hears about one event in minutes.)
+// count_batch is `batch` on a row whose device should hear of it, `batch + 1` on the other rows
+// written (the marks below read it). With `outbox`, a row whose device should hear of it (its count
+// moved, its device and customer active) is marked pending for this instance: its badge version
+// moves on, and the due time and first-queued time are set unless a badge already waits (a retry
+// keeps its backoff). MariaDB assigns left to right, so the marks read the new count_batch and the
+// counts read the items remembered before this batch. Values are literals (ids are integers,
+// strings quoted by the client library): the text differs per batch, so it goes over the text
+// protocol, never prepared.
 std::string record_sql(Connection& conn, const RecordSql& r, std::string_view where) {
   const auto quote = [&conn](std::string_view s) { return conn.quote(s); };
   const std::string b = std::to_string(r.batch);
   const std::string unmarked = std::to_string(r.batch + 1);
-  std::string notifies, counts, recents, touched, ids;
+  std::string notifies, counts, recents, ids;
   for (const auto& [id, list] : r.events) {
     const CountSql sql = count_sql(list, quote);
     const std::string when = " WHEN " + std::to_string(id) + " THEN ";
@@ -145,10 +143,9 @@ std::string record_sql(Connection& conn, const RecordSql& r, std::string_view wh
     counts += when + sql.count;
     recents += when + sql.recent;
   }
-  for (const auto id : r.touched) touched += " WHEN " + std::to_string(id) + " THEN 1";
   for (const auto id : r.ids) ids += (ids.empty() ? "" : ",") + std::to_string(id);
 
-  std::string sql = "UPDATE registrations SET count_batch = ";
+  std::string sql = "UPDATE registrations SET last_heard_at = UTC_TIMESTAMP(6), count_batch = ";
   if (notifies.empty()) {
     sql += unmarked;
   } else {
@@ -170,10 +167,6 @@ std::string record_sql(Connection& conn, const RecordSql& r, std::string_view wh
     }
     sql += ", unread_count = CASE id" + counts + " ELSE unread_count END, recent_items = CASE id" +
            recents + " ELSE recent_items END";
-  }
-  if (!touched.empty()) {
-    sql +=
-        ", last_heard_at = IF(CASE id" + touched + " ELSE 0 END, UTC_TIMESTAMP(6), last_heard_at)";
   }
   sql += " WHERE id IN (" + ids + ")";
   sql += where;
@@ -294,16 +287,14 @@ Status update_counts(Connection& conn, const std::vector<CallbackWrite>& writes,
   if (events.empty()) return {};
   std::vector<std::int64_t> ids;
   for (const auto& e : events) ids.push_back(e.first);
-  const std::vector<std::int64_t> none;
-  auto updated =
-      conn.execute_text(record_sql(conn, {ids, events, none, new_count_batch(), outbox}, ""));
+  auto updated = conn.execute_text(record_sql(conn, {ids, events, new_count_batch(), outbox}, ""));
   if (!updated) return std::move(updated).error();
   return {};
 }
 
 // The common batch (no binding, one subscription id per registration) as one statement and its
-// own transaction: each registration row is written once, counts, pending badge and (when the
-// listener does not keep it) last heard together, and only while the registration is still
+// own transaction: each registration row is written once, counts, pending badge and last heard
+// together, and only while the registration is still
 // active and bound to the callback's id. When fewer rows match than were sent, the others are
 // stale (deleted or rebound since they were read), and the listener reads them again. Returns
 // nullopt when the batch does not qualify: the careful path, statement by statement in one
@@ -319,17 +310,16 @@ std::optional<Result<std::vector<WriteOutcome>>> write_in_one_statement(
   }
   if (groups.empty()) return outcome;
   const auto events = count_events_of(writes, outcome);
-  std::vector<std::int64_t> ids, touched;
+  std::vector<std::int64_t> ids;
   std::string bound = " AND state = 'active' AND subscription_id = CASE id";
   for (const auto& g : groups) {
     ids.push_back(g.registration_id);
-    if (g.touch) touched.push_back(g.registration_id);
     bound +=
         " WHEN " + std::to_string(g.registration_id) + " THEN " + conn.quote(g.subscription_id);
   }
   bound += " ELSE NULL END";
   const std::uint64_t batch = new_count_batch();
-  auto matched = conn.execute_text(record_sql(conn, {ids, events, touched, batch, outbox}, bound));
+  auto matched = conn.execute_text(record_sql(conn, {ids, events, batch, outbox}, bound));
   if (!matched) return Result<std::vector<WriteOutcome>>(std::move(matched).error());
   if (*matched == groups.size()) return outcome;
 

@@ -20,13 +20,18 @@ namespace {
 using sql::for_each_id_chunk;
 
 // The due marks' query: kDueSelect, the owner, kDueWhere, any paused-customer filter, kDueOrder
-// and the limit. The badge is the device's, read now: what the device should show.
+// and the limit. The badge is the device's, read now: what the device should show. The plan is
+// fixed: the owner's range of the badge index in due order, stopping at the limit, then each
+// mark's device and customer by key. Left to itself the optimizer may start from the customers
+// (a region's largest customer holds most registrations) and read every registration of theirs
+// to sort the due ones: 6,800 rows per round in the fan-out benchmark instead of the ~140 due.
 const std::string& due_select() {
   static const std::string sql =
-      "SELECT r.id, r.badge_version, r.customer_id, r.device_id, r.mailbox_id, " +
+      "SELECT STRAIGHT_JOIN r.id, r.badge_version, r.customer_id, r.device_id, r.mailbox_id, " +
       device_badge_sql("r.device_id") +
       ", r.badge_attempts, TIMESTAMPDIFF(MICROSECOND, r.badge_queued_at, UTC_TIMESTAMP(6)), "
-      "d.token_hex, d.environment, d.state, c.customer_id, c.state FROM registrations r JOIN "
+      "d.token_hex, d.environment, d.state, c.customer_id, c.state FROM registrations r FORCE "
+      "INDEX (ix_registrations_badge_due) JOIN "
       "devices d ON d.id = r.device_id JOIN customers c ON c.id = r.customer_id WHERE "
       "r.badge_owner = ";
   return sql;

@@ -67,7 +67,7 @@ TEST_F(CallbackStoreTest, FindsActiveRegistrationsBySecretOnly) {
   EXPECT_FALSE(gone->has_value()) << "a deleted registration is not found";
 }
 
-TEST_F(CallbackStoreTest, BindsAndRecordsLastHeardUnlessTheListenerKeepsIt) {
+TEST_F(CallbackStoreTest, BindsAndRecordsLastHeardWithEveryWrite) {
   const auto reg = test::insert_test_registration(conn, customer, "bob@example.com");
   auto w = write_for(reg, "SUB-1");
   w.bind = true;
@@ -79,8 +79,7 @@ TEST_F(CallbackStoreTest, BindsAndRecordsLastHeardUnlessTheListenerKeepsIt) {
   EXPECT_EQ(column("SELECT COALESCE(watermark, '') FROM registrations WHERE id = ?", reg.id), "")
       << "watermarks are not kept: nothing reads them";
 
-  // A count written while the listener keeps the last-heard time leaves last_heard_at (and its
-  // index) alone; one written without it moves it.
+  // A count's write and a durable heartbeat's (the ledger full or off) both move last_heard_at.
   const auto old_heard = [&] {
     ASSERT_TRUE(conn.execute("UPDATE registrations SET last_heard_at = '2020-01-01 00:00:00' "
                              "WHERE id = ?",
@@ -90,17 +89,11 @@ TEST_F(CallbackStoreTest, BindsAndRecordsLastHeardUnlessTheListenerKeepsIt) {
   old_heard();
   auto counted = write_for(reg, "SUB-1");
   counted.count_events = test::count_change(true, 4);
-  counted.touch_heard = false;
   out = write_callback_batch(conn, {counted});
   ASSERT_TRUE(out.ok());
   EXPECT_EQ((*out)[0], WriteOutcome::recorded);
   EXPECT_EQ(column("SELECT unread_count FROM registrations WHERE id = ?", reg.id), "4");
-  EXPECT_EQ(column("SELECT YEAR(last_heard_at) FROM registrations WHERE id = ?", reg.id), "2020");
-  counted.touch_heard = true;
-  out = write_callback_batch(conn, {counted});
-  ASSERT_TRUE(out.ok());
   EXPECT_NE(column("SELECT YEAR(last_heard_at) FROM registrations WHERE id = ?", reg.id), "2020");
-  // A durable heartbeat (the ledger full or off) writes only the time.
   old_heard();
   out = write_callback_batch(conn, {write_for(reg, "SUB-1")});
   ASSERT_TRUE(out.ok());

@@ -79,7 +79,6 @@ class StatementBudgetTest : public ::testing::Test {
     w.mailbox_id = r.mailbox_id;
     w.subscription_id = "SUB-" + std::to_string(r.id);
     w.bind = bind;
-    w.touch_heard = pick(2) == 0;
     if (pick(3) != 0)
       w.count_events = test::count_change(pick(2) == 0, static_cast<std::int64_t>(pick(9)));
     return w;
