@@ -273,6 +273,7 @@ struct RegionServices {
         });
     callback_store.set_lookup_pool(&lookup_pool);
     callback_store.set_outbox({instance_id});
+    callback_store.set_batch_window(cfg.database.batch_window);
     callback_service.set_callback_limits(callback_limits(cfg));
     callback_service.defer_heartbeats(cfg.listener.heard_pending_max);
     if (files.region_secret) {

@@ -146,6 +146,7 @@ dispatch::DispatcherOptions dispatcher_options(const config::RegionConfig& cfg, 
   o.ttl = cfg.dispatch.ttl;
   o.lease = cfg.dispatch.lease;
   o.poll = cfg.dispatch.poll;
+  o.gather = cfg.dispatch.gather;
   o.pause_probe = cfg.dispatch.pause_probe;
   o.retry.max_attempts = static_cast<int>(cfg.dispatch.max_attempts);
   return o;

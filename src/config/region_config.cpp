@@ -571,10 +571,11 @@ void read_apns(FieldReader& r, const Section& top, ApnsConfig& apns_config) {
 }
 
 void read_database(FieldReader& r, const Section& top, DatabaseConfig& db) {
-  const Section ds = r.section(top, "database", Need::required,
-                               {"host", "port", "hosts", "socket", "name", "user", "password_env",
-                                "password_file", "pool_size", "queue_limit", "connect_timeout_ms",
-                                "query_timeout_ms", "migrate_on_start", "batch_max"});
+  const Section ds =
+      r.section(top, "database", Need::required,
+                {"host", "port", "hosts", "socket", "name", "user", "password_env", "password_file",
+                 "pool_size", "queue_limit", "connect_timeout_ms", "query_timeout_ms",
+                 "migrate_on_start", "batch_max", "batch_window_ms"});
   r.read(ds, "host", Need::optional, is_host_or_ip, "must be a host name or IP address", db.host);
   r.read(ds, "port", Need::optional, 1, 65535, db.port);
   r.read(ds, "socket", Need::optional, db.socket);
@@ -617,6 +618,7 @@ void read_database(FieldReader& r, const Section& top, DatabaseConfig& db) {
   r.read(ds, "query_timeout_ms", Need::optional, 100, 600000, db.query_timeout);
   r.read(ds, "migrate_on_start", Need::optional, db.migrate_on_start);
   r.read(ds, "batch_max", Need::optional, 1, 5000, db.batch_max);
+  r.read(ds, "batch_window_ms", Need::optional, 0, 50, db.batch_window);
 }
 
 void read_limits(FieldReader& r, const Section& top, Limits& limits) {
@@ -729,12 +731,13 @@ void read_registration(FieldReader& r, const Section& top, RegistrationConfig& r
 void read_dispatch(FieldReader& r, const Section& top, DispatchConfig& dispatch) {
   const Section dsp = r.section(top, "dispatch", Need::optional,
                                 {"batch", "ttl_s", "max_attempts", "lease_s", "poll_ms",
-                                 "apns_connections", "pause_probe_s", "instance_id"});
+                                 "gather_ms", "apns_connections", "pause_probe_s", "instance_id"});
   r.read(dsp, "batch", Need::optional, 1, 10000, dispatch.batch);
   r.read(dsp, "ttl_s", Need::optional, 10, 86400, dispatch.ttl);
   r.read(dsp, "max_attempts", Need::optional, 1, 1000, dispatch.max_attempts);
   r.read(dsp, "lease_s", Need::optional, 2, 3600, dispatch.lease);
   r.read(dsp, "poll_ms", Need::optional, 10, 60000, dispatch.poll);
+  r.read(dsp, "gather_ms", Need::optional, 0, 1000, dispatch.gather);
   r.read(dsp, "apns_connections", Need::optional, 1, 64, dispatch.apns_connections);
   r.read(dsp, "pause_probe_s", Need::optional, 1, 86400, dispatch.pause_probe);
   std::string instance;

@@ -74,6 +74,9 @@ struct DatabaseConfig {
   std::chrono::milliseconds query_timeout{10000};
   bool migrate_on_start = false;  // dev only; production runs `mailpushctl migrate`
   std::uint32_t batch_max = 200;  // callbacks recorded per transaction at most
+  // A callback that would commit alone (no batch in flight) waits this long for others to share
+  // its commit; under load batches overlap and none waits. 0: none.
+  std::chrono::milliseconds batch_window{5};
 };
 
 struct Limits {
@@ -165,6 +168,7 @@ struct DispatchConfig {
   std::uint32_t max_attempts = 12;         // sends that ended retryable, then dead
   std::chrono::seconds lease{30};          // an instance silent this long loses its rows
   std::chrono::milliseconds poll{200};     // read the outbox at least this often
+  std::chrono::milliseconds gather{10};    // woken by a commit, wait this long for more
   std::uint32_t apns_connections = 2;      // HTTP/2 connections per credential at most
   std::chrono::seconds pause_probe{300};   // a paused customer is retried this often
   std::optional<std::string> instance_id;  // default: host name and listener port

@@ -101,7 +101,9 @@ void Dispatcher::start() {
 
 void Dispatcher::wake() {
   if (wake_pending_.exchange(true)) return;
-  asio::post(strand_, [this] { wake_timer_.cancel(); });
+  asio::post(strand_, [this] {
+    if (!gathering_) wake_timer_.cancel();
+  });
 }
 
 void Dispatcher::stop(std::function<void()> done) {
@@ -130,9 +132,17 @@ asio::awaitable<void> Dispatcher::run() {
     wake_pending_.store(false);
     const std::size_t rows = co_await round();
     if (stopping_) break;
-    if (rows >= options_.batch || wake_pending_.load()) continue;
-    wake_timer_.expires_after(options_.poll);
-    co_await wake_timer_.async_wait(asio::as_tuple(asio::use_awaitable));
+    if (rows >= options_.batch) continue;
+    if (!wake_pending_.load()) {
+      wake_timer_.expires_after(options_.poll);
+      co_await wake_timer_.async_wait(asio::as_tuple(asio::use_awaitable));
+    }
+    if (options_.gather.count() > 0 && !stopping_ && wake_pending_.load()) {
+      gathering_ = true;  // a wake now would only cut the wait short
+      wake_timer_.expires_after(options_.gather);
+      co_await wake_timer_.async_wait(asio::as_tuple(asio::use_awaitable));
+      gathering_ = false;
+    }
   }
   co_await sender_.close();
   running_ = false;

@@ -43,6 +43,9 @@ struct DispatcherOptions {
   std::chrono::seconds ttl{3600};
   std::chrono::seconds lease{30};
   std::chrono::milliseconds poll{200};
+  // Woken by a commit, the next round waits this long for more: at low rates each round would
+  // otherwise send and clear one or two badges in a transaction of its own. 0: at once.
+  std::chrono::milliseconds gather{0};
   std::chrono::seconds pause_probe{300};
   RetryPolicy retry;
   std::chrono::seconds stats_interval{10};
@@ -105,6 +108,7 @@ class Dispatcher {
 
   boost::asio::steady_timer wake_timer_;
   std::atomic<bool> wake_pending_{false};
+  bool gathering_ = false;  // on the strand: the wake timer runs the gather wait (wake() keeps it)
   bool stopping_ = false;
   bool running_ = false;
   std::function<void()> on_stopped_;

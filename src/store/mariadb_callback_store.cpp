@@ -10,6 +10,7 @@
 #include <chrono>
 #include <map>
 #include <set>
+#include <thread>
 
 #include "common/log.hpp"
 #include "store/sql_util.hpp"
@@ -635,29 +636,44 @@ BatchStats MariadbCallbackStore::stats() const {
 void MariadbCallbackStore::enqueue(Pending p) {
   std::unique_lock lock(mutex_);
   waiting_.push_back(std::move(p));
-  if (running_ < parallel_batches_) start_batch_locked(lock);
+  if (running_ < parallel_batches_ && !gathering_) start_batch_locked(lock);
+}
+
+void MariadbCallbackStore::take_locked(std::vector<Pending>& batch) {
+  const std::size_t n = std::min(batch_max_ - std::min(batch_max_, batch.size()), waiting_.size());
+  batch.reserve(batch.size() + n);
+  for (std::size_t i = 0; i < n; ++i) {
+    batch.push_back(std::move(waiting_.front()));
+    waiting_.pop_front();
+  }
+  stats_.largest_batch = std::max(stats_.largest_batch, batch.size());
 }
 
 // Group commit: while a batch is in its transaction, new writes wait and go together in the next
-// one, so batches grow with load and a lone callback is written at once.
+// one, so batches grow with load. A write that finds nothing in flight waits `window_` first
+// (on the database thread) and takes along what came meanwhile.
 void MariadbCallbackStore::start_batch_locked(std::unique_lock<std::mutex>& lock) {
   if (waiting_.empty()) return;
   auto batch = std::make_shared<std::vector<Pending>>();
-  const std::size_t n = std::min(batch_max_, waiting_.size());
-  batch->reserve(n);
-  for (std::size_t i = 0; i < n; ++i) {
-    batch->push_back(std::move(waiting_.front()));
-    waiting_.pop_front();
-  }
+  take_locked(*batch);
+  const bool gather = window_.count() > 0 && running_ == 0 && batch->size() < batch_max_;
   ++running_;
-  stats_.largest_batch = std::max(stats_.largest_batch, n);
+  gathering_ = gather;
   lock.unlock();
 
   // The batch's completion runs on the database thread itself: nothing waits on another
   // executor, so stopping the pool (then the io_context) leaves no completion in flight.
   auto started = std::make_shared<std::chrono::steady_clock::time_point>();
   pool_.run_then<std::vector<WriteOutcome>>(
-      [this, batch, started](Connection& conn) {
+      [this, batch, started, gather](Connection& conn) {
+        if (gather) {
+          std::this_thread::sleep_for(window_);
+          std::unique_lock lock(mutex_);
+          take_locked(*batch);
+          gathering_ = false;
+          // More than one batch came meanwhile: the rest start now, beside this one.
+          if (running_ < parallel_batches_) start_batch_locked(lock);
+        }
         *started = std::chrono::steady_clock::now();
         std::vector<CallbackWrite> writes;
         writes.reserve(batch->size());
@@ -682,6 +698,7 @@ void MariadbCallbackStore::start_batch_locked(std::unique_lock<std::mutex>& lock
           log::warn("ews.batch_failed",
                     {{"writes", batch->size()}, {"error", result.error().message}});
         std::unique_lock lock(mutex_);
+        gathering_ = false;  // the pool refused the job before its window
         ++stats_.batches;
         stats_.writes += batch->size();
         stats_.stale += stale;

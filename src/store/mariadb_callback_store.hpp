@@ -50,6 +50,10 @@ class MariadbCallbackStore final : public CallbackStore {
   // of the transaction to its end (for metrics). Set before the first record().
   using BatchObserver = std::function<void(std::size_t writes, double seconds, bool ok)>;
   void set_batch_observer(BatchObserver observer) { observer_ = std::move(observer); }
+  // A write that would commit alone (no batch in flight) waits `window` on its database thread
+  // for others to share the commit: at low rates every callback would otherwise pay a whole
+  // commit. Under load batches overlap and none waits. Set before the first record().
+  void set_batch_window(std::chrono::microseconds window) { window_ = window; }
   // Queues notifications for every changed mailbox from now on. Set before the first record().
   void set_outbox(OutboxTarget target) { outbox_ = std::move(target); }
   // Secret lookups run on `pool` (its own connections and queue) instead of the writers' pool,
@@ -64,6 +68,8 @@ class MariadbCallbackStore final : public CallbackStore {
   };
   void enqueue(Pending p);
   void start_batch_locked(std::unique_lock<std::mutex>& lock);
+  // Moves waiting writes into `batch` up to batch_max_ in all.
+  void take_locked(std::vector<Pending>& batch);
 
   DatabasePool& pool_;
   DatabasePool* lookup_pool_ = nullptr;
@@ -73,6 +79,8 @@ class MariadbCallbackStore final : public CallbackStore {
   std::condition_variable idle_;
   std::deque<Pending> waiting_;
   std::size_t running_ = 0;
+  bool gathering_ = false;  // a batch waits out its window: new writes join it
+  std::chrono::microseconds window_{0};
   BatchStats stats_;
   BatchObserver observer_;
   std::optional<OutboxTarget> outbox_;

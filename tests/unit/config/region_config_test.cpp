@@ -220,6 +220,25 @@ TEST(RegionConfigParse, HeartbeatWritesHaveDefaultsAndRanges) {
             "5000000, got 5000001");
 }
 
+TEST(RegionConfigParse, CommitWindowsHaveDefaultsAndRanges) {
+  const auto defaults = parse(minimal());
+  ASSERT_TRUE(defaults.ok()) << error_of(defaults);
+  EXPECT_EQ(defaults->database.batch_window, std::chrono::milliseconds(5));
+  EXPECT_EQ(defaults->dispatch.gather, std::chrono::milliseconds(10));
+  json doc = minimal();
+  doc["database"]["batch_window_ms"] = 0;  // a lone callback commits at once
+  doc["dispatch"] = {{"gather_ms", 0}};
+  const auto set = parse(doc);
+  ASSERT_TRUE(set.ok()) << error_of(set);
+  EXPECT_EQ(set->database.batch_window, std::chrono::milliseconds(0));
+  EXPECT_EQ(set->dispatch.gather, std::chrono::milliseconds(0));
+  doc["database"]["batch_window_ms"] = 51;
+  doc["dispatch"]["gather_ms"] = 1001;
+  EXPECT_EQ(error_of(doc),
+            "regions/test.json: database.batch_window_ms: must be an integer from 0 to 50, got 51\n"
+            "regions/test.json: dispatch.gather_ms: must be an integer from 0 to 1000, got 1001");
+}
+
 TEST(RegionConfigParse, ReadsEveryOptionalField) {
   json doc = minimal();
   doc["apns"] = {{"production", {{"host", "apns.test.example"}, {"port", 2197}}},
@@ -690,7 +709,7 @@ TEST(RegionConfigOverrides, AreValidatedLikeTheFile) {
   EXPECT_EQ(error_of(minimal(), {"database.prot=3310"}),
             "regions/test.json: database.prot: unknown field (known: host, port, hosts, socket, "
             "name, user, password_env, password_file, pool_size, queue_limit, connect_timeout_ms, "
-            "query_timeout_ms, migrate_on_start, batch_max)");
+            "query_timeout_ms, migrate_on_start, batch_max, batch_window_ms)");
   const std::string message = error_of(minimal(), {"database.password=s3cr3t-override"});
   EXPECT_NE(message.find("database.password: passwords are not allowed"), std::string::npos);
   EXPECT_EQ(message.find("s3cr3t-override"), std::string::npos);

@@ -399,6 +399,44 @@ TEST_F(DispatcherTest, WakeStartsARoundBeforeThePoll) {
   EXPECT_EQ(sender.sent_to(token(d)), 1u);
 }
 
+TEST_F(DispatcherTest, AWakeGathersTheCommitsThatFollowIntoOneRound) {
+  auto o = options();
+  o.poll = 30s;
+  o.gather = 300ms;
+  start(o);
+  ASSERT_TRUE(run_until([&] { return store.reads() >= 1; }));
+  const std::size_t reads = store.reads();
+  // Three commits in quick succession, each waking the dispatcher.
+  std::vector<std::int64_t> devices;
+  for (int i = 0; i < 3; ++i) {
+    devices.push_back(store.add_device(customer));
+    store.queue(kOwner, devices.back(), i + 1);
+    dispatcher->wake();
+    run_for(40ms);
+  }
+  EXPECT_TRUE(sender.sent().empty()) << "the round waits out its gather time";
+  EXPECT_EQ(store.reads(), reads);
+  ASSERT_TRUE(run_until([&] { return store.rows() == 0; }, 2s));
+  EXPECT_EQ(store.reads(), reads + 1) << "one round took all three";
+  for (const auto d : devices) EXPECT_EQ(sender.sent_to(token(d)), 1u);
+}
+
+TEST_F(DispatcherTest, AStopCutsTheGatherShort) {
+  auto o = options();
+  o.poll = 30s;
+  o.gather = 30s;
+  start(o);
+  ASSERT_TRUE(run_until([&] { return store.reads() >= 1; }));
+  store.queue(kOwner, store.add_device(customer), 1);
+  dispatcher->wake();
+  run_for(50ms);
+  bool stopped = false;
+  dispatcher->stop([&stopped] { stopped = true; });
+  EXPECT_TRUE(run_until([&] { return stopped; }, 2s)) << "a stop does not wait 30 s";
+  EXPECT_EQ(sender.closes(), 1);
+  dispatcher.reset();
+}
+
 TEST_F(DispatcherTest, StopWaitsForTheAnswersOnTheWireAndWritesThem) {
   const auto d = store.add_device(customer);
   sender.hold();

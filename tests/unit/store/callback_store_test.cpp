@@ -6,6 +6,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
+#include <thread>
 
 #include "common/crypto.hpp"
 #include "store/mariadb_callback_store.hpp"
@@ -357,6 +358,51 @@ TEST_F(CallbackStoreTest, AStaleRegistrationInABatchChangesNoCountTwice) {
   out = write_callback_batch(conn, {newmail(a, 1)});
   ASSERT_TRUE(out.ok()) << out.error().message;
   EXPECT_EQ(column("SELECT unread_count FROM registrations WHERE id = ?", a.id), "4");
+}
+
+TEST_F(CallbackStoreTest, ALoneCallbackWaitsItsWindowForOthersToShareItsCommit) {
+  std::vector<test::TestRegistration> regs;
+  for (int i = 0; i < 4; ++i) {
+    regs.push_back(test::insert_test_registration(conn, customer,
+                                                  "lone" + std::to_string(i) + "@example.com"));
+    auto w = write_for(regs.back(), "SUB");
+    w.bind = true;
+    ASSERT_TRUE(write_callback_batch(conn, {w}).ok());
+  }
+  DatabasePool pool(db.options(), {.threads = 2, .queue_limit = 100});
+  MariadbCallbackStore store(pool, 64, 2);
+  store.set_batch_window(std::chrono::milliseconds(300));
+  boost::asio::io_context ioc;
+  std::atomic<int> recorded{0};
+  // Four callbacks 30 ms apart, at a rate where each would otherwise commit alone.
+  std::thread sender([&] {
+    for (const auto& r : regs) {
+      auto w = write_for(r, "SUB");
+      w.count_events = test::count_change(false, 1);
+      boost::asio::co_spawn(
+          ioc,
+          [&, w]() -> boost::asio::awaitable<void> {
+            auto out = co_await store.record(w);
+            if (out && *out == WriteOutcome::recorded) ++recorded;
+          },
+          boost::asio::detached);
+      std::this_thread::sleep_for(std::chrono::milliseconds(30));
+    }
+  });
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (recorded.load() < 4 && std::chrono::steady_clock::now() < deadline) {
+    ioc.run_for(std::chrono::milliseconds(10));
+    ioc.restart();
+  }
+  sender.join();
+  EXPECT_EQ(recorded.load(), 4);
+  const auto stats = store.stats();
+  EXPECT_EQ(stats.batches, 1u) << "the first waited 300 ms and took the other three along";
+  EXPECT_EQ(stats.largest_batch, 4u);
+  for (const auto& r : regs) {
+    EXPECT_EQ(column("SELECT unread_count FROM registrations WHERE id = ?", r.id), "1");
+  }
+  pool.stop();
 }
 
 TEST_F(CallbackStoreTest, ConcurrentCallbacksShareTransactions) {
