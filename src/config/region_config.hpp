@@ -163,12 +163,13 @@ struct RegistrationConfig {
 
 // The dispatcher (flow 5): outbox rows to APNs.
 struct DispatchConfig {
-  std::uint32_t batch = 500;               // outbox rows read per round at most
-  std::chrono::seconds ttl{3600};          // a badge older than this is dead-lettered
-  std::uint32_t max_attempts = 12;         // sends that ended retryable, then dead
-  std::chrono::seconds lease{30};          // an instance silent this long loses its rows
-  std::chrono::milliseconds poll{200};     // read the outbox at least this often
-  std::chrono::milliseconds gather{10};    // woken by a commit, wait this long for more
+  std::uint32_t batch = 500;            // outbox rows read per round at most
+  std::chrono::seconds ttl{3600};       // a badge older than this is dead-lettered
+  std::uint32_t max_attempts = 12;      // sends that ended retryable, then dead
+  std::chrono::seconds lease{30};       // an instance silent this long loses its rows
+  std::chrono::milliseconds poll{200};  // read the outbox at least this often
+  // Woken by a commit at a low rate, wait this long for more (0: never; see DispatcherOptions).
+  std::chrono::milliseconds gather{0};
   std::uint32_t apns_connections = 2;      // HTTP/2 connections per credential at most
   std::chrono::seconds pause_probe{300};   // a paused customer is retried this often
   std::optional<std::string> instance_id;  // default: host name and listener port

@@ -43,8 +43,9 @@ struct DispatcherOptions {
   std::chrono::seconds ttl{3600};
   std::chrono::seconds lease{30};
   std::chrono::milliseconds poll{200};
-  // Woken by a commit, the next round waits this long for more: at low rates each round would
-  // otherwise send and clear one or two badges in a transaction of its own. 0: at once.
+  // Woken by a commit at a low rate (under 2,000 badges a second), the next round waits this long
+  // for more: each round would otherwise send and clear one or two badges in a transaction of
+  // its own. Under load rounds follow each other at once. 0: never.
   std::chrono::milliseconds gather{0};
   std::chrono::seconds pause_probe{300};
   RetryPolicy retry;
@@ -109,6 +110,12 @@ class Dispatcher {
   boost::asio::steady_timer wake_timer_;
   std::atomic<bool> wake_pending_{false};
   bool gathering_ = false;  // on the strand: the wake timer runs the gather wait (wake() keeps it)
+  // Below this many marks a second a woken round gathers first (options_.gather).
+  static constexpr double kGatherBelowPerSecond = 2000;
+  double rate_per_s_ = 0;  // marks read a second, over the last quarter second or more
+  std::size_t rate_rows_ = 0;
+  std::chrono::steady_clock::time_point rate_since_ = std::chrono::steady_clock::now();
+  void note_rate(std::size_t rows);
   bool stopping_ = false;
   bool running_ = false;
   std::function<void()> on_stopped_;

@@ -636,6 +636,14 @@ BatchStats MariadbCallbackStore::stats() const {
 void MariadbCallbackStore::enqueue(Pending p) {
   std::unique_lock lock(mutex_);
   waiting_.push_back(std::move(p));
+  ++rate_writes_;
+  const auto now = std::chrono::steady_clock::now();
+  if (now - rate_since_ >= std::chrono::milliseconds(250)) {
+    const std::chrono::duration<double> took = now - rate_since_;
+    rate_per_s_ = static_cast<double>(rate_writes_) / took.count();
+    rate_writes_ = 0;
+    rate_since_ = now;
+  }
   if (running_ < parallel_batches_ && !gathering_) start_batch_locked(lock);
 }
 
@@ -650,13 +658,16 @@ void MariadbCallbackStore::take_locked(std::vector<Pending>& batch) {
 }
 
 // Group commit: while a batch is in its transaction, new writes wait and go together in the next
-// one, so batches grow with load. A write that finds nothing in flight waits `window_` first
-// (on the database thread) and takes along what came meanwhile.
+// one, so batches grow with load. At a low rate a new batch waits `window_` first, on the
+// database thread, and takes along what came meanwhile. Under load it does not: batches fill by
+// themselves, and the clients answered by one batch send the next at once, so a wait would only
+// leave the database idle.
 void MariadbCallbackStore::start_batch_locked(std::unique_lock<std::mutex>& lock) {
   if (waiting_.empty()) return;
   auto batch = std::make_shared<std::vector<Pending>>();
   take_locked(*batch);
-  const bool gather = window_.count() > 0 && running_ == 0 && batch->size() < batch_max_;
+  const bool gather = window_.count() > 0 && !gathering_ && rate_per_s_ < kWindowBelowPerSecond &&
+                      batch->size() < batch_max_;
   ++running_;
   gathering_ = gather;
   lock.unlock();

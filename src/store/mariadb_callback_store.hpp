@@ -50,9 +50,9 @@ class MariadbCallbackStore final : public CallbackStore {
   // of the transaction to its end (for metrics). Set before the first record().
   using BatchObserver = std::function<void(std::size_t writes, double seconds, bool ok)>;
   void set_batch_observer(BatchObserver observer) { observer_ = std::move(observer); }
-  // A write that would commit alone (no batch in flight) waits `window` on its database thread
-  // for others to share the commit: at low rates every callback would otherwise pay a whole
-  // commit. Under load batches overlap and none waits. Set before the first record().
+  // At a low rate (under 2,000 writes a second) a batch waits `window` on its database thread
+  // for more writes to share its commit: every callback would otherwise pay a whole commit.
+  // Above it batches fill by themselves and none waits. Set before the first record().
   void set_batch_window(std::chrono::microseconds window) { window_ = window; }
   // Queues notifications for every changed mailbox from now on. Set before the first record().
   void set_outbox(OutboxTarget target) { outbox_ = std::move(target); }
@@ -81,6 +81,12 @@ class MariadbCallbackStore final : public CallbackStore {
   std::size_t running_ = 0;
   bool gathering_ = false;  // a batch waits out its window: new writes join it
   std::chrono::microseconds window_{0};
+  // Below this many writes a second the batches wait out the window; above it they fill by
+  // themselves (and a wait would leave the database idle while every client waits).
+  static constexpr double kWindowBelowPerSecond = 2000;
+  double rate_per_s_ = 0;  // writes a second, over the last completed quarter second or more
+  std::size_t rate_writes_ = 0;
+  std::chrono::steady_clock::time_point rate_since_ = std::chrono::steady_clock::now();
   BatchStats stats_;
   BatchObserver observer_;
   std::optional<OutboxTarget> outbox_;

@@ -224,14 +224,14 @@ TEST(RegionConfigParse, CommitWindowsHaveDefaultsAndRanges) {
   const auto defaults = parse(minimal());
   ASSERT_TRUE(defaults.ok()) << error_of(defaults);
   EXPECT_EQ(defaults->database.batch_window, std::chrono::milliseconds(5));
-  EXPECT_EQ(defaults->dispatch.gather, std::chrono::milliseconds(10));
+  EXPECT_EQ(defaults->dispatch.gather, std::chrono::milliseconds(0));
   json doc = minimal();
   doc["database"]["batch_window_ms"] = 0;  // a lone callback commits at once
-  doc["dispatch"] = {{"gather_ms", 0}};
+  doc["dispatch"] = {{"gather_ms", 10}};
   const auto set = parse(doc);
   ASSERT_TRUE(set.ok()) << error_of(set);
   EXPECT_EQ(set->database.batch_window, std::chrono::milliseconds(0));
-  EXPECT_EQ(set->dispatch.gather, std::chrono::milliseconds(0));
+  EXPECT_EQ(set->dispatch.gather, std::chrono::milliseconds(10));
   doc["database"]["batch_window_ms"] = 51;
   doc["dispatch"]["gather_ms"] = 1001;
   EXPECT_EQ(error_of(doc),
