@@ -691,7 +691,7 @@ void MariadbCallbackStore::start_batch_locked(std::unique_lock<std::mutex>& lock
         for (const auto& p : *batch) writes.push_back(p.write);
         return write_callback_batch(conn, writes, outbox_ ? &*outbox_ : nullptr);
       },
-      [this, batch, started](Result<std::vector<WriteOutcome>> result) {
+      [this, batch, started, gather](Result<std::vector<WriteOutcome>> result) {
         if (observer_) {
           const std::chrono::duration<double> took = std::chrono::steady_clock::now() - *started;
           observer_(batch->size(), took.count(), result.ok());
@@ -709,13 +709,17 @@ void MariadbCallbackStore::start_batch_locked(std::unique_lock<std::mutex>& lock
           log::warn("ews.batch_failed",
                     {{"writes", batch->size()}, {"error", result.error().message}});
         std::unique_lock lock(mutex_);
-        gathering_ = false;  // the pool refused the job before its window
+        if (gather) gathering_ = false;  // the pool refused the job before its window
         ++stats_.batches;
         stats_.writes += batch->size();
         stats_.stale += stale;
         if (!result) ++stats_.failed_batches;
         --running_;
-        start_batch_locked(lock);
+        if (!gathering_) {
+          start_batch_locked(lock);  // else the batch waiting out its window takes them
+        } else {
+          lock.unlock();
+        }
         idle_.notify_all();
       });
 }
