@@ -396,13 +396,13 @@ TEST_F(CallbackStoreTest, ALoneCallbackWaitsItsWindowForOthersToShareItsCommit) 
   }
   sender.join();
   EXPECT_EQ(recorded.load(), 4);
+  pool.stop();  // joins its threads: every batch's completion (and its count) has run
   const auto stats = store.stats();
   EXPECT_EQ(stats.batches, 1u) << "the first waited 300 ms and took the other three along";
   EXPECT_EQ(stats.largest_batch, 4u);
   for (const auto& r : regs) {
     EXPECT_EQ(column("SELECT unread_count FROM registrations WHERE id = ?", r.id), "1");
   }
-  pool.stop();
 }
 
 TEST_F(CallbackStoreTest, ConcurrentCallbacksShareTransactions) {
