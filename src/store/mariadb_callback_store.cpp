@@ -30,19 +30,6 @@ std::size_t padded(std::size_t n) {
   return p;
 }
 
-// `prefix` + "CASE id WHEN ? THEN <then> ...(rows)... ELSE <otherwise> END".
-void append_case(std::string& sql, std::size_t rows, std::string_view then,
-                 std::string_view otherwise) {
-  sql += "CASE id";
-  for (std::size_t i = 0; i < rows; ++i) {
-    sql += " WHEN ? THEN ";
-    sql += then;
-  }
-  sql += " ELSE ";
-  sql += otherwise;
-  sql += " END";
-}
-
 void append_id_list(std::string& sql, std::size_t rows) {
   sql += "id IN (?";
   for (std::size_t i = 1; i < rows; ++i) sql += ",?";
@@ -61,7 +48,7 @@ const std::string& touch_registrations_sql(std::size_t rows) {
   sql = "UPDATE registrations SET last_heard_at = UTC_TIMESTAMP(6) WHERE state = 'active' AND ";
   append_id_list(sql, rows);
   sql += " AND subscription_id = ";
-  append_case(sql, rows, "?", "NULL");
+  sql::append_case_id(sql, rows, "?", "NULL");
   return sql;
 }
 
@@ -407,11 +394,11 @@ const std::string& heard_sql(std::size_t shape) {
   sql =
       "UPDATE registrations SET last_heard_at = GREATEST(IFNULL(last_heard_at, "
       "TIMESTAMP'1970-01-01 00:00:00'), CAST(";
-  append_case(sql, shape, "?", "NULL");
+  sql::append_case_id(sql, shape, "?", "NULL");
   sql += " AS DATETIME)) WHERE state = 'active' AND id IN (";
   sql += sql::id_placeholders(shape);
   sql += ") AND subscription_id = ";
-  append_case(sql, shape, "?", "NULL");
+  sql::append_case_id(sql, shape, "?", "NULL");
   return sql;
 }
 
@@ -636,14 +623,7 @@ BatchStats MariadbCallbackStore::stats() const {
 void MariadbCallbackStore::enqueue(Pending p) {
   std::unique_lock lock(mutex_);
   waiting_.push_back(std::move(p));
-  ++rate_writes_;
-  const auto now = std::chrono::steady_clock::now();
-  if (now - rate_since_ >= std::chrono::milliseconds(250)) {
-    const std::chrono::duration<double> took = now - rate_since_;
-    rate_per_s_ = static_cast<double>(rate_writes_) / took.count();
-    rate_writes_ = 0;
-    rate_since_ = now;
-  }
+  writes_rate_.add(1);
   if (running_ < parallel_batches_ && !gathering_) start_batch_locked(lock);
 }
 
@@ -666,7 +646,8 @@ void MariadbCallbackStore::start_batch_locked(std::unique_lock<std::mutex>& lock
   if (waiting_.empty()) return;
   auto batch = std::make_shared<std::vector<Pending>>();
   take_locked(*batch);
-  const bool gather = window_.count() > 0 && !gathering_ && rate_per_s_ < kWindowBelowPerSecond &&
+  const bool gather = window_.count() > 0 && !gathering_ &&
+                      writes_rate_.per_second() < kWindowBelowPerSecond &&
                       batch->size() < batch_max_;
   ++running_;
   gathering_ = gather;

@@ -119,10 +119,10 @@ const std::string& clear_marks_sql(std::size_t shape) {
   std::string& sql = it->second;
   sql =
       "UPDATE registrations SET badge_attempts = 0, badge_error = NULL, badge_queued_at = "
-      "IF(badge_version = CASE id";
-  for (std::size_t i = 0; i < shape; ++i) sql += " WHEN ? THEN ?";
+      "IF(badge_version = ";
+  sql::append_case_id(sql, shape, "?", "NULL");
   sql +=
-      " ELSE NULL END, NULL, UTC_TIMESTAMP(6)), badge_owner = IF(badge_queued_at IS NULL, NULL, "
+      ", NULL, UTC_TIMESTAMP(6)), badge_owner = IF(badge_queued_at IS NULL, NULL, "
       "badge_owner), badge_due_at = IF(badge_queued_at IS NULL, NULL, badge_due_at) WHERE "
       "badge_owner IS NOT NULL AND id IN (";
   sql += sql::id_placeholders(shape);

@@ -20,6 +20,18 @@ std::string json_string(std::string_view s) {
   return out + "\"";
 }
 
+void append_case_id(std::string& sql, std::size_t rows, std::string_view then,
+                    std::string_view otherwise) {
+  sql += "CASE id";
+  for (std::size_t i = 0; i < rows; ++i) {
+    sql += " WHEN ? THEN ";
+    sql += then;
+  }
+  sql += " ELSE ";
+  sql += otherwise;
+  sql += " END";
+}
+
 std::size_t id_list_shape(std::size_t n) noexcept {
   for (std::size_t shape : kIdListShapes) {
     if (n <= shape) return shape;

@@ -52,6 +52,11 @@ std::size_t id_list_shape(std::size_t n) noexcept;
 // "?,?,…,?" with `shape` placeholders (one of kIdListShapes); built once per process.
 std::string_view id_placeholders(std::size_t shape);
 
+// Appends "CASE id WHEN ? THEN <then> …(rows times)… ELSE <otherwise> END": per-row values of a
+// statement over an id list, bound as (id, value) pairs in the order of the WHENs.
+void append_case_id(std::string& sql, std::size_t rows, std::string_view then,
+                    std::string_view otherwise);
+
 // Calls run(placeholders, ids) for each chunk of `ids` (at most kMaxIdListShape each), `ids`
 // padded to the shape; stops at the first error.
 template <class Run>
