@@ -118,16 +118,6 @@ void Dispatcher::stop(std::function<void()> done) {
   });
 }
 
-void Dispatcher::note_rate(std::size_t rows) {
-  rate_rows_ += rows;
-  const auto now = Clock::now();
-  if (now - rate_since_ < std::chrono::milliseconds(250)) return;
-  const std::chrono::duration<double> took = now - rate_since_;
-  rate_per_s_ = static_cast<double>(rate_rows_) / took.count();
-  rate_rows_ = 0;
-  rate_since_ = now;
-}
-
 void Dispatcher::count(RowOutcome r, std::size_t n) {
   results_[static_cast<std::size_t>(r)]->Increment(static_cast<double>(n));
 }
@@ -142,7 +132,7 @@ asio::awaitable<void> Dispatcher::run() {
     wake_pending_.store(false);
     const std::size_t rows = co_await round();
     if (stopping_) break;
-    note_rate(rows);
+    marks_rate_.add(rows);
     if (rows >= options_.batch) continue;
     if (!wake_pending_.load()) {
       wake_timer_.expires_after(options_.poll);
@@ -150,8 +140,8 @@ asio::awaitable<void> Dispatcher::run() {
     }
     // Only at a low rate: under load rounds are large and follow each other, and a wait would
     // only add to the badges' delay.
-    if (options_.gather.count() > 0 && rate_per_s_ < kGatherBelowPerSecond && !stopping_ &&
-        wake_pending_.load()) {
+    if (options_.gather.count() > 0 && marks_rate_.per_second() < kGatherBelowPerSecond &&
+        !stopping_ && wake_pending_.load()) {
       gathering_ = true;  // a wake now would only cut the wait short
       wake_timer_.expires_after(options_.gather);
       co_await wake_timer_.async_wait(asio::as_tuple(asio::use_awaitable));

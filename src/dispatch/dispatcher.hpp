@@ -30,6 +30,7 @@
 #include <random>
 #include <string>
 
+#include "common/rate_meter.hpp"
 #include "credentials/credential_registry.hpp"
 #include "dispatch/badge_sender.hpp"
 #include "dispatch/dispatch_plan.hpp"
@@ -112,10 +113,7 @@ class Dispatcher {
   bool gathering_ = false;  // on the strand: the wake timer runs the gather wait (wake() keeps it)
   // Below this many marks a second a woken round gathers first (options_.gather).
   static constexpr double kGatherBelowPerSecond = 2000;
-  double rate_per_s_ = 0;  // marks read a second, over the last quarter second or more
-  std::size_t rate_rows_ = 0;
-  std::chrono::steady_clock::time_point rate_since_ = std::chrono::steady_clock::now();
-  void note_rate(std::size_t rows);
+  RateMeter marks_rate_;  // marks read a second
   bool stopping_ = false;
   bool running_ = false;
   std::function<void()> on_stopped_;

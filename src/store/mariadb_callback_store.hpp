@@ -10,6 +10,7 @@
 #include <optional>
 #include <string>
 
+#include "common/rate_meter.hpp"
 #include "store/callback_store.hpp"
 #include "store/database_pool.hpp"
 
@@ -84,9 +85,7 @@ class MariadbCallbackStore final : public CallbackStore {
   // Below this many writes a second the batches wait out the window; above it they fill by
   // themselves (and a wait would leave the database idle while every client waits).
   static constexpr double kWindowBelowPerSecond = 2000;
-  double rate_per_s_ = 0;  // writes a second, over the last completed quarter second or more
-  std::size_t rate_writes_ = 0;
-  std::chrono::steady_clock::time_point rate_since_ = std::chrono::steady_clock::now();
+  RateMeter writes_rate_;
   BatchStats stats_;
   BatchObserver observer_;
   std::optional<OutboxTarget> outbox_;
