@@ -70,7 +70,7 @@ RoundPlan plan_round(const std::vector<store::OutboxRow>& rows) {
       plan.counted.emplace_back(RowOutcome::dead, "Expired");
       continue;
     }
-    plan.sends.push_back({*newest, {}});
+    plan.sends.push_back({*newest});
   }
   return plan;
 }
@@ -79,7 +79,6 @@ RowOutcome apply_send_result(const PlannedSend& send, const apns::SendResult& re
                              const RetryPolicy& policy, std::mt19937_64& rng,
                              store::DispatchWrites& outcome, CustomerSignal& signal) {
   const store::OutboxRow& row = send.row;
-  for (const auto& m : send.superseded) outcome.remove.push_back(m);
   using apns::SendOutcome;
   switch (result.outcome) {
     case SendOutcome::delivered:

@@ -31,8 +31,7 @@ inline constexpr std::size_t kRowOutcomeCount = 9;
 const char* row_outcome_name(RowOutcome r) noexcept;
 
 struct PlannedSend {
-  store::OutboxRow row;                        // one mark of the device (the newest registration)
-  std::vector<store::PendingMark> superseded;  // the device's other marks in this round
+  store::OutboxRow row;  // the device's newest mark; its other marks were cleared when planned
 };
 
 struct RoundPlan {
@@ -61,7 +60,7 @@ struct CustomerSignal {
   std::string explanation;
 };
 
-// Applies one send's result to `outcome` (the sent row and its superseded rows) and says what
+// Applies one send's result to `outcome` (the sent row) and says what
 // it was; `signal` is set when the customer's queue must pause (the row stays queued).
 RowOutcome apply_send_result(const PlannedSend& send, const apns::SendResult& result,
                              const RetryPolicy& policy, std::mt19937_64& rng,
