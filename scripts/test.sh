@@ -59,7 +59,8 @@ fuzz_all() {
   local a=0 b=0
   ( fuzz ews_parser 60 16384 -dict="$root/fuzz/ews_parser.dict" -- tests/data/ews/*.xml fuzz/seeds/ews/* &&
     fuzz multipart 45 16384 -- fuzz/seeds/multipart/* &&
-    fuzz proxy_header 20 1024 -- fuzz/seeds/proxy_header/* ) &
+    fuzz proxy_header 20 1024 -- fuzz/seeds/proxy_header/* &&
+    fuzz graph_parser 30 16384 -dict="$root/fuzz/graph_parser.dict" -- tests/data/graph/*.json ) &
   local lane_a=$!
   ( fuzz apns_h2 60 8192 -- fuzz/seeds/apns_h2/* &&
     fuzz registration 45 4096 -- fuzz/seeds/registration/* &&
