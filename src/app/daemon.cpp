@@ -255,6 +255,9 @@ struct RegionServices {
         registration_cache(cfg.limits.registration_cache_entries),
         callback_service(callback_store, registration_cache, registry, unknown_secret_limit(cfg)),
         ews_endpoint(callback_service, ews_endpoint_options(cfg, trusted_proxies), registry),
+        graph_store(pool, instance_id),
+        graph_service(graph_store, registry, graph_limits(cfg)),
+        graph_endpoint(graph_service, graph_endpoint_options(trusted_proxies), registry),
         portal_page(files.portal->options),
         portal_store(pool),
         portal_endpoint(files.portal->options, portal_store, portal_ring, registry),
@@ -272,6 +275,7 @@ struct RegionServices {
           if (ok) dispatcher.wake();
         });
     callback_store.set_lookup_pool(&lookup_pool);
+    graph_store.set_marked_observer([this] { dispatcher.wake(); });
     callback_store.set_outbox({instance_id});
     callback_store.set_batch_window(cfg.database.batch_window);
     callback_service.set_callback_limits(callback_limits(cfg));
@@ -285,11 +289,16 @@ struct RegionServices {
             if (s.size() == keys::kCapabilityChars) return secret->issued(s);
             return !refuse_untagged;
           });
+      // Graph registrations were all issued with capabilities: nothing untagged is looked up.
+      graph_service.set_secret_filter([secret = &*files.region_secret](std::string_view s) {
+        return s.size() == keys::kCapabilityChars && secret->issued(s);
+      });
     }
   }
 
   void add_routes(Servers& servers) {
     ews_endpoint.add_routes(servers.router);
+    graph_endpoint.add_routes(servers.router);
     registration_endpoint.add_routes(servers.router);
     portal_page.add_routes(servers.portal_routes);
     portal_endpoint.add_routes(servers.portal_routes);
@@ -318,6 +327,9 @@ struct RegionServices {
   relay::RegistrationCache registration_cache;  // registrations by secret hash
   relay::EwsCallbackService callback_service;
   http::EwsEndpoint ews_endpoint;
+  store::MariadbGraphStore graph_store;  // Graph registrations' notifications
+  relay::GraphService graph_service;
+  http::GraphEndpoint graph_endpoint;
   portal::PortalPage portal_page;
   store::MariadbPortalStore portal_store;  // customers, credentials, invites, audit rows
   portal::PortalEndpoint portal_endpoint;

@@ -105,6 +105,19 @@ http::EwsEndpointOptions ews_endpoint_options(const config::RegionConfig& cfg,
   return o;
 }
 
+relay::GraphLimits graph_limits(const config::RegionConfig& cfg) {
+  relay::GraphLimits l;
+  l.unknown_burst = cfg.limits.unknown_secret_burst_per_address;
+  l.unknown_per_second = static_cast<double>(cfg.limits.unknown_secrets_per_second_per_address);
+  return l;
+}
+
+http::GraphEndpointOptions graph_endpoint_options(const std::vector<Cidr>& trusted_proxies) {
+  http::GraphEndpointOptions o;
+  o.trusted_proxies = trusted_proxies;
+  return o;
+}
+
 relay::UnknownSecretLimit unknown_secret_limit(const config::RegionConfig& cfg) {
   return {cfg.limits.unknown_secret_burst_per_address,
           static_cast<double>(cfg.limits.unknown_secrets_per_second_per_address)};

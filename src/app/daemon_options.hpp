@@ -12,10 +12,12 @@
 #include "dispatch/apns_badge_sender.hpp"
 #include "dispatch/dispatcher.hpp"
 #include "http/ews_endpoint.hpp"
+#include "http/graph_endpoint.hpp"
 #include "http/https_server.hpp"
 #include "keys/key_ring.hpp"
 #include "portal/portal_endpoint.hpp"
 #include "relay/ews_callback_service.hpp"
+#include "relay/graph_service.hpp"
 #include "relay/registration_service.hpp"
 #include "store/database_pool.hpp"
 
@@ -38,6 +40,8 @@ http::ServerOptions server_options(const config::RegionConfig& cfg,
 http::ServerOptions portal_server_options(const http::ServerOptions& listener,
                                           const config::PortalConfig::Listen& portal);
 
+relay::GraphLimits graph_limits(const config::RegionConfig& cfg);
+http::GraphEndpointOptions graph_endpoint_options(const std::vector<Cidr>& trusted_proxies);
 http::EwsEndpointOptions ews_endpoint_options(const config::RegionConfig& cfg,
                                               const std::vector<Cidr>& trusted_proxies);
 relay::UnknownSecretLimit unknown_secret_limit(const config::RegionConfig& cfg);

@@ -94,6 +94,26 @@ std::variant<relay::RegisterRequest, relay::RegistrationRefusal> parse_register_
     if (auto refused = read_string(doc, "folder_id", folder)) return std::move(*refused);
     r.folder_id = std::move(folder);
   }
+  if (auto refused = read_string(doc, "source", r.source)) return std::move(*refused);
+  for (const auto& [name, target] :
+       {std::pair<const char*, std::optional<std::string>*>{"client_state", &r.client_state},
+        {"tenant_id", &r.tenant_id},
+        {"user_id", &r.user_id}}) {
+    if (const auto it = doc.find(name); it != doc.end() && !it->is_null()) {
+      std::string value;
+      if (auto refused = read_string(doc, name, value)) return std::move(*refused);
+      *target = std::move(value);
+    }
+  }
+  if (const auto it = doc.find("unread"); it != doc.end() && !it->is_null()) {
+    if (!it->is_number_integer()) {
+      return invalid("unread", "invalid_unread",
+                     std::string("unread must be a whole JSON number, not ") + it->type_name());
+    }
+    r.unread = it->is_number_unsigned() ? static_cast<std::int64_t>(std::min<std::uint64_t>(
+                                              it->get<std::uint64_t>(), std::uint64_t{1} << 62))
+                                        : it->get<std::int64_t>();
+  }
   if (doc.contains("previous_device_token")) {
     return invalid("previous_device_token", "use_patch_self",
                    "previous_device_token is no longer accepted: move a registration to a new "
@@ -273,6 +293,7 @@ boost::asio::awaitable<Response> RegistrationEndpoint::create(const Request& req
   log::info("registration.registered", {{"customer", r.customer_id},
                                         {"registration", r.registration_id},
                                         {"change", result_label(r.change)},
+                                        {"source", r.source},
                                         {"device", r.device},
                                         {"environment", r.environment},
                                         {"token_was_base64", r.token_was_base64},
@@ -289,9 +310,28 @@ boost::asio::awaitable<Response> RegistrationEndpoint::create(const Request& req
         "subscribe again at Exchange with this listener URL, and keep the capability to refresh, "
         "move or delete the registration");
   }
+  if (r.source == "graph") {
+    json body = {{"customer_id", r.customer_id},
+                 {"capability", r.capability},
+                 {"source", "graph"},
+                 {"notification_url", r.listener_url},
+                 {"lifecycle_notification_url", r.lifecycle_url},
+                 {"resource", relay::kGraphResource},
+                 {"change_type", relay::kGraphChangeTypes},
+                 {"expiration_max_minutes", relay::kGraphMaxExpirationMinutes},
+                 {"device", r.device},
+                 {"environment", r.environment},
+                 {"change", result_label(r.change)},
+                 {"notes", notes}};
+    auto res =
+        json_response(req, created ? bhttp::status::created : bhttp::status::ok, body.dump());
+    res.set(beast_http::field::cache_control, "no-store");
+    co_return res;
+  }
   json event_types = json::array();
   for (auto type : relay::kSubscribedEventTypes) event_types.push_back(type);
   json body = {{"customer_id", r.customer_id},
+               {"source", "ews"},
                {"capability", r.capability},
                {"listener_url", r.listener_url},
                {"status_frequency_minutes", r.status_frequency_minutes},

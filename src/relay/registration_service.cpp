@@ -7,6 +7,7 @@
 #include "apns/device_token.hpp"
 #include "common/crypto.hpp"
 #include "common/log.hpp"
+#include "common/text.hpp"
 #include "store/registration_counts.hpp"
 
 namespace mp::relay {
@@ -158,6 +159,63 @@ Outcome<CheckedDevice> check_device(std::string_view device_token, std::string_v
   return out;
 }
 
+namespace {
+
+// An id Graph issues (a tenant's or a user's GUID): 1-64 visible ASCII characters.
+bool is_graph_id(std::string_view s) {
+  return !s.empty() && s.size() <= 64 && is_visible_ascii(s);
+}
+
+}  // namespace
+
+std::optional<RegistrationRefusal> check_source_fields(const RegisterRequest& r) {
+  if (r.source.empty() || r.source == "ews") {
+    for (const auto& [name, given] :
+         {std::pair<const char*, bool>{"client_state", r.client_state.has_value()},
+          {"tenant_id", r.tenant_id.has_value()},
+          {"user_id", r.user_id.has_value()},
+          {"unread", r.unread.has_value()}}) {
+      if (given) {
+        return invalid(name, "invalid_" + std::string(name),
+                       std::string(name) + " is for Graph registrations (\"source\": \"graph\")");
+      }
+    }
+    return std::nullopt;
+  }
+  if (r.source != "graph") {
+    return invalid("source", "invalid_source",
+                   "source must be 'ews' (Exchange Web Services push) or 'graph' (Microsoft Graph "
+                   "change notifications)");
+  }
+  if (r.folder_id) {
+    return invalid("folder_id", "invalid_folder_id",
+                   "folder_id is for EWS registrations: a Graph subscription names its folder in "
+                   "its resource");
+  }
+  if (!r.client_state || r.client_state->size() < kMinClientStateChars ||
+      r.client_state->size() > kMaxClientStateChars || !is_printable_ascii(*r.client_state)) {
+    return invalid("client_state", "invalid_client_state",
+                   "client_state must be the clientState of the app's Graph subscription: " +
+                       std::to_string(kMinClientStateChars) + " to " +
+                       std::to_string(kMaxClientStateChars) +
+                       " printable ASCII characters, random for each registration");
+  }
+  if (r.tenant_id && !is_graph_id(*r.tenant_id)) {
+    return invalid("tenant_id", "invalid_tenant_id",
+                   "tenant_id must be the tenant's id as Graph gives it (1 to 64 characters)");
+  }
+  if (r.user_id && !is_graph_id(*r.user_id)) {
+    return invalid("user_id", "invalid_user_id",
+                   "user_id must be the user's id as Graph gives it (1 to 64 characters)");
+  }
+  if (r.unread && (*r.unread < 0 || *r.unread > kMaxStatedUnread)) {
+    return invalid(
+        "unread", "invalid_unread",
+        "unread must be the Inbox's unread count, 0 to " + std::to_string(kMaxStatedUnread));
+  }
+  return std::nullopt;
+}
+
 Outcome<CheckedDevice> check_registration(const RegisterRequest& r) {
   if (r.mailbox.size() > kMaxRawMailboxChars) {
     return invalid("mailbox", "invalid_mailbox",
@@ -176,6 +234,7 @@ Outcome<CheckedDevice> check_registration(const RegisterRequest& r) {
                    "without spaces, 1 to " +
                        std::to_string(store::kMaxFolderIdChars) + " characters");
   }
+  if (auto refused = check_source_fields(r)) return std::move(*refused);
   return device;
 }
 
@@ -192,12 +251,17 @@ CapabilityForm capability_form(const keys::RegionSecret& secret, std::string_vie
              : CapabilityForm::refused;
 }
 
-std::string listener_url(std::string_view host, std::uint16_t port, std::string_view secret) {
+std::string listener_url(std::string_view host, std::uint16_t port, std::string_view path,
+                         std::string_view secret) {
   std::string url = "https://" + std::string(host);
   if (port != 443) url += ":" + std::to_string(port);
-  url += "/ews/v1/notify/";
+  url += path;
   url += secret;
   return url;
+}
+
+std::string listener_url(std::string_view host, std::uint16_t port, std::string_view secret) {
+  return listener_url(host, port, "/ews/v1/notify/", secret);
 }
 
 RegistrationService::RegistrationService(RegistrationOptions options,
@@ -384,6 +448,17 @@ asio::awaitable<Outcome<Registered>> RegistrationService::register_device(
   row.environment = c.environment;
   row.status_frequency_minutes = static_cast<int>(options_.status_frequency_minutes);
   row.folder_id = request.folder_id;
+  const bool graph = request.source == "graph";
+  if (graph) {
+    row.source = "graph";
+    row.client_state_hash = sha256(*request.client_state);
+    row.graph_tenant = request.tenant_id;
+    row.graph_user = request.user_id;
+    if (request.unread) row.unread = static_cast<std::uint32_t>(*request.unread);
+    // Graph sends no heartbeat: a Graph registration is silent after twice the longest
+    // subscription without a notification (see docs/graph.md).
+    row.status_frequency_minutes = static_cast<int>(kGraphMaxExpirationMinutes);
+  }
   if (presented) row.presented_hash = sha384(*request.capability);
   row.new_hash = sha384(fresh);
   row.max_per_device = options_.max_per_device;
@@ -434,8 +509,18 @@ asio::awaitable<Outcome<Registered>> RegistrationService::register_device(
       result.change == store::CapabilityChange::unchanged ? *request.capability : fresh;
   const std::uint16_t port =
       options_.listener_port != 0 ? options_.listener_port : caller.local_port;
-  out.listener_url = listener_url(options_.listener_host, port, out.capability);
-  out.status_frequency_minutes = options_.status_frequency_minutes;
+  if (graph) {
+    out.source = "graph";
+    out.listener_url =
+        listener_url(options_.listener_host, port, "/graph/v1/notify/", out.capability);
+    out.lifecycle_url =
+        listener_url(options_.listener_host, port, "/graph/v1/lifecycle/", out.capability);
+    out.status_frequency_minutes = kGraphMaxExpirationMinutes;
+  } else {
+    out.source = "ews";
+    out.listener_url = listener_url(options_.listener_host, port, out.capability);
+    out.status_frequency_minutes = options_.status_frequency_minutes;
+  }
   out.device = apns::display_token(c.token_hex);
   out.environment = c.environment;
   out.token_was_base64 = c.token_was_base64;

@@ -77,6 +77,14 @@ struct RegisterRequest {
   // The FolderId the app subscribes to at Exchange (its Inbox's): only that folder's events
   // count for the badge. None: every folder the subscription reports.
   std::optional<std::string> folder_id;
+  // "ews" (the default when empty) or "graph" (Exchange Online through Microsoft Graph).
+  std::string source;
+  // Graph only: the clientState the app puts in its subscription (16-128 printable characters;
+  // only its SHA-256 is stored), the tenant and user ids, and the unread count it sees now.
+  std::optional<std::string> client_state;
+  std::optional<std::string> tenant_id;
+  std::optional<std::string> user_id;
+  std::optional<std::int64_t> unread;
   // From `Authorization: Bearer`: the capability the app holds for this mailbox on this device,
   // if any. Presented and right: the registration is refreshed and keeps its URL. Missing or
   // wrong: a new capability, and the registration it replaces ends.
@@ -108,8 +116,10 @@ struct Registered {
   store::CapabilityChange change = store::CapabilityChange::created;
   std::string customer_id;
   std::int64_t registration_id = 0;
-  std::string capability;    // only in the reply, never in a log
-  std::string listener_url;  // holds the capability
+  std::string capability;     // only in the reply, never in a log
+  std::string listener_url;   // holds the capability (EWS: the one URL; Graph: notifications)
+  std::string source;         // "ews" | "graph"
+  std::string lifecycle_url;  // Graph: the lifecycle notification URL
   std::uint32_t status_frequency_minutes = 30;
   std::string device;  // apns::display_token of the normalised token
   std::string environment;
@@ -132,6 +142,16 @@ struct Unregistered {
 // the Inbox carries UnreadCount, the truth for the badge; NewMailEvent moves it in between.
 inline constexpr std::string_view kSubscribedEventTypes[] = {"NewMailEvent", "ModifiedEvent"};
 
+// What a Graph registration's app subscribes to (graph-samples/README.md): messages entering
+// and leaving the Inbox's unread filter, for at most Graph's longest message subscription.
+inline constexpr std::string_view kGraphResource =
+    "me/mailFolders('inbox')/messages?$filter=isRead eq false";
+inline constexpr std::string_view kGraphChangeTypes = "created,deleted";
+inline constexpr std::uint32_t kGraphMaxExpirationMinutes = 10080;
+inline constexpr std::size_t kMinClientStateChars = 16;
+inline constexpr std::size_t kMaxClientStateChars = 128;
+inline constexpr std::int64_t kMaxStatedUnread = 1000000;
+
 template <class T>
 using Outcome = std::variant<T, RegistrationRefusal>;
 
@@ -147,6 +167,9 @@ struct CheckedDevice {
 Outcome<CheckedDevice> check_device(std::string_view device_token, std::string_view environment);
 // The same, after the mailbox (whose HMAC needs the region secret; its form is checked here).
 Outcome<CheckedDevice> check_registration(const RegisterRequest& r);
+// The source and its fields: Graph's client_state, tenant_id, user_id and unread (refused on an
+// EWS registration), EWS's folder_id (refused on a Graph one).
+std::optional<RegistrationRefusal> check_source_fields(const RegisterRequest& r);
 
 // What a presented capability may be, decided without the database.
 enum class CapabilityForm {
@@ -161,6 +184,9 @@ std::optional<RegistrationRefusal> check_customer_id(std::string_view customer_i
                                                      const RegistrationOptions& options);
 // "https://{host}[:port]/ews/v1/notify/{secret}", the port left out when it is 443.
 std::string listener_url(std::string_view host, std::uint16_t port, std::string_view secret);
+// The same host and port with another path before the secret ("/graph/v1/notify/").
+std::string listener_url(std::string_view host, std::uint16_t port, std::string_view path,
+                         std::string_view secret);
 
 class RegistrationService {
  public:

@@ -499,6 +499,7 @@ RegistrationRecord registration_of(const Row& r) {
 
 Result<std::optional<RegistrationRecord>> find_registration_by_secret(Connection& conn,
                                                                       const Bytes& secret_hash) {
+  // EWS registrations only: a Graph registration's secret on the EWS URL is unknown there.
   // One round trip: the superseded ids come along, newest first, space-separated (subscription ids
   // are printable ASCII without spaces: the listener refuses others before they are written).
   auto rows = conn.query(
@@ -506,7 +507,8 @@ Result<std::optional<RegistrationRecord>> find_registration_by_secret(Connection
           ", (SELECT GROUP_CONCAT(s.subscription_id ORDER BY s.superseded_at DESC SEPARATOR ' ' "
           "LIMIT 256) FROM superseded_subscriptions s WHERE s.registration_id = r.id) "
           "FROM registrations r JOIN customers c ON c.id = r.customer_id "
-          "WHERE r.secret_hash = ? AND r.state = 'active' AND c.state <> 'deleted'",
+          "WHERE r.secret_hash = ? AND r.state = 'active' AND r.source = 'ews' AND "
+          "c.state <> 'deleted'",
       {Value{Blob{std::string(secret_hash.begin(), secret_hash.end())}}});
   if (!rows) return std::move(rows).error();
   if (rows->empty()) return std::optional<RegistrationRecord>{};
@@ -530,7 +532,8 @@ Result<ActiveRegistrationPage> active_registrations_after(Connection& conn, std:
   // rest of the table for every page), and the page's customers are a handful of point reads.
   auto rows = conn.query(
       "SELECT id, customer_id, mailbox_id, subscription_id, status_frequency_minutes, secret_hash "
-      "FROM registrations WHERE id > ? AND state = 'active' ORDER BY id LIMIT ?",
+      "FROM registrations WHERE id > ? AND state = 'active' AND source = 'ews' ORDER BY id "
+      "LIMIT ?",
       {Value{after_id}, Value{static_cast<std::int64_t>(limit)}});
   if (!rows) return std::move(rows).error();
   ActiveRegistrationPage page;

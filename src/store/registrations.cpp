@@ -10,30 +10,11 @@ namespace mp::store {
 namespace {
 
 using sql::blob;
+using sql::in_transaction_retried;
 using sql::kSilentCondition;
 
 Bytes bytes_of(const std::string& s) {
   return Bytes(s.begin(), s.end());
-}
-
-// Runs `body` in a transaction, rolled back when it fails; a deadlock (or a Galera certification
-// conflict, also Errc::busy) or a duplicate key (a concurrent request inserted the same row
-// first) re-runs it, twice at most: the next run finds the row.
-template <class T, class Body>
-Result<T> in_transaction_retried(Connection& conn, Body&& body) {
-  for (int attempt = 0;; ++attempt) {
-    if (auto st = conn.begin(); !st) return std::move(st).error();
-    Result<T> result = body();
-    if (result) {
-      if (auto st = conn.commit(); !st) result = std::move(st).error();
-    }
-    if (result) return result;
-    if (!conn.broken()) (void)conn.rollback();
-    const Errc code = result.error().code;
-    if ((code != Errc::busy && code != Errc::conflict) || attempt == 2 || conn.broken()) {
-      return result;
-    }
-  }
 }
 
 // The mailbox row of (customer, HMAC), created when missing.
@@ -179,20 +160,37 @@ Result<bool> customer_has_room(Connection& conn, std::int64_t customer_id, std::
   return count->empty() || static_cast<std::uint64_t>(count->front().i64(0)) < max;
 }
 
+Value optional_text(const std::optional<std::string>& text) {
+  return text ? Value{*text} : Value{Null{}};
+}
+
+// The clientState hash of a Graph registration; NULL for EWS.
+Value graph_hash_of(const CapabilityRegistration& r) {
+  return r.source == "graph" ? blob(r.client_state_hash) : Value{Null{}};
+}
+
 // The pair's row with a new capability and a fresh state: active (a deleted row used again), no
 // subscription bound, none superseded, nothing heard. Its old capability ends with it.
 // `fresh_counts`: the row was deleted, so its badge state starts again (a replaced row keeps the
 // device's count of that mailbox).
-Status rekey(Connection& conn, std::int64_t id, const Bytes& new_hash, std::int64_t frequency,
+Status rekey(Connection& conn, std::int64_t id, const CapabilityRegistration& r,
              const Value& folder, bool fresh_counts) {
+  // A Graph registration's count starts from what the app stated (else from the count the row
+  // holds: a replaced row keeps the device's count of the mailbox), with an empty unread set.
+  const Value stated = r.unread ? Value{std::int64_t{*r.unread}} : Value{Null{}};
+  const Value fresh{std::int64_t{fresh_counts}};
   auto updated = conn.execute(
       "UPDATE registrations SET state = 'active', deleted_at = NULL, secret_hash = ?, "
       "secret_tagged = 1, secret_generation = secret_generation + 1, subscription_id = NULL, "
       "superseded_subscription = NULL, watermark = NULL, last_heard_at = NULL, "
-      "status_frequency_minutes = ?, folder_id = ?, unread_count = IF(?, 0, unread_count), "
-      "recent_items = IF(?, '', recent_items) WHERE id = ?",
-      {blob(new_hash), Value{frequency}, folder, Value{std::int64_t{fresh_counts}},
-       Value{std::int64_t{fresh_counts}}, Value{id}});
+      "status_frequency_minutes = ?, folder_id = ?, "
+      "graph_baseline = COALESCE(?, IF(?, 0, unread_count)), graph_items = '', "
+      "unread_count = COALESCE(?, IF(?, 0, unread_count)), "
+      "recent_items = IF(?, '', recent_items), source = ?, client_state_hash = ?, "
+      "graph_tenant = ?, graph_user = ?, graph_expires_at = NULL WHERE id = ?",
+      {blob(r.new_hash), Value{std::int64_t{r.status_frequency_minutes}}, folder, stated, fresh,
+       stated, fresh, fresh, Value{r.source}, graph_hash_of(r), optional_text(r.graph_tenant),
+       optional_text(r.graph_user), Value{id}});
   if (!updated) return std::move(updated).error();
   auto history =
       conn.execute("DELETE FROM superseded_subscriptions WHERE registration_id = ?", {Value{id}});
@@ -238,9 +236,10 @@ nlohmann::json audit_detail(const CapabilityRegistration& r, bool device_reactiv
 Result<CapabilityResult> refresh_settings(Connection& conn, const CapabilityRegistration& r,
                                           const Actor& actor, CapabilityResult out) {
   auto updated = conn.execute(
-      "UPDATE registrations SET status_frequency_minutes = ?, folder_id = ? "
-      "WHERE id = ?",
-      {Value{std::int64_t{r.status_frequency_minutes}}, folder_of(r), Value{out.registration_id}});
+      "UPDATE registrations SET status_frequency_minutes = ?, folder_id = ?, "
+      "client_state_hash = ?, graph_tenant = ?, graph_user = ? WHERE id = ?",
+      {Value{std::int64_t{r.status_frequency_minutes}}, folder_of(r), graph_hash_of(r),
+       optional_text(r.graph_tenant), optional_text(r.graph_user), Value{out.registration_id}});
   if (!updated) return std::move(updated).error();
   out.change = CapabilityChange::unchanged;
   if (out.device_reactivated) {
@@ -269,9 +268,7 @@ Result<CapabilityResult> with_audit(Connection& conn, const Actor& actor,
 Result<CapabilityResult> replace_capability(Connection& conn, const CapabilityRegistration& r,
                                             const Actor& actor, CapabilityResult out,
                                             const Bytes& stored_hash) {
-  if (auto st = rekey(conn, out.registration_id, r.new_hash, r.status_frequency_minutes,
-                      folder_of(r), false);
-      !st)
+  if (auto st = rekey(conn, out.registration_id, r, folder_of(r), false); !st)
     return std::move(st).error();
   out.retired_secret_hashes.push_back(stored_hash);
   return with_audit(conn, actor, r, std::move(out), CapabilityChange::replaced,
@@ -305,16 +302,28 @@ Result<CapabilityResult> create_registration(Connection& conn, const CapabilityR
   const std::int64_t frequency = r.status_frequency_minutes;
   const Value folder = folder_of(r);
   if (deleted_row_exists) {
-    if (auto st = rekey(conn, out.registration_id, r.new_hash, frequency, folder, true); !st)
+    if (auto st = rekey(conn, out.registration_id, r, folder, true); !st)
       return std::move(st).error();
   } else {
     auto insert = conn.prepare(
         "INSERT INTO registrations (customer_id, mailbox_id, device_id, secret_hash, "
-        "secret_tagged, secret_generation, status_frequency_minutes, folder_id) VALUES (?, ?, "
-        "?, ?, 1, 0, ?, ?)");
+        "secret_tagged, secret_generation, status_frequency_minutes, folder_id, source, "
+        "client_state_hash, graph_tenant, graph_user, graph_baseline, unread_count) VALUES (?, "
+        "?, ?, ?, 1, 0, ?, ?, ?, ?, ?, ?, ?, ?)");
     if (!insert) return std::move(insert).error();
-    const Value params[] = {Value{r.customer_id}, Value{out.mailbox_id}, Value{out.device_id},
-                            blob(r.new_hash),     Value{frequency},      folder};
+    const Value stated{std::int64_t{r.unread.value_or(0)}};
+    const Value params[] = {Value{r.customer_id},
+                            Value{out.mailbox_id},
+                            Value{out.device_id},
+                            blob(r.new_hash),
+                            Value{frequency},
+                            folder,
+                            Value{r.source},
+                            graph_hash_of(r),
+                            optional_text(r.graph_tenant),
+                            optional_text(r.graph_user),
+                            stated,
+                            stated};
     if (auto st = (*insert)->execute(params); !st) return std::move(st).error();
     out.registration_id = static_cast<std::int64_t>((*insert)->last_insert_id());
   }
@@ -348,8 +357,8 @@ Result<CapabilityResult> register_in_transaction(Connection& conn, const Capabil
   }
 
   auto rows = conn.query(
-      "SELECT id, state, secret_hash FROM registrations WHERE mailbox_id = ? AND device_id = ? "
-      "FOR UPDATE",
+      "SELECT id, state, secret_hash, source FROM registrations WHERE mailbox_id = ? AND "
+      "device_id = ? FOR UPDATE",
       {Value{out.mailbox_id}, Value{out.device_id}});
   if (!rows) return std::move(rows).error();
   const bool exists = !rows->empty();
@@ -357,7 +366,11 @@ Result<CapabilityResult> register_in_transaction(Connection& conn, const Capabil
   const Bytes stored = exists ? bytes_of(rows->front().text(2)) : Bytes{};
   if (exists) out.registration_id = rows->front().i64(0);
 
-  if (active && r.presented_hash && constant_time_equal(*r.presented_hash, stored)) {
+  // A refresh keeps the URL; an app that moves the account to the other source (Exchange Online
+  // leaving EWS for Graph) gets new URLs, as a replacement, since the old ones serve the other
+  // protocol.
+  const bool same_source = exists && rows->front().text(3) == r.source;
+  if (active && same_source && r.presented_hash && constant_time_equal(*r.presented_hash, stored)) {
     return refresh_settings(conn, r, actor, std::move(out));
   }
   if (r.refresh_only) {

@@ -60,6 +60,15 @@ struct CapabilityRegistration {
   // The Inbox's FolderId as the app stated it (store::count_folder_id form): only that folder's
   // UnreadCount sets the badge. None: any folder's count is taken, as Exchange reports it.
   std::optional<std::string> folder_id;
+  // Graph registrations (source "graph"): the SHA-256 of the app's clientState, the tenant and
+  // user ids it stated, and the unread count it sees now (the baseline of the unread set). They
+  // are written when the registration is created or replaced, and on a refresh all but `unread`
+  // (PUT /v1/registrations/self/unread resyncs the count).
+  std::string source = "ews";  // "ews" | "graph"
+  Bytes client_state_hash;     // graph only
+  std::optional<std::string> graph_tenant;
+  std::optional<std::string> graph_user;
+  std::optional<std::uint32_t> unread;
   std::optional<Bytes> presented_hash;  // SHA-384 of the capability the app presented, if any
   Bytes new_hash;                       // SHA-384 of a newly issued capability, used if needed
   std::uint32_t max_per_device = 0;     // active registrations per device token; 0: no quota

@@ -39,6 +39,26 @@ Result<T> in_transaction(Connection& conn, Body&& body) {
   return result;
 }
 
+// Runs `body` in a transaction, rolled back when it fails; a deadlock (or a Galera certification
+// conflict, also Errc::busy) or a duplicate key (a concurrent request inserted the same row
+// first) re-runs it, twice at most: the next run finds the row.
+template <class T, class Body>
+Result<T> in_transaction_retried(Connection& conn, Body&& body) {
+  for (int attempt = 0;; ++attempt) {
+    if (auto st = conn.begin(); !st) return std::move(st).error();
+    Result<T> result = body();
+    if (result) {
+      if (auto st = conn.commit(); !st) result = std::move(st).error();
+    }
+    if (result) return result;
+    if (!conn.broken()) (void)conn.rollback();
+    const Errc code = result.error().code;
+    if ((code != Errc::busy && code != Errc::conflict) || attempt == 2 || conn.broken()) {
+      return result;
+    }
+  }
+}
+
 // A JSON string literal of `s` for audit details; control characters become spaces.
 std::string json_string(std::string_view s);
 

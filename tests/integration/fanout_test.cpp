@@ -672,5 +672,225 @@ TEST_F(FanoutPrivateDb, MariadbRestartedUnderLoadGives503sThenRecoversWithNothin
             << "\n";
 }
 
+// ---------------------------------------------------------------- Microsoft Graph (issue 20)
+
+constexpr const char* kClientState = "c3RhdGUtb2YtZGV2aWNlLTE";  // as in tests/data/graph
+
+// A graph-samples body, as Graph would POST it for the app's subscription.
+std::string graph_sample(const std::string& name) {
+  return read_file(source_dir() / "tests/data/graph" / name);
+}
+
+struct GraphDevice {
+  std::string capability, notification_path, lifecycle_path;
+};
+
+std::string path_of(const std::string& url) {
+  const auto host_end = url.find('/', std::string("https://").size());
+  return host_end == std::string::npos ? "" : url.substr(host_end);
+}
+
+class FanoutGraph : public Fanout {
+ protected:
+  GraphDevice register_graph(const std::string& mailbox, const std::string& token,
+                             std::optional<int> unread = std::nullopt) {
+    json body = {{"customer_id", customer_public_},
+                 {"registration_key", registration_key_},
+                 {"mailbox", mailbox},
+                 {"device_token", token},
+                 {"environment", "production"},
+                 {"source", "graph"},
+                 {"client_state", kClientState},
+                 {"tenant_id", "84bd8158-6d4d-4958-8b9f-9d6445542f95"}};
+    if (unread) body["unread"] = *unread;
+    const auto reply = post_registration(port_, body);
+    EXPECT_EQ(reply.status, 201) << reply.body;
+    const auto j = json::parse(reply.body, nullptr, false);
+    GraphDevice d;
+    if (!j.is_object()) return d;
+    d.capability = j.value("capability", "");
+    d.notification_path = path_of(j.value("notification_url", ""));
+    d.lifecycle_path = path_of(j.value("lifecycle_notification_url", ""));
+    EXPECT_EQ(d.notification_path, "/graph/v1/notify/" + d.capability);
+    EXPECT_EQ(d.lifecycle_path, "/graph/v1/lifecycle/" + d.capability);
+    EXPECT_EQ(j.value("resource", ""), "me/mailFolders('inbox')/messages?$filter=isRead eq false");
+    EXPECT_EQ(j.value("change_type", ""), "created,deleted");
+    EXPECT_EQ(j.value("expiration_max_minutes", 0), 10080);
+    EXPECT_FALSE(j.contains("listener_url"));
+    return d;
+  }
+  HttpReply graph_post(const std::string& path, const std::string& body,
+                       const std::string& type = "application/json; charset=utf-8") {
+    return https_request(port_, "POST", path, body, {{"Content-Type", type}});
+  }
+  HttpReply validate(const std::string& path, const std::string& token_query) {
+    return https_request(port_, "POST", path + "?validationToken=" + token_query, "",
+                         {{"Content-Type", "text/plain"}});
+  }
+};
+
+TEST_F(FanoutGraph, AGraphAccountAndAnEwsAccountBadgeOneDeviceWithTheirSum) {
+  start_region();
+  onboard();
+  const std::string token(64, 'd');
+  // The phone has an on-premises account (EWS) and an Exchange Online one (Graph).
+  const auto onprem = register_device("alice@onprem.example.com", token);
+  const auto online = register_graph("alice@online.example.com", token, 2);
+  bind(onprem);
+
+  // Graph validates both URLs before it creates the subscription.
+  for (const auto& path : {online.notification_path, online.lifecycle_path}) {
+    const auto v = validate(path, "Validation%3a+Testing+client+application+reachability");
+    EXPECT_EQ(v.status, 200) << v.body;
+    EXPECT_EQ(v.body, "Validation: Testing client application reachability");
+    EXPECT_EQ(v.header("Content-Type").rfind("text/plain", 0), 0u);
+    EXPECT_EQ(v.header("X-Content-Type-Options"), "nosniff");
+  }
+  EXPECT_EQ(scalar("SELECT COUNT(*) FROM registrations WHERE last_heard_at IS NOT NULL AND "
+                   "source = 'graph'"),
+            0)
+      << "a validation writes nothing";
+
+  // A new unread message: 2 stated + 1.
+  auto r = graph_post(online.notification_path, graph_sample("01-created-unread-message.json"));
+  ASSERT_EQ(r.status, 202) << r.body << daemon_->log();
+  ASSERT_TRUE(wait_for_badges({{token, 3}}, 10s)) << daemon_->log();
+  // The EWS account's truth: 4 unread there; the device shows both accounts.
+  ASSERT_TRUE(ok(post(onprem, unread_event("wm-1", 4))));
+  ASSERT_TRUE(wait_for_badges({{token, 7}}, 10s));
+  // The batch: the first message again (resent), a second one, and an update: +1.
+  r = graph_post(online.notification_path, graph_sample("03-batch-created-created-updated.json"));
+  ASSERT_EQ(r.status, 202) << r.body;
+  ASSERT_TRUE(wait_for_badges({{token, 8}}, 10s));
+  // The first message read: -1; the same notification again changes nothing.
+  for (int i = 0; i < 2; ++i) {
+    r = graph_post(online.notification_path, graph_sample("02-deleted-message-read.json"));
+    ASSERT_EQ(r.status, 202) << r.body;
+  }
+  ASSERT_TRUE(wait_for_badges({{token, 7}}, 10s));
+  EXPECT_EQ(scalar("SELECT unread_count FROM registrations WHERE source = 'graph'"), 3);
+
+  // Someone who learned the URL but not the clientState moves nothing (and is still told 202).
+  std::string forged = graph_sample("01-created-unread-message.json");
+  forged.replace(forged.find(kClientState), std::string(kClientState).size(), "guessed-state-x");
+  forged.replace(forged.find("AAMkAGUwNjQ4"), 12, "ZZZZZZZZZZZZ");
+  r = graph_post(online.notification_path, forged);
+  EXPECT_EQ(r.status, 202);
+  // The app resyncs its count: 10 unread in the online Inbox.
+  const auto resync = https_request(
+      port_, "PUT", "/v1/registrations/self/unread", R"({"unread":10})",
+      {{"Content-Type", "application/json"}, {"Authorization", "Bearer " + online.capability}});
+  ASSERT_EQ(resync.status, 200) << resync.body;
+  ASSERT_TRUE(wait_for_badges({{token, 14}}, 10s));
+  EXPECT_EQ(scalar("SELECT unread_count FROM registrations WHERE source = 'graph'"), 10)
+      << "the forged notification was dropped";
+
+  // A lifecycle event is taken on the lifecycle URL and moves no badge.
+  r = graph_post(online.lifecycle_path, graph_sample("04-lifecycle-reauthorization-required.json"));
+  EXPECT_EQ(r.status, 202) << r.body;
+  const auto metrics = https_request(port_, "GET", "/metrics", "", {});
+  EXPECT_NE(metrics.body.find("mailpush_graph_items_total{result=\"wrong_client_state\"} 1"),
+            std::string::npos)
+      << metrics.body.substr(0, 200);
+  EXPECT_NE(metrics.body.find("mailpush_graph_items_total{result=\"reauthorization_required\"} 1"),
+            std::string::npos);
+
+  // The EWS URL does not take Graph's secret, nor the Graph URL the EWS one.
+  EXPECT_EQ(graph_post("/graph/v1/notify/" + onprem.registration.secret,
+                       graph_sample("01-created-unread-message.json"))
+                .status,
+            404);
+  const auto ews_on_graph =
+      https_request(port_, "POST", "/ews/v1/notify/" + online.capability,
+                    notification("sub-x", new_mail_event("wm-9")),
+                    {{"Content-Type", "text/xml; charset=utf-8"}, {"SOAPAction", kSoapAction}});
+  EXPECT_NE(ews_on_graph.body.find(">Unsubscribe<"), std::string::npos) << ews_on_graph.body;
+  std::this_thread::sleep_for(300ms);
+  EXPECT_EQ(received()[token].back(), 14);
+
+  const auto log = daemon_->log();
+  EXPECT_EQ(log.find(online.capability), std::string::npos) << "no capability in the log";
+  EXPECT_EQ(log.find(kClientState), std::string::npos) << "no clientState in the log";
+  EXPECT_EQ(log.find(token), std::string::npos);
+}
+
+TEST_F(FanoutGraph, HostileGraphRequestsGetAClearRefusalAndRecordNothing) {
+  start_region();
+  onboard();
+  const auto online = register_graph("bob@online.example.com", std::string(64, 'e'));
+  const std::string p = online.notification_path;
+  // Validation of a URL no registration has: 404, so Graph does not create the subscription.
+  EXPECT_EQ(validate("/graph/v1/notify/" + std::string(44, 'A'), "abc").status, 404);
+  // Tokens that cannot be echoed safely.
+  for (const char* bad :
+       {"%3Cscript%3Ealert(1)%3C%2Fscript%3E", "a%0D%0ASet-Cookie:%20x=1", "", "%C0%AF", "%zz"}) {
+    const auto v = validate(p, bad);
+    EXPECT_EQ(v.status, 400) << bad;
+    EXPECT_EQ(v.body.find("script"), std::string::npos);
+  }
+  EXPECT_EQ(validate(p, std::string(1025, 'a')).status, 400);
+  // Bodies.
+  EXPECT_EQ(graph_post(p, "{\"value\":[", "application/json").status, 400);
+  EXPECT_EQ(graph_post(p, "<value/>", "text/xml").status, 415);
+  EXPECT_EQ(graph_post(p, std::string(5000, '[') + std::string(5000, ']')).status, 400);
+  EXPECT_EQ(graph_post(p, R"({"value":[{"subscriptionId":7,"changeType":"created"}]})").status,
+            400);
+  EXPECT_EQ(graph_post(p, "{\"value\":[{\"subscriptionId\":\"\xC0\xAF\"}]}").status, 400);
+  std::string many = R"({"value":[)";
+  for (int i = 0; i < 1001; ++i) {
+    many += std::string(i ? "," : "") + R"({"subscriptionId":"s","changeType":"updated"})";
+  }
+  EXPECT_EQ(graph_post(p, many + "]}").status, 400);
+  EXPECT_EQ(graph_post(p, "{\"value\":[]}" + std::string(300 * 1024, ' ')).status, 413);
+  // The resync needs the capability and a count.
+  EXPECT_EQ(https_request(port_, "PUT", "/v1/registrations/self/unread", R"({"unread":1})",
+                          {{"Content-Type", "application/json"}})
+                .status,
+            401);
+  EXPECT_EQ(https_request(port_, "PUT", "/v1/registrations/self/unread", R"({"unread":-1})",
+                          {{"Content-Type", "application/json"},
+                           {"Authorization", "Bearer " + online.capability}})
+                .status,
+            400);
+  EXPECT_EQ(https_request(port_, "PUT", "/v1/registrations/self/unread", R"({"unread":1})",
+                          {{"Content-Type", "application/json"},
+                           {"Authorization", "Bearer " + std::string(44, 'B')}})
+                .status,
+            404);
+  // Nothing was recorded and the daemon is well.
+  EXPECT_EQ(scalar("SELECT COUNT(*) FROM registrations WHERE last_heard_at IS NOT NULL OR "
+                   "unread_count <> 0 OR badge_owner IS NOT NULL"),
+            0);
+  EXPECT_EQ(graph_post(p, graph_sample("01-created-unread-message.json")).status, 202);
+  EXPECT_TRUE(wait_for_badges({{std::string(64, 'e'), 1}}, 10s));
+}
+
+TEST_F(FanoutGraph, TheRegistrationApiChecksGraphFields) {
+  start_region();
+  onboard();
+  const json base = {{"customer_id", customer_public_},
+                     {"registration_key", registration_key_},
+                     {"mailbox", "carol@online.example.com"},
+                     {"device_token", std::string(64, 'f')},
+                     {"environment", "production"}};
+  const auto refused = [&](json patch, const std::string& field) {
+    json body = base;
+    body.merge_patch(patch);
+    const auto reply = post_registration(port_, body);
+    EXPECT_EQ(reply.status, 400) << patch.dump() << " " << reply.body;
+    EXPECT_EQ(json::parse(reply.body, nullptr, false).value("field", ""), field) << reply.body;
+  };
+  refused({{"source", "imap"}}, "source");
+  refused({{"source", "graph"}}, "client_state");
+  refused({{"source", "graph"}, {"client_state", "short"}}, "client_state");
+  refused({{"source", "graph"}, {"client_state", std::string(129, 'x')}}, "client_state");
+  refused({{"source", "graph"}, {"client_state", std::string(20, 'x')}, {"unread", -1}}, "unread");
+  refused({{"source", "graph"}, {"client_state", std::string(20, 'x')}, {"unread", "3"}}, "unread");
+  refused({{"source", "graph"}, {"client_state", std::string(20, 'x')}, {"folder_id", "AQ"}},
+          "folder_id");
+  refused({{"client_state", std::string(20, 'x')}}, "client_state");
+  EXPECT_EQ(scalar("SELECT COUNT(*) FROM registrations"), 0);
+}
+
 }  // namespace
 }  // namespace mp::test

@@ -1,0 +1,83 @@
+// The Graph listener's use case (DESIGN.md flow 7; issue 20): the validation handshake and the
+// change and lifecycle notifications of a Graph registration, found by its capability (the
+// secret in its URL). The relay holds no Microsoft credential: the app creates and renews the
+// subscription with its own token; what proves a notification is the URL's secret and the
+// clientState the app chose, which only the app and Graph know.
+#pragma once
+
+#include <prometheus/counter.h>
+#include <prometheus/registry.h>
+
+#include <boost/asio/awaitable.hpp>
+#include <functional>
+#include <string>
+#include <string_view>
+
+#include "common/cidr.hpp"
+#include "common/token_bucket.hpp"
+#include "graph/notification.hpp"
+#include "relay/graph_rules.hpp"
+#include "store/graph_store.hpp"
+
+namespace mp::relay {
+
+enum class GraphOutcome {
+  accepted,      // recorded (or every item dropped): 202, or 200 with the token
+  unknown,       // no active Graph registration has this secret: 404
+  rate_limited,  // the caller's address is over its unknown-secret limit: 429
+  unavailable,   // the database cannot record now: 503 (Graph retries)
+};
+const char* graph_outcome_name(GraphOutcome outcome) noexcept;
+
+struct GraphResult {
+  GraphOutcome outcome = GraphOutcome::unavailable;
+  GraphTally tally;
+  std::string customer_id;  // public, for logs
+  bool marked = false;      // a pending badge was marked
+};
+
+struct GraphLimits {
+  // Unknown secrets per caller address (a burst, then a rate), as for the EWS listener.
+  double unknown_burst = 100;
+  double unknown_per_second = 20;
+  std::size_t tracked_addresses = 100000;
+};
+
+class GraphService {
+ public:
+  GraphService(store::GraphStore& store, prometheus::Registry& registry, GraphLimits limits = {});
+  // Secrets that fail it are unknown without a lookup (the region's capability tag check).
+  void set_secret_filter(std::function<bool(std::string_view)> filter) {
+    filter_ = std::move(filter);
+  }
+
+  // Graph's validation request: accepted when an active Graph registration has the secret. No
+  // write.
+  boost::asio::awaitable<GraphResult> validate(std::string_view secret, const IpAddress& caller);
+  // A notification body's items, recorded in one transaction before the answer.
+  boost::asio::awaitable<GraphResult> notify(std::string_view secret,
+                                             const graph::Notifications& notifications,
+                                             const IpAddress& caller);
+  // The app reports the unread count it sees (its capability is the URL's secret): the count
+  // becomes the baseline and the badge follows. `unknown` for an EWS registration too.
+  boost::asio::awaitable<GraphResult> resync(std::string_view capability, std::uint32_t count,
+                                             const IpAddress& caller);
+
+ private:
+  // The secret's hash, or the outcome that ends the request before the database.
+  std::optional<GraphOutcome> precheck(std::string_view secret, const IpAddress& caller);
+  void count_unknown(const IpAddress& caller);
+  void count(const GraphResult& result);
+  // One transaction on the registration's row with `decide`; the outcome and what it did.
+  using RowDecision = std::function<GraphDecision(const store::GraphRegistration&)>;
+  boost::asio::awaitable<GraphResult> record(std::string_view secret, const IpAddress& caller,
+                                             const RowDecision& decide);
+
+  store::GraphStore& store_;
+  std::function<bool(std::string_view)> filter_;
+  TokenBucketLimiter unknown_by_address_;
+  prometheus::Family<prometheus::Counter>& requests_;
+  prometheus::Family<prometheus::Counter>& items_;
+};
+
+}  // namespace mp::relay

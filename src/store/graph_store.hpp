@@ -1,0 +1,96 @@
+// Graph registrations (issue 20): what the Graph listener reads and writes. A registration with
+// source 'graph' keeps its unread count as graph::UnreadSet's bytes and baseline beside the
+// count the dispatcher sends (unread_count); a notification that moves it marks the same row
+// pending, exactly as an EWS callback does (migration 0009), so one notification is one row
+// write and a device's badge is the sum over its EWS and Graph registrations.
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+
+#include "common/crypto.hpp"
+#include "common/result.hpp"
+#include "store/database_pool.hpp"
+#include "store/mariadb.hpp"
+
+namespace mp::store {
+
+// An active Graph registration as a notification finds it (customer not deleted).
+struct GraphRegistration {
+  std::int64_t id = 0;
+  std::string customer_public_id;  // "use1-…", for logs
+  bool customer_active = false;
+  bool device_active = false;
+  Bytes client_state_hash;      // 32 bytes: SHA-256 of the app's clientState
+  std::string tenant;           // "" when the app stated none
+  std::string subscription_id;  // "" until the first notification binds it
+  std::uint32_t baseline = 0;   // graph_baseline
+  std::string items;            // graph_items (graph::UnreadSet bytes)
+  std::uint32_t unread_count = 0;
+};
+
+// What a notification changes on the row; `write` false: nothing (every item was dropped).
+struct GraphUpdate {
+  bool write = false;
+  std::string subscription_id;  // "" unbinds (a removed subscription)
+  std::uint32_t baseline = 0;
+  std::string items;
+  std::uint32_t unread_count = 0;
+  bool count_moved = false;                // marks a pending badge (device and customer active)
+  std::optional<std::int64_t> expires_at;  // Unix seconds; none keeps the stored one
+  bool heard = true;  // Graph called: last_heard_at is now (an app's resync is not)
+};
+
+using GraphDecide = std::function<GraphUpdate(const GraphRegistration&)>;
+
+struct GraphRecorded {
+  GraphRegistration before;
+  GraphUpdate update;
+  bool marked = false;  // a pending badge was marked
+};
+
+// The active Graph registration with this secret hash, or nullopt. No lock, no write.
+Result<std::optional<GraphRegistration>> find_graph_registration(Connection& conn,
+                                                                 const Bytes& secret_hash);
+
+// One transaction, re-run on a deadlock or a Galera conflict: the registration's row locked by
+// its secret hash, `decide` on what it holds, and the update written in one statement (with its
+// pending badge owned by `owner` when the count moved). nullopt: no active Graph registration
+// has the hash (nothing written).
+Result<std::optional<GraphRecorded>> record_graph(Connection& conn, const Bytes& secret_hash,
+                                                  const GraphDecide& decide,
+                                                  const std::string& owner);
+
+// What the Graph use case needs of the database (a fake in its unit tests).
+class GraphStore {
+ public:
+  virtual ~GraphStore() = default;
+  virtual boost::asio::awaitable<Result<std::optional<GraphRegistration>>> find(
+      const Bytes& secret_hash) = 0;
+  virtual boost::asio::awaitable<Result<std::optional<GraphRecorded>>> record(
+      const Bytes& secret_hash, const GraphDecide& decide) = 0;
+};
+
+// GraphStore on MariaDB: each call is one job on the pool. `on_marked` runs after a commit that
+// marked a pending badge (the daemon wakes the dispatcher).
+class MariadbGraphStore final : public GraphStore {
+ public:
+  MariadbGraphStore(DatabasePool& pool, std::string owner)
+      : pool_(pool), owner_(std::move(owner)) {}
+  void set_marked_observer(std::function<void()> on_marked) { on_marked_ = std::move(on_marked); }
+
+  boost::asio::awaitable<Result<std::optional<GraphRegistration>>> find(
+      const Bytes& secret_hash) override;
+  boost::asio::awaitable<Result<std::optional<GraphRecorded>>> record(
+      const Bytes& secret_hash, const GraphDecide& decide) override;
+
+ private:
+  DatabasePool& pool_;
+  std::string owner_;
+  std::function<void()> on_marked_;
+};
+
+}  // namespace mp::store

@@ -1,0 +1,177 @@
+// Graph registrations on the real MariaDB: created with their clientState hash and stated count,
+// found only as Graph registrations, recorded with one row write that marks the pending badge
+// only when the count moved and the device and customer are active; a source switch replaces.
+#include "store/graph_store.hpp"
+
+#include <gtest/gtest.h>
+
+#include "common/crypto.hpp"
+#include "store/migrations.hpp"
+#include "store/registrations.hpp"
+#include "test_env.hpp"
+
+namespace mp::store {
+namespace {
+
+class GraphStoreTest : public ::testing::Test {
+ protected:
+  test::ScratchDatabase db;
+  Connection conn{db.options()};
+  const Actor actor{"registration-api", "192.0.2.9"};
+  std::int64_t customer = 0;
+  const std::string token = hex_encode(random_bytes(32));
+  const Bytes mailbox = random_bytes(32);
+
+  void SetUp() override {
+    ASSERT_TRUE(conn.connect().ok());
+    ASSERT_TRUE(migrate(conn).ok());
+    customer = test::insert_test_customer(conn, "tst-" + hex_encode(random_bytes(4)));
+  }
+
+  CapabilityRegistration graph_request(std::optional<std::uint32_t> unread = std::nullopt) {
+    CapabilityRegistration r;
+    r.customer_id = customer;
+    r.mailbox_hmac = mailbox;
+    r.token_hex = token;
+    r.environment = "production";
+    r.status_frequency_minutes = 10080;
+    r.new_hash = sha384(hex_encode(random_bytes(22)));
+    r.source = "graph";
+    r.client_state_hash = sha256("client-state-of-the-app");
+    r.graph_tenant = "tenant-a";
+    r.unread = unread;
+    return r;
+  }
+
+  CapabilityResult registered(const CapabilityRegistration& r) {
+    auto result = register_with_capability(conn, r, actor);
+    EXPECT_TRUE(result.ok()) << result.error().message;
+    return result.ok() ? std::move(*result) : CapabilityResult{};
+  }
+
+  std::string column(const std::string& expr, std::int64_t id) {
+    auto rows = conn.query("SELECT " + expr + " FROM registrations WHERE id = ?", {Value{id}});
+    EXPECT_TRUE(rows.ok() && !rows->empty()) << expr;
+    return rows.ok() && !rows->empty() ? (*rows)[0].text(0) : "";
+  }
+
+  // A decision that sets the count to `n` (as the rules would after some items).
+  static GraphDecide set_count(std::uint32_t n, std::string subscription = "sub-1") {
+    return [n, subscription](const GraphRegistration& row) {
+      GraphUpdate u;
+      u.write = true;
+      u.subscription_id = subscription;
+      u.baseline = n;
+      u.unread_count = n;
+      u.count_moved = n != row.unread_count;
+      u.expires_at = 1797099825;
+      return u;
+    };
+  }
+};
+
+TEST_F(GraphStoreTest, ARegistrationKeepsItsSourceClientStateAndStatedCount) {
+  const auto r = graph_request(4);
+  const auto result = registered(r);
+  ASSERT_EQ(result.change, CapabilityChange::created);
+  EXPECT_EQ(column("source", result.registration_id), "graph");
+  EXPECT_EQ(column("unread_count", result.registration_id), "4");
+  EXPECT_EQ(column("graph_baseline", result.registration_id), "4");
+  EXPECT_EQ(column("graph_tenant", result.registration_id), "tenant-a");
+  EXPECT_EQ(column("LOWER(HEX(client_state_hash))", result.registration_id),
+            hex_encode(r.client_state_hash));
+
+  auto found = find_graph_registration(conn, r.new_hash);
+  ASSERT_TRUE(found.ok()) << found.error().message;
+  ASSERT_TRUE(found->has_value());
+  EXPECT_EQ((*found)->unread_count, 4u);
+  EXPECT_EQ((*found)->client_state_hash, r.client_state_hash);
+  EXPECT_TRUE((*found)->customer_active);
+  EXPECT_TRUE((*found)->device_active);
+}
+
+TEST_F(GraphStoreTest, AnEwsRegistrationIsNoGraphRegistration) {
+  auto r = graph_request();
+  r.source = "ews";
+  r.unread.reset();
+  registered(r);
+  auto found = find_graph_registration(conn, r.new_hash);
+  ASSERT_TRUE(found.ok());
+  EXPECT_FALSE(found->has_value());
+  auto recorded = record_graph(conn, r.new_hash, set_count(3), "me");
+  ASSERT_TRUE(recorded.ok());
+  EXPECT_FALSE(recorded->has_value());
+}
+
+TEST_F(GraphStoreTest, ARecordWritesTheRowAndMarksItsBadgeWhenTheCountMoved) {
+  const auto r = graph_request();
+  const auto id = registered(r).registration_id;
+  auto recorded = record_graph(conn, r.new_hash, set_count(2), "instance-a");
+  ASSERT_TRUE(recorded.ok()) << recorded.error().message;
+  ASSERT_TRUE(recorded->has_value());
+  EXPECT_TRUE((*recorded)->marked);
+  EXPECT_EQ(column("unread_count", id), "2");
+  EXPECT_EQ(column("subscription_id", id), "sub-1");
+  EXPECT_EQ(column("badge_owner", id), "instance-a");
+  EXPECT_EQ(column("badge_version", id), "1");
+  EXPECT_EQ(column("UNIX_TIMESTAMP(graph_expires_at)", id).substr(0, 10), "1797099825");
+  EXPECT_NE(column("last_heard_at", id), "");
+
+  // The same count again: written, not marked again.
+  auto again = record_graph(conn, r.new_hash, set_count(2), "instance-b");
+  ASSERT_TRUE(again.ok() && again->has_value());
+  EXPECT_FALSE((*again)->marked);
+  EXPECT_EQ(column("badge_version", id), "1");
+  EXPECT_EQ(column("badge_owner", id), "instance-a");
+}
+
+TEST_F(GraphStoreTest, NothingIsWrittenWhenTheDecisionSaysSo) {
+  const auto r = graph_request();
+  const auto id = registered(r).registration_id;
+  auto recorded = record_graph(
+      conn, r.new_hash, [](const GraphRegistration&) { return GraphUpdate{}; }, "me");
+  ASSERT_TRUE(recorded.ok() && recorded->has_value());
+  EXPECT_FALSE((*recorded)->marked);
+  EXPECT_EQ(column("last_heard_at", id), "");
+  EXPECT_EQ(column("badge_owner", id), "");
+}
+
+TEST_F(GraphStoreTest, AnInactiveDeviceOrCustomerGetsTheCountButNoMark) {
+  const auto r = graph_request();
+  const auto result = registered(r);
+  ASSERT_TRUE(
+      conn.execute("UPDATE devices SET state = 'invalid' WHERE id = ?", {Value{result.device_id}})
+          .ok());
+  auto recorded = record_graph(conn, r.new_hash, set_count(3), "me");
+  ASSERT_TRUE(recorded.ok() && recorded->has_value());
+  EXPECT_FALSE((*recorded)->marked);
+  EXPECT_EQ(column("unread_count", result.registration_id), "3");
+  EXPECT_EQ(column("badge_owner", result.registration_id), "");
+}
+
+TEST_F(GraphStoreTest, MovingTheAccountToGraphReplacesTheEwsRegistration) {
+  auto ews = graph_request();
+  ews.source = "ews";
+  ews.unread.reset();
+  const auto first = registered(ews);
+  ASSERT_EQ(first.change, CapabilityChange::created);
+  // The app presents its EWS capability but asks for Graph: new URLs.
+  auto graph = graph_request(6);
+  graph.presented_hash = ews.new_hash;
+  const auto second = registered(graph);
+  EXPECT_EQ(second.change, CapabilityChange::replaced);
+  EXPECT_EQ(second.registration_id, first.registration_id);
+  EXPECT_EQ(column("source", second.registration_id), "graph");
+  EXPECT_EQ(column("unread_count", second.registration_id), "6");
+  auto found = find_graph_registration(conn, graph.new_hash);
+  ASSERT_TRUE(found.ok());
+  EXPECT_TRUE(found->has_value());
+  // A refresh of the Graph registration keeps it, and its count.
+  auto refresh = graph_request(9);
+  refresh.presented_hash = graph.new_hash;
+  EXPECT_EQ(registered(refresh).change, CapabilityChange::unchanged);
+  EXPECT_EQ(column("unread_count", second.registration_id), "6");
+}
+
+}  // namespace
+}  // namespace mp::store
