@@ -109,6 +109,8 @@ relay::GraphLimits graph_limits(const config::RegionConfig& cfg) {
   relay::GraphLimits l;
   l.unknown_burst = cfg.limits.unknown_secret_burst_per_address;
   l.unknown_per_second = static_cast<double>(cfg.limits.unknown_secrets_per_second_per_address);
+  l.registration_burst = cfg.limits.callback_burst_per_registration;
+  l.registration_per_second = static_cast<double>(cfg.limits.callbacks_per_second_per_registration);
   return l;
 }
 

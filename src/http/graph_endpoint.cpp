@@ -113,7 +113,8 @@ boost::asio::awaitable<Response> GraphEndpoint::handle(const Request& req,
     }
     const auto result = co_await service_.validate(ctx.path_rest, caller);
     if (result.outcome != relay::GraphOutcome::accepted) co_return answer(req, result);
-    log::info("graph.validated", {{"customer", result.customer_id}, {"route", ctx.route}});
+    validated_log_.write(log::Level::info, "graph.validated",
+                         {{"customer", result.customer_id}, {"route", ctx.route}});
     Response res = make_response(req, beast_http::status::ok, "text/plain; charset=utf-8",
                                  std::get<std::string>(*token));
     res.set("X-Content-Type-Options", "nosniff");
@@ -170,7 +171,8 @@ Response GraphEndpoint::answer(const RequestHeader& req, const relay::GraphResul
                         "no active Graph registration has this URL");
     case relay::GraphOutcome::rate_limited: {
       auto res = json_error(req, beast_http::status::too_many_requests, "rate_limited",
-                            "too many unknown URLs from this address; retry after Retry-After");
+                            "too many requests for this URL or from this address; retry after "
+                            "Retry-After");
       res.set(beast_http::field::retry_after, "10");
       return res;
     }

@@ -49,6 +49,7 @@ class GraphEndpoint {
   prometheus::Family<prometheus::Counter>& refused_;
   log::Throttle refused_log_;
   log::Throttle dropped_log_;
+  log::Throttle validated_log_;
 };
 
 }  // namespace mp::http

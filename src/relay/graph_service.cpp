@@ -35,16 +35,24 @@ GraphService::GraphService(store::GraphStore& store, prometheus::Registry& regis
                  .Name("mailpush_graph_items_total")
                  .Help("Graph notification items by what they did (created, deleted, unchanged, "
                        "wrong_client_state, wrong_tenant, other, and lifecycle events)")
-                 .Register(registry)) {}
+                 .Register(registry)) {
+  if (limits.registration_per_second > 0) {
+    per_registration_.emplace(limits.registration_burst, limits.registration_per_second, 200000);
+  }
+}
 
-std::optional<GraphOutcome> GraphService::precheck(std::string_view secret,
+std::optional<GraphOutcome> GraphService::precheck(std::string_view secret, const Bytes& hash,
                                                    const IpAddress& caller) {
-  if (unknown_by_address_.blocked(address_limit_key(caller), TokenBucketLimiter::Clock::now())) {
+  const auto now = TokenBucketLimiter::Clock::now();
+  if (unknown_by_address_.blocked(address_limit_key(caller), now)) {
     return GraphOutcome::rate_limited;
   }
   if (secret.empty() || secret.size() > 128 || (filter_ && !filter_(secret))) {
     count_unknown(caller);
     return GraphOutcome::unknown;
+  }
+  if (per_registration_ && per_registration_->take(std::string(hash.begin(), hash.end()), now)) {
+    return GraphOutcome::rate_limited;
   }
   return std::nullopt;
 }
@@ -56,10 +64,10 @@ void GraphService::count_unknown(const IpAddress& caller) {
 asio::awaitable<GraphResult> GraphService::validate(std::string_view secret,
                                                     const IpAddress& caller) {
   GraphResult result;
-  if (auto early = precheck(secret, caller)) {
+  const Bytes hash = sha384(secret);
+  if (auto early = precheck(secret, hash, caller)) {
     result.outcome = *early;
   } else {
-    const Bytes hash = sha384(secret);
     auto found = co_await store_.find(hash);
     if (!found) {
       log::warn("graph.lookup_failed", {{"error", found.error().message}});
@@ -82,7 +90,8 @@ asio::awaitable<GraphResult> GraphService::validate(std::string_view secret,
 asio::awaitable<GraphResult> GraphService::record(std::string_view secret, const IpAddress& caller,
                                                   const RowDecision& decide) {
   GraphResult result;
-  if (auto early = precheck(secret, caller)) {
+  const Bytes hash = sha384(secret);
+  if (auto early = precheck(secret, hash, caller)) {
     result.outcome = *early;
     co_return result;
   }
@@ -94,7 +103,6 @@ asio::awaitable<GraphResult> GraphService::record(std::string_view secret, const
     *tally = d.tally;
     return d.update;
   };
-  const Bytes hash = sha384(secret);
   auto recorded = co_await store_.record(hash, on_row);
   if (!recorded) {
     log::warn("graph.record_failed", {{"error", recorded.error().message}});

@@ -10,6 +10,7 @@
 
 #include <boost/asio/awaitable.hpp>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -41,6 +42,10 @@ struct GraphLimits {
   double unknown_burst = 100;
   double unknown_per_second = 20;
   std::size_t tracked_addresses = 100000;
+  // Requests per registration (a burst, then a rate; 0: no limit), as the EWS listener's
+  // callbacks: whoever holds a URL can post to it, but not faster than this.
+  double registration_burst = 120;
+  double registration_per_second = 4;
 };
 
 class GraphService {
@@ -64,8 +69,10 @@ class GraphService {
                                              const IpAddress& caller);
 
  private:
-  // The secret's hash, or the outcome that ends the request before the database.
-  std::optional<GraphOutcome> precheck(std::string_view secret, const IpAddress& caller);
+  // The outcome that ends the request before the database, if any: the caller's address over
+  // its unknown-URL limit, a secret of the wrong form, or the registration over its own limit.
+  std::optional<GraphOutcome> precheck(std::string_view secret, const Bytes& hash,
+                                       const IpAddress& caller);
   void count_unknown(const IpAddress& caller);
   void count(const GraphResult& result);
   // One transaction on the registration's row with `decide`; the outcome and what it did.
@@ -76,6 +83,7 @@ class GraphService {
   store::GraphStore& store_;
   std::function<bool(std::string_view)> filter_;
   TokenBucketLimiter unknown_by_address_;
+  std::optional<TokenBucketLimiter> per_registration_;  // by secret hash
   prometheus::Family<prometheus::Counter>& requests_;
   prometheus::Family<prometheus::Counter>& items_;
 };

@@ -892,5 +892,84 @@ TEST_F(FanoutGraph, TheRegistrationApiChecksGraphFields) {
   EXPECT_EQ(scalar("SELECT COUNT(*) FROM registrations"), 0);
 }
 
+TEST_F(FanoutGraph, KilledWithSigkillUnderGraphLoadLosesNoAcknowledgedNotification) {
+  // The per-registration limit is off: the load posts faster than a mailbox gets mail.
+  start_region({{"limits", {{"callbacks_per_second_per_registration", 0}}}});
+  onboard();
+  struct Account {
+    GraphDevice device;
+    std::string token;
+  };
+  std::vector<Account> accounts;
+  for (int i = 0; i < 12; ++i) {
+    const std::string token = hex_encode(random_bytes(32));
+    accounts.push_back(
+        {register_graph("k" + std::to_string(i) + "@online.example.com", token), token});
+  }
+  const std::string sample = graph_sample("01-created-unread-message.json");
+  const std::string message =
+      "AAMkAGUwNjQ4ZjIxLTQ3Y2YtNDViMi1iZjc4LTMA3ZWE0MwBGAAAAAAA5E0ADpQ8bRbH9AgYbvbNAAA=";
+  std::mutex mutex;
+  std::vector<int> acked(accounts.size(), 0), sent(accounts.size(), 0);
+  std::atomic<bool> stop{false};
+  std::atomic<std::uint64_t> acks{0};
+  std::vector<std::thread> threads;
+  for (std::size_t t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      std::vector<int> next(accounts.size(), 1);
+      while (!stop) {
+        for (std::size_t i = t; i < accounts.size() && !stop; i += 4) {
+          // Message n of account i; a notification not answered 202 is sent again, as Graph does.
+          std::string body = sample;
+          const std::string id = "msg-" + std::to_string(i) + "-" + std::to_string(next[i]);
+          for (auto at = body.find(message); at != std::string::npos; at = body.find(message)) {
+            body.replace(at, message.size(), id);
+          }
+          int status = 0;
+          try {
+            status = https_request(port_, "POST", accounts[i].device.notification_path, body,
+                                   {{"Content-Type", "application/json"}})
+                         .status;
+          } catch (const std::exception&) {
+          }
+          std::lock_guard lock(mutex);
+          sent[i] = std::max(sent[i], next[i]);
+          if (status == 202) {
+            acked[i] = next[i]++;
+            ++acks;
+          }
+        }
+        std::this_thread::sleep_for(5ms);
+      }
+    });
+  }
+  const auto started = std::chrono::steady_clock::now();
+  while (std::chrono::steady_clock::now() - started < 3s ||
+         (acks < 200 && std::chrono::steady_clock::now() - started < 20s)) {
+    std::this_thread::sleep_for(100ms);
+  }
+  daemon_->signal(SIGKILL);
+  ASSERT_TRUE(daemon_->wait(10s).has_value());
+  std::this_thread::sleep_for(500ms);
+  stop = true;
+  for (auto& t : threads) t.join();
+  ASSERT_GT(acks.load(), 100u) << "the load ran";
+  start_daemon({{"limits", {{"callbacks_per_second_per_registration", 0}}}});
+  // Every acknowledged message is counted (a message sent but not acknowledged may be too), and
+  // every device gets its registration's count as its badge.
+  std::map<std::string, int> want;
+  for (std::size_t i = 0; i < accounts.size(); ++i) {
+    const auto count = scalar(
+        "SELECT r.unread_count FROM registrations r JOIN devices d ON d.id = r.device_id WHERE "
+        "d.token_hex = '" +
+        accounts[i].token + "'");
+    EXPECT_GE(count, acked[i]) << "account " << i << ": an acknowledged notification was lost";
+    EXPECT_LE(count, sent[i]) << "account " << i << ": a message was counted twice";
+    if (count > 0) want[accounts[i].token] = static_cast<int>(count);
+  }
+  EXPECT_TRUE(wait_for_badges(want, 60s)) << daemon_->log();
+  std::cout << "[ kill test ] acknowledged " << acks.load() << " Graph notifications\n";
+}
+
 }  // namespace
 }  // namespace mp::test

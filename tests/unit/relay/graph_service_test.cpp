@@ -52,7 +52,8 @@ class FakeGraphStore final : public store::GraphStore {
   }
 };
 
-graph::Notifications created_item(const std::string& message, const std::string& state = kServiceState) {
+graph::Notifications created_item(const std::string& message,
+                                  const std::string& state = kServiceState) {
   graph::Item i;
   i.subscription_id = "sub";
   i.client_state = state;
@@ -117,11 +118,27 @@ TEST_F(GraphServiceTest, UnknownSecretsAreLimitedPerAddressBeforeTheStore) {
               GraphOutcome::unknown);
   }
   const int before = store.records;
-  EXPECT_EQ(run(service.notify(secret, created_item("m"), caller)).outcome, GraphOutcome::rate_limited);
+  EXPECT_EQ(run(service.notify(secret, created_item("m"), caller)).outcome,
+            GraphOutcome::rate_limited);
   EXPECT_EQ(store.records, before) << "no lookup once the address is over its limit";
   // Another address is not held back.
   EXPECT_EQ(run(service.notify(secret, created_item("m"), *parse_ip("192.0.2.8"))).outcome,
             GraphOutcome::accepted);
+}
+
+TEST_F(GraphServiceTest, ARegistrationIsHeldToItsOwnRateWhoeverPosts) {
+  prometheus::Registry own;
+  GraphService limited{store, own, GraphLimits{100, 100, 100, 2, 0.001}};
+  EXPECT_EQ(run(limited.notify(secret, created_item("m1"), caller)).outcome,
+            GraphOutcome::accepted);
+  EXPECT_EQ(run(limited.validate(secret, *parse_ip("192.0.2.9"))).outcome, GraphOutcome::accepted);
+  const int before = store.records + store.finds;
+  EXPECT_EQ(run(limited.notify(secret, created_item("m2"), *parse_ip("198.51.100.1"))).outcome,
+            GraphOutcome::rate_limited);
+  EXPECT_EQ(store.records + store.finds, before) << "refused before the database";
+  // Another registration is not held back.
+  EXPECT_EQ(run(limited.notify(std::string(44, 'z'), created_item("m"), caller)).outcome,
+            GraphOutcome::unknown);
 }
 
 TEST_F(GraphServiceTest, TheSecretFilterRefusesWithoutALookup) {
@@ -134,7 +151,8 @@ TEST_F(GraphServiceTest, TheSecretFilterRefusesWithoutALookup) {
 TEST_F(GraphServiceTest, AFailingStoreIsUnavailableNeverAccepted) {
   store.fail = true;
   EXPECT_EQ(run(service.validate(secret, caller)).outcome, GraphOutcome::unavailable);
-  EXPECT_EQ(run(service.notify(secret, created_item("m1"), caller)).outcome, GraphOutcome::unavailable);
+  EXPECT_EQ(run(service.notify(secret, created_item("m1"), caller)).outcome,
+            GraphOutcome::unavailable);
   EXPECT_EQ(run(service.resync(secret, 1, caller)).outcome, GraphOutcome::unavailable);
 }
 
