@@ -77,6 +77,10 @@ Result<ApnsRequest> build_request(const BadgeNotification& n) {
     return refuse_request("the badge is " + std::to_string(n.badge) +
                           "; it must be 0 (clear) or more");
   }
+  if (n.background && n.priority != 5) {
+    return refuse_request("the priority of a background push is " + std::to_string(n.priority) +
+                          "; APNs accepts only 5 for them");
+  }
   if (n.priority != 10 && n.priority != 5) {
     return refuse_request("the priority is " + std::to_string(n.priority) +
                           "; APNs accepts 10 (send now) or 5 (when convenient for the device)");
@@ -95,11 +99,12 @@ Result<ApnsRequest> build_request(const BadgeNotification& n) {
   request.path = "/3/device/" + n.device_token_hex;
   request.headers.reserve(5);
   request.headers.emplace_back("apns-topic", n.topic);
-  request.headers.emplace_back("apns-push-type", "alert");
+  request.headers.emplace_back("apns-push-type", n.background ? "background" : "alert");
   request.headers.emplace_back("apns-priority", std::to_string(n.priority));
   request.headers.emplace_back("apns-expiration", std::to_string(expiration));
   if (n.collapse_id) request.headers.emplace_back("apns-collapse-id", *n.collapse_id);
-  request.body = badge_payload(n.badge, n.content_available);
+  request.body = n.background ? std::string(R"({"aps":{"content-available":1}})")
+                              : badge_payload(n.badge, n.content_available);
   if (request.body.size() > kMaxPayloadBytes) {  // cannot happen with an int badge; kept as a guard
     return make_error(Errc::internal, "APNs payload of " + std::to_string(request.body.size()) +
                                           " bytes exceeds " + std::to_string(kMaxPayloadBytes));

@@ -25,6 +25,9 @@ struct BadgeNotification {
   std::chrono::system_clock::time_point expires{};
   std::optional<std::string> collapse_id;  // APNs keeps only the newest of one id per device
   int priority = 10;                       // 10 immediately, 5 when it suits the device
+  // A background push instead of a badge: {"aps":{"content-available":1}}, apns-push-type
+  // background, priority 5 (Apple refuses 10 for these); `badge` is not sent.
+  bool background = false;
 };
 
 struct ApnsRequest {
@@ -32,7 +35,9 @@ struct ApnsRequest {
   // In this order: apns-topic, apns-push-type, apns-priority, apns-expiration,
   // apns-collapse-id (only when set). Pseudo-headers are the h2 client's business.
   std::vector<std::pair<std::string, std::string>> headers;
-  std::string body;  // {"aps":{"badge":N}} or {"aps":{"badge":N,"content-available":1}}
+  // {"aps":{"badge":N}}, {"aps":{"badge":N,"content-available":1}}, or for a background push
+  // {"aps":{"content-available":1}}
+  std::string body;
 };
 
 // Checks every field (token, topic charset, badge, priority, expiry, collapse id) and builds

@@ -49,6 +49,7 @@
 #include "store/mariadb_dispatch_store.hpp"
 #include "store/mariadb_portal_store.hpp"
 #include "store/mariadb_registration_store.hpp"
+#include "store/outbox.hpp"
 #include "store/registrations.hpp"
 
 namespace mp::app {
@@ -369,11 +370,12 @@ asio::awaitable<void> preload_registration_cache(RegionServices& services, Daemo
 
 // Registrations Exchange never called end after registration.unconfirmed_expiry_hours, at most
 // 1,000 a minute per instance, so that registrations anyone with the app's key can create do not
-// hold a customer's quota for ever; then silent subscriptions are counted for the metric (both
-// read an index range, migration 0006).
+// hold a customer's quota for ever; then the apps to wake are marked (store::mark_due_wakes) and
+// silent subscriptions are counted for the metric (each reads an index range).
 asio::awaitable<void> registration_upkeep(store::DatabasePool& pool, std::chrono::hours grace,
-                                          DaemonMetrics& metrics,
-                                          const relay::RegistrationCache& cache) {
+                                          DaemonMetrics& metrics, RegionServices& services,
+                                          const std::string& instance_id) {
+  const relay::RegistrationCache& cache = services.registration_cache;
   if (grace.count() > 0) {
     const store::DatabasePool::Job<std::uint64_t> expire = [grace](store::Connection& c) {
       return store::expire_unconfirmed_registrations(c, grace, 1000);
@@ -389,6 +391,18 @@ asio::awaitable<void> registration_upkeep(store::DatabasePool& pool, std::chrono
                  {"why", "Exchange never called them: no app subscribed with their URL"}});
     }
   }
+  // Apps to wake with a background push: Graph subscriptions near their expiry, EWS
+  // subscriptions gone silent, wakes whose send failed (each marked pending for this instance).
+  const store::DatabasePool::Job<std::uint64_t> wakes = [instance_id](store::Connection& c) {
+    return store::mark_due_wakes(c, instance_id, 1000);
+  };
+  auto woken = co_await pool.async_run(wakes, asio::use_awaitable);
+  if (!woken) {
+    log::warn("dispatch.mark_wakes_failed", {{"error", woken.error().message}});
+  } else if (*woken > 0) {
+    log::info("dispatch.wakes_marked", {{"registrations", *woken}});
+    services.dispatcher.wake();
+  }
   const store::DatabasePool::Job<std::int64_t> count = store::count_silent_subscriptions;
   auto silent = co_await pool.async_run(count, asio::use_awaitable);
   if (silent) metrics.silent_subscriptions.Set(static_cast<double>(*silent));
@@ -397,16 +411,18 @@ asio::awaitable<void> registration_upkeep(store::DatabasePool& pool, std::chrono
 
 // The background work, one strand for the database upkeep (its steps never overlap).
 void start_background_work(asio::io_context& ioc, const config::RegionConfig& cfg,
-                           RegionServices& services, store::DatabasePool& pool,
+                           RegionServices& services, const std::string& instance_id,
+                           store::DatabasePool& pool,
                            const store::DatabasePool::Job<std::uint64_t>& beat,
                            DaemonMetrics& metrics, const std::atomic<bool>& stopping) {
   asio::co_spawn(asio::make_strand(ioc), preload_registration_cache(services, metrics, stopping),
                  asio::detached);
   const Strand upkeep = asio::make_strand(ioc);
   const std::chrono::hours grace(cfg.registration.unconfirmed_expiry_hours);
-  repeat_on(upkeep, stopping, std::chrono::seconds(60), [&pool, grace, &metrics, &services] {
-    return registration_upkeep(pool, grace, metrics, services.registration_cache);
-  });
+  repeat_on(upkeep, stopping, std::chrono::seconds(60),
+            [&pool, grace, &metrics, &services, instance_id] {
+              return registration_upkeep(pool, grace, metrics, services, instance_id);
+            });
   repeat_on(upkeep, stopping, cfg.portal.credential_refresh,
             [&services]() -> asio::awaitable<void> {
               auto loaded = co_await services.credentials.refresh();
@@ -580,7 +596,7 @@ int run_daemon(const config::RegionConfig& cfg) {
 
   // Background work and signals.
   std::atomic<bool> stopping{false};
-  start_background_work(ioc, cfg, services, pool, beat, metrics, stopping);
+  start_background_work(ioc, cfg, services, instance.instance_id, pool, beat, metrics, stopping);
   const Strand cert_strand = asio::make_strand(ioc);  // the certificate's poll and SIGHUP
   if (cfg.listener.tls_poll_interval.count() > 0) {
     asio::co_spawn(cert_strand,

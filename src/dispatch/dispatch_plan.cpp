@@ -29,6 +29,22 @@ const char* row_outcome_name(RowOutcome r) noexcept {
   return "unknown";
 }
 
+const char* wake_outcome_name(WakeOutcome w) noexcept {
+  switch (w) {
+    case WakeOutcome::sent:
+      return "sent";
+    case WakeOutcome::failed:
+      return "failed";
+    case WakeOutcome::limited:
+      return "limited";
+    case WakeOutcome::dropped:
+      return "dropped";
+    case WakeOutcome::pending:
+      break;
+  }
+  return "pending";
+}
+
 store::PendingMark mark(const store::OutboxRow& row) {
   return {row.id, row.version};
 }
@@ -47,11 +63,26 @@ RoundPlan plan_round(const std::vector<store::OutboxRow>& rows) {
     for (const auto* r : group) {
       if (r != newest) older.push_back(mark(*r));
     }
+    // The group's wakes: one background push for the device if any of them may have one now.
+    std::vector<const store::OutboxRow*> wakes;
+    const store::OutboxRow* allowed = nullptr;
+    for (const auto* r : group) {
+      if (r->wake_reason.empty()) continue;
+      wakes.push_back(r);
+      if (r->wake_allowed && allowed == nullptr) allowed = r;
+    }
+    auto drop_wakes = [&](WakeOutcome why) {
+      for (const auto* r : wakes) {
+        plan.outcome.wakes.push_back({mark(*r), false});
+        plan.wakes_counted.emplace_back(why, r->wake_reason);
+      }
+    };
     auto remove_all = [&](RowOutcome why, const std::string& reason) {
       for (const auto* r : group) {
         plan.outcome.remove.push_back(mark(*r));
         plan.counted.emplace_back(why, reason);
       }
+      drop_wakes(WakeOutcome::dropped);
     };
     if (newest->customer_state != "active") {
       remove_all(RowOutcome::customer_inactive, newest->customer_state);
@@ -68,9 +99,17 @@ RoundPlan plan_round(const std::vector<store::OutboxRow>& rows) {
     if (newest->expired) {
       plan.outcome.dead.push_back({mark(*newest), "Expired"});
       plan.counted.emplace_back(RowOutcome::dead, "Expired");
+      drop_wakes(WakeOutcome::dropped);
       continue;
     }
-    plan.sends.push_back({*newest});
+    PlannedSend send{*newest, {}, {}};
+    if (allowed != nullptr) {
+      send.wake_reason = allowed->wake_reason;
+      for (const auto* r : wakes) send.wake_marks.push_back(mark(*r));
+    } else {
+      drop_wakes(WakeOutcome::limited);
+    }
+    plan.sends.push_back(std::move(send));
   }
   return plan;
 }

@@ -30,20 +30,34 @@ enum class RowOutcome {
 inline constexpr std::size_t kRowOutcomeCount = 9;
 const char* row_outcome_name(RowOutcome r) noexcept;
 
+// What a wake's send did, for its WakeDone and the metric: the badge's outcome decides whether it
+// is tried at all (a badge not delivered keeps the mark, and its wake, pending unless it is gone
+// for good).
+enum class WakeOutcome { sent, failed, limited, dropped, pending };
+const char* wake_outcome_name(WakeOutcome w) noexcept;
+
 struct PlannedSend {
   store::OutboxRow row;  // the device's newest mark; its other marks were cleared when planned
+  // A background push to send after the badge is delivered (one per device however many of its
+  // registrations asked), and the marks that asked for it; "" none.
+  std::string wake_reason;
+  std::vector<store::PendingMark> wake_marks;
 };
 
 struct RoundPlan {
   std::vector<PlannedSend> sends;
   store::DispatchWrites outcome;                            // what is decided without sending
   std::vector<std::pair<RowOutcome, std::string>> counted;  // one per row decided here (reason)
+  std::vector<std::pair<WakeOutcome, std::string>> wakes_counted;  // (outcome, reason)
 };
 
 // Groups the marks per device (the newest registration's is sent), drops marks of inactive
 // devices and customers, dead-letters an expired badge. The device's other marks are cleared
 // whatever happens to the one sent: it carries the device's whole badge, and a retry of it sends
 // the badge current then.
+// Wakes: a device whose marks ask for a wake gets one background push after its badge if one of
+// them may have one now (store::kWakeInterval); otherwise, or when the device or customer is
+// gone or the badge expired, the wakes are dropped (counted in `wakes_dropped`).
 store::PendingMark mark(const store::OutboxRow& row);
 RoundPlan plan_round(const std::vector<store::OutboxRow>& rows);
 

@@ -40,6 +40,11 @@ Dispatcher::Dispatcher(asio::io_context& ioc, store::DispatchStore& store, Badge
                         .Name("mailpush_outbox_dead_letters_total")
                         .Help("Notifications dead-lettered, by reason")
                         .Register(registry)),
+      wakes_(prometheus::BuildCounter()
+                 .Name("mailpush_dispatch_wakes_total")
+                 .Help("Background pushes that wake the app to renew, reauthorize or resync its "
+                       "subscription, by reason and result (sent, failed, limited, dropped)")
+                 .Register(registry)),
       delay_(prometheus::BuildHistogram()
                  .Name("mailpush_notification_delay_seconds")
                  .Help("From the callback's commit to APNs accepting the badge")
@@ -255,6 +260,7 @@ asio::awaitable<std::size_t> Dispatcher::round() {
     count(result);
     if (result == RowOutcome::dead) dead_reasons_.Add({{"reason", reason}}).Increment();
   }
+  for (const auto& [result, reason] : plan.wakes_counted) count_wake(result, reason);
   store::DispatchWrites outcome = std::move(plan.outcome);
 
   // Every send of the round runs at once; the round ends when the last one has. The count and
@@ -349,8 +355,63 @@ asio::awaitable<void> Dispatcher::send_one(PlannedSend send, store::DispatchWrit
                                          {"reason", result.reason},
                                          {"status", result.http_status}});
   }
+  if (!send.wake_marks.empty()) {
+    if (r == RowOutcome::delivered) {
+      co_await send_wake(send, *credential, loaded->topic, outcome);
+    } else if (r == RowOutcome::unregistered || r == RowOutcome::bad_device_token ||
+               r == RowOutcome::dead) {
+      // The device cannot be woken: its wakes end with it.
+      for (const auto& m : send.wake_marks) outcome.wakes.push_back({m, false});
+      count_wake(WakeOutcome::dropped, send.wake_reason);
+    }
+    // A badge to retry, or a paused customer: the mark stays pending and its wake with it.
+  }
   if (signal.pause)
     co_await pause(row.customer_id, row.customer_public_id, credential->fingerprint, signal);
+}
+
+asio::awaitable<void> Dispatcher::send_wake(const PlannedSend& send,
+                                            const apns::ApnsCredential& credential,
+                                            const std::string& topic,
+                                            store::DispatchWrites& outcome) {
+  const store::OutboxRow& row = send.row;
+  apns::BadgeNotification n;
+  n.device_token_hex = row.token_hex;
+  n.topic = topic;
+  n.background = true;
+  n.priority = 5;
+  // Worth little an hour later: the app is woken again at the next event, expiry or silence.
+  n.expires = std::chrono::system_clock::now() + std::chrono::hours(1);
+  const apns::SendResult result = co_await sender_.send(row.customer_public_id, credential, n);
+  using apns::SendOutcome;
+  switch (result.outcome) {
+    case SendOutcome::delivered:
+      for (const auto& m : send.wake_marks) outcome.wakes.push_back({m, true});
+      count_wake(WakeOutcome::sent, send.wake_reason);
+      co_return;
+    case SendOutcome::unregistered:
+    case SendOutcome::bad_device_token:
+    case SendOutcome::topic_mismatch:
+    case SendOutcome::permanent_payload:
+      for (const auto& m : send.wake_marks) outcome.wakes.push_back({m, false});
+      break;
+    case SendOutcome::credential_failed:
+    case SendOutcome::retry_exhausted:
+    case SendOutcome::retry_later:
+      // Retryable (the badge went through a moment ago): the wake stays pending; the upkeep marks
+      // a registration whose wake waits without a mark again (store::mark_due_wakes).
+      break;
+  }
+  count_wake(WakeOutcome::failed, send.wake_reason);
+  log::info("dispatch.wake_not_sent", {{"customer", row.customer_public_id},
+                                       {"device", apns::display_token(row.token_hex)},
+                                       {"wake", send.wake_reason},
+                                       {"reason", result.reason},
+                                       {"status", result.http_status}});
+}
+
+void Dispatcher::count_wake(WakeOutcome w, const std::string& reason) {
+  wakes_.Add({{"reason", reason}, {"result", wake_outcome_name(w)}}).Increment();
 }
 
 }  // namespace mp::dispatch

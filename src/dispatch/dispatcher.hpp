@@ -100,6 +100,11 @@ class Dispatcher {
                                      const std::string& fingerprint, const CustomerSignal& signal);
   boost::asio::awaitable<void> resume_paused();
   void count(RowOutcome r, std::size_t n = 1);
+  void count_wake(WakeOutcome w, const std::string& reason);
+  // The wake of a device whose badge APNs just accepted: a background push; its WakeDone.
+  boost::asio::awaitable<void> send_wake(const PlannedSend& send,
+                                         const apns::ApnsCredential& credential,
+                                         const std::string& topic, store::DispatchWrites& outcome);
 
   boost::asio::strand<boost::asio::io_context::executor_type> strand_;
   store::DispatchStore& store_;
@@ -125,6 +130,7 @@ class Dispatcher {
 
   std::array<prometheus::Counter*, kRowOutcomeCount> results_{};
   prometheus::Family<prometheus::Counter>& dead_reasons_;
+  prometheus::Family<prometheus::Counter>& wakes_;  // by reason and result
   prometheus::Histogram& delay_;
   prometheus::Histogram& round_rows_;
   prometheus::Gauge& paused_gauge_;

@@ -40,6 +40,16 @@ GraphDecision apply_graph_items(const store::GraphRegistration& row,
   std::string bound = row.subscription_id;
   std::optional<std::int64_t> expires;
   bool any = false;
+  // The wake a lifecycle event asks for; a subscription to create again outranks a
+  // reauthorization, which outranks a resync.
+  int wake_rank = 0;
+  std::string wake;
+  auto want_wake = [&](int rank, const char* reason) {
+    if (rank > wake_rank) {
+      wake_rank = rank;
+      wake = reason;
+    }
+  };
   for (const auto& item : items) {
     if (!client_state_matches(row.client_state_hash, item.client_state)) {
       ++d.tally.wrong_client_state;
@@ -55,14 +65,17 @@ GraphDecision apply_graph_items(const store::GraphRegistration& row,
     switch (item.lifecycle) {
       case graph::LifecycleEvent::reauthorization_required:
         ++d.tally.reauthorization_required;
+        want_wake(2, "reauthorize");
         continue;
       case graph::LifecycleEvent::subscription_removed:
         // The subscription is gone: nothing is bound until the app's new one notifies.
         ++d.tally.subscription_removed;
         bound.clear();
+        want_wake(3, "resubscribe");
         continue;
       case graph::LifecycleEvent::missed:
         ++d.tally.missed;
+        want_wake(1, "resync");
         continue;
       case graph::LifecycleEvent::other:
         ++d.tally.other;
@@ -102,6 +115,7 @@ GraphDecision apply_graph_items(const store::GraphRegistration& row,
   if (!any) return d;  // nothing passed: nothing is written
   d.update = update_of(row, set, std::move(bound));
   d.update.expires_at = expires;
+  d.update.wake_reason = std::move(wake);
   return d;
 }
 

@@ -46,13 +46,14 @@ Result<std::optional<GraphRegistration>> select_graph(Connection& conn, const By
   return std::optional{from_row(rows->front())};
 }
 
-// One statement: the count, the unread set, the binding, the expiry, last heard and, when `mark`,
-// the pending badge (as the EWS record statement sets it: a badge already waiting keeps its
-// due time and age).
+// One statement: the count, the unread set, the binding, the expiry, last heard, a wake and,
+// when `mark`, the pending badge (as the EWS record statement sets it: a badge already waiting
+// keeps its due time and age).
 constexpr std::string_view kUpdate =
     "UPDATE registrations SET subscription_id = NULLIF(?, ''), graph_baseline = ?, "
     "graph_items = ?, unread_count = ?, graph_expires_at = COALESCE(FROM_UNIXTIME(?), "
     "graph_expires_at), last_heard_at = IF(?, UTC_TIMESTAMP(6), last_heard_at), "
+    "wake_reason = COALESCE(NULLIF(?, ''), wake_reason), "
     "badge_version = badge_version + ?, badge_owner = IF(?, ?, badge_owner), "
     "badge_queued_at = IF(?, IFNULL(badge_queued_at, UTC_TIMESTAMP(6)), badge_queued_at), "
     "badge_due_at = IF(?, IFNULL(badge_due_at, UTC_TIMESTAMP(6)), badge_due_at) WHERE id = ?";
@@ -76,8 +77,8 @@ Result<std::optional<GraphRecorded>> record_graph(Connection& conn, const Bytes&
         out.before = std::move(**found);
         out.update = decide(out.before);
         if (!out.update.write) return std::optional{std::move(out)};
-        out.marked =
-            out.update.count_moved && out.before.customer_active && out.before.device_active;
+        out.marked = (out.update.count_moved || !out.update.wake_reason.empty()) &&
+                     out.before.customer_active && out.before.device_active;
         auto stmt = conn.prepare(kUpdate);
         if (!stmt) return std::move(stmt).error();
         const std::int64_t mark = out.marked ? 1 : 0;
@@ -88,6 +89,7 @@ Result<std::optional<GraphRecorded>> record_graph(Connection& conn, const Bytes&
                                 Value{std::int64_t{u.unread_count}},
                                 u.expires_at ? Value{*u.expires_at} : Value{Null{}},
                                 Value{std::int64_t{u.heard}},
+                                Value{u.wake_reason},
                                 Value{mark},
                                 Value{mark},
                                 Value{owner},

@@ -42,6 +42,9 @@ struct GraphUpdate {
   bool count_moved = false;                // marks a pending badge (device and customer active)
   std::optional<std::int64_t> expires_at;  // Unix seconds; none keeps the stored one
   bool heard = true;  // Graph called: last_heard_at is now (an app's resync is not)
+  // A lifecycle event asks to wake the app ('reauthorize', 'resubscribe', 'resync'; "" none):
+  // the row is marked pending with it, and the dispatcher sends a background push.
+  std::string wake_reason;
 };
 
 using GraphDecide = std::function<GraphUpdate(const GraphRegistration&)>;
@@ -49,7 +52,7 @@ using GraphDecide = std::function<GraphUpdate(const GraphRegistration&)>;
 struct GraphRecorded {
   GraphRegistration before;
   GraphUpdate update;
-  bool marked = false;  // a pending badge was marked
+  bool marked = false;  // a pending badge (and any wake) was marked
 };
 
 // The active Graph registration with this secret hash, or nullopt. No lock, no write.

@@ -30,7 +30,11 @@ const std::string& due_select() {
       "SELECT STRAIGHT_JOIN r.id, r.badge_version, r.customer_id, r.device_id, r.mailbox_id, " +
       device_badge_sql("r.device_id") +
       ", r.badge_attempts, TIMESTAMPDIFF(MICROSECOND, r.badge_queued_at, UTC_TIMESTAMP(6)), "
-      "d.token_hex, d.environment, d.state, c.customer_id, c.state FROM registrations r FORCE "
+      "d.token_hex, d.environment, d.state, c.customer_id, c.state, "
+      "COALESCE(r.wake_reason, ''), r.wake_sent_at IS NULL OR r.wake_sent_at < "
+      "UTC_TIMESTAMP(6) - INTERVAL " +
+      std::to_string(kWakeInterval.count()) +
+      " SECOND FROM registrations r FORCE "
       "INDEX (ix_registrations_badge_due) JOIN "
       "devices d ON d.id = r.device_id JOIN customers c ON c.id = r.customer_id WHERE "
       "r.badge_owner = ";
@@ -101,6 +105,8 @@ Result<std::vector<OutboxRow>> read_due_outbox(Connection& conn, const std::stri
     o.device_state = r.text(10);
     o.customer_public_id = r.text(11);
     o.customer_state = r.text(12);
+    o.wake_reason = r.text(13);
+    o.wake_allowed = r.i64(14) != 0;
     out.push_back(std::move(o));
   }
   return out;
@@ -173,6 +179,14 @@ Status apply_once(Connection& conn, const DispatchWrites& outcome) {
     std::vector<PendingMark> cleared = outcome.remove;
     for (const auto& d : outcome.dead) cleared.push_back(d.mark);
     if (auto st = clear_marks(conn, std::move(cleared)); !st) return st;
+    for (const auto& w : outcome.wakes) {
+      // Rare (lifecycle events, expiry, silence): one statement each.
+      auto n = conn.execute(
+          "UPDATE registrations SET wake_reason = IF(badge_version = ?, NULL, wake_reason), "
+          "wake_sent_at = IF(?, UTC_TIMESTAMP(6), wake_sent_at) WHERE id = ?",
+          {Value{w.mark.version}, Value{std::int64_t{w.sent}}, Value{w.mark.id}});
+      if (!n) return std::move(n).error();
+    }
     for (const auto& r : outcome.retry) {
       auto n = conn.execute(
           "UPDATE registrations SET badge_attempts = LEAST(badge_attempts + 1, 65535), "
@@ -216,6 +230,35 @@ Status apply_dispatch_writes(Connection& conn, const DispatchWrites& outcome) {
     // Deadlocks and Galera certification conflicts roll back the whole round: run it again.
     if (st || st.error().code != Errc::busy || attempt >= 3) return st;
   }
+}
+
+Result<std::uint64_t> mark_due_wakes(Connection& conn, const std::string& owner,
+                                     std::size_t limit) {
+  constexpr std::string_view kMark =
+      "UPDATE registrations SET badge_version = badge_version + 1, badge_owner = "
+      "COALESCE(badge_owner, ?), badge_queued_at = COALESCE(badge_queued_at, UTC_TIMESTAMP(6)), "
+      "badge_due_at = COALESCE(badge_due_at, UTC_TIMESTAMP(6))";
+  // Each on its own index: ix_registrations_wake, ix_registrations_graph_expiry,
+  // ix_registrations_silent_after; autocommit, a few rows a minute in a region's steady state.
+  const std::string kinds[] = {
+      std::string(kMark) +
+          " WHERE wake_reason IS NOT NULL AND badge_owner IS NULL AND state = 'active' LIMIT ?",
+      std::string(kMark) +
+          ", wake_reason = 'renew' WHERE graph_expires_at BETWEEN UTC_TIMESTAMP(6) AND "
+          "UTC_TIMESTAMP(6) + INTERVAL 1 DAY AND source = 'graph' AND state = 'active' AND "
+          "wake_reason IS NULL AND (wake_sent_at IS NULL OR wake_sent_at < graph_expires_at - "
+          "INTERVAL 1 DAY) LIMIT ?",
+      std::string(kMark) +
+          ", wake_reason = 'resubscribe' WHERE state = 'active' AND silent_after < "
+          "UTC_TIMESTAMP(6) AND source = 'ews' AND last_heard_at IS NOT NULL AND wake_reason IS "
+          "NULL AND (wake_sent_at IS NULL OR wake_sent_at < silent_after) LIMIT ?"};
+  std::uint64_t marked = 0;
+  for (const auto& sql : kinds) {
+    auto n = conn.execute(sql, {Value{owner}, Value{static_cast<std::int64_t>(limit)}});
+    if (!n) return std::move(n).error();
+    marked += *n;
+  }
+  return marked;
 }
 
 Result<std::uint64_t> take_over_outbox(Connection& conn, const std::string& owner,

@@ -42,7 +42,14 @@ struct OutboxRow {
   std::string device_state;        // "active" | "unregistered" | "invalid"
   std::string customer_public_id;  // "use1-…"
   std::string customer_state;      // "active" | "disabled" | "deleted"
+  // A background push is pending for the app ('reauthorize', 'resubscribe', 'resync', 'renew';
+  // "" none), and whether the registration may get one now (none sent in kWakeInterval).
+  std::string wake_reason;
+  bool wake_allowed = false;
 };
+
+// At most one wake (background push) per registration in this long.
+inline constexpr std::chrono::seconds kWakeInterval{300};
 
 // The badge a device shows now, as an SQL subquery over `device_id` (a column): the unread counts
 // of its active registrations, capped.
@@ -77,14 +84,31 @@ struct DeviceChange {
   std::optional<std::chrono::system_clock::time_point> unregistered_at;
   std::string reason;  // invalid_reason
 };
+// A pending wake that is done with: sent (its time is the registration's wake_sent_at) or
+// dropped (the limit, a device or customer gone). Its reason is cleared unless the mark's version
+// moved (another wake or event came since: it stays for the next round).
+struct WakeDone {
+  PendingMark mark;
+  bool sent = false;
+};
 struct DispatchWrites {
   std::vector<PendingMark> remove;  // delivered, covered by the device's badge sent, or dropped
   std::vector<OutboxRetry> retry;
   std::vector<OutboxDead> dead;
   std::vector<DeviceChange> devices;
-  bool empty() const { return remove.empty() && retry.empty() && dead.empty() && devices.empty(); }
+  std::vector<WakeDone> wakes;
+  bool empty() const {
+    return remove.empty() && retry.empty() && dead.empty() && devices.empty() && wakes.empty();
+  }
 };
 Status apply_dispatch_writes(Connection& conn, const DispatchWrites& outcome);
+
+// Marks pending, owned by `owner` (a mark already pending keeps its owner), the registrations
+// whose app should be woken by a background push: a wake that waits without a mark (its send
+// failed after the badge went), a Graph subscription within a day of its expiry ('renew', once
+// per expiry), an EWS subscription gone silent after it was heard ('resubscribe', once per
+// silence). At most `limit` of each kind; returns how many were marked.
+Result<std::uint64_t> mark_due_wakes(Connection& conn, const std::string& owner, std::size_t limit);
 
 // Moves the pending marks of instances whose heartbeat is older than `lease`, or that stopped, or
 // that never registered, to `owner`; at most `limit` per call. Returns how many moved.

@@ -10,6 +10,7 @@
 #include <signal.h>
 
 #include <atomic>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -224,6 +225,8 @@ class Fanout : public ::testing::Test {
       if (records.empty()) break;
       for (const auto& r : records) {
         const auto payload = json::parse(r["payload"].get<std::string>(), nullptr, false);
+        // Background pushes (wakes) carry no badge.
+        if (!payload["aps"].contains("badge")) continue;
         out[r["token"].get<std::string>()].push_back(payload["aps"]["badge"].get<int>());
       }
       since = j["last_seq"].get<std::int64_t>();
@@ -692,6 +695,14 @@ std::string path_of(const std::string& url) {
 
 class FanoutGraph : public Fanout {
  protected:
+  static bool wait_until(const std::function<bool()>& done, std::chrono::seconds limit = 10s) {
+    const auto until = std::chrono::steady_clock::now() + limit;
+    while (!done()) {
+      if (std::chrono::steady_clock::now() > until) return false;
+      std::this_thread::sleep_for(100ms);
+    }
+    return true;
+  }
   GraphDevice register_graph(const std::string& mailbox, const std::string& token,
                              std::optional<int> unread = std::nullopt) {
     json body = {{"customer_id", customer_public_},
@@ -812,6 +823,62 @@ TEST_F(FanoutGraph, AGraphAccountAndAnEwsAccountBadgeOneDeviceWithTheirSum) {
   EXPECT_EQ(log.find(online.capability), std::string::npos) << "no capability in the log";
   EXPECT_EQ(log.find(kClientState), std::string::npos) << "no clientState in the log";
   EXPECT_EQ(log.find(token), std::string::npos);
+}
+
+TEST_F(FanoutGraph, LifecycleEventsWakeTheAppWithABackgroundPushAtMostOnceAWhile) {
+  start_region();
+  onboard();
+  const std::string token(64, '7');
+  const auto online = register_graph("dana@online.example.com", token, 1);
+  // Background pushes apns-sim accepted for the token, with their headers.
+  const auto wakes = [&] {
+    std::vector<json> out;
+    const json accepted = sim_->control("GET", "/accepted");  // a named value: the loop reads it
+    for (const auto& r : accepted["records"]) {
+      const auto payload = json::parse(r["payload"].get<std::string>(), nullptr, false);
+      if (r["token"] == token && !payload["aps"].contains("badge")) out.push_back(r);
+    }
+    return out;
+  };
+  auto r =
+      graph_post(online.lifecycle_path, graph_sample("04-lifecycle-reauthorization-required.json"));
+  ASSERT_EQ(r.status, 202) << r.body;
+  const auto until = std::chrono::steady_clock::now() + 10s;
+  while (wakes().empty() && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(100ms);
+  }
+  const auto first = wakes();
+  ASSERT_EQ(first.size(), 1u) << daemon_->log();
+  EXPECT_EQ(first[0]["headers"]["apns-push-type"], "background");
+  EXPECT_EQ(first[0]["headers"]["apns-priority"], "5");
+  EXPECT_FALSE(first[0]["headers"].contains("apns-collapse-id"));
+  EXPECT_EQ(first[0]["payload"], R"({"aps":{"content-available":1}})");
+  EXPECT_TRUE(wait_for_badges({{token, 1}}, 10s)) << "the badge goes with it";
+  EXPECT_EQ(scalar("SELECT COUNT(*) FROM registrations WHERE wake_reason IS NULL AND "
+                   "wake_sent_at IS NOT NULL"),
+            1);
+
+  // Another lifecycle event within the interval: recorded, no second wake.
+  std::string removed = graph_sample("04-lifecycle-reauthorization-required.json");
+  removed.replace(removed.find("reauthorizationRequired"),
+                  std::string("reauthorizationRequired").size(), "subscriptionRemoved");
+  r = graph_post(online.lifecycle_path, removed);
+  ASSERT_EQ(r.status, 202) << r.body;
+  ASSERT_TRUE(wait_until([&] {
+    return scalar("SELECT COUNT(*) FROM registrations WHERE badge_owner IS NOT NULL") == 0;
+  }));
+  EXPECT_EQ(wakes().size(), 1u) << "at most one wake per registration per interval";
+  EXPECT_EQ(scalar("SELECT COUNT(*) FROM registrations WHERE subscription_id IS NULL AND "
+                   "source = 'graph'"),
+            1)
+      << "the removed subscription is unbound";
+  const auto metrics = https_request(port_, "GET", "/metrics", "", {});
+  EXPECT_NE(
+      metrics.body.find("mailpush_dispatch_wakes_total{reason=\"reauthorize\",result=\"sent\"} 1"),
+      std::string::npos);
+  EXPECT_NE(metrics.body.find(
+                "mailpush_dispatch_wakes_total{reason=\"resubscribe\",result=\"limited\"} 1"),
+            std::string::npos);
 }
 
 TEST_F(FanoutGraph, HostileGraphRequestsGetAClearRefusalAndRecordNothing) {

@@ -59,6 +59,12 @@ std::size_t FakeDispatchStore::queued() const {
       rows_.begin(), rows_.end(), [](const auto& r) { return r.second.state == "queued"; }));
 }
 
+void FakeDispatchStore::wake(std::int64_t id, std::string reason, bool allowed) {
+  Row& r = rows_.at(id);
+  r.wake_reason = std::move(reason);
+  r.wake_allowed = allowed;
+}
+
 asio::awaitable<Result<std::vector<store::OutboxRow>>> FakeDispatchStore::read_due_outbox(
     const std::string& owner, std::size_t limit, const std::vector<std::int64_t>& paused) {
   ++reads_;
@@ -93,6 +99,8 @@ asio::awaitable<Result<std::vector<store::OutboxRow>>> FakeDispatchStore::read_d
     o.device_state = d.state;
     o.customer_public_id = c.public_id;
     o.customer_state = c.state;
+    o.wake_reason = r->wake_reason;
+    o.wake_allowed = r->wake_allowed;
     out.push_back(std::move(o));
   }
   co_return out;
@@ -117,6 +125,7 @@ asio::awaitable<Status> FakeDispatchStore::apply_dispatch_writes(
     it->second.created = now;
     return false;
   };
+  wakes_written_.insert(wakes_written_.end(), writes.wakes.begin(), writes.wakes.end());
   for (const auto& d : writes.dead) {
     if (!clear(d.mark)) continue;
     Row& r = rows_.at(d.mark.id);

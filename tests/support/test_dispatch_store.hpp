@@ -45,6 +45,8 @@ class FakeDispatchStore final : public store::DispatchStore {
     Clock::time_point created;
     Clock::time_point next_attempt;
     std::string last_error;
+    std::string wake_reason;   // a background push is pending ("" none)
+    bool wake_allowed = true;  // none was sent within store::kWakeInterval
   };
 
   // Returns the customer's row id.
@@ -58,6 +60,11 @@ class FakeDispatchStore final : public store::DispatchStore {
                      std::chrono::seconds waited = std::chrono::seconds(0));
   // An event moved the mark after a round read it: a clear of the version read leaves it.
   void bump(std::int64_t id, std::int64_t badge);
+
+  // The mark asks for a wake too (a Graph lifecycle event, an expiry, a silence).
+  void wake(std::int64_t id, std::string reason, bool allowed = true);
+  // Every WakeDone the dispatcher wrote, in order.
+  const std::vector<store::WakeDone>& wakes_written() const { return wakes_written_; }
 
   // What the tables hold now.
   const Row* row(std::int64_t id) const;  // null once deleted
@@ -107,6 +114,7 @@ class FakeDispatchStore final : public store::DispatchStore {
   std::size_t write_attempts_ = 0;
   std::vector<std::int64_t> last_paused_;
   std::vector<std::pair<std::int64_t, std::optional<std::string>>> pause_calls_;
+  std::vector<store::WakeDone> wakes_written_;
 };
 
 }  // namespace mp::test

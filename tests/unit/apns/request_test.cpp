@@ -56,6 +56,20 @@ TEST(BuildRequest, ExactRequestForBadgeSeven) {
   EXPECT_EQ(r.body, R"({"aps":{"badge":7}})");
 }
 
+TEST(BuildRequest, ABackgroundPushCarriesNoBadgeAndPriorityFive) {
+  BadgeNotification n = valid();
+  n.background = true;
+  n.priority = 5;
+  const ApnsRequest r = must_build(n);
+  EXPECT_EQ(r.headers, (Headers{{"apns-topic", "com.example.Mail"},
+                                {"apns-push-type", "background"},
+                                {"apns-priority", "5"},
+                                {"apns-expiration", "1700000000"}}));
+  EXPECT_EQ(r.body, R"({"aps":{"content-available":1}})");
+  n.priority = 10;
+  EXPECT_NE(refusal(n).find("only 5"), std::string::npos);
+}
+
 struct BodyRow {
   int badge;
   bool content_available;

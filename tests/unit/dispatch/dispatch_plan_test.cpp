@@ -64,7 +64,7 @@ TEST(DispatchPlan, InactiveDevicesAndCustomersAreDroppedAndExpiredRowsDeadLetter
 class Answers : public ::testing::Test {
  protected:
   RowOutcome apply(apns::SendOutcome outcome, const std::string& reason = "", int attempts = 0) {
-    PlannedSend send{row(5, 9, 4)};
+    PlannedSend send{row(5, 9, 4), {}, {}};
     send.row.attempts = attempts;
     apns::SendResult result;
     result.outcome = outcome;

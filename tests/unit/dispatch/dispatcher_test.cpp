@@ -156,6 +156,68 @@ TEST_F(DispatcherTest, OnlyTheNewestBadgeOfEachDeviceIsSentAndEveryRowOfTheRound
   EXPECT_NE(m.find("mailpush_dispatch_rows_total{result=\"delivered\"} 2"), std::string::npos);
 }
 
+TEST_F(DispatcherTest, AWakeIsOneBackgroundPushAfterTheDevicesBadge) {
+  const auto d = store.add_device(customer);
+  const auto a = store.queue(kOwner, d, 3);
+  const auto b = store.queue(kOwner, d, 3);
+  store.wake(a, "reauthorize");
+  store.wake(b, "resync");
+  start();
+  ASSERT_TRUE(run_until([&] { return store.rows() == 0; }));
+  ASSERT_EQ(sender.sent().size(), 2u) << "one badge and one wake for the device";
+  EXPECT_FALSE(sender.sent()[0].notification.background);
+  EXPECT_EQ(sender.sent()[0].notification.badge, 3);
+  const auto& wake = sender.sent()[1].notification;
+  EXPECT_TRUE(wake.background);
+  EXPECT_EQ(wake.priority, 5);
+  EXPECT_FALSE(wake.collapse_id) << "a wake must not replace the badge at APNs";
+  ASSERT_TRUE(apns::build_request(wake).ok());
+  ASSERT_EQ(store.wakes_written().size(), 2u);
+  for (const auto& w : store.wakes_written()) EXPECT_TRUE(w.sent);
+  EXPECT_NE(
+      metrics().find("mailpush_dispatch_wakes_total{reason=\"reauthorize\",result=\"sent\"} 1"),
+      std::string::npos)
+      << metrics();
+}
+
+TEST_F(DispatcherTest, AWakeWithinTheIntervalIsDroppedAndTheBadgeStillGoes) {
+  const auto d = store.add_device(customer);
+  const auto a = store.queue(kOwner, d, 4);
+  store.wake(a, "resync", false);
+  start();
+  ASSERT_TRUE(run_until([&] { return store.rows() == 0; }));
+  ASSERT_EQ(sender.sent().size(), 1u);
+  EXPECT_FALSE(sender.sent()[0].notification.background);
+  ASSERT_EQ(store.wakes_written().size(), 1u);
+  EXPECT_FALSE(store.wakes_written()[0].sent);
+  EXPECT_NE(metrics().find("result=\"limited\""), std::string::npos);
+}
+
+TEST_F(DispatcherTest, AWakeWaitsWithItsBadgeAndEndsWithItsDevice) {
+  const auto d = store.add_device(customer);
+  sender.script(token(d), answer(SendOutcome::retry_later, "TooManyRequests", 429));
+  const auto a = store.queue(kOwner, d, 5);
+  store.wake(a, "resubscribe");
+  start();
+  // The badge is retried: no wake yet, and none dropped.
+  ASSERT_TRUE(run_until([&] { return sender.sent().size() >= 2; }));
+  EXPECT_FALSE(sender.sent()[0].notification.background);
+  ASSERT_TRUE(run_until([&] { return store.rows() == 0; }));
+  EXPECT_TRUE(sender.sent().back().notification.background) << "sent once the badge went";
+  ASSERT_EQ(store.wakes_written().size(), 1u);
+  EXPECT_TRUE(store.wakes_written()[0].sent);
+
+  const auto gone = store.add_device(customer);
+  sender.script(token(gone), answer(SendOutcome::unregistered, "Unregistered", 410));
+  const auto g = store.queue(kOwner, gone, 1);
+  store.wake(g, "renew");
+  dispatcher->wake();
+  ASSERT_TRUE(run_until([&] { return store.rows() == 0; }));
+  EXPECT_EQ(sender.sent_to(token(gone)), 1u) << "no wake for an unregistered device";
+  ASSERT_EQ(store.wakes_written().size(), 2u);
+  EXPECT_FALSE(store.wakes_written()[1].sent);
+}
+
 TEST_F(DispatcherTest, OnlyItsOwnRowsAreSentUntilTheirOwnerIsGone) {
   const auto d1 = store.add_device(customer);
   const auto d2 = store.add_device(customer);

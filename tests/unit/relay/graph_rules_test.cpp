@@ -129,6 +129,11 @@ TEST(GraphRules, LifecycleEventsAreTalliedAndARemovedSubscriptionUnbinds) {
   EXPECT_EQ(d.tally.reauthorization_required, 1u);
   EXPECT_EQ(d.tally.missed, 1u);
   EXPECT_EQ(d.tally.subscription_removed, 1u);
+  EXPECT_EQ(d.update.wake_reason, "resubscribe") << "the strongest of the batch's wakes";
+  const auto reauth =
+      apply_graph_items(r, {lifecycle(graph::LifecycleEvent::reauthorization_required)});
+  EXPECT_EQ(reauth.update.wake_reason, "reauthorize");
+  EXPECT_EQ(apply_graph_items(r, {change(ChangeType::created, "m1")}).update.wake_reason, "");
 }
 
 TEST(GraphRules, ANewSubscriptionOfTheAppRebinds) {

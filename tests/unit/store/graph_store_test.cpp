@@ -7,6 +7,7 @@
 
 #include "common/crypto.hpp"
 #include "store/migrations.hpp"
+#include "store/outbox.hpp"
 #include "store/registrations.hpp"
 #include "test_env.hpp"
 
@@ -134,6 +135,110 @@ TEST_F(GraphStoreTest, NothingIsWrittenWhenTheDecisionSaysSo) {
   EXPECT_FALSE((*recorded)->marked);
   EXPECT_EQ(column("last_heard_at", id), "");
   EXPECT_EQ(column("badge_owner", id), "");
+}
+
+TEST_F(GraphStoreTest, ALifecycleWakeMarksTheRowWithoutMovingTheCount) {
+  const auto r = graph_request();
+  const auto id = registered(r).registration_id;
+  auto recorded = record_graph(
+      conn, r.new_hash,
+      [](const GraphRegistration& row) {
+        GraphUpdate u;
+        u.write = true;
+        u.unread_count = row.unread_count;
+        u.wake_reason = "reauthorize";
+        return u;
+      },
+      "instance-a");
+  ASSERT_TRUE(recorded.ok() && recorded->has_value());
+  EXPECT_TRUE((*recorded)->marked);
+  EXPECT_EQ(column("wake_reason", id), "reauthorize");
+  EXPECT_EQ(column("badge_owner", id), "instance-a");
+  // The dispatcher reads it with its wake, allowed (none sent yet).
+  auto due = read_due_outbox(conn, "instance-a", 10, {});
+  ASSERT_TRUE(due.ok()) << due.error().message;
+  ASSERT_EQ(due->size(), 1u);
+  EXPECT_EQ((*due)[0].wake_reason, "reauthorize");
+  EXPECT_TRUE((*due)[0].wake_allowed);
+  // Sent: the reason clears, the time stays, and the next read within the interval is not allowed.
+  DispatchWrites w;
+  w.remove.push_back({id, (*due)[0].version});
+  w.wakes.push_back({{id, (*due)[0].version}, true});
+  ASSERT_TRUE(apply_dispatch_writes(conn, w).ok());
+  EXPECT_EQ(column("wake_reason IS NULL", id), "1");
+  EXPECT_EQ(column("wake_sent_at IS NOT NULL", id), "1");
+  ASSERT_TRUE(conn.execute("UPDATE registrations SET wake_reason = 'resync', badge_owner = "
+                           "'instance-a', badge_due_at = UTC_TIMESTAMP(6), badge_queued_at = "
+                           "UTC_TIMESTAMP(6) WHERE id = ?",
+                           {Value{id}})
+                  .ok());
+  due = read_due_outbox(conn, "instance-a", 10, {});
+  ASSERT_TRUE(due.ok() && due->size() == 1u);
+  EXPECT_FALSE((*due)[0].wake_allowed) << "one wake per registration per interval";
+}
+
+TEST_F(GraphStoreTest, TheUpkeepMarksExpiringSilentAndStrandedWakesOnce) {
+  // A Graph subscription expiring in 12 hours.
+  const auto g = graph_request();
+  const auto graph_id = registered(g).registration_id;
+  ASSERT_TRUE(conn.execute("UPDATE registrations SET graph_expires_at = UTC_TIMESTAMP(6) + "
+                           "INTERVAL 12 HOUR WHERE id = ?",
+                           {Value{graph_id}})
+                  .ok());
+  // An EWS subscription heard once, then silent for a day (StatusFrequency 30 min).
+  auto e = graph_request();
+  e.source = "ews";
+  e.mailbox_hmac = random_bytes(32);
+  e.unread.reset();
+  e.status_frequency_minutes = 30;
+  const auto ews_id = registered(e).registration_id;
+  ASSERT_TRUE(conn.execute("UPDATE registrations SET last_heard_at = UTC_TIMESTAMP(6) - INTERVAL "
+                           "1 DAY WHERE id = ?",
+                           {Value{ews_id}})
+                  .ok());
+  // A wake whose send failed after its mark was cleared.
+  auto s = graph_request();
+  s.mailbox_hmac = random_bytes(32);
+  const auto stranded_id = registered(s).registration_id;
+  ASSERT_TRUE(conn.execute("UPDATE registrations SET wake_reason = 'resync' WHERE id = ?",
+                           {Value{stranded_id}})
+                  .ok());
+  // An EWS registration never heard (unconfirmed): not woken.
+  auto n = e;
+  n.mailbox_hmac = random_bytes(32);
+  n.new_hash = sha384(hex_encode(random_bytes(22)));
+  const auto never_id = registered(n).registration_id;
+  ASSERT_TRUE(conn.execute("UPDATE registrations SET created_at = UTC_TIMESTAMP(6) - INTERVAL 1 "
+                           "DAY WHERE id = ?",
+                           {Value{never_id}})
+                  .ok());
+
+  auto marked = mark_due_wakes(conn, "instance-a", 100);
+  ASSERT_TRUE(marked.ok()) << marked.error().message;
+  EXPECT_EQ(*marked, 3u);
+  EXPECT_EQ(column("wake_reason", graph_id), "renew");
+  EXPECT_EQ(column("wake_reason", ews_id), "resubscribe");
+  EXPECT_EQ(column("wake_reason", stranded_id), "resync");
+  EXPECT_EQ(column("COALESCE(wake_reason, '')", never_id), "");
+  for (auto id : {graph_id, ews_id, stranded_id}) {
+    EXPECT_EQ(column("badge_owner", id), "instance-a");
+  }
+  // Marked already: not again.
+  marked = mark_due_wakes(conn, "instance-a", 100);
+  ASSERT_TRUE(marked.ok());
+  EXPECT_EQ(*marked, 0u);
+  // Sent: an expiry and a silence are woken once each, not every minute after.
+  auto due = read_due_outbox(conn, "instance-a", 10, {});
+  ASSERT_TRUE(due.ok() && due->size() == 3u);
+  DispatchWrites w;
+  for (const auto& row : *due) {
+    w.remove.push_back({row.id, row.version});
+    w.wakes.push_back({{row.id, row.version}, true});
+  }
+  ASSERT_TRUE(apply_dispatch_writes(conn, w).ok());
+  marked = mark_due_wakes(conn, "instance-a", 100);
+  ASSERT_TRUE(marked.ok());
+  EXPECT_EQ(*marked, 0u);
 }
 
 TEST_F(GraphStoreTest, AnInactiveDeviceOrCustomerGetsTheCountButNoMark) {
