@@ -15,24 +15,17 @@
 #include <variant>
 
 #include "common/text.hpp"
+#include "fuzz_require.hpp"
 #include "graph/notification.hpp"
 #include "graph/unread_set.hpp"
 
 namespace {
 
-#define require(condition)                                                             \
-  do {                                                                                 \
-    if (!(condition)) {                                                                \
-      std::fprintf(stderr, "invariant failed at line %d: %s\n", __LINE__, #condition); \
-      __builtin_trap();                                                                \
-    }                                                                                  \
-  } while (false)
-
 using namespace mp::graph;
 
 void check_string(const std::string& s, const ParseLimits& limits) {
-  require(s.size() <= limits.max_string);
-  require(mp::is_printable_ascii(std::string_view(s)));
+  FUZZ_REQUIRE(s.size() <= limits.max_string);
+  FUZZ_REQUIRE(mp::is_printable_ascii(std::string_view(s)));
 }
 
 }  // namespace
@@ -44,10 +37,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   auto parsed = parse_notifications(input, limits);
   UnreadSet set;
   if (auto* n = std::get_if<Notifications>(&parsed)) {
-    require(n->items.size() <= limits.max_items);
+    FUZZ_REQUIRE(n->items.size() <= limits.max_items);
     for (const Item& item : n->items) {
       check_string(item.subscription_id, limits);
-      require(!item.subscription_id.empty());
+      FUZZ_REQUIRE(!item.subscription_id.empty());
       check_string(item.client_state, limits);
       check_string(item.tenant_id, limits);
       check_string(item.message_id, limits);
@@ -56,30 +49,30 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     }
   } else {
     const ParseError& e = std::get<ParseError>(parsed);
-    require(!e.message.empty() && e.message.size() < 200);
-    require(refusal_name(e.refusal) != nullptr);
+    FUZZ_REQUIRE(!e.message.empty() && e.message.size() < 200);
+    FUZZ_REQUIRE(refusal_name(e.refusal) != nullptr);
   }
-  require(set.count() == set.baseline() + set.unread_entries());
+  FUZZ_REQUIRE(set.count() == set.baseline() + set.unread_entries());
 
   // The input as a request target's query.
   const std::string target = "/graph/v1/notify/x?validationToken=" + std::string(input);
   if (auto token = validation_token(target, 1024)) {
     if (auto* t = std::get_if<std::string>(&*token)) {
-      require(!t->empty() && t->size() <= 1024);
-      require(mp::is_valid_utf8(*t));
-      for (const char c : *t) require(!mp::is_ascii_control(c) && c != '<' && c != '>');
+      FUZZ_REQUIRE(!t->empty() && t->size() <= 1024);
+      FUZZ_REQUIRE(mp::is_valid_utf8(*t));
+      for (const char c : *t) FUZZ_REQUIRE(!mp::is_ascii_control(c) && c != '<' && c != '>');
     }
   }
   (void)parse_datetime(input);
   const std::string id = message_id_of_resource(input);
-  require(id.size() <= input.size());
+  FUZZ_REQUIRE(id.size() <= input.size());
 
   // The input as stored bytes of an unread set.
   const UnreadSet stored = UnreadSet::decode(input, static_cast<std::uint32_t>(size));
-  require(stored.unread_entries() <= UnreadSet::kMaxUnread);
-  require(stored.read_entries() <= UnreadSet::kMaxRead);
+  FUZZ_REQUIRE(stored.unread_entries() <= UnreadSet::kMaxUnread);
+  FUZZ_REQUIRE(stored.read_entries() <= UnreadSet::kMaxRead);
   const UnreadSet again = UnreadSet::decode(stored.encode(), stored.baseline());
-  require(again.count() == stored.count());
-  require(again.encode() == stored.encode());
+  FUZZ_REQUIRE(again.count() == stored.count());
+  FUZZ_REQUIRE(again.encode() == stored.encode());
   return 0;
 }

@@ -17,20 +17,12 @@
 #include <string_view>
 #include <variant>
 
+#include "fuzz_require.hpp"
 #include "http/registration_endpoint.hpp"
 #include "keys/region_secret.hpp"
 #include "relay/registration_service.hpp"
 
 namespace {
-
-// Says which invariant broke (the line), then stops the run as a crash.
-#define require(condition)                                                             \
-  do {                                                                                 \
-    if (!(condition)) {                                                                \
-      std::fprintf(stderr, "invariant failed at line %d: %s\n", __LINE__, #condition); \
-      __builtin_trap();                                                                \
-    }                                                                                  \
-  } while (false)
 
 // A refusal's message must not carry a secret or an identifier it was given. Only values that
 // look like one are checked — 12+ characters, no space, 4+ digits, as keys and tokens are — so
@@ -46,7 +38,7 @@ bool looks_secret(std::string_view value) {
 }
 
 void require_no_echo(const mp::relay::RegistrationRefusal& r, std::string_view value) {
-  require(!r.code.empty() && !r.message.empty());
+  FUZZ_REQUIRE(!r.code.empty() && !r.message.empty());
   if (looks_secret(value) && r.message.find(value) != std::string::npos) {
     std::fprintf(stderr, "refusal %s echoes a value it was given: %s\n", r.code.c_str(),
                  r.message.c_str());
@@ -70,9 +62,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (const auto* r = std::get_if<mp::relay::RegisterRequest>(&parsed)) {
     const auto checked = mp::relay::check_registration(*r);
     if (const auto* ok = std::get_if<mp::relay::CheckedDevice>(&checked)) {
-      require(ok->token_hex.size() >= 64 && ok->token_hex.size() <= 200);
-      require(ok->token_hex.size() % 2 == 0 && lower_hex(ok->token_hex));
-      require(ok->environment == "production" || ok->environment == "development");
+      FUZZ_REQUIRE(ok->token_hex.size() >= 64 && ok->token_hex.size() <= 200);
+      FUZZ_REQUIRE(ok->token_hex.size() % 2 == 0 && lower_hex(ok->token_hex));
+      FUZZ_REQUIRE(ok->environment == "production" || ok->environment == "development");
     } else {
       const auto& refusal = std::get<mp::relay::RegistrationRefusal>(checked);
       require_no_echo(refusal, r->registration_key);
@@ -82,15 +74,15 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const auto address = mp::keys::normalize_mailbox_address(r->mailbox);
     if (address) {
       const auto again = mp::keys::normalize_mailbox_address(*address);
-      require(again && *again == *address);
+      FUZZ_REQUIRE(again && *again == *address);
     } else {
       if (looks_secret(r->mailbox)) {
-        require(address.error().message.find(r->mailbox) == std::string::npos);
+        FUZZ_REQUIRE(address.error().message.find(r->mailbox) == std::string::npos);
       }
     }
   } else {
     const auto& refusal = std::get<mp::relay::RegistrationRefusal>(parsed);
-    require(!refusal.code.empty() && !refusal.message.empty());
+    FUZZ_REQUIRE(!refusal.code.empty() && !refusal.message.empty());
   }
 
   const auto move = mp::http::parse_move_body(body);
@@ -101,12 +93,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     }
   } else {
     const auto& refusal = std::get<mp::relay::RegistrationRefusal>(move);
-    require(!refusal.code.empty() && !refusal.message.empty());
+    FUZZ_REQUIRE(!refusal.code.empty() && !refusal.message.empty());
   }
 
   if (const auto token = mp::http::bearer_token(body)) {
-    require(!token->empty() && token->front() != ' ' && token->back() != ' ');
-    require(token->data() >= body.data() && token->data() + token->size() <= body.data() + size);
+    FUZZ_REQUIRE(!token->empty() && token->front() != ' ' && token->back() != ' ');
+    FUZZ_REQUIRE(token->data() >= body.data() &&
+                 token->data() + token->size() <= body.data() + size);
   }
   static const mp::keys::RegionSecret secret =
       mp::keys::RegionSecret::from_text(
@@ -114,10 +107,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
           .value();
   switch (mp::relay::capability_form(secret, body)) {
     case mp::relay::CapabilityForm::issued:
-      require(size == mp::keys::kCapabilityChars);
+      FUZZ_REQUIRE(size == mp::keys::kCapabilityChars);
       break;
     case mp::relay::CapabilityForm::legacy:
-      require(size == mp::keys::kLegacyCallbackSecretChars);
+      FUZZ_REQUIRE(size == mp::keys::kLegacyCallbackSecretChars);
       break;
     case mp::relay::CapabilityForm::refused:
       break;

@@ -45,6 +45,7 @@ struct Commands {
   std::int64_t timeout_ms = 5000;
   std::string listener_ca;
   bool silent_only = false;
+  bool graph_only = false;
   std::size_t limit = 100;
   std::string valid_for = "7d";
   std::string note;
@@ -92,9 +93,14 @@ void add_doctor(CLI::App& cli, Commands& c) {
 
 void add_subscriptions(CLI::App& cli, Commands& c) {
   c.subscriptions = cli.add_subcommand(
-      "subscriptions", "Count subscriptions; --silent lists those Exchange has stopped calling");
+      "subscriptions",
+      "Count subscriptions; --silent lists those Exchange has stopped calling, --graph the Graph "
+      "ones by expiry");
   c.subscriptions->add_flag("--silent", c.silent_only,
                             "List registrations not heard from for over 2 x their StatusFrequency");
+  c.subscriptions->add_flag(
+      "--graph", c.graph_only,
+      "List Graph subscriptions (Exchange Online), the soonest to expire first");
   c.subscriptions->add_option("--limit", c.limit, "At most this many rows")
       ->check(CLI::Range(1, 100000));
 }
@@ -205,7 +211,7 @@ int run_parsed(const Options& o, Commands& c) {
     if (!c.listener_ca.empty()) c.doctor_options.listener_ca = c.listener_ca;
     return cmd_doctor(o, c.doctor_options);
   }
-  if (c.subscriptions->parsed()) return cmd_subscriptions(o, c.silent_only, c.limit);
+  if (c.subscriptions->parsed()) return cmd_subscriptions(o, c.silent_only, c.graph_only, c.limit);
   if (c.invite->parsed()) return cmd_customers_invite(o, c.valid_for, c.note);
   if (c.customers_list->parsed()) return cmd_customers_list(o);
   if (c.customers_show->parsed()) return cmd_customers_show(o, c.customer_id);

@@ -38,11 +38,9 @@ const char* wake_outcome_name(WakeOutcome w) noexcept {
     case WakeOutcome::limited:
       return "limited";
     case WakeOutcome::dropped:
-      return "dropped";
-    case WakeOutcome::pending:
       break;
   }
-  return "pending";
+  return "dropped";
 }
 
 store::PendingMark mark(const store::OutboxRow& row) {

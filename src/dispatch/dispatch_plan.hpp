@@ -30,10 +30,10 @@ enum class RowOutcome {
 inline constexpr std::size_t kRowOutcomeCount = 9;
 const char* row_outcome_name(RowOutcome r) noexcept;
 
-// What a wake's send did, for its WakeDone and the metric: the badge's outcome decides whether it
-// is tried at all (a badge not delivered keeps the mark, and its wake, pending unless it is gone
-// for good).
-enum class WakeOutcome { sent, failed, limited, dropped, pending };
+// What became of a wake, for the metric: sent; failed (APNs refused the push); limited (one was
+// sent within store::kWakeInterval); dropped (device or customer gone, badge expired). A badge
+// that is not delivered keeps its mark, and the mark's wake, pending: nothing is counted then.
+enum class WakeOutcome { sent, failed, limited, dropped };
 const char* wake_outcome_name(WakeOutcome w) noexcept;
 
 struct PlannedSend {
@@ -56,8 +56,8 @@ struct RoundPlan {
 // whatever happens to the one sent: it carries the device's whole badge, and a retry of it sends
 // the badge current then.
 // Wakes: a device whose marks ask for a wake gets one background push after its badge if one of
-// them may have one now (store::kWakeInterval); otherwise, or when the device or customer is
-// gone or the badge expired, the wakes are dropped (counted in `wakes_dropped`).
+// them may have one now (store::kWakeInterval); otherwise they end as `limited`, and when the
+// device or customer is gone or the badge expired, as `dropped` (RoundPlan::wakes_counted).
 store::PendingMark mark(const store::OutboxRow& row);
 RoundPlan plan_round(const std::vector<store::OutboxRow>& rows);
 

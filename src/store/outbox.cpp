@@ -240,6 +240,8 @@ Result<std::uint64_t> mark_due_wakes(Connection& conn, const std::string& owner,
       "badge_due_at = COALESCE(badge_due_at, UTC_TIMESTAMP(6))";
   // Each on its own index: ix_registrations_wake, ix_registrations_graph_expiry,
   // ix_registrations_silent_after; autocommit, a few rows a minute in a region's steady state.
+  // Silences and expiries are looked for within a day of their moment only, so subscriptions
+  // silent for weeks (woken once already) are not read every minute.
   const std::string kinds[] = {
       std::string(kMark) +
           " WHERE wake_reason IS NOT NULL AND badge_owner IS NULL AND state = 'active' LIMIT ?",
@@ -249,9 +251,10 @@ Result<std::uint64_t> mark_due_wakes(Connection& conn, const std::string& owner,
           "wake_reason IS NULL AND (wake_sent_at IS NULL OR wake_sent_at < graph_expires_at - "
           "INTERVAL 1 DAY) LIMIT ?",
       std::string(kMark) +
-          ", wake_reason = 'resubscribe' WHERE state = 'active' AND silent_after < "
-          "UTC_TIMESTAMP(6) AND source = 'ews' AND last_heard_at IS NOT NULL AND wake_reason IS "
-          "NULL AND (wake_sent_at IS NULL OR wake_sent_at < silent_after) LIMIT ?"};
+          ", wake_reason = 'resubscribe' WHERE state = 'active' AND silent_after BETWEEN "
+          "UTC_TIMESTAMP(6) - INTERVAL 1 DAY AND UTC_TIMESTAMP(6) AND source = 'ews' AND "
+          "last_heard_at IS NOT NULL AND wake_reason IS NULL AND (wake_sent_at IS NULL OR "
+          "wake_sent_at < silent_after) LIMIT ?"};
   std::uint64_t marked = 0;
   for (const auto& sql : kinds) {
     auto n = conn.execute(sql, {Value{owner}, Value{static_cast<std::int64_t>(limit)}});

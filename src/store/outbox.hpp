@@ -106,8 +106,8 @@ Status apply_dispatch_writes(Connection& conn, const DispatchWrites& outcome);
 // Marks pending, owned by `owner` (a mark already pending keeps its owner), the registrations
 // whose app should be woken by a background push: a wake that waits without a mark (its send
 // failed after the badge went), a Graph subscription within a day of its expiry ('renew', once
-// per expiry), an EWS subscription gone silent after it was heard ('resubscribe', once per
-// silence). At most `limit` of each kind; returns how many were marked.
+// per expiry), an EWS subscription gone silent in the last day after it was heard
+// ('resubscribe', once per silence). At most `limit` of each kind; returns how many were marked.
 Result<std::uint64_t> mark_due_wakes(Connection& conn, const std::string& owner, std::size_t limit);
 
 // Moves the pending marks of instances whose heartbeat is older than `lease`, or that stopped, or

@@ -548,6 +548,43 @@ Result<std::uint64_t> expire_unconfirmed_registrations(Connection& conn, std::ch
   return ended;
 }
 
+Result<GraphSubscriptionCounts> count_graph_subscriptions(Connection& conn) {
+  auto rows = conn.query(
+      "SELECT COUNT(*), COALESCE(SUM(graph_expires_at < UTC_TIMESTAMP(6)), 0), "
+      "COALESCE(SUM(graph_expires_at BETWEEN UTC_TIMESTAMP(6) AND UTC_TIMESTAMP(6) + INTERVAL 1 "
+      "DAY), 0), COALESCE(SUM(graph_expires_at IS NULL), 0) FROM registrations WHERE source = "
+      "'graph' AND state = 'active'");
+  if (!rows) return std::move(rows).error();
+  GraphSubscriptionCounts c;
+  if (rows->empty()) return c;
+  const Row& r = rows->front();
+  c.active = r.i64(0);
+  c.expired = r.i64(1);
+  c.expiring_1d = r.i64(2);
+  c.never_notified = r.i64(3);
+  return c;
+}
+
+Result<std::vector<GraphSubscription>> list_graph_subscriptions(Connection& conn,
+                                                                std::size_t limit) {
+  auto rows = conn.query(
+      "SELECT r.id, c.customer_id, d.token_hex, d.environment, "
+      "COALESCE(DATE_FORMAT(r.graph_expires_at, '%Y-%m-%dT%H:%i:%sZ'), ''), "
+      "COALESCE(DATE_FORMAT(r.last_heard_at, '%Y-%m-%dT%H:%i:%sZ'), ''), "
+      "COALESCE(r.wake_reason, ''), COALESCE(DATE_FORMAT(r.wake_sent_at, "
+      "'%Y-%m-%dT%H:%i:%sZ'), '') FROM registrations r JOIN customers c ON c.id = r.customer_id "
+      "JOIN devices d ON d.id = r.device_id WHERE r.source = 'graph' AND r.state = 'active' "
+      "ORDER BY r.graph_expires_at LIMIT ?",
+      {Value{static_cast<std::int64_t>(limit)}});
+  if (!rows) return std::move(rows).error();
+  std::vector<GraphSubscription> out;
+  for (const auto& r : *rows) {
+    out.push_back({r.i64(0), r.text(1), redact(r.text(2)), r.text(3), r.text(4), r.text(5),
+                   r.text(6), r.text(7)});
+  }
+  return out;
+}
+
 Result<std::int64_t> count_silent_subscriptions(Connection& conn) {
   auto rows =
       conn.query("SELECT COUNT(*) FROM registrations r WHERE " + std::string(kSilentCondition));

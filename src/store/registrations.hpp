@@ -148,6 +148,30 @@ Result<std::optional<Ended>> unregister_with_capability(Connection& conn, const 
 Result<std::uint64_t> expire_unconfirmed_registrations(Connection& conn, std::chrono::hours grace,
                                                        std::size_t limit);
 
+// ---------------------------------------------------------------- Graph subscriptions
+
+struct GraphSubscription {
+  std::int64_t registration_id = 0;
+  std::string customer_id;  // public Customer ID
+  std::string device;       // redacted token
+  std::string environment;
+  std::string expires_at;     // ISO 8601 UTC as the newest notification stated it; "" unknown
+  std::string last_heard_at;  // the last notification, "" never
+  std::string wake_pending;   // a wake waiting to be sent ("" none)
+  std::string wake_sent_at;   // "" never
+};
+struct GraphSubscriptionCounts {
+  std::int64_t active = 0;          // active Graph registrations
+  std::int64_t expired = 0;         // their subscription's stated expiry has passed
+  std::int64_t expiring_1d = 0;     // within a day
+  std::int64_t never_notified = 0;  // no notification yet: expiry unknown
+};
+// The counts (one pass over the active registrations) and the `limit` Graph subscriptions that
+// expire soonest (unknown expiries first), on ix_registrations_graph_expiry.
+Result<GraphSubscriptionCounts> count_graph_subscriptions(Connection& conn);
+Result<std::vector<GraphSubscription>> list_graph_subscriptions(Connection& conn,
+                                                                std::size_t limit);
+
 // ---------------------------------------------------------------- silent subscriptions
 
 struct SilentSubscription {

@@ -389,6 +389,37 @@ TEST(MailpushctlOps, OutboxStatsAndRetryDeadRequeueWithTheCurrentBadge) {
       << out;
 }
 
+TEST(MailpushctlOps, SubscriptionsGraphListsGraphSubscriptionsByExpiry) {
+  CtlRegion r("ctl-graph");
+  const auto customer = r.customer_with_cert("dev-shop9");
+  const auto soon = r.register_device(customer, "alice@online.example.com", kToken1);
+  const auto later = r.register_device(customer, "bob@online.example.com", kToken2);
+  r.register_device(customer, "carol@onprem.example.com", kToken1);  // EWS: not listed
+  auto& c = r.conn();
+  ASSERT_TRUE(c.execute("UPDATE registrations SET source = 'graph', graph_expires_at = "
+                        "UTC_TIMESTAMP(6) + INTERVAL 3 HOUR, wake_reason = 'renew' WHERE id = ?",
+                        {store::Value{soon}})
+                  .ok());
+  ASSERT_TRUE(c.execute("UPDATE registrations SET source = 'graph', graph_expires_at = "
+                        "UTC_TIMESTAMP(6) + INTERVAL 5 DAY WHERE id = ?",
+                        {store::Value{later}})
+                  .ok());
+  std::string out;
+  ASSERT_EQ(ctl(r.region(), {"--json", "subscriptions", "--graph"}, &out), 0) << out;
+  const auto j = parse(out);
+  EXPECT_EQ(j["graph_active"], 2);
+  EXPECT_EQ(j["graph_expiring_1d"], 1);
+  EXPECT_EQ(j["graph_expired"], 0);
+  ASSERT_EQ(j["graph"].size(), 2u);
+  EXPECT_EQ(j["graph"][0]["registration_id"], soon) << "the soonest to expire first";
+  EXPECT_EQ(j["graph"][0]["wake_pending"], "renew");
+  EXPECT_EQ(j["graph"][0]["last_notified_at"], nullptr);
+  EXPECT_EQ(out.find(kToken1), std::string::npos) << "tokens are shortened";
+  ASSERT_EQ(ctl(r.region(), {"subscriptions", "--graph"}, &out), 0) << out;
+  EXPECT_NE(out.find("2 active Graph subscriptions"), std::string::npos) << out;
+  EXPECT_NE(out.find("pending: renew"), std::string::npos) << out;
+}
+
 TEST(MailpushctlOps, StatusShowsQueueAgeExpiringCertificatesAndSilentSubscriptions) {
   CtlRegion r("ctl-status");
   const auto customer = r.customer_with_cert("dev-shop5");

@@ -55,7 +55,7 @@ Result<store::CustomerRow> customer_named(store::Connection& conn, const std::st
 // ------------------------------------------------------------------ subcommands
 int cmd_migrate(const Options& o);
 int cmd_status(const Options& o);
-int cmd_subscriptions(const Options& o, bool silent_only, std::size_t limit);
+int cmd_subscriptions(const Options& o, bool silent_only, bool graph_only, std::size_t limit);
 int cmd_customers_invite(const Options& o, const std::string& valid_for, const std::string& note);
 int cmd_customers_list(const Options& o);
 int cmd_customers_show(const Options& o, const std::string& customer_id);

@@ -218,13 +218,68 @@ int cmd_status(const Options& o) {
   return mp::app::kExitOk;
 }
 
+namespace {
+
+// `mailpushctl subscriptions --graph`: Graph subscriptions by expiry.
+int graph_subscriptions(const Options& o, mp::store::Connection& conn, const std::string& region,
+                        std::size_t limit) {
+  auto counts = mp::store::count_graph_subscriptions(conn);
+  if (!counts) return fail(o, "subscriptions", counts.error());
+  auto list = mp::store::list_graph_subscriptions(conn, limit);
+  if (!list) return fail(o, "subscriptions", list.error());
+  const auto or_null = [](const std::string& s) { return s.empty() ? json(nullptr) : json(s); };
+  if (o.json_output) {
+    json out{{"region", region},
+             {"graph_active", counts->active},
+             {"graph_expired", counts->expired},
+             {"graph_expiring_1d", counts->expiring_1d},
+             {"graph_never_notified", counts->never_notified},
+             {"graph", json::array()}};
+    for (const auto& g : *list) {
+      out["graph"].push_back({{"registration_id", g.registration_id},
+                              {"customer_id", g.customer_id},
+                              {"device", g.device},
+                              {"environment", g.environment},
+                              {"expires_at", or_null(g.expires_at)},
+                              {"last_notified_at", or_null(g.last_heard_at)},
+                              {"wake_pending", or_null(g.wake_pending)},
+                              {"wake_sent_at", or_null(g.wake_sent_at)}});
+    }
+    std::cout << out.dump(2) << "\n";
+    return mp::app::kExitOk;
+  }
+  std::cout << counts->active << " active Graph subscriptions: " << counts->expired
+            << " past their expiry, " << counts->expiring_1d << " expiring within a day, "
+            << counts->never_notified << " never notified (expiry unknown)\n";
+  if (!list->empty()) {
+    std::cout << "registration  customer  device  env  expires  last notified  wake\n";
+    for (const auto& g : *list) {
+      std::cout << g.registration_id << "  " << g.customer_id << "  " << g.device << "  "
+                << g.environment << "  " << (g.expires_at.empty() ? "unknown" : g.expires_at)
+                << "  " << (g.last_heard_at.empty() ? "never" : g.last_heard_at) << "  "
+                << (!g.wake_pending.empty()  ? "pending: " + g.wake_pending
+                    : g.wake_sent_at.empty() ? std::string("-")
+                                             : "sent " + g.wake_sent_at)
+                << "\n";
+    }
+    if (list->size() == limit) std::cout << "(first " << limit << " shown; --limit N for more)\n";
+    std::cout << "A Graph subscription is the app's: it renews it before it expires. The relay "
+                 "wakes the app a day before (background push); one past its expiry needs the "
+                 "app opened.\n";
+  }
+  return mp::app::kExitOk;
+}
+
+}  // namespace
+
 // Registrations whose Exchange subscription went quiet: the app must subscribe again.
-int cmd_subscriptions(const Options& o, bool silent_only, std::size_t limit) {
+int cmd_subscriptions(const Options& o, bool silent_only, bool graph_only, std::size_t limit) {
   std::string region;
   auto conn_options = database_of(o, region);
   if (!conn_options) return fail(o, "subscriptions", conn_options.error());
   mp::store::Connection conn(*conn_options);
   if (auto st = conn.connect(); !st) return fail(o, "subscriptions", st.error());
+  if (graph_only) return graph_subscriptions(o, conn, region, limit);
   auto silent = mp::store::count_silent_subscriptions(conn);
   if (!silent) return fail(o, "subscriptions", silent.error());
   auto active = count(conn, "SELECT COUNT(*) FROM registrations WHERE state = 'active'");
