@@ -2,6 +2,7 @@
 #include "store/graph_store.hpp"
 
 #include <boost/asio/use_awaitable.hpp>
+#include <map>
 
 #include "store/sql_util.hpp"
 
@@ -11,39 +12,59 @@ namespace {
 namespace asio = boost::asio;
 using sql::blob;
 
-// The row and what the badge mark needs to know (its device's and customer's states).
-constexpr std::string_view kSelect =
-    "SELECT r.id, c.customer_id, c.state = 'active', d.state = 'active', r.client_state_hash, "
-    "COALESCE(r.graph_tenant, ''), COALESCE(r.subscription_id, ''), r.graph_baseline, "
-    "r.graph_items, r.unread_count FROM registrations r JOIN customers c ON c.id = r.customer_id "
-    "JOIN devices d ON d.id = r.device_id WHERE r.secret_hash = ? AND r.state = 'active' AND "
-    "r.source = 'graph' AND c.state <> 'deleted'";
+// The row and what the badge mark needs to know (its device's and customer's states); the
+// secret hash first, to find each request's row in a batch.
+constexpr std::string_view kColumns =
+    "SELECT r.secret_hash, r.id, c.customer_id, c.state = 'active', d.state = 'active', "
+    "r.client_state_hash, COALESCE(r.graph_tenant, ''), COALESCE(r.subscription_id, ''), "
+    "r.graph_baseline, r.graph_items, r.unread_count FROM registrations r JOIN customers c ON "
+    "c.id = r.customer_id JOIN devices d ON d.id = r.device_id WHERE ";
+constexpr std::string_view kActiveGraph =
+    " AND r.state = 'active' AND r.source = 'graph' AND c.state <> 'deleted'";
 
 GraphRegistration from_row(const Row& row) {
   GraphRegistration g;
-  g.id = row.i64(0);
-  g.customer_public_id = row.text(1);
-  g.customer_active = row.i64(2) != 0;
-  g.device_active = row.i64(3) != 0;
-  const std::string& hash = row.text(4);
+  g.id = row.i64(1);
+  g.customer_public_id = row.text(2);
+  g.customer_active = row.i64(3) != 0;
+  g.device_active = row.i64(4) != 0;
+  const std::string& hash = row.text(5);
   g.client_state_hash.assign(hash.begin(), hash.end());
-  g.tenant = row.text(5);
-  g.subscription_id = row.text(6);
-  g.baseline = static_cast<std::uint32_t>(row.i64(7));
-  g.items = row.text(8);
-  g.unread_count = static_cast<std::uint32_t>(row.i64(9));
+  g.tenant = row.text(6);
+  g.subscription_id = row.text(7);
+  g.baseline = static_cast<std::uint32_t>(row.i64(8));
+  g.items = row.text(9);
+  g.unread_count = static_cast<std::uint32_t>(row.i64(10));
   return g;
 }
 
-Result<std::optional<GraphRegistration>> select_graph(Connection& conn, const Bytes& secret_hash,
-                                                      bool lock) {
-  auto stmt = conn.prepare(lock ? std::string(kSelect) + " FOR UPDATE" : std::string(kSelect));
-  if (!stmt) return std::move(stmt).error();
-  const Value params[] = {blob(secret_hash)};
-  auto rows = (*stmt)->query(params);
-  if (!rows) return std::move(rows).error();
-  if (rows->empty()) return std::optional<GraphRegistration>{};
-  return std::optional{from_row(rows->front())};
+// The active Graph registrations with these secret hashes (locked when `lock`), by hash.
+Result<std::map<std::string, GraphRegistration>> select_graph(Connection& conn,
+                                                              const std::vector<Bytes>& hashes,
+                                                              bool lock) {
+  std::map<std::string, GraphRegistration> out;
+  std::vector<Value> params;
+  for (std::size_t begin = 0; begin < hashes.size(); begin += sql::kMaxIdListShape) {
+    const std::size_t n = std::min(sql::kMaxIdListShape, hashes.size() - begin);
+    const std::size_t shape = sql::id_list_shape(n);
+    params.clear();
+    // Padded with the last hash: the shape's statement is prepared once.
+    for (std::size_t i = 0; i < shape; ++i)
+      params.push_back(blob(hashes[begin + std::min(i, n - 1)]));
+    std::string sql = std::string(kColumns) + "r.secret_hash IN (" +
+                      std::string(sql::id_placeholders(shape)) + ")" + std::string(kActiveGraph);
+    if (lock) sql += " FOR UPDATE";
+    auto stmt = conn.prepare(sql);
+    if (!stmt) return std::move(stmt).error();
+    auto rows = (*stmt)->query(params);
+    if (!rows) return std::move(rows).error();
+    for (const auto& row : *rows) out.emplace(row.text(0), from_row(row));
+  }
+  return out;
+}
+
+std::string key_of(const Bytes& hash) {
+  return std::string(hash.begin(), hash.end());
 }
 
 // One statement: the count, the unread set, the binding, the expiry, last heard, a wake and,
@@ -58,47 +79,117 @@ constexpr std::string_view kUpdate =
     "badge_queued_at = IF(?, IFNULL(badge_queued_at, UTC_TIMESTAMP(6)), badge_queued_at), "
     "badge_due_at = IF(?, IFNULL(badge_due_at, UTC_TIMESTAMP(6)), badge_due_at) WHERE id = ?";
 
+Status write_update(Connection& conn, std::int64_t id, const GraphUpdate& u, bool marked,
+                    const std::string& owner) {
+  auto stmt = conn.prepare(kUpdate);
+  if (!stmt) return std::move(stmt).error();
+  const std::int64_t mark = marked ? 1 : 0;
+  const Value params[] = {Value{u.subscription_id},
+                          Value{std::int64_t{u.baseline}},
+                          Value{Blob{u.items}},
+                          Value{std::int64_t{u.unread_count}},
+                          u.expires_at ? Value{*u.expires_at} : Value{Null{}},
+                          Value{std::int64_t{u.heard}},
+                          Value{u.wake_reason},
+                          Value{mark},
+                          Value{mark},
+                          Value{owner},
+                          Value{mark},
+                          Value{mark},
+                          Value{id}};
+  if (auto n = (*stmt)->execute(params); !n) return std::move(n).error();
+  return {};
+}
+
+// A registration's row as the batch's decisions leave it, and what to write for it.
+struct Written {
+  GraphRegistration original;
+  GraphRegistration now;
+  GraphUpdate merged;  // the last decision's values, the union of its flags
+  bool write = false;
+};
+
+// One attempt of the batch (inside its transaction).
+Result<std::vector<std::optional<GraphRecorded>>> batch_once(
+    Connection& conn, const std::vector<GraphRequest>& requests, const std::string& owner) {
+  std::vector<Bytes> hashes;
+  hashes.reserve(requests.size());
+  for (const auto& r : requests) hashes.push_back(r.secret_hash);
+  auto rows = select_graph(conn, hashes, true);
+  if (!rows) return std::move(rows).error();
+  std::map<std::string, Written> rows_now;
+  for (auto& [key, row] : *rows) rows_now.emplace(key, Written{row, row, {}, false});
+
+  std::vector<std::optional<GraphRecorded>> out(requests.size());
+  for (std::size_t i = 0; i < requests.size(); ++i) {
+    auto it = rows_now.find(key_of(requests[i].secret_hash));
+    if (it == rows_now.end()) continue;  // no active Graph registration: nullopt
+    Written& w = it->second;
+    GraphRecorded rec;
+    rec.before = w.now;
+    rec.update = requests[i].decide(w.now);
+    if (rec.update.write) {
+      const GraphUpdate& u = rec.update;
+      w.now.subscription_id = u.subscription_id;
+      w.now.baseline = u.baseline;
+      w.now.items = u.items;
+      w.now.unread_count = u.unread_count;
+      GraphUpdate merged = u;
+      if (w.write) {
+        merged.heard = merged.heard || w.merged.heard;
+        if (merged.wake_reason.empty()) merged.wake_reason = w.merged.wake_reason;
+        if (w.merged.expires_at &&
+            (!merged.expires_at || *w.merged.expires_at > *merged.expires_at))
+          merged.expires_at = w.merged.expires_at;
+      }
+      w.merged = std::move(merged);
+      w.write = true;
+    }
+    out[i] = std::move(rec);
+  }
+  // One UPDATE per registration; the mark when its count moved over the batch, or a wake.
+  std::map<std::string, bool> marked;
+  for (auto& [key, w] : rows_now) {
+    if (!w.write) continue;
+    const bool mark =
+        (w.now.unread_count != w.original.unread_count || !w.merged.wake_reason.empty()) &&
+        w.original.customer_active && w.original.device_active;
+    w.merged.count_moved = w.now.unread_count != w.original.unread_count;
+    if (auto st = write_update(conn, w.original.id, w.merged, mark, owner); !st) {
+      return std::move(st).error();
+    }
+    marked[key] = mark;
+  }
+  for (std::size_t i = 0; i < requests.size(); ++i) {
+    if (!out[i]) continue;
+    const auto m = marked.find(key_of(requests[i].secret_hash));
+    out[i]->marked = m != marked.end() && m->second;
+  }
+  return out;
+}
+
 }  // namespace
 
 Result<std::optional<GraphRegistration>> find_graph_registration(Connection& conn,
                                                                  const Bytes& secret_hash) {
-  return select_graph(conn, secret_hash, false);
+  auto rows = select_graph(conn, {secret_hash}, false);
+  if (!rows) return std::move(rows).error();
+  if (rows->empty()) return std::optional<GraphRegistration>{};
+  return std::optional{std::move(rows->begin()->second)};
+}
+
+Result<std::vector<std::optional<GraphRecorded>>> record_graph_batch(
+    Connection& conn, const std::vector<GraphRequest>& requests, const std::string& owner) {
+  return sql::in_transaction_retried<std::vector<std::optional<GraphRecorded>>>(
+      conn, [&] { return batch_once(conn, requests, owner); });
 }
 
 Result<std::optional<GraphRecorded>> record_graph(Connection& conn, const Bytes& secret_hash,
                                                   const GraphDecide& decide,
                                                   const std::string& owner) {
-  return sql::in_transaction_retried<std::optional<GraphRecorded>>(
-      conn, [&]() -> Result<std::optional<GraphRecorded>> {
-        auto found = select_graph(conn, secret_hash, true);
-        if (!found) return std::move(found).error();
-        if (!*found) return std::optional<GraphRecorded>{};
-        GraphRecorded out;
-        out.before = std::move(**found);
-        out.update = decide(out.before);
-        if (!out.update.write) return std::optional{std::move(out)};
-        out.marked = (out.update.count_moved || !out.update.wake_reason.empty()) &&
-                     out.before.customer_active && out.before.device_active;
-        auto stmt = conn.prepare(kUpdate);
-        if (!stmt) return std::move(stmt).error();
-        const std::int64_t mark = out.marked ? 1 : 0;
-        const GraphUpdate& u = out.update;
-        const Value params[] = {Value{u.subscription_id},
-                                Value{std::int64_t{u.baseline}},
-                                Value{Blob{u.items}},
-                                Value{std::int64_t{u.unread_count}},
-                                u.expires_at ? Value{*u.expires_at} : Value{Null{}},
-                                Value{std::int64_t{u.heard}},
-                                Value{u.wake_reason},
-                                Value{mark},
-                                Value{mark},
-                                Value{owner},
-                                Value{mark},
-                                Value{mark},
-                                Value{out.before.id}};
-        if (auto n = (*stmt)->execute(params); !n) return std::move(n).error();
-        return std::optional{std::move(out)};
-      });
+  auto done = record_graph_batch(conn, {GraphRequest{secret_hash, decide}}, owner);
+  if (!done) return std::move(done).error();
+  return std::move(done->front());
 }
 
 asio::awaitable<Result<std::optional<GraphRegistration>>> MariadbGraphStore::find(
@@ -109,16 +200,68 @@ asio::awaitable<Result<std::optional<GraphRegistration>>> MariadbGraphStore::fin
   co_return co_await pool_.async_run(job, asio::use_awaitable);
 }
 
+MariadbGraphStore::~MariadbGraphStore() {
+  std::unique_lock lock(mutex_);
+  idle_.wait(lock, [this] { return running_ == 0; });
+}
+
 asio::awaitable<Result<std::optional<GraphRecorded>>> MariadbGraphStore::record(
     const Bytes& secret_hash, const GraphDecide& decide) {
-  // The job holds copies: it may outlive this frame after a forced stop.
-  const DatabasePool::Job<std::optional<GraphRecorded>> job = [secret_hash, decide,
-                                                               owner = owner_](Connection& conn) {
-    return record_graph(conn, secret_hash, decide, owner);
-  };
-  auto recorded = co_await pool_.async_run(job, asio::use_awaitable);
-  if (recorded && *recorded && (*recorded)->marked && on_marked_) on_marked_();
-  co_return recorded;
+  // A named request, not a temporary: GCC 12 destroys temporaries of a co_await expression twice.
+  const GraphRequest request{secret_hash, decide};
+  co_return co_await asio::async_initiate<decltype(asio::use_awaitable),
+                                          void(Result<std::optional<GraphRecorded>>)>(
+      [this](auto handler, GraphRequest r) {
+        enqueue({std::move(r),
+                 completion_on_handler_executor<std::optional<GraphRecorded>>(std::move(handler))});
+      },
+      asio::use_awaitable, request);
+}
+
+void MariadbGraphStore::enqueue(Pending p) {
+  std::unique_lock lock(mutex_);
+  waiting_.push_back(std::move(p));
+  if (running_ < parallel_) start_batch_locked(lock);
+}
+
+// Group commit: while a batch is in its transaction, new notifications wait and go together in
+// the next one, so batches grow with load; a batch's completion starts the next.
+void MariadbGraphStore::start_batch_locked(std::unique_lock<std::mutex>& lock) {
+  if (waiting_.empty()) return;
+  auto batch = std::make_shared<std::vector<Pending>>();
+  const std::size_t n = std::min(batch_max_, waiting_.size());
+  batch->reserve(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    batch->push_back(std::move(waiting_.front()));
+    waiting_.pop_front();
+  }
+  ++running_;
+  lock.unlock();
+  // The completion runs on the database thread: it posts each result to its waiter's executor.
+  pool_.run_then<std::vector<std::optional<GraphRecorded>>>(
+      [this, batch](Connection& conn) {
+        std::vector<GraphRequest> requests;
+        requests.reserve(batch->size());
+        for (const auto& p : *batch) requests.push_back(p.request);
+        return record_graph_batch(conn, requests, owner_);
+      },
+      [this, batch](Result<std::vector<std::optional<GraphRecorded>>> result) {
+        bool any_marked = false;
+        for (std::size_t i = 0; i < batch->size(); ++i) {
+          if (!result) {
+            (*batch)[i].done(result.error());
+            continue;
+          }
+          any_marked = any_marked || ((*result)[i] && (*result)[i]->marked);
+          (*batch)[i].done(std::move((*result)[i]));
+        }
+        if (any_marked && on_marked_) on_marked_();
+        std::unique_lock lock(mutex_);
+        --running_;
+        start_batch_locked(lock);
+        if (lock.owns_lock()) lock.unlock();
+        idle_.notify_all();
+      });
 }
 
 }  // namespace mp::store

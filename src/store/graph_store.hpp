@@ -5,11 +5,16 @@
 // write and a device's badge is the sum over its EWS and Graph registrations.
 #pragma once
 
+#include <algorithm>
 #include <boost/asio/awaitable.hpp>
+#include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <functional>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "common/crypto.hpp"
 #include "common/result.hpp"
@@ -67,6 +72,18 @@ Result<std::optional<GraphRecorded>> record_graph(Connection& conn, const Bytes&
                                                   const GraphDecide& decide,
                                                   const std::string& owner);
 
+// Several notifications (of one or many registrations) in one transaction, re-run on a deadlock:
+// their rows locked by secret hash in one read (at most kMaxIdListShape a statement), each
+// decision taken in order on its registration's row as the ones before it left it, one UPDATE per
+// registration, one commit. The result for each request is what record_graph would have said,
+// except `marked`, which is the registration's (its final count moved, or a wake).
+struct GraphRequest {
+  Bytes secret_hash;
+  GraphDecide decide;
+};
+Result<std::vector<std::optional<GraphRecorded>>> record_graph_batch(
+    Connection& conn, const std::vector<GraphRequest>& requests, const std::string& owner);
+
 // What the Graph use case needs of the database (a fake in its unit tests).
 class GraphStore {
  public:
@@ -77,12 +94,21 @@ class GraphStore {
       const Bytes& secret_hash, const GraphDecide& decide) = 0;
 };
 
-// GraphStore on MariaDB: each call is one job on the pool. `on_marked` runs after a commit that
-// marked a pending badge (the daemon wakes the dispatcher).
+// GraphStore on MariaDB. A validation is one job on the pool. Notifications are group-committed
+// as the EWS listener's callbacks are: those that arrive while a batch is in its transaction go
+// together in the next one (at most `batch_max`, `parallel` batches at once), so a commit and its
+// fsync serve many notifications under load. `on_marked` runs after a commit that marked a
+// pending badge (the daemon wakes the dispatcher).
 class MariadbGraphStore final : public GraphStore {
  public:
-  MariadbGraphStore(DatabasePool& pool, std::string owner)
-      : pool_(pool), owner_(std::move(owner)) {}
+  MariadbGraphStore(DatabasePool& pool, std::string owner, std::size_t batch_max = 256,
+                    std::size_t parallel = 2)
+      : pool_(pool),
+        owner_(std::move(owner)),
+        batch_max_(std::max<std::size_t>(1, batch_max)),
+        parallel_(std::max<std::size_t>(1, parallel)) {}
+  // Waits for the batches in flight (their completions run on the database threads).
+  ~MariadbGraphStore() override;
   void set_marked_observer(std::function<void()> on_marked) { on_marked_ = std::move(on_marked); }
 
   boost::asio::awaitable<Result<std::optional<GraphRegistration>>> find(
@@ -91,9 +117,23 @@ class MariadbGraphStore final : public GraphStore {
       const Bytes& secret_hash, const GraphDecide& decide) override;
 
  private:
+  using Done = std::function<void(Result<std::optional<GraphRecorded>>)>;
+  struct Pending {
+    GraphRequest request;
+    Done done;
+  };
+  void enqueue(Pending p);
+  void start_batch_locked(std::unique_lock<std::mutex>& lock);
+
   DatabasePool& pool_;
   std::string owner_;
+  std::size_t batch_max_;
+  std::size_t parallel_;
   std::function<void()> on_marked_;
+  std::mutex mutex_;
+  std::condition_variable idle_;
+  std::deque<Pending> waiting_;
+  std::size_t running_ = 0;
 };
 
 }  // namespace mp::store

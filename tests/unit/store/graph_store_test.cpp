@@ -241,6 +241,51 @@ TEST_F(GraphStoreTest, TheUpkeepMarksExpiringSilentAndStrandedWakesOnce) {
   EXPECT_EQ(*marked, 0u);
 }
 
+TEST_F(GraphStoreTest, ABatchDecidesInOrderOnEachRowAndWritesEachRowOnce) {
+  const auto a = graph_request();
+  const auto a_id = registered(a).registration_id;
+  auto b = graph_request(5);
+  b.mailbox_hmac = random_bytes(32);
+  const auto b_id = registered(b).registration_id;
+  // +1 on a's row as each decision finds it.
+  const GraphDecide plus_one = [](const GraphRegistration& row) {
+    GraphUpdate u;
+    u.write = true;
+    u.subscription_id = "sub";
+    u.unread_count = row.unread_count + 1;
+    u.baseline = u.unread_count;
+    u.count_moved = true;
+    return u;
+  };
+  // b: +1 then -1 in the same batch: written, but its count did not move, so no mark.
+  const GraphDecide minus_one = [](const GraphRegistration& row) {
+    GraphUpdate u;
+    u.write = true;
+    u.unread_count = row.unread_count - 1;
+    u.baseline = u.unread_count;
+    u.count_moved = true;
+    return u;
+  };
+  const std::vector<GraphRequest> requests = {
+      {a.new_hash, plus_one},  {b.new_hash, plus_one},
+      {a.new_hash, plus_one},  {sha384("no such secret"), plus_one},
+      {b.new_hash, minus_one}, {a.new_hash, plus_one}};
+  auto done = record_graph_batch(conn, requests, "instance-a");
+  ASSERT_TRUE(done.ok()) << done.error().message;
+  ASSERT_EQ(done->size(), 6u);
+  EXPECT_FALSE((*done)[3].has_value()) << "an unknown secret records nothing";
+  EXPECT_EQ((*done)[0]->before.unread_count, 0u);
+  EXPECT_EQ((*done)[2]->before.unread_count, 1u) << "the second decision sees the first";
+  EXPECT_EQ((*done)[5]->before.unread_count, 2u);
+  EXPECT_EQ(column("unread_count", a_id), "3");
+  EXPECT_EQ(column("unread_count", b_id), "5");
+  EXPECT_EQ(column("badge_version", a_id), "1") << "one write per row";
+  EXPECT_EQ(column("badge_version", b_id), "0");
+  EXPECT_TRUE((*done)[0]->marked);
+  EXPECT_FALSE((*done)[1]->marked);
+  EXPECT_EQ(column("subscription_id", a_id), "sub");
+}
+
 TEST_F(GraphStoreTest, AnInactiveDeviceOrCustomerGetsTheCountButNoMark) {
   const auto r = graph_request();
   const auto result = registered(r);
