@@ -105,7 +105,10 @@ asio::awaitable<GraphResult> GraphService::record(std::string_view secret, const
   };
   auto recorded = co_await store_.record(hash, on_row);
   if (!recorded) {
-    log::warn("graph.record_failed", {{"error", recorded.error().message}});
+    // Throttled: under overload every late notification fails the same way.
+    failed_log_.write(log::Level::warn, "graph.record_failed",
+                      {{"error", recorded.error().message},
+                       {"effect", "answered 503 with Retry-After; Graph sends it again"}});
     result.outcome = GraphOutcome::unavailable;
   } else if (!*recorded) {
     count_unknown(caller);

@@ -15,6 +15,7 @@
 #include <string_view>
 
 #include "common/cidr.hpp"
+#include "common/log.hpp"
 #include "common/token_bucket.hpp"
 #include "graph/notification.hpp"
 #include "relay/graph_rules.hpp"
@@ -86,6 +87,7 @@ class GraphService {
   std::optional<TokenBucketLimiter> per_registration_;  // by secret hash
   prometheus::Family<prometheus::Counter>& requests_;
   prometheus::Family<prometheus::Counter>& items_;
+  log::Throttle failed_log_;
 };
 
 }  // namespace mp::relay

@@ -213,7 +213,8 @@ asio::awaitable<Result<std::optional<GraphRecorded>>> MariadbGraphStore::record(
                                           void(Result<std::optional<GraphRecorded>>)>(
       [this](auto handler, GraphRequest r) {
         enqueue({std::move(r),
-                 completion_on_handler_executor<std::optional<GraphRecorded>>(std::move(handler))});
+                 completion_on_handler_executor<std::optional<GraphRecorded>>(std::move(handler)),
+                 std::chrono::steady_clock::now()});
       },
       asio::use_awaitable, request);
 }
@@ -227,6 +228,22 @@ void MariadbGraphStore::enqueue(Pending p) {
 // Group commit: while a batch is in its transaction, new notifications wait and go together in
 // the next one, so batches grow with load; a batch's completion starts the next.
 void MariadbGraphStore::start_batch_locked(std::unique_lock<std::mutex>& lock) {
+  // Those that waited too long are answered now, unwritten (503: Graph sends them again).
+  std::vector<Pending> late;
+  const auto now = std::chrono::steady_clock::now();
+  while (!waiting_.empty() && now - waiting_.front().queued > max_wait_) {
+    late.push_back(std::move(waiting_.front()));
+    waiting_.pop_front();
+  }
+  if (!late.empty()) {
+    lock.unlock();
+    for (auto& p : late) {
+      p.done(make_error(Errc::busy, "the notification waited over " +
+                                        std::to_string(max_wait_.count()) +
+                                        " ms for the database; not recorded"));
+    }
+    lock.lock();
+  }
   if (waiting_.empty()) return;
   auto batch = std::make_shared<std::vector<Pending>>();
   const std::size_t n = std::min(batch_max_, waiting_.size());

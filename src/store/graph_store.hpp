@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <boost/asio/awaitable.hpp>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -101,12 +102,17 @@ class GraphStore {
 // pending badge (the daemon wakes the dispatcher).
 class MariadbGraphStore final : public GraphStore {
  public:
+  // A notification that waited `max_wait` for its batch fails with Errc::busy, unwritten: Graph
+  // delays an endpoint whose answers take over 3 s, so an answer that could not come in time is a
+  // quick 503 that Graph retries, not a late 202.
   MariadbGraphStore(DatabasePool& pool, std::string owner, std::size_t batch_max = 256,
-                    std::size_t parallel = 2)
+                    std::size_t parallel = 2,
+                    std::chrono::milliseconds max_wait = std::chrono::milliseconds(2000))
       : pool_(pool),
         owner_(std::move(owner)),
         batch_max_(std::max<std::size_t>(1, batch_max)),
-        parallel_(std::max<std::size_t>(1, parallel)) {}
+        parallel_(std::max<std::size_t>(1, parallel)),
+        max_wait_(max_wait) {}
   // Waits for the batches in flight (their completions run on the database threads).
   ~MariadbGraphStore() override;
   void set_marked_observer(std::function<void()> on_marked) { on_marked_ = std::move(on_marked); }
@@ -121,6 +127,7 @@ class MariadbGraphStore final : public GraphStore {
   struct Pending {
     GraphRequest request;
     Done done;
+    std::chrono::steady_clock::time_point queued;
   };
   void enqueue(Pending p);
   void start_batch_locked(std::unique_lock<std::mutex>& lock);
@@ -129,6 +136,7 @@ class MariadbGraphStore final : public GraphStore {
   std::string owner_;
   std::size_t batch_max_;
   std::size_t parallel_;
+  std::chrono::milliseconds max_wait_;
   std::function<void()> on_marked_;
   std::mutex mutex_;
   std::condition_variable idle_;

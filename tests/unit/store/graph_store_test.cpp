@@ -5,7 +5,13 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+
 #include "common/crypto.hpp"
+#include "store/database_pool.hpp"
 #include "store/migrations.hpp"
 #include "store/outbox.hpp"
 #include "store/registrations.hpp"
@@ -284,6 +290,73 @@ TEST_F(GraphStoreTest, ABatchDecidesInOrderOnEachRowAndWritesEachRowOnce) {
   EXPECT_TRUE((*done)[0]->marked);
   EXPECT_FALSE((*done)[1]->marked);
   EXPECT_EQ(column("subscription_id", a_id), "sub");
+}
+
+// Through MariadbGraphStore: many notifications at once share commits, every one is recorded;
+// one that cannot be written within max_wait is refused unwritten (the 503 Graph retries).
+TEST_F(GraphStoreTest, TheStoreGroupCommitsAndRefusesWhatWaitedTooLong) {
+  std::vector<CapabilityRegistration> regs;
+  for (int i = 0; i < 8; ++i) {
+    auto r = graph_request();
+    r.mailbox_hmac = random_bytes(32);
+    registered(r);
+    regs.push_back(r);
+  }
+  const GraphDecide plus_one = [](const GraphRegistration& row) {
+    GraphUpdate u;
+    u.write = true;
+    u.unread_count = row.unread_count + 1;
+    u.baseline = u.unread_count;
+    u.count_moved = true;
+    return u;
+  };
+  DatabasePool pool(db.options(), {.threads = 2, .queue_limit = 100});
+  boost::asio::io_context ioc;
+  const auto run_all = [&](MariadbGraphStore& store, int rounds) {
+    std::atomic<int> ok{0}, busy{0};
+    for (int k = 0; k < rounds; ++k) {
+      for (const auto& r : regs) {
+        boost::asio::co_spawn(
+            ioc,
+            [&, hash = r.new_hash]() -> boost::asio::awaitable<void> {
+              auto out = co_await store.record(hash, plus_one);
+              if (out && *out) ++ok;
+              if (!out && out.error().code == Errc::busy) ++busy;
+            },
+            boost::asio::detached);
+      }
+    }
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (ok + busy < rounds * static_cast<int>(regs.size()) &&
+           std::chrono::steady_clock::now() < deadline) {
+      ioc.run_for(std::chrono::milliseconds(10));
+      ioc.restart();
+    }
+    return std::pair{ok.load(), busy.load()};
+  };
+  {
+    MariadbGraphStore store(pool, "instance-a", 64, 2);
+    const auto [ok, busy] = run_all(store, 5);
+    EXPECT_EQ(ok, 40);
+    EXPECT_EQ(busy, 0);
+  }
+  for (const auto& r : regs) {
+    auto found = find_graph_registration(conn, r.new_hash);
+    ASSERT_TRUE(found.ok() && found->has_value());
+    EXPECT_EQ((*found)->unread_count, 5u) << "every notification counted once";
+  }
+  {
+    // A wait no notification can meet: each is refused, and nothing is written.
+    MariadbGraphStore store(pool, "instance-a", 64, 2, std::chrono::milliseconds(-1));
+    const auto [ok, busy] = run_all(store, 1);
+    EXPECT_EQ(ok, 0);
+    EXPECT_EQ(busy, 8);
+  }
+  for (const auto& r : regs) {
+    auto found = find_graph_registration(conn, r.new_hash);
+    ASSERT_TRUE(found.ok() && found->has_value());
+    EXPECT_EQ((*found)->unread_count, 5u);
+  }
 }
 
 TEST_F(GraphStoreTest, AnInactiveDeviceOrCustomerGetsTheCountButNoMark) {
