@@ -8,8 +8,12 @@
 #   3. "Exchange" posts real SendNotification callbacks to each device's URL (each device holds
 #      its own subscription): a StatusEvent (binds it), a ModifiedEvent with the Inbox's
 #      UnreadCount, a NewMailEvent (and the same one again, counted once);
+#   3b. dave@online.example.com, bob's Exchange Online account, is registered through Microsoft
+#      Graph (source "graph", the app's clientState): "Graph" validates both URLs, posts a created
+#      notification (and the same again) and a reauthorizationRequired lifecycle event;
 #   4. what each simulated device received from apns-sim is shown, badge by badge: a device's
-#      badge is the sum of its accounts' unread counts (alice's iPhone: alice's and carol's);
+#      badge is the sum of its accounts' unread counts (alice's iPhone: alice's and carol's; bob's
+#      iPhone: bob's on EWS and dave's on Graph), and the background push that wakes bob's app;
 #   5. `mailpushctl doctor` checks the region as its operators would (APNs ports, the customer's
 #      certificate by a test push, the public listener, tokens, expiry, outbox).
 # Usage: scripts/demo.sh   (needs the dev region up: bash scripts/run-dev.sh)
@@ -52,7 +56,7 @@ declare -A device_of=([alice-iphone]=alice-iphone [alice-ipad]=alice-ipad [bob-i
                       [carol-on-alice-iphone]=alice-iphone)
 declare -A mailbox=([alice-iphone]=alice@example.com [alice-ipad]=alice@example.com
                     [bob-iphone]=bob@example.com [carol-on-alice-iphone]=carol@example.com)
-declare -A accounts=([alice-iphone]="alice@, carol@" [alice-ipad]="alice@" [bob-iphone]="bob@")
+declare -A accounts=([alice-iphone]="alice@, carol@" [alice-ipad]="alice@" [bob-iphone]="bob@, dave@")
 for r in "${registrations[@]}"; do
   d=${device_of[$r]}
   body=$(jq -n --arg c "$customer" --arg k "$registration_key" --arg m "${mailbox[$r]}" \
@@ -144,27 +148,68 @@ wait_badge alice-iphone 4
 post carol-on-alice-iphone "carol-sub-$run" "$status_event" "carol (on alice-iphone): StatusEvent (binds its subscription)"
 post carol-on-alice-iphone "carol-sub-$run" "$(unread_event D 2)" "carol (on alice-iphone): ModifiedEvent Inbox UnreadCount=2"
 
+# ---- 3b. an Exchange Online account through Microsoft Graph ----
+# dave@online.example.com is bob's second account, on Exchange Online, where EWS is gone: the app
+# registers it with source "graph" and its own clientState, creates the Graph subscription with
+# its own token (Graph validates both URLs first), and Graph posts change notifications. The
+# relay holds no Microsoft credential.
+echo "== 3b. an Exchange Online account on bob's iPhone, through Microsoft Graph"
+client_state=$(openssl rand -hex 16)
+reply=$(curl "${curl_tls[@]}" -X POST "$base/v1/registrations" -H 'Content-Type: application/json' \
+  --data-binary "$(jq -n --arg c "$customer" --arg k "$registration_key" --arg t "${token[bob-iphone]}" \
+  --arg s "$client_state" '{customer_id:$c, registration_key:$k, mailbox:"dave@online.example.com",
+  device_token:$t, environment:"production", source:"graph", client_state:$s, unread:2}')")
+graph_notify=$(json_field .notification_url "$reply")
+graph_lifecycle=$(json_field .lifecycle_notification_url "$reply")
+echo "   dave (on bob-iphone, Graph): $(json_field .change "$reply"); subscribe to" \
+     "$(json_field .resource "$reply") for $(json_field .change_type "$reply"), unread now 2"
+for u in "$graph_notify" "$graph_lifecycle"; do
+  echoed=$(curl "${curl_tls[@]}" -X POST "$u?validationToken=Validation%3A+demo+$run" -H 'Content-Type: text/plain')
+  [ "$echoed" = "Validation: demo $run" ] || fail "Graph's validation of $u got '$echoed'"
+done
+echo "   Graph validates the notification and lifecycle URLs: the token comes back as text/plain"
+graph_post() {  # graph_post URL JSON DESCRIPTION
+  local status
+  status=$(curl "${curl_tls[@]}" -o /dev/null -w '%{http_code}' -X POST "$1" \
+    -H 'Content-Type: application/json' --data-binary "$2")
+  [ "$status" = 202 ] || fail "the Graph listener answered $status to $3"
+  echo "   $3 -> 202"
+}
+created=$(jq -n --arg s "$client_state" --arg r "$run" '{value: [{subscriptionId: ("dave-sub-" + $r),
+  subscriptionExpirationDateTime: "2026-12-12T18:23:45.9356913Z", changeType: "created",
+  resource: ("Users/dave/Messages/AAMkDave" + $r), resourceData: {id: ("AAMkDave" + $r)},
+  clientState: $s, tenantId: "84bd8158-6d4d-4958-8b9f-9d6445542f95"}]}')
+graph_post "$graph_notify" "$created" "Graph: created (a message became unread in dave's Inbox)"
+graph_post "$graph_notify" "$created" "Graph: the same notification again"
+lifecycle=$(jq -n --arg s "$client_state" --arg r "$run" '{value: [{subscriptionId: ("dave-sub-" + $r),
+  subscriptionExpirationDateTime: "2026-12-12T18:23:45.9356913Z", clientState: $s,
+  tenantId: "84bd8158-6d4d-4958-8b9f-9d6445542f95", lifecycleEvent: "reauthorizationRequired"}]}')
+graph_post "$graph_lifecycle" "$lifecycle" "Graph: lifecycle reauthorizationRequired (the app is woken)"
+
 # ---- 4. what the devices received ----
 echo "== 4. what each simulated device received from APNs (apns-sim)"
-declare -A want=([alice-iphone]=6 [alice-ipad]=4 [bob-iphone]=1)
+declare -A want=([alice-iphone]=6 [alice-ipad]=4 [bob-iphone]=4)
 for _ in $(seq 1 100); do
   accepted=$(curl -sS --max-time 5 "http://127.0.0.1:$sim_control/accepted?since=$since")
   done_all=1
   for d in "${devices[@]}"; do
-    last=$(jq -r --arg t "${token[$d]}" '[.records[] | select(.token == $t) | .payload | fromjson | .aps.badge] | last // empty' <<<"$accepted")
+    last=$(jq -r --arg t "${token[$d]}" '[.records[] | select(.token == $t) | .payload | fromjson | .aps.badge // empty] | last // empty' <<<"$accepted")
     [ "$last" = "${want[$d]}" ] || done_all=0
   done
   [ "$done_all" = 1 ] && break
   sleep 0.1
 done
 for d in "${devices[@]}"; do
-  badges=$(jq -r --arg t "${token[$d]}" '[.records[] | select(.token == $t) | .payload | fromjson | .aps.badge | tostring] | join(", ")' <<<"$accepted")
+  badges=$(jq -r --arg t "${token[$d]}" '[.records[] | select(.token == $t) | .payload | fromjson | .aps.badge // empty | tostring] | join(", ")' <<<"$accepted")
   printf '   %-13s %-15s badges received: %s\n' "$d" "${accounts[$d]}" "${badges:-none}"
 done
+wake=$(jq -r --arg t "${token[bob-iphone]}" '[.records[] | select(.token == $t and (.payload | fromjson | .aps["content-available"]) == 1)] | last | if . then "\(.payload)  (apns-push-type \(.headers["apns-push-type"]), apns-priority \(.headers["apns-priority"]))" else "none" end' <<<"$accepted")
+echo "   background push to bob-iphone (Graph asked for reauthorization): $wake"
+[ "$wake" != none ] || fail "bob-iphone got no background push for dave's reauthorizationRequired"
 payload=$(jq -r --arg t "${token[alice-iphone]}" '[.records[] | select(.token == $t)] | last | "\(.payload)  (apns-topic \(.headers["apns-topic"]), apns-collapse-id \(.headers["apns-collapse-id"]))"' <<<"$accepted")
 echo "   last payload to alice-iphone: $payload"
 [ "$done_all" = 1 ] || fail "not every device got its badge within 10 s (see var/dev/mailpushd.log)"
-echo "== each device shows the sum of its own accounts' unread counts (a new mail counted once, even when sent again); no device got another's"
+echo "== each device shows the sum of its own accounts' unread counts, EWS and Graph (a new mail counted once, even when sent again); no device got another's"
 
 # ---- 5. the region as its operators see it ----
 echo "== 5. mailpushctl doctor (the operators' check of the region and of this customer)"
