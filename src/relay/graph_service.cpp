@@ -70,7 +70,9 @@ asio::awaitable<GraphResult> GraphService::validate(std::string_view secret,
   } else {
     auto found = co_await store_.find(hash);
     if (!found) {
-      log::warn("graph.lookup_failed", {{"error", found.error().message}});
+      failed_log_.write(log::Level::warn, "graph.lookup_failed",
+                        {{"error", found.error().message},
+                         {"effect", "answered 503 with Retry-After; Graph validates again"}});
       result.outcome = GraphOutcome::unavailable;
     } else if (!*found) {
       count_unknown(caller);
