@@ -92,19 +92,7 @@ source "$root/bench/region_lib.sh"
 # ---------------------------------------------------------------- cleanup
 
 tmp=$(mktemp -d /tmp/mailpush-fanout.XXXXXX)
-mailpushd_pid=""
-sim_pid=""
-db_started=0
-cleanup() {
-  local rc=$?
-  set +e
-  trap - EXIT INT TERM
-  stop_region
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+stop_region_on_exit
 
 for tool in jq curl openssl mariadb ss awk cmake; do
   command -v "$tool" >/dev/null 2>&1 || die "$tool is missing (scripts/install-deps.sh installs the project's tools)"
@@ -127,10 +115,6 @@ done
 
 # ---------------------------------------------------------------- helpers
 
-sql_command=(mariadb --defaults-file="$tmp/db/my.cnf" --protocol=socket --user="$(id -un)" --batch
-  --skip-column-names --connect-timeout=5 "$DATABASE")
-sql() { "${sql_command[@]}"; }
-db_pid() { cat "$tmp/db/mariadbd.pid"; }
 kib() { awk -v k="^$2:" '$0 ~ k { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 sim_reset() { curl -fsS --max-time 30 -X POST "http://127.0.0.1:$sim_control/reset" >/dev/null; }
@@ -152,11 +136,7 @@ make_region_files
 
 # ---------------------------------------------------------------- MariaDB
 
-bench_port db_port
-say "starting a private MariaDB on 127.0.0.1:$db_port (durable: innodb_flush_log_at_trx_commit=1)"
-db_started=1
-timeout "$(allow 120)" bash scripts/mariadb.sh start --datadir "$tmp/db" --port "$db_port" --database "$DATABASE" \
-  >"$tmp/mariadb-start.log" 2>&1 || { cat "$tmp/mariadb-start.log" >&2; die "scripts/mariadb.sh start"; }
+start_private_mariadb
 # The only server setting changed: a buffer pool that holds the 1M data set, as a production
 # server for that many registrations would have (scripts/mariadb.sh writes 256M for development).
 # Resized online; durability settings are untouched.

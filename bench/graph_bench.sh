@@ -67,18 +67,7 @@ source "$root/bench/lib.sh"
 source "$root/bench/region_lib.sh"
 
 tmp=$(mktemp -d /tmp/mailpush-graph.XXXXXX)
-mailpushd_pid=""
-sim_pid=""
-db_started=0
-cleanup() {
-  local rc=$?
-  set +e
-  trap - EXIT INT TERM
-  stop_region
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+stop_region_on_exit
 
 [ -n "$build_dir" ] || build_dir="$root/build/release"
 targets=(mailpushd mailpushctl apns-sim ews_load)
@@ -91,18 +80,8 @@ for b in "$mailpushd" "$mailpushctl" "$sim" "$load"; do
   [ -x "$b" ] || die "$b is missing: build the release preset (or drop --skip-build)"
 done
 
-sql_command=(mariadb --defaults-file="$tmp/db/my.cnf" --protocol=socket --user="$(id -un)" --batch
-  --skip-column-names --connect-timeout=5 "$DATABASE")
-sql() { "${sql_command[@]}"; }
-db_pid() { cat "$tmp/db/mariadbd.pid"; }
-
 make_region_files
-bench_port db_port
-say "starting a private MariaDB on 127.0.0.1:$db_port (durable: innodb_flush_log_at_trx_commit=1)"
-db_started=1
-timeout "$(allow 120)" bash scripts/mariadb.sh start --datadir "$tmp/db" --port "$db_port" \
-  --database "$DATABASE" >"$tmp/mariadb-start.log" 2>&1 ||
-  { cat "$tmp/mariadb-start.log" >&2; die "scripts/mariadb.sh start"; }
+start_private_mariadb
 start_apns_sim 1000000
 bench_port listener_port
 region="$tmp/region.json"

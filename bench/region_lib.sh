@@ -33,6 +33,38 @@ stop_region() {
   if [ "${keep_tmp:-0}" = 1 ]; then echo "$BENCH_NAME: kept $tmp" >&2; else rm -rf -- "$tmp"; fi
 }
 
+# stop_region_on_exit: the run's region is stopped however the script ends (stop_region), with
+# the script's exit status kept; INT exits 130 and TERM 143. Call it once $tmp exists.
+stop_region_on_exit() {
+  mailpushd_pid="" sim_pid="" db_started=0
+  trap region_exit EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+}
+region_exit() {
+  local rc=$?
+  set +e
+  trap - EXIT INT TERM
+  stop_region
+  exit "$rc"
+}
+
+# start_private_mariadb: a private durable MariaDB in $tmp/db on a reserved loopback port
+# ($db_port) with the database $DATABASE (scripts/mariadb.sh); defines sql (SQL on stdin ->
+# tab-separated rows), its command line sql_command, and db_pid.
+start_private_mariadb() {
+  bench_port db_port
+  say "starting a private MariaDB on 127.0.0.1:$db_port (durable: innodb_flush_log_at_trx_commit=1)"
+  db_started=1
+  timeout "$(allow 120)" bash scripts/mariadb.sh start --datadir "$tmp/db" --port "$db_port" \
+    --database "$DATABASE" >"$tmp/mariadb-start.log" 2>&1 ||
+    { cat "$tmp/mariadb-start.log" >&2; die "scripts/mariadb.sh start"; }
+  sql_command=(mariadb --defaults-file="$tmp/db/my.cnf" --protocol=socket --user="$(id -un)" --batch
+    --skip-column-names --connect-timeout=5 "$DATABASE")
+}
+sql() { "${sql_command[@]}"; }
+db_pid() { cat "$tmp/db/mariadbd.pid"; }
+
 # TLS files of the listener ($tls: certs/make-dev-certs.sh), the APNs test certificates ($certs),
 # the portal's KEK and admin token ($tmp/keys/kek, admin-tokens, admin-header).
 make_region_files() {

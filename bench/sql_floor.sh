@@ -49,19 +49,9 @@ readonly BENCH_NAME=sql_floor
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/mailpush-sql-floor.XXXXXX")
 source "$root/bench/lib.sh"
 source "$root/bench/region_lib.sh"
-mailpushd_pid="" sim_pid=""  # stop_region stops what this run did not start as well
-trap stop_region EXIT
-
-bench_port db_port
-say "starting a private MariaDB on 127.0.0.1:$db_port (durable: innodb_flush_log_at_trx_commit=1)"
-db_started=1
-timeout "$(allow 120)" bash scripts/mariadb.sh start --datadir "$tmp/db" --port "$db_port" \
-  --database "$DATABASE" >"$tmp/mariadb-start.log" 2>&1 ||
-  { cat "$tmp/mariadb-start.log" >&2; die "scripts/mariadb.sh start"; }
-sql_command=(mariadb --defaults-file="$tmp/db/my.cnf" --protocol=socket --user="$(id -un)" --batch
-  --skip-column-names --connect-timeout=5 "$DATABASE")
-sql() { "${sql_command[@]}"; }
-db_pid=$(cat "$tmp/db/mariadbd.pid")
+stop_region_on_exit
+start_private_mariadb
+mariadbd_pid=$(db_pid)
 
 say "schema (src/store/migrations/*.sql) and the fan-out seed: $mailboxes mailboxes"
 cat src/store/migrations/*.sql | sql || die "the migrations"
@@ -115,7 +105,7 @@ done
 # Each client's rows are disjoint (mailbox k mod C), so the per-client SELECT's id filter keeps the
 # rounds apart; the `%` costs the read a little more than the relay's own owner filter.
 say "replaying: $events events, $clients clients at once"
-db0=$(ticks "$db_pid")
+db0=$(ticks "$mariadbd_pid")
 t0=$(date +%s%N)
 pids=()
 for k in $(seq 0 $((clients - 1))); do
@@ -124,7 +114,7 @@ for k in $(seq 0 $((clients - 1))); do
 done
 for p in "${pids[@]}"; do wait "$p" || die "a replay client failed"; done
 t1=$(date +%s%N)
-db1=$(ticks "$db_pid")
+db1=$(ticks "$mariadbd_pid")
 
 left=$(echo "SELECT COUNT(*) FROM registrations WHERE badge_owner IS NOT NULL" | sql)
 written=$(echo "SELECT SUM(unread_count) FROM registrations" | sql)
