@@ -4,6 +4,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <map>
 
+#include "store/outbox.hpp"
 #include "store/sql_util.hpp"
 
 namespace mp::store {
@@ -43,23 +44,22 @@ Result<std::map<std::string, GraphRegistration>> select_graph(Connection& conn,
                                                               const std::vector<Bytes>& hashes,
                                                               bool lock) {
   std::map<std::string, GraphRegistration> out;
-  std::vector<Value> params;
-  for (std::size_t begin = 0; begin < hashes.size(); begin += sql::kMaxIdListShape) {
-    const std::size_t n = std::min(sql::kMaxIdListShape, hashes.size() - begin);
-    const std::size_t shape = sql::id_list_shape(n);
-    params.clear();
-    // Padded with the last hash: the shape's statement is prepared once.
-    for (std::size_t i = 0; i < shape; ++i)
-      params.push_back(blob(hashes[begin + std::min(i, n - 1)]));
-    std::string sql = std::string(kColumns) + "r.secret_hash IN (" +
-                      std::string(sql::id_placeholders(shape)) + ")" + std::string(kActiveGraph);
-    if (lock) sql += " FOR UPDATE";
-    auto stmt = conn.prepare(sql);
-    if (!stmt) return std::move(stmt).error();
-    auto rows = (*stmt)->query(params);
-    if (!rows) return std::move(rows).error();
-    for (const auto& row : *rows) out.emplace(row.text(0), from_row(row));
-  }
+  std::vector<Value> keys;
+  keys.reserve(hashes.size());
+  for (const auto& h : hashes) keys.push_back(blob(h));
+  auto st = sql::for_each_id_chunk(
+      keys, [&](std::string_view placeholders, std::span<const Value> chunk) -> Status {
+        std::string sql = std::string(kColumns) + "r.secret_hash IN (" + std::string(placeholders) +
+                          ")" + std::string(kActiveGraph);
+        if (lock) sql += " FOR UPDATE";
+        auto stmt = conn.prepare(sql);
+        if (!stmt) return std::move(stmt).error();
+        auto rows = (*stmt)->query(chunk);
+        if (!rows) return std::move(rows).error();
+        for (const auto& row : *rows) out.emplace(row.text(0), from_row(row));
+        return {};
+      });
+  if (!st) return std::move(st).error();
   return out;
 }
 
@@ -70,18 +70,19 @@ std::string key_of(const Bytes& hash) {
 // One statement: the count, the unread set, the binding, the expiry, last heard, a wake and,
 // when `mark`, the pending badge (as the EWS record statement sets it: a badge already waiting
 // keeps its due time and age).
-constexpr std::string_view kUpdate =
-    "UPDATE registrations SET subscription_id = NULLIF(?, ''), graph_baseline = ?, "
-    "graph_items = ?, unread_count = ?, graph_expires_at = COALESCE(FROM_UNIXTIME(?), "
-    "graph_expires_at), last_heard_at = IF(?, UTC_TIMESTAMP(6), last_heard_at), "
-    "wake_reason = COALESCE(NULLIF(?, ''), wake_reason), "
-    "badge_version = badge_version + ?, badge_owner = IF(?, ?, badge_owner), "
-    "badge_queued_at = IF(?, IFNULL(badge_queued_at, UTC_TIMESTAMP(6)), badge_queued_at), "
-    "badge_due_at = IF(?, IFNULL(badge_due_at, UTC_TIMESTAMP(6)), badge_due_at) WHERE id = ?";
+const std::string& update_sql() {
+  static const std::string sql =
+      "UPDATE registrations SET subscription_id = NULLIF(?, ''), graph_baseline = ?, "
+      "graph_items = ?, unread_count = ?, graph_expires_at = COALESCE(FROM_UNIXTIME(?), "
+      "graph_expires_at), last_heard_at = IF(?, UTC_TIMESTAMP(6), last_heard_at), "
+      "wake_reason = COALESCE(NULLIF(?, ''), wake_reason), " +
+      mark_pending_sql("?", "?") + " WHERE id = ?";
+  return sql;
+}
 
 Status write_update(Connection& conn, std::int64_t id, const GraphUpdate& u, bool marked,
                     const std::string& owner) {
-  auto stmt = conn.prepare(kUpdate);
+  auto stmt = conn.prepare(update_sql());
   if (!stmt) return std::move(stmt).error();
   const std::int64_t mark = marked ? 1 : 0;
   const Value params[] = {Value{u.subscription_id},

@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "common/log.hpp"
+#include "store/outbox.hpp"
 #include "store/sql_util.hpp"
 
 namespace mp::store {
@@ -146,12 +147,7 @@ std::string record_sql(Connection& conn, const RecordSql& r, std::string_view wh
     }
     sql += "IF(" + notify + ", " + b + ", " + unmarked + ")";
     if (r.outbox) {
-      const std::string marked = "count_batch = " + b;
-      sql += ", badge_version = badge_version + (" + marked + "), badge_owner = IF(" + marked +
-             ", " + conn.quote(r.outbox->owner) + ", badge_owner), badge_queued_at = IF(" + marked +
-             ", IFNULL(badge_queued_at, UTC_TIMESTAMP(6)), badge_queued_at), " +
-             "badge_due_at = IF(" + marked + ", IFNULL(badge_due_at, UTC_TIMESTAMP(6)), " +
-             "badge_due_at)";
+      sql += ", " + mark_pending_sql("count_batch = " + b, conn.quote(r.outbox->owner));
     }
     sql += ", unread_count = CASE id" + counts + " ELSE unread_count END, recent_items = CASE id" +
            recents + " ELSE recent_items END";

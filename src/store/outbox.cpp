@@ -9,6 +9,14 @@
 
 namespace mp::store {
 
+std::string mark_pending_sql(std::string_view when, std::string_view owner) {
+  const std::string w(when);
+  return "badge_version = badge_version + (" + w + "), badge_owner = IF(" + w + ", " +
+         std::string(owner) + ", badge_owner), badge_queued_at = IF(" + w +
+         ", IFNULL(badge_queued_at, UTC_TIMESTAMP(6)), badge_queued_at), badge_due_at = IF(" + w +
+         ", IFNULL(badge_due_at, UTC_TIMESTAMP(6)), badge_due_at)";
+}
+
 std::string device_badge_sql(std::string_view device_id) {
   return "(SELECT LEAST(COALESCE(SUM(r2.unread_count), 0), " + std::to_string(kMaxUnreadCount) +
          ") FROM registrations r2 WHERE r2.device_id = " + std::string(device_id) +

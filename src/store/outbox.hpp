@@ -51,6 +51,12 @@ struct OutboxRow {
 // At most one wake (background push) per registration in this long.
 inline constexpr std::chrono::seconds kWakeInterval{300};
 
+// The SET assignments that mark a registration's badge pending where `when` (an SQL condition)
+// holds: its version moves, `owner` (an SQL expression) sends it, and a badge that does not wait
+// yet waits from now; one already waiting keeps its due time and its age (a badge in backoff stays
+// in backoff). The EWS callbacks' and the Graph notifications' records share it.
+std::string mark_pending_sql(std::string_view when, std::string_view owner);
+
 // The badge a device shows now, as an SQL subquery over `device_id` (a column): the unread counts
 // of its active registrations, capped.
 std::string device_badge_sql(std::string_view device_id);

@@ -78,9 +78,9 @@ void append_case_id(std::string& sql, std::size_t rows, std::string_view then,
                     std::string_view otherwise);
 
 // Calls run(placeholders, ids) for each chunk of `ids` (at most kMaxIdListShape each), `ids`
-// padded to the shape; stops at the first error.
-template <class Run>
-Status for_each_id_chunk(const std::vector<std::int64_t>& ids, Run&& run) {
+// padded to the shape; stops at the first error. The keys may be any bound value (ids, hashes).
+template <class Key = std::int64_t, class Run>
+Status for_each_id_chunk(const std::vector<Key>& ids, Run&& run) {
   std::vector<Value> values;
   for (std::size_t begin = 0; begin < ids.size(); begin += kMaxIdListShape) {
     const std::size_t n = std::min(ids.size() - begin, kMaxIdListShape);
