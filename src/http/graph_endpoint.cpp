@@ -63,12 +63,7 @@ boost::asio::awaitable<Response> GraphEndpoint::resync(const Request& req,
   std::optional<std::int64_t> unread;
   try {
     const auto doc = nlohmann::json::parse(req.body());
-    if (doc.is_object() && doc.contains("unread") && doc["unread"].is_number_integer()) {
-      unread = doc["unread"].is_number_unsigned()
-                   ? static_cast<std::int64_t>(std::min<std::uint64_t>(
-                         doc["unread"].get<std::uint64_t>(), std::uint64_t{1} << 62))
-                   : doc["unread"].get<std::int64_t>();
-    }
+    if (doc.is_object() && doc.contains("unread")) unread = whole_number(doc["unread"]);
   } catch (const nlohmann::json::exception&) {
   }
   if (!unread || *unread < 0 || *unread > relay::kMaxStatedUnread) {

@@ -106,13 +106,11 @@ std::variant<relay::RegisterRequest, relay::RegistrationRefusal> parse_register_
     }
   }
   if (const auto it = doc.find("unread"); it != doc.end() && !it->is_null()) {
-    if (!it->is_number_integer()) {
+    r.unread = whole_number(*it);
+    if (!r.unread) {
       return invalid("unread", "invalid_unread",
                      std::string("unread must be a whole JSON number, not ") + it->type_name());
     }
-    r.unread = it->is_number_unsigned() ? static_cast<std::int64_t>(std::min<std::uint64_t>(
-                                              it->get<std::uint64_t>(), std::uint64_t{1} << 62))
-                                        : it->get<std::int64_t>();
   }
   if (doc.contains("previous_device_token")) {
     return invalid("previous_device_token", "use_patch_self",
@@ -132,6 +130,15 @@ std::variant<relay::MoveRequest, relay::RegistrationRefusal> parse_move_body(
   if (auto refused = read_string(doc, "device_token", r.device_token)) return std::move(*refused);
   if (auto refused = read_string(doc, "environment", r.environment)) return std::move(*refused);
   return r;
+}
+
+std::optional<std::int64_t> whole_number(const json& value) {
+  if (!value.is_number_integer()) return std::nullopt;
+  if (value.is_number_unsigned()) {
+    return static_cast<std::int64_t>(
+        std::min<std::uint64_t>(value.get<std::uint64_t>(), std::uint64_t{1} << 62));
+  }
+  return value.get<std::int64_t>();
 }
 
 std::optional<std::string_view> bearer_token(std::string_view authorization) {

@@ -19,6 +19,7 @@
 #include <prometheus/registry.h>
 
 #include <cstddef>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string_view>
 #include <variant>
@@ -41,6 +42,10 @@ std::variant<relay::MoveRequest, relay::RegistrationRefusal> parse_move_body(std
 // The token of an `Authorization: Bearer <token>` header value; nullopt for another scheme or
 // none.
 std::optional<std::string_view> bearer_token(std::string_view authorization);
+
+// A JSON number that is a whole number, as an int64 (an unsigned one past 2^62 is held at 2^62,
+// beyond any limit a caller checks it against); nullopt for any other value.
+std::optional<std::int64_t> whole_number(const nlohmann::json& value);
 // The HTTP status of a refusal.
 beast_http::status refusal_status(relay::RefusalKind kind) noexcept;
 
