@@ -396,7 +396,7 @@ asio::awaitable<Reply> Simulator::notify(const std::string& id, const json& requ
         throw std::invalid_argument("changeType: created, updated or deleted");
       }
       if (change.message_id.empty()) {
-        change.message_id = "AAMkAGGraphSim" + std::to_string(it->second.next_message++);
+        change.message_id = "AAMkAGGraphSim" + std::to_string(next_message_++);
       }
       changes.push_back(std::move(change));
     }
@@ -483,7 +483,7 @@ asio::awaitable<Reply> Simulator::load(const json& request) {
     Entry& e = it->second;
     std::vector<Change> changes;
     for (std::int64_t i = 0; i < per_batch; ++i) {
-      changes.push_back({change_type, "AAMkAGGraphSim" + std::to_string(e.next_message++)});
+      changes.push_back({change_type, "AAMkAGGraphSim" + std::to_string(next_message_++)});
     }
     e.items_sent += changes.size();
     ++run->batches;

@@ -81,7 +81,6 @@ class Simulator {
     Subscription sub;
     Url notify, lifecycle;
     std::uint64_t items_sent = 0, items_accepted = 0, lifecycle_sent = 0, lifecycle_accepted = 0;
-    std::uint64_t next_message = 1;
   };
   struct Validation {
     bool ok = false;
@@ -107,6 +106,7 @@ class Simulator {
   std::map<std::string, EndpointClassifier> endpoints_;
   std::deque<Delivery> kept_;
   std::uint64_t next_seq_ = 1;
+  std::uint64_t next_message_ = 1;  // message ids are unique over all subscriptions
   bool load_running_ = false;
 
   struct Totals {
