@@ -9,8 +9,9 @@
 #      its own subscription): a StatusEvent (binds it), a ModifiedEvent with the Inbox's
 #      UnreadCount, a NewMailEvent (and the same one again, counted once);
 #   3b. dave@online.example.com, bob's Exchange Online account, is registered through Microsoft
-#      Graph (source "graph", the app's clientState): "Graph" validates both URLs, posts a created
-#      notification (and the same again) and a reauthorizationRequired lifecycle event;
+#      Graph (source "graph", the app's clientState): the app subscribes at "Graph" (graph-sim),
+#      which validates both URLs, then delivers a created notification (and the same again) and
+#      a reauthorizationRequired lifecycle event;
 #   4. what each simulated device received from apns-sim is shown, badge by badge: a device's
 #      badge is the sum of its accounts' unread counts (alice's iPhone: alice's and carol's; bob's
 #      iPhone: bob's on EWS and dave's on Graph), and the background push that wakes bob's app;
@@ -25,6 +26,7 @@ state="$root/var/dev"
 region=regions/dev.json
 port=$(jq -r .listener.port "$region")
 sim_control=$(cat "$state/apns-sim.control-port")
+graph_control=$(cat "$state/graph-sim.control-port")
 base="https://localhost:$port"
 curl_tls=(--cacert "$state/tls/ca.crt" -sS --max-time 10)
 certs="$state/apns-certs"
@@ -163,28 +165,32 @@ graph_notify=$(json_field .notification_url "$reply")
 graph_lifecycle=$(json_field .lifecycle_notification_url "$reply")
 echo "   dave (on bob-iphone, Graph): $(json_field .change "$reply"); subscribe to" \
      "$(json_field .resource "$reply") for $(json_field .change_type "$reply"), unread now 2"
-for u in "$graph_notify" "$graph_lifecycle"; do
-  echoed=$(curl "${curl_tls[@]}" -X POST "$u?validationToken=Validation%3A+demo+$run" -H 'Content-Type: text/plain')
-  [ "$echoed" = "Validation: demo $run" ] || fail "Graph's validation of $u got '$echoed'"
-done
-echo "   Graph validates the notification and lifecycle URLs: the token comes back as text/plain"
-graph_post() {  # graph_post URL JSON DESCRIPTION
-  local status
-  status=$(curl "${curl_tls[@]}" -o /dev/null -w '%{http_code}' -X POST "$1" \
-    -H 'Content-Type: application/json' --data-binary "$2")
-  [ "$status" = 202 ] || fail "the Graph listener answered $status to $3"
-  echo "   $3 -> 202"
+# graph_sim METHOD PATH [JSON]: a call to graph-sim, which stands in for Microsoft Graph.
+graph_sim() {
+  local args=(-sS --max-time 60 -X "$1" "http://127.0.0.1:$graph_control$2")
+  [ $# -lt 3 ] || args+=(-H 'Content-Type: application/json' --data-binary "$3")
+  curl "${args[@]}"
 }
-created=$(jq -n --arg s "$client_state" --arg r "$run" '{value: [{subscriptionId: ("dave-sub-" + $r),
-  subscriptionExpirationDateTime: "2026-12-12T18:23:45.9356913Z", changeType: "created",
-  resource: ("Users/dave/Messages/AAMkDave" + $r), resourceData: {id: ("AAMkDave" + $r)},
-  clientState: $s, tenantId: "84bd8158-6d4d-4958-8b9f-9d6445542f95"}]}')
-graph_post "$graph_notify" "$created" "Graph: created (a message became unread in dave's Inbox)"
-graph_post "$graph_notify" "$created" "Graph: the same notification again"
-lifecycle=$(jq -n --arg s "$client_state" --arg r "$run" '{value: [{subscriptionId: ("dave-sub-" + $r),
-  subscriptionExpirationDateTime: "2026-12-12T18:23:45.9356913Z", clientState: $s,
-  tenantId: "84bd8158-6d4d-4958-8b9f-9d6445542f95", lifecycleEvent: "reauthorizationRequired"}]}')
-graph_post "$graph_lifecycle" "$lifecycle" "Graph: lifecycle reauthorizationRequired (the app is woken)"
+# The app creates the subscription with its own Microsoft token (here: at graph-sim); Graph
+# validates both URLs before it answers.
+subscription=$(graph_sim POST /v1.0/subscriptions "$(jq -n --arg n "$graph_notify" \
+  --arg l "$graph_lifecycle" --arg s "$client_state" --arg res "$(json_field .resource "$reply")" \
+  '{changeType:"created,deleted", resource:$res, notificationUrl:$n, lifecycleNotificationUrl:$l,
+    clientState:$s, tenantId:"84bd8158-6d4d-4958-8b9f-9d6445542f95", userId:"dave"}')")
+subscription_id=$(json_field .id "$subscription")
+echo "   Graph validated the notification and lifecycle URLs (the token came back as text/plain in" \
+     "$(json_field '.validation_ms * 10 | round / 10' "$subscription") ms) and created subscription $subscription_id"
+graph_deliver() {  # graph_deliver PATH-SUFFIX JSON DESCRIPTION
+  local outcome
+  outcome=$(graph_sim POST "/v1.0/subscriptions/$subscription_id/$1" "$2")
+  [ "$(jq -r .outcome <<<"$outcome")" = delivered ] || fail "Graph could not deliver $3: $outcome"
+  echo "   $3 -> $(json_field .last_status "$outcome") in $(json_field '.answer_ms * 10 | round / 10' "$outcome") ms"
+}
+created=$(jq -n --arg r "$run" '{changes: [{changeType: "created", id: ("AAMkDave" + $r)}]}')
+graph_deliver notify "$created" "Graph: created (a message became unread in dave's Inbox)"
+graph_deliver notify "$created" "Graph: the same notification again"
+graph_deliver lifecycle '{"lifecycleEvent":"reauthorizationRequired"}' \
+  "Graph: lifecycle reauthorizationRequired (the app is woken)"
 
 # ---- 4. what the devices received ----
 echo "== 4. what each simulated device received from APNs (apns-sim)"

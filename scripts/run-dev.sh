@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Sets everything up and runs a local `dev` region end to end: packages, dev TLS, the private
-# MariaDB, the build, migrations, apns-sim (the region's APNs) and mailpushd; then the demo
+# MariaDB, the build, migrations, apns-sim (the region's APNs), graph-sim (Microsoft Graph, for the
+# Exchange Online account) and mailpushd; then the demo
 # (scripts/demo.sh): a customer from a test certificate through the portal, three devices
 # registered for two mailboxes, real SendNotification callbacks, and the badges each simulated
 # device received. The region keeps running.
 #
 #   scripts/run-dev.sh           set up, (re)start the dev region and run the demo
 #   scripts/run-dev.sh status    what runs, and mailpushctl status
-#   scripts/run-dev.sh stop      stop mailpushd, apns-sim and the dev MariaDB
+#   scripts/run-dev.sh stop      stop mailpushd, apns-sim, graph-sim and the dev MariaDB
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -20,6 +21,8 @@ build="$root/build/dev"
 sim_pid_file="$state/apns-sim.pid"
 sim_port=2197        # apns.production / apns.sandbox of regions/dev.json
 sim_control_port=2198
+graph_pid_file="$state/graph-sim.pid"
+graph_control_port=2199
 port=$(sed -n 's/.*"port": \([0-9]*\),\{0,1\}$/\1/p' "$region" | head -n 1)  # listener.port
 
 # running_pid PID_FILE COMMAND: the pid in the file, if that process runs and is COMMAND.
@@ -46,17 +49,32 @@ daemon_pid() { running_pid "$pid_file" mailpushd; }
 sim_pid() { running_pid "$sim_pid_file" apns-sim; }
 stop_daemon() { stop_pid "$pid_file" mailpushd; }
 stop_sim() { stop_pid "$sim_pid_file" apns-sim; }
+graph_pid() { running_pid "$graph_pid_file" graph-sim; }
+stop_graph() { stop_pid "$graph_pid_file" graph-sim; }
+
+# start_tool NAME PID_FILE COMMAND...: starts a simulator in its own session (it outlives this
+# script), waits up to 5 s for its ready line in var/dev/NAME.ready; its log is var/dev/NAME.log.
+start_tool() {
+  local name=$1 pid_file=$2
+  shift 2
+  setsid "$@" >"$state/$name.ready" 2>>"$state/$name.log" </dev/null &
+  echo $! >"$pid_file"
+  for _ in $(seq 1 50); do grep -q '"ready":true' "$state/$name.ready" 2>/dev/null && break; sleep 0.1; done
+  grep -q '"ready":true' "$state/$name.ready" || { echo "$name did not start:" >&2; tail -n 5 "$state/$name.log" >&2; exit 1; }
+}
 
 case "${1:-up}" in
   stop)
     stop_daemon
     stop_sim
+    stop_graph
     bash scripts/mariadb.sh stop
     exit 0
     ;;
   status)
     if pid=$(daemon_pid); then echo "mailpushd: running (pid $pid, https://localhost:$port)"; else echo "mailpushd: stopped"; fi
     if pid=$(sim_pid); then echo "apns-sim: running (pid $pid, h2 127.0.0.1:$sim_port, control http://127.0.0.1:$sim_control_port)"; else echo "apns-sim: stopped"; fi
+    if pid=$(graph_pid); then echo "graph-sim: running (pid $pid, control http://127.0.0.1:$graph_control_port)"; else echo "graph-sim: stopped"; fi
     bash scripts/mariadb.sh status || true
     [ -x "$build/src/app/mailpushctl" ] && "$build/src/app/mailpushctl" --region "$region" status || true
     exit 0
@@ -80,22 +98,25 @@ fi
   >"$state/portal-admin-tokens.sha384")
 bash scripts/mariadb.sh start --database mailpush_dev
 
-echo "== building mailpushd, mailpushctl and apns-sim"
+echo "== building mailpushd, mailpushctl, apns-sim and graph-sim"
 cmake --preset dev >/dev/null
-cmake --build --preset dev --target mailpushd mailpushctl apns-sim
+cmake --build --preset dev --target mailpushd mailpushctl apns-sim graph-sim
 
 # The region's APNs: apns-sim with the test certificates (client certificates required, like
 # Apple). Its accepted notifications are what the "devices" received.
 stop_sim
-setsid "$build/tools/apns_sim/apns-sim" --cert "$state/apns-certs/server.crt" \
-  --key "$state/apns-certs/server.key" --client-ca "$state/apns-certs/apple-ca.crt" \
-  --port "$sim_port" --control-port "$sim_control_port" >"$state/apns-sim.ready" \
-  2>>"$state/apns-sim.log" </dev/null &
-echo $! >"$sim_pid_file"
-for _ in $(seq 1 50); do grep -q '"ready":true' "$state/apns-sim.ready" 2>/dev/null && break; sleep 0.1; done
-grep -q '"ready":true' "$state/apns-sim.ready" || { echo "apns-sim did not start:" >&2; tail -n 5 "$state/apns-sim.log" >&2; exit 1; }
+start_tool apns-sim "$sim_pid_file" "$build/tools/apns_sim/apns-sim" \
+  --cert "$state/apns-certs/server.crt" --key "$state/apns-certs/server.key" \
+  --client-ca "$state/apns-certs/apple-ca.crt" --port "$sim_port" --control-port "$sim_control_port"
 echo "$sim_control_port" >"$state/apns-sim.control-port"
 echo "apns-sim: h2 on 127.0.0.1:$sim_port, control API on http://127.0.0.1:$sim_control_port"
+# Microsoft Graph for the Exchange Online account: graph-sim trusts the listener's CA, as Graph
+# trusts the public one, and reaches https://localhost:$port only.
+stop_graph
+start_tool graph-sim "$graph_pid_file" "$build/tools/graph_sim/graph-sim" \
+  --ca "$state/tls/ca.crt" --control-port "$graph_control_port"
+echo "$graph_control_port" >"$state/graph-sim.control-port"
+echo "graph-sim: control API on http://127.0.0.1:$graph_control_port"
 
 "$build/src/app/mailpushctl" --region "$region" migrate
 
@@ -130,8 +151,8 @@ echo
 cat <<EOM
 
 The dev region runs: mailpushd (pid $(cat "$pid_file")) on https://localhost:$port, apns-sim on
-127.0.0.1:$sim_port (what it accepted: curl http://127.0.0.1:$sim_control_port/accepted),
-MariaDB on 127.0.0.1:3307. Run the demo again: bash scripts/demo.sh
+127.0.0.1:$sim_port (what it accepted: curl http://127.0.0.1:$sim_control_port/accepted), graph-sim
+(what it delivered: curl http://127.0.0.1:$graph_control_port/stats), MariaDB on 127.0.0.1:3307. Run the demo again: bash scripts/demo.sh
   logs     $log_file (one JSON object per line)
   metrics  curl --cacert var/dev/tls/ca.crt https://localhost:$port/metrics
   portal   https://localhost:$port/portal/ (an invite: build/dev/src/app/mailpushctl --region regions/dev.json customers invite;
