@@ -1,29 +1,31 @@
 #!/usr/bin/env bash
-# The Graph listener benchmark (issue 20): Microsoft Graph change notifications through
-# POST /graph/v1/notify/{secret} into badges at apns-sim, against EWS badge callbacks in the same
-# run. See bench/README.md ("Graph listener").
+# The Graph listener benchmark (issue 20): Microsoft Graph change notifications from graph-sim
+# (tools/graph_sim) through POST /graph/v1/notify/{secret} into badges at apns-sim, against EWS
+# badge callbacks in the same run. See bench/README.md ("Graph listener").
 #
 #   bench/graph_bench.sh [--skip-build] [--build-dir DIR] [--quick] [--keep-tmp]
 #                        [--mailboxes N] [--seconds S]
 #
-# Starts a private MariaDB (durable), apns-sim and mailpushd (release build), onboards one
-# customer through the portal, loads the fan-out seed (N mailboxes, 10,000 by default, 1-3
+# Starts a private MariaDB (durable), apns-sim, graph-sim and mailpushd (release build), onboards
+# one customer through the portal, loads the fan-out seed (N mailboxes, 10,000 by default, 1-3
 # devices each) and makes every odd registration a Graph registration (source 'graph', a known
-# clientState's hash, no subscription bound yet); the even ones stay EWS registrations bound to
-# their subscription. Then, with bench/ews_load (64 keep-alive connections):
+# clientState's hash); the even ones stay EWS registrations bound to their subscription.
+# graph-sim creates one Graph subscription per Graph registration (its notification URL
+# validated first, as Graph does, 64 at a time), then sends over 64 keep-alive connections:
 #   graph1000, graph5000: created notifications at 1,000 and 5,000 a second (open loop, S s each,
-#     20 by default), each for a random Graph registration and a message id never sent before;
-#   graph_capacity, ews_capacity: as fast as the connections go (closed loop, S/2 s each): Graph
-#     notifications, then EWS NewMail callbacks (new ItemIds) for the EWS registrations.
+#     20 by default), each for a random subscription and a message id never sent before; what is
+#     not answered 2xx is sent again with Graph's backoff;
+#   graph_capacity: 64 senders back to back (closed loop, S/2 s);
+# and bench/ews_load sends ews_capacity: EWS NewMail callbacks (new ItemIds) for the EWS
+# registrations over 64 connections back to back (S/2 s).
 # After each run it waits until every pending badge went to apns-sim and counts the CPU of
-# mailpushd and MariaDB over both; then it checks that every accepted notification was counted
-# (each +1 to its registration, nothing twice). Prints a summary and, last, one JSON line whose
-# last key is goals_met:
-#   - over_3s_at_5000 = 0: answers that took over 3 s from their send (Graph delays an endpoint
-#     whose answers take over 3 s); past its capacity the relay answers 503 (Graph sends those
-#     again) rather than late, and their number is reported; the latency from the due time, which
-#     includes the load generator's own queue when 5,000/s is past the machine's capacity, is
-#     reported beside it;
+# mailpushd, MariaDB and the load generator over both; then it checks that every accepted
+# notification was counted (per Graph registration: accepted <= counted <= sent; EWS: each +1).
+# Prints a summary and, last, one JSON line whose last key is goals_met:
+#   - over_3s_at_5000 = 0: answers that took over 3 s from their send, as graph-sim times them
+#     (Graph delays an endpoint whose answers take over 3 s); past its capacity the relay answers
+#     503 (Graph sends those again) rather than late, and their number is reported;
+#   - validation_p99_ms <= 50: the validation answers when the subscriptions were created;
 #   - cpu_ratio (Graph notification over EWS badge callback, mailpushd + MariaDB per request, at
 #     capacity) <= 1.
 # Everything it starts is stopped on exit; the whole run has a 10-minute budget. --quick: 5 s per
@@ -43,7 +45,7 @@ keep_tmp=0
 build_dir=""
 mailboxes=10000
 seconds=20
-usage() { sed -n '2,33p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,32p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --skip-build) skip_build=1 ;;
@@ -70,13 +72,14 @@ tmp=$(mktemp -d /tmp/mailpush-graph.XXXXXX)
 stop_region_on_exit
 
 [ -n "$build_dir" ] || build_dir="$root/build/release"
-targets=(mailpushd mailpushctl apns-sim ews_load)
+targets=(mailpushd mailpushctl apns-sim graph-sim ews_load)
 if [ "$skip_build" = 0 ]; then build_release_targets "$build_dir" "${targets[@]}"; fi
 mailpushd="$build_dir/src/app/mailpushd"
 mailpushctl="$build_dir/src/app/mailpushctl"
 sim="$build_dir/tools/apns_sim/apns-sim"
 load="$build_dir/bench/ews_load"
-for b in "$mailpushd" "$mailpushctl" "$sim" "$load"; do
+graph_bin="$build_dir/tools/graph_sim/graph-sim"
+for b in "$mailpushd" "$mailpushctl" "$sim" "$load" "$graph_bin"; do
   [ -x "$b" ] || die "$b is missing: build the release preset (or drop --skip-build)"
 done
 
@@ -103,29 +106,24 @@ say "  $graphs Graph and $ewss EWS registrations"
 stop_mailpushd
 start_mailpushd
 
-# Bodies: path<TAB>base64(body), one a request, as ews_load reads them. Registration ids of the
-# seed are 3 (m - 1) + s + 1; the first of each mailbox (s = 0) always exists.
-python3 - "$tmp" "$mailboxes" "$CLIENT_STATE" "$seconds" <<'EOF'
+# Registration ids of the seed are 3 (m - 1) + s + 1; the first of each mailbox (s = 0) always
+# exists. The Graph subscriptions (labelled with their registration's id) for graph-sim, and the
+# EWS bodies (path<TAB>base64(body), one a request) for ews_load.
+python3 - "$tmp" "$mailboxes" "$CLIENT_STATE" "$listener_port" <<'EOF'
 import base64, json, random, sys
-tmp, mailboxes, client_state, seconds = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+tmp, mailboxes, client_state, port = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 rng = random.Random(20)
 ids = [3 * m + 1 for m in range(mailboxes)]
 graph_ids = [i for i in ids if i % 2 == 1]
 ews_ids = [i for i in ids if i % 2 == 0]
 def secret(i): return "fanout-bench-secret-%010d" % i
-def graph_body(reg, n):
-    message = "AAMkAGGraphBench%012d" % n
-    item = {"subscriptionId": "7f105c7d-2dc5-4530-97cd-%012d" % reg,
-            "subscriptionExpirationDateTime": "2026-12-12T18:23:45.9356913Z",
-            "changeType": "created",
-            "resource": "Users/622eaaff-0683-4862-9de4-f2ec83c2bd98/Messages/" + message,
-            "resourceData": {"@odata.type": "#Microsoft.Graph.Message",
-                             "@odata.id": "Users/622eaaff-0683-4862-9de4-f2ec83c2bd98/Messages/" + message,
-                             "@odata.etag": "W/\"CQAAABYAAADkrWGo7bouTKlsgTZMr9KwAAAUWRHf\"",
-                             "id": message},
-            "clientState": client_state,
-            "tenantId": "84bd8158-6d4d-4958-8b9f-9d6445542f95"}
-    return json.dumps({"value": [item]})
+with open("%s/subscriptions.json" % tmp, "w") as f:
+    json.dump({"concurrency": 64, "subscriptions": [
+        {"changeType": "created,deleted",
+         "resource": "me/mailFolders('inbox')/messages?$filter=isRead eq false",
+         "notificationUrl": "https://localhost:%s/graph/v1/notify/%s" % (port, secret(i)),
+         "clientState": client_state, "tenantId": "84bd8158-6d4d-4958-8b9f-9d6445542f95",
+         "label": str(i)} for i in graph_ids]}, f)
 T = "http://schemas.microsoft.com/exchange/services/2006/types"
 M = "http://schemas.microsoft.com/exchange/services/2006/messages"
 INBOX = "AAMkADk0ZTk4ZmQ3LWFhNmEtNDBlNi1hMmY2LTc4ZjQ3OGMxOTg0MwAuAAAAAAAOFnqiRe3ARZ3Lh8tPgjchAQBkHkP2vGfBS7HJnL0RmrAGAAAAAAEMAAA="
@@ -140,18 +138,22 @@ def ews_body(reg, n):
             '<t:ParentFolderId Id="%s" ChangeKey="AQAAAA==" /></t:NewMailEvent></m:Notification>'
             '</m:SendNotificationResponseMessage></m:ResponseMessages></m:SendNotification></soap11:Body></soap11:Envelope>'
             % (M, T, T, M, reg, 2 * n, 2 * n + 1, n, INBOX))
-def write(name, count, pick, path, body, start):
-    with open("%s/%s.tsv" % (tmp, name), "w") as f:
-        for k in range(count):
-            reg = pick()
-            f.write("%s%s\t%s\n" % (path, secret(reg), base64.b64encode(body(reg, start + k).encode()).decode()))
-# Enough distinct requests for each run; ews_load sends each line once (then stops).
-n = 5000 * seconds + 20000
-write("graph1000", 1000 * seconds + 1000, lambda: rng.choice(graph_ids), "/graph/v1/notify/", graph_body, 0)
-write("graph5000", n, lambda: rng.choice(graph_ids), "/graph/v1/notify/", graph_body, 10_000_000)
-write("graph_capacity", 400000, lambda: rng.choice(graph_ids), "/graph/v1/notify/", graph_body, 20_000_000)
-write("ews_capacity", 400000, lambda: rng.choice(ews_ids), "/ews/v1/notify/", ews_body, 30_000_000)
+# ews_load sends each line once (then stops): enough for the run.
+with open("%s/ews_capacity.tsv" % tmp, "w") as f:
+    for k in range(400000):
+        reg = rng.choice(ews_ids)
+        f.write("/ews/v1/notify/%s\t%s\n" % (secret(reg), base64.b64encode(ews_body(reg, 30_000_000 + k).encode()).decode()))
 EOF
+
+start_graph_sim "$graph_bin" "$CONNECTIONS"
+say "graph-sim creates $graphs Graph subscriptions (each notification URL validated first, 64 at a time)"
+graph_sim POST /bulk/subscriptions "$tmp/subscriptions.json" "$(allow 300)" >"$tmp/subscribed.json" ||
+  die "graph-sim could not create the subscriptions"
+failed=$(jq '.failed | length' "$tmp/subscribed.json")
+[ "$failed" = 0 ] || die "$failed subscriptions failed validation: $(jq -c '.failed[0]' "$tmp/subscribed.json")"
+graph_sim GET /stats >"$tmp/validation-stats.json"
+validation_p99=$(jq '.validations.answer_ms.p99' "$tmp/validation-stats.json")
+say "  $(jq '.validations.ok' "$tmp/validation-stats.json") validations answered 200 with the token: p50 $(jq '.validations.answer_ms.p50' "$tmp/validation-stats.json") p99 $validation_p99 ms"
 
 drain() { # limit-seconds
   local until=$((SECONDS + $1)) queued
@@ -165,68 +167,112 @@ drain() { # limit-seconds
 }
 
 mkdir -p "$tmp/runs"
-# run NAME RATE SECONDS [--graph]: one ews_load run, its drain, the CPU of mailpushd and MariaDB
-# around both; leaves $tmp/runs/NAME.json.
-run() {
-  local name=$1 rate=$2 secs=$3 kind=$4 mp0 db0 mp1 db1 t0 t1
-  local graph_flag=()
-  [ "$kind" = graph ] && graph_flag=(--graph)
-  mp0=$(ticks "$mailpushd_pid"); db0=$(ticks "$(db_pid)"); t0=$(date +%s%N)
+say_run() { # NAME: the summary line of $tmp/runs/NAME.json
+  say "$(jq -r '"\(.name): \(.accepted) accepted of \(.answered) answers (503 \(.answers_503), errors \(.errors), other \(.non_2xx)) = \(.rate)/s; answered (from the send) p50 \(.answer_p50_ms) p99 \(.answer_p99_ms) max \(.answer_max_ms) ms, over 3 s \(.answer_over_3s); CPU per request mailpushd \(.mailpushd_us) + MariaDB \(.mariadb_us) us (load generator \(.load_us) us)"' "$tmp/runs/$1.json")"
+}
+# graph_run NAME SPEC-JSON: one graph-sim load run, its drain, the CPU of mailpushd, MariaDB and
+# graph-sim around both; leaves $tmp/runs/NAME.json.
+graph_run() {
+  local name=$1 mp0 db0 gs0 mp1 db1 gs1
+  echo "$2" >"$tmp/runs/$name.spec"
+  mp0=$(ticks "$mailpushd_pid"); db0=$(ticks "$(db_pid)"); gs0=$(ticks "$graph_sim_pid")
+  graph_sim POST /load "$tmp/runs/$name.spec" "$(allow $((seconds + 200)))" >"$tmp/runs/$name.raw" ||
+    die "graph-sim load $name"
+  local drained=true
+  drain "$(allow 120)" || drained=false
+  mp1=$(ticks "$mailpushd_pid"); db1=$(ticks "$(db_pid)"); gs1=$(ticks "$graph_sim_pid")
+  jq -c --arg name "$name" --argjson tck "$clk_tck" --argjson mp "$((mp1 - mp0))" \
+    --argjson db "$((db1 - db0))" --argjson gs "$((gs1 - gs0))" --argjson drained "$drained" '
+    def per(t): if .delivered > 0 then (t / $tck * 1e6 / .delivered | round) else null end;
+    {name: $name, kind: "graph", accepted: .delivered, answered: .attempts,
+     errors: ((.answers.error // 0) + (.answers.timeout // 0)),
+     non_2xx: (.answers | with_entries(select(.key != "202" and .key != "error" and .key != "timeout"))),
+     answers_503: (.answers["503"] // 0), retries, given_up, still_in_flight,
+     rate: (.delivered_per_s | round),
+     answer_p50_ms: .answer_ms.p50, answer_p99_ms: .answer_ms.p99, answer_max_ms: .answer_ms.max,
+     answer_over_3s: .over_3s, answer_over_10s: .over_10s, send_lag_p99_ms: .send_lag_ms.p99,
+     endpoint: ([.endpoints[]] | first), drained: $drained,
+     mailpushd_us: per($mp), mariadb_us: per($db), load_us: per($gs)}
+    | .cpu_us = (if .mailpushd_us then .mailpushd_us + .mariadb_us else null end)' \
+    "$tmp/runs/$name.raw" >"$tmp/runs/$name.json" || die "graph-sim $name printed no JSON"
+  say_run "$name"
+}
+# ews_run NAME SECONDS: one ews_load closed-loop run over $tmp/NAME.tsv (EWS callbacks), likewise.
+ews_run() {
+  local name=$1 secs=$2 mp0 db0 mp1 db1
+  mp0=$(ticks "$mailpushd_pid"); db0=$(ticks "$(db_pid)")
   timeout "$(allow $((secs + 60)))" "$load" --port "$listener_port" --ca "$tls/ca.crt" \
-    --connections "$CONNECTIONS" --mode keepalive --rate "$rate" --duration "$secs" \
-    --bodies "$tmp/$name.tsv" --label "$name" "${graph_flag[@]}" >"$tmp/runs/$name.raw" \
+    --connections "$CONNECTIONS" --mode keepalive --rate 0 --duration "$secs" \
+    --bodies "$tmp/$name.tsv" --label "$name" >"$tmp/runs/$name.raw" \
     2>"$tmp/runs/$name.err" || { cat "$tmp/runs/$name.err" >&2; die "ews_load $name"; }
   local drained=true
   drain "$(allow 120)" || drained=false
-  mp1=$(ticks "$mailpushd_pid"); db1=$(ticks "$(db_pid)"); t1=$(date +%s%N)
-  tail -n 1 "$tmp/runs/$name.raw" | jq -c --arg kind "$kind" --argjson tck "$clk_tck" \
+  mp1=$(ticks "$mailpushd_pid"); db1=$(ticks "$(db_pid)")
+  tail -n 1 "$tmp/runs/$name.raw" | jq -c --argjson tck "$clk_tck" \
     --argjson mp "$((mp1 - mp0))" --argjson db "$((db1 - db0))" --argjson drained "$drained" '
-    {name: .label, kind: $kind, accepted: .soap_ok, answered, errors, non_2xx,
-     answers_503: (.non_2xx["503"] // 0),
-     rate: .ok_rate, p50_ms: .latency_ms.p50, p99_ms: .latency_ms.p99, max_ms: .latency_ms.max,
-     over_3s, over_10s, answer_p99_ms: .answer_ms.p99, answer_max_ms: .answer_ms.max,
-     answer_over_3s, drained: $drained,
-     mailpushd_us: (if .soap_ok > 0 then ($mp / $tck * 1e6 / .soap_ok | round) else null end),
-     mariadb_us: (if .soap_ok > 0 then ($db / $tck * 1e6 / .soap_ok | round) else null end)}
+    def per(t): if .soap_ok > 0 then (t / $tck * 1e6 / .soap_ok | round) else null end;
+    {name: .label, kind: "ews", accepted: .soap_ok, answered, errors, non_2xx,
+     answers_503: (.non_2xx["503"] // 0), rate: .ok_rate,
+     answer_p50_ms: .answer_ms.p50, answer_p99_ms: .answer_ms.p99, answer_max_ms: .answer_ms.max,
+     answer_over_3s, drained: $drained, mailpushd_us: per($mp), mariadb_us: per($db),
+     load_us: (if .soap_ok > 0 then (.client_cpu_s * 1e6 / .soap_ok | round) else null end)}
     | .cpu_us = (if .mailpushd_us then .mailpushd_us + .mariadb_us else null end)' \
     >"$tmp/runs/$name.json" || die "ews_load $name printed no JSON"
-  say "$(jq -r '"\(.name): \(.accepted) accepted of \(.answered) (503 \(.answers_503), errors \(.errors), other \(.non_2xx)) = \(.rate)/s, p50 \(.p50_ms) p99 \(.p99_ms) max \(.max_ms) ms, over 3 s \(.over_3s); answered (from the send) p99 \(.answer_p99_ms) max \(.answer_max_ms) ms, over 3 s \(.answer_over_3s); CPU per request mailpushd \(.mailpushd_us) + MariaDB \(.mariadb_us) us"' "$tmp/runs/$name.json")"
+  say_run "$name"
 }
 
 say "first notification (credential loaded, APNs connection open)"
 sleep 2
-run graph1000 1000 "$seconds" graph
-run graph5000 5000 "$seconds" graph
-run graph_capacity 0 $((seconds / 2)) graph
-run ews_capacity 0 $((seconds / 2)) ews
+graph_run graph1000 "{\"rate\":1000,\"seconds\":$seconds}"
+graph_run graph5000 "{\"rate\":5000,\"seconds\":$seconds}"
+graph_run graph_capacity "{\"mode\":\"closed\",\"concurrency\":$CONNECTIONS,\"seconds\":$((seconds / 2))}"
+ews_run ews_capacity $((seconds / 2))
 
 # Every accepted request counted once: each Graph notification is a new message (+1), each EWS
-# NewMail a new item (+1).
-graph_accepted=$(jq -s 'map(select(.kind == "graph") | .accepted) | add' "$tmp"/runs/*.json)
+# NewMail a new item (+1). Per Graph registration: what graph-sim saw accepted <= its count <=
+# what it sent (a notification whose 202 was lost may be counted; none twice).
+graph_sim GET /v1.0/subscriptions >"$tmp/subscriptions-after.json"
+echo "SELECT id, unread_count FROM registrations WHERE source = 'graph'" | sql >"$tmp/graph-counts.tsv"
+read -r graph_short graph_over graph_counted graph_accepted < <(python3 - "$tmp" <<'EOF'
+import json, sys
+tmp = sys.argv[1]
+counts = dict(line.split("\t") for line in open("%s/graph-counts.tsv" % tmp).read().splitlines() if line)
+short = over = counted = accepted = 0
+for s in json.load(open("%s/subscriptions-after.json" % tmp))["value"]:
+    c = int(counts[s["label"]])
+    short += c < s["items_accepted"]
+    over += c > s["items_sent"]
+    counted += c
+    accepted += s["items_accepted"]
+print(short, over, counted, accepted)
+EOF
+)
 ews_accepted=$(jq -s 'map(select(.kind == "ews") | .accepted) | add' "$tmp"/runs/*.json)
-read -r graph_counted ews_counted < <(echo "SELECT SUM(IF(source = 'graph', unread_count, 0)),
-  SUM(IF(source = 'ews', unread_count, 0)) FROM registrations" | sql)
+ews_counted=$(echo "SELECT SUM(unread_count) FROM registrations WHERE source = 'ews'" | sql)
 sent=$(sim_get /stats | jq '.accepted // 0')
-say "counted: Graph $graph_counted of $graph_accepted accepted, EWS $ews_counted of $ews_accepted; apns-sim accepted $sent badges"
+say "counted: Graph $graph_counted of $graph_accepted accepted ($graph_short registrations counted less than accepted, $graph_over more than sent), EWS $ews_counted of $ews_accepted; apns-sim accepted $sent badges"
 
-jq -s --argjson gc "$graph_counted" --argjson ga "$graph_accepted" --argjson ec "$ews_counted" \
-  --argjson ea "$ews_accepted" --argjson mailboxes "$mailboxes" --argjson sent "$sent" '
+jq -s --argjson gs "$graph_short" --argjson go "$graph_over" --argjson ec "$ews_counted" \
+  --argjson ea "$ews_accepted" --argjson mailboxes "$mailboxes" --argjson sent "$sent" \
+  --argjson vp99 "$validation_p99" '
   (map({(.name): .}) | add) as $r
   | {benchmark: "graph", mailboxes: $mailboxes, connections: 64, runs: $r,
      badges_sent: $sent,
-     every_accepted_counted_once: ($gc == $ga and $ec == $ea),
+     every_accepted_counted_once: ($gs == 0 and $go == 0 and $ec == $ea),
+     given_up: (map(.given_up // 0) | add),
+     validation_p99_ms: $vp99,
      over_3s_at_5000: $r.graph5000.answer_over_3s,
-     over_3s_at_5000_with_client_queue: $r.graph5000.over_3s,
      answers_503_at_5000: $r.graph5000.answers_503,
      cpu_ratio: (if $r.ews_capacity.cpu_us then ($r.graph_capacity.cpu_us / $r.ews_capacity.cpu_us * 100 | round / 100) else null end)}
-  | .goals_met = (.every_accepted_counted_once and .over_3s_at_5000 == 0 and (.cpu_ratio // 99) <= 1)' \
+  | .goals_met = (.every_accepted_counted_once and .over_3s_at_5000 == 0
+                  and .validation_p99_ms <= 50 and (.cpu_ratio // 99) <= 1)' \
   "$tmp"/runs/*.json >"$tmp/result.json"
 
 echo
-echo "Graph listener benchmark: $mailboxes mailboxes ($graphs Graph, $ewss EWS registrations), 64 keep-alive connections, 2 cores shared with the load generator and apns-sim"
+echo "Graph listener benchmark: $mailboxes mailboxes ($graphs Graph, $ewss EWS registrations), 64 keep-alive connections, 2 cores shared with the load generators (graph-sim, ews_load) and apns-sim"
 for n in graph1000 graph5000 graph_capacity ews_capacity; do
-  jq -r --arg n "$n" '.runs[$n] | "  \(.name | . + "               " | .[0:15]) \(.rate)/s accepted \(.accepted), 503 \(.answers_503), p50 \(.p50_ms) p99 \(.p99_ms) max \(.max_ms) ms (from the send: p99 \(.answer_p99_ms), over 3 s \(.answer_over_3s)), CPU per request \(.mailpushd_us) + \(.mariadb_us) = \(.cpu_us) us"' "$tmp/result.json"
+  jq -r --arg n "$n" '.runs[$n] | "  \(.name | . + "               " | .[0:15]) \(.rate)/s accepted \(.accepted), 503 \(.answers_503), answered p50 \(.answer_p50_ms) p99 \(.answer_p99_ms) max \(.answer_max_ms) ms, over 3 s \(.answer_over_3s); CPU per request \(.mailpushd_us) + \(.mariadb_us) = \(.cpu_us) us (load generator \(.load_us) us)"' "$tmp/result.json"
 done
-jq -r '"  every accepted notification counted once: \(.every_accepted_counted_once)\n  over_3s_at_5000 = \(.over_3s_at_5000)  goal 0 (answers over 3 s from their send; 503s \(.answers_503_at_5000); over 3 s from the due time \(.over_3s_at_5000_with_client_queue))  \(if .over_3s_at_5000 == 0 then "met" else "MISSED" end)\n  cpu_ratio       = \(.cpu_ratio)  goal <= 1 (Graph notification / EWS badge callback at capacity)  \(if (.cpu_ratio // 99) <= 1 then "met" else "MISSED" end)"' "$tmp/result.json"
+jq -r '"  every accepted notification counted once: \(.every_accepted_counted_once) (given up by graph-sim: \(.given_up))\n  validation_p99_ms = \(.validation_p99_ms)  goal <= 50  \(if .validation_p99_ms <= 50 then "met" else "MISSED" end)\n  over_3s_at_5000 = \(.over_3s_at_5000)  goal 0 (answers over 3 s from their send, as graph-sim times them; 503s \(.answers_503_at_5000), sent again)  \(if .over_3s_at_5000 == 0 then "met" else "MISSED" end)\n  cpu_ratio       = \(.cpu_ratio)  goal <= 1 (Graph notification / EWS badge callback at capacity)  \(if (.cpu_ratio // 99) <= 1 then "met" else "MISSED" end)"' "$tmp/result.json"
 echo
 cat "$tmp/result.json"

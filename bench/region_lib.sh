@@ -21,11 +21,12 @@ build_release_targets() {
   deadline=$((SECONDS + BUDGET_SECONDS))
 }
 
-# stop_region: stops what start_mailpushd, start_apns_sim and the private MariaDB in $tmp/db
+# stop_region: stops what start_mailpushd, start_apns_sim, start_graph_sim and the private MariaDB in $tmp/db
 # ($db_started=1) run, then removes $tmp (kept when $keep_tmp=1). For the benchmarks' EXIT trap.
 stop_region() {
   stop_process "$mailpushd_pid" TERM 150
   stop_process "$sim_pid" TERM 50
+  stop_process "${graph_sim_pid:-}" TERM 50
   if [ "${db_started:-0}" = 1 ]; then
     timeout 90 bash scripts/mariadb.sh stop --datadir "$tmp/db" >/dev/null 2>&1 ||
       echo "$BENCH_NAME: could not stop the private MariaDB in $tmp/db" >&2
@@ -36,7 +37,7 @@ stop_region() {
 # stop_region_on_exit: the run's region is stopped however the script ends (stop_region), with
 # the script's exit status kept; INT exits 130 and TERM 143. Call it once $tmp exists.
 stop_region_on_exit() {
-  mailpushd_pid="" sim_pid="" db_started=0
+  mailpushd_pid="" sim_pid="" graph_sim_pid="" db_started=0
   trap region_exit EXIT
   trap 'exit 130' INT
   trap 'exit 143' TERM
@@ -100,6 +101,29 @@ start_apns_sim() {
   sim_port=$(jq -r .h2_port "$out")
   sim_control=$(jq -r .control_port "$out")
 }
+# start_graph_sim BINARY CONNECTIONS: graph-sim (Microsoft Graph) trusting the listener's CA
+# ($tls/ca.crt), CONNECTIONS keep-alive connections to the listener; sets graph_sim_pid and
+# graph_control (its control port; see graph_sim).
+start_graph_sim() {
+  local out="$tmp/graph-sim.out"
+  say "starting graph-sim ($2 connections to the listener)"
+  "$1" --ca "$tls/ca.crt" --connections "$2" --log-level warn >"$out" 2>"$tmp/graph-sim.log" </dev/null &
+  graph_sim_pid=$!
+  for _ in $(seq 1 100); do
+    grep -q '"ready":true' "$out" 2>/dev/null && break
+    kill -0 "$graph_sim_pid" 2>/dev/null || die "graph-sim exited: $(tail -3 "$tmp/graph-sim.log")"
+    sleep 0.1
+  done
+  grep -q '"ready":true' "$out" || die "graph-sim not ready"
+  graph_control=$(jq -r .control_port "$out")
+}
+# graph_sim METHOD PATH [JSON-FILE] [MAX-SECONDS]: a graph-sim control call; its JSON on stdout.
+graph_sim() {
+  local args=(-fsS --max-time "${4:-60}" -X "$1" "http://127.0.0.1:$graph_control$2")
+  [ -z "${3:-}" ] || args+=(-H 'Content-Type: application/json' --data-binary "@$3")
+  curl "${args[@]}"
+}
+
 # write_region FILE DISPATCH_JSON JQ_FILTER: regions/dev.json pointed at the private MariaDB
 # ($db_port, $DATABASE, migrated by the caller), apns-sim, the listener on $listener_port with
 # $tls's files, and the portal's files; JQ_FILTER (given $tmp as $tmp) finishes it.

@@ -110,6 +110,10 @@ asio::awaitable<Simulator::Validation> Simulator::validate(const Url& url) {
   const Answer a = co_await client_.post(u, type, empty, options_.validation_timeout);
   Validation v;
   v.answer_ms = to_ms(a.elapsed);
+  if (totals_.validation_us.size() < kMaxAnswerSamples) {
+    totals_.validation_us.push_back(static_cast<std::uint32_t>(
+        std::min<double>(v.answer_ms * 1000.0, static_cast<double>(UINT32_MAX))));
+  }
   if (a.status == 0) {
     v.reason = a.timed_out ? "no answer within " +
                                  std::to_string(options_.validation_timeout.count()) + " ms"
@@ -442,17 +446,21 @@ asio::awaitable<Reply> Simulator::lifecycle(const std::string& id, const json& r
 
 asio::awaitable<Reply> Simulator::load(const json& request) {
   if (load_running_) co_return Reply{409, {{"error", "a load run is going"}}};
-  std::int64_t rate = 0, seconds = 0, per_batch = 1, drain = 30;
-  std::string change_type;
+  std::int64_t rate = 0, seconds = 0, per_batch = 1, drain = 30, concurrency = 0;
+  std::string change_type, mode;
   try {
     if (!request.is_object()) throw std::invalid_argument("want a JSON object");
+    mode = text(request, "mode", 16, "open");
+    if (mode != "open" && mode != "closed") throw std::invalid_argument("mode: open|closed");
     rate = number(request, "rate", 1, 100'000, 100);
     seconds = number(request, "seconds", 1, 600, 10);
     per_batch = number(request, "items_per_batch", 1, 100, 1);
     drain = number(request, "drain_seconds", 0, 600, 30);
+    concurrency = number(request, "concurrency", 1, 4096, 64);
     change_type = text(request, "changeType", 16, "created");
-    if (!is_change_type(change_type))
+    if (!is_change_type(change_type)) {
       throw std::invalid_argument("changeType: created|updated|deleted");
+    }
   } catch (const std::invalid_argument& err) {
     co_return Reply{400, {{"error", err.what()}}};
   }
@@ -463,23 +471,17 @@ asio::awaitable<Reply> Simulator::load(const json& request) {
   for (const auto& [id, e] : subs_) ids.push_back(id);
   auto run = std::make_shared<RunFigures>();
   std::uniform_int_distribution<std::size_t> pick(0, ids.size() - 1);
-  const auto total = static_cast<std::uint64_t>(rate * seconds);
-  const double cpu0 = cpu_seconds();
-  const auto start = Clock::now();
-  const auto interval = std::chrono::duration<double>(1.0 / static_cast<double>(rate));
-  asio::steady_timer pacer(io_);
-  mp::log::info("graph_sim.load_started",
-                {{"rate", rate}, {"seconds", seconds}, {"subscriptions", ids.size()}});
-  for (std::uint64_t k = 0; k < total; ++k) {
-    const auto due =
-        start + std::chrono::duration_cast<Clock::duration>(interval * static_cast<double>(k));
-    if (due > Clock::now()) {
-      pacer.expires_at(due);
-      co_await pacer.async_wait(nothrow);
-    }
+  // The next batch: a random subscription, `per_batch` new messages.
+  struct Batch {
+    std::string id;
+    Url url;
+    std::string body;
+    std::size_t items = 0;
+  };
+  const auto next_batch = [&]() -> std::optional<Batch> {
     const std::string& id = ids[pick(rng_)];
-    auto it = subs_.find(id);
-    if (it == subs_.end()) continue;
+    const auto it = subs_.find(id);
+    if (it == subs_.end()) return std::nullopt;  // deleted during the run
     Entry& e = it->second;
     std::vector<Change> changes;
     for (std::int64_t i = 0; i < per_batch; ++i) {
@@ -488,16 +490,60 @@ asio::awaitable<Reply> Simulator::load(const json& request) {
     e.items_sent += changes.size();
     ++run->batches;
     run->items += changes.size();
-    run->lag_us.push_back(static_cast<std::uint32_t>(
-        std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - due).count()));
-    asio::co_spawn(
-        io_,
-        [this, run, id, url = e.notify, body = notification_body(e.sub, changes),
-         n = changes.size()]() -> asio::awaitable<void> {
-          const std::string kind = "notification";
-          co_await deliver(id, kind, url, body, n, run.get());
-        },
-        asio::detached);
+    return Batch{id, e.notify, notification_body(e.sub, changes), changes.size()};
+  };
+  const double cpu0 = cpu_seconds();
+  const auto start = Clock::now();
+  asio::steady_timer pacer(io_);
+  mp::log::info("graph_sim.load_started", {{"mode", mode},
+                                           {"rate", rate},
+                                           {"seconds", seconds},
+                                           {"concurrency", concurrency},
+                                           {"subscriptions", ids.size()}});
+  if (mode == "closed") {
+    // `concurrency` senders, each sending its next batch as soon as the last one ended.
+    const auto end = start + std::chrono::seconds(seconds);
+    auto senders = std::make_shared<std::int64_t>(concurrency);
+    for (std::int64_t w = 0; w < concurrency; ++w) {
+      asio::co_spawn(
+          io_,
+          [this, run, senders, end, &next_batch]() -> asio::awaitable<void> {
+            const std::string kind = "notification";
+            while (Clock::now() < end) {
+              const auto batch = next_batch();
+              if (!batch) break;
+              co_await deliver(batch->id, kind, batch->url, batch->body, batch->items, run.get());
+            }
+            --*senders;
+          },
+          asio::detached);
+    }
+    while (*senders > 0) {
+      pacer.expires_after(std::chrono::milliseconds(20));
+      co_await pacer.async_wait(nothrow);
+    }
+  } else {
+    const auto total = static_cast<std::uint64_t>(rate * seconds);
+    const auto interval = std::chrono::duration<double>(1.0 / static_cast<double>(rate));
+    for (std::uint64_t k = 0; k < total; ++k) {
+      const auto due =
+          start + std::chrono::duration_cast<Clock::duration>(interval * static_cast<double>(k));
+      if (due > Clock::now()) {
+        pacer.expires_at(due);
+        co_await pacer.async_wait(nothrow);
+      }
+      auto batch = next_batch();
+      if (!batch) continue;
+      run->lag_us.push_back(static_cast<std::uint32_t>(
+          std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - due).count()));
+      asio::co_spawn(
+          io_,
+          [this, run, b = std::move(*batch)]() -> asio::awaitable<void> {
+            const std::string kind = "notification";
+            co_await deliver(b.id, kind, b.url, b.body, b.items, run.get());
+          },
+          asio::detached);
+    }
   }
   const auto sent_by = Clock::now();
   // The drain: every delivery ends (delivered, retried out, or given up) or the limit passes.
@@ -507,15 +553,18 @@ asio::awaitable<Reply> Simulator::load(const json& request) {
     co_await pacer.async_wait(nothrow);
   }
   const double cpu = cpu_seconds() - cpu0;
+  const double elapsed_s = std::chrono::duration<double>(Clock::now() - start).count();
   load_running_ = false;
   const auto answer = percentiles(run->answer_us);
   const auto lag = percentiles(run->lag_us);
   const double sending_s = std::chrono::duration<double>(sent_by - start).count();
   json report = {
+      {"mode", mode},
       {"batches", run->batches},
       {"items", run->items},
       {"offered_per_s", static_cast<double>(run->batches) / std::max(sending_s, 1e-9)},
       {"delivered", run->delivered},
+      {"delivered_per_s", static_cast<double>(run->delivered) / std::max(elapsed_s, 1e-9)},
       {"given_up", run->given_up},
       {"dropped", run->dropped},
       {"still_in_flight", run->in_flight},
@@ -543,6 +592,7 @@ asio::awaitable<Reply> Simulator::load(const json& request) {
 
 json Simulator::stats() const {
   const auto p = percentiles(totals_.answer_us);
+  const auto pv = percentiles(totals_.validation_us);
   json endpoints = json::object();
   for (const auto& [authority, c] : endpoints_) {
     endpoints[authority] = {{"class", std::string(to_string(c.state(Clock::now())))},
@@ -552,7 +602,10 @@ json Simulator::stats() const {
   }
   return {
       {"subscriptions", subs_.size()},
-      {"validations", {{"ok", totals_.validations_ok}, {"failed", totals_.validations_failed}}},
+      {"validations",
+       {{"ok", totals_.validations_ok},
+        {"failed", totals_.validations_failed},
+        {"answer_ms", {{"p50", pv.p50_ms}, {"p99", pv.p99_ms}, {"max", pv.max_ms}}}}},
       {"deliveries",
        {{"delivered", totals_.delivered},
         {"given_up", totals_.given_up},

@@ -68,8 +68,10 @@ class Simulator {
   boost::asio::awaitable<Reply> notify(const std::string& id, const nlohmann::json& request);
   // A lifecycle event to the lifecycle URL (the notification URL when it has none).
   boost::asio::awaitable<Reply> lifecycle(const std::string& id, const nlohmann::json& request);
-  // An open-loop run: `rate` batches a second for `seconds`, each to a random subscription, new
-  // message ids; answers with the run's figures once every delivery ended (or the drain limit).
+  // A load run over all subscriptions, each batch to a random one with new message ids: open loop
+  // ("mode":"open", `rate` batches a second for `seconds`) or closed loop ("mode":"closed",
+  // `concurrency` senders back to back for `seconds`: the endpoint's capacity). Answers with the
+  // run's figures once every delivery ended (or the drain limit passed).
   boost::asio::awaitable<Reply> load(const nlohmann::json& request);
 
   nlohmann::json stats() const;
@@ -115,6 +117,7 @@ class Simulator {
     std::uint64_t attempts = 0, retries = 0, over_slow = 0, over_drop = 0;
     std::map<std::string, std::uint64_t> answers;  // "202", "503", "timeout", "error"
     std::vector<std::uint32_t> answer_us;          // the first 200,000
+    std::vector<std::uint32_t> validation_us;      // likewise
   } totals_;
 };
 

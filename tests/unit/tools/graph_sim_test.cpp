@@ -446,9 +446,18 @@ TEST_F(GraphSimTest, ALoadRunSpreadsNewMessagesOverTheSubscriptionsAndCountsThem
     }
   }
   EXPECT_EQ(ids.size(), 800u);
+  // Closed loop: 4 senders back to back for a second; every batch ends delivered.
+  const Reply closed =
+      run(sim_->load(json{{"mode", "closed"}, {"concurrency", 4}, {"seconds", 1}}));
+  ASSERT_EQ(closed.status, 200) << closed.body.dump();
+  EXPECT_GT(closed.body["delivered"].get<int>(), 50) << closed.body.dump();
+  EXPECT_EQ(closed.body["delivered"], closed.body["batches"]);
+  EXPECT_EQ(closed.body["still_in_flight"], 0);
+  EXPECT_GT(closed.body["delivered_per_s"].get<double>(), 50.0);
   // Unknown keys are ignored; a bad value is refused.
   EXPECT_EQ(run(sim_->load(json{{"rate", 1}, {"seconds", 1}, {"nonsense", true}})).status, 200);
   EXPECT_EQ(run(sim_->load(json{{"rate", 0}})).status, 400);
+  EXPECT_EQ(run(sim_->load(json{{"mode", "burst"}})).status, 400);
 }
 
 }  // namespace
