@@ -42,6 +42,7 @@ struct Delivery {
   std::string last_error;
   double answer_ms = 0;  // the last attempt's answer time
   std::size_t items = 0;
+  Clock::time_point first_sent{};  // when the first attempt went out (its connection taken)
   nlohmann::json to_json() const;
 };
 
