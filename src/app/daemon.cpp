@@ -444,6 +444,9 @@ void start_background_work(asio::io_context& ioc, const config::RegionConfig& cf
   // must not hold them back); once more at shutdown (stop_on_signal).
   repeat_on(asio::make_strand(ioc), stopping, cfg.listener.heard_flush,
             [&services] { return services.callback_service.flush_heard(); });
+  // Likewise the Graph registrations whose URL Graph validated (never written in the answer).
+  repeat_on(asio::make_strand(ioc), stopping, cfg.listener.heard_flush,
+            [&services] { return services.graph_service.flush_validated(); });
   // The instance heartbeat, well inside the lease so that no other instance takes this one's
   // outbox rows over.
   const auto beat_interval = std::min<std::chrono::milliseconds>(
@@ -452,6 +455,13 @@ void start_background_work(asio::io_context& ioc, const config::RegionConfig& cf
     auto done = co_await pool.async_run(beat, asio::use_awaitable);
     if (!done) log::debug("daemon.heartbeat_failed", {{"error", done.error().message}});
   });
+}
+
+// What the listener keeps in memory to write in bulk: the heartbeats' last-heard times and the
+// Graph validations.
+asio::awaitable<void> flush_in_memory(RegionServices& services) {
+  co_await services.callback_service.flush_heard();
+  co_await services.graph_service.flush_validated();
 }
 
 // SIGHUP: reread the listener's certificate on `strand` (where the file watcher polls too, so
@@ -467,9 +477,9 @@ void reload_on_signal(asio::signal_set& signals, Strand strand,
 }
 
 // SIGTERM or SIGINT: stop accepting, let requests in flight finish within the grace, write the
-// heartbeats' last-heard times still in memory, then let the dispatcher finish its round in flight
-// and close its APNs connections (rows it has not read stay queued for this instance's next start
-// or another's take-over), then stop. A second signal stops at once.
+// heartbeats' last-heard times and Graph validations still in memory, then let the dispatcher
+// finish its round in flight and close its APNs connections (rows it has not read stay queued for
+// this instance's next start or another's take-over), then stop. A second signal stops at once.
 void stop_on_signal(asio::signal_set& signals, asio::signal_set& reload_signals,
                     asio::io_context& ioc, Servers& servers, RegionServices& services,
                     std::chrono::milliseconds grace, std::atomic<bool>& stopping) {
@@ -483,10 +493,9 @@ void stop_on_signal(asio::signal_set& signals, asio::signal_set& reload_signals,
     stopping.store(true);
     // Once no callback is left: the last heartbeats' times, then the dispatcher, then the loop.
     servers.shutdown(grace, [&ioc, &services] {
-      asio::co_spawn(ioc, services.callback_service.flush_heard(),
-                     [&ioc, &services](const std::exception_ptr&) {
-                       services.dispatcher.stop([&ioc] { ioc.stop(); });
-                     });
+      asio::co_spawn(ioc, flush_in_memory(services), [&ioc, &services](const std::exception_ptr&) {
+        services.dispatcher.stop([&ioc] { ioc.stop(); });
+      });
     });
     signals.async_wait([&ioc](boost::system::error_code ec2, int) {
       if (ec2) return;

@@ -80,11 +80,51 @@ asio::awaitable<GraphResult> GraphService::validate(std::string_view secret,
     } else {
       result.outcome = GraphOutcome::accepted;
       result.customer_id = (*found)->customer_public_id;
+      if (!(*found)->heard) note_validated((*found)->id);
     }
   }
   requests_.Add({{"kind", "validation"}, {"result", graph_outcome_name(result.outcome)}})
       .Increment();
   co_return result;
+}
+
+void GraphService::note_validated(std::int64_t registration_id) {
+  std::lock_guard lock(validated_mutex_);
+  if (validated_.size() < kMaxValidated) validated_.insert(registration_id);
+}
+
+std::size_t GraphService::validated_pending() const {
+  std::lock_guard lock(validated_mutex_);
+  return validated_.size();
+}
+
+asio::awaitable<void> GraphService::flush_validated() {
+  std::vector<std::int64_t> ids;
+  {
+    std::lock_guard lock(validated_mutex_);
+    ids.assign(validated_.begin(), validated_.end());
+    validated_.clear();
+  }
+  if (ids.empty()) co_return;
+  auto confirmed = co_await store_.confirm(ids);
+  if (!confirmed) {
+    {
+      std::lock_guard lock(validated_mutex_);
+      for (const auto id : ids) {
+        if (validated_.size() >= kMaxValidated) break;
+        validated_.insert(id);
+      }
+    }
+    failed_log_.write(log::Level::warn, "graph.confirm_failed",
+                      {{"registrations", ids.size()},
+                       {"error", confirmed.error().message},
+                       {"effect", "kept in memory and written with the next flush"}});
+    co_return;
+  }
+  if (*confirmed > 0) {
+    log::info("graph.confirmed", {{"registrations", *confirmed},
+                                  {"why", "Graph validated their URLs: a subscription exists"}});
+  }
 }
 
 // Arguments are named values, never temporaries inside co_await: GCC 12 destroys a temporary

@@ -10,7 +10,9 @@
 
 #include <boost/asio/awaitable.hpp>
 #include <functional>
+#include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 
@@ -58,8 +60,14 @@ class GraphService {
   }
 
   // Graph's validation request: accepted when an active Graph registration has the secret. No
-  // write.
+  // write before the answer: a registration never heard is noted for flush_validated.
   boost::asio::awaitable<GraphResult> validate(std::string_view secret, const IpAddress& caller);
+  // Writes, in one statement a chunk, that Graph validated the noted registrations (their
+  // last-heard time), so that a confirmed subscription is not ended as unconfirmed while its
+  // mailbox gets no mail. On failure they stay noted for the next flush. Run every
+  // listener.heard_flush_s and at shutdown.
+  boost::asio::awaitable<void> flush_validated();
+  std::size_t validated_pending() const;
   // A notification body's items, recorded in one transaction before the answer.
   boost::asio::awaitable<GraphResult> notify(std::string_view secret,
                                              const graph::Notifications& notifications,
@@ -76,6 +84,7 @@ class GraphService {
                                        const IpAddress& caller);
   void count_unknown(const IpAddress& caller);
   void count(const GraphResult& result);
+  void note_validated(std::int64_t registration_id);
   // One transaction on the registration's row with `decide`; the outcome and what it did.
   using RowDecision = std::function<GraphDecision(const store::GraphRegistration&)>;
   boost::asio::awaitable<GraphResult> record(std::string_view secret, const IpAddress& caller,
@@ -88,6 +97,11 @@ class GraphService {
   prometheus::Family<prometheus::Counter>& requests_;
   prometheus::Family<prometheus::Counter>& items_;
   log::Throttle failed_log_;
+  // Validated, never-heard registrations waiting for flush_validated; at most kMaxValidated (a
+  // flood of validations of real URLs cannot grow it further: the rest wait for a next one).
+  static constexpr std::size_t kMaxValidated = 100'000;
+  mutable std::mutex validated_mutex_;
+  std::set<std::int64_t> validated_;
 };
 
 }  // namespace mp::relay

@@ -18,7 +18,8 @@ using sql::blob;
 constexpr std::string_view kColumns =
     "SELECT r.secret_hash, r.id, c.customer_id, c.state = 'active', d.state = 'active', "
     "r.client_state_hash, COALESCE(r.graph_tenant, ''), COALESCE(r.subscription_id, ''), "
-    "r.graph_baseline, r.graph_items, r.unread_count FROM registrations r JOIN customers c ON "
+    "r.graph_baseline, r.graph_items, r.unread_count, r.last_heard_at IS NOT NULL FROM "
+    "registrations r JOIN customers c ON "
     "c.id = r.customer_id JOIN devices d ON d.id = r.device_id WHERE ";
 constexpr std::string_view kActiveGraph =
     " AND r.state = 'active' AND r.source = 'graph' AND c.state <> 'deleted'";
@@ -36,6 +37,7 @@ GraphRegistration from_row(const Row& row) {
   g.baseline = static_cast<std::uint32_t>(row.i64(8));
   g.items = row.text(9);
   g.unread_count = static_cast<std::uint32_t>(row.i64(10));
+  g.heard = row.i64(11) != 0;
   return g;
 }
 
@@ -191,6 +193,32 @@ Result<std::optional<GraphRecorded>> record_graph(Connection& conn, const Bytes&
   auto done = record_graph_batch(conn, {GraphRequest{secret_hash, decide}}, owner);
   if (!done) return std::move(done).error();
   return std::move(done->front());
+}
+
+Result<std::uint64_t> confirm_graph_registrations(Connection& conn,
+                                                  const std::vector<std::int64_t>& ids) {
+  std::uint64_t changed = 0;
+  auto st = sql::for_each_id_chunk(
+      ids, [&](std::string_view placeholders, std::span<const Value> chunk) -> Status {
+        auto n = conn.execute(
+            "UPDATE registrations SET last_heard_at = UTC_TIMESTAMP(6) WHERE source = 'graph' AND "
+            "state = 'active' AND last_heard_at IS NULL AND id IN (" +
+                std::string(placeholders) + ")",
+            chunk);
+        if (!n) return std::move(n).error();
+        changed += *n;
+        return {};
+      });
+  if (!st) return std::move(st).error();
+  return changed;
+}
+
+asio::awaitable<Result<std::uint64_t>> MariadbGraphStore::confirm(
+    const std::vector<std::int64_t>& ids) {
+  const DatabasePool::Job<std::uint64_t> job = [ids](Connection& conn) {
+    return confirm_graph_registrations(conn, ids);
+  };
+  co_return co_await pool_.async_run(job, asio::use_awaitable);
 }
 
 asio::awaitable<Result<std::optional<GraphRegistration>>> MariadbGraphStore::find(

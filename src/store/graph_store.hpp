@@ -36,6 +36,7 @@ struct GraphRegistration {
   std::uint32_t baseline = 0;   // graph_baseline
   std::string items;            // graph_items (graph::UnreadSet bytes)
   std::uint32_t unread_count = 0;
+  bool heard = false;  // last_heard_at is set: Graph reached the registration at least once
 };
 
 // What a notification changes on the row; `write` false: nothing (every item was dropped).
@@ -65,6 +66,12 @@ struct GraphRecorded {
 Result<std::optional<GraphRegistration>> find_graph_registration(Connection& conn,
                                                                  const Bytes& secret_hash);
 
+// Graph validated these registrations' URLs: the ones active, of source 'graph' and never heard
+// get last_heard_at now, so that a subscription confirmed by Graph is not ended as unconfirmed
+// (expire_unconfirmed_registrations) while its mailbox gets no mail. Returns how many changed.
+Result<std::uint64_t> confirm_graph_registrations(Connection& conn,
+                                                  const std::vector<std::int64_t>& ids);
+
 // One transaction, re-run on a deadlock or a Galera conflict: the registration's row locked by
 // its secret hash, `decide` on what it holds, and the update written in one statement (with its
 // pending badge owned by `owner` when the count moved). nullopt: no active Graph registration
@@ -93,6 +100,8 @@ class GraphStore {
       const Bytes& secret_hash) = 0;
   virtual boost::asio::awaitable<Result<std::optional<GraphRecorded>>> record(
       const Bytes& secret_hash, const GraphDecide& decide) = 0;
+  virtual boost::asio::awaitable<Result<std::uint64_t>> confirm(
+      const std::vector<std::int64_t>& ids) = 0;
 };
 
 // GraphStore on MariaDB. A validation is one job on the pool. Notifications are group-committed
@@ -121,6 +130,8 @@ class MariadbGraphStore final : public GraphStore {
       const Bytes& secret_hash) override;
   boost::asio::awaitable<Result<std::optional<GraphRecorded>>> record(
       const Bytes& secret_hash, const GraphDecide& decide) override;
+  boost::asio::awaitable<Result<std::uint64_t>> confirm(
+      const std::vector<std::int64_t>& ids) override;
 
  private:
   using Done = std::function<void(Result<std::optional<GraphRecorded>>)>;

@@ -915,6 +915,26 @@ TEST_F(FanoutGraph, LifecycleEventsWakeTheAppWithABackgroundPushAtMostOnceAWhile
   EXPECT_EQ(status, 201);
 }
 
+TEST_F(FanoutGraph, AValidatedSubscriptionIsConfirmedSoAQuietMailboxIsNotEndedAsUnconfirmed) {
+  start_region();
+  onboard();
+  const GraphSimProcess graph;
+  const auto quiet = register_graph("quiet@online.example.com", std::string(64, 'c'));
+  int status = 0;
+  graph.subscribe(quiet.notification_url, quiet.lifecycle_url, kClientState, &status);
+  ASSERT_EQ(status, 201);
+  // Not in the validation's answer (the flush runs every heard_flush_s, 30 s here)...
+  EXPECT_EQ(scalar("SELECT COUNT(*) FROM registrations WHERE last_heard_at IS NOT NULL"), 0);
+  // ...but before the daemon stops: the registration is confirmed, so the upkeep does not end it
+  // as one no subscription ever confirmed, however long its mailbox gets no mail.
+  daemon_->signal(SIGTERM);
+  ASSERT_EQ(daemon_->wait(20s), std::optional<int>(0)) << daemon_->log();
+  EXPECT_EQ(scalar("SELECT COUNT(*) FROM registrations WHERE last_heard_at IS NOT NULL AND "
+                   "source = 'graph' AND state = 'active'"),
+            1);
+  EXPECT_NE(daemon_->log().find("\"graph.confirmed\""), std::string::npos);
+}
+
 TEST_F(FanoutGraph, HostileGraphRequestsGetAClearRefusalAndRecordNothing) {
   start_region();
   onboard();

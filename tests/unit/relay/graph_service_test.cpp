@@ -21,6 +21,14 @@ class FakeGraphStore final : public store::GraphStore {
   std::map<Bytes, store::GraphRegistration> rows;
   bool fail = false;
   int finds = 0, records = 0, writes = 0;
+  std::vector<std::vector<std::int64_t>> confirmed;
+
+  boost::asio::awaitable<Result<std::uint64_t>> confirm(
+      const std::vector<std::int64_t>& ids) override {
+    if (fail) co_return make_error(Errc::unavailable, "fake: down");
+    confirmed.push_back(ids);
+    co_return static_cast<std::uint64_t>(ids.size());
+  }
 
   boost::asio::awaitable<Result<std::optional<store::GraphRegistration>>> find(
       const Bytes& secret_hash) override {
@@ -85,6 +93,31 @@ TEST_F(GraphServiceTest, ValidationFindsTheRegistrationAndWritesNothing) {
   EXPECT_EQ(run(service.validate(std::string(44, 'x'), caller)).outcome, GraphOutcome::unknown);
   EXPECT_EQ(store.records, 0);
   EXPECT_EQ(store.finds, 2);
+  EXPECT_TRUE(store.confirmed.empty()) << "nothing written before the answer";
+}
+
+TEST_F(GraphServiceTest, AValidatedNeverHeardRegistrationIsConfirmedByTheNextFlush) {
+  store::GraphRegistration heard = store.rows[sha384(secret)];
+  heard.id = 2;
+  heard.heard = true;
+  const std::string heard_secret(44, 'h');
+  store.rows[sha384(heard_secret)] = heard;
+  for (int i = 0; i < 2; ++i) {
+    EXPECT_EQ(run(service.validate(secret, caller)).outcome, GraphOutcome::accepted);
+  }
+  EXPECT_EQ(run(service.validate(heard_secret, caller)).outcome, GraphOutcome::accepted);
+  EXPECT_EQ(service.validated_pending(), 1u) << "once, and not the one already heard";
+  // A failed write keeps it for the next flush.
+  store.fail = true;
+  run(service.flush_validated());
+  EXPECT_EQ(service.validated_pending(), 1u);
+  store.fail = false;
+  run(service.flush_validated());
+  ASSERT_EQ(store.confirmed.size(), 1u);
+  EXPECT_EQ(store.confirmed[0], std::vector<std::int64_t>{1});
+  EXPECT_EQ(service.validated_pending(), 0u);
+  run(service.flush_validated());
+  EXPECT_EQ(store.confirmed.size(), 1u) << "nothing to write: no statement";
 }
 
 TEST_F(GraphServiceTest, ANotificationMovesTheCountOnceAndMarks) {

@@ -32,6 +32,16 @@ T run(boost::asio::awaitable<T> work) {
   EXPECT_TRUE(out.has_value());
   return std::move(*out);
 }
+inline void run(boost::asio::awaitable<void> work) {
+  boost::asio::io_context ioc;
+  bool done = false;
+  boost::asio::co_spawn(ioc, std::move(work), [&done](std::exception_ptr e) {
+    if (e) std::rethrow_exception(e);
+    done = true;
+  });
+  ioc.run();
+  EXPECT_TRUE(done);
+}
 
 // A registration of kToken in production, as the app sends it.
 inline RegisterRequest register_request(const std::string& customer_id, const std::string& key,

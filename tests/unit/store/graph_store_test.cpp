@@ -132,6 +132,43 @@ TEST_F(GraphStoreTest, ARecordWritesTheRowAndMarksItsBadgeWhenTheCountMoved) {
   EXPECT_EQ(column("badge_owner", id), "instance-a");
 }
 
+TEST_F(GraphStoreTest, AValidatedRegistrationIsConfirmedOnceAndOnlyIfGraphAndActive) {
+  const auto r = graph_request();
+  const auto id = registered(r).registration_id;
+  auto found = find_graph_registration(conn, r.new_hash);
+  ASSERT_TRUE(found.ok() && found->has_value());
+  EXPECT_FALSE((*found)->heard);
+  auto ews = graph_request();
+  ews.source = "ews";
+  ews.unread.reset();
+  ews.mailbox_hmac = random_bytes(32);
+  const auto ews_id = registered(ews).registration_id;
+  auto n = confirm_graph_registrations(conn, {id, ews_id, 999'999});
+  ASSERT_TRUE(n.ok()) << n.error().message;
+  EXPECT_EQ(*n, 1u) << "only the Graph registration";
+  EXPECT_NE(column("last_heard_at", id), "");
+  EXPECT_EQ(column("last_heard_at", ews_id), "");
+  found = find_graph_registration(conn, r.new_hash);
+  ASSERT_TRUE(found.ok() && found->has_value());
+  EXPECT_TRUE((*found)->heard);
+  // Not again (the time of the first confirmation stays), and never an ended one.
+  const std::string first = column("last_heard_at", id);
+  n = confirm_graph_registrations(conn, {id});
+  ASSERT_TRUE(n.ok());
+  EXPECT_EQ(*n, 0u);
+  EXPECT_EQ(column("last_heard_at", id), first);
+  // A month later, the confirmed one is not ended as unconfirmed; the other one is.
+  ASSERT_TRUE(conn.execute("UPDATE registrations SET created_at = created_at - INTERVAL 30 DAY "
+                           "WHERE id IN (?, ?)",
+                           {Value{id}, Value{ews_id}})
+                  .ok());
+  auto ended = expire_unconfirmed_registrations(conn, std::chrono::hours(1), 100);
+  ASSERT_TRUE(ended.ok()) << ended.error().message;
+  EXPECT_EQ(*ended, 1u);
+  EXPECT_EQ(column("state", id), "active");
+  EXPECT_EQ(column("state", ews_id), "deleted");
+}
+
 TEST_F(GraphStoreTest, NothingIsWrittenWhenTheDecisionSaysSo) {
   const auto r = graph_request();
   const auto id = registered(r).registration_id;
