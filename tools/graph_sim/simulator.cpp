@@ -543,7 +543,7 @@ asio::awaitable<Reply> Simulator::load(const json& request) {
             const Delivery d = co_await deliver(b.id, kind, b.url, b.body, b.items, run.get());
             // From the due time to the send: graph-sim's own queue, waiting for a connection
             // (all of them busy: the endpoint answers slower than the offered rate).
-            if (d.first_sent != Clock::time_point{}) {
+            if (d.first_sent != Clock::time_point{} && run->lag_us.size() < kMaxAnswerSamples * 5) {
               run->lag_us.push_back(static_cast<std::uint32_t>(std::clamp<std::int64_t>(
                   std::chrono::duration_cast<std::chrono::microseconds>(d.first_sent - due).count(),
                   0, UINT32_MAX)));
