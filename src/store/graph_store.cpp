@@ -197,20 +197,11 @@ Result<std::optional<GraphRecorded>> record_graph(Connection& conn, const Bytes&
 
 Result<std::uint64_t> confirm_graph_registrations(Connection& conn,
                                                   const std::vector<std::int64_t>& ids) {
-  std::uint64_t changed = 0;
-  auto st = sql::for_each_id_chunk(
-      ids, [&](std::string_view placeholders, std::span<const Value> chunk) -> Status {
-        auto n = conn.execute(
-            "UPDATE registrations SET last_heard_at = UTC_TIMESTAMP(6) WHERE source = 'graph' AND "
-            "state = 'active' AND last_heard_at IS NULL AND id IN (" +
-                std::string(placeholders) + ")",
-            chunk);
-        if (!n) return std::move(n).error();
-        changed += *n;
-        return {};
-      });
-  if (!st) return std::move(st).error();
-  return changed;
+  return sql::execute_in_id_chunks(conn,
+                                   "UPDATE registrations SET last_heard_at = UTC_TIMESTAMP(6) "
+                                   "WHERE source = 'graph' AND state = 'active' AND last_heard_at "
+                                   "IS NULL AND id IN (",
+                                   ids);
 }
 
 asio::awaitable<Result<std::uint64_t>> MariadbGraphStore::confirm(

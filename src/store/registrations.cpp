@@ -532,20 +532,11 @@ Result<std::uint64_t> expire_unconfirmed_registrations(Connection& conn, std::ch
   std::vector<std::int64_t> ids;
   ids.reserve(rows->size());
   for (const auto& row : *rows) ids.push_back(row.i64(0));
-  std::uint64_t ended = 0;
-  auto st = sql::for_each_id_chunk(
-      ids, [&](std::string_view placeholders, std::span<const Value> chunk) -> Status {
-        auto n = conn.execute(
-            "UPDATE registrations SET state = 'deleted', deleted_at = UTC_TIMESTAMP(6) WHERE "
-            "state = 'active' AND last_heard_at IS NULL AND id IN (" +
-                std::string(placeholders) + ")",
-            chunk);
-        if (!n) return std::move(n).error();
-        ended += *n;
-        return {};
-      });
-  if (!st) return std::move(st).error();
-  return ended;
+  return sql::execute_in_id_chunks(conn,
+                                   "UPDATE registrations SET state = 'deleted', deleted_at = "
+                                   "UTC_TIMESTAMP(6) WHERE state = 'active' AND last_heard_at IS "
+                                   "NULL AND id IN (",
+                                   ids);
 }
 
 Result<GraphSubscriptionCounts> count_graph_subscriptions(Connection& conn) {

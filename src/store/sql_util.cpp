@@ -50,4 +50,18 @@ std::string_view id_placeholders(std::size_t shape) {
   return std::string_view(all).substr(0, 2 * n - 1);
 }
 
+Result<std::uint64_t> execute_in_id_chunks(Connection& conn, std::string_view head,
+                                           const std::vector<std::int64_t>& ids) {
+  std::uint64_t changed = 0;
+  auto st = for_each_id_chunk(
+      ids, [&](std::string_view placeholders, std::span<const Value> chunk) -> Status {
+        auto n = conn.execute(std::string(head) + std::string(placeholders) + ")", chunk);
+        if (!n) return std::move(n).error();
+        changed += *n;
+        return {};
+      });
+  if (!st) return std::move(st).error();
+  return changed;
+}
+
 }  // namespace mp::store::sql

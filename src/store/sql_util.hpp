@@ -92,4 +92,9 @@ Status for_each_id_chunk(const std::vector<Key>& ids, Run&& run) {
   return {};
 }
 
+// Runs `head` + "?,…,?)" over each chunk of `ids` (a statement that ends "… id IN ("): the rows
+// it changed in all, or the first error.
+Result<std::uint64_t> execute_in_id_chunks(Connection& conn, std::string_view head,
+                                           const std::vector<std::int64_t>& ids);
+
 }  // namespace mp::store::sql
