@@ -84,6 +84,17 @@ make_region_files() {
   )
 }
 
+# wait_ready NAME PID OUT: up to 10 s for a simulator's ready line in OUT; dies with the end of
+# $tmp/NAME.log when it exits or never gets ready.
+wait_ready() {
+  for _ in $(seq 1 100); do
+    grep -q '"ready":true' "$3" 2>/dev/null && return 0
+    kill -0 "$2" 2>/dev/null || die "$1 exited: $(tail -3 "$tmp/$1.log")"
+    sleep 0.1
+  done
+  die "$1 not ready"
+}
+
 # start_apns_sim MAX_RECORDED: apns-sim (production, client certificates of the test CA
 # required); sets sim_pid, sim_port, sim_control.
 start_apns_sim() {
@@ -92,12 +103,7 @@ start_apns_sim() {
   "$sim" --cert "$certs/server.crt" --key "$certs/server.key" --client-ca "$certs/apple-ca.crt" \
     --environment production --max-recorded "$1" --log-level warn >"$out" 2>"$tmp/apns-sim.log" </dev/null &
   sim_pid=$!
-  for _ in $(seq 1 100); do
-    grep -q '"ready":true' "$out" 2>/dev/null && break
-    kill -0 "$sim_pid" 2>/dev/null || die "apns-sim exited: $(tail -3 "$tmp/apns-sim.log")"
-    sleep 0.1
-  done
-  grep -q '"ready":true' "$out" || die "apns-sim not ready"
+  wait_ready apns-sim "$sim_pid" "$out"
   sim_port=$(jq -r .h2_port "$out")
   sim_control=$(jq -r .control_port "$out")
 }
@@ -109,12 +115,7 @@ start_graph_sim() {
   say "starting graph-sim ($2 connections to the listener)"
   "$1" --ca "$tls/ca.crt" --connections "$2" --log-level warn >"$out" 2>"$tmp/graph-sim.log" </dev/null &
   graph_sim_pid=$!
-  for _ in $(seq 1 100); do
-    grep -q '"ready":true' "$out" 2>/dev/null && break
-    kill -0 "$graph_sim_pid" 2>/dev/null || die "graph-sim exited: $(tail -3 "$tmp/graph-sim.log")"
-    sleep 0.1
-  done
-  grep -q '"ready":true' "$out" || die "graph-sim not ready"
+  wait_ready graph-sim "$graph_sim_pid" "$out"
   graph_control=$(jq -r .control_port "$out")
 }
 # graph_sim METHOD PATH [JSON-FILE] [MAX-SECONDS]: a graph-sim control call; its JSON on stdout.

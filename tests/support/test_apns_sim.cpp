@@ -46,14 +46,7 @@ ApnsSimProcess::ApnsSimProcess(std::vector<std::string> extra, bool client_cert)
 }
 
 ApnsSimProcess::~ApnsSimProcess() {
-  if (process_ && process_->running()) {
-    process_->signal(SIGTERM);
-    EXPECT_EQ(process_->wait(10s), std::optional<int>(0)) << process_->log();
-  }
-  process_.reset();
-  // Kept for post-mortem when the test failed.
-  std::error_code ec;
-  if (!::testing::Test::HasFailure()) fs::remove_all(dir_, ec);
+  stop_simulator(process_, dir_);
 }
 
 json ApnsSimProcess::control(const std::string& method, const std::string& path,

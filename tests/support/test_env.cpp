@@ -2,6 +2,7 @@
 #include "test_env.hpp"
 
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -350,6 +351,16 @@ ChildProcess::~ChildProcess() {
     ::kill(pid_, SIGKILL);
     wait(std::chrono::seconds(10));
   }
+}
+
+void stop_simulator(std::optional<ChildProcess>& process, const fs::path& dir) {
+  if (process && process->running()) {
+    process->signal(SIGTERM);
+    EXPECT_EQ(process->wait(std::chrono::seconds(10)), std::optional<int>(0)) << process->log();
+  }
+  process.reset();
+  std::error_code ec;
+  if (!::testing::Test::HasFailure()) fs::remove_all(dir, ec);
 }
 
 void ChildProcess::signal(int signo) {

@@ -114,6 +114,11 @@ class ChildProcess {
   std::filesystem::path log_file_;
 };
 
+// Stops a simulator a test started (apns-sim, graph-sim): SIGTERM, and a clean exit (status 0,
+// so no sanitizer report in the asan build) expected within 10 s; its folder is removed unless
+// the test failed (kept for post-mortem).
+void stop_simulator(std::optional<ChildProcess>& process, const std::filesystem::path& dir);
+
 // Runs a command to completion and returns its exit code; output goes to `output` if given.
 int run_command(const std::vector<std::string>& argv, std::string* output = nullptr);
 

@@ -22,13 +22,7 @@ GraphSimProcess::GraphSimProcess(std::vector<std::string> extra)
 }
 
 GraphSimProcess::~GraphSimProcess() {
-  if (process_ && process_->running()) {
-    process_->signal(SIGTERM);
-    EXPECT_EQ(process_->wait(10s), std::optional<int>(0)) << process_->log();
-  }
-  process_.reset();
-  std::error_code ec;
-  if (!::testing::Test::HasFailure()) fs::remove_all(dir_, ec);
+  stop_simulator(process_, dir_);
 }
 
 json GraphSimProcess::control(const std::string& method, const std::string& path, const json& body,

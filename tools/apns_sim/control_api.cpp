@@ -13,6 +13,7 @@
 #include <stdexcept>
 
 #include "common/log.hpp"
+#include "sim_common/query.hpp"
 
 namespace apns_sim {
 
@@ -27,23 +28,6 @@ constexpr std::size_t kDefaultAcceptedLimit = 10'000;
 constexpr std::size_t kMaxAcceptedLimit = 1'000'000;
 
 // The value of `key` in a query string "a=1&b=2", parsed as a count; `fallback` when absent.
-std::uint64_t query_count(std::string_view query, std::string_view key, std::uint64_t fallback) {
-  while (!query.empty()) {
-    const auto amp = query.find('&');
-    const std::string_view pair = query.substr(0, amp);
-    query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
-    const auto eq = pair.find('=');
-    if (eq == std::string_view::npos || pair.substr(0, eq) != key) continue;
-    const std::string_view v = pair.substr(eq + 1);
-    std::uint64_t out = 0;
-    const auto [ptr, ec] = std::from_chars(v.data(), v.data() + v.size(), out);
-    if (ec != std::errc{} || ptr != v.data() + v.size()) {
-      throw std::invalid_argument(std::string(key) + ": want a count");
-    }
-    return out;
-  }
-  return fallback;
-}
 
 ControlReply reply(int status, const json& body) {
   return {status, body.dump()};
@@ -121,9 +105,9 @@ ControlReply handle_control_request(SimState& state, const std::string& method,
       return reply(200, {{"ok", true}});
     }
     if (path == "/accepted" && method == "GET") {
-      const std::uint64_t since = query_count(query, "since", 0);
+      const std::uint64_t since = sim_common::query_count(query, "since", 0);
       const std::uint64_t limit = std::min<std::uint64_t>(
-          query_count(query, "limit", kDefaultAcceptedLimit), kMaxAcceptedLimit);
+          sim_common::query_count(query, "limit", kDefaultAcceptedLimit), kMaxAcceptedLimit);
       return reply(200, state.accepted_json(since, static_cast<std::size_t>(limit)));
     }
     if (path == "/healthz" || path == "/stats" || path == "/faults" || path == "/reset" ||

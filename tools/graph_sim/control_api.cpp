@@ -12,6 +12,8 @@
 #include <memory>
 #include <stdexcept>
 
+#include "sim_common/query.hpp"
+
 namespace graph_sim {
 
 namespace asio = boost::asio;
@@ -23,24 +25,6 @@ namespace {
 
 constexpr std::size_t kMaxControlBody = 256u << 20;  // a bulk creation of many subscriptions
 constexpr std::uint64_t kMaxDeliveriesLimit = 100'000;
-
-std::uint64_t query_count(std::string_view query, std::string_view key, std::uint64_t fallback) {
-  while (!query.empty()) {
-    const auto amp = query.find('&');
-    const std::string_view pair = query.substr(0, amp);
-    query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
-    const auto eq = pair.find('=');
-    if (eq == std::string_view::npos || pair.substr(0, eq) != key) continue;
-    const std::string_view v = pair.substr(eq + 1);
-    std::uint64_t out = 0;
-    const auto [ptr, ec] = std::from_chars(v.data(), v.data() + v.size(), out);
-    if (ec != std::errc{} || ptr != v.data() + v.size()) {
-      throw std::invalid_argument(std::string(key) + ": want a count");
-    }
-    return out;
-  }
-  return fallback;
-}
 
 asio::awaitable<void> session(asio::ip::tcp::socket socket, Simulator& sim) {
   beast::tcp_stream stream(std::move(socket));
@@ -108,8 +92,9 @@ asio::awaitable<Reply> handle_control_request(Simulator& sim, const std::string&
   }
   if (path == "/deliveries" && method == "GET") {
     try {
-      const auto since = query_count(query, "since", 0);
-      const auto limit = std::min(query_count(query, "limit", 10'000), kMaxDeliveriesLimit);
+      const auto since = sim_common::query_count(query, "since", 0);
+      const auto limit =
+          std::min(sim_common::query_count(query, "limit", 10'000), kMaxDeliveriesLimit);
       co_return Reply{200, sim.deliveries(since, static_cast<std::size_t>(limit))};
     } catch (const std::invalid_argument& e) {
       co_return Reply{400, {{"error", e.what()}}};
