@@ -47,24 +47,25 @@ std::size_t nesting_depth(std::string_view body, std::size_t stop_above) {
 
 // A string member of `item`: absent is "", another type refuses the body. Strings are printable
 // ASCII: what Graph puts in these fields (GUIDs, base64 ids, the app's clientState).
-std::optional<ParseError> read_string(const json& item, const char* name, std::size_t index,
+std::optional<ParseError> read_string(json& item, const char* name, std::size_t index,
                                       const ParseLimits& limits, std::string& out) {
   const auto it = item.find(name);
   if (it == item.end() || it->is_null()) return std::nullopt;
-  const std::string where = "value[" + std::to_string(index) + "]." + name;
+  // Built only for a refusal: a good body's fields cost no message.
+  const auto where = [&] { return "value[" + std::to_string(index) + "]." + name; };
   if (!it->is_string()) {
     return refuse(Refusal::wrong_shape,
-                  where + " must be a string, not " + std::string(it->type_name()));
+                  where() + " must be a string, not " + std::string(it->type_name()));
   }
-  const auto& s = it->get_ref<const std::string&>();
+  auto& s = it->get_ref<std::string&>();
   if (s.size() > limits.max_string) {
     return refuse(Refusal::value_too_long,
-                  where + " is over " + std::to_string(limits.max_string) + " bytes");
+                  where() + " is over " + std::to_string(limits.max_string) + " bytes");
   }
   if (!is_printable_ascii(std::string_view(s))) {
-    return refuse(Refusal::wrong_shape, where + " must be printable ASCII");
+    return refuse(Refusal::wrong_shape, where() + " must be printable ASCII");
   }
-  out = s;
+  out = std::move(s);  // the document is the parser's own, read once
   return std::nullopt;
 }
 
@@ -82,11 +83,11 @@ LifecycleEvent lifecycle_of(std::string_view s) {
   return LifecycleEvent::other;
 }
 
-std::variant<Item, ParseError> read_item(const json& value, std::size_t index,
+std::variant<Item, ParseError> read_item(json& value, std::size_t index,
                                          const ParseLimits& limits) {
-  const std::string where = "value[" + std::to_string(index) + "]";
+  const auto where = [index] { return "value[" + std::to_string(index) + "]"; };
   if (!value.is_object()) {
-    return refuse(Refusal::wrong_shape, where + " must be an object");
+    return refuse(Refusal::wrong_shape, where() + " must be an object");
   }
   Item item;
   std::string change, lifecycle, expires, resource;
@@ -101,11 +102,11 @@ std::variant<Item, ParseError> read_item(const json& value, std::size_t index,
     if (auto e = read_string(value, name, index, limits, *target)) return std::move(*e);
   }
   if (item.subscription_id.empty()) {
-    return refuse(Refusal::wrong_shape, where + ".subscriptionId is missing");
+    return refuse(Refusal::wrong_shape, where() + ".subscriptionId is missing");
   }
-  if (const auto rd = value.find("resourceData"); rd != value.end() && !rd->is_null()) {
+  if (auto rd = value.find("resourceData"); rd != value.end() && !rd->is_null()) {
     if (!rd->is_object()) {
-      return refuse(Refusal::wrong_shape, where + ".resourceData must be an object");
+      return refuse(Refusal::wrong_shape, where() + ".resourceData must be an object");
     }
     if (auto e = read_string(*rd, "id", index, limits, item.message_id)) return std::move(*e);
   }
@@ -113,7 +114,7 @@ std::variant<Item, ParseError> read_item(const json& value, std::size_t index,
   if (!lifecycle.empty()) {
     item.lifecycle = lifecycle_of(lifecycle);
   } else if (change.empty()) {
-    return refuse(Refusal::wrong_shape, where + " has neither changeType nor lifecycleEvent");
+    return refuse(Refusal::wrong_shape, where() + " has neither changeType nor lifecycleEvent");
   } else {
     // "created,updated" never comes in one item; anything but one known type is `other`.
     item.change = change_type_of(change);
@@ -222,7 +223,7 @@ std::variant<Notifications, ParseError> parse_notifications(std::string_view bod
     return refuse(Refusal::invalid_json, "the body holds a number out of range");
   }
   if (!doc.is_object()) return refuse(Refusal::wrong_shape, "the body must be a JSON object");
-  const auto value = doc.find("value");
+  auto value = doc.find("value");
   if (value == doc.end() || !value->is_array()) {
     return refuse(Refusal::wrong_shape, "the body must hold an array 'value'");
   }

@@ -8,6 +8,21 @@
 namespace mp::relay {
 namespace asio = boost::asio;
 
+namespace {
+
+// mailpush_graph_items_total's results, in the order of GraphService::count's tally.
+constexpr const char* kItemResults[] = {"created",
+                                        "deleted",
+                                        "unchanged",
+                                        "wrong_client_state",
+                                        "wrong_tenant",
+                                        "other",
+                                        "reauthorization_required",
+                                        "subscription_removed",
+                                        "missed"};
+
+}  // namespace
+
 const char* graph_outcome_name(GraphOutcome outcome) noexcept {
   switch (outcome) {
     case GraphOutcome::accepted:
@@ -36,6 +51,16 @@ GraphService::GraphService(store::GraphStore& store, prometheus::Registry& regis
                  .Help("Graph notification items by what they did (created, deleted, unchanged, "
                        "wrong_client_state, wrong_tenant, other, and lifecycle events)")
                  .Register(registry)) {
+  const char* kinds[kRequestKinds] = {"validation", "notification", "resync"};
+  for (int k = 0; k < kRequestKinds; ++k) {
+    for (std::size_t o = 0; o < request_counters_[k].size(); ++o) {
+      request_counters_[k][o] = &requests_.Add(
+          {{"kind", kinds[k]}, {"result", graph_outcome_name(static_cast<GraphOutcome>(o))}});
+    }
+  }
+  for (std::size_t i = 0; i < item_counters_.size(); ++i) {
+    item_counters_[i] = &items_.Add({{"result", kItemResults[i]}});
+  }
   if (limits.registration_per_second > 0) {
     per_registration_.emplace(limits.registration_burst, limits.registration_per_second, 200000);
   }
@@ -83,8 +108,7 @@ asio::awaitable<GraphResult> GraphService::validate(std::string_view secret,
       if (!(*found)->heard) note_validated((*found)->id);
     }
   }
-  requests_.Add({{"kind", "validation"}, {"result", graph_outcome_name(result.outcome)}})
-      .Increment();
+  count_request(kValidation, result.outcome);
   co_return result;
 }
 
@@ -167,8 +191,10 @@ asio::awaitable<GraphResult> GraphService::record(std::string_view secret, const
 asio::awaitable<GraphResult> GraphService::notify(std::string_view secret,
                                                   const graph::Notifications& notifications,
                                                   const IpAddress& caller) {
-  const RowDecision decide = [items = notifications.items](const store::GraphRegistration& row) {
-    return apply_graph_items(row, items);
+  // One copy of the items, shared by every copy of the decision (the store keeps its own).
+  const auto items = std::make_shared<const std::vector<graph::Item>>(notifications.items);
+  const RowDecision decide = [items](const store::GraphRegistration& row) {
+    return apply_graph_items(row, *items);
   };
   GraphResult result = co_await record(secret, caller, decide);
   count(result);
@@ -181,24 +207,29 @@ asio::awaitable<GraphResult> GraphService::resync(std::string_view capability, s
     return apply_graph_resync(row, count);
   };
   GraphResult result = co_await record(capability, caller, decide);
-  requests_.Add({{"kind", "resync"}, {"result", graph_outcome_name(result.outcome)}}).Increment();
+  count_request(kResync, result.outcome);
   co_return result;
 }
 
+void GraphService::count_request(RequestKind kind, GraphOutcome outcome) {
+  request_counters_[kind][static_cast<std::size_t>(outcome)]->Increment();
+}
+
 void GraphService::count(const GraphResult& result) {
-  requests_.Add({{"kind", "notification"}, {"result", graph_outcome_name(result.outcome)}})
-      .Increment();
+  count_request(kNotification, result.outcome);
   const GraphTally& t = result.tally;
-  for (const auto& [name, n] : {std::pair<const char*, std::size_t>{"created", t.created},
-                                {"deleted", t.deleted},
-                                {"unchanged", t.unchanged},
-                                {"wrong_client_state", t.wrong_client_state},
-                                {"wrong_tenant", t.wrong_tenant},
-                                {"other", t.other},
-                                {"reauthorization_required", t.reauthorization_required},
-                                {"subscription_removed", t.subscription_removed},
-                                {"missed", t.missed}}) {
-    if (n > 0) items_.Add({{"result", name}}).Increment(static_cast<double>(n));
+  const std::size_t counts[] = {t.created,
+                                t.deleted,
+                                t.unchanged,
+                                t.wrong_client_state,
+                                t.wrong_tenant,
+                                t.other,
+                                t.reauthorization_required,
+                                t.subscription_removed,
+                                t.missed};
+  static_assert(std::size(counts) == std::size(kItemResults));
+  for (std::size_t i = 0; i < std::size(counts); ++i) {
+    if (counts[i] > 0) item_counters_[i]->Increment(static_cast<double>(counts[i]));
   }
 }
 

@@ -8,6 +8,7 @@
 #include <prometheus/counter.h>
 #include <prometheus/registry.h>
 
+#include <array>
 #include <boost/asio/awaitable.hpp>
 #include <functional>
 #include <mutex>
@@ -96,6 +97,12 @@ class GraphService {
   std::optional<TokenBucketLimiter> per_registration_;  // by secret hash
   prometheus::Family<prometheus::Counter>& requests_;
   prometheus::Family<prometheus::Counter>& items_;
+  // The series of both families, found once (a lookup by labels per request costs a map of
+  // strings): by request kind (validation, notification, resync) and outcome; by item result.
+  enum RequestKind { kValidation, kNotification, kResync, kRequestKinds };
+  std::array<std::array<prometheus::Counter*, 4>, kRequestKinds> request_counters_{};
+  std::array<prometheus::Counter*, 9> item_counters_{};
+  void count_request(RequestKind kind, GraphOutcome outcome);
   log::Throttle failed_log_;
   // Validated, never-heard registrations waiting for flush_validated; at most kMaxValidated (a
   // flood of validations of real URLs cannot grow it further: the rest wait for a next one).

@@ -1,4 +1,4 @@
-// Graph registrations' reads and writes; two prepared statements of fixed text and one update.
+// Graph registrations' reads and writes; prepared statements of fixed text.
 #include "store/graph_store.hpp"
 
 #include <boost/asio/use_awaitable.hpp>
@@ -14,15 +14,18 @@ namespace asio = boost::asio;
 using sql::blob;
 
 // The row and what the badge mark needs to know (its device's and customer's states); the
-// secret hash first, to find each request's row in a batch.
+// secret hash first, to find each request's row in a batch. The customer and the device are read
+// by subqueries, not joins: a locking read locks every row it joins, and a customer's row is
+// shared by all its registrations, so joined it would make every batch wait for the one before.
+// A deleted customer's registration reads a NULL customer id (and is no Graph registration).
 constexpr std::string_view kColumns =
-    "SELECT r.secret_hash, r.id, c.customer_id, c.state = 'active', d.state = 'active', "
+    "SELECT r.secret_hash, r.id, (SELECT c.customer_id FROM customers c WHERE c.id = "
+    "r.customer_id AND c.state <> 'deleted'), (SELECT c.state = 'active' FROM customers c WHERE "
+    "c.id = r.customer_id), (SELECT d.state = 'active' FROM devices d WHERE d.id = r.device_id), "
     "r.client_state_hash, COALESCE(r.graph_tenant, ''), COALESCE(r.subscription_id, ''), "
     "r.graph_baseline, r.graph_items, r.unread_count, r.last_heard_at IS NOT NULL FROM "
-    "registrations r JOIN customers c ON "
-    "c.id = r.customer_id JOIN devices d ON d.id = r.device_id WHERE ";
-constexpr std::string_view kActiveGraph =
-    " AND r.state = 'active' AND r.source = 'graph' AND c.state <> 'deleted'";
+    "registrations r WHERE ";
+constexpr std::string_view kActiveGraph = " AND r.state = 'active' AND r.source = 'graph'";
 
 GraphRegistration from_row(const Row& row) {
   GraphRegistration g;
@@ -58,7 +61,9 @@ Result<std::map<std::string, GraphRegistration>> select_graph(Connection& conn,
         if (!stmt) return std::move(stmt).error();
         auto rows = (*stmt)->query(chunk);
         if (!rows) return std::move(rows).error();
-        for (const auto& row : *rows) out.emplace(row.text(0), from_row(row));
+        for (const auto& row : *rows) {
+          if (!row.is_null(2)) out.emplace(row.text(0), from_row(row));
+        }
         return {};
       });
   if (!st) return std::move(st).error();
@@ -69,39 +74,62 @@ std::string key_of(const Bytes& hash) {
   return std::string(hash.begin(), hash.end());
 }
 
-// One statement: the count, the unread set, the binding, the expiry, last heard, a wake and,
-// when `mark`, the pending badge (as the EWS record statement sets it: a badge already waiting
-// keeps its due time and age).
-const std::string& update_sql() {
+// Widths of the columns the rows' write fills (migrations 0001, 0010): a longer value is refused
+// before the statement, as the column would refuse it (JSON_TABLE would cut it silently).
+constexpr std::size_t kMaxSubscriptionId = 512;
+constexpr std::size_t kMaxGraphItems = 5120;
+
+// The count, the unread set, the binding, the expiry, last heard, a wake and, where `mark`, the
+// pending badge (as the EWS record statement sets it: a badge already waiting keeps its due time
+// and age), for many rows in one statement: each row's values are one element of a JSON array
+// (integers, and text as hex so that nothing needs escaping), joined to its row by id. The text
+// is fixed, so one prepared statement serves every batch size. Parameters: the array, the owner.
+const std::string& write_rows_sql() {
   static const std::string sql =
-      "UPDATE registrations SET subscription_id = NULLIF(?, ''), graph_baseline = ?, "
-      "graph_items = ?, unread_count = ?, graph_expires_at = COALESCE(FROM_UNIXTIME(?), "
-      "graph_expires_at), last_heard_at = IF(?, UTC_TIMESTAMP(6), last_heard_at), "
-      "wake_reason = COALESCE(NULLIF(?, ''), wake_reason), " +
-      mark_pending_sql("?", "?") + " WHERE id = ?";
+      "UPDATE JSON_TABLE(?, '$[*]' COLUMNS(id BIGINT PATH '$[0]', "
+      "sub VARCHAR(1024) CHARACTER SET ascii PATH '$[1]', baseline INT UNSIGNED PATH '$[2]', "
+      "items VARCHAR(10240) CHARACTER SET ascii PATH '$[3]', unread INT UNSIGNED PATH '$[4]', "
+      "expires BIGINT PATH '$[5]', heard TINYINT PATH '$[6]', "
+      "wake VARCHAR(128) CHARACTER SET ascii PATH '$[7]', mark TINYINT PATH '$[8]')) v "
+      "STRAIGHT_JOIN registrations r ON r.id = v.id SET "
+      "r.subscription_id = NULLIF(UNHEX(v.sub), ''), r.graph_baseline = v.baseline, "
+      "r.graph_items = UNHEX(v.items), r.unread_count = v.unread, "
+      "r.graph_expires_at = COALESCE(FROM_UNIXTIME(v.expires), r.graph_expires_at), "
+      "r.last_heard_at = IF(v.heard, UTC_TIMESTAMP(6), r.last_heard_at), "
+      "r.wake_reason = COALESCE(NULLIF(UNHEX(v.wake), ''), r.wake_reason), " +
+      mark_pending_sql("v.mark", "?");
   return sql;
 }
 
-Status write_update(Connection& conn, std::int64_t id, const GraphUpdate& u, bool marked,
-                    const std::string& owner) {
-  auto stmt = conn.prepare(update_sql());
-  if (!stmt) return std::move(stmt).error();
-  const std::int64_t mark = marked ? 1 : 0;
-  const Value params[] = {Value{u.subscription_id},
-                          Value{std::int64_t{u.baseline}},
-                          Value{Blob{u.items}},
-                          Value{std::int64_t{u.unread_count}},
-                          u.expires_at ? Value{*u.expires_at} : Value{Null{}},
-                          Value{std::int64_t{u.heard}},
-                          Value{u.wake_reason},
-                          Value{mark},
-                          Value{mark},
-                          Value{owner},
-                          Value{mark},
-                          Value{mark},
-                          Value{id}};
-  if (auto n = (*stmt)->execute(params); !n) return std::move(n).error();
-  return {};
+void append_hex(std::string& out, std::string_view bytes) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  out += '"';
+  for (const char c : bytes) {
+    const auto b = static_cast<unsigned char>(c);
+    out += kDigits[b >> 4];
+    out += kDigits[b & 0x0F];
+  }
+  out += '"';
+}
+
+// One row's element of the write's JSON array.
+void append_row(std::string& doc, const GraphRowWrite& w) {
+  const GraphUpdate& u = w.update;
+  doc += doc.size() > 1 ? ",[" : "[";
+  doc += std::to_string(w.id);
+  doc += ',';
+  append_hex(doc, u.subscription_id);
+  doc += ',';
+  doc += std::to_string(u.baseline);
+  doc += ',';
+  append_hex(doc, u.items);
+  doc += ',';
+  doc += std::to_string(u.unread_count);
+  doc += ',';
+  doc += u.expires_at ? std::to_string(*u.expires_at) : "null";
+  doc += u.heard ? ",1," : ",0,";
+  append_hex(doc, u.wake_reason);
+  doc += w.mark ? ",1]" : ",0]";
 }
 
 // A registration's row as the batch's decisions leave it, and what to write for it.
@@ -150,7 +178,9 @@ Result<std::vector<std::optional<GraphRecorded>>> batch_once(
     }
     out[i] = std::move(rec);
   }
-  // One UPDATE per registration; the mark when its count moved over the batch, or a wake.
+  // One write of every registration's row; the mark when its count moved over the batch, or a
+  // wake.
+  std::vector<GraphRowWrite> writes;
   std::map<std::string, bool> marked;
   for (auto& [key, w] : rows_now) {
     if (!w.write) continue;
@@ -158,11 +188,10 @@ Result<std::vector<std::optional<GraphRecorded>>> batch_once(
         (w.now.unread_count != w.original.unread_count || !w.merged.wake_reason.empty()) &&
         w.original.customer_active && w.original.device_active;
     w.merged.count_moved = w.now.unread_count != w.original.unread_count;
-    if (auto st = write_update(conn, w.original.id, w.merged, mark, owner); !st) {
-      return std::move(st).error();
-    }
+    writes.push_back({w.original.id, std::move(w.merged), mark});
     marked[key] = mark;
   }
+  if (auto st = write_graph_rows(conn, writes, owner); !st) return std::move(st).error();
   for (std::size_t i = 0; i < requests.size(); ++i) {
     if (!out[i]) continue;
     const auto m = marked.find(key_of(requests[i].secret_hash));
@@ -172,6 +201,38 @@ Result<std::vector<std::optional<GraphRecorded>>> batch_once(
 }
 
 }  // namespace
+
+Status write_graph_rows(Connection& conn, std::span<const GraphRowWrite> rows,
+                        const std::string& owner) {
+  if (rows.empty()) return {};
+  auto stmt = conn.prepare(write_rows_sql());
+  if (!stmt) return std::move(stmt).error();
+  std::string doc;
+  for (std::size_t begin = 0; begin < rows.size(); begin += kGraphWriteChunk) {
+    const std::size_t end = std::min(rows.size(), begin + kGraphWriteChunk);
+    doc = "[";
+    for (std::size_t i = begin; i < end; ++i) {
+      const GraphUpdate& u = rows[i].update;
+      if (u.subscription_id.size() > kMaxSubscriptionId) {
+        return make_error(Errc::invalid_argument, "a Graph subscription id is over " +
+                                                      std::to_string(kMaxSubscriptionId) +
+                                                      " bytes; registration " +
+                                                      std::to_string(rows[i].id) + " not written");
+      }
+      if (u.items.size() > kMaxGraphItems) {
+        return make_error(Errc::internal, "a Graph unread set is over " +
+                                              std::to_string(kMaxGraphItems) +
+                                              " bytes; registration " + std::to_string(rows[i].id) +
+                                              " not written");
+      }
+      append_row(doc, rows[i]);
+    }
+    doc += ']';
+    const Value params[] = {Value{std::move(doc)}, Value{owner}};
+    if (auto n = (*stmt)->execute(params); !n) return std::move(n).error();
+  }
+  return {};
+}
 
 Result<std::optional<GraphRegistration>> find_graph_registration(Connection& conn,
                                                                  const Bytes& secret_hash) {

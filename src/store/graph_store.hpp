@@ -14,6 +14,7 @@
 #include <functional>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -82,15 +83,33 @@ Result<std::optional<GraphRecorded>> record_graph(Connection& conn, const Bytes&
 
 // Several notifications (of one or many registrations) in one transaction, re-run on a deadlock:
 // their rows locked by secret hash in one read (at most kMaxIdListShape a statement), each
-// decision taken in order on its registration's row as the ones before it left it, one UPDATE per
-// registration, one commit. The result for each request is what record_graph would have said,
-// except `marked`, which is the registration's (its final count moved, or a wake).
+// decision taken in order on its registration's row as the ones before it left it, one write of
+// all their rows (write_graph_rows), one commit. The result for each request is what record_graph
+// would have said, except `marked`, which is the registration's (its final count moved, or a wake).
 struct GraphRequest {
   Bytes secret_hash;
   GraphDecide decide;
 };
 Result<std::vector<std::optional<GraphRecorded>>> record_graph_batch(
     Connection& conn, const std::vector<GraphRequest>& requests, const std::string& owner);
+
+// One registration's row as a batch's decisions leave it: what record_graph_batch writes.
+struct GraphRowWrite {
+  std::int64_t id = 0;
+  GraphUpdate update;  // every value but `write` and `count_moved`
+  bool mark = false;   // marks its badge pending (owned by the writer), with any wake
+};
+
+// Rows per statement of write_graph_rows: a statement stays under ~1.3 MB at the largest unread
+// sets (and far under max_allowed_packet).
+inline constexpr std::size_t kGraphWriteChunk = 128;
+
+// Writes the rows (distinct ids) with one statement per kGraphWriteChunk of them, of one fixed
+// text whatever their number. An id without a row is passed over (nothing is written for it);
+// an id given twice is written once, with its first entry. Run it on rows the transaction
+// locked: it checks neither state nor source.
+Status write_graph_rows(Connection& conn, std::span<const GraphRowWrite> rows,
+                        const std::string& owner);
 
 // What the Graph use case needs of the database (a fake in its unit tests).
 class GraphStore {

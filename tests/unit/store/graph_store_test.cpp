@@ -329,6 +329,109 @@ TEST_F(GraphStoreTest, ABatchDecidesInOrderOnEachRowAndWritesEachRowOnce) {
   EXPECT_EQ(column("subscription_id", a_id), "sub");
 }
 
+// write_graph_rows: several rows in one statement, each with its own values (binary unread sets,
+// an unbinding, a kept expiry, a wake); an id without a row passed over; a repeated id written
+// once, with its first entry.
+TEST_F(GraphStoreTest, OneWriteFillsSeveralRowsPassesOverAVanishedOneAndWritesARepeatOnce) {
+  const auto a_id = registered(graph_request()).registration_id;
+  auto b = graph_request(5);
+  b.mailbox_hmac = random_bytes(32);
+  const auto b_id = registered(b).registration_id;
+  const auto statements = conn.cached_statements();
+
+  GraphRowWrite a_row{a_id, {}, true};
+  a_row.update.subscription_id = "sub-\"a\\";
+  a_row.update.baseline = 2;
+  a_row.update.items = std::string("\x00\xff\"\\ab\x01\x7f", 8);
+  a_row.update.unread_count = 3;
+  a_row.update.expires_at = 1797099825;
+  GraphRowWrite b_row{b_id, {}, false};
+  b_row.update.subscription_id = "sub-b";
+  b_row.update.unread_count = 5;
+  b_row.update.expires_at = 1797000000;
+  b_row.update.heard = false;
+  GraphRowWrite vanished{b_id + 1000, {}, true};
+  vanished.update.unread_count = 9;
+  GraphRowWrite a_again = a_row;
+  a_again.update.unread_count = 7;
+  const std::vector<GraphRowWrite> first = {a_row, vanished, b_row, a_again};
+  ASSERT_TRUE(write_graph_rows(conn, first, "instance-a").ok());
+  EXPECT_EQ(conn.cached_statements(), statements + 1);
+
+  EXPECT_EQ(column("unread_count", a_id), "3") << "the first entry of a repeated id";
+  EXPECT_EQ(column("graph_baseline", a_id), "2");
+  EXPECT_EQ(column("LOWER(HEX(graph_items))", a_id), "00ff225c6162017f");
+  EXPECT_EQ(column("subscription_id", a_id), "sub-\"a\\");
+  EXPECT_EQ(column("badge_version", a_id), "1") << "one write per row";
+  EXPECT_EQ(column("badge_owner", a_id), "instance-a");
+  EXPECT_NE(column("badge_due_at", a_id), "");
+  EXPECT_NE(column("last_heard_at", a_id), "");
+  EXPECT_EQ(column("UNIX_TIMESTAMP(graph_expires_at)", a_id).substr(0, 10), "1797099825");
+  EXPECT_EQ(column("unread_count", b_id), "5");
+  EXPECT_EQ(column("subscription_id", b_id), "sub-b");
+  EXPECT_EQ(column("badge_version", b_id), "0");
+  EXPECT_EQ(column("badge_owner", b_id), "");
+  EXPECT_EQ(column("last_heard_at", b_id), "") << "not heard: a resync";
+  auto none = conn.query("SELECT COUNT(*) FROM registrations WHERE id = ?", {Value{b_id + 1000}});
+  ASSERT_TRUE(none.ok());
+  EXPECT_EQ((*none)[0].i64(0), 0);
+
+  // b unbound, woken and marked; its expiry kept when a write states none.
+  b_row.update.subscription_id.clear();
+  b_row.update.expires_at.reset();
+  b_row.update.wake_reason = "resubscribe";
+  b_row.mark = true;
+  const std::vector<GraphRowWrite> second = {b_row};
+  ASSERT_TRUE(write_graph_rows(conn, second, "instance-b").ok());
+  EXPECT_EQ(column("COALESCE(subscription_id, 'NULL')", b_id), "NULL");
+  EXPECT_EQ(column("wake_reason", b_id), "resubscribe");
+  EXPECT_EQ(column("badge_version", b_id), "1");
+  EXPECT_EQ(column("badge_owner", b_id), "instance-b");
+  EXPECT_EQ(column("UNIX_TIMESTAMP(graph_expires_at)", b_id).substr(0, 10), "1797000000");
+  EXPECT_EQ(column("badge_version", a_id), "1") << "a row not in the write is left alone";
+
+  // More rows than one statement takes: every chunk written, by one prepared statement.
+  std::vector<GraphRowWrite> many;
+  for (std::size_t i = 0; i < kGraphWriteChunk + 2; ++i) {
+    many.push_back({b_id + 2000 + static_cast<std::int64_t>(i), {}, false});
+  }
+  many.front().id = a_id;
+  many.front().update.unread_count = 11;
+  many.back().id = b_id;
+  many.back().update.unread_count = 12;
+  const auto before_many = conn.cached_statements();
+  ASSERT_TRUE(write_graph_rows(conn, many, "instance-a").ok());
+  EXPECT_EQ(conn.cached_statements(), before_many) << "one statement text for every size";
+  EXPECT_EQ(column("unread_count", a_id), "11");
+  EXPECT_EQ(column("unread_count", b_id), "12");
+}
+
+TEST_F(GraphStoreTest, AWriteRefusesASubscriptionIdTheColumnCannotHold) {
+  const auto id = registered(graph_request()).registration_id;
+  GraphRowWrite row{id, {}, true};
+  row.update.subscription_id = std::string(513, 's');
+  row.update.unread_count = 4;
+  const std::vector<GraphRowWrite> rows = {row};
+  const auto st = write_graph_rows(conn, rows, "instance-a");
+  ASSERT_FALSE(st.ok());
+  EXPECT_EQ(st.error().code, Errc::invalid_argument);
+  EXPECT_EQ(column("unread_count", id), "0") << "nothing written, nothing cut";
+}
+
+TEST_F(GraphStoreTest, ADeletedCustomersRegistrationIsNoGraphRegistration) {
+  const auto r = graph_request();
+  const auto id = registered(r).registration_id;
+  ASSERT_TRUE(
+      conn.execute("UPDATE customers SET state = 'deleted' WHERE id = ?", {Value{customer}}).ok());
+  auto found = find_graph_registration(conn, r.new_hash);
+  ASSERT_TRUE(found.ok()) << found.error().message;
+  EXPECT_FALSE(found->has_value());
+  auto recorded = record_graph(conn, r.new_hash, set_count(3), "me");
+  ASSERT_TRUE(recorded.ok());
+  EXPECT_FALSE(recorded->has_value());
+  EXPECT_EQ(column("unread_count", id), "0");
+}
+
 // Through MariadbGraphStore: many notifications at once share commits, every one is recorded;
 // one that cannot be written within max_wait is refused unwritten (the 503 Graph retries).
 TEST_F(GraphStoreTest, TheStoreGroupCommitsAndRefusesWhatWaitedTooLong) {
