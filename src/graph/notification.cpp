@@ -104,6 +104,11 @@ std::variant<Item, ParseError> read_item(json& value, std::size_t index,
   if (item.subscription_id.empty()) {
     return refuse(Refusal::wrong_shape, where() + ".subscriptionId is missing");
   }
+  if (item.subscription_id.size() > limits.max_subscription_id) {
+    return refuse(Refusal::value_too_long, where() + ".subscriptionId is over " +
+                                               std::to_string(limits.max_subscription_id) +
+                                               " bytes");
+  }
   if (auto rd = value.find("resourceData"); rd != value.end() && !rd->is_null()) {
     if (!rd->is_object()) {
       return refuse(Refusal::wrong_shape, where() + ".resourceData must be an object");

@@ -48,6 +48,9 @@ struct ParseLimits {
   std::size_t max_depth = 8;      // the documented shape is 4 deep
   std::size_t max_items = 1000;   // elements of `value`
   std::size_t max_string = 2048;  // bytes of any one string kept
+  // subscriptionId is a GUID (36 characters) and is stored as a registration's binding (512 at
+  // most): a longer one refuses its body rather than failing the batch it would be written in.
+  std::size_t max_subscription_id = 128;
 };
 
 enum class Refusal {

@@ -963,6 +963,12 @@ TEST_F(FanoutGraph, HostileGraphRequestsGetAClearRefusalAndRecordNothing) {
   }
   EXPECT_EQ(graph_post(p, many + "]}").status, 400);
   EXPECT_EQ(graph_post(p, "{\"value\":[]}" + std::string(300 * 1024, ' ')).status, 413);
+  // A subscription id no GUID is that long: refused alone, never written with other notifications.
+  EXPECT_EQ(graph_post(p, R"({"value":[{"subscriptionId":")" + std::string(200, 's') +
+                              R"(","changeType":"created","clientState":")" + kClientState +
+                              R"(","resourceData":{"id":"m-long"}}]})")
+                .status,
+            400);
   // The resync needs the capability and a count.
   EXPECT_EQ(https_request(port_, "PUT", "/v1/registrations/self/unread", R"({"unread":1})",
                           {{"Content-Type", "application/json"}})

@@ -154,6 +154,16 @@ TEST(GraphNotifications, LimitsComeBeforeTheParser) {
   EXPECT_EQ(
       refused(R"({"value":[{"subscriptionId":")" + long_id + R"(","changeType":"x"}]})").refusal,
       Refusal::value_too_long);
+  // A subscription id is a GUID: one over 128 bytes refuses its body here, so that it never
+  // reaches (and fails) a batch written with other registrations' notifications.
+  const auto over = refused(R"({"value":[{"subscriptionId":")" + std::string(129, 'b') +
+                            R"(","changeType":"created"}]})");
+  EXPECT_EQ(over.refusal, Refusal::value_too_long);
+  EXPECT_NE(over.message.find("value[0].subscriptionId is over 128 bytes"), std::string::npos)
+      << over.message;
+  EXPECT_TRUE(std::holds_alternative<Notifications>(
+      parse_notifications(R"({"value":[{"subscriptionId":")" + std::string(128, 'b') +
+                          R"(","changeType":"created"}]})")));
 }
 
 TEST(GraphNotifications, MessagesNeverQuoteTheBody) {
