@@ -4,7 +4,7 @@
 # badge callbacks in the same run. See bench/README.md ("Graph listener").
 #
 #   bench/graph_bench.sh [--skip-build] [--build-dir DIR] [--quick] [--keep-tmp]
-#                        [--mailboxes N] [--seconds S]
+#                        [--mailboxes N] [--seconds S] [--soak-minutes M]
 #
 # Starts a private MariaDB (durable), apns-sim, graph-sim and mailpushd (release build), onboards
 # one customer through the portal, loads the fan-out seed (N mailboxes, 10,000 by default, 1-3
@@ -29,8 +29,13 @@
 #   - validation_p99_ms <= 50: the validation answers when the subscriptions were created;
 #   - cpu_ratio (Graph notification over EWS badge callback, mailpushd + MariaDB per request, at
 #     capacity) <= 1.
-# Everything it starts is stopped on exit; the whole run has a 10-minute budget. --quick: 5 s per
-# run (a smoke test).
+# --soak-minutes M (0: none; 1-60): then M minutes of Graph notifications at half the measured
+# Graph capacity (graph-sim, open loop, 30 s loads back to back), sampling mailpushd's RSS, fds and
+# threads and MariaDB's prepared statements and connections every 10 s; it passes (soak_ok) when
+# no answer took over 3 s, none was given up, and the median of each resource over the last third
+# is within max(10 %, a floor) of the first third's (bench/soak_verdict.jq's rule and floors).
+# Everything it starts is stopped on exit; the whole run has a 10-minute budget (plus the soak).
+# --quick: 5 s per run (a smoke test).
 set -euo pipefail
 
 BUDGET_SECONDS=600
@@ -46,7 +51,8 @@ keep_tmp=0
 build_dir=""
 mailboxes=10000
 seconds=20
-usage() { sed -n '2,33p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+soak_minutes=0
+usage() { sed -n '2,38p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --skip-build) skip_build=1 ;;
@@ -55,6 +61,7 @@ while [ $# -gt 0 ]; do
     --build-dir) build_dir=$(realpath -m -- "$2") && shift ;;
     --mailboxes) mailboxes=$2 && shift ;;
     --seconds) seconds=$2 && shift ;;
+    --soak-minutes) soak_minutes=$2 && shift ;;
     -h | --help) usage; exit 0 ;;
     *) echo "graph_bench: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
   esac
@@ -64,6 +71,9 @@ done
   { echo "graph_bench: --mailboxes must be 100..1000000" >&2; exit 2; }
 [[ "$seconds" =~ ^[0-9]+$ ]] && [ "$seconds" -ge 2 ] && [ "$seconds" -le 60 ] ||
   { echo "graph_bench: --seconds must be 2..60" >&2; exit 2; }
+[[ "$soak_minutes" =~ ^[0-9]+$ ]] && [ "$soak_minutes" -le 60 ] ||
+  { echo "graph_bench: --soak-minutes must be 0..60" >&2; exit 2; }
+BUDGET_SECONDS=$((BUDGET_SECONDS + soak_minutes * 60))
 
 readonly BENCH_NAME=graph
 source "$root/bench/lib.sh"
@@ -229,6 +239,68 @@ graph_run graph5000 "{\"rate\":5000,\"seconds\":$seconds}"
 graph_run graph_capacity "{\"mode\":\"closed\",\"concurrency\":$CONNECTIONS,\"seconds\":$((seconds / 2))}"
 ews_run ews_capacity $((seconds / 2))
 
+# ---------------------------------------------------------------- the Graph soak (--soak-minutes)
+# One JSON line of resources: mailpushd's RSS (KiB), fds and threads, MariaDB's prepared
+# statements and connections.
+soak_sample() {
+  local rss threads fds db
+  rss=$(awk '/^VmRSS:/ {print $2}' "/proc/$mailpushd_pid/status")
+  threads=$(awk '/^Threads:/ {print $2}' "/proc/$mailpushd_pid/status")
+  fds=$(find "/proc/$mailpushd_pid/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)
+  db=$(echo "SELECT MAX(IF(variable_name = 'PREPARED_STMT_COUNT', variable_value, NULL)),
+               MAX(IF(variable_name = 'THREADS_CONNECTED', variable_value, NULL))
+             FROM information_schema.global_status
+             WHERE variable_name IN ('PREPARED_STMT_COUNT', 'THREADS_CONNECTED')" | sql)
+  read -r prepared connected <<<"$db"
+  jq -n -c --argjson t "$((SECONDS - soak_start))" --argjson rss "$rss" --argjson fds "$fds" \
+    --argjson th "$threads" --argjson p "$prepared" --argjson c "$connected" \
+    '{t_s: $t, rss_kib: $rss, fds: $fds, threads: $th, prepared_stmts: $p, db_connections: $c}'
+}
+soak_ok=null
+if [ "$soak_minutes" -gt 0 ]; then
+  soak_rate=$(jq '.rate / 2 | floor' "$tmp/runs/graph_capacity.json")
+  say "Graph soak: $soak_minutes minutes at $soak_rate notifications/s (half the measured capacity)"
+  mkdir -p "$tmp/soak"
+  : >"$tmp/soak/samples.jsonl"
+  soak_start=$SECONDS
+  chunk=0
+  echo "{\"rate\":$soak_rate,\"seconds\":30,\"drain_seconds\":30}" >"$tmp/soak/spec.json"
+  while [ $((SECONDS - soak_start)) -lt $((soak_minutes * 60)) ]; do
+    graph_sim POST /load "$tmp/soak/spec.json" 120 >"$tmp/soak/load-$chunk.json" &
+    loader=$!
+    for _ in 1 2 3; do
+      sleep 10
+      soak_sample >>"$tmp/soak/samples.jsonl"
+    done
+    wait "$loader" || die "graph-sim soak load $chunk"
+    say "  $(jq -r --arg c "$chunk" '"load \($c): \(.delivered) delivered, given up \(.given_up), answered p99 \(.answer_ms.p99) ms, over 3 s \(.over_3s)"' "$tmp/soak/load-$chunk.json"); $(tail -n 1 "$tmp/soak/samples.jsonl")"
+    chunk=$((chunk + 1))
+  done
+  drain "$(allow 120)" || true
+  duration=$((SECONDS - soak_start))
+  jq -n --slurpfile samples "$tmp/soak/samples.jsonl" --argjson duration "$duration" \
+    --argjson minutes "$soak_minutes" --slurpfile loads <(cat "$tmp"/soak/load-*.json) '
+    def median: if length == 0 then null else sort | if length % 2 == 1 then .[length / 2 | floor]
+      else (.[length / 2 - 1] + .[length / 2]) / 2 end end;
+    ([($duration / 10), 20] | max) as $warmup | (($duration - $warmup) / 3) as $third
+    | [$samples[] | select(.t_s >= $warmup and .t_s < $warmup + $third)] as $first
+    | [$samples[] | select(.t_s >= $duration - $third)] as $last
+    | {rss_kib: (if $minutes < 10 then 8192 else 4096 end), fds: 16, threads: 16,
+       prepared_stmts: (if $minutes < 10 then 32 else 16 end), db_connections: 16}
+    | to_entries | map(.key as $k | .value as $f
+        | ([$first[] | .[$k]] | median) as $a | ([$last[] | .[$k]] | median) as $b
+        | {key: $k, value: {first: $a, last: $b, limit: ($a + ([$a * 0.1, $f] | max)),
+                            ok: ($a != null and $b != null and $b <= $a + ([$a * 0.1, $f] | max))}})
+    | from_entries as $resources
+    | {minutes: $minutes, loads: ($loads | length), delivered: ([$loads[].delivered] | add),
+       given_up: ([$loads[].given_up] | add), over_3s: ([$loads[].over_3s] | add),
+       answer_p99_ms_max: ([$loads[].answer_ms.p99] | max), resources: $resources}
+    | .soak_ok = (.given_up == 0 and .over_3s == 0 and ([$resources[].ok] | all))' \
+    >"$tmp/soak/verdict.json" || die "the soak verdict"
+  soak_ok=$(jq .soak_ok "$tmp/soak/verdict.json")
+  say "Graph soak: $(jq -c . "$tmp/soak/verdict.json")"
+fi
+
 # Every accepted request counted once: each Graph notification is a new message (+1), each EWS
 # NewMail a new item (+1). Per Graph registration: what graph-sim saw accepted <= its count <=
 # what it sent (a notification whose 202 was lost may be counted; none twice).
@@ -255,19 +327,21 @@ say "counted: Graph $graph_counted of $graph_accepted accepted ($graph_short reg
 
 jq -s --argjson gs "$graph_short" --argjson go "$graph_over" --argjson ec "$ews_counted" \
   --argjson ea "$ews_accepted" --argjson mailboxes "$mailboxes" --argjson sent "$sent" \
-  --argjson vp99 "$validation_p99" '
+  --argjson vp99 "$validation_p99" --argjson soak_ok "$soak_ok" \
+  --slurpfile soak <(cat "$tmp/soak/verdict.json" 2>/dev/null || echo null) '
   (map({(.name): .}) | add) as $r
   | {benchmark: "graph", mailboxes: $mailboxes, connections: 64, runs: $r,
      badges_sent: $sent,
      every_accepted_counted_once: ($gs == 0 and $go == 0 and $ec == $ea),
      given_up: (map(.given_up // 0) | add),
      validation_p99_ms: $vp99,
+     soak: $soak[0],
      over_3s_at_5000: $r.graph5000.answer_over_3s,
      answers_503_at_5000: $r.graph5000.answers_503,
      queued_p99_at_5000_ms: $r.graph5000.queued_p99_ms,
      cpu_ratio: (if $r.ews_capacity.cpu_us then ($r.graph_capacity.cpu_us / $r.ews_capacity.cpu_us * 100 | round / 100) else null end)}
   | .goals_met = (.every_accepted_counted_once and .over_3s_at_5000 == 0
-                  and .validation_p99_ms <= 50 and (.cpu_ratio // 99) <= 1)' \
+                  and .validation_p99_ms <= 50 and (.cpu_ratio // 99) <= 1 and $soak_ok != false)' \
   "$tmp"/runs/*.json >"$tmp/result.json"
 
 echo
@@ -275,6 +349,6 @@ echo "Graph listener benchmark: $mailboxes mailboxes ($graphs Graph, $ewss EWS r
 for n in graph1000 graph5000 graph_capacity ews_capacity; do
   jq -r --arg n "$n" '.runs[$n] | "  \(.name | . + "               " | .[0:15]) \(.rate)/s\(if .offered then " (offered \(.offered)/s)" else "" end) accepted \(.accepted), 503 \(.answers_503), answered p50 \(.answer_p50_ms) p99 \(.answer_p99_ms) max \(.answer_max_ms) ms, over 3 s \(.answer_over_3s); CPU per request \(.mailpushd_us) + \(.mariadb_us) = \(.cpu_us) us (load generator \(.load_us) us)"' "$tmp/result.json"
 done
-jq -r '"  every accepted notification counted once: \(.every_accepted_counted_once) (given up by graph-sim: \(.given_up))\n  validation_p99_ms = \(.validation_p99_ms)  goal <= 50  \(if .validation_p99_ms <= 50 then "met" else "MISSED" end)\n  over_3s_at_5000 = \(.over_3s_at_5000)  goal 0 (answers over 3 s from their send, as graph-sim times them; 503s \(.answers_503_at_5000), sent again)  \(if .over_3s_at_5000 == 0 then "met" else "MISSED" end)\n  cpu_ratio       = \(.cpu_ratio)  goal <= 1 (Graph notification / EWS badge callback at capacity)  \(if (.cpu_ratio // 99) <= 1 then "met" else "MISSED" end)"' "$tmp/result.json"
+jq -r '"  every accepted notification counted once: \(.every_accepted_counted_once) (given up by graph-sim: \(.given_up))\n  validation_p99_ms = \(.validation_p99_ms)  goal <= 50  \(if .validation_p99_ms <= 50 then "met" else "MISSED" end)\n  over_3s_at_5000 = \(.over_3s_at_5000)  goal 0 (answers over 3 s from their send, as graph-sim times them; 503s \(.answers_503_at_5000), sent again)  \(if .over_3s_at_5000 == 0 then "met" else "MISSED" end)\n  cpu_ratio       = \(.cpu_ratio)  goal <= 1 (Graph notification / EWS badge callback at capacity)  \(if (.cpu_ratio // 99) <= 1 then "met" else "MISSED" end)\(if .soak then "\n  soak            = \(.soak.soak_ok): \(.soak.minutes) min, \(.soak.delivered) delivered, given up \(.soak.given_up), over 3 s \(.soak.over_3s); " + ([.soak.resources | to_entries[] | "\(.key) \(.value.first) -> \(.value.last)"] | join(", ")) else "" end)"' "$tmp/result.json"
 echo
 cat "$tmp/result.json"
