@@ -448,7 +448,7 @@ asio::awaitable<Reply> Simulator::lifecycle(const std::string& id, const json& r
 
 asio::awaitable<Reply> Simulator::load(const json& request) {
   if (load_running_) co_return Reply{409, {{"error", "a load run is going"}}};
-  std::int64_t rate = 0, seconds = 0, per_batch = 1, drain = 30, concurrency = 0;
+  std::int64_t rate = 0, seconds = 0, per_batch = 1, drain = 30, concurrency = 0, among = 0;
   std::string change_type, mode;
   try {
     if (!request.is_object()) throw std::invalid_argument("want a JSON object");
@@ -459,6 +459,7 @@ asio::awaitable<Reply> Simulator::load(const json& request) {
     per_batch = number(request, "items_per_batch", 1, 100, 1);
     drain = number(request, "drain_seconds", 0, 600, 30);
     concurrency = number(request, "concurrency", 1, 4096, 64);
+    among = number(request, "subscriptions", 0, 100'000'000, 0);
     change_type = text(request, "changeType", 16, "created");
     if (!is_change_type(change_type)) {
       throw std::invalid_argument("changeType: created|updated|deleted");
@@ -470,7 +471,10 @@ asio::awaitable<Reply> Simulator::load(const json& request) {
   load_running_ = true;
   std::vector<std::string> ids;
   ids.reserve(subs_.size());
-  for (const auto& [id, e] : subs_) ids.push_back(id);
+  for (const auto& [id, e] : subs_) {
+    if (among > 0 && static_cast<std::int64_t>(ids.size()) >= among) break;
+    ids.push_back(id);  // "subscriptions": N sends to the first N only (0: all)
+  }
   auto run = std::make_shared<RunFigures>();
   std::uniform_int_distribution<std::size_t> pick(0, ids.size() - 1);
   // The next batch: a random subscription, `per_batch` new messages.
