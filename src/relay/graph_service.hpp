@@ -33,6 +33,8 @@ enum class GraphOutcome {
   unavailable,   // the database cannot record now: 503 (Graph retries)
 };
 const char* graph_outcome_name(GraphOutcome outcome) noexcept;
+inline constexpr std::size_t kGraphOutcomes =
+    static_cast<std::size_t>(GraphOutcome::unavailable) + 1;
 
 struct GraphResult {
   GraphOutcome outcome = GraphOutcome::unavailable;
@@ -100,7 +102,7 @@ class GraphService {
   // The series of both families, found once (a lookup by labels per request costs a map of
   // strings): by request kind (validation, notification, resync) and outcome; by item result.
   enum RequestKind { kValidation, kNotification, kResync, kRequestKinds };
-  std::array<std::array<prometheus::Counter*, 4>, kRequestKinds> request_counters_{};
+  std::array<std::array<prometheus::Counter*, kGraphOutcomes>, kRequestKinds> request_counters_{};
   std::array<prometheus::Counter*, 9> item_counters_{};
   void count_request(RequestKind kind, GraphOutcome outcome);
   log::Throttle failed_log_;
